@@ -1,0 +1,86 @@
+package wire
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Client sends requests over one connection and reads their responses, one at a time. It is the
+// broker's own client for replica fetching; it is safe for concurrent use (requests serialize).
+type Client struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	corr   int32
+	fmt    *kmsg.RequestFormatter
+	buf    []byte
+	maxLen int32
+}
+
+// Dial connects to addr. dialer may be nil.
+func Dial(ctx context.Context, dialer *net.Dialer, addr, clientID string) (*Client, error) {
+	if dialer == nil {
+		dialer = &net.Dialer{Timeout: 5 * time.Second}
+	}
+	conn, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
+	}
+	return &Client{
+		conn:   conn,
+		fmt:    kmsg.NewRequestFormatter(kmsg.FormatterClientID(clientID)),
+		maxLen: 256 << 20,
+	}, nil
+}
+
+// Request sends req (with its version already set) and decodes the response. The context's
+// deadline, if any, bounds the round trip; a cancelled context closes the connection.
+func (c *Client) Request(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.conn.SetDeadline(dl)
+	} else {
+		_ = c.conn.SetDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	c.corr++
+	c.buf = c.fmt.AppendRequest(c.buf[:0], req, c.corr)
+	if _, err := c.conn.Write(c.buf); err != nil {
+		return nil, fmt.Errorf("wire: write %s: %w", kmsg.NameForKey(req.Key()), err)
+	}
+	// The response is decoded into a fresh buffer: kmsg may keep sub-slices of it (record batches).
+	frame, err := ReadFrame(c.conn, c.maxLen, nil)
+	if err != nil {
+		return nil, fmt.Errorf("wire: read %s response: %w", kmsg.NameForKey(req.Key()), err)
+	}
+	if len(frame) < 4 {
+		return nil, fmt.Errorf("%w: %d-byte response", ErrMalformed, len(frame))
+	}
+	if got := int32(binary.BigEndian.Uint32(frame)); got != c.corr {
+		return nil, fmt.Errorf("%w: correlation id %d, want %d", ErrMalformed, got, c.corr)
+	}
+	body := frame[4:]
+	resp := req.ResponseKind()
+	resp.SetVersion(req.GetVersion())
+	if resp.IsFlexible() && resp.Key() != 18 {
+		if len(body) < 1 || body[0] != 0 {
+			return nil, fmt.Errorf("%w: unexpected tagged fields in response header", ErrMalformed)
+		}
+		body = body[1:]
+	}
+	if err := resp.ReadFrom(body); err != nil {
+		return nil, fmt.Errorf("%w: %s response: %v", ErrMalformed, kmsg.NameForKey(req.Key()), err)
+	}
+	return resp, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
