@@ -79,11 +79,8 @@ func (t *Tracker) Skip(offset int64) bool {
 func (t *Tracker) Add(offset int64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if offset < 0 {
-		return fmt.Errorf("%w: negative offset %d", ErrOffsetOrder, offset)
-	}
-	if offset < t.next {
-		return fmt.Errorf("%w: offset %d added, expected %d or above", ErrOffsetOrder, offset, t.next)
+	if err := t.canAddLocked(offset); err != nil {
+		return err
 	}
 	t.entries = append(t.entries, entry{offset: offset})
 	t.pending++
@@ -180,4 +177,21 @@ func (t *Tracker) Checkpoint(maxBytes int) Checkpoint {
 		spans = append(spans, span{lo: lo, hi: hi})
 	}
 	return Checkpoint{Offset: off, Metadata: encodeMetadata(off, spans, maxBytes)}
+}
+
+// canAdd reports the error Add would return for offset.
+func (t *Tracker) canAdd(offset int64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.canAddLocked(offset)
+}
+
+func (t *Tracker) canAddLocked(offset int64) error {
+	if offset < 0 {
+		return fmt.Errorf("%w: negative offset %d", ErrOffsetOrder, offset)
+	}
+	if offset < t.next {
+		return fmt.Errorf("%w: offset %d added, expected %d or above", ErrOffsetOrder, offset, t.next)
+	}
+	return nil
 }
