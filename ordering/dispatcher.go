@@ -85,7 +85,7 @@ type queue[T any] struct {
 	state    qstate
 	attempts int
 	err      error // the head's last failure
-	dead     bool // dropped by Revoke or Close
+	dead     bool  // dropped by Revoke or Close
 }
 
 type partition[T any] struct {
