@@ -42,13 +42,13 @@ func (s SkipSet) Skip(offset int64) bool {
 	return i < len(s.spans) && s.spans[i].lo <= offset
 }
 
-// Len returns the number of offsets in the set.
+// Len returns the number of offsets in the set, at most math.MaxInt64.
 func (s SkipSet) Len() int64 {
-	var n int64
+	var n uint64
 	for _, sp := range s.spans {
-		n += sp.hi - sp.lo + 1
+		n += uint64(sp.hi-sp.lo) + 1 // spans lie in [0, MaxInt64]: no overflow
 	}
-	return n
+	return int64(min(n, math.MaxInt64))
 }
 
 // Ranges yields the set as closed ranges [first, last] in ascending order.
