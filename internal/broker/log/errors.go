@@ -1,0 +1,66 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors caused by the bytes a caller hands to the log (a producer's or a
+// leader's record batches).
+var (
+	// ErrCorruptBatch is returned (wrapped in a *BatchError) when bytes that
+	// should hold Kafka v2 record batches do not: a short or torn batch, a
+	// magic byte other than 2, a CRC-32C mismatch, an impossible length, or
+	// record counts and offset deltas that disagree. Kafka answers such a
+	// produce with CORRUPT_MESSAGE.
+	ErrCorruptBatch = errors.New("log: corrupt record batch")
+
+	// ErrBatchTooLarge is returned (wrapped in a *BatchError) when a batch
+	// is larger than the limit passed to ValidateBatches. Kafka answers such
+	// a produce with MESSAGE_TOO_LARGE.
+	ErrBatchTooLarge = errors.New("log: record batch too large")
+)
+
+// Errors caused by the offsets a caller asks for.
+var (
+	// ErrOffsetOutOfRange is returned when an offset lies outside
+	// [StartOffset(), EndOffset()]. Kafka answers such a fetch with
+	// OFFSET_OUT_OF_RANGE.
+	ErrOffsetOutOfRange = errors.New("log: offset out of range")
+
+	// ErrOffsetMismatch is returned by AppendFollower when the first batch
+	// does not start at EndOffset(), or a later batch does not start right
+	// after the previous one.
+	ErrOffsetMismatch = errors.New("log: batch offsets do not continue the log")
+
+	// ErrStaleEpoch is returned by AppendLeader when the leader epoch is
+	// older than the latest epoch already in the log.
+	ErrStaleEpoch = errors.New("log: stale leader epoch")
+)
+
+// Errors about the state of the Log itself.
+var (
+	// ErrClosed is returned by every method of a Log after Close or Delete.
+	ErrClosed = errors.New("log: log closed")
+
+	// ErrFailed is returned by every write after an I/O error left the
+	// files in a state the log could not roll back (Kafka would take the
+	// log directory offline). Reopening the log recovers it.
+	ErrFailed = errors.New("log: log failed after an unrecoverable I/O error")
+)
+
+// A BatchError describes why the batch at a given place in a byte slice is
+// not a valid record batch. It wraps ErrCorruptBatch or ErrBatchTooLarge.
+type BatchError struct {
+	Index  int    // 0-based position of the batch in the slice
+	Pos    int64  // byte position of the batch's first byte
+	Reason string // what is wrong, e.g. "crc mismatch: stored 0x..., computed 0x..."
+	Err    error  // ErrCorruptBatch or ErrBatchTooLarge
+}
+
+func (e *BatchError) Error() string {
+	return fmt.Sprintf("log: batch %d at byte %d: %s", e.Index, e.Pos, e.Reason)
+}
+
+// Unwrap returns ErrCorruptBatch or ErrBatchTooLarge.
+func (e *BatchError) Unwrap() error { return e.Err }

@@ -1,0 +1,256 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Truncate removes every batch with offsets >= to. When to falls inside a
+// batch, that whole batch goes too, and EndOffset() becomes its base
+// offset. Followers use it after a leader change (with the end offset
+// OffsetForLeaderEpoch returned). It also drops the leader epochs that
+// start at or after the new end. to >= EndOffset() does nothing; to <
+// StartOffset() returns ErrOffsetOutOfRange.
+//
+// Readers holding a FileSlice of a truncated segment keep seeing the old
+// bytes: a pinned segment is copied rather than cut in place.
+func (l *Log) Truncate(to int64) error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.writable(); err != nil {
+		return err
+	}
+	if to >= l.end {
+		return nil
+	}
+	if to < l.start {
+		return fmt.Errorf("%w: truncate to %d, log holds [%d, %d)", ErrOffsetOutOfRange, to, l.start, l.end)
+	}
+	i := segmentFor(l.segs, to)
+	seg := l.segs[i]
+	hr := headerReader{seg: seg}
+	cut, h, found, err := locate(seg, seg.st, &hr, to)
+	if err != nil {
+		return err
+	}
+	newEnd := to
+	if found && h.BaseOffset < to {
+		newEnd = h.BaseOffset
+	}
+	st, err := truncatedState(seg, cut, newEnd)
+	if err != nil {
+		return err
+	}
+
+	// On disk, newest first, so that a crash leaves a prefix of the log.
+	removed := l.segs[i+1:]
+	for j := len(removed) - 1; j >= 0; j-- {
+		l.removeSegmentFiles(removed[j])
+	}
+	if err := removeIndexFiles(seg.path); err != nil {
+		l.logger.Warn("log: cannot remove stale index", "segment", filepath.Base(seg.path), "err", err)
+	}
+	var repl *segment
+	for {
+		if repl == nil && seg.pinned() {
+			if repl, err = copySegmentPrefix(seg, cut); err != nil {
+				l.fail(err)
+				return fmt.Errorf("log: truncate: %w", err)
+			}
+		}
+		l.mu.Lock()
+		if repl == nil && seg.pinned() {
+			// A reader pinned it since we looked: copy after all.
+			l.mu.Unlock()
+			continue
+		}
+		kept := repl
+		if kept == nil {
+			kept = seg
+		}
+		kept.st = st
+		l.segs = append(slices.Clone(l.segs[:i]), kept)
+		l.end = newEnd
+		epochs, changed := truncateEpochsFromEnd(l.epochs, newEnd)
+		l.epochs = epochs
+		l.mu.Unlock()
+
+		if repl == nil {
+			if err := seg.f.Truncate(cut); err != nil {
+				l.fail(err)
+				return fmt.Errorf("log: truncate: %w", err)
+			}
+		} else {
+			seg.unpin()
+		}
+		for _, s := range removed {
+			s.unpin()
+		}
+		if changed || l.epochsDirty {
+			_ = l.writeEpochsLocked()
+		}
+		return nil
+	}
+}
+
+// truncatedState returns the state of seg cut at byte cut, where the batch
+// starting at offset newEnd (or the segment end) begins.
+func truncatedState(seg *segment, cut, newEnd int64) (segState, error) {
+	n := 0
+	for n < len(seg.st.index) && int64(seg.st.index[n].pos) < cut {
+		n++
+	}
+	st := segState{size: cut, next: newEnd, maxTs: -1, index: slices.Clone(seg.st.index[:n]), sinceIndex: cut}
+	pos := int64(0)
+	if n > 0 {
+		last := st.index[n-1]
+		pos, st.maxTs, st.sinceIndex = int64(last.pos), last.maxTs, cut-int64(last.pos)
+	}
+	hr := headerReader{seg: seg}
+	for pos < cut {
+		h, err := hr.at(pos, cut)
+		if err != nil {
+			return st, err
+		}
+		st.maxTs = max(st.maxTs, h.MaxTimestamp)
+		pos += int64(h.Size())
+	}
+	return st, nil
+}
+
+// copySegmentPrefix replaces seg's file by a copy of its first n bytes,
+// leaving the open file of seg (and its readers) on the old contents, and
+// returns the new segment (without state).
+func copySegmentPrefix(seg *segment, n int64) (*segment, error) {
+	tmp := seg.path + swapSuffix
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	_, cerr := io.Copy(f, io.NewSectionReader(seg.f, 0, n))
+	if err := errors.Join(cerr, f.Sync()); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return nil, err
+	}
+	if err := os.Rename(tmp, seg.path); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return nil, err
+	}
+	return newSegment(seg.base, seg.path, f), nil
+}
+
+// TruncateFullyAndStartAt empties the log and makes offset both its start
+// and end offset, as a follower does when the leader's log starts past the
+// follower's end. The leader-epoch cache is cleared.
+func (l *Log) TruncateFullyAndStartAt(offset int64) error {
+	if offset < 0 {
+		return fmt.Errorf("%w: negative start offset %d", ErrOffsetOutOfRange, offset)
+	}
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.writable(); err != nil {
+		return err
+	}
+	old := l.segs
+	for j := len(old) - 1; j >= 0; j-- {
+		l.removeSegmentFiles(old[j])
+	}
+	seg, err := createSegment(l.dir, offset)
+	if err != nil {
+		l.fail(err)
+		return err
+	}
+	l.mu.Lock()
+	l.segs = []*segment{seg}
+	l.start, l.end = offset, offset
+	l.epochs = nil
+	l.mu.Unlock()
+	for _, s := range old {
+		s.unpin()
+	}
+	_ = l.writeEpochsLocked()
+	if err := syncDir(l.dir); err != nil {
+		l.logger.Warn("log: cannot sync directory", "err", err)
+	}
+	return nil
+}
+
+// ApplyRetention deletes closed segments from the oldest on: those whose
+// newest batch (largest MaxTimestamp, or the file's modification time when
+// no batch has a timestamp) is more than RetentionMs older than now, then
+// those whose removal keeps the log at or above RetentionBytes. It never
+// deletes the active segment. StartOffset() advances to the first remaining
+// segment's base offset, and the leader-epoch cache is trimmed to it. It
+// returns the number of segments deleted.
+func (l *Log) ApplyRetention(now time.Time) (deletedSegments int, err error) {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.writable(); err != nil {
+		return 0, err
+	}
+	segs := l.segs
+	closedSegs := segs[:len(segs)-1]
+	n := 0
+	if l.cfg.RetentionMs >= 0 {
+		nowMs := now.UnixMilli()
+		for n < len(closedSegs) {
+			ts, err := segmentTimestamp(closedSegs[n])
+			if err != nil {
+				return 0, err
+			}
+			if nowMs-ts <= l.cfg.RetentionMs {
+				break
+			}
+			n++
+		}
+	}
+	if l.cfg.RetentionBytes >= 0 {
+		var diff int64
+		for _, s := range segs[n:] {
+			diff += s.st.size
+		}
+		diff -= l.cfg.RetentionBytes
+		for n < len(closedSegs) && diff-closedSegs[n].st.size >= 0 {
+			diff -= closedSegs[n].st.size
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	removed := segs[:n]
+	l.mu.Lock()
+	l.segs = slices.Clone(segs[n:])
+	l.start = l.segs[0].base
+	epochs, changed := truncateEpochsFromStart(l.epochs, l.start)
+	l.epochs = epochs
+	l.mu.Unlock()
+	for _, s := range removed { // oldest first, so a crash leaves a suffix
+		l.removeSegmentFiles(s)
+		s.unpin()
+	}
+	if changed || l.epochsDirty {
+		_ = l.writeEpochsLocked()
+	}
+	l.logger.Info("log: retention deleted segments", "segments", n, "startOffset", l.start)
+	return n, nil
+}
+
+// segmentTimestamp is the time retention judges a segment by, in ms.
+func segmentTimestamp(s *segment) (int64, error) {
+	if s.st.maxTs >= 0 {
+		return s.st.maxTs, nil
+	}
+	fi, err := s.f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("log: %w", err)
+	}
+	return fi.ModTime().UnixMilli(), nil
+}
