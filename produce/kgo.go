@@ -1,7 +1,6 @@
 package produce
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -55,14 +54,21 @@ func KgoOpts(p Preset) []kgo.Opt {
 // and an error joining one [*ConfigError] per contradicting setting. opts is
 // not modified.
 func ApplyKgo(p Preset, opts []kgo.Opt) ([]kgo.Opt, error) {
+	all, _, err := applyKgo(p, opts)
+	return all, err
+}
+
+// applyKgo is ApplyKgo that also returns the settings it read.
+func applyKgo(p Preset, opts []kgo.Opt) ([]kgo.Opt, kgoSettings, error) {
 	if err := p.check(); err != nil {
-		return nil, err
+		return nil, kgoSettings{}, err
 	}
 	all := append(KgoOpts(p), opts...)
-	if err := ValidateKgo(p, all); err != nil {
-		return nil, err
+	s, err := validateKgo(p, all)
+	if err != nil {
+		return nil, s, err
 	}
-	return all, nil
+	return all, s, nil
 }
 
 // ValidateKgo checks opts as they are (kgo's defaults for everything they
@@ -87,12 +93,18 @@ func ApplyKgo(p Preset, opts []kgo.Opt) ([]kgo.Opt, error) {
 //   - ManualFlushing: a full buffer then fails records with ErrMaxBuffered
 //     instead of blocking; refused by the retrying presets.
 func ValidateKgo(p Preset, opts []kgo.Opt) error {
+	_, err := validateKgo(p, opts)
+	return err
+}
+
+// validateKgo is ValidateKgo that also returns the settings it read.
+func validateKgo(p Preset, opts []kgo.Opt) (kgoSettings, error) {
 	if err := p.check(); err != nil {
-		return err
+		return kgoSettings{}, err
 	}
 	s, err := readKgo(opts)
 	if err != nil {
-		return &ConfigError{
+		return s, &ConfigError{
 			Preset:  p,
 			Setting: "kgo.NewClient",
 			Problem: err.Error(),
@@ -100,7 +112,7 @@ func ValidateKgo(p Preset, opts []kgo.Opt) error {
 			Err:     fmt.Errorf("%w: %w", ErrInvalidConfig, err),
 		}
 	}
-	return joinConfigErrors(s.check(p))
+	return s, joinConfigErrors(s.check(p))
 }
 
 // kgoSettings are the producer settings of a []kgo.Opt that the presets
@@ -357,12 +369,3 @@ func (s kgoSettings) check(p Preset) []*ConfigError {
 	return errs
 }
 
-// errorsIsAny reports whether err matches any of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
-}

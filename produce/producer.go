@@ -1,0 +1,246 @@
+package produce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Producer sends records through a *kgo.Client configured by a preset. It
+// is safe for concurrent use.
+//
+// A send succeeds only once the broker acknowledged the record as the
+// preset requires (for NoLoss: every in-sync replica has it). Every other
+// outcome is a [*DeliveryError] saying whether the record may have been
+// written. Close flushes first, so nothing buffered is dropped without its
+// sender hearing of it.
+type Producer struct {
+	cl     *kgo.Client
+	preset Preset
+	// idemSafe is true when kgo fails a record only if it knows the
+	// record was not written: idempotent writes without
+	// AllowIdempotentProduceCancellation.
+	idemSafe bool
+	logger   kgo.Logger // the application's kgo logger, or nil for slog.Default
+	closed   atomic.Bool
+}
+
+// New returns a Producer for preset p over a kgo client built from
+// ApplyKgo(p, opts), and checks with ctx that a seed broker answers.
+//
+// New refuses options that contradict p (see [ValidateKgo]) with an error
+// joining one [*ConfigError] per setting, and refuses TransactionalID:
+// Producer does not run transactions.
+func New(ctx context.Context, p Preset, opts ...kgo.Opt) (*Producer, error) {
+	all, s, err := applyKgo(p, opts)
+	if err != nil {
+		return nil, err
+	}
+	if s.transactional {
+		return nil, &ConfigError{Preset: p, Setting: "TransactionalID", Value: "set",
+			Problem: "Producer does not begin or end transactions, so every record would fail",
+			Fix:     "remove kgo.TransactionalID, or use a *kgo.Client built from ApplyKgo directly",
+			Err:     ErrInvalidConfig}
+	}
+	cl, err := kgo.NewClient(all...)
+	if err != nil {
+		return nil, fmt.Errorf("produce: %w: %w", ErrInvalidConfig, err)
+	}
+	if err := cl.Ping(ctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("produce: no seed broker answered: %w", err)
+	}
+	return &Producer{
+		cl:       cl,
+		preset:   p,
+		idemSafe: s.idempotent && !s.allowCancel,
+		logger:   s.logger,
+	}, nil
+}
+
+// Preset returns the preset the Producer was built with.
+func (p *Producer) Preset() Preset { return p.preset }
+
+// Client returns the underlying client, for metadata or admin requests.
+// Records produced through it directly keep the preset's configuration but
+// bypass the Producer's error reporting and Close's flush.
+func (p *Producer) Client() *kgo.Client { return p.cl }
+
+// Send produces r and waits for the outcome. It returns nil once the broker
+// acknowledged r as the preset requires; r's Partition and Offset are then
+// set. Otherwise it returns a [*DeliveryError] matching [ErrNotWritten] or,
+// if r may have been written, [ErrOutcomeUnknown].
+//
+// If ctx ends first, Send returns at once with ErrOutcomeUnknown (and
+// ctx's error) unless the client already failed r; r then still belongs to
+// the client, which finishes it in the background and logs the outcome.
+// Do not reuse r after that.
+//
+// A full buffer blocks Send until there is room or ctx ends.
+func (p *Producer) Send(ctx context.Context, r *kgo.Record) error {
+	if r == nil {
+		return &DeliveryError{Partition: -1, Err: errNilRecord}
+	}
+	if p.closed.Load() {
+		return p.deliveryError(r, ErrClosed, false)
+	}
+	if err := ctx.Err(); err != nil {
+		return p.deliveryError(r, err, false)
+	}
+	w := &waiter{done: make(chan error, 1)}
+	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+		if w.state.CompareAndSwap(waiting, delivered) {
+			w.done <- err
+			return
+		}
+		p.logLate(r, err)
+	})
+	select {
+	case err := <-w.done:
+		return p.result(r, err)
+	case <-ctx.Done():
+		if w.state.CompareAndSwap(waiting, abandoned) {
+			// r belongs to the client until its promise runs; its
+			// Partition may still change, so it is not read here.
+			return &DeliveryError{Topic: r.Topic, Partition: -1, MaybeWritten: true, Err: ctx.Err()}
+		}
+		return p.result(r, <-w.done)
+	}
+}
+
+// SendAsync produces r and calls cb with r and nil once the broker
+// acknowledged it as the preset requires, or with a [*DeliveryError]. cb is
+// called exactly once: from SendAsync itself if r is refused before it is
+// buffered, otherwise from the client's promise goroutine, serially with
+// other callbacks. cb must not block and must not call Send, Flush or Close
+// of the same Producer. A nil cb logs failures.
+//
+// A full buffer blocks SendAsync until there is room or ctx ends.
+func (p *Producer) SendAsync(ctx context.Context, r *kgo.Record, cb func(*kgo.Record, error)) {
+	if cb == nil {
+		cb = p.logFailure
+	}
+	if r == nil {
+		cb(nil, &DeliveryError{Partition: -1, Err: errNilRecord})
+		return
+	}
+	if p.closed.Load() {
+		cb(r, p.deliveryError(r, ErrClosed, false))
+		return
+	}
+	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+		cb(r, p.result(r, err))
+	})
+}
+
+// Flush waits until every record buffered so far has its outcome, or ctx
+// ends; then it returns ctx's error together with the number of records
+// still buffered. Records keep being retried after Flush returns early.
+func (p *Producer) Flush(ctx context.Context) error {
+	if err := p.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("produce: flush: %d records still buffered: %w", p.cl.BufferedProduceRecords(), err)
+	}
+	return nil
+}
+
+// Close stops new sends (they fail with [ErrClosed]), flushes until ctx
+// ends, and closes the client. Records still buffered when ctx ends are
+// failed, each reported to its sender as outcome unknown, and Close returns
+// an error counting them. Calling Close again returns nil.
+func (p *Producer) Close(ctx context.Context) error {
+	if !p.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	ferr := p.cl.Flush(ctx)
+	left := p.cl.BufferedProduceRecords()
+	p.cl.Close()
+	if ferr != nil {
+		return fmt.Errorf("produce: close: %d records were still buffered and were failed as outcome unknown: %w", left, ferr)
+	}
+	return nil
+}
+
+var errNilRecord = errors.New("produce: nil record")
+
+// waiter hands a promise's outcome to Send, or tells the promise that Send
+// has given up waiting.
+type waiter struct {
+	state atomic.Int32
+	done  chan error
+}
+
+const (
+	waiting int32 = iota
+	delivered
+	abandoned
+)
+
+// result turns a promise's error into the error a sender sees.
+func (p *Producer) result(r *kgo.Record, err error) error {
+	if err == nil {
+		return nil
+	}
+	return p.deliveryError(r, err, kgoMaybeWritten(err, p.idemSafe))
+}
+
+func (p *Producer) deliveryError(r *kgo.Record, err error, maybe bool) *DeliveryError {
+	return &DeliveryError{Topic: r.Topic, Partition: r.Partition, MaybeWritten: maybe, Err: err}
+}
+
+// kgoMaybeWritten reports whether a record that kgo failed with err may
+// nevertheless have been written. idemSafe is true when kgo only fails
+// records it knows were not written (idempotent writes without
+// AllowIdempotentProduceCancellation).
+func kgoMaybeWritten(err error, idemSafe bool) bool {
+	switch {
+	case errors.Is(err, kerr.NotEnoughReplicasAfterAppend), errors.Is(err, kerr.RequestTimedOut):
+		// The leader appended the batch and then waited for replicas in
+		// vain: the record is in its log and may still be committed.
+		return true
+	case errors.Is(err, kgo.ErrClientClosed):
+		// Closing cuts requests in flight.
+		return true
+	case errors.Is(err, kgo.ErrMaxBuffered), errors.Is(err, ErrClosed), errors.Is(err, errNilRecord):
+		return false
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) && !ke.Retriable {
+		return false // the broker rejected the batch
+	}
+	return !idemSafe
+}
+
+func (p *Producer) logLate(r *kgo.Record, err error) {
+	if err == nil {
+		p.log(slog.LevelWarn, "produce: a send abandoned as outcome unknown was written",
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+		return
+	}
+	p.log(slog.LevelWarn, "produce: a send abandoned as outcome unknown failed",
+		"topic", r.Topic, "partition", r.Partition, "err", p.result(r, err))
+}
+
+func (p *Producer) logFailure(r *kgo.Record, err error) {
+	if err != nil {
+		p.log(slog.LevelError, "produce: send failed", "err", err)
+	}
+}
+
+// log writes through the application's kgo logger if it set one, else
+// through slog.Default.
+func (p *Producer) log(level slog.Level, msg string, kv ...any) {
+	if p.logger != nil {
+		kl := kgo.LogLevelWarn
+		if level >= slog.LevelError {
+			kl = kgo.LogLevelError
+		}
+		p.logger.Log(kl, msg, kv...)
+		return
+	}
+	slog.Default().Log(context.Background(), level, msg, kv...)
+}
