@@ -1,0 +1,256 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
+)
+
+// ReadResult is what a fetch of one partition returns.
+type ReadResult struct {
+	Records          []byte // whole record batches, possibly empty
+	HighWatermark    int64
+	LastStableOffset int64
+	LogStartOffset   int64
+	LogEndOffset     int64
+}
+
+// FetchRequest describes one partition of a Fetch request.
+type FetchRequest struct {
+	Offset             int64
+	MaxBytes           int
+	ReplicaID          int32 // >= 0 for a follower's fetch, -1 for a consumer
+	CurrentLeaderEpoch int32 // -1 when the client does not know it
+}
+
+// Read serves a fetch. A consumer (ReplicaID < 0) reads only below the high watermark, from the
+// leader. A follower's fetch also reports its log end offset: the leader updates its view, may
+// add it back to the ISR, and advances the high watermark.
+func (r *Replica) Read(req FetchRequest) (ReadResult, error) {
+	r.mu.Lock()
+	if err := r.checkLeaderLocked(req.CurrentLeaderEpoch); err != nil {
+		r.mu.Unlock()
+		return ReadResult{}, err
+	}
+	leo := r.log.EndOffset()
+	if req.ReplicaID >= 0 {
+		r.updateFollowerLocked(req.ReplicaID, req.Offset, leo)
+	}
+	res := ReadResult{HighWatermark: r.hw, LastStableOffset: r.hw, LogStartOffset: r.log.StartOffset(), LogEndOffset: leo}
+	limit := r.hw
+	if req.ReplicaID >= 0 {
+		limit = leo
+	}
+	r.mu.Unlock()
+
+	// The log is read outside the lock: it is safe for concurrent use, and reads copy.
+	recs, err := r.log.Read(req.Offset, req.MaxBytes, limit)
+	if err != nil {
+		if errors.Is(err, log.ErrOffsetOutOfRange) {
+			return res, fmt.Errorf("%s-%d: offset %d outside [%d, %d]: %w", r.cfg.Topic, r.cfg.Partition, req.Offset, res.LogStartOffset, leo, kerr.OffsetOutOfRange)
+		}
+		return res, fmt.Errorf("%s-%d: read: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
+	}
+	res.Records = recs
+	return res, nil
+}
+
+// checkLeaderLocked fails a request that is not for the current leader and epoch, with the
+// errors Kafka clients react to (refresh metadata, or validate their position).
+func (r *Replica) checkLeaderLocked(epoch int32) error {
+	if r.leader != r.cfg.BrokerID || r.closed {
+		return fmt.Errorf("broker %d does not lead %s-%d: %w", r.cfg.BrokerID, r.cfg.Topic, r.cfg.Partition, kerr.NotLeaderForPartition)
+	}
+	switch {
+	case epoch < 0:
+	case epoch < r.leaderEpoch:
+		return fmt.Errorf("%s-%d: leader epoch %d is older than %d: %w", r.cfg.Topic, r.cfg.Partition, epoch, r.leaderEpoch, kerr.FencedLeaderEpoch)
+	case epoch > r.leaderEpoch:
+		return fmt.Errorf("%s-%d: leader epoch %d is newer than %d: %w", r.cfg.Topic, r.cfg.Partition, epoch, r.leaderEpoch, kerr.UnknownLeaderEpoch)
+	}
+	return nil
+}
+
+// updateFollowerLocked records a follower's fetch at offset (its log end offset).
+func (r *Replica) updateFollowerLocked(id int32, offset, leo int64) {
+	f := r.followers[id]
+	if f == nil {
+		if !slices.Contains(r.replicas, id) {
+			return
+		}
+		f = &follower{}
+		r.followers[id] = f
+	}
+	now := r.cfg.Now()
+	switch {
+	case offset >= leo:
+		f.lastCaughtUp = now
+	case offset >= f.leoAtFetch && !f.lastFetch.IsZero():
+		f.lastCaughtUp = f.lastFetch
+	}
+	f.leo, f.leoAtFetch, f.lastFetch = offset, leo, now
+	if !slices.Contains(r.isr, id) && offset >= r.hw && offset >= r.epochStartLocked() {
+		r.proposeISRLocked(append(slices.Clone(r.isr), id))
+	}
+	r.maybeAdvanceHWLocked()
+}
+
+// epochStartLocked is the first offset of the current leader epoch: a follower rejoins the ISR
+// only once it has everything the previous leaders wrote.
+func (r *Replica) epochStartLocked() int64 {
+	_, end := r.log.EpochEndOffset(r.leaderEpoch - 1)
+	if end < 0 {
+		return 0
+	}
+	return end
+}
+
+// CheckISR shrinks the ISR by the followers that have not caught up within the lag bound.
+// The broker calls it periodically for the partitions it leads.
+func (r *Replica) CheckISR() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leader != r.cfg.BrokerID {
+		return
+	}
+	now := r.cfg.Now()
+	isr := slices.DeleteFunc(slices.Clone(r.isr), func(id int32) bool {
+		if id == r.cfg.BrokerID {
+			return false
+		}
+		f := r.followers[id]
+		return f == nil || now.Sub(f.lastCaughtUp) > r.cfg.ReplicaLagMax
+	})
+	if len(isr) != len(r.isr) {
+		r.lg.Warn("shrinking ISR: followers lag more than replica.lag.time.max.ms", "from", r.isr, "to", isr, "lag_max", r.cfg.ReplicaLagMax)
+		r.proposeISRLocked(isr)
+	}
+}
+
+// proposeISRLocked sends an ISR change to the controller in the background, one at a time.
+// The change takes effect when the controller's new state comes back through Apply.
+func (r *Replica) proposeISRLocked(isr []int32) {
+	if r.altering || r.cfg.AlterISR == nil {
+		return
+	}
+	r.altering = true
+	slices.Sort(isr)
+	epoch, partEpoch := r.leaderEpoch, r.partEpoch
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := r.cfg.AlterISR(ctx, epoch, partEpoch, isr)
+		r.mu.Lock()
+		r.altering = false
+		r.mu.Unlock()
+		if err != nil {
+			r.lg.Warn("ISR change not accepted", "isr", isr, "err", err)
+		}
+	}()
+}
+
+// EpochEndOffset answers OffsetForLeaderEpoch as leader (or, for ReplicaID -2 debug, any replica).
+func (r *Replica) EpochEndOffset(currentEpoch, epoch int32) (int32, int64, error) {
+	r.mu.Lock()
+	err := r.checkLeaderLocked(currentEpoch)
+	r.mu.Unlock()
+	if err != nil {
+		return -1, -1, err
+	}
+	e, end := r.log.EpochEndOffset(epoch)
+	return e, end, nil
+}
+
+// LeaderEpoch returns the current leader epoch.
+func (r *Replica) LeaderEpoch() int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leaderEpoch
+}
+
+// OffsetLookup answers ListOffsets as leader: ts -2 earliest, -1 latest (the high watermark, as
+// consumers see it), -3 max timestamp, >= 0 the first offset with a timestamp at or after ts.
+func (r *Replica) OffsetLookup(currentEpoch int32, ts int64) (offset, timestamp int64, err error) {
+	r.mu.Lock()
+	err = r.checkLeaderLocked(currentEpoch)
+	hw := r.hw
+	r.mu.Unlock()
+	if err != nil {
+		return -1, -1, err
+	}
+	switch ts {
+	case -2, -4: // earliest, earliest-local
+		return r.log.StartOffset(), -1, nil
+	case -1:
+		return hw, -1, nil
+	case -3: // max timestamp
+		var best, bestTs int64 = -1, -1
+		_ = r.log.Scan(r.log.StartOffset(), func(h log.BatchHeader) bool {
+			if h.BaseOffset >= hw {
+				return false
+			}
+			if h.MaxTimestamp > bestTs {
+				best, bestTs = h.LastOffset(), h.MaxTimestamp
+			}
+			return true
+		})
+		return best, bestTs, nil
+	}
+	off, fts, ok, err := r.log.OffsetForTimestamp(ts)
+	if err != nil {
+		return -1, -1, fmt.Errorf("%s-%d: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
+	}
+	if !ok || off >= hw {
+		return -1, -1, nil
+	}
+	return off, fts, nil
+}
+
+// AppendReplicated appends batches fetched from the leader (as follower) and takes the leader's
+// high watermark, capped at the local log end. Idempotent-producer state follows the log, so a
+// retried batch is still recognised after this replica becomes leader.
+func (r *Replica) AppendReplicated(batches []byte, leaderHW int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leader == r.cfg.BrokerID || r.closed {
+		return fmt.Errorf("%s-%d: not a follower: %w", r.cfg.Topic, r.cfg.Partition, kerr.NotLeaderForPartition)
+	}
+	start := r.log.EndOffset()
+	if len(batches) > 0 {
+		if _, err := r.log.AppendFollower(batches); err != nil {
+			return fmt.Errorf("%s-%d: replicate: %w", r.cfg.Topic, r.cfg.Partition, err)
+		}
+		_ = r.log.Scan(start, func(h log.BatchHeader) bool { r.producers.update(h); return true })
+	}
+	if hw := min(leaderHW, r.log.EndOffset()); hw > r.hw {
+		r.hw = hw
+	}
+	r.notifyLocked()
+	return nil
+}
+
+// TruncateTo cuts the log at offset (a follower diverging from a new leader), keeps the high
+// watermark at or below the new end, and trims producer state.
+func (r *Replica) TruncateTo(offset int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if offset >= r.log.EndOffset() {
+		return nil
+	}
+	r.lg.Warn("truncating log to the leader's epoch end", "from", r.log.EndOffset(), "to", offset)
+	if err := r.log.Truncate(offset); err != nil {
+		return fmt.Errorf("%s-%d: truncate to %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
+	}
+	r.producers.truncate(offset)
+	r.hw = min(r.hw, r.log.EndOffset())
+	return nil
+}
+
+// LocalEpochEnd is this replica's own end offset for an epoch (see log.EpochEndOffset).
+func (r *Replica) LocalEpochEnd(epoch int32) (int32, int64) { return r.log.EpochEndOffset(epoch) }

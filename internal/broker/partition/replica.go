@@ -1,0 +1,381 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+)
+
+// Config tunes one replica.
+type Config struct {
+	BrokerID        int32
+	Topic           string
+	Partition       int32
+	MinISR          int           // min.insync.replicas
+	MaxMessageBytes int           // max.message.bytes: the largest batch accepted
+	ReplicaLagMax   time.Duration // replica.lag.time.max.ms
+	Log             log.Config
+	Logger          *slog.Logger
+	// AlterISR asks the controller to change the ISR; leaderEpoch and partitionEpoch name the state
+	// the change is based on. It may be slow or fail (an isolated broker cannot reach the
+	// controller); the replica calls it without holding its lock and at most one at a time.
+	AlterISR func(ctx context.Context, leaderEpoch, partitionEpoch int32, isr []int32) error
+	Now      func() time.Time
+}
+
+// follower is the leader's view of one follower replica.
+type follower struct {
+	leo          int64     // the follower's log end offset, from its last fetch
+	lastFetch    time.Time // when it last fetched
+	leoAtFetch   int64     // the leader's LEO at that fetch
+	lastCaughtUp time.Time // last time its fetch reached the leader's LEO as of its previous fetch
+}
+
+// ackWaiter is a produce request with acks=all waiting for the high watermark to pass it.
+type ackWaiter struct {
+	lastOffset int64
+	done       chan error // buffered, receives exactly once
+}
+
+// Replica is one broker's replica of one partition: its log, its role, and, as leader, the ISR
+// bookkeeping, high watermark, idempotent-producer state and the produce requests waiting for
+// acks=all. Every field below mu is owned by mu; the hot produce and fetch paths take only this
+// lock. A Replica is safe for concurrent use.
+type Replica struct {
+	cfg Config
+	log *log.Log
+	lg  *slog.Logger
+
+	mu          sync.Mutex
+	leader      int32 // meta.NoLeader when offline or unknown
+	leaderEpoch int32
+	partEpoch   int32
+	replicas    []int32
+	isr         []int32
+	hw          int64
+	followers   map[int32]*follower
+	producers   producers
+	waiters     []*ackWaiter
+	watchers    map[chan struct{}]struct{}
+	altering    bool
+	closed      bool
+}
+
+// Open opens (recovering if needed) the replica's log in dir and rebuilds idempotent-producer
+// state from it. The replica starts with no role; Apply gives it one.
+func Open(dir string, cfg Config) (*Replica, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	lg := cfg.Logger.With("topic", cfg.Topic, "partition", cfg.Partition)
+	l, err := log.Open(dir, cfg.Log, lg)
+	if err != nil {
+		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
+	}
+	r := &Replica{
+		cfg: cfg, log: l, lg: lg,
+		leader:    meta.NoLeader,
+		followers: map[int32]*follower{},
+		producers: producers{},
+		watchers:  map[chan struct{}]struct{}{},
+	}
+	if err := l.Scan(l.StartOffset(), func(h log.BatchHeader) bool { r.producers.update(h); return true }); err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("partition %s-%d: rebuild producer state: %w", cfg.Topic, cfg.Partition, err)
+	}
+	return r, nil
+}
+
+// Log returns the replica's log.
+func (r *Replica) Log() *log.Log { return r.log }
+
+// SetConfig changes the tunables that may change at runtime (topic configs).
+func (r *Replica) SetConfig(minISR, maxMessageBytes int) {
+	r.mu.Lock()
+	r.cfg.MinISR, r.cfg.MaxMessageBytes = minISR, maxMessageBytes
+	r.mu.Unlock()
+}
+
+// State is a snapshot of a replica, for the control API and tests.
+type State struct {
+	Leader      int32   `json:"leader"`
+	LeaderEpoch int32   `json:"leader_epoch"`
+	ISR         []int32 `json:"isr"`
+	Replicas    []int32 `json:"replicas"`
+	HW          int64   `json:"hw"`
+	LEO         int64   `json:"leo"`
+	LogStart    int64   `json:"log_start"`
+}
+
+// State returns the replica's current state.
+func (r *Replica) State() State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return State{
+		Leader: r.leader, LeaderEpoch: r.leaderEpoch,
+		ISR: slices.Clone(r.isr), Replicas: slices.Clone(r.replicas),
+		HW: r.hw, LEO: r.log.EndOffset(), LogStart: r.log.StartOffset(),
+	}
+}
+
+// IsLeader reports whether this replica leads its partition now.
+func (r *Replica) IsLeader() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leader == r.cfg.BrokerID
+}
+
+// Apply installs the controller's state for this partition: it makes the replica leader or
+// follower, or updates the ISR. It returns true when the replica just became a follower (the
+// caller then truncates it against the new leader and starts fetching).
+func (r *Replica) Apply(st meta.Partition) (becameFollower bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	self := r.cfg.BrokerID
+	wasLeader := r.leader == self
+	newEpoch := st.LeaderEpoch != r.leaderEpoch || st.Leader != r.leader
+	r.replicas = slices.Clone(st.Replicas)
+	r.isr = slices.Clone(st.ISR)
+	r.partEpoch = st.Epoch
+	switch {
+	case st.Leader == self && (!wasLeader || newEpoch):
+		r.leader, r.leaderEpoch = st.Leader, st.LeaderEpoch
+		now := r.cfg.Now()
+		r.followers = map[int32]*follower{}
+		for _, id := range st.Replicas {
+			if id != self {
+				// As in Kafka, a new leader treats followers as caught up now: they get one lag bound
+				// to show they are alive before the ISR shrinks.
+				r.followers[id] = &follower{leo: -1, lastCaughtUp: now, lastFetch: now}
+			}
+		}
+		r.lg.Info("became leader", "leader_epoch", st.LeaderEpoch, "isr", st.ISR, "leo", r.log.EndOffset(), "hw", r.hw)
+		r.maybeAdvanceHWLocked()
+	case st.Leader == self:
+		r.maybeAdvanceHWLocked() // ISR change
+		r.completeWaitersLocked()
+	default:
+		if wasLeader || newEpoch {
+			r.failWaitersLocked(fmt.Errorf("partition %s-%d moved to leader %d: %w", r.cfg.Topic, r.cfg.Partition, st.Leader, kerr.NotLeaderForPartition))
+			r.lg.Info("became follower", "leader", st.Leader, "leader_epoch", st.LeaderEpoch, "leo", r.log.EndOffset(), "hw", r.hw)
+		}
+		r.leader, r.leaderEpoch = st.Leader, st.LeaderEpoch
+		becameFollower = newEpoch && st.Leader != meta.NoLeader
+		r.notifyLocked()
+	}
+	return becameFollower
+}
+
+// Stop makes the replica leaderless without closing its log (the broker lost its session).
+func (r *Replica) Stop(reason error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.leader = meta.NoLeader
+	r.failWaitersLocked(reason)
+}
+
+// Close fails pending requests and closes the log.
+func (r *Replica) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.leader = meta.NoLeader
+	r.failWaitersLocked(fmt.Errorf("partition %s-%d: replica closed: %w", r.cfg.Topic, r.cfg.Partition, kerr.NotLeaderForPartition))
+	r.mu.Unlock()
+	return r.log.Close()
+}
+
+// AppendResult is the outcome of a successful produce.
+type AppendResult struct {
+	BaseOffset     int64
+	LogStartOffset int64
+	Duplicate      bool // an idempotent retry of a batch already in the log
+}
+
+// Append handles a produce to this partition as leader: it validates the batches, checks
+// min.insync.replicas for acks=all, deduplicates idempotent retries, appends, and for acks=all
+// waits until the high watermark passes the batches (or ctx ends: REQUEST_TIMED_OUT). Errors are
+// kerr errors wrapped with context, so errors.Is and kerr.ErrorForCode-style mapping work.
+func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (AppendResult, error) {
+	r.mu.Lock()
+	maxBytes := r.cfg.MaxMessageBytes
+	r.mu.Unlock()
+	headers, err := log.ValidateBatches(batches, maxBytes)
+	if err != nil {
+		if errors.Is(err, log.ErrBatchTooLarge) {
+			return AppendResult{}, fmt.Errorf("%w: %w", kerr.MessageTooLarge, err)
+		}
+		return AppendResult{}, fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
+	}
+
+	r.mu.Lock()
+	if r.leader != r.cfg.BrokerID || r.closed {
+		leader := r.leader
+		r.mu.Unlock()
+		return AppendResult{}, fmt.Errorf("broker %d is not the leader of %s-%d (leader %d): %w", r.cfg.BrokerID, r.cfg.Topic, r.cfg.Partition, leader, kerr.NotLeaderForPartition)
+	}
+	if acks == -1 && len(r.isr) < r.cfg.MinISR {
+		isr := slices.Clone(r.isr)
+		r.mu.Unlock()
+		return AppendResult{}, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, r.cfg.MinISR, kerr.NotEnoughReplicas)
+	}
+	for _, h := range headers {
+		dup, err := r.producers.check(h)
+		if err != nil {
+			r.mu.Unlock()
+			return AppendResult{}, fmt.Errorf("%s-%d: %w", r.cfg.Topic, r.cfg.Partition, err)
+		}
+		if dup != nil {
+			// Kafka sends one idempotent batch per partition and request; a retry of it gets the
+			// offsets it was first written at, and is not written again.
+			res := AppendResult{BaseOffset: dup.firstOffset, LogStartOffset: r.log.StartOffset(), Duplicate: true}
+			r.mu.Unlock()
+			if acks == -1 {
+				return res, r.waitHW(ctx, dup.lastOffset)
+			}
+			return res, nil
+		}
+	}
+	base, err := r.log.AppendLeader(batches, r.leaderEpoch)
+	if err != nil {
+		r.mu.Unlock()
+		return AppendResult{}, fmt.Errorf("%s-%d: append: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
+	}
+	off := base
+	for _, h := range headers {
+		h.BaseOffset = off
+		r.producers.update(h)
+		off += int64(h.LastOffsetDelta) + 1
+	}
+	last := off - 1
+	res := AppendResult{BaseOffset: base, LogStartOffset: r.log.StartOffset()}
+	r.maybeAdvanceHWLocked()
+	r.notifyLocked()
+	r.mu.Unlock()
+	if acks == -1 {
+		return res, r.waitHW(ctx, last)
+	}
+	return res, nil
+}
+
+// waitHW waits until the high watermark is above lastOffset.
+func (r *Replica) waitHW(ctx context.Context, lastOffset int64) error {
+	r.mu.Lock()
+	if r.hw > lastOffset {
+		err := r.afterAppendCheckLocked()
+		r.mu.Unlock()
+		return err
+	}
+	w := &ackWaiter{lastOffset: lastOffset, done: make(chan error, 1)}
+	r.waiters = append(r.waiters, w)
+	r.mu.Unlock()
+	select {
+	case err := <-w.done:
+		return err
+	case <-ctx.Done():
+		r.mu.Lock()
+		r.waiters = slices.DeleteFunc(r.waiters, func(x *ackWaiter) bool { return x == w })
+		r.mu.Unlock()
+		select {
+		case err := <-w.done: // completed meanwhile
+			return err
+		default:
+		}
+		return fmt.Errorf("%s-%d: offset %d not replicated to the ISR in time: %w", r.cfg.Topic, r.cfg.Partition, lastOffset, kerr.RequestTimedOut)
+	}
+}
+
+func (r *Replica) afterAppendCheckLocked() error {
+	if len(r.isr) < r.cfg.MinISR {
+		return fmt.Errorf("%s-%d: ISR %v shrank below min.insync.replicas=%d after the append: %w", r.cfg.Topic, r.cfg.Partition, r.isr, r.cfg.MinISR, kerr.NotEnoughReplicasAfterAppend)
+	}
+	return nil
+}
+
+func (r *Replica) completeWaitersLocked() {
+	kept := r.waiters[:0]
+	for _, w := range r.waiters {
+		if w.lastOffset < r.hw {
+			w.done <- r.afterAppendCheckLocked()
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(r.waiters[len(kept):])
+	r.waiters = kept
+}
+
+func (r *Replica) failWaitersLocked(err error) {
+	for _, w := range r.waiters {
+		w.done <- err
+	}
+	r.waiters = nil
+	r.notifyLocked()
+}
+
+// maybeAdvanceHWLocked recomputes the high watermark as the smallest log end offset in the ISR
+// (the leader's own included) and, if it moved forward, completes acks=all waiters.
+func (r *Replica) maybeAdvanceHWLocked() {
+	if r.leader != r.cfg.BrokerID {
+		return
+	}
+	hw := r.log.EndOffset()
+	for _, id := range r.isr {
+		if id == r.cfg.BrokerID {
+			continue
+		}
+		f := r.followers[id]
+		if f == nil || f.leo < 0 {
+			return // an ISR member we have not heard from yet holds the HW where it is
+		}
+		hw = min(hw, f.leo)
+	}
+	if hw > r.hw {
+		r.hw = hw
+		r.completeWaitersLocked()
+		r.notifyLocked()
+	}
+}
+
+// HighWatermark returns the high watermark: offsets below it are committed.
+func (r *Replica) HighWatermark() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hw
+}
+
+// Watch registers ch to receive a non-blocking signal whenever the replica's data or high
+// watermark changes; the returned func unregisters it. Fetch long-polls use it.
+func (r *Replica) Watch(ch chan struct{}) (cancel func()) {
+	r.mu.Lock()
+	r.watchers[ch] = struct{}{}
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(r.watchers, ch)
+		r.mu.Unlock()
+	}
+}
+
+func (r *Replica) notifyLocked() {
+	for ch := range r.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
