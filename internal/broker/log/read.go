@@ -51,7 +51,7 @@ func (l *Log) acquire(from, maxOffset int64) ([]segView, int64, error) {
 	return vs, limit, nil
 }
 
-const fromStart = -1
+const fromStart = math.MinInt64
 
 // Read returns whole batches, starting with the one that contains offset,
 // up to maxBytes in total but always at least one whole batch if any is
