@@ -11,8 +11,9 @@ import (
 // sticky partition that changes at every new batch (KIP-480), or also after
 // the number of records set by WithStickyRecords.
 //
-// With HashMurmur2 and no options it places records exactly as
-// kgo.StickyKeyPartitioner(nil), the franz-go default, does. It reports
+// With HashMurmur2 it places keyed records exactly as
+// kgo.StickyKeyPartitioner(nil), the franz-go default, does, and records
+// without a key by the same sticky strategy. It reports
 // partition count changes of a topic (see the package documentation); with
 // WithStrictPartitionCount it keeps hashing keys over the first count seen.
 //
