@@ -6,6 +6,7 @@
 //
 // Commands:
 //
+//	broker      run the bundled Kafka-protocol broker (one node or a cluster in one process)
 //	partition   print the partition each client family picks for keys
 package main
 
@@ -15,16 +16,20 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
 )
 
 // commands maps a command name to its implementation, which returns the exit
 // code.
 var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
+	"broker":    runBroker,
 	"partition": runPartition,
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -32,7 +37,12 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: kafkaguard <command> [flags] [args]; commands: partition")
+		names := make([]string, 0, len(commands))
+		for name := range commands {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(stderr, "usage: kafkaguard <command> [flags] [args]; commands: %s\n", strings.Join(names, ", "))
 		return 2
 	}
 	cmd, ok := commands[args[0]]

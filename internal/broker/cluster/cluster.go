@@ -1,0 +1,410 @@
+// Package cluster runs the bundled Kafka cluster in one process: an in-process controller (this
+// package's Controller) and N broker nodes (internal/broker/server), each with its own port,
+// data directory and replica fetchers talking to the others over TCP with the Kafka protocol. It
+// also injects faults — kill, restart, isolate, heal, pause and resume replication — and serves
+// them as a JSON control API over HTTP (ControlHandler).
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/server"
+)
+
+// Config configures a cluster.
+type Config struct {
+	// Brokers is the number of broker nodes (default 1). Node ids are 0..Brokers-1.
+	Brokers int
+	// Host is the address brokers listen on (default 127.0.0.1).
+	Host string
+	// Port is broker 0's port; broker i listens on Port+i. 0 picks free ports.
+	Port int
+	// DataDir holds cluster.json and one directory per broker (broker-0, ...). "" uses a
+	// temporary directory that Close removes.
+	DataDir string
+	// SessionTimeout is broker.session.timeout.ms (default 3s).
+	SessionTimeout time.Duration
+	// ReplicaLagMax is replica.lag.time.max.ms (default 10s).
+	ReplicaLagMax time.Duration
+	// ReplicaFetchMaxWait is replica.fetch.wait.max.ms (default 500ms).
+	ReplicaFetchMaxWait time.Duration
+	// HeartbeatInterval is how often brokers renew their session (default SessionTimeout/6).
+	HeartbeatInterval time.Duration
+	// Defaults are broker-level topic config defaults, e.g. {"min.insync.replicas": "2"}.
+	Defaults meta.Defaults
+	// OffsetsPartitions is offsets.topic.num.partitions (default 4).
+	OffsetsPartitions int32
+	// DisableAutoCreateTopics turns auto.create.topics.enable off (Kafka's default is on).
+	DisableAutoCreateTopics bool
+	// DefaultPartitions is num.partitions for auto-created topics (default 1).
+	DefaultPartitions int32
+	// MaxRequestBytes is socket.request.max.bytes (default 100 MiB).
+	MaxRequestBytes int32
+	// GroupMinSessionTimeout is group.min.session.timeout.ms (default 6s, as Kafka).
+	GroupMinSessionTimeout time.Duration
+	// SyncEveryAppend fsyncs every append.
+	SyncEveryAppend bool
+	Logger          *slog.Logger
+}
+
+type node struct {
+	id       int32
+	addr     string
+	dir      string
+	b        *server.Broker // nil while killed
+	isolated bool
+	paused   bool
+}
+
+// Cluster is a running in-process cluster. Its methods are safe for concurrent use.
+type Cluster struct {
+	cfg   Config
+	lg    *slog.Logger
+	ctrl  *Controller
+	temp  string
+	mu    sync.Mutex
+	nodes []*node
+}
+
+// Start starts the controller and every broker, creates the consumer offsets topic, and returns
+// once every broker accepts connections and knows the cluster's metadata.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.Brokers <= 0 {
+		cfg.Brokers = 1
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 3 * time.Second
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = cfg.SessionTimeout / 6
+	}
+	if cfg.OffsetsPartitions <= 0 {
+		cfg.OffsetsPartitions = 4
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{cfg: cfg, lg: cfg.Logger}
+	if cfg.DataDir == "" {
+		dir, err := os.MkdirTemp("", "kafkaguard-cluster-")
+		if err != nil {
+			return nil, fmt.Errorf("cluster: temp dir: %w", err)
+		}
+		c.temp, c.cfg.DataDir = dir, dir
+	}
+	ctrl, err := NewController(ControllerConfig{Dir: c.cfg.DataDir, SessionTimeout: cfg.SessionTimeout, Defaults: cfg.Defaults, Logger: cfg.Logger})
+	if err != nil {
+		c.removeTemp()
+		return nil, err
+	}
+	c.ctrl = ctrl
+	for i := 0; i < cfg.Brokers; i++ {
+		port := 0
+		if cfg.Port > 0 {
+			port = cfg.Port + i
+		}
+		n := &node{id: int32(i), addr: net.JoinHostPort(cfg.Host, strconv.Itoa(port)), dir: filepath.Join(c.cfg.DataDir, fmt.Sprintf("broker-%d", i))}
+		c.nodes = append(c.nodes, n)
+		if err := c.startNode(ctx, n); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if err := ctrl.EnsureOffsetsTopic(cfg.OffsetsPartitions); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cluster: create %s: %w", meta.OffsetsTopic, err)
+	}
+	if err := c.waitConverged(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) startNode(ctx context.Context, n *node) error {
+	b, err := server.Start(ctx, server.Config{
+		ID: n.id, ListenAddr: n.addr, DataDir: n.dir, Controller: c.ctrl,
+		Logger:                   c.lg,
+		Defaults:                 c.cfg.Defaults,
+		MaxRequestBytes:          c.cfg.MaxRequestBytes,
+		ReplicaLagMax:            c.cfg.ReplicaLagMax,
+		ReplicaFetchMaxWait:      c.cfg.ReplicaFetchMaxWait,
+		HeartbeatInterval:        c.cfg.HeartbeatInterval,
+		AutoCreateTopics:         !c.cfg.DisableAutoCreateTopics,
+		DefaultPartitions:        c.cfg.DefaultPartitions,
+		DefaultReplicationFactor: int16(max(1, min(3, c.cfg.Brokers))),
+		SyncEveryAppend:          c.cfg.SyncEveryAppend,
+		Group: group.Config{
+			OffsetsPartitions: c.cfg.OffsetsPartitions,
+			MinSessionTimeout: c.cfg.GroupMinSessionTimeout,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	n.b = b
+	n.addr = b.Addr() // keep the port across restarts
+	return nil
+}
+
+// waitConverged waits until every running broker has applied the controller's newest image.
+func (c *Cluster) waitConverged(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		want := c.ctrl.Image().Version
+		ok := true
+		c.mu.Lock()
+		for _, n := range c.nodes {
+			if n.b != nil && !n.isolated && n.b.Image().Version < want {
+				ok = false
+			}
+		}
+		c.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: brokers did not converge on metadata version %d: %w", want, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Bootstrap returns every broker's host:port.
+func (c *Cluster) Bootstrap() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.addr
+	}
+	return out
+}
+
+// Controller returns the cluster's controller.
+func (c *Cluster) Controller() *Controller { return c.ctrl }
+
+// ErrUnknownBroker is returned for a broker id the cluster does not have.
+var ErrUnknownBroker = errors.New("cluster: unknown broker")
+
+// ErrBrokerState is returned when a fault does not apply to the broker's state (killing a dead
+// broker, restarting a live one).
+var ErrBrokerState = errors.New("cluster: broker is not in a state for that")
+
+func (c *Cluster) node(id int32) (*node, error) {
+	if id < 0 || int(id) >= len(c.nodes) {
+		return nil, fmt.Errorf("%w %d", ErrUnknownBroker, id)
+	}
+	return c.nodes[id], nil
+}
+
+// Kill stops broker id abruptly: its listener, connections and fetchers vanish at once and its
+// data directory stays. The controller notices only when the session times out, as with a real
+// crash.
+func (c *Cluster) Kill(id int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.node(id)
+	if err != nil {
+		return err
+	}
+	if n.b == nil {
+		return fmt.Errorf("%w: broker %d is already dead", ErrBrokerState, id)
+	}
+	c.lg.Warn("fault: killing broker", "broker", id)
+	n.b.Kill()
+	n.b = nil
+	return nil
+}
+
+// Restart starts a killed broker again on its address and data directory; it recovers its logs,
+// registers, truncates diverged partitions against their leaders and catches up.
+func (c *Cluster) Restart(ctx context.Context, id int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.node(id)
+	if err != nil {
+		return err
+	}
+	if n.b != nil {
+		return fmt.Errorf("%w: broker %d is running", ErrBrokerState, id)
+	}
+	c.lg.Warn("fault: restarting broker", "broker", id)
+	n.isolated, n.paused = false, false
+	c.ctrl.SetCut(id, false)
+	return c.startNode(ctx, n)
+}
+
+// Isolate cuts broker id off from the other brokers and the controller; clients still reach it.
+// A leader isolated this way keeps accepting acks=1 writes that the rest of the cluster never
+// sees — the loss acks=all prevents.
+func (c *Cluster) Isolate(id int32) error { return c.setIsolated(id, true) }
+
+// Heal reconnects an isolated broker.
+func (c *Cluster) Heal(id int32) error { return c.setIsolated(id, false) }
+
+func (c *Cluster) setIsolated(id int32, on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.node(id)
+	if err != nil {
+		return err
+	}
+	if n.b == nil {
+		return fmt.Errorf("%w: broker %d is dead", ErrBrokerState, id)
+	}
+	c.lg.Warn("fault: isolation", "broker", id, "isolated", on)
+	n.isolated = on
+	c.ctrl.SetCut(id, on)
+	n.b.SetIsolated(on)
+	return nil
+}
+
+// PauseReplication stops broker id's replica fetchers: it stays in ISRs until the lag bound
+// passes, then leaves them.
+func (c *Cluster) PauseReplication(id int32) error { return c.setPaused(id, true) }
+
+// ResumeReplication restarts broker id's replica fetchers.
+func (c *Cluster) ResumeReplication(id int32) error { return c.setPaused(id, false) }
+
+func (c *Cluster) setPaused(id int32, on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.node(id)
+	if err != nil {
+		return err
+	}
+	if n.b == nil {
+		return fmt.Errorf("%w: broker %d is dead", ErrBrokerState, id)
+	}
+	c.lg.Warn("fault: replication", "broker", id, "paused", on)
+	n.paused = on
+	n.b.SetReplicationPaused(on)
+	return nil
+}
+
+// BrokerInfo describes one broker for the control API.
+type BrokerInfo struct {
+	ID       int32  `json:"id"`
+	Address  string `json:"address"`
+	Alive    bool   `json:"alive"`
+	Fenced   bool   `json:"fenced"`
+	Isolated bool   `json:"isolated"`
+	Paused   bool   `json:"replication_paused"`
+}
+
+// Brokers lists the brokers: Alive is whether the process runs; Fenced whether the controller
+// has declared it dead.
+func (c *Cluster) Brokers() []BrokerInfo {
+	img := c.ctrl.Image()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]BrokerInfo, len(c.nodes))
+	for i, n := range c.nodes {
+		bk, ok := img.Broker(n.id)
+		out[i] = BrokerInfo{ID: n.id, Address: n.addr, Alive: n.b != nil, Fenced: !ok || !bk.Alive, Isolated: n.isolated, Paused: n.paused}
+	}
+	return out
+}
+
+// PartitionInfo is a partition's replication state.
+type PartitionInfo struct {
+	Leader      int32   `json:"leader"`
+	ISR         []int32 `json:"isr"`
+	Replicas    []int32 `json:"replicas"`
+	HW          int64   `json:"hw"`
+	LeaderEpoch int32   `json:"leader_epoch"`
+}
+
+// ErrUnknownPartition is returned for a partition the cluster does not have.
+var ErrUnknownPartition = errors.New("cluster: unknown topic or partition")
+
+// Partition reports a partition's leader, ISR and replicas as the controller has them, and the
+// high watermark as its leader has it (-1 when offline).
+func (c *Cluster) Partition(topic string, p int32) (PartitionInfo, error) {
+	st, ok := c.ctrl.Image().Partition(topic, p)
+	if !ok {
+		return PartitionInfo{}, fmt.Errorf("%w: %s-%d", ErrUnknownPartition, topic, p)
+	}
+	info := PartitionInfo{Leader: st.Leader, ISR: slices.Clone(st.ISR), Replicas: slices.Clone(st.Replicas), HW: -1, LeaderEpoch: st.LeaderEpoch}
+	if info.ISR == nil {
+		info.ISR = []int32{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.Leader >= 0 && int(st.Leader) < len(c.nodes) && c.nodes[st.Leader].b != nil {
+		if rs, ok := c.nodes[st.Leader].b.PartitionState(topic, p); ok {
+			info.HW = rs.HW
+		}
+	}
+	return info, nil
+}
+
+// ReplicaState reports broker id's own replica of a partition (its log end, high watermark and
+// view of leadership), for tests that compare replicas.
+func (c *Cluster) ReplicaState(id int32, topic string, p int32) (ReplicaInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.node(id)
+	if err != nil {
+		return ReplicaInfo{}, err
+	}
+	if n.b == nil {
+		return ReplicaInfo{}, fmt.Errorf("%w: broker %d is dead", ErrBrokerState, id)
+	}
+	st, ok := n.b.PartitionState(topic, p)
+	if !ok {
+		return ReplicaInfo{}, fmt.Errorf("%w: broker %d has no replica of %s-%d", ErrUnknownPartition, id, topic, p)
+	}
+	return ReplicaInfo{LEO: st.LEO, HW: st.HW, Leader: st.Leader, LeaderEpoch: st.LeaderEpoch, LogStart: st.LogStart}, nil
+}
+
+// ReplicaInfo is one broker's replica of a partition.
+type ReplicaInfo struct {
+	LEO         int64 `json:"leo"`
+	HW          int64 `json:"hw"`
+	LogStart    int64 `json:"log_start"`
+	Leader      int32 `json:"leader"`
+	LeaderEpoch int32 `json:"leader_epoch"`
+}
+
+// Close stops every broker and the controller, and removes a temporary data directory.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	var errs []error
+	for _, n := range c.nodes {
+		if n.b != nil {
+			errs = append(errs, n.b.Close())
+			n.b = nil
+		}
+	}
+	c.mu.Unlock()
+	if c.ctrl != nil {
+		c.ctrl.Close()
+	}
+	c.removeTemp()
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) removeTemp() {
+	if c.temp != "" {
+		_ = os.RemoveAll(c.temp)
+	}
+}

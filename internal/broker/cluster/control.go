@@ -1,0 +1,86 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ControlHandler serves the fault-control API as JSON:
+//
+//	GET  /cluster                          {"brokers":[{"id":0,"address":"127.0.0.1:9092","alive":true,...}]}
+//	GET  /partitions/{topic}/{partition}   {"leader":0,"isr":[0,1,2],"replicas":[0,1,2],"hw":123,"leader_epoch":2}
+//	POST /brokers/{id}/kill | restart | isolate | heal | pause-replication | resume-replication
+//
+// Errors answer {"error":"..."} with 404 for unknown brokers or partitions, 409 for a fault that
+// does not fit the broker's state, 400 for a malformed path.
+func (c *Cluster) ControlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"brokers": c.Brokers()})
+	})
+	mux.HandleFunc("GET /partitions/{topic}/{partition}", func(w http.ResponseWriter, r *http.Request) {
+		p, err := strconv.ParseInt(r.PathValue("partition"), 10, 32)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, errors.New("partition must be an integer"))
+			return
+		}
+		info, err := c.Partition(r.PathValue("topic"), int32(p))
+		if err != nil {
+			writeErr(w, http.StatusNotFound, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, info)
+	})
+	mux.HandleFunc("POST /brokers/{id}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, errors.New("broker id must be an integer"))
+			return
+		}
+		bid := int32(id)
+		var actions = map[string]func() error{
+			"kill":               func() error { return c.Kill(bid) },
+			"isolate":            func() error { return c.Isolate(bid) },
+			"heal":               func() error { return c.Heal(bid) },
+			"pause-replication":  func() error { return c.PauseReplication(bid) },
+			"resume-replication": func() error { return c.ResumeReplication(bid) },
+			"restart": func() error {
+				ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+				defer cancel()
+				return c.Restart(ctx, bid)
+			},
+		}
+		act, ok := actions[r.PathValue("action")]
+		if !ok {
+			writeErr(w, http.StatusNotFound, errors.New("unknown action "+r.PathValue("action")))
+			return
+		}
+		if err := act(); err != nil {
+			code := http.StatusInternalServerError
+			switch {
+			case errors.Is(err, ErrUnknownBroker):
+				code = http.StatusNotFound
+			case errors.Is(err, ErrBrokerState):
+				code = http.StatusConflict
+			}
+			writeErr(w, code, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "broker": bid, "action": r.PathValue("action")})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}

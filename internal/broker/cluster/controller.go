@@ -1,0 +1,616 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/server"
+)
+
+// ControllerConfig configures the controller.
+type ControllerConfig struct {
+	// Dir holds the controller's metadata file (cluster.json); "" keeps metadata in memory only.
+	Dir string
+	// SessionTimeout is how long a broker may go without a heartbeat before it is declared dead
+	// (Kafka's broker.session.timeout.ms).
+	SessionTimeout time.Duration
+	// Defaults are the broker-level topic config defaults (unclean.leader.election.enable is read
+	// from a topic's config, falling back to these).
+	Defaults meta.Defaults
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Controller is the cluster's single in-process controller: it owns the metadata image, assigns
+// replicas, runs leader elections from the ISR, applies ISR changes proposed by leaders, detects
+// dead brokers by their session, and publishes every change to the live brokers. It implements
+// server.Controller. All state is guarded by one mutex; it is never on the produce/fetch path.
+type Controller struct {
+	cfg ControllerConfig
+	lg  *slog.Logger
+
+	mu        sync.Mutex
+	img       *meta.Image
+	nextPID   int64
+	listeners map[int32]server.Listener
+	lastHB    map[int32]time.Time
+	cut       map[int32]bool // brokers the network fault separates from the controller
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+var _ server.Controller = (*Controller)(nil)
+
+type persisted struct {
+	Image          *meta.Image `json:"image"`
+	NextProducerID int64       `json:"next_producer_id"`
+}
+
+// NewController loads the metadata file in cfg.Dir if there is one, and starts the session
+// monitor. Close stops it.
+func NewController(cfg ControllerConfig) (*Controller, error) {
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 3 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Controller{
+		cfg: cfg, lg: cfg.Logger.With("component", "controller"),
+		listeners: map[int32]server.Listener{},
+		lastHB:    map[int32]time.Time{},
+		cut:       map[int32]bool{},
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		nextPID:   1000,
+	}
+	if err := c.load(); err != nil {
+		return nil, err
+	}
+	if c.img == nil {
+		var id [16]byte
+		_, _ = rand.Read(id[:])
+		c.img = &meta.Image{Version: 1, ClusterID: base64.RawURLEncoding.EncodeToString(id[:]), Topics: map[string]*meta.Topic{}}
+	}
+	// Brokers from a previous run get one session to come back before they count as dead.
+	now := cfg.Now()
+	for i := range c.img.Brokers {
+		c.lastHB[c.img.Brokers[i].ID] = now
+	}
+	go c.monitor()
+	return c, nil
+}
+
+func (c *Controller) path() string { return filepath.Join(c.cfg.Dir, "cluster.json") }
+
+func (c *Controller) load() error {
+	if c.cfg.Dir == "" {
+		return nil
+	}
+	data, err := os.ReadFile(c.path())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: read metadata: %w", err)
+	}
+	var p persisted
+	if err := json.Unmarshal(data, &p); err != nil {
+		return fmt.Errorf("cluster: metadata file %s is corrupt: %w", c.path(), err)
+	}
+	c.img, c.nextPID = p.Image, max(p.NextProducerID, 1000)
+	if c.img.Topics == nil {
+		c.img.Topics = map[string]*meta.Topic{}
+	}
+	return nil
+}
+
+// saveLocked writes the metadata file atomically (write, fsync, rename).
+func (c *Controller) saveLocked() error {
+	if c.cfg.Dir == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(persisted{Image: c.img, NextProducerID: c.nextPID}, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.cfg.Dir, 0o755); err != nil {
+		return err
+	}
+	tmp := c.path() + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, c.path())
+}
+
+// Close stops the session monitor.
+func (c *Controller) Close() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	<-c.done
+}
+
+// Image returns the current metadata image (immutable).
+func (c *Controller) Image() *meta.Image {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.img
+}
+
+// change clones the image, lets fn modify the clone, and publishes it. fn returning an error
+// aborts the change.
+func (c *Controller) changeLocked(fn func(img *meta.Image) error) error {
+	next := c.img.Clone()
+	if err := fn(next); err != nil {
+		return err
+	}
+	next.Version = c.img.Version + 1
+	c.img = next
+	if err := c.saveLocked(); err != nil {
+		c.lg.Error("cannot persist cluster metadata", "err", err)
+	}
+	for id, l := range c.listeners {
+		if !c.cut[id] {
+			l.OnImage(next)
+		}
+	}
+	return nil
+}
+
+func (c *Controller) reachable(from int32) error {
+	if c.cut[from] {
+		return fmt.Errorf("broker %d: %w", from, server.ErrUnreachable)
+	}
+	return nil
+}
+
+// SetCut separates (or reconnects) a broker from the controller, for fault injection.
+func (c *Controller) SetCut(id int32, cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut[id] = cut
+}
+
+// Register implements server.Controller. A broker that registers with a different listener than
+// the one on record is a new incarnation (restarted): its old incarnation is fenced first, so
+// leadership it held moves through a proper election, as Kafka does on a broker epoch change.
+func (c *Controller) Register(_ context.Context, b meta.Broker, l server.Listener) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.reachable(b.ID); err != nil {
+		return err
+	}
+	if old, ok := c.listeners[b.ID]; ok && old != l {
+		if bk, ok := c.img.Broker(b.ID); ok && bk.Alive {
+			c.fenceLocked(b.ID, "restarted")
+		}
+	}
+	c.listeners[b.ID] = l
+	c.lastHB[b.ID] = c.cfg.Now()
+	err := c.changeLocked(func(img *meta.Image) error {
+		b.Alive = true
+		i := slices.IndexFunc(img.Brokers, func(x meta.Broker) bool { return x.ID == b.ID })
+		if i < 0 {
+			img.Brokers = append(img.Brokers, b)
+			sort.Slice(img.Brokers, func(i, j int) bool { return img.Brokers[i].ID < img.Brokers[j].ID })
+		} else {
+			img.Brokers[i] = b
+		}
+		if img.ControllerID == 0 && len(img.Brokers) == 1 {
+			img.ControllerID = b.ID
+		}
+		c.electOfflineLocked(img)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.lg.Info("broker registered", "broker", b.ID, "addr", fmt.Sprintf("%s:%d", b.Host, b.Port))
+	// The new listener gets the current image even when nothing changed.
+	l.OnImage(c.img)
+	return nil
+}
+
+// Heartbeat implements server.Controller.
+func (c *Controller) Heartbeat(_ context.Context, id int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.reachable(id); err != nil {
+		return err
+	}
+	bk, ok := c.img.Broker(id)
+	if !ok || !bk.Alive {
+		return fmt.Errorf("cluster: broker %d is fenced; it must register again", id)
+	}
+	c.lastHB[id] = c.cfg.Now()
+	return nil
+}
+
+func (c *Controller) monitor() {
+	defer close(c.done)
+	t := time.NewTicker(max(c.cfg.SessionTimeout/8, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		now := c.cfg.Now()
+		for _, bk := range c.img.Brokers {
+			if bk.Alive && now.Sub(c.lastHB[bk.ID]) > c.cfg.SessionTimeout {
+				c.fenceLocked(bk.ID, "session timed out")
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// fenceLocked declares a broker dead: it leaves every ISR it is in (unless it is the last
+// member), and partitions it led elect a new leader from the remaining ISR.
+func (c *Controller) fenceLocked(id int32, why string) {
+	c.lg.Warn("broker fenced", "broker", id, "reason", why)
+	_ = c.changeLocked(func(img *meta.Image) error {
+		for i := range img.Brokers {
+			if img.Brokers[i].ID == id {
+				img.Brokers[i].Alive = false
+			}
+		}
+		for _, t := range img.Topics {
+			for p := range t.Partitions {
+				c.removeFromPartitionLocked(img, t, int32(p), id)
+			}
+		}
+		return nil
+	})
+}
+
+func alive(img *meta.Image, id int32) bool {
+	bk, ok := img.Broker(id)
+	return ok && bk.Alive
+}
+
+func (c *Controller) removeFromPartitionLocked(img *meta.Image, t *meta.Topic, p int32, dead int32) {
+	st := &t.Partitions[p]
+	if !st.IsReplica(dead) {
+		return
+	}
+	if st.InISR(dead) && len(st.ISR) > 1 {
+		st.ISR = slices.DeleteFunc(st.ISR, func(x int32) bool { return x == dead })
+		st.Epoch++
+	}
+	if st.Leader != dead {
+		return
+	}
+	c.electLocked(img, t, p, "leader died")
+}
+
+// electLocked picks a leader for partition p from its live ISR (in replica order); with none,
+// the partition goes offline unless the topic allows unclean election.
+func (c *Controller) electLocked(img *meta.Image, t *meta.Topic, p int32, why string) {
+	st := &t.Partitions[p]
+	old := st.Leader
+	st.Leader = meta.NoLeader
+	for _, r := range st.Replicas {
+		if st.InISR(r) && alive(img, r) {
+			st.Leader = r
+			break
+		}
+	}
+	if st.Leader == meta.NoLeader && c.cfg.Defaults.Bool(t, meta.ConfigUncleanElection) {
+		for _, r := range st.Replicas {
+			if alive(img, r) {
+				st.Leader, st.ISR = r, []int32{r}
+				c.lg.Warn("unclean leader election: records not on the new leader are lost", "topic", t.Name, "partition", p, "leader", r)
+				break
+			}
+		}
+	}
+	if st.Leader == old {
+		return
+	}
+	st.LeaderEpoch++
+	st.Epoch++
+	if st.Leader == meta.NoLeader {
+		c.lg.Warn("partition offline: no live in-sync replica", "topic", t.Name, "partition", p, "isr", st.ISR, "reason", why)
+		return
+	}
+	c.lg.Info("leader elected", "topic", t.Name, "partition", p, "leader", st.Leader, "leader_epoch", st.LeaderEpoch, "isr", st.ISR, "reason", why)
+}
+
+// electOfflineLocked elects leaders for offline partitions that now have a live ISR member.
+func (c *Controller) electOfflineLocked(img *meta.Image) {
+	for _, t := range img.Topics {
+		for p := range t.Partitions {
+			if t.Partitions[p].Leader == meta.NoLeader {
+				c.electLocked(img, t, int32(p), "replica returned")
+			}
+		}
+	}
+}
+
+// AlterISR implements server.Controller.
+func (c *Controller) AlterISR(_ context.Context, from int32, topic string, p, leaderEpoch, partEpoch int32, isr []int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.reachable(from); err != nil {
+		return err
+	}
+	return c.changeLocked(func(img *meta.Image) error {
+		t := img.Topic(topic)
+		if t == nil || p < 0 || int(p) >= len(t.Partitions) {
+			return fmt.Errorf("cluster: AlterISR %s-%d: %w", topic, p, kerr.UnknownTopicOrPartition)
+		}
+		st := &t.Partitions[p]
+		if st.Leader != from || st.LeaderEpoch != leaderEpoch {
+			return fmt.Errorf("cluster: AlterISR %s-%d from broker %d epoch %d, but the leader is %d epoch %d: %w", topic, p, from, leaderEpoch, st.Leader, st.LeaderEpoch, kerr.FencedLeaderEpoch)
+		}
+		if st.Epoch != partEpoch {
+			return fmt.Errorf("cluster: AlterISR %s-%d: stale partition epoch %d (now %d): %w", topic, p, partEpoch, st.Epoch, kerr.InvalidUpdateVersion)
+		}
+		if !slices.Contains(isr, from) {
+			return fmt.Errorf("cluster: AlterISR %s-%d: the leader must stay in the ISR: %w", topic, p, kerr.InvalidRequest)
+		}
+		for _, id := range isr {
+			if !st.IsReplica(id) {
+				return fmt.Errorf("cluster: AlterISR %s-%d: %d is not a replica: %w", topic, p, id, kerr.InvalidReplicaAssignment)
+			}
+			if !st.InISR(id) && !alive(img, id) {
+				return fmt.Errorf("cluster: AlterISR %s-%d: broker %d is fenced and cannot join the ISR: %w", topic, p, id, kerr.IneligibleReplica)
+			}
+		}
+		c.lg.Info("ISR changed", "topic", topic, "partition", p, "from", st.ISR, "to", isr)
+		st.ISR = slices.Clone(isr)
+		st.Epoch++
+		return nil
+	})
+}
+
+// AllocateProducerID implements server.Controller.
+func (c *Controller) AllocateProducerID(_ context.Context, from int32) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.reachable(from); err != nil {
+		return -1, err
+	}
+	id := c.nextPID
+	c.nextPID++
+	if err := c.saveLocked(); err != nil {
+		return -1, fmt.Errorf("cluster: persist producer id: %w", err)
+	}
+	return id, nil
+}
+
+// CreateTopics implements server.Controller.
+func (c *Controller) CreateTopics(_ context.Context, from int32, specs []server.TopicSpec, validateOnly bool) []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	errs := make([]error, len(specs))
+	if err := c.reachable(from); err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
+		}
+		return errs
+	}
+	_ = c.changeLocked(func(img *meta.Image) error {
+		created := 0
+		for i, s := range specs {
+			t, err := c.newTopicLocked(img, s)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			if !validateOnly {
+				img.Topics[s.Name] = t
+				created++
+				c.lg.Info("topic created", "topic", s.Name, "partitions", len(t.Partitions), "replication_factor", len(t.Partitions[0].Replicas), "configs", s.Configs)
+			}
+		}
+		if created == 0 {
+			return errNoChange
+		}
+		return nil
+	})
+	return errs
+}
+
+var errNoChange = errors.New("cluster: no change")
+
+func (c *Controller) newTopicLocked(img *meta.Image, s server.TopicSpec) (*meta.Topic, error) {
+	if img.Topic(s.Name) != nil {
+		return nil, fmt.Errorf("topic %q already exists: %w", s.Name, kerr.TopicAlreadyExists)
+	}
+	for k, v := range s.Configs {
+		if err := meta.ValidateTopicConfig(k, v); err != nil {
+			return nil, fmt.Errorf("%w: %w", kerr.InvalidConfig, err)
+		}
+	}
+	t := &meta.Topic{Name: s.Name, ID: meta.NewTopicID(), Configs: s.Configs, Internal: s.Name == meta.OffsetsTopic}
+	if len(s.Assignment) > 0 {
+		for p := int32(0); p < int32(len(s.Assignment)); p++ {
+			reps, ok := s.Assignment[p]
+			if !ok || len(reps) == 0 {
+				return nil, fmt.Errorf("replica assignment must cover partitions 0..%d: %w", len(s.Assignment)-1, kerr.InvalidReplicaAssignment)
+			}
+			for _, r := range reps {
+				if _, ok := img.Broker(r); !ok {
+					return nil, fmt.Errorf("replica assignment names unknown broker %d: %w", r, kerr.InvalidReplicaAssignment)
+				}
+			}
+			t.Partitions = append(t.Partitions, newPartition(img, reps))
+		}
+		return t, nil
+	}
+	if s.Partitions <= 0 {
+		return nil, fmt.Errorf("number of partitions must be positive, got %d: %w", s.Partitions, kerr.InvalidPartitions)
+	}
+	var live []int32
+	for _, b := range img.Brokers {
+		if b.Alive {
+			live = append(live, b.ID)
+		}
+	}
+	if s.ReplicationFactor <= 0 || int(s.ReplicationFactor) > len(live) {
+		return nil, fmt.Errorf("replication factor %d is not possible with %d live brokers: %w", s.ReplicationFactor, len(live), kerr.InvalidReplicationFactor)
+	}
+	start := len(img.Topics)
+	for p := int32(0); p < s.Partitions; p++ {
+		reps := make([]int32, s.ReplicationFactor)
+		for k := range reps {
+			reps[k] = live[(start+int(p)+k)%len(live)]
+		}
+		t.Partitions = append(t.Partitions, newPartition(img, reps))
+	}
+	return t, nil
+}
+
+func newPartition(img *meta.Image, reps []int32) meta.Partition {
+	st := meta.Partition{Replicas: slices.Clone(reps), Leader: meta.NoLeader}
+	for _, r := range reps {
+		if alive(img, r) {
+			st.ISR = append(st.ISR, r)
+		}
+	}
+	if len(st.ISR) > 0 {
+		st.Leader = st.ISR[0]
+	} else {
+		st.ISR = []int32{reps[0]}
+	}
+	return st
+}
+
+// DeleteTopics implements server.Controller.
+func (c *Controller) DeleteTopics(_ context.Context, from int32, names []string) []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	errs := make([]error, len(names))
+	if err := c.reachable(from); err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
+		}
+		return errs
+	}
+	_ = c.changeLocked(func(img *meta.Image) error {
+		n := 0
+		for i, name := range names {
+			if img.Topic(name) == nil {
+				errs[i] = fmt.Errorf("topic %q: %w", name, kerr.UnknownTopicOrPartition)
+				continue
+			}
+			delete(img.Topics, name)
+			n++
+			c.lg.Info("topic deleted", "topic", name)
+		}
+		if n == 0 {
+			return errNoChange
+		}
+		return nil
+	})
+	return errs
+}
+
+// CreatePartitions implements server.Controller.
+func (c *Controller) CreatePartitions(_ context.Context, from int32, topic string, count int32, validateOnly bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.reachable(from); err != nil {
+		return fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
+	}
+	err := c.changeLocked(func(img *meta.Image) error {
+		t := img.Topic(topic)
+		if t == nil {
+			return fmt.Errorf("topic %q: %w", topic, kerr.UnknownTopicOrPartition)
+		}
+		if int(count) <= len(t.Partitions) {
+			return fmt.Errorf("topic %q has %d partitions; the new count %d must be larger: %w", topic, len(t.Partitions), count, kerr.InvalidPartitions)
+		}
+		rf := len(t.Partitions[0].Replicas)
+		var live []int32
+		for _, b := range img.Brokers {
+			if b.Alive {
+				live = append(live, b.ID)
+			}
+		}
+		if rf > len(live) {
+			return fmt.Errorf("replication factor %d needs %d live brokers, %d are: %w", rf, rf, len(live), kerr.InvalidReplicationFactor)
+		}
+		if validateOnly {
+			return errNoChange
+		}
+		for p := int32(len(t.Partitions)); p < count; p++ {
+			reps := make([]int32, rf)
+			for k := range reps {
+				reps[k] = live[(int(p)+k)%len(live)]
+			}
+			t.Partitions = append(t.Partitions, newPartition(img, reps))
+		}
+		c.lg.Info("partitions added", "topic", topic, "count", count)
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	return err
+}
+
+// EnsureOffsetsTopic creates __consumer_offsets if it does not exist, with the given partitions
+// and a replication factor of min(3, live brokers).
+func (c *Controller) EnsureOffsetsTopic(partitions int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.img.Topic(meta.OffsetsTopic) != nil {
+		return nil
+	}
+	live := 0
+	for _, b := range c.img.Brokers {
+		if b.Alive {
+			live++
+		}
+	}
+	var errOut error
+	_ = c.changeLocked(func(img *meta.Image) error {
+		t, err := c.newTopicLocked(img, server.TopicSpec{Name: meta.OffsetsTopic, Partitions: partitions, ReplicationFactor: int16(min(3, live))})
+		if err != nil {
+			errOut = err
+			return err
+		}
+		img.Topics[meta.OffsetsTopic] = t
+		return nil
+	})
+	return errOut
+}

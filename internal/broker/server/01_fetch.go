@@ -1,0 +1,135 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
+)
+
+// replicaIDOf returns the fetching replica's broker id, or -1 for a consumer.
+func replicaIDOf(req *kmsg.FetchRequest) int32 {
+	if req.Version >= 15 {
+		return req.ReplicaState.ID
+	}
+	return req.ReplicaID
+}
+
+type fetchPart struct {
+	name string
+	r    *partition.Replica
+	req  *kmsg.FetchRequestTopicPartition
+	resp *kmsg.FetchResponseTopicPartition
+}
+
+// handleFetch serves consumers (data below the high watermark) and followers (data up to the
+// log end, reporting their position to the leader). It long-polls: when fewer than MinBytes are
+// available it waits for new data up to MaxWaitMillis. Fetch sessions are not kept: every
+// response has session id 0, so clients send full requests, which Kafka permits.
+func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	replicaID := replicaIDOf(req)
+	img := b.Image()
+	var parts []fetchPart
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		name := rt.Topic
+		unknownID := false
+		if req.Version >= 13 {
+			if t := img.TopicByID(meta.TopicID(rt.TopicID)); t != nil {
+				name = t.Name
+			} else {
+				unknownID = true
+			}
+		}
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			switch {
+			case unknownID:
+				sp.ErrorCode = kerr.UnknownTopicID.Code
+			case b.replica(name, rp.Partition) == nil:
+				sp.ErrorCode = b.missingPartitionCode(img, name, rp.Partition)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+		for j := range rt.Partitions {
+			sp := &resp.Topics[len(resp.Topics)-1].Partitions[j]
+			if sp.ErrorCode != 0 {
+				continue
+			}
+			parts = append(parts, fetchPart{name: name, r: b.replica(name, rt.Partitions[j].Partition), req: &rt.Partitions[j], resp: sp})
+		}
+	}
+
+	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
+	deadline := time.Now().Add(maxWait)
+	var wake chan struct{}
+	for {
+		total, failed := b.readParts(parts, replicaID, req)
+		if failed || total >= int(req.MinBytes) || len(parts) == 0 || !time.Now().Before(deadline) {
+			break
+		}
+		if wake == nil {
+			wake = make(chan struct{}, 1)
+			for _, p := range parts {
+				defer p.r.Watch(wake)()
+			}
+			continue // read once more: data may have arrived before the watch was set
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-wake:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return resp
+}
+
+// readParts fills each partition's response from its replica, within the request's byte limits.
+// It reports the bytes read and whether any partition failed (which ends a long poll at once).
+func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRequest) (total int, failed bool) {
+	budget := int(req.MaxBytes)
+	if req.Version < 3 || budget <= 0 {
+		budget = 1 << 30
+	}
+	for _, p := range parts {
+		maxBytes := min(int(p.req.PartitionMaxBytes), budget)
+		if total > 0 && maxBytes <= 0 {
+			p.resp.RecordBatches = nil
+			continue
+		}
+		epoch := int32(-1)
+		if req.Version >= 9 {
+			epoch = p.req.CurrentLeaderEpoch
+		}
+		res, err := p.r.Read(partition.FetchRequest{
+			Offset: p.req.FetchOffset, MaxBytes: max(maxBytes, 1),
+			ReplicaID: replicaID, CurrentLeaderEpoch: epoch,
+		})
+		p.resp.ErrorCode = errorCode(err)
+		p.resp.HighWatermark, p.resp.LastStableOffset, p.resp.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
+		p.resp.RecordBatches = res.Records
+		if err != nil {
+			failed = true
+			continue
+		}
+		total += len(res.Records)
+		budget -= len(res.Records)
+	}
+	return total, failed
+}

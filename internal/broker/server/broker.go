@@ -1,0 +1,440 @@
+// Package server is one node of the bundled broker: it accepts Kafka protocol connections, decodes
+// each request with kmsg, dispatches it by API key to a handler (one file per API, named by key:
+// 00_produce.go, 01_fetch.go, ...), and encodes the answer. It owns this node's partition replicas,
+// the replica fetchers that copy data from leaders on other nodes over the Kafka Fetch API, and
+// this node's share of the consumer-group coordinator.
+//
+// Bad input never takes a node down: a malformed, oversized, truncated or unknown request closes
+// that one connection with a log line, and the node keeps serving every other connection.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
+)
+
+// Config configures one broker node.
+type Config struct {
+	ID         int32
+	ListenAddr string // host:port; port 0 picks a free one
+	DataDir    string // this node's log directory
+	Controller Controller
+	Logger     *slog.Logger
+
+	// Defaults are broker-level topic config defaults (e.g. min.insync.replicas).
+	Defaults meta.Defaults
+	// MaxRequestBytes bounds a request frame (Kafka's socket.request.max.bytes, 100 MiB).
+	MaxRequestBytes int32
+	// ReplicaLagMax is replica.lag.time.max.ms: a follower that has not caught up for this long
+	// leaves the ISR.
+	ReplicaLagMax time.Duration
+	// ReplicaFetchMaxWait is replica.fetch.wait.max.ms.
+	ReplicaFetchMaxWait time.Duration
+	// HeartbeatInterval is how often the node renews its controller session.
+	HeartbeatInterval time.Duration
+	// AutoCreateTopics is auto.create.topics.enable (Kafka's default: true).
+	AutoCreateTopics bool
+	// DefaultPartitions is num.partitions for auto-created topics.
+	DefaultPartitions int32
+	// DefaultReplicationFactor is default.replication.factor (capped at the live brokers).
+	DefaultReplicationFactor int16
+	// Group configures the consumer-group coordinator.
+	Group group.Config
+	// SyncEveryAppend fsyncs each append (durability otherwise comes from replication).
+	SyncEveryAppend bool
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 100 << 20
+	}
+	if c.ReplicaLagMax <= 0 {
+		c.ReplicaLagMax = 10 * time.Second
+	}
+	if c.ReplicaFetchMaxWait <= 0 {
+		c.ReplicaFetchMaxWait = 500 * time.Millisecond
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 250 * time.Millisecond
+	}
+	if c.DefaultPartitions <= 0 {
+		c.DefaultPartitions = 1
+	}
+	if c.DefaultReplicationFactor <= 0 {
+		c.DefaultReplicationFactor = 1
+	}
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// Broker is one running broker node. Its methods are safe for concurrent use.
+type Broker struct {
+	cfg Config
+	lg  *slog.Logger
+	ln  net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	image   atomic.Pointer[meta.Image]
+	imageCh chan struct{}
+	pending atomic.Pointer[meta.Image]
+	applied chan struct{} // closed when the first image has been applied
+
+	mu       sync.RWMutex
+	replicas map[tp]*partition.Replica
+	loaded   map[int32]bool // offsets partitions the coordinator owns
+
+	connMu sync.Mutex
+	conns  map[net.Conn]struct{}
+
+	groups   *group.Coordinator
+	fetchers *fetcherManager
+
+	isolated atomic.Bool
+	paused   atomic.Bool
+}
+
+// Start opens the node's data dir, listens, registers with the controller and serves until Close
+// or Kill. It returns once the node accepts connections.
+func Start(ctx context.Context, cfg Config) (*Broker, error) {
+	cfg.setDefaults()
+	if cfg.Controller == nil {
+		return nil, errors.New("server: Config.Controller is required")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("server: broker %d: listen %s: %w", cfg.ID, cfg.ListenAddr, err)
+	}
+	bctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		cfg: cfg, lg: cfg.Logger.With("broker", cfg.ID), ln: ln,
+		ctx: bctx, cancel: cancel,
+		imageCh:  make(chan struct{}, 1),
+		applied:  make(chan struct{}),
+		replicas: map[tp]*partition.Replica{},
+		loaded:   map[int32]bool{},
+		conns:    map[net.Conn]struct{}{},
+	}
+	gcfg := cfg.Group
+	b.groups = group.NewCoordinator(gcfg, b.lg.With("component", "group"))
+	b.fetchers = newFetcherManager(b)
+
+	b.wg.Add(1)
+	go b.applyLoop()
+	host, port := b.hostPort()
+	if err := cfg.Controller.Register(ctx, meta.Broker{ID: cfg.ID, Host: host, Port: port, Alive: true}, b); err != nil {
+		b.shutdown(false)
+		return nil, fmt.Errorf("server: broker %d: register: %w", cfg.ID, err)
+	}
+	b.wg.Add(3)
+	go b.acceptLoop()
+	go b.heartbeatLoop()
+	go b.maintenanceLoop()
+	select {
+	case <-b.applied:
+	case <-ctx.Done():
+		b.shutdown(false)
+		return nil, ctx.Err()
+	}
+	b.lg.Info("broker started", "addr", b.Addr(), "data", cfg.DataDir)
+	return b, nil
+}
+
+// ID returns the node id.
+func (b *Broker) ID() int32 { return b.cfg.ID }
+
+// Addr returns the host:port clients connect to.
+func (b *Broker) Addr() string { return b.ln.Addr().String() }
+
+func (b *Broker) hostPort() (string, int32) {
+	host, ps, _ := net.SplitHostPort(b.Addr())
+	port, _ := strconv.Atoi(ps)
+	return host, int32(port)
+}
+
+// Image returns the newest metadata image this node has applied.
+func (b *Broker) Image() *meta.Image { return b.image.Load() }
+
+// OnImage implements Listener: the newest image wins; images are applied in order on one
+// goroutine.
+func (b *Broker) OnImage(img *meta.Image) {
+	if b.isolated.Load() {
+		return // the controller's message does not get through
+	}
+	for {
+		cur := b.pending.Load()
+		if cur != nil && cur.Version >= img.Version {
+			return
+		}
+		if b.pending.CompareAndSwap(cur, img) {
+			break
+		}
+	}
+	select {
+	case b.imageCh <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Broker) applyLoop() {
+	defer b.wg.Done()
+	first := true
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.imageCh:
+		}
+		img := b.pending.Load()
+		if cur := b.image.Load(); img == nil || (cur != nil && cur.Version >= img.Version) {
+			continue
+		}
+		b.apply(img)
+		b.image.Store(img)
+		if first {
+			close(b.applied)
+			first = false
+		}
+	}
+}
+
+// apply makes this node's replicas match the image: open new ones, give each its role, drop the
+// ones of deleted topics, and move group coordination with offsets-partition leadership.
+func (b *Broker) apply(img *meta.Image) {
+	self := b.cfg.ID
+	seen := map[tp]bool{}
+	for name, t := range img.Topics {
+		for i, st := range t.Partitions {
+			if !st.IsReplica(self) {
+				continue
+			}
+			key := tp{name, int32(i)}
+			seen[key] = true
+			r, err := b.openReplica(t, int32(i))
+			if err != nil {
+				b.lg.Error("cannot open replica", "topic", name, "partition", i, "err", err)
+				continue
+			}
+			r.SetConfig(int(b.cfg.Defaults.Int(t, meta.ConfigMinISR)), int(b.cfg.Defaults.Int(t, meta.ConfigMaxMessageBytes)))
+			becameFollower := r.Apply(st)
+			switch {
+			case st.Leader == self || st.Leader == meta.NoLeader:
+				b.fetchers.remove(key)
+			case becameFollower:
+				b.fetchers.add(key, st.Leader, true)
+			default:
+				b.fetchers.add(key, st.Leader, false)
+			}
+		}
+	}
+	b.mu.Lock()
+	var gone []*partition.Replica
+	for key, r := range b.replicas {
+		if !seen[key] {
+			gone = append(gone, r)
+			delete(b.replicas, key)
+			b.fetchers.remove(key)
+		}
+	}
+	b.mu.Unlock()
+	for _, r := range gone {
+		if err := r.Log().Delete(); err != nil {
+			b.lg.Warn("deleting replica", "err", err)
+		}
+	}
+	b.applyGroups(img)
+}
+
+func (b *Broker) openReplica(t *meta.Topic, p int32) (*partition.Replica, error) {
+	key := tp{t.Name, p}
+	b.mu.RLock()
+	r := b.replicas[key]
+	b.mu.RUnlock()
+	if r != nil {
+		return r, nil
+	}
+	d := b.cfg.Defaults
+	dir := filepath.Join(b.cfg.DataDir, fmt.Sprintf("%s-%d", t.Name, p))
+	r, err := partition.Open(dir, partition.Config{
+		BrokerID: b.cfg.ID, Topic: t.Name, Partition: p,
+		MinISR:          int(d.Int(t, meta.ConfigMinISR)),
+		MaxMessageBytes: int(d.Int(t, meta.ConfigMaxMessageBytes)),
+		ReplicaLagMax:   b.cfg.ReplicaLagMax,
+		Logger:          b.lg,
+		Log: log.Config{
+			SegmentBytes:       d.Int(t, meta.ConfigSegmentBytes),
+			IndexIntervalBytes: int(d.Int(t, meta.ConfigIndexInterval)),
+			RetentionMs:        d.Int(t, meta.ConfigRetentionMs),
+			RetentionBytes:     d.Int(t, meta.ConfigRetentionBytes),
+			SyncEveryAppend:    b.cfg.SyncEveryAppend,
+		},
+		AlterISR: func(ctx context.Context, leaderEpoch, partEpoch int32, isr []int32) error {
+			if b.isolated.Load() {
+				return ErrUnreachable
+			}
+			return b.cfg.Controller.AlterISR(ctx, b.cfg.ID, t.Name, p, leaderEpoch, partEpoch, isr)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.replicas[key] = r
+	b.mu.Unlock()
+	return r, nil
+}
+
+// replica returns this node's replica of topic-partition, or nil.
+func (b *Broker) replica(topic string, p int32) *partition.Replica {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.replicas[tp{topic, p}]
+}
+
+// PartitionState reports this node's view of a partition it holds.
+func (b *Broker) PartitionState(topic string, p int32) (partition.State, bool) {
+	r := b.replica(topic, p)
+	if r == nil {
+		return partition.State{}, false
+	}
+	return r.State(), true
+}
+
+func (b *Broker) heartbeatLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if b.isolated.Load() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HeartbeatInterval*4)
+		err := b.cfg.Controller.Heartbeat(ctx, b.cfg.ID)
+		cancel()
+		if err != nil && b.ctx.Err() == nil {
+			b.lg.Warn("controller heartbeat failed; registering again", "err", err)
+			host, port := b.hostPort()
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HeartbeatInterval*4)
+			if err := b.cfg.Controller.Register(ctx, meta.Broker{ID: b.cfg.ID, Host: host, Port: port, Alive: true}, b); err != nil {
+				b.lg.Warn("register failed", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// maintenanceLoop shrinks ISRs of led partitions whose followers lag, and applies retention.
+func (b *Broker) maintenanceLoop() {
+	defer b.wg.Done()
+	every := max(b.cfg.ReplicaLagMax/4, 20*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastRetention := time.Now()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.mu.RLock()
+		rs := make([]*partition.Replica, 0, len(b.replicas))
+		for _, r := range b.replicas {
+			rs = append(rs, r)
+		}
+		b.mu.RUnlock()
+		retention := time.Since(lastRetention) > time.Minute
+		for _, r := range rs {
+			r.CheckISR()
+			if retention {
+				if _, err := r.Log().ApplyRetention(time.Now()); err != nil {
+					b.lg.Warn("retention", "err", err)
+				}
+			}
+		}
+		if retention {
+			lastRetention = time.Now()
+		}
+	}
+}
+
+// Close stops the node cleanly: connections closed, fetchers stopped, logs synced and closed.
+func (b *Broker) Close() error { return b.shutdown(true) }
+
+// Kill stops the node abruptly, as kill -9 would from the cluster's point of view: listener,
+// connections and fetchers gone at once, nothing flushed; the data dir is kept.
+func (b *Broker) Kill() { b.shutdown(false) }
+
+func (b *Broker) shutdown(clean bool) error {
+	b.cancel()
+	_ = b.ln.Close()
+	b.connMu.Lock()
+	for c := range b.conns {
+		_ = c.Close()
+	}
+	b.connMu.Unlock()
+	b.fetchers.stopAll()
+	b.groups.Close()
+	b.wg.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var errs []error
+	for _, r := range b.replicas {
+		if clean {
+			errs = append(errs, r.Log().Sync())
+		}
+		errs = append(errs, r.Close())
+	}
+	b.replicas = map[tp]*partition.Replica{}
+	return errors.Join(errs...)
+}
+
+// SetIsolated cuts (or restores) this node's traffic to and from the other brokers and the
+// controller; clients can still connect.
+func (b *Broker) SetIsolated(on bool) {
+	b.isolated.Store(on)
+	b.fetchers.reconnect()
+	if !on {
+		host, port := b.hostPort()
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer cancel()
+		if err := b.cfg.Controller.Register(ctx, meta.Broker{ID: b.cfg.ID, Host: host, Port: port, Alive: true}, b); err != nil {
+			b.lg.Warn("register after heal failed", "err", err)
+		}
+	}
+}
+
+// Isolated reports whether the node is isolated.
+func (b *Broker) Isolated() bool { return b.isolated.Load() }
+
+// SetReplicationPaused stops (or resumes) this node's replica fetchers.
+func (b *Broker) SetReplicationPaused(on bool) { b.paused.Store(on); b.fetchers.wake() }

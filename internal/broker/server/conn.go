@@ -1,0 +1,176 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+)
+
+func (b *Broker) acceptLoop() {
+	defer b.wg.Done()
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			if b.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			b.lg.Warn("accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		b.connMu.Lock()
+		if b.ctx.Err() != nil {
+			b.connMu.Unlock()
+			_ = c.Close()
+			return
+		}
+		b.conns[c] = struct{}{}
+		b.connMu.Unlock()
+		b.wg.Add(1)
+		go b.serveConn(c)
+	}
+}
+
+// request is one decoded request with what its handler may need of the connection.
+type request struct {
+	hdr  wire.Header
+	kreq kmsg.Request
+	peer net.Addr
+}
+
+// serveConn reads requests one at a time and answers each before reading the next, as Kafka does
+// per connection (so responses keep request order). Any framing or decoding failure closes the
+// connection with a log line; nothing else is affected.
+func (b *Broker) serveConn(c net.Conn) {
+	defer b.wg.Done()
+	defer func() {
+		b.connMu.Lock()
+		delete(b.conns, c)
+		b.connMu.Unlock()
+		_ = c.Close()
+	}()
+	lg := b.lg.With("peer", c.RemoteAddr().String())
+	var in, out []byte
+	for {
+		frame, err := wire.ReadFrame(c, b.cfg.MaxRequestBytes, in)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && b.ctx.Err() == nil {
+				lg.Warn("closing connection: bad frame", "err", err)
+			}
+			return
+		}
+		in = frame
+		hdr, kreq, err := wire.ParseRequest(frame)
+		if errors.Is(err, wire.ErrUnsupportedVersion) && hdr.Key == 18 {
+			// A newer client's ApiVersions: answer with our versions so it can pick one.
+			kreq, err = kmsg.NewPtrApiVersionsRequest(), nil
+			kreq.SetVersion(hdr.Version)
+		}
+		if err != nil {
+			lg.Warn("closing connection: undecodable request", "api_key", hdr.Key, "version", hdr.Version, "err", err)
+			return
+		}
+		if vr, ok := apiVersions[hdr.Key]; kreq.Key() != 18 && (!ok || hdr.Version < vr.min || hdr.Version > vr.max) {
+			lg.Warn("closing connection: unsupported API or version", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version)
+			return
+		}
+		if b.isolated.Load() && isReplicaRequest(kreq) {
+			lg.Debug("dropping replica request to an isolated broker")
+			return
+		}
+		resp := b.handle(&request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
+		if resp == nil {
+			continue // acks=0 produce: no response at all
+		}
+		out = wire.AppendResponse(out[:0], hdr.CorrelationID, resp)
+		if _, err := c.Write(out); err != nil {
+			if b.ctx.Err() == nil {
+				lg.Debug("write response", "err", err)
+			}
+			return
+		}
+		if cap(in) > 1<<20 {
+			in = nil // do not pin a large buffer for the connection's life
+		}
+	}
+}
+
+// isReplicaRequest reports whether a request comes from another broker's replica fetcher.
+func isReplicaRequest(r kmsg.Request) bool {
+	switch r := r.(type) {
+	case *kmsg.FetchRequest:
+		return replicaIDOf(r) >= 0
+	case *kmsg.OffsetForLeaderEpochRequest:
+		return r.ReplicaID >= 0
+	}
+	return false
+}
+
+// handle runs the handler for the request's API. The context ends when the node stops.
+func (b *Broker) handle(r *request) kmsg.Response {
+	ctx := b.ctx
+	switch req := r.kreq.(type) {
+	case *kmsg.ProduceRequest:
+		return b.handleProduce(ctx, req)
+	case *kmsg.FetchRequest:
+		return b.handleFetch(ctx, req)
+	case *kmsg.ListOffsetsRequest:
+		return b.handleListOffsets(ctx, req)
+	case *kmsg.MetadataRequest:
+		return b.handleMetadata(ctx, req)
+	case *kmsg.OffsetCommitRequest:
+		return b.groups.OffsetCommit(ctx, req)
+	case *kmsg.OffsetFetchRequest:
+		return b.groups.OffsetFetch(ctx, req)
+	case *kmsg.FindCoordinatorRequest:
+		return b.handleFindCoordinator(ctx, req)
+	case *kmsg.JoinGroupRequest:
+		return b.groups.JoinGroup(ctx, req)
+	case *kmsg.HeartbeatRequest:
+		return b.groups.Heartbeat(ctx, req)
+	case *kmsg.LeaveGroupRequest:
+		return b.groups.LeaveGroup(ctx, req)
+	case *kmsg.SyncGroupRequest:
+		return b.groups.SyncGroup(ctx, req)
+	case *kmsg.DescribeGroupsRequest:
+		return b.groups.DescribeGroups(ctx, req)
+	case *kmsg.ListGroupsRequest:
+		return b.groups.ListGroups(ctx, req)
+	case *kmsg.ApiVersionsRequest:
+		return b.handleApiVersions(req)
+	case *kmsg.CreateTopicsRequest:
+		return b.handleCreateTopics(ctx, req)
+	case *kmsg.DeleteTopicsRequest:
+		return b.handleDeleteTopics(ctx, req)
+	case *kmsg.InitProducerIDRequest:
+		return b.handleInitProducerID(ctx, req)
+	case *kmsg.OffsetForLeaderEpochRequest:
+		return b.handleOffsetForLeaderEpoch(ctx, req)
+	case *kmsg.DescribeConfigsRequest:
+		return b.handleDescribeConfigs(ctx, req)
+	case *kmsg.CreatePartitionsRequest:
+		return b.handleCreatePartitions(ctx, req)
+	case *kmsg.DeleteGroupsRequest:
+		return b.groups.DeleteGroups(ctx, req)
+	case *kmsg.OffsetDeleteRequest:
+		return b.groups.OffsetDelete(ctx, req)
+	case *kmsg.DescribeClusterRequest:
+		return b.handleDescribeCluster(ctx, req)
+	}
+	// Unreachable: serveConn only passes APIs listed in apiVersions.
+	return nil
+}
+
+// withTimeout bounds a handler by the request's own timeout.
+func withTimeout(ctx context.Context, ms int32) (context.Context, context.CancelFunc) {
+	if ms <= 0 {
+		ms = 30000
+	}
+	return context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+}

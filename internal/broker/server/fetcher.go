@@ -1,0 +1,364 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+)
+
+// fetcherManager runs one replica fetcher per leader this node follows, as Kafka's
+// ReplicaFetcherManager does, and moves partitions between them as leadership changes.
+type fetcherManager struct {
+	b        *Broker
+	mu       sync.Mutex
+	fetchers map[int32]*fetcher
+	leaderOf map[tp]int32
+}
+
+func newFetcherManager(b *Broker) *fetcherManager {
+	return &fetcherManager{b: b, fetchers: map[int32]*fetcher{}, leaderOf: map[tp]int32{}}
+}
+
+// add makes the fetcher for leader replicate key. truncate asks for a truncation against the
+// leader's epoch history first (always done when a partition joins a fetcher).
+func (m *fetcherManager) add(key tp, leader int32, truncate bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.leaderOf[key]; ok && old != leader {
+		m.fetchers[old].remove(key)
+	} else if ok && !truncate {
+		return
+	}
+	f := m.fetchers[leader]
+	if f == nil {
+		f = newFetcher(m.b, leader)
+		m.fetchers[leader] = f
+	}
+	m.leaderOf[key] = leader
+	f.add(key)
+}
+
+func (m *fetcherManager) remove(key tp) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.leaderOf[key]; ok {
+		m.fetchers[old].remove(key)
+		delete(m.leaderOf, key)
+	}
+}
+
+func (m *fetcherManager) wake() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, f := range m.fetchers {
+		f.poke()
+	}
+}
+
+// reconnect drops every fetcher connection (after isolation changes).
+func (m *fetcherManager) reconnect() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, f := range m.fetchers {
+		f.resetConn()
+		f.poke()
+	}
+}
+
+func (m *fetcherManager) stopAll() {
+	m.mu.Lock()
+	fs := m.fetchers
+	m.fetchers = map[int32]*fetcher{}
+	m.leaderOf = map[tp]int32{}
+	m.mu.Unlock()
+	for _, f := range fs {
+		f.stop()
+	}
+}
+
+// fetcher replicates the partitions one leader leads to this node, over the Kafka Fetch API with
+// this node's replica id, truncating diverged logs with OffsetForLeaderEpoch first.
+type fetcher struct {
+	b      *Broker
+	leader int32
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	wakeCh chan struct{}
+
+	mu       sync.Mutex
+	parts    map[tp]bool // value: needs truncation
+	client   *wire.Client
+	failures int
+}
+
+func newFetcher(b *Broker, leader int32) *fetcher {
+	ctx, cancel := context.WithCancel(b.ctx)
+	f := &fetcher{b: b, leader: leader, ctx: ctx, cancel: cancel, done: make(chan struct{}), wakeCh: make(chan struct{}, 1), parts: map[tp]bool{}}
+	go f.run()
+	return f
+}
+
+func (f *fetcher) add(key tp) {
+	f.mu.Lock()
+	f.parts[key] = true
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *fetcher) remove(key tp) {
+	f.mu.Lock()
+	delete(f.parts, key)
+	f.mu.Unlock()
+}
+
+func (f *fetcher) poke() {
+	select {
+	case f.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fetcher) resetConn() {
+	f.mu.Lock()
+	if f.client != nil {
+		_ = f.client.Close()
+		f.client = nil
+	}
+	f.mu.Unlock()
+}
+
+func (f *fetcher) stop() {
+	f.cancel()
+	f.resetConn()
+	<-f.done
+}
+
+func (f *fetcher) sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-f.ctx.Done():
+	case <-f.wakeCh:
+	case <-t.C:
+	}
+}
+
+func (f *fetcher) run() {
+	defer close(f.done)
+	defer f.resetConn()
+	for f.ctx.Err() == nil {
+		if f.b.paused.Load() || f.b.isolated.Load() {
+			f.resetConn()
+			f.sleep(100 * time.Millisecond)
+			continue
+		}
+		f.mu.Lock()
+		parts := make(map[tp]bool, len(f.parts))
+		for k, v := range f.parts {
+			parts[k] = v
+		}
+		f.mu.Unlock()
+		if len(parts) == 0 {
+			f.sleep(time.Second)
+			continue
+		}
+		c, err := f.conn()
+		if err == nil {
+			err = f.round(c, parts)
+		}
+		if err != nil {
+			f.resetConn()
+			f.failures++
+			if f.failures == 1 || f.failures%50 == 0 {
+				f.b.lg.Debug("replica fetch from leader failed", "leader", f.leader, "err", err)
+			}
+			f.sleep(min(time.Duration(f.failures)*20*time.Millisecond, 500*time.Millisecond))
+			continue
+		}
+		f.failures = 0
+	}
+}
+
+func (f *fetcher) conn() (*wire.Client, error) {
+	f.mu.Lock()
+	c := f.client
+	f.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	bk, ok := f.b.Image().Broker(f.leader)
+	if !ok {
+		return nil, fmt.Errorf("leader %d is not in the metadata", f.leader)
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Second)
+	defer cancel()
+	c, err := wire.Dial(ctx, nil, net.JoinHostPort(bk.Host, strconv.Itoa(int(bk.Port))), "kafkaguard-replica-"+strconv.Itoa(int(f.b.cfg.ID)))
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.client = c
+	f.mu.Unlock()
+	return c, nil
+}
+
+// round truncates the partitions that need it, then fetches once for the rest.
+func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
+	self := f.b.cfg.ID
+	for key, needs := range parts {
+		if !needs {
+			continue
+		}
+		ok, err := f.truncate(c, key)
+		if err != nil {
+			return err
+		}
+		if ok {
+			f.mu.Lock()
+			if _, still := f.parts[key]; still {
+				f.parts[key] = false
+			}
+			f.mu.Unlock()
+			parts[key] = false
+		}
+	}
+
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(12)
+	req.ReplicaID = self
+	req.MaxWaitMillis = int32(f.b.cfg.ReplicaFetchMaxWait.Milliseconds())
+	req.MinBytes = 1
+	req.MaxBytes = 16 << 20
+	byTopic := map[string]int{}
+	for key, needs := range parts {
+		r := f.b.replica(key.topic, key.partition)
+		if needs || r == nil {
+			continue
+		}
+		i, ok := byTopic[key.topic]
+		if !ok {
+			t := kmsg.NewFetchRequestTopic()
+			t.Topic = key.topic
+			req.Topics = append(req.Topics, t)
+			i = len(req.Topics) - 1
+			byTopic[key.topic] = i
+		}
+		p := kmsg.NewFetchRequestTopicPartition()
+		p.Partition = key.partition
+		p.CurrentLeaderEpoch = r.LeaderEpoch()
+		p.FetchOffset = r.Log().EndOffset()
+		p.LastFetchedEpoch = r.Log().LatestEpoch()
+		p.PartitionMaxBytes = 4 << 20
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
+	}
+	if len(req.Topics) == 0 {
+		f.sleep(100 * time.Millisecond)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, f.b.cfg.ReplicaFetchMaxWait+10*time.Second)
+	defer cancel()
+	kresp, err := c.Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if resp.ErrorCode != 0 {
+		return fmt.Errorf("fetch from leader %d: %w", f.leader, kerr.ErrorForCode(resp.ErrorCode))
+	}
+	backoff := false
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			key := tp{t.Topic, p.Partition}
+			f.mu.Lock()
+			_, still := f.parts[key]
+			f.mu.Unlock()
+			r := f.b.replica(key.topic, key.partition)
+			if !still || r == nil {
+				continue
+			}
+			switch p.ErrorCode {
+			case 0:
+				if err := r.AppendReplicated(p.RecordBatches, p.HighWatermark); err != nil {
+					f.b.lg.Warn("appending replicated batches", "topic", key.topic, "partition", key.partition, "err", err)
+					f.markTruncate(key)
+				}
+			case kerr.OffsetOutOfRange.Code:
+				f.markTruncate(key)
+			default:
+				backoff = true // not leader (yet), stale epoch: wait for the new metadata
+			}
+		}
+	}
+	if backoff {
+		f.sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+func (f *fetcher) markTruncate(key tp) {
+	f.mu.Lock()
+	if _, ok := f.parts[key]; ok {
+		f.parts[key] = true
+	}
+	f.mu.Unlock()
+}
+
+// truncate asks the leader where this replica's latest epoch ends and cuts the local log there,
+// so records the old leader wrote but the new one never had are removed (Kafka's KIP-101).
+func (f *fetcher) truncate(c *wire.Client, key tp) (bool, error) {
+	r := f.b.replica(key.topic, key.partition)
+	if r == nil {
+		return false, nil
+	}
+	latest := r.Log().LatestEpoch()
+	if latest < 0 {
+		return true, nil // empty log: nothing can diverge
+	}
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	req.SetVersion(4)
+	req.ReplicaID = f.b.cfg.ID
+	t := kmsg.NewOffsetForLeaderEpochRequestTopic()
+	t.Topic = key.topic
+	p := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+	p.Partition = key.partition
+	p.CurrentLeaderEpoch = r.LeaderEpoch()
+	p.LeaderEpoch = latest
+	t.Partitions = append(t.Partitions, p)
+	req.Topics = append(req.Topics, t)
+	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+	defer cancel()
+	kresp, err := c.Request(ctx, req)
+	if err != nil {
+		return false, err
+	}
+	resp := kresp.(*kmsg.OffsetForLeaderEpochResponse)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return false, fmt.Errorf("OffsetForLeaderEpoch: malformed answer from leader %d", f.leader)
+	}
+	rp := resp.Topics[0].Partitions[0]
+	if rp.ErrorCode != 0 {
+		f.sleep(50 * time.Millisecond)
+		return false, nil
+	}
+	target := rp.EndOffset
+	if rp.LeaderEpoch < 0 || rp.EndOffset < 0 {
+		target = 0 // the leader has nothing of any epoch we know
+	} else if rp.LeaderEpoch < latest {
+		if _, end := r.LocalEpochEnd(rp.LeaderEpoch); end >= 0 {
+			target = min(target, end)
+		}
+	}
+	if err := r.TruncateTo(target); err != nil {
+		return false, err
+	}
+	return true, nil
+}
