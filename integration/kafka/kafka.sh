@@ -127,6 +127,18 @@ run_java_tool() {
 
 node_dir() { echo "$RUN/node-$1"; }
 
+# random_cluster_id prints a Kafka Uuid as `kafka-storage random-uuid` does:
+# 16 random bytes, URL-safe base64 without padding, never starting with '-'
+# (saves a JVM start; the format tool still validates it).
+random_cluster_id() {
+	local id
+	while :; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+		[[ "$id" != -* && "$id" != AAAAAAAAAAAAAAAAAAAAAA ]] && break
+	done
+	echo "$id"
+}
+
 load_state() {
 	[[ -f "$RUN/cluster.env" ]] || die "no cluster in $RUN (run: $PROG start)"
 	# shellcheck disable=SC1091
@@ -244,6 +256,8 @@ EOF
 launch_node() {
 	local id=$1 d pid
 	d=$(node_dir "$id")
+	# Readiness looks for the startup line only in what this launch logs.
+	stat -c %s "$d/logs/server.log" 2>/dev/null >"$d/launch.offset" || echo 0 >"$d/launch.offset"
 	# shellcheck disable=SC2086
 	setsid "$JAVA" -server $HEAP_OPTS $JVM_OPTS \
 		-Dlog4j2.configurationFile="$d/log4j2.properties" \
@@ -264,31 +278,51 @@ answering_ids() {
 		sort -un
 }
 
-# wait_ready ID... waits until each given node answers, failing fast when a
-# node's process exits. Prints nothing on success.
+# logged_started ID succeeds once the node's current launch logged that its
+# broker is up. It is a cheap hint, checked before the network check (a JVM).
+logged_started() {
+	local d off
+	d=$(node_dir "$1")
+	off=$(cat "$d/launch.offset" 2>/dev/null || echo 0)
+	tail -c "+$((off + 1))" "$d/logs/server.log" 2>/dev/null | grep -q 'Kafka Server started'
+}
+
+# wait_ready ID... waits until each given node answers over the network,
+# failing fast when a node's process exits. Prints nothing on success.
 wait_ready() {
-	local want=("$@") deadline id missing answered
+	local want=("$@") deadline id missing answered="" logged next_probe=0
 	deadline=$((SECONDS + START_TIMEOUT))
 	while :; do
+		logged=1
 		for id in "${want[@]}"; do
 			if ! node_pid "$id" >/dev/null; then
 				note "node $id exited during startup"
 				log_tail "$id"
 				return 1
 			fi
+			logged_started "$id" || logged=0
 		done
-		answered=$(answering_ids || true)
-		missing=()
-		for id in "${want[@]}"; do
-			grep -qx "$id" <<<"$answered" || missing+=("$id")
-		done
-		((${#missing[@]} == 0)) && return 0
+		# Probe when every node logged its start, or every 10 s regardless in
+		# case a Kafka version words the line differently.
+		if ((logged == 1 || SECONDS >= next_probe)); then
+			next_probe=$((SECONDS + 10))
+			answered=$(answering_ids || true)
+			missing=()
+			for id in "${want[@]}"; do
+				grep -qx "$id" <<<"$answered" || missing+=("$id")
+			done
+			((${#missing[@]} == 0)) && return 0
+		fi
 		if ((SECONDS >= deadline)); then
+			missing=()
+			for id in "${want[@]}"; do
+				grep -qx "$id" <<<"$answered" || missing+=("$id")
+			done
 			note "brokers ${missing[*]} did not answer within ${START_TIMEOUT}s (answering: ${answered//$'\n'/ })"
 			for id in "${missing[@]}"; do log_tail "$id"; done
 			return 1
 		fi
-		sleep 1
+		sleep 0.5
 	done
 }
 
@@ -363,11 +397,16 @@ cmd_start() {
 	# A stopped cluster is replaced by a fresh one.
 	rm -rf "$RUN"
 	mkdir -p "$RUN"
-	cid=$(run_java_tool kafka.tools.StorageTool random-uuid) || die "start: kafka-storage random-uuid failed"
+	cid=$(random_cluster_id)
+	local fmt=()
 	for ((id = 1; id <= NODES; id++)); do
 		write_node_config "$id"
 		run_java_tool kafka.tools.StorageTool format --cluster-id "$cid" \
-			--config "$(node_dir "$id")/server.properties" >"$(node_dir "$id")/format.log" 2>&1 || {
+			--config "$(node_dir "$id")/server.properties" >"$(node_dir "$id")/format.log" 2>&1 &
+		fmt+=($!)
+	done
+	for ((id = 1; id <= NODES; id++)); do
+		wait "${fmt[id - 1]}" || {
 			cat "$(node_dir "$id")/format.log" >&2
 			die "start: formatting node $id failed"
 		}
