@@ -57,9 +57,10 @@
 //     offset after the last batch.
 //  5. Load the leader-epoch checkpoint, drop entries at or past the end
 //     offset and move the first entry up to the start offset; keep it only
-//     if every entry starts at a batch of its epoch and the last batch's
-//     epoch is the latest entry. Otherwise rebuild it from the batch
-//     headers. Write it back if it changed.
+//     if every entry starts at a batch of its epoch right after a batch of
+//     an older one, and the last batch's epoch is the latest entry.
+//     Otherwise rebuild it from the batch headers. Write it back if it
+//     changed.
 //
 // Changes on disk are ordered so that every crash leaves one of these
 // recoverable states: Truncate deletes segments newest first, retention

@@ -225,8 +225,9 @@ func (l *Log) recoverEpochs() error {
 }
 
 // verifyEpochs returns why entries do not describe the log, or "": each
-// entry must start at a batch stamped with its epoch, and the log's last
-// stamped batch must carry the latest epoch.
+// entry must start at a batch stamped with its epoch that follows a batch
+// of an older epoch, and the log's last stamped batch must carry the
+// latest epoch.
 func (l *Log) verifyEpochs(entries []epochEntry) (string, error) {
 	for _, e := range entries {
 		h, ok, err := l.batchAt(e.StartOffset)
@@ -235,6 +236,15 @@ func (l *Log) verifyEpochs(entries []epochEntry) (string, error) {
 		}
 		if !ok || h.BaseOffset != e.StartOffset || h.PartitionLeaderEpoch != e.Epoch {
 			return fmt.Sprintf("no batch of epoch %d starts at offset %d", e.Epoch, e.StartOffset), nil
+		}
+		if e.StartOffset == l.start {
+			continue
+		}
+		// The epoch must start there, not earlier.
+		if prev, _, err := l.batchAt(e.StartOffset - 1); err != nil {
+			return "", err
+		} else if prev.PartitionLeaderEpoch >= e.Epoch {
+			return fmt.Sprintf("epoch %d already holds offset %d", prev.PartitionLeaderEpoch, e.StartOffset-1), nil
 		}
 	}
 	if l.end == l.start {
