@@ -150,7 +150,7 @@ func TestReadResultIsACopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendN(t, l, 2, 1, 10, 0, 0, 1) // same size, different bytes would land in the same place
-	got[0] ^= 0xff                     // and scribbling on the copy must not reach the log
+	got[0] ^= 0xff                   // and scribbling on the copy must not reach the log
 	if !bytes.Equal(got[1:], saved[1:]) {
 		t.Fatal("returned slice changed after truncate and append")
 	}
