@@ -368,4 +368,3 @@ func (s kgoSettings) check(p Preset) []*ConfigError {
 	}
 	return errs
 }
-
