@@ -24,6 +24,8 @@ START_TIMEOUT=${KAFKAGUARD_KAFKA_START_TIMEOUT:-120}
 STOP_TIMEOUT=${KAFKAGUARD_KAFKA_STOP_TIMEOUT:-20}
 HEAP_OPTS=${KAFKAGUARD_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}
 JVM_OPTS=${KAFKAGUARD_KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}
+# JVM options for `tool` and the helper tools: they start fast (C1 only).
+TOOL_OPTS=${KAFKAGUARD_KAFKA_TOOL_OPTS:--Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true}
 JAVA=${JAVA:-java}
 if [[ -n "${JAVA_HOME:-}" && "$JAVA" == java ]]; then JAVA="$JAVA_HOME/bin/java"; fi
 
@@ -40,7 +42,9 @@ commands:
                              format and start a KRaft cluster; wait until every broker answers,
                              then print: ready bootstrap=127.0.0.1:19092,...
                              (already running: just checks and prints the line again)
-  stop                       stop every node (SIGTERM, SIGKILL after $KAFKAGUARD_KAFKA_STOP_TIMEOUT s)
+  stop                       stop every node (SIGTERM, SIGKILL after $KAFKAGUARD_KAFKA_STOP_TIMEOUT s);
+                             data and logs stay in the run dir until the next start
+  clean                      stop, then delete the run dir
   kill NODE_ID               SIGKILL one node (ids are 1..N)
   restart NODE_ID            start a node again on its existing data, wait until it answers
   status                     one line per node; exit 0 when all run, 3 otherwise
@@ -58,6 +62,9 @@ options and environment:
   KAFKA_VERSION                 Kafka version from Maven Central (default 4.4.0)
   KAFKAGUARD_KAFKA_START_TIMEOUT seconds to wait for brokers (default 120)
   KAFKAGUARD_KAFKA_HEAP_OPTS    per-node heap (default -Xms128m -Xmx512m)
+  KAFKAGUARD_KAFKA_JVM_OPTS     per-node JVM options (default G1, 20 ms pause goal)
+  KAFKAGUARD_KAFKA_TOOL_OPTS    JVM options of `tool` and the console tools
+  KAFKAGUARD_KAFKA_STOP_TIMEOUT seconds from SIGTERM to SIGKILL in stop (default 20)
   JAVA_HOME / JAVA              the Java 17+ runtime
 EOF
 }
@@ -120,7 +127,8 @@ EOF
 
 # run_java_tool CLASS ARGS... runs a Kafka main class in the foreground.
 run_java_tool() {
-	"$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true \
+	# shellcheck disable=SC2086
+	"$JAVA" $TOOL_OPTS \
 		-Dlog4j2.configurationFile="$CACHE/$KAFKA_VERSION/tools-log4j2.properties" \
 		-cp "$LIB/*" "$@"
 }
@@ -156,6 +164,13 @@ bootstrap_servers() {
 	echo "$out"
 }
 
+# pid_alive PID succeeds while the process exists and is not a zombie.
+pid_alive() {
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
 # node_pid ID prints the pid of a live node, or fails. The command line is
 # checked so a recycled pid is never mistaken for the node.
 node_pid() {
@@ -164,13 +179,15 @@ node_pid() {
 	[[ -f "$pidf" ]] || return 1
 	pid=$(cat "$pidf")
 	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
-	kill -0 "$pid" 2>/dev/null || return 1
+	pid_alive "$pid" || return 1
 	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$(node_dir "$1")/server.properties" || return 1
 	echo "$pid"
 }
 
 check_node_id() {
-	[[ "$1" =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= NODES)) || die "bad node id '$1': this cluster has nodes 1..$NODES"
+	if ! [[ "$1" =~ ^[1-9][0-9]{0,3}$ ]] || (($1 > NODES)); then
+		die "bad node id '$1': this cluster has nodes 1..$NODES"
+	fi
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -290,8 +307,9 @@ logged_started() {
 # wait_ready ID... waits until each given node answers over the network,
 # failing fast when a node's process exits. Prints nothing on success.
 wait_ready() {
-	local want=("$@") deadline id missing answered="" logged next_probe=0
+	local want=("$@") deadline id missing answered="" logged next_probe
 	deadline=$((SECONDS + START_TIMEOUT))
+	next_probe=$((SECONDS + 15))
 	while :; do
 		logged=1
 		for id in "${want[@]}"; do
@@ -302,8 +320,8 @@ wait_ready() {
 			fi
 			logged_started "$id" || logged=0
 		done
-		# Probe when every node logged its start, or every 10 s regardless in
-		# case a Kafka version words the line differently.
+		# Probe when every node logged its start, or every 10 s (after the
+		# first 15) regardless, in case a Kafka version words the line otherwise.
 		if ((logged == 1 || SECONDS >= next_probe)); then
 			next_probe=$((SECONDS + 10))
 			answered=$(answering_ids || true)
@@ -342,7 +360,7 @@ stop_nodes() {
 		if pid=$(node_pid "$id"); then
 			note "node $id did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
-			while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+			while pid_alive "$pid"; do sleep 0.1; done
 		fi
 		rm -f "$(node_dir "$id")/kafka.pid"
 	done
@@ -364,8 +382,9 @@ cmd_start() {
 		esac
 	done
 	[[ "$nodes" == 1 || "$nodes" == 3 ]] || die "start: --nodes must be 1 or 3, got '$nodes'"
-	[[ "$base" =~ ^[0-9]+$ ]] && ((base >= 1024 && base + 102 <= 65535)) ||
+	if ! [[ "$base" =~ ^[1-9][0-9]{3,4}$ ]] || ((base < 1024 || base + 102 > 65535)); then
 		die "start: --base-port must be in 1024..65433, got '$base'"
+	fi
 
 	# Already running: keep the cluster, bring back nodes that died.
 	if [[ -f "$RUN/cluster.env" ]]; then
@@ -395,7 +414,7 @@ cmd_start() {
 	ensure_fetched
 
 	# A stopped cluster is replaced by a fresh one.
-	rm -rf "$RUN"
+	clean_run_dir
 	mkdir -p "$RUN"
 	cid=$(random_cluster_id)
 	local fmt=()
@@ -421,6 +440,22 @@ cmd_start() {
 	echo "ready bootstrap=$(bootstrap_servers)"
 }
 
+# clean_run_dir removes the run dir, refusing a directory that kafka.sh did
+# not create (a mistyped --dir must never wipe someone's files).
+clean_run_dir() {
+	[[ -e "$RUN" ]] || return 0
+	if [[ -f "$RUN/cluster.env" || -z "$(ls -A "$RUN")" ]]; then
+		rm -rf "$RUN"
+	else
+		die "$RUN is not empty and holds no kafka.sh cluster; choose another --dir"
+	fi
+}
+
+cmd_clean() {
+	cmd_stop
+	clean_run_dir
+}
+
 cmd_stop() {
 	[[ -f "$RUN/cluster.env" ]] || return 0
 	load_state
@@ -433,7 +468,7 @@ cmd_kill() {
 	check_node_id "$id"
 	if pid=$(node_pid "$id"); then
 		kill -KILL "$pid" 2>/dev/null || true
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+		while pid_alive "$pid"; do sleep 0.05; done
 	fi
 	rm -f "$(node_dir "$id")/kafka.pid"
 }
@@ -479,6 +514,7 @@ main() {
 	fetch) cmd_fetch ;;
 	start) cmd_start "$@" ;;
 	stop) cmd_stop ;;
+	clean) cmd_clean ;;
 	kill) cmd_kill "$@" ;;
 	restart) cmd_restart "$@" ;;
 	status) cmd_status ;;
