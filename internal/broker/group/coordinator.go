@@ -1,0 +1,416 @@
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Coordinator is the group coordinator of one broker. It serves the groups of
+// the __consumer_offsets partitions loaded into it. It is safe for concurrent
+// use; create it with [NewCoordinator] and stop it with [Coordinator.Close].
+type Coordinator struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	shards map[int32]*shard
+	closed bool
+
+	writers sync.WaitGroup
+}
+
+// NewCoordinator returns a coordinator that owns no offsets partition yet. A
+// nil logger discards logs.
+func NewCoordinator(cfg Config, logger *slog.Logger) *Coordinator {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Coordinator{
+		cfg:    cfg.withDefaults(),
+		log:    logger,
+		shards: make(map[int32]*shard),
+	}
+}
+
+type clientInfoKey struct{}
+
+type clientInfo struct{ id, host string }
+
+// WithClient returns a context carrying the client id (from the request
+// header) and the client host of the connection a request came from. The
+// coordinator uses them to name new members and to answer DescribeGroups, as
+// Kafka does; the host is shown as given (Kafka shows "/10.0.0.1").
+func WithClient(ctx context.Context, clientID, clientHost string) context.Context {
+	return context.WithValue(ctx, clientInfoKey{}, clientInfo{clientID, clientHost})
+}
+
+func clientFrom(ctx context.Context) clientInfo {
+	ci, _ := ctx.Value(clientInfoKey{}).(clientInfo)
+	return ci
+}
+
+// Load makes this coordinator own offsets partition p. It replays the
+// partition's records (key, value, in offset order) to rebuild committed
+// offsets and group metadata, then serves the groups that map to p,
+// persisting new records through store. Records it cannot decode are logged
+// and skipped. Loading a partition that is already loaded replaces it.
+func (c *Coordinator) Load(ctx context.Context, p int32, store Store, replay func(yield func(Record) bool)) error {
+	if p < 0 || p >= c.cfg.OffsetsPartitions {
+		return fmt.Errorf("%w: %d not in [0, %d)", ErrBadPartition, p, c.cfg.OffsetsPartitions)
+	}
+	if store == nil {
+		return errors.New("group: Load with a nil Store")
+	}
+	sh := newShard(c, p, store)
+	if replay != nil {
+		var n, bad int
+		var ctxErr error
+		replay(func(r Record) bool {
+			if n++; n%1024 == 0 {
+				if ctxErr = ctx.Err(); ctxErr != nil {
+					return false
+				}
+			}
+			if err := sh.replay(r); err != nil {
+				bad++
+				c.log.Warn("group: skipping undecodable record while loading",
+					"partition", p, "record", n, "err", err)
+			}
+			return true
+		})
+		if ctxErr == nil {
+			ctxErr = ctx.Err()
+		}
+		if ctxErr != nil {
+			sh.cancel()
+			return fmt.Errorf("group: loading offsets partition %d: %w", p, ctxErr)
+		}
+		c.log.Info("group: loaded offsets partition", "partition", p,
+			"records", n, "skipped", bad, "groups", len(sh.groups))
+	}
+
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		sh.cancel()
+		return ErrClosed
+	}
+	old := c.shards[p]
+	c.shards[p] = sh
+	sh.mu.Lock()
+	sh.startLoaded()
+	sh.mu.Unlock()
+	c.writers.Add(1)
+	go sh.run()
+	c.mu.Unlock()
+
+	if old != nil {
+		old.shutdown(codeNotCoordinator)
+	}
+	return nil
+}
+
+// Unload stops owning offsets partition p, because leadership moved or the
+// broker stops: parked JoinGroup and SyncGroup requests of its groups are
+// answered NOT_COORDINATOR and its state is dropped. Unloading a partition
+// that is not loaded does nothing.
+func (c *Coordinator) Unload(p int32) {
+	c.mu.Lock()
+	sh := c.shards[p]
+	delete(c.shards, p)
+	c.mu.Unlock()
+	if sh != nil {
+		sh.shutdown(codeNotCoordinator)
+	}
+}
+
+// Owns reports whether groupID maps to an offsets partition loaded here.
+func (c *Coordinator) Owns(groupID string) bool {
+	_, code := c.shardFor(groupID)
+	return code == 0
+}
+
+// Close unloads every partition, answering parked requests
+// COORDINATOR_NOT_AVAILABLE, stops all timers and waits for in-flight
+// Store.Append calls to return. Later requests get COORDINATOR_NOT_AVAILABLE.
+func (c *Coordinator) Close() {
+	c.mu.Lock()
+	c.closed = true
+	shards := c.shards
+	c.shards = make(map[int32]*shard)
+	c.mu.Unlock()
+	for _, sh := range shards {
+		sh.shutdown(codeCoordinatorNotAvailable)
+	}
+	c.writers.Wait()
+}
+
+// shardFor returns the loaded shard of groupID, or the code to answer.
+func (c *Coordinator) shardFor(groupID string) (*shard, int16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, codeCoordinatorNotAvailable
+	}
+	sh := c.shards[PartitionFor(groupID, c.cfg.OffsetsPartitions)]
+	if sh == nil {
+		return nil, codeNotCoordinator
+	}
+	return sh, 0
+}
+
+// loadedShards returns the loaded shards in partition order, or false if the
+// coordinator is closed.
+func (c *Coordinator) loadedShards() ([]*shard, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, false
+	}
+	out := make([]*shard, 0, len(c.shards))
+	for _, sh := range c.shards {
+		out = append(out, sh)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].p < out[j].p })
+	return out, true
+}
+
+// shard holds the groups of one loaded offsets partition. Its mutex guards
+// every group in it; its writer goroutine runs the partition's persisted
+// changes one at a time, in order.
+type shard struct {
+	c      *Coordinator
+	p      int32
+	store  Store
+	ctx    context.Context // cancelled on unload; parent of every Append
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	groups   map[string]*group
+	unloaded bool
+	code     int16 // what requests get once unloaded
+
+	qmu     sync.Mutex
+	queue   []*writeOp
+	qclosed bool
+	wake    chan struct{}
+}
+
+// writeOp is a change that must be persisted before it takes effect.
+type writeOp struct {
+	// prepare runs on the writer goroutine with sh.mu held, against the
+	// state left by every earlier op. It returns the records to append and
+	// finish, which runs with sh.mu held once the append returned (err is
+	// its error), or at once with a nil error if there are no records.
+	prepare func() (records []Record, finish func(err error))
+	// abort runs, without locks, instead of prepare if the shard is
+	// unloaded first; code is what the client should get. It may be nil.
+	abort func(code int16)
+}
+
+func newShard(c *Coordinator, p int32, store Store) *shard {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &shard{
+		c:      c,
+		p:      p,
+		store:  store,
+		ctx:    ctx,
+		cancel: cancel,
+		groups: make(map[string]*group),
+		wake:   make(chan struct{}, 1),
+	}
+}
+
+func (sh *shard) now() time.Time { return sh.c.cfg.Now() }
+
+// newGroup creates an Empty group and adds it, replacing any group of the
+// same id.
+func (sh *shard) newGroup(id string) *group {
+	g := &group{
+		id:          id,
+		state:       stateEmpty,
+		prevState:   stateEmpty,
+		stateTime:   sh.now(),
+		members:     make(map[string]*member),
+		static:      make(map[string]string),
+		pending:     make(map[string]*pendingMember),
+		pendingSync: make(map[string]bool),
+	}
+	sh.groups[id] = g
+	return g
+}
+
+// current reports whether g is still the live group of its id.
+func (sh *shard) current(g *group) bool {
+	return !sh.unloaded && sh.groups[g.id] == g
+}
+
+// afterFunc runs fn with sh.mu held after d, unless the shard was unloaded.
+func (sh *shard) afterFunc(d time.Duration, fn func()) *time.Timer {
+	return time.AfterFunc(d, func() {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if !sh.unloaded {
+			fn()
+		}
+	})
+}
+
+// startLoaded arms the session timers of members rebuilt from the log, as
+// Kafka does when it finishes loading a partition.
+func (sh *shard) startLoaded() {
+	for _, g := range sh.groups {
+		for _, m := range g.members {
+			sh.scheduleHeartbeat(g, m, time.Duration(m.sessionTimeoutMs)*time.Millisecond)
+		}
+		if sh.c.cfg.MaxGroupSize > 0 && len(g.members) > sh.c.cfg.MaxGroupSize {
+			sh.prepareRebalance(g)
+		}
+	}
+}
+
+// shutdown unloads the shard: parked requests get code, timers stop, queued
+// writes are aborted with code.
+func (sh *shard) shutdown(code int16) {
+	sh.cancel()
+	sh.mu.Lock()
+	if !sh.unloaded {
+		sh.unloaded = true
+		sh.code = code
+		for _, g := range sh.groups {
+			sh.stopGroup(g, code)
+		}
+		sh.groups = make(map[string]*group)
+	}
+	sh.mu.Unlock()
+	sh.qmu.Lock()
+	sh.qclosed = true
+	sh.qmu.Unlock()
+	sh.signal()
+}
+
+// stopGroup stops g's timers and answers its parked requests with code.
+func (sh *shard) stopGroup(g *group, code int16) {
+	g.joinSeq++
+	if g.joinTimer != nil {
+		g.joinTimer.Stop()
+	}
+	g.syncSeq++
+	if g.syncTimer != nil {
+		g.syncTimer.Stop()
+	}
+	for id := range g.pending {
+		g.removePending(id)
+	}
+	for _, m := range g.members {
+		m.stopHeartbeat()
+		sh.answerJoinError(m, m.id, code)
+		sh.answerSyncError(m, code)
+	}
+}
+
+func (sh *shard) signal() {
+	select {
+	case sh.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues op for the writer; it is false if the shard is unloaded.
+// It never blocks, so it may be called with sh.mu held.
+func (sh *shard) enqueue(op *writeOp) bool {
+	sh.qmu.Lock()
+	if sh.qclosed {
+		sh.qmu.Unlock()
+		return false
+	}
+	sh.queue = append(sh.queue, op)
+	sh.qmu.Unlock()
+	sh.signal()
+	return true
+}
+
+// run is the writer goroutine.
+func (sh *shard) run() {
+	defer sh.c.writers.Done()
+	for {
+		op, ok := sh.next()
+		if !ok {
+			return
+		}
+		sh.execute(op)
+	}
+}
+
+func (sh *shard) next() (*writeOp, bool) {
+	for {
+		sh.qmu.Lock()
+		if sh.qclosed {
+			ops := sh.queue
+			sh.queue = nil
+			sh.qmu.Unlock()
+			sh.mu.Lock()
+			code := sh.code
+			sh.mu.Unlock()
+			for _, op := range ops {
+				if op.abort != nil {
+					op.abort(code)
+				}
+			}
+			return nil, false
+		}
+		if len(sh.queue) > 0 {
+			op := sh.queue[0]
+			sh.queue[0] = nil
+			sh.queue = sh.queue[1:]
+			sh.qmu.Unlock()
+			return op, true
+		}
+		sh.qmu.Unlock()
+		<-sh.wake
+	}
+}
+
+func (sh *shard) execute(op *writeOp) {
+	sh.mu.Lock()
+	if sh.unloaded {
+		code := sh.code
+		sh.mu.Unlock()
+		if op.abort != nil {
+			op.abort(code)
+		}
+		return
+	}
+	records, finish := op.prepare()
+	sh.mu.Unlock()
+
+	var err error
+	if len(records) > 0 {
+		ctx, cancel := context.WithTimeout(sh.ctx, sh.c.cfg.CommitTimeout)
+		err = sh.store.Append(ctx, records)
+		cancel()
+		if err != nil {
+			sh.c.log.Warn("group: appending to offsets partition failed",
+				"partition", sh.p, "records", len(records), "err", err)
+		}
+	}
+	if finish != nil {
+		sh.mu.Lock()
+		finish(err)
+		sh.mu.Unlock()
+	}
+}
+
+// errorCode is the code for a failed append; once the shard is unloaded it
+// is the unload code, since the client must look the coordinator up again.
+func (sh *shard) errorCode(err error) int16 {
+	if sh.unloaded {
+		return sh.code
+	}
+	return appendErrorCode(err)
+}

@@ -1,0 +1,45 @@
+// Package group is the consumer-group coordinator of the bundled broker: it
+// serves Kafka's classic group protocol (JoinGroup, SyncGroup, Heartbeat,
+// LeaveGroup) and the offset APIs (OffsetCommit, OffsetFetch, OffsetDelete),
+// plus DescribeGroups, ListGroups and DeleteGroups, with the semantics of
+// Apache Kafka's GroupCoordinator (group-coordinator module, ClassicGroup).
+//
+// The server package decodes a request with kmsg, calls the matching
+// [Coordinator] method and writes the returned response, which always has the
+// request's version. No handler panics on any input.
+//
+// # Ownership and durability
+//
+// Groups map to partitions of __consumer_offsets with [PartitionFor], as Kafka
+// does. A broker that leads offsets partition p calls [Coordinator.Load]; the
+// coordinator replays the partition's records to rebuild committed offsets and
+// group metadata (generation, leader, protocol, members and assignments), then
+// serves every group that maps to p. Requests for groups of a partition that is
+// not loaded are answered NOT_COORDINATOR.
+//
+// Every change that Kafka persists goes through [Store.Append] before it is
+// visible or acknowledged: offset commits and deletions, the group metadata
+// written when the leader's SyncGroup completes a rebalance, when a group
+// becomes empty, when a static member is replaced, and group deletion. Records
+// use Kafka's own key and value formats (kmsg's OffsetCommitKey/Value and
+// GroupMetadataKey/Value), so the topic reads like Kafka's. The writes of one
+// partition are applied in the order they are appended: one writer goroutine
+// per loaded partition runs them one at a time. If Append fails, the client
+// gets an error code and the in-memory state does not change.
+//
+// # Group life cycle
+//
+// A group moves between Empty, PreparingRebalance, CompletingRebalance and
+// Stable, and is Dead while it is being deleted. JoinGroup parks the caller
+// until every member has rejoined (or the rebalance timeout drops those that
+// did not), then answers all members at once, the leader with every member's
+// metadata for the protocol chosen by the members' votes. The leader's
+// SyncGroup carries the assignment, which is persisted and handed to every
+// member. Heartbeats keep a member alive: one that misses its session timeout
+// is removed and the group rebalances. Static members (group.instance.id)
+// keep their assignment across restarts without a rebalance.
+//
+// Not implemented: offset expiration (offsets.retention.minutes), the KIP-848
+// consumer protocol, transactional offset commits, and topic IDs in
+// OffsetCommit/OffsetFetch (v10); unknown topics are the caller's to reject.
+package group
