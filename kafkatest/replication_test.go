@@ -1,0 +1,438 @@
+package kafkatest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+)
+
+// threeBrokers starts a 3-broker cluster with one RF=3 topic of one partition and returns the
+// cluster and the partition's leader.
+func threeBrokers(t *testing.T, topic string, topicConfigs map[string]string, opts ...kafkatest.Option) (*kafkatest.Cluster, int32) {
+	t.Helper()
+	c := kafkatest.NewCluster(t, append([]kafkatest.Option{kafkatest.Brokers(3)}, opts...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.CreateTopic(ctx, topic, 1, 3, topicConfigs); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return len(i.ISR) == 3 })
+	if err != nil {
+		t.Fatalf("ISR never reached 3: %+v: %v", info, err)
+	}
+	return c, info.Leader
+}
+
+func followers(info kafkatest.PartitionInfo) []int32 {
+	return slices.DeleteFunc(slices.Clone(info.Replicas), func(id int32) bool { return id == info.Leader })
+}
+
+// readAll consumes topic partition 0 from the start until it has read up to the high watermark
+// the cluster reports, and returns the values. It also checks no record at or above the high
+// watermark is ever handed out.
+func readAll(t *testing.T, c *kafkatest.Cluster, topic string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.HW >= 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []string
+	next := int64(0)
+	for next < info.HW {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records before timeout", next, info.HW)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Logf("fetch error (retried): %v", err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != next {
+				t.Fatalf("got offset %d, want %d", r.Offset, next)
+			}
+			next++
+			out = append(out, string(r.Value))
+		})
+	}
+	return out
+}
+
+func TestAcksAllWithIdempotenceLosesNothingWhenLeaderIsKilledMidStream(t *testing.T) {
+	const topic = "killed-leader"
+	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
+	before, _ := c.Partition(topic, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+
+	const keys, perKey = 10, 200
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var wg sync.WaitGroup
+	for s := 0; s < perKey; s++ {
+		if s == perKey/3 {
+			if err := c.Kill(leader); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for k := 0; k < keys; k++ {
+			v := fmt.Sprintf("k%d:%d", k, s)
+			wg.Add(1)
+			prod.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint("k", k)), Value: []byte(v)}, func(r *kgo.Record, err error) {
+				defer wg.Done()
+				if err == nil {
+					mu.Lock()
+					acked[string(r.Value)] = true
+					mu.Unlock()
+				}
+			})
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	wg.Wait()
+	if len(acked) != keys*perKey {
+		t.Fatalf("only %d of %d records were acknowledged", len(acked), keys*perKey)
+	}
+	after, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.LeaderEpoch <= before.LeaderEpoch {
+		t.Fatalf("leader epoch %d did not grow past %d", after.LeaderEpoch, before.LeaderEpoch)
+	}
+	var got []produced
+	for _, v := range readAll(t, c, topic) {
+		got = append(got, parseValue(t, []byte(v)))
+	}
+	checkExactlyOnceInOrder(t, got, keys, perKey)
+}
+
+// produceSync produces one record and returns its error.
+func produceSync(ctx context.Context, cl *kgo.Client, topic, value string) error {
+	return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(value)}).FirstErr()
+}
+
+func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
+	const topic = "acks1-loss"
+	c, leader := threeBrokers(t, topic, nil)
+	info, _ := c.Partition(topic, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := produceSync(ctx, prod, topic, "replicated"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range followers(info) {
+		if err := c.PauseReplication(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		if err := produceSync(ctx, prod, topic, fmt.Sprint("leader-only-", i)); err != nil {
+			t.Fatalf("acks=1 produce while followers are paused: %v", err)
+		}
+	}
+	if err := c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range followers(info) {
+		if err := c.ResumeReplication(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	// The old leader comes back as a follower and truncates what the new leader never had.
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return len(i.ISR) == 3 }); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := c.Replica(leader, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LEO != 1 {
+		t.Fatalf("returning old leader's log ends at %d, want 1 (truncated)", rep.LEO)
+	}
+	got := readAll(t, c, topic)
+	if !slices.Equal(got, []string{"replicated"}) {
+		t.Fatalf("after failover the topic holds %q; the five acks=1 records should be lost", got)
+	}
+	t.Logf("acks=1: 5 acknowledged records lost after leader %d died; new leader %d epoch %d", leader, after.Leader, after.LeaderEpoch)
+}
+
+func TestAcksAllNeverAcknowledgesWhatFollowersDidNotCopy(t *testing.T) {
+	const topic = "acksall-pause"
+	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"}, kafkatest.ReplicaLagMax(30*time.Second))
+	info, _ := c.Partition(topic, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, f := range followers(info) {
+		if err := c.PauseReplication(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProduceRequestTimeout(time.Second), kgo.RecordDeliveryTimeout(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	err = produceSync(ctx, prod, topic, "never-acked")
+	if err == nil {
+		t.Fatal("acks=all was acknowledged although no follower copied the record")
+	}
+	t.Logf("acks=all while followers are paused: %v", err)
+	if err := c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range followers(info) {
+		if err := c.ResumeReplication(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader }); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, c, topic); len(got) != 0 {
+		t.Fatalf("the new leader has %q", got)
+	}
+}
+
+func TestNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
+	const topic = "min-isr"
+	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
+	info, _ := c.Partition(topic, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, f := range followers(info) {
+		if err := c.Kill(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
+		t.Fatal(err)
+	}
+	all, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordRetries(0),
+		kgo.RecordDeliveryTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Close()
+	err = produceSync(ctx, all, topic, "refused")
+	if !errors.Is(err, kerr.NotEnoughReplicas) {
+		t.Fatalf("acks=all with ISR=[%d] and min.insync.replicas=2: got %v, want NOT_ENOUGH_REPLICAS", leader, err)
+	}
+	if rep, _ := c.Replica(leader, topic, 0); rep.LEO != 0 {
+		t.Fatalf("log end offset moved to %d although the write was refused", rep.LEO)
+	}
+	one, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if err := produceSync(ctx, one, topic, "accepted"); err != nil {
+		t.Fatalf("acks=1 with one live replica: %v", err)
+	}
+}
+
+func TestPausedFollowerLeavesISRAfterLagBoundAndRejoinsWhenResumed(t *testing.T) {
+	const topic = "lagging"
+	lag := 500 * time.Millisecond
+	c, _ := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"}, kafkatest.ReplicaLagMax(lag))
+	info, _ := c.Partition(topic, 0)
+	slow := followers(info)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := c.PauseReplication(slow); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	// Writes keep succeeding: first while the paused follower is still in the ISR only until the
+	// lag bound passes (acks=all waits for it), then without it.
+	for i := 0; i < 20; i++ {
+		if err := produceSync(ctx, prod, topic, fmt.Sprint("v", i)); err != nil {
+			t.Fatalf("write %d while a follower is paused: %v", i, err)
+		}
+	}
+	shrunk, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return !slices.Contains(i.ISR, slow) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if since := time.Since(paused); since < lag {
+		t.Fatalf("follower left the ISR after %v, before the lag bound %v", since, lag)
+	}
+	if len(shrunk.ISR) != 2 {
+		t.Fatalf("ISR %v, want the two live replicas", shrunk.ISR)
+	}
+	if err := c.ResumeReplication(slow); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Contains(i.ISR, slow) }); err != nil {
+		t.Fatalf("resumed follower did not rejoin the ISR: %v", err)
+	}
+	if rep, _ := c.Replica(slow, topic, 0); rep.LEO != 20 {
+		t.Fatalf("rejoined follower's log ends at %d, want 20", rep.LEO)
+	}
+}
+
+func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
+	const topic = "clean-only"
+	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "false"}, kafkatest.ReplicaLagMax(300*time.Millisecond))
+	info, _ := c.Partition(topic, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	fs := followers(info)
+	for _, f := range fs {
+		if err := c.PauseReplication(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := produceSync(ctx, prod, topic, "only-on-leader"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if err := c.ResumeReplication(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	off, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader == -1 })
+	if err != nil {
+		t.Fatalf("partition did not go offline: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if now, _ := c.Partition(topic, 0); now.Leader != -1 {
+		t.Fatalf("a stale replica became leader (%d) with unclean election off", now.Leader)
+	}
+	if err := c.Restart(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	back, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader == leader })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.LeaderEpoch <= off.LeaderEpoch-1 {
+		t.Fatalf("leader epoch did not advance")
+	}
+	if got := readAll(t, c, topic); !slices.Equal(got, []string{"only-on-leader"}) {
+		t.Fatalf("after the last ISR member returned the topic holds %q", got)
+	}
+}
+
+func TestConsumerNeverSeesRecordsAtOrAboveHighWatermark(t *testing.T) {
+	const topic = "hw"
+	c, leader := threeBrokers(t, topic, nil, kafkatest.ReplicaLagMax(30*time.Second))
+	info, _ := c.Partition(topic, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	for i := 0; i < 3; i++ {
+		if err := produceSync(ctx, prod, topic, fmt.Sprint("committed-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 3 }); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range followers(info) {
+		if err := c.PauseReplication(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		if err := produceSync(ctx, prod, topic, fmt.Sprint("uncommitted-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, _ := c.Replica(leader, topic, 0)
+	if rep.LEO != 7 || rep.HW != 3 {
+		t.Fatalf("leader LEO %d HW %d, want 7 and 3", rep.LEO, rep.HW)
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	seen := 0
+	for time.Now().Before(deadline) {
+		pctx, pcancel := context.WithDeadline(ctx, deadline)
+		fs := cons.PollFetches(pctx)
+		pcancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset >= 3 {
+				t.Fatalf("consumer received offset %d (%s) at or above the high watermark 3", r.Offset, r.Value)
+			}
+			seen++
+		})
+	}
+	if seen != 3 {
+		t.Fatalf("consumer saw %d committed records, want 3", seen)
+	}
+	for _, f := range followers(info) {
+		if err := c.ResumeReplication(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Once the followers copy them, the HW passes them and they become visible.
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 7 }); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, c, topic); len(got) != 7 {
+		t.Fatalf("after replication resumed read %d records, want 7", len(got))
+	}
+}
