@@ -30,6 +30,9 @@ JAVA=${JAVA:-java}
 if [[ -n "${JAVA_HOME:-}" && "$JAVA" == java ]]; then JAVA="$JAVA_HOME/bin/java"; fi
 
 die() { echo "$PROG: error: $*" >&2; exit 1; }
+# unavailable exits 69 (EX_UNAVAILABLE) when a prerequisite is missing, so a
+# test suite can tell "no Java here" from "Kafka failed".
+unavailable() { echo "$PROG: unavailable: $*" >&2; exit 69; }
 note() { echo "$PROG: $*" >&2; }
 
 usage() {
@@ -56,6 +59,8 @@ commands:
                              Kafka's console tools against the running cluster
   help
 
+exit status: 0 ok, 1 error, 3 status: a node is down, 69 java or mvn missing
+
 options and environment:
   --dir DIR                     run dir (data, logs, pid files); env KAFKAGUARD_KAFKA_RUN
   KAFKAGUARD_KAFKA_CACHE        jar cache (default ~/.cache/kafkaguard/kafka)
@@ -81,7 +86,7 @@ cmd_fetch() {
 	if [[ -f "$dir/.complete" && "$(cat "$dir/.complete")" == "$(fetch_stamp)" ]]; then
 		return 0
 	fi
-	command -v mvn >/dev/null || die "mvn not found: install Maven (apt-get install -y maven)"
+	command -v mvn >/dev/null || unavailable "mvn not found: install Maven (apt-get install -y maven)"
 	mkdir -p "$dir"
 	local tmp="$dir/lib.tmp.$$"
 	rm -rf "$tmp"
@@ -102,6 +107,7 @@ cmd_fetch() {
 }
 
 ensure_fetched() {
+	command -v "$JAVA" >/dev/null || unavailable "java not found: install a Java 17+ runtime or set JAVA_HOME"
 	cmd_fetch
 	write_tools_log4j
 }
