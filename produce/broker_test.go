@@ -1,0 +1,319 @@
+package produce_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/produce"
+)
+
+// readAll consumes topic from the start until it has at least n records,
+// then keeps polling briefly so that duplicates would show, and returns the
+// values in partition order.
+func readAll(t *testing.T, c *kafkatest.Cluster, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var got []*kgo.Record
+	var extra time.Time
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		fs.EachError(func(tp string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("fetch %s/%d: %v", tp, p, err)
+			}
+		})
+		got = append(got, fs.Records()...)
+		switch {
+		case ctx.Err() != nil:
+			t.Fatalf("read %d of %d records of %s before the deadline", len(got), n, topic)
+		case len(got) >= n && extra.IsZero():
+			extra = time.Now().Add(500 * time.Millisecond)
+		case !extra.IsZero() && time.Now().After(extra):
+			return got
+		}
+	}
+}
+
+func values(rs []*kgo.Record) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r.Value)
+	}
+	return out
+}
+
+func newProducer(t *testing.T, c *kafkatest.Cluster, p produce.Preset, opts ...kgo.Opt) *produce.Producer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	pr, err := produce.New(ctx, p, append([]kgo.Opt{kgo.SeedBrokers(c.Bootstrap()...)}, opts...)...)
+	if err != nil {
+		t.Fatalf("New(%v): %v", p, err)
+	}
+	t.Cleanup(func() { pr.Close(context.Background()) })
+	return pr
+}
+
+func TestNoLossSendReturnsOnceEveryInSyncReplicaHasTheRecord(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
+	ctx := t.Context()
+	if err := c.CreateTopic(ctx, "orders", 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, c, produce.NoLoss)
+	const n = 10
+	for i := range n {
+		r := &kgo.Record{Topic: "orders", Value: []byte(strconv.Itoa(i))}
+		if err := p.Send(ctx, r); err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+		if r.Offset != int64(i) {
+			t.Fatalf("record %d acknowledged at offset %d", i, r.Offset)
+		}
+		// Acknowledged means committed: below the high watermark, on
+		// every in-sync replica.
+		info, err := c.Partition("orders", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.HW <= r.Offset {
+			t.Fatalf("record %d acknowledged with the high watermark at %d", i, info.HW)
+		}
+		for _, id := range info.ISR {
+			rep, err := c.Replica(id, "orders", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.LEO <= r.Offset {
+				t.Fatalf("record %d acknowledged before in-sync replica %d had it (LEO %d)", i, id, rep.LEO)
+			}
+		}
+	}
+	want := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	if got := values(readAll(t, c, "orders", n)); !slices.Equal(got, want) {
+		t.Fatalf("read %v, want %v", got, want)
+	}
+}
+
+func TestSendAsyncThenCloseDeliversEveryRecordAndEveryCallback(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	ctx := t.Context()
+	if err := c.CreateTopic(ctx, "events", 4, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, c, produce.NoLoss, kgo.ProducerLinger(50*time.Millisecond))
+	const n = 500
+	var ok, failed atomic.Int64
+	for i := range n {
+		p.SendAsync(ctx, &kgo.Record{Topic: "events", Key: []byte(strconv.Itoa(i % 17)), Value: []byte(strconv.Itoa(i))},
+			func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				ok.Add(1)
+			})
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := p.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if ok.Load() != n || failed.Load() != 0 {
+		t.Fatalf("when Close returned: %d acknowledged, %d failed, want %d and 0", ok.Load(), failed.Load(), n)
+	}
+	got := values(readAll(t, c, "events", n))
+	slices.Sort(got)
+	if len(slices.Compact(got)) != n || len(got) != n {
+		t.Fatalf("read %d records (%d distinct), want %d", len(got), len(slices.Compact(got)), n)
+	}
+
+	// After Close nothing is accepted, and the sender hears so.
+	err := p.Send(ctx, &kgo.Record{Topic: "events", Value: []byte("late")})
+	if !errors.Is(err, produce.ErrClosed) || !errors.Is(err, produce.ErrNotWritten) {
+		t.Fatalf("Send after Close = %v, want ErrClosed and ErrNotWritten", err)
+	}
+	var cbErr error
+	p.SendAsync(ctx, &kgo.Record{Topic: "events"}, func(_ *kgo.Record, err error) { cbErr = err })
+	if !errors.Is(cbErr, produce.ErrClosed) {
+		t.Fatalf("SendAsync after Close called back with %v", cbErr)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestMinInsyncReplicasStopsNoLossButNotLeaderAck(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	ctx := t.Context()
+	// One replica can never satisfy min.insync.replicas=2.
+	if err := c.CreateTopic(ctx, "thin", 1, 1, map[string]string{"min.insync.replicas": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	noLoss := newProducer(t, c, produce.NoLoss)
+	sctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	err := noLoss.Send(sctx, &kgo.Record{Topic: "thin", Value: []byte("acks=all")})
+	var de *produce.DeliveryError
+	if !errors.As(err, &de) || !errors.Is(err, context.DeadlineExceeded) || de.Topic != "thin" {
+		t.Fatalf("NoLoss Send = %v, want a DeliveryError for the deadline", err)
+	}
+
+	leaderAck := newProducer(t, c, produce.LeaderAck)
+	if err := leaderAck.Send(ctx, &kgo.Record{Topic: "thin", Value: []byte("acks=1")}); err != nil {
+		t.Fatalf("LeaderAck Send: %v", err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, time.Second)
+	defer ccancel()
+	noLoss.Close(cctx) // the refused record may still be retrying; Close fails it
+	if got := values(readAll(t, c, "thin", 1)); !slices.Equal(got, []string{"acks=1"}) {
+		t.Fatalf("read %v, want only the LeaderAck record", got)
+	}
+}
+
+func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
+	ctx := t.Context()
+	if err := c.CreateTopic(ctx, "limbo", 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, c, produce.NoLoss)
+	if err := p.Send(ctx, &kgo.Record{Topic: "limbo", Value: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Partition("limbo", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var followers []int32
+	for _, id := range info.Replicas {
+		if id != info.Leader {
+			followers = append(followers, id)
+			if err := c.PauseReplication(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The leader appends the record but cannot get it replicated; the
+	// send gives up first (well within replica.lag.time.max.ms).
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	err = p.Send(sctx, &kgo.Record{Topic: "limbo", Value: []byte("second")})
+	if !errors.Is(err, produce.ErrOutcomeUnknown) || errors.Is(err, produce.ErrNotWritten) {
+		t.Fatalf("Send = %v, want ErrOutcomeUnknown", err)
+	}
+	for _, id := range followers {
+		if err := c.ResumeReplication(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "Unknown" was the honest answer: the record was written after all,
+	// and exactly once.
+	if got := values(readAll(t, c, "limbo", 2)); !slices.Equal(got, []string{"first", "second"}) {
+		t.Fatalf("read %v, want [first second]", got)
+	}
+}
+
+func TestSaramaSyncNoLossSendsInOrderAndCloses(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	ctx := t.Context()
+	if err := c.CreateTopic(ctx, "legacy", 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := sarama.NewConfig()
+	sp, err := produce.NewSaramaSync(c.Bootstrap(), produce.NoLoss, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Producer.Idempotent || cfg.Producer.Return.Successes {
+		t.Fatal("NewSaramaSync modified the caller's config")
+	}
+	errs := make([]error, 20)
+	for i := range errs {
+		msg := &sarama.ProducerMessage{Topic: "legacy", Value: sarama.StringEncoder(fmt.Sprint(i))}
+		errs[i] = sp.Send(ctx, msg)
+		if errs[i] == nil && msg.Offset != int64(i) {
+			t.Fatalf("message %d at offset %d", i, msg.Offset)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Send(ctx, &sarama.ProducerMessage{Topic: "legacy"}); !errors.Is(err, produce.ErrClosed) {
+		t.Fatalf("Send after Close = %v", err)
+	}
+	if got := readAll(t, c, "legacy", 20); len(got) != 20 {
+		t.Fatalf("read %d messages, want 20", len(got))
+	}
+}
+
+func TestAuditPassesHardenedTopicsAndNamesEveryWeakness(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
+	ctx := t.Context()
+	if err := c.CreateTopic(ctx, "good", 2, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateTopic(ctx, "weak", 1, 1, map[string]string{"unclean.leader.election.enable": "true", "min.insync.replicas": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+
+	r, err := produce.Audit(ctx, adm, []string{"good"}, produce.WithKgoProducer(produce.KgoOpts(produce.NoLoss)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Passed() || len(r.Checks) != 3*3+4+1 {
+		t.Fatalf("hardened cluster: passed=%v with %d checks: %v", r.Passed(), len(r.Checks), r.Err())
+	}
+
+	r, err = produce.Audit(ctx, adm, []string{"good", "weak", "missing"}, produce.WithKgoProducer(produce.KgoOpts(produce.LeaderAck)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, ch := range r.Failures() {
+		failed = append(failed, ch.Resource+": "+ch.Rule+" ("+ch.Value+")")
+	}
+	want := []string{
+		"topic weak: replication.factor >= 3 (1 (least over partitions))",
+		"topic weak: min.insync.replicas >= 2 (1 (topic config))",
+		"topic weak: min.insync.replicas < replication.factor (1 < 1)",
+		"topic weak: unclean.leader.election.enable = false (true (topic config))",
+		"topic missing: topic exists (missing)",
+		"producer: producer acks = all (RequiredAcks = LeaderAck)",
+	}
+	if !slices.Equal(failed, want) {
+		t.Fatalf("failed checks:\n%q\nwant\n%q", failed, want)
+	}
+	if !errors.Is(r.Err(), produce.ErrAuditFailed) {
+		t.Fatalf("Err = %v", r.Err())
+	}
+}
