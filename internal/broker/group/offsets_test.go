@@ -327,9 +327,9 @@ func TestGroupsOfPartitionsNotLoadedGetNotCoordinator(t *testing.T) {
 func TestLoadSkipsUndecodableRecords(t *testing.T) {
 	good := offsetCommitRecord("g", "t", 0, committed{offset: 5, leaderEpoch: -1, expireTimestamp: -1})
 	recs := []Record{
-		{Key: []byte{0}},                    // too short
-		{Key: []byte{0, 1, 0xff}},           // truncated offset key
-		{Key: []byte{0, 9, 1, 2}},           // a record type we do not serve
+		{Key: []byte{0}},                     // too short
+		{Key: []byte{0, 1, 0xff}},            // truncated offset key
+		{Key: []byte{0, 9, 1, 2}},            // a record type we do not serve
 		{Key: good.Key, Value: []byte{0, 3}}, // truncated value
 		good,
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -193,10 +194,10 @@ func (sh *shard) replay(r Record) error {
 				clientID:           vm.ClientID,
 				clientHost:         vm.ClientHost,
 				protocolType:       v.ProtocolType,
-				protocols:          []kmsg.JoinGroupRequestProtocol{{Name: g.protocol, Metadata: vm.Subscription}},
+				protocols:          []kmsg.JoinGroupRequestProtocol{{Name: g.protocol, Metadata: slices.Clone(vm.Subscription)}},
 				sessionTimeoutMs:   vm.SessionTimeoutMillis,
 				rebalanceTimeoutMs: rebalance,
-				assignment:         vm.Assignment,
+				assignment:         slices.Clone(vm.Assignment),
 			}
 			g.addLoadedMember(m)
 		}
