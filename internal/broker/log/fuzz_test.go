@@ -71,53 +71,55 @@ func FuzzRecover(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, segmentFileName(0)), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg := Config{IndexIntervalBytes: 64}
-		l, err := Open(dir, cfg, nil)
+	f.Fuzz(checkRecover)
+}
+
+func checkRecover(t *testing.T, data []byte) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, segmentFileName(0)), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{IndexIntervalBytes: 64}
+	l, err := Open(dir, cfg, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer l.Close()
+	if l.StartOffset() != 0 || l.EndOffset() < 0 {
+		t.Fatalf("offsets [%d, %d)", l.StartOffset(), l.EndOffset())
+	}
+	got := readAll(t, l)
+	checkContiguous(t, got, 0, l.EndOffset())
+	if !bytes.HasPrefix(data, got) {
+		t.Fatal("recovered bytes are not a prefix of the file")
+	}
+	if l.Size() != int64(len(got)) || fileSize(t, filepath.Join(dir, segmentFileName(0))) != int64(len(got)) {
+		t.Fatalf("size %d, file %d, recovered %d", l.Size(), fileSize(t, filepath.Join(dir, segmentFileName(0))), len(got))
+	}
+	// Every offset is readable on its own, through the index.
+	for off := int64(0); off < l.EndOffset(); off++ {
+		b, err := l.Read(off, 1, l.EndOffset())
 		if err != nil {
-			t.Fatalf("Open: %v", err)
+			t.Fatalf("Read(%d): %v", off, err)
 		}
-		defer l.Close()
-		if l.StartOffset() != 0 || l.EndOffset() < 0 {
-			t.Fatalf("offsets [%d, %d)", l.StartOffset(), l.EndOffset())
+		if hs, err := ValidateBatches(b, 0); err != nil || len(hs) != 1 || hs[0].BaseOffset > off || hs[0].LastOffset() < off {
+			t.Fatalf("Read(%d) returned the wrong batch (%v)", off, err)
 		}
-		got := readAll(t, l)
-		checkContiguous(t, got, 0, l.EndOffset())
-		if !bytes.HasPrefix(data, got) {
-			t.Fatal("recovered bytes are not a prefix of the file")
-		}
-		if l.Size() != int64(len(got)) || fileSize(t, filepath.Join(dir, segmentFileName(0))) != int64(len(got)) {
-			t.Fatalf("size %d, file %d, recovered %d", l.Size(), fileSize(t, filepath.Join(dir, segmentFileName(0))), len(got))
-		}
-		// Every offset is readable on its own, through the index.
-		for off := int64(0); off < l.EndOffset(); off++ {
-			b, err := l.Read(off, 1, l.EndOffset())
-			if err != nil {
-				t.Fatalf("Read(%d): %v", off, err)
-			}
-			if hs, err := ValidateBatches(b, 0); err != nil || len(hs) != 1 || hs[0].BaseOffset > off || hs[0].LastOffset() < off {
-				t.Fatalf("Read(%d) returned the wrong batch (%v)", off, err)
-			}
-		}
-		end := l.EndOffset()
-		epoch := max(l.LatestEpoch(), 0)
-		if base, err := l.AppendLeader(buildBatch(spec{records: 2}), epoch); err != nil || base != end {
-			t.Fatalf("append after recovery: base %d, err %v, want %d", base, err, end)
-		}
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
-		l2, err := Open(dir, cfg, nil)
-		if err != nil {
-			t.Fatalf("reopen: %v", err)
-		}
-		defer l2.Close()
-		if l2.EndOffset() != end+2 || !bytes.HasPrefix(readAll(t, l2), got) {
-			t.Fatalf("reopen: end %d, want %d", l2.EndOffset(), end+2)
-		}
-	})
+	}
+	end := l.EndOffset()
+	epoch := max(l.LatestEpoch(), 0)
+	if base, err := l.AppendLeader(buildBatch(spec{records: 2}), epoch); err != nil || base != end {
+		t.Fatalf("append after recovery: base %d, err %v, want %d", base, err, end)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Open(dir, cfg, nil)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer l2.Close()
+	if l2.EndOffset() != end+2 || !bytes.HasPrefix(readAll(t, l2), got) {
+		t.Fatalf("reopen: end %d, want %d", l2.EndOffset(), end+2)
+	}
 }
