@@ -197,8 +197,8 @@ func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testin
 	if err := c.CreateTopic(ctx, "limbo", 1, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	p := newProducer(t, c, produce.NoLoss)
-	if err := p.Send(ctx, &kgo.Record{Topic: "limbo", Value: []byte("first")}); err != nil {
+	p := newProducer(t, c, produce.NoLoss, kgo.DefaultProduceTopic("limbo"))
+	if err := p.Send(ctx, &kgo.Record{Value: []byte("first")}); err != nil {
 		t.Fatal(err)
 	}
 	info, err := c.Partition("limbo", 0)
@@ -218,9 +218,13 @@ func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testin
 	// send gives up first (well within replica.lag.time.max.ms).
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	err = p.Send(sctx, &kgo.Record{Topic: "limbo", Value: []byte("second")})
+	err = p.Send(sctx, &kgo.Record{Value: []byte("second")})
 	if !errors.Is(err, produce.ErrOutcomeUnknown) || errors.Is(err, produce.ErrNotWritten) {
 		t.Fatalf("Send = %v, want ErrOutcomeUnknown", err)
+	}
+	var de *produce.DeliveryError
+	if !errors.As(err, &de) || de.Topic != "limbo" || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("DeliveryError = %+v, want topic limbo and the deadline", de)
 	}
 	for _, id := range followers {
 		if err := c.ResumeReplication(id); err != nil {

@@ -27,7 +27,10 @@ type Producer struct {
 	// AllowIdempotentProduceCancellation.
 	idemSafe bool
 	logger   kgo.Logger // the application's kgo logger, or nil for slog.Default
-	closed   atomic.Bool
+
+	defaultTopic       string // kgo.DefaultProduceTopic
+	defaultTopicAlways bool   // kgo.DefaultProduceTopicAlways
+	closed             atomic.Bool
 }
 
 // New returns a Producer for preset p over a kgo client built from
@@ -55,12 +58,23 @@ func New(ctx context.Context, p Preset, opts ...kgo.Opt) (*Producer, error) {
 		cl.Close()
 		return nil, fmt.Errorf("produce: no seed broker answered: %w", err)
 	}
-	return &Producer{
+	pr := &Producer{
 		cl:       cl,
 		preset:   p,
 		idemSafe: s.idempotent && !s.allowCancel,
 		logger:   s.logger,
-	}, nil
+	}
+	pr.defaultTopic, _ = cl.OptValue(kgo.DefaultProduceTopic).(string)
+	pr.defaultTopicAlways, _ = cl.OptValue(kgo.DefaultProduceTopicAlways).(bool)
+	return pr, nil
+}
+
+// topicOf returns the topic the client will produce r to.
+func (p *Producer) topicOf(r *kgo.Record) string {
+	if r.Topic == "" || p.defaultTopicAlways {
+		return p.defaultTopic
+	}
+	return r.Topic
 }
 
 // Preset returns the preset the Producer was built with.
@@ -92,22 +106,27 @@ func (p *Producer) Send(ctx context.Context, r *kgo.Record) error {
 	if err := ctx.Err(); err != nil {
 		return p.deliveryError(r, err, false)
 	}
+	// r belongs to the client until its outcome is known; keep what an
+	// abandoned send reports.
+	topic := p.topicOf(r)
 	w := &waiter{done: make(chan error, 1)}
-	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+	// ProduceSync, unlike Produce, cuts the linger short for the record's
+	// partition; it runs on its own goroutine so that Send can return when
+	// ctx ends while the record is still in flight.
+	go func() {
+		err := p.cl.ProduceSync(ctx, r).FirstErr()
 		if w.state.CompareAndSwap(waiting, delivered) {
 			w.done <- err
 			return
 		}
 		p.logLate(r, err)
-	})
+	}()
 	select {
 	case err := <-w.done:
 		return p.result(r, err)
 	case <-ctx.Done():
 		if w.state.CompareAndSwap(waiting, abandoned) {
-			// r belongs to the client until its promise runs; its
-			// Partition may still change, so it is not read here.
-			return &DeliveryError{Topic: r.Topic, Partition: -1, MaybeWritten: true, Err: ctx.Err()}
+			return &DeliveryError{Topic: topic, Partition: -1, MaybeWritten: true, Err: ctx.Err()}
 		}
 		return p.result(r, <-w.done)
 	}
