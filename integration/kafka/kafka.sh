@@ -57,6 +57,7 @@ commands:
   console-producer TOPIC [ARGS...]
   console-consumer TOPIC [ARGS...]
                              Kafka's console tools against the running cluster
+                             (or $KAFKAGUARD_KAFKA_BOOTSTRAP when set)
   help
 
 exit status: 0 ok, 1 error, 3 status: a node is down, 69 java or mvn missing
@@ -506,6 +507,17 @@ cmd_status() {
 	((down == 0)) || return 3
 }
 
+# target_bootstrap prints $KAFKAGUARD_KAFKA_BOOTSTRAP when set (any broker,
+# e.g. kafkaguard's own), else the run dir's cluster.
+target_bootstrap() {
+	if [[ -n "${KAFKAGUARD_KAFKA_BOOTSTRAP:-}" ]]; then
+		echo "$KAFKAGUARD_KAFKA_BOOTSTRAP"
+		return
+	fi
+	load_state
+	bootstrap_servers
+}
+
 main() {
 	while (($#)); do
 		case $1 in
@@ -514,7 +526,7 @@ main() {
 		*) break ;;
 		esac
 	done
-	local cmd=${1:-help}
+	local cmd=${1:-help} bs
 	(($#)) && shift
 	case $cmd in
 	fetch) cmd_fetch ;;
@@ -531,18 +543,18 @@ main() {
 		run_java_tool "$@"
 		;;
 	topics)
-		load_state; ensure_fetched
-		run_java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap_servers)" "$@"
+		bs=$(target_bootstrap); ensure_fetched
+		run_java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bs" "$@"
 		;;
 	console-producer)
 		local topic=${1:?console-producer needs a TOPIC}; shift
-		load_state; ensure_fetched
-		run_java_tool org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$(bootstrap_servers)" --topic "$topic" "$@"
+		bs=$(target_bootstrap); ensure_fetched
+		run_java_tool org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$bs" --topic "$topic" "$@"
 		;;
 	console-consumer)
 		local topic=${1:?console-consumer needs a TOPIC}; shift
-		load_state; ensure_fetched
-		run_java_tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$(bootstrap_servers)" --topic "$topic" "$@"
+		bs=$(target_bootstrap); ensure_fetched
+		run_java_tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$bs" --topic "$topic" "$@"
 		;;
 	help | -h | --help) usage ;;
 	*) usage >&2; die "unknown command '$cmd'" ;;
