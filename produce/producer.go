@@ -100,15 +100,15 @@ func (p *Producer) Send(ctx context.Context, r *kgo.Record) error {
 	if r == nil {
 		return &DeliveryError{Partition: -1, Err: errNilRecord}
 	}
+	// r belongs to the client once handed over; keep what an abandoned
+	// send reports.
+	topic := p.topicOf(r)
 	if p.closed.Load() {
-		return p.deliveryError(r, ErrClosed, false)
+		return &DeliveryError{Topic: topic, Partition: -1, Err: ErrClosed}
 	}
 	if err := ctx.Err(); err != nil {
-		return p.deliveryError(r, err, false)
+		return &DeliveryError{Topic: topic, Partition: -1, Err: err}
 	}
-	// r belongs to the client until its outcome is known; keep what an
-	// abandoned send reports.
-	topic := p.topicOf(r)
 	w := &waiter{done: make(chan error, 1)}
 	// ProduceSync, unlike Produce, cuts the linger short for the record's
 	// partition; it runs on its own goroutine so that Send can return when
@@ -149,7 +149,7 @@ func (p *Producer) SendAsync(ctx context.Context, r *kgo.Record, cb func(*kgo.Re
 		return
 	}
 	if p.closed.Load() {
-		cb(r, p.deliveryError(r, ErrClosed, false))
+		cb(r, &DeliveryError{Topic: p.topicOf(r), Partition: -1, Err: ErrClosed})
 		return
 	}
 	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
@@ -204,11 +204,7 @@ func (p *Producer) result(r *kgo.Record, err error) error {
 	if err == nil {
 		return nil
 	}
-	return p.deliveryError(r, err, kgoMaybeWritten(err, p.idemSafe))
-}
-
-func (p *Producer) deliveryError(r *kgo.Record, err error, maybe bool) *DeliveryError {
-	return &DeliveryError{Topic: r.Topic, Partition: r.Partition, MaybeWritten: maybe, Err: err}
+	return &DeliveryError{Topic: r.Topic, Partition: r.Partition, MaybeWritten: kgoMaybeWritten(err, p.idemSafe), Err: err}
 }
 
 // kgoMaybeWritten reports whether a record that kgo failed with err may
