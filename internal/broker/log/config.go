@@ -8,9 +8,9 @@ import (
 
 // Defaults applied to zero fields of Config, as Apache Kafka's.
 const (
-	DefaultSegmentBytes       = 1 << 30         // segment.bytes
-	DefaultIndexIntervalBytes = 4096            // index.interval.bytes
-	DefaultRetentionMs        = 7 * 24 * 3600e3 // retention.ms, 7 days
+	DefaultSegmentBytes       int64 = 1 << 30                 // segment.bytes
+	DefaultIndexIntervalBytes int   = 4096                    // index.interval.bytes
+	DefaultRetentionMs        int64 = 7 * 24 * 60 * 60 * 1000 // retention.ms, 7 days
 )
 
 // Config tunes a Log. The zero value of every field means its default.

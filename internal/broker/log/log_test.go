@@ -402,3 +402,14 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 		t.Fatalf("got %v, want both problems", err)
 	}
 }
+
+func TestZeroConfigMeansKafkaDefaults(t *testing.T) {
+	cfg, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{SegmentBytes: 1 << 30, IndexIntervalBytes: 4096, RetentionMs: 604800000, RetentionBytes: -1}
+	if cfg != want {
+		t.Fatalf("defaults %+v, want %+v", cfg, want)
+	}
+}
