@@ -117,8 +117,11 @@ func (l *Log) LatestEpoch() int32 {
 // It returns (-1, -1) when epoch is older than every epoch in the log (or
 // the log has none).
 //
-// Unlike Apache Kafka, an epoch newer than the latest answers (latest,
-// EndOffset()) rather than (-1, -1).
+// Apache Kafka's LeaderEpochFileCache.endOffsetFor differs in two corner
+// cases: for an epoch newer than the latest it answers (-1, -1), where this
+// answers (latest, EndOffset()); for an epoch older than the first known
+// one (say, after retention trimmed the cache) it answers (epoch, start
+// offset of the first known epoch), where this answers (-1, -1).
 func (l *Log) EpochEndOffset(epoch int32) (foundEpoch int32, endOffset int64) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
