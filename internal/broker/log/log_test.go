@@ -413,3 +413,24 @@ func TestZeroConfigMeansKafkaDefaults(t *testing.T) {
 		t.Fatalf("defaults %+v, want %+v", cfg, want)
 	}
 }
+
+func TestSyncEveryAppendPersistsAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{SyncEveryAppend: true, SegmentBytes: 1024}
+	l, err := Open(dir, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 20, 2, 50, 1, 0, 1)
+	want := readAll(t, l)
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := openLog(t, dir, cfg)
+	if l2.EndOffset() != 40 || !bytes.Equal(readAll(t, l2), want) {
+		t.Fatalf("reopened: end %d", l2.EndOffset())
+	}
+}
