@@ -26,9 +26,11 @@ const saramaMinBackoff = 100 * time.Millisecond
 // Producer.Idempotent (on for NoLoss, and for StrictOrder when cfg.Version
 // supports it; off for LeaderAck and AtMostOnce), Net.MaxOpenRequests = 1
 // (not for AtMostOnce), Producer.Retry.MaxBufferLength and MaxBufferBytes =
-// 0 so a full retry buffer blocks, and, for the retrying presets, raises
-// Producer.Retry.Max (and a Producer.Retry.Backoff under 100ms) until the
-// retries span [DeliveryTimeout]; AtMostOnce gets Producer.Retry.Max = 0.
+// 0 so a full retry buffer blocks, and, for the retrying presets, sets
+// Producer.Retry.Max (and a Producer.Retry.Backoff under 100ms) so that the
+// retries span [DeliveryTimeout]: a shorter span is raised, and a Retry.Max
+// above 65536 (sarama allocates that many retry levels per partition) is
+// replaced. AtMostOnce gets Producer.Retry.Max = 0.
 //
 // It does not write settings whose change would alter how the application
 // uses sarama, such as Producer.Return.Errors or Version; those are only
