@@ -231,16 +231,7 @@ func (sh *shard) now() time.Time { return sh.c.cfg.Now() }
 // newGroup creates an Empty group and adds it, replacing any group of the
 // same id.
 func (sh *shard) newGroup(id string) *group {
-	g := &group{
-		id:          id,
-		state:       stateEmpty,
-		prevState:   stateEmpty,
-		stateTime:   sh.now(),
-		members:     make(map[string]*member),
-		static:      make(map[string]string),
-		pending:     make(map[string]*pendingMember),
-		pendingSync: make(map[string]bool),
-	}
+	g := newGroupValue(id, sh.now())
 	sh.groups[id] = g
 	return g
 }

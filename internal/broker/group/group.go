@@ -150,6 +150,7 @@ type group struct {
 	leader       string
 
 	members     map[string]*member
+	support     map[string]int    // protocol name → members supporting it
 	static      map[string]string // group.instance.id → member id
 	pending     map[string]*pendingMember
 	pendingSync map[string]bool
@@ -189,17 +190,40 @@ func (g *group) orderedMembers() []*member {
 	return ms
 }
 
-func (g *group) supportCount(protocol string) int {
-	n := 0
-	for _, m := range g.members {
-		for _, p := range m.protocols {
-			if p.Name == protocol {
-				n++
-				break
-			}
+// newGroupValue returns an Empty group with no members.
+func newGroupValue(id string, now time.Time) *group {
+	return &group{
+		id:          id,
+		state:       stateEmpty,
+		prevState:   stateEmpty,
+		stateTime:   now,
+		members:     make(map[string]*member),
+		support:     make(map[string]int),
+		static:      make(map[string]string),
+		pending:     make(map[string]*pendingMember),
+		pendingSync: make(map[string]bool),
+	}
+}
+
+func (g *group) supportCount(protocol string) int { return g.support[protocol] }
+
+// count adds delta to the support of each protocol m names.
+func (g *group) count(m *member, delta int) {
+	for i, p := range m.protocols {
+		if slices.ContainsFunc(m.protocols[:i], func(q kmsg.JoinGroupRequestProtocol) bool { return q.Name == p.Name }) {
+			continue
+		}
+		if g.support[p.Name] += delta; g.support[p.Name] <= 0 {
+			delete(g.support, p.Name)
 		}
 	}
-	return n
+}
+
+// setProtocols replaces the protocols of member m.
+func (g *group) setProtocols(m *member, protocols []kmsg.JoinGroupRequestProtocol) {
+	g.count(m, -1)
+	m.protocols = protocols
+	g.count(m, +1)
 }
 
 // supportsProtocols reports whether a member with these protocols may join
@@ -224,11 +248,9 @@ func (g *group) supportsProtocols(protocolType string, protocols []kmsg.JoinGrou
 func (g *group) selectProtocol() string {
 	ms := g.orderedMembers()
 	candidates := make(map[string]bool)
-	for _, m := range ms {
-		for _, p := range m.protocols {
-			if g.supportCount(p.Name) == len(g.members) {
-				candidates[p.Name] = true
-			}
+	for name, n := range g.support {
+		if n == len(g.members) {
+			candidates[name] = true
 		}
 	}
 	votes := make(map[string]int)
@@ -298,6 +320,7 @@ func (g *group) add(m *member) {
 	g.nextSeq++
 	m.seq = g.nextSeq
 	g.members[m.id] = m
+	g.count(m, +1)
 	if m.instanceID != nil {
 		g.static[*m.instanceID] = m.id
 	}
@@ -312,6 +335,7 @@ func (g *group) addLoadedMember(m *member) {
 	g.nextSeq++
 	m.seq = g.nextSeq
 	g.members[m.id] = m
+	g.count(m, +1)
 	if m.instanceID != nil {
 		g.static[*m.instanceID] = m.id
 	}
@@ -323,6 +347,7 @@ func (g *group) addLoadedMember(m *member) {
 func (g *group) remove(id string) {
 	if m := g.members[id]; m != nil {
 		delete(g.members, id)
+		g.count(m, -1)
 		m.stopHeartbeat()
 		if m.instanceID != nil && g.static[*m.instanceID] == id {
 			delete(g.static, *m.instanceID)

@@ -250,7 +250,7 @@ func (sh *shard) addMemberAndRebalance(g *group, j joinRequest, id string) *join
 
 // updateMemberAndRebalance takes a known member's new JoinGroup and parks it.
 func (sh *shard) updateMemberAndRebalance(g *group, m *member, j joinRequest) *joinWaiter {
-	m.protocols = j.protocols
+	g.setProtocols(m, j.protocols)
 	m.sessionTimeoutMs = j.sessionTimeoutMs
 	m.rebalanceTimeoutMs = j.rebalanceTimeoutMs
 	// An older parked JoinGroup of this member (a retry on a new
@@ -311,7 +311,7 @@ func (sh *shard) updateStaticMember(g *group, j joinRequest, oldID, newID string
 	nm := g.replaceStaticMember(instanceID, oldID, newID)
 	sh.scheduleHeartbeat(g, nm, msDuration(nm.sessionTimeoutMs))
 	oldProtocols, oldSession, oldRebalance := nm.protocols, nm.sessionTimeoutMs, nm.rebalanceTimeoutMs
-	nm.protocols = j.protocols
+	g.setProtocols(nm, j.protocols)
 	nm.sessionTimeoutMs = j.sessionTimeoutMs
 	nm.rebalanceTimeoutMs = j.rebalanceTimeoutMs
 	w := newWaiter[kmsg.JoinGroupResponse](j.version)
@@ -342,7 +342,8 @@ func (sh *shard) updateStaticMember(g *group, j joinRequest, oldID, newID string
 				if err != nil {
 					// Put the old member id back, as Kafka does.
 					code := sh.errorCode(err)
-					nm.protocols, nm.sessionTimeoutMs, nm.rebalanceTimeoutMs = oldProtocols, oldSession, oldRebalance
+					g.setProtocols(nm, oldProtocols)
+					nm.sessionTimeoutMs, nm.rebalanceTimeoutMs = oldSession, oldRebalance
 					om := g.replaceStaticMember(instanceID, newID, oldID)
 					sh.scheduleHeartbeat(g, om, msDuration(om.sessionTimeoutMs))
 					resp := joinError(w.version, "", code)

@@ -1,0 +1,99 @@
+package group
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// FuzzLoad replays arbitrary records: Load must skip what it cannot decode
+// and never panic, and the coordinator must serve afterwards.
+func FuzzLoad(f *testing.F) {
+	g := newGroupValue("g", time.Now())
+	g.add(&member{id: "m", protocolType: "consumer", protocols: []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: consumerMeta("t")}}})
+	g.protocol, g.generation = "range", 3
+	gm := groupMetadataRecord(g, nil)
+	oc := offsetCommitRecord("g", "t", 0, committed{offset: 1, leaderEpoch: -1, expireTimestamp: -1})
+	f.Add(gm.Key, gm.Value, oc.Key, oc.Value)
+	f.Add(gm.Key, []byte(nil), oc.Key, []byte{0, 1, 2})
+	f.Add([]byte{0, 2, 0, 1, 'g'}, []byte{0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}, []byte{0, 1}, []byte{})
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 []byte) {
+		c := NewCoordinator(testConfig(), nil)
+		defer c.Close()
+		err := c.Load(context.Background(), 0, &memStore{}, func(yield func(Record) bool) {
+			_ = yield(Record{Key: k1, Value: v1}) && yield(Record{Key: k2, Value: v2})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		for _, id := range []string{"g", ""} {
+			c.DescribeGroups(ctx, &kmsg.DescribeGroupsRequest{Version: 5, Groups: []string{id}})
+			c.Heartbeat(ctx, &kmsg.HeartbeatRequest{Version: 4, Group: id, MemberID: "m", Generation: 3})
+		}
+		c.ListGroups(ctx, &kmsg.ListGroupsRequest{Version: 5})
+		c.OffsetFetch(ctx, &kmsg.OffsetFetchRequest{Version: 8, Groups: []kmsg.OffsetFetchRequestGroup{{Group: "g"}}})
+	})
+}
+
+// FuzzHandlers decodes arbitrary bytes as a request of one of the served
+// APIs, at an arbitrary version, and hands what decodes to its handler.
+func FuzzHandlers(f *testing.F) {
+	for _, r := range []kmsg.Request{
+		&kmsg.JoinGroupRequest{Version: 9, Group: "g", SessionTimeoutMillis: 20, ProtocolType: "consumer",
+			Protocols: []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: consumerMeta("t")}}},
+		&kmsg.SyncGroupRequest{Version: 5, Group: "g", MemberID: "m", GroupAssignment: []kmsg.SyncGroupRequestGroupAssignment{{MemberID: "m"}}},
+		&kmsg.OffsetCommitRequest{Version: 9, Group: "g", Generation: -1, Topics: []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Offset: 3}}}}},
+		&kmsg.OffsetFetchRequest{Version: 9, Groups: []kmsg.OffsetFetchRequestGroup{{Group: "g"}}},
+		&kmsg.LeaveGroupRequest{Version: 5, Group: "g", Members: []kmsg.LeaveGroupRequestMember{{MemberID: "m"}}},
+	} {
+		f.Add(byte(r.Key()), byte(r.GetVersion()), r.AppendTo(nil))
+	}
+	c := NewCoordinator(testConfig(), nil)
+	f.Cleanup(c.Close)
+	if err := c.Load(context.Background(), 0, &memStore{}, nil); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, key, version byte, body []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Millisecond)
+		defer cancel()
+		keys := []int16{keyOffsetCommit, keyOffsetFetch, keyJoinGroup, keyHeartbeat, keyLeaveGroup,
+			keySyncGroup, keyDescribeGroups, keyListGroups, keyDeleteGroups, keyOffsetDelete}
+		k := keys[int(key)%len(keys)]
+		req := kmsg.RequestForKey(k)
+		req.SetVersion(int16(version % 16))
+		if req.ReadFrom(body) != nil {
+			return
+		}
+		var resp kmsg.Response
+		switch r := req.(type) {
+		case *kmsg.JoinGroupRequest:
+			resp = c.JoinGroup(ctx, r)
+		case *kmsg.SyncGroupRequest:
+			resp = c.SyncGroup(ctx, r)
+		case *kmsg.HeartbeatRequest:
+			resp = c.Heartbeat(ctx, r)
+		case *kmsg.LeaveGroupRequest:
+			resp = c.LeaveGroup(ctx, r)
+		case *kmsg.OffsetCommitRequest:
+			resp = c.OffsetCommit(ctx, r)
+		case *kmsg.OffsetFetchRequest:
+			resp = c.OffsetFetch(ctx, r)
+		case *kmsg.DescribeGroupsRequest:
+			resp = c.DescribeGroups(ctx, r)
+		case *kmsg.ListGroupsRequest:
+			resp = c.ListGroups(ctx, r)
+		case *kmsg.DeleteGroupsRequest:
+			resp = c.DeleteGroups(ctx, r)
+		case *kmsg.OffsetDeleteRequest:
+			resp = c.OffsetDelete(ctx, r)
+		}
+		if resp.GetVersion() != req.GetVersion() {
+			t.Fatalf("%s: response version %d for request version %d", kmsg.NameForKey(k), resp.GetVersion(), req.GetVersion())
+		}
+		_ = resp.AppendTo(nil) // must encode
+	})
+}
