@@ -62,7 +62,8 @@ type Stats struct {
 	Queues     int   // keys (KeyOrder), partitions (PartitionOrder) or records (Unordered) holding records
 	Queued     int   // records waiting to run
 	Running    int   // records whose handler is running
-	Failed     int   // records waiting for Resolve or Retry
+	Failed     int   // failed records waiting for Resolve or Retry
+	Blocked    int   // records waiting behind a failed record
 	Processed  int64 // records marked done by their handler or by Resolve
 	Skipped    int64 // records skipped because the commit metadata named them done
 }
@@ -70,9 +71,10 @@ type Stats struct {
 type qstate uint8
 
 const (
-	qReady qstate = iota
-	qRunning
-	qFailed
+	qGone    qstate = iota // holds no record: new, emptied or dropped
+	qReady                 // in the run queue
+	qRunning               // its head is running
+	qFailed                // its head failed; the rest wait
 )
 
 // queue holds the records that must run one after another: one key, one
@@ -97,6 +99,7 @@ type partition[T any] struct {
 	whole   *queue[T]            // PartitionOrder
 	failed  map[int64]*queue[T]  // by the failed record's offset
 	running int
+	dropped bool          // revoked, or the Dispatcher closed
 	drained chan struct{} // set by Revoke while records run; closed when running reaches 0
 }
 
@@ -123,13 +126,15 @@ type Dispatcher[T any] struct {
 	closed    bool
 	parts     map[TopicPartition]*partition[T]
 	ready     []*queue[T] // FIFO of queues whose next record may run
-	queues    int
+	queues    int         // queues holding records
+	active    int         // queues ready or running
 	queued    int
 	running   int
 	failed    int
+	blocked   int
 	processed int64
 	skipped   int64
-	idle      chan struct{} // closed while queued+running == 0
+	idle      chan struct{} // closed while active == 0
 }
 
 // New returns a Dispatcher that runs handle, with its workers started. Every
@@ -279,47 +284,76 @@ func (d *Dispatcher[T]) partitionLocked(tp TopicPartition) (*partition[T], error
 }
 
 func (d *Dispatcher[T]) enqueueLocked(p *partition[T], m Message[T]) {
-	d.countLocked(+1, 0)
 	var q *queue[T]
 	switch d.cfg.mode {
 	case KeyOrder:
 		q = p.keys[string(m.Key)]
 		if q == nil {
-			q = &queue[T]{p: p, key: string(m.Key)}
+			q = &queue[T]{p: p, key: string(m.Key), state: qGone}
 			p.keys[q.key] = q
 		}
 	case PartitionOrder:
 		if p.whole == nil {
-			p.whole = &queue[T]{p: p}
+			p.whole = &queue[T]{p: p, state: qGone}
 		}
 		q = p.whole
 	default:
-		q = &queue[T]{p: p}
+		q = &queue[T]{p: p, state: qGone}
 	}
+	d.uncountLocked(q)
 	q.msgs = append(q.msgs, m)
-	if len(q.msgs) == 1 {
+	if q.state == qGone {
 		d.queues++
 		d.pushLocked(q)
 	}
+	d.countLocked(q)
 }
 
+// pushLocked makes q ready and appends it to the run queue. The caller
+// brackets the change with uncountLocked and countLocked.
 func (d *Dispatcher[T]) pushLocked(q *queue[T]) {
 	q.state = qReady
 	d.ready = append(d.ready, q)
 	d.wake.Signal()
 }
 
-// countLocked adjusts the queued and running counts and the idle signal.
-func (d *Dispatcher[T]) countLocked(queued, running int) {
-	before := d.queued + d.running
-	d.queued += queued
-	d.running += running
-	after := d.queued + d.running
-	switch {
-	case before > 0 && after == 0:
+// uncountLocked takes q out of the load counts before a change to its
+// records or state; countLocked puts it back after, and updates the idle
+// signal.
+func (d *Dispatcher[T]) uncountLocked(q *queue[T]) { d.addCountsLocked(q, -1) }
+
+func (d *Dispatcher[T]) countLocked(q *queue[T]) {
+	d.addCountsLocked(q, +1)
+	switch idle := isClosed(d.idle); {
+	case d.active == 0 && !idle:
 		close(d.idle)
-	case before == 0 && after > 0:
+	case d.active > 0 && idle:
 		d.idle = make(chan struct{})
+	}
+}
+
+func (d *Dispatcher[T]) addCountsLocked(q *queue[T], sign int) {
+	n := len(q.msgs)
+	switch q.state {
+	case qReady:
+		d.active += sign
+		d.queued += sign * n
+	case qRunning:
+		d.active += sign
+		d.running += sign
+		d.queued += sign * (n - 1)
+	case qFailed:
+		d.failed += sign
+		d.blocked += sign * (n - 1)
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -337,14 +371,15 @@ func (d *Dispatcher[T]) work() {
 		q := d.ready[0]
 		d.ready[0] = nil
 		d.ready = d.ready[1:]
-		if q.dead {
+		if q.state != qReady {
 			continue
 		}
+		d.uncountLocked(q)
 		q.state = qRunning
 		q.attempts++
+		d.countLocked(q)
 		p, m := q.p, q.msgs[0]
 		p.running++
-		d.countLocked(-1, +1)
 		d.mu.Unlock()
 		err := d.run(p.ctx, m)
 		d.mu.Lock()
@@ -370,9 +405,9 @@ func (d *Dispatcher[T]) run(ctx context.Context, m Message[T]) (err error) {
 // the failure to hand to OnFailure, if any.
 func (d *Dispatcher[T]) finishLocked(q *queue[T], m Message[T], err error) (Failure[T], bool) {
 	p := q.p
+	q.dead = q.dead || p.dropped // an Unordered queue is in no list while it runs
 	defer func() {
 		p.running--
-		d.countLocked(0, -1)
 		if p.running == 0 && p.drained != nil {
 			close(p.drained)
 			p.drained = nil
@@ -394,10 +429,11 @@ func (d *Dispatcher[T]) finishLocked(q *queue[T], m Message[T], err error) (Fail
 		d.popLocked(q)
 		return Failure[T]{}, false
 	}
+	d.uncountLocked(q)
 	q.state = qFailed
 	q.err = err
 	p.failed[m.Offset] = q
-	d.failed++
+	d.countLocked(q)
 	d.log.Warn("ordering: record failed", "partition", p.tp.String(), "offset", m.Offset,
 		"attempts", q.attempts, "err", err)
 	return Failure[T]{Message: m, Err: err, Attempts: q.attempts}, true
@@ -406,6 +442,8 @@ func (d *Dispatcher[T]) finishLocked(q *queue[T], m Message[T], err error) (Fail
 // popLocked removes q's head record, which is done or dropped, and lets the
 // next one run.
 func (d *Dispatcher[T]) popLocked(q *queue[T]) {
+	d.uncountLocked(q)
+	defer d.countLocked(q)
 	<-d.slots
 	q.msgs[0] = Message[T]{}
 	q.msgs = q.msgs[1:]
@@ -415,13 +453,14 @@ func (d *Dispatcher[T]) popLocked(q *queue[T]) {
 		return
 	}
 	q.msgs = nil
+	q.state = qGone
 	d.queues--
 	if !q.dead {
 		d.forgetLocked(q)
 	}
 }
 
-// forgetLocked removes an empty or dropped queue from its partition.
+// forgetLocked removes an empty queue from its partition.
 func (d *Dispatcher[T]) forgetLocked(q *queue[T]) {
 	switch d.cfg.mode {
 	case KeyOrder:
@@ -460,8 +499,9 @@ func (d *Dispatcher[T]) Retry(tp TopicPartition, offset int64) error {
 	if err != nil {
 		return err
 	}
-	d.countLocked(+1, 0)
+	d.uncountLocked(q)
 	d.pushLocked(q)
+	d.countLocked(q)
 	return nil
 }
 
@@ -475,7 +515,6 @@ func (d *Dispatcher[T]) takeFailedLocked(tp TopicPartition, offset int64) (*queu
 		return nil, fmt.Errorf("%w: %s offset %d", ErrNotFailed, tp, offset)
 	}
 	delete(p.failed, offset)
-	d.failed--
 	return q, nil
 }
 
@@ -565,6 +604,7 @@ func (d *Dispatcher[T]) Revoke(ctx context.Context, tp TopicPartition) (Checkpoi
 
 // dropLocked drops every record of p that is not running.
 func (d *Dispatcher[T]) dropLocked(p *partition[T]) {
+	p.dropped = true
 	var qs []*queue[T]
 	kept := d.ready[:0]
 	for _, q := range d.ready {
@@ -590,34 +630,28 @@ func (d *Dispatcher[T]) dropLocked(p *partition[T]) {
 			continue
 		}
 		q.dead = true
-		n := len(q.msgs)
-		switch q.state {
-		case qRunning:
-			// The worker running the head pops it when it returns.
-			for range n - 1 {
-				<-d.slots
-			}
-			d.countLocked(-(n - 1), 0)
-			clear(q.msgs[1:])
-			q.msgs = q.msgs[:1]
-			continue
-		case qFailed:
-			d.failed--
-			d.countLocked(-(n - 1), 0)
-		default:
-			d.countLocked(-n, 0)
+		d.uncountLocked(q)
+		keep := 0
+		if q.state == qRunning {
+			keep = 1 // the worker running the head pops it when it returns
 		}
-		for range n {
+		for range len(q.msgs) - keep {
 			<-d.slots
 		}
-		q.msgs = nil
-		d.queues--
+		clear(q.msgs[keep:])
+		q.msgs = q.msgs[:keep]
+		if keep == 0 {
+			q.msgs = nil
+			q.state = qGone
+			d.queues--
+		}
+		d.countLocked(q)
 	}
 	p.keys, p.whole, p.failed = nil, nil, nil
 }
 
 // Drain waits until no record is queued or running: every submitted record
-// is done or a pending failure. It returns early with the context's error.
+// is done, a pending failure, or waiting behind one. It returns early with the context's error.
 func (d *Dispatcher[T]) Drain(ctx context.Context) error {
 	d.mu.Lock()
 	idle := d.idle
@@ -640,6 +674,7 @@ func (d *Dispatcher[T]) Stats() Stats {
 		Queued:     d.queued,
 		Running:    d.running,
 		Failed:     d.failed,
+		Blocked:    d.blocked,
 		Processed:  d.processed,
 		Skipped:    d.skipped,
 	}
