@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"slices"
@@ -163,7 +162,7 @@ func New[T any](handle Handler[T], opts ...Opt) (*Dispatcher[T], error) {
 	}
 	log := c.logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	idle := make(chan struct{})
 	close(idle)

@@ -18,8 +18,11 @@ type Checkpoint struct {
 	Metadata string
 }
 
+// entry is one pending offset (lo == hi), or a run of added offsets that
+// are all done, from lo to hi; never-added offsets inside a run were not
+// delivered.
 type entry struct {
-	offset int64
+	lo, hi int64
 	done   bool
 }
 
@@ -34,6 +37,7 @@ type Tracker struct {
 	entries   []entry // entries[head:]: added offsets from the committable one on, ascending
 	head      int     // entries[head], if any, is not done
 	pending   int     // added and not done
+	runs      int     // done entries in entries[head:]
 	inherited SkipSet // done before a restart, from the commit metadata
 }
 
@@ -82,7 +86,7 @@ func (t *Tracker) Add(offset int64) error {
 	if err := t.canAddLocked(offset); err != nil {
 		return err
 	}
-	t.entries = append(t.entries, entry{offset: offset})
+	t.entries = append(t.entries, entry{lo: offset, hi: offset})
 	t.pending++
 	t.next = offset + 1
 	return nil
@@ -91,27 +95,56 @@ func (t *Tracker) Add(offset int64) error {
 // Done records that the record at offset was processed. Offsets may be
 // marked done in any order. An offset that is not pending (never added, or
 // already done) returns an error wrapping ErrUnknownOffset.
+//
+// Memory stays proportional to the pending offsets, not to the records done
+// behind a stuck one: runs of done offsets are merged.
 func (t *Tracker) Done(offset int64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	win := t.entries[t.head:]
-	i := sort.Search(len(win), func(i int) bool { return win[i].offset >= offset })
-	if i == len(win) || win[i].offset != offset || win[i].done {
+	i := sort.Search(len(win), func(i int) bool { return win[i].lo >= offset })
+	if i == len(win) || win[i].lo != offset || win[i].done {
 		return fmt.Errorf("%w: offset %d", ErrUnknownOffset, offset)
 	}
 	win[i].done = true
 	t.pending--
+	t.runs++
 	for t.head < len(t.entries) && t.entries[t.head].done {
 		t.head++
+		t.runs--
 	}
 	switch {
 	case t.head == len(t.entries):
 		t.entries, t.head = t.entries[:0], 0
+	case t.runs > t.pending+64:
+		t.compact()
 	case t.head >= 64 && t.head >= len(t.entries)/2:
 		n := copy(t.entries, t.entries[t.head:])
 		t.entries, t.head = t.entries[:n], 0
 	}
 	return nil
+}
+
+// compact merges neighbouring done entries and drops the popped ones.
+// Afterwards at most pending+1 done entries remain, so the cost is
+// amortised over the Done calls that made them.
+func (t *Tracker) compact() {
+	out := t.entries[:0]
+	for _, e := range t.entries[t.head:] {
+		if n := len(out); e.done && n > 0 && out[n-1].done {
+			out[n-1].hi = e.hi
+			continue
+		}
+		out = append(out, e)
+	}
+	clear(t.entries[len(out):])
+	t.entries, t.head = out, 0
+	t.runs = 0
+	for _, e := range out {
+		if e.done {
+			t.runs++
+		}
+	}
 }
 
 // Pending returns the number of offsets added and not yet done.
@@ -131,7 +164,7 @@ func (t *Tracker) Committable() int64 {
 
 func (t *Tracker) committable() int64 {
 	if t.head < len(t.entries) {
-		return t.entries[t.head].offset
+		return t.entries[t.head].lo
 	}
 	return t.next
 }
@@ -160,10 +193,10 @@ func (t *Tracker) Checkpoint(maxBytes int) Checkpoint {
 		}
 		if i > t.head && t.entries[i-1].done {
 			// Offsets between two done records were never delivered.
-			spans[len(spans)-1].hi = e.offset
+			spans[len(spans)-1].hi = e.hi
 			continue
 		}
-		spans = append(spans, span{lo: e.offset, hi: e.offset})
+		spans = append(spans, span{lo: e.lo, hi: e.hi})
 	}
 	for lo, hi := range t.inherited.Ranges() {
 		if hi < t.next {

@@ -172,3 +172,36 @@ func TestTrackerMatchesModelUnderRandomCompletion(t *testing.T) {
 		}
 	}
 }
+
+func TestTrackerMemoryStaysBoundedBehindAStuckRecord(t *testing.T) {
+	tr := NewTracker(0)
+	apply(t, tr, adds(0)) // never done
+	rng := rand.New(rand.NewPCG(3, 3))
+	var window []int64
+	for o := int64(1); o <= 200_000; o++ {
+		if err := tr.Add(o); err != nil {
+			t.Fatal(err)
+		}
+		window = append(window, o)
+		if len(window) == 100 { // complete a window of 100 in random order
+			rng.Shuffle(len(window), func(i, j int) { window[i], window[j] = window[j], window[i] })
+			for _, w := range window {
+				if err := tr.Done(w); err != nil {
+					t.Fatal(err)
+				}
+			}
+			window = window[:0]
+		}
+		if held := len(tr.entries) - tr.head; held > 2*tr.Pending()+130 {
+			t.Fatalf("after offset %d: %d entries held for %d pending", o, held, tr.Pending())
+		}
+	}
+	cp := tr.Checkpoint(DefaultMetadataMaxBytes)
+	set, err := DecodeMetadata(cp.Metadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Offset != 0 || set.Len() != 200_000 || !set.Skip(1) || !set.Skip(200_000) {
+		t.Fatalf("checkpoint %+v names %d records, want offset 0 and 1..200000", cp, set.Len())
+	}
+}
