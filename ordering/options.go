@@ -37,7 +37,9 @@ func (m Mode) String() string {
 
 // Default option values.
 const (
+	// DefaultConcurrency is the default number of worker goroutines.
 	DefaultConcurrency = 16
+	// DefaultMaxBuffered is the default bound on records held.
 	DefaultMaxBuffered = 10000
 )
 
