@@ -270,6 +270,9 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 	if err != nil {
 		return err
 	}
+	if f.b.paused.Load() || f.b.isolated.Load() {
+		return nil // the fault began while the fetch was in flight: what it brought is dropped
+	}
 	resp := kresp.(*kmsg.FetchResponse)
 	if resp.ErrorCode != 0 {
 		return fmt.Errorf("fetch from leader %d: %w", f.leader, kerr.ErrorForCode(resp.ErrorCode))
