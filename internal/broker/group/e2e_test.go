@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func (s *sliceStore) Append(_ context.Context, records []group.Record) error {
 var topicID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 
 type miniBroker struct {
-	c    *group.Coordinator
+	cur  atomic.Pointer[group.Coordinator]
 	ln   net.Listener
 	host string
 	port int32
@@ -57,7 +58,8 @@ func startMiniBroker(t *testing.T, c *group.Coordinator) *miniBroker {
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
 	ctx, stop := context.WithCancel(context.Background())
-	b := &miniBroker{c: c, ln: ln, host: host, port: int32(p), ctx: ctx, stop: stop}
+	b := &miniBroker{ln: ln, host: host, port: int32(p), ctx: ctx, stop: stop}
+	b.cur.Store(c)
 	b.wg.Add(1)
 	go b.accept()
 	t.Cleanup(func() {
@@ -144,6 +146,7 @@ func skipTags(b []byte) []byte {
 }
 
 func (b *miniBroker) handle(ctx context.Context, req kmsg.Request) kmsg.Response {
+	c := b.cur.Load()
 	switch r := req.(type) {
 	case *kmsg.ApiVersionsRequest:
 		resp := r.ResponseKind().(*kmsg.ApiVersionsResponse)
@@ -216,21 +219,21 @@ func (b *miniBroker) handle(ctx context.Context, req kmsg.Request) kmsg.Response
 		}
 		return resp
 	case *kmsg.JoinGroupRequest:
-		return b.c.JoinGroup(ctx, r)
+		return c.JoinGroup(ctx, r)
 	case *kmsg.SyncGroupRequest:
-		return b.c.SyncGroup(ctx, r)
+		return c.SyncGroup(ctx, r)
 	case *kmsg.HeartbeatRequest:
-		return b.c.Heartbeat(ctx, r)
+		return c.Heartbeat(ctx, r)
 	case *kmsg.LeaveGroupRequest:
-		return b.c.LeaveGroup(ctx, r)
+		return c.LeaveGroup(ctx, r)
 	case *kmsg.OffsetCommitRequest:
-		return b.c.OffsetCommit(ctx, r)
+		return c.OffsetCommit(ctx, r)
 	case *kmsg.OffsetFetchRequest:
-		return b.c.OffsetFetch(ctx, r)
+		return c.OffsetFetch(ctx, r)
 	case *kmsg.DescribeGroupsRequest:
-		return b.c.DescribeGroups(ctx, r)
+		return c.DescribeGroups(ctx, r)
 	case *kmsg.ListGroupsRequest:
-		return b.c.ListGroups(ctx, r)
+		return c.ListGroups(ctx, r)
 	}
 	return req.ResponseKind() // unreachable for the APIs advertised
 }
@@ -373,4 +376,93 @@ func TestFranzGoConsumerGroupAgainstCoordinator(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestFranzGoCarriesOnAfterCoordinatorFailover moves the coordinator: the old
+// one is unloaded, a new one loads the records the old one persisted. The
+// member keeps its id, generation and assignment, and its commits land.
+func TestFranzGoCarriesOnAfterCoordinatorFailover(t *testing.T) {
+	cfg := group.Config{MinSessionTimeout: 100 * time.Millisecond, OffsetsPartitions: 1}
+	old := group.NewCoordinator(cfg, nil)
+	t.Cleanup(old.Close)
+	store := &sliceStore{}
+	if err := old.Load(context.Background(), 0, store, nil); err != nil {
+		t.Fatal(err)
+	}
+	b := startMiniBroker(t, old)
+	addr := net.JoinHostPort(b.host, strconv.Itoa(int(b.port)))
+	var a assignments
+	cl := newGroupClient(t, addr, &a, kgo.CooperativeStickyBalancer())
+	waitUntil(t, "the client to own both partitions", func() bool { return slices.Equal(a.get(), []int32{0, 1}) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	commit := func(offset int64) error {
+		var out error
+		cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{"t": {0: {Epoch: -1, Offset: offset}}},
+			func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+				out = err
+				if err == nil && resp.Topics[0].Partitions[0].ErrorCode != 0 {
+					out = errors.New("commit error code " + strconv.Itoa(int(resp.Topics[0].Partitions[0].ErrorCode)))
+				}
+			})
+		return out
+	}
+	if err := commit(42); err != nil {
+		t.Fatalf("commit before failover: %v", err)
+	}
+	before := old.DescribeGroups(ctx, &kmsg.DescribeGroupsRequest{Version: 5, Groups: []string{"g"}}).Groups[0]
+
+	// Failover: the old coordinator stops (its clients get NOT_COORDINATOR
+	// for a while), then a new one replays what the old one persisted.
+	old.Unload(0)
+	time.Sleep(200 * time.Millisecond)
+	store.mu.Lock()
+	records := slices.Clone(store.records)
+	store.mu.Unlock()
+	next := group.NewCoordinator(cfg, nil)
+	if err := next.Load(ctx, 0, &sliceStore{}, func(yield func(group.Record) bool) {
+		for _, r := range records {
+			if !yield(r) {
+				return
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	b.cur.Store(next)
+
+	if err := commit(43); err != nil {
+		t.Fatalf("commit after failover: %v", err)
+	}
+	fr := kmsg.NewPtrOffsetFetchRequest()
+	fr.Version = 9
+	fr.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g", Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{0}}}}}
+	if got := next.OffsetFetch(ctx, fr).Groups[0].Topics[0].Partitions[0].Offset; got != 43 {
+		t.Fatalf("offset on the new coordinator %d, want 43", got)
+	}
+	time.Sleep(300 * time.Millisecond) // several heartbeat intervals
+	after := next.DescribeGroups(ctx, &kmsg.DescribeGroupsRequest{Version: 5, Groups: []string{"g"}}).Groups[0]
+	if after.State != "Stable" || len(after.Members) != 1 || after.Members[0].MemberID != before.Members[0].MemberID {
+		t.Fatalf("group on the new coordinator: %s with %d members; want the same member Stable", after.State, len(after.Members))
+	}
+	if !slices.Equal(a.get(), []int32{0, 1}) {
+		t.Fatalf("client assignment after failover: %v", a.get())
+	}
+	// Same generation as before the failover: no rebalance happened.
+	var last kmsg.GroupMetadataValue
+	for _, r := range records {
+		var k kmsg.GroupMetadataKey
+		if k.ReadFrom(r.Key) == nil && k.Version == 2 && r.Value != nil {
+			if err := last.ReadFrom(r.Value); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	hb := &kmsg.HeartbeatRequest{Version: 4, Group: "g", MemberID: before.Members[0].MemberID, Generation: last.Generation}
+	if code := next.Heartbeat(ctx, hb).ErrorCode; code != 0 {
+		t.Fatalf("heartbeat in the persisted generation %d: error %d", last.Generation, code)
+	}
+	cl.Close() // leave while the new coordinator still serves
 }
