@@ -39,6 +39,20 @@
 // is removed and the group rebalances. Static members (group.instance.id)
 // keep their assignment across restarts without a rebalance.
 //
+// # Wiring it into a broker
+//
+// One [Coordinator] per broker. Call [Coordinator.Load] when the broker
+// becomes leader of a __consumer_offsets partition (with a [Store] that
+// appends to it with acks=all) and [Coordinator.Unload] when it stops leading
+// it; answer FindCoordinator with [PartitionFor]'s leader. Pass each request's
+// client id and peer address with [WithClient], and advertise [Versions] in
+// ApiVersions. Handlers may block (JoinGroup, SyncGroup, and any handler
+// whose change is being persisted), so call them off the connection's read
+// loop or accept that the connection is busy, as Kafka does.
+//
+// Timers (session, rebalance, sync, initial delay) use the real clock;
+// Config.Now only stamps records.
+//
 // Not implemented: offset expiration (offsets.retention.minutes), the KIP-848
 // consumer protocol, transactional offset commits, and topic IDs in
 // OffsetCommit/OffsetFetch (v10); unknown topics are the caller's to reject.
