@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -211,6 +212,10 @@ type writeOp struct {
 	// abort runs, without locks, instead of prepare if the shard is
 	// unloaded first; code is what the client should get. It may be nil.
 	abort func(code int16)
+	// batchable ops (offset commits) may share one append with the
+	// batchable ops queued right after them: their prepare does not
+	// depend on the effects of the ops before them in the batch.
+	batchable bool
 }
 
 func newShard(c *Coordinator, p int32, store Store) *shard {
@@ -330,15 +335,20 @@ func (sh *shard) enqueue(op *writeOp) bool {
 func (sh *shard) run() {
 	defer sh.c.writers.Done()
 	for {
-		op, ok := sh.next()
+		ops, ok := sh.next()
 		if !ok {
 			return
 		}
-		sh.execute(op)
+		sh.execute(ops)
 	}
 }
 
-func (sh *shard) next() (*writeOp, bool) {
+// maxBatch bounds how many batchable ops share one Store.Append.
+const maxBatch = 64
+
+// next waits for the next op, or for a run of consecutive batchable ops. It
+// returns false once the shard is unloaded, after aborting what was queued.
+func (sh *shard) next() ([]*writeOp, bool) {
 	for {
 		sh.qmu.Lock()
 		if sh.qclosed {
@@ -356,28 +366,46 @@ func (sh *shard) next() (*writeOp, bool) {
 			return nil, false
 		}
 		if len(sh.queue) > 0 {
-			op := sh.queue[0]
-			sh.queue[0] = nil
-			sh.queue = sh.queue[1:]
+			n := 1
+			if sh.queue[0].batchable {
+				for n < len(sh.queue) && n < maxBatch && sh.queue[n].batchable {
+					n++
+				}
+			}
+			ops := slices.Clone(sh.queue[:n])
+			clear(sh.queue[:n])
+			sh.queue = sh.queue[n:]
 			sh.qmu.Unlock()
-			return op, true
+			return ops, true
 		}
 		sh.qmu.Unlock()
 		<-sh.wake
 	}
 }
 
-func (sh *shard) execute(op *writeOp) {
+// execute prepares ops in order, appends all their records at once, and
+// finishes them in order.
+func (sh *shard) execute(ops []*writeOp) {
 	sh.mu.Lock()
 	if sh.unloaded {
 		code := sh.code
 		sh.mu.Unlock()
-		if op.abort != nil {
-			op.abort(code)
+		for _, op := range ops {
+			if op.abort != nil {
+				op.abort(code)
+			}
 		}
 		return
 	}
-	records, finish := op.prepare()
+	var records []Record
+	finishes := make([]func(error), 0, len(ops))
+	for _, op := range ops {
+		recs, finish := op.prepare()
+		records = append(records, recs...)
+		if finish != nil {
+			finishes = append(finishes, finish)
+		}
+	}
 	sh.mu.Unlock()
 
 	var err error
@@ -390,9 +418,11 @@ func (sh *shard) execute(op *writeOp) {
 				"partition", sh.p, "records", len(records), "err", err)
 		}
 	}
-	if finish != nil {
+	if len(finishes) > 0 {
 		sh.mu.Lock()
-		finish(err)
+		for _, finish := range finishes {
+			finish(err)
+		}
 		sh.mu.Unlock()
 	}
 }

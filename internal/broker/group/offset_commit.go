@@ -65,6 +65,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 			setAll(resp, code)
 			close(done)
 		},
+		batchable: true,
 	}
 	if !sh.enqueue(op) {
 		sh.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -347,5 +348,67 @@ func TestLoadSkipsUndecodableRecords(t *testing.T) {
 	}
 	if got := fetchOffset(t, testCtx(t), c, "g", "t", 0); got != 5 {
 		t.Fatalf("offset after loading around bad records: %d, want 5", got)
+	}
+}
+
+// slowStore makes every append take a while, so that commits queue up.
+type slowStore struct {
+	memStore
+	delay time.Duration
+}
+
+func (s *slowStore) Append(ctx context.Context, records []Record) error {
+	time.Sleep(s.delay)
+	return s.memStore.Append(ctx, records)
+}
+
+func TestConcurrentCommitsShareAppendsAndApplyInLogOrder(t *testing.T) {
+	c := NewCoordinator(testConfig(), nil)
+	defer c.Close()
+	st := &slowStore{delay: 10 * time.Millisecond}
+	if err := c.Load(context.Background(), 0, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	const writers, commits = 16, 5
+	var wg sync.WaitGroup
+	errs := make(chan string, writers*commits)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			group := fmt.Sprintf("g%d", w%4) // four groups, four writers each
+			for i := range commits {
+				codes := commitCodes(c.OffsetCommit(ctx, commitReq(group, "", -1, "t", map[int32]int64{int32(w): int64(i + 1)})))
+				if codes[0] != 0 {
+					errs <- fmt.Sprintf("writer %d commit %d: %v", w, i, codes)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	st.mu.Lock()
+	appends := st.appends
+	st.mu.Unlock()
+	if appends >= writers*commits {
+		t.Errorf("%d appends for %d concurrent commits: none were batched", appends, writers*commits)
+	}
+	c2 := NewCoordinator(testConfig(), nil)
+	defer c2.Close()
+	if err := c2.Load(ctx, 0, &memStore{}, st.replay()); err != nil {
+		t.Fatal(err)
+	}
+	for w := range writers {
+		group := fmt.Sprintf("g%d", w%4)
+		if got := fetchOffset(t, ctx, c, group, "t", int32(w)); got != commits {
+			t.Errorf("writer %d: offset %d, want %d", w, got, commits)
+		}
+		if got := fetchOffset(t, ctx, c2, group, "t", int32(w)); got != commits {
+			t.Errorf("writer %d after replay: offset %d, want %d", w, got, commits)
+		}
 	}
 }
