@@ -24,8 +24,9 @@
 // use Kafka's own key and value formats (kmsg's OffsetCommitKey/Value and
 // GroupMetadataKey/Value), so the topic reads like Kafka's. The writes of one
 // partition are applied in the order they are appended: one writer goroutine
-// per loaded partition runs them one at a time. If Append fails, the client
-// gets an error code and the in-memory state does not change.
+// per loaded partition runs them in turn (consecutive offset commits share
+// one Append). If Append fails, the clients get an error code and the
+// in-memory state does not change.
 //
 // # Group life cycle
 //
