@@ -214,12 +214,17 @@ func (r *Replica) OffsetLookup(currentEpoch int32, ts int64) (offset, timestamp 
 
 // AppendReplicated appends batches fetched from the leader (as follower) and takes the leader's
 // high watermark, capped at the local log end. Idempotent-producer state follows the log, so a
-// retried batch is still recognised after this replica becomes leader.
-func (r *Replica) AppendReplicated(batches []byte, leaderHW int64) error {
+// retried batch is still recognised after this replica becomes leader. leaderEpoch is the epoch the
+// fetch was made in: data fetched before a leader change is refused, so a deposed leader's records
+// can never slip in after the truncation against the new one.
+func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch int32) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.leader == r.cfg.BrokerID || r.closed {
 		return fmt.Errorf("%s-%d: not a follower: %w", r.cfg.Topic, r.cfg.Partition, kerr.NotLeaderForPartition)
+	}
+	if leaderEpoch != r.leaderEpoch {
+		return fmt.Errorf("%s-%d: fetched in leader epoch %d, now %d: %w", r.cfg.Topic, r.cfg.Partition, leaderEpoch, r.leaderEpoch, kerr.FencedLeaderEpoch)
 	}
 	start := r.log.EndOffset()
 	if len(batches) > 0 {

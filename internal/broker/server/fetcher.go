@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -239,6 +240,7 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 	req.MinBytes = 1
 	req.MaxBytes = 16 << 20
 	byTopic := map[string]int{}
+	epochs := map[tp]int32{}
 	for key, needs := range parts {
 		r := f.b.replica(key.topic, key.partition)
 		if needs || r == nil {
@@ -255,6 +257,7 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 		p := kmsg.NewFetchRequestTopicPartition()
 		p.Partition = key.partition
 		p.CurrentLeaderEpoch = r.LeaderEpoch()
+		epochs[key] = p.CurrentLeaderEpoch
 		p.FetchOffset = r.Log().EndOffset()
 		p.LastFetchedEpoch = r.Log().LatestEpoch()
 		p.PartitionMaxBytes = 4 << 20
@@ -290,7 +293,9 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 			}
 			switch p.ErrorCode {
 			case 0:
-				if err := r.AppendReplicated(p.RecordBatches, p.HighWatermark); err != nil {
+				if err := r.AppendReplicated(p.RecordBatches, p.HighWatermark, epochs[key]); errors.Is(err, kerr.FencedLeaderEpoch) {
+					backoff = true // leadership moved while the fetch was in flight
+				} else if err != nil {
 					f.b.lg.Warn("appending replicated batches", "topic", key.topic, "partition", key.partition, "err", err)
 					f.markTruncate(key)
 				}
