@@ -13,6 +13,9 @@ import (
 //
 //	GET  /cluster                          {"brokers":[{"id":0,"address":"127.0.0.1:9092","alive":true,...}]}
 //	GET  /partitions/{topic}/{partition}   {"leader":0,"isr":[0,1,2],"replicas":[0,1,2],"hw":123,"leader_epoch":2}
+//	GET  /brokers/{id}/partitions/{topic}/{partition}
+//	                                       {"leo":130,"hw":123,"log_start":0,"leader":0,"leader_epoch":2}
+//	                                       (that broker's own replica, as it sees itself)
 //	POST /brokers/{id}/kill | restart | isolate | heal | pause-replication | resume-replication
 //
 // Errors answer {"error":"..."} with 404 for unknown brokers or partitions, 409 for a fault that
@@ -31,6 +34,24 @@ func (c *Cluster) ControlHandler() http.Handler {
 		info, err := c.Partition(r.PathValue("topic"), int32(p))
 		if err != nil {
 			writeErr(w, http.StatusNotFound, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, info)
+	})
+	mux.HandleFunc("GET /brokers/{id}/partitions/{topic}/{partition}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, errors.New("broker id must be an integer"))
+			return
+		}
+		p, err := strconv.ParseInt(r.PathValue("partition"), 10, 32)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, errors.New("partition must be an integer"))
+			return
+		}
+		info, err := c.ReplicaState(int32(id), r.PathValue("topic"), int32(p))
+		if err != nil {
+			writeErr(w, errStatus(err), err)
 			return
 		}
 		writeJSON(w, http.StatusOK, info)
@@ -60,19 +81,23 @@ func (c *Cluster) ControlHandler() http.Handler {
 			return
 		}
 		if err := act(); err != nil {
-			code := http.StatusInternalServerError
-			switch {
-			case errors.Is(err, ErrUnknownBroker):
-				code = http.StatusNotFound
-			case errors.Is(err, ErrBrokerState):
-				code = http.StatusConflict
-			}
-			writeErr(w, code, err)
+			writeErr(w, errStatus(err), err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "broker": bid, "action": r.PathValue("action")})
 	})
 	return mux
+}
+
+// errStatus maps the cluster's errors to HTTP status codes.
+func errStatus(err error) int {
+	switch {
+	case errors.Is(err, ErrUnknownBroker), errors.Is(err, ErrUnknownPartition):
+		return http.StatusNotFound
+	case errors.Is(err, ErrBrokerState):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
