@@ -33,10 +33,44 @@ type FetchRequest struct {
 // leader. A follower's fetch also reports its log end offset: the leader updates its view, may
 // add it back to the ISR, and advances the high watermark.
 func (r *Replica) Read(req FetchRequest) (ReadResult, error) {
+	res, limit, err := r.beginRead(req)
+	if err != nil {
+		return res, err
+	}
+	// The log is read outside the lock: it is safe for concurrent use, and reads copy.
+	recs, err := r.log.Read(req.Offset, req.MaxBytes, limit)
+	if err != nil {
+		return res, r.readError(req, res, err)
+	}
+	res.Records = recs
+	return res, nil
+}
+
+// ReadSlices is Read without the copy, for sending with sendfile: it returns the same result
+// with Records nil and, instead, the segment file ranges that hold the batches Read would
+// return (see log.ReadSlices). The caller must release the slices (log.ReleaseSlices) once it
+// has sent them; until then they keep their bytes even if the log is truncated or deleted.
+func (r *Replica) ReadSlices(req FetchRequest) (ReadResult, []log.FileSlice, error) {
+	res, limit, err := r.beginRead(req)
+	if err != nil {
+		return res, nil, err
+	}
+	ss, err := r.log.ReadSlices(req.Offset, req.MaxBytes, limit)
+	if err != nil {
+		return res, nil, r.readError(req, res, err)
+	}
+	return res, ss, nil
+}
+
+// beginRead does what every fetch does under the lock before reading the log: check leadership
+// and epoch, record a follower's position, and take the high watermark, log start and end. It
+// returns the result without records and the offset the read must stay below (the high
+// watermark for a consumer, the log end for a follower).
+func (r *Replica) beginRead(req FetchRequest) (ReadResult, int64, error) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.checkLeaderLocked(req.CurrentLeaderEpoch); err != nil {
-		r.mu.Unlock()
-		return ReadResult{}, err
+		return ReadResult{}, 0, err
 	}
 	leo := r.log.EndOffset()
 	if req.ReplicaID >= 0 {
@@ -47,18 +81,15 @@ func (r *Replica) Read(req FetchRequest) (ReadResult, error) {
 	if req.ReplicaID >= 0 {
 		limit = leo
 	}
-	r.mu.Unlock()
+	return res, limit, nil
+}
 
-	// The log is read outside the lock: it is safe for concurrent use, and reads copy.
-	recs, err := r.log.Read(req.Offset, req.MaxBytes, limit)
-	if err != nil {
-		if errors.Is(err, log.ErrOffsetOutOfRange) {
-			return res, fmt.Errorf("%s-%d: offset %d outside [%d, %d]: %w", r.cfg.Topic, r.cfg.Partition, req.Offset, res.LogStartOffset, leo, kerr.OffsetOutOfRange)
-		}
-		return res, fmt.Errorf("%s-%d: read: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
+// readError maps a log read failure to the error a fetch returns.
+func (r *Replica) readError(req FetchRequest, res ReadResult, err error) error {
+	if errors.Is(err, log.ErrOffsetOutOfRange) {
+		return fmt.Errorf("%s-%d: offset %d outside [%d, %d]: %w", r.cfg.Topic, r.cfg.Partition, req.Offset, res.LogStartOffset, res.LogEndOffset, kerr.OffsetOutOfRange)
 	}
-	res.Records = recs
-	return res, nil
+	return fmt.Errorf("%s-%d: read: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
 }
 
 // checkLeaderLocked fails a request that is not for the current leader and epoch, with the
