@@ -38,7 +38,8 @@ func startCluster(t *testing.T, brokers int) *cluster.Cluster {
 	return c
 }
 
-// createTopic creates a topic over the Kafka protocol and waits until every partition has a leader.
+// createTopic creates a topic over the Kafka protocol and waits until every partition has a
+// leader that has opened its replica, with a full ISR.
 func createTopic(t *testing.T, c *cluster.Cluster, name string, partitions int32, rf int16) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -64,7 +65,7 @@ func createTopic(t *testing.T, c *cluster.Cluster, name string, partitions int32
 	for p := int32(0); p < partitions; p++ {
 		waitFor(t, func() bool {
 			info, err := c.Partition(name, p)
-			return err == nil && info.Leader >= 0 && len(info.ISR) == int(rf)
+			return err == nil && info.Leader >= 0 && info.HW >= 0 && len(info.ISR) == int(rf)
 		})
 	}
 }
