@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/broker/group"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
@@ -56,6 +57,7 @@ func (b *Broker) serveConn(c net.Conn) {
 		_ = c.Close()
 	}()
 	lg := b.lg.With("peer", c.RemoteAddr().String())
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	var in, out []byte
 	for {
 		frame, err := wire.ReadFrame(c, b.cfg.MaxRequestBytes, in)
@@ -84,7 +86,7 @@ func (b *Broker) serveConn(c net.Conn) {
 			lg.Debug("dropping replica request to an isolated broker")
 			return
 		}
-		resp := b.handle(&request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
+		resp := b.handle(group.WithClient(b.ctx, hdr.ClientID, host), &request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
 		if resp == nil {
 			continue // acks=0 produce: no response at all
 		}
@@ -113,8 +115,7 @@ func isReplicaRequest(r kmsg.Request) bool {
 }
 
 // handle runs the handler for the request's API. The context ends when the node stops.
-func (b *Broker) handle(r *request) kmsg.Response {
-	ctx := b.ctx
+func (b *Broker) handle(ctx context.Context, r *request) kmsg.Response {
 	switch req := r.kreq.(type) {
 	case *kmsg.ProduceRequest:
 		return b.handleProduce(ctx, req)
