@@ -1,0 +1,53 @@
+// Package consume is a Kafka group consumer that loses nothing, runs nothing
+// twice that it need not, and keeps the order the application asks for,
+// while handling records in parallel.
+//
+// The application gives a Handler and an Order:
+//
+//   - KeyOrder (the default): the records of one key of one partition run
+//     one at a time, in offset order; different keys run in parallel.
+//   - PartitionOrder: one record at a time per partition.
+//   - Unordered: every record on its own.
+//
+// Auto-commit is always off. An offset is committed only when every record
+// below it in its partition was handled: its handler returned nil, or the
+// record was handed durably to the retry path (WithRetry, a Parker). With
+// every commit goes metadata that names the records already handled above
+// the committed offset (see package ordering), so after a crash a restarted
+// consumer skips them and runs again only what was in flight.
+//
+// A handler error with no retry path blocks the record's key (KeyOrder) or
+// partition (PartitionOrder) — never skipped silently: it is logged,
+// reported to WithOnError, listed by Failures, and waits for Resolve or
+// Retry. The other keys and partitions go on.
+//
+// On revocation the consumer stops dispatching the revoked partitions,
+// waits for their running records (at most WithDrainTimeout), commits, and
+// only then lets the rebalance finish, so the next owner starts where this
+// one stopped and no key's order is broken across members. When the
+// context given to Run ends, the consumer stops fetching, waits for the
+// records it holds, commits and leaves the group.
+//
+// Memory is bounded by WithMaxBuffered: when that many records are held
+// (for example behind a stuck key), the consumer stops polling and pauses
+// fetching of its partitions until half the buffer is free.
+//
+// # Global order
+//
+// Kafka orders records only within a partition. For one total order over
+// all records, as the seed notes say: give the topic one partition, use
+// PartitionOrder, and run one consumer (one group member; others may stand
+// by, as only one member is assigned the partition). Per-key order needs
+// none of that: produce with a key-hash partitioner (see package
+// partitioner) so every record of a key lands in one partition, and use
+// KeyOrder.
+//
+// # Clients
+//
+// Consumer runs over franz-go (kgo): the application passes its own kgo
+// options (seeds, group, topics) with WithKgoOpts, and the Consumer adds
+// kgo.DisableAutoCommit and kgo.BlockRebalanceOnPoll and owns the partition
+// callbacks. SaramaHandler gives the same semantics to a sarama
+// ConsumerGroup: it is a sarama.ConsumerGroupHandler that marks and commits
+// only contiguous handled offsets, with the same metadata.
+package consume

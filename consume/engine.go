@@ -1,0 +1,121 @@
+package consume
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/ordering"
+)
+
+// engine is what the franz-go Consumer and the sarama adapter share: the
+// dispatcher, the handler wrapper that hands failures to the retry path,
+// failure reporting, and the signal that buffer room was freed. T is the
+// client's record type.
+type engine[T any] struct {
+	cfg      config
+	log      *slog.Logger
+	d        *ordering.Dispatcher[T]
+	handle   func(context.Context, T) error
+	toRecord func(T) *kgo.Record
+	room     chan struct{} // gets a value whenever a record may have left the buffer
+}
+
+func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecord func(T) *kgo.Record) (*engine[T], error) {
+	e := &engine[T]{
+		cfg:      cfg,
+		log:      cfg.log(),
+		handle:   handle,
+		toRecord: toRecord,
+		room:     make(chan struct{}, 1),
+	}
+	d, err := ordering.New(e.run,
+		ordering.OrderBy(cfg.order),
+		ordering.Concurrency(cfg.concurrency),
+		ordering.MaxBuffered(cfg.maxBuffered),
+		ordering.MetadataMaxBytes(cfg.metadataMax),
+		ordering.OnFailure(e.onFailure),
+		ordering.Logger(e.log),
+	)
+	if err != nil {
+		return nil, err
+	}
+	e.d = d
+	return e, nil
+}
+
+// run is the dispatcher's handler: the application's handler, then the
+// retry path for a failure.
+func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
+	defer e.signalRoom()
+	err := e.handle(ctx, m.Value)
+	if err == nil || e.cfg.parker == nil || ctx.Err() != nil {
+		// A record whose partition was revoked or whose consumer stopped
+		// is not parked: its next owner runs it again.
+		return err
+	}
+	if perr := e.cfg.parker.Park(ctx, e.toRecord(m.Value), err); perr != nil {
+		return &ParkError{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HandlerErr: err, Err: perr}
+	}
+	e.log.Info("consume: record parked for retry", "topic", m.Topic, "partition", m.Partition,
+		"offset", m.Offset, "err", err)
+	return nil
+}
+
+func (e *engine[T]) onFailure(f ordering.Failure[T]) {
+	e.log.Error("consume: record failed; its key or partition waits", "topic", f.Message.Topic,
+		"partition", f.Message.Partition, "offset", f.Message.Offset, "order", e.cfg.order.String(),
+		"attempts", f.Attempts, "err", f.Err)
+	if e.cfg.onError != nil {
+		e.cfg.onError(Failure{Record: e.toRecord(f.Message.Value), Err: f.Err, Attempts: f.Attempts})
+	}
+}
+
+func (e *engine[T]) signalRoom() {
+	select {
+	case e.room <- struct{}{}:
+	default:
+	}
+}
+
+// held returns the number of records in the buffer.
+func (e *engine[T]) held() int {
+	s := e.d.Stats()
+	return s.Queued + s.Running + s.Failed + s.Blocked
+}
+
+// waitRoom waits until a record may have left the buffer, at most a short
+// while (the signal can come a moment before the slot is free), or until
+// ctx is done.
+func (e *engine[T]) waitRoom(ctx context.Context) {
+	t := time.NewTimer(10 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-e.room:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (e *engine[T]) failures() []Failure {
+	fs := e.d.Failures()
+	out := make([]Failure, len(fs))
+	for i, f := range fs {
+		out[i] = Failure{Record: e.toRecord(f.Message.Value), Err: f.Err, Attempts: f.Attempts}
+	}
+	return out
+}
+
+func (e *engine[T]) resolve(topic string, partition int32, offset int64) error {
+	err := e.d.Resolve(ordering.TopicPartition{Topic: topic, Partition: partition}, offset)
+	if err == nil {
+		e.signalRoom()
+	}
+	return err
+}
+
+func (e *engine[T]) retry(topic string, partition int32, offset int64) error {
+	return e.d.Retry(ordering.TopicPartition{Topic: topic, Partition: partition}, offset)
+}

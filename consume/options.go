@@ -1,0 +1,211 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/ordering"
+)
+
+// Order says which records run one after another; records that need not be
+// ordered run in parallel.
+type Order = ordering.Mode
+
+const (
+	// KeyOrder runs the records of one key of one partition one at a time,
+	// in offset order, and different keys in parallel (up to the
+	// concurrency). Records with an empty key are ordered with each other.
+	// This is the default.
+	KeyOrder = ordering.KeyOrder
+	// PartitionOrder runs the records of one partition one at a time, in
+	// offset order, and different partitions in parallel. On a topic with
+	// one partition and a group with one member it gives global order.
+	PartitionOrder = ordering.PartitionOrder
+	// Unordered runs every record independently, up to the concurrency.
+	Unordered = ordering.Unordered
+)
+
+// Default option values.
+const (
+	// DefaultConcurrency is the default number of records handled at once.
+	DefaultConcurrency = ordering.DefaultConcurrency
+	// DefaultMaxBuffered is the default bound on records held in memory.
+	DefaultMaxBuffered = ordering.DefaultMaxBuffered
+	// DefaultCommitInterval is the default time between periodic commits.
+	DefaultCommitInterval = time.Second
+	// DefaultDrainTimeout is the default bound on waiting for running
+	// records when partitions are revoked or the consumer stops.
+	DefaultDrainTimeout = 10 * time.Second
+)
+
+// Handler processes one record. Returning nil marks the record handled:
+// its offset becomes committable once every record below it is handled too.
+// Returning an error blocks the record's key (KeyOrder) or partition
+// (PartitionOrder) until the failure is resolved, unless a retry path
+// (WithRetry) takes the record. ctx is cancelled when the record's partition
+// is revoked and the drain timeout passes, or when the consumer stops.
+type Handler func(ctx context.Context, r *kgo.Record) error
+
+// Parker is a durable retry path: Park stores a failure marker for a record
+// whose handler failed (for example by producing it to a retry topic with
+// acks=all) and returns nil only once the marker is durable. A parked
+// record counts as handled, so the records behind it go on. If Park returns
+// an error the record blocks like a handler error. The retry package
+// implements Parker.
+type Parker interface {
+	Park(ctx context.Context, r *kgo.Record, err error) error
+}
+
+// Failure is a record whose handler failed and that was not parked. It
+// blocks what its Order keeps behind it until it is resolved
+// (Consumer.Resolve) or run again (Consumer.Retry).
+type Failure struct {
+	// Record is the failed record. The sarama adapter gives a copy of the
+	// message as a *kgo.Record, so one retry path serves both clients.
+	Record *kgo.Record
+	// Err is the handler's error, a *ordering.PanicError if it panicked,
+	// or a *ParkError if the handler failed and parking failed too.
+	Err error
+	// Attempts is the number of times the handler ran for the record.
+	Attempts int
+}
+
+// Option configures a Consumer or a SaramaHandler.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	kgoOpts        []kgo.Opt
+	order          Order
+	concurrency    int
+	maxBuffered    int
+	metadataMax    int
+	parker         Parker
+	commitInterval time.Duration
+	drainTimeout   time.Duration
+	logger         *slog.Logger
+	onError        func(Failure)
+}
+
+func defaultConfig() config {
+	return config{
+		order:          KeyOrder,
+		concurrency:    DefaultConcurrency,
+		maxBuffered:    DefaultMaxBuffered,
+		metadataMax:    ordering.DefaultMetadataMaxBytes,
+		commitInterval: DefaultCommitInterval,
+		drainTimeout:   DefaultDrainTimeout,
+	}
+}
+
+// WithKgoOpts gives the franz-go options of the Consumer's client: at least
+// kgo.SeedBrokers, kgo.ConsumerGroup and kgo.ConsumeTopics (or
+// kgo.ConsumeRegex). The Consumer adds kgo.DisableAutoCommit and
+// kgo.BlockRebalanceOnPoll and owns the partition callbacks, so options that
+// auto-commit (kgo.AutoCommitMarks, kgo.GreedyAutoCommit) or set
+// kgo.OnPartitionsAssigned, kgo.OnPartitionsRevoked or kgo.OnPartitionsLost
+// are refused. It may be given more than once; the options add up. It does
+// not apply to NewSarama.
+func WithKgoOpts(opts ...kgo.Opt) Option {
+	return optionFunc(func(c *config) { c.kgoOpts = append(c.kgoOpts, opts...) })
+}
+
+// WithOrder sets which records run one after another. The default is
+// KeyOrder.
+func WithOrder(o Order) Option { return optionFunc(func(c *config) { c.order = o }) }
+
+// WithConcurrency sets how many records are handled at once. The default is
+// DefaultConcurrency.
+func WithConcurrency(n int) Option { return optionFunc(func(c *config) { c.concurrency = n }) }
+
+// WithMaxBuffered bounds the records held in memory: waiting, running, or
+// failed and waiting to be resolved, with the records behind them. When the
+// bound is reached the Consumer stops polling and pauses fetching of its
+// partitions (kgo PauseFetchPartitions) until half of it is free again, so
+// memory stays bounded even when one key is stuck. In KeyOrder it should be
+// well above the concurrency. The default is DefaultMaxBuffered; it plays
+// the part of Kafka's max.poll.records.
+func WithMaxBuffered(n int) Option { return optionFunc(func(c *config) { c.maxBuffered = n }) }
+
+// WithMetadataMaxBytes bounds the commit metadata that names records done
+// above the committed offset. It must not exceed the brokers'
+// offset.metadata.max.bytes (4096 by default, the default here); zero
+// commits no metadata, so records done above the committed offset run
+// again after a crash.
+func WithMetadataMaxBytes(n int) Option {
+	return optionFunc(func(c *config) { c.metadataMax = n })
+}
+
+// WithRetry sets the retry path: a record whose handler fails is handed to
+// p, and counts as handled once Park returns nil.
+func WithRetry(p Parker) Option { return optionFunc(func(c *config) { c.parker = p }) }
+
+// WithCommitInterval sets how often the committable offsets are committed
+// while consuming; they are also committed on revocation and on shutdown.
+// A shorter interval means fewer records run again after a crash. The
+// default is DefaultCommitInterval. (Kafka's auto.commit.interval.ms plays
+// this part for auto-commit, which the Consumer turns off.)
+func WithCommitInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.commitInterval = d })
+}
+
+// WithDrainTimeout bounds how long revocation and shutdown wait for running
+// records before committing. Keep it well below the group's rebalance
+// timeout (kgo.RebalanceTimeout, Kafka's max.poll.interval.ms). The default
+// is DefaultDrainTimeout.
+func WithDrainTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.drainTimeout = d })
+}
+
+// WithLogger sets the logger for failures, commits and rebalances. The
+// default discards.
+func WithLogger(l *slog.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
+
+// WithOnError sets a function called for every record whose handler failed
+// and that was not parked, after its key or partition is blocked. It runs on
+// a worker goroutine, so it should return promptly; it may call Resolve or
+// Retry, also later from another goroutine.
+func WithOnError(fn func(Failure)) Option { return optionFunc(func(c *config) { c.onError = fn }) }
+
+// validate checks the options that both clients share, reporting every
+// violation at once.
+func (c *config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
+	}
+	if c.order < KeyOrder || c.order > Unordered {
+		bad("WithOrder: unknown order %d", int(c.order))
+	}
+	if c.concurrency < 1 {
+		bad("WithConcurrency must be >= 1, got %d", c.concurrency)
+	}
+	if c.maxBuffered < 1 {
+		bad("WithMaxBuffered must be >= 1, got %d", c.maxBuffered)
+	}
+	if c.metadataMax < 0 {
+		bad("WithMetadataMaxBytes must be >= 0, got %d", c.metadataMax)
+	}
+	if c.commitInterval <= 0 {
+		bad("WithCommitInterval must be > 0, got %v", c.commitInterval)
+	}
+	if c.drainTimeout <= 0 {
+		bad("WithDrainTimeout must be > 0, got %v", c.drainTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *config) log() *slog.Logger {
+	if c.logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.logger
+}
