@@ -1,0 +1,476 @@
+package retry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// lockKey is a key of one original topic.
+type lockKey struct {
+	topic string
+	key   string
+}
+
+// chain is the state of one failed record (one Origin) within one
+// partition of the retry topic: the offset of its newest marker, and the
+// offset of the resolution that ended it (-1 while it is pending).
+type chain struct {
+	key        lockKey
+	keyed      bool
+	latest     int64
+	resolvedAt int64
+}
+
+func (c *chain) pending() bool { return c.resolvedAt < c.latest }
+
+type lockPart struct {
+	next   int64 // next offset the follower reads
+	chains map[Origin]*chain
+}
+
+// KeyLocks is the set of records that have a pending failure marker on one
+// retry topic, and so the set of keys whose later records must wait behind
+// them to keep key order. It is rebuilt when created by reading the retry
+// topic from the Job group's committed offsets to the end, then kept current
+// by following the topic: markers lock a key, KindResolved records and the
+// group's committed offsets unlock it.
+//
+// One KeyLocks may be shared by the Parker and the Job of a process (see
+// KeyOrder). A Job also uses its own, internal KeyLocks to recognise markers
+// that a later marker of the same record superseded. KeyLocks is safe for
+// concurrent use.
+type KeyLocks struct {
+	topic   string
+	group   string
+	log     *slog.Logger
+	refresh time.Duration
+	cl      *kgo.Client // follower
+	adm     *kadm.Client
+	admCl   *kgo.Client
+
+	mu        sync.Mutex
+	parts     map[int32]*lockPart
+	keys      map[lockKey]map[Origin]struct{}
+	changed   chan struct{} // closed and replaced whenever the follower advances
+	err       error         // why the follower stopped
+	listeners []func(lockKey)
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// NewKeyLocks reads the retry topic (Topic or RetryTopic) from the committed
+// offsets of the Job's group (Group) to its end, then keeps following it
+// until Close. Options used: Topic, RetryTopic, Group, ClientOpts,
+// RefreshInterval, Logger.
+func NewKeyLocks(ctx context.Context, opts ...Opt) (*KeyLocks, error) {
+	c := newConfig(opts)
+	if err := c.validate(true); err != nil {
+		return nil, err
+	}
+	return openKeyLocks(ctx, &c)
+}
+
+func openKeyLocks(ctx context.Context, c *config) (*KeyLocks, error) {
+	l := &KeyLocks{
+		topic:   c.fixedRetryTopic(),
+		group:   c.groupName(),
+		log:     c.logger,
+		refresh: c.refreshInterval,
+		parts:   map[int32]*lockPart{},
+		keys:    map[lockKey]map[Origin]struct{}{},
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	admCl, err := kgo.NewClient(c.clientOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("retry: key locks client: %w", err)
+	}
+	l.admCl, l.adm = admCl, kadm.NewClient(admCl)
+	starts, ends, err := l.offsets(ctx)
+	if err != nil {
+		admCl.Close()
+		return nil, err
+	}
+	consume := map[int32]kgo.Offset{}
+	for p, s := range starts {
+		l.parts[p] = &lockPart{next: s, chains: map[Origin]*chain{}}
+		consume[p] = kgo.NewOffset().At(s)
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), c.clientOpts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{l.topic: consume}),
+		kgo.FetchMaxWait(500*time.Millisecond))...)
+	if err != nil {
+		admCl.Close()
+		return nil, fmt.Errorf("retry: key locks client: %w", err)
+	}
+	l.cl = cl
+	runCtx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	go l.follow(runCtx)
+	if err := l.waitFor(ctx, ends); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// offsets returns where following starts (the group's committed offset, or
+// the log start) and the current end of every partition.
+func (l *KeyLocks) offsets(ctx context.Context) (starts, ends map[int32]int64, err error) {
+	endOffs, err := l.adm.ListEndOffsets(ctx, l.topic)
+	if err == nil {
+		err = endOffs.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("retry: listing end offsets of %s: %w", l.topic, err)
+	}
+	startOffs, err := l.adm.ListStartOffsets(ctx, l.topic)
+	if err == nil {
+		err = startOffs.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("retry: listing start offsets of %s: %w", l.topic, err)
+	}
+	committed, err := l.adm.FetchOffsets(ctx, l.group)
+	if err != nil {
+		return nil, nil, fmt.Errorf("retry: fetching committed offsets of group %s: %w", l.group, err)
+	}
+	starts, ends = map[int32]int64{}, map[int32]int64{}
+	endOffs.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	startOffs.Each(func(o kadm.ListedOffset) {
+		s := o.Offset
+		if c, ok := committed.Lookup(l.topic, o.Partition); ok && c.Err == nil && c.At > s {
+			s = c.At
+		}
+		starts[o.Partition] = s
+	})
+	return starts, ends, nil
+}
+
+func (l *KeyLocks) follow(ctx context.Context) {
+	defer close(l.done)
+	refresh := time.NewTicker(l.refresh)
+	defer refresh.Stop()
+	polled := make(chan kgo.Fetches)
+	go func() {
+		defer close(polled)
+		for {
+			fs := l.cl.PollFetches(ctx)
+			if ctx.Err() != nil || fs.IsClientClosed() {
+				return
+			}
+			select {
+			case polled <- fs:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case fs, ok := <-polled:
+			if !ok {
+				return
+			}
+			fs.EachError(func(t string, p int32, err error) {
+				l.log.Debug("retry: key locks fetch", "topic", t, "partition", p, "err", err)
+			})
+			var unlocked []lockKey
+			l.mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) { unlocked = append(unlocked, l.applyLocked(r)...) })
+			close(l.changed)
+			l.changed = make(chan struct{})
+			l.mu.Unlock()
+			l.notify(unlocked)
+		case <-refresh.C:
+			committed, err := l.adm.FetchOffsets(ctx, l.group)
+			if err != nil {
+				l.log.Debug("retry: key locks refresh", "group", l.group, "err", err)
+				continue
+			}
+			committed.Each(func(o kadm.OffsetResponse) {
+				if o.Topic == l.topic && o.Err == nil {
+					l.gc(o.Partition, o.At)
+				}
+			})
+		}
+	}
+}
+
+// applyLocked applies one record read from the retry topic.
+func (l *KeyLocks) applyLocked(r *kgo.Record) []lockKey {
+	p := l.part(r.Partition)
+	if r.Offset >= p.next {
+		p.next = r.Offset + 1
+	}
+	m, err := ParseMarker(r)
+	if err != nil {
+		return nil
+	}
+	switch m.Kind {
+	case KindMarker:
+		l.observeLocked(r.Partition, r.Offset, m)
+	case KindResolved:
+		return l.resolveLocked(r.Partition, r.Offset, m.Origin)
+	}
+	return nil
+}
+
+func (l *KeyLocks) part(p int32) *lockPart {
+	lp := l.parts[p]
+	if lp == nil {
+		lp = &lockPart{chains: map[Origin]*chain{}}
+		l.parts[p] = lp
+	}
+	return lp
+}
+
+func keyOf(m *Marker) (lockKey, bool) {
+	return lockKey{m.Topic, string(m.Key)}, m.Key != nil
+}
+
+// observe records the marker of m at offset off of retry partition p, and
+// reports whether it is its record's newest marker and still pending: false
+// means a later marker or a resolution has superseded it.
+func (l *KeyLocks) observe(p int32, off int64, m *Marker) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.observeLocked(p, off, m)
+}
+
+func (l *KeyLocks) observeLocked(p int32, off int64, m *Marker) bool {
+	lp := l.part(p)
+	c := lp.chains[m.Origin]
+	if c == nil {
+		k, keyed := keyOf(m)
+		c = &chain{key: k, keyed: keyed, latest: off, resolvedAt: -1}
+		lp.chains[m.Origin] = c
+		l.lockLocked(c, m.Origin)
+		return true
+	}
+	if off <= c.resolvedAt || off < c.latest {
+		return false
+	}
+	c.latest = off
+	c.key, c.keyed = keyOf(m)
+	l.lockLocked(c, m.Origin)
+	return true
+}
+
+func (l *KeyLocks) lockLocked(c *chain, o Origin) {
+	if !c.keyed || !c.pending() {
+		return
+	}
+	set := l.keys[c.key]
+	if set == nil {
+		set = map[Origin]struct{}{}
+		l.keys[c.key] = set
+	}
+	set[o] = struct{}{}
+}
+
+func (l *KeyLocks) unlockLocked(c *chain, o Origin) bool {
+	if !c.keyed {
+		return false
+	}
+	set := l.keys[c.key]
+	if _, ok := set[o]; !ok {
+		return false
+	}
+	delete(set, o)
+	if len(set) == 0 {
+		delete(l.keys, c.key)
+	}
+	return true
+}
+
+// resolve ends the record o in retry partition p: every marker of it up to
+// offset off is finished.
+func (l *KeyLocks) resolve(p int32, off int64, o Origin) {
+	l.mu.Lock()
+	unlocked := l.resolveLocked(p, off, o)
+	l.mu.Unlock()
+	l.notify(unlocked)
+}
+
+func (l *KeyLocks) resolveLocked(p int32, off int64, o Origin) []lockKey {
+	lp := l.part(p)
+	c := lp.chains[o]
+	if c == nil {
+		// A tombstone: a marker of o at or below off read later is finished.
+		lp.chains[o] = &chain{latest: -1, resolvedAt: off}
+		return nil
+	}
+	if off > c.resolvedAt {
+		c.resolvedAt = off
+	}
+	if !c.pending() && l.unlockLocked(c, o) {
+		return []lockKey{c.key}
+	}
+	return nil
+}
+
+// gc forgets the records of retry partition p whose every marker and
+// resolution lies below the committed offset: they are finished.
+func (l *KeyLocks) gc(p int32, committed int64) {
+	var unlocked []lockKey
+	l.mu.Lock()
+	lp := l.part(p)
+	for o, c := range lp.chains {
+		if c.latest < committed && c.resolvedAt < committed {
+			if l.unlockLocked(c, o) {
+				unlocked = append(unlocked, c.key)
+			}
+			delete(lp.chains, o)
+		}
+	}
+	l.mu.Unlock()
+	l.notify(unlocked)
+}
+
+// head returns the earliest pending record of a key (by original
+// partition, then offset).
+func (l *KeyLocks) head(k lockKey) (Origin, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var h Origin
+	found := false
+	for o := range l.keys[k] {
+		if !found || o.before(h) {
+			h, found = o, true
+		}
+	}
+	return h, found
+}
+
+// onUnlock registers fn to be called with every key whose earliest pending
+// record changed because one ended.
+func (l *KeyLocks) onUnlock(fn func(lockKey)) {
+	l.mu.Lock()
+	l.listeners = append(l.listeners, fn)
+	l.mu.Unlock()
+}
+
+func (l *KeyLocks) notify(keys []lockKey) {
+	if len(keys) == 0 {
+		return
+	}
+	l.mu.Lock()
+	ls := l.listeners
+	l.mu.Unlock()
+	for _, k := range keys {
+		for _, fn := range ls {
+			fn(k)
+		}
+	}
+}
+
+// Locked reports whether a record of topic with key has a pending marker, so
+// that a later record of the key must be parked behind it. A nil key is never
+// locked.
+func (l *KeyLocks) Locked(topic string, key []byte) bool {
+	if key == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.keys[lockKey{topic, string(key)}]) > 0
+}
+
+// LockedKeys returns the number of keys that have a pending marker.
+func (l *KeyLocks) LockedKeys() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.keys)
+}
+
+// Pending returns the number of records with a pending marker known so far.
+func (l *KeyLocks) Pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, lp := range l.parts {
+		for _, c := range lp.chains {
+			if c.pending() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Topic returns the retry topic the locks follow.
+func (l *KeyLocks) Topic() string { return l.topic }
+
+// Sync waits until the locks have read the retry topic up to its end as of
+// the call, so that every marker written before Sync is reflected. Call it
+// when a consumer is assigned partitions, before it runs their records.
+func (l *KeyLocks) Sync(ctx context.Context) error {
+	endOffs, err := l.adm.ListEndOffsets(ctx, l.topic)
+	if err == nil {
+		err = endOffs.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("retry: listing end offsets of %s: %w", l.topic, err)
+	}
+	ends := map[int32]int64{}
+	endOffs.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	return l.waitFor(ctx, ends)
+}
+
+func (l *KeyLocks) waitFor(ctx context.Context, ends map[int32]int64) error {
+	for {
+		l.mu.Lock()
+		behind := false
+		for p, end := range ends {
+			if lp := l.parts[p]; lp != nil && lp.next < end {
+				behind = true
+			}
+		}
+		ch, err := l.changed, l.err
+		l.mu.Unlock()
+		if !behind {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-l.done:
+			return fmt.Errorf("retry: key locks of %s: %w", l.topic, ErrClosed)
+		case <-ctx.Done():
+			return fmt.Errorf("retry: syncing key locks of %s: %w", l.topic, ctx.Err())
+		}
+	}
+}
+
+// Close stops following the retry topic. Locked keeps answering from what
+// was read.
+func (l *KeyLocks) Close() {
+	l.once.Do(func() {
+		if l.cancel != nil {
+			l.cancel()
+			<-l.done
+		}
+		if l.cl != nil {
+			l.cl.Close()
+		}
+		l.admCl.Close()
+		l.mu.Lock()
+		if l.err == nil {
+			l.err = ErrClosed
+		}
+		l.mu.Unlock()
+	})
+}

@@ -1,0 +1,254 @@
+package retry
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Default option values.
+const (
+	DefaultMaxAttempts     = 5
+	DefaultConcurrency     = 16
+	DefaultMaxBuffered     = 10000
+	DefaultCommitInterval  = time.Second
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultRefreshInterval = 5 * time.Second
+	DefaultAlertInterval   = 5 * time.Second
+)
+
+// Topic-name suffixes used when RetryTopic or DeadLetterTopic is not given.
+const (
+	RetrySuffix      = ".retry"
+	DeadLetterSuffix = ".dlq"
+)
+
+// DefaultGroup returns the consumer group a Job uses for retryTopic unless
+// Group is given.
+func DefaultGroup(retryTopic string) string { return "kafkaguard-retry-" + retryTopic }
+
+// Opt configures a Parker, a Job or KeyLocks. Each option's doc says which
+// of them it applies to; the others ignore it.
+type Opt interface{ apply(*config) }
+
+type optFunc func(*config)
+
+func (f optFunc) apply(c *config) { f(c) }
+
+type config struct {
+	topic           string
+	retryTopic      string
+	dlqTopic        string
+	group           string
+	clientOpts      []kgo.Opt
+	maxAttempts     int
+	backoff         Backoff
+	concurrency     int
+	maxBuffered     int
+	commitInterval  time.Duration
+	shutdownTimeout time.Duration
+	refreshInterval time.Duration
+	locks           *KeyLocks
+	logger          *slog.Logger
+	metrics         *Metrics
+	thresholds      Thresholds
+	onAlert         func(Alert)
+}
+
+func newConfig(opts []Opt) config {
+	c := config{
+		maxAttempts:     DefaultMaxAttempts,
+		backoff:         DefaultBackoff(),
+		concurrency:     DefaultConcurrency,
+		maxBuffered:     DefaultMaxBuffered,
+		commitInterval:  DefaultCommitInterval,
+		shutdownTimeout: DefaultShutdownTimeout,
+		refreshInterval: DefaultRefreshInterval,
+		thresholds:      Thresholds{Interval: DefaultAlertInterval},
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.thresholds.Interval == 0 {
+		c.thresholds.Interval = DefaultAlertInterval
+	}
+	return c
+}
+
+// retryTopicFor returns the retry topic of records read from topic.
+func (c *config) retryTopicFor(topic string) string {
+	if c.retryTopic != "" {
+		return c.retryTopic
+	}
+	if c.topic != "" {
+		return c.topic + RetrySuffix
+	}
+	return topic + RetrySuffix
+}
+
+// dlqTopicFor returns the dead-letter topic of records read from topic.
+func (c *config) dlqTopicFor(topic string) string {
+	if c.dlqTopic != "" {
+		return c.dlqTopic
+	}
+	if c.topic != "" {
+		return c.topic + DeadLetterSuffix
+	}
+	return topic + DeadLetterSuffix
+}
+
+// fixedRetryTopic is the one retry topic a Job or KeyLocks follows.
+func (c *config) fixedRetryTopic() string {
+	if c.retryTopic != "" {
+		return c.retryTopic
+	}
+	if c.topic != "" {
+		return c.topic + RetrySuffix
+	}
+	return ""
+}
+
+func (c *config) groupName() string {
+	if c.group != "" {
+		return c.group
+	}
+	return DefaultGroup(c.fixedRetryTopic())
+}
+
+// validate reports every invalid option at once; needTopic says whether a
+// fixed retry topic is required (Job, KeyLocks).
+func (c *config) validate(needTopic bool) error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
+	}
+	if needTopic && c.fixedRetryTopic() == "" {
+		bad("Topic or RetryTopic is required")
+	}
+	if c.maxAttempts < 1 {
+		bad("MaxAttempts must be >= 1, got %d", c.maxAttempts)
+	}
+	errs = append(errs, c.backoff.validate()...)
+	if c.concurrency < 1 {
+		bad("Concurrency must be >= 1, got %d", c.concurrency)
+	}
+	if c.maxBuffered < 1 {
+		bad("MaxBuffered must be >= 1, got %d", c.maxBuffered)
+	} else if c.maxBuffered < c.concurrency {
+		bad("MaxBuffered (%d) must be >= Concurrency (%d)", c.maxBuffered, c.concurrency)
+	}
+	if c.commitInterval <= 0 {
+		bad("CommitInterval must be > 0, got %v", c.commitInterval)
+	}
+	if c.shutdownTimeout < 0 {
+		bad("ShutdownTimeout must be >= 0, got %v", c.shutdownTimeout)
+	}
+	if c.refreshInterval <= 0 {
+		bad("RefreshInterval must be > 0, got %v", c.refreshInterval)
+	}
+	t := c.thresholds
+	if t.Backlog < 0 || t.Age < 0 || t.DeadLetters < 0 || t.Interval < 0 {
+		bad("Thresholds must not be negative, got %+v", t)
+	}
+	if c.locks != nil && needTopic && c.fixedRetryTopic() != "" && c.locks.topic != c.fixedRetryTopic() {
+		bad("KeyOrder locks follow %q, not the retry topic %q", c.locks.topic, c.fixedRetryTopic())
+	}
+	if c.retryTopic != "" && c.retryTopic == c.dlqTopic {
+		bad("RetryTopic and DeadLetterTopic must differ, both are %q", c.retryTopic)
+	}
+	return errors.Join(errs...)
+}
+
+// Topic names the topic whose failed records are retried. The retry topic
+// defaults to topic+".retry" and the dead-letter topic to topic+".dlq".
+// A Parker without Topic or RetryTopic derives both from each record's topic.
+// Parker, Job, KeyLocks.
+func Topic(name string) Opt { return optFunc(func(c *config) { c.topic = name }) }
+
+// RetryTopic sets the topic failure markers are written to and read from.
+// Parker, Job, KeyLocks.
+func RetryTopic(name string) Opt { return optFunc(func(c *config) { c.retryTopic = name }) }
+
+// DeadLetterTopic sets the topic records go to once their attempts are
+// exhausted or their error is permanent. Parker, Job.
+func DeadLetterTopic(name string) Opt { return optFunc(func(c *config) { c.dlqTopic = name }) }
+
+// Group sets the Job's consumer group on the retry topic; KeyLocks read its
+// committed offsets to know which markers are finished. The default is
+// DefaultGroup(retry topic). Job, KeyLocks.
+func Group(name string) Opt { return optFunc(func(c *config) { c.group = name }) }
+
+// ClientOpts are the franz-go options (seed brokers, TLS, SASL, ...) of the
+// clients a Job or KeyLocks creates. The Job's client is built with
+// produce.NoLoss in front of them, so options that contradict acks=all and
+// idempotent writes are refused. Job, KeyLocks.
+func ClientOpts(opts ...kgo.Opt) Opt {
+	return optFunc(func(c *config) { c.clientOpts = append(c.clientOpts, opts...) })
+}
+
+// MaxAttempts sets how many times a record's handler may run, counting the
+// consumer's first run, before the record is dead-lettered. The default is
+// DefaultMaxAttempts. Parker, Job.
+func MaxAttempts(n int) Opt { return optFunc(func(c *config) { c.maxAttempts = n }) }
+
+// WithBackoff sets the delay between attempts. The default is
+// DefaultBackoff(). Parker, Job.
+func WithBackoff(b Backoff) Opt { return optFunc(func(c *config) { c.backoff = b }) }
+
+// Concurrency sets how many handlers the Job runs at once. The default is
+// DefaultConcurrency. Job.
+func Concurrency(n int) Opt { return optFunc(func(c *config) { c.concurrency = n }) }
+
+// MaxBuffered bounds the markers a Job holds in memory, waiting for their due
+// time or running; it stops fetching while the bound is reached. Markers held
+// only because an earlier record of their key has not been read yet (key
+// order) do not count, so that they cannot stall the Job. The default is
+// DefaultMaxBuffered. Job.
+func MaxBuffered(n int) Opt { return optFunc(func(c *config) { c.maxBuffered = n }) }
+
+// CommitInterval sets how often the Job commits its progress on the retry
+// topic. The default is DefaultCommitInterval. Job.
+func CommitInterval(d time.Duration) Opt { return optFunc(func(c *config) { c.commitInterval = d }) }
+
+// ShutdownTimeout bounds how long Job.Run waits, once its context is done,
+// for running handlers before cancelling their context. Markers whose
+// handler did not finish are not committed and run again on the next start.
+// The default is DefaultShutdownTimeout. Job.
+func ShutdownTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.shutdownTimeout = d }) }
+
+// RefreshInterval sets how often KeyLocks read the Job group's committed
+// offsets to forget finished markers. The default is DefaultRefreshInterval.
+// KeyLocks.
+func RefreshInterval(d time.Duration) Opt { return optFunc(func(c *config) { c.refreshInterval = d }) }
+
+// KeyOrder keeps the records of each key in order through the retry path,
+// using locks (see KeyLocks) to know which keys have a parked record.
+// A Parker parks every record of a locked key behind the earlier ones
+// (see Parker.Wrap); a Job runs the markers of one key one at a time, in the
+// order the records were first read, and writes a KindResolved record when a
+// key's record leaves the retry path so that every KeyLocks unlocks it. Both
+// the Parker and the Job must be given KeyOrder. Records without a key are
+// not ordered. Parker, Job.
+func KeyOrder(locks *KeyLocks) Opt { return optFunc(func(c *config) { c.locks = locks }) }
+
+// Logger sets the logger for parks, retries, dead letters and alerts.
+// The default discards. Parker, Job, KeyLocks.
+func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }
+
+// WithMetrics makes a Parker or Job count into m (see NewMetrics).
+// Parker, Job.
+func WithMetrics(m *Metrics) Opt { return optFunc(func(c *config) { c.metrics = m }) }
+
+// OnAlert calls fn when a threshold in t is crossed (see Alert). Job, and
+// Parker for dead letters.
+func OnAlert(t Thresholds, fn func(Alert)) Opt {
+	return optFunc(func(c *config) { c.thresholds, c.onAlert = t, fn })
+}
