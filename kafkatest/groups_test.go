@@ -63,6 +63,9 @@ func TestCommittedOffsetsSurviveLossOfTheCoordinatorBroker(t *testing.T) {
 	if err := c.Kill(coord); err != nil {
 		t.Fatal(err)
 	}
+	for coordinatorOf(t, ctx, cl, group) == coord {
+		time.Sleep(50 * time.Millisecond) // the controller notices after the session timeout
+	}
 	// A client that starts after the failover (as a restarted consumer would) finds the new
 	// coordinator, which rebuilt the group's offsets from the replicated offsets partition.
 	fresh, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))

@@ -192,7 +192,8 @@ func (c *Cluster) WaitPartition(ctx context.Context, topic string, partition int
 }
 
 // CreateTopic creates a topic with the given partitions, replication factor and topic configs,
-// over the Kafka protocol like any client, and waits until every partition has a leader.
+// over the Kafka protocol like any client, and waits until every partition has a leader and every
+// broker's metadata shows the topic.
 func (c *Cluster) CreateTopic(ctx context.Context, name string, partitions int32, replicationFactor int16, configs map[string]string) error {
 	cl, err := wire.Dial(ctx, nil, c.Bootstrap()[0], "kafkatest")
 	if err != nil {
@@ -227,7 +228,7 @@ func (c *Cluster) CreateTopic(ctx context.Context, name string, partitions int32
 			return err
 		}
 	}
-	return nil
+	return c.c.WaitConverged(ctx)
 }
 
 // TopicError is a topic operation's Kafka error with the broker's message.

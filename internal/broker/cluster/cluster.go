@@ -129,7 +129,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.Close()
 		return nil, fmt.Errorf("cluster: create %s: %w", meta.OffsetsTopic, err)
 	}
-	if err := c.waitConverged(ctx); err != nil {
+	if err := c.WaitConverged(ctx); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -162,8 +162,9 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 	return nil
 }
 
-// waitConverged waits until every running broker has applied the controller's newest image.
-func (c *Cluster) waitConverged(ctx context.Context) error {
+// WaitConverged waits until every running, reachable broker has applied the controller's newest
+// metadata image, so every broker answers Metadata with the same view.
+func (c *Cluster) WaitConverged(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
