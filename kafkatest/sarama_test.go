@@ -114,8 +114,11 @@ func (d *deliveries) records() []produced {
 }
 
 // groupRecorder is a sarama ConsumerGroupHandler that records every message it is given (in its
-// own log and in the shared one, if any), marks it and commits it synchronously before taking
-// the next one: manual, at-least-once commits.
+// own log and in the shared one, if any) and marks it; it commits the marked offsets
+// synchronously whenever it has processed every message sarama has buffered for a claim, and
+// when its session ends: manual, at-least-once commits. (Committing after every message would
+// cost a fetch long-poll each: sarama sends commits and fetches on one connection, which a
+// Kafka broker serves one request at a time.)
 type groupRecorder struct {
 	t      *testing.T
 	shared *deliveries
@@ -136,7 +139,8 @@ func (h *groupRecorder) Setup(s sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-func (h *groupRecorder) Cleanup(sarama.ConsumerGroupSession) error {
+func (h *groupRecorder) Cleanup(s sarama.ConsumerGroupSession) error {
+	s.Commit()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.claims = nil
@@ -156,7 +160,9 @@ func (h *groupRecorder) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama
 				h.shared.add(p)
 			}
 			s.MarkMessage(m, "")
-			s.Commit()
+			if len(claim.Messages()) == 0 {
+				s.Commit()
+			}
 		case <-s.Context().Done():
 			return nil
 		}
@@ -171,43 +177,66 @@ func (h *groupRecorder) owned() []int32 {
 	return slices.Clone(h.claims)
 }
 
-// runGroup runs a sarama consumer group member with handler h on topic until the returned stop is
-// called (also at the end of the test). Errors the group reports fail the test unless they are
-// the retriable ones a rebalance produces.
-func runGroup(t *testing.T, c *kafkatest.Cluster, cfg *sarama.Config, group, topic string, h sarama.ConsumerGroupHandler) (stop func()) {
+// groupMember is a running sarama consumer group member.
+type groupMember struct {
+	stop func() // leave the group (idempotent; also run at the end of the test)
+
+	mu   sync.Mutex
+	errs []error
+}
+
+// errors returns what the member reported: Consume's errors and those on its Errors channel.
+func (m *groupMember) errors() []error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.errs)
+}
+
+func (m *groupMember) report(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.errs = append(m.errs, err)
+}
+
+// runGroup runs a sarama consumer group member with handler h on topic until its stop is called.
+func runGroup(t *testing.T, c *kafkatest.Cluster, cfg *sarama.Config, group, topic string, h sarama.ConsumerGroupHandler) *groupMember {
 	t.Helper()
 	cg, err := sarama.NewConsumerGroup(c.Bootstrap(), group, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := &groupMember{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
 			if err := cg.Consume(ctx, []string{topic}, h); err != nil && ctx.Err() == nil {
-				t.Logf("sarama group %s: consume: %v (retrying)", group, err)
+				m.report(fmt.Errorf("consume: %w", err))
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
 	}()
+	errsDone := make(chan struct{})
 	go func() {
+		defer close(errsDone)
 		for err := range cg.Errors() {
-			t.Logf("sarama group %s: %v", group, err)
+			m.report(err)
 		}
 	}()
 	var once sync.Once
-	stop = func() {
+	m.stop = func() {
 		once.Do(func() {
 			cancel()
 			<-done
 			if err := cg.Close(); err != nil {
 				t.Errorf("sarama group %s: close: %v", group, err)
 			}
+			<-errsDone
 		})
 	}
-	t.Cleanup(stop)
-	return stop
+	t.Cleanup(m.stop)
+	return m
 }
 
 // waitFor polls cond every 10ms until it holds, failing the test with what after timeout.
@@ -284,6 +313,14 @@ func TestSaramaIdempotentProducerPartitionConsumerAndGroupLoseNothing(t *testing
 						t.Fatalf("partition %d: read %d of %d before timeout", p, next, ends[p])
 					}
 				}
+				// Stay for a few empty long polls: an answer without records must decode too.
+				select {
+				case err := <-pc.Errors():
+					t.Fatalf("partition %d, after reading to the end: %v", p, err)
+				case m := <-pc.Messages():
+					t.Fatalf("partition %d: offset %d beyond the end offset %d", p, m.Offset, ends[p])
+				case <-time.After(4 * cfg.Consumer.MaxWaitTime):
+				}
 				if err := pc.Close(); err != nil {
 					t.Fatal(err)
 				}
@@ -292,9 +329,13 @@ func TestSaramaIdempotentProducerPartitionConsumerAndGroupLoseNothing(t *testing
 
 			// A group member commits each message after it has recorded it.
 			h := &groupRecorder{t: t}
-			stop := runGroup(t, c, cfg, "sarama-group", topic, h)
+			m := runGroup(t, c, cfg, "sarama-group", topic, h)
 			waitFor(t, 30*time.Second, "the group member to read every record", func() bool { return len(h.records()) >= keys*perKey })
-			stop()
+			time.Sleep(4 * cfg.Consumer.MaxWaitTime) // a few empty long polls, which must decode too
+			m.stop()
+			if errs := m.errors(); len(errs) > 0 {
+				t.Fatalf("the group member reported %d errors, first: %v", len(errs), errs[0])
+			}
 			checkExactlyOnceInOrder(t, h.records(), keys, perKey)
 			committed := committedOffsets(ctx, t, c, "sarama-group", topic)
 			for p, end := range ends {
@@ -348,17 +389,17 @@ func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T
 	var all deliveries
 	a := &groupRecorder{t: t, shared: &all}
 	b := &groupRecorder{t: t, shared: &all}
-	runGroup(t, c, cfg, group, topic, a)
+	ma := runGroup(t, c, cfg, group, topic, a)
 	waitFor(t, 20*time.Second, "member a to own every partition and read", func() bool {
 		return len(a.owned()) == partitions && len(a.records()) > keys*perKey/5
 	})
-	stopB := runGroup(t, c, cfg, group, topic, b)
+	mb := runGroup(t, c, cfg, group, topic, b)
 	waitFor(t, 20*time.Second, "a and b to split the partitions and b to read", func() bool {
 		oa, ob := a.owned(), b.owned()
 		return len(oa) > 0 && len(ob) > 0 && len(oa)+len(ob) == partitions && len(b.records()) > 0
 	})
 	mid := len(a.records()) + len(b.records())
-	stopB() // b leaves mid-stream: a takes its partitions back from the committed offsets
+	mb.stop() // b leaves mid-stream: a takes its partitions back from the committed offsets
 	waitFor(t, 20*time.Second, "a to own every partition again", func() bool { return len(a.owned()) == partitions })
 	sent.Wait()
 	if produceErr != nil {
@@ -399,6 +440,11 @@ func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T
 		}
 		return true
 	})
+	ma.stop()
+	// Errors a rebalance causes (a commit refused in the middle of one) are retried; log them.
+	for _, err := range append(ma.errors(), mb.errors()...) {
+		t.Logf("group member reported: %v", err)
+	}
 	t.Logf("%d records, %d read before b left, a read %d, b read %d, redelivered %d", keys*perKey, mid, len(a.records()), len(b.records()), dups)
 }
 

@@ -97,6 +97,15 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 			break
 		}
 	}
+	// A partition without data gets empty records, never null, as in Kafka: clients that read
+	// the records of Fetch v4-v11 as a plain int32 length (sarama) cannot decode -1.
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			if sp := &resp.Topics[i].Partitions[j]; sp.RecordBatches == nil {
+				sp.RecordBatches = []byte{}
+			}
+		}
+	}
 	return resp
 }
 
