@@ -48,12 +48,13 @@ type Consumer struct {
 	committed map[ordering.TopicPartition]ordering.Checkpoint // last commit per assigned partition; guarded by commitMu
 	commits   atomic.Int64
 
-	mu      sync.Mutex
-	parts   map[ordering.TopicPartition]*partState // assigned partitions
-	paused  map[ordering.TopicPartition]bool       // partitions this consumer paused
-	ran     bool
-	crashed bool               // set by crash: commit nothing more
-	stop    context.CancelFunc // ends the running Run's poll loop
+	mu       sync.Mutex
+	parts    map[ordering.TopicPartition]*partState // assigned partitions
+	paused   map[ordering.TopicPartition]bool       // partitions this consumer paused
+	ran      bool
+	stopping bool               // Run drained: revocation no longer waits
+	crashed  bool               // set by crash: commit nothing more
+	stop     context.CancelFunc // ends the running Run's poll loop
 }
 
 // New returns a Consumer that runs handler for every record of the topics
@@ -193,6 +194,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.eng.d.Drain(dctx); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrDrainTimeout, err))
 	}
+	c.mu.Lock()
+	c.stopping = true
+	c.mu.Unlock()
 	cctx, ccancel := context.WithTimeout(context.Background(), c.cfg.drainTimeout)
 	defer ccancel()
 	if err := c.commitAll(cctx, cl); err != nil {
@@ -425,9 +429,11 @@ func (c *Consumer) lost(_ context.Context, cl *kgo.Client, lost map[string][]int
 
 func (c *Consumer) release(cl *kgo.Client, tps map[string][]int32, commit bool) {
 	wait := c.cfg.drainTimeout
-	if !commit {
-		wait = 0
+	c.mu.Lock()
+	if !commit || c.stopping {
+		wait = 0 // lost, or Run already waited
 	}
+	c.mu.Unlock()
 	rctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	cps := make(map[ordering.TopicPartition]ordering.Checkpoint)

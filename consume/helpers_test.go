@@ -42,8 +42,9 @@ func keyed(keys, perKey int) []*kgo.Record {
 	return rs
 }
 
-// produce writes rs to topic with acks=all, in order per partition.
-func produce(t testing.TB, c *kafkatest.Cluster, topic string, rs []*kgo.Record) {
+// produce writes rs to topic with acks=all, in order per partition, and
+// returns them with their partitions and offsets set.
+func produce(t testing.TB, c *kafkatest.Cluster, topic string, rs []*kgo.Record) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond))
@@ -56,6 +57,7 @@ func produce(t testing.TB, c *kafkatest.Cluster, topic string, rs []*kgo.Record)
 	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
 		t.Fatalf("produce: %v", err)
 	}
+	return rs
 }
 
 func newTopic(t testing.TB, c *kafkatest.Cluster, topic string, partitions int32) {

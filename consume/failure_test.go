@@ -1,0 +1,221 @@
+package consume_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+)
+
+var errPoison = errors.New("poison record")
+
+func TestFailingHandlerBlocksOnlyWhatItsOrderKeepsBehind(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	for _, tc := range []struct {
+		order  consume.Order
+		behind func(r, failed *kgo.Record) bool // whether r must wait for failed
+	}{
+		{consume.KeyOrder, func(r, f *kgo.Record) bool {
+			return r.Partition == f.Partition && string(r.Key) == string(f.Key) && r.Offset > f.Offset
+		}},
+		{consume.PartitionOrder, func(r, f *kgo.Record) bool { return r.Partition == f.Partition && r.Offset > f.Offset }},
+	} {
+		t.Run(tc.order.String(), func(t *testing.T) {
+			topic, group := "fail-"+tc.order.String(), "g-fail-"+tc.order.String()
+			newTopic(t, c, topic, 2)
+			rs := produce(t, c, topic, keyed(10, 20))
+			var failed *kgo.Record
+			for _, r := range rs {
+				if string(r.Value) == "k003:5" {
+					failed = r
+				}
+			}
+			var want, blocked []*kgo.Record
+			for _, r := range rs {
+				if r != failed && !tc.behind(r, failed) {
+					want = append(want, r)
+				} else if r != failed {
+					blocked = append(blocked, r)
+				}
+			}
+
+			l := newLedger()
+			var (
+				mu       sync.Mutex
+				reported []consume.Failure
+				resolved bool
+			)
+			handler := func(_ context.Context, r *kgo.Record) error {
+				exit := l.enter(t, r, at(r))
+				mu.Lock()
+				fail := at(r) == at(failed) && !resolved
+				mu.Unlock()
+				if fail {
+					exit(false)
+					return errPoison
+				}
+				exit(true)
+				return nil
+			}
+			onError := func(f consume.Failure) {
+				mu.Lock()
+				defer mu.Unlock()
+				reported = append(reported, f)
+			}
+			run := start(t, handler, groupOpts(c, group, topic), consume.WithOrder(tc.order),
+				consume.WithConcurrency(8), consume.WithCommitInterval(20*time.Millisecond), consume.WithOnError(onError))
+
+			waitFor(t, "every record not behind the failure handled", 30*time.Second,
+				func() bool { return l.doneCount() == len(want) })
+			waitFor(t, "the commit to reach the failed record", 10*time.Second, func() bool {
+				o, ok := committed(t, c, group).Lookup(topic, failed.Partition)
+				return ok && o.At == failed.Offset
+			})
+			time.Sleep(100 * time.Millisecond) // blocked records would have had time to run
+
+			l.mu.Lock()
+			for _, r := range blocked {
+				if l.runs[at(r)] != 0 {
+					t.Errorf("record %s (%s) ran although it waits behind the failed %s", at(r), r.Value, failed.Value)
+				}
+			}
+			if n := l.runs[at(failed)]; n != 1 {
+				t.Errorf("failed record ran %d times, want 1 (no silent retry)", n)
+			}
+			l.mu.Unlock()
+			mu.Lock()
+			if len(reported) != 1 || at(reported[0].Record) != at(failed) || !errors.Is(reported[0].Err, errPoison) {
+				t.Errorf("OnError got %v, want one failure of %s with the handler's error", reported, at(failed))
+			}
+			mu.Unlock()
+			fs := run.c.Failures()
+			if len(fs) != 1 || at(fs[0].Record) != at(failed) || fs[0].Attempts != 1 {
+				t.Fatalf("Failures() = %+v, want the one failed record", fs)
+			}
+			if st := run.c.Stats(); st.Failed != 1 || st.Blocked != len(blocked) {
+				t.Errorf("Stats: %d failed, %d blocked; want 1 and %d", st.Failed, st.Blocked, len(blocked))
+			}
+
+			// Resolving the failure lets the records behind it run and the
+			// commit reach the end.
+			mu.Lock()
+			resolved = true
+			mu.Unlock()
+			if err := run.c.Resolve(topic, failed.Partition, failed.Offset); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the records behind the failure", 10*time.Second,
+				func() bool { return l.doneCount() == len(want)+len(blocked) })
+			if err := run.shutdown(t); err != nil {
+				t.Fatal(err)
+			}
+			offs := committed(t, c, group)
+			for p, end := range endOffsets(t, c, topic) {
+				if o, _ := offs.Lookup(topic, p); o.At != end {
+					t.Errorf("partition %d committed %d after Resolve, want %d", p, o.At, end)
+				}
+			}
+		})
+	}
+}
+
+// memParker parks records in memory, or fails for the keys in refuse.
+type memParker struct {
+	mu     sync.Mutex
+	parked []string
+	refuse map[string]bool
+}
+
+var errParkDown = errors.New("retry topic unavailable")
+
+func (p *memParker) Park(_ context.Context, r *kgo.Record, err error) error {
+	if !errors.Is(err, errPoison) {
+		return fmt.Errorf("parked with the wrong error: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.refuse[string(r.Key)] {
+		return errParkDown
+	}
+	p.parked = append(p.parked, string(r.Value))
+	return nil
+}
+
+func TestRetryPathTakesFailedRecordsAndTheRestGoesOn(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	const topic, group = "parked", "g-parked"
+	newTopic(t, c, topic, 1)
+	rs := produce(t, c, topic, keyed(5, 20))
+
+	p := &memParker{refuse: map[string]bool{"k004": true}}
+	var (
+		mu       sync.Mutex
+		reported []consume.Failure
+		handled  = map[string]bool{}
+	)
+	handler := func(_ context.Context, r *kgo.Record) error {
+		_, seq := parse(t, r.Value)
+		if seq%7 == 3 {
+			return errPoison
+		}
+		mu.Lock()
+		handled[string(r.Value)] = true
+		mu.Unlock()
+		return nil
+	}
+	run := start(t, handler, groupOpts(c, group, topic), consume.WithRetry(p), consume.WithConcurrency(4),
+		consume.WithCommitInterval(20*time.Millisecond),
+		consume.WithOnError(func(f consume.Failure) { mu.Lock(); reported = append(reported, f); mu.Unlock() }))
+
+	// k000..k003 fail at seq 3, 10 and 17, are parked and go on; k004's
+	// park fails at seq 3, so k004 stops there.
+	var wantParked []string
+	for _, r := range rs {
+		key, seq := parse(t, r.Value)
+		if seq%7 == 3 && key != "k004" {
+			wantParked = append(wantParked, string(r.Value))
+		}
+	}
+	wantHandled := 4*(20-3) + 3
+	waitFor(t, "the records not behind k004:3", 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == wantHandled && len(reported) == 1
+	})
+	p.mu.Lock()
+	slices.Sort(p.parked)
+	slices.Sort(wantParked)
+	if !slices.Equal(p.parked, wantParked) {
+		t.Errorf("parked %v, want %v", p.parked, wantParked)
+	}
+	p.mu.Unlock()
+
+	mu.Lock()
+	f := reported[0]
+	mu.Unlock()
+	var pe *consume.ParkError
+	if string(f.Record.Value) != "k004:3" || !errors.As(f.Err, &pe) || !errors.Is(f.Err, errParkDown) || !errors.Is(f.Err, errPoison) {
+		t.Fatalf("failure %s: %v; want k004:3 with a ParkError matching both errors", f.Record.Value, f.Err)
+	}
+	var failedAt *kgo.Record
+	for _, r := range rs {
+		if string(r.Value) == "k004:3" {
+			failedAt = r
+		}
+	}
+	waitFor(t, "the commit to stop at the unparked failure", 10*time.Second, func() bool {
+		o, _ := committed(t, c, group).Lookup(topic, 0)
+		return o.At == failedAt.Offset
+	})
+	if err := run.shutdown(t); err != nil {
+		t.Fatal(err)
+	}
+}

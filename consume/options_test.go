@@ -1,0 +1,80 @@
+package consume_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/consume"
+)
+
+func TestNewRefusesContradictoryOptions(t *testing.T) {
+	nop := func(context.Context, *kgo.Record) error { return nil }
+	seeds := kgo.SeedBrokers("127.0.0.1:1")
+	callback := func(context.Context, *kgo.Client, map[string][]int32) {}
+	for _, tc := range []struct {
+		name    string
+		handler consume.Handler
+		opts    []consume.Option
+		want    []string // every message part the error must contain
+	}{
+		{"no kgo options", nop, nil, []string{"WithKgoOpts is required"}},
+		{"no group", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumeTopics("t"))},
+			[]string{"kgo.ConsumerGroup is required"}},
+		{"no topics", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"))},
+			[]string{"kgo.ConsumeTopics"}},
+		{"auto-commit of marks", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+			kgo.ConsumeTopics("t"), kgo.AutoCommitMarks())}, []string{"kgo.AutoCommitMarks re-enables auto-commit"}},
+		{"greedy auto-commit", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+			kgo.ConsumeTopics("t"), kgo.GreedyAutoCommit())}, []string{"kgo.GreedyAutoCommit re-enables auto-commit"}},
+		{"revoke callback", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+			kgo.ConsumeTopics("t"), kgo.DisableAutoCommit(), kgo.OnPartitionsRevoked(callback))},
+			[]string{"option 4 sets a partition callback"}},
+		{"assign and lost callbacks", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+			kgo.OnPartitionsAssigned(callback), kgo.ConsumeTopics("t"), kgo.OnPartitionsLost(callback))},
+			[]string{"option 2 sets a partition callback", "option 4 sets a partition callback"}},
+		{"kgo's own refusal", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+			kgo.ConsumeTopics("t"), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"u": {0: kgo.NewOffset()}}))},
+			[]string{"kgo refuses the options"}},
+		{"every bad value at once", nil, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")),
+			consume.WithConcurrency(0), consume.WithMaxBuffered(-1), consume.WithCommitInterval(0),
+			consume.WithDrainTimeout(-1), consume.WithMetadataMaxBytes(-2), consume.WithOrder(consume.Order(9))},
+			[]string{"handler is nil", "WithConcurrency must be >= 1, got 0", "WithMaxBuffered must be >= 1, got -1",
+				"WithCommitInterval must be > 0", "WithDrainTimeout must be > 0", "WithMetadataMaxBytes must be >= 0, got -2",
+				"unknown order 9"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := consume.New(tc.handler, tc.opts...)
+			if err == nil {
+				c.Close()
+				t.Fatal("New accepted the options")
+			}
+			if !errors.Is(err, consume.ErrInvalidOption) {
+				t.Errorf("error %v does not wrap ErrInvalidOption", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestNewAcceptsTheUsersOwnDisableAutoCommit(t *testing.T) {
+	c, err := consume.New(func(context.Context, *kgo.Record) error { return nil },
+		consume.WithKgoOpts(kgo.SeedBrokers("127.0.0.1:1"), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t"),
+			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(context.Background()); !errors.Is(err, consume.ErrRunning) {
+		t.Fatalf("Run after Close returned %v, want ErrRunning", err)
+	}
+}
