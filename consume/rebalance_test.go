@@ -39,7 +39,7 @@ func TestRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
 			handler := func(member string) consume.Handler {
 				return func(ctx context.Context, r *kgo.Record) error {
 					exit := l.enter(t, r, string(r.Key))
-					time.Sleep(time.Duration(1+rand.Int64N(int64(3*time.Millisecond))))
+					time.Sleep(time.Duration(1 + rand.Int64N(int64(3*time.Millisecond))))
 					mu.Lock()
 					byMember[member]++
 					mu.Unlock()
