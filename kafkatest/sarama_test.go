@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
@@ -45,54 +43,6 @@ func saramaConfig(v sarama.KafkaVersion) *sarama.Config {
 func keyed(topic string, k, s int) *sarama.ProducerMessage {
 	key := fmt.Sprintf("k%02d", k)
 	return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(fmt.Sprintf("%s:%d", key, s))}
-}
-
-// endOffsets returns each partition's high watermark, read with kadm.
-func endOffsets(ctx context.Context, t *testing.T, c *kafkatest.Cluster, topic string) map[int32]int64 {
-	t.Helper()
-	adm := newAdmin(t, c)
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			t.Fatalf("end offset of %s-%d: %v", o.Topic, o.Partition, o.Err)
-		}
-		out[o.Partition] = o.Offset
-	})
-	return out
-}
-
-// committedOffsets returns group's committed offsets for topic, read with kadm.
-func committedOffsets(ctx context.Context, t *testing.T, c *kafkatest.Cluster, group, topic string) map[int32]int64 {
-	t.Helper()
-	adm := newAdmin(t, c)
-	resp, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	resp.Each(func(o kadm.OffsetResponse) {
-		if o.Err != nil {
-			t.Fatalf("committed offset of %s-%d: %v", o.Topic, o.Partition, o.Err)
-		}
-		if o.Topic == topic {
-			out[o.Partition] = o.At
-		}
-	})
-	return out
-}
-
-func newAdmin(t *testing.T, c *kafkatest.Cluster) *kadm.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return kadm.NewClient(cl)
 }
 
 // deliveries is the log of messages processed by one or more group members, in processing order.
@@ -237,18 +187,6 @@ func runGroup(t *testing.T, c *kafkatest.Cluster, cfg *sarama.Config, group, top
 	}
 	t.Cleanup(m.stop)
 	return m
-}
-
-// waitFor polls cond every 10ms until it holds, failing the test with what after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestSaramaIdempotentProducerPartitionConsumerAndGroupLoseNothing(t *testing.T) {
