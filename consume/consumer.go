@@ -71,7 +71,7 @@ func New(handler Handler, opts ...Option) (*Consumer, error) {
 	if handler == nil {
 		err = errors.Join(err, fmt.Errorf("%w: handler is nil", ErrInvalidOption))
 	}
-	group, optErr := checkKgoOpts(cfg.kgoOpts)
+	group, optErr := checkKgoOpts(cfg.kgoOpts, cfg.drainTimeout)
 	if err = errors.Join(err, optErr); err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func New(handler Handler, opts ...Option) (*Consumer, error) {
 // checkKgoOpts reads the user's kgo options from a client that is never
 // started (its context is cancelled before it is made) and refuses those
 // that contradict the consumer. It returns the group.
-func checkKgoOpts(opts []kgo.Opt) (string, error) {
+func checkKgoOpts(opts []kgo.Opt, drainTimeout time.Duration) (string, error) {
 	if len(opts) == 0 {
 		return "", fmt.Errorf("%w: WithKgoOpts is required (kgo.SeedBrokers, kgo.ConsumerGroup, kgo.ConsumeTopics)", ErrInvalidOption)
 	}
@@ -127,6 +127,9 @@ func checkKgoOpts(opts []kgo.Opt) (string, error) {
 	}
 	if topics, _ := probe.OptValue(kgo.ConsumeTopics).([]string); len(topics) == 0 {
 		bad("kgo.ConsumeTopics (or kgo.ConsumeRegex) is required")
+	}
+	if rt, ok := probe.OptValue(kgo.RebalanceTimeout).(time.Duration); ok && drainTimeout >= rt {
+		bad("WithDrainTimeout %v must be below kgo.RebalanceTimeout %v, or a revocation outlives the rebalance", drainTimeout, rt)
 	}
 	if on, _ := probe.OptValue(kgo.AutoCommitMarks).(bool); on {
 		bad("kgo.AutoCommitMarks re-enables auto-commit; remove it: the consumer commits what it has handled")

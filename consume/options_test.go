@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -36,6 +37,9 @@ func TestNewRefusesContradictoryOptions(t *testing.T) {
 		{"assign and lost callbacks", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
 			kgo.OnPartitionsAssigned(callback), kgo.ConsumeTopics("t"), kgo.OnPartitionsLost(callback))},
 			[]string{"option 2 sets a partition callback", "option 4 sets a partition callback"}},
+		{"drain outlives the rebalance", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+			kgo.ConsumeTopics("t"), kgo.RebalanceTimeout(5*time.Second)), consume.WithDrainTimeout(5 * time.Second)},
+			[]string{"WithDrainTimeout 5s must be below kgo.RebalanceTimeout 5s"}},
 		{"kgo's own refusal", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
 			kgo.ConsumeTopics("t"), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"u": {0: kgo.NewOffset()}}))},
 			[]string{"kgo refuses the options"}},
