@@ -80,7 +80,7 @@ func groupOpts(c *kafkatest.Cluster, group string, topics ...string) consume.Opt
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.SessionTimeout(3*time.Second),
 		kgo.HeartbeatInterval(100*time.Millisecond),
-		kgo.RebalanceTimeout(10*time.Second),
+		kgo.RebalanceTimeout(20*time.Second),
 	)
 }
 
