@@ -59,7 +59,8 @@ type KeyLocks struct {
 	keys      map[lockKey]map[Origin]struct{}
 	changed   chan struct{} // closed and replaced whenever the follower advances
 	err       error         // why the follower stopped
-	listeners []func(lockKey)
+	listeners map[int]func(lockKey)
+	nextID    int
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -294,6 +295,19 @@ func (l *KeyLocks) unlockLocked(c *chain, o Origin) bool {
 	return true
 }
 
+// live reports whether the marker at offset off of retry partition p is
+// still its record's newest and pending.
+func (l *KeyLocks) live(p int32, off int64, o Origin) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lp := l.parts[p]
+	if lp == nil {
+		return true
+	}
+	c := lp.chains[o]
+	return c == nil || (off >= c.latest && off > c.resolvedAt)
+}
+
 // resolve ends the record o in retry partition p: every marker of it up to
 // offset off is finished.
 func (l *KeyLocks) resolve(p int32, off int64, o Origin) {
@@ -354,11 +368,22 @@ func (l *KeyLocks) head(k lockKey) (Origin, bool) {
 }
 
 // onUnlock registers fn to be called with every key whose earliest pending
-// record changed because one ended.
-func (l *KeyLocks) onUnlock(fn func(lockKey)) {
+// record changed because one ended, and returns a function that unregisters
+// it.
+func (l *KeyLocks) onUnlock(fn func(lockKey)) (stop func()) {
 	l.mu.Lock()
-	l.listeners = append(l.listeners, fn)
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	if l.listeners == nil {
+		l.listeners = map[int]func(lockKey){}
+	}
+	id := l.nextID
+	l.nextID++
+	l.listeners[id] = fn
+	return func() {
+		l.mu.Lock()
+		delete(l.listeners, id)
+		l.mu.Unlock()
+	}
 }
 
 func (l *KeyLocks) notify(keys []lockKey) {
@@ -366,7 +391,10 @@ func (l *KeyLocks) notify(keys []lockKey) {
 		return
 	}
 	l.mu.Lock()
-	ls := l.listeners
+	ls := make([]func(lockKey), 0, len(l.listeners))
+	for _, fn := range l.listeners {
+		ls = append(ls, fn)
+	}
 	l.mu.Unlock()
 	for _, k := range keys {
 		for _, fn := range ls {

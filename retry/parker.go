@@ -48,6 +48,9 @@ func ceilMilli(t time.Time) time.Time {
 func (w *writer) park(ctx context.Context, m *Marker, pin int32, delay bool) (*kgo.Record, error) {
 	now := time.Now()
 	m.Due = now
+	if m.FirstFailed.IsZero() {
+		m.FirstFailed = now
+	}
 	if delay && m.Attempts > 0 {
 		m.Due = ceilMilli(now.Add(w.cfg.backoff.Delay(m.Attempts)))
 	}
