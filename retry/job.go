@@ -77,6 +77,8 @@ type Job struct {
 	w      writer
 	alerts *alerter
 	sched  *scheduler
+	// published is sched once Run set it, for Stats.
+	published atomic.Pointer[scheduler]
 
 	mu    sync.Mutex
 	parts map[int32]*jobPart
@@ -134,7 +136,7 @@ func (j *Job) Stats() Stats {
 		DeadLettered: j.deadLettered.Load(),
 		Superseded:   j.superseded.Load(),
 	}
-	if s := j.sched; s != nil {
+	if s := j.published.Load(); s != nil {
 		st.Held, st.Blocked, _ = s.counts()
 	}
 	return st
@@ -190,6 +192,7 @@ func (j *Job) Run(ctx context.Context) error {
 		head = locks.head
 	}
 	j.sched = newScheduler(j.cfg.concurrency, head, j.runItem, j.finished)
+	j.published.Store(j.sched)
 	stopListen := locks.onUnlock(j.sched.recheck)
 	defer stopListen()
 
