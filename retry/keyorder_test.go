@@ -1,0 +1,190 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/retry"
+)
+
+// sourceRecord is record i of the source topic: partition 0, offset i.
+func sourceRecord(topic string, i int, key string) *kgo.Record {
+	return &kgo.Record{Topic: topic, Partition: 0, Offset: int64(i), Key: []byte(key), Value: []byte(fmt.Sprintf("%s:%d", key, i))}
+}
+
+// successLog records the order in which records finished, from the
+// consumer and the job alike.
+type successLog struct {
+	mu   sync.Mutex
+	done []*kgo.Record
+}
+
+func (l *successLog) add(r *kgo.Record) {
+	l.mu.Lock()
+	l.done = append(l.done, r)
+	l.mu.Unlock()
+}
+
+func (l *successLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.done)
+}
+
+func TestKeyOrderNoRecordRunsBeforeAnEarlierParkedRecordOfItsKey(t *testing.T) {
+	e := newEnv(t, "ko", 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	locks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts(), retry.RefreshInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locks.Close()
+	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log successLog
+	jobRuns := map[string]int{}
+	var runsMu sync.Mutex
+	j, err := retry.NewJob(func(_ context.Context, m *retry.Marker) error {
+		runsMu.Lock()
+		jobRuns[string(m.Value)]++
+		n := jobRuns[string(m.Value)]
+		runsMu.Unlock()
+		if m.Offset%4 == 0 && n <= 2 { // fails its first two job runs
+			return errors.New("still failing")
+		}
+		log.add(m.Record())
+		return nil
+	}, retry.Topic(e.topic), e.clientOpts(), retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(10),
+		retry.Concurrency(8), retry.CommitInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runJob(t, j)
+
+	// The consumer: records of five keys in offset order, one at a time.
+	// Every seventh record fails in the consumer.
+	const n, keys = 60, 5
+	handle := p.Wrap(func(_ context.Context, r *kgo.Record) error {
+		if r.Offset%7 == 0 {
+			return errors.New("consumer failed")
+		}
+		log.add(r)
+		return nil
+	})
+	for i := 0; i < n; i++ {
+		r := sourceRecord(e.topic, i, fmt.Sprintf("k%d", i%keys))
+		if err := handle(ctx, r); err != nil {
+			if err := p.Park(ctx, r, err); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
+	waitFor(t, 30*time.Second, "every record to finish", func() bool { return log.len() >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	last := map[string]int64{}
+	count := map[int64]int{}
+	for _, r := range log.done {
+		k := string(r.Key)
+		if prev, ok := last[k]; ok && r.Offset <= prev {
+			t.Errorf("key %s: offset %d finished after offset %d", k, r.Offset, prev)
+		}
+		last[k] = r.Offset
+		count[r.Offset]++
+	}
+	for i := int64(0); i < n; i++ {
+		if count[i] != 1 {
+			t.Errorf("offset %d finished %d times, want once", i, count[i])
+		}
+	}
+	if st := j.Stats(); st.Reparked == 0 || st.Succeeded == 0 {
+		t.Errorf("the job never re-parked or succeeded (%+v): the test did not exercise the retry path", st)
+	}
+}
+
+func TestKeyLocksAreRebuiltFromTheRetryTopicAfterARestart(t *testing.T) {
+	e := newEnv(t, "kl", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	opts := []retry.Opt{retry.Topic(e.topic), e.clientOpts(), retry.RefreshInterval(50 * time.Millisecond)}
+	locks, err := retry.NewKeyLocks(ctx, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran []string
+	handle := p.Wrap(func(_ context.Context, r *kgo.Record) error {
+		ran = append(ran, string(r.Value))
+		if r.Offset == 0 {
+			return errors.New("fails")
+		}
+		return nil
+	})
+	for i, key := range []string{"a", "a", "b", "a"} {
+		r := sourceRecord(e.topic, i, key)
+		if err := handle(ctx, r); err != nil {
+			if err := p.Park(ctx, r, err); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if want := []string{"a:0", "b:2"}; fmt.Sprint(ran) != fmt.Sprint(want) {
+		t.Fatalf("the consumer ran %v, want %v: later records of a parked key must not run", ran, want)
+	}
+	locks.Close() // the consumer process stops
+
+	again, err := retry.NewKeyLocks(ctx, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if !again.Locked(e.topic, []byte("a")) || again.Locked(e.topic, []byte("b")) || again.LockedKeys() != 1 || again.Pending() != 3 {
+		t.Fatalf("rebuilt locks: a locked %v, b locked %v, %d keys, %d pending; want a only, 3 pending",
+			again.Locked(e.topic, []byte("a")), again.Locked(e.topic, []byte("b")), again.LockedKeys(), again.Pending())
+	}
+
+	var mu sync.Mutex
+	var order []int64
+	j, err := retry.NewJob(func(_ context.Context, m *retry.Marker) error {
+		mu.Lock()
+		order = append(order, m.Offset)
+		mu.Unlock()
+		return nil
+	}, append(opts, retry.KeyOrder(again), retry.WithBackoff(fastBackoff), retry.CommitInterval(20*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runJob(t, j)
+	waitFor(t, 20*time.Second, "key a to unlock", func() bool { return !again.Locked(e.topic, []byte("a")) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(order) != "[0 1 3]" {
+		t.Errorf("the job ran offsets %v, want [0 1 3]", order)
+	}
+	third, err := retry.NewKeyLocks(ctx, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if third.LockedKeys() != 0 || third.Pending() != 0 {
+		t.Errorf("after the job finished, rebuilt locks hold %d keys, %d pending", third.LockedKeys(), third.Pending())
+	}
+}
