@@ -279,8 +279,8 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) {
 			return
 		}
 		fs.EachError(func(topic string, partition int32, err error) {
-			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-				return
+			if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				return // Run is stopping
 			}
 			c.log.Warn("consume: fetch error", "topic", topic, "partition", partition, "err", err)
 		})
