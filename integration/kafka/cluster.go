@@ -58,10 +58,11 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	dir      string
-	basePort int
-	script   string
-	stopWait time.Duration
+	dir           string
+	basePort      int
+	script        string
+	stopWait      time.Duration
+	brokerConfigs []string // KEY=VALUE
 }
 
 // WithDir sets the run dir holding the nodes' data, logs and pid files; it
@@ -76,6 +77,13 @@ func WithBasePort(port int) Option { return optionFunc(func(c *config) { c.baseP
 // WithScript sets the path of kafka.sh. The default is $KAFKAGUARD_KAFKA_SH,
 // else the kafka.sh beside this package's source.
 func WithScript(path string) Option { return optionFunc(func(c *config) { c.script = path }) }
+
+// WithBrokerConfig adds a broker setting to every node's server.properties,
+// such as WithBrokerConfig("min.insync.replicas", "2"). It applies when Start
+// formats a new cluster (kafka.sh start --config).
+func WithBrokerConfig(key, value string) Option {
+	return optionFunc(func(c *config) { c.brokerConfigs = append(c.brokerConfigs, key+"="+value) })
+}
 
 // WithStopTimeout bounds [Cluster.Stop] and [Cluster.Kill], which take no
 // context. The default is two minutes.
@@ -103,6 +111,11 @@ func Start(ctx context.Context, nodes int, opts ...Option) (*Cluster, error) {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
+	for _, kv := range cfg.brokerConfigs {
+		if k, _, _ := strings.Cut(kv, "="); k == "" || strings.ContainsAny(kv, "\n\r") {
+			return nil, fmt.Errorf("kafkacluster: broker config %q: want a key and a one-line value", kv)
+		}
+	}
 	if nodes != 1 && nodes != 3 {
 		return nil, fmt.Errorf("kafkacluster: nodes must be 1 or 3, got %d", nodes)
 	}
@@ -127,7 +140,11 @@ func Start(ctx context.Context, nodes int, opts ...Option) (*Cluster, error) {
 		c.cfg.dir, c.ownDir = dir, true
 	}
 
-	out, err := c.run(ctx, "start", "--nodes", strconv.Itoa(nodes), "--base-port", strconv.Itoa(cfg.basePort))
+	args := []string{"start", "--nodes", strconv.Itoa(nodes), "--base-port", strconv.Itoa(cfg.basePort)}
+	for _, kv := range cfg.brokerConfigs {
+		args = append(args, "--config", kv)
+	}
+	out, err := c.run(ctx, args...)
 	if err == nil {
 		c.bootstrap, err = parseReady(out)
 	}
@@ -175,6 +192,30 @@ func (c *Cluster) Kill(id int) error {
 		return ErrStopped
 	}
 	_, err := c.run(ctx, "kill", strconv.Itoa(id))
+	return err
+}
+
+// Pause freezes node id with SIGSTOP: the process keeps its sockets and state
+// but stops answering clients, fetching from leaders, heartbeating and voting
+// in the controller quorum, as a stalled machine does. [Cluster.Resume]
+// continues it; Kill and Stop work on a paused node.
+func (c *Cluster) Pause(id int) error { return c.signal("pause", id) }
+
+// Resume continues a node frozen by [Cluster.Pause].
+func (c *Cluster) Resume(id int) error { return c.signal("resume", id) }
+
+func (c *Cluster) signal(cmd string, id int) error {
+	if err := c.checkNode(id); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.stopWait)
+	defer cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return ErrStopped
+	}
+	_, err := c.run(ctx, cmd, strconv.Itoa(id))
 	return err
 }
 

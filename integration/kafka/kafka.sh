@@ -27,6 +27,8 @@ JVM_OPTS=${KAFKAGUARD_KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+
 # JVM options for `tool` and the helper tools: they start fast (C1 only).
 TOOL_OPTS=${KAFKAGUARD_KAFKA_TOOL_OPTS:--Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true}
 JAVA=${JAVA:-java}
+# Broker settings added by start --config.
+EXTRA_CONFIG=()
 if [[ -n "${JAVA_HOME:-}" && "$JAVA" == java ]]; then JAVA="$JAVA_HOME/bin/java"; fi
 
 die() { echo "$PROG: error: $*" >&2; exit 1; }
@@ -41,14 +43,18 @@ usage: kafka.sh [--dir DIR] COMMAND [ARGS...]
 
 commands:
   fetch                      download Kafka and its runtime jars into the cache (skipped when complete)
-  start [--nodes 1|3] [--base-port 19092]
+  start [--nodes 1|3] [--base-port 19092] [--config KEY=VALUE]...
                              format and start a KRaft cluster; wait until every broker answers,
                              then print: ready bootstrap=127.0.0.1:19092,...
-                             (already running: just checks and prints the line again)
+                             (already running: just checks and prints the line again);
+                             --config adds a broker setting to every node's server.properties
   stop                       stop every node (SIGTERM, SIGKILL after $KAFKAGUARD_KAFKA_STOP_TIMEOUT s);
                              data and logs stay in the run dir until the next start
   clean                      stop, then delete the run dir
   kill NODE_ID               SIGKILL one node (ids are 1..N)
+  pause NODE_ID              SIGSTOP one node: it stops answering, fetching and voting, keeps its
+                             connections and state (a stalled machine); kill and stop still work
+  resume NODE_ID             SIGCONT a paused node
   restart NODE_ID            start a node again on its existing data, wait until it answers
   status                     one line per node; exit 0 when all run, 3 otherwise
   bootstrap                  print the bootstrap servers
@@ -260,6 +266,10 @@ num.replica.fetchers=1
 background.threads=2
 log.cleaner.threads=1
 EOF
+	if ((${#EXTRA_CONFIG[@]} > 0)); then
+		printf '\n# start --config\n' >>"$d/server.properties"
+		printf '%s\n' "${EXTRA_CONFIG[@]}" >>"$d/server.properties"
+	fi
 	cat >"$d/log4j2.properties" <<EOF
 status = warn
 appender.file.type = File
@@ -357,6 +367,8 @@ stop_nodes() {
 	for id in "$@"; do
 		if pid=$(node_pid "$id"); then
 			kill -TERM "$pid" 2>/dev/null || true
+			# A paused (SIGSTOPped) node handles SIGTERM only once continued.
+			kill -CONT "$pid" 2>/dev/null || true
 			pids+=("$id:$pid")
 		fi
 	done
@@ -376,9 +388,12 @@ stop_nodes() {
 # ---------------------------------------------------------------- commands
 
 cmd_start() {
-	local nodes=1 base=19092 id cid running=()
+	local nodes=1 base=19092 id cid running=() kv
+	EXTRA_CONFIG=()
 	while (($#)); do
 		case $1 in
+		--config) EXTRA_CONFIG+=("${2:?--config needs KEY=VALUE}"); shift 2 ;;
+		--config=*) EXTRA_CONFIG+=("${1#*=}"); shift ;;
 		--nodes) nodes=${2:?--nodes needs a value}; shift 2 ;;
 		--nodes=*) nodes=${1#*=}; shift ;;
 		--base-port) base=${2:?--base-port needs a value}; shift 2 ;;
@@ -389,6 +404,9 @@ cmd_start() {
 		esac
 	done
 	[[ "$nodes" == 1 || "$nodes" == 3 ]] || die "start: --nodes must be 1 or 3, got '$nodes'"
+	for kv in "${EXTRA_CONFIG[@]}"; do
+		[[ "$kv" =~ ^[a-z][a-z0-9._-]*=.*$ ]] || die "start: --config wants KEY=VALUE, got '$kv'"
+	done
 	if ! [[ "$base" =~ ^[1-9][0-9]{3,4}$ ]] || ((base < 1024 || base + 102 > 65535)); then
 		die "start: --base-port must be in 1024..65433, got '$base'"
 	fi
@@ -480,6 +498,15 @@ cmd_kill() {
 	rm -f "$(node_dir "$id")/kafka.pid"
 }
 
+# cmd_signal SIGNAL ID sends SIGSTOP or SIGCONT to a live node.
+cmd_signal() {
+	local sig=$1 id=${2:?${1#SIG} needs a NODE_ID} pid
+	load_state
+	check_node_id "$id"
+	pid=$(node_pid "$id") || die "node $id is not running"
+	kill "-$sig" "$pid"
+}
+
 cmd_restart() {
 	local id=${1:?restart needs a NODE_ID}
 	load_state
@@ -534,6 +561,8 @@ main() {
 	stop) cmd_stop ;;
 	clean) cmd_clean ;;
 	kill) cmd_kill "$@" ;;
+	pause) cmd_signal STOP "$@" ;;
+	resume) cmd_signal CONT "$@" ;;
 	restart) cmd_restart "$@" ;;
 	status) cmd_status ;;
 	bootstrap) load_state; bootstrap_servers ;;

@@ -1,0 +1,160 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/produce"
+)
+
+// produceKeyed writes keys×perKey keyed records with the NoLoss preset and
+// fails t unless every one is acknowledged.
+func produceKeyed(ctx context.Context, t *testing.T, c Cluster, topic string, keys, perKey int) {
+	t.Helper()
+	p, err := produce.New(ctx, produce.NoLoss, kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	errs := make(chan error, keys*perKey)
+	for seq := range perKey {
+		for k := range keys {
+			key := fmt.Sprintf("k%02d", k)
+			p.SendAsync(ctx, &kgo.Record{Key: []byte(key), Value: []byte(keyedValue(key, seq))}, func(_ *kgo.Record, err error) { errs <- err })
+		}
+	}
+	for range keys * perKey {
+		if err := <-errs; err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+}
+
+// groupMember returns a consumer group member that never commits on its own.
+func groupMember(t *testing.T, c Cluster, group, topic string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...),
+		kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// groupManualCommits: member A processes half the records, committing each
+// after processing it, and leaves; the group coordinator is SIGKILLed;
+// member B joins the same group and must start exactly at A's commits, so
+// that together they process every record once.
+func groupManualCommits(t *testing.T, c Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	adm := newAdmin(t, c)
+	topic, group := uniqueName("group-commits"), uniqueName("group")
+	createTopic(ctx, t, adm, topic, 3, 3, hardened)
+	const keys, perKey = 30, 10
+	const total, half = keys * perKey, keys * perKey / 2
+	produceKeyed(ctx, t, c, topic, keys, perKey)
+
+	type pos struct {
+		p int32
+		o int64
+	}
+	processed := map[pos]string{}
+
+	a := groupMember(t, c, group, topic)
+	for len(processed) < half {
+		fs := a.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("member A processed %d of %d before: %v", len(processed), half, ctx.Err())
+		}
+		fs.EachError(func(_ string, p int32, err error) { t.Logf("member A fetch partition %d: %v", p, err) })
+		for _, r := range fs.Records() {
+			if len(processed) == half {
+				break // fetched, not processed: must not be committed
+			}
+			processed[pos{r.Partition, r.Offset}] = string(r.Value)
+			if err := a.CommitRecords(ctx, r); err != nil {
+				t.Fatalf("member A commit %d/%d: %v", r.Partition, r.Offset, err)
+			}
+		}
+	}
+	a.Close() // leaves the group; auto-commit is off, so nothing more is committed
+
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		t.Fatalf("fetch committed offsets: %v", err)
+	}
+	var sum int64
+	committed.Each(func(o kadm.OffsetResponse) { sum += o.At })
+	if sum != half {
+		t.Fatalf("committed offsets %v add up to %d, want %d (one per processed record)", committed.Offsets(), sum, half)
+	}
+
+	coord := adm.FindGroupCoordinators(ctx, group)
+	if err := coord.Error(); err != nil {
+		t.Fatalf("find coordinator: %v", err)
+	}
+	victim := coord[group].NodeID
+	if err := c.Kill(ctx, victim); err != nil {
+		skipIfUnsupported(t, fmt.Sprintf("kill coordinator %d", victim), err)
+	}
+	t.Logf("member A processed and committed %d records (%v); killed group coordinator %d",
+		half, committed.Offsets(), victim)
+
+	b := groupMember(t, c, group, topic)
+	defer b.Close()
+	firstB := map[int32]int64{}
+	for len(processed) < total {
+		fs := b.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("member B: %d of %d records processed before: %v", len(processed), total, ctx.Err())
+		}
+		fs.EachError(func(_ string, p int32, err error) { t.Logf("member B fetch partition %d: %v", p, err) })
+		for _, r := range fs.Records() {
+			if _, ok := firstB[r.Partition]; !ok {
+				firstB[r.Partition] = r.Offset
+			}
+			k := pos{r.Partition, r.Offset}
+			if prev, dup := processed[k]; dup {
+				t.Fatalf("member B got partition %d offset %d (%s) that A had processed and committed (%s)", r.Partition, r.Offset, r.Value, prev)
+			}
+			processed[k] = string(r.Value)
+		}
+	}
+	for p, first := range firstB {
+		if o, ok := committed.Lookup(topic, p); !ok || o.At != first {
+			t.Errorf("member B started partition %d at offset %d, want A's commit %v", p, first, o.At)
+		}
+	}
+	if err := b.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("member B commit: %v", err)
+	}
+	after, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := settledEnds(ctx, t, adm, topic)
+	for p, end := range ends {
+		if o, ok := after.Lookup(topic, p); !ok || o.At != end {
+			t.Errorf("after B, partition %d committed %v, want end offset %d", p, o.At, end)
+		}
+	}
+	seen := map[string]bool{}
+	for _, v := range processed {
+		seen[v] = true
+	}
+	if len(seen) != total {
+		t.Fatalf("A and B processed %d distinct records, want %d", len(seen), total)
+	}
+	t.Logf("member B resumed at %v after the coordinator moved; %d records processed once each", firstB, total)
+}

@@ -1,0 +1,64 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// shared is the cluster every scenario and benchmark of this test binary
+// uses, started on first use and closed by TestMain.
+var shared struct {
+	once sync.Once
+	c    Cluster
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.c != nil {
+		if err := shared.c.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "integration: close %s cluster: %v\n", shared.c.Target(), err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+// sharedCluster returns the suite's cluster, skipping tb when the machine
+// cannot run it (no java or mvn for real Kafka) and failing it on any other
+// start error.
+func sharedCluster(tb testing.TB) Cluster {
+	tb.Helper()
+	shared.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		start := time.Now()
+		shared.c, shared.err = FromEnv(ctx)
+		if shared.err == nil {
+			fmt.Printf("integration: target=%s started in %v: %s\n", shared.c.Target(), time.Since(start).Round(time.Millisecond), shared.c.Describe())
+		}
+	})
+	if errors.Is(shared.err, ErrUnavailable) {
+		tb.Skipf("target=%s: %v", os.Getenv(EnvTarget), shared.err)
+	}
+	if shared.err != nil {
+		tb.Fatalf("start cluster: %v", shared.err)
+	}
+	return shared.c
+}
+
+// TestScenarios runs the whole suite against the cluster chosen by
+// KAFKAGUARD_TARGET; each subtest states the behaviour it checks.
+func TestScenarios(t *testing.T) {
+	c := sharedCluster(t)
+	for _, s := range Scenarios() {
+		Run(t, c, s)
+	}
+}

@@ -1,0 +1,198 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// partitionState is one partition as the cluster's metadata reports it.
+type partitionState struct {
+	Leader   int32
+	Epoch    int32
+	Replicas []int32
+	ISR      []int32
+	Err      error
+}
+
+func (p partitionState) String() string {
+	return fmt.Sprintf("leader=%d epoch=%d replicas=%v isr=%v err=%v", p.Leader, p.Epoch, p.Replicas, p.ISR, p.Err)
+}
+
+// followers returns the replicas other than the leader.
+func (p partitionState) followers() []int32 {
+	return slices.DeleteFunc(slices.Clone(p.Replicas), func(id int32) bool { return id == p.Leader })
+}
+
+// fullISR reports whether the partition has a leader and every replica is in
+// sync.
+func (p partitionState) fullISR() bool {
+	return p.Err == nil && p.Leader >= 0 && len(p.Replicas) > 0 && len(p.ISR) == len(p.Replicas)
+}
+
+// partitions reads topic's partitions from the metadata.
+func partitions(ctx context.Context, adm *kadm.Client, topic string) (map[int32]partitionState, error) {
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	td, ok := md.Topics[topic]
+	if !ok {
+		return nil, fmt.Errorf("topic %s missing from metadata", topic)
+	}
+	if td.Err != nil {
+		return nil, fmt.Errorf("topic %s: %w", topic, td.Err)
+	}
+	out := make(map[int32]partitionState, len(td.Partitions))
+	for p, pd := range td.Partitions {
+		out[p] = partitionState{Leader: pd.Leader, Epoch: pd.LeaderEpoch, Replicas: pd.Replicas, ISR: pd.ISR, Err: pd.Err}
+	}
+	return out, nil
+}
+
+// waitTopic polls topic's metadata until cond holds for every partition, or
+// fails t when ctx ends. It returns the last state.
+func waitTopic(ctx context.Context, t *testing.T, adm *kadm.Client, topic string, what string, cond func(partitionState) bool) map[int32]partitionState {
+	t.Helper()
+	var last map[int32]partitionState
+	var lastErr error
+	for {
+		ps, err := partitions(ctx, adm, topic)
+		if err == nil && len(ps) > 0 {
+			ok := true
+			for _, p := range ps {
+				ok = ok && cond(p)
+			}
+			if ok {
+				return ps
+			}
+		}
+		if err != nil {
+			lastErr = err
+		} else {
+			last = ps
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			t.Fatalf("topic %s: waiting for %s: %v; last state %v (last error %v)", topic, what, ctx.Err(), last, lastErr)
+		}
+	}
+}
+
+// createTopic creates a topic and waits until every partition has a leader
+// and a full ISR.
+func createTopic(ctx context.Context, t *testing.T, adm *kadm.Client, topic string, partitions int32, rf int16, configs map[string]string) map[int32]partitionState {
+	t.Helper()
+	cfg := map[string]*string{}
+	for k, v := range configs {
+		cfg[k] = kadm.StringPtr(v)
+	}
+	resp, err := adm.CreateTopic(ctx, partitions, rf, cfg, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create topic %s (partitions=%d rf=%d configs=%v): %v", topic, partitions, rf, configs, err)
+	}
+	return waitTopic(ctx, t, adm, topic, "leaders and full ISR", partitionState.fullISR)
+}
+
+// settledEnds waits until topic is fully replicated (every partition has a
+// leader and a full ISR) and its end offsets stop moving, and returns them.
+// With the ISR full and nothing in flight, the high watermark is the leader's
+// log end, so the offsets cover everything the cluster committed.
+func settledEnds(ctx context.Context, t *testing.T, adm *kadm.Client, topic string) map[int32]int64 {
+	t.Helper()
+	waitTopic(ctx, t, adm, topic, "full ISR before reading", partitionState.fullISR)
+	var prev map[int32]int64
+	for {
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			cur := map[int32]int64{}
+			ends.Each(func(o kadm.ListedOffset) { cur[o.Partition] = o.Offset })
+			if prev != nil && mapsEqual(prev, cur) {
+				return cur
+			}
+			prev = cur
+		}
+		if !sleepCtx(ctx, 500*time.Millisecond) {
+			t.Fatalf("topic %s: end offsets did not settle: %v (last %v, err %v)", topic, ctx.Err(), prev, err)
+		}
+	}
+}
+
+func mapsEqual(a, b map[int32]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// readAll consumes every committed record of topic, partition by partition
+// from offset 0, and returns them in offset order per partition. It fails t
+// on a gap or a repeated offset.
+func readAll(ctx context.Context, t *testing.T, c Cluster, adm *kadm.Client, topic string) map[int32][]*kgo.Record {
+	t.Helper()
+	ends := settledEnds(ctx, t, adm, topic)
+	start := map[int32]kgo.Offset{}
+	out := map[int32][]*kgo.Record{}
+	remaining := 0
+	for p, end := range ends {
+		start[p] = kgo.NewOffset().AtStart()
+		out[p] = nil
+		if end > 0 {
+			remaining++
+		}
+	}
+	if remaining == 0 {
+		return out
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	defer cl.Close()
+	for remaining > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("topic %s: read %v of %v before: %v", topic, counts(out), ends, ctx.Err())
+		}
+		fs.EachError(func(_ string, p int32, err error) { t.Logf("fetch partition %d: %v (retried)", p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			recs := out[r.Partition]
+			if r.Offset >= ends[r.Partition] {
+				return // produced after the ends were read
+			}
+			if want := int64(len(recs)); r.Offset != want {
+				t.Fatalf("topic %s partition %d: read offset %d, want %d (a gap or a repeat)", topic, r.Partition, r.Offset, want)
+			}
+			out[r.Partition] = append(recs, r)
+			if int64(len(out[r.Partition])) == ends[r.Partition] {
+				remaining--
+			}
+		})
+	}
+	return out
+}
+
+func counts(m map[int32][]*kgo.Record) map[int32]int {
+	out := map[int32]int{}
+	for p, rs := range m {
+		out[p] = len(rs)
+	}
+	return out
+}
