@@ -1,0 +1,165 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kafkaguard/kafkaguard/retry"
+)
+
+// scrape returns the samples of a /metrics page whose name starts with
+// kafkaguard_retry_, as "name{labels}" → value text.
+func scrape(t *testing.T, url string) map[string]string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "kafkaguard_retry_") {
+			name, value, _ := strings.Cut(line, " ")
+			out[name] = value
+		}
+	}
+	return out
+}
+
+func TestMetricsEndpointShowsTheCounts(t *testing.T) {
+	e := newEnv(t, "met", 2)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	m, err := retry.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+
+	const maxAttempts = 3
+	p, err := retry.NewParker(e.cl, retry.WithMetrics(m), retry.WithBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three records succeed on their first job run, two on their second,
+	// two never (dead-lettered after two job runs).
+	fails := map[string]int{}
+	for i, k := range []int{1, 1, 1, 2, 2, 99, 99} {
+		r := e.original(i, fmt.Sprint("k", i))
+		fails[string(r.Value)] = k
+		if err := p.Park(ctx, r, errors.New("consumer failed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newRecorder(fails)
+	var alerts []retry.Alert
+	var alertsMu sync.Mutex
+	j, err := retry.NewJob(h.handle, retry.Topic(e.topic), e.clientOpts(), retry.WithMetrics(m), retry.WithBackoff(fastBackoff),
+		retry.MaxAttempts(maxAttempts), retry.CommitInterval(20*time.Millisecond),
+		retry.OnAlert(retry.Thresholds{DeadLetters: 2, Interval: 20 * time.Millisecond}, func(a retry.Alert) {
+			alertsMu.Lock()
+			alerts = append(alerts, a)
+			alertsMu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runJob(t, j)
+	waitFor(t, 20*time.Second, "all records to finish", func() bool {
+		st := j.Stats()
+		return st.Succeeded == 5 && st.DeadLettered == 2
+	})
+	waitFor(t, 5*time.Second, "the backlog gauge to reach zero", func() bool {
+		return scrape(t, srv.URL)[`kafkaguard_retry_backlog{retry_topic="met.retry"}`] == "0"
+	})
+	got := scrape(t, srv.URL)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		// 7 first parks + 2 re-parks of the twice-failing + 2 of the never-succeeding
+		`kafkaguard_retry_parked_total{topic="met"}`:        "11",
+		`kafkaguard_retry_retried_total{topic="met"}`:       "11", // 3×1 + 2×2 + 2×2
+		`kafkaguard_retry_succeeded_total{topic="met"}`:     "5",
+		`kafkaguard_retry_dead_lettered_total{topic="met"}`: "2",
+		`kafkaguard_retry_backlog{retry_topic="met.retry"}`: "0",
+		`kafkaguard_retry_oldest_marker_age_seconds{retry_topic="met.retry"}`: "0",
+	}
+	for name, v := range want {
+		if got[name] != v {
+			t.Errorf("%s = %q, want %s", name, got[name], v)
+		}
+	}
+	alertsMu.Lock()
+	defer alertsMu.Unlock()
+	if len(alerts) != 1 || alerts[0].Kind != retry.AlertDeadLetter || alerts[0].Value != 2 || alerts[0].Marker == nil {
+		t.Errorf("alerts %+v, want one dead-letter alert at the second dead letter", alerts)
+	}
+}
+
+func TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow(t *testing.T) {
+	e := newEnv(t, "alrt", 1)
+	ctx := context.Background()
+	slow := retry.Backoff{Initial: 400 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 1, Jitter: 0}
+	p, err := retry.NewParker(e.cl, retry.WithBackoff(slow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 6; i++ {
+		if err := p.Park(ctx, e.original(i, "k"), errors.New("failed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var alerts []retry.Alert
+	j, err := retry.NewJob(func(context.Context, *retry.Marker) error { return nil }, retry.Topic(e.topic), e.clientOpts(),
+		retry.CommitInterval(20*time.Millisecond),
+		retry.OnAlert(retry.Thresholds{Backlog: 4, Age: 100 * time.Millisecond, Interval: 10 * time.Millisecond}, func(a retry.Alert) {
+			mu.Lock()
+			alerts = append(alerts, a)
+			mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runJob(t, j)
+	waitFor(t, 20*time.Second, "every record to succeed", func() bool { return j.Stats().Succeeded == 6 })
+	waitFor(t, 5*time.Second, "the alerts to clear", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(alerts) == 4
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	state := map[retry.AlertKind][]bool{}
+	for _, a := range alerts {
+		state[a.Kind] = append(state[a.Kind], a.Firing)
+		if a.Firing && a.Value <= a.Threshold {
+			t.Errorf("%v alert fired at %v, threshold %v", a.Kind, a.Value, a.Threshold)
+		}
+	}
+	for _, k := range []retry.AlertKind{retry.AlertBacklog, retry.AlertAge} {
+		if fmt.Sprint(state[k]) != "[true false]" {
+			t.Errorf("%v alerts: firing states %v, want [true false]", k, state[k])
+		}
+	}
+}

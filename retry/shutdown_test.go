@@ -1,0 +1,125 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/retry"
+)
+
+func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
+	e := newEnv(t, "grace", 3)
+	ctx := context.Background()
+	p, err := retry.NewParker(e.cl, retry.WithBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	for i := 0; i < n; i++ {
+		if err := p.Park(ctx, e.original(i, fmt.Sprint("k", i)), errors.New("failed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	ok := map[string]int{}
+	handler := func(context.Context, *retry.Marker) error { return nil }
+	newJob := func() *retry.Job {
+		j, err := retry.NewJob(func(ctx context.Context, m *retry.Marker) error {
+			time.Sleep(20 * time.Millisecond)
+			mu.Lock()
+			ok[string(m.Value)]++
+			mu.Unlock()
+			return handler(ctx, m)
+		}, retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff), retry.Concurrency(4), retry.CommitInterval(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ok)
+	}
+	first := newJob()
+	stop := runJob(t, first)
+	waitFor(t, 20*time.Second, "some records to succeed", func() bool { return count() >= n/4 })
+	if err := stop(); err != nil { // graceful: waits for running handlers, commits
+		t.Fatal(err)
+	}
+	before := count()
+	if before == n {
+		t.Fatalf("the first job finished everything before the shutdown; the test proves nothing")
+	}
+	second := newJob()
+	stop = runJob(t, second)
+	waitFor(t, 20*time.Second, "every record to succeed", func() bool { return count() == n })
+	time.Sleep(100 * time.Millisecond) // a duplicate run would show up now
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for v, c := range ok {
+		if c != 1 {
+			t.Errorf("%s ran %d times, want once: a finished marker was not committed at shutdown", v, c)
+		}
+	}
+	t.Logf("first job finished %d of %d before stopping", before, n)
+}
+
+func TestHandlerInterruptedByShutdownRunsAgainWithoutCountingAnAttempt(t *testing.T) {
+	e := newEnv(t, "intr", 1)
+	ctx := context.Background()
+	p, err := retry.NewParker(e.cl, retry.WithBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Park(ctx, e.original(0, "k"), errors.New("failed")); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 1)
+	j, err := retry.NewJob(func(ctx context.Context, m *retry.Marker) error {
+		started <- struct{}{}
+		<-ctx.Done() // hangs until the shutdown timeout cancels it
+		return ctx.Err()
+	}, retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff), retry.ShutdownTimeout(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runJob(t, j)
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler never ran")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	got := make(chan *retry.Marker, 1)
+	again, err := retry.NewJob(func(_ context.Context, m *retry.Marker) error { got <- m; return nil },
+		retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = runJob(t, again)
+	select {
+	case m := <-got:
+		if m.Attempts != 1 {
+			t.Errorf("after the interrupted run the marker has %d attempts, want 1", m.Attempts)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the interrupted marker was lost")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := j.Stats(); st.Reparked != 0 || st.DeadLettered != 0 {
+		t.Errorf("the interrupted run was counted as a failure: %+v", st)
+	}
+}
