@@ -94,11 +94,11 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 	}
 	want := map[string]string{
 		// 7 first parks + 2 re-parks of the twice-failing + 2 of the never-succeeding
-		`kafkaguard_retry_parked_total{topic="met"}`:        "11",
-		`kafkaguard_retry_retried_total{topic="met"}`:       "11", // 3×1 + 2×2 + 2×2
-		`kafkaguard_retry_succeeded_total{topic="met"}`:     "5",
-		`kafkaguard_retry_dead_lettered_total{topic="met"}`: "2",
-		`kafkaguard_retry_backlog{retry_topic="met.retry"}`: "0",
+		`kafkaguard_retry_parked_total{topic="met"}`:                          "11",
+		`kafkaguard_retry_retried_total{topic="met"}`:                         "11", // 3×1 + 2×2 + 2×2
+		`kafkaguard_retry_succeeded_total{topic="met"}`:                       "5",
+		`kafkaguard_retry_dead_lettered_total{topic="met"}`:                   "2",
+		`kafkaguard_retry_backlog{retry_topic="met.retry"}`:                   "0",
 		`kafkaguard_retry_oldest_marker_age_seconds{retry_topic="met.retry"}`: "0",
 	}
 	for name, v := range want {
