@@ -48,12 +48,13 @@ func TestRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
 				}
 			}
 			opts := []consume.Option{groupOpts(c, group, topic), consume.WithKgoOpts(kgo.Balancers(tc.balancers...)),
-				consume.WithConcurrency(4), consume.WithCommitInterval(50 * time.Millisecond)}
+				consume.WithConcurrency(4), consume.WithCommitInterval(50 * time.Millisecond), consume.WithMaxBuffered(100)}
 
 			produce(t, c, topic, all[:half])
 			a := start(t, handler("a"), opts...)
 			waitFor(t, "the first member to handle a quarter", 20*time.Second, func() bool { return l.doneCount() >= half/2 })
 			b := start(t, handler("b"), opts...)
+			waitFor(t, "the second member to get partitions", 20*time.Second, func() bool { return b.c.Stats().Partitions > 0 })
 			produce(t, c, topic, all[half:])
 			// Then the first member leaves mid-stream: it drains, commits,
 			// and the second takes its partitions over.

@@ -44,7 +44,12 @@ type saramaRun struct {
 
 func startSarama(t testing.TB, c *kafkatest.Cluster, group, topic string, handler consume.Handler, opts ...consume.Option) *saramaRun {
 	t.Helper()
-	client, err := sarama.NewClient(c.Bootstrap(), saramaConfig())
+	return startSaramaWith(t, c, saramaConfig(), group, topic, handler, opts...)
+}
+
+func startSaramaWith(t testing.TB, c *kafkatest.Cluster, cfg *sarama.Config, group, topic string, handler consume.Handler, opts ...consume.Option) *saramaRun {
+	t.Helper()
+	client, err := sarama.NewClient(c.Bootstrap(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +308,86 @@ func TestNewSaramaRefusesContradictoryOptions(t *testing.T) {
 					t.Errorf("error %q does not say %q", err, w)
 				}
 			}
+		})
+	}
+}
+
+// TestSaramaRebalanceMidStreamLosesNothingAndKeepsKeyOrder is the sarama
+// counterpart of the Consumer's rebalance test: a second member joins while
+// records arrive, then the first leaves.
+func TestSaramaRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		strategy sarama.BalanceStrategy
+	}{
+		{"eager range", sarama.NewBalanceStrategyRange()},
+		{"cooperative sticky", sarama.NewBalanceStrategyCooperativeSticky()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := kafkatest.NewCluster(t)
+			const topic, group, keys, perKey = "sarama-rebalance", "g-sarama-rebalance", 40, 30
+			newTopic(t, c, topic, 4)
+			all := keyed(keys, perKey)
+			half := len(all) / 2
+
+			l := newLedger()
+			var mu sync.Mutex
+			byMember := map[string]int{}
+			handler := func(member string) consume.Handler {
+				return func(_ context.Context, r *kgo.Record) error {
+					exit := l.enter(t, r, string(r.Key))
+					time.Sleep(time.Duration(1 + rand.Int64N(int64(3*time.Millisecond))))
+					mu.Lock()
+					byMember[member]++
+					mu.Unlock()
+					exit(true)
+					return nil
+				}
+			}
+			cfg := func() *sarama.Config {
+				cfg := saramaConfig()
+				cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{tc.strategy}
+				return cfg
+			}
+			opts := []consume.Option{consume.WithConcurrency(4), consume.WithCommitInterval(50 * time.Millisecond),
+				consume.WithMaxBuffered(100)}
+
+			produce(t, c, topic, all[:half])
+			a := startSaramaWith(t, c, cfg(), group, topic, handler("a"), opts...)
+			waitFor(t, "the first member to handle a quarter", 20*time.Second, func() bool { return l.doneCount() >= half/2 })
+			b := startSaramaWith(t, c, cfg(), group, topic, handler("b"), opts...)
+			waitFor(t, "the second member to get partitions", 20*time.Second, func() bool { return b.h.Stats().Partitions > 0 })
+			produce(t, c, topic, all[half:])
+			waitFor(t, "three quarters", 30*time.Second, func() bool { return l.doneCount() >= len(all)*3/4 })
+			if err := a.stop(); err != nil {
+				t.Errorf("first member: %v", err)
+			}
+			waitFor(t, "every record", 60*time.Second, func() bool { return l.doneCount() == len(all) })
+			if err := b.stop(); err != nil {
+				t.Errorf("second member: %v", err)
+			}
+
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			mu.Lock()
+			defer mu.Unlock()
+			if byMember["b"] == 0 {
+				t.Fatalf("the second member handled nothing (%v)", byMember)
+			}
+			if len(l.overlap) > 0 {
+				t.Errorf("%d records ran while another of their key ran, first key %s", len(l.overlap), l.overlap[0])
+			}
+			if l.total != len(all) {
+				t.Errorf("handler ran %d times for %d records", l.total, len(all))
+			}
+			for key, seqs := range l.order {
+				for i, s := range seqs {
+					if s != i {
+						t.Fatalf("key %s ran %v", key, seqs)
+					}
+				}
+			}
+			t.Logf("records handled per member: %v", byMember)
 		})
 	}
 }
