@@ -111,3 +111,42 @@ func TestStuckKeyKeepsMemoryBoundedAndPausesFetching(t *testing.T) {
 		}
 	}
 }
+
+// TestSaramaStuckKeyKeepsMemoryBounded: with sarama the claim stops
+// reading its Messages channel while the buffer is full.
+func TestSaramaStuckKeyKeepsMemoryBounded(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	const topic, group, maxBuffered = "sarama-stuck", "g-sarama-stuck", 20
+	newTopic(t, c, topic, 1)
+	const keys, perKey = 10, 40
+	rs := produce(t, c, topic, keyed(keys, perKey))
+
+	l := newLedger()
+	release := make(chan struct{})
+	handler := func(ctx context.Context, r *kgo.Record) error {
+		exit := l.enter(t, r, string(r.Key))
+		if string(r.Value) == "k000:0" {
+			<-release
+		}
+		exit(true)
+		return nil
+	}
+	run := startSarama(t, c, group, topic, handler, consume.WithMaxBuffered(maxBuffered), consume.WithConcurrency(4))
+	waitFor(t, "the buffer to fill with the stuck key", 20*time.Second, func() bool {
+		st := run.h.Stats()
+		return st.Running == 1 && st.Queued == maxBuffered-1 && st.Paused == 1
+	})
+	time.Sleep(100 * time.Millisecond)
+	st := run.h.Stats()
+	if held := st.Queued + st.Running + st.Failed + st.Blocked; held != maxBuffered {
+		t.Errorf("the buffer holds %d records, bound %d: %+v", held, maxBuffered, st)
+	}
+	if flowed, want := l.doneCount(), (maxBuffered-1)*(keys-1); flowed < want || flowed >= len(rs)-perKey {
+		t.Errorf("%d records of other keys handled while k000 was stuck, want between %d and %d", flowed, want, len(rs)-perKey)
+	}
+	close(release)
+	waitFor(t, "every record", 20*time.Second, func() bool { return l.doneCount() == len(rs) })
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
