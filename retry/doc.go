@@ -1,0 +1,85 @@
+// Package retry is kafkaguard's failed-message retry path: the alternative to
+// max.in.flight.requests.per.connection=1 that the reliability notes name —
+// the consumer records a failure marker and moves on, and a scheduled job
+// retries the failed messages later, with monitoring and alerts.
+//
+// Unlike retry topics that give up per-key order or commit automatically, it
+// loses nothing, and keeps per-key order when asked:
+//
+//   - A Parker (consumer side) writes a failed record's marker to the retry
+//     topic (default "<topic>.retry") and returns only once every in-sync
+//     replica has it; only then may the consumer commit the record's offset.
+//     Its Park method is the consume package's Parker hook.
+//   - A Job (retry side) consumes the retry topic as a consumer group, holds
+//     each marker until its due time, runs the handler, and on failure writes
+//     a new marker with one more attempt — acknowledged before the old one is
+//     committed — or, after MaxAttempts or a Permanent error, writes the record
+//     to the dead-letter topic (default "<topic>.dlq") with its error history
+//     and calls the alert hook.
+//   - KeyLocks (optional, see KeyOrder) is the set of keys with a pending
+//     marker, rebuilt at start from the retry topic, so that later records of
+//     such a key are parked behind the earlier one and retried in order.
+//
+// # Marker format
+//
+// A marker is a Kafka record on the retry topic with the original record's
+// key and value, the original headers, and these headers (all names start
+// with HeaderPrefix, values are UTF-8 text):
+//
+//	kafkaguard.retry.kind          "marker" (see Kind)
+//	kafkaguard.retry.topic         original topic
+//	kafkaguard.retry.partition     original partition, decimal
+//	kafkaguard.retry.offset        original offset, decimal
+//	kafkaguard.retry.timestamp     original timestamp, Unix ms
+//	kafkaguard.retry.attempts      failed handler runs so far, decimal
+//	kafkaguard.retry.due           earliest next attempt, Unix ms
+//	kafkaguard.retry.first-failed  first park, Unix ms
+//	kafkaguard.retry.error         one per failed attempt, oldest first:
+//	                               {"attempt":1,"at":"RFC 3339","error":"..."}
+//
+// A dead letter has the same headers with kind "dead-letter", no due time, and
+// kafkaguard.retry.reason. An application not written in Go can park records
+// by writing markers in this format and run `kafkaguard retry-job`.
+//
+// The original topic, partition and offset identify a failed record across
+// its markers: when a record has several markers (a re-park, or a duplicate
+// left by a consumer that crashed between parking and committing), only the
+// newest runs; the older ones are recognised as superseded.
+//
+// # Delivery guarantees
+//
+// Nothing is lost: a marker's offset is committed only after its outcome — a
+// success, a new marker or a dead letter — is durable, and the Job commits
+// per partition only up to the first marker not finished (ordering.Tracker,
+// with the finished ones above it in the commit metadata). A crash runs some
+// markers again: delivery to the handler is at least once. Attempt counts
+// only ever come from markers, so a crash never makes a record reach the
+// dead-letter topic before MaxAttempts failed attempts.
+//
+// # Scheduling
+//
+// Due times are kept in a timer heap: one timer for the earliest marker, so a
+// marker due in an hour never delays one due now. Due markers run on at most
+// Concurrency goroutines. At most MaxBuffered markers are held; beyond that
+// the Job stops fetching. The delay after the n-th failed attempt is drawn
+// from Backoff (exponential with jitter, capped).
+//
+// # Key order
+//
+// With KeyOrder on both the Parker and the Job (sharing or each opening a
+// KeyLocks): while a key has a pending marker, Parker.Wrap parks later records
+// of the key behind it without running them; the Job runs the markers of one
+// key strictly one at a time, in the order the records were first read
+// (original partition, then offset), re-parks included, and when a key's
+// record leaves the retry path writes a "resolved" record that unlocks the
+// key in every KeyLocks. Records without a key are not ordered. Key order
+// assumes the retry topic's partition count does not change, so that all
+// markers of a key share a partition.
+//
+// # Monitoring
+//
+// NewMetrics registers Prometheus counters (parked, retried, succeeded,
+// dead-lettered) and gauges (backlog, oldest-marker age); OnAlert sets
+// thresholds on backlog, age and dead letters. Every park, retry outcome and
+// alert is also logged with log/slog.
+package retry
