@@ -26,6 +26,7 @@ import (
 var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
 	"broker":    runBroker,
 	"partition": runPartition,
+	"retry-job": runRetryJob,
 }
 
 func main() {

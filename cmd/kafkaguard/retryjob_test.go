@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/retry"
+)
+
+func TestRetryJobRejectsBadUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no bootstrap", []string{"--topic", "t"}, "--bootstrap and --topic are required"},
+		{"no topic", []string{"--bootstrap", "127.0.0.1:1"}, "--bootstrap and --topic are required"},
+		{"unknown action", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "ftp://x"}, "--action must be"},
+		{"empty exec", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:  "}, "needs a command"},
+		{"key order with republish", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--key-order"}, "--key-order cannot be kept"},
+		{"bad max attempts", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--max-attempts", "0"}, "MaxAttempts must be >= 1"},
+		{"bad jitter", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--backoff-jitter", "1.5"}, "Backoff.Jitter"},
+		{"stray argument", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "extra"}, "unexpected arguments"},
+		{"bad log level", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-level", "loud"}, "--log-level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), append([]string{"retry-job"}, tt.args...), &stdout, &stderr); code != 2 {
+				t.Fatalf("exit code %d, want 2; stderr %q", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) || stdout.Len() != 0 {
+				t.Errorf("stderr %q, want it to mention %q; stdout %q", stderr.String(), tt.want, stdout.String())
+			}
+		})
+	}
+}
+
+// startRetryJob runs the command until the returned stop is called and
+// returns its ready line.
+func startRetryJob(t *testing.T, args ...string) (ready string, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		code := run(ctx, append([]string{"retry-job"}, args...), pw, &stderr)
+		pw.Close()
+		done <- code
+	}()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	select {
+	case ready = <-lines:
+	case code := <-done:
+		t.Fatalf("retry-job exited with %d: %s", code, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("no ready line")
+	}
+	var once sync.Once
+	code := -1
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(30 * time.Second):
+				t.Errorf("retry-job did not stop: %s", stderr.String())
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	return ready, stop
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Client, *retry.Parker) {
+	t.Helper()
+	c := kafkatest.NewCluster(t)
+	ctx := context.Background()
+	for _, name := range []string{topic, topic + retry.RetrySuffix, topic + retry.DeadLetterSuffix} {
+		if err := c.CreateTopic(ctx, name, 1, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	p, err := retry.NewParker(cl, retry.WithBackoff(retry.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, cl, p
+}
+
+func TestRetryJobExecActionRetriesUntilExitZeroAndServesMetrics(t *testing.T) {
+	c, _, p := setupRetryTopics(t, "cli")
+	ctx := context.Background()
+	for i, v := range []string{"a", "b", "c"} {
+		r := &kgo.Record{Topic: "cli", Partition: 0, Offset: int64(i), Key: []byte(v), Value: []byte(v)}
+		if err := p.Park(ctx, r, errors.New("consumer failed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	// The command fails the first retry of every record and succeeds after.
+	script := filepath.Join(dir, "handle.sh")
+	if err := os.WriteFile(script, []byte(`#!/bin/sh
+v=$(cat)
+if [ "$KAFKAGUARD_ATTEMPT" -lt 3 ]; then echo "not yet $v" >&2; exit 1; fi
+echo "$v" >> "`+filepath.Join(dir, "done")+`"
+`), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "cli",
+		"--action", "exec:"+script, "--metrics", "127.0.0.1:0", "--backoff-initial", "10ms", "--backoff-max", "50ms", "--log-level", "warn")
+	if !strings.HasPrefix(ready, "ready retry_topic=cli.retry dlq_topic=cli.dlq group=kafkaguard-retry-cli.retry action=exec metrics=http://") {
+		t.Fatalf("ready line %q", ready)
+	}
+	metricsURL := ready[strings.Index(ready, "metrics=")+len("metrics="):]
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dir, "done"))
+		if strings.Count(string(b), "\n") == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("done file %q", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`kafkaguard_retry_retried_total{topic="cli"} 6`,
+		`kafkaguard_retry_succeeded_total{topic="cli"} 3`,
+		`kafkaguard_retry_parked_total{topic="cli"} 3`, // the re-parks; the first parks were another process's
+	} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("exit code %d after SIGINT, want 0", code)
+	}
+}
+
+func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
+	c, _, p := setupRetryTopics(t, "back")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := &kgo.Record{Topic: "back", Partition: 0, Offset: 7, Key: []byte("k"), Value: []byte("again"),
+		Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("x")}}}
+	if err := p.Park(ctx, r, errors.New("consumer failed")); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "back", "--log-level", "warn")
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics("back"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	fs := cons.PollFetches(ctx)
+	if err := ctx.Err(); err != nil {
+		t.Fatal("nothing was republished")
+	}
+	got := fs.Records()
+	if len(got) != 1 || string(got[0].Value) != "again" || string(got[0].Key) != "k" {
+		t.Fatalf("republished %v", got)
+	}
+	m, err := retry.ParseMarker(got[0])
+	if err != nil || m.Kind != retry.KindRepublished || m.Offset != 7 || m.Attempts != 1 || len(m.Headers) != 1 {
+		t.Errorf("republished record %+v (%v): want its origin, attempt count and own header", m, err)
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}
