@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 )
@@ -24,6 +25,8 @@ type fetchPart struct {
 	r    *partition.Replica
 	req  *kmsg.FetchRequestTopicPartition
 	resp *kmsg.FetchResponseTopicPartition
+
+	slices []log.FileSlice // zero-copy: the file ranges resp.RecordBatches stands for
 }
 
 // handleFetch serves consumers (data below the high watermark) and followers (data up to the
@@ -106,7 +109,7 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 			}
 		}
 	}
-	return resp
+	return fetchResponse(resp, parts)
 }
 
 // readParts fills each partition's response from its replica, within the request's byte limits.
@@ -116,7 +119,9 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 	if req.Version < 3 || budget <= 0 {
 		budget = 1 << 30
 	}
-	for _, p := range parts {
+	releaseParts(parts) // a long poll reads again
+	for i := range parts {
+		p := &parts[i]
 		maxBytes := min(int(p.req.PartitionMaxBytes), budget)
 		if total > 0 && maxBytes <= 0 {
 			p.resp.RecordBatches = nil
@@ -126,10 +131,17 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 		if req.Version >= 9 {
 			epoch = p.req.CurrentLeaderEpoch
 		}
-		res, err := p.r.Read(partition.FetchRequest{
+		preq := partition.FetchRequest{
 			Offset: p.req.FetchOffset, MaxBytes: max(maxBytes, 1),
 			ReplicaID: replicaID, CurrentLeaderEpoch: epoch,
-		})
+		}
+		var res partition.ReadResult
+		var err error
+		if b.cfg.DisableZeroCopy {
+			res, err = p.r.Read(preq)
+		} else {
+			res, err = b.readZeroCopy(p, i, preq)
+		}
 		p.resp.ErrorCode = errorCode(err)
 		p.resp.HighWatermark, p.resp.LastStableOffset, p.resp.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
 		p.resp.RecordBatches = res.Records

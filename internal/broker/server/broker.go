@@ -56,6 +56,9 @@ type Config struct {
 	Group group.Config
 	// SyncEveryAppend fsyncs each append (durability otherwise comes from replication).
 	SyncEveryAppend bool
+	// DisableZeroCopy makes Fetch copy record batches out of the log and into the response,
+	// instead of sending them from the log files to the socket with sendfile(2).
+	DisableZeroCopy bool
 }
 
 func (c *Config) setDefaults() {
@@ -114,6 +117,8 @@ type Broker struct {
 
 	isolated atomic.Bool
 	paused   atomic.Bool
+
+	zc zeroCopy // sendfile state (sendfile.go)
 }
 
 // Start opens the node's data dir, listens, registers with the controller and serves until Close

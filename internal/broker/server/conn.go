@@ -91,7 +91,7 @@ func (b *Broker) serveConn(c net.Conn) {
 			continue // acks=0 produce: no response at all
 		}
 		out = wire.AppendResponse(out[:0], hdr.CorrelationID, resp)
-		if _, err := c.Write(out); err != nil {
+		if err := b.writeResponse(c, out, resp); err != nil {
 			if b.ctx.Err() == nil {
 				lg.Debug("write response", "err", err)
 			}

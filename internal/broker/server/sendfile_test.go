@@ -1,0 +1,380 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
+	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+)
+
+// randomFile returns an open file of n random bytes and the bytes.
+func randomFile(t *testing.T, n int) (*os.File, []byte) {
+	t.Helper()
+	data := make([]byte, n)
+	_, _ = rand.Read(data)
+	path := filepath.Join(t.TempDir(), "segment.log")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f, data
+}
+
+// connPair returns the two ends of a connection: a TCP connection over loopback (sendfile
+// applies) or net.Pipe (it does not).
+func connPair(t *testing.T, kind string) (server, client net.Conn) {
+	t.Helper()
+	if kind == "pipe" {
+		server, client = net.Pipe()
+	} else {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			c, _ := ln.Accept()
+			accepted <- c
+		}()
+		if client, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		if server = <-accepted; server == nil {
+			t.Fatal("accept failed")
+		}
+	}
+	t.Cleanup(func() { _ = server.Close(); _ = client.Close() })
+	return server, client
+}
+
+// receive runs send on the server end and returns the n bytes the client end got, with send's
+// error. It fails the test if send writes more than n bytes.
+func receive(t *testing.T, server, client net.Conn, n int, send func(net.Conn) error) ([]byte, error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		err := send(server)
+		_ = server.Close()
+		errc <- err
+	}()
+	got := make([]byte, n)
+	if _, err := io.ReadFull(client, got); err != nil {
+		t.Fatalf("read %d bytes: %v (send: %v)", n, err, <-errc)
+	}
+	if extra, _ := io.Copy(io.Discard, client); extra != 0 {
+		t.Errorf("%d bytes sent after the expected %d", extra, n)
+	}
+	return got, <-errc
+}
+
+func TestSendRangeSendsExactlyTheRangeWithoutMovingTheFilePosition(t *testing.T) {
+	f, data := randomFile(t, 6<<20)
+	tests := []struct {
+		conn     string
+		off, n   int64
+		sendfile bool
+	}{
+		{"tcp", 0, 61, true},
+		{"tcp", 12345, 100_000, true},
+		{"tcp", 1 << 20, 5 << 20, true}, // far more than a socket buffer: partial writes, EAGAIN
+		{"pipe", 0, 61, false},
+		{"pipe", 777, 3<<20 + 5, false}, // several fallback chunks
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/%d+%d", tt.conn, tt.off, tt.n), func(t *testing.T) {
+			const filePos = 4242
+			if _, err := f.Seek(filePos, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			var z zeroCopy
+			server, client := connPair(t, tt.conn)
+			got, err := receive(t, server, client, int(tt.n), func(c net.Conn) error { return z.sendRange(c, f, tt.off, tt.n) })
+			if err != nil {
+				t.Fatalf("sendRange: %v", err)
+			}
+			if !bytes.Equal(got, data[tt.off:tt.off+tt.n]) {
+				t.Fatal("received bytes differ from the file range")
+			}
+			if pos, _ := f.Seek(0, io.SeekCurrent); pos != filePos {
+				t.Errorf("file position moved to %d, want %d", pos, filePos)
+			}
+			wantSent, wantCopied := tt.n, int64(0)
+			if !tt.sendfile {
+				wantSent, wantCopied = 0, tt.n
+			}
+			if z.sent.Load() != wantSent || z.copied.Load() != wantCopied {
+				t.Errorf("sent with sendfile %d, copied %d; want %d, %d", z.sent.Load(), z.copied.Load(), wantSent, wantCopied)
+			}
+		})
+	}
+}
+
+func TestSendRangeReportsARangePastTheEndOfTheFile(t *testing.T) {
+	f, _ := randomFile(t, 1000)
+	for _, kind := range []string{"tcp", "pipe"} {
+		t.Run(kind, func(t *testing.T) {
+			var z zeroCopy
+			server, client := connPair(t, kind)
+			go func() { _, _ = io.Copy(io.Discard, client) }()
+			err := z.sendRange(server, f, 900, 200)
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("sendRange past the end: %v, want io.ErrUnexpectedEOF", err)
+			}
+		})
+	}
+}
+
+// fetchLayout is one partition of a test fetch response: its file ranges (none: no data) and
+// error code.
+type fetchLayout struct {
+	topic  string
+	p      int32
+	ranges [][2]int64 // [pos, len) pairs in the test file
+	code   int16
+}
+
+// fetchResponses builds the same fetch response twice: with the data copied in, and with
+// placeholders and file ranges, as handleFetch does.
+func fetchResponses(z *zeroCopy, version int16, f *os.File, data []byte, layout []fetchLayout) (copied *kmsg.FetchResponse, zc kmsg.Response) {
+	build := func() *kmsg.FetchResponse {
+		r := kmsg.NewPtrFetchResponse()
+		r.Version = version
+		for _, l := range layout {
+			if len(r.Topics) == 0 || r.Topics[len(r.Topics)-1].Topic != l.topic {
+				t := kmsg.NewFetchResponseTopic()
+				t.Topic = l.topic
+				t.TopicID = [16]byte{byte(len(l.topic)), 1}
+				r.Topics = append(r.Topics, t)
+			}
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition, sp.ErrorCode, sp.HighWatermark, sp.LastStableOffset = l.p, l.code, 1000+int64(l.p), 900
+			t := &r.Topics[len(r.Topics)-1]
+			t.Partitions = append(t.Partitions, sp)
+		}
+		return r
+	}
+	copied, withPlaceholders := build(), build()
+	var parts []fetchPart
+	k := 0
+	for ti := range withPlaceholders.Topics {
+		for pi := range withPlaceholders.Topics[ti].Partitions {
+			l := layout[k]
+			k++
+			var raw []byte
+			var ss []log.FileSlice
+			for _, r := range l.ranges {
+				raw = append(raw, data[r[0]:r[0]+r[1]]...)
+				ss = append(ss, log.FileSlice{File: f, Pos: r[0], Len: r[1]})
+			}
+			copied.Topics[ti].Partitions[pi].RecordBatches = raw
+			sp := &withPlaceholders.Topics[ti].Partitions[pi]
+			if len(raw) > 0 {
+				sp.RecordBatches = z.placeholder(len(parts), len(raw))
+			}
+			parts = append(parts, fetchPart{resp: sp, slices: ss})
+		}
+	}
+	return copied, fetchResponse(withPlaceholders, parts)
+}
+
+func TestZeroCopyFrameIsByteIdenticalToTheCopiedFrame(t *testing.T) {
+	f, data := randomFile(t, 2<<20)
+	layout := []fetchLayout{
+		{topic: "orders", p: 0, ranges: [][2]int64{{0, 4096}}},
+		{topic: "orders", p: 1},                                                  // nothing new
+		{topic: "orders", p: 2, ranges: [][2]int64{{10_000, 700}, {50_000, 61}}}, // across a segment roll
+		{topic: "orders", p: 3, code: 6},                                         // not leader
+		{topic: "payments", p: 0, ranges: [][2]int64{{100_000, 1 << 20}}},        // larger than a socket buffer
+		{topic: "payments", p: 7, ranges: [][2]int64{{1_500_000, 200}, {0, 16}}}, // tiny slice after a normal one
+	}
+	var total int64
+	for _, l := range layout {
+		for _, r := range l.ranges {
+			total += r[1]
+		}
+	}
+	for _, conn := range []string{"tcp", "pipe"} {
+		for _, version := range []int16{4, 11, 12, 13, 16, 18} {
+			t.Run(fmt.Sprintf("%s/v%d", conn, version), func(t *testing.T) {
+				b := &Broker{}
+				copied, zc := fetchResponses(&b.zc, version, f, data, layout)
+				if _, ok := zc.(*zeroCopyFetch); !ok {
+					t.Fatalf("fetchResponse returned %T, want *zeroCopyFetch", zc)
+				}
+				want := wire.AppendResponse(nil, 77, copied)
+				frame := wire.AppendResponse(nil, 77, zc)
+				if len(frame) != len(want) {
+					t.Fatalf("placeholder frame is %d bytes, copied frame %d", len(frame), len(want))
+				}
+				server, client := connPair(t, conn)
+				got, err := receive(t, server, client, len(want), func(c net.Conn) error { return b.writeResponse(c, frame, zc) })
+				if err != nil {
+					t.Fatalf("writeResponse: %v", err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatal("zero-copy frame differs from the copied frame")
+				}
+				if conn == "tcp" && b.SendfileBytes() != total {
+					t.Errorf("SendfileBytes = %d, want %d", b.SendfileBytes(), total)
+				}
+				if conn == "pipe" && (b.SendfileBytes() != 0 || b.zc.copied.Load() != total) {
+					t.Errorf("over a pipe: sendfile %d, copied %d; want 0, %d", b.SendfileBytes(), b.zc.copied.Load(), total)
+				}
+			})
+		}
+	}
+}
+
+func TestFetchResponseWithoutDataIsThePlainResponse(t *testing.T) {
+	r := kmsg.NewPtrFetchResponse()
+	sp := kmsg.NewFetchResponseTopicPartition()
+	if got := fetchResponse(r, []fetchPart{{resp: &sp}}); got != kmsg.Response(r) {
+		t.Fatalf("fetchResponse = %T, want the response itself", got)
+	}
+}
+
+// recordingConn is a net.Conn that keeps what is written to it.
+type recordingConn struct {
+	net.Conn
+	buf bytes.Buffer
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) { return c.buf.Write(p) }
+
+func TestWriteResponseWritesNothingWhenAPlaceholderIsMissing(t *testing.T) {
+	f, data := randomFile(t, 10_000)
+	b := &Broker{}
+	_, zc := fetchResponses(&b.zc, 12, f, data, []fetchLayout{
+		{topic: "t", p: 0, ranges: [][2]int64{{0, 100}}},
+		{topic: "t", p: 1, ranges: [][2]int64{{100, 100}}},
+	})
+	frame := wire.AppendResponse(nil, 1, zc)
+	// Damage the second placeholder's marker, as a frame that does not hold it would be.
+	at, err := locatePlaceholders(frame, zc.(*zeroCopyFetch).parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame[at[1]] ^= 0xff
+	var c recordingConn
+	if err := b.writeResponse(&c, frame, zc); !errors.Is(err, errPlaceholderLost) {
+		t.Fatalf("writeResponse: %v, want errPlaceholderLost", err)
+	}
+	if c.buf.Len() != 0 {
+		t.Fatalf("%d bytes written before the error; a broken frame must not start", c.buf.Len())
+	}
+}
+
+func TestPlaceholdersHaveDistinctMarkersAndCannotBeAppendedTo(t *testing.T) {
+	var z zeroCopy
+	seen := map[string]int{}
+	for i := 0; i < 500; i++ {
+		n := markerLen + i*97
+		p := z.placeholder(i, n)
+		if len(p) != n || cap(p) != n {
+			t.Fatalf("placeholder(%d, %d): len %d cap %d", i, n, len(p), cap(p))
+		}
+		m := string(p[:markerLen])
+		if j, dup := seen[m]; dup {
+			t.Fatalf("placeholders %d and %d share a marker", j, i)
+		}
+		seen[m] = i
+	}
+	big := z.placeholder(3, maxSharedPlaceholder+1)
+	if len(big) != maxSharedPlaceholder+1 || bytes.Equal(big[:markerLen], make([]byte, markerLen)) {
+		t.Fatal("an oversized placeholder must be its own buffer with a random marker")
+	}
+	if p := z.buf.Load(); p != nil && len(*p) > maxSharedPlaceholder {
+		t.Fatalf("shared buffer grew to %d bytes, over the %d bound", len(*p), maxSharedPlaceholder)
+	}
+}
+
+// appendBatch appends to l one valid v2 record batch holding values, as a producer sends it.
+func appendBatch(t *testing.T, l *log.Log, values ...[]byte) {
+	t.Helper()
+	var recs []byte
+	for i, v := range values {
+		r := kmsg.Record{OffsetDelta: int32(i), Value: v}
+		r.Length = int32(len(r.AppendTo(nil)) - 1)
+		recs = r.AppendTo(recs)
+	}
+	b := kmsg.RecordBatch{
+		Magic: 2, LastOffsetDelta: int32(len(values) - 1), ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+		NumRecords: int32(len(values)), Records: recs,
+	}
+	raw := b.AppendTo(nil)
+	b.Length = int32(len(raw) - 12)
+	raw = b.AppendTo(raw[:0])
+	crc := crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli))
+	raw[17], raw[18], raw[19], raw[20] = byte(crc>>24), byte(crc>>16), byte(crc>>8), byte(crc)
+	if _, err := l.AppendLeader(raw, 0); err != nil {
+		t.Fatalf("append: %v", err)
+	}
+}
+
+func TestWriteResponseReleasesTheFileRangesOnSuccessAndOnError(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("write fails=%v", fail), func(t *testing.T) {
+			l, err := log.Open(t.TempDir(), log.Config{SegmentBytes: 400}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 6; i++ {
+				appendBatch(t, l, bytes.Repeat([]byte{byte(i)}, 150))
+			}
+			ss, err := l.ReadSlices(0, 1<<20, l.EndOffset())
+			if err != nil || len(ss) < 2 {
+				t.Fatalf("ReadSlices: %d slices, %v; want several segments", len(ss), err)
+			}
+			b := &Broker{}
+			r := kmsg.NewPtrFetchResponse()
+			r.Version = 12
+			topic := kmsg.NewFetchResponseTopic()
+			topic.Topic = "t"
+			topic.Partitions = []kmsg.FetchResponseTopicPartition{kmsg.NewFetchResponseTopicPartition()}
+			r.Topics = []kmsg.FetchResponseTopic{topic}
+			var n int64
+			for _, s := range ss {
+				n += s.Len
+			}
+			r.Topics[0].Partitions[0].RecordBatches = b.zc.placeholder(0, int(n))
+			zc := fetchResponse(r, []fetchPart{{resp: &r.Topics[0].Partitions[0], slices: ss}})
+			frame := wire.AppendResponse(nil, 1, zc)
+
+			server, client := connPair(t, "tcp")
+			if fail {
+				_ = client.Close()
+				_ = server.Close()
+				if err := b.writeResponse(server, frame, zc); err == nil {
+					t.Fatal("writeResponse to a closed connection succeeded")
+				}
+			} else if _, err := receive(t, server, client, len(frame), func(c net.Conn) error { return b.writeResponse(c, frame, zc) }); err != nil {
+				t.Fatal(err)
+			}
+			// Closing the log closes every segment file no one holds any more.
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for i, s := range ss {
+				if _, err := s.File.ReadAt(make([]byte, 1), s.Pos); !errors.Is(err, os.ErrClosed) {
+					t.Errorf("slice %d: file still open after the write (%v): not released", i, err)
+				}
+			}
+		})
+	}
+}
