@@ -87,6 +87,13 @@ func (b *Broker) serveConn(c net.Conn) {
 			return
 		}
 		resp := b.handle(group.WithClient(b.ctx, hdr.ClientID, host), &request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
+		if b.isolated.Load() && isReplicaRequest(kreq) {
+			// Isolated while the request was served (a follower's long poll): the network
+			// partition swallows the answer too, or the follower would copy records the leader
+			// takes after the cut.
+			lg.Debug("dropping a replica response: the broker was isolated meanwhile")
+			return
+		}
 		if resp == nil {
 			continue // acks=0 produce: no response at all
 		}
