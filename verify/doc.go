@@ -1,0 +1,32 @@
+// Package verify proves a producer preset against a live cluster: it
+// produces a workload while a fault schedule hits the cluster, reads
+// everything back and judges what happened to every record.
+//
+// The workload is N records over K keys; each value carries its key and a
+// per-key sequence number ("k3:17" is the 18th record of key k3), so a
+// record read back says on its own where it belongs. [Check] compares what
+// the producer saw acknowledged with what a consumer reads and counts, per
+// run:
+//
+//   - lost: acknowledged, never read back;
+//   - duplicated: read back more than once (extra copies are counted);
+//   - reordered: read back after a later record of the same key;
+//   - unacked-present: read back although the producer never saw its
+//     acknowledgement (an outcome-unknown send that did land, which is
+//     allowed).
+//
+// [Run] drives one run: a fresh topic (replication factor 3,
+// min.insync.replicas=2, unclean election off), a producer built from a
+// [produce.Preset] with franz-go or sarama, and one of the fault schedules
+// ([FaultNone], [FaultKillLeader], [FaultKillFollower],
+// [FaultIsolateLeader], [FaultPauseFollowersKillLeader]) applied through a
+// [FaultInjector]: the bundled cluster itself ([ClusterFaults]), its HTTP
+// control API ([ControlFaults]) or shell commands that stop and start a real
+// broker ([ExecFaults]).
+//
+// NoLoss and StrictOrder must show zero lost, duplicated and reordered
+// records under every schedule. LeaderAck (acks=1) must show loss under
+// FaultPauseFollowersKillLeader, where the leader acknowledges records its
+// followers never copied and then dies: a checker that could never fail
+// would prove nothing.
+package verify

@@ -1,0 +1,152 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Fault names a fault schedule: what happens to the cluster while the
+// workload is produced.
+type Fault string
+
+// The fault schedules. Each acts on the brokers of the topic's partition 0
+// once a third of the records has been handed to the producer, and puts
+// every broker back before the run reads the topic.
+const (
+	// FaultNone produces without faults.
+	FaultNone Fault = "none"
+
+	// FaultKillLeader kills partition 0's leader, waits until another
+	// replica leads, and restarts the old leader.
+	FaultKillLeader Fault = "kill-leader"
+
+	// FaultKillFollower kills a follower of partition 0 (one that leads
+	// no partition of the topic, if there is one), waits until it has left
+	// the ISR, and restarts it.
+	FaultKillFollower Fault = "kill-follower"
+
+	// FaultIsolateLeader cuts partition 0's leader off from the other
+	// brokers and the controller (clients still reach it), waits until
+	// another replica leads, and heals it.
+	FaultIsolateLeader Fault = "isolate-leader"
+
+	// FaultPauseFollowersKillLeader pauses replication on every follower
+	// of partition 0, produces for a short window (shorter than the
+	// replica lag bound, so the followers stay in the ISR), kills the
+	// leader, resumes the followers, waits until one of them leads and
+	// restarts the old leader. With acks=1 the records acknowledged in the
+	// window are lost; with acks=all they are never acknowledged there and
+	// are retried to the new leader.
+	FaultPauseFollowersKillLeader Fault = "pause-followers-then-kill-leader"
+)
+
+// Faults returns every fault schedule, in the order the matrix runs them.
+func Faults() []Fault {
+	return []Fault{FaultNone, FaultKillLeader, FaultKillFollower, FaultIsolateLeader, FaultPauseFollowersKillLeader}
+}
+
+// ErrUnknownFault is returned for a fault schedule name that is not one of
+// [Faults].
+var ErrUnknownFault = errors.New("verify: unknown fault schedule")
+
+// ParseFault returns the fault schedule with the given name, such as
+// "kill-leader". Case is ignored.
+func ParseFault(name string) (Fault, error) {
+	for _, f := range Faults() {
+		if strings.EqualFold(name, string(f)) {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q (want one of %s)", ErrUnknownFault, name, joinFaults(Faults()))
+}
+
+func joinFaults(fs []Fault) string {
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = string(f)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Ops returns the operations the schedule needs from a [FaultInjector],
+// besides Leader.
+func (f Fault) Ops() []Op {
+	switch f {
+	case FaultKillLeader, FaultKillFollower:
+		return []Op{OpKill, OpRestart}
+	case FaultIsolateLeader:
+		return []Op{OpIsolate, OpHeal}
+	case FaultPauseFollowersKillLeader:
+		return []Op{OpPauseReplication, OpResumeReplication, OpKill, OpRestart}
+	}
+	return nil
+}
+
+// Op names one operation of a [FaultInjector].
+type Op string
+
+// The operations of a FaultInjector.
+const (
+	OpKill              Op = "kill"
+	OpRestart           Op = "restart"
+	OpIsolate           Op = "isolate"
+	OpHeal              Op = "heal"
+	OpPauseReplication  Op = "pause-replication"
+	OpResumeReplication Op = "resume-replication"
+)
+
+// ErrUnsupported is returned (wrapped) by a [FaultInjector] operation the
+// injector cannot perform, and by [Run] for a schedule that needs one.
+var ErrUnsupported = errors.New("verify: fault not supported by this injector")
+
+// FaultInjector acts on a cluster's brokers, named by node id. Operations
+// an injector cannot perform return an error matching [ErrUnsupported].
+// Implementations must be safe for use by one goroutine at a time.
+type FaultInjector interface {
+	// Kill stops the broker abruptly.
+	Kill(ctx context.Context, broker int32) error
+	// Restart starts a killed broker again with its data.
+	Restart(ctx context.Context, broker int32) error
+	// Isolate cuts the broker off from the other brokers and the
+	// controller; clients still reach it.
+	Isolate(ctx context.Context, broker int32) error
+	// Heal reconnects an isolated broker.
+	Heal(ctx context.Context, broker int32) error
+	// PauseReplication stops the broker's replica fetchers.
+	PauseReplication(ctx context.Context, broker int32) error
+	// ResumeReplication starts the broker's replica fetchers again.
+	ResumeReplication(ctx context.Context, broker int32) error
+	// Leader returns the partition's current leader, or -1 if it has none.
+	Leader(ctx context.Context, topic string, partition int32) (int32, error)
+}
+
+// Limited is implemented by a [FaultInjector] that cannot perform every
+// operation, so that [Run] can refuse a schedule before producing anything.
+type Limited interface {
+	// Supports reports whether the injector can perform op.
+	Supports(op Op) bool
+}
+
+// Supports reports whether fi can run schedule f: it has every operation
+// f needs, as far as fi tells (see [Limited]). FaultNone needs no
+// injector.
+func Supports(fi FaultInjector, f Fault) bool {
+	if len(f.Ops()) == 0 {
+		return true
+	}
+	if fi == nil {
+		return false
+	}
+	l, ok := fi.(Limited)
+	if !ok {
+		return true
+	}
+	for _, op := range f.Ops() {
+		if !l.Supports(op) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,248 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+)
+
+// ClusterFaults returns a [FaultInjector] acting on a bundled cluster
+// started with the kafkatest package. It supports every operation.
+func ClusterFaults(c *kafkatest.Cluster) FaultInjector { return clusterFaults{c} }
+
+type clusterFaults struct{ c *kafkatest.Cluster }
+
+func (f clusterFaults) Kill(_ context.Context, id int32) error { return f.c.Kill(id) }
+func (f clusterFaults) Restart(ctx context.Context, id int32) error {
+	return f.c.Restart(ctx, id)
+}
+func (f clusterFaults) Isolate(_ context.Context, id int32) error { return f.c.Isolate(id) }
+func (f clusterFaults) Heal(_ context.Context, id int32) error    { return f.c.Heal(id) }
+func (f clusterFaults) PauseReplication(_ context.Context, id int32) error {
+	return f.c.PauseReplication(id)
+}
+func (f clusterFaults) ResumeReplication(_ context.Context, id int32) error {
+	return f.c.ResumeReplication(id)
+}
+func (f clusterFaults) Leader(_ context.Context, topic string, p int32) (int32, error) {
+	info, err := f.c.Partition(topic, p)
+	if err != nil {
+		return -1, err
+	}
+	return info.Leader, nil
+}
+
+// ControlFaults returns a [FaultInjector] speaking the bundled cluster's
+// JSON control API at base, such as "http://127.0.0.1:9644" (printed by
+// "kafkaguard broker --control"). A nil client means http.DefaultClient.
+func ControlFaults(base string, client *http.Client) FaultInjector {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return &controlFaults{base: strings.TrimRight(base, "/"), client: client}
+}
+
+type controlFaults struct {
+	base   string
+	client *http.Client
+}
+
+func (f *controlFaults) post(ctx context.Context, id int32, action string) error {
+	return f.do(ctx, http.MethodPost, "/brokers/"+strconv.Itoa(int(id))+"/"+action, nil)
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil).
+func (f *controlFaults) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, f.base+path, nil)
+	if err != nil {
+		return fmt.Errorf("verify: control API: %w", err)
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("verify: control API: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("verify: control API: %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		msg := strings.TrimSpace(string(body))
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		return fmt.Errorf("verify: control API: %s %s: %s: %s", method, path, resp.Status, msg)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("verify: control API: %s %s: decoding the answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func (f *controlFaults) Kill(ctx context.Context, id int32) error { return f.post(ctx, id, "kill") }
+func (f *controlFaults) Restart(ctx context.Context, id int32) error {
+	return f.post(ctx, id, "restart")
+}
+func (f *controlFaults) Isolate(ctx context.Context, id int32) error {
+	return f.post(ctx, id, "isolate")
+}
+func (f *controlFaults) Heal(ctx context.Context, id int32) error { return f.post(ctx, id, "heal") }
+func (f *controlFaults) PauseReplication(ctx context.Context, id int32) error {
+	return f.post(ctx, id, "pause-replication")
+}
+func (f *controlFaults) ResumeReplication(ctx context.Context, id int32) error {
+	return f.post(ctx, id, "resume-replication")
+}
+func (f *controlFaults) Leader(ctx context.Context, topic string, p int32) (int32, error) {
+	var info struct {
+		Leader *int32 `json:"leader"`
+	}
+	path := "/partitions/" + url.PathEscape(topic) + "/" + strconv.Itoa(int(p))
+	if err := f.do(ctx, http.MethodGet, path, &info); err != nil {
+		return -1, err
+	}
+	if info.Leader == nil {
+		return -1, fmt.Errorf("verify: control API: GET %s: no leader in the answer", path)
+	}
+	return *info.Leader, nil
+}
+
+// ExecFaults is a [FaultInjector] for any cluster, such as real Apache
+// Kafka: it kills and restarts a broker by running shell commands (sh -c)
+// and finds leaders with a Metadata request. It cannot isolate brokers or
+// pause replication.
+//
+// In KillCmd and RestartCmd, "{broker}" is replaced by the broker's node
+// id, which is also in the environment as KAFKAGUARD_BROKER; for example
+// "systemctl kill kafka@{broker}" or "docker kill kafka-{broker}".
+type ExecFaults struct {
+	Bootstrap  []string // Bootstrap lists the cluster's seed brokers, for Metadata.
+	KillCmd    string   // KillCmd stops a broker abruptly; empty means Kill is unsupported.
+	RestartCmd string   // RestartCmd starts a killed broker again; empty means Restart is unsupported.
+
+	// Timeout bounds each command; zero means two minutes.
+	Timeout time.Duration
+}
+
+// Supports implements [Limited]: OpKill and OpRestart if their commands
+// are set.
+func (f *ExecFaults) Supports(op Op) bool {
+	switch op {
+	case OpKill:
+		return f.KillCmd != ""
+	case OpRestart:
+		return f.RestartCmd != ""
+	}
+	return false
+}
+
+// Kill runs KillCmd for the broker.
+func (f *ExecFaults) Kill(ctx context.Context, id int32) error {
+	return f.run(ctx, OpKill, f.KillCmd, id)
+}
+
+// Restart runs RestartCmd for the broker.
+func (f *ExecFaults) Restart(ctx context.Context, id int32) error {
+	return f.run(ctx, OpRestart, f.RestartCmd, id)
+}
+
+// Isolate returns an error matching [ErrUnsupported].
+func (f *ExecFaults) Isolate(context.Context, int32) error { return unsupported(OpIsolate) }
+
+// Heal returns an error matching [ErrUnsupported].
+func (f *ExecFaults) Heal(context.Context, int32) error { return unsupported(OpHeal) }
+
+// PauseReplication returns an error matching [ErrUnsupported].
+func (f *ExecFaults) PauseReplication(context.Context, int32) error {
+	return unsupported(OpPauseReplication)
+}
+
+// ResumeReplication returns an error matching [ErrUnsupported].
+func (f *ExecFaults) ResumeReplication(context.Context, int32) error {
+	return unsupported(OpResumeReplication)
+}
+
+func unsupported(op Op) error { return fmt.Errorf("%w: %s", ErrUnsupported, op) }
+
+// Leader asks the cluster for the partition's leader with a Metadata
+// request.
+func (f *ExecFaults) Leader(ctx context.Context, topic string, p int32) (int32, error) {
+	if len(f.Bootstrap) == 0 {
+		return -1, errors.New("verify: ExecFaults: no bootstrap brokers")
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.Bootstrap...))
+	if err != nil {
+		return -1, fmt.Errorf("verify: ExecFaults: %w", err)
+	}
+	defer cl.Close()
+	return leaderOf(ctx, kadm.NewClient(cl), topic, p)
+}
+
+// leaderOf reads a partition's leader from metadata.
+func leaderOf(ctx context.Context, adm *kadm.Client, topic string, p int32) (int32, error) {
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		return -1, fmt.Errorf("verify: metadata: %w", err)
+	}
+	td, ok := md.Topics[topic]
+	if !ok {
+		return -1, fmt.Errorf("verify: metadata: topic %q missing", topic)
+	}
+	if td.Err != nil {
+		return -1, fmt.Errorf("verify: metadata: topic %q: %w", topic, td.Err)
+	}
+	pd, ok := td.Partitions[p]
+	if !ok {
+		return -1, fmt.Errorf("verify: metadata: partition %s/%d missing", topic, p)
+	}
+	return pd.Leader, nil
+}
+
+func (f *ExecFaults) run(ctx context.Context, op Op, tmpl string, id int32) error {
+	if tmpl == "" {
+		return unsupported(op)
+	}
+	timeout := f.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	bid := strconv.Itoa(int(id))
+	cmdline := strings.ReplaceAll(tmpl, "{broker}", bid)
+	cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
+	cmd.Env = append(os.Environ(), "KAFKAGUARD_BROKER="+bid)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// A restart command may leave a broker running in the background with
+	// our output pipe open; stop reading shortly after the shell exits.
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Run(); err != nil && !errors.Is(err, exec.ErrWaitDelay) {
+		msg := strings.TrimSpace(out.String())
+		if len(msg) > 500 {
+			msg = msg[len(msg)-500:]
+		}
+		return fmt.Errorf("verify: %s broker %d: %q: %w: %s", op, id, cmdline, err, msg)
+	}
+	return nil
+}

@@ -1,0 +1,593 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/produce"
+)
+
+// Client names the client library whose producer is under test.
+type Client string
+
+// The client libraries Run can drive.
+const (
+	// ClientFranzGo produces with a [produce.Producer] over franz-go.
+	ClientFranzGo Client = "franz-go"
+	// ClientSarama produces with sarama's AsyncProducer configured by
+	// [produce.ApplySarama].
+	ClientSarama Client = "sarama"
+)
+
+// ErrUnknownClient is returned for a client name other than "franz-go" and
+// "sarama".
+var ErrUnknownClient = errors.New("verify: unknown client")
+
+// ParseClient returns the client with the given name, "franz-go" or
+// "sarama". Case is ignored.
+func ParseClient(name string) (Client, error) {
+	for _, c := range []Client{ClientFranzGo, ClientSarama} {
+		if strings.EqualFold(name, string(c)) {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q (want franz-go or sarama)", ErrUnknownClient, name)
+}
+
+// Defaults of [Config].
+const (
+	DefaultRecords           = 2000
+	DefaultKeys              = 10
+	DefaultPartitions        = 2
+	DefaultReplicationFactor = 3
+	DefaultRate              = 1000 // records per second
+)
+
+// Config describes one run. Bootstrap is required, and Faults for every
+// schedule but FaultNone; everything else has a default.
+type Config struct {
+	Preset produce.Preset // Preset configures the producer under test (default NoLoss).
+	Client Client         // Client picks the producer's library (default ClientFranzGo).
+
+	Records int // Records is the workload's size (default DefaultRecords).
+	Keys    int // Keys is the number of keys the records are spread over (default DefaultKeys).
+	// Rate paces the producer in records per second (default DefaultRate),
+	// so that the faults hit a stream that is still flowing.
+	Rate int
+
+	Fault     Fault         // Fault is the schedule (default FaultNone).
+	Bootstrap []string      // Bootstrap lists the cluster's seed brokers.
+	Faults    FaultInjector // Faults carries out the schedule.
+
+	// Topic is created for the run and must not exist; default
+	// "kafkaguard-verify-<preset>-<fault>-<time>". It is kept afterwards so
+	// that the outcome can be checked again from outside.
+	Topic             string
+	Partitions        int32 // Partitions of the topic (default DefaultPartitions).
+	ReplicationFactor int16 // ReplicationFactor of the topic (default DefaultReplicationFactor).
+
+	// KgoOpts are the application's own franz-go options, applied after
+	// the seed brokers and Run's tuning and checked against Preset.
+	KgoOpts []kgo.Opt
+	// Sarama is the application's sarama configuration (default
+	// SaramaBaseConfig()); Run applies Preset to a copy.
+	Sarama *sarama.Config
+
+	// Progress, if set, is called with the run's progress at every step
+	// and every quarter second while records are produced or awaited,
+	// from one goroutine at a time.
+	Progress func(Progress)
+	// Logger receives a line per fault step (default: discarded).
+	Logger *slog.Logger
+}
+
+// Progress is a snapshot of a run in progress.
+type Progress struct {
+	Stage   string // Stage says what the run is doing, such as "kill leader 1".
+	Records int    // Records is the workload's size.
+	Sent    int    // Sent counts records handed to the producer.
+	Acked   int    // Acked counts records acknowledged so far.
+	Failed  int    // Failed counts records whose send failed.
+}
+
+// String formats the progress as one line.
+func (p Progress) String() string {
+	return fmt.Sprintf("%s: sent %d/%d, acked %d, failed %d", p.Stage, p.Sent, p.Records, p.Acked, p.Failed)
+}
+
+func (cfg Config) normalize() (Config, error) {
+	if cfg.Client == "" {
+		cfg.Client = ClientFranzGo
+	}
+	if cfg.Records == 0 {
+		cfg.Records = DefaultRecords
+	}
+	if cfg.Keys == 0 {
+		cfg.Keys = DefaultKeys
+	}
+	if cfg.Rate == 0 {
+		cfg.Rate = DefaultRate
+	}
+	if cfg.Fault == "" {
+		cfg.Fault = FaultNone
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = DefaultPartitions
+	}
+	if cfg.ReplicationFactor == 0 {
+		cfg.ReplicationFactor = DefaultReplicationFactor
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if _, err := produce.ParsePreset(cfg.Preset.String()); err != nil {
+		errs = append(errs, fmt.Errorf("verify: Preset: %w", err))
+	}
+	if _, err := ParseClient(string(cfg.Client)); err != nil {
+		errs = append(errs, fmt.Errorf("verify: Client: %w", err))
+	}
+	if _, err := ParseFault(string(cfg.Fault)); err != nil {
+		errs = append(errs, fmt.Errorf("verify: Fault: %w", err))
+	}
+	if cfg.Records < 0 {
+		errs = append(errs, fmt.Errorf("verify: Records must be positive, got %d", cfg.Records))
+	}
+	if cfg.Keys < 0 || cfg.Keys > cfg.Records {
+		errs = append(errs, fmt.Errorf("verify: Keys must be between 1 and Records (%d), got %d", cfg.Records, cfg.Keys))
+	}
+	if cfg.Rate < 0 {
+		errs = append(errs, fmt.Errorf("verify: Rate must be positive, got %d", cfg.Rate))
+	}
+	if cfg.Partitions < 0 {
+		errs = append(errs, fmt.Errorf("verify: Partitions must be positive, got %d", cfg.Partitions))
+	}
+	if cfg.ReplicationFactor < 0 {
+		errs = append(errs, fmt.Errorf("verify: ReplicationFactor must be positive, got %d", cfg.ReplicationFactor))
+	}
+	if len(cfg.Bootstrap) == 0 {
+		errs = append(errs, errors.New("verify: Bootstrap lists no brokers"))
+	}
+	if len(cfg.Fault.Ops()) > 0 && cfg.Faults == nil {
+		errs = append(errs, fmt.Errorf("verify: fault %s needs a FaultInjector", cfg.Fault))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
+	}
+	if !Supports(cfg.Faults, cfg.Fault) {
+		return cfg, fmt.Errorf("%w: fault %s needs %v", ErrUnsupported, cfg.Fault, cfg.Fault.Ops())
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = fmt.Sprintf("kafkaguard-verify-%s-%s-%s", strings.ToLower(cfg.Preset.String()), cfg.Fault,
+			strconv.FormatInt(time.Now().UnixNano(), 36))
+	}
+	return cfg, nil
+}
+
+// Result is the outcome of one run.
+type Result struct {
+	Preset produce.Preset `json:"preset"`
+	Client Client         `json:"client"`
+	Fault  Fault          `json:"fault"`
+	Topic  string         `json:"topic"`
+
+	Sent   int `json:"sent"`   // Sent counts records handed to the producer.
+	Failed int `json:"failed"` // Failed counts sends that ended with an error.
+	// Corrupt counts records read back that are not workload values.
+	Corrupt int `json:"corrupt"`
+	// FirstError is the first send error, if any, as text.
+	FirstError string `json:"first_error,omitempty"`
+
+	Report Report `json:"report"` // Report judges what was read back.
+
+	// Acked lists the acknowledged records, ordered by key and sequence.
+	Acked []Ack `json:"-"`
+
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// ErrFaultMissed is returned by [Result.Err] when LeaderAck lost nothing
+// under FaultPauseFollowersKillLeader: that schedule exists to make acks=1
+// lose records, and a run where it did not has not exercised the fault.
+var ErrFaultMissed = errors.New("verify: LeaderAck lost nothing under " + string(FaultPauseFollowersKillLeader) + ": the fault did not hit acknowledged records")
+
+// ErrCorrupt is returned by [Result.Err] when records read back were not
+// workload values.
+var ErrCorrupt = errors.New("verify: records read back are not workload values")
+
+// keepsEverything reports whether the preset promises no loss, duplicate
+// or reorder.
+func keepsEverything(p produce.Preset) bool { return p == produce.NoLoss || p == produce.StrictOrder }
+
+// Err returns nil if the run kept the preset's promise. NoLoss and
+// StrictOrder promise no loss, duplicate or reorder ([Report.Err]); LeaderAck
+// must lose under FaultPauseFollowersKillLeader ([ErrFaultMissed]). Corrupt
+// records fail every preset ([ErrCorrupt]).
+func (r Result) Err() error {
+	var errs []error
+	if r.Corrupt > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d", ErrCorrupt, r.Corrupt))
+	}
+	if keepsEverything(r.Preset) {
+		errs = append(errs, r.Report.Err())
+	}
+	if r.Preset == produce.LeaderAck && r.Fault == FaultPauseFollowersKillLeader && r.Report.Lost == 0 {
+		errs = append(errs, ErrFaultMissed)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("verify: %s under %s: %w", r.Preset, r.Fault, err)
+	}
+	return nil
+}
+
+// Verdict sums the run up in a few words: "ok", "FAIL" with what broke
+// the promise, or "allowed by acks=1" for a violation the preset permits.
+// A run whose sends partly failed says how many records were not acked.
+func (r Result) Verdict() string {
+	if err := r.Err(); err != nil {
+		var what []string
+		switch {
+		case errors.Is(err, ErrFaultMissed):
+			what = append(what, "no loss shown")
+		case r.Corrupt > 0:
+			what = append(what, "corrupt")
+		}
+		if keepsEverything(r.Preset) {
+			if r.Report.Lost > 0 {
+				what = append(what, "lost")
+			}
+			if r.Report.Duplicated > 0 {
+				what = append(what, "duplicated")
+			}
+			if r.Report.Reordered > 0 || r.Report.SplitKeys > 0 {
+				what = append(what, "reordered")
+			}
+		}
+		return "FAIL: " + strings.Join(what, ", ")
+	}
+	v := "ok"
+	if !r.Report.Clean() {
+		switch r.Preset {
+		case produce.LeaderAck:
+			v = "allowed by acks=1"
+		case produce.AtMostOnce:
+			v = "allowed by acks=0"
+		}
+	}
+	if r.Failed > 0 {
+		v += fmt.Sprintf(" (%d not acked)", r.Failed)
+	}
+	return v
+}
+
+// Timing of Run's waits.
+const (
+	leaderTimeout  = 30 * time.Second // for a new leader after a fault
+	isrTimeout     = 15 * time.Second // for a killed follower to leave the ISR
+	healthyTimeout = 60 * time.Second // for every replica to be back in the ISR
+	readTimeout    = 60 * time.Second
+	restoreTimeout = 2 * time.Minute
+	// pauseWindow is how long FaultPauseFollowersKillLeader lets the
+	// leader take records alone after the producer passed half the
+	// workload; it must stay below the replica lag bound (2 s in
+	// kafkatest, 10 s for "kafkaguard broker", 30 s in Kafka).
+	pauseWindow = 300 * time.Millisecond
+)
+
+// Run creates the topic, produces the workload with the preset while the
+// fault schedule runs, waits until every replica is back in the ISR, reads
+// the topic back and judges it with [Check]. It returns an error if the run
+// could not be carried out (the cluster is unreachable, a fault step
+// failed, the schedule needs an operation the injector lacks: see
+// [ErrUnsupported]); what the run found is in the Result (see
+// [Result.Err]). Every broker the schedule acted on is put back, even when
+// Run fails.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	res := Result{Preset: cfg.Preset, Client: cfg.Client, Fault: cfg.Fault, Topic: cfg.Topic}
+
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Bootstrap...), kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
+	if err != nil {
+		return res, fmt.Errorf("verify: %w", err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+
+	t := newTally()
+	var sent atomic.Int64
+	prog := newProgressor(cfg, &sent, t)
+	defer prog.stop()
+
+	prog.stage("create topic " + cfg.Topic)
+	if err := createTopic(ctx, adm, cfg); err != nil {
+		return res, err
+	}
+	if err := waitHealthy(ctx, adm, cfg.Topic, healthyTimeout); err != nil {
+		return res, err
+	}
+
+	snd, err := newSender(ctx, cfg, t)
+	if err != nil {
+		return res, err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_ = snd.close(cctx)
+		}
+	}()
+
+	prog.stage("produce")
+	values := Workload(cfg.Records, cfg.Keys)
+	prodCtx, stopProducing := context.WithCancel(ctx)
+	defer stopProducing()
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		interval := time.Second / time.Duration(cfg.Rate)
+		begin := time.Now()
+		for i, v := range values {
+			if ahead := time.Until(begin.Add(time.Duration(i) * interval)); ahead > time.Millisecond {
+				select {
+				case <-time.After(ahead):
+				case <-prodCtx.Done():
+				}
+			}
+			if prodCtx.Err() != nil {
+				return
+			}
+			snd.send(prodCtx, cfg.Topic, v)
+			sent.Add(1)
+		}
+	}()
+
+	s := &schedule{cfg: cfg, adm: adm, prog: prog, sent: &sent, produced: produced,
+		killed: map[int32]bool{}, isolated: map[int32]bool{}, paused: map[int32]bool{}}
+	schedErr := s.run(ctx)
+	if rerr := s.restore(ctx); schedErr == nil {
+		schedErr = rerr
+	}
+	if schedErr != nil {
+		stopProducing()
+		<-produced
+		return res, schedErr
+	}
+	select {
+	case <-produced:
+	case <-ctx.Done():
+		<-produced
+		return res, ctx.Err()
+	}
+	res.Sent = int(sent.Load())
+
+	prog.stage("await acknowledgements")
+	fctx, cancel := context.WithTimeout(ctx, produce.DeliveryTimeout+30*time.Second)
+	ferr := snd.flush(fctx, res.Sent)
+	cancel()
+	if ferr != nil {
+		return res, ferr
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cerr := snd.close(cctx)
+	cancel()
+	closed = true
+	if cerr != nil {
+		return res, cerr
+	}
+	t.mu.Lock()
+	res.Failed = t.failed
+	if t.firstErr != nil {
+		res.FirstError = t.firstErr.Error()
+	}
+	res.Acked = slices.Clone(t.acked)
+	t.mu.Unlock()
+
+	prog.stage("wait for a full ISR")
+	if err := waitHealthy(ctx, adm, cfg.Topic, healthyTimeout); err != nil {
+		return res, err
+	}
+	prog.stage("read back")
+	read, corrupt, err := readBack(ctx, cfg, adm)
+	if err != nil {
+		return res, err
+	}
+	res.Corrupt = corrupt
+	acked := make([]Value, len(res.Acked))
+	for i, a := range res.Acked {
+		acked[i] = a.Value
+	}
+	res.Report = Check(acked, read)
+	slices.SortFunc(res.Acked, func(a, b Ack) int {
+		if a.Value.Key != b.Value.Key {
+			return a.Value.Key - b.Value.Key
+		}
+		return a.Value.Seq - b.Value.Seq
+	})
+	res.Duration = time.Since(start)
+	prog.stage("done")
+	return res, nil
+}
+
+// createTopic creates the run's topic with the no-loss topic settings.
+func createTopic(ctx context.Context, adm *kadm.Client, cfg Config) error {
+	two, off := "2", "false"
+	resp, err := adm.CreateTopic(ctx, cfg.Partitions, cfg.ReplicationFactor, map[string]*string{
+		"min.insync.replicas":            &two,
+		"unclean.leader.election.enable": &off,
+	}, cfg.Topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		return fmt.Errorf("verify: create topic %s (%d partitions, replication factor %d): %w",
+			cfg.Topic, cfg.Partitions, cfg.ReplicationFactor, err)
+	}
+	return nil
+}
+
+// waitHealthy waits until every partition of topic has a leader and every
+// replica in its ISR.
+func waitHealthy(ctx context.Context, adm *kadm.Client, topic string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		md, err := adm.Metadata(ctx, topic)
+		switch td, ok := md.Topics[topic]; {
+		case err != nil:
+			last = err.Error()
+		case !ok || td.Err != nil || len(td.Partitions) == 0:
+			last = fmt.Sprintf("topic not ready (%v)", td.Err)
+		default:
+			last = ""
+			for _, p := range td.Partitions.Sorted() {
+				if p.Leader < 0 || len(p.ISR) < len(p.Replicas) || p.Err != nil {
+					last = fmt.Sprintf("partition %d: leader %d, ISR %v of replicas %v", p.Partition, p.Leader, p.ISR, p.Replicas)
+					break
+				}
+			}
+			if last == "" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("verify: topic %s not healthy after %v: %s: %w", topic, timeout, last, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// readBack consumes every partition from the start up to its end offset
+// and returns the workload records, with the count of records that were
+// not workload values.
+func readBack(ctx context.Context, cfg Config, adm *kadm.Client) ([]Record, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, cfg.Topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("verify: end offsets of %s: %w", cfg.Topic, err)
+	}
+	want := map[int32]int64{}
+	parts := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+			parts[o.Partition] = kgo.NewOffset().AtStart()
+		}
+	})
+	if len(want) == 0 {
+		return nil, 0, nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Bootstrap...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: parts}),
+		kgo.FetchMaxWait(100*time.Millisecond), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		return nil, 0, fmt.Errorf("verify: %w", err)
+	}
+	defer cl.Close()
+	next := map[int32]int64{}
+	var out []Record
+	corrupt := 0
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, 0, fmt.Errorf("verify: reading %s back: offsets reached %v of %v: %w", cfg.Topic, next, want, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			next[r.Partition] = r.Offset + 1
+			v, err := ParseValue(r.Value)
+			if err != nil {
+				corrupt++
+				return
+			}
+			out = append(out, Record{Partition: r.Partition, Offset: r.Offset, Value: v})
+		})
+		for p, end := range want {
+			if next[p] >= end {
+				delete(want, p)
+			}
+		}
+	}
+	return out, corrupt, nil
+}
+
+// progressor reports progress at every stage and periodically.
+type progressor struct {
+	fn    func(Progress)
+	total int
+	sent  *atomic.Int64
+	t     *tally
+	mu    sync.Mutex
+	cur   string
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newProgressor(cfg Config, sent *atomic.Int64, t *tally) *progressor {
+	p := &progressor{fn: cfg.Progress, total: cfg.Records, sent: sent, t: t, done: make(chan struct{})}
+	if p.fn == nil {
+		return p
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-tick.C:
+				p.emit("")
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progressor) stage(s string) { p.emit(s) }
+
+func (p *progressor) emit(stage string) {
+	if p.fn == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if stage != "" {
+		p.cur = stage
+	}
+	acked, failed := p.t.counts()
+	p.fn(Progress{Stage: p.cur, Records: p.total, Sent: int(p.sent.Load()), Acked: acked, Failed: failed})
+}
+
+func (p *progressor) stop() {
+	select {
+	case <-p.done:
+	default:
+		close(p.done)
+	}
+	p.wg.Wait()
+}

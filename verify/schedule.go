@@ -1,0 +1,297 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// schedule carries out a Fault while the producer runs, remembering what
+// it broke so that restore can put it back.
+type schedule struct {
+	cfg      Config
+	adm      *kadm.Client
+	prog     *progressor
+	sent     *atomic.Int64
+	produced <-chan struct{} // closed when the producer has sent everything
+
+	killed, isolated, paused map[int32]bool
+}
+
+func (s *schedule) run(ctx context.Context) error {
+	n := s.cfg.Records
+	switch s.cfg.Fault {
+	case FaultNone:
+		return nil
+	case FaultKillLeader:
+		s.waitSent(ctx, n/3)
+		leader, err := s.leader(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.kill(ctx, leader); err != nil {
+			return err
+		}
+		if err := s.waitNewLeader(ctx, leader); err != nil {
+			return err
+		}
+		return s.restart(ctx, leader)
+	case FaultKillFollower:
+		s.waitSent(ctx, n/3)
+		leader, replicas, err := s.replicas(ctx)
+		if err != nil {
+			return err
+		}
+		f, err := s.plainFollower(ctx, leader, replicas)
+		if err != nil {
+			return err
+		}
+		if err := s.kill(ctx, f); err != nil {
+			return err
+		}
+		s.waitOutOfISR(ctx, f)
+		return s.restart(ctx, f)
+	case FaultIsolateLeader:
+		s.waitSent(ctx, n/3)
+		leader, err := s.leader(ctx)
+		if err != nil {
+			return err
+		}
+		s.prog.stage(fmt.Sprintf("isolate leader %d", leader))
+		s.log("isolate", leader)
+		if err := s.cfg.Faults.Isolate(ctx, leader); err != nil {
+			return err
+		}
+		s.isolated[leader] = true
+		if err := s.waitNewLeader(ctx, leader); err != nil {
+			return err
+		}
+		s.prog.stage(fmt.Sprintf("heal broker %d", leader))
+		s.log("heal", leader)
+		if err := s.cfg.Faults.Heal(ctx, leader); err != nil {
+			return err
+		}
+		delete(s.isolated, leader)
+		return nil
+	case FaultPauseFollowersKillLeader:
+		s.waitSent(ctx, n/3)
+		leader, replicas, err := s.replicas(ctx)
+		if err != nil {
+			return err
+		}
+		fs := followers(leader, replicas)
+		for _, f := range fs {
+			s.prog.stage(fmt.Sprintf("pause replication on %d", f))
+			s.log("pause-replication", f)
+			if err := s.cfg.Faults.PauseReplication(ctx, f); err != nil {
+				return err
+			}
+			s.paused[f] = true
+		}
+		s.waitSent(ctx, n/2)
+		s.prog.stage(fmt.Sprintf("leader %d alone", leader))
+		sleep(ctx, pauseWindow)
+		if err := s.kill(ctx, leader); err != nil {
+			return err
+		}
+		for _, f := range fs {
+			s.prog.stage(fmt.Sprintf("resume replication on %d", f))
+			s.log("resume-replication", f)
+			if err := s.cfg.Faults.ResumeReplication(ctx, f); err != nil {
+				return err
+			}
+			delete(s.paused, f)
+		}
+		if err := s.waitNewLeader(ctx, leader); err != nil {
+			return err
+		}
+		return s.restart(ctx, leader)
+	}
+	return fmt.Errorf("%w %q", ErrUnknownFault, s.cfg.Fault)
+}
+
+// restore undoes whatever the schedule left broken, with its own deadline
+// so that a cancelled run still puts a real cluster back.
+func (s *schedule) restore(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
+	defer cancel()
+	var errs []error
+	for _, id := range sortedIDs(s.paused) {
+		s.log("resume-replication", id)
+		errs = append(errs, s.cfg.Faults.ResumeReplication(ctx, id))
+	}
+	for _, id := range sortedIDs(s.isolated) {
+		s.log("heal", id)
+		errs = append(errs, s.cfg.Faults.Heal(ctx, id))
+	}
+	for _, id := range sortedIDs(s.killed) {
+		s.log("restart", id)
+		errs = append(errs, s.cfg.Faults.Restart(ctx, id))
+	}
+	clear(s.paused)
+	clear(s.isolated)
+	clear(s.killed)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("verify: putting the cluster back: %w", err)
+	}
+	return nil
+}
+
+func sortedIDs(m map[int32]bool) []int32 {
+	var ids []int32
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (s *schedule) log(op string, broker int32) {
+	s.cfg.Logger.Info("verify: fault", "op", op, "broker", broker, "topic", s.cfg.Topic,
+		"sent", s.sent.Load())
+}
+
+func (s *schedule) kill(ctx context.Context, id int32) error {
+	s.prog.stage(fmt.Sprintf("kill broker %d", id))
+	s.log("kill", id)
+	if err := s.cfg.Faults.Kill(ctx, id); err != nil {
+		return err
+	}
+	s.killed[id] = true
+	return nil
+}
+
+func (s *schedule) restart(ctx context.Context, id int32) error {
+	s.prog.stage(fmt.Sprintf("restart broker %d", id))
+	s.log("restart", id)
+	if err := s.cfg.Faults.Restart(ctx, id); err != nil {
+		return err
+	}
+	delete(s.killed, id)
+	return nil
+}
+
+// waitSent waits until the producer has been handed n records, has sent
+// everything, or ctx ends.
+func (s *schedule) waitSent(ctx context.Context, n int) {
+	for s.sent.Load() < int64(n) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.produced:
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// leader returns partition 0's leader as the injector sees it.
+func (s *schedule) leader(ctx context.Context) (int32, error) {
+	id, err := s.cfg.Faults.Leader(ctx, s.cfg.Topic, 0)
+	if err != nil {
+		return -1, err
+	}
+	if id < 0 {
+		return -1, fmt.Errorf("verify: partition 0 of %s has no leader", s.cfg.Topic)
+	}
+	return id, nil
+}
+
+// replicas returns partition 0's leader and replicas.
+func (s *schedule) replicas(ctx context.Context) (int32, []int32, error) {
+	leader, err := s.leader(ctx)
+	if err != nil {
+		return -1, nil, err
+	}
+	md, err := s.adm.Metadata(ctx, s.cfg.Topic)
+	if err != nil {
+		return -1, nil, fmt.Errorf("verify: metadata: %w", err)
+	}
+	p, ok := md.Topics[s.cfg.Topic].Partitions[0]
+	if !ok {
+		return -1, nil, fmt.Errorf("verify: metadata: partition 0 of %s missing", s.cfg.Topic)
+	}
+	return leader, p.Replicas, nil
+}
+
+// plainFollower picks a follower of partition 0, preferring one that leads
+// no partition of the topic, so that killing it is only a follower's death.
+func (s *schedule) plainFollower(ctx context.Context, leader int32, replicas []int32) (int32, error) {
+	fs := followers(leader, replicas)
+	if len(fs) == 0 {
+		return -1, fmt.Errorf("verify: partition 0 of %s has no follower (replicas %v)", s.cfg.Topic, replicas)
+	}
+	md, err := s.adm.Metadata(ctx, s.cfg.Topic)
+	if err != nil {
+		return fs[0], nil
+	}
+	leaders := map[int32]bool{}
+	for _, p := range md.Topics[s.cfg.Topic].Partitions {
+		leaders[p.Leader] = true
+	}
+	for _, f := range fs {
+		if !leaders[f] {
+			return f, nil
+		}
+	}
+	return fs[0], nil
+}
+
+func followers(leader int32, replicas []int32) []int32 {
+	return slices.DeleteFunc(slices.Clone(replicas), func(id int32) bool { return id == leader })
+}
+
+// waitNewLeader waits until partition 0 is led by a broker other than old.
+func (s *schedule) waitNewLeader(ctx context.Context, old int32) error {
+	s.prog.stage(fmt.Sprintf("wait for a leader other than %d", old))
+	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
+	defer cancel()
+	for {
+		id, err := s.cfg.Faults.Leader(ctx, s.cfg.Topic, 0)
+		if err == nil && id >= 0 && id != old {
+			s.cfg.Logger.Info("verify: new leader", "topic", s.cfg.Topic, "leader", id, "sent", s.sent.Load())
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("verify: partition 0 of %s: no leader other than %d after %v (last: %d, %v): %w",
+				s.cfg.Topic, old, leaderTimeout, id, err, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// waitOutOfISR waits, at most isrTimeout, until broker id has left
+// partition 0's ISR; a cluster that keeps it longer still gets the
+// follower back afterwards.
+func (s *schedule) waitOutOfISR(ctx context.Context, id int32) {
+	s.prog.stage(fmt.Sprintf("wait for %d to leave the ISR", id))
+	ctx, cancel := context.WithTimeout(ctx, isrTimeout)
+	defer cancel()
+	for {
+		md, err := s.adm.Metadata(ctx, s.cfg.Topic)
+		if err == nil {
+			if p, ok := md.Topics[s.cfg.Topic].Partitions[0]; ok && !slices.Contains(p.ISR, id) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			s.cfg.Logger.Warn("verify: killed follower still in the ISR", "broker", id, "after", isrTimeout)
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
