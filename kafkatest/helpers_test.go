@@ -51,9 +51,16 @@ func committedOffsets(ctx context.Context, t *testing.T, c *kafkatest.Cluster, g
 	return out
 }
 
+// newAdmin returns a kadm client seeded with the brokers that run now.
 func newAdmin(t *testing.T, c *kafkatest.Cluster) *kadm.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	var seeds []string
+	for _, b := range c.Brokers() {
+		if b.Alive {
+			seeds = append(seeds, b.Address)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -170,6 +171,7 @@ type verifiableEvent struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
+	Key       string `json:"key"`
 	Value     string `json:"value"`
 	Exception string `json:"exception"`
 	Message   string `json:"message"`
@@ -268,7 +270,7 @@ func (l *eventLog) named(name string) []verifiableEvent {
 
 // TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled runs Kafka's own
 // verification tools — VerifiableProducer (acks=-1, idempotent) and VerifiableConsumer (a group
-// committing after each poll) — while the broker leading the most partitions is killed: every
+// committing after each poll) — while the group's coordinator, a partition leader too, is killed: every
 // acknowledged value is consumed, at the offset it was acknowledged at, and no value is stored
 // twice.
 func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *testing.T) {
@@ -277,17 +279,21 @@ func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *test
 	defer cancel()
 	const topic, group, partitions, messages = "java-verifiable", "java-verifiable", 3, 3000
 	c := javaTopic(ctx, t, topic, partitions)
-	bootstrap := strings.Join(c.Bootstrap(), ",")
-	leads := map[int32]int{}
-	for p := int32(0); p < partitions; p++ {
-		info, _ := c.Partition(topic, p)
-		leads[info.Leader]++
+	// The victim is the group's coordinator, which also leads a partition of the topic (every
+	// broker leads one): the producer and the consumer both lose a broker they talk to.
+	coord := newAdmin(t, c).FindGroupCoordinators(ctx, group)[group]
+	if coord.Err != nil {
+		t.Fatalf("no coordinator for group %s: %v", group, coord.Err)
 	}
-	victim := int32(-1)
-	for id, n := range leads {
-		if victim < 0 || n > leads[victim] || (n == leads[victim] && id < victim) {
-			victim = id
+	victim := coord.NodeID
+	led := 0
+	for p := int32(0); p < partitions; p++ {
+		if info, _ := c.Partition(topic, p); info.Leader == victim {
+			led++
 		}
+	}
+	if led == 0 {
+		t.Fatalf("coordinator %d leads no partition of %s", victim, topic)
 	}
 	// Clients start from a broker that stays up.
 	var seeds []string
@@ -296,7 +302,7 @@ func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *test
 			seeds = append(seeds, b.Address)
 		}
 	}
-	bootstrap = strings.Join(seeds, ",")
+	bootstrap := strings.Join(seeds, ",")
 
 	dir := t.TempDir()
 	// VerifiableProducer sets retries=0 unless its config file says otherwise; idempotence needs
@@ -324,7 +330,8 @@ func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *test
 	}, consumed, &consErr)
 
 	prodCmd := tool(ctx, "org.apache.kafka.tools.VerifiableProducer", "--bootstrap-server", bootstrap, "--topic", topic,
-		"--acks", "-1", "--max-messages", fmt.Sprint(messages), "--throughput", "1000", "--command-config", producerConfig)
+		"--acks", "-1", "--max-messages", fmt.Sprint(messages), "--throughput", "1000", "--repeating-keys", "30",
+		"--command-config", producerConfig)
 	var prodErr lockedBuffer
 	prodCmd.Stderr = &prodErr
 	produced := readEvents(t, prodCmd)
@@ -390,6 +397,7 @@ func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *test
 	}
 	where := map[string]at{}
 	redelivered := 0
+	lastOfKey := map[string]int{} // VerifiableProducer's values count up: per key they must too
 	records := consumed.named("record_data")
 	for _, e := range records {
 		if e.Topic != topic {
@@ -411,6 +419,23 @@ func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *test
 		if a.Partition != e.Partition || a.Offset != e.Offset {
 			t.Fatalf("value %s acknowledged at %d@%d, consumed at %d@%d", e.Value, a.Partition, a.Offset, e.Partition, e.Offset)
 		}
+		n, err := strconv.Atoi(e.Value)
+		if err != nil {
+			t.Fatalf("value %q is not VerifiableProducer's counter", e.Value)
+		}
+		if last, ok := lastOfKey[e.Key]; ok && n <= last {
+			t.Fatalf("key %s: value %d consumed after %d (reordered)", e.Key, n, last)
+		}
+		lastOfKey[e.Key] = n
+	}
+	// The group committed everything it read (VerifiableConsumer commits the partitions of each
+	// poll, so an empty partition has no commit): a restarted consumer would resume at the end.
+	ends := endOffsets(ctx, t, c, topic)
+	committed := committedOffsets(ctx, t, c, group, topic)
+	for p, end := range ends {
+		if at, ok := committed[p]; (ok || end > 0) && at != end {
+			t.Fatalf("partition %d: committed %d after the run, want the end offset %d (committed %v, ends %v)", p, at, end, committed, ends)
+		}
 	}
 	// records_consumed summarises each poll; it must account for every record_data line.
 	summarised := 0
@@ -426,8 +451,11 @@ func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *test
 			failedCommits++
 		}
 	}
-	t.Logf("broker %d (leader of %d partitions) killed after %d acks; %d acknowledged, %d consumed, %d redelivered, %d failed commits",
-		victim, leads[victim], killedAt, len(acked), len(where), redelivered, failedCommits)
+	if len(lastOfKey) != 30 {
+		t.Fatalf("consumed %d keys, want 30", len(lastOfKey))
+	}
+	t.Logf("broker %d (group coordinator, leader of %d partitions) killed after %d acks; %d acknowledged, %d consumed, %d redelivered, %d failed commits; end offsets %v",
+		victim, led, killedAt, len(acked), len(where), redelivered, failedCommits, ends)
 }
 
 // isSignalExit reports whether err is a child's exit caused by a signal or the JVM's exit status
