@@ -137,7 +137,7 @@ func (j *Job) Stats() Stats {
 		Superseded:   j.superseded.Load(),
 	}
 	if s := j.published.Load(); s != nil {
-		st.Held, st.Blocked, _ = s.counts()
+		st.Held, st.Blocked = s.load()
 	}
 	return st
 }
@@ -291,7 +291,7 @@ func (j *Job) waitRoom(ctx context.Context) (int, error) {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
-		held, blocked, _ := j.sched.counts()
+		held, blocked := j.sched.load()
 		if room := j.cfg.maxBuffered - (held - blocked); room > 0 {
 			return room, nil
 		}

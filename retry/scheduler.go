@@ -377,6 +377,13 @@ func (s *scheduler) dropPartition(ctx context.Context, p int32) error {
 	return ctx.Err()
 }
 
+// load returns the held items and those of them blocked behind their key.
+func (s *scheduler) load() (held, blocked int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held, s.blocked
+}
+
 // counts returns the held items, those of them blocked behind their key,
 // and the earliest first failure among them.
 func (s *scheduler) counts() (held, blocked int, oldest time.Time) {
