@@ -167,7 +167,9 @@ func pinPartitioner() kgo.Partitioner {
 // fetching, waits up to ShutdownTimeout for running handlers, commits what is
 // finished and leaves the group. Markers not finished stay uncommitted and
 // run after the next start. Run returns nil after a shutdown caused by ctx,
-// or the error that stopped it. A Job runs once.
+// or the error that stopped it. The retry topic must exist (create it, like
+// any no-loss topic, with replication factor 3 and min.insync.replicas 2).
+// A Job runs once.
 func (j *Job) Run(ctx context.Context) error {
 	if !j.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("retry: Job.Run called twice: %w", ErrClosed)

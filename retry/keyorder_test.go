@@ -10,8 +10,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/consume"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
+
+// A Parker is the consume package's retry path.
+var _ consume.Parker = (*retry.Parker)(nil)
 
 // sourceRecord is record i of the source topic: partition 0, offset i.
 func sourceRecord(topic string, i int, key string) *kgo.Record {
