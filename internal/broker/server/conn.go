@@ -92,6 +92,7 @@ func (b *Broker) serveConn(c net.Conn) {
 			// partition swallows the answer too, or the follower would copy records the leader
 			// takes after the cut.
 			lg.Debug("dropping a replica response: the broker was isolated meanwhile")
+			discardResponse(resp)
 			return
 		}
 		if resp == nil {

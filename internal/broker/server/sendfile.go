@@ -170,6 +170,13 @@ func fetchResponse(resp *kmsg.FetchResponse, parts []fetchPart) kmsg.Response {
 	return &zeroCopyFetch{FetchResponse: resp, parts: zc}
 }
 
+// discardResponse releases what a response holds when it will not be written.
+func discardResponse(resp kmsg.Response) {
+	if zr, ok := resp.(*zeroCopyFetch); ok {
+		zr.release()
+	}
+}
+
 // writeResponse writes an encoded response frame to c. For a zero-copy fetch the placeholders
 // in frame are replaced by their file ranges on the way, and the ranges are released.
 func (b *Broker) writeResponse(c net.Conn, frame []byte, resp kmsg.Response) error {
