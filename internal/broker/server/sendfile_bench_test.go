@@ -162,7 +162,9 @@ func BenchmarkConsumerFetchZeroCopyVsCopy(b *testing.B) {
 		read func(b *testing.B, addr string, ends map[int32]int64, buf *[]byte) int64
 	}{
 		{"raw", rawConsume},
-		{"franz-go", func(b *testing.B, addr string, ends map[int32]int64, _ *[]byte) int64 { return kgoConsume(b, addr, ends) }},
+		{"franz-go", func(b *testing.B, addr string, ends map[int32]int64, _ *[]byte) int64 {
+			return kgoConsume(b, addr, ends)
+		}},
 	}
 	for _, cl := range clients {
 		b.Run(cl.name, func(b *testing.B) {
