@@ -200,7 +200,9 @@ func noLossNeverAcksUncopied(t *testing.T, c Cluster) {
 	for _, f := range followers {
 		skipIfUnsupported(t, fmt.Sprintf("pause follower %d", f), c.PauseReplication(ctx, f))
 	}
-	sctx, scancel := context.WithTimeout(ctx, 3*time.Second)
+	// Shorter than replica.lag.time.max.ms (5 s on both targets): the paused
+	// followers stay in the ISR, so the leader must wait for them.
+	sctx, scancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 	err = p.Send(sctx, &kgo.Record{Value: []byte("uncopied")})
 	scancel()
 	if err == nil {
