@@ -116,7 +116,8 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 func TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow(t *testing.T) {
 	e := newEnv(t, "alrt", 1)
 	ctx := context.Background()
-	slow := retry.Backoff{Initial: 400 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 1, Jitter: 0}
+	// Due well after the job has read them, even on a loaded machine.
+	slow := retry.Backoff{Initial: 1500 * time.Millisecond, Max: 1500 * time.Millisecond, Multiplier: 1, Jitter: 0}
 	p, err := retry.NewParker(e.cl, retry.WithBackoff(slow))
 	if err != nil {
 		t.Fatal(err)
