@@ -98,8 +98,11 @@ func ParseRequest(frame []byte) (h Header, req kmsg.Request, err error) {
 		}
 	}()
 	rd := kbin.Reader{Src: frame[8:]}
-	if cid := rd.NullableString(); cid != nil {
-		h.ClientID = *cid
+	// ControlledShutdown v0 is the one request with header v0, which has no client id.
+	if h.Key != 7 || h.Version != 0 {
+		if cid := rd.NullableString(); cid != nil {
+			h.ClientID = *cid
+		}
 	}
 	if req.IsFlexible() {
 		kmsg.SkipTags(&rd)
