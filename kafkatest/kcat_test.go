@@ -178,16 +178,15 @@ func TestKcatIdempotentProducerConsumerAndGroupLoseNothing(t *testing.T) {
 		}
 		defer cmd.Process.Kill()
 		var (
-			mu  sync.Mutex
-			got []produced
+			mu    sync.Mutex
+			lines []string
 		)
 		scanned := make(chan error, 1)
 		go func() {
 			sc := bufio.NewScanner(stdout)
 			for sc.Scan() {
-				p := parseKeyed(t, sc.Text())
 				mu.Lock()
-				got = append(got, p)
+				lines = append(lines, sc.Text())
 				mu.Unlock()
 			}
 			scanned <- sc.Err()
@@ -195,7 +194,7 @@ func TestKcatIdempotentProducerConsumerAndGroupLoseNothing(t *testing.T) {
 		waitFor(t, 30*time.Second, "kcat -G to print every record", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
-			return len(got) >= keys*perKey
+			return len(lines) >= keys*perKey
 		})
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -205,6 +204,10 @@ func TestKcatIdempotentProducerConsumerAndGroupLoseNothing(t *testing.T) {
 		}
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("kcat -G after SIGTERM: %v\n%s", err, stderr.String())
+		}
+		var got []produced
+		for _, line := range lines {
+			got = append(got, parseKeyed(t, line))
 		}
 		checkExactlyOnceInOrder(t, got, keys, perKey)
 

@@ -45,22 +45,29 @@ func keyed(topic string, k, s int) *sarama.ProducerMessage {
 	return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(fmt.Sprintf("%s:%d", key, s))}
 }
 
-// deliveries is the log of messages processed by one or more group members, in processing order.
+// deliveries is the log of message values processed by one or more group members, in
+// processing order.
 type deliveries struct {
-	mu  sync.Mutex
-	got []produced
+	mu     sync.Mutex
+	values [][]byte
 }
 
-func (d *deliveries) add(p produced) {
+func (d *deliveries) add(v []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.got = append(d.got, p)
+	d.values = append(d.values, v)
 }
 
-func (d *deliveries) records() []produced {
+// records parses the values so far; call it from the test's goroutine.
+func (d *deliveries) records(t *testing.T) []produced {
+	t.Helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return slices.Clone(d.got)
+	out := make([]produced, len(d.values))
+	for i, v := range d.values {
+		out[i] = parseValue(t, v)
+	}
+	return out
 }
 
 // groupRecorder is a sarama ConsumerGroupHandler that records every message it is given (in its
@@ -70,7 +77,6 @@ func (d *deliveries) records() []produced {
 // cost a fetch long-poll each: sarama sends commits and fetches on one connection, which a
 // Kafka broker serves one request at a time.)
 type groupRecorder struct {
-	t      *testing.T
 	shared *deliveries
 
 	mine   deliveries
@@ -104,10 +110,9 @@ func (h *groupRecorder) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama
 			if !ok {
 				return nil
 			}
-			p := parseValue(h.t, m.Value)
-			h.mine.add(p)
+			h.mine.add(m.Value)
 			if h.shared != nil {
-				h.shared.add(p)
+				h.shared.add(m.Value)
 			}
 			s.MarkMessage(m, "")
 			if len(claim.Messages()) == 0 {
@@ -119,7 +124,7 @@ func (h *groupRecorder) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama
 	}
 }
 
-func (h *groupRecorder) records() []produced { return h.mine.records() }
+func (h *groupRecorder) records(t *testing.T) []produced { return h.mine.records(t) }
 
 func (h *groupRecorder) owned() []int32 {
 	h.mu.Lock()
@@ -266,15 +271,15 @@ func TestSaramaIdempotentProducerPartitionConsumerAndGroupLoseNothing(t *testing
 			checkExactlyOnceInOrder(t, read, keys, perKey)
 
 			// A group member commits each message after it has recorded it.
-			h := &groupRecorder{t: t}
+			h := &groupRecorder{}
 			m := runGroup(t, c, cfg, "sarama-group", topic, h)
-			waitFor(t, 30*time.Second, "the group member to read every record", func() bool { return len(h.records()) >= keys*perKey })
+			waitFor(t, 30*time.Second, "the group member to read every record", func() bool { return len(h.records(t)) >= keys*perKey })
 			time.Sleep(4 * cfg.Consumer.MaxWaitTime) // a few empty long polls, which must decode too
 			m.stop()
 			if errs := m.errors(); len(errs) > 0 {
 				t.Fatalf("the group member reported %d errors, first: %v", len(errs), errs[0])
 			}
-			checkExactlyOnceInOrder(t, h.records(), keys, perKey)
+			checkExactlyOnceInOrder(t, h.records(t), keys, perKey)
 			committed := committedOffsets(ctx, t, c, "sarama-group", topic)
 			for p, end := range ends {
 				if committed[p] != end {
@@ -325,18 +330,18 @@ func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T
 	// Partitions change hands only between sessions, so the shared log of what both members
 	// processed, in processing order, holds each key's records in order.
 	var all deliveries
-	a := &groupRecorder{t: t, shared: &all}
-	b := &groupRecorder{t: t, shared: &all}
+	a := &groupRecorder{shared: &all}
+	b := &groupRecorder{shared: &all}
 	ma := runGroup(t, c, cfg, group, topic, a)
 	waitFor(t, 20*time.Second, "member a to own every partition and read", func() bool {
-		return len(a.owned()) == partitions && len(a.records()) > keys*perKey/5
+		return len(a.owned()) == partitions && len(a.records(t)) > keys*perKey/5
 	})
 	mb := runGroup(t, c, cfg, group, topic, b)
 	waitFor(t, 20*time.Second, "a and b to split the partitions and b to read", func() bool {
 		oa, ob := a.owned(), b.owned()
-		return len(oa) > 0 && len(ob) > 0 && len(oa)+len(ob) == partitions && len(b.records()) > 0
+		return len(oa) > 0 && len(ob) > 0 && len(oa)+len(ob) == partitions && len(b.records(t)) > 0
 	})
-	mid := len(a.records()) + len(b.records())
+	mid := len(a.records(t)) + len(b.records(t))
 	mb.stop() // b leaves mid-stream: a takes its partitions back from the committed offsets
 	waitFor(t, 20*time.Second, "a to own every partition again", func() bool { return len(a.owned()) == partitions })
 	sent.Wait()
@@ -351,14 +356,14 @@ func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T
 	// processed again after a rebalance) can only repeat what came before.
 	waitFor(t, 20*time.Second, "every record to be consumed", func() bool {
 		seen := map[produced]bool{}
-		for _, p := range all.records() {
+		for _, p := range all.records(t) {
 			seen[p] = true
 		}
 		return len(seen) == keys*perKey
 	})
 	next := map[string]int{}
 	dups := 0
-	for _, p := range all.records() {
+	for _, p := range all.records(t) {
 		switch {
 		case p.seq == next[p.key]:
 			next[p.key]++
@@ -383,7 +388,7 @@ func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T
 	for _, err := range append(ma.errors(), mb.errors()...) {
 		t.Logf("group member reported: %v", err)
 	}
-	t.Logf("%d records, %d read before b left, a read %d, b read %d, redelivered %d", keys*perKey, mid, len(a.records()), len(b.records()), dups)
+	t.Logf("%d records, %d read before b left, a read %d, b read %d, redelivered %d", keys*perKey, mid, len(a.records(t)), len(b.records(t)), dups)
 }
 
 // keyedAsync produces keys×perKey keyed records through an idempotent async producer, calling
