@@ -156,8 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		b.shutdown(false)
 		return nil, fmt.Errorf("server: broker %d: register: %w", cfg.ID, err)
 	}
-	b.wg.Add(3)
-	go b.acceptLoop()
+	b.wg.Add(2)
 	go b.heartbeatLoop()
 	go b.maintenanceLoop()
 	select {
@@ -166,6 +165,10 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		b.shutdown(false)
 		return nil, ctx.Err()
 	}
+	// Connections are served only once the node knows the cluster's metadata; until then they
+	// wait in the listen backlog.
+	b.wg.Add(1)
+	go b.acceptLoop()
 	b.lg.Info("broker started", "addr", b.Addr(), "data", cfg.DataDir)
 	return b, nil
 }

@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -86,7 +88,11 @@ func (b *Broker) serveConn(c net.Conn) {
 			lg.Debug("dropping replica request to an isolated broker")
 			return
 		}
-		resp := b.handle(group.WithClient(b.ctx, hdr.ClientID, host), &request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
+		resp, err := b.safeHandle(group.WithClient(b.ctx, hdr.ClientID, host), &request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
+		if err != nil {
+			lg.Error("closing connection: handler failed", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
+			return
+		}
 		if b.isolated.Load() && isReplicaRequest(kreq) {
 			// Isolated while the request was served (a follower's long poll): the network
 			// partition swallows the answer too, or the follower would copy records the leader
@@ -120,6 +126,17 @@ func isReplicaRequest(r kmsg.Request) bool {
 		return r.ReplicaID >= 0
 	}
 	return false
+}
+
+// safeHandle runs handle, turning a panic in a handler into an error: one bad request costs its
+// connection, never the broker.
+func (b *Broker) safeHandle(ctx context.Context, r *request) (resp kmsg.Response, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, fmt.Errorf("server: panic in %s handler: %v\n%s", kmsg.NameForKey(r.hdr.Key), p, debug.Stack())
+		}
+	}()
+	return b.handle(ctx, r), nil
 }
 
 // handle runs the handler for the request's API. The context ends when the node stops.
