@@ -221,14 +221,18 @@ func TestJobKilledMidRunAndRestartedLosesNoMarkerAndDeadLettersNothingEarly(t *t
 		t.Errorf("%d records dead-lettered, want %d", len(dead), alwaysFail)
 	}
 	// The graceful stop committed everything.
-	committed, err := adm.FetchOffsets(ctx, retry.DefaultGroup(e.topic+retry.RetrySuffix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, e.topic+retry.RetrySuffix)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var committed kadm.OffsetResponses
+	var ends kadm.ListedOffsets
+	waitFor(t, 10*time.Second, "the committed and end offsets", func() bool {
+		committed, err = adm.FetchOffsets(ctx, retry.DefaultGroup(e.topic+retry.RetrySuffix))
+		if err == nil {
+			ends, err = adm.ListEndOffsets(ctx, e.topic+retry.RetrySuffix)
+		}
+		if err == nil {
+			err = ends.Error()
+		}
+		return err == nil
+	})
 	ends.Each(func(o kadm.ListedOffset) {
 		c, _ := committed.Lookup(o.Topic, o.Partition)
 		if c.At != o.Offset && o.Offset > 0 {

@@ -52,7 +52,12 @@ func (w *writer) park(ctx context.Context, m *Marker, pin int32, delay bool) (*k
 		m.FirstFailed = now
 	}
 	if delay && m.Attempts > 0 {
-		m.Due = ceilMilli(now.Add(w.cfg.backoff.Delay(m.Attempts)))
+		// The backoff counts from the failure, not from this write.
+		base := now
+		if n := len(m.History); n > 0 && m.History[n-1].At.Before(now) {
+			base = m.History[n-1].At
+		}
+		m.Due = ceilMilli(base.Add(w.cfg.backoff.Delay(m.Attempts)))
 	}
 	topic := w.cfg.retryTopicFor(m.Topic)
 	if l := w.cfg.locks; l != nil && l.topic != topic {
