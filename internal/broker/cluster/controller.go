@@ -428,13 +428,18 @@ func (c *Controller) CreateTopics(_ context.Context, from int32, specs []server.
 		return errs
 	}
 	_ = c.changeLocked(func(img *meta.Image) error {
-		created := 0
+		created, added := 0, 0
 		for i, s := range specs {
 			t, err := c.newTopicLocked(img, s)
 			if err != nil {
 				errs[i] = err
 				continue
 			}
+			if added+len(t.Partitions) > maxPartitionsPerOp {
+				errs[i] = errTooManyPartitions(int64(added + len(t.Partitions)))
+				continue
+			}
+			added += len(t.Partitions)
 			if !validateOnly {
 				img.Topics[s.Name] = t
 				created++
@@ -451,6 +456,15 @@ func (c *Controller) CreateTopics(_ context.Context, from int32, specs []server.
 
 var errNoChange = errors.New("cluster: no change")
 
+// maxPartitionsPerOp bounds the partitions one CreateTopics or CreatePartitions request may add,
+// as Kafka's controller bounds the records of one operation (10000): beyond it the request fails
+// with POLICY_VIOLATION instead of exhausting memory and file descriptors.
+const maxPartitionsPerOp = 10000
+
+func errTooManyPartitions(n int64) error {
+	return fmt.Errorf("%d partitions in one request exceed the limit of %d: %w", n, maxPartitionsPerOp, kerr.PolicyViolation)
+}
+
 func (c *Controller) newTopicLocked(img *meta.Image, s server.TopicSpec) (*meta.Topic, error) {
 	if img.Topic(s.Name) != nil {
 		return nil, fmt.Errorf("topic %q already exists: %w", s.Name, kerr.TopicAlreadyExists)
@@ -461,6 +475,9 @@ func (c *Controller) newTopicLocked(img *meta.Image, s server.TopicSpec) (*meta.
 		}
 	}
 	t := &meta.Topic{Name: s.Name, ID: meta.NewTopicID(), Configs: s.Configs, Internal: s.Name == meta.OffsetsTopic}
+	if len(s.Assignment) > maxPartitionsPerOp {
+		return nil, errTooManyPartitions(int64(len(s.Assignment)))
+	}
 	if len(s.Assignment) > 0 {
 		for p := int32(0); p < int32(len(s.Assignment)); p++ {
 			reps, ok := s.Assignment[p]
@@ -478,6 +495,9 @@ func (c *Controller) newTopicLocked(img *meta.Image, s server.TopicSpec) (*meta.
 	}
 	if s.Partitions <= 0 {
 		return nil, fmt.Errorf("number of partitions must be positive, got %d: %w", s.Partitions, kerr.InvalidPartitions)
+	}
+	if s.Partitions > maxPartitionsPerOp {
+		return nil, errTooManyPartitions(int64(s.Partitions))
 	}
 	var live []int32
 	for _, b := range img.Brokers {
@@ -558,6 +578,9 @@ func (c *Controller) CreatePartitions(_ context.Context, from int32, topic strin
 		}
 		if int(count) <= len(t.Partitions) {
 			return fmt.Errorf("topic %q has %d partitions; the new count %d must be larger: %w", topic, len(t.Partitions), count, kerr.InvalidPartitions)
+		}
+		if int64(count)-int64(len(t.Partitions)) > maxPartitionsPerOp {
+			return errTooManyPartitions(int64(count) - int64(len(t.Partitions)))
 		}
 		rf := len(t.Partitions[0].Replicas)
 		var live []int32
