@@ -125,9 +125,18 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if err := ctrl.EnsureOffsetsTopic(cfg.OffsetsPartitions); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("cluster: create %s: %w", meta.OffsetsTopic, err)
+	// On a starved machine a broker can miss its session while starting; it registers again by
+	// itself, so creating the offsets topic is retried until every broker is live.
+	for {
+		err := ctrl.EnsureOffsetsTopic(cfg.OffsetsPartitions, cfg.Brokers)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			c.Close()
+			return nil, fmt.Errorf("cluster: create %s: %w", meta.OffsetsTopic, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if err := c.WaitConverged(ctx); err != nil {
 		c.Close()

@@ -611,9 +611,12 @@ func (c *Controller) CreatePartitions(_ context.Context, from int32, topic strin
 	return err
 }
 
+// ErrNotEnoughBrokers is returned by EnsureOffsetsTopic while fewer brokers are live than needed.
+var ErrNotEnoughBrokers = errors.New("cluster: not enough live brokers")
+
 // EnsureOffsetsTopic creates __consumer_offsets if it does not exist, with the given partitions
-// and a replication factor of min(3, live brokers).
-func (c *Controller) EnsureOffsetsTopic(partitions int32) error {
+// and a replication factor of min(3, brokers), once at least that many brokers are live.
+func (c *Controller) EnsureOffsetsTopic(partitions int32, brokers int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.img.Topic(meta.OffsetsTopic) != nil {
@@ -624,6 +627,9 @@ func (c *Controller) EnsureOffsetsTopic(partitions int32) error {
 		if b.Alive {
 			live++
 		}
+	}
+	if want := min(3, brokers); live < want {
+		return fmt.Errorf("%w: %d live, %s needs %d", ErrNotEnoughBrokers, live, meta.OffsetsTopic, want)
 	}
 	var errOut error
 	_ = c.changeLocked(func(img *meta.Image) error {
