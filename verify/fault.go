@@ -132,21 +132,23 @@ type Limited interface {
 // Supports reports whether fi can run schedule f: it has every operation
 // f needs, as far as fi tells (see [Limited]). FaultNone needs no
 // injector.
-func Supports(fi FaultInjector, f Fault) bool {
-	if len(f.Ops()) == 0 {
-		return true
-	}
+func Supports(fi FaultInjector, f Fault) bool { return len(MissingOps(fi, f)) == 0 }
+
+// MissingOps returns the operations schedule f needs that fi lacks, as far
+// as fi tells (see [Limited]); all of them if fi is nil.
+func MissingOps(fi FaultInjector, f Fault) []Op {
 	if fi == nil {
-		return false
+		return f.Ops()
 	}
 	l, ok := fi.(Limited)
 	if !ok {
-		return true
+		return nil
 	}
+	var missing []Op
 	for _, op := range f.Ops() {
 		if !l.Supports(op) {
-			return false
+			missing = append(missing, op)
 		}
 	}
-	return true
+	return missing
 }

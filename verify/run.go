@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -166,8 +167,8 @@ func (cfg Config) normalize() (Config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
-	if !Supports(cfg.Faults, cfg.Fault) {
-		return cfg, fmt.Errorf("%w: fault %s needs %v", ErrUnsupported, cfg.Fault, cfg.Fault.Ops())
+	if missing := MissingOps(cfg.Faults, cfg.Fault); len(missing) > 0 {
+		return cfg, fmt.Errorf("%w: fault %s needs %v", ErrUnsupported, cfg.Fault, missing)
 	}
 	if cfg.Topic == "" {
 		cfg.Topic = fmt.Sprintf("kafkaguard-verify-%s-%s-%s", strings.ToLower(cfg.Preset.String()), cfg.Fault,
@@ -483,12 +484,9 @@ func waitHealthy(ctx context.Context, adm *kadm.Client, topic string, timeout ti
 func readBack(ctx context.Context, cfg Config, adm *kadm.Client) ([]Record, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
-	ends, err := adm.ListEndOffsets(ctx, cfg.Topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := stableEndOffsets(ctx, adm, cfg.Topic)
 	if err != nil {
-		return nil, 0, fmt.Errorf("verify: end offsets of %s: %w", cfg.Topic, err)
+		return nil, 0, err
 	}
 	want := map[int32]int64{}
 	parts := map[int32]kgo.Offset{}
@@ -532,6 +530,33 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client) ([]Record, int,
 		}
 	}
 	return out, corrupt, nil
+}
+
+// stableEndOffsets lists the topic's end offsets until two answers a
+// moment apart agree: a record sent with acks=0 counts as sent once it left
+// the client, and the broker may still be appending it.
+func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm.ListedOffsets, error) {
+	var prev map[int32]int64
+	for {
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("verify: end offsets of %s: %w", topic, err)
+		}
+		cur := map[int32]int64{}
+		ends.Each(func(o kadm.ListedOffset) { cur[o.Partition] = o.Offset })
+		if prev != nil && maps.Equal(prev, cur) {
+			return ends, nil
+		}
+		prev = cur
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("verify: end offsets of %s: %w", topic, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // progressor reports progress at every stage and periodically.

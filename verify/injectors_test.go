@@ -1,0 +1,136 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+)
+
+func TestControlFaultsDrivesTheBundledClusterOverHTTP(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	srv := httptest.NewServer(c.ControlHandler())
+	defer srv.Close()
+	fi := ControlFaults(srv.URL+"/", srv.Client())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.CreateTopic(ctx, "control", 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := c.Partition("control", 0)
+	leader, err := fi.Leader(ctx, "control", 0)
+	if err != nil || leader != info.Leader {
+		t.Fatalf("Leader = %d, %v; want %d", leader, err, info.Leader)
+	}
+	steps := []struct {
+		name  string
+		do    func(context.Context, int32) error
+		check func(kafkatest.BrokerInfo) bool
+	}{
+		{"pause", fi.PauseReplication, func(b kafkatest.BrokerInfo) bool { return b.Paused }},
+		{"resume", fi.ResumeReplication, func(b kafkatest.BrokerInfo) bool { return !b.Paused }},
+		{"isolate", fi.Isolate, func(b kafkatest.BrokerInfo) bool { return b.Isolated }},
+		{"heal", fi.Heal, func(b kafkatest.BrokerInfo) bool { return !b.Isolated }},
+		{"kill", fi.Kill, func(b kafkatest.BrokerInfo) bool { return !b.Alive }},
+		{"restart", fi.Restart, func(b kafkatest.BrokerInfo) bool { return b.Alive }},
+	}
+	for _, s := range steps {
+		if err := s.do(ctx, 1); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if b := c.Brokers()[1]; !s.check(b) {
+			t.Fatalf("after %s broker 1 is %+v", s.name, b)
+		}
+	}
+	err = fi.Restart(ctx, 1)
+	if err == nil || !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), "running") {
+		t.Errorf("restarting a running broker: %v, want the API's 409 and its message", err)
+	}
+	if err := fi.Kill(ctx, 42); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("killing an unknown broker: %v, want 404", err)
+	}
+	if _, err := fi.Leader(ctx, "no-such-topic", 0); err == nil {
+		t.Error("Leader of a missing topic: no error")
+	}
+}
+
+func TestExecFaultsRunsTheCommandWithTheBrokerID(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	f := &ExecFaults{
+		KillCmd:    "echo kill {broker} $KAFKAGUARD_BROKER >> " + out,
+		RestartCmd: "echo restart {broker} >> " + out,
+	}
+	ctx := context.Background()
+	if err := f.Kill(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Restart(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), "kill 2 2\nrestart 7\n"; got != want {
+		t.Errorf("commands wrote %q, want %q", got, want)
+	}
+}
+
+func TestExecFaultsReportsAFailingCommandWithItsOutput(t *testing.T) {
+	f := &ExecFaults{KillCmd: "echo no such broker {broker} >&2; exit 3"}
+	err := f.Kill(context.Background(), 5)
+	if err == nil || !strings.Contains(err.Error(), "no such broker 5") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("Kill = %v, want the exit status and the command's output", err)
+	}
+}
+
+func TestExecFaultsDoesNotWaitForABackgroundedBroker(t *testing.T) {
+	// A restart command that leaves a process running with our output open.
+	f := &ExecFaults{RestartCmd: "sleep 10 & echo started"}
+	start := time.Now()
+	if err := f.Restart(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("Restart waited %v for the background process", d)
+	}
+}
+
+func TestExecFaultsSupportsOnlyKillAndRestart(t *testing.T) {
+	f := &ExecFaults{KillCmd: "true"}
+	want := map[Op]bool{OpKill: true, OpRestart: false, OpIsolate: false, OpHeal: false, OpPauseReplication: false, OpResumeReplication: false}
+	for op, ok := range want {
+		if f.Supports(op) != ok {
+			t.Errorf("Supports(%s) = %v, want %v", op, !ok, ok)
+		}
+	}
+	ctx := context.Background()
+	for name, call := range map[string]func(context.Context, int32) error{
+		"Restart": f.Restart, "Isolate": f.Isolate, "Heal": f.Heal,
+		"PauseReplication": f.PauseReplication, "ResumeReplication": f.ResumeReplication,
+	} {
+		if err := call(ctx, 0); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s = %v, want ErrUnsupported", name, err)
+		}
+	}
+	if got := MissingOps(f, FaultKillLeader); len(got) != 1 || got[0] != OpRestart {
+		t.Errorf("MissingOps(kill-leader) = %v, want [restart]", got)
+	}
+	f.RestartCmd = "true"
+	for fault, ok := range map[Fault]bool{FaultNone: true, FaultKillLeader: true, FaultKillFollower: true,
+		FaultIsolateLeader: false, FaultPauseFollowersKillLeader: false} {
+		if Supports(f, fault) != ok {
+			t.Errorf("Supports(%s) = %v, want %v", fault, !ok, ok)
+		}
+	}
+	if !Supports(nil, FaultNone) || Supports(nil, FaultKillLeader) {
+		t.Error("a nil injector must support exactly the fault-free schedule")
+	}
+}
