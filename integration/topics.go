@@ -109,6 +109,7 @@ func settledEnds(ctx context.Context, t *testing.T, adm *kadm.Client, topic stri
 	t.Helper()
 	waitTopic(ctx, t, adm, topic, "full ISR before reading", partitionState.fullISR)
 	var prev map[int32]int64
+	same := 0
 	for {
 		ends, err := adm.ListEndOffsets(ctx, topic)
 		if err == nil {
@@ -118,11 +119,16 @@ func settledEnds(ctx context.Context, t *testing.T, adm *kadm.Client, topic stri
 			cur := map[int32]int64{}
 			ends.Each(func(o kadm.ListedOffset) { cur[o.Partition] = o.Offset })
 			if prev != nil && mapsEqual(prev, cur) {
+				same++
+			} else {
+				same = 0
+			}
+			if same == 2 {
 				return cur
 			}
 			prev = cur
 		}
-		if !sleepCtx(ctx, 500*time.Millisecond) {
+		if !sleepCtx(ctx, 300*time.Millisecond) {
 			t.Fatalf("topic %s: end offsets did not settle: %v (last %v, err %v)", topic, ctx.Err(), prev, err)
 		}
 	}
@@ -195,4 +201,24 @@ func counts(m map[int32][]*kgo.Record) map[int32]int {
 		out[p] = len(rs)
 	}
 	return out
+}
+
+// waitEnd waits until partition p of topic has high watermark want.
+func waitEnd(ctx context.Context, t *testing.T, adm *kadm.Client, topic string, p int32, want int64) {
+	t.Helper()
+	var got int64 = -1
+	for {
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err == nil {
+			if o, ok := ends.Lookup(topic, p); ok && o.Err == nil {
+				got = o.Offset
+				if got == want {
+					return
+				}
+			}
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			t.Fatalf("topic %s partition %d: high watermark %d, want %d: %v", topic, p, got, want, ctx.Err())
+		}
+	}
 }
