@@ -11,29 +11,31 @@ import (
 // workload is produced.
 type Fault string
 
-// The fault schedules. Each acts on the brokers of the topic's partition 0
-// once a third of the records has been handed to the producer, and puts
-// every broker back before the run reads the topic.
+// The fault schedules. Each strikes once a third of the records has been
+// handed to the producer, at the brokers of one partition: the one with
+// the most acknowledged records by then (so that the fault hits records
+// even when few keys leave a partition empty). Each puts every broker back
+// before the run reads the topic.
 const (
 	// FaultNone produces without faults.
 	FaultNone Fault = "none"
 
-	// FaultKillLeader kills partition 0's leader, waits until another
+	// FaultKillLeader kills the partition's leader, waits until another
 	// replica leads, and restarts the old leader.
 	FaultKillLeader Fault = "kill-leader"
 
-	// FaultKillFollower kills a follower of partition 0 (one that leads
+	// FaultKillFollower kills a follower of the partition (one that leads
 	// no partition of the topic, if there is one), waits until it has left
 	// the ISR, and restarts it.
 	FaultKillFollower Fault = "kill-follower"
 
-	// FaultIsolateLeader cuts partition 0's leader off from the other
+	// FaultIsolateLeader cuts the partition's leader off from the other
 	// brokers and the controller (clients still reach it), waits until
 	// another replica leads, and heals it.
 	FaultIsolateLeader Fault = "isolate-leader"
 
 	// FaultPauseFollowersKillLeader pauses replication on every follower
-	// of partition 0, produces for a short window (shorter than the
+	// of the partition, produces for a short window (shorter than the
 	// replica lag bound, so the followers stay in the ISR), kills the
 	// leader, resumes the followers, waits until one of them leads and
 	// restarts the old leader. With acks=1 the records acknowledged in the

@@ -361,7 +361,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}()
 
-	s := &schedule{cfg: cfg, adm: adm, prog: prog, sent: &sent, produced: produced,
+	s := &schedule{cfg: cfg, adm: adm, prog: prog, sent: &sent, produced: produced, tally: t,
 		killed: map[int32]bool{}, isolated: map[int32]bool{}, paused: map[int32]bool{}}
 	schedErr := s.run(ctx)
 	if rerr := s.restore(ctx); schedErr == nil {

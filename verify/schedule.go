@@ -19,6 +19,11 @@ type schedule struct {
 	prog     *progressor
 	sent     *atomic.Int64
 	produced <-chan struct{} // closed when the producer has sent everything
+	tally    *tally
+
+	// part is the partition the faults aim at: the one that had the most
+	// acknowledgements when the first fault struck.
+	part int32
 
 	killed, isolated, paused map[int32]bool
 }
@@ -30,6 +35,7 @@ func (s *schedule) run(ctx context.Context) error {
 		return nil
 	case FaultKillLeader:
 		s.waitSent(ctx, n/3)
+		s.part = s.tally.busiestPartition()
 		leader, err := s.leader(ctx)
 		if err != nil {
 			return err
@@ -43,6 +49,7 @@ func (s *schedule) run(ctx context.Context) error {
 		return s.restart(ctx, leader)
 	case FaultKillFollower:
 		s.waitSent(ctx, n/3)
+		s.part = s.tally.busiestPartition()
 		leader, replicas, err := s.replicas(ctx)
 		if err != nil {
 			return err
@@ -58,6 +65,7 @@ func (s *schedule) run(ctx context.Context) error {
 		return s.restart(ctx, f)
 	case FaultIsolateLeader:
 		s.waitSent(ctx, n/3)
+		s.part = s.tally.busiestPartition()
 		leader, err := s.leader(ctx)
 		if err != nil {
 			return err
@@ -80,6 +88,7 @@ func (s *schedule) run(ctx context.Context) error {
 		return nil
 	case FaultPauseFollowersKillLeader:
 		s.waitSent(ctx, n/3)
+		s.part = s.tally.busiestPartition()
 		leader, replicas, err := s.replicas(ctx)
 		if err != nil {
 			return err
@@ -152,7 +161,7 @@ func sortedIDs(m map[int32]bool) []int32 {
 }
 
 func (s *schedule) log(op string, broker int32) {
-	s.cfg.Logger.Info("verify: fault", "op", op, "broker", broker, "topic", s.cfg.Topic,
+	s.cfg.Logger.Info("verify: fault", "op", op, "broker", broker, "topic", s.cfg.Topic, "partition", s.part,
 		"sent", s.sent.Load())
 }
 
@@ -190,19 +199,19 @@ func (s *schedule) waitSent(ctx context.Context, n int) {
 	}
 }
 
-// leader returns partition 0's leader as the injector sees it.
+// leader returns the target partition's leader as the injector sees it.
 func (s *schedule) leader(ctx context.Context) (int32, error) {
-	id, err := s.cfg.Faults.Leader(ctx, s.cfg.Topic, 0)
+	id, err := s.cfg.Faults.Leader(ctx, s.cfg.Topic, s.part)
 	if err != nil {
 		return -1, err
 	}
 	if id < 0 {
-		return -1, fmt.Errorf("verify: partition 0 of %s has no leader", s.cfg.Topic)
+		return -1, fmt.Errorf("verify: partition %d of %s has no leader", s.part, s.cfg.Topic)
 	}
 	return id, nil
 }
 
-// replicas returns partition 0's leader and replicas.
+// replicas returns the target partition's leader and replicas.
 func (s *schedule) replicas(ctx context.Context) (int32, []int32, error) {
 	leader, err := s.leader(ctx)
 	if err != nil {
@@ -212,19 +221,19 @@ func (s *schedule) replicas(ctx context.Context) (int32, []int32, error) {
 	if err != nil {
 		return -1, nil, fmt.Errorf("verify: metadata: %w", err)
 	}
-	p, ok := md.Topics[s.cfg.Topic].Partitions[0]
+	p, ok := md.Topics[s.cfg.Topic].Partitions[s.part]
 	if !ok {
-		return -1, nil, fmt.Errorf("verify: metadata: partition 0 of %s missing", s.cfg.Topic)
+		return -1, nil, fmt.Errorf("verify: metadata: partition %d of %s missing", s.part, s.cfg.Topic)
 	}
 	return leader, p.Replicas, nil
 }
 
-// plainFollower picks a follower of partition 0, preferring one that leads
+// plainFollower picks a follower of the target partition, preferring one that leads
 // no partition of the topic, so that killing it is only a follower's death.
 func (s *schedule) plainFollower(ctx context.Context, leader int32, replicas []int32) (int32, error) {
 	fs := followers(leader, replicas)
 	if len(fs) == 0 {
-		return -1, fmt.Errorf("verify: partition 0 of %s has no follower (replicas %v)", s.cfg.Topic, replicas)
+		return -1, fmt.Errorf("verify: partition %d of %s has no follower (replicas %v)", s.part, s.cfg.Topic, replicas)
 	}
 	md, err := s.adm.Metadata(ctx, s.cfg.Topic)
 	if err != nil {
@@ -246,28 +255,28 @@ func followers(leader int32, replicas []int32) []int32 {
 	return slices.DeleteFunc(slices.Clone(replicas), func(id int32) bool { return id == leader })
 }
 
-// waitNewLeader waits until partition 0 is led by a broker other than old.
+// waitNewLeader waits until the target partition is led by a broker other than old.
 func (s *schedule) waitNewLeader(ctx context.Context, old int32) error {
 	s.prog.stage(fmt.Sprintf("wait for a leader other than %d", old))
 	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
 	defer cancel()
 	for {
-		id, err := s.cfg.Faults.Leader(ctx, s.cfg.Topic, 0)
+		id, err := s.cfg.Faults.Leader(ctx, s.cfg.Topic, s.part)
 		if err == nil && id >= 0 && id != old {
 			s.cfg.Logger.Info("verify: new leader", "topic", s.cfg.Topic, "leader", id, "sent", s.sent.Load())
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("verify: partition 0 of %s: no leader other than %d after %v (last: %d, %v): %w",
-				s.cfg.Topic, old, leaderTimeout, id, err, ctx.Err())
+			return fmt.Errorf("verify: partition %d of %s: no leader other than %d after %v (last: %d, %v): %w",
+				s.part, s.cfg.Topic, old, leaderTimeout, id, err, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
 // waitOutOfISR waits, at most isrTimeout, until broker id has left
-// partition 0's ISR; a cluster that keeps it longer still gets the
+// the target partition's ISR; a cluster that keeps it longer still gets the
 // follower back afterwards.
 func (s *schedule) waitOutOfISR(ctx context.Context, id int32) {
 	s.prog.stage(fmt.Sprintf("wait for %d to leave the ISR", id))
@@ -276,7 +285,7 @@ func (s *schedule) waitOutOfISR(ctx context.Context, id int32) {
 	for {
 		md, err := s.adm.Metadata(ctx, s.cfg.Topic)
 		if err == nil {
-			if p, ok := md.Topics[s.cfg.Topic].Partitions[0]; ok && !slices.Contains(p.ISR, id) {
+			if p, ok := md.Topics[s.cfg.Topic].Partitions[s.part]; ok && !slices.Contains(p.ISR, id) {
 				return
 			}
 		}

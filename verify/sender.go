@@ -30,10 +30,12 @@ type tally struct {
 	firstErr error
 	settled  int
 	cond     *sync.Cond
+	// byPartition counts acknowledgements per partition.
+	byPartition map[int32]int
 }
 
 func newTally() *tally {
-	t := &tally{}
+	t := &tally{byPartition: map[int32]int{}}
 	t.cond = sync.NewCond(&t.mu)
 	return t
 }
@@ -48,6 +50,7 @@ func (t *tally) record(a Ack, err error) {
 		}
 	} else {
 		t.acked = append(t.acked, a)
+		t.byPartition[a.Partition]++
 	}
 	t.settled++
 	t.cond.Broadcast()
@@ -57,6 +60,20 @@ func (t *tally) counts() (acked, failed int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.acked), t.failed
+}
+
+// busiestPartition returns the partition with the most acknowledgements
+// so far (the lowest on a tie), or 0 if none has any.
+func (t *tally) busiestPartition() int32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	best, most := int32(0), 0
+	for p, n := range t.byPartition {
+		if p >= 0 && (n > most || (n == most && p < best)) {
+			best, most = p, n
+		}
+	}
+	return best
 }
 
 // waitSettled waits until n outcomes are in or ctx ends.

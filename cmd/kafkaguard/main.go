@@ -27,6 +27,8 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"broker":    runBroker,
 	"partition": runPartition,
 	"retry-job": runRetryJob,
+	"verify":    runVerify,
+	"audit":     runAudit,
 }
 
 func main() {

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/produce"
+	"github.com/kafkaguard/kafkaguard/verify"
+)
+
+const verifyUsage = `usage: kafkaguard verify [--bootstrap LIST [--control URL | --fault-exec CMD [--restart-exec CMD]]]
+                        [--client franz-go|sarama] [--preset P,...] [--fault F,...] [--acked-out FILE] [--json]
+
+Produces a workload — N records over K keys, each value "k<key>:<seq>" — with
+each producer preset while each fault schedule hits the cluster, reads every
+record back and prints one row per run: acked, lost (acked, never read),
+duplicated, reordered within a key, unacked-present (read back though never
+acknowledged, which is allowed) and a verdict. Progress goes to stderr.
+
+Without --bootstrap it starts the bundled 3-broker cluster in this process
+and runs every preset under every fault. With --bootstrap it runs against that
+cluster, creating one topic per run (replication factor 3,
+min.insync.replicas=2) and keeping it; faults come from --control (a cluster
+started with "kafkaguard broker --control") or from --fault-exec and
+--restart-exec, shell commands in which {broker} stands for the node id (also
+in $KAFKAGUARD_BROKER), e.g. --fault-exec 'docker kill kafka-{broker}'. A
+schedule the fault source cannot carry out is shown as n/a.
+
+Fault schedules: none, kill-leader, kill-follower, isolate-leader,
+pause-followers-then-kill-leader.
+
+--acked-out FILE writes one line per acknowledged record, tab-separated:
+TOPIC PARTITION OFFSET VALUE (offset -1 when acks=0), so that any other
+reader can check the topics.
+
+Exit status: 0 when NoLoss and StrictOrder lost, duplicated and reordered
+nothing and LeaderAck showed its loss under pause-followers-then-kill-leader;
+1 otherwise, or when a run could not be carried out; 2 for bad usage.
+
+Flags:
+`
+
+// verifyRun is one cell of the matrix and what became of it.
+type verifyRun struct {
+	Preset produce.Preset `json:"preset"`
+	Fault  verify.Fault   `json:"fault"`
+	Result *verify.Result `json:"result,omitempty"`
+	// Skipped says why the run was not attempted (n/a).
+	Skipped string `json:"skipped,omitempty"`
+	// Error says why the run could not be carried out.
+	Error   string `json:"error,omitempty"`
+	Verdict string `json:"verdict"`
+	// Failure is the broken promise, if any.
+	Failure string `json:"failure,omitempty"`
+}
+
+// runVerify implements "kafkaguard verify".
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bootstrap := fs.String("bootstrap", "", "comma-separated host:port list of the cluster to verify (default: start the bundled 3-broker cluster)")
+	control := fs.String("control", "", "fault-control API of a bundled cluster, e.g. http://127.0.0.1:9644")
+	faultExec := fs.String("fault-exec", "", "shell command that kills broker {broker}")
+	restartExec := fs.String("restart-exec", "", "shell command that restarts broker {broker}")
+	clientName := fs.String("client", string(verify.ClientFranzGo), "producer under test: franz-go or sarama")
+	presetList := fs.String("preset", "NoLoss,StrictOrder,LeaderAck,AtMostOnce", "comma-separated presets to run")
+	faultList := fs.String("fault", "all", "comma-separated fault schedules to run, or all")
+	records := fs.Int("records", verify.DefaultRecords, "records per run")
+	keys := fs.Int("keys", verify.DefaultKeys, "keys the records are spread over")
+	partitions := fs.Int("partitions", verify.DefaultPartitions, "partitions of each run's topic")
+	rate := fs.Int("rate", verify.DefaultRate, "records produced per second")
+	ackedOut := fs.String("acked-out", "", "write the acknowledged records of every run to FILE")
+	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
+	verbose := fs.Bool("v", false, "log every fault step to stderr")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), verifyUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "kafkaguard verify: "+format+"\n", a...)
+		fmt.Fprintln(stderr, "run 'kafkaguard verify -h' for usage")
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected arguments %q", fs.Args())
+	}
+	client, err := verify.ParseClient(*clientName)
+	if err != nil {
+		return usageErr("--client: %v", err)
+	}
+	presets, err := parsePresets(*presetList)
+	if err != nil {
+		return usageErr("--preset: %v", err)
+	}
+	faults, err := parseFaults(*faultList)
+	if err != nil {
+		return usageErr("--fault: %v", err)
+	}
+	for name, n := range map[string]int{"records": *records, "keys": *keys, "partitions": *partitions, "rate": *rate} {
+		if n < 1 {
+			return usageErr("--%s must be at least 1, got %d", name, n)
+		}
+	}
+	if *keys > *records {
+		return usageErr("--keys (%d) must not exceed --records (%d)", *keys, *records)
+	}
+	if *partitions > 1000 {
+		return usageErr("--partitions must be at most 1000, got %d", *partitions)
+	}
+	brokers := splitList(*bootstrap)
+	if *bootstrap != "" && len(brokers) == 0 {
+		return usageErr("--bootstrap lists no brokers")
+	}
+	if len(brokers) == 0 && (*control != "" || *faultExec != "" || *restartExec != "") {
+		return usageErr("--control, --fault-exec and --restart-exec need --bootstrap")
+	}
+	if *control != "" && (*faultExec != "" || *restartExec != "") {
+		return usageErr("use either --control or --fault-exec, not both")
+	}
+	if *restartExec != "" && *faultExec == "" {
+		return usageErr("--restart-exec needs --fault-exec")
+	}
+
+	var logger *slog.Logger
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	var injector verify.FaultInjector
+	switch {
+	case len(brokers) == 0:
+		fmt.Fprintln(stderr, "kafkaguard verify: starting the bundled 3-broker cluster")
+		opts := []kafkatest.Option{kafkatest.Brokers(3)}
+		if logger != nil {
+			opts = append(opts, kafkatest.Logger(logger.With("component", "cluster")))
+		}
+		c, err := kafkatest.Start(ctx, opts...)
+		if err != nil {
+			fmt.Fprintf(stderr, "kafkaguard verify: starting the bundled cluster: %v\n", err)
+			return 1
+		}
+		defer c.Close()
+		brokers, injector = c.Bootstrap(), verify.ClusterFaults(c)
+	case *control != "":
+		injector = verify.ControlFaults(*control, nil)
+	case *faultExec != "":
+		injector = &verify.ExecFaults{Bootstrap: brokers, KillCmd: *faultExec, RestartCmd: *restartExec}
+	}
+
+	var cells []verifyRun
+	for _, p := range presets {
+		for _, f := range faults {
+			cells = append(cells, verifyRun{Preset: p, Fault: f})
+		}
+	}
+	prog := newProgressLine(stderr)
+	start := time.Now()
+	for i := range cells {
+		cell := &cells[i]
+		label := fmt.Sprintf("[%d/%d] %s %s", i+1, len(cells), cell.Preset, cell.Fault)
+		if !verify.Supports(injector, cell.Fault) {
+			cell.Skipped = "needs " + opsText(verify.MissingOps(injector, cell.Fault))
+			cell.Verdict = "n/a: " + cell.Skipped
+			prog.done(label + ": n/a")
+			continue
+		}
+		if ctx.Err() != nil {
+			cell.Error, cell.Verdict = ctx.Err().Error(), "not run: interrupted"
+			continue
+		}
+		res, err := verify.Run(ctx, verify.Config{
+			Preset: cell.Preset, Client: client, Fault: cell.Fault,
+			Records: *records, Keys: *keys, Partitions: int32(*partitions), Rate: *rate,
+			Bootstrap: brokers, Faults: injector, Logger: logger,
+			Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
+		})
+		if err != nil {
+			cell.Error, cell.Verdict = err.Error(), "ERROR"
+			prog.done(label + ": error: " + err.Error())
+			continue
+		}
+		cell.Result = &res
+		cell.Verdict = res.Verdict()
+		if err := res.Err(); err != nil {
+			cell.Failure = err.Error()
+		}
+		prog.done(fmt.Sprintf("%s: %s (%v)", label, cell.Verdict, res.Duration.Round(100*time.Millisecond)))
+	}
+	elapsed := time.Since(start)
+
+	code := 0
+	for _, c := range cells {
+		if c.Error != "" || c.Failure != "" {
+			code = 1
+		}
+	}
+	if *ackedOut != "" {
+		if err := writeAcked(*ackedOut, cells); err != nil {
+			fmt.Fprintf(stderr, "kafkaguard verify: --acked-out: %v\n", err)
+			code = 1
+		}
+	}
+	var werr error
+	if *asJSON {
+		werr = writeVerifyJSON(stdout, client, cells, code == 0, elapsed)
+	} else {
+		werr = writeVerifyTable(stdout, client, cells, elapsed)
+	}
+	if werr != nil {
+		fmt.Fprintf(stderr, "kafkaguard verify: writing output: %v\n", werr)
+		return 1
+	}
+	return code
+}
+
+func parsePresets(list string) ([]produce.Preset, error) {
+	var out []produce.Preset
+	for _, name := range splitList(list) {
+		p, err := produce.ParsePreset(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no preset given")
+	}
+	return out, nil
+}
+
+func parseFaults(list string) ([]verify.Fault, error) {
+	if strings.EqualFold(strings.TrimSpace(list), "all") {
+		return verify.Faults(), nil
+	}
+	var out []verify.Fault
+	for _, name := range splitList(list) {
+		f, err := verify.ParseFault(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no fault schedule given")
+	}
+	return out, nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func opsText(ops []verify.Op) string {
+	s := make([]string, len(ops))
+	for i, op := range ops {
+		s[i] = string(op)
+	}
+	return strings.Join(s, "+")
+}
+
+// writeVerifyTable prints one row per run, then the broken promises.
+func writeVerifyTable(w io.Writer, client verify.Client, cells []verifyRun, elapsed time.Duration) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "client %s, %d runs in %v\n\n", client, len(cells), elapsed.Round(time.Second))
+	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRESET\tFAULT\tACKED\tLOST\tDUPLICATED\tREORDERED\tUNACKED-PRESENT\tVERDICT")
+	for _, c := range cells {
+		if c.Result == nil {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t%s\n", c.Preset, c.Fault, c.Verdict)
+			continue
+		}
+		r := c.Result.Report
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Preset, c.Fault,
+			r.Acked, r.Lost, r.Duplicated, r.Reordered, r.UnackedPresent, c.Verdict)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var problems []string
+	for _, c := range cells {
+		switch {
+		case c.Error != "":
+			problems = append(problems, fmt.Sprintf("%s %s: %s", c.Preset, c.Fault, c.Error))
+		case c.Failure != "":
+			problems = append(problems, c.Failure)
+		}
+	}
+	if len(problems) == 0 {
+		fmt.Fprintln(bw, "\nevery preset kept its promise")
+	} else {
+		fmt.Fprintf(bw, "\n%d runs failed:\n", len(problems))
+		for _, p := range problems {
+			fmt.Fprintf(bw, "- %s\n", strings.ReplaceAll(p, "\n", "; "))
+		}
+	}
+	return bw.Flush()
+}
+
+func writeVerifyJSON(w io.Writer, client verify.Client, cells []verifyRun, passed bool, elapsed time.Duration) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Client    verify.Client `json:"client"`
+		Passed    bool          `json:"passed"`
+		ElapsedNS time.Duration `json:"elapsed_ns"`
+		Runs      []verifyRun   `json:"runs"`
+	}{client, passed, elapsed, cells})
+}
+
+// writeAcked writes every run's acknowledged records to path.
+func writeAcked(path string, cells []verifyRun) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(f)
+	for _, c := range cells {
+		if c.Result == nil {
+			continue
+		}
+		for _, a := range c.Result.Acked {
+			bw.WriteString(c.Result.Topic)
+			bw.WriteByte('\t')
+			bw.WriteString(strconv.Itoa(int(a.Partition)))
+			bw.WriteByte('\t')
+			bw.WriteString(strconv.FormatInt(a.Offset, 10))
+			bw.WriteByte('\t')
+			bw.WriteString(a.Value.String())
+			bw.WriteByte('\n')
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// progressLine shows progress on stderr: one line rewritten in place on a
+// terminal, otherwise only a line per finished run.
+type progressLine struct {
+	w    io.Writer
+	tty  bool
+	last time.Time
+}
+
+func newProgressLine(w io.Writer) *progressLine {
+	p := &progressLine{w: w}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progressLine) update(s string) {
+	if !p.tty {
+		return
+	}
+	fmt.Fprintf(p.w, "\r\033[K%s", s)
+}
+
+func (p *progressLine) done(s string) {
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s\n", s)
+		return
+	}
+	fmt.Fprintln(p.w, s)
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/verify"
+)
+
+func TestVerifyRejectsBadUsageWithExitCode2(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"unknown client", []string{"--client", "kcat"}, `unknown client "kcat"`},
+		{"unknown preset", []string{"--preset", "NoLoss,Fast"}, `unknown preset "Fast"`},
+		{"empty preset list", []string{"--preset", ","}, "no preset given"},
+		{"unknown fault", []string{"--fault", "meteor"}, `unknown fault schedule "meteor"`},
+		{"zero records", []string{"--records", "0"}, "--records must be at least 1"},
+		{"more keys than records", []string{"--records", "5", "--keys", "6"}, "--keys (6) must not exceed --records (5)"},
+		{"zero rate", []string{"--rate", "0"}, "--rate must be at least 1"},
+		{"control without bootstrap", []string{"--control", "http://x"}, "need --bootstrap"},
+		{"control and exec", []string{"--bootstrap", "a:1", "--control", "http://x", "--fault-exec", "true"}, "either --control or --fault-exec"},
+		{"restart without kill", []string{"--bootstrap", "a:1", "--restart-exec", "true"}, "--restart-exec needs --fault-exec"},
+		{"empty bootstrap", []string{"--bootstrap", " , "}, "--bootstrap lists no brokers"},
+		{"arguments", []string{"now"}, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := runVerify(context.Background(), tt.args, &stdout, &stderr); code != 2 {
+				t.Errorf("exit code %d, want 2", code)
+			}
+			if !strings.Contains(stderr.String(), tt.wantErr) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.wantErr)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout = %q, want nothing", stdout.String())
+			}
+		})
+	}
+}
+
+// tableRows returns the verify table's rows by "PRESET FAULT".
+func tableRows(t *testing.T, out string) map[string][]string {
+	t.Helper()
+	rows := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 8 && f[0] != "PRESET" {
+			rows[f[0]+" "+f[1]] = f
+		}
+	}
+	return rows
+}
+
+func TestVerifyWithoutBootstrapRunsTheBundledClusterAndPrintsTheTable(t *testing.T) {
+	acked := filepath.Join(t.TempDir(), "acked.tsv")
+	var stdout, stderr bytes.Buffer
+	code := runVerify(context.Background(), []string{
+		"--preset", "NoLoss,LeaderAck", "--fault", "none,pause-followers-then-kill-leader",
+		"--records", "600", "--keys", "3", "--acked-out", acked,
+	}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	header := "PRESET FAULT ACKED LOST DUPLICATED REORDERED UNACKED-PRESENT VERDICT"
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), header) {
+		t.Fatalf("no table header %q in\n%s", header, out)
+	}
+	rows := tableRows(t, out)
+	want := map[string]func(f []string) bool{
+		"NoLoss none": func(f []string) bool { return f[2] == "600" && f[3] == "0" && f[4] == "0" && f[5] == "0" && f[7] == "ok" },
+		"NoLoss pause-followers-then-kill-leader": func(f []string) bool {
+			return f[2] == "600" && f[3] == "0" && f[4] == "0" && f[5] == "0" && f[7] == "ok"
+		},
+		"LeaderAck none":                             func(f []string) bool { return f[3] == "0" && f[7] == "ok" },
+		"LeaderAck pause-followers-then-kill-leader": func(f []string) bool { return f[3] != "0" && strings.Join(f[7:], " ") == "allowed by acks=1" },
+	}
+	for key, ok := range want {
+		if f, found := rows[key]; !found || !ok(f) {
+			t.Errorf("row %q = %q\n%s", key, f, out)
+		}
+	}
+	for _, s := range []string{"[1/4] NoLoss none: ok", "[4/4] LeaderAck pause-followers-then-kill-leader: allowed by acks=1"} {
+		if !strings.Contains(stderr.String(), s) {
+			t.Errorf("stderr lacks progress %q:\n%s", s, stderr.String())
+		}
+	}
+
+	b, err := os.ReadFile(acked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 4*600 {
+		t.Fatalf("--acked-out has %d lines, want %d", len(lines), 4*600)
+	}
+	topics := map[string]int{}
+	for _, l := range lines {
+		f := strings.Split(l, "\t")
+		if len(f) != 4 {
+			t.Fatalf("line %q: want TOPIC PARTITION OFFSET VALUE", l)
+		}
+		if _, err := verify.ParseValue([]byte(f[3])); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		topics[f[0]]++
+	}
+	if len(topics) != 4 {
+		t.Errorf("acked records of %d topics, want one per run: %v", len(topics), topics)
+	}
+}
+
+func TestVerifyAgainstABootstrapTakesFaultsFromTheControlAPIAndPrintsJSON(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	srv := httptest.NewServer(c.ControlHandler())
+	defer srv.Close()
+	var stdout, stderr bytes.Buffer
+	code := runVerify(context.Background(), []string{
+		"--bootstrap", strings.Join(c.Bootstrap(), ","), "--control", srv.URL, "--json",
+		"--preset", "StrictOrder", "--fault", "kill-leader", "--client", "sarama", "--records", "500", "--keys", "5",
+	}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	var got struct {
+		Client string
+		Passed bool
+		Runs   []struct {
+			Preset  string
+			Fault   string
+			Verdict string
+			Result  struct {
+				Topic  string
+				Sent   int
+				Report verify.Report
+			}
+		}
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	if got.Client != "sarama" || !got.Passed || len(got.Runs) != 1 {
+		t.Fatalf("JSON = %+v", got)
+	}
+	r := got.Runs[0]
+	if r.Preset != "StrictOrder" || r.Fault != "kill-leader" || r.Verdict != "ok" || r.Result.Sent != 500 ||
+		r.Result.Report.Acked != 500 || !r.Result.Report.Clean() {
+		t.Errorf("run = %+v", r)
+	}
+}
+
+func TestVerifyShowsSchedulesTheFaultCommandsCannotRunAsNA(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	var stdout, stderr bytes.Buffer
+	code := runVerify(context.Background(), []string{
+		"--bootstrap", strings.Join(c.Bootstrap(), ","), "--fault-exec", "exit 1",
+		"--preset", "NoLoss", "--fault", "none,kill-leader,isolate-leader", "--records", "200", "--keys", "2",
+	}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	rows := tableRows(t, stdout.String())
+	if f := rows["NoLoss none"]; len(f) < 8 || f[2] != "200" || f[7] != "ok" {
+		t.Errorf("none row %q", f)
+	}
+	if f := rows["NoLoss kill-leader"]; !strings.Contains(strings.Join(f, " "), "n/a: needs restart") {
+		t.Errorf("kill-leader row %q, want n/a for the missing --restart-exec", f)
+	}
+	if f := rows["NoLoss isolate-leader"]; !strings.Contains(strings.Join(f, " "), "n/a: needs isolate+heal") {
+		t.Errorf("isolate-leader row %q", f)
+	}
+}
+
+func TestVerifyExitsOneWhenARunCannotBeCarriedOut(t *testing.T) {
+	c := kafkatest.NewCluster(t) // one broker: no topic with replication factor 3
+	var stdout, stderr bytes.Buffer
+	code := runVerify(context.Background(), []string{
+		"--bootstrap", c.Bootstrap()[0], "--preset", "NoLoss", "--fault", "none", "--records", "10", "--keys", "1",
+	}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	if f := tableRows(t, stdout.String())["NoLoss none"]; len(f) < 8 || f[7] != "ERROR" {
+		t.Errorf("row %q, want ERROR", f)
+	}
+	if !strings.Contains(stdout.String(), "replication factor 3") {
+		t.Errorf("stdout does not say why:\n%s", stdout.String())
+	}
+}
