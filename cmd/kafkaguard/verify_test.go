@@ -79,11 +79,13 @@ func TestVerifyWithoutBootstrapRunsTheBundledClusterAndPrintsTheTable(t *testing
 	}
 	rows := tableRows(t, out)
 	want := map[string]func(f []string) bool{
-		"NoLoss none": func(f []string) bool { return f[2] == "600" && f[3] == "0" && f[4] == "0" && f[5] == "0" && f[7] == "ok" },
+		"NoLoss none": func(f []string) bool {
+			return f[2] == "600" && f[3] == "0" && f[4] == "0" && f[5] == "0" && f[7] == "ok"
+		},
 		"NoLoss pause-followers-then-kill-leader": func(f []string) bool {
 			return f[2] == "600" && f[3] == "0" && f[4] == "0" && f[5] == "0" && f[7] == "ok"
 		},
-		"LeaderAck none":                             func(f []string) bool { return f[3] == "0" && f[7] == "ok" },
+		"LeaderAck none": func(f []string) bool { return f[3] == "0" && f[7] == "ok" },
 		"LeaderAck pause-followers-then-kill-leader": func(f []string) bool { return f[3] != "0" && strings.Join(f[7:], " ") == "allowed by acks=1" },
 	}
 	for key, ok := range want {
