@@ -392,6 +392,9 @@ func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, assigned map[st
 	for topic, ps := range assigned {
 		for _, p := range ps {
 			tp := ordering.TopicPartition{Topic: topic, Partition: p}
+			if aw, ok := c.cfg.parker.(AssignmentAware); ok {
+				aw.Forget(topic, p)
+			}
 			cp := ordering.Checkpoint{Offset: -1}
 			if o, ok := offs.Lookup(topic, p); ok && o.Err == nil && o.At >= 0 {
 				cp = ordering.Checkpoint{Offset: o.At, Metadata: o.Metadata}

@@ -61,6 +61,13 @@ type Parker interface {
 	Park(ctx context.Context, r *kgo.Record, err error) error
 }
 
+// AssignmentAware is implemented by a Parker that must hear when this consumer takes over a
+// partition (retry.Parker does: it then re-reads which keys are parked before it answers for that
+// partition, so a key parked by the partition's previous owner stays in order).
+type AssignmentAware interface {
+	Forget(topic string, partition int32)
+}
+
 // Failure is a record whose handler failed and that was not parked. It
 // blocks what its Order keeps behind it until it is resolved
 // (Consumer.Resolve) or run again (Consumer.Retry).

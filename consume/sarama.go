@@ -184,6 +184,13 @@ func (h *SaramaHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	if h.closed {
 		return ErrClosed
 	}
+	if aw, ok := h.cfg.parker.(AssignmentAware); ok {
+		for topic, ps := range sess.Claims() {
+			for _, p := range ps {
+				aw.Forget(topic, p)
+			}
+		}
+	}
 	stop := make(chan struct{})
 	h.stopLoop[sess] = stop
 	go h.commitLoop(sess, stop)

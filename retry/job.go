@@ -73,7 +73,6 @@ type Job struct {
 
 	locks  *KeyLocks
 	cl     *kgo.Client
-	adm    *kadm.Client
 	w      writer
 	alerts *alerter
 	sched  *scheduler
@@ -213,7 +212,7 @@ func (j *Job) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("retry: job client: %w", err)
 	}
-	j.cl, j.adm = cl, kadm.NewClient(cl)
+	j.cl = cl
 	j.w = writer{cl: cl, cfg: &wcfg, alerts: j.alerts}
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
@@ -241,7 +240,7 @@ func (j *Job) Run(ctx context.Context) error {
 		<-done
 	}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	if err := j.commit(cctx, nil); err != nil {
+	if err := j.commit(cctx, j.cl, nil); err != nil {
 		log.Warn("retry: final commit", "err", err)
 	}
 	ccancel()
@@ -493,7 +492,7 @@ func (j *Job) deadLetterRaw(ctx context.Context, it *item) error {
 // assigned starts tracking newly assigned partitions from their committed
 // offsets and commit metadata, after the locks caught up with the topic so
 // that superseded markers are recognised.
-func (j *Job) assigned(ctx context.Context, _ *kgo.Client, a map[string][]int32) {
+func (j *Job) assigned(ctx context.Context, cl *kgo.Client, a map[string][]int32) {
 	ps := a[j.retryTopic]
 	if len(ps) == 0 {
 		return
@@ -501,7 +500,8 @@ func (j *Job) assigned(ctx context.Context, _ *kgo.Client, a map[string][]int32)
 	var offs kadm.OffsetResponses
 	if !j.persist(ctx, "fetch committed offsets", func(ctx context.Context) error {
 		var err error
-		offs, err = j.adm.FetchOffsets(ctx, j.group)
+		// The callback's client, not j.cl: kgo may assign before NewClient has returned to Run.
+		offs, err = kadm.NewClient(cl).FetchOffsets(ctx, j.group)
 		if err == nil {
 			err = offs.Error()
 		}
@@ -529,18 +529,18 @@ func (j *Job) assigned(ctx context.Context, _ *kgo.Client, a map[string][]int32)
 	j.cfg.logger.Info("retry: assigned", "retry_topic", j.retryTopic, "partitions", ps)
 }
 
-func (j *Job) revoked(ctx context.Context, _ *kgo.Client, r map[string][]int32) {
-	j.release(ctx, r[j.retryTopic], true)
+func (j *Job) revoked(ctx context.Context, cl *kgo.Client, r map[string][]int32) {
+	j.release(ctx, cl, r[j.retryTopic], true)
 }
 
-func (j *Job) lost(ctx context.Context, _ *kgo.Client, r map[string][]int32) {
-	j.release(ctx, r[j.retryTopic], false)
+func (j *Job) lost(ctx context.Context, cl *kgo.Client, r map[string][]int32) {
+	j.release(ctx, cl, r[j.retryTopic], false)
 }
 
 // release stops work on partitions taken away: markers not running are
 // dropped (they stay uncommitted for the next owner), running ones are
 // waited for, and, if commit, the final checkpoint is committed.
-func (j *Job) release(ctx context.Context, ps []int32, commit bool) {
+func (j *Job) release(ctx context.Context, cl *kgo.Client, ps []int32, commit bool) {
 	if len(ps) == 0 {
 		return
 	}
@@ -552,7 +552,7 @@ func (j *Job) release(ctx context.Context, ps []int32, commit bool) {
 		}
 	}
 	if commit {
-		if err := j.commit(wctx, ps); err != nil {
+		if err := j.commit(wctx, cl, ps); err != nil {
 			j.cfg.logger.Warn("retry: commit on revoke", "partitions", ps, "err", err)
 		}
 	}
@@ -572,7 +572,7 @@ func (j *Job) commitLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := j.commit(ctx, nil); err != nil && ctx.Err() == nil {
+			if err := j.commit(ctx, j.cl, nil); err != nil && ctx.Err() == nil {
 				j.cfg.logger.Warn("retry: commit", "err", err)
 			}
 		}
@@ -581,7 +581,7 @@ func (j *Job) commitLoop(ctx context.Context) {
 
 // commit commits the checkpoint of the given partitions (all if nil) that
 // moved since the last commit.
-func (j *Job) commit(ctx context.Context, only []int32) error {
+func (j *Job) commit(ctx context.Context, cl *kgo.Client, only []int32) error {
 	j.commitMu.Lock()
 	defer j.commitMu.Unlock()
 	cps := map[int32]ordering.Checkpoint{}
@@ -620,7 +620,7 @@ func (j *Job) commit(ctx context.Context, only []int32) error {
 		return nil
 	})
 	var cerr error
-	j.cl.CommitOffsetsSync(cctx, map[string]map[int32]kgo.EpochOffset{j.retryTopic: offsets},
+	cl.CommitOffsetsSync(cctx, map[string]map[int32]kgo.EpochOffset{j.retryTopic: offsets},
 		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 			if err != nil {
 				cerr = err

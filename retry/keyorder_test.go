@@ -15,7 +15,10 @@ import (
 )
 
 // A Parker is the consume package's retry path.
-var _ consume.Parker = (*retry.Parker)(nil)
+var (
+	_ consume.Parker          = (*retry.Parker)(nil)
+	_ consume.AssignmentAware = (*retry.Parker)(nil)
+)
 
 // sourceRecord is record i of the source topic: partition 0, offset i.
 func sourceRecord(topic string, i int, key string) *kgo.Record {

@@ -204,7 +204,8 @@ func (p *Parker) Locked(ctx context.Context, r *kgo.Record) (bool, error) {
 }
 
 // Forget makes Locked sync the key locks again before answering for the
-// given partition. Call it when the consumer is assigned the partition.
+// given partition. Call it when the consumer is assigned the partition; consume/ does, through
+// its AssignmentAware interface.
 func (p *Parker) Forget(topic string, partition int32) {
 	p.mu.Lock()
 	delete(p.synced, Origin{Topic: topic, Partition: partition})
