@@ -99,6 +99,8 @@ func TestStartRejectsBadArgumentsWithoutRunningScript(t *testing.T) {
 		{"privileged port", 1, []Option{WithBasePort(80)}},
 		{"port range overflows", 3, []Option{WithBasePort(65500)}},
 		{"zero stop timeout", 1, []Option{WithStopTimeout(0)}},
+		{"broker config without key", 1, []Option{WithBrokerConfig("", "2")}},
+		{"broker config spanning lines", 1, []Option{WithBrokerConfig("a", "1\nb=2")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,6 +113,38 @@ func TestStartRejectsBadArgumentsWithoutRunningScript(t *testing.T) {
 				t.Errorf("script ran: %q", got)
 			}
 		})
+	}
+}
+
+func TestStartPassesBrokerConfigsAndFaultsNameTheNode(t *testing.T) {
+	script, calls := fakeScript(t, readyThree)
+	c, err := Start(context.Background(), 3, WithScript(script), WithDir(t.TempDir()),
+		WithBrokerConfig("min.insync.replicas", "2"), WithBrokerConfig("log.flush.interval.messages", "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Pause(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resume(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Pause(4); !errors.Is(err, ErrNoSuchNode) {
+		t.Errorf("Pause(4) = %v, want ErrNoSuchNode", err)
+	}
+	want := []string{
+		"start --nodes 3 --base-port 19092 --config min.insync.replicas=2 --config log.flush.interval.messages=1",
+		"pause 2",
+		"resume 2",
+	}
+	if got := calls(); !slices.Equal(got, want) {
+		t.Errorf("script calls = %q, want %q", got, want)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resume(1); !errors.Is(err, ErrStopped) {
+		t.Errorf("Resume after Stop = %v, want ErrStopped", err)
 	}
 }
 
