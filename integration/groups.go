@@ -57,7 +57,7 @@ func groupManualCommits(t *testing.T, c Cluster) {
 	defer cancel()
 	adm := newAdmin(t, c)
 	topic, group := uniqueName("group-commits"), uniqueName("group")
-	createTopic(ctx, t, adm, topic, 3, 3, hardened)
+	createTopic(ctx, t, c, adm, topic, 3, 3, hardened)
 	const keys, perKey = 30, 10
 	const total, half = keys * perKey, keys * perKey / 2
 	produceKeyed(ctx, t, c, topic, keys, perKey)

@@ -29,7 +29,7 @@ func orderedConsumption(t *testing.T, c Cluster) {
 	}
 	rf := int16(min(3, len(brokers)))
 	topic, group := uniqueName("ordered"), uniqueName("ordered-group")
-	createTopic(ctx, t, adm, topic, 3, rf, map[string]string{"min.insync.replicas": fmt.Sprint(min(2, rf))})
+	createTopic(ctx, t, c, adm, topic, 3, rf, map[string]string{"min.insync.replicas": fmt.Sprint(min(2, rf))})
 	const keys, perKey = 20, 50
 	produceKeyed(ctx, t, c, topic, keys, perKey)
 	ends := settledEnds(ctx, t, adm, topic)

@@ -26,7 +26,7 @@ func noLossLeaderKilled(t *testing.T, c Cluster) {
 	defer cancel()
 	adm := newAdmin(t, c)
 	topic := uniqueName("noloss-kill")
-	before := createTopic(ctx, t, adm, topic, 3, 3, hardened)
+	before := createTopic(ctx, t, c, adm, topic, 3, 3, hardened)
 	victim := before[0].Leader
 	t.Logf("topic %s: %v; will kill broker %d", topic, before, victim)
 
@@ -121,7 +121,7 @@ func leaderAckLoss(t *testing.T, c Cluster) {
 	defer cancel()
 	adm := newAdmin(t, c)
 	topic := uniqueName("leaderack-loss")
-	before := createTopic(ctx, t, adm, topic, 1, 3, map[string]string{"unclean.leader.election.enable": "false"})[0]
+	before := createTopic(ctx, t, c, adm, topic, 1, 3, map[string]string{"unclean.leader.election.enable": "false"})[0]
 	leader, followers := before.Leader, before.followers()
 	t.Logf("topic %s: %v", topic, before)
 
@@ -193,7 +193,7 @@ func noLossNeverAcksUncopied(t *testing.T, c Cluster) {
 	defer cancel()
 	adm := newAdmin(t, c)
 	topic := uniqueName("noloss-pause")
-	before := createTopic(ctx, t, adm, topic, 1, 3, hardened)[0]
+	before := createTopic(ctx, t, c, adm, topic, 1, 3, hardened)[0]
 	leader, followers := before.Leader, before.followers()
 	t.Logf("topic %s: %v", topic, before)
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // partitionState is one partition as the cluster's metadata reports it.
@@ -85,7 +86,7 @@ func waitTopic(ctx context.Context, t *testing.T, adm *kadm.Client, topic string
 
 // createTopic creates a topic and waits until every partition has a leader
 // and a full ISR.
-func createTopic(ctx context.Context, t *testing.T, adm *kadm.Client, topic string, partitions int32, rf int16, configs map[string]string) map[int32]partitionState {
+func createTopic(ctx context.Context, t *testing.T, c Cluster, adm *kadm.Client, topic string, partitions int32, rf int16, configs map[string]string) map[int32]partitionState {
 	t.Helper()
 	cfg := map[string]*string{}
 	for k, v := range configs {
@@ -98,7 +99,52 @@ func createTopic(ctx context.Context, t *testing.T, adm *kadm.Client, topic stri
 	if err != nil {
 		t.Fatalf("create topic %s (partitions=%d rf=%d configs=%v): %v", topic, partitions, rf, configs, err)
 	}
-	return waitTopic(ctx, t, adm, topic, "leaders and full ISR", partitionState.fullISR)
+	ps := waitTopic(ctx, t, adm, topic, "leaders and full ISR", partitionState.fullISR)
+	waitEveryBrokerKnows(ctx, t, c, topic, len(ps))
+	return ps
+}
+
+// waitEveryBrokerKnows asks each broker in turn for topic's metadata until
+// all of them report its partitions with leaders. Brokers learn of a new
+// topic one by one (Kafka's metadata log, the bundled cluster's images); a
+// request sent to one that has not yet would fail with
+// UNKNOWN_TOPIC_OR_PARTITION.
+func waitEveryBrokerKnows(ctx context.Context, t *testing.T, c Cluster, topic string, partitions int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	knows := func(b *kgo.Broker) bool {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, b)
+		if err != nil || len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || len(resp.Topics[0].Partitions) != partitions {
+			return false
+		}
+		for _, p := range resp.Topics[0].Partitions {
+			if p.ErrorCode != 0 || p.Leader < 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		md, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+		all := err == nil && len(md.Brokers) > 0
+		for i := 0; all && i < len(md.Brokers); i++ {
+			all = knows(cl.Broker(int(md.Brokers[i].NodeID)))
+		}
+		if all {
+			return
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			t.Fatalf("topic %s: not every broker learned of it: %v", topic, ctx.Err())
+		}
+	}
 }
 
 // settledEnds waits until topic is fully replicated (every partition has a
