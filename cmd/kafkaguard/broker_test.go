@@ -289,8 +289,11 @@ func TestBrokerPrintsReadyLineServesAndStopsCleanlyOnSignal(t *testing.T) {
 				}
 			}
 			entries, _ := os.ReadDir(tmp)
-			if tt.keepData != (len(entries) == 0) {
-				t.Fatalf("TMPDIR holds %d entries while serving with keepData=%v", len(entries), tt.keepData)
+			switch {
+			case tt.keepData && len(entries) != 0:
+				t.Fatalf("with --data, TMPDIR holds %v while serving", entries)
+			case !tt.keepData && (len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), "kafkaguard-cluster-")):
+				t.Fatalf("without --data, TMPDIR holds %v while serving; want one kafkaguard-cluster-* directory", entries)
 			}
 
 			if code := p.stop(tt.sig); code != 0 {
