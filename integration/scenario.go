@@ -167,7 +167,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // newAdmin returns an admin client for c, closed when t ends.
-func newAdmin(t *testing.T, c Cluster) *kadm.Client {
+func newAdmin(t testing.TB, c Cluster) *kadm.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequestTimeoutOverhead(5*time.Second))
 	if err != nil {
