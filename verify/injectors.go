@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -142,6 +143,20 @@ type ExecFaults struct {
 
 	// Timeout bounds each command; zero means two minutes.
 	Timeout time.Duration
+
+	mu sync.Mutex
+	cl *kgo.Client // for Leader, made on first use
+}
+
+// Close releases the metadata client Leader made, if any.
+func (f *ExecFaults) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cl != nil {
+		f.cl.Close()
+		f.cl = nil
+	}
+	return nil
 }
 
 // Supports implements [Limited]: OpKill and OpRestart if their commands
@@ -185,16 +200,23 @@ func (f *ExecFaults) ResumeReplication(context.Context, int32) error {
 func unsupported(op Op) error { return fmt.Errorf("%w: %s", ErrUnsupported, op) }
 
 // Leader asks the cluster for the partition's leader with a Metadata
-// request.
+// request, through a client made on first use (see Close).
 func (f *ExecFaults) Leader(ctx context.Context, topic string, p int32) (int32, error) {
-	if len(f.Bootstrap) == 0 {
-		return -1, errors.New("verify: ExecFaults: no bootstrap brokers")
+	f.mu.Lock()
+	if f.cl == nil {
+		if len(f.Bootstrap) == 0 {
+			f.mu.Unlock()
+			return -1, errors.New("verify: ExecFaults: no bootstrap brokers")
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(f.Bootstrap...), kgo.MetadataMinAge(100*time.Millisecond))
+		if err != nil {
+			f.mu.Unlock()
+			return -1, fmt.Errorf("verify: ExecFaults: %w", err)
+		}
+		f.cl = cl
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.Bootstrap...))
-	if err != nil {
-		return -1, fmt.Errorf("verify: ExecFaults: %w", err)
-	}
-	defer cl.Close()
+	cl := f.cl
+	f.mu.Unlock()
 	return leaderOf(ctx, kadm.NewClient(cl), topic, p)
 }
 

@@ -134,3 +134,26 @@ func TestExecFaultsSupportsOnlyKillAndRestart(t *testing.T) {
 		t.Error("a nil injector must support exactly the fault-free schedule")
 	}
 }
+
+func TestExecFaultsFindsTheLeaderWithMetadata(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.CreateTopic(ctx, "exec", 2, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := &ExecFaults{Bootstrap: c.Bootstrap()}
+	defer f.Close()
+	for p := int32(0); p < 2; p++ {
+		info, _ := c.Partition("exec", p)
+		if got, err := f.Leader(ctx, "exec", p); err != nil || got != info.Leader {
+			t.Errorf("Leader(exec, %d) = %d, %v; want %d", p, got, err, info.Leader)
+		}
+	}
+	if _, err := f.Leader(ctx, "exec", 7); err == nil {
+		t.Error("Leader of a missing partition: no error")
+	}
+	if _, err := (&ExecFaults{}).Leader(ctx, "exec", 0); err == nil {
+		t.Error("Leader without bootstrap brokers: no error")
+	}
+}

@@ -161,7 +161,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	case *control != "":
 		injector = verify.ControlFaults(*control, nil)
 	case *faultExec != "":
-		injector = &verify.ExecFaults{Bootstrap: brokers, KillCmd: *faultExec, RestartCmd: *restartExec}
+		ef := &verify.ExecFaults{Bootstrap: brokers, KillCmd: *faultExec, RestartCmd: *restartExec}
+		defer ef.Close()
+		injector = ef
 	}
 
 	var cells []verifyRun
@@ -300,6 +302,10 @@ func writeVerifyTable(w io.Writer, client verify.Client, cells []verifyRun, elap
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintln(bw)
+	for _, line := range verifySummary(cells) {
+		fmt.Fprintln(bw, line)
+	}
 	var problems []string
 	for _, c := range cells {
 		switch {
@@ -310,14 +316,50 @@ func writeVerifyTable(w io.Writer, client verify.Client, cells []verifyRun, elap
 		}
 	}
 	if len(problems) == 0 {
-		fmt.Fprintln(bw, "\nevery preset kept its promise")
+		fmt.Fprintln(bw, "\nevery run kept its preset's promise")
 	} else {
-		fmt.Fprintf(bw, "\n%d runs failed:\n", len(problems))
+		fmt.Fprintf(bw, "\n%d runs broke their preset's promise or could not run:\n", len(problems))
 		for _, p := range problems {
 			fmt.Fprintf(bw, "- %s\n", strings.ReplaceAll(p, "\n", "; "))
 		}
 	}
 	return bw.Flush()
+}
+
+// verifySummary sums the runs up per preset: the totals of each violation,
+// and for the presets that may lose records, where they lost them.
+func verifySummary(cells []verifyRun) []string {
+	var order []produce.Preset
+	byPreset := map[produce.Preset][]verifyRun{}
+	for _, c := range cells {
+		if c.Result == nil {
+			continue
+		}
+		if _, ok := byPreset[c.Preset]; !ok {
+			order = append(order, c.Preset)
+		}
+		byPreset[c.Preset] = append(byPreset[c.Preset], c)
+	}
+	var lines []string
+	for _, p := range order {
+		runs := byPreset[p]
+		var lost, dup, reord int
+		var where []string
+		for _, c := range runs {
+			r := c.Result.Report
+			lost, dup, reord = lost+r.Lost, dup+r.Duplicated, reord+r.Reordered+r.SplitKeys
+			if r.Lost > 0 {
+				where = append(where, fmt.Sprintf("%d under %s", r.Lost, c.Fault))
+			}
+		}
+		line := fmt.Sprintf("%s: %d lost, %d duplicated, %d reordered in %d runs", p, lost, dup, reord, len(runs))
+		if (p == produce.LeaderAck || p == produce.AtMostOnce) && len(where) > 0 {
+			line = fmt.Sprintf("%s: lost acknowledged records (%s), %d duplicated, %d reordered in %d runs",
+				p, strings.Join(where, ", "), dup, reord, len(runs))
+		}
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 func writeVerifyJSON(w io.Writer, client verify.Client, cells []verifyRun, passed bool, elapsed time.Duration) error {
