@@ -280,11 +280,14 @@ const (
 	healthyTimeout = 60 * time.Second // for every replica to be back in the ISR
 	readTimeout    = 60 * time.Second
 	restoreTimeout = 2 * time.Minute
-	// pauseWindow is how long FaultPauseFollowersKillLeader lets the
-	// leader take records alone after the producer passed half the
-	// workload; it must stay below the replica lag bound (2 s in
-	// kafkatest, 10 s for "kafkaguard broker", 30 s in Kafka).
-	pauseWindow = 300 * time.Millisecond
+	// FaultPauseFollowersKillLeader lets the leader take records alone
+	// until the producer passed half the workload (at most
+	// maxPauseWindow), then pauseWindow longer for the records in flight.
+	// The sum must stay below the replica lag bound (2 s in kafkatest,
+	// 10 s for "kafkaguard broker", 30 s in Kafka), or the followers leave
+	// the ISR and the leader's death takes the partition offline instead.
+	maxPauseWindow = time.Second
+	pauseWindow    = 300 * time.Millisecond
 )
 
 // Run creates the topic, produces the workload with the preset while the

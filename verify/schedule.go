@@ -102,8 +102,10 @@ func (s *schedule) run(ctx context.Context) error {
 			}
 			s.paused[f] = true
 		}
-		s.waitSent(ctx, n/2)
 		s.prog.stage(fmt.Sprintf("leader %d alone", leader))
+		wctx, cancel := context.WithTimeout(ctx, maxPauseWindow)
+		s.waitSent(wctx, n/2)
+		cancel()
 		sleep(ctx, pauseWindow)
 		if err := s.kill(ctx, leader); err != nil {
 			return err

@@ -1,0 +1,49 @@
+package verify_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/produce"
+	"github.com/kafkaguard/kafkaguard/verify"
+)
+
+func ExampleCheck() {
+	// The producer saw k0:0, k0:1 and k0:2 acknowledged; the topic holds
+	// k0:0, k0:2, k0:0 and k0:3 (whose acknowledgement never arrived).
+	acked := []verify.Value{{Key: 0, Seq: 0}, {Key: 0, Seq: 1}, {Key: 0, Seq: 2}}
+	read := []verify.Record{
+		{Partition: 0, Offset: 0, Value: verify.Value{Key: 0, Seq: 0}},
+		{Partition: 0, Offset: 1, Value: verify.Value{Key: 0, Seq: 2}},
+		{Partition: 0, Offset: 2, Value: verify.Value{Key: 0, Seq: 0}},
+		{Partition: 0, Offset: 3, Value: verify.Value{Key: 0, Seq: 3}},
+	}
+	r := verify.Check(acked, read)
+	fmt.Println("lost", r.Lost, r.LostSample, "duplicated", r.Duplicated, "unacked-present", r.UnackedPresent)
+	fmt.Println(errors.Is(r.Err(), verify.ErrLost), errors.Is(r.Err(), verify.ErrReordered))
+	// Output:
+	// lost 1 [k0:1] duplicated 1 unacked-present 1
+	// true false
+}
+
+func ExampleRun() {
+	ctx := context.Background()
+	c, err := kafkatest.Start(ctx, kafkatest.Brokers(3))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	res, err := verify.Run(ctx, verify.Config{
+		Preset:    produce.NoLoss,
+		Fault:     verify.FaultKillLeader,
+		Bootstrap: c.Bootstrap(),
+		Faults:    verify.ClusterFaults(c),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Verdict(), res.Report.Acked, res.Report.Lost)
+}
