@@ -20,6 +20,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
 )
 
@@ -271,6 +272,16 @@ func (c *Cluster) Isolate(id int32) error { return c.setIsolated(id, true) }
 func (c *Cluster) Heal(id int32) error { return c.setIsolated(id, false) }
 
 func (c *Cluster) setIsolated(id int32, on bool) error {
+	return c.onLiveNode(id, func(n *node) {
+		c.lg.Warn("fault: isolation", "broker", id, "isolated", on)
+		n.isolated = on
+		c.ctrl.SetCut(id, on)
+		n.b.SetIsolated(on)
+	})
+}
+
+// onLiveNode runs fn on a running broker under the cluster lock.
+func (c *Cluster) onLiveNode(id int32, fn func(n *node)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, err := c.node(id)
@@ -280,10 +291,7 @@ func (c *Cluster) setIsolated(id int32, on bool) error {
 	if n.b == nil {
 		return fmt.Errorf("%w: broker %d is dead", ErrBrokerState, id)
 	}
-	c.lg.Warn("fault: isolation", "broker", id, "isolated", on)
-	n.isolated = on
-	c.ctrl.SetCut(id, on)
-	n.b.SetIsolated(on)
+	fn(n)
 	return nil
 }
 
@@ -295,19 +303,11 @@ func (c *Cluster) PauseReplication(id int32) error { return c.setPaused(id, true
 func (c *Cluster) ResumeReplication(id int32) error { return c.setPaused(id, false) }
 
 func (c *Cluster) setPaused(id int32, on bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, err := c.node(id)
-	if err != nil {
-		return err
-	}
-	if n.b == nil {
-		return fmt.Errorf("%w: broker %d is dead", ErrBrokerState, id)
-	}
-	c.lg.Warn("fault: replication", "broker", id, "paused", on)
-	n.paused = on
-	n.b.SetReplicationPaused(on)
-	return nil
+	return c.onLiveNode(id, func(n *node) {
+		c.lg.Warn("fault: replication", "broker", id, "paused", on)
+		n.paused = on
+		n.b.SetReplicationPaused(on)
+	})
 }
 
 // BrokerInfo describes one broker for the control API.
@@ -370,20 +370,18 @@ func (c *Cluster) Partition(topic string, p int32) (PartitionInfo, error) {
 // ReplicaState reports broker id's own replica of a partition (its log end, high watermark and
 // view of leadership), for tests that compare replicas.
 func (c *Cluster) ReplicaState(id int32, topic string, p int32) (ReplicaInfo, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, err := c.node(id)
-	if err != nil {
-		return ReplicaInfo{}, err
+	var info ReplicaInfo
+	found := false
+	err := c.onLiveNode(id, func(n *node) {
+		var st partition.State
+		if st, found = n.b.PartitionState(topic, p); found {
+			info = ReplicaInfo{LEO: st.LEO, HW: st.HW, Leader: st.Leader, LeaderEpoch: st.LeaderEpoch, LogStart: st.LogStart}
+		}
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("%w: broker %d has no replica of %s-%d", ErrUnknownPartition, id, topic, p)
 	}
-	if n.b == nil {
-		return ReplicaInfo{}, fmt.Errorf("%w: broker %d is dead", ErrBrokerState, id)
-	}
-	st, ok := n.b.PartitionState(topic, p)
-	if !ok {
-		return ReplicaInfo{}, fmt.Errorf("%w: broker %d has no replica of %s-%d", ErrUnknownPartition, id, topic, p)
-	}
-	return ReplicaInfo{LEO: st.LEO, HW: st.HW, Leader: st.Leader, LeaderEpoch: st.LeaderEpoch, LogStart: st.LogStart}, nil
+	return info, err
 }
 
 // ReplicaInfo is one broker's replica of a partition.
