@@ -352,10 +352,14 @@ func verifySummary(cells []verifyRun) []string {
 				where = append(where, fmt.Sprintf("%d under %s", r.Lost, c.Fault))
 			}
 		}
-		line := fmt.Sprintf("%s: %d lost, %d duplicated, %d reordered in %d runs", p, lost, dup, reord, len(runs))
+		n := fmt.Sprintf("%d runs", len(runs))
+		if len(runs) == 1 {
+			n = "1 run"
+		}
+		line := fmt.Sprintf("%s: %d lost, %d duplicated, %d reordered in %s", p, lost, dup, reord, n)
 		if (p == produce.LeaderAck || p == produce.AtMostOnce) && len(where) > 0 {
-			line = fmt.Sprintf("%s: lost acknowledged records (%s), %d duplicated, %d reordered in %d runs",
-				p, strings.Join(where, ", "), dup, reord, len(runs))
+			line = fmt.Sprintf("%s: lost acknowledged records (%s), %d duplicated, %d reordered in %s",
+				p, strings.Join(where, ", "), dup, reord, n)
 		}
 		lines = append(lines, line)
 	}

@@ -93,6 +93,10 @@ func TestVerifyWithoutBootstrapRunsTheBundledClusterAndPrintsTheTable(t *testing
 			t.Errorf("row %q = %q\n%s", key, f, out)
 		}
 	}
+	if !strings.Contains(out, "NoLoss: 0 lost, 0 duplicated, 0 reordered in 2 runs") ||
+		!strings.Contains(out, "LeaderAck: lost acknowledged records (") {
+		t.Errorf("no per-preset summary in\n%s", out)
+	}
 	for _, s := range []string{"[1/4] NoLoss none: ok", "[4/4] LeaderAck pause-followers-then-kill-leader: allowed by acks=1"} {
 		if !strings.Contains(stderr.String(), s) {
 			t.Errorf("stderr lacks progress %q:\n%s", s, stderr.String())
