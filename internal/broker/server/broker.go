@@ -4,6 +4,9 @@
 // the replica fetchers that copy data from leaders on other nodes over the Kafka Fetch API, and
 // this node's share of the consumer-group coordinator.
 //
+// Fetch is zero-copy: record batches go from the segment files to the socket with sendfile(2),
+// never through the broker's memory (sendfile.go; Config.DisableZeroCopy turns it off).
+//
 // Bad input never takes a node down: a malformed, oversized, truncated or unknown request closes
 // that one connection with a log line, and the node keeps serving every other connection.
 package server
