@@ -287,7 +287,7 @@ func opsText(ops []verify.Op) string {
 // writeVerifyTable prints one row per run, then the broken promises.
 func writeVerifyTable(w io.Writer, client verify.Client, cells []verifyRun, elapsed time.Duration) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "client %s, %d runs in %v\n\n", client, len(cells), elapsed.Round(time.Second))
+	fmt.Fprintf(bw, "client %s, %s in %v\n\n", client, runsText(len(cells)), elapsed.Round(time.Second))
 	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PRESET\tFAULT\tACKED\tLOST\tDUPLICATED\tREORDERED\tUNACKED-PRESENT\tVERDICT")
 	for _, c := range cells {
@@ -352,10 +352,7 @@ func verifySummary(cells []verifyRun) []string {
 				where = append(where, fmt.Sprintf("%d under %s", r.Lost, c.Fault))
 			}
 		}
-		n := fmt.Sprintf("%d runs", len(runs))
-		if len(runs) == 1 {
-			n = "1 run"
-		}
+		n := runsText(len(runs))
 		line := fmt.Sprintf("%s: %d lost, %d duplicated, %d reordered in %s", p, lost, dup, reord, n)
 		if (p == produce.LeaderAck || p == produce.AtMostOnce) && len(where) > 0 {
 			line = fmt.Sprintf("%s: lost acknowledged records (%s), %d duplicated, %d reordered in %s",
@@ -364,6 +361,13 @@ func verifySummary(cells []verifyRun) []string {
 		lines = append(lines, line)
 	}
 	return lines
+}
+
+func runsText(n int) string {
+	if n == 1 {
+		return "1 run"
+	}
+	return strconv.Itoa(n) + " runs"
 }
 
 func writeVerifyJSON(w io.Writer, client verify.Client, cells []verifyRun, passed bool, elapsed time.Duration) error {
