@@ -262,8 +262,10 @@ func (c *Controller) Heartbeat(_ context.Context, id int32) error {
 
 func (c *Controller) monitor() {
 	defer close(c.done)
-	t := time.NewTicker(max(c.cfg.SessionTimeout/8, 10*time.Millisecond))
+	every := max(c.cfg.SessionTimeout/8, 10*time.Millisecond)
+	t := time.NewTicker(every)
 	defer t.Stop()
+	lastTick := c.cfg.Now()
 	for {
 		select {
 		case <-c.stop:
@@ -272,6 +274,21 @@ func (c *Controller) monitor() {
 		}
 		c.mu.Lock()
 		now := c.cfg.Now()
+		stalled := now.Sub(lastTick) > c.cfg.SessionTimeout/2
+		lastTick = now
+		if stalled {
+			// The controller itself did not run for a long while (the whole process was starved
+			// or paused): the brokers' silence says nothing about them, so every live broker gets
+			// a fresh session instead of being fenced all at once.
+			c.lg.Warn("controller stalled; renewing broker sessions", "tick_interval", every)
+			for _, bk := range c.img.Brokers {
+				if bk.Alive {
+					c.lastHB[bk.ID] = now
+				}
+			}
+			c.mu.Unlock()
+			continue
+		}
 		for _, bk := range c.img.Brokers {
 			if bk.Alive && now.Sub(c.lastHB[bk.ID]) > c.cfg.SessionTimeout {
 				c.fenceLocked(bk.ID, "session timed out")
