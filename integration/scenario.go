@@ -35,6 +35,7 @@ func Scenarios() []Scenario {
 		{Name: "NoLossNeverAcksWhatFollowersDidNotCopy", Brokers: 3, Faults: []string{"pause", "kill", "restart"}, Run: noLossNeverAcksUncopied},
 		{Name: "GroupResumesFromManualCommitsAfterCoordinatorIsKilled", Brokers: 3, Faults: []string{"kill", "restart"}, Run: groupManualCommits},
 		{Name: "OrderedConsumptionKeepsPerKeyOrderWithParallelHandlers", Brokers: 1, Run: orderedConsumption},
+		{Name: "ConsumerParksFailuresAndRetryJobHandlesThemInKeyOrder", Brokers: 1, Run: consumerWithRetryJob},
 	}
 }
 
