@@ -34,10 +34,11 @@ const (
 	// another replica leads, and heals it.
 	FaultIsolateLeader Fault = "isolate-leader"
 
-	// FaultPauseFollowersKillLeader pauses replication on every follower
-	// of the partition, produces for a short window (shorter than the
-	// replica lag bound, so the followers stay in the ISR), kills the
-	// leader, resumes the followers, waits until one of them leads and
+	// FaultPauseFollowersKillLeader holds the producer until every
+	// follower of the partition is in the ISR, pauses their replication,
+	// produces until the leader has acknowledged records the followers
+	// cannot have (a window shorter than the replica lag bound, so the
+	// followers stay in the ISR), kills the leader, resumes the followers, waits until one of them leads and
 	// restarts the old leader. With acks=1 the records acknowledged in the
 	// window are lost; with acks=all they are never acknowledged there and
 	// are retried to the new leader.

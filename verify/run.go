@@ -281,13 +281,12 @@ const (
 	readTimeout    = 60 * time.Second
 	restoreTimeout = 2 * time.Minute
 	// FaultPauseFollowersKillLeader lets the leader take records alone
-	// until the producer passed half the workload (at most
-	// maxPauseWindow), then pauseWindow longer for the records in flight.
-	// The sum must stay below the replica lag bound (2 s in kafkatest,
-	// 10 s for "kafkaguard broker", 30 s in Kafka), or the followers leave
-	// the ISR and the leader's death takes the partition offline instead.
+	// until it has acknowledged a record the followers cannot have and the
+	// producer passed half the workload, for at most maxPauseWindow. That
+	// must stay below the replica lag bound (2 s in kafkatest, 10 s for
+	// "kafkaguard broker", 30 s in Kafka), or the followers leave the ISR
+	// and the leader's death takes the partition offline instead.
 	maxPauseWindow = time.Second
-	pauseWindow    = 300 * time.Millisecond
 )
 
 // Run creates the topic, produces the workload with the preset while the
@@ -344,12 +343,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	values := Workload(cfg.Records, cfg.Keys)
 	prodCtx, stopProducing := context.WithCancel(ctx)
 	defer stopProducing()
+	g := newGate(cfg)
+	defer g.release()
 	produced := make(chan struct{})
 	go func() {
 		defer close(produced)
 		interval := time.Second / time.Duration(cfg.Rate)
 		begin := time.Now()
 		for i, v := range values {
+			if i == g.at {
+				select {
+				case <-g.open:
+				case <-prodCtx.Done():
+					return
+				}
+			}
 			if ahead := time.Until(begin.Add(time.Duration(i) * interval)); ahead > time.Millisecond {
 				select {
 				case <-time.After(ahead):
@@ -364,9 +372,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}()
 
-	s := &schedule{cfg: cfg, adm: adm, prog: prog, sent: &sent, produced: produced, tally: t,
+	s := &schedule{cfg: cfg, adm: adm, prog: prog, sent: &sent, produced: produced, tally: t, gate: g,
 		killed: map[int32]bool{}, isolated: map[int32]bool{}, paused: map[int32]bool{}}
 	schedErr := s.run(ctx)
+	g.release()
 	if rerr := s.restore(ctx); schedErr == nil {
 		schedErr = rerr
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,7 @@ type schedule struct {
 	sent     *atomic.Int64
 	produced <-chan struct{} // closed when the producer has sent everything
 	tally    *tally
+	gate     *gate // holds the producer until the schedule is ready for it
 
 	// part is the partition the faults aim at: the one that had the most
 	// acknowledgements when the first fault struck.
@@ -87,8 +89,17 @@ func (s *schedule) run(ctx context.Context) error {
 		delete(s.isolated, leader)
 		return nil
 	case FaultPauseFollowersKillLeader:
-		s.waitSent(ctx, n/3)
+		// The producer waits at the gate while the followers catch up and
+		// are paused: every record it hands over afterwards is on the
+		// leader alone, and the leader dies once it has acknowledged one of
+		// them on the target partition, with the followers still in the
+		// ISR. So acks=1 loses records by construction, not by timing.
+		s.waitSent(ctx, s.gate.at)
 		s.part = s.tally.busiestPartition()
+		s.prog.stage("wait for a full ISR")
+		if err := waitHealthy(ctx, s.adm, s.cfg.Topic, healthyTimeout); err != nil {
+			return err
+		}
 		leader, replicas, err := s.replicas(ctx)
 		if err != nil {
 			return err
@@ -103,10 +114,15 @@ func (s *schedule) run(ctx context.Context) error {
 			s.paused[f] = true
 		}
 		s.prog.stage(fmt.Sprintf("leader %d alone", leader))
+		s.gate.release()
 		wctx, cancel := context.WithTimeout(ctx, maxPauseWindow)
+		alone := s.waitAckedAlone(wctx)
 		s.waitSent(wctx, n/2)
 		cancel()
-		sleep(ctx, pauseWindow)
+		if alone == 0 {
+			s.cfg.Logger.Warn("verify: the leader acknowledged no record alone before the pause window ended",
+				"topic", s.cfg.Topic, "partition", s.part, "window", maxPauseWindow)
+		}
 		if err := s.kill(ctx, leader); err != nil {
 			return err
 		}
@@ -200,6 +216,47 @@ func (s *schedule) waitSent(ctx context.Context, n int) {
 		}
 	}
 }
+
+// waitAckedAlone waits until the target partition has acknowledged a
+// record handed to the producer after the gate opened, or ctx ends, and
+// returns how many it has acknowledged.
+func (s *schedule) waitAckedAlone(ctx context.Context) int {
+	for {
+		n := s.tally.ackedFrom(s.part, s.cfg.Keys, s.gate.at)
+		if n > 0 {
+			return n
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-s.produced:
+			return s.tally.ackedFrom(s.part, s.cfg.Keys, s.gate.at)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// gate holds the producer before the record at index at until released;
+// at is -1 when the schedule does not need it.
+type gate struct {
+	at   int
+	open chan struct{}
+	once sync.Once
+}
+
+// newGate returns the gate the fault schedule of cfg needs:
+// FaultPauseFollowersKillLeader holds the producer at a third of the
+// workload until the followers are paused.
+func newGate(cfg Config) *gate {
+	g := &gate{at: -1, open: make(chan struct{})}
+	if cfg.Fault == FaultPauseFollowersKillLeader {
+		g.at = cfg.Records / 3
+	}
+	return g
+}
+
+// release lets the producer through; it may be called more than once.
+func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
 
 // leader returns the target partition's leader as the injector sees it.
 func (s *schedule) leader(ctx context.Context) (int32, error) {
@@ -297,12 +354,5 @@ func (s *schedule) waitOutOfISR(ctx context.Context, id int32) {
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
 	}
 }

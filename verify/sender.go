@@ -62,6 +62,20 @@ func (t *tally) counts() (acked, failed int) {
 	return len(t.acked), t.failed
 }
 
+// ackedFrom counts the acknowledgements on partition p of workload
+// records at index from or later (see [Workload]; keys is its key count).
+func (t *tally) ackedFrom(p int32, keys, from int) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, a := range t.acked {
+		if a.Partition == p && a.Value.Seq*keys+a.Value.Key >= from {
+			n++
+		}
+	}
+	return n
+}
+
 // busiestPartition returns the partition with the most acknowledgements
 // so far (the lowest on a tie), or 0 if none has any.
 func (t *tally) busiestPartition() int32 {
