@@ -673,7 +673,7 @@ func startThree(t *testing.T, topic string) (*brokerProc, string) {
 	t.Helper()
 	port, cport := freePorts(t, 3), freePorts(t, 1)
 	p := startBroker(t, nil, "--brokers", "3", "--port", strconv.Itoa(port), "--data", t.TempDir(),
-		"--control", "127.0.0.1:"+strconv.Itoa(cport), "--session-timeout", "1s", "--replica-lag-max", "1s",
+		"--control", "127.0.0.1:"+strconv.Itoa(cport), "--session-timeout", "1s", "--replica-lag-max", "2s",
 		"--min-insync-replicas", "2", "--log-level", "info")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -850,6 +850,14 @@ func TestBrokerIsolatedLeaderIsReplacedAndTruncatesAfterHeal(t *testing.T) {
 		t.Fatalf("acks=all produce to the healthy leader: %v", kerr.ErrorForCode(code))
 	}
 
+	// A follower that lagged under load may have left the ISR meanwhile; with
+	// it out, the isolated leader would refuse the acks=all write before
+	// appending it, and no other replica could be elected.
+	eventually(t, "every replica back in the ISR before the isolation", func() bool {
+		var info partitionJSON
+		control(t, base, "GET", "/partitions/iso/0", &info)
+		return info.Leader == old && len(info.ISR) == 3
+	})
 	var a actionJSON
 	if code := control(t, base, "POST", fmt.Sprintf("/brokers/%d/isolate", old), &a); code != http.StatusOK {
 		t.Fatalf("isolate: %d %+v", code, a)
