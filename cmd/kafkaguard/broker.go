@@ -37,8 +37,8 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	noAuto := fs.Bool("no-auto-create-topics", false, "turn auto.create.topics.enable off")
 	offsetsParts := fs.Int("offsets-partitions", 4, "offsets.topic.num.partitions")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "kafkaguard broker: unexpected arguments %q\n", fs.Args())

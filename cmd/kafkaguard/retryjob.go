@@ -50,8 +50,8 @@ func runRetryJob(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	alertAge := fs.Duration("alert-age", 0, "log an alert while the oldest marker is older than this (0: off)")
 	alertDead := fs.Int("alert-dead-letters", 1, "log an alert for every dead letter once this many were written (0: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	usage := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "kafkaguard retry-job: "+format+"\n", a...)
