@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -36,7 +35,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	partitions := fs.Int("num-partitions", 1, "num.partitions for auto-created topics")
 	noAuto := fs.Bool("no-auto-create-topics", false, "turn auto.create.topics.enable off")
 	offsetsParts := fs.Int("offsets-partitions", 4, "offsets.topic.num.partitions")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	newLogger := logFlag(fs)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -56,12 +55,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "kafkaguard broker: --min-insync-replicas must be at least 1\n")
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(stderr, "kafkaguard broker: --log-level: %v\n", err)
-		return 2
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := newLogger(stderr)
 
 	cl, err := cluster.Start(ctx, cluster.Config{
 		Brokers: *brokers, Host: *host, Port: *port, DataDir: *data,

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"flag"
+	"io"
+	"log/slog"
 )
 
 // parseFlags parses a command's flags. done reports that the command must return code now: 0
@@ -15,4 +17,14 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 		return 2, true
 	}
 	return 0, false
+}
+
+// logFlag adds --log-level (debug, info, warn or error; a bad value is a usage error) and returns
+// a constructor for the command's logger, which writes text lines to w.
+func logFlag(fs *flag.FlagSet) func(w io.Writer) *slog.Logger {
+	level := new(slog.Level)
+	fs.TextVar(level, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	return func(w io.Writer) *slog.Logger {
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: *level}))
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -49,7 +48,7 @@ func runRetryJob(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	alertBacklog := fs.Int("alert-backlog", 0, "log an alert while more markers than this are pending (0: off)")
 	alertAge := fs.Duration("alert-age", 0, "log an alert while the oldest marker is older than this (0: off)")
 	alertDead := fs.Int("alert-dead-letters", 1, "log an alert for every dead letter once this many were written (0: off)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	newLogger := logFlag(fs)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -63,12 +62,8 @@ func runRetryJob(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if *bootstrap == "" || *topic == "" {
 		return usage("--bootstrap and --topic are required")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usage("--log-level: %v", err)
-	}
 	seeds := strings.Split(*bootstrap, ",")
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := newLogger(stderr)
 
 	var handler retry.Handler
 	var producer *kgo.Client

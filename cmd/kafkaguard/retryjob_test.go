@@ -34,7 +34,7 @@ func TestRetryJobRejectsBadUsage(t *testing.T) {
 		{"bad max attempts", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--max-attempts", "0"}, "MaxAttempts must be >= 1"},
 		{"bad jitter", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--backoff-jitter", "1.5"}, "Backoff.Jitter"},
 		{"stray argument", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "extra"}, "unexpected arguments"},
-		{"bad log level", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-level", "loud"}, "--log-level"},
+		{"bad log level", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-level", "loud"}, `invalid value "loud" for flag -log-level`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
