@@ -23,6 +23,17 @@ func (l *Log) AppendLeader(batches []byte, leaderEpoch int32) (baseOffset int64,
 	if err != nil {
 		return -1, err
 	}
+	return l.AppendValidated(batches, hs, leaderEpoch)
+}
+
+// AppendValidated is AppendLeader for batches the caller has already checked: hs must be what
+// ValidateBatches returned for exactly these bytes, so the CRCs are not computed a second time on
+// the produce path. On success each header's BaseOffset and PartitionLeaderEpoch are set to what
+// was written.
+func (l *Log) AppendValidated(batches []byte, hs []BatchHeader, leaderEpoch int32) (baseOffset int64, err error) {
+	if len(hs) == 0 {
+		return -1, fmt.Errorf("%w: no batches to append", ErrCorruptBatch)
+	}
 	if leaderEpoch < 0 {
 		return -1, fmt.Errorf("log: invalid leader epoch %d", leaderEpoch)
 	}
@@ -46,6 +57,9 @@ func (l *Log) AppendLeader(batches []byte, leaderEpoch int32) (baseOffset int64,
 		binary.BigEndian.PutUint32(batches[pos+posLeaderEpoch:], uint32(leaderEpoch))
 		next = h.NextOffset()
 		pos += h.Size()
+	}
+	if pos != len(batches) {
+		return -1, fmt.Errorf("%w: headers cover %d of %d bytes", ErrCorruptBatch, pos, len(batches))
 	}
 	if err := l.write(batches, hs); err != nil {
 		return -1, err

@@ -257,12 +257,21 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 	if leaderEpoch != r.leaderEpoch {
 		return fmt.Errorf("%s-%d: fetched in leader epoch %d, now %d: %w", r.cfg.Topic, r.cfg.Partition, leaderEpoch, r.leaderEpoch, kerr.FencedLeaderEpoch)
 	}
-	start := r.log.EndOffset()
 	if len(batches) > 0 {
-		if _, err := r.log.AppendFollower(batches); err != nil {
+		n, err := r.log.AppendFollower(batches)
+		if err != nil {
 			return fmt.Errorf("%s-%d: replicate: %w", r.cfg.Topic, r.cfg.Partition, err)
 		}
-		_ = r.log.Scan(start, func(h log.BatchHeader) bool { r.producers.update(h); return true })
+		// Producer state follows from the headers of the bytes just appended, still in memory
+		// (the log checked them), not from reading them back from disk.
+		for pos := 0; pos < n; {
+			h, err := log.ParseBatchHeader(batches[pos:])
+			if err != nil {
+				break
+			}
+			r.producers.update(h)
+			pos += h.Size()
+		}
 	}
 	if hw := min(leaderHW, r.log.EndOffset()); hw > r.hw {
 		r.hw = hw

@@ -250,18 +250,17 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 			return res, nil
 		}
 	}
-	base, err := r.log.AppendLeader(batches, r.leaderEpoch)
+	// The batches were validated above: the log does not compute their CRCs again, and it sets
+	// each header's assigned offset.
+	base, err := r.log.AppendValidated(batches, headers, r.leaderEpoch)
 	if err != nil {
 		r.mu.Unlock()
 		return AppendResult{}, fmt.Errorf("%s-%d: append: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
 	}
-	off := base
 	for _, h := range headers {
-		h.BaseOffset = off
 		r.producers.update(h)
-		off += int64(h.LastOffsetDelta) + 1
 	}
-	last := off - 1
+	last := headers[len(headers)-1].LastOffset()
 	res := AppendResult{BaseOffset: base, LogStartOffset: r.log.StartOffset()}
 	r.maybeAdvanceHWLocked()
 	r.notifyLocked()
