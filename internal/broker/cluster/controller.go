@@ -90,6 +90,7 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 		_, _ = rand.Read(id[:])
 		c.img = &meta.Image{Version: 1, ClusterID: base64.RawURLEncoding.EncodeToString(id[:]), Topics: map[string]*meta.Topic{}}
 	}
+	c.img.Seal()
 	// Brokers from a previous run get one session to come back before they count as dead.
 	now := cfg.Now()
 	for i := range c.img.Brokers {
@@ -179,6 +180,7 @@ func (c *Controller) changeLocked(fn func(img *meta.Image) error) error {
 		return err
 	}
 	next.Version = c.img.Version + 1
+	next.Seal()
 	c.img = next
 	if err := c.saveLocked(); err != nil {
 		c.lg.Error("cannot persist cluster metadata", "err", err)

@@ -106,6 +106,17 @@ type Image struct {
 	Topics       map[string]*Topic `json:"topics"`
 	// NextProducerID is the next idempotent producer id the controller hands out.
 	NextProducerID int64 `json:"next_producer_id"`
+
+	byID map[TopicID]*Topic // built by Seal
+}
+
+// Seal prepares a finished image for publication: it indexes topics by id, so TopicByID (on the
+// produce and fetch paths of v13+ clients) is a map lookup. The image must not change afterwards.
+func (img *Image) Seal() {
+	img.byID = make(map[TopicID]*Topic, len(img.Topics))
+	for _, t := range img.Topics {
+		img.byID[t.ID] = t
+	}
 }
 
 // Topic returns the named topic, or nil.
@@ -121,7 +132,10 @@ func (img *Image) TopicByID(id TopicID) *Topic {
 	if img == nil {
 		return nil
 	}
-	for _, t := range img.Topics {
+	if img.byID != nil {
+		return img.byID[id]
+	}
+	for _, t := range img.Topics { // an image that was never sealed (built by hand in a test)
 		if t.ID == id {
 			return t
 		}
@@ -154,6 +168,7 @@ func (img *Image) Broker(id int32) (Broker, bool) {
 // Clone returns a deep copy, for the controller to change and publish.
 func (img *Image) Clone() *Image {
 	c := *img
+	c.byID = nil // the clone is about to change; Seal it again when done
 	c.Brokers = slices.Clone(img.Brokers)
 	c.Topics = make(map[string]*Topic, len(img.Topics))
 	for k, t := range img.Topics {
