@@ -51,27 +51,25 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 				unknownID = true
 			}
 		}
+		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
 		for j := range rt.Partitions {
-			rp := &rt.Partitions[j]
-			sp := kmsg.NewFetchResponseTopicPartition()
+			rp, sp := &rt.Partitions[j], &st.Partitions[j]
+			*sp = kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
-			switch {
-			case unknownID:
+			if unknownID {
 				sp.ErrorCode = kerr.UnknownTopicID.Code
-			case b.replica(name, rp.Partition) == nil:
-				sp.ErrorCode = b.missingPartitionCode(img, name, rp.Partition)
-			}
-			st.Partitions = append(st.Partitions, sp)
-		}
-		resp.Topics = append(resp.Topics, st)
-		for j := range rt.Partitions {
-			sp := &resp.Topics[len(resp.Topics)-1].Partitions[j]
-			if sp.ErrorCode != 0 {
 				continue
 			}
-			parts = append(parts, fetchPart{name: name, r: b.replica(name, rt.Partitions[j].Partition), req: &rt.Partitions[j], resp: sp})
+			r := b.replica(name, rp.Partition)
+			if r == nil {
+				sp.ErrorCode = b.missingPartitionCode(img, name, rp.Partition)
+				continue
+			}
+			// sp points into st.Partitions' backing array, which stays put when st is appended.
+			parts = append(parts, fetchPart{name: name, r: r, req: rp, resp: sp})
 		}
+		resp.Topics = append(resp.Topics, st)
 	}
 
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
