@@ -36,6 +36,17 @@ func followers(info kafkatest.PartitionInfo) []int32 {
 	return slices.DeleteFunc(slices.Clone(info.Replicas), func(id int32) bool { return id == info.Leader })
 }
 
+// onFollowers applies a fault (c.Kill, c.PauseReplication, c.ResumeReplication, ...) to every
+// follower of the partition described by info.
+func onFollowers(t *testing.T, info kafkatest.PartitionInfo, fault func(id int32) error) {
+	t.Helper()
+	for _, f := range followers(info) {
+		if err := fault(f); err != nil {
+			t.Fatalf("follower %d: %v", f, err)
+		}
+	}
+}
+
 // readAll waits until partition 0's leader has committed all it holds, consumes it from the
 // start up to that high watermark, and returns the values in offset order.
 func readAll(t *testing.T, c *kafkatest.Cluster, topic string) []string {
@@ -156,11 +167,7 @@ func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 1 }); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range followers(info) {
-		if err := c.PauseReplication(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	onFollowers(t, info, c.PauseReplication)
 	for i := 0; i < 5; i++ {
 		if err := produceSync(ctx, prod, topic, fmt.Sprint("leader-only-", i)); err != nil {
 			t.Fatalf("acks=1 produce while followers are paused: %v", err)
@@ -169,11 +176,7 @@ func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range followers(info) {
-		if err := c.ResumeReplication(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	onFollowers(t, info, c.ResumeReplication)
 	after, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader })
 	if err != nil {
 		t.Fatal(err)
@@ -205,11 +208,7 @@ func TestAcksAllNeverAcknowledgesWhatFollowersDidNotCopy(t *testing.T) {
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for _, f := range followers(info) {
-		if err := c.PauseReplication(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	onFollowers(t, info, c.PauseReplication)
 	// Without idempotence kgo may give up on a record whose outcome is unknown; an idempotent
 	// producer would (rightly) keep retrying it until the ISR has it.
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableIdempotentWrite(),
@@ -226,11 +225,7 @@ func TestAcksAllNeverAcknowledgesWhatFollowersDidNotCopy(t *testing.T) {
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range followers(info) {
-		if err := c.ResumeReplication(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	onFollowers(t, info, c.ResumeReplication)
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader }); err != nil {
 		t.Fatal(err)
 	}
@@ -245,11 +240,7 @@ func TestNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for _, f := range followers(info) {
-		if err := c.Kill(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	onFollowers(t, info, c.Kill)
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
 		t.Fatal(err)
 	}
@@ -394,11 +385,7 @@ func TestConsumerNeverSeesRecordsAtOrAboveHighWatermark(t *testing.T) {
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 3 }); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range followers(info) {
-		if err := c.PauseReplication(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	onFollowers(t, info, c.PauseReplication)
 	for i := 0; i < 4; i++ {
 		if err := produceSync(ctx, prod, topic, fmt.Sprint("uncommitted-", i)); err != nil {
 			t.Fatal(err)
@@ -431,11 +418,7 @@ func TestConsumerNeverSeesRecordsAtOrAboveHighWatermark(t *testing.T) {
 	if seen != 3 {
 		t.Fatalf("consumer saw %d committed records, want 3", seen)
 	}
-	for _, f := range followers(info) {
-		if err := c.ResumeReplication(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	onFollowers(t, info, c.ResumeReplication)
 	// Once the followers copy them, the HW passes them and they become visible.
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 7 }); err != nil {
 		t.Fatal(err)

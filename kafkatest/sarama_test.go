@@ -501,11 +501,7 @@ func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
 			if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 1 }); err != nil {
 				t.Fatal(err)
 			}
-			for _, f := range followers(info) {
-				if err := c.PauseReplication(f); err != nil {
-					t.Fatal(err)
-				}
-			}
+			onFollowers(t, info, c.PauseReplication)
 			var msgs []*sarama.ProducerMessage
 			for i := 0; i < 5; i++ {
 				msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprint("leader-only-", i))})
@@ -529,11 +525,7 @@ func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
 			if err := c.Kill(leader); err != nil {
 				t.Fatal(err)
 			}
-			for _, f := range followers(info) {
-				if err := c.ResumeReplication(f); err != nil {
-					t.Fatal(err)
-				}
-			}
+			onFollowers(t, info, c.ResumeReplication)
 			after, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader })
 			if err != nil {
 				t.Fatal(err)
@@ -551,11 +543,7 @@ func TestSaramaNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for _, f := range followers(info) {
-		if err := c.Kill(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	onFollowers(t, info, c.Kill)
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
 		t.Fatal(err)
 	}
