@@ -21,11 +21,6 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 	img := b.Image()
 	all := (req.Version == 0 && len(req.Topics) == 0) || (req.Version >= 1 && req.Topics == nil)
 	allowCreate := b.cfg.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
-	if img == nil {
-		// A (re)started node serves before its first image is applied: it knows nothing yet,
-		// so it answers that and creates nothing; the client asks again.
-		img, allowCreate = &meta.Image{}, false
-	}
 
 	var names []string
 	if all {
@@ -134,11 +129,9 @@ func (b *Broker) autoCreate(ctx context.Context, names []string) *meta.Image {
 // capping the replication factor at the number of live brokers.
 func (b *Broker) fillDefaults(specs []TopicSpec) []TopicSpec {
 	live := int16(0)
-	if img := b.Image(); img != nil {
-		for _, bk := range img.Brokers {
-			if bk.Alive {
-				live++
-			}
+	for _, bk := range b.Image().Brokers {
+		if bk.Alive {
+			live++
 		}
 	}
 	for i := range specs {

@@ -10,9 +10,6 @@ import (
 func (b *Broker) handleDescribeCluster(_ context.Context, req *kmsg.DescribeClusterRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	img := b.Image()
-	if img == nil {
-		return resp // not yet caught up with the controller: no brokers to list
-	}
 	resp.ClusterID, resp.ControllerID = img.ClusterID, img.ControllerID
 	for _, bk := range img.Brokers {
 		if bk.Alive {

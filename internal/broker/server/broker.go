@@ -188,7 +188,8 @@ func (b *Broker) hostPort() (string, int32) {
 	return host, int32(port)
 }
 
-// Image returns the newest metadata image this node has applied.
+// Image returns the newest metadata image this node has applied. Handlers never see nil: the
+// node accepts connections only after its first image (see Start).
 func (b *Broker) Image() *meta.Image { return b.image.Load() }
 
 // OnImage implements Listener: the newest image wins; images are applied in order on one
