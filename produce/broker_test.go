@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
@@ -160,6 +163,71 @@ func TestSendAsyncThenCloseDeliversEveryRecordAndEveryCallback(t *testing.T) {
 	}
 	if err := p.Close(ctx); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestSendAsyncCallsEveryRecordsOwnCallback(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	ctx := t.Context()
+	if err := c.CreateTopic(ctx, "mixed", 3, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, c, produce.NoLoss, kgo.DefaultProduceTopic("mixed"))
+	// Senders that reuse one callback (the Producer binds those) run next
+	// to senders that make a closure per record: every record must reach
+	// the callback its sender passed, once.
+	const senders, perSender = 6, 300
+	var wrong, failed, called atomic.Int64
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			prefix := fmt.Sprintf("s%d-", s)
+			check := func(r *kgo.Record, err error) {
+				called.Add(1)
+				if err != nil {
+					failed.Add(1)
+				}
+				if !strings.HasPrefix(string(r.Value), prefix) {
+					wrong.Add(1)
+				}
+			}
+			for i := range perSender {
+				cb := check
+				if s%2 == 1 {
+					cb = func(r *kgo.Record, err error) { check(r, err) }
+				}
+				p.SendAsync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "%s%d", prefix, i)}, cb)
+			}
+		})
+	}
+	wg.Wait()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if called.Load() != senders*perSender || wrong.Load() != 0 || failed.Load() != 0 {
+		t.Fatalf("%d callbacks (want %d), %d with another sender's record, %d failed",
+			called.Load(), senders*perSender, wrong.Load(), failed.Load())
+	}
+}
+
+func TestSendWithAContextThatNeverEnds(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	if err := c.CreateTopic(t.Context(), "forever", 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, c, produce.NoLoss, kgo.DefaultProduceTopic("forever"), kgo.ProducerBatchMaxBytes(1<<10))
+	ctx := context.Background()
+	for i := range 3 {
+		r := &kgo.Record{Value: []byte(strconv.Itoa(i))}
+		if err := p.Send(ctx, r); err != nil || r.Offset != int64(i) {
+			t.Fatalf("Send %d = %v at offset %d", i, err, r.Offset)
+		}
+	}
+	// A refusal still comes back as a DeliveryError.
+	err := p.Send(ctx, &kgo.Record{Value: make([]byte, 2<<10)})
+	var de *produce.DeliveryError
+	if !errors.As(err, &de) || de.Topic != "forever" || !errors.Is(err, produce.ErrNotWritten) || !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("Send of an oversized record = %v, want a DeliveryError, not written, MessageTooLarge", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -31,6 +32,16 @@ type Producer struct {
 	defaultTopic       string // kgo.DefaultProduceTopic
 	defaultTopicAlways bool   // kgo.DefaultProduceTopicAlways
 	closed             atomic.Bool
+
+	// logCallback and logPromise are the callback of a SendAsync without
+	// one and its promise, bound once so that such a send allocates
+	// nothing.
+	logCallback, logPromise func(*kgo.Record, error)
+	// bound is the promise of the callback most recently passed to
+	// SendAsync twice in a row, and lastCallback that callback's identity
+	// (see promiseFor).
+	bound        atomic.Pointer[boundPromise]
+	lastCallback atomic.Uintptr
 }
 
 // New returns a Producer for preset p over a kgo client built from
@@ -64,6 +75,8 @@ func New(ctx context.Context, p Preset, opts ...kgo.Opt) (*Producer, error) {
 		idemSafe: s.idempotent && !s.allowCancel,
 		logger:   s.logger,
 	}
+	pr.logCallback = pr.logFailure
+	pr.logPromise = pr.wrap(pr.logCallback)
 	pr.defaultTopic, _ = cl.OptValue(kgo.DefaultProduceTopic).(string)
 	pr.defaultTopicAlways, _ = cl.OptValue(kgo.DefaultProduceTopicAlways).(bool)
 	return pr, nil
@@ -109,6 +122,10 @@ func (p *Producer) Send(ctx context.Context, r *kgo.Record) error {
 	if err := ctx.Err(); err != nil {
 		return &DeliveryError{Topic: topic, Partition: -1, Err: err}
 	}
+	if ctx.Done() == nil {
+		// ctx never ends, so Send never gives up: wait on this goroutine.
+		return p.result(r, p.cl.ProduceSync(ctx, r).FirstErr())
+	}
 	w := &waiter{done: make(chan error, 1)}
 	// ProduceSync, unlike Produce, cuts the linger short for the record's
 	// partition; it runs on its own goroutine so that Send can return when
@@ -140,9 +157,15 @@ func (p *Producer) Send(ctx context.Context, r *kgo.Record) error {
 // of the same Producer. A nil cb logs failures.
 //
 // A full buffer blocks SendAsync until there is room or ctx ends.
+//
+// Passing the same callback value for many records (a function, or a
+// closure made once) costs nothing per record; a closure made for each
+// record costs one more small allocation, the binding of the callback to
+// the Producer.
 func (p *Producer) SendAsync(ctx context.Context, r *kgo.Record, cb func(*kgo.Record, error)) {
+	var promise func(*kgo.Record, error)
 	if cb == nil {
-		cb = p.logFailure
+		cb, promise = p.logCallback, p.logPromise
 	}
 	if r == nil {
 		cb(nil, &DeliveryError{Partition: -1, Err: errNilRecord})
@@ -152,9 +175,50 @@ func (p *Producer) SendAsync(ctx context.Context, r *kgo.Record, cb func(*kgo.Re
 		cb(r, &DeliveryError{Topic: p.topicOf(r), Partition: -1, Err: ErrClosed})
 		return
 	}
-	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
-		cb(r, p.result(r, err))
-	})
+	if promise == nil {
+		promise = p.promiseFor(cb)
+	}
+	p.cl.Produce(ctx, r, promise)
+}
+
+// boundPromise is a callback bound to its Producer as a kgo promise.
+type boundPromise struct {
+	callback unsafe.Pointer // the callback's identity, see funcIdentity
+	promise  func(*kgo.Record, error)
+}
+
+// promiseFor returns the kgo promise that hands cb the outcome as the
+// sender sees it. An application usually passes one callback for every
+// record, so the binding of the callback seen twice in a row is kept and
+// reused instead of making a closure per record.
+func (p *Producer) promiseFor(cb func(*kgo.Record, error)) func(*kgo.Record, error) {
+	id := funcIdentity(cb)
+	if b := p.bound.Load(); b != nil && b.callback == id {
+		return b.promise
+	}
+	promise := p.wrap(cb)
+	// A repeat binds cb. lastCallback is only a hint: if it matches a
+	// callback that has since been freed and its memory reused, the cost
+	// is one binding too many, never a wrong callback, because bound
+	// holds on to the very callback it compares with.
+	if p.lastCallback.Swap(uintptr(id)) == uintptr(id) {
+		p.bound.Store(&boundPromise{callback: id, promise: promise})
+	}
+	return promise
+}
+
+// funcIdentity returns the pointer a func value is made of. Two func values
+// with the same identity are the same function with the same captured
+// variables: Go represents a func value as a pointer to its code and
+// closure context, which reflect and the runtime rely on. Different
+// identities may still be equal functions; that only costs a binding.
+func funcIdentity(f func(*kgo.Record, error)) unsafe.Pointer {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&f))
+}
+
+// wrap returns the kgo promise that calls cb with r and p.result.
+func (p *Producer) wrap(cb func(*kgo.Record, error)) func(*kgo.Record, error) {
+	return func(r *kgo.Record, err error) { cb(r, p.result(r, err)) }
 }
 
 // Flush waits until every record buffered so far has its outcome, or ctx

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -46,5 +47,61 @@ func TestNewFailsWhenNoSeedBrokerAnswers(t *testing.T) {
 	}
 	if errors.Is(err, ErrUnsafeConfig) || errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("a connection failure reported as a config error: %v", err)
+	}
+}
+
+func TestPromiseForBindsARepeatedCallbackOnceAndNeverMixesCallbacks(t *testing.T) {
+	p := &Producer{idemSafe: true}
+	var calls []string
+	// Closures of one literal, each capturing its own name: the same code,
+	// different callbacks.
+	named := func(name string) func(*kgo.Record, error) {
+		return func(r *kgo.Record, err error) { calls = append(calls, name+":"+string(r.Value)) }
+	}
+	f, g := named("f"), named("g")
+
+	// Interleaved, neither repeats back to back: every promise is fresh,
+	// and each calls its own callback.
+	order := []func(*kgo.Record, error){f, g, f, g}
+	for i, cb := range order {
+		p.promiseFor(cb)(&kgo.Record{Value: []byte{'0' + byte(i)}}, nil)
+	}
+	if want := []string{"f:0", "g:1", "f:2", "g:3"}; !slices.Equal(calls, want) {
+		t.Fatalf("callbacks called %v, want %v", calls, want)
+	}
+	if b := p.bound.Load(); b != nil {
+		t.Fatalf("a callback was bound without repeating: %v", b.callback)
+	}
+
+	// f twice in a row: bound, and from then on the same promise.
+	first := p.promiseFor(f)
+	second := p.promiseFor(f)
+	third := p.promiseFor(f)
+	if funcIdentity(second) != funcIdentity(third) || funcIdentity(first) == funcIdentity(third) {
+		t.Fatal("a callback passed repeatedly is not bound once")
+	}
+	// g does not get f's binding, and f keeps it.
+	calls = nil
+	p.promiseFor(g)(&kgo.Record{Value: []byte("x")}, nil)
+	p.promiseFor(f)(&kgo.Record{Value: []byte("y")}, errors.New("broker said no"))
+	if want := []string{"g:x", "f:y"}; !slices.Equal(calls, want) {
+		t.Fatalf("callbacks called %v, want %v", calls, want)
+	}
+}
+
+func TestBoundPromiseTranslatesErrors(t *testing.T) {
+	p := &Producer{idemSafe: true}
+	var got []error
+	cb := func(_ *kgo.Record, err error) { got = append(got, err) }
+	p.promiseFor(cb)
+	promise := p.promiseFor(cb) // bound now
+	promise(&kgo.Record{Topic: "t", Partition: 3}, nil)
+	promise(&kgo.Record{Topic: "t", Partition: 3}, kerr.MessageTooLarge)
+	if len(got) != 2 || got[0] != nil {
+		t.Fatalf("callback saw %v", got)
+	}
+	var de *DeliveryError
+	if !errors.As(got[1], &de) || de.Topic != "t" || de.Partition != 3 || !errors.Is(got[1], ErrNotWritten) || !errors.Is(got[1], kerr.MessageTooLarge) {
+		t.Fatalf("bound promise passed %v, want a DeliveryError, not written, for MessageTooLarge", got[1])
 	}
 }
