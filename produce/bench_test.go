@@ -2,6 +2,7 @@ package produce_test
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -165,11 +166,18 @@ func BenchmarkNoLossProduce(b *testing.B) {
 // broker's own work, another process) moves one pair, not the result.
 func compare(b *testing.B, rawRound, wrapRound func(n int)) {
 	var rawTime, wrapTime time.Duration
+	var rawAllocs, wrapAllocs uint64
 	ratios := make([]float64, 0, benchRounds)
-	timed := func(round func(int), n int) time.Duration {
+	var ms runtime.MemStats
+	timed := func(round func(int), n int, allocs *uint64) time.Duration {
+		runtime.ReadMemStats(&ms)
+		before := ms.Mallocs
 		start := time.Now()
 		round(n)
-		return time.Since(start)
+		d := time.Since(start)
+		runtime.ReadMemStats(&ms)
+		*allocs += ms.Mallocs - before
+		return d
 	}
 	b.ResetTimer()
 	done := 0
@@ -181,11 +189,11 @@ func compare(b *testing.B, rawRound, wrapRound func(n int)) {
 		}
 		var r, w time.Duration
 		if i%2 == 0 {
-			r = timed(rawRound, n)
-			w = timed(wrapRound, n)
+			r = timed(rawRound, n, &rawAllocs)
+			w = timed(wrapRound, n, &wrapAllocs)
 		} else {
-			w = timed(wrapRound, n)
-			r = timed(rawRound, n)
+			w = timed(wrapRound, n, &wrapAllocs)
+			r = timed(rawRound, n, &rawAllocs)
 		}
 		rawTime += r
 		wrapTime += w
@@ -196,4 +204,5 @@ func compare(b *testing.B, rawRound, wrapRound func(n int)) {
 	b.ReportMetric(float64(b.N)/rawTime.Seconds(), "raw-records/s")
 	b.ReportMetric(float64(b.N)/wrapTime.Seconds(), "producer-records/s")
 	b.ReportMetric(ratios[len(ratios)/2], "x-raw-kgo")
+	b.ReportMetric((float64(wrapAllocs)-float64(rawAllocs))/float64(b.N), "extra-allocs/record")
 }
