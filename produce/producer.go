@@ -106,7 +106,10 @@ func (p *Producer) Client() *kgo.Client { return p.cl }
 // If ctx ends first, Send returns at once with ErrOutcomeUnknown (and
 // ctx's error) unless the client already failed r; r then still belongs to
 // the client, which finishes it in the background and logs the outcome.
-// Do not reuse r after that.
+// Do not reuse r after that. Being able to return early costs one
+// goroutine per Send whose ctx can end; with a ctx that never ends (such as
+// context.Background()) Send waits on the caller's goroutine, as kgo's
+// ProduceSync does.
 //
 // A full buffer blocks Send until there is room or ctx ends.
 func (p *Producer) Send(ctx context.Context, r *kgo.Record) error {
