@@ -243,9 +243,10 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 			// Kafka sends one idempotent batch per partition and request; a retry of it gets the
 			// offsets it was first written at, and is not written again.
 			res := AppendResult{BaseOffset: dup.firstOffset, LogStartOffset: r.log.StartOffset(), Duplicate: true}
+			epoch := r.leaderEpoch
 			r.mu.Unlock()
 			if acks == -1 {
-				return res, r.waitHW(ctx, dup.lastOffset)
+				return res, r.waitHW(ctx, dup.lastOffset, epoch)
 			}
 			return res, nil
 		}
@@ -264,20 +265,28 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 	res := AppendResult{BaseOffset: base, LogStartOffset: r.log.StartOffset()}
 	r.maybeAdvanceHWLocked()
 	r.notifyLocked()
+	epoch := r.leaderEpoch
 	r.mu.Unlock()
 	if acks == -1 {
-		return res, r.waitHW(ctx, last)
+		return res, r.waitHW(ctx, last, epoch)
 	}
 	return res, nil
 }
 
-// waitHW waits until the high watermark is above lastOffset.
-func (r *Replica) waitHW(ctx context.Context, lastOffset int64) error {
+// waitHW waits until the high watermark is above lastOffset, which was appended (or found) while
+// this replica led in leaderEpoch. A leader change fails the wait, including one that came
+// between the append and the wait: waiters are only failed by the change itself.
+func (r *Replica) waitHW(ctx context.Context, lastOffset int64, leaderEpoch int32) error {
 	r.mu.Lock()
 	if r.hw > lastOffset {
 		err := r.afterAppendCheckLocked()
 		r.mu.Unlock()
 		return err
+	}
+	if r.leader != r.cfg.BrokerID || r.leaderEpoch != leaderEpoch || r.closed {
+		leader := r.leader
+		r.mu.Unlock()
+		return fmt.Errorf("%s-%d moved to leader %d before offset %d was replicated: %w", r.cfg.Topic, r.cfg.Partition, leader, lastOffset, kerr.NotLeaderForPartition)
 	}
 	w := &ackWaiter{lastOffset: lastOffset, done: make(chan error, 1)}
 	r.waiters = append(r.waiters, w)
