@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
@@ -307,6 +309,26 @@ func (c *Cluster) setPaused(id int32, on bool) error {
 		c.lg.Warn("fault: replication", "broker", id, "paused", on)
 		n.paused = on
 		n.b.SetReplicationPaused(on)
+	})
+}
+
+// FailProduces makes the current leader of topic/partition answer the next n produce requests
+// for it with err, after delay, without appending them (see server.Broker.FailProduces); n <= 0
+// disarms it. It returns the leader's id.
+func (c *Cluster) FailProduces(topic string, partition int32, n int, err *kerr.Error, delay time.Duration) (int32, error) {
+	if err == nil {
+		return -1, errors.New("cluster: FailProduces needs an error")
+	}
+	st, ok := c.ctrl.Image().Partition(topic, partition)
+	if !ok {
+		return -1, fmt.Errorf("%w: %s-%d", ErrUnknownPartition, topic, partition)
+	}
+	if st.Leader < 0 {
+		return -1, fmt.Errorf("%w: %s-%d has no leader", ErrBrokerState, topic, partition)
+	}
+	return st.Leader, c.onLiveNode(st.Leader, func(n2 *node) {
+		c.lg.Warn("fault: fail produce", "broker", st.Leader, "topic", topic, "partition", partition, "count", n, "error", err.Message)
+		n2.b.FailProduces(topic, partition, n, err, delay)
 	})
 }
 

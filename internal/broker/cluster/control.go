@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // ControlHandler serves the fault-control API as JSON:
@@ -17,6 +19,10 @@ import (
 //	                                       {"leo":130,"hw":123,"log_start":0,"leader":0,"leader_epoch":2}
 //	                                       (that broker's own replica, as it sees itself)
 //	POST /brokers/{id}/kill | restart | isolate | heal | pause-replication | resume-replication
+//	POST /partitions/{topic}/{partition}/fail-produce?count=1&error=NOT_ENOUGH_REPLICAS&delay=200ms
+//	                                       {"ok":true,"broker":0,...}: the partition's leader answers
+//	                                       its next count produce requests with that Kafka error,
+//	                                       after delay, without appending (count=0 disarms)
 //
 // Errors answer {"error":"..."} with 404 for unknown brokers or partitions, 409 for a fault that
 // does not fit the broker's state, 400 for a malformed path.
@@ -56,6 +62,43 @@ func (c *Cluster) ControlHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, info)
 	})
+	mux.HandleFunc("POST /partitions/{topic}/{partition}/fail-produce", func(w http.ResponseWriter, r *http.Request) {
+		p, err := strconv.ParseInt(r.PathValue("partition"), 10, 32)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, errors.New("partition must be an integer"))
+			return
+		}
+		q := r.URL.Query()
+		count, delay, kerrName := 1, time.Duration(0), "NOT_ENOUGH_REPLICAS"
+		if v := q.Get("count"); v != "" {
+			if count, err = strconv.Atoi(v); err != nil || count < 0 {
+				writeErr(w, http.StatusBadRequest, errors.New("count must be a whole number"))
+				return
+			}
+		}
+		if v := q.Get("delay"); v != "" {
+			if delay, err = time.ParseDuration(v); err != nil || delay < 0 {
+				writeErr(w, http.StatusBadRequest, errors.New("delay must be a duration such as 200ms"))
+				return
+			}
+		}
+		if v := q.Get("error"); v != "" {
+			kerrName = v
+		}
+		kerrValue, ok := kafkaErrorNamed(kerrName)
+		if !ok {
+			writeErr(w, http.StatusBadRequest, errors.New("error must be a Kafka error name such as NOT_ENOUGH_REPLICAS, got "+kerrName))
+			return
+		}
+		topic := r.PathValue("topic")
+		leader, err := c.FailProduces(topic, int32(p), count, kerrValue, delay)
+		if err != nil {
+			writeErr(w, errStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "broker": leader, "topic": topic, "partition": p,
+			"count": count, "error": kerrValue.Message, "delay": delay.String()})
+	})
 	mux.HandleFunc("POST /brokers/{id}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
 		if err != nil {
@@ -87,6 +130,17 @@ func (c *Cluster) ControlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "broker": bid, "action": r.PathValue("action")})
 	})
 	return mux
+}
+
+// kafkaErrorNamed returns the Kafka error with the given name, such as NOT_ENOUGH_REPLICAS.
+func kafkaErrorNamed(name string) (*kerr.Error, bool) {
+	for code := int16(1); code < 512; code++ {
+		var ke *kerr.Error
+		if errors.As(kerr.ErrorForCode(code), &ke) && ke.Code == code && ke.Message == name {
+			return ke, true
+		}
+	}
+	return nil, false
 }
 
 // errStatus maps the cluster's errors to HTTP status codes.

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/cluster"
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
@@ -316,5 +317,67 @@ func TestControlReplicaOfDeadBrokerIsConflict(t *testing.T) {
 	}
 	if r := call(t, srv, "GET", "/brokers/1/partitions/t/0"); r.code != http.StatusConflict {
 		t.Fatalf("replica of a dead broker: %d %s, want 409", r.code, r.body)
+	}
+}
+
+func TestControlFailProduceRefusesTheNextProducesWithoutAppending(t *testing.T) {
+	c := startCluster(t, 1)
+	createTopic(t, c, "refused", 1, 1)
+	srv := httptest.NewServer(c.ControlHandler())
+	defer srv.Close()
+
+	for path, want := range map[string]int{
+		"/partitions/refused/0/fail-produce?error=NO_SUCH_ERROR": http.StatusBadRequest,
+		"/partitions/refused/0/fail-produce?count=-1":            http.StatusBadRequest,
+		"/partitions/refused/0/fail-produce?delay=soon":          http.StatusBadRequest,
+		"/partitions/refused/x/fail-produce":                     http.StatusBadRequest,
+		"/partitions/missing/0/fail-produce":                     http.StatusNotFound,
+	} {
+		if r := call(t, srv, "POST", path); r.code != want {
+			t.Errorf("POST %s: %d %s, want %d", path, r.code, r.body, want)
+		}
+	}
+	r := call(t, srv, "POST", "/partitions/refused/0/fail-produce?count=2&error=NOT_ENOUGH_REPLICAS&delay=10ms")
+	if r.code != http.StatusOK {
+		t.Fatalf("fail-produce: %d %s", r.code, r.body)
+	}
+	got := decode[map[string]any](t, r)
+	if got["error"] != "NOT_ENOUGH_REPLICAS" || got["count"] != float64(2) || got["broker"] != float64(0) {
+		t.Fatalf("fail-produce answered %s", r.body)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := wire.Dial(ctx, nil, c.Bootstrap()[0], "cluster-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	produce := func() kmsg.ProduceResponseTopicPartition {
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(9)
+		req.Acks, req.TimeoutMillis = -1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "refused"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = records.Build([]records.Record{{Value: []byte("v")}}, time.Now().UnixMilli(), records.NoProducer)
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := cl.Request(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	}
+	for i := range 2 {
+		if p := produce(); p.ErrorCode != kerr.NotEnoughReplicas.Code || p.BaseOffset != -1 {
+			t.Fatalf("produce %d under the fault: code %d offset %d, want NOT_ENOUGH_REPLICAS", i, p.ErrorCode, p.BaseOffset)
+		}
+	}
+	if info, err := c.ReplicaState(0, "refused", 0); err != nil || info.LEO != 0 {
+		t.Fatalf("after refused produces: %+v, %v; want nothing appended", info, err)
+	}
+	if p := produce(); p.ErrorCode != 0 || p.BaseOffset != 0 {
+		t.Fatalf("produce after the fault: code %d offset %d, want offset 0", p.ErrorCode, p.BaseOffset)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 )
 
 // handleProduce appends each partition's batches on this node (which must lead the partition).
@@ -56,7 +57,13 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res, err := r.Append(ctx, rp.Records, req.Acks)
+				var res partition.AppendResult
+				var err error
+				if pf, ok := b.takeProduceFault(name, rp.Partition); ok {
+					err = pf.fail(ctx, name, rp.Partition)
+				} else {
+					res, err = r.Append(ctx, rp.Records, req.Acks)
+				}
 				if err != nil {
 					sp.ErrorCode = errorCode(err)
 					msg := err.Error()

@@ -120,6 +120,7 @@ type Broker struct {
 
 	isolated atomic.Bool
 	paused   atomic.Bool
+	faults   produceFaults
 
 	zc zeroCopy // sendfile state (sendfile.go)
 }
