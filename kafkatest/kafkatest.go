@@ -7,7 +7,7 @@
 //	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
 //
 // The cluster replicates for real (ISR, high watermark, leader election) and its faults — Kill,
-// Restart, Isolate, Heal, PauseReplication — let tests reproduce the failures Kafka's
+// Restart, Isolate, Heal, PauseReplication, FailProduces — let tests reproduce the failures Kafka's
 // reliability settings exist for.
 package kafkatest
 
@@ -156,6 +156,16 @@ func (c *Cluster) PauseReplication(id int32) error { return c.c.PauseReplication
 
 // ResumeReplication restarts broker id's replica fetchers.
 func (c *Cluster) ResumeReplication(id int32) error { return c.c.ResumeReplication(id) }
+
+// FailProduces makes the current leader of topic/partition answer the next n produce requests
+// for it with err (such as kerr.NotEnoughReplicas), after delay, without appending them: the
+// transient refusal after which a client retries. Batches a client sent behind a refused one
+// still succeed, which is how retries reorder a partition when more than one request is in flight
+// without idempotence. n <= 0 disarms the fault.
+func (c *Cluster) FailProduces(topic string, partition int32, n int, err *kerr.Error, delay time.Duration) error {
+	_, e := c.c.FailProduces(topic, partition, n, err, delay)
+	return e
+}
 
 // Brokers lists the brokers.
 func (c *Cluster) Brokers() []BrokerInfo { return c.c.Brokers() }
