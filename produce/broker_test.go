@@ -231,6 +231,57 @@ func TestSendWithAContextThatNeverEnds(t *testing.T) {
 	}
 }
 
+func TestPresetsKeepOrderWhenARequestIsRefusedAndRetried(t *testing.T) {
+	// kafkatest's TestRetriesReorderOnlyWithoutIdempotenceAndWithSeveralRequestsInFlight shows
+	// a raw client with 5 requests in flight and no idempotence reorder and duplicate records
+	// under this fault; the presets must not.
+	cases := []struct {
+		name   string
+		preset produce.Preset
+		opts   []kgo.Opt
+	}{
+		{"NoLoss", produce.NoLoss, nil},
+		{"StrictOrder without idempotence", produce.StrictOrder, []kgo.Opt{kgo.DisableIdempotentWrite()}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := kafkatest.NewCluster(t)
+			ctx := t.Context()
+			if err := c.CreateTopic(ctx, "ab", 1, 1, nil); err != nil {
+				t.Fatal(err)
+			}
+			p := newProducer(t, c, tc.preset, append([]kgo.Opt{kgo.DefaultProduceTopic("ab"), kgo.ProducerLinger(0),
+				kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond })}, tc.opts...)...)
+			if err := p.Send(ctx, &kgo.Record{Value: []byte("warm-up")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.FailProduces("ab", 0, 1, kerr.NotEnoughReplicas, 300*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			const n = 150
+			var failed atomic.Int64
+			want := make([]string, n)
+			for i := range n {
+				want[i] = strconv.Itoa(i)
+				p.SendAsync(ctx, &kgo.Record{Value: []byte(want[i])}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						failed.Add(1)
+					}
+				})
+				time.Sleep(2 * time.Millisecond)
+			}
+			if err := p.Flush(ctx); err != nil || failed.Load() != 0 {
+				t.Fatalf("flush: %v; %d sends failed", err, failed.Load())
+			}
+			got := values(readAll(t, c, "ab", n+1))[1:]
+			if !slices.Equal(got, want) {
+				t.Fatalf("read %d records %v..., want 0..%d once each, in order", len(got), got[:min(10, len(got))], n-1)
+			}
+		})
+	}
+}
+
 func TestMinInsyncReplicasStopsNoLossButNotLeaderAck(t *testing.T) {
 	c := kafkatest.NewCluster(t)
 	ctx := t.Context()
