@@ -101,6 +101,9 @@ func Decode(b []byte) ([]Batch, error) {
 }
 
 func decodeRecords(b []byte, n int) ([]kmsg.Record, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("negative record count %d", n)
+	}
 	recs := make([]kmsg.Record, 0, min(n, len(b)))
 	for i := 0; i < n; i++ {
 		rd := kbin.Reader{Src: b}
