@@ -2,10 +2,12 @@ package kafkatest_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -94,4 +96,50 @@ func TestCommittedOffsetsSurviveLossOfTheCoordinatorBroker(t *testing.T) {
 	if now := coordinatorOf(t, ctx, cl, group); now == coord {
 		t.Fatalf("coordinator is still the killed broker %d", coord)
 	}
+}
+
+func TestClientsCannotWriteTheOffsetsTopic(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.CreateTopic(ctx, "t", 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	adm := newAdmin(t, c)
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "t", Partition: 0, At: 7, LeaderEpoch: -1})
+	if err := adm.CommitAllOffsets(ctx, "g", offs); err != nil {
+		t.Fatal(err)
+	}
+
+	// A stray record in __consumer_offsets would be replayed as group state by the next
+	// coordinator; Kafka refuses such writes, and so must the bundled broker.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DisableIdempotentWrite(),
+		kgo.RecordRetries(1), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for p := range int32(4) {
+		err := cl.ProduceSync(ctx, &kgo.Record{Topic: "__consumer_offsets", Partition: p, Key: []byte("garbage"), Value: []byte("x")}).FirstErr()
+		if !errors.Is(err, kerr.InvalidTopicException) {
+			t.Fatalf("produce to __consumer_offsets-%d: %v, want INVALID_TOPIC_EXCEPTION", p, err)
+		}
+	}
+
+	// The coordinator reloads its state from the topic after a restart: intact.
+	if err := c.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the committed offset to be served again", func() bool {
+		resp, err := newAdmin(t, c).FetchOffsets(ctx, "g")
+		if err != nil {
+			return false
+		}
+		o, ok := resp.Lookup("t", 0)
+		return ok && o.Err == nil && o.At == 7
+	})
 }

@@ -49,6 +49,13 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 				sp.ErrorMessage = &msg
 				continue
 			}
+			if name == meta.OffsetsTopic {
+				// As Kafka: only the group coordinator writes its internal topic.
+				sp.ErrorCode = kerr.InvalidTopicException.Code
+				msg := "kafkaguard broker: cannot append to internal topic " + name
+				sp.ErrorMessage = &msg
+				continue
+			}
 			r := b.replica(name, rp.Partition)
 			if r == nil {
 				sp.ErrorCode = b.missingPartitionCode(img, name, rp.Partition)
