@@ -50,7 +50,6 @@ func (b *Broker) FailProduces(topic string, partition int32, n int, err *kerr.Er
 	if !had {
 		f.armed.Add(1)
 	}
-	b.lg.Warn("fault: produce requests will fail", "topic", topic, "partition", partition, "count", n, "error", err.Message, "delay", delay)
 }
 
 // takeProduceFault uses up one armed failure of topic/partition, if any.
