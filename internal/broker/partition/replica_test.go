@@ -162,12 +162,7 @@ func TestAcksAllAnswersOnceEveryISRMemberHasTheBatch(t *testing.T) {
 	if _, err := r.Append(t.Context(), batch(2, plain), 0); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.Append(t.Context(), batch(1, plain), -1)
-		done <- err
-	}()
-	waitLEO(t, r, 3)
+	done := appendWaiting(t, r, batch(1, plain))
 
 	// The leader has it, no follower does: not committed, invisible to
 	// consumers, not acknowledged.
@@ -208,15 +203,24 @@ func TestAcksAllAnswersOnceEveryISRMemberHasTheBatch(t *testing.T) {
 	}
 }
 
-func waitLEO(t *testing.T, r *Replica, leo int64) {
+// appendWaiting appends b with acks=all on another goroutine, waits until the leader has
+// appended it, and returns where the produce's outcome will arrive.
+func appendWaiting(t *testing.T, r *Replica, b []byte) <-chan error {
 	t.Helper()
+	leo := r.State().LEO
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Append(t.Context(), b, -1)
+		done <- err
+	}()
 	deadline := time.Now().Add(5 * time.Second)
-	for r.State().LEO < leo {
+	for r.State().LEO == leo {
 		if time.Now().After(deadline) {
-			t.Fatalf("log end offset stayed at %d, want %d", r.State().LEO, leo)
+			t.Fatalf("log end offset stayed at %d", leo)
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return done
 }
 
 func TestMinInsyncReplicasRefusesAcksAllBeforeAppending(t *testing.T) {
@@ -261,12 +265,7 @@ func TestAcksAllTimesOutButTheBatchStaysAppended(t *testing.T) {
 func TestAcksAllAfterTheISRShrankBelowTheMinimum(t *testing.T) {
 	f := newFixture(t, 2)
 	r := f.leader(t, 1, 2)
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.Append(t.Context(), batch(1, plain), -1)
-		done <- err
-	}()
-	waitLEO(t, r, 1)
+	done := appendWaiting(t, r, batch(1, plain))
 	// The controller removes follower 2: the leader alone is the ISR and
 	// the HW passes the batch, but the ISR is below the minimum.
 	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{1}, Leader: 1, LeaderEpoch: 1, Epoch: 2})
@@ -283,12 +282,7 @@ func TestAcksAllAfterTheISRShrankBelowTheMinimum(t *testing.T) {
 func TestLeaderChangeFailsWaitingProducesAsNotLeader(t *testing.T) {
 	f := newFixture(t, 1)
 	r := f.leader(t, 1, 2)
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.Append(t.Context(), batch(1, plain), -1)
-		done <- err
-	}()
-	waitLEO(t, r, 1)
+	done := appendWaiting(t, r, batch(1, plain))
 	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{2}, Leader: 2, LeaderEpoch: 2, Epoch: 2})
 	if err := <-done; !errors.Is(err, kerr.NotLeaderForPartition) {
 		t.Fatalf("waiting produce after a leader change: %v, want NOT_LEADER_OR_FOLLOWER", err)
