@@ -315,7 +315,9 @@ func TestIdempotentProducerDeduplicatesRefusesGapsAndFencesOldEpochs(t *testing.
 	f := newFixture(t, 1)
 	r := f.leader(t, 1)
 	ctx := t.Context()
-	p := func(epoch int16, seq int32) records.Producer { return records.Producer{ID: 7, Epoch: epoch, Sequence: seq} }
+	p := func(epoch int16, seq int32) records.Producer {
+		return records.Producer{ID: 7, Epoch: epoch, Sequence: seq}
+	}
 	appendOK := func(b []byte, wantBase int64, wantDup bool) {
 		t.Helper()
 		res, err := r.Append(ctx, b, -1)
