@@ -32,6 +32,8 @@ const benchRounds = 16
 // pairs of rounds of the raw side's time over the wrapper's. ns/op is the
 // time of one record on both sides.
 //
+//   - async-raw-vs-raw: the A/A run: a second raw client in the wrapper's
+//     place. Its distance from 1 is what the setup itself contributes.
 //   - async: Producer.SendAsync against kgo's Produce, one goroutine
 //     sending, a Flush ending each round; one callback for every record.
 //   - async-closure-per-record: the same, with a new callback closure for
@@ -66,6 +68,16 @@ func BenchmarkNoLossProduce(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer p.Close(ctx)
+	// A second raw client, for the A/A run that shows how far two identical
+	// clients already differ in this setup.
+	raw2, err := kgo.NewClient(all...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw2.Close()
+	if err := raw2.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
 	// Warm both up: metadata, connections, producer IDs.
 	if err := raw.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
 		b.Fatal(err)
@@ -108,6 +120,20 @@ func BenchmarkNoLossProduce(b *testing.B) {
 		}
 		return rawRound, wrapRound
 	}
+	b.Run("async-raw-vs-raw", func(b *testing.B) {
+		round := func(cl *kgo.Client) func(int) {
+			return func(n int) {
+				for range n {
+					cl.Produce(ctx, &kgo.Record{Value: value}, fail)
+				}
+				if err := cl.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.SetBytes(2 * int64(len(value)))
+		compare(b, round(raw), round(raw2))
+	})
 	b.Run("async", func(b *testing.B) {
 		b.SetBytes(2 * int64(len(value)))
 		rawRound, wrapRound := asyncRounds(false)
