@@ -164,6 +164,9 @@ type group struct {
 	syncSeq   uint64
 
 	offsets map[string]map[int32]committed
+	// commitsInFlight counts offset commits being persisted: their offsets
+	// are not in offsets yet, but the group must not be dropped as unused.
+	commitsInFlight int
 }
 
 func (g *group) transition(s groupState, now time.Time) {
@@ -477,10 +480,10 @@ func (g *group) offset(topic string, partition int32) (committed, bool) {
 }
 
 // unused reports whether the group holds nothing worth keeping: a group that
-// a rejected request created.
+// a rejected request created. A group with a commit being persisted is used.
 func (g *group) unused() bool {
 	return g.state == stateEmpty && g.generation == 0 && len(g.members) == 0 &&
-		len(g.pending) == 0 && len(g.offsets) == 0
+		len(g.pending) == 0 && len(g.offsets) == 0 && g.commitsInFlight == 0
 }
 
 // newMemberID returns a member id as Kafka makes one: the client id (or the

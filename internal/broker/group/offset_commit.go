@@ -176,8 +176,10 @@ func (sh *shard) prepareCommit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetC
 		close(done)
 		return nil, nil
 	}
+	g.commitsInFlight++
 	return records, func(err error) {
 		defer close(done)
+		g.commitsInFlight--
 		if err != nil {
 			code := sh.errorCode(err)
 			for i := range resp.Topics {
@@ -187,8 +189,9 @@ func (sh *shard) prepareCommit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetC
 					}
 				}
 			}
-			if sh.current(g) {
-				dropIfUnused()
+			// Another failed commit of this batch may have created g.
+			if sh.current(g) && g.unused() {
+				delete(sh.groups, g.id)
 			}
 			return
 		}
