@@ -222,7 +222,9 @@ func (d *Dispatcher[T]) Assign(tp TopicPartition, cp Checkpoint) error {
 // offset at or below one already submitted returns an error wrapping
 // ErrOffsetOrder. A record the partition's commit metadata names as done is
 // marked done without running. A partition that is not assigned returns an
-// error wrapping ErrNotAssigned.
+// error wrapping ErrNotAssigned, and so does a record whose partition was
+// revoked while it waited for room, even if the partition was assigned again
+// meanwhile: the record belongs to the revoked assignment.
 func (d *Dispatcher[T]) Submit(ctx context.Context, m Message[T]) error {
 	tp := m.TopicPartition()
 	d.mu.Lock()
@@ -256,7 +258,14 @@ func (d *Dispatcher[T]) Submit(ctx context.Context, m Message[T]) error {
 			return ErrClosed
 		}
 		d.mu.Lock()
-		if p, err = d.partitionLocked(tp); err != nil {
+		again, err := d.partitionLocked(tp)
+		if err == nil && again != p {
+			// Revoked and assigned again while m waited: m belongs to
+			// the revoked assignment. Added to the new one, it would
+			// make it refuse the lower offsets it starts from.
+			err = fmt.Errorf("ordering: submit %s offset %d: %w (revoked while it waited for room)", tp, m.Offset, ErrNotAssigned)
+		}
+		if err != nil {
 			<-d.slots
 			d.mu.Unlock()
 			return err

@@ -796,3 +796,70 @@ func TestNewReportsEveryInvalidOption(t *testing.T) {
 		_ = d.Close()
 	}
 }
+
+// TestSubmitWaitingForRoomAcrossRevokeAndReassignIsRefused submits a record
+// that waits for buffer room while its partition is revoked and assigned
+// again (a rebalance that gives the partition back to the same member, with
+// the consumer's poll goroutine blocked in Submit). The record belongs to
+// the revoked assignment: it must be refused, not slipped into the new one,
+// where it would make the new assignment refuse the lower offsets it starts
+// from and let the checkpoint pass records that never ran.
+func TestSubmitWaitingForRoomAcrossRevokeAndReassignIsRefused(t *testing.T) {
+	release := make(chan struct{})
+	var (
+		mu  sync.Mutex
+		ran []int64
+	)
+	d := newDispatcher(t, func(_ context.Context, m Message[string]) error {
+		if m.Value == "first" {
+			<-release // ignores its context: it outlives the revocation
+		}
+		mu.Lock()
+		ran = append(ran, m.Offset)
+		mu.Unlock()
+		return nil
+	}, OrderBy(PartitionOrder), MaxBuffered(1), Concurrency(1))
+	tp := TopicPartition{"t", 0}
+	assign(t, d, tp)
+	ctx := testCtx(t)
+	if err := d.Submit(ctx, msg(tp, 0, "first")); err != nil {
+		t.Fatal(err)
+	}
+	// Offset 5 of the first assignment waits for the slot offset 0 holds.
+	blocked := make(chan error, 1)
+	go func() { blocked <- d.Submit(ctx, msg(tp, 5, "old")) }()
+	time.Sleep(100 * time.Millisecond) // let it reach the wait
+
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	cp, err := d.Revoke(short, tp)
+	if !errors.Is(err, context.DeadlineExceeded) || cp.Offset != 0 {
+		t.Fatalf("Revoke = %+v, %v; want offset 0 and DeadlineExceeded", cp, err)
+	}
+	// The partition comes back at its commit, and offset 0 frees the slot.
+	if err := d.Assign(tp, cp); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-blocked; !errors.Is(err, ErrNotAssigned) {
+		t.Errorf("Submit of the revoked assignment's record returned %v, want ErrNotAssigned", err)
+	}
+
+	// The new assignment reads the partition again from its commit.
+	for i := cp.Offset; i < 6; i++ {
+		if err := d.Submit(ctx, msg(tp, i, "new")); err != nil {
+			t.Fatalf("new assignment, offset %d: %v", i, err)
+		}
+	}
+	if err := d.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.Checkpoint(tp); got.Offset != 6 {
+		t.Errorf("checkpoint %+v, want 6", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(ran) != "[0 0 1 2 3 4 5]" {
+		t.Errorf("ran %v, want [0 0 1 2 3 4 5] (offset 0 of each assignment, then 1..5)", ran)
+	}
+}
