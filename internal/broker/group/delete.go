@@ -10,7 +10,8 @@ import (
 // DeleteGroups handles a DeleteGroups request. Only an Empty group can be
 // deleted (NON_EMPTY_GROUP otherwise); its offsets and metadata are
 // tombstoned through the Store before it disappears. While the tombstones are
-// written the group is Dead, so joins get COORDINATOR_NOT_AVAILABLE.
+// written the group is Dead, so joins get COORDINATOR_NOT_AVAILABLE; its
+// offsets are still fetched until the deletion is durable.
 func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
 	if req == nil {
 		return kmsg.NewPtrDeleteGroupsResponse()

@@ -94,10 +94,9 @@ func (c *Coordinator) fetchGroup(rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFet
 		sg.ErrorCode = sh.code
 		return sg
 	}
+	// A Dead group is being deleted: its offsets stay until the tombstones
+	// are durable, since the deletion may still fail.
 	g := sh.groups[rg.Group]
-	if g != nil && g.state == stateDead {
-		g = nil
-	}
 	if rg.Topics == nil {
 		if g == nil {
 			return sg

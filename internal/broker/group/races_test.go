@@ -59,3 +59,43 @@ func TestCommitCreatingAGroupSurvivesARejectedJoinDuringItsAppend(t *testing.T) 
 		t.Fatalf("offset after an acknowledged commit: %d, want 10", got)
 	}
 }
+
+// TestOffsetsOfAGroupBeingDeletedStayVisibleUntilTheDeletionIsDurable checks
+// that OffsetFetch keeps answering a group's committed offsets while its
+// deletion is being persisted: the deletion may still fail, and then the
+// offsets were never gone.
+func TestOffsetsOfAGroupBeingDeletedStayVisibleUntilTheDeletionIsDurable(t *testing.T) {
+	c := NewCoordinator(testConfig(), nil)
+	t.Cleanup(c.Close)
+	st := newGateStore()
+	if err := c.Load(context.Background(), 0, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	committed := make(chan *kmsg.OffsetCommitResponse, 1)
+	go func() { committed <- c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 10})) }()
+	recv(t, st.entered)
+	st.release <- struct{}{}
+	if codes := commitCodes(recv(t, committed)); codes[0] != 0 {
+		t.Fatalf("commit: %v", codes)
+	}
+
+	deleted := make(chan *kmsg.DeleteGroupsResponse, 1)
+	go func() {
+		r := kmsg.NewPtrDeleteGroupsRequest()
+		r.Groups = []string{"g"}
+		deleted <- c.DeleteGroups(ctx, r)
+	}()
+	recv(t, st.entered)
+	if got := fetchOffset(t, ctx, c, "g", "t", 0); got != 10 {
+		t.Errorf("offset while the deletion is being persisted: %d, want 10", got)
+	}
+	st.setFail(ErrUnavailable)
+	st.release <- struct{}{}
+	if code := recv(t, deleted).Groups[0].ErrorCode; code != codeCoordinatorNotAvailable {
+		t.Fatalf("delete with a failing store: %d, want COORDINATOR_NOT_AVAILABLE", code)
+	}
+	if got := fetchOffset(t, ctx, c, "g", "t", 0); got != 10 {
+		t.Fatalf("offset after the deletion failed: %d, want 10", got)
+	}
+}
