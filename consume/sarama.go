@@ -278,10 +278,9 @@ func (h *SaramaHandler) consumeClaim(ctx context.Context, tp ordering.TopicParti
 		h.setWaiting(cl, false)
 		select {
 		case m, ok := <-claim.Messages():
-			if !ok {
+			if !ok || !h.submit(ctx, tp, cl, m) {
 				return
 			}
-			h.submit(ctx, tp, cl, m)
 		case <-ctx.Done():
 			return
 		}
@@ -294,7 +293,11 @@ func (h *SaramaHandler) setWaiting(cl *saramaClaim, w bool) {
 	h.mu.Unlock()
 }
 
-func (h *SaramaHandler) submit(ctx context.Context, tp ordering.TopicPartition, cl *saramaClaim, m *sarama.ConsumerMessage) {
+// submit hands m to the dispatcher. It reports whether the claim may go on:
+// after a message that was not dispatched (the session ended while it
+// waited for room, or the handler was closed) the claim must take no later
+// one, or the committable offset would pass the message that never ran.
+func (h *SaramaHandler) submit(ctx context.Context, tp ordering.TopicPartition, cl *saramaClaim, m *sarama.ConsumerMessage) bool {
 	msg := ordering.Message[*sarama.ConsumerMessage]{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m}
 	err := h.eng.d.Submit(ctx, msg)
 	if errors.Is(err, ordering.ErrOffsetOrder) {
@@ -318,12 +321,20 @@ func (h *SaramaHandler) submit(ctx context.Context, tp ordering.TopicPartition, 
 		h.mu.Lock()
 		cl.submitted = true
 		h.mu.Unlock()
+		return true
+	case errors.Is(err, ordering.ErrOffsetOrder):
+		// Delivered again after a later message: the earlier delivery
+		// is kept.
+		h.log.Warn("consume: message delivered again after a later one; the earlier delivery is kept",
+			"partition", tp.String(), "offset", m.Offset, "err", err)
+		return true
 	case ctx.Err() != nil:
 		// The session ended: the message runs on the next claim.
 	default:
-		h.log.Warn("consume: message not dispatched; it runs again on the next claim",
+		h.log.Warn("consume: message not dispatched; the claim stops and it runs again on the next claim",
 			"partition", tp.String(), "offset", m.Offset, "err", err)
 	}
+	return false
 }
 
 func (h *SaramaHandler) shuttingDown() bool {

@@ -391,3 +391,128 @@ func TestSaramaRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
 		})
 	}
 }
+
+// fakeSession is a sarama group session the test drives: its context ends
+// when the test says the session ends, and it records what is marked.
+type fakeSession struct {
+	ctx    context.Context
+	mu     sync.Mutex
+	marked map[int32]int64
+}
+
+func (s *fakeSession) Claims() map[string][]int32 { return nil }
+func (s *fakeSession) MemberID() string           { return "fake" }
+func (s *fakeSession) GenerationID() int32        { return 1 }
+func (s *fakeSession) Commit()                    {}
+func (s *fakeSession) Context() context.Context   { return s.ctx }
+
+func (s *fakeSession) MarkOffset(_ string, partition int32, offset int64, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.marked[partition]; !ok || offset > last {
+		s.marked[partition] = offset
+	}
+}
+
+func (s *fakeSession) ResetOffset(_ string, partition int32, offset int64, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marked[partition] = offset
+}
+
+func (s *fakeSession) MarkMessage(m *sarama.ConsumerMessage, metadata string) {
+	s.MarkOffset(m.Topic, m.Partition, m.Offset+1, metadata)
+}
+
+// fakeClaim is a claim whose messages the test sends.
+type fakeClaim struct {
+	topic     string
+	partition int32
+	msgs      chan *sarama.ConsumerMessage
+}
+
+func (c *fakeClaim) Topic() string                            { return c.topic }
+func (c *fakeClaim) Partition() int32                         { return c.partition }
+func (c *fakeClaim) InitialOffset() int64                     { return 0 }
+func (c *fakeClaim) HighWaterMarkOffset() int64               { return 0 }
+func (c *fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
+
+// TestSaramaClaimStopsAfterAMessageItCouldNotDispatch ends a session while
+// one claim's message waits for buffer room that another claim's record
+// holds. That message is not dispatched; the claim must then take no later
+// message either, or the later one's offset is marked and committed past
+// the message that never ran. The interleaving is a race, so the session is
+// played many times.
+func TestSaramaClaimStopsAfterAMessageItCouldNotDispatch(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	const topic, group = "sarama-stop", "g-sarama-stop"
+	newTopic(t, c, topic, 2)
+	client, err := sarama.NewClient(c.Bootstrap(), saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	var (
+		mu      sync.Mutex
+		round   context.Context
+		handled map[int32][]int64
+	)
+	h, err := consume.NewSarama(client, group, func(_ context.Context, m *sarama.ConsumerMessage) error {
+		mu.Lock()
+		end := round.Done()
+		mu.Unlock()
+		if string(m.Value) == "hold" {
+			<-end // holds the only buffer slot until the session ends
+		}
+		mu.Lock()
+		handled[m.Partition] = append(handled[m.Partition], m.Offset)
+		mu.Unlock()
+		return nil
+	}, consume.WithMaxBuffered(1), consume.WithConcurrency(2), consume.WithDrainTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+
+	const rounds = 30
+	for i := range rounds {
+		ctx, cancel := context.WithCancel(context.Background())
+		mu.Lock()
+		round, handled = ctx, map[int32][]int64{}
+		mu.Unlock()
+		sess := &fakeSession{ctx: ctx, marked: map[int32]int64{}}
+		a := &fakeClaim{topic: topic, partition: 0, msgs: make(chan *sarama.ConsumerMessage, 4)}
+		b := &fakeClaim{topic: topic, partition: 1, msgs: make(chan *sarama.ConsumerMessage, 4)}
+		var wg sync.WaitGroup
+		for _, cl := range []*fakeClaim{a, b} {
+			wg.Go(func() {
+				if err := h.ConsumeClaim(sess, cl); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		waitFor(t, "both claims", 10*time.Second, func() bool { return h.Stats().Partitions == 2 })
+		time.Sleep(5 * time.Millisecond) // both claims wait for a message
+
+		a.msgs <- &sarama.ConsumerMessage{Topic: topic, Partition: 0, Offset: 0, Value: []byte("hold")}
+		waitFor(t, "the held record to run", 10*time.Second, func() bool { return h.Stats().Running == 1 })
+		// b's first message waits for the slot; its second is buffered.
+		b.msgs <- &sarama.ConsumerMessage{Topic: topic, Partition: 1, Offset: 0, Value: []byte("b0")}
+		b.msgs <- &sarama.ConsumerMessage{Topic: topic, Partition: 1, Offset: 1, Value: []byte("b1")}
+		time.Sleep(5 * time.Millisecond)
+		cancel() // the session ends: the held record finishes, b's wait ends
+		wg.Wait()
+
+		mu.Lock()
+		ran := handled[1]
+		mu.Unlock()
+		sess.mu.Lock()
+		marked, ok := sess.marked[1]
+		sess.mu.Unlock()
+		if ok && marked > int64(len(ran)) || len(ran) > 0 && ran[0] != 0 {
+			t.Fatalf("round %d: partition 1 marked offset %d, but ran only %v: offset 0 never ran and is committed",
+				i, marked, ran)
+		}
+	}
+}
