@@ -59,7 +59,9 @@ func clientFrom(ctx context.Context) clientInfo {
 // partition's records (key, value, in offset order) to rebuild committed
 // offsets and group metadata, then serves the groups that map to p,
 // persisting new records through store. Records it cannot decode are logged
-// and skipped. Loading a partition that is already loaded replaces it.
+// and skipped. Loading a partition that is already loaded replaces it: the
+// old state is unloaded, and its appends have returned, before the replay
+// starts.
 func (c *Coordinator) Load(ctx context.Context, p int32, store Store, replay func(yield func(Record) bool)) error {
 	if p < 0 || p >= c.cfg.OffsetsPartitions {
 		return fmt.Errorf("%w: %d not in [0, %d)", ErrBadPartition, p, c.cfg.OffsetsPartitions)
@@ -67,6 +69,7 @@ func (c *Coordinator) Load(ctx context.Context, p int32, store Store, replay fun
 	if store == nil {
 		return errors.New("group: Load with a nil Store")
 	}
+	c.Unload(p)
 	sh := newShard(c, p, store)
 	if replay != nil {
 		var n, bad int
@@ -118,8 +121,10 @@ func (c *Coordinator) Load(ctx context.Context, p int32, store Store, replay fun
 
 // Unload stops owning offsets partition p, because leadership moved or the
 // broker stops: parked JoinGroup and SyncGroup requests of its groups are
-// answered NOT_COORDINATOR and its state is dropped. Unloading a partition
-// that is not loaded does nothing.
+// answered NOT_COORDINATOR and its state is dropped. It returns once the
+// Store.Append in flight, if any, has returned, so that a later Load replays
+// every record this state acknowledged. Unloading a partition that is not
+// loaded does nothing.
 func (c *Coordinator) Unload(p int32) {
 	c.mu.Lock()
 	sh := c.shards[p]
@@ -127,6 +132,7 @@ func (c *Coordinator) Unload(p int32) {
 	c.mu.Unlock()
 	if sh != nil {
 		sh.shutdown(codeNotCoordinator)
+		<-sh.stopped
 	}
 }
 
@@ -200,6 +206,7 @@ type shard struct {
 	queue   []*writeOp
 	qclosed bool
 	wake    chan struct{}
+	stopped chan struct{} // closed when the writer goroutine returns
 }
 
 // writeOp is a change that must be persisted before it takes effect.
@@ -221,13 +228,14 @@ type writeOp struct {
 func newShard(c *Coordinator, p int32, store Store) *shard {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &shard{
-		c:      c,
-		p:      p,
-		store:  store,
-		ctx:    ctx,
-		cancel: cancel,
-		groups: make(map[string]*group),
-		wake:   make(chan struct{}, 1),
+		c:       c,
+		p:       p,
+		store:   store,
+		ctx:     ctx,
+		cancel:  cancel,
+		groups:  make(map[string]*group),
+		wake:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
 	}
 }
 
@@ -334,6 +342,7 @@ func (sh *shard) enqueue(op *writeOp) bool {
 // run is the writer goroutine.
 func (sh *shard) run() {
 	defer sh.c.writers.Done()
+	defer close(sh.stopped)
 	for {
 		ops, ok := sh.next()
 		if !ok {

@@ -3,6 +3,7 @@ package group
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -97,5 +98,81 @@ func TestOffsetsOfAGroupBeingDeletedStayVisibleUntilTheDeletionIsDurable(t *test
 	}
 	if got := fetchOffset(t, ctx, c, "g", "t", 0); got != 10 {
 		t.Fatalf("offset after the deletion failed: %d, want 10", got)
+	}
+}
+
+// lateStore is a memStore whose appends take a while to become durable and
+// then succeed even if ctx ended meanwhile: the write was already under way,
+// as a replicated append may reach the high watermark as it is cancelled.
+type lateStore struct {
+	memStore
+	entered chan struct{}
+	delay   time.Duration
+}
+
+func (s *lateStore) Append(ctx context.Context, records []Record) error {
+	s.entered <- struct{}{}
+	time.Sleep(s.delay)
+	return s.memStore.Append(context.WithoutCancel(ctx), records)
+}
+
+// TestCommitAcknowledgedAcrossUnloadAndReloadIsReplayed checks that Unload
+// waits for the append in flight: a broker that loses and regains an offsets
+// partition replays its log once Unload returned, and a commit acknowledged
+// by the unloaded shard must be in that log.
+func TestCommitAcknowledgedAcrossUnloadAndReloadIsReplayed(t *testing.T) {
+	c := NewCoordinator(testConfig(), nil)
+	t.Cleanup(c.Close)
+	st := &lateStore{entered: make(chan struct{}, 4), delay: 100 * time.Millisecond}
+	if err := c.Load(context.Background(), 0, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	committed := make(chan *kmsg.OffsetCommitResponse, 1)
+	go func() { committed <- c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 20})) }()
+	recv(t, st.entered)
+
+	c.Unload(0)
+	if err := c.Load(ctx, 0, st, st.replay()); err != nil {
+		t.Fatal(err)
+	}
+	codes := commitCodes(recv(t, committed))
+	if codes[0] != 0 {
+		return // refused: nothing to check
+	}
+	if got := fetchOffset(t, ctx, c, "g", "t", 0); got != 20 {
+		t.Fatalf("offset after reload: %d, want the acknowledged 20", got)
+	}
+}
+
+// TestReloadingALoadedPartitionKeepsCommitsAcknowledgedMeanwhile checks that
+// Load of a partition that is already loaded stops serving the old state
+// before it replays: a commit the old state acknowledged after the replay
+// read the log would be missing from the new one.
+func TestReloadingALoadedPartitionKeepsCommitsAcknowledgedMeanwhile(t *testing.T) {
+	c, st := newLoaded(t, testConfig())
+	ctx := testCtx(t)
+	if codes := commitCodes(c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 10}))); codes[0] != 0 {
+		t.Fatalf("first commit: %v", codes)
+	}
+	var during []int16
+	err := c.Load(ctx, 0, st, func(yield func(Record) bool) {
+		recs := st.snapshot() // the log up to its end when loading starts
+		for _, r := range recs {
+			if !yield(r) {
+				return
+			}
+		}
+		during = commitCodes(c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 20})))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int64(10)
+	if during[0] == 0 {
+		want = 20
+	}
+	if got := fetchOffset(t, ctx, c, "g", "t", 0); got != want {
+		t.Fatalf("offset after reload: %d, want %d (commit during the reload answered %v)", got, want, during)
 	}
 }
