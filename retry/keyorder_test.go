@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,4 +195,71 @@ func TestKeyLocksAreRebuiltFromTheRetryTopicAfterARestart(t *testing.T) {
 	if third.LockedKeys() != 0 || third.Pending() != 0 {
 		t.Errorf("after the job finished, rebuilt locks hold %d keys, %d pending", third.LockedKeys(), third.Pending())
 	}
+}
+
+// TestKeyStaysLockedWhileItsReparkedMarkerIsUnread parks a record in a
+// consumer process whose KeyLocks read the retry topic slowly (each fetch
+// waits for data up to its 500ms deadline, as a lagging follower would),
+// while a Job in another process fails the record a few times. Each failure
+// writes a new marker and commits the old one's offset: that commit does
+// not end the record, so the consumer's locks must keep its key locked
+// until the record succeeds, and not read the commit as an unlock before
+// they have read the marker that replaced the committed one.
+func TestKeyStaysLockedWhileItsReparkedMarkerIsUnread(t *testing.T) {
+	e := newEnv(t, "klslow", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	locks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts(),
+		retry.ClientOpts(kgo.FetchMinBytes(1<<20)), retry.RefreshInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locks.Close()
+	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	jobLocks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jobLocks.Close()
+	var runs atomic.Int32
+	j, err := retry.NewJob(func(context.Context, *retry.Marker) error {
+		if runs.Add(1) <= 3 {
+			return errors.New("still failing")
+		}
+		return nil
+	}, retry.Topic(e.topic), e.clientOpts(), retry.KeyOrder(jobLocks), retry.WithBackoff(fastBackoff),
+		retry.MaxAttempts(10), retry.CommitInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	key := []byte("a")
+	if err := p.Park(ctx, e.original(0, "a"), errors.New("consumer failed")); err != nil {
+		t.Fatal(err)
+	}
+	if !locks.Locked(e.topic, key) {
+		t.Fatal("key a is not locked after its record was parked")
+	}
+	stop := runJob(t, j)
+	deadline := time.Now().Add(20 * time.Second)
+	for j.Stats().Succeeded == 0 {
+		// Succeeded counts before the resolution is written, so a key
+		// unlocked by the resolution is seen with Succeeded > 0.
+		if !locks.Locked(e.topic, key) && j.Stats().Succeeded == 0 {
+			t.Fatalf("key a unlocked while its record is still in the retry path (after %d job runs, %+v)",
+				runs.Load(), j.Stats())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job did not succeed (%+v)", j.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "key a to unlock after the record succeeded", func() bool { return !locks.Locked(e.topic, key) })
 }

@@ -32,6 +32,12 @@ func (c *chain) pending() bool { return c.resolvedAt < c.latest }
 type lockPart struct {
 	next   int64 // next offset the follower reads
 	chains map[Origin]*chain
+	// gcAt is a committed offset of the Job's group not applied yet: the
+	// records finished below it are forgotten once the follower has read
+	// up to gcEnd, the end of the partition listed after the commit was
+	// read (see refreshCommitted). Valid while gcPending.
+	gcAt, gcEnd int64
+	gcPending   bool
 }
 
 // KeyLocks is the set of records that have a pending failure marker on one
@@ -39,7 +45,9 @@ type lockPart struct {
 // them to keep key order. It is rebuilt when created by reading the retry
 // topic from the Job group's committed offsets to the end, then kept current
 // by following the topic: markers lock a key, KindResolved records and the
-// group's committed offsets unlock it.
+// group's committed offsets unlock it (a commit only once the topic has been
+// read up to where it ended when the commit was read, so that a marker the
+// Job wrote to replace a committed one is seen first).
 //
 // One KeyLocks may be shared by the Parker and the Job of a process (see
 // KeyOrder). A Job also uses its own, internal KeyLocks to recognise markers
@@ -189,23 +197,64 @@ func (l *KeyLocks) follow(ctx context.Context) {
 			var unlocked []lockKey
 			l.mu.Lock()
 			fs.EachRecord(func(r *kgo.Record) { unlocked = append(unlocked, l.applyLocked(r)...) })
+			unlocked = append(unlocked, l.gcCaughtUpLocked()...)
 			close(l.changed)
 			l.changed = make(chan struct{})
 			l.mu.Unlock()
 			l.notify(unlocked)
 		case <-refresh.C:
-			committed, err := l.adm.FetchOffsets(ctx, l.group)
-			if err != nil {
-				l.log.Debug("retry: key locks refresh", "group", l.group, "err", err)
-				continue
-			}
-			committed.Each(func(o kadm.OffsetResponse) {
-				if o.Topic == l.topic && o.Err == nil {
-					l.gc(o.Partition, o.At)
-				}
-			})
+			l.refreshCommitted(ctx)
 		}
 	}
+}
+
+// refreshCommitted reads the Job group's committed offsets and then the end
+// of every partition, and forgets the records finished below a commit once
+// the follower has read up to that end. A commit past a record's marker does
+// not end the record when the Job replaced the marker by a later one (a
+// re-park): that later marker was written before the commit, so it lies
+// below the end listed after it, and it must have been read before the
+// commit may unlock the record's key.
+func (l *KeyLocks) refreshCommitted(ctx context.Context) {
+	committed, err := l.adm.FetchOffsets(ctx, l.group)
+	if err != nil {
+		l.log.Debug("retry: key locks refresh", "group", l.group, "err", err)
+		return
+	}
+	ends, err := l.adm.ListEndOffsets(ctx, l.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		l.log.Debug("retry: key locks refresh", "topic", l.topic, "err", err)
+		return
+	}
+	l.mu.Lock()
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Topic != l.topic || o.Err != nil {
+			return
+		}
+		end, ok := ends.Lookup(l.topic, o.Partition)
+		if lp := l.part(o.Partition); ok && end.Err == nil && !lp.gcPending {
+			lp.gcAt, lp.gcEnd, lp.gcPending = o.At, end.Offset, true
+		}
+	})
+	unlocked := l.gcCaughtUpLocked()
+	l.mu.Unlock()
+	l.notify(unlocked)
+}
+
+// gcCaughtUpLocked applies the pending commit of every partition the
+// follower has read up to the end listed with it.
+func (l *KeyLocks) gcCaughtUpLocked() []lockKey {
+	var unlocked []lockKey
+	for p, lp := range l.parts {
+		if lp.gcPending && lp.next >= lp.gcEnd {
+			lp.gcPending = false
+			unlocked = append(unlocked, l.gcLocked(p, lp.gcAt)...)
+		}
+	}
+	return unlocked
 }
 
 // applyLocked applies one record read from the retry topic.
@@ -335,10 +384,18 @@ func (l *KeyLocks) resolveLocked(p int32, off int64, o Origin) []lockKey {
 }
 
 // gc forgets the records of retry partition p whose every marker and
-// resolution lies below the committed offset: they are finished.
+// resolution lies below the committed offset: they are finished. The caller
+// must have seen every marker written before the commit (the Job that
+// committed observes its own re-parks before it commits past them).
 func (l *KeyLocks) gc(p int32, committed int64) {
-	var unlocked []lockKey
 	l.mu.Lock()
+	unlocked := l.gcLocked(p, committed)
+	l.mu.Unlock()
+	l.notify(unlocked)
+}
+
+func (l *KeyLocks) gcLocked(p int32, committed int64) []lockKey {
+	var unlocked []lockKey
 	lp := l.part(p)
 	for o, c := range lp.chains {
 		if c.latest < committed && c.resolvedAt < committed {
@@ -348,8 +405,7 @@ func (l *KeyLocks) gc(p int32, committed int64) {
 			delete(lp.chains, o)
 		}
 	}
-	l.mu.Unlock()
-	l.notify(unlocked)
+	return unlocked
 }
 
 // head returns the earliest pending record of a key (by original
