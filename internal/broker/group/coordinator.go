@@ -55,14 +55,20 @@ func clientFrom(ctx context.Context) clientInfo {
 	return ci
 }
 
+// Replay yields the records of an offsets partition, key and value, in offset
+// order, until yield returns false. It returns an error if it could not read
+// the partition to its end.
+type Replay func(yield func(Record) bool) error
+
 // Load makes this coordinator own offsets partition p. It replays the
 // partition's records (key, value, in offset order) to rebuild committed
 // offsets and group metadata, then serves the groups that map to p,
 // persisting new records through store. Records it cannot decode are logged
-// and skipped. Loading a partition that is already loaded replaces it: the
-// old state is unloaded, and its appends have returned, before the replay
-// starts.
-func (c *Coordinator) Load(ctx context.Context, p int32, store Store, replay func(yield func(Record) bool)) error {
+// and skipped; if replay cannot read the partition to its end, Load fails and
+// serves nothing from the partial state. Loading a partition that is already
+// loaded replaces it: the old state is unloaded, and its appends have
+// returned, before the replay starts.
+func (c *Coordinator) Load(ctx context.Context, p int32, store Store, replay Replay) error {
 	if p < 0 || p >= c.cfg.OffsetsPartitions {
 		return fmt.Errorf("%w: %d not in [0, %d)", ErrBadPartition, p, c.cfg.OffsetsPartitions)
 	}
@@ -74,7 +80,7 @@ func (c *Coordinator) Load(ctx context.Context, p int32, store Store, replay fun
 	if replay != nil {
 		var n, bad int
 		var ctxErr error
-		replay(func(r Record) bool {
+		readErr := replay(func(r Record) bool {
 			if n++; n%1024 == 0 {
 				if ctxErr = ctx.Err(); ctxErr != nil {
 					return false
@@ -93,6 +99,10 @@ func (c *Coordinator) Load(ctx context.Context, p int32, store Store, replay fun
 		if ctxErr != nil {
 			sh.cancel()
 			return fmt.Errorf("group: loading offsets partition %d: %w", p, ctxErr)
+		}
+		if readErr != nil {
+			sh.cancel()
+			return fmt.Errorf("group: loading offsets partition %d: read %d records, then: %w", p, n, readErr)
 		}
 		c.log.Info("group: loaded offsets partition", "partition", p,
 			"records", n, "skipped", bad, "groups", len(sh.groups))

@@ -421,12 +421,13 @@ func TestFranzGoCarriesOnAfterCoordinatorFailover(t *testing.T) {
 	records := slices.Clone(store.records)
 	store.mu.Unlock()
 	next := group.NewCoordinator(cfg, nil)
-	if err := next.Load(ctx, 0, &sliceStore{}, func(yield func(group.Record) bool) {
+	if err := next.Load(ctx, 0, &sliceStore{}, func(yield func(group.Record) bool) error {
 		for _, r := range records {
 			if !yield(r) {
-				return
+				return nil
 			}
 		}
+		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}

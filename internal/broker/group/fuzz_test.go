@@ -22,8 +22,9 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 []byte) {
 		c := NewCoordinator(testConfig(), nil)
 		defer c.Close()
-		err := c.Load(context.Background(), 0, &memStore{}, func(yield func(Record) bool) {
+		err := c.Load(context.Background(), 0, &memStore{}, func(yield func(Record) bool) error {
 			_ = yield(Record{Key: k1, Value: v1}) && yield(Record{Key: k2, Value: v2})
+			return nil
 		})
 		if err != nil {
 			t.Fatal(err)

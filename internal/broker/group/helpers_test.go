@@ -44,14 +44,15 @@ func (s *memStore) snapshot() []Record {
 	return slices.Clone(s.records)
 }
 
-func (s *memStore) replay() func(yield func(Record) bool) {
+func (s *memStore) replay() Replay {
 	recs := s.snapshot()
-	return func(yield func(Record) bool) {
+	return func(yield func(Record) bool) error {
 		for _, r := range recs {
 			if !yield(r) {
-				return
+				return nil
 			}
 		}
+		return nil
 	}
 }
 

@@ -336,18 +336,41 @@ func TestLoadSkipsUndecodableRecords(t *testing.T) {
 	}
 	c := NewCoordinator(testConfig(), nil)
 	defer c.Close()
-	err := c.Load(context.Background(), 0, &memStore{}, func(yield func(Record) bool) {
+	err := c.Load(context.Background(), 0, &memStore{}, func(yield func(Record) bool) error {
 		for _, r := range recs {
 			if !yield(r) {
-				return
+				return nil
 			}
 		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := fetchOffset(t, testCtx(t), c, "g", "t", 0); got != 5 {
 		t.Fatalf("offset after loading around bad records: %d, want 5", got)
+	}
+}
+
+func TestLoadThatCannotReadThePartitionServesNothing(t *testing.T) {
+	good := offsetCommitRecord("g", "t", 0, committed{offset: 5, leaderEpoch: -1, expireTimestamp: -1})
+	c := NewCoordinator(testConfig(), nil)
+	defer c.Close()
+	readFailed := errors.New("disk read failed")
+	err := c.Load(context.Background(), 0, &memStore{}, func(yield func(Record) bool) error {
+		yield(good)
+		return readFailed // the rest of the partition, with newer commits, was not read
+	})
+	if !errors.Is(err, readFailed) {
+		t.Fatalf("Load = %v, want the read error", err)
+	}
+	r := kmsg.NewPtrOffsetFetchRequest()
+	r.Version = 9
+	g := kmsg.NewOffsetFetchRequestGroup()
+	g.Group = "g"
+	r.Groups = []kmsg.OffsetFetchRequestGroup{g}
+	if code := c.OffsetFetch(testCtx(t), r).Groups[0].ErrorCode; code != codeNotCoordinator {
+		t.Fatalf("OffsetFetch after a failed load: code %d, want NOT_COORDINATOR rather than a partial answer", code)
 	}
 }
 

@@ -156,14 +156,15 @@ func TestReloadingALoadedPartitionKeepsCommitsAcknowledgedMeanwhile(t *testing.T
 		t.Fatalf("first commit: %v", codes)
 	}
 	var during []int16
-	err := c.Load(ctx, 0, st, func(yield func(Record) bool) {
+	err := c.Load(ctx, 0, st, func(yield func(Record) bool) error {
 		recs := st.snapshot() // the log up to its end when loading starts
 		for _, r := range recs {
 			if !yield(r) {
-				return
+				return nil
 			}
 		}
 		during = commitCodes(c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 20})))
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/records"
@@ -32,8 +34,13 @@ func (b *Broker) applyGroups(img *meta.Image) {
 				continue
 			}
 			store := offsetsStore{r: r}
-			if err := b.groups.Load(b.ctx, p, store, replayOffsets(r)); err != nil {
+			if err := b.groups.Load(b.ctx, p, store, b.replayOffsets(p, r)); err != nil {
+				// Not loaded: its groups get NOT_COORDINATOR until a later metadata change
+				// tries again.
 				b.lg.Error("loading group coordinator state", "partition", p, "err", err)
+				b.mu.Lock()
+				b.loaded[p] = false
+				b.mu.Unlock()
 			}
 		case !lead && was:
 			b.groups.Unload(p)
@@ -57,28 +64,48 @@ func (s offsetsStore) Append(ctx context.Context, recs []group.Record) error {
 	return nil
 }
 
-// replayOffsets yields the records of an offsets partition in offset order, up to its log end.
-func replayOffsets(r *partition.Replica) func(yield func(group.Record) bool) {
-	return func(yield func(group.Record) bool) {
+// replayOffsets replays an offsets partition in offset order, up to its log end as it was when
+// the replay started. A batch it cannot decode is skipped with a log line (only the coordinator
+// writes this topic, so that is damage, not data); a log start that moved past the replay is
+// followed. Any other read failure ends the replay with an error, so that Load serves nothing
+// from a partial state.
+func (b *Broker) replayOffsets(p int32, r *partition.Replica) group.Replay {
+	return func(yield func(group.Record) bool) error {
 		l := r.Log()
 		off, end := l.StartOffset(), l.EndOffset()
 		for off < end {
 			data, err := l.Read(off, 1<<20, end)
-			if err != nil || len(data) == 0 {
-				return
+			if errors.Is(err, log.ErrOffsetOutOfRange) && off < l.StartOffset() {
+				off = l.StartOffset()
+				continue
 			}
-			batches, err := records.Decode(data)
-			if err != nil || len(batches) == 0 {
-				return
+			if err != nil {
+				return fmt.Errorf("read %s-%d at offset %d: %w", meta.OffsetsTopic, p, off, err)
 			}
-			for _, bt := range batches {
-				for _, rec := range bt.Recs {
+			from := off
+			for pos := 0; pos < len(data); {
+				h, err := log.ParseBatchHeader(data[pos:])
+				if err != nil || h.Size() > len(data)-pos {
+					break // a partial batch at the end of the read: read again from off
+				}
+				batch := data[pos : pos+h.Size()]
+				pos += h.Size()
+				off = h.LastOffset() + 1
+				bs, err := records.Decode(batch)
+				if err != nil || len(bs) != 1 {
+					b.lg.Error("skipping an undecodable batch of the offsets topic", "partition", p, "offset", h.BaseOffset, "err", err)
+					continue
+				}
+				for _, rec := range bs[0].Recs {
 					if !yield(group.Record{Key: rec.Key, Value: rec.Value}) {
-						return
+						return nil
 					}
 				}
-				off = bt.FirstOffset + int64(bt.LastOffsetDelta) + 1
+			}
+			if off == from {
+				return fmt.Errorf("read %s-%d at offset %d: no whole batch below the log end %d", meta.OffsetsTopic, p, off, end)
 			}
 		}
+		return nil
 	}
 }
