@@ -26,6 +26,13 @@ var (
 	// ErrKeyLocksTopic is returned by Parker.Park for a record whose retry
 	// topic is not the one the Parker's KeyLocks follow.
 	ErrKeyLocksTopic = errors.New("retry: record's retry topic is not followed by the key locks")
+
+	// ErrNotRun is wrapped by the error of a handler made by Parker.Wrap when
+	// it could neither run the record nor park it behind its key: the key
+	// locks could not be read, or the marker could not be written. The
+	// record's handler never ran, so Park of such an error writes a marker
+	// that counts no failed attempt.
+	ErrNotRun = errors.New("retry: record not run")
 )
 
 // Errors caused by data read back from Kafka.

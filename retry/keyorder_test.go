@@ -263,3 +263,44 @@ func TestKeyStaysLockedWhileItsReparkedMarkerIsUnread(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "key a to unlock after the record succeeded", func() bool { return !locks.Locked(e.topic, key) })
 }
+
+func TestWrapThatCannotReadTheKeyLocksParksTheRecordWithoutCountingAnAttempt(t *testing.T) {
+	e := newEnv(t, "notrun", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	locks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	locks.Close() // the key locks cannot answer any more
+	ran := false
+	h := p.Wrap(func(context.Context, *kgo.Record) error { ran = true; return nil })
+	r := e.original(0, "k")
+	herr := h(ctx, r)
+	if !errors.Is(herr, retry.ErrNotRun) || ran {
+		t.Fatalf("wrapped handler = %v (handler ran: %v), want ErrNotRun without running it", herr, ran)
+	}
+	// The consumer parks what its handler returned. The record never ran:
+	// with MaxAttempts(1) it must still get its one attempt, not a dead letter.
+	if err := p.Park(ctx, r, herr); err != nil {
+		t.Fatal(err)
+	}
+	if dl := readAll(t, e.c, e.topic+retry.DeadLetterSuffix); len(dl) != 0 {
+		t.Fatalf("%d dead letters for a record that never ran", len(dl))
+	}
+	markers := readAll(t, e.c, e.topic+retry.RetrySuffix)
+	if len(markers) != 1 {
+		t.Fatalf("%d markers, want 1", len(markers))
+	}
+	m, err := retry.ParseMarker(markers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Attempts != 0 || m.Offset != 0 {
+		t.Fatalf("marker for offset %d with %d attempts, want offset 0 and 0 attempts", m.Offset, m.Attempts)
+	}
+}

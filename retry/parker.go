@@ -146,6 +146,8 @@ func checkAcks(cl *kgo.Client) error {
 // is permanent (see Permanent), the record goes to the dead-letter topic
 // instead. Park returns nil only once the write is acknowledged by every
 // in-sync replica: then, and only then, the consumer may commit r's offset.
+// An err wrapping ErrNotRun (see Wrap) parks r as ParkBehind does, due at
+// once and with no attempt counted.
 //
 // A record that the Republish handler wrote back keeps its original origin
 // and attempt count.
@@ -155,6 +157,12 @@ func (p *Parker) Park(ctx context.Context, r *kgo.Record, err error) error {
 	}
 	if err == nil {
 		err = errors.New("retry: parked without an error")
+	}
+	if errors.Is(err, ErrNotRun) {
+		// Wrap gave up before the handler ran: no attempt to count, and
+		// nothing to dead-letter yet.
+		_, perr := p.w.park(ctx, newMarker(r), -1, false)
+		return perr
 	}
 	m := newMarker(r).failed(err, time.Now())
 	switch {
@@ -214,8 +222,10 @@ func (p *Parker) Forget(topic string, partition int32) {
 
 // Wrap returns a handler that keeps key order in front of h: a record whose
 // key is locked (see Locked) is parked behind the earlier ones with
-// ParkBehind and reported handled; any other record runs h. Without KeyOrder
-// it returns h itself. The consumer must run the records of one key one at a
+// ParkBehind and reported handled; any other record runs h. When it can do
+// neither (the key locks or the retry topic do not answer), its error wraps
+// ErrNotRun, and Park of that error counts no attempt. Without KeyOrder it
+// returns h itself. The consumer must run the records of one key one at a
 // time and call Park when the handler fails.
 func (p *Parker) Wrap(h func(context.Context, *kgo.Record) error) func(context.Context, *kgo.Record) error {
 	if p.w.cfg.locks == nil {
@@ -224,10 +234,13 @@ func (p *Parker) Wrap(h func(context.Context, *kgo.Record) error) func(context.C
 	return func(ctx context.Context, r *kgo.Record) error {
 		locked, err := p.Locked(ctx, r)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: key locks: %w", ErrNotRun, err)
 		}
 		if locked {
-			return p.ParkBehind(ctx, r)
+			if err := p.ParkBehind(ctx, r); err != nil {
+				return fmt.Errorf("%w: park behind its key: %w", ErrNotRun, err)
+			}
+			return nil
 		}
 		return h(ctx, r)
 	}
