@@ -3,6 +3,7 @@ package consume
 import (
 	"context"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,10 +48,12 @@ func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecor
 }
 
 // run is the dispatcher's handler: the application's handler, then the
-// retry path for a failure.
+// retry path for a failure. A handler that panics has failed like one that
+// returned an error (an *ordering.PanicError): with a retry path its record
+// is parked, not left to block its key.
 func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 	defer e.signalRoom()
-	err := e.handle(ctx, m.Value)
+	err := e.call(ctx, m.Value)
 	if err == nil || e.cfg.parker == nil || ctx.Err() != nil {
 		// A record whose partition was revoked or whose consumer stopped
 		// is not parked: its next owner runs it again.
@@ -62,6 +65,17 @@ func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 	e.log.Info("consume: record parked for retry", "topic", m.Topic, "partition", m.Partition,
 		"offset", m.Offset, "err", err)
 	return nil
+}
+
+// call runs the application's handler, turning a panic into an
+// *ordering.PanicError.
+func (e *engine[T]) call(ctx context.Context, v T) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &ordering.PanicError{Value: p, Stack: debug.Stack()}
+		}
+	}()
+	return e.handle(ctx, v)
 }
 
 func (e *engine[T]) onFailure(f ordering.Failure[T]) {

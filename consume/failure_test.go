@@ -13,6 +13,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/consume"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/ordering"
 )
 
 var errPoison = errors.New("poison record")
@@ -217,5 +218,58 @@ func TestRetryPathTakesFailedRecordsAndTheRestGoesOn(t *testing.T) {
 	})
 	if err := run.shutdown(t); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// panicParker records what it is asked to park.
+type panicParker struct {
+	mu     sync.Mutex
+	parked map[string]error
+}
+
+func (p *panicParker) Park(_ context.Context, r *kgo.Record, err error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.parked[string(r.Value)] = err
+	return nil
+}
+
+func TestAPanickingHandlerIsParkedLikeAFailingOne(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	const topic, group = "panics", "g-panics"
+	newTopic(t, c, topic, 1)
+	rs := produce(t, c, topic, keyed(2, 5))
+	p := &panicParker{parked: map[string]error{}}
+	var mu sync.Mutex
+	handled := map[string]bool{}
+	handler := func(_ context.Context, r *kgo.Record) error {
+		if string(r.Value) == "k001:2" {
+			panic("nil map in the handler")
+		}
+		mu.Lock()
+		handled[string(r.Value)] = true
+		mu.Unlock()
+		return nil
+	}
+	run := start(t, handler, groupOpts(c, group, topic), consume.WithRetry(p), consume.WithCommitInterval(20*time.Millisecond))
+	// Its key goes on past it, and the commit passes every record.
+	last := rs[len(rs)-1]
+	waitFor(t, "every record handled or parked, and committed", 20*time.Second, func() bool {
+		o, _ := committed(t, c, group).Lookup(topic, 0)
+		return o.At == last.Offset+1
+	})
+	if err := run.shutdown(t); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != len(rs)-1 || !handled["k001:3"] || !handled["k001:4"] {
+		t.Fatalf("handled %d records (%v), want all but the panicking one", len(handled), handled)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pe *ordering.PanicError
+	if err := p.parked["k001:2"]; len(p.parked) != 1 || !errors.As(err, &pe) || pe.Value != "nil map in the handler" {
+		t.Fatalf("parked %v, want k001:2 with its PanicError", p.parked)
 	}
 }

@@ -45,9 +45,9 @@ const (
 
 // Handler processes one record. Returning nil marks the record handled:
 // its offset becomes committable once every record below it is handled too.
-// Returning an error blocks the record's key (KeyOrder) or partition
-// (PartitionOrder) until the failure is resolved, unless a retry path
-// (WithRetry) takes the record. ctx is cancelled when the record's partition
+// Returning an error, or panicking, blocks the record's key (KeyOrder) or
+// partition (PartitionOrder) until the failure is resolved, unless a retry
+// path (WithRetry) takes the record. ctx is cancelled when the record's partition
 // is revoked and the drain timeout passes, or when the consumer stops.
 type Handler func(ctx context.Context, r *kgo.Record) error
 
