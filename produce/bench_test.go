@@ -75,15 +75,15 @@ func BenchmarkNoLossProduce(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer raw2.Close()
-	if err := raw2.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
-		b.Fatal(err)
-	}
-	// Warm both up: metadata, connections, producer IDs.
-	if err := raw.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
-		b.Fatal(err)
-	}
-	if err := p.Send(ctx, &kgo.Record{Value: value}); err != nil {
-		b.Fatal(err)
+	// Warm all up: metadata, connections, producer IDs.
+	for _, send := range []func() error{
+		func() error { return raw.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr() },
+		func() error { return raw2.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr() },
+		func() error { return p.Send(ctx, &kgo.Record{Value: value}) },
+	} {
+		if err := send(); err != nil {
+			b.Fatal(err)
+		}
 	}
 
 	fail := func(_ *kgo.Record, err error) {
@@ -91,58 +91,41 @@ func BenchmarkNoLossProduce(b *testing.B) {
 			b.Error(err)
 		}
 	}
-	asyncRounds := func(perRecord bool) (rawRound, wrapRound func(int)) {
-		callback := func(int) func(*kgo.Record, error) { return fail }
-		if perRecord {
-			callback = func(i int) func(*kgo.Record, error) {
-				return func(r *kgo.Record, err error) {
-					if err != nil {
-						b.Errorf("record %d: %v", i, err)
-					}
-				}
+	shared := func(int) func(*kgo.Record, error) { return fail }
+	perRecord := func(i int) func(*kgo.Record, error) {
+		return func(r *kgo.Record, err error) {
+			if err != nil {
+				b.Errorf("record %d: %v", i, err)
 			}
 		}
-		rawRound = func(n int) {
-			for i := range n {
-				raw.Produce(ctx, &kgo.Record{Value: value}, callback(i))
-			}
-			if err := raw.Flush(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-		wrapRound = func(n int) {
-			for i := range n {
-				p.SendAsync(ctx, &kgo.Record{Value: value}, callback(i))
-			}
-			if err := p.Flush(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return rawRound, wrapRound
 	}
-	b.Run("async-raw-vs-raw", func(b *testing.B) {
-		round := func(cl *kgo.Client) func(int) {
-			return func(n int) {
-				for range n {
-					cl.Produce(ctx, &kgo.Record{Value: value}, fail)
-				}
-				if err := cl.Flush(ctx); err != nil {
-					b.Fatal(err)
-				}
+	// asyncRound returns a round that sends n records with send, record i
+	// with callback(i), and then waits for them with flush.
+	asyncRound := func(send func(*kgo.Record, func(*kgo.Record, error)), flush func(context.Context) error,
+		callback func(int) func(*kgo.Record, error)) func(int) {
+		return func(n int) {
+			for i := range n {
+				send(&kgo.Record{Value: value}, callback(i))
+			}
+			if err := flush(ctx); err != nil {
+				b.Fatal(err)
 			}
 		}
+	}
+	rawSend := func(r *kgo.Record, cb func(*kgo.Record, error)) { raw.Produce(ctx, r, cb) }
+	raw2Send := func(r *kgo.Record, cb func(*kgo.Record, error)) { raw2.Produce(ctx, r, cb) }
+	wrapSend := func(r *kgo.Record, cb func(*kgo.Record, error)) { p.SendAsync(ctx, r, cb) }
+	b.Run("async-raw-vs-raw", func(b *testing.B) {
 		b.SetBytes(2 * int64(len(value)))
-		compare(b, round(raw), round(raw2))
+		compare(b, asyncRound(rawSend, raw.Flush, shared), asyncRound(raw2Send, raw2.Flush, shared))
 	})
 	b.Run("async", func(b *testing.B) {
 		b.SetBytes(2 * int64(len(value)))
-		rawRound, wrapRound := asyncRounds(false)
-		compare(b, rawRound, wrapRound)
+		compare(b, asyncRound(rawSend, raw.Flush, shared), asyncRound(wrapSend, p.Flush, shared))
 	})
 	b.Run("async-closure-per-record", func(b *testing.B) {
 		b.SetBytes(2 * int64(len(value)))
-		rawRound, wrapRound := asyncRounds(true)
-		compare(b, rawRound, wrapRound)
+		compare(b, asyncRound(rawSend, raw.Flush, perRecord), asyncRound(wrapSend, p.Flush, perRecord))
 	})
 
 	const senders = 8
