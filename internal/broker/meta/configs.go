@@ -93,10 +93,19 @@ func (d Defaults) DefaultTopicConfig(name string) (string, bool) {
 	return spec.def, ok
 }
 
+// offsetsTopicConfigs are configs the offsets topic always has, whatever it was created with.
+// Kafka compacts that topic; this broker does not compact, so it keeps the topic whole rather
+// than let retention delete the last commit of a group that has not committed since.
+var offsetsTopicConfigs = map[string]string{ConfigRetentionMs: "-1", ConfigRetentionBytes: "-1"}
+
 // TopicConfig resolves a topic config: the topic's own value, else the broker default, else
-// Kafka's. explicit reports whether the topic set it.
+// Kafka's. explicit reports whether the topic set it (the offsets topic's fixed configs count as
+// set).
 func (d Defaults) TopicConfig(t *Topic, name string) (value string, explicit bool) {
 	if t != nil {
+		if v, ok := offsetsTopicConfigs[name]; ok && t.Name == OffsetsTopic {
+			return v, true
+		}
 		if v, ok := t.Configs[name]; ok {
 			return v, true
 		}

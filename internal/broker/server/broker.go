@@ -237,24 +237,6 @@ func (b *Broker) applyLoop() {
 }
 
 // apply makes this node's replicas match the image: open new ones, give each its role, drop the
-// logConfig is the log configuration of topic t's partitions. The offsets topic is never
-// trimmed by retention: Kafka compacts it instead, which this broker does not implement, and
-// deleting its old segments would lose the committed offsets of groups that have not committed
-// since.
-func logConfig(d meta.Defaults, t *meta.Topic, syncEveryAppend bool) log.Config {
-	c := log.Config{
-		SegmentBytes:       d.Int(t, meta.ConfigSegmentBytes),
-		IndexIntervalBytes: int(d.Int(t, meta.ConfigIndexInterval)),
-		RetentionMs:        d.Int(t, meta.ConfigRetentionMs),
-		RetentionBytes:     d.Int(t, meta.ConfigRetentionBytes),
-		SyncEveryAppend:    syncEveryAppend,
-	}
-	if t.Name == meta.OffsetsTopic {
-		c.RetentionMs, c.RetentionBytes = -1, -1
-	}
-	return c
-}
-
 // ones of deleted topics, and move group coordination with offsets-partition leadership.
 func (b *Broker) apply(img *meta.Image) {
 	self := b.cfg.ID
@@ -317,7 +299,13 @@ func (b *Broker) openReplica(t *meta.Topic, p int32) (*partition.Replica, error)
 		MaxMessageBytes: int(d.Int(t, meta.ConfigMaxMessageBytes)),
 		ReplicaLagMax:   b.cfg.ReplicaLagMax,
 		Logger:          b.lg,
-		Log:             logConfig(d, t, b.cfg.SyncEveryAppend),
+		Log: log.Config{
+			SegmentBytes:       d.Int(t, meta.ConfigSegmentBytes),
+			IndexIntervalBytes: int(d.Int(t, meta.ConfigIndexInterval)),
+			RetentionMs:        d.Int(t, meta.ConfigRetentionMs),
+			RetentionBytes:     d.Int(t, meta.ConfigRetentionBytes),
+			SyncEveryAppend:    b.cfg.SyncEveryAppend,
+		},
 		AlterISR: func(ctx context.Context, leaderEpoch, partEpoch int32, isr []int32) error {
 			if b.isolated.Load() {
 				return ErrUnreachable

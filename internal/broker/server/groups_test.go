@@ -51,14 +51,3 @@ func TestReplayOffsetsSkipsAnUndecodableBatchAndReadsThePartitionToItsEnd(t *tes
 		t.Fatalf("replayed %v, want [a b c]: the damaged batch skipped, the one after it read", keys)
 	}
 }
-
-func TestTheOffsetsTopicIsNeverTrimmedByRetention(t *testing.T) {
-	d := meta.Defaults{meta.ConfigRetentionMs: "60000", meta.ConfigRetentionBytes: "1048576"}
-	if c := logConfig(d, &meta.Topic{Name: "orders"}, false); c.RetentionMs != 60000 || c.RetentionBytes != 1048576 {
-		t.Fatalf("an ordinary topic's retention: %d ms, %d bytes; want the broker defaults", c.RetentionMs, c.RetentionBytes)
-	}
-	offsets := &meta.Topic{Name: meta.OffsetsTopic, Internal: true, Configs: map[string]string{meta.ConfigRetentionMs: "1"}}
-	if c := logConfig(d, offsets, false); c.RetentionMs != -1 || c.RetentionBytes != -1 {
-		t.Fatalf("the offsets topic's retention: %d ms, %d bytes; want -1 and -1 (kept)", c.RetentionMs, c.RetentionBytes)
-	}
-}
