@@ -326,9 +326,9 @@ func (c *Cluster) FailProduces(topic string, partition int32, n int, err *kerr.E
 	if st.Leader < 0 {
 		return -1, fmt.Errorf("%w: %s-%d has no leader", ErrBrokerState, topic, partition)
 	}
-	return st.Leader, c.onLiveNode(st.Leader, func(n2 *node) {
+	return st.Leader, c.onLiveNode(st.Leader, func(nd *node) {
 		c.lg.Warn("fault: fail produce", "broker", st.Leader, "topic", topic, "partition", partition, "count", n, "error", err.Message, "delay", delay)
-		n2.b.FailProduces(topic, partition, n, err, delay)
+		nd.b.FailProduces(topic, partition, n, err, delay)
 	})
 }
 

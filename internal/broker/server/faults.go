@@ -14,7 +14,7 @@ import (
 // client to see one batch refused while the batches after it succeed (how retries reorder a
 // partition). The zero value has no faults armed.
 type produceFaults struct {
-	armed atomic.Int32 // partitions with a fault armed: the produce path checks only this when 0
+	armed atomic.Int32 // len(by), so that the produce path takes no lock while none is armed
 	mu    sync.Mutex
 	by    map[tp]*produceFault
 }
@@ -35,21 +35,15 @@ func (b *Broker) FailProduces(topic string, partition int32, n int, err *kerr.Er
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := tp{topic, partition}
-	_, had := f.by[key]
 	if n <= 0 {
-		if had {
-			delete(f.by, key)
-			f.armed.Add(-1)
+		delete(f.by, key)
+	} else {
+		if f.by == nil {
+			f.by = map[tp]*produceFault{}
 		}
-		return
+		f.by[key] = &produceFault{left: n, err: err, delay: delay}
 	}
-	if f.by == nil {
-		f.by = map[tp]*produceFault{}
-	}
-	f.by[key] = &produceFault{left: n, err: err, delay: delay}
-	if !had {
-		f.armed.Add(1)
-	}
+	f.armed.Store(int32(len(f.by)))
 }
 
 // takeProduceFault uses up one armed failure of topic/partition, if any.
@@ -65,10 +59,9 @@ func (b *Broker) takeProduceFault(topic string, partition int32) (*produceFault,
 	if pf == nil {
 		return nil, false
 	}
-	pf.left--
-	if pf.left == 0 {
+	if pf.left--; pf.left == 0 {
 		delete(f.by, key)
-		f.armed.Add(-1)
+		f.armed.Store(int32(len(f.by)))
 	}
 	return pf, true
 }
