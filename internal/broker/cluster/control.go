@@ -135,9 +135,8 @@ func (c *Cluster) ControlHandler() http.Handler {
 // kafkaErrorNamed returns the Kafka error with the given name, such as NOT_ENOUGH_REPLICAS.
 func kafkaErrorNamed(name string) (*kerr.Error, bool) {
 	for code := int16(1); code < 512; code++ {
-		var ke *kerr.Error
-		if errors.As(kerr.ErrorForCode(code), &ke) && ke.Code == code && ke.Message == name {
-			return ke, true
+		if e := kerr.TypedErrorForCode(code); e.Code == code && e.Message == name {
+			return e, true
 		}
 	}
 	return nil, false
