@@ -44,13 +44,18 @@ func (s *memStore) snapshot() []Record {
 	return slices.Clone(s.records)
 }
 
-func (s *memStore) replay() Replay {
-	recs := s.snapshot()
+func (s *memStore) replay() Replay { return replayOf(s.snapshot()) }
+
+// replayOf replays recs, then runs each of after.
+func replayOf(recs []Record, after ...func()) Replay {
 	return func(yield func(Record) bool) error {
 		for _, r := range recs {
 			if !yield(r) {
 				return nil
 			}
+		}
+		for _, f := range after {
+			f()
 		}
 		return nil
 	}
@@ -70,13 +75,28 @@ func testConfig() Config {
 // memStore. It is closed when the test ends.
 func newLoaded(t *testing.T, cfg Config) (*Coordinator, *memStore) {
 	t.Helper()
-	c := NewCoordinator(cfg, nil)
 	st := &memStore{}
+	return loadedWith(t, cfg, st), st
+}
+
+// loadedWith returns a coordinator owning partition 0, backed by st, with
+// nothing to replay. It is closed when the test ends.
+func loadedWith(t *testing.T, cfg Config, st Store) *Coordinator {
+	t.Helper()
+	c := NewCoordinator(cfg, nil)
 	if err := c.Load(context.Background(), 0, st, nil); err != nil {
 		t.Fatalf("Load: %v", err)
 	}
 	t.Cleanup(c.Close)
-	return c, st
+	return c
+}
+
+// commitAsync sends a simple commit (no member, generation -1) of offset
+// for group g, partition t-0, and returns where its response will arrive.
+func commitAsync(ctx context.Context, c *Coordinator, g string, offset int64) <-chan *kmsg.OffsetCommitResponse {
+	ch := make(chan *kmsg.OffsetCommitResponse, 1)
+	go func() { ch <- c.OffsetCommit(ctx, commitReq(g, "", -1, "t", map[int32]int64{0: offset})) }()
+	return ch
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -336,15 +336,7 @@ func TestLoadSkipsUndecodableRecords(t *testing.T) {
 	}
 	c := NewCoordinator(testConfig(), nil)
 	defer c.Close()
-	err := c.Load(context.Background(), 0, &memStore{}, func(yield func(Record) bool) error {
-		for _, r := range recs {
-			if !yield(r) {
-				return nil
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := c.Load(context.Background(), 0, &memStore{}, replayOf(recs)); err != nil {
 		t.Fatal(err)
 	}
 	if got := fetchOffset(t, testCtx(t), c, "g", "t", 0); got != 5 {

@@ -35,15 +35,10 @@ func (s *gateStore) Append(ctx context.Context, records []Record) error {
 // JoinGroup rejected while the commit was being persisted saw the group
 // (still without offsets) and dropped it as unused.
 func TestCommitCreatingAGroupSurvivesARejectedJoinDuringItsAppend(t *testing.T) {
-	c := NewCoordinator(testConfig(), nil)
-	t.Cleanup(c.Close)
 	st := newGateStore()
-	if err := c.Load(context.Background(), 0, st, nil); err != nil {
-		t.Fatal(err)
-	}
+	c := loadedWith(t, testConfig(), st)
 	ctx := testCtx(t)
-	done := make(chan *kmsg.OffsetCommitResponse, 1)
-	go func() { done <- c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 10})) }()
+	done := commitAsync(ctx, c, "g", 10)
 	recv(t, st.entered)
 
 	// A consumer with a stale member id: rejected, and the group it found
@@ -66,15 +61,10 @@ func TestCommitCreatingAGroupSurvivesARejectedJoinDuringItsAppend(t *testing.T) 
 // deletion is being persisted: the deletion may still fail, and then the
 // offsets were never gone.
 func TestOffsetsOfAGroupBeingDeletedStayVisibleUntilTheDeletionIsDurable(t *testing.T) {
-	c := NewCoordinator(testConfig(), nil)
-	t.Cleanup(c.Close)
 	st := newGateStore()
-	if err := c.Load(context.Background(), 0, st, nil); err != nil {
-		t.Fatal(err)
-	}
+	c := loadedWith(t, testConfig(), st)
 	ctx := testCtx(t)
-	committed := make(chan *kmsg.OffsetCommitResponse, 1)
-	go func() { committed <- c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 10})) }()
+	committed := commitAsync(ctx, c, "g", 10)
 	recv(t, st.entered)
 	st.release <- struct{}{}
 	if codes := commitCodes(recv(t, committed)); codes[0] != 0 {
@@ -121,15 +111,10 @@ func (s *lateStore) Append(ctx context.Context, records []Record) error {
 // partition replays its log once Unload returned, and a commit acknowledged
 // by the unloaded shard must be in that log.
 func TestCommitAcknowledgedAcrossUnloadAndReloadIsReplayed(t *testing.T) {
-	c := NewCoordinator(testConfig(), nil)
-	t.Cleanup(c.Close)
 	st := &lateStore{entered: make(chan struct{}, 4), delay: 100 * time.Millisecond}
-	if err := c.Load(context.Background(), 0, st, nil); err != nil {
-		t.Fatal(err)
-	}
+	c := loadedWith(t, testConfig(), st)
 	ctx := testCtx(t)
-	committed := make(chan *kmsg.OffsetCommitResponse, 1)
-	go func() { committed <- c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 20})) }()
+	committed := commitAsync(ctx, c, "g", 20)
 	recv(t, st.entered)
 
 	c.Unload(0)
@@ -156,16 +141,11 @@ func TestReloadingALoadedPartitionKeepsCommitsAcknowledgedMeanwhile(t *testing.T
 		t.Fatalf("first commit: %v", codes)
 	}
 	var during []int16
-	err := c.Load(ctx, 0, st, func(yield func(Record) bool) error {
-		recs := st.snapshot() // the log up to its end when loading starts
-		for _, r := range recs {
-			if !yield(r) {
-				return nil
-			}
-		}
+	// The replay reads the log up to its end when loading starts; the
+	// commit comes after that.
+	err := c.Load(ctx, 0, st, replayOf(st.snapshot(), func() {
 		during = commitCodes(c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 20})))
-		return nil
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
