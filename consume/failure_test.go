@@ -128,17 +128,20 @@ func TestFailingHandlerBlocksOnlyWhatItsOrderKeepsBehind(t *testing.T) {
 	}
 }
 
-// memParker parks records in memory, or fails for the keys in refuse.
+// memParker parks records in memory, or fails for the keys in refuse. With
+// want set, it refuses to park a record for any other error.
 type memParker struct {
 	mu     sync.Mutex
 	parked []string
+	errs   map[string]error // by value: the error each parked record failed with
 	refuse map[string]bool
+	want   error
 }
 
 var errParkDown = errors.New("retry topic unavailable")
 
 func (p *memParker) Park(_ context.Context, r *kgo.Record, err error) error {
-	if !errors.Is(err, errPoison) {
+	if p.want != nil && !errors.Is(err, p.want) {
 		return fmt.Errorf("parked with the wrong error: %w", err)
 	}
 	p.mu.Lock()
@@ -147,6 +150,10 @@ func (p *memParker) Park(_ context.Context, r *kgo.Record, err error) error {
 		return errParkDown
 	}
 	p.parked = append(p.parked, string(r.Value))
+	if p.errs == nil {
+		p.errs = map[string]error{}
+	}
+	p.errs[string(r.Value)] = err
 	return nil
 }
 
@@ -156,7 +163,7 @@ func TestRetryPathTakesFailedRecordsAndTheRestGoesOn(t *testing.T) {
 	newTopic(t, c, topic, 1)
 	rs := produce(t, c, topic, keyed(5, 20))
 
-	p := &memParker{refuse: map[string]bool{"k004": true}}
+	p := &memParker{refuse: map[string]bool{"k004": true}, want: errPoison}
 	var (
 		mu       sync.Mutex
 		reported []consume.Failure
@@ -221,25 +228,12 @@ func TestRetryPathTakesFailedRecordsAndTheRestGoesOn(t *testing.T) {
 	}
 }
 
-// panicParker records what it is asked to park.
-type panicParker struct {
-	mu     sync.Mutex
-	parked map[string]error
-}
-
-func (p *panicParker) Park(_ context.Context, r *kgo.Record, err error) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.parked[string(r.Value)] = err
-	return nil
-}
-
 func TestAPanickingHandlerIsParkedLikeAFailingOne(t *testing.T) {
 	c := kafkatest.NewCluster(t)
 	const topic, group = "panics", "g-panics"
 	newTopic(t, c, topic, 1)
 	rs := produce(t, c, topic, keyed(2, 5))
-	p := &panicParker{parked: map[string]error{}}
+	p := &memParker{}
 	var mu sync.Mutex
 	handled := map[string]bool{}
 	handler := func(_ context.Context, r *kgo.Record) error {
@@ -269,7 +263,7 @@ func TestAPanickingHandlerIsParkedLikeAFailingOne(t *testing.T) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var pe *ordering.PanicError
-	if err := p.parked["k001:2"]; len(p.parked) != 1 || !errors.As(err, &pe) || pe.Value != "nil map in the handler" {
+	if err := p.errs["k001:2"]; len(p.parked) != 1 || !errors.As(err, &pe) || pe.Value != "nil map in the handler" {
 		t.Fatalf("parked %v, want k001:2 with its PanicError", p.parked)
 	}
 }
