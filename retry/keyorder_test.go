@@ -45,19 +45,27 @@ func (l *successLog) len() int {
 	return len(l.done)
 }
 
+// keyOrderParker returns key locks following e's retry topic, built with
+// lockOpts and closed when the test ends, and a Parker that keeps key order
+// with them, with fast backoff and maxAttempts.
+func keyOrderParker(t *testing.T, ctx context.Context, e *env, maxAttempts int, lockOpts ...retry.Opt) (*retry.KeyLocks, *retry.Parker) {
+	t.Helper()
+	locks, err := retry.NewKeyLocks(ctx, append([]retry.Opt{retry.Topic(e.topic), e.clientOpts()}, lockOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(locks.Close)
+	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return locks, p
+}
 func TestKeyOrderNoRecordRunsBeforeAnEarlierParkedRecordOfItsKey(t *testing.T) {
 	e := newEnv(t, "ko", 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	locks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts(), retry.RefreshInterval(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locks.Close()
-	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	locks, p := keyOrderParker(t, ctx, e, 10, retry.RefreshInterval(50*time.Millisecond))
 	var log successLog
 	jobRuns := map[string]int{}
 	var runsMu sync.Mutex
@@ -209,16 +217,7 @@ func TestKeyStaysLockedWhileItsReparkedMarkerIsUnread(t *testing.T) {
 	e := newEnv(t, "klslow", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	locks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts(),
-		retry.ClientOpts(kgo.FetchMinBytes(1<<20)), retry.RefreshInterval(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locks.Close()
-	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	locks, p := keyOrderParker(t, ctx, e, 10, retry.ClientOpts(kgo.FetchMinBytes(1<<20)), retry.RefreshInterval(10*time.Millisecond))
 
 	jobLocks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts())
 	if err != nil {
@@ -268,14 +267,7 @@ func TestWrapThatCannotReadTheKeyLocksParksTheRecordWithoutCountingAnAttempt(t *
 	e := newEnv(t, "notrun", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	locks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	locks, p := keyOrderParker(t, ctx, e, 1)
 	locks.Close() // the key locks cannot answer any more
 	ran := false
 	h := p.Wrap(func(context.Context, *kgo.Record) error { ran = true; return nil })
