@@ -264,6 +264,14 @@ func (sh *shard) current(g *group) bool {
 	return !sh.unloaded && sh.groups[g.id] == g
 }
 
+// dropIfUnused forgets g if it is still this shard's group of its id and
+// holds nothing worth keeping (see group.unused).
+func (sh *shard) dropIfUnused(g *group) {
+	if g.unused() && sh.groups[g.id] == g {
+		delete(sh.groups, g.id)
+	}
+}
+
 // afterFunc runs fn with sh.mu held after d, unless the shard was unloaded.
 func (sh *shard) afterFunc(d time.Duration, fn func()) *time.Timer {
 	return time.AfterFunc(d, func() {

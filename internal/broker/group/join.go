@@ -120,11 +120,7 @@ func (sh *shard) join(j joinRequest) (*kmsg.JoinGroupResponse, *joinWaiter) {
 		}
 		g = sh.newGroup(j.group)
 	}
-	defer func() {
-		if g.unused() && sh.groups[g.id] == g {
-			delete(sh.groups, g.id)
-		}
-	}()
+	defer sh.dropIfUnused(g)
 	if !sh.acceptJoiningMember(g, j.memberID) {
 		if m := g.members[j.memberID]; m != nil {
 			sh.dropMember(g, m, "", codeGroupMaxSizeReached)

@@ -114,8 +114,8 @@ func (sh *shard) prepareCommit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetC
 		created = true
 	}
 	dropIfUnused := func() {
-		if created && g.unused() && sh.groups[g.id] == g {
-			delete(sh.groups, g.id)
+		if created {
+			sh.dropIfUnused(g)
 		}
 	}
 	if code := validateOffsetCommit(g, generation, memberID, instanceID); code != 0 {
@@ -190,9 +190,7 @@ func (sh *shard) prepareCommit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetC
 				}
 			}
 			// Another failed commit of this batch may have created g.
-			if sh.current(g) && g.unused() {
-				delete(sh.groups, g.id)
-			}
+			sh.dropIfUnused(g)
 			return
 		}
 		if !sh.current(g) {

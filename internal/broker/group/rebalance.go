@@ -106,9 +106,7 @@ func (sh *shard) addPending(g *group, id string, d time.Duration) {
 		if g.state == statePreparingRebalance && g.hasAllMembersJoined() {
 			sh.completeJoin(g)
 		}
-		if g.unused() {
-			delete(sh.groups, g.id)
-		}
+		sh.dropIfUnused(g)
 	})
 }
 
