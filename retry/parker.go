@@ -161,8 +161,7 @@ func (p *Parker) Park(ctx context.Context, r *kgo.Record, err error) error {
 	if errors.Is(err, ErrNotRun) {
 		// Wrap gave up before the handler ran: no attempt to count, and
 		// nothing to dead-letter yet.
-		_, perr := p.w.park(ctx, newMarker(r), -1, false)
-		return perr
+		return p.ParkBehind(ctx, r)
 	}
 	m := newMarker(r).failed(err, time.Now())
 	switch {
