@@ -3,7 +3,6 @@ package consume
 import (
 	"context"
 	"log/slog"
-	"runtime/debug"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -53,7 +52,7 @@ func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecor
 // is parked, not left to block its key.
 func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 	defer e.signalRoom()
-	err := e.call(ctx, m.Value)
+	err := ordering.Guard(func() error { return e.handle(ctx, m.Value) })
 	if err == nil || e.cfg.parker == nil || ctx.Err() != nil {
 		// A record whose partition was revoked or whose consumer stopped
 		// is not parked: its next owner runs it again.
@@ -65,17 +64,6 @@ func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 	e.log.Info("consume: record parked for retry", "topic", m.Topic, "partition", m.Partition,
 		"offset", m.Offset, "err", err)
 	return nil
-}
-
-// call runs the application's handler, turning a panic into an
-// *ordering.PanicError.
-func (e *engine[T]) call(ctx context.Context, v T) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = &ordering.PanicError{Value: p, Stack: debug.Stack()}
-		}
-	}()
-	return e.handle(ctx, v)
 }
 
 func (e *engine[T]) onFailure(f ordering.Failure[T]) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -400,13 +399,8 @@ func (d *Dispatcher[T]) work() {
 	}
 }
 
-func (d *Dispatcher[T]) run(ctx context.Context, m Message[T]) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
-	return d.handle(ctx, m)
+func (d *Dispatcher[T]) run(ctx context.Context, m Message[T]) error {
+	return Guard(func() error { return d.handle(ctx, m) })
 }
 
 // finishLocked records the outcome of a run of q's head record m. It reports

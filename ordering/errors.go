@@ -3,6 +3,7 @@ package ordering
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 )
 
 // Errors caused by how the package is called.
@@ -60,6 +61,19 @@ type PanicError struct {
 // Error implements error.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("ordering: handler panicked: %v", e.Value)
+}
+
+// Guard calls f and returns its error, or a *PanicError if f panicked. The
+// Dispatcher runs every handler through it; so does code that must see a
+// handler's panic as a failure before the Dispatcher does (consume's retry
+// path parks it).
+func Guard(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return f()
 }
 
 // Unwrap returns Value if it is an error, so errors.Is and errors.As see
