@@ -335,6 +335,7 @@ func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
 	if err := produceSync(ctx, prod, topic, "only-on-leader"); err != nil {
 		t.Fatal(err)
 	}
+	before, _ := c.Partition(topic, 0)
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +348,17 @@ func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
 	if err != nil {
 		t.Fatalf("partition did not go offline: %v", err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	if off.LeaderEpoch <= before.LeaderEpoch {
+		t.Fatalf("going offline left the leader epoch at %d (was %d); a leader change must bump it", off.LeaderEpoch, before.LeaderEpoch)
+	}
+	// The controller elects offline partitions when a broker registers: bounce a stale replica so
+	// that an election certainly runs, rather than waiting for one that may never come.
+	if err := c.Kill(fs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(ctx, fs[0]); err != nil {
+		t.Fatal(err)
+	}
 	if now, _ := c.Partition(topic, 0); now.Leader != -1 {
 		t.Fatalf("a stale replica became leader (%d) with unclean election off", now.Leader)
 	}
@@ -358,11 +369,57 @@ func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.LeaderEpoch <= off.LeaderEpoch-1 {
-		t.Fatalf("leader epoch did not advance")
+	if back.LeaderEpoch <= off.LeaderEpoch {
+		t.Fatalf("leader epoch %d after the last ISR member returned, want more than %d", back.LeaderEpoch, off.LeaderEpoch)
 	}
 	if got := readAll(t, c, topic); !slices.Equal(got, []string{"only-on-leader"}) {
 		t.Fatalf("after the last ISR member returned the topic holds %q", got)
+	}
+}
+
+// TestUncleanElectionOnElectsAStaleReplicaAndLosesAckedRecords is the unsafe configuration next to
+// the test above: with unclean.leader.election.enable=true the controller makes an out-of-sync
+// replica leader, and the record the old leader acknowledged (acks=all, ISR of one) is gone.
+func TestUncleanElectionOnElectsAStaleReplicaAndLosesAckedRecords(t *testing.T) {
+	const topic = "unclean"
+	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "true"}, kafkatest.ReplicaLagMax(300*time.Millisecond))
+	info, _ := c.Partition(topic, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	onFollowers(t, info, c.PauseReplication)
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := produceSync(ctx, prod, topic, "acked-then-lost"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := c.Partition(topic, 0)
+	if err := c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	onFollowers(t, info, c.ResumeReplication)
+	stale, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader })
+	if err != nil {
+		t.Fatalf("no stale replica was elected with unclean election on: %v", err)
+	}
+	if stale.LeaderEpoch <= before.LeaderEpoch {
+		t.Fatalf("unclean election left the leader epoch at %d (was %d); it must bump it", stale.LeaderEpoch, before.LeaderEpoch)
+	}
+	if err := c.Restart(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	// The old leader comes back as a follower, truncates to the new leader's epoch and loses the
+	// record it acknowledged.
+	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Contains(i.ISR, leader) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, c, topic); len(got) != 0 {
+		t.Fatalf("after the unclean election the topic holds %q; the acked record should be lost", got)
 	}
 }
 
