@@ -26,18 +26,25 @@ import (
 // tests can kill them with SIGKILL at a chosen moment.
 const helperEnv = "RETRY_TEST_HELPER"
 
-func TestHelperProcess(t *testing.T) {
+// TestMain runs a helper process's body when the test binary was started as one (helperEnv
+// set), and the tests otherwise.
+func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "job":
 		os.Exit(helperJob())
 	case "consumer":
 		os.Exit(helperConsumer())
+	case "":
+		os.Exit(m.Run())
+	default:
+		fmt.Fprintf(os.Stderr, "%s=%q: unknown helper\n", helperEnv, os.Getenv(helperEnv))
+		os.Exit(2)
 	}
 }
 
 func startHelper(t *testing.T, kind string, env ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v=false")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(append(os.Environ(), helperEnv+"="+kind), env...)
 	cmd.Stderr = os.Stderr
 	return cmd
