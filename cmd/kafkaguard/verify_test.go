@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -203,4 +205,135 @@ func TestVerifyExitsOneWhenARunCannotBeCarriedOut(t *testing.T) {
 	if !strings.Contains(stdout.String(), "replication factor 3") {
 		t.Errorf("stdout does not say why:\n%s", stdout.String())
 	}
+}
+
+// faultProxy serves a bundled cluster's control API, but answers each fault request (POST) with
+// onPost instead of forwarding it; reads (GET) reach the real cluster. It lets a test hand verify
+// a fault source that misbehaves in a chosen way.
+func faultProxy(t *testing.T, c *kafkatest.Cluster, onPost func(w http.ResponseWriter, r *http.Request)) string {
+	t.Helper()
+	real := c.ControlHandler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			onPost(w, r)
+			return
+		}
+		real.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestVerifyExitsOneWhenAPresetsPromiseIsBroken checks verify's exit status for the two ways a
+// run can break its preset's promise: LeaderAck showing no loss under the schedule built to make
+// acks=1 lose (the faults were accepted and never carried out), and NoLoss losing acknowledged
+// records (a "fault" that wipes every broker's copy of the topic).
+func TestVerifyExitsOneWhenAPresetsPromiseIsBroken(t *testing.T) {
+	t.Run("faults accepted and not carried out", func(t *testing.T) {
+		c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+		real := c.ControlHandler()
+		paused := 0
+		url := faultProxy(t, c, func(w http.ResponseWriter, r *http.Request) {
+			if _, action := brokerAction(r); action == "pause-replication" || action == "resume-replication" {
+				paused++
+				w.WriteHeader(http.StatusOK) // accepted, not carried out
+				return
+			}
+			real.ServeHTTP(w, r)
+		})
+		var stdout, stderr bytes.Buffer
+		code := runVerify(context.Background(), []string{
+			"--bootstrap", strings.Join(c.Bootstrap(), ","), "--control", url,
+			"--preset", "LeaderAck", "--fault", "pause-followers-then-kill-leader", "--records", "300", "--keys", "3",
+		}, &stdout, &stderr)
+		if paused == 0 {
+			t.Fatalf("verify never asked to pause replication\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+		if code != 1 {
+			t.Fatalf("exit code %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+		}
+		if f := tableRows(t, stdout.String())["LeaderAck pause-followers-then-kill-leader"]; len(f) < 8 || f[3] != "0" || !strings.Contains(strings.Join(f[7:], " "), "no loss shown") {
+			t.Errorf("row %q, want 0 lost and the verdict \"no loss shown\"\n%s", f, stdout.String())
+		}
+		if !strings.Contains(stdout.String(), "1 runs broke their preset's promise") {
+			t.Errorf("stdout does not list the broken promise:\n%s", stdout.String())
+		}
+	})
+	t.Run("acknowledged records wiped", func(t *testing.T) {
+		dir := t.TempDir()
+		c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.DataDir(dir))
+		wiped := false
+		url := faultProxy(t, c, func(w http.ResponseWriter, r *http.Request) {
+			id, action := brokerAction(r)
+			if wiped || action != "kill" {
+				w.WriteHeader(http.StatusOK) // the restart that follows: every broker is running
+				return
+			}
+			wiped = true
+			if err := wipeTopics(r.Context(), c, dir, int32(id)); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+		})
+		var stdout, stderr bytes.Buffer
+		code := runVerify(context.Background(), []string{
+			"--bootstrap", strings.Join(c.Bootstrap(), ","), "--control", url,
+			"--preset", "NoLoss", "--fault", "kill-leader", "--records", "300", "--keys", "3",
+		}, &stdout, &stderr)
+		if !wiped {
+			t.Fatalf("verify never asked for the kill\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+		if code != 1 {
+			t.Fatalf("exit code %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+		}
+		f := tableRows(t, stdout.String())["NoLoss kill-leader"]
+		if len(f) < 8 || f[3] == "0" || !strings.HasPrefix(f[7], "FAIL") {
+			t.Errorf("row %q, want acknowledged records lost and a FAIL verdict\n%s", f, stdout.String())
+		}
+	})
+}
+
+// wipeTopics plants a loss no preset can survive: it kills every broker, deletes their copies of
+// every topic but the offsets topic, and starts them again, first the one verify asked to kill (so
+// that leadership moves away from it, as the kill-leader schedule waits for).
+func wipeTopics(ctx context.Context, c *kafkatest.Cluster, dir string, first int32) error {
+	ids := []int32{first}
+	for _, b := range c.Brokers() {
+		if b.ID != first {
+			ids = append(ids, b.ID)
+		}
+	}
+	for _, id := range ids {
+		if err := c.Kill(id); err != nil {
+			return err
+		}
+		logs, err := filepath.Glob(filepath.Join(dir, fmt.Sprintf("broker-%d", id), "*-*"))
+		if err != nil {
+			return err
+		}
+		for _, l := range logs {
+			if !strings.HasPrefix(filepath.Base(l), "__") {
+				if err := os.RemoveAll(l); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, id := range ids {
+		if err := c.Restart(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// brokerAction parses a control API fault request, POST /brokers/{id}/{action}.
+func brokerAction(r *http.Request) (int32, string) {
+	var id int32
+	var action string
+	if _, err := fmt.Sscanf(strings.ReplaceAll(r.URL.Path, "/", " "), " brokers %d %s", &id, &action); err != nil {
+		return -1, ""
+	}
+	return id, action
 }
