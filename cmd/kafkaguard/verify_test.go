@@ -279,7 +279,9 @@ func TestVerifyExitsOneWhenAPresetsPromiseIsBroken(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		code := runVerify(context.Background(), []string{
 			"--bootstrap", strings.Join(c.Bootstrap(), ","), "--control", url,
-			"--preset", "NoLoss", "--fault", "kill-leader", "--records", "300", "--keys", "3",
+			// Slowly, so that most of the records sent before the kill (a third) are acknowledged
+			// by then.
+			"--preset", "NoLoss", "--fault", "kill-leader", "--records", "300", "--keys", "3", "--rate", "100",
 		}, &stdout, &stderr)
 		if !wiped {
 			t.Fatalf("verify never asked for the kill\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
