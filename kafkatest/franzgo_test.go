@@ -3,6 +3,7 @@ package kafkatest_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,18 +105,49 @@ func TestFranzGoIdempotentProducerAndGroupConsumerLoseNothing(t *testing.T) {
 	}
 	cons.Close()
 	checkExactlyOnceInOrder(t, got, keys, perKey)
+	if committed, ends := committedOffsets(ctx, t, c, "g1", topic), endOffsets(ctx, t, c, topic); !maps.Equal(committed, ends) {
+		t.Fatalf("committed offsets %v, want the end offsets %v", committed, ends)
+	}
 
-	// A new member of the same group resumes at the committed offsets: nothing is left to read.
+	// A new member of the same group resumes at the committed offsets: once it holds every
+	// partition, the first record it reads is one produced after that.
+	assigned := make(chan struct{})
+	var once sync.Once
 	again, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup("g1"),
-		kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond))
+		kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+			if len(a[topic]) == 3 {
+				once.Do(func() { close(assigned) })
+			}
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer again.Close()
-	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-	defer pcancel()
-	fs := again.PollFetches(pctx)
-	if n := fs.NumRecords(); n != 0 {
-		t.Fatalf("after committing everything, a new member read %d records", n)
+	firstAfter := make(chan *kgo.Record, keys*perKey+1)
+	go func() {
+		for ctx.Err() == nil {
+			fs := again.PollFetches(ctx)
+			if fs.IsClientClosed() {
+				return
+			}
+			fs.EachRecord(func(r *kgo.Record) { firstAfter <- r })
+		}
+	}()
+	select {
+	case <-assigned:
+	case <-ctx.Done():
+		t.Fatal("the new member was never assigned the topic's 3 partitions")
+	}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte("k00"), Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-firstAfter:
+		if string(r.Value) != "after" {
+			t.Fatalf("after committing everything, a new member read %q at offset %d first", r.Value, r.Offset)
+		}
+	case <-ctx.Done():
+		t.Fatal("the new member never read the record produced after it joined")
 	}
 }
