@@ -38,6 +38,8 @@ type fzBroker struct {
 	addr  string
 	conn  net.Conn     // for fuzz inputs; redialled after the broker closes it
 	alive *wire.Client // a separate connection that must keep answering ApiVersions
+	// versions is what ApiVersions advertised at the start, by API key: [min, max].
+	versions map[int16][2]int16
 }
 
 func fzStart(tb testing.TB) *fzBroker {
@@ -61,6 +63,16 @@ func fzStart(tb testing.TB) *fzBroker {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = b.alive.Close() })
+	req := kmsg.NewPtrApiVersionsRequest()
+	req.SetVersion(3)
+	resp, err := b.alive.Request(ctx, req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b.versions = map[int16][2]int16{}
+	for _, k := range resp.(*kmsg.ApiVersionsResponse).ApiKeys {
+		b.versions[k.ApiKey] = [2]int16{k.MinVersion, k.MaxVersion}
+	}
 	b.ensureTopic()
 	return b
 }
@@ -202,6 +214,12 @@ func (b *fzBroker) drop() {
 	}
 }
 
+// advertises reports whether the broker's ApiVersions lists key at version v.
+func (b *fzBroker) advertises(key, v int16) bool {
+	r, ok := b.versions[key]
+	return ok && r[0] <= v && v <= r[1]
+}
+
 // checkAlive fails unless the broker still answers ApiVersions on its long-lived connection.
 func (b *fzBroker) checkAlive(t *testing.T) {
 	t.Helper()
@@ -267,7 +285,11 @@ func FuzzHandle(f *testing.F) {
 			if p, ok := req.(*kmsg.ProduceRequest); ok && p.Acks == 0 {
 				acks0 = true
 			}
-			if answer, closed := b.send(t, out, !acks0); !closed && !acks0 {
+			answer, closed := b.send(t, out, !acks0)
+			switch {
+			case closed && b.advertises(h.Key, h.Version):
+				t.Fatalf("the broker closed the connection on a %s v%d request it decodes and advertises", kmsg.NameForKey(h.Key), h.Version)
+			case !closed && !acks0:
 				decodeAnswer(t, h, req, answer)
 			}
 		}
