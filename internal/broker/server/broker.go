@@ -123,6 +123,8 @@ type Broker struct {
 	faults   produceFaults
 
 	zc zeroCopy // sendfile state (sendfile.go)
+
+	hooks atomic.Pointer[testHooks] // nil except in this package's tests (conn.go)
 }
 
 // Start opens the node's data dir, listens, registers with the controller and serves until Close

@@ -1,0 +1,115 @@
+package server_test
+
+import (
+	"encoding/binary"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
+	"github.com/kafkaguard/kafkaguard/internal/broker/server"
+)
+
+// handlerCounts counts, per API key, the handlers of a broker that are running.
+type handlerCounts struct{ running [64]atomic.Int32 }
+
+func countHandlers(b *server.Broker) *handlerCounts {
+	h := &handlerCounts{}
+	b.SetTestHooks(func(key int16) func() {
+		h.running[key].Add(1)
+		return func() { h.running[key].Add(-1) }
+	})
+	return h
+}
+
+// waitRunning polls until n handlers of API key run, failing the test after within.
+func (h *handlerCounts) waitRunning(t *testing.T, key int16, n int32, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for h.running[key].Load() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s handlers running: %d after %v, want %d", kmsg.NameForKey(key), h.running[key].Load(), within, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// rawSend dials addr and writes req as one frame, without reading the answer.
+func rawSend(t *testing.T, addr string, req kmsg.Request) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	frame := frameOf(req, 1)
+	if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(frame))), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// longPollFetch is a consumer Fetch v12 of partition 0 of topic from offset, waiting up to
+// maxWaitMs for one byte.
+func longPollFetch(topic string, offset int64, maxWaitMs int32) *kmsg.FetchRequest {
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(12)
+	req.ReplicaID = -1
+	req.MaxWaitMillis, req.MinBytes, req.MaxBytes = maxWaitMs, 1, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = offset, 1<<20, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
+// The handlers' waits, here and below, are 20 s; a handler must end well before that once its
+// connection is gone.
+const closedConnEndsWithin = 3 * time.Second
+
+func TestClosedConnectionEndsItsFetchLongPoll(t *testing.T) {
+	c := startCluster(t, 1, true)
+	c.createTopic("lp", 1, 1, nil)
+	h := countHandlers(c.broker(0))
+
+	conn := rawSend(t, c.broker(0).Addr(), longPollFetch("lp", 0, 20000))
+	h.waitRunning(t, 1, 1, 5*time.Second)
+	_ = conn.Close()
+	h.waitRunning(t, 1, 0, closedConnEndsWithin)
+}
+
+func TestClosedConnectionEndsItsAcksAllWait(t *testing.T) {
+	c := startCluster(t, 2, true)
+	c.createTopic("aw", 1, 2, nil)
+	st := c.partition("aw", 0)
+	leader, follower := st.Leader, 1-st.Leader
+	c.broker(follower).SetReplicationPaused(true)
+	h := countHandlers(c.broker(leader))
+
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(9)
+	req.Acks, req.TimeoutMillis = -1, 20000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "aw"
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = records.Build([]records.Record{{Value: []byte("never replicated")}}, time.Now().UnixMilli(), records.NoProducer)
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+
+	conn := rawSend(t, c.broker(leader).Addr(), req)
+	h.waitRunning(t, 0, 1, 5*time.Second)
+	c.waitFor("the record appended", func() bool {
+		info, _ := c.broker(leader).PartitionState("aw", 0)
+		return info.LEO == 1
+	})
+	if info, _ := c.broker(leader).PartitionState("aw", 0); info.HW != 0 {
+		t.Fatalf("leader state %+v: the record must wait for the paused follower", info)
+	}
+	_ = conn.Close()
+	h.waitRunning(t, 0, 0, closedConnEndsWithin)
+}
