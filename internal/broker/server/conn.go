@@ -7,12 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/broker/safe"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
@@ -185,16 +185,18 @@ type testHooks struct {
 	// handle is called as a request's handler starts, in its goroutine (it may panic there);
 	// the func it returns, if not nil, is called when the handler has returned.
 	handle func(key int16) (done func())
+	// appendPartition is called in a produce's goroutine for one partition, before the append
+	// (it may panic there).
+	appendPartition func(topic string, partition int32)
 }
 
-// safeHandle runs handle, turning a panic in a handler into an error: one bad request costs its
-// connection, never the broker.
+// safeHandle runs handle, turning a panic in a handler into an error (logged with its stack):
+// one bad request costs its connection, never the broker. (No response is built for it: the
+// handler may have left any part of its response half-filled.)
 func (b *Broker) safeHandle(ctx context.Context, r *request) (resp kmsg.Response, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			resp, err = nil, fmt.Errorf("server: panic in %s handler: %v\n%s", kmsg.NameForKey(r.hdr.Key), p, debug.Stack())
-		}
-	}()
+	defer safe.Recover(b.lg, kmsg.NameForKey(r.hdr.Key)+" handler", func(perr error) {
+		resp, err = nil, fmt.Errorf("server: %w", perr)
+	})
 	if h := b.hooks.Load(); h != nil && h.handle != nil {
 		if done := h.handle(r.hdr.Key); done != nil {
 			defer done()

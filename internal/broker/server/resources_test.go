@@ -1,16 +1,19 @@
 package server_test
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
+	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
 // handlerCounts counts, per API key, the handlers of a broker that are running.
@@ -18,10 +21,10 @@ type handlerCounts struct{ running [64]atomic.Int32 }
 
 func countHandlers(b *server.Broker) *handlerCounts {
 	h := &handlerCounts{}
-	b.SetTestHooks(func(key int16) func() {
+	b.SetTestHooks(server.TestHooks{Handle: func(key int16) func() {
 		h.running[key].Add(1)
 		return func() { h.running[key].Add(-1) }
-	})
+	}})
 	return h
 }
 
@@ -68,6 +71,23 @@ func longPollFetch(topic string, offset int64, maxWaitMs int32) *kmsg.FetchReque
 	return req
 }
 
+// produceRequest is an acks=all Produce v9 of one record to each of the partitions of topic.
+func produceRequest(topic string, timeoutMs int32, partitions ...int32) *kmsg.ProduceRequest {
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(9)
+	req.Acks, req.TimeoutMillis = -1, timeoutMs
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	for _, p := range partitions {
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition = p
+		rp.Records = records.Build([]records.Record{{Value: []byte("v")}}, time.Now().UnixMilli(), records.NoProducer)
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
 // The handlers' waits, here and below, are 20 s; a handler must end well before that once its
 // connection is gone.
 const closedConnEndsWithin = 3 * time.Second
@@ -91,17 +111,7 @@ func TestClosedConnectionEndsItsAcksAllWait(t *testing.T) {
 	c.broker(follower).SetReplicationPaused(true)
 	h := countHandlers(c.broker(leader))
 
-	req := kmsg.NewPtrProduceRequest()
-	req.SetVersion(9)
-	req.Acks, req.TimeoutMillis = -1, 20000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = "aw"
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = records.Build([]records.Record{{Value: []byte("never replicated")}}, time.Now().UnixMilli(), records.NoProducer)
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-
-	conn := rawSend(t, c.broker(leader).Addr(), req)
+	conn := rawSend(t, c.broker(leader).Addr(), produceRequest("aw", 20000, 0))
 	h.waitRunning(t, 0, 1, 5*time.Second)
 	c.waitFor("the record appended", func() bool {
 		info, _ := c.broker(leader).PartitionState("aw", 0)
@@ -112,4 +122,64 @@ func TestClosedConnectionEndsItsAcksAllWait(t *testing.T) {
 	}
 	_ = conn.Close()
 	h.waitRunning(t, 0, 0, closedConnEndsWithin)
+}
+
+// A panic in request code costs that request only: a panic in one partition's append answers
+// that partition UNKNOWN_SERVER_ERROR (the others are written), a panic in a handler closes its
+// connection, and the node serves every other request and client as before.
+func TestAPanicInRequestCodeFailsOnlyThatRequest(t *testing.T) {
+	c := startCluster(t, 1, true)
+	c.createTopic("pn", 2, 1, nil)
+	b := c.broker(0)
+	b.SetTestHooks(server.TestHooks{
+		Handle: func(key int16) func() {
+			if key == 2 {
+				panic("injected: ListOffsets handler")
+			}
+			return nil
+		},
+		AppendPartition: func(_ string, p int32) {
+			if p == 1 {
+				panic("injected: produce to partition 1")
+			}
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func(name string) *wire.Client {
+		cl, err := wire.Dial(ctx, nil, b.Addr(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Close() })
+		return cl
+	}
+	cl, other := dial("panicking"), dial("bystander")
+
+	resp, err := cl.Request(ctx, produceRequest("pn", 5000, 0, 1))
+	if err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	parts := resp.(*kmsg.ProduceResponse).Topics[0].Partitions
+	if parts[0].ErrorCode != 0 || parts[1].ErrorCode != kerr.UnknownServerError.Code {
+		t.Fatalf("produce answered partition 0 with error %d, partition 1 with %d; want 0 and UNKNOWN_SERVER_ERROR", parts[0].ErrorCode, parts[1].ErrorCode)
+	}
+	if info, _ := b.PartitionState("pn", 0); info.HW != 1 {
+		t.Fatalf("partition 0 holds %+v, want its record", info)
+	}
+
+	lo := kmsg.NewPtrListOffsetsRequest()
+	lo.SetVersion(4)
+	lo.ReplicaID = -1
+	if _, err := cl.Request(ctx, lo); err == nil {
+		t.Fatal("ListOffsets whose handler panicked was answered; want its connection closed")
+	}
+	av := kmsg.NewPtrApiVersionsRequest()
+	av.SetVersion(3)
+	if _, err := other.Request(ctx, av); err != nil {
+		t.Fatalf("another client is not served after the panics: %v", err)
+	}
+	if resp, err := dial("after").Request(ctx, produceRequest("pn", 5000, 0)); err != nil || resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("a new client cannot produce after the panics: %v", err)
+	}
 }
