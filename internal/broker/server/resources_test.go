@@ -183,3 +183,72 @@ func TestAPanicInRequestCodeFailsOnlyThatRequest(t *testing.T) {
 		t.Fatalf("a new client cannot produce after the panics: %v", err)
 	}
 }
+
+// fetchWithin sends req on a new connection and returns its answer and how long it took,
+// failing the test if there is none within 10 s.
+func fetchWithin(t *testing.T, addr string, req *kmsg.FetchRequest) (*kmsg.FetchResponse, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := wire.Dial(ctx, nil, addr, "fetch-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	start := time.Now()
+	resp, err := cl.Request(ctx, req)
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	return resp.(*kmsg.FetchResponse), time.Since(start)
+}
+
+// Kafka caps a fetch's MinBytes at what the response may carry (KafkaApis.handleFetchRequest:
+// fetchMinBytes = min(minBytes, min(maxBytes, fetch.max.bytes))): a consumer asking for more
+// than it lets the broker send is answered once a full response is there, not at MaxWait.
+func TestFetchMinBytesIsCappedAtMaxBytes(t *testing.T) {
+	c := startCluster(t, 1, true)
+	c.createTopic("mb", 1, 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := wire.Dial(ctx, nil, c.broker(0).Addr(), "producer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var batch int
+	for range 4 {
+		req := produceRequest("mb", 5000, 0)
+		batch = len(req.Topics[0].Partitions[0].Records)
+		if _, err := cl.Request(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := longPollFetch("mb", 0, 6000)
+	req.MinBytes, req.MaxBytes = 1<<20, int32(2*batch) // two batches fill the response
+	resp, took := fetchWithin(t, c.broker(0).Addr(), req)
+	p := resp.Topics[0].Partitions[0]
+	if p.ErrorCode != 0 || len(p.RecordBatches) != 2*batch {
+		t.Fatalf("error %d, %d bytes; want the first two batches (%d bytes)", p.ErrorCode, len(p.RecordBatches), 2*batch)
+	}
+	if took > closedConnEndsWithin {
+		t.Fatalf("a full response waited %v for MinBytes above MaxBytes; Kafka answers at once", took.Round(time.Millisecond))
+	}
+}
+
+// MaxWaitMillis <= 0 means "do not wait" (ReplicaManager.fetchMessages answers at once when
+// maxWaitMs <= 0); Kafka puts no upper bound on it (the client's request timeout and, here, the
+// connection's close end a long poll).
+func TestFetchWithoutMaxWaitIsAnsweredAtOnce(t *testing.T) {
+	c := startCluster(t, 1, true)
+	c.createTopic("nw", 1, 1, nil)
+	for _, wait := range []int32{0, -1, -20000} {
+		resp, took := fetchWithin(t, c.broker(0).Addr(), longPollFetch("nw", 0, wait))
+		if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 || len(p.RecordBatches) != 0 {
+			t.Fatalf("MaxWait %d: error %d, %d bytes from an empty partition", wait, p.ErrorCode, len(p.RecordBatches))
+		}
+		if took > time.Second {
+			t.Fatalf("MaxWait %d: answered after %v", wait, took)
+		}
+	}
+}
