@@ -68,9 +68,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 				defer safe.Recover(b.lg, fmt.Sprintf("produce to %s-%d", name, rp.Partition), func(err error) {
 					sp.ErrorCode, sp.ErrorMessage = kerr.UnknownServerError.Code, errMessage(err)
 				})
-				if h := b.hooks.Load(); h != nil && h.appendPartition != nil {
-					h.appendPartition(name, rp.Partition)
-				}
+				b.partitionHook(0, name, rp.Partition)
 				var res partition.AppendResult
 				var err error
 				if pf, ok := b.takeProduceFault(name, rp.Partition); ok {

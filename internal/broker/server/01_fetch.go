@@ -75,6 +75,9 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 	// As Kafka: MaxWaitMillis <= 0 answers at once and has no upper bound (the client's request
 	// timeout bounds it on its side; here a closed connection or a stopping node ends it too);
 	// MinBytes is capped at what the response may carry.
+	// Whatever happens below (an error, a panic), the file ranges read are released unless
+	// fetchResponse handed them to the response.
+	defer func() { releaseParts(parts) }()
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	deadline := time.Now().Add(maxWait)
 	_, minBytes := fetchByteLimits(req)
@@ -91,6 +94,9 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 			}
 			continue // read once more: data may have arrived before the watch was set
 		}
+		// Hold no segment file while waiting (retention may delete it meanwhile): the read
+		// after the wait takes the ranges again.
+		releaseParts(parts)
 		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-wake:
@@ -99,6 +105,11 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 		}
 		t.Stop()
 		if ctx.Err() != nil {
+			// Nobody reads the answer (the client left, or the node stops), and the records
+			// of the last read were released: answer without them.
+			for i := range parts {
+				parts[i].resp.RecordBatches = nil
+			}
 			break
 		}
 	}
@@ -149,6 +160,7 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 			Offset: p.req.FetchOffset, MaxBytes: max(maxBytes, 1),
 			ReplicaID: replicaID, CurrentLeaderEpoch: epoch,
 		}
+		b.partitionHook(1, p.name, p.req.Partition)
 		var res partition.ReadResult
 		var err error
 		if b.cfg.DisableZeroCopy {

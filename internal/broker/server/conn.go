@@ -117,8 +117,10 @@ func (b *Broker) readFrames(ctx context.Context, cancel context.CancelFunc, c ne
 }
 
 // serveFrame decodes one request frame, runs its handler on ctx and writes the answer. It
-// reports false when the connection must be closed.
-func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host string, lg *slog.Logger, out *[]byte) bool {
+// reports false when the connection must be closed, as it must after a panic (in encoding or
+// writing the answer; the handler's own are turned into errors by safeHandle).
+func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host string, lg *slog.Logger, out *[]byte) (keep bool) {
+	defer safe.Recover(lg, "serving a request", func(error) { keep = false })
 	hdr, kreq, err := wire.ParseRequest(frame)
 	if errors.Is(err, wire.ErrUnsupportedVersion) && hdr.Key == 18 {
 		// A newer client's ApiVersions: answer with our versions so it can pick one.
@@ -142,9 +144,11 @@ func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host 
 		lg.Error("closing connection: handler failed", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
 		return false
 	}
+	// The segment files a zero-copy answer pins are released however this ends (writeResponse
+	// releases them once sent; releasing again does nothing).
+	defer discardResponse(resp)
 	if ctx.Err() != nil {
 		// The client is gone (or the node stops): nobody reads the answer.
-		discardResponse(resp)
 		return false
 	}
 	if b.isolated.Load() && isReplicaRequest(kreq) {
@@ -152,7 +156,6 @@ func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host 
 		// partition swallows the answer too, or the follower would copy records the leader
 		// takes after the cut.
 		lg.Debug("dropping a replica response: the broker was isolated meanwhile")
-		discardResponse(resp)
 		return false
 	}
 	if resp == nil {
@@ -185,9 +188,16 @@ type testHooks struct {
 	// handle is called as a request's handler starts, in its goroutine (it may panic there);
 	// the func it returns, if not nil, is called when the handler has returned.
 	handle func(key int16) (done func())
-	// appendPartition is called in a produce's goroutine for one partition, before the append
-	// (it may panic there).
-	appendPartition func(topic string, partition int32)
+	// partition is called as a Produce (key 0) appends to, or a Fetch (key 1) reads from, one
+	// partition, in the goroutine that does it (it may panic there).
+	partition func(key int16, topic string, partition int32)
+}
+
+// partitionHook calls the partition test hook, if any.
+func (b *Broker) partitionHook(key int16, topic string, partition int32) {
+	if h := b.hooks.Load(); h != nil && h.partition != nil {
+		h.partition(key, topic, partition)
+	}
 }
 
 // safeHandle runs handle, turning a panic in a handler into an error (logged with its stack):

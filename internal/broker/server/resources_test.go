@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,8 +142,8 @@ func TestAPanicInRequestCodeFailsOnlyThatRequest(t *testing.T) {
 			}
 			return nil
 		},
-		AppendPartition: func(_ string, p int32) {
-			if p == 1 {
+		Partition: func(key int16, _ string, p int32) {
+			if key == 0 && p == 1 {
 				panic("injected: produce to partition 1")
 			}
 		},
@@ -251,4 +255,125 @@ func TestFetchWithoutMaxWaitIsAnsweredAtOnce(t *testing.T) {
 			t.Fatalf("MaxWait %d: answered after %v", wait, took)
 		}
 	}
+}
+
+// openDeletedFiles returns the files under dir that this process holds open although they were
+// deleted: segment files a reader still pins after retention removed them.
+func openDeletedFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot list open files: %v", err)
+	}
+	var out []string
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir) && strings.HasSuffix(target, " (deleted)") {
+			out = append(out, target)
+		}
+	}
+	return out
+}
+
+// retentionTopic creates topic with tiny segments and a 1 ms retention, and fills each of its
+// partitions with batches spanning several segments.
+func retentionTopic(t *testing.T, c *testCluster, topic string, partitions int32) {
+	t.Helper()
+	c.createTopic(topic, partitions, 1, map[string]string{"segment.bytes": "200", "retention.ms": "1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := wire.Dial(ctx, nil, c.broker(0).Addr(), "filler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for range 8 {
+		for p := range partitions {
+			if _, err := cl.Request(ctx, produceRequest(topic, 5000, p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// applyRetention runs retention on a partition until it deletes segments (their records must
+// be more than 1 ms old).
+func applyRetention(t *testing.T, b *server.Broker, topic string, p int32) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		n, err := b.ApplyRetention(topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retention deleted no segment of %s-%d", topic, p)
+		}
+	}
+}
+
+// waitNoDeletedFileOpen fails the test unless, within a second, no deleted segment file under
+// dir is held open.
+func waitNoDeletedFileOpen(t *testing.T, dir, why string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+		open := openDeletedFiles(t, dir)
+		if len(open) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d deleted segment files still open, e.g. %s", why, len(open), open[0])
+		}
+	}
+}
+
+// A long poll reads again whenever it wakes, so it holds no segment file while it waits:
+// retention that runs meanwhile frees the deleted files at once, not when the poll ends.
+func TestLongPollPinsNoSegmentFileWhileItWaits(t *testing.T) {
+	c := startCluster(t, 1, true)
+	retentionTopic(t, c, "rp", 1)
+	var reads atomic.Int32
+	c.broker(0).SetTestHooks(server.TestHooks{Partition: func(key int16, _ string, _ int32) {
+		if key == 1 {
+			reads.Add(1)
+		}
+	}})
+	req := longPollFetch("rp", 0, 20000)
+	req.MinBytes = 1 << 20 // more than the partition holds: the fetch waits
+	rawSend(t, c.broker(0).Addr(), req)
+	for deadline := time.Now().Add(5 * time.Second); reads.Load() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch did not read twice (before and after setting its watch)")
+		}
+	}
+	applyRetention(t, c.broker(0), "rp", 0)
+	waitNoDeletedFileOpen(t, c.dir, "retention during a long poll")
+}
+
+// A fetch that fails after it pinned segment files (here a panic in the read of its second
+// partition) releases them: nothing keeps a deleted segment open after the fetch.
+func TestAFetchThatPanicsReleasesTheSegmentFilesItPinned(t *testing.T) {
+	// No garbage collection during the test: the finalizer of a leaked segment's *os.File would
+	// close it and hide the leak.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	c := startCluster(t, 1, true)
+	retentionTopic(t, c, "rq", 2)
+	c.broker(0).SetTestHooks(server.TestHooks{Partition: func(key int16, _ string, p int32) {
+		if key == 1 && p == 1 {
+			panic("injected: fetch read of partition 1")
+		}
+	}})
+	req := longPollFetch("rq", 0, 0)
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = 1, 1<<20, -1
+	req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+	conn := rawSend(t, c.broker(0).Addr(), req)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the fetch whose read panicked was answered; want its connection closed")
+	}
+	applyRetention(t, c.broker(0), "rq", 0)
+	waitNoDeletedFileOpen(t, c.dir, "retention after a fetch that panicked")
 }
