@@ -52,11 +52,17 @@ func rawSend(t *testing.T, addr string, req kmsg.Request) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
+	writeFrame(t, c, req)
+	return c
+}
+
+// writeFrame writes req to c as one frame.
+func writeFrame(t *testing.T, c net.Conn, req kmsg.Request) {
+	t.Helper()
 	frame := frameOf(req, 1)
 	if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(frame))), frame...)); err != nil {
 		t.Fatal(err)
 	}
-	return c
 }
 
 // longPollFetch is a consumer Fetch v12 of partition 0 of topic from offset, waiting up to
@@ -314,11 +320,11 @@ func applyRetention(t *testing.T, b *server.Broker, topic string, p int32) {
 	}
 }
 
-// waitNoDeletedFileOpen fails the test unless, within a second, no deleted segment file under
-// dir is held open.
-func waitNoDeletedFileOpen(t *testing.T, dir, why string) {
+// waitNoDeletedFileOpen fails the test unless, within the given time, no deleted segment file
+// under dir is held open.
+func waitNoDeletedFileOpen(t *testing.T, dir string, within time.Duration, why string) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(within); ; time.Sleep(time.Millisecond) {
 		open := openDeletedFiles(t, dir)
 		if len(open) == 0 {
 			return
@@ -349,7 +355,7 @@ func TestLongPollPinsNoSegmentFileWhileItWaits(t *testing.T) {
 		}
 	}
 	applyRetention(t, c.broker(0), "rp", 0)
-	waitNoDeletedFileOpen(t, c.dir, "retention during a long poll")
+	waitNoDeletedFileOpen(t, c.dir, time.Second, "retention during a long poll")
 }
 
 // A fetch that fails after it pinned segment files (here a panic in the read of its second
@@ -375,5 +381,5 @@ func TestAFetchThatPanicsReleasesTheSegmentFilesItPinned(t *testing.T) {
 		t.Fatal("the fetch whose read panicked was answered; want its connection closed")
 	}
 	applyRetention(t, c.broker(0), "rq", 0)
-	waitNoDeletedFileOpen(t, c.dir, "retention after a fetch that panicked")
+	waitNoDeletedFileOpen(t, c.dir, time.Second, "retention after a fetch that panicked")
 }
