@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
-	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
 // A client that stops reading a zero-copy response holds the segment files it pins only until
@@ -20,19 +18,11 @@ func TestAStalledZeroCopySendReleasesItsSegmentFiles(t *testing.T) {
 	const stall = time.Second
 	c := startCluster(t, 1, true, func(cfg *server.Config) { cfg.SendStallTimeout = stall })
 	c.createTopic("st", 1, 1, map[string]string{"segment.bytes": "1048576", "retention.ms": "1"})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cl, err := wire.Dial(ctx, nil, c.broker(0).Addr(), "filler")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testClient(t, c.broker(0).Addr())
 	for range 24 { // 12 MiB: more than the socket buffers hold
 		req := produceRequest("st", 5000, 0)
 		req.Topics[0].Partitions[0].Records = records.Build([]records.Record{{Value: make([]byte, 512<<10)}}, time.Now().UnixMilli(), records.NoProducer)
-		if _, err := cl.Request(ctx, req); err != nil {
-			t.Fatal(err)
-		}
+		mustRequest(t, cl, req)
 	}
 	var handled atomic.Int32
 	c.broker(0).SetTestHooks(server.TestHooks{Handle: func(key int16) func() {
@@ -46,7 +36,7 @@ func TestAStalledZeroCopySendReleasesItsSegmentFiles(t *testing.T) {
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
-	conn, err := d.DialContext(ctx, "tcp", c.broker(0).Addr())
+	conn, err := d.Dial("tcp", c.broker(0).Addr())
 	if err != nil {
 		t.Fatal(err)
 	}

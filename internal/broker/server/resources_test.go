@@ -154,23 +154,8 @@ func TestAPanicInRequestCodeFailsOnlyThatRequest(t *testing.T) {
 			}
 		},
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	dial := func(name string) *wire.Client {
-		cl, err := wire.Dial(ctx, nil, b.Addr(), name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cl.Close() })
-		return cl
-	}
-	cl, other := dial("panicking"), dial("bystander")
-
-	resp, err := cl.Request(ctx, produceRequest("pn", 5000, 0, 1))
-	if err != nil {
-		t.Fatalf("produce: %v", err)
-	}
-	parts := resp.(*kmsg.ProduceResponse).Topics[0].Partitions
+	cl, other := testClient(t, b.Addr()), testClient(t, b.Addr())
+	parts := mustRequest(t, cl, produceRequest("pn", 5000, 0, 1)).(*kmsg.ProduceResponse).Topics[0].Partitions
 	if parts[0].ErrorCode != 0 || parts[1].ErrorCode != kerr.UnknownServerError.Code {
 		t.Fatalf("produce answered partition 0 with error %d, partition 1 with %d; want 0 and UNKNOWN_SERVER_ERROR", parts[0].ErrorCode, parts[1].ErrorCode)
 	}
@@ -181,35 +166,52 @@ func TestAPanicInRequestCodeFailsOnlyThatRequest(t *testing.T) {
 	lo := kmsg.NewPtrListOffsetsRequest()
 	lo.SetVersion(4)
 	lo.ReplicaID = -1
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	if _, err := cl.Request(ctx, lo); err == nil {
 		t.Fatal("ListOffsets whose handler panicked was answered; want its connection closed")
 	}
 	av := kmsg.NewPtrApiVersionsRequest()
 	av.SetVersion(3)
-	if _, err := other.Request(ctx, av); err != nil {
-		t.Fatalf("another client is not served after the panics: %v", err)
-	}
-	if resp, err := dial("after").Request(ctx, produceRequest("pn", 5000, 0)); err != nil || resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode != 0 {
-		t.Fatalf("a new client cannot produce after the panics: %v", err)
+	mustRequest(t, other, av) // another client is served after the panics
+	after := mustRequest(t, testClient(t, b.Addr()), produceRequest("pn", 5000, 0))
+	if code := after.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("a new client's produce after the panics: error %d", code)
 	}
 }
 
-// fetchWithin sends req on a new connection and returns its answer and how long it took,
-// failing the test if there is none within 10 s.
-func fetchWithin(t *testing.T, addr string, req *kmsg.FetchRequest) (*kmsg.FetchResponse, time.Duration) {
+// testClient dials addr; the client is closed when the test ends.
+func testClient(t *testing.T, addr string) *wire.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := wire.Dial(ctx, nil, addr, "fetch-test")
+	cl, err := wire.Dial(ctx, nil, addr, "resources-test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	start := time.Now()
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// mustRequest sends req with cl and returns the answer, failing the test on an error or after
+// 10 s.
+func mustRequest(t *testing.T, cl *wire.Client, req kmsg.Request) kmsg.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	resp, err := cl.Request(ctx, req)
 	if err != nil {
-		t.Fatalf("fetch: %v", err)
+		t.Fatalf("%s: %v", kmsg.NameForKey(req.Key()), err)
 	}
+	return resp
+}
+
+// fetchWithin sends req on a new connection and returns its answer and how long it took.
+func fetchWithin(t *testing.T, addr string, req *kmsg.FetchRequest) (*kmsg.FetchResponse, time.Duration) {
+	t.Helper()
+	cl := testClient(t, addr)
+	start := time.Now()
+	resp := mustRequest(t, cl, req)
 	return resp.(*kmsg.FetchResponse), time.Since(start)
 }
 
@@ -219,20 +221,12 @@ func fetchWithin(t *testing.T, addr string, req *kmsg.FetchRequest) (*kmsg.Fetch
 func TestFetchMinBytesIsCappedAtMaxBytes(t *testing.T) {
 	c := startCluster(t, 1, true)
 	c.createTopic("mb", 1, 1, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cl, err := wire.Dial(ctx, nil, c.broker(0).Addr(), "producer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testClient(t, c.broker(0).Addr())
 	var batch int
 	for range 4 {
 		req := produceRequest("mb", 5000, 0)
 		batch = len(req.Topics[0].Partitions[0].Records)
-		if _, err := cl.Request(ctx, req); err != nil {
-			t.Fatal(err)
-		}
+		mustRequest(t, cl, req)
 	}
 	req := longPollFetch("mb", 0, 6000)
 	req.MinBytes, req.MaxBytes = 1<<20, int32(2*batch) // two batches fill the response
@@ -286,18 +280,10 @@ func openDeletedFiles(t *testing.T, dir string) []string {
 func retentionTopic(t *testing.T, c *testCluster, topic string, partitions int32) {
 	t.Helper()
 	c.createTopic(topic, partitions, 1, map[string]string{"segment.bytes": "200", "retention.ms": "1"})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cl, err := wire.Dial(ctx, nil, c.broker(0).Addr(), "filler")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testClient(t, c.broker(0).Addr())
 	for range 8 {
 		for p := range partitions {
-			if _, err := cl.Request(ctx, produceRequest(topic, 5000, p)); err != nil {
-				t.Fatal(err)
-			}
+			mustRequest(t, cl, produceRequest(topic, 5000, p))
 		}
 	}
 }
