@@ -9,6 +9,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/safe"
 )
 
 // Coordinator is the group coordinator of one broker. It serves the groups of
@@ -277,6 +279,7 @@ func (sh *shard) afterFunc(d time.Duration, fn func()) *time.Timer {
 	return time.AfterFunc(d, func() {
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
+		defer safe.Recover(sh.c.log, "group coordinator: timer", func(error) {})
 		if !sh.unloaded {
 			fn()
 		}
@@ -427,7 +430,7 @@ func (sh *shard) execute(ops []*writeOp) {
 	var records []Record
 	finishes := make([]func(error), 0, len(ops))
 	for _, op := range ops {
-		recs, finish := op.prepare()
+		recs, finish := sh.prepare(op)
 		records = append(records, recs...)
 		if finish != nil {
 			finishes = append(finishes, finish)
@@ -438,7 +441,7 @@ func (sh *shard) execute(ops []*writeOp) {
 	var err error
 	if len(records) > 0 {
 		ctx, cancel := context.WithTimeout(sh.ctx, sh.c.cfg.CommitTimeout)
-		err = sh.store.Append(ctx, records)
+		err = sh.append(ctx, records)
 		cancel()
 		if err != nil {
 			sh.c.log.Warn("group: appending to offsets partition failed",
@@ -448,10 +451,38 @@ func (sh *shard) execute(ops []*writeOp) {
 	if len(finishes) > 0 {
 		sh.mu.Lock()
 		for _, finish := range finishes {
-			finish(err)
+			func() {
+				defer safe.Recover(sh.c.log, "group coordinator: finishing a write", func(error) {})
+				finish(err)
+			}()
 		}
 		sh.mu.Unlock()
 	}
+}
+
+// The writer runs request code (each op's prepare and finish) and the broker's Store; a panic
+// in any of them is recovered (safe.Recover), so that it fails the requests concerned and the
+// writer, the shard and the process go on.
+
+// prepare runs op.prepare. If it panics, the op is answered UNKNOWN_SERVER_ERROR (through its
+// abort) and adds nothing to the append.
+func (sh *shard) prepare(op *writeOp) (recs []Record, finish func(error)) {
+	defer safe.Recover(sh.c.log, "group coordinator: preparing a write", func(error) {
+		recs, finish = nil, nil
+		if op.abort != nil {
+			// The panic may have come after prepare answered the op: then abort's second
+			// answer (a second close of its channel) panics too, and that is recovered.
+			defer safe.Recover(sh.c.log, "group coordinator: aborting a write that panicked", func(error) {})
+			op.abort(codeUnknownServerError)
+		}
+	})
+	return op.prepare()
+}
+
+// append appends records through the Store; a panic in it is returned as the append's error.
+func (sh *shard) append(ctx context.Context, records []Record) (err error) {
+	defer safe.Recover(sh.c.log, "group coordinator: Store.Append", func(perr error) { err = perr })
+	return sh.store.Append(ctx, records)
 }
 
 // errorCode is the code for a failed append; once the shard is unloaded it

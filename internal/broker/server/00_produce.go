@@ -11,6 +11,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
+	"github.com/kafkaguard/kafkaguard/internal/broker/safe"
 )
 
 // handleProduce appends each partition's batches on this node (which must lead the partition).
@@ -64,6 +65,10 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer safe.Recover(b.lg, fmt.Sprintf("produce to %s-%d", name, rp.Partition), func(err error) {
+					sp.ErrorCode, sp.ErrorMessage = kerr.UnknownServerError.Code, errMessage(err)
+				})
+				b.partitionHook(0, name, rp.Partition)
 				var res partition.AppendResult
 				var err error
 				if pf, ok := b.takeProduceFault(name, rp.Partition); ok {

@@ -72,12 +72,19 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 		resp.Topics = append(resp.Topics, st)
 	}
 
+	// As Kafka: MaxWaitMillis <= 0 answers at once and has no upper bound (the client's request
+	// timeout bounds it on its side; here a closed connection or a stopping node ends it too);
+	// MinBytes is capped at what the response may carry.
+	// Whatever happens below (an error, a panic), the file ranges read are released unless
+	// fetchResponse handed them to the response.
+	defer func() { releaseParts(parts) }()
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	deadline := time.Now().Add(maxWait)
+	_, minBytes := fetchByteLimits(req)
 	var wake chan struct{}
 	for {
 		total, failed := b.readParts(parts, replicaID, req)
-		if failed || total >= int(req.MinBytes) || len(parts) == 0 || !time.Now().Before(deadline) {
+		if failed || total >= minBytes || len(parts) == 0 || !time.Now().Before(deadline) {
 			break
 		}
 		if wake == nil {
@@ -87,6 +94,9 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 			}
 			continue // read once more: data may have arrived before the watch was set
 		}
+		// Hold no segment file while waiting (retention may delete it meanwhile): the read
+		// after the wait takes the ranges again.
+		releaseParts(parts)
 		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-wake:
@@ -95,6 +105,11 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 		}
 		t.Stop()
 		if ctx.Err() != nil {
+			// Nobody reads the answer (the client left, or the node stops), and the records
+			// of the last read were released: answer without them.
+			for i := range parts {
+				parts[i].resp.RecordBatches = nil
+			}
 			break
 		}
 	}
@@ -110,13 +125,25 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 	return fetchResponse(resp, parts)
 }
 
+// fetchMaxBytes is Kafka's fetch.max.bytes default: the most one Fetch response carries,
+// whatever the request asks for.
+const fetchMaxBytes = 55 << 20
+
+// fetchByteLimits returns how many bytes a fetch's response may carry and how many make it
+// worth answering before MaxWaitMillis, as KafkaApis.handleFetchRequest computes them: MaxBytes
+// (none before v3) capped at fetch.max.bytes, and MinBytes capped at that.
+func fetchByteLimits(req *kmsg.FetchRequest) (maxBytes, minBytes int) {
+	maxBytes = fetchMaxBytes
+	if req.Version >= 3 {
+		maxBytes = min(int(req.MaxBytes), maxBytes)
+	}
+	return maxBytes, min(int(req.MinBytes), maxBytes)
+}
+
 // readParts fills each partition's response from its replica, within the request's byte limits.
 // It reports the bytes read and whether any partition failed (which ends a long poll at once).
 func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRequest) (total int, failed bool) {
-	budget := int(req.MaxBytes)
-	if req.Version < 3 || budget <= 0 {
-		budget = 1 << 30
-	}
+	budget, _ := fetchByteLimits(req)
 	releaseParts(parts) // a long poll reads again
 	for i := range parts {
 		p := &parts[i]
@@ -133,6 +160,7 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 			Offset: p.req.FetchOffset, MaxBytes: max(maxBytes, 1),
 			ReplicaID: replicaID, CurrentLeaderEpoch: epoch,
 		}
+		b.partitionHook(1, p.name, p.req.Partition)
 		var res partition.ReadResult
 		var err error
 		if b.cfg.DisableZeroCopy {

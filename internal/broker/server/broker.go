@@ -62,6 +62,11 @@ type Config struct {
 	// DisableZeroCopy makes Fetch copy record batches out of the log and into the response,
 	// instead of sending them from the log files to the socket with sendfile(2).
 	DisableZeroCopy bool
+	// SendStallTimeout bounds how long sending a zero-copy Fetch response may make no progress
+	// (a client that stopped reading): then the connection is closed and the segment files the
+	// response pins are released. Default 60 s, Kafka's file.delete.delay.ms: how long Kafka
+	// keeps a deleted segment's file for the reads still using it.
+	SendStallTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -76,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReplicaFetchMaxWait <= 0 {
 		c.ReplicaFetchMaxWait = 500 * time.Millisecond
+	}
+	if c.SendStallTimeout <= 0 {
+		c.SendStallTimeout = time.Minute
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 250 * time.Millisecond
@@ -123,6 +131,8 @@ type Broker struct {
 	faults   produceFaults
 
 	zc zeroCopy // sendfile state (sendfile.go)
+
+	hooks atomic.Pointer[testHooks] // nil except in this package's tests (conn.go)
 }
 
 // Start opens the node's data dir, listens, registers with the controller and serves until Close

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
-	"runtime/debug"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/broker/safe"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
@@ -47,74 +48,127 @@ type request struct {
 	peer net.Addr
 }
 
-// serveConn reads requests one at a time and answers each before reading the next, as Kafka does
+// serveConn answers the connection's requests one at a time, each before the next, as Kafka does
 // per connection (so responses keep request order). Any framing or decoding failure closes the
 // connection with a log line; nothing else is affected.
+//
+// Frames are read by a goroutine of their own (readFrames), one frame ahead of the handlers, so
+// that the connection's context ends as soon as the client closes the connection or breaks the
+// framing: a handler waiting for its request's data (a long-poll Fetch, an acks=all Produce)
+// then returns at once instead of holding its goroutine, its watchers and its pinned segment
+// files until its own timeout. (A close is noticed while a request runs unless the client has
+// already sent the next one; then it is noticed when the running one ends.)
 func (b *Broker) serveConn(c net.Conn) {
 	defer b.wg.Done()
+	ctx, cancel := context.WithCancel(b.ctx)
+	frames := make(chan []byte)
+	spare := make(chan []byte, 1)
+	readerDone := make(chan struct{})
+	lg := b.lg.With("peer", c.RemoteAddr().String())
+	go func() {
+		defer close(readerDone)
+		b.readFrames(ctx, cancel, c, frames, spare, lg)
+	}()
 	defer func() {
+		cancel()
 		b.connMu.Lock()
 		delete(b.conns, c)
 		b.connMu.Unlock()
 		_ = c.Close()
+		<-readerDone
 	}()
-	lg := b.lg.With("peer", c.RemoteAddr().String())
 	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	var in, out []byte
+	var out []byte
+	for frame := range frames {
+		if !b.serveFrame(ctx, c, frame, host, lg, &out) {
+			return
+		}
+		if cap(frame) <= 1<<20 {
+			spare <- frame // the reader's next buffer; a large one is not kept for the connection's life
+		}
+	}
+}
+
+// readFrames reads the connection's request frames and hands each to serveConn through frames,
+// reading into a buffer from spare when there is one. When reading fails (the client closed the
+// connection, or sent a bad frame) it ends the connection's context and closes frames.
+func (b *Broker) readFrames(ctx context.Context, cancel context.CancelFunc, c net.Conn, frames chan<- []byte, spare <-chan []byte, lg *slog.Logger) {
+	defer close(frames)
+	defer cancel()
 	for {
-		frame, err := wire.ReadFrame(c, b.cfg.MaxRequestBytes, in)
+		var buf []byte
+		select {
+		case buf = <-spare:
+		default:
+		}
+		frame, err := wire.ReadFrame(c, b.cfg.MaxRequestBytes, buf)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && b.ctx.Err() == nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
 				lg.Warn("closing connection: bad frame", "err", err)
 			}
 			return
 		}
-		in = frame
-		hdr, kreq, err := wire.ParseRequest(frame)
-		if errors.Is(err, wire.ErrUnsupportedVersion) && hdr.Key == 18 {
-			// A newer client's ApiVersions: answer with our versions so it can pick one.
-			kreq, err = kmsg.NewPtrApiVersionsRequest(), nil
-			kreq.SetVersion(hdr.Version)
-		}
-		if err != nil {
-			lg.Warn("closing connection: undecodable request", "api_key", hdr.Key, "version", hdr.Version, "err", err)
+		select {
+		case frames <- frame:
+		case <-ctx.Done():
 			return
-		}
-		if vr, ok := apiVersions[hdr.Key]; kreq.Key() != 18 && (!ok || hdr.Version < vr.min || hdr.Version > vr.max) {
-			lg.Warn("closing connection: unsupported API or version", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version)
-			return
-		}
-		if b.isolated.Load() && isReplicaRequest(kreq) {
-			lg.Debug("dropping replica request to an isolated broker")
-			return
-		}
-		resp, err := b.safeHandle(group.WithClient(b.ctx, hdr.ClientID, host), &request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
-		if err != nil {
-			lg.Error("closing connection: handler failed", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
-			return
-		}
-		if b.isolated.Load() && isReplicaRequest(kreq) {
-			// Isolated while the request was served (a follower's long poll): the network
-			// partition swallows the answer too, or the follower would copy records the leader
-			// takes after the cut.
-			lg.Debug("dropping a replica response: the broker was isolated meanwhile")
-			discardResponse(resp)
-			return
-		}
-		if resp == nil {
-			continue // acks=0 produce: no response at all
-		}
-		out = wire.AppendResponse(out[:0], hdr.CorrelationID, resp)
-		if err := b.writeResponse(c, out, resp); err != nil {
-			if b.ctx.Err() == nil {
-				lg.Debug("write response", "err", err)
-			}
-			return
-		}
-		if cap(in) > 1<<20 {
-			in = nil // do not pin a large buffer for the connection's life
 		}
 	}
+}
+
+// serveFrame decodes one request frame, runs its handler on ctx and writes the answer. It
+// reports false when the connection must be closed, as it must after a panic (in encoding or
+// writing the answer; the handler's own are turned into errors by safeHandle).
+func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host string, lg *slog.Logger, out *[]byte) (keep bool) {
+	defer safe.Recover(lg, "serving a request", func(error) { keep = false })
+	hdr, kreq, err := wire.ParseRequest(frame)
+	if errors.Is(err, wire.ErrUnsupportedVersion) && hdr.Key == 18 {
+		// A newer client's ApiVersions: answer with our versions so it can pick one.
+		kreq, err = kmsg.NewPtrApiVersionsRequest(), nil
+		kreq.SetVersion(hdr.Version)
+	}
+	if err != nil {
+		lg.Warn("closing connection: undecodable request", "api_key", hdr.Key, "version", hdr.Version, "err", err)
+		return false
+	}
+	if vr, ok := apiVersions[hdr.Key]; kreq.Key() != 18 && (!ok || hdr.Version < vr.min || hdr.Version > vr.max) {
+		lg.Warn("closing connection: unsupported API or version", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version)
+		return false
+	}
+	if b.isolated.Load() && isReplicaRequest(kreq) {
+		lg.Debug("dropping replica request to an isolated broker")
+		return false
+	}
+	resp, err := b.safeHandle(group.WithClient(ctx, hdr.ClientID, host), &request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
+	if err != nil {
+		lg.Error("closing connection: handler failed", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
+		return false
+	}
+	// The segment files a zero-copy answer pins are released however this ends (writeResponse
+	// releases them once sent; releasing again does nothing).
+	defer discardResponse(resp)
+	if ctx.Err() != nil {
+		// The client is gone (or the node stops): nobody reads the answer.
+		return false
+	}
+	if b.isolated.Load() && isReplicaRequest(kreq) {
+		// Isolated while the request was served (a follower's long poll): the network
+		// partition swallows the answer too, or the follower would copy records the leader
+		// takes after the cut.
+		lg.Debug("dropping a replica response: the broker was isolated meanwhile")
+		return false
+	}
+	if resp == nil {
+		return true // acks=0 produce: no response at all
+	}
+	*out = wire.AppendResponse((*out)[:0], hdr.CorrelationID, resp)
+	if err := b.writeResponse(c, *out, resp); err != nil {
+		if b.ctx.Err() == nil {
+			lg.Debug("write response", "err", err)
+		}
+		return false
+	}
+	return true
 }
 
 // isReplicaRequest reports whether a request comes from another broker's replica fetcher.
@@ -128,14 +182,36 @@ func isReplicaRequest(r kmsg.Request) bool {
 	return false
 }
 
-// safeHandle runs handle, turning a panic in a handler into an error: one bad request costs its
-// connection, never the broker.
+// testHooks let this package's tests watch and break request code; a production broker has
+// none. Each hook may be nil.
+type testHooks struct {
+	// handle is called as a request's handler starts, in its goroutine (it may panic there);
+	// the func it returns, if not nil, is called when the handler has returned.
+	handle func(key int16) (done func())
+	// partition is called as a Produce (key 0) appends to, or a Fetch (key 1) reads from, one
+	// partition, in the goroutine that does it (it may panic there).
+	partition func(key int16, topic string, partition int32)
+}
+
+// partitionHook calls the partition test hook, if any.
+func (b *Broker) partitionHook(key int16, topic string, partition int32) {
+	if h := b.hooks.Load(); h != nil && h.partition != nil {
+		h.partition(key, topic, partition)
+	}
+}
+
+// safeHandle runs handle, turning a panic in a handler into an error (logged with its stack):
+// one bad request costs its connection, never the broker. (No response is built for it: the
+// handler may have left any part of its response half-filled.)
 func (b *Broker) safeHandle(ctx context.Context, r *request) (resp kmsg.Response, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			resp, err = nil, fmt.Errorf("server: panic in %s handler: %v\n%s", kmsg.NameForKey(r.hdr.Key), p, debug.Stack())
+	defer safe.Recover(b.lg, kmsg.NameForKey(r.hdr.Key)+" handler", func(perr error) {
+		resp, err = nil, fmt.Errorf("server: %w", perr)
+	})
+	if h := b.hooks.Load(); h != nil && h.handle != nil {
+		if done := h.handle(r.hdr.Key); done != nil {
+			defer done()
 		}
-	}()
+	}
 	return b.handle(ctx, r), nil
 }
 

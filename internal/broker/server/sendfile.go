@@ -29,6 +29,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -44,6 +45,9 @@ const (
 	maxSharedPlaceholder = 16 << 20
 	// copyChunk is the buffer size of the pread+write fallback.
 	copyChunk = 256 << 10
+	// stallChunk is how much of a zero-copy response must go out within
+	// Config.SendStallTimeout.
+	stallChunk = 4 << 20
 )
 
 // errPlaceholderLost is returned when an encoded fetch response does not hold a placeholder
@@ -192,18 +196,33 @@ func (b *Broker) writeResponse(c net.Conn, frame []byte, resp kmsg.Response) err
 	}
 	cork(c, true)
 	defer cork(c, false)
+	// The response pins its segment files until it is sent: a client that stops reading must
+	// not keep them (deleted by retention meanwhile) open for ever. Every piece of at most
+	// stallChunk bytes gets SendStallTimeout to go out; a piece that does not fails the write,
+	// which closes the connection.
+	stalled := func() {
+		if b.cfg.SendStallTimeout > 0 {
+			_ = c.SetWriteDeadline(time.Now().Add(b.cfg.SendStallTimeout))
+		}
+	}
+	defer func() { _ = c.SetWriteDeadline(time.Time{}) }()
 	pos := 0
 	for i, p := range zr.parts {
+		stalled()
 		if err := writeAll(c, frame[pos:at[i]]); err != nil {
 			return err
 		}
 		for _, s := range p.slices {
-			if err := b.zc.sendRange(c, s.File, s.Pos, s.Len); err != nil {
-				return err
+			for off, end := s.Pos, s.Pos+s.Len; off < end; off += stallChunk {
+				stalled()
+				if err := b.zc.sendRange(c, s.File, off, min(end-off, stallChunk)); err != nil {
+					return err
+				}
 			}
 		}
 		pos = at[i] + len(p.placeholder)
 	}
+	stalled()
 	return writeAll(c, frame[pos:])
 }
 

@@ -30,15 +30,19 @@ type testCluster struct {
 	dir      string
 	zeroCopy bool
 	ctrl     *cluster.Controller
+	config   func(*server.Config) // if not nil, adjusts each broker's config before it starts
 
 	mu    sync.Mutex
 	addrs []string
 	nodes []*server.Broker // nil while killed
 }
 
-func startCluster(tb testing.TB, brokers int, zeroCopy bool) *testCluster {
+func startCluster(tb testing.TB, brokers int, zeroCopy bool, config ...func(*server.Config)) *testCluster {
 	tb.Helper()
 	c := &testCluster{tb: tb, dir: tb.TempDir(), zeroCopy: zeroCopy}
+	if len(config) > 0 {
+		c.config = config[0]
+	}
 	ctrl, err := cluster.NewController(cluster.ControllerConfig{SessionTimeout: time.Second})
 	if err != nil {
 		tb.Fatal(err)
@@ -67,12 +71,16 @@ func (c *testCluster) start(id int32) {
 	c.tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := server.Start(ctx, server.Config{
+	cfg := server.Config{
 		ID: id, ListenAddr: c.addrs[id], DataDir: filepath.Join(c.dir, fmt.Sprint("broker-", id)), Controller: c.ctrl,
 		ReplicaLagMax: 10 * time.Second, ReplicaFetchMaxWait: 50 * time.Millisecond, HeartbeatInterval: 150 * time.Millisecond,
 		DefaultReplicationFactor: 1,
 		DisableZeroCopy:          !c.zeroCopy,
-	})
+	}
+	if c.config != nil {
+		c.config(&cfg)
+	}
+	b, err := server.Start(ctx, cfg)
 	if err != nil {
 		c.tb.Fatalf("start broker %d: %v", id, err)
 	}
