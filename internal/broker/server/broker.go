@@ -184,9 +184,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("server: broker %d: register: %w", cfg.ID, err)
 	}
 	b.wg.Add(3)
-	go b.heartbeatLoop()
+	go b.every(b.cfg.HeartbeatInterval, b.heartbeat)
 	go b.maintenanceLoop()
-	go b.hwCheckpointLoop()
+	go b.every(b.cfg.HWCheckpointInterval, b.checkpointHWs)
 	select {
 	case <-b.applied:
 	case <-ctx.Done():
@@ -366,9 +366,10 @@ func (b *Broker) PartitionState(topic string, p int32) (partition.State, bool) {
 	return r.State(), true
 }
 
-func (b *Broker) heartbeatLoop() {
+// every calls fn every d until the node stops; it runs as one of b.wg's goroutines.
+func (b *Broker) every(d time.Duration, fn func()) {
 	defer b.wg.Done()
-	t := time.NewTicker(b.cfg.HeartbeatInterval)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -376,21 +377,26 @@ func (b *Broker) heartbeatLoop() {
 			return
 		case <-t.C:
 		}
-		if b.isolated.Load() {
-			continue
-		}
+		fn()
+	}
+}
+
+// heartbeat renews the node's controller session, registering again if it was lost.
+func (b *Broker) heartbeat() {
+	if b.isolated.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HeartbeatInterval*4)
+	err := b.cfg.Controller.Heartbeat(ctx, b.cfg.ID)
+	cancel()
+	if err != nil && b.ctx.Err() == nil {
+		b.lg.Warn("controller heartbeat failed; registering again", "err", err)
+		host, port := b.hostPort()
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HeartbeatInterval*4)
-		err := b.cfg.Controller.Heartbeat(ctx, b.cfg.ID)
-		cancel()
-		if err != nil && b.ctx.Err() == nil {
-			b.lg.Warn("controller heartbeat failed; registering again", "err", err)
-			host, port := b.hostPort()
-			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HeartbeatInterval*4)
-			if err := b.cfg.Controller.Register(ctx, meta.Broker{ID: b.cfg.ID, Host: host, Port: port, Alive: true}, b); err != nil {
-				b.lg.Warn("register failed", "err", err)
-			}
-			cancel()
+		if err := b.cfg.Controller.Register(ctx, meta.Broker{ID: b.cfg.ID, Host: host, Port: port, Alive: true}, b); err != nil {
+			b.lg.Warn("register failed", "err", err)
 		}
+		cancel()
 	}
 }
 

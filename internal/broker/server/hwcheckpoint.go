@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // hwCheckpointName is the file in the data dir that holds every replica's high watermark, as
@@ -81,26 +80,17 @@ func decodeHWCheckpoint(data []byte) (map[tp]int64, error) {
 	return hws, nil
 }
 
-// hwCheckpointLoop writes the high-watermark checkpoint every HWCheckpointInterval.
-func (b *Broker) hwCheckpointLoop() {
-	defer b.wg.Done()
-	t := time.NewTicker(b.cfg.HWCheckpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if b.image.Load() == nil {
-			continue // no replica is open yet: writing now would drop the checkpointed ones
-		}
-		b.mu.RLock()
-		err := b.checkpointHWsLocked()
-		b.mu.RUnlock()
-		if err != nil {
-			b.lg.Warn("cannot write the high-watermark checkpoint", "err", err)
-		}
+// checkpointHWs writes the high-watermark checkpoint; the broker calls it every
+// HWCheckpointInterval.
+func (b *Broker) checkpointHWs() {
+	if b.image.Load() == nil {
+		return // no replica is open yet: writing now would drop the checkpointed ones
+	}
+	b.mu.RLock()
+	err := b.checkpointHWsLocked()
+	b.mu.RUnlock()
+	if err != nil {
+		b.lg.Warn("cannot write the high-watermark checkpoint", "err", err)
 	}
 }
 
