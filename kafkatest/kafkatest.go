@@ -7,8 +7,10 @@
 //	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
 //
 // The cluster replicates for real (ISR, high watermark, leader election) and its faults — Kill,
-// Restart, Isolate, Heal, PauseReplication, FailProduces — let tests reproduce the failures Kafka's
-// reliability settings exist for.
+// PowerLoss, Restart, Isolate, Heal, PauseReplication, FailProduces — let tests reproduce the
+// failures Kafka's reliability settings exist for. Kill is a process crash (nothing is flushed,
+// the OS keeps what was written); PowerLoss also loses every byte no fsync covered, which is what
+// the topic config flush.messages=1 protects against.
 package kafkatest
 
 import (
@@ -141,6 +143,12 @@ func (c *Cluster) Close() error { return c.c.Close() }
 // Kill stops broker id abruptly (its data is kept); the controller notices after the session
 // timeout and elects new leaders from the ISR.
 func (c *Cluster) Kill(id int32) error { return c.c.Kill(id) }
+
+// PowerLoss cuts the power of the given brokers at once: each is killed and its files are cut
+// back to what had been fsynced (see the cluster package). They stay down until Restart. With
+// the default flush.messages (never), losing power on every replica of a partition can lose
+// acknowledged records; with flush.messages=1 it cannot.
+func (c *Cluster) PowerLoss(ids ...int32) error { return c.c.PowerLoss(ids...) }
 
 // Restart starts a killed broker again on its address and data.
 func (c *Cluster) Restart(ctx context.Context, id int32) error { return c.c.Restart(ctx, id) }

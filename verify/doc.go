@@ -24,8 +24,14 @@
 // control API ([ControlFaults]) or shell commands that stop and start a real
 // broker ([ExecFaults]).
 //
+// [FaultPowerLossAllReplicas] (run only when named) cuts the power of every
+// replica of a partition at once: a producer's acks=all cannot survive that
+// unless every replica fsyncs before acknowledging (the topic config
+// flush.messages=1, [Config.TopicConfigs]); without it a loss is shown as
+// allowed ("allowed without fsync"), with it nothing may be lost.
+//
 // NoLoss and StrictOrder must show zero lost, duplicated and reordered
-// records under every schedule. LeaderAck (acks=1) must show loss under
+// records under every other schedule. LeaderAck (acks=1) must show loss under
 // FaultPauseFollowersKillLeader, where the leader acknowledges records its
 // followers never copied and then dies: a checker that could never fail
 // would prove nothing.

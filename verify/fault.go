@@ -43,12 +43,27 @@ const (
 	// window are lost; with acks=all they are never acknowledged there and
 	// are retried to the new leader.
 	FaultPauseFollowersKillLeader Fault = "pause-followers-then-kill-leader"
+
+	// FaultPowerLossAllReplicas cuts the power of every replica of the
+	// partition at once (see [PowerLosser]): each broker is killed and loses
+	// every byte it had not fsynced, then all are restarted. It is not part
+	// of the default matrix ([Faults]); name it to run it. With the topic's
+	// default flush policy (flush.messages never, as Kafka: durability comes
+	// from replication) acknowledged records may be lost, which even NoLoss
+	// does not promise against; with flush.messages=1 (Config.TopicConfigs)
+	// nothing acknowledged may be lost. See [Result.Err].
+	FaultPowerLossAllReplicas Fault = "power-loss-all-replicas"
 )
 
-// Faults returns every fault schedule, in the order the matrix runs them.
+// Faults returns the fault schedules of the default matrix, in the order
+// it runs them.
 func Faults() []Fault {
 	return []Fault{FaultNone, FaultKillLeader, FaultKillFollower, FaultIsolateLeader, FaultPauseFollowersKillLeader}
 }
+
+// AllFaults returns every fault schedule: [Faults] and those run only
+// when named, such as [FaultPowerLossAllReplicas].
+func AllFaults() []Fault { return append(Faults(), FaultPowerLossAllReplicas) }
 
 // ErrUnknownFault is returned for a fault schedule name that is not one of
 // [Faults].
@@ -57,12 +72,12 @@ var ErrUnknownFault = errors.New("verify: unknown fault schedule")
 // ParseFault returns the fault schedule with the given name, such as
 // "kill-leader". Case is ignored.
 func ParseFault(name string) (Fault, error) {
-	for _, f := range Faults() {
+	for _, f := range AllFaults() {
 		if strings.EqualFold(name, string(f)) {
 			return f, nil
 		}
 	}
-	return "", fmt.Errorf("%w %q (want one of %s)", ErrUnknownFault, name, joinFaults(Faults()))
+	return "", fmt.Errorf("%w %q (want one of %s)", ErrUnknownFault, name, joinFaults(AllFaults()))
 }
 
 func joinFaults(fs []Fault) string {
@@ -83,6 +98,8 @@ func (f Fault) Ops() []Op {
 		return []Op{OpIsolate, OpHeal}
 	case FaultPauseFollowersKillLeader:
 		return []Op{OpPauseReplication, OpResumeReplication, OpKill, OpRestart}
+	case FaultPowerLossAllReplicas:
+		return []Op{OpPowerLoss, OpRestart}
 	}
 	return nil
 }
@@ -98,7 +115,17 @@ const (
 	OpHeal              Op = "heal"
 	OpPauseReplication  Op = "pause-replication"
 	OpResumeReplication Op = "resume-replication"
+	// OpPowerLoss is [PowerLosser.PowerLoss], which a FaultInjector may
+	// implement.
+	OpPowerLoss Op = "power-loss"
 )
+
+// PowerLosser is implemented by a [FaultInjector] that can cut the power of
+// brokers: each is killed and loses every byte it had not fsynced, and stays
+// down until Restart.
+type PowerLosser interface {
+	PowerLoss(ctx context.Context, brokers ...int32) error
+}
 
 // ErrUnsupported is returned (wrapped) by a [FaultInjector] operation the
 // injector cannot perform, and by [Run] for a schedule that needs one.
@@ -143,13 +170,11 @@ func MissingOps(fi FaultInjector, f Fault) []Op {
 	if fi == nil {
 		return f.Ops()
 	}
-	l, ok := fi.(Limited)
-	if !ok {
-		return nil
-	}
+	l, limited := fi.(Limited)
+	_, powerLoss := fi.(PowerLosser)
 	var missing []Op
 	for _, op := range f.Ops() {
-		if !l.Supports(op) {
+		if op == OpPowerLoss && !powerLoss || limited && !l.Supports(op) {
 			missing = append(missing, op)
 		}
 	}

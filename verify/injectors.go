@@ -40,6 +40,9 @@ func (f clusterFaults) PauseReplication(_ context.Context, id int32) error {
 func (f clusterFaults) ResumeReplication(_ context.Context, id int32) error {
 	return f.c.ResumeReplication(id)
 }
+func (f clusterFaults) PowerLoss(_ context.Context, ids ...int32) error {
+	return f.c.PowerLoss(ids...)
+}
 func (f clusterFaults) Leader(_ context.Context, topic string, p int32) (int32, error) {
 	info, err := f.c.Partition(topic, p)
 	if err != nil {
@@ -108,6 +111,17 @@ func (f *controlFaults) Isolate(ctx context.Context, id int32) error {
 	return f.post(ctx, id, "isolate")
 }
 func (f *controlFaults) Heal(ctx context.Context, id int32) error { return f.post(ctx, id, "heal") }
+
+// PowerLoss posts power-loss for each broker in turn; each is down (and cut)
+// before the next one's turn.
+func (f *controlFaults) PowerLoss(ctx context.Context, ids ...int32) error {
+	for _, id := range ids {
+		if err := f.post(ctx, id, string(OpPowerLoss)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 func (f *controlFaults) PauseReplication(ctx context.Context, id int32) error {
 	return f.post(ctx, id, "pause-replication")
 }

@@ -78,6 +78,10 @@ type Config struct {
 	Topic             string
 	Partitions        int32 // Partitions of the topic (default DefaultPartitions).
 	ReplicationFactor int16 // ReplicationFactor of the topic (default DefaultReplicationFactor).
+	// TopicConfigs are extra configs for the topic, such as
+	// {"flush.messages": "1"}, over the run's min.insync.replicas=2 and
+	// unclean.leader.election.enable=false.
+	TopicConfigs map[string]string
 
 	// KgoOpts are the application's own franz-go options, applied after
 	// the seed brokers and Run's tuning and checked against Preset.
@@ -183,6 +187,8 @@ type Result struct {
 	Client Client         `json:"client"`
 	Fault  Fault          `json:"fault"`
 	Topic  string         `json:"topic"`
+	// TopicConfigs are Config.TopicConfigs.
+	TopicConfigs map[string]string `json:"topic_configs,omitempty"`
 
 	Sent   int `json:"sent"`   // Sent counts records handed to the producer.
 	Failed int `json:"failed"` // Failed counts sends that ended with an error.
@@ -212,8 +218,17 @@ var ErrCorrupt = errors.New("verify: records read back are not workload values")
 // or reorder.
 func keepsEverything(p produce.Preset) bool { return p == produce.NoLoss || p == produce.StrictOrder }
 
+// lossAllowed reports whether the run's fault may lose acknowledged records
+// whatever the preset: a power loss of every replica of a topic that does not
+// fsync every message (flush.messages=1).
+func (r Result) lossAllowed() bool {
+	return r.Fault == FaultPowerLossAllReplicas && r.TopicConfigs["flush.messages"] != "1"
+}
+
 // Err returns nil if the run kept the preset's promise. NoLoss and
-// StrictOrder promise no loss, duplicate or reorder ([Report.Err]); LeaderAck
+// StrictOrder promise no loss, duplicate or reorder ([Report.Err]), except
+// that under FaultPowerLossAllReplicas without flush.messages=1 a loss is
+// allowed (acknowledged records that no replica had fsynced); LeaderAck
 // must lose under FaultPauseFollowersKillLeader ([ErrFaultMissed]). Corrupt
 // records fail every preset ([ErrCorrupt]).
 func (r Result) Err() error {
@@ -222,7 +237,11 @@ func (r Result) Err() error {
 		errs = append(errs, fmt.Errorf("%w: %d", ErrCorrupt, r.Corrupt))
 	}
 	if keepsEverything(r.Preset) {
-		errs = append(errs, r.Report.Err())
+		rep := r.Report
+		if r.lossAllowed() {
+			rep.Lost = 0
+		}
+		errs = append(errs, rep.Err())
 	}
 	if r.Preset == produce.LeaderAck && r.Fault == FaultPauseFollowersKillLeader && r.Report.Lost == 0 {
 		errs = append(errs, ErrFaultMissed)
@@ -246,7 +265,7 @@ func (r Result) Verdict() string {
 			what = append(what, "corrupt")
 		}
 		if keepsEverything(r.Preset) {
-			if r.Report.Lost > 0 {
+			if r.Report.Lost > 0 && !r.lossAllowed() {
 				what = append(what, "lost")
 			}
 			if r.Report.Duplicated > 0 {
@@ -260,10 +279,12 @@ func (r Result) Verdict() string {
 	}
 	v := "ok"
 	if !r.Report.Clean() {
-		switch r.Preset {
-		case produce.LeaderAck:
+		switch {
+		case r.lossAllowed() && r.Report.Lost > 0 && keepsEverything(r.Preset):
+			v = "allowed without fsync (flush.messages)"
+		case r.Preset == produce.LeaderAck:
 			v = "allowed by acks=1"
-		case produce.AtMostOnce:
+		case r.Preset == produce.AtMostOnce:
 			v = "allowed by acks=0"
 		}
 	}
@@ -303,7 +324,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	start := time.Now()
-	res := Result{Preset: cfg.Preset, Client: cfg.Client, Fault: cfg.Fault, Topic: cfg.Topic}
+	res := Result{Preset: cfg.Preset, Client: cfg.Client, Fault: cfg.Fault, Topic: cfg.Topic, TopicConfigs: cfg.TopicConfigs}
 
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Bootstrap...), kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
@@ -443,10 +464,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 // createTopic creates the run's topic with the no-loss topic settings.
 func createTopic(ctx context.Context, adm *kadm.Client, cfg Config) error {
 	two, off := "2", "false"
-	resp, err := adm.CreateTopic(ctx, cfg.Partitions, cfg.ReplicationFactor, map[string]*string{
+	configs := map[string]*string{
 		"min.insync.replicas":            &two,
 		"unclean.leader.election.enable": &off,
-	}, cfg.Topic)
+	}
+	for k, v := range cfg.TopicConfigs {
+		configs[k] = &v
+	}
+	resp, err := adm.CreateTopic(ctx, cfg.Partitions, cfg.ReplicationFactor, configs, cfg.Topic)
 	if err == nil {
 		err = resp.Err
 	}

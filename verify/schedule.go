@@ -138,6 +138,30 @@ func (s *schedule) run(ctx context.Context) error {
 			return err
 		}
 		return s.restart(ctx, leader)
+	case FaultPowerLossAllReplicas:
+		s.waitSent(ctx, n/3)
+		s.part = s.tally.busiestPartition()
+		_, replicas, err := s.replicas(ctx)
+		if err != nil {
+			return err
+		}
+		s.prog.stage(fmt.Sprintf("power loss on %v", replicas))
+		for _, id := range replicas {
+			s.log("power-loss", id)
+		}
+		err = s.cfg.Faults.(PowerLosser).PowerLoss(ctx, replicas...)
+		for _, id := range replicas {
+			s.killed[id] = true // restore restarts them even if the power loss failed half-way
+		}
+		if err != nil {
+			return err
+		}
+		for _, id := range replicas {
+			if err := s.restart(ctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return fmt.Errorf("%w %q", ErrUnknownFault, s.cfg.Fault)
 }

@@ -22,6 +22,7 @@ import (
 
 const verifyUsage = `usage: kafkaguard verify [--bootstrap LIST [--control URL | --fault-exec CMD [--restart-exec CMD]]]
                         [--client franz-go|sarama] [--preset P,...] [--fault F,...] [--acked-out FILE] [--json]
+                        [--topic-config NAME=VALUE,...]
 
 Produces a workload — N records over K keys, each value "k<key>:<seq>" — with
 each producer preset while each fault schedule hits the cluster, reads every
@@ -39,7 +40,14 @@ in $KAFKAGUARD_BROKER), e.g. --fault-exec 'docker kill kafka-{broker}'. A
 schedule the fault source cannot carry out is shown as n/a.
 
 Fault schedules: none, kill-leader, kill-follower, isolate-leader,
-pause-followers-then-kill-leader.
+pause-followers-then-kill-leader ("all"), and power-loss-all-replicas, run
+only when named: every replica of a partition loses power at once and
+everything it had not fsynced. With the default flush policy that may lose
+acknowledged records under any preset (verdict "allowed without fsync");
+with --topic-config flush.messages=1 NoLoss must lose nothing. It needs the
+bundled cluster or --control.
+
+--topic-config sets extra configs on each run's topic, e.g. flush.messages=1.
 
 --acked-out FILE writes one line per acknowledged record, tab-separated:
 TOPIC PARTITION OFFSET VALUE (offset -1 when acks=0), so that any other
@@ -84,6 +92,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	ackedOut := fs.String("acked-out", "", "write the acknowledged records of every run to FILE")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
 	verbose := fs.Bool("v", false, "log every fault step to stderr")
+	topicConfigList := fs.String("topic-config", "", "comma-separated NAME=VALUE configs for each run's topic, e.g. flush.messages=1")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), verifyUsage)
 		fs.PrintDefaults()
@@ -110,6 +119,10 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	faults, err := parseFaults(*faultList)
 	if err != nil {
 		return usageErr("--fault: %v", err)
+	}
+	topicConfigs, err := parseTopicConfigs(*topicConfigList)
+	if err != nil {
+		return usageErr("--topic-config: %v", err)
 	}
 	for name, n := range map[string]int{"records": *records, "keys": *keys, "partitions": *partitions, "rate": *rate} {
 		if n < 1 {
@@ -187,7 +200,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		res, err := verify.Run(ctx, verify.Config{
 			Preset: cell.Preset, Client: client, Fault: cell.Fault,
 			Records: *records, Keys: *keys, Partitions: int32(*partitions), Rate: *rate,
-			Bootstrap: brokers, Faults: injector, Logger: logger,
+			Bootstrap: brokers, Faults: injector, Logger: logger, TopicConfigs: topicConfigs,
 			Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
 		})
 		if err != nil {
@@ -240,6 +253,22 @@ func parsePresets(list string) ([]produce.Preset, error) {
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no preset given")
+	}
+	return out, nil
+}
+
+// parseTopicConfigs parses "name=value,name=value"; "" is none.
+func parseTopicConfigs(list string) (map[string]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(list, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not NAME=VALUE", kv)
+		}
+		out[k] = v
 	}
 	return out, nil
 }

@@ -34,6 +34,7 @@ func TestVerifyRejectsBadUsageWithExitCode2(t *testing.T) {
 		{"restart without kill", []string{"--bootstrap", "a:1", "--restart-exec", "true"}, "--restart-exec needs --fault-exec"},
 		{"empty bootstrap", []string{"--bootstrap", " , "}, "--bootstrap lists no brokers"},
 		{"arguments", []string{"now"}, "unexpected arguments"},
+		{"bad topic config", []string{"--topic-config", "flush.messages"}, `"flush.messages" is not NAME=VALUE`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -338,4 +339,26 @@ func brokerAction(r *http.Request) (int32, string) {
 		return -1, ""
 	}
 	return id, action
+}
+
+// TestVerifyPowerLossOfAllReplicasIsAllowedToLoseWithoutFsyncOnly: the power-loss schedule runs
+// when named; with the default flush policy NoLoss's loss is shown as allowed (exit 0), with
+// --topic-config flush.messages=1 it loses nothing and says ok.
+func TestVerifyPowerLossOfAllReplicasIsAllowedToLoseWithoutFsyncOnly(t *testing.T) {
+	for _, tt := range []struct {
+		extra []string
+		want  string
+	}{
+		{nil, "allowed without fsync"},
+		{[]string{"--topic-config", "flush.messages=1"}, "NoLoss power-loss-all-replicas: ok"},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"--preset", "NoLoss", "--fault", "power-loss-all-replicas", "--records", "600", "--keys", "3", "--partitions", "1"}, tt.extra...)
+		if code := runVerify(context.Background(), args, &stdout, &stderr); code != 0 {
+			t.Fatalf("%v: exit code %d\nstdout:\n%s\nstderr:\n%s", args, code, stdout.String(), stderr.String())
+		}
+		if out := stdout.String() + stderr.String(); !strings.Contains(out, tt.want) {
+			t.Fatalf("%v: output does not say %q:\n%s", args, tt.want, out)
+		}
+	}
 }

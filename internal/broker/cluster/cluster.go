@@ -1,8 +1,29 @@
 // Package cluster runs the bundled Kafka cluster in one process: an in-process controller (this
 // package's Controller) and N broker nodes (internal/broker/server), each with its own port,
 // data directory and replica fetchers talking to the others over TCP with the Kafka protocol. It
-// also injects faults — kill, restart, isolate, heal, pause and resume replication — and serves
-// them as a JSON control API over HTTP (ControlHandler).
+// also injects faults and serves them as a JSON control API over HTTP (ControlHandler).
+//
+// # Faults and what each models
+//
+//   - Kill: the broker process dies (kill -9, an OOM kill, a crash). Its listener, connections
+//     and fetchers vanish at once and its logs are dropped without any flush, fsync or file
+//     write; what it had written stays in its files, as the OS page cache keeps a killed
+//     process's writes. The controller notices when the session times out.
+//   - PowerLoss: the machine loses power (or the kernel panics). The broker is killed, and then
+//     every file it wrote loses the bytes no fsync had covered, and files whose creation no
+//     directory fsync made durable disappear (log.Disk). With Kafka's default flush policy
+//     (flush.messages never; durability from replication) a power loss of every replica of a
+//     partition at once can lose acknowledged records; flush.messages=1 makes every append
+//     fsync first, and then nothing acknowledged is lost. The controller's metadata is not
+//     affected: it models a KRaft quorum on other machines.
+//   - Restart: a killed or power-lost broker starts again on its address and data directory,
+//     recovers its logs from what is on disk, and catches up.
+//   - Isolate / Heal: a network partition between the broker and the rest of the cluster
+//     (brokers and controller); clients still reach it.
+//   - PauseReplication / ResumeReplication: the broker's replica fetchers stop (a stalled or
+//     slow follower): it stays in ISRs until replica.lag.time.max.ms passes.
+//   - FailProduces: the partition leader answers the next produce requests with a Kafka error
+//     without appending (a broker-side refusal, e.g. NOT_ENOUGH_REPLICAS).
 package cluster
 
 import (
@@ -21,6 +42,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
@@ -57,15 +79,18 @@ type Config struct {
 	MaxRequestBytes int32
 	// GroupMinSessionTimeout is group.min.session.timeout.ms (default 6s, as Kafka).
 	GroupMinSessionTimeout time.Duration
-	// SyncEveryAppend fsyncs every append.
+	// SyncEveryAppend fsyncs every append, whatever the topics' flush.messages.
 	SyncEveryAppend bool
-	Logger          *slog.Logger
+	// HWCheckpointInterval is replica.high.watermark.checkpoint.interval.ms (default 5s).
+	HWCheckpointInterval time.Duration
+	Logger               *slog.Logger
 }
 
 type node struct {
 	id       int32
 	addr     string
 	dir      string
+	disk     *log.Disk      // what of dir is on stable storage; survives restarts
 	b        *server.Broker // nil while killed
 	isolated bool
 	paused   bool
@@ -121,7 +146,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if cfg.Port > 0 {
 			port = cfg.Port + i
 		}
-		n := &node{id: int32(i), addr: net.JoinHostPort(cfg.Host, strconv.Itoa(port)), dir: filepath.Join(c.cfg.DataDir, fmt.Sprintf("broker-%d", i))}
+		n := &node{id: int32(i), addr: net.JoinHostPort(cfg.Host, strconv.Itoa(port)), dir: filepath.Join(c.cfg.DataDir, fmt.Sprintf("broker-%d", i)), disk: log.NewDisk()}
 		c.nodes = append(c.nodes, n)
 		if err := c.startNode(ctx, n); err != nil {
 			c.Close()
@@ -161,6 +186,8 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 		DefaultPartitions:        c.cfg.DefaultPartitions,
 		DefaultReplicationFactor: int16(max(1, min(3, c.cfg.Brokers))),
 		SyncEveryAppend:          c.cfg.SyncEveryAppend,
+		Disk:                     n.disk,
+		HWCheckpointInterval:     c.cfg.HWCheckpointInterval,
 		Group: group.Config{
 			OffsetsPartitions: c.cfg.OffsetsPartitions,
 			MinSessionTimeout: c.cfg.GroupMinSessionTimeout,
@@ -245,6 +272,37 @@ func (c *Cluster) Kill(id int32) error {
 	n.b.Kill()
 	n.b = nil
 	return nil
+}
+
+// PowerLoss cuts the power of the given brokers at once: each running one is killed (as Kill),
+// and then each one's files lose every byte that no fsync had covered, and the files whose
+// creation no directory fsync made durable are removed (see log.Disk). The brokers stay down
+// until Restart. A broker that is already dead loses power too (the unsynced writes it left in
+// the page cache are lost). Unknown ids fail before anything happens.
+func (c *Cluster) PowerLoss(ids ...int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	nodes := make([]*node, 0, len(ids))
+	for _, id := range ids {
+		n, err := c.node(id)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		if n.b != nil {
+			n.b.Kill()
+			n.b = nil
+		}
+	}
+	var errs []error
+	for _, n := range nodes {
+		lost, removed, err := n.disk.PowerLoss()
+		c.lg.Warn("fault: power loss", "broker", n.id, "bytesLost", lost, "filesRemoved", removed)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Restart starts a killed broker again on its address and data directory; it recovers its logs,

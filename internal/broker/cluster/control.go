@@ -19,6 +19,8 @@ import (
 //	                                       {"leo":130,"hw":123,"log_start":0,"leader":0,"leader_epoch":2}
 //	                                       (that broker's own replica, as it sees itself)
 //	POST /brokers/{id}/kill | restart | isolate | heal | pause-replication | resume-replication
+//	POST /brokers/{id}/power-loss          kill the broker and cut its files back to what was
+//	                                       fsynced (it stays down until restart)
 //	POST /partitions/{topic}/{partition}/fail-produce?count=1&error=NOT_ENOUGH_REPLICAS&delay=200ms
 //	                                       {"ok":true,"broker":0,...}: the partition's leader answers
 //	                                       its next count produce requests with that Kafka error,
@@ -108,6 +110,7 @@ func (c *Cluster) ControlHandler() http.Handler {
 		bid := int32(id)
 		var actions = map[string]func() error{
 			"kill":               func() error { return c.Kill(bid) },
+			"power-loss":         func() error { return c.PowerLoss(bid) },
 			"isolate":            func() error { return c.Isolate(bid) },
 			"heal":               func() error { return c.Heal(bid) },
 			"pause-replication":  func() error { return c.PauseReplication(bid) },

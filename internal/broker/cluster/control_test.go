@@ -320,6 +320,25 @@ func TestControlReplicaOfDeadBrokerIsConflict(t *testing.T) {
 	}
 }
 
+// produceOne produces one record with acks=all to partition 0 of topic and returns the answer.
+func produceOne(ctx context.Context, t *testing.T, cl *wire.Client, topic string) kmsg.ProduceResponseTopicPartition {
+	t.Helper()
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(9)
+	req.Acks, req.TimeoutMillis = -1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = records.Build([]records.Record{{Value: []byte("v")}}, time.Now().UnixMilli(), records.NoProducer)
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := cl.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+}
+
 func TestControlFailProduceRefusesTheNextProducesWithoutAppending(t *testing.T) {
 	c := startCluster(t, 1)
 	createTopic(t, c, "refused", 1, 1)
@@ -353,22 +372,7 @@ func TestControlFailProduceRefusesTheNextProducesWithoutAppending(t *testing.T) 
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	produce := func() kmsg.ProduceResponseTopicPartition {
-		req := kmsg.NewPtrProduceRequest()
-		req.SetVersion(9)
-		req.Acks, req.TimeoutMillis = -1, 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "refused"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = records.Build([]records.Record{{Value: []byte("v")}}, time.Now().UnixMilli(), records.NoProducer)
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		resp, err := cl.Request(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
-	}
+	produce := func() kmsg.ProduceResponseTopicPartition { return produceOne(ctx, t, cl, "refused") }
 	for i := range 2 {
 		if p := produce(); p.ErrorCode != kerr.NotEnoughReplicas.Code || p.BaseOffset != -1 {
 			t.Fatalf("produce %d under the fault: code %d offset %d, want NOT_ENOUGH_REPLICAS", i, p.ErrorCode, p.BaseOffset)

@@ -156,7 +156,7 @@ func (l *Log) write(data []byte, hs []BatchHeader) error {
 	for _, h := range hs {
 		n := int64(h.Size())
 		if cur.st.size > 0 && (cur.st.size+n > l.cfg.SegmentBytes || h.LastOffset()-cur.seg.base > maxRelOffset) {
-			seg, err := createSegment(l.dir, h.BaseOffset)
+			seg, err := l.disk.createSegment(l.dir, h.BaseOffset)
 			if err != nil {
 				l.rollback(append(stages, cur))
 				return err
@@ -180,13 +180,9 @@ func (l *Log) write(data []byte, hs []BatchHeader) error {
 			return fmt.Errorf("log: write %s: %w", filepath.Base(s.seg.path), err)
 		}
 	}
-	if l.cfg.SyncEveryAppend {
-		for _, s := range stages {
-			if err := s.seg.f.Sync(); err != nil {
-				l.rollback(stages)
-				return fmt.Errorf("log: sync %s: %w", filepath.Base(s.seg.path), err)
-			}
-		}
+	if err := l.maybeFlush(stages, cur.st.next-hs[0].BaseOffset); err != nil {
+		l.rollback(stages)
+		return err
 	}
 
 	l.mu.Lock()
@@ -209,6 +205,31 @@ func (l *Log) write(data []byte, hs []BatchHeader) error {
 	return nil
 }
 
+// maybeFlush counts n more unflushed messages and, once Config.FlushMessages
+// are reached, fsyncs the files of the append's stages (older segments were
+// flushed when they were rolled) and, if the append created a segment, the
+// directory, so that the new file's name is durable too.
+func (l *Log) maybeFlush(stages []*stage, n int64) error {
+	if l.unflushed+n < l.cfg.FlushMessages {
+		l.unflushed += n
+		return nil
+	}
+	created := false
+	for _, s := range stages {
+		if err := l.disk.sync(s.seg.f, s.seg.path); err != nil {
+			return fmt.Errorf("log: sync %s: %w", filepath.Base(s.seg.path), err)
+		}
+		created = created || s.created
+	}
+	if created {
+		if err := l.disk.syncDir(l.dir); err != nil {
+			return fmt.Errorf("log: sync %s: %w", l.dir, err)
+		}
+	}
+	l.unflushed = 0
+	return nil
+}
+
 // rollback undoes the file changes of an unpublished append: it cuts the
 // previously active segment back to its size and deletes new segments.
 // If that fails the log is marked failed.
@@ -216,12 +237,12 @@ func (l *Log) rollback(stages []*stage) {
 	for _, s := range stages {
 		if s.created {
 			_ = s.seg.f.Close()
-			if err := errors.Join(removeIfExists(s.seg.path), removeIndexFiles(s.seg.path)); err != nil {
+			if err := errors.Join(l.disk.remove(s.seg.path), l.disk.removeIndexFiles(s.seg.path)); err != nil {
 				l.fail(err)
 			}
 			continue
 		}
-		if err := s.seg.f.Truncate(s.pos); err != nil {
+		if err := l.disk.truncate(s.seg.f, s.seg.path, s.pos); err != nil {
 			l.fail(err)
 		}
 	}
@@ -240,7 +261,7 @@ func (l *Log) fail(err error) {
 // and writes its index files. Failures are logged only: indexes are
 // rebuilt on Open, and durability comes from replication.
 func (l *Log) seal(s *segment) {
-	err := errors.Join(s.f.Sync(), writeIndexFiles(s.path, s.st.index), syncDir(l.dir))
+	err := errors.Join(l.disk.sync(s.f, s.path), l.disk.writeIndexFiles(s.path, s.st.index), l.disk.syncDir(l.dir))
 	if err != nil {
 		l.logger.Warn("log: cannot seal segment", "segment", filepath.Base(s.path), "err", err)
 	}
@@ -248,12 +269,12 @@ func (l *Log) seal(s *segment) {
 
 // createSegment creates the empty file of a new segment with base offset
 // base, removing index files a deleted segment of that name may have left.
-func createSegment(dir string, base int64) (*segment, error) {
+func (d *Disk) createSegment(dir string, base int64) (*segment, error) {
 	path := filepath.Join(dir, segmentFileName(base))
-	if err := removeIndexFiles(path); err != nil {
+	if err := d.removeIndexFiles(path); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	f, err := d.create(path, os.O_EXCL|os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("log: create segment: %w", err)
 	}

@@ -36,10 +36,23 @@ type Config struct {
 	// default) means no limit. This corresponds to Kafka's retention.bytes.
 	RetentionBytes int64
 
-	// SyncEveryAppend makes every append fsync before it returns. The
-	// default, false, leaves flushing to the OS (and to Sync, roll and
-	// Close): as in Kafka, durability comes from replication.
+	// SyncEveryAppend makes every append fsync before it returns, as
+	// FlushMessages 1 does. The default, false, leaves flushing to the OS
+	// (and to Sync, roll and Close): as in Kafka, durability comes from
+	// replication.
 	SyncEveryAppend bool
+
+	// FlushMessages fsyncs the log (its active segment, and the directory
+	// when the append created a segment) before an append returns once this
+	// many messages (offsets) were appended since the last fsync. This
+	// corresponds to Kafka's flush.messages. 0 (the default) and
+	// math.MaxInt64 (Kafka's default) mean never; 1 fsyncs every append.
+	FlushMessages int64
+
+	// Disk, if set, records which bytes of the log's files are on stable
+	// storage, so that a power loss can be simulated (Disk.PowerLoss). Nil
+	// records nothing.
+	Disk *Disk
 }
 
 // withDefaults returns cfg with its zero fields set to their defaults, or
@@ -69,6 +82,14 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.RetentionBytes = -1
 	case cfg.RetentionBytes < -1:
 		errs = append(errs, fmt.Errorf("log: Config.RetentionBytes must be -1 or > 0, got %d", cfg.RetentionBytes))
+	}
+	switch {
+	case cfg.SyncEveryAppend:
+		cfg.FlushMessages = 1
+	case cfg.FlushMessages == 0:
+		cfg.FlushMessages = math.MaxInt64
+	case cfg.FlushMessages < 0:
+		errs = append(errs, fmt.Errorf("log: Config.FlushMessages must be >= 1, got %d", cfg.FlushMessages))
 	}
 	return cfg, errors.Join(errs...)
 }

@@ -67,6 +67,18 @@
 // oldest first, and index and checkpoint files are replaced by renaming a
 // fsynced temporary file.
 //
+// # Durability
+//
+// Appends are written to the files but not fsynced unless Config.FlushMessages
+// (Kafka's flush.messages) asks for it; a roll, Sync and Close fsync. Close
+// is a clean shutdown; Abandon is a crash (kill -9): it drops the file
+// handles and writes nothing, leaving in the files what the OS already has.
+// A Disk (Config.Disk) records which bytes each file had when it was last
+// fsynced and which file names a directory fsync made durable;
+// Disk.PowerLoss cuts the files back to that, which is what a power loss
+// leaves. Every file the log creates, syncs, truncates, renames or removes
+// goes through it.
+//
 // # Ranges and ownership
 //
 // The log holds offsets [StartOffset(), EndOffset()). Reads take offsets in

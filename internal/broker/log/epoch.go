@@ -148,6 +148,6 @@ func readEpochCheckpoint(dir string) ([]epochEntry, error) {
 	return decodeEpochs(data)
 }
 
-func writeEpochCheckpoint(dir string, entries []epochEntry) error {
-	return writeFileAtomic(filepath.Join(dir, checkpointName), encodeEpochs(entries))
+func (d *Disk) writeEpochCheckpoint(dir string, entries []epochEntry) error {
+	return d.WriteFileAtomic(filepath.Join(dir, checkpointName), encodeEpochs(entries))
 }

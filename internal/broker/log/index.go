@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 )
 
@@ -104,47 +103,17 @@ func readIndexFiles(logPath string, segSize int64) ([]indexEntry, error) {
 }
 
 // writeIndexFiles writes both index files of a segment atomically.
-func writeIndexFiles(logPath string, idx []indexEntry) error {
+func (d *Disk) writeIndexFiles(logPath string, idx []indexEntry) error {
 	offsets, times := encodeIndex(idx)
 	return errors.Join(
-		writeFileAtomic(indexPath(logPath), offsets),
-		writeFileAtomic(timeIndexPath(logPath), times),
+		d.WriteFileAtomic(indexPath(logPath), offsets),
+		d.WriteFileAtomic(timeIndexPath(logPath), times),
 	)
 }
 
 // removeIndexFiles deletes the index files of a segment, if any.
-func removeIndexFiles(logPath string) error {
-	return errors.Join(removeIfExists(indexPath(logPath)), removeIfExists(timeIndexPath(logPath)))
-}
-
-// writeFileAtomic replaces path with data: it writes a temporary file,
-// fsyncs it and renames it over path, so a crash leaves either the old or
-// the new contents.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("log: %w", err)
-	}
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("log: write %s: %w", filepath.Base(path), err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("log: %w", err)
-	}
-	return nil
-}
-
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("log: %w", err)
-	}
-	return nil
+func (d *Disk) removeIndexFiles(logPath string) error {
+	return errors.Join(d.remove(indexPath(logPath)), d.remove(timeIndexPath(logPath)))
 }
 
 // upperBoundPos returns a file position at or after the start of the first

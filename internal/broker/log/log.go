@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,6 +25,7 @@ import (
 type Log struct {
 	dir    string
 	cfg    Config
+	disk   *Disk // cfg.Disk
 	logger *slog.Logger
 
 	// appendMu serialises every change to the log. The fields below it are
@@ -34,6 +36,9 @@ type Log struct {
 	failed error
 	// epochsDirty says the checkpoint file lags l.epochs (a write failed).
 	epochsDirty bool
+	// unflushed counts the messages appended since the last fsync (for
+	// Config.FlushMessages).
+	unflushed int64
 
 	// mu guards the published state below. It is write-locked only by the
 	// holder of appendMu, and only to publish; the appendMu holder may read
@@ -56,10 +61,10 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := makeDir(dir, cfg.Disk); err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
-	l := &Log{dir: dir, cfg: cfg, logger: logger.With(slog.String("log", dir))}
+	l := &Log{dir: dir, cfg: cfg, disk: cfg.Disk, logger: logger.With(slog.String("log", dir))}
 	if err := l.recover(); err != nil {
 		for _, s := range l.segs {
 			s.unpin()
@@ -67,6 +72,31 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// makeDir creates dir if it does not exist, and then fsyncs its parent so
+// that the new directory survives a power loss.
+func makeDir(dir string, d *Disk) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return d.syncDir(filepath.Dir(filepath.Clean(dir)))
+}
+
+// SetFlushMessages changes Config.FlushMessages (a topic config change);
+// n <= 0 means never. SyncEveryAppend, if set, still wins.
+func (l *Log) SetFlushMessages(n int64) {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if n <= 0 {
+		n = math.MaxInt64
+	}
+	if !l.cfg.SyncEveryAppend {
+		l.cfg.FlushMessages = n
+	}
 }
 
 // Dir returns the log's directory.
@@ -141,13 +171,14 @@ func (l *Log) Sync() error {
 
 func (l *Log) syncLocked() error {
 	active := l.segs[len(l.segs)-1]
-	err := errors.Join(active.f.Sync(), syncDir(l.dir))
+	err := errors.Join(l.disk.sync(active.f, active.path), l.disk.syncDir(l.dir))
 	if l.epochsDirty {
 		err = errors.Join(err, l.writeEpochsLocked())
 	}
 	if err != nil {
 		return fmt.Errorf("log: sync: %w", err)
 	}
+	l.unflushed = 0
 	return nil
 }
 
@@ -164,6 +195,27 @@ func (l *Log) Close() error {
 	if l.failed == nil {
 		err = l.syncLocked()
 	}
+	l.releaseLocked()
+	return err
+}
+
+// Abandon closes the log as a crash (kill -9) would: it drops the file
+// handles without flushing or writing anything. What was written stays in
+// the files (the OS keeps it, as it keeps a killed process's writes); what
+// was never fsynced is what a power loss (Disk.PowerLoss) takes away.
+// Abandoning a closed log does nothing; every other method then returns
+// ErrClosed.
+func (l *Log) Abandon() {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if !l.closed {
+		l.releaseLocked()
+	}
+}
+
+// releaseLocked marks the log closed and drops its references to the
+// segment files; the caller holds appendMu.
+func (l *Log) releaseLocked() {
 	l.mu.Lock()
 	l.closed = true
 	segs := l.segs
@@ -171,7 +223,6 @@ func (l *Log) Close() error {
 	for _, s := range segs {
 		s.unpin()
 	}
-	return err
 }
 
 // Delete closes the log and removes its directory.
@@ -198,7 +249,7 @@ func (l *Log) Delete() error {
 // A failure is logged and remembered, not returned to appenders: the
 // checkpoint is derived data that Open can rebuild.
 func (l *Log) writeEpochsLocked() error {
-	if err := writeEpochCheckpoint(l.dir, l.epochs); err != nil {
+	if err := l.disk.writeEpochCheckpoint(l.dir, l.epochs); err != nil {
 		l.epochsDirty = true
 		l.logger.Warn("log: cannot write leader-epoch checkpoint", "err", err)
 		return err
@@ -232,17 +283,9 @@ func locate(seg *segment, st segState, hr *headerReader, offset int64) (pos int6
 	return pos, h, false, seg.corruptAt(pos, fmt.Sprintf("offset %d below the segment end %d not found", offset, st.next))
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
-}
-
 // removeSegmentFiles deletes a segment's files; errors are logged.
 func (l *Log) removeSegmentFiles(s *segment) {
-	if err := errors.Join(removeIfExists(s.path), removeIndexFiles(s.path)); err != nil {
+	if err := errors.Join(l.disk.remove(s.path), l.disk.removeIndexFiles(s.path)); err != nil {
 		l.logger.Warn("log: cannot remove segment files", "segment", filepath.Base(s.path), "err", err)
 	}
 }

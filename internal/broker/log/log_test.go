@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -408,29 +410,96 @@ func TestZeroConfigMeansKafkaDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{SegmentBytes: 1 << 30, IndexIntervalBytes: 4096, RetentionMs: 604800000, RetentionBytes: -1}
+	want := Config{SegmentBytes: 1 << 30, IndexIntervalBytes: 4096, RetentionMs: 604800000, RetentionBytes: -1, FlushMessages: math.MaxInt64}
 	if cfg != want {
 		t.Fatalf("defaults %+v, want %+v", cfg, want)
 	}
 }
 
-func TestSyncEveryAppendPersistsAcrossReopen(t *testing.T) {
-	dir := t.TempDir()
-	cfg := Config{SyncEveryAppend: true, SegmentBytes: 1024}
-	l, err := Open(dir, cfg, nil)
-	if err != nil {
+// TestSyncEveryAppendSurvivesPowerLoss appends with and without an fsync per append, crashes
+// (no flush on close), cuts the files back to what was fsynced, and reopens: with the fsync every
+// acknowledged append is there, without it the unsynced tail of the active segment is gone (which
+// shows the cut can tell the difference).
+func TestSyncEveryAppendSurvivesPowerLoss(t *testing.T) {
+	for _, syncEvery := range []bool{true, false} {
+		t.Run(fmt.Sprintf("SyncEveryAppend=%v", syncEvery), func(t *testing.T) {
+			dir, disk := t.TempDir(), NewDisk()
+			cfg := Config{SyncEveryAppend: syncEvery, SegmentBytes: 1024, Disk: disk}
+			l := openLog(t, dir, cfg)
+			appendN(t, l, 20, 2, 50, 1, 0, 1)
+			want := readAll(t, l)
+			l.Abandon()
+			lost, removed, err := disk.PowerLoss()
+			if err != nil {
+				t.Fatal(err)
+			}
+			l2 := openLog(t, dir, cfg)
+			if syncEvery {
+				if lost != 0 || removed != 0 || l2.EndOffset() != 40 || !bytes.Equal(readAll(t, l2), want) {
+					t.Fatalf("after the power loss: %d bytes and %d files lost, end offset %d; want nothing lost, end 40", lost, removed, l2.EndOffset())
+				}
+				return
+			}
+			if lost == 0 || l2.EndOffset() >= 40 {
+				t.Fatalf("without fsync the power loss cut %d bytes and the log ends at %d; want the unsynced tail (below 40) gone", lost, l2.EndOffset())
+			}
+			checkContiguous(t, readAll(t, l2), 0, l2.EndOffset())
+		})
+	}
+}
+
+// TestFlushMessagesSyncsEveryNMessages: with FlushMessages 5 and appends of 2 messages, the
+// third append (6 messages) fsyncs and the fourth does not, so a power loss keeps 6 messages;
+// SetFlushMessages(1) then makes every append durable.
+func TestFlushMessagesSyncsEveryNMessages(t *testing.T) {
+	dir, disk := t.TempDir(), NewDisk()
+	cfg := Config{FlushMessages: 5, Disk: disk}
+	l := openLog(t, dir, cfg)
+	appendN(t, l, 4, 2, 10, 0, 0, 1)
+	l.Abandon()
+	if _, _, err := disk.PowerLoss(); err != nil {
 		t.Fatal(err)
 	}
-	appendN(t, l, 20, 2, 50, 1, 0, 1)
-	want := readAll(t, l)
-	if err := l.Sync(); err != nil {
+	l = openLog(t, dir, cfg)
+	if got := l.EndOffset(); got != 6 {
+		t.Fatalf("after the power loss the log ends at %d, want 6 (fsynced by the third append)", got)
+	}
+	l.SetFlushMessages(1)
+	appendN(t, l, 1, 3, 10, 0, 0, 1)
+	l.Abandon()
+	if _, _, err := disk.PowerLoss(); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
+	if got := openLog(t, dir, cfg).EndOffset(); got != 9 {
+		t.Fatalf("after SetFlushMessages(1) and a power loss the log ends at %d, want 9", got)
 	}
-	l2 := openLog(t, dir, cfg)
-	if l2.EndOffset() != 40 || !bytes.Equal(readAll(t, l2), want) {
-		t.Fatalf("reopened: end %d", l2.EndOffset())
+}
+
+// TestCloseSyncsAndAbandonDoesNot: Close is a clean shutdown (everything fsynced survives a
+// power loss); Abandon is a crash that writes nothing, so a later power loss takes what was
+// never fsynced.
+func TestCloseSyncsAndAbandonDoesNot(t *testing.T) {
+	for _, clean := range []bool{true, false} {
+		dir, disk := t.TempDir(), NewDisk()
+		cfg := Config{Disk: disk}
+		l := openLog(t, dir, cfg)
+		appendN(t, l, 5, 1, 10, 0, 0, 1)
+		if clean {
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			l.Abandon()
+		}
+		if _, err := l.AppendLeader(buildBatch(spec{records: 1}), 0); !errors.Is(err, ErrClosed) {
+			t.Fatalf("append after close (clean=%v): %v, want ErrClosed", clean, err)
+		}
+		if _, _, err := disk.PowerLoss(); err != nil {
+			t.Fatal(err)
+		}
+		end := openLog(t, dir, cfg).EndOffset()
+		if clean && end != 5 || !clean && end != 0 {
+			t.Fatalf("clean=%v: after a power loss the log ends at %d", clean, end)
+		}
 	}
 }

@@ -24,7 +24,7 @@ func (l *Log) recover() error {
 		name := e.Name()
 		if strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, swapSuffix) {
 			l.logger.Info("log: removing leftover temporary file", "file", name)
-			if err := removeIfExists(filepath.Join(l.dir, name)); err != nil {
+			if err := l.disk.remove(filepath.Join(l.dir, name)); err != nil {
 				return err
 			}
 			continue
@@ -44,7 +44,7 @@ func (l *Log) recover() error {
 		base, ok := parseSegmentFileName(name, filepath.Ext(name))
 		if ok && !haveLog[base] {
 			l.logger.Info("log: removing index of a missing segment", "file", name)
-			if err := removeIfExists(filepath.Join(l.dir, name)); err != nil {
+			if err := l.disk.remove(filepath.Join(l.dir, name)); err != nil {
 				return err
 			}
 		}
@@ -94,7 +94,7 @@ func (l *Log) recover() error {
 		}
 	}
 	if len(l.segs) == 0 {
-		seg, err := createSegment(l.dir, 0)
+		seg, err := l.disk.createSegment(l.dir, 0)
 		if err != nil {
 			return err
 		}
@@ -141,7 +141,7 @@ func (l *Log) loadClosedSegment(seg *segment, size int64) (bad string, err error
 	}
 	seg.st = st
 	if bad == "" {
-		if err := writeIndexFiles(seg.path, st.index); err != nil {
+		if err := l.disk.writeIndexFiles(seg.path, st.index); err != nil {
 			l.logger.Warn("log: cannot write segment index", "segment", filepath.Base(seg.path), "err", err)
 		}
 	}
@@ -171,16 +171,16 @@ func (l *Log) recoverActiveSegment(seg *segment, size int64) error {
 	if err != nil {
 		return err
 	}
-	if err := removeIndexFiles(seg.path); err != nil {
+	if err := l.disk.removeIndexFiles(seg.path); err != nil {
 		l.logger.Warn("log: cannot remove stale index", "segment", filepath.Base(seg.path), "err", err)
 	}
 	if bad != "" {
 		l.logger.Warn("log: truncating torn or corrupt tail of the active segment",
 			"segment", filepath.Base(seg.path), "position", st.size, "bytesCut", size-st.size, "reason", bad)
-		if err := seg.f.Truncate(st.size); err != nil {
+		if err := l.disk.truncate(seg.f, seg.path, st.size); err != nil {
 			return fmt.Errorf("log: truncate %s: %w", filepath.Base(seg.path), err)
 		}
-		if err := seg.f.Sync(); err != nil {
+		if err := l.disk.sync(seg.f, seg.path); err != nil {
 			return fmt.Errorf("log: sync %s: %w", filepath.Base(seg.path), err)
 		}
 	}

@@ -52,13 +52,13 @@ func (l *Log) Truncate(to int64) error {
 	for j := len(removed) - 1; j >= 0; j-- {
 		l.removeSegmentFiles(removed[j])
 	}
-	if err := removeIndexFiles(seg.path); err != nil {
+	if err := l.disk.removeIndexFiles(seg.path); err != nil {
 		l.logger.Warn("log: cannot remove stale index", "segment", filepath.Base(seg.path), "err", err)
 	}
 	var repl *segment
 	for {
 		if repl == nil && seg.pinned() {
-			if repl, err = copySegmentPrefix(seg, cut); err != nil {
+			if repl, err = l.disk.copySegmentPrefix(seg, cut); err != nil {
 				l.fail(err)
 				return fmt.Errorf("log: truncate: %w", err)
 			}
@@ -81,7 +81,7 @@ func (l *Log) Truncate(to int64) error {
 		l.mu.Unlock()
 
 		if repl == nil {
-			if err := seg.f.Truncate(cut); err != nil {
+			if err := l.disk.truncate(seg.f, seg.path, cut); err != nil {
 				l.fail(err)
 				return fmt.Errorf("log: truncate: %w", err)
 			}
@@ -90,6 +90,9 @@ func (l *Log) Truncate(to int64) error {
 		}
 		for _, s := range removed {
 			s.unpin()
+		}
+		if err := l.disk.syncDir(l.dir); err != nil { // the removals and a replacing copy's name
+			l.logger.Warn("log: cannot sync directory", "err", err)
 		}
 		if changed || l.epochsDirty {
 			_ = l.writeEpochsLocked()
@@ -126,21 +129,21 @@ func truncatedState(seg *segment, cut, newEnd int64) (segState, error) {
 // copySegmentPrefix replaces seg's file by a copy of its first n bytes,
 // leaving the open file of seg (and its readers) on the old contents, and
 // returns the new segment (without state).
-func copySegmentPrefix(seg *segment, n int64) (*segment, error) {
+func (d *Disk) copySegmentPrefix(seg *segment, n int64) (*segment, error) {
 	tmp := seg.path + swapSuffix
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	f, err := d.create(tmp, os.O_TRUNC|os.O_RDWR)
 	if err != nil {
 		return nil, err
 	}
 	_, cerr := io.Copy(f, io.NewSectionReader(seg.f, 0, n))
-	if err := errors.Join(cerr, f.Sync()); err != nil {
+	if err := errors.Join(cerr, d.sync(f, tmp)); err != nil {
 		_ = f.Close()
-		_ = os.Remove(tmp)
+		_ = d.remove(tmp)
 		return nil, err
 	}
-	if err := os.Rename(tmp, seg.path); err != nil {
+	if err := d.rename(tmp, seg.path); err != nil {
 		_ = f.Close()
-		_ = os.Remove(tmp)
+		_ = d.remove(tmp)
 		return nil, err
 	}
 	return newSegment(seg.base, seg.path, f), nil
@@ -162,7 +165,7 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 	for j := len(old) - 1; j >= 0; j-- {
 		l.removeSegmentFiles(old[j])
 	}
-	seg, err := createSegment(l.dir, offset)
+	seg, err := l.disk.createSegment(l.dir, offset)
 	if err != nil {
 		l.fail(err)
 		return err
@@ -176,7 +179,7 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 		s.unpin()
 	}
 	_ = l.writeEpochsLocked()
-	if err := syncDir(l.dir); err != nil {
+	if err := l.disk.syncDir(l.dir); err != nil {
 		l.logger.Warn("log: cannot sync directory", "err", err)
 	}
 	return nil
@@ -235,6 +238,9 @@ func (l *Log) ApplyRetention(now time.Time) (deletedSegments int, err error) {
 	for _, s := range removed { // oldest first, so a crash leaves a suffix
 		l.removeSegmentFiles(s)
 		s.unpin()
+	}
+	if err := l.disk.syncDir(l.dir); err != nil {
+		l.logger.Warn("log: cannot sync directory", "err", err)
 	}
 	if changed || l.epochsDirty {
 		_ = l.writeEpochsLocked()

@@ -19,6 +19,7 @@ const (
 	ConfigCleanupPolicy   = "cleanup.policy"
 	ConfigCompressionType = "compression.type"
 	ConfigTimestampType   = "message.timestamp.type"
+	ConfigFlushMessages   = "flush.messages"
 )
 
 // configSpec describes one topic config: its Kafka default and how a value is checked.
@@ -61,6 +62,9 @@ var topicConfigs = map[string]configSpec{
 	ConfigCleanupPolicy:   {"delete", oneOf("delete")},
 	ConfigCompressionType: {"producer", oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")},
 	ConfigTimestampType:   {"CreateTime", oneOf("CreateTime")},
+	// flush.messages=N fsyncs the log once N messages were appended since the last fsync; the
+	// default (Long.MAX_VALUE, as Kafka) never does: durability comes from replication.
+	ConfigFlushMessages: {"9223372036854775807", intAtLeast(1)},
 }
 
 // TopicConfigNames returns the topic config names the broker accepts, sorted.

@@ -17,3 +17,14 @@ func TestTheOffsetsTopicIsNeverTrimmedByRetention(t *testing.T) {
 		t.Fatalf("retention.ms of the offsets topic described as %q (explicit %v), want -1, explicit", v, explicit)
 	}
 }
+
+func TestFlushMessagesIsAcceptedAsKafkaSpellsIt(t *testing.T) {
+	for v, ok := range map[string]bool{"1": true, "1000": true, "9223372036854775807": true, "0": false, "-1": false, "x": false} {
+		if err := ValidateTopicConfig(ConfigFlushMessages, v); (err == nil) != ok {
+			t.Errorf("flush.messages=%s: %v, want accepted=%v", v, err, ok)
+		}
+	}
+	if got := (Defaults{}).Int(&Topic{Name: "t"}, ConfigFlushMessages); got != 9223372036854775807 {
+		t.Fatalf("default flush.messages %d, want Long.MAX_VALUE as Kafka", got)
+	}
+}

@@ -207,10 +207,20 @@ func (r *Replica) LeaderEpoch() int32 {
 
 // OffsetLookup answers ListOffsets as leader: ts -2 earliest, -1 latest (the high watermark, as
 // consumers see it), -3 max timestamp, >= 0 the first offset with a timestamp at or after ts.
+//
+// As Kafka's Partition.fetchOffsetForTimestamp, while the high watermark is below the first
+// offset of the leader's epoch (a new leader that has not yet heard from its followers), latest
+// and a timestamp lookup past the high watermark answer OFFSET_NOT_AVAILABLE, so a consumer
+// never sees the end offset go backwards.
 func (r *Replica) OffsetLookup(currentEpoch int32, ts int64) (offset, timestamp int64, err error) {
 	r.mu.Lock()
 	err = r.checkLeaderLocked(currentEpoch)
 	hw := r.hw
+	var lagging error
+	if start := r.epochStartLocked(); err == nil && start > hw {
+		lagging = fmt.Errorf("%s-%d: the high watermark %d of leader epoch %d lags the epoch's start offset %d: %w",
+			r.cfg.Topic, r.cfg.Partition, hw, r.leaderEpoch, start, kerr.OffsetNotAvailable)
+	}
 	r.mu.Unlock()
 	if err != nil {
 		return -1, -1, err
@@ -219,6 +229,9 @@ func (r *Replica) OffsetLookup(currentEpoch int32, ts int64) (offset, timestamp 
 	case -2, -4: // earliest, earliest-local
 		return r.log.StartOffset(), -1, nil
 	case -1:
+		if lagging != nil {
+			return -1, -1, lagging
+		}
 		return hw, -1, nil
 	case -3: // max timestamp
 		var best, bestTs int64 = -1, -1
@@ -236,6 +249,9 @@ func (r *Replica) OffsetLookup(currentEpoch int32, ts int64) (offset, timestamp 
 	off, fts, ok, err := r.log.OffsetForTimestamp(ts)
 	if err != nil {
 		return -1, -1, fmt.Errorf("%s-%d: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
+	}
+	if ok && off >= hw && lagging != nil {
+		return -1, -1, lagging
 	}
 	if !ok || off >= hw {
 		return -1, -1, nil

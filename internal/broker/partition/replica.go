@@ -23,8 +23,11 @@ type Config struct {
 	MinISR          int           // min.insync.replicas
 	MaxMessageBytes int           // max.message.bytes: the largest batch accepted
 	ReplicaLagMax   time.Duration // replica.lag.time.max.ms
-	Log             log.Config
-	Logger          *slog.Logger
+	// HighWatermark is the replica's high watermark from the broker's checkpoint
+	// (replication-offset-checkpoint); Open starts from it, kept within the log's offsets.
+	HighWatermark int64
+	Log           log.Config
+	Logger        *slog.Logger
 	// AlterISR asks the controller to change the ISR; leaderEpoch and partitionEpoch name the state
 	// the change is based on. It may be slow or fail (an isolated broker cannot reach the
 	// controller); the replica calls it without holding its lock and at most one at a time.
@@ -86,6 +89,8 @@ func Open(dir string, cfg Config) (*Replica, error) {
 	}
 	r := &Replica{
 		cfg: cfg, log: l, lg: lg,
+		// As Kafka's Partition.createLog: the checkpointed high watermark, within the log.
+		hw:        min(max(cfg.HighWatermark, l.StartOffset()), l.EndOffset()),
 		leader:    meta.NoLeader,
 		followers: map[int32]*follower{},
 		producers: producers{},
@@ -189,14 +194,25 @@ func (r *Replica) Stop(reason error) {
 	r.failWaitersLocked(reason)
 }
 
-// Close fails pending requests and closes the log.
+// Close fails pending requests and closes the log (flushing it).
 func (r *Replica) Close() error {
+	r.stop()
+	return r.log.Close()
+}
+
+// Abandon fails pending requests and drops the log as a crash would: nothing is flushed or
+// written (see log.Log.Abandon).
+func (r *Replica) Abandon() {
+	r.stop()
+	r.log.Abandon()
+}
+
+func (r *Replica) stop() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.closed = true
 	r.leader = meta.NoLeader
 	r.failWaitersLocked(fmt.Errorf("partition %s-%d: replica closed: %w", r.cfg.Topic, r.cfg.Partition, kerr.NotLeaderForPartition))
-	r.mu.Unlock()
-	return r.log.Close()
 }
 
 // AppendResult is the outcome of a successful produce.

@@ -57,8 +57,16 @@ type Config struct {
 	DefaultReplicationFactor int16
 	// Group configures the consumer-group coordinator.
 	Group group.Config
-	// SyncEveryAppend fsyncs each append (durability otherwise comes from replication).
+	// SyncEveryAppend fsyncs each append (durability otherwise comes from replication), whatever
+	// the topics' flush.messages.
 	SyncEveryAppend bool
+	// Disk, if set, records which bytes of the node's files are on stable storage, so that a
+	// power loss can be simulated between a Kill and the next Start (log.Disk.PowerLoss). It
+	// outlives the node.
+	Disk *log.Disk
+	// HWCheckpointInterval is replica.high.watermark.checkpoint.interval.ms: how often the
+	// replicas' high watermarks are written to replication-offset-checkpoint (default 5s).
+	HWCheckpointInterval time.Duration
 	// DisableZeroCopy makes Fetch copy record batches out of the log and into the response,
 	// instead of sending them from the log files to the socket with sendfile(2).
 	DisableZeroCopy bool
@@ -93,6 +101,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DefaultReplicationFactor <= 0 {
 		c.DefaultReplicationFactor = 1
+	}
+	if c.HWCheckpointInterval <= 0 {
+		c.HWCheckpointInterval = 5 * time.Second
 	}
 }
 
@@ -130,6 +141,13 @@ type Broker struct {
 	paused   atomic.Bool
 	faults   produceFaults
 
+	// hwAtStart are the high watermarks read from the checkpoint at Start; a replica opened
+	// later starts from its entry (capped at its log end).
+	hwAtStart map[tp]int64
+	// lastHWs is what the last checkpoint write wrote (owned by its writer, checkpointMu).
+	checkpointMu sync.Mutex
+	lastHWs      map[tp]int64
+
 	zc zeroCopy // sendfile state (sendfile.go)
 
 	hooks atomic.Pointer[testHooks] // nil except in this package's tests (conn.go)
@@ -145,6 +163,10 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
+	hws, err := readHWCheckpoint(filepath.Join(cfg.DataDir, hwCheckpointName))
+	if err != nil {
+		cfg.Logger.Warn("ignoring unreadable high-watermark checkpoint", "broker", cfg.ID, "err", err)
+	}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("server: broker %d: listen %s: %w", cfg.ID, cfg.ListenAddr, err)
@@ -153,11 +175,12 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	b := &Broker{
 		cfg: cfg, lg: cfg.Logger.With("broker", cfg.ID), ln: ln,
 		ctx: bctx, cancel: cancel,
-		imageCh:  make(chan struct{}, 1),
-		applied:  make(chan struct{}),
-		replicas: map[tp]*partition.Replica{},
-		loaded:   map[int32]bool{},
-		conns:    map[net.Conn]struct{}{},
+		imageCh:   make(chan struct{}, 1),
+		applied:   make(chan struct{}),
+		replicas:  map[tp]*partition.Replica{},
+		loaded:    map[int32]bool{},
+		conns:     map[net.Conn]struct{}{},
+		hwAtStart: hws,
 	}
 	gcfg := cfg.Group
 	b.groups = group.NewCoordinator(gcfg, b.lg.With("component", "group"))
@@ -170,9 +193,10 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		b.shutdown(false)
 		return nil, fmt.Errorf("server: broker %d: register: %w", cfg.ID, err)
 	}
-	b.wg.Add(2)
-	go b.heartbeatLoop()
+	b.wg.Add(3)
+	go b.every(b.cfg.HeartbeatInterval, b.heartbeat)
 	go b.maintenanceLoop()
+	go b.every(b.cfg.HWCheckpointInterval, b.checkpointHWs)
 	select {
 	case <-b.applied:
 	case <-ctx.Done():
@@ -264,6 +288,7 @@ func (b *Broker) apply(img *meta.Image) {
 				continue
 			}
 			r.SetConfig(int(b.cfg.Defaults.Int(t, meta.ConfigMinISR)), int(b.cfg.Defaults.Int(t, meta.ConfigMaxMessageBytes)))
+			r.Log().SetFlushMessages(b.cfg.Defaults.Int(t, meta.ConfigFlushMessages))
 			becameFollower := r.Apply(st)
 			switch {
 			case st.Leader == self || st.Leader == meta.NoLeader:
@@ -309,12 +334,15 @@ func (b *Broker) openReplica(t *meta.Topic, p int32) (*partition.Replica, error)
 		MaxMessageBytes: int(d.Int(t, meta.ConfigMaxMessageBytes)),
 		ReplicaLagMax:   b.cfg.ReplicaLagMax,
 		Logger:          b.lg,
+		HighWatermark:   b.hwAtStart[key],
 		Log: log.Config{
 			SegmentBytes:       d.Int(t, meta.ConfigSegmentBytes),
 			IndexIntervalBytes: int(d.Int(t, meta.ConfigIndexInterval)),
 			RetentionMs:        d.Int(t, meta.ConfigRetentionMs),
 			RetentionBytes:     d.Int(t, meta.ConfigRetentionBytes),
 			SyncEveryAppend:    b.cfg.SyncEveryAppend,
+			FlushMessages:      d.Int(t, meta.ConfigFlushMessages),
+			Disk:               b.cfg.Disk,
 		},
 		AlterISR: func(ctx context.Context, leaderEpoch, partEpoch int32, isr []int32) error {
 			if b.isolated.Load() {
@@ -348,9 +376,10 @@ func (b *Broker) PartitionState(topic string, p int32) (partition.State, bool) {
 	return r.State(), true
 }
 
-func (b *Broker) heartbeatLoop() {
+// every calls fn every d until the node stops; it runs as one of b.wg's goroutines.
+func (b *Broker) every(d time.Duration, fn func()) {
 	defer b.wg.Done()
-	t := time.NewTicker(b.cfg.HeartbeatInterval)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -358,21 +387,26 @@ func (b *Broker) heartbeatLoop() {
 			return
 		case <-t.C:
 		}
-		if b.isolated.Load() {
-			continue
-		}
+		fn()
+	}
+}
+
+// heartbeat renews the node's controller session, registering again if it was lost.
+func (b *Broker) heartbeat() {
+	if b.isolated.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HeartbeatInterval*4)
+	err := b.cfg.Controller.Heartbeat(ctx, b.cfg.ID)
+	cancel()
+	if err != nil && b.ctx.Err() == nil {
+		b.lg.Warn("controller heartbeat failed; registering again", "err", err)
+		host, port := b.hostPort()
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HeartbeatInterval*4)
-		err := b.cfg.Controller.Heartbeat(ctx, b.cfg.ID)
-		cancel()
-		if err != nil && b.ctx.Err() == nil {
-			b.lg.Warn("controller heartbeat failed; registering again", "err", err)
-			host, port := b.hostPort()
-			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HeartbeatInterval*4)
-			if err := b.cfg.Controller.Register(ctx, meta.Broker{ID: b.cfg.ID, Host: host, Port: port, Alive: true}, b); err != nil {
-				b.lg.Warn("register failed", "err", err)
-			}
-			cancel()
+		if err := b.cfg.Controller.Register(ctx, meta.Broker{ID: b.cfg.ID, Host: host, Port: port, Alive: true}, b); err != nil {
+			b.lg.Warn("register failed", "err", err)
 		}
+		cancel()
 	}
 }
 
@@ -410,11 +444,14 @@ func (b *Broker) maintenanceLoop() {
 	}
 }
 
-// Close stops the node cleanly: connections closed, fetchers stopped, logs synced and closed.
+// Close stops the node cleanly: connections closed, fetchers stopped, high watermarks
+// checkpointed, logs synced and closed.
 func (b *Broker) Close() error { return b.shutdown(true) }
 
-// Kill stops the node abruptly, as kill -9 would from the cluster's point of view: listener,
-// connections and fetchers gone at once, nothing flushed; the data dir is kept.
+// Kill stops the node as kill -9 would: listener, connections and fetchers gone at once, and
+// the logs dropped without flushing, fsyncing or writing any file. What the node had written
+// stays in its files, as the OS keeps a killed process's writes; a power loss
+// (log.Disk.PowerLoss) is what takes the unsynced bytes away.
 func (b *Broker) Kill() { b.shutdown(false) }
 
 func (b *Broker) shutdown(clean bool) error {
@@ -431,11 +468,15 @@ func (b *Broker) shutdown(clean bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var errs []error
+	if clean {
+		errs = append(errs, b.checkpointHWsLocked())
+	}
 	for _, r := range b.replicas {
 		if clean {
-			errs = append(errs, r.Log().Sync())
+			errs = append(errs, r.Close())
+		} else {
+			r.Abandon()
 		}
-		errs = append(errs, r.Close())
 	}
 	b.replicas = map[tp]*partition.Replica{}
 	return errors.Join(errs...)
