@@ -30,10 +30,11 @@ type FetchRequest struct {
 }
 
 // Read serves a fetch. A consumer (ReplicaID < 0) reads only below the high watermark, from the
-// leader. A follower's fetch also reports its log end offset: the leader updates its view, may
-// add it back to the ISR, and advances the high watermark.
+// leader. A follower (one of the partition's other replicas) reads up to the log end, and its
+// fetch, once read, reports its log end offset: the leader updates its view, may add it back
+// to the ISR, and advances the high watermark. A failed read changes nothing, as in Kafka.
 func (r *Replica) Read(req FetchRequest) (ReadResult, error) {
-	res, limit, err := r.beginRead(req)
+	res, limit, epoch, err := r.beginRead(req)
 	if err != nil {
 		return res, err
 	}
@@ -41,6 +42,9 @@ func (r *Replica) Read(req FetchRequest) (ReadResult, error) {
 	recs, err := r.log.Read(req.Offset, req.MaxBytes, limit)
 	if err != nil {
 		return res, r.readError(req, res, err)
+	}
+	if err := r.endRead(req, res, epoch); err != nil {
+		return res, err
 	}
 	res.Records = recs
 	return res, nil
@@ -51,7 +55,7 @@ func (r *Replica) Read(req FetchRequest) (ReadResult, error) {
 // return (see log.ReadSlices). The caller must release the slices (log.ReleaseSlices) once it
 // has sent them; until then they keep their bytes even if the log is truncated or deleted.
 func (r *Replica) ReadSlices(req FetchRequest) (ReadResult, []log.FileSlice, error) {
-	res, limit, err := r.beginRead(req)
+	res, limit, epoch, err := r.beginRead(req)
 	if err != nil {
 		return res, nil, err
 	}
@@ -59,29 +63,57 @@ func (r *Replica) ReadSlices(req FetchRequest) (ReadResult, []log.FileSlice, err
 	if err != nil {
 		return res, nil, r.readError(req, res, err)
 	}
+	if err := r.endRead(req, res, epoch); err != nil {
+		log.ReleaseSlices(ss)
+		return res, nil, err
+	}
 	return res, ss, nil
 }
 
-// beginRead does what every fetch does under the lock before reading the log: check leadership
-// and epoch, record a follower's position, and take the high watermark, log start and end. It
-// returns the result without records and the offset the read must stay below (the high
-// watermark for a consumer, the log end for a follower).
-func (r *Replica) beginRead(req FetchRequest) (ReadResult, int64, error) {
+// beginRead does what every fetch does under the lock before reading the log: check leadership,
+// epoch and, for a follower, that it is one of the replicas; and take the high watermark, log
+// start and end. It returns the result without records, the offset the read must stay below
+// (the high watermark for a consumer, the log end for a follower) and the leader epoch.
+func (r *Replica) beginRead(req FetchRequest) (ReadResult, int64, int32, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.checkLeaderLocked(req.CurrentLeaderEpoch); err != nil {
-		return ReadResult{}, 0, err
+		return ReadResult{}, 0, 0, err
+	}
+	if req.ReplicaID >= 0 && (req.ReplicaID == r.cfg.BrokerID || !slices.Contains(r.replicas, req.ReplicaID)) {
+		// As Kafka's Partition.followerReplicaOrThrow: a fetch that names its epoch gets
+		// UNKNOWN_LEADER_EPOCH (the replica set may not have reached this leader yet), one that
+		// does not, NOT_LEADER_OR_FOLLOWER.
+		code := kerr.NotLeaderForPartition
+		if req.CurrentLeaderEpoch >= 0 {
+			code = kerr.UnknownLeaderEpoch
+		}
+		return ReadResult{}, 0, 0, fmt.Errorf("%s-%d: broker %d is not a follower of replicas %v in leader epoch %d: %w",
+			r.cfg.Topic, r.cfg.Partition, req.ReplicaID, r.replicas, r.leaderEpoch, code)
 	}
 	leo := r.log.EndOffset()
-	if req.ReplicaID >= 0 {
-		r.updateFollowerLocked(req.ReplicaID, req.Offset, leo)
-	}
 	res := ReadResult{HighWatermark: r.hw, LastStableOffset: r.hw, LogStartOffset: r.log.StartOffset(), LogEndOffset: leo}
 	limit := r.hw
 	if req.ReplicaID >= 0 {
 		limit = leo
 	}
-	return res, limit, nil
+	return res, limit, r.leaderEpoch, nil
+}
+
+// endRead records a follower's successful fetch at req.Offset, its log end offset, against the
+// leader's log end res.LogEndOffset as of the read. It fails the fetch if leadership moved since
+// beginRead, in leader epoch epoch: what was read is then no position to record.
+func (r *Replica) endRead(req FetchRequest, res ReadResult, epoch int32) error {
+	if req.ReplicaID < 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leader != r.cfg.BrokerID || r.leaderEpoch != epoch || r.closed {
+		return fmt.Errorf("%s-%d: leadership moved during the fetch (leader %d, epoch %d): %w", r.cfg.Topic, r.cfg.Partition, r.leader, r.leaderEpoch, kerr.NotLeaderForPartition)
+	}
+	r.updateFollowerLocked(req.ReplicaID, req.Offset, res.LogEndOffset)
+	return nil
 }
 
 // readError maps a log read failure to the error a fetch returns.
