@@ -34,6 +34,9 @@ type Log struct {
 	failed error
 	// epochsDirty says the checkpoint file lags l.epochs (a write failed).
 	epochsDirty bool
+	// afterDiskStep, when set (by tests), is called after each change on
+	// disk of a multi-step operation, where a crash could stop it.
+	afterDiskStep func()
 
 	// mu guards the published state below. It is write-locked only by the
 	// holder of appendMu, and only to publish; the appendMu holder may read
@@ -244,5 +247,14 @@ func syncDir(dir string) error {
 func (l *Log) removeSegmentFiles(s *segment) {
 	if err := errors.Join(removeIfExists(s.path), removeIndexFiles(s.path)); err != nil {
 		l.logger.Warn("log: cannot remove segment files", "segment", filepath.Base(s.path), "err", err)
+	}
+	l.diskStep()
+}
+
+// diskStep marks a point where a crash may stop a multi-step change (see
+// afterDiskStep).
+func (l *Log) diskStep() {
+	if l.afterDiskStep != nil {
+		l.afterDiskStep()
 	}
 }

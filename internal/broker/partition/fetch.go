@@ -313,12 +313,16 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 }
 
 // TruncateTo cuts the log at offset (a follower diverging from a new leader), keeps the high
-// watermark at or below the new end, and trims producer state.
+// watermark at or below the new end, and trims producer state. An offset below the log start
+// empties the log and restarts it there (TruncateFullyAndStartAt), as Kafka's truncateTo does.
 func (r *Replica) TruncateTo(offset int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if offset >= r.log.EndOffset() {
 		return nil
+	}
+	if offset < r.log.StartOffset() {
+		return r.truncateFullyLocked(offset)
 	}
 	r.lg.Warn("truncating log to the leader's epoch end", "from", r.log.EndOffset(), "to", offset)
 	if err := r.log.Truncate(offset); err != nil {
@@ -326,6 +330,30 @@ func (r *Replica) TruncateTo(offset int64) error {
 	}
 	r.producers.truncate(offset)
 	r.hw = min(r.hw, r.log.EndOffset())
+	return nil
+}
+
+// TruncateFullyAndStartAt empties the log of a follower and restarts it at offset: what a
+// follower does when its log ends below the leader's log start, so that it can fetch again (as
+// Kafka's fetcher, on OFFSET_OUT_OF_RANGE). Producer state and the leader-epoch cache go with
+// the log, and the high watermark becomes offset.
+func (r *Replica) TruncateFullyAndStartAt(offset int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.truncateFullyLocked(offset)
+}
+
+func (r *Replica) truncateFullyLocked(offset int64) error {
+	if r.leader == r.cfg.BrokerID || r.closed {
+		return fmt.Errorf("%s-%d: only a follower restarts its log: %w", r.cfg.Topic, r.cfg.Partition, kerr.NotLeaderForPartition)
+	}
+	r.lg.Warn("restarting the log empty at the leader's log start", "start", r.log.StartOffset(), "end", r.log.EndOffset(), "new_start", offset)
+	if err := r.log.TruncateFullyAndStartAt(offset); err != nil {
+		return fmt.Errorf("%s-%d: restart log at %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
+	}
+	clear(r.producers)
+	r.hw = offset
+	r.notifyLocked()
 	return nil
 }
 

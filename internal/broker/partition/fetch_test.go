@@ -5,6 +5,9 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 )
 
 func TestFetchAsAReplicaByABrokerOutsideTheReplicasIsRefused(t *testing.T) {
@@ -56,5 +59,37 @@ func TestFollowerFetchPastTheLeaderEndChangesNothing(t *testing.T) {
 	fetch(t, r, 2, 3)
 	if hw := r.HighWatermark(); hw != 3 {
 		t.Fatalf("high watermark %d after the follower fetched at the end, want 3", hw)
+	}
+}
+
+func TestFollowerRestartedAtTheLeaderLogStartForgetsItsProducers(t *testing.T) {
+	f := newFixture(t, 1)
+	r := f.open(t)
+	r.Apply(meta.Partition{Replicas: []int32{1, 2}, ISR: []int32{1, 2}, Leader: 2, LeaderEpoch: 3, Epoch: 1})
+	data := batch(2, records.Producer{ID: 4, Epoch: 0, Sequence: 0})
+	if err := r.AppendReplicated(data, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.TruncateFullyAndStartAt(100); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.State(); st.LogStart != 100 || st.LEO != 100 || st.HW != 100 {
+		t.Fatalf("after restarting at 100: %+v", st)
+	}
+	// Below the new start, TruncateTo restarts the log there too.
+	if err := r.TruncateTo(50); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.State(); st.LogStart != 50 || st.LEO != 50 {
+		t.Fatalf("after truncating to 50 below the start: %+v", st)
+	}
+	// Leader now: the batch is gone with its producer state, so its retry is written.
+	r.Apply(meta.Partition{Replicas: []int32{1, 2}, ISR: []int32{1}, Leader: 1, LeaderEpoch: 4, Epoch: 2})
+	res, err := r.Append(t.Context(), data, 1)
+	if err != nil || res.Duplicate || res.BaseOffset != 50 {
+		t.Fatalf("retry of a batch the restart dropped: %+v, %v; want it written at 50", res, err)
+	}
+	if err := r.TruncateFullyAndStartAt(500); !errors.Is(err, kerr.NotLeaderForPartition) {
+		t.Fatalf("a leader emptied its log: %v", err)
 	}
 }

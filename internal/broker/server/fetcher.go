@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
@@ -300,7 +301,9 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 					f.markTruncate(key)
 				}
 			case kerr.OffsetOutOfRange.Code:
-				f.markTruncate(key)
+				if err := f.outOfRange(c, key, r); err != nil {
+					return err
+				}
 			default:
 				backoff = true // not leader (yet), stale epoch: wait for the new metadata
 			}
@@ -310,6 +313,55 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 		f.sleep(50 * time.Millisecond)
 	}
 	return nil
+}
+
+// outOfRange handles OFFSET_OUT_OF_RANGE as Kafka's fetcher does: a log that ends below the
+// leader's log start can never catch up by fetching, so it restarts empty at the leader's log
+// start; any other log (one that ends past the leader's end, say) is truncated against the
+// leader's epochs before the next fetch.
+func (f *fetcher) outOfRange(c *wire.Client, key tp, r *partition.Replica) error {
+	start, err := f.leaderLogStart(c, key, r.LeaderEpoch())
+	if err != nil {
+		return err
+	}
+	if end := r.Log().EndOffset(); start > end {
+		if err := r.TruncateFullyAndStartAt(start); err != nil {
+			f.b.lg.Warn("restarting a follower log at the leader's log start", "topic", key.topic, "partition", key.partition, "err", err)
+		}
+		return nil
+	}
+	f.markTruncate(key)
+	return nil
+}
+
+// leaderLogStart asks the leader for its log start offset (ListOffsets earliest, as this
+// replica). It returns -1 when the leader answers with an error (it may no longer lead).
+func (f *fetcher) leaderLogStart(c *wire.Client, key tp, leaderEpoch int32) (int64, error) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.SetVersion(4)
+	req.ReplicaID = f.b.cfg.ID
+	t := kmsg.NewListOffsetsRequestTopic()
+	t.Topic = key.topic
+	p := kmsg.NewListOffsetsRequestTopicPartition()
+	p.Partition = key.partition
+	p.CurrentLeaderEpoch = leaderEpoch
+	p.Timestamp = -2 // earliest
+	t.Partitions = append(t.Partitions, p)
+	req.Topics = append(req.Topics, t)
+	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+	defer cancel()
+	kresp, err := c.Request(ctx, req)
+	if err != nil {
+		return -1, err
+	}
+	resp := kresp.(*kmsg.ListOffsetsResponse)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return -1, fmt.Errorf("ListOffsets: malformed answer from leader %d", f.leader)
+	}
+	if rp := resp.Topics[0].Partitions[0]; rp.ErrorCode == 0 {
+		return rp.Offset, nil
+	}
+	return -1, nil
 }
 
 func (f *fetcher) markTruncate(key tp) {

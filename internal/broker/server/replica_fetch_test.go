@@ -114,3 +114,45 @@ func TestFollowerFetchPastTheLeaderEndDoesNotAdvanceTheHighWatermark(t *testing.
 		t.Fatalf("high watermark moved from %d to %d on a failed follower fetch; the follower holds none of it", before.HW, after.HW)
 	}
 }
+
+func TestFollowerBelowTheLeaderLogStartRestartsAtItAndRejoinsTheISR(t *testing.T) {
+	const topic = "retained"
+	c := startCluster(t, 2, false)
+	c.createTopic(topic, 1, 2, map[string]string{"segment.bytes": "16384", "retention.bytes": "32768"})
+	st := c.partition(topic, 0)
+	leader, follower := st.Leader, 1-st.Leader
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(8192)) // batches smaller than a segment, so segments roll
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	produce(t, cl, topic, 20, 0, nil)
+
+	// The follower stops; the leader goes on alone and deletes the segments the follower lacks.
+	c.kill(follower)
+	c.waitFor("the ISR to shrink to the leader", func() bool { return len(c.partition(topic, 0).ISR) == 1 })
+	produce(t, cl, topic, 200, 0, nil)
+	if n, err := c.broker(leader).ApplyRetention(topic, 0); err != nil || n == 0 {
+		t.Fatalf("retention on the leader deleted %d segments: %v", n, err)
+	}
+	lst, _ := c.broker(leader).PartitionState(topic, 0)
+
+	c.start(follower)
+	fst, _ := c.broker(follower).PartitionState(topic, 0)
+	if fst.LEO >= lst.LogStart {
+		t.Fatalf("follower log end %d is not below the leader's log start %d", fst.LEO, lst.LogStart)
+	}
+	c.waitFor("the follower back in the ISR", func() bool { return len(c.partition(topic, 0).ISR) == 2 })
+	produce(t, cl, topic, 20, 0, nil)
+	c.waitFor("the follower caught up", func() bool {
+		a, _ := c.broker(leader).PartitionState(topic, 0)
+		b, _ := c.broker(follower).PartitionState(topic, 0)
+		return a.LEO == b.LEO
+	})
+	got, _ := c.broker(follower).PartitionState(topic, 0)
+	if got.LogStart != lst.LogStart {
+		t.Fatalf("follower restarted its log at %d, want the leader's log start %d", got.LogStart, lst.LogStart)
+	}
+	t.Logf("follower: log end %d below the leader's start %d; restarted at %d, now [%d, %d)", fst.LEO, lst.LogStart, got.LogStart, got.LogStart, got.LEO)
+}
