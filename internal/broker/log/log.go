@@ -131,6 +131,17 @@ func (l *Log) EpochEndOffset(epoch int32) (foundEpoch int32, endOffset int64) {
 	return epochEndOffset(l.epochs, epoch, l.end)
 }
 
+// FirstEpoch returns the oldest leader epoch in the log and the offset it
+// starts at, or (-1, -1) when the log holds no batch stamped with an epoch.
+func (l *Log) FirstEpoch() (epoch int32, startOffset int64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if len(l.epochs) == 0 {
+		return -1, -1
+	}
+	return l.epochs[0].Epoch, l.epochs[0].StartOffset
+}
+
 // Sync flushes the active segment (and the directory) to stable storage.
 // Closed segments were flushed when they were rolled.
 func (l *Log) Sync() error {

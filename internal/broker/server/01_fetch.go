@@ -111,7 +111,8 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 }
 
 // readParts fills each partition's response from its replica, within the request's byte limits.
-// It reports the bytes read and whether any partition failed (which ends a long poll at once).
+// It reports the bytes read and whether any partition failed or diverged (which ends a long poll
+// at once).
 func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRequest) (total int, failed bool) {
 	budget := int(req.MaxBytes)
 	if req.Version < 3 || budget <= 0 {
@@ -132,6 +133,7 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 		preq := partition.FetchRequest{
 			Offset: p.req.FetchOffset, MaxBytes: max(maxBytes, 1),
 			ReplicaID: replicaID, CurrentLeaderEpoch: epoch,
+			HasLastFetchedEpoch: req.Version >= 12 && p.req.LastFetchedEpoch >= 0, LastFetchedEpoch: p.req.LastFetchedEpoch,
 		}
 		var res partition.ReadResult
 		var err error
@@ -143,8 +145,12 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 		p.resp.ErrorCode = errorCode(err)
 		p.resp.HighWatermark, p.resp.LastStableOffset, p.resp.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
 		p.resp.RecordBatches = res.Records
-		if err != nil {
-			failed = true
+		p.resp.DivergingEpoch = kmsg.NewFetchResponseTopicPartitionDivergingEpoch()
+		if d := res.DivergingEpoch; d != nil {
+			p.resp.DivergingEpoch.Epoch, p.resp.DivergingEpoch.EndOffset = d.Epoch, d.EndOffset
+		}
+		if err != nil || res.DivergingEpoch != nil {
+			failed = true // the fetcher must act before it fetches again: answer now, as Kafka's DelayedFetch
 			continue
 		}
 		total += len(res.Records)

@@ -59,6 +59,7 @@ func replicaFetch(t *testing.T, addr string, id int32, topic string, p kmsg.Fetc
 	req := kmsg.NewPtrFetchRequest()
 	req.SetVersion(12)
 	req.ReplicaID = id
+	req.MaxWaitMillis = 100
 	req.MaxBytes = 1 << 20
 	req.MinBytes = 1
 	rt := kmsg.NewFetchRequestTopic()
@@ -155,4 +156,19 @@ func TestFollowerBelowTheLeaderLogStartRestartsAtItAndRejoinsTheISR(t *testing.T
 		t.Fatalf("follower restarted its log at %d, want the leader's log start %d", got.LogStart, lst.LogStart)
 	}
 	t.Logf("follower: log end %d below the leader's start %d; restarted at %d, now [%d, %d)", fst.LEO, lst.LogStart, got.LogStart, got.LogStart, got.LEO)
+}
+
+func TestFollowerFetchWhoseLastFetchedEpochDivergesIsAnsweredWithTheEpochEnd(t *testing.T) {
+	const topic = "diverging"
+	c, leader, follower, _ := laggingPartition(t, topic, 20)
+	before, _ := c.broker(leader).PartitionState(topic, 0)
+	// The follower, say a deposed leader, holds 3 records of an epoch the leader never had.
+	rp := replicaFetch(t, c.addrs[leader], follower, topic, fetchPartition(before.LEO+3, before.LeaderEpoch, before.LeaderEpoch+1))
+	if rp.ErrorCode != 0 || rp.DivergingEpoch.Epoch != before.LeaderEpoch || rp.DivergingEpoch.EndOffset != before.LEO || len(rp.RecordBatches) != 0 {
+		t.Fatalf("diverging follower fetch: error %v, diverging epoch %+v, %d bytes; want no error, {%d %d} and no records",
+			kerr.ErrorForCode(rp.ErrorCode), rp.DivergingEpoch, len(rp.RecordBatches), before.LeaderEpoch, before.LEO)
+	}
+	if after, _ := c.broker(leader).PartitionState(topic, 0); after.HW != before.HW {
+		t.Fatalf("high watermark moved from %d to %d on a diverging fetch", before.HW, after.HW)
+	}
 }
