@@ -46,7 +46,9 @@ type FetchRequest struct {
 // Read serves a fetch. A consumer (ReplicaID < 0) reads only below the high watermark, from the
 // leader. A follower (one of the partition's other replicas) reads up to the log end, and its
 // fetch, once read, reports its log end offset: the leader updates its view, may add it back
-// to the ISR, and advances the high watermark. A failed read changes nothing, as in Kafka.
+// to the ISR, and advances the high watermark. A failed read changes nothing, as in Kafka, nor
+// does a fetch whose last fetched epoch diverges from the leader's history: it gets
+// ReadResult.DivergingEpoch and no records.
 func (r *Replica) Read(req FetchRequest) (ReadResult, error) {
 	res, limit, epoch, err := r.beginRead(req)
 	if err != nil || res.DivergingEpoch != nil {

@@ -338,6 +338,13 @@ func (f *fetcher) outOfRange(c *wire.Client, key tp, r *partition.Replica, leade
 	return nil
 }
 
+// ask sends the leader a request other than Fetch, waiting at most 5 seconds for the answer.
+func (f *fetcher) ask(c *wire.Client, req kmsg.Request) (kmsg.Response, error) {
+	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+	defer cancel()
+	return c.Request(ctx, req)
+}
+
 // leaderLogStart asks the leader for its log start offset (ListOffsets earliest, as this
 // replica). It returns -1 when the leader answers with an error (it may no longer lead).
 func (f *fetcher) leaderLogStart(c *wire.Client, key tp, leaderEpoch int32) (int64, error) {
@@ -352,9 +359,7 @@ func (f *fetcher) leaderLogStart(c *wire.Client, key tp, leaderEpoch int32) (int
 	p.Timestamp = -2 // earliest
 	t.Partitions = append(t.Partitions, p)
 	req.Topics = append(req.Topics, t)
-	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
-	defer cancel()
-	kresp, err := c.Request(ctx, req)
+	kresp, err := f.ask(c, req)
 	if err != nil {
 		return -1, err
 	}
@@ -424,9 +429,7 @@ func (f *fetcher) truncate(c *wire.Client, key tp) (bool, error) {
 	p.LeaderEpoch = latest
 	t.Partitions = append(t.Partitions, p)
 	req.Topics = append(req.Topics, t)
-	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
-	defer cancel()
-	kresp, err := c.Request(ctx, req)
+	kresp, err := f.ask(c, req)
 	if err != nil {
 		return false, err
 	}
