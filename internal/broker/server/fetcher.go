@@ -291,7 +291,7 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]uint64) error {
 				if d := p.DivergingEpoch; d.EndOffset >= 0 {
 					// The leader found that our log diverges from its own (KIP-320): truncate now,
 					// without another OffsetForLeaderEpoch round trip.
-					if _, err := truncateAgainst(r, d.Epoch, d.EndOffset, epochs[key]); errors.Is(err, kerr.FencedLeaderEpoch) {
+					if _, err := truncateAgainst(r, d.Epoch, d.EndOffset, epochs[key]); roleMoved(err) {
 						backoff = true
 					} else if err != nil {
 						return err
@@ -443,10 +443,16 @@ func (f *fetcher) truncate(c *wire.Client, key tp) (bool, error) {
 		return false, nil
 	}
 	done, err := truncateAgainst(r, rp.LeaderEpoch, rp.EndOffset, epoch)
-	if errors.Is(err, kerr.FencedLeaderEpoch) {
-		return false, nil // leadership moved: the new leader's fetcher truncates again
+	if roleMoved(err) {
+		return false, nil // leadership moved: the next leader's fetcher truncates again
 	}
 	return done, err
+}
+
+// roleMoved reports whether err says the replica no longer follows in the epoch a leader's
+// answer came in: the answer is dropped, not an error of the connection.
+func roleMoved(err error) bool {
+	return errors.Is(err, kerr.FencedLeaderEpoch) || errors.Is(err, kerr.NotLeaderForPartition)
 }
 
 // truncateAgainst cuts r's log where it stops agreeing with the leader's, given where the
