@@ -65,7 +65,16 @@
 // Changes on disk are ordered so that every crash leaves one of these
 // recoverable states: Truncate deletes segments newest first, retention
 // oldest first, and index and checkpoint files are replaced by renaming a
-// fsynced temporary file.
+// fsynced temporary file. TruncateFullyAndStartAt(n) first truncates at n
+// if the log holds n, then creates the empty segment n (and syncs the
+// directory), then deletes the old segments oldest first. A crash in
+// between leaves either old segments followed by segment n, which step 2
+// reads as a log ending where the old segments end (segment n does not
+// continue them and is deleted; or, when the old log ends exactly at n, it
+// is an empty last segment), or segment n followed by old segments, when n
+// is below them, which step 2 reads as the empty log at n. Either way the
+// log opens as a range of the old log or as the new empty log at n, never
+// as a log restarting anywhere else.
 //
 // # Durability
 //

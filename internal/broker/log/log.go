@@ -39,6 +39,9 @@ type Log struct {
 	// unflushed counts the messages appended since the last fsync (for
 	// Config.FlushMessages).
 	unflushed int64
+	// afterDiskStep, when set (by tests), is called after each change on
+	// disk of a multi-step operation, where a crash could stop it.
+	afterDiskStep func()
 
 	// mu guards the published state below. It is write-locked only by the
 	// holder of appendMu, and only to publish; the appendMu holder may read
@@ -156,6 +159,17 @@ func (l *Log) EpochEndOffset(epoch int32) (foundEpoch int32, endOffset int64) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return epochEndOffset(l.epochs, epoch, l.end)
+}
+
+// FirstEpoch returns the oldest leader epoch in the log and the offset it
+// starts at, or (-1, -1) when the log holds no batch stamped with an epoch.
+func (l *Log) FirstEpoch() (epoch int32, startOffset int64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if len(l.epochs) == 0 {
+		return -1, -1
+	}
+	return l.epochs[0].Epoch, l.epochs[0].StartOffset
 }
 
 // Sync flushes the active segment (and the directory) to stable storage.
@@ -287,5 +301,14 @@ func locate(seg *segment, st segState, hr *headerReader, offset int64) (pos int6
 func (l *Log) removeSegmentFiles(s *segment) {
 	if err := errors.Join(l.disk.remove(s.path), l.disk.removeIndexFiles(s.path)); err != nil {
 		l.logger.Warn("log: cannot remove segment files", "segment", filepath.Base(s.path), "err", err)
+	}
+	l.diskStep()
+}
+
+// diskStep marks a point where a crash may stop a multi-step change (see
+// afterDiskStep).
+func (l *Log) diskStep() {
+	if l.afterDiskStep != nil {
+		l.afterDiskStep()
 	}
 }

@@ -25,6 +25,11 @@ func (l *Log) Truncate(to int64) error {
 	if err := l.writable(); err != nil {
 		return err
 	}
+	return l.truncateLocked(to)
+}
+
+// truncateLocked is Truncate; the caller holds appendMu.
+func (l *Log) truncateLocked(to int64) error {
 	if to >= l.end {
 		return nil
 	}
@@ -152,6 +157,11 @@ func (d *Disk) copySegmentPrefix(seg *segment, n int64) (*segment, error) {
 // TruncateFullyAndStartAt empties the log and makes offset both its start
 // and end offset, as a follower does when the leader's log starts past the
 // follower's end. The leader-epoch cache is cleared.
+//
+// A crash leaves either the new empty log or a range of the old one (see
+// the package documentation): when the log holds offset it is first
+// truncated there, then an empty segment is created at offset and the old
+// segments are deleted, oldest first.
 func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 	if offset < 0 {
 		return fmt.Errorf("%w: negative start offset %d", ErrOffsetOutOfRange, offset)
@@ -161,21 +171,36 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 	if err := l.writable(); err != nil {
 		return err
 	}
-	old := l.segs
-	for j := len(old) - 1; j >= 0; j-- {
-		l.removeSegmentFiles(old[j])
+	if offset >= l.start && offset < l.end {
+		// Now the log ends at or below offset, and no segment but an empty
+		// last one can start there.
+		if err := l.truncateLocked(offset); err != nil {
+			return err
+		}
 	}
-	seg, err := l.disk.createSegment(l.dir, offset)
-	if err != nil {
-		l.fail(err)
-		return err
+	old := l.segs
+	seg := old[len(old)-1]
+	if seg.base == offset { // empty, since the log ends at or below offset
+		old = old[:len(old)-1]
+	} else {
+		var err error
+		if seg, err = l.disk.createSegment(l.dir, offset); err != nil {
+			l.fail(err)
+			return err
+		}
+		if err := l.disk.syncDir(l.dir); err != nil {
+			l.fail(err)
+			return fmt.Errorf("log: truncate fully: %w", err)
+		}
+		l.diskStep()
 	}
 	l.mu.Lock()
 	l.segs = []*segment{seg}
 	l.start, l.end = offset, offset
 	l.epochs = nil
 	l.mu.Unlock()
-	for _, s := range old {
+	for _, s := range old { // oldest first: see the package documentation
+		l.removeSegmentFiles(s)
 		s.unpin()
 	}
 	_ = l.writeEpochsLocked()

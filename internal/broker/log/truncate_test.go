@@ -3,6 +3,8 @@ package log
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -233,4 +235,104 @@ func TestRetentionDisabledKeepsEverything(t *testing.T) {
 	if n, err := l.ApplyRetention(time.Now().Add(1000 * time.Hour)); err != nil || n != 0 {
 		t.Fatalf("deleted %d, err %v", n, err)
 	}
+}
+
+// TestTruncateFullyAndStartAtSurvivesACrashAtEveryStep copies the directory
+// after each change TruncateFullyAndStartAt makes on disk, as a crash there
+// would leave it, and opens each copy: it must hold either the new empty log
+// at the new start offset or a range of the old log, byte for byte. A log
+// that restarts anywhere else (say empty at 0) loses the follower its place.
+func TestTruncateFullyAndStartAtSurvivesACrashAtEveryStep(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		at   int64
+	}{
+		{"past the end", 500},
+		{"below the start", 50},
+		{"at the start", 100},
+		{"inside the log", 107},
+		{"at the end", 120},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openLog(t, dir, Config{SegmentBytes: 300})
+			if err := l.TruncateFullyAndStartAt(100); err != nil {
+				t.Fatal(err)
+			}
+			for i := range int64(20) {
+				if _, err := l.AppendFollower(buildBatch(spec{base: 100 + i, epoch: 3 + int32(i/10), records: 1, valueSize: 80})); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(segmentFiles(t, dir, logSuffix)) < 3 {
+				t.Fatal("want a log of several segments")
+			}
+			old := batchesByOffset(t, l)
+			var crashes []string
+			l.afterDiskStep = func() { crashes = append(crashes, copyDir(t, dir)) }
+			if err := l.TruncateFullyAndStartAt(tc.at); err != nil {
+				t.Fatal(err)
+			}
+			l.afterDiskStep = nil
+			if l.StartOffset() != tc.at || l.EndOffset() != tc.at || l.LatestEpoch() != -1 {
+				t.Fatalf("after TruncateFullyAndStartAt(%d): start %d end %d epoch %d", tc.at, l.StartOffset(), l.EndOffset(), l.LatestEpoch())
+			}
+			crashes = append(crashes, copyDir(t, dir))
+			for i, d := range crashes {
+				c := openLog(t, d, Config{SegmentBytes: 300})
+				start, end := c.StartOffset(), c.EndOffset()
+				if start == tc.at && end == tc.at {
+					continue // the new log
+				}
+				if start < 100 || end > 120 || start > end {
+					t.Fatalf("crash %d of %d: log [%d, %d) is neither the old log's [100, 120) nor empty at %d", i+1, len(crashes), start, end, tc.at)
+				}
+				for off, b := range batchesByOffset(t, c) {
+					if !bytes.Equal(b, old[off]) {
+						t.Fatalf("crash %d: batch at %d differs from the old log's", i+1, off)
+					}
+				}
+			}
+		})
+	}
+}
+
+// batchesByOffset returns every batch of l by base offset.
+func batchesByOffset(t *testing.T, l *Log) map[int64][]byte {
+	t.Helper()
+	out := map[int64][]byte{}
+	b := readAll(t, l)
+	for len(b) > 0 {
+		h, err := ParseBatchHeader(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[h.BaseOffset] = b[:h.Size()]
+		b = b[h.Size():]
+	}
+	return out
+}
+
+// copyDir copies the regular files of dir into a new directory, as a crash
+// would leave them.
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	to := t.TempDir()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return to
 }

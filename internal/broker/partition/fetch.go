@@ -19,6 +19,16 @@ type ReadResult struct {
 	LastStableOffset int64
 	LogStartOffset   int64
 	LogEndOffset     int64
+	// DivergingEpoch, when not nil, says the fetcher's log diverges from the leader's (KIP-320):
+	// nothing was read, and the fetcher must truncate to at most DivergingEpoch.EndOffset.
+	DivergingEpoch *EpochEndOffset
+}
+
+// EpochEndOffset is where a leader epoch ends in the leader's log: the start offset of the
+// next epoch, or the log end for the latest.
+type EpochEndOffset struct {
+	Epoch     int32
+	EndOffset int64
 }
 
 // FetchRequest describes one partition of a Fetch request.
@@ -27,20 +37,30 @@ type FetchRequest struct {
 	MaxBytes           int
 	ReplicaID          int32 // >= 0 for a follower's fetch, -1 for a consumer
 	CurrentLeaderEpoch int32 // -1 when the client does not know it
+	// HasLastFetchedEpoch says LastFetchedEpoch is set: the epoch of the last batch the fetcher
+	// holds (Fetch v12+), which the leader checks against its own epoch history.
+	HasLastFetchedEpoch bool
+	LastFetchedEpoch    int32
 }
 
 // Read serves a fetch. A consumer (ReplicaID < 0) reads only below the high watermark, from the
-// leader. A follower's fetch also reports its log end offset: the leader updates its view, may
-// add it back to the ISR, and advances the high watermark.
+// leader. A follower (one of the partition's other replicas) reads up to the log end, and its
+// fetch, once read, reports its log end offset: the leader updates its view, may add it back
+// to the ISR, and advances the high watermark. A failed read changes nothing, as in Kafka, nor
+// does a fetch whose last fetched epoch diverges from the leader's history: it gets
+// ReadResult.DivergingEpoch and no records.
 func (r *Replica) Read(req FetchRequest) (ReadResult, error) {
-	res, limit, err := r.beginRead(req)
-	if err != nil {
+	res, limit, epoch, err := r.beginRead(req)
+	if err != nil || res.DivergingEpoch != nil {
 		return res, err
 	}
 	// The log is read outside the lock: it is safe for concurrent use, and reads copy.
 	recs, err := r.log.Read(req.Offset, req.MaxBytes, limit)
 	if err != nil {
 		return res, r.readError(req, res, err)
+	}
+	if err := r.endRead(req, res, epoch); err != nil {
+		return res, err
 	}
 	res.Records = recs
 	return res, nil
@@ -51,37 +71,98 @@ func (r *Replica) Read(req FetchRequest) (ReadResult, error) {
 // return (see log.ReadSlices). The caller must release the slices (log.ReleaseSlices) once it
 // has sent them; until then they keep their bytes even if the log is truncated or deleted.
 func (r *Replica) ReadSlices(req FetchRequest) (ReadResult, []log.FileSlice, error) {
-	res, limit, err := r.beginRead(req)
-	if err != nil {
+	res, limit, epoch, err := r.beginRead(req)
+	if err != nil || res.DivergingEpoch != nil {
 		return res, nil, err
 	}
 	ss, err := r.log.ReadSlices(req.Offset, req.MaxBytes, limit)
 	if err != nil {
 		return res, nil, r.readError(req, res, err)
 	}
+	if err := r.endRead(req, res, epoch); err != nil {
+		log.ReleaseSlices(ss)
+		return res, nil, err
+	}
 	return res, ss, nil
 }
 
-// beginRead does what every fetch does under the lock before reading the log: check leadership
-// and epoch, record a follower's position, and take the high watermark, log start and end. It
-// returns the result without records and the offset the read must stay below (the high
-// watermark for a consumer, the log end for a follower).
-func (r *Replica) beginRead(req FetchRequest) (ReadResult, int64, error) {
+// beginRead does what every fetch does under the lock before reading the log: check leadership,
+// epoch and, for a follower, that it is one of the replicas; take the high watermark, log start
+// and end; and check the last fetched epoch. It returns the result without records (with
+// DivergingEpoch set when the fetcher's log diverges: then nothing is to be read), the offset the
+// read must stay below (the high watermark for a consumer, the log end for a follower) and the
+// leader epoch.
+func (r *Replica) beginRead(req FetchRequest) (ReadResult, int64, int32, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.checkLeaderLocked(req.CurrentLeaderEpoch); err != nil {
-		return ReadResult{}, 0, err
+		return ReadResult{}, 0, 0, err
+	}
+	if req.ReplicaID >= 0 && (req.ReplicaID == r.cfg.BrokerID || !slices.Contains(r.replicas, req.ReplicaID)) {
+		// As Kafka's Partition.followerReplicaOrThrow: a fetch that names its epoch gets
+		// UNKNOWN_LEADER_EPOCH (the replica set may not have reached this leader yet), one that
+		// does not, NOT_LEADER_OR_FOLLOWER.
+		code := kerr.NotLeaderForPartition
+		if req.CurrentLeaderEpoch >= 0 {
+			code = kerr.UnknownLeaderEpoch
+		}
+		return ReadResult{}, 0, 0, fmt.Errorf("%s-%d: broker %d is not a follower of replicas %v in leader epoch %d: %w",
+			r.cfg.Topic, r.cfg.Partition, req.ReplicaID, r.replicas, r.leaderEpoch, code)
 	}
 	leo := r.log.EndOffset()
-	if req.ReplicaID >= 0 {
-		r.updateFollowerLocked(req.ReplicaID, req.Offset, leo)
-	}
 	res := ReadResult{HighWatermark: r.hw, LastStableOffset: r.hw, LogStartOffset: r.log.StartOffset(), LogEndOffset: leo}
+	if req.HasLastFetchedEpoch {
+		div, err := r.divergence(req, res)
+		if err != nil {
+			return ReadResult{}, 0, 0, err
+		}
+		res.DivergingEpoch = div
+	}
 	limit := r.hw
 	if req.ReplicaID >= 0 {
 		limit = leo
 	}
-	return res, limit, nil
+	return res, limit, r.leaderEpoch, nil
+}
+
+// divergence checks the fetcher's last fetched epoch against this leader's epoch history, as
+// Kafka's Partition.readRecords does (KIP-320): it returns where the fetcher must truncate to
+// when its log diverges (the epoch is unknown here, or ends here below the fetch offset), and
+// OFFSET_OUT_OF_RANGE when the leader's log holds no epoch at all or the offset is below the log
+// start.
+func (r *Replica) divergence(req FetchRequest, res ReadResult) (*EpochEndOffset, error) {
+	epoch, end := r.log.EpochEndOffset(req.LastFetchedEpoch)
+	if first, start := r.log.FirstEpoch(); epoch < 0 && first >= 0 {
+		// Older than every epoch here: as in Kafka's LeaderEpochFileCache, it ends where the
+		// first known epoch starts.
+		epoch, end = req.LastFetchedEpoch, start
+	}
+	if epoch < 0 || end < 0 {
+		return nil, fmt.Errorf("%s-%d: no leader epoch at or below the last fetched epoch %d: %w", r.cfg.Topic, r.cfg.Partition, req.LastFetchedEpoch, kerr.OffsetOutOfRange)
+	}
+	if req.Offset < res.LogStartOffset {
+		return nil, fmt.Errorf("%s-%d: offset %d below the log start %d: %w", r.cfg.Topic, r.cfg.Partition, req.Offset, res.LogStartOffset, kerr.OffsetOutOfRange)
+	}
+	if epoch < req.LastFetchedEpoch || end < req.Offset {
+		return &EpochEndOffset{Epoch: epoch, EndOffset: end}, nil
+	}
+	return nil, nil
+}
+
+// endRead records a follower's successful fetch at req.Offset, its log end offset, against the
+// leader's log end res.LogEndOffset as of the read. It fails the fetch if leadership moved since
+// beginRead, in leader epoch epoch: what was read is then no position to record.
+func (r *Replica) endRead(req FetchRequest, res ReadResult, epoch int32) error {
+	if req.ReplicaID < 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leader != r.cfg.BrokerID || r.leaderEpoch != epoch || r.closed {
+		return fmt.Errorf("%s-%d: leadership moved during the fetch (leader %d, epoch %d): %w", r.cfg.Topic, r.cfg.Partition, r.leader, r.leaderEpoch, kerr.NotLeaderForPartition)
+	}
+	r.updateFollowerLocked(req.ReplicaID, req.Offset, res.LogEndOffset)
+	return nil
 }
 
 // readError maps a log read failure to the error a fetch returns.
@@ -297,12 +378,21 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 }
 
 // TruncateTo cuts the log at offset (a follower diverging from a new leader), keeps the high
-// watermark at or below the new end, and trims producer state.
-func (r *Replica) TruncateTo(offset int64) error {
+// watermark at or below the new end, and trims producer state. An offset below the log start
+// empties the log and restarts it there (TruncateFullyAndStartAt), as Kafka's truncateTo does.
+// leaderEpoch is the epoch the leader's answer came in; if the replica has moved on since, it
+// fails FENCED_LEADER_EPOCH and changes nothing.
+func (r *Replica) TruncateTo(offset int64, leaderEpoch int32) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.checkFollowerLocked(leaderEpoch); err != nil {
+		return err
+	}
 	if offset >= r.log.EndOffset() {
 		return nil
+	}
+	if offset < r.log.StartOffset() {
+		return r.truncateFullyLocked(offset)
 	}
 	r.lg.Warn("truncating log to the leader's epoch end", "from", r.log.EndOffset(), "to", offset)
 	if err := r.log.Truncate(offset); err != nil {
@@ -310,6 +400,43 @@ func (r *Replica) TruncateTo(offset int64) error {
 	}
 	r.producers.truncate(offset)
 	r.hw = min(r.hw, r.log.EndOffset())
+	return nil
+}
+
+// TruncateFullyAndStartAt empties the log of a follower and restarts it at offset: what a
+// follower does when its log ends below the leader's log start, so that it can fetch again (as
+// Kafka's fetcher, on OFFSET_OUT_OF_RANGE). Producer state and the leader-epoch cache go with
+// the log, and the high watermark becomes offset. leaderEpoch is as for TruncateTo.
+func (r *Replica) TruncateFullyAndStartAt(offset int64, leaderEpoch int32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.checkFollowerLocked(leaderEpoch); err != nil {
+		return err
+	}
+	return r.truncateFullyLocked(offset)
+}
+
+// checkFollowerLocked fails a change a follower makes to its log on the leader's word, unless
+// the replica still follows in leaderEpoch: a leader's log, or one following a newer leader,
+// must not be cut on an older leader's answer.
+func (r *Replica) checkFollowerLocked(leaderEpoch int32) error {
+	if r.leader == r.cfg.BrokerID || r.closed {
+		return fmt.Errorf("%s-%d: not a follower: %w", r.cfg.Topic, r.cfg.Partition, kerr.NotLeaderForPartition)
+	}
+	if leaderEpoch != r.leaderEpoch {
+		return fmt.Errorf("%s-%d: leader answered in epoch %d, now %d: %w", r.cfg.Topic, r.cfg.Partition, leaderEpoch, r.leaderEpoch, kerr.FencedLeaderEpoch)
+	}
+	return nil
+}
+
+func (r *Replica) truncateFullyLocked(offset int64) error {
+	r.lg.Warn("restarting the log empty at the leader's log start", "start", r.log.StartOffset(), "end", r.log.EndOffset(), "new_start", offset)
+	if err := r.log.TruncateFullyAndStartAt(offset); err != nil {
+		return fmt.Errorf("%s-%d: restart log at %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
+	}
+	clear(r.producers)
+	r.hw = offset
+	r.notifyLocked()
 	return nil
 }
 

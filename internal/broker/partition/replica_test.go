@@ -457,7 +457,7 @@ func TestFollowerTakesOnlyDataFetchedInItsLeaderEpoch(t *testing.T) {
 	// Truncated against a new leader, then made leader itself: the
 	// truncated batch's producer state is gone, so its retry is written
 	// (once) instead of being answered from a batch that no longer exists.
-	if err := r.TruncateTo(0); err != nil {
+	if err := r.TruncateTo(0, 3); err != nil {
 		t.Fatal(err)
 	}
 	r.Apply(meta.Partition{Replicas: []int32{1, 2}, ISR: []int32{1}, Leader: 1, LeaderEpoch: 4, Epoch: 2})

@@ -141,7 +141,8 @@ func fetchByteLimits(req *kmsg.FetchRequest) (maxBytes, minBytes int) {
 }
 
 // readParts fills each partition's response from its replica, within the request's byte limits.
-// It reports the bytes read and whether any partition failed (which ends a long poll at once).
+// It reports the bytes read and whether any partition failed or diverged (which ends a long poll
+// at once).
 func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRequest) (total int, failed bool) {
 	budget, _ := fetchByteLimits(req)
 	releaseParts(parts) // a long poll reads again
@@ -159,6 +160,7 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 		preq := partition.FetchRequest{
 			Offset: p.req.FetchOffset, MaxBytes: max(maxBytes, 1),
 			ReplicaID: replicaID, CurrentLeaderEpoch: epoch,
+			HasLastFetchedEpoch: req.Version >= 12 && p.req.LastFetchedEpoch >= 0, LastFetchedEpoch: p.req.LastFetchedEpoch,
 		}
 		b.partitionHook(1, p.name, p.req.Partition)
 		var res partition.ReadResult
@@ -171,8 +173,12 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 		p.resp.ErrorCode = errorCode(err)
 		p.resp.HighWatermark, p.resp.LastStableOffset, p.resp.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
 		p.resp.RecordBatches = res.Records
-		if err != nil {
-			failed = true
+		p.resp.DivergingEpoch = kmsg.NewFetchResponseTopicPartitionDivergingEpoch()
+		if d := res.DivergingEpoch; d != nil {
+			p.resp.DivergingEpoch.Epoch, p.resp.DivergingEpoch.EndOffset = d.Epoch, d.EndOffset
+		}
+		if err != nil || res.DivergingEpoch != nil {
+			failed = true // the fetcher must act before it fetches again: answer now, as Kafka's DelayedFetch
 			continue
 		}
 		total += len(res.Records)

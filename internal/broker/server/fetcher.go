@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
@@ -96,21 +98,23 @@ type fetcher struct {
 	wakeCh chan struct{}
 
 	mu       sync.Mutex
-	parts    map[tp]bool // value: needs truncation
+	parts    map[tp]uint64 // value: the generation of a pending truncation request, 0 if none
+	gen      uint64        // the last generation handed out
 	client   *wire.Client
 	failures int
 }
 
 func newFetcher(b *Broker, leader int32) *fetcher {
 	ctx, cancel := context.WithCancel(b.ctx)
-	f := &fetcher{b: b, leader: leader, ctx: ctx, cancel: cancel, done: make(chan struct{}), wakeCh: make(chan struct{}, 1), parts: map[tp]bool{}}
+	f := &fetcher{b: b, leader: leader, ctx: ctx, cancel: cancel, done: make(chan struct{}), wakeCh: make(chan struct{}, 1), parts: map[tp]uint64{}}
 	go f.run()
 	return f
 }
 
 func (f *fetcher) add(key tp) {
 	f.mu.Lock()
-	f.parts[key] = true
+	f.gen++
+	f.parts[key] = f.gen
 	f.mu.Unlock()
 	f.poke()
 }
@@ -162,12 +166,7 @@ func (f *fetcher) run() {
 			f.sleep(100 * time.Millisecond)
 			continue
 		}
-		f.mu.Lock()
-		parts := make(map[tp]bool, len(f.parts))
-		for k, v := range f.parts {
-			parts[k] = v
-		}
-		f.mu.Unlock()
+		parts := f.snapshot()
 		if len(parts) == 0 {
 			f.sleep(time.Second)
 			continue
@@ -213,10 +212,10 @@ func (f *fetcher) conn() (*wire.Client, error) {
 }
 
 // round truncates the partitions that need it, then fetches once for the rest.
-func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
+func (f *fetcher) round(c *wire.Client, parts map[tp]uint64) error {
 	self := f.b.cfg.ID
-	for key, needs := range parts {
-		if !needs {
+	for key, gen := range parts {
+		if gen == 0 {
 			continue
 		}
 		ok, err := f.truncate(c, key)
@@ -224,12 +223,8 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 			return err
 		}
 		if ok {
-			f.mu.Lock()
-			if _, still := f.parts[key]; still {
-				f.parts[key] = false
-			}
-			f.mu.Unlock()
-			parts[key] = false
+			f.truncated(key, gen)
+			parts[key] = 0
 		}
 	}
 
@@ -241,9 +236,9 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 	req.MaxBytes = 16 << 20
 	byTopic := map[string]int{}
 	epochs := map[tp]int32{}
-	for key, needs := range parts {
+	for key, gen := range parts {
 		r := f.b.replica(key.topic, key.partition)
-		if needs || r == nil {
+		if gen != 0 || r == nil {
 			continue
 		}
 		i, ok := byTopic[key.topic]
@@ -293,6 +288,16 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 			}
 			switch p.ErrorCode {
 			case 0:
+				if d := p.DivergingEpoch; d.EndOffset >= 0 {
+					// The leader found that our log diverges from its own (KIP-320): truncate now,
+					// without another OffsetForLeaderEpoch round trip.
+					if _, err := truncateAgainst(r, d.Epoch, d.EndOffset, epochs[key]); roleMoved(err) {
+						backoff = true
+					} else if err != nil {
+						return err
+					}
+					continue
+				}
 				if err := r.AppendReplicated(p.RecordBatches, p.HighWatermark, epochs[key]); errors.Is(err, kerr.FencedLeaderEpoch) {
 					backoff = true // leadership moved while the fetch was in flight
 				} else if err != nil {
@@ -300,7 +305,9 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 					f.markTruncate(key)
 				}
 			case kerr.OffsetOutOfRange.Code:
-				f.markTruncate(key)
+				if err := f.outOfRange(c, key, r, epochs[key]); err != nil {
+					return err
+				}
 			default:
 				backoff = true // not leader (yet), stale epoch: wait for the new metadata
 			}
@@ -312,10 +319,90 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]bool) error {
 	return nil
 }
 
+// outOfRange handles OFFSET_OUT_OF_RANGE as Kafka's fetcher does: a log that ends below the
+// leader's log start can never catch up by fetching, so it restarts empty at the leader's log
+// start; any other log (one that ends past the leader's end, say) is truncated against the
+// leader's epochs before the next fetch.
+func (f *fetcher) outOfRange(c *wire.Client, key tp, r *partition.Replica, leaderEpoch int32) error {
+	start, err := f.leaderLogStart(c, key, leaderEpoch)
+	if err != nil {
+		return err
+	}
+	if end := r.Log().EndOffset(); start > end {
+		if err := r.TruncateFullyAndStartAt(start, leaderEpoch); err != nil {
+			f.b.lg.Warn("restarting a follower log at the leader's log start", "topic", key.topic, "partition", key.partition, "err", err)
+		}
+		return nil
+	}
+	f.markTruncate(key)
+	return nil
+}
+
+// ask sends the leader a request other than Fetch, waiting at most 5 seconds for the answer.
+func (f *fetcher) ask(c *wire.Client, req kmsg.Request) (kmsg.Response, error) {
+	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+	defer cancel()
+	return c.Request(ctx, req)
+}
+
+// leaderLogStart asks the leader for its log start offset (ListOffsets earliest, as this
+// replica). It returns -1 when the leader answers with an error (it may no longer lead).
+func (f *fetcher) leaderLogStart(c *wire.Client, key tp, leaderEpoch int32) (int64, error) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.SetVersion(4)
+	req.ReplicaID = f.b.cfg.ID
+	t := kmsg.NewListOffsetsRequestTopic()
+	t.Topic = key.topic
+	p := kmsg.NewListOffsetsRequestTopicPartition()
+	p.Partition = key.partition
+	p.CurrentLeaderEpoch = leaderEpoch
+	p.Timestamp = -2 // earliest
+	t.Partitions = append(t.Partitions, p)
+	req.Topics = append(req.Topics, t)
+	kresp, err := f.ask(c, req)
+	if err != nil {
+		return -1, err
+	}
+	resp := kresp.(*kmsg.ListOffsetsResponse)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return -1, fmt.Errorf("ListOffsets: malformed answer from leader %d", f.leader)
+	}
+	if rp := resp.Topics[0].Partitions[0]; rp.ErrorCode == 0 {
+		return rp.Offset, nil
+	}
+	return -1, nil
+}
+
+// snapshot copies the partitions to fetch, each with the generation of its pending truncation
+// request (0 if none).
+func (f *fetcher) snapshot() map[tp]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.parts)
+}
+
+// truncated records that the truncation request gen (from a snapshot) is done. A request made
+// since, by markTruncate or a new add, has a newer generation and stays pending.
+func (f *fetcher) truncated(key tp, gen uint64) {
+	f.mu.Lock()
+	if g, ok := f.parts[key]; ok && g == gen {
+		f.parts[key] = 0
+	}
+	f.mu.Unlock()
+}
+
+// needsTruncation reports whether key must be truncated before it is fetched.
+func (f *fetcher) needsTruncation(key tp) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.parts[key] != 0
+}
+
 func (f *fetcher) markTruncate(key tp) {
 	f.mu.Lock()
 	if _, ok := f.parts[key]; ok {
-		f.parts[key] = true
+		f.gen++
+		f.parts[key] = f.gen
 	}
 	f.mu.Unlock()
 }
@@ -327,7 +414,7 @@ func (f *fetcher) truncate(c *wire.Client, key tp) (bool, error) {
 	if r == nil {
 		return false, nil
 	}
-	latest := r.Log().LatestEpoch()
+	latest, epoch := r.Log().LatestEpoch(), r.LeaderEpoch()
 	if latest < 0 {
 		return true, nil // empty log: nothing can diverge
 	}
@@ -338,13 +425,11 @@ func (f *fetcher) truncate(c *wire.Client, key tp) (bool, error) {
 	t.Topic = key.topic
 	p := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
 	p.Partition = key.partition
-	p.CurrentLeaderEpoch = r.LeaderEpoch()
+	p.CurrentLeaderEpoch = epoch
 	p.LeaderEpoch = latest
 	t.Partitions = append(t.Partitions, p)
 	req.Topics = append(req.Topics, t)
-	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
-	defer cancel()
-	kresp, err := c.Request(ctx, req)
+	kresp, err := f.ask(c, req)
 	if err != nil {
 		return false, err
 	}
@@ -357,16 +442,38 @@ func (f *fetcher) truncate(c *wire.Client, key tp) (bool, error) {
 		f.sleep(50 * time.Millisecond)
 		return false, nil
 	}
-	target := rp.EndOffset
-	if rp.LeaderEpoch < 0 || rp.EndOffset < 0 {
-		target = 0 // the leader has nothing of any epoch we know
-	} else if rp.LeaderEpoch < latest {
-		if _, end := r.LocalEpochEnd(rp.LeaderEpoch); end >= 0 {
-			target = min(target, end)
-		}
+	done, err := truncateAgainst(r, rp.LeaderEpoch, rp.EndOffset, epoch)
+	if roleMoved(err) {
+		return false, nil // leadership moved: the next leader's fetcher truncates again
 	}
-	if err := r.TruncateTo(target); err != nil {
+	return done, err
+}
+
+// roleMoved reports whether err says the replica no longer follows in the epoch a leader's
+// answer came in: the answer is dropped, not an error of the connection.
+func roleMoved(err error) bool {
+	return errors.Is(err, kerr.FencedLeaderEpoch) || errors.Is(err, kerr.NotLeaderForPartition)
+}
+
+// truncateAgainst cuts r's log where it stops agreeing with the leader's, given where the
+// leader's log ends the epoch leaderEpoch (an OffsetForLeaderEpoch answer, or a fetch's
+// DivergingEpoch), as Kafka's fetcher does (AbstractFetcherThread.getOffsetTruncationState):
+// at the smaller of the leader's end and our own end of that epoch. When this log does not
+// have leaderEpoch, it is cut at the end of its own largest older epoch and done is false: the
+// leader must be asked again about that epoch. fetchEpoch is the leader epoch the answer came
+// in; a truncation under another one fails FENCED_LEADER_EPOCH.
+func truncateAgainst(r *partition.Replica, leaderEpoch int32, leaderEnd int64, fetchEpoch int32) (done bool, err error) {
+	target, done := leaderEnd, true
+	switch local, localEnd := r.LocalEpochEnd(leaderEpoch); {
+	case leaderEpoch < 0 || leaderEnd < 0:
+		target = 0 // the leader has nothing of any epoch we know
+	case local == leaderEpoch:
+		target = min(leaderEnd, localEnd)
+	case local >= 0: // we have older epochs only: agree up to the end of ours, then ask again
+		target, done = localEnd, false
+	}
+	if err := r.TruncateTo(target, fetchEpoch); err != nil {
 		return false, err
 	}
-	return true, nil
+	return done, nil
 }
