@@ -35,8 +35,16 @@ func ExampleKgo() {
 		}),
 		partitioner.WithStrictPartitionCount(),
 	)
-	opts := []kgo.Opt{kgo.SeedBrokers("localhost:9092"), kgo.RecordPartitioner(p)}
-	_ = opts // kgo.NewClient(opts...)
+	// kgo.NewClient(kgo.SeedBrokers("localhost:9092"), kgo.RecordPartitioner(p)) would use it; the
+	// client asks it where each record goes:
+	orders := p.ForTopic("orders")
+	for _, key := range []string{"order-1", "order-2", "order-3"} {
+		fmt.Println(key, orders.Partition(&kgo.Record{Key: []byte(key)}, 12))
+	}
+	// Output:
+	// order-1 7
+	// order-2 9
+	// order-3 11
 }
 
 func ExampleSarama() {
