@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -208,17 +209,30 @@ func checkHeader(h BatchHeader) string {
 // header h) is not valid, or "". It checks the header, the CRC, the record
 // count and, for uncompressed batches, every record's framing.
 func checkBatch(b []byte, h BatchHeader) string {
+	if reason := checkFrame(b, h); reason != "" {
+		return reason
+	}
+	return checkContents(b, h)
+}
+
+// checkFrame returns why b, with header h, is not an intact v2 batch (a bad
+// header or a CRC mismatch: Kafka's CorruptRecordException), or "".
+func checkFrame(b []byte, h BatchHeader) string {
 	if reason := checkHeader(h); reason != "" {
 		return reason
 	}
 	if crc := crc32.Checksum(b[posAttributes:], castagnoli); crc != h.CRC {
 		return fmt.Sprintf("crc mismatch: stored %#08x, computed %#08x", h.CRC, crc)
 	}
-	if h.NumRecords < 1 {
-		return fmt.Sprintf("record count %d, want at least 1", h.NumRecords)
-	}
-	if h.LastOffsetDelta != h.NumRecords-1 {
-		return fmt.Sprintf("last offset delta %d with %d records", h.LastOffsetDelta, h.NumRecords)
+	return ""
+}
+
+// checkContents returns why the intact batch b, with header h, does not hold
+// what its header says (Kafka's InvalidRecordException), or "": the record
+// count, the codec and, when uncompressed, every record's framing.
+func checkContents(b []byte, h BatchHeader) string {
+	if reason := checkCount(h); reason != "" {
+		return reason
 	}
 	codec := h.Compression()
 	if codec > maxCompressionCodec {
@@ -226,6 +240,18 @@ func checkBatch(b []byte, h BatchHeader) string {
 	}
 	if codec == 0 {
 		return checkRecords(b[HeaderSize:], h.NumRecords)
+	}
+	return ""
+}
+
+// checkCount returns why h's record count and last offset delta disagree,
+// or "".
+func checkCount(h BatchHeader) string {
+	if h.NumRecords < 1 {
+		return fmt.Sprintf("record count %d, want at least 1", h.NumRecords)
+	}
+	if h.LastOffsetDelta != h.NumRecords-1 {
+		return fmt.Sprintf("last offset delta %d with %d records", h.LastOffsetDelta, h.NumRecords)
 	}
 	return ""
 }
@@ -254,7 +280,13 @@ func checkRecords(b []byte, n int32) string {
 
 // checkRecord checks the body of record i (after its length varint).
 func checkRecord(r []byte, i int32) string {
-	d := recordDecoder{b: r, ok: true}
+	d := recordDecoder{b: r, end: len(r), ok: true}
+	return d.record(i)
+}
+
+// record checks the fields of record i, which ends d.end bytes from where d
+// starts.
+func (d *recordDecoder) record(i int32) string {
 	d.fixed(1) // attributes
 	d.varint() // timestamp delta
 	if od := d.varint(); d.ok && od != int64(i) {
@@ -273,27 +305,38 @@ func checkRecord(r []byte, i int32) string {
 	switch {
 	case !d.ok:
 		return "truncated or malformed field"
-	case d.pos != len(r):
-		return fmt.Sprintf("%d bytes after the record's last field", len(r)-d.pos)
+	case d.pos != d.end:
+		return fmt.Sprintf("%d bytes after the record's last field", d.end-d.pos)
 	}
 	return ""
 }
 
-// recordDecoder reads record fields; ok turns false at the first failure
-// and every later read is then a no-op.
+// recordDecoder reads the fields of one record of end bytes, from b or, when
+// src is set, from src (a decompressed stream, read no further than the
+// record's end). ok turns false at the first failure and every later read
+// is then a no-op.
 type recordDecoder struct {
 	b   []byte
+	src *bufio.Reader
 	pos int
+	end int
 	ok  bool
 }
 
+// fixed skips n bytes.
 func (d *recordDecoder) fixed(n int) {
 	if !d.ok {
 		return
 	}
-	if len(d.b)-d.pos < n {
+	if d.end-d.pos < n {
 		d.ok = false
 		return
+	}
+	if d.src != nil {
+		if _, err := d.src.Discard(n); err != nil {
+			d.ok = false
+			return
+		}
 	}
 	d.pos += n
 }
@@ -302,10 +345,19 @@ func (d *recordDecoder) varint() int64 {
 	if !d.ok {
 		return 0
 	}
-	v, k := binary.Varint(d.b[d.pos:])
+	var p []byte
+	if d.src != nil {
+		p, _ = d.src.Peek(min(binary.MaxVarintLen64, d.end-d.pos)) // short at the end of the stream
+	} else {
+		p = d.b[d.pos:d.end]
+	}
+	v, k := binary.Varint(p)
 	if k <= 0 {
 		d.ok = false
 		return 0
+	}
+	if d.src != nil {
+		_, _ = d.src.Discard(k) // Peek returned these k bytes
 	}
 	d.pos += k
 	return v
@@ -320,11 +372,11 @@ func (d *recordDecoder) bytes(nullable bool) {
 	if n == -1 && nullable {
 		return
 	}
-	if n < 0 || n > int64(len(d.b)-d.pos) {
+	if n < 0 || n > int64(d.end-d.pos) {
 		d.ok = false
 		return
 	}
-	d.pos += int(n)
+	d.fixed(int(n))
 }
 
 // ValidateBatches checks bytes as found in a Produce request's Records
@@ -356,6 +408,20 @@ func ValidateBatches(b []byte, maxBatchBytes int) ([]BatchHeader, error) {
 
 // nextBatch validates the batch starting at b[pos:], the i-th in b.
 func nextBatch(b []byte, pos, i, maxBatchBytes int) (BatchHeader, error) {
+	h, err := nextHeader(b, pos, i, maxBatchBytes)
+	if err != nil {
+		return BatchHeader{}, err
+	}
+	if reason := checkBatch(b[pos:pos+h.Size()], h); reason != "" {
+		return BatchHeader{}, &BatchError{Index: i, Pos: int64(pos), Reason: reason, Err: ErrCorruptBatch}
+	}
+	return h, nil
+}
+
+// nextHeader decodes the header of the batch starting at b[pos:], the i-th
+// in b, and checks that the whole batch is there, within maxBatchBytes;
+// neither the rest of the header nor the CRC is checked.
+func nextHeader(b []byte, pos, i, maxBatchBytes int) (BatchHeader, error) {
 	fail := func(err error, format string, args ...any) (BatchHeader, error) {
 		return BatchHeader{}, &BatchError{Index: i, Pos: int64(pos), Reason: fmt.Sprintf(format, args...), Err: err}
 	}
@@ -373,9 +439,6 @@ func nextBatch(b []byte, pos, i, maxBatchBytes int) (BatchHeader, error) {
 	}
 	if size > len(rest) {
 		return fail(ErrCorruptBatch, "partial batch: %d of %d bytes", len(rest), size)
-	}
-	if reason := checkBatch(rest[:size], h); reason != "" {
-		return fail(ErrCorruptBatch, "%s", reason)
 	}
 	return h, nil
 }

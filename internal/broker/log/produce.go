@@ -1,0 +1,342 @@
+package log
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// Limits on what a compressed batch may cost to check.
+const (
+	// minDecompressedLimit is the least a batch may decompress to, whatever
+	// max.message.bytes is.
+	minDecompressedLimit = 64 << 20
+	// decompressedPerBatchByte is how many times max.message.bytes a batch
+	// may decompress to when that is more than minDecompressedLimit.
+	decompressedPerBatchByte = 16
+	// maxZstdWindow bounds the history a zstd frame may ask the decoder to
+	// keep (zstd level 19 uses 8 MiB; the format allows up to 2 GiB).
+	maxZstdWindow = 32 << 20
+	// streamBufferSize is the read-ahead over a decompressed stream.
+	streamBufferSize = 32 << 10
+)
+
+// DecompressedLimit returns how many bytes the records of one batch may
+// decompress to before ProduceValidator.Validate refuses the batch as too
+// large: the larger of 64 MiB and 16 times maxBatchBytes (max.message.bytes).
+// Kafka sets no such bound; it is the broker's defence against a
+// decompression bomb, far above what a producer's batch.size gives.
+func DecompressedLimit(maxBatchBytes int) int64 {
+	return max(minDecompressedLimit, decompressedPerBatchByte*int64(maxBatchBytes))
+}
+
+// ProduceValidator checks the records of one partition in a Produce request
+// as Kafka's leader does before appending them (ProduceRequest.validateRecords,
+// UnifiedLog.analyzeAndValidateRecords and LogValidator with a client
+// origin). It decompresses gzip, snappy (raw or xerial-framed), lz4 and zstd
+// batches as a stream: checking a gzip, lz4, zstd or xerial-framed batch
+// holds one window of its decompressed bytes, whatever it decompresses to
+// (a raw snappy block is decoded whole, within DecompressedLimit). It pools
+// its decoders and is safe for concurrent use; use NewProduceValidator.
+type ProduceValidator struct {
+	gzip, lz4, zstd, streams sync.Pool
+}
+
+// Pooled decoders, each with the reader of the compressed bytes it was
+// last given, so that it can be cleared before it goes back to its pool.
+type (
+	gzipDecoder struct {
+		src   bytes.Reader
+		inner gzip.Reader
+	}
+	lz4Decoder struct {
+		src   bytes.Reader
+		inner *lz4.Reader
+	}
+	zstdDecoder struct {
+		src   bytes.Reader
+		inner *zstd.Decoder
+		err   error // from zstd.NewReader: only for invalid options
+	}
+)
+
+// NewProduceValidator returns a ProduceValidator with empty pools.
+func NewProduceValidator() *ProduceValidator {
+	v := &ProduceValidator{}
+	v.gzip.New = func() any { return new(gzipDecoder) }
+	v.lz4.New = func() any { return &lz4Decoder{inner: lz4.NewReader(nil)} }
+	v.zstd.New = func() any {
+		d, err := zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(1), // decode on the caller's goroutine
+			zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(maxZstdWindow))
+		z := &zstdDecoder{inner: d, err: err}
+		if err == nil {
+			runtime.SetFinalizer(z, func(z *zstdDecoder) { z.inner.Close() })
+		}
+		return z
+	}
+	v.streams.New = func() any { return bufio.NewReaderSize(nil, streamBufferSize) }
+	return v
+}
+
+// Validate checks b, the Records of one partition in a Produce request, and
+// returns the header of its one batch. In Kafka's order, and with its error
+// codes:
+//
+//   - b must be exactly one intact v2 batch: a short, torn or over-long
+//     first batch, a bad magic byte or CRC is ErrCorruptBatch
+//     (CORRUPT_MESSAGE); a batch larger than maxBatchBytes (<= 0: no limit)
+//     is ErrBatchTooLarge (MESSAGE_TOO_LARGE); a second batch after the
+//     first is ErrInvalidRecord (INVALID_RECORD: Kafka's "more than one
+//     batch", whatever the producer), and fewer bytes than a batch after
+//     the first are ErrCorruptBatch.
+//   - a base offset other than 0, a record count below 1 or other than
+//     LastOffsetDelta+1, a control batch, or a producer id >= 0 with a base
+//     sequence < 0 is ErrInvalidRecord.
+//   - every record is read, decompressing the batch if needed: malformed
+//     framing, offset deltas other than 0, 1, 2..., more or fewer records
+//     than the header counts, or compressed data that does not decompress
+//     is ErrInvalidRecord; records that decompress to more than
+//     DecompressedLimit(maxBatchBytes) are ErrBatchTooLarge.
+//
+// Errors are *BatchError values naming the batch and its position.
+func (v *ProduceValidator) Validate(b []byte, maxBatchBytes int) (BatchHeader, error) {
+	return v.validate(b, maxBatchBytes, DecompressedLimit(maxBatchBytes))
+}
+
+func (v *ProduceValidator) validate(b []byte, maxBatchBytes int, limit int64) (BatchHeader, error) {
+	fail := func(err error, format string, args ...any) (BatchHeader, error) {
+		return BatchHeader{}, &BatchError{Reason: fmt.Sprintf(format, args...), Err: err}
+	}
+	if len(b) == 0 {
+		return fail(ErrInvalidRecord, "no record batch")
+	}
+	h, err := nextHeader(b, 0, 0, maxBatchBytes)
+	if err != nil {
+		return BatchHeader{}, err
+	}
+	if reason := checkFrame(b[:h.Size()], h); reason != "" {
+		return fail(ErrCorruptBatch, "%s", reason)
+	}
+	if rest := b[h.Size():]; len(rest) > 0 {
+		if len(rest) >= lengthPrefix && int64(binary.BigEndian.Uint32(rest[posBatchLength:])) <= int64(len(rest)-lengthPrefix) {
+			return fail(ErrInvalidRecord, "more than one record batch (%d bytes after the first); a producer sends exactly one per partition", len(rest))
+		}
+		return fail(ErrCorruptBatch, "%d bytes after the batch are not a whole batch", len(rest))
+	}
+	switch {
+	case h.BaseOffset != 0:
+		return fail(ErrInvalidRecord, "base offset %d, a producer's batch starts at 0", h.BaseOffset)
+	case h.IsControl():
+		return fail(ErrInvalidRecord, "clients may not write control batches")
+	case h.ProducerID >= 0 && h.BaseSequence < 0:
+		return fail(ErrInvalidRecord, "producer id %d with base sequence %d", h.ProducerID, h.BaseSequence)
+	}
+	if reason := checkContents(b, h); reason != "" {
+		return fail(ErrInvalidRecord, "%s", reason)
+	}
+	if h.Compression() != 0 {
+		if reason, err := v.checkCompressed(b[HeaderSize:], h, limit); err != nil {
+			return fail(err, "%s", reason)
+		}
+	}
+	return h, nil
+}
+
+// errDecompressLimit is returned for a snappy block that says it decodes to
+// more than the limit.
+var errDecompressLimit = errors.New("decompressed size limit reached")
+
+// limitedReader reads from r at most n bytes; it remembers the first error
+// r returned other than io.EOF.
+type limitedReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	k, err := l.r.Read(p)
+	l.n -= int64(k)
+	if err != nil && err != io.EOF && l.err == nil {
+		l.err = err
+	}
+	return k, err
+}
+
+// checkCompressed reads the h.NumRecords records of the compressed batch
+// body through its codec. It returns the reason and ErrInvalidRecord or
+// ErrBatchTooLarge, or "", nil.
+func (v *ProduceValidator) checkCompressed(body []byte, h BatchHeader, limit int64) (string, error) {
+	codec := h.Compression()
+	tooLarge := fmt.Sprintf("codec %d: records decompress to more than %d bytes", codec, limit)
+	src, done, err := v.decoder(codec, body, limit)
+	if err != nil {
+		if errors.Is(err, errDecompressLimit) {
+			return tooLarge, ErrBatchTooLarge
+		}
+		return fmt.Sprintf("codec %d: %v", codec, err), ErrInvalidRecord
+	}
+	defer done()
+	// One byte past the limit tells a stream that ends at the limit from
+	// one that goes on.
+	lr := &limitedReader{r: src, n: limit + 1}
+	br := v.streams.Get().(*bufio.Reader)
+	br.Reset(lr)
+	defer func() { br.Reset(nil); v.streams.Put(br) }()
+	reason := checkStream(br, h.NumRecords)
+	switch {
+	case lr.n <= 0:
+		return tooLarge, ErrBatchTooLarge
+	case lr.err != nil:
+		return fmt.Sprintf("codec %d: decompress: %v", codec, lr.err), ErrInvalidRecord
+	case reason != "":
+		return fmt.Sprintf("codec %d: %s", codec, reason), ErrInvalidRecord
+	}
+	return "", nil
+}
+
+// checkStream reads n records from br, which must end right after them.
+func checkStream(br *bufio.Reader, n int32) string {
+	for i := range n {
+		length, err := binary.ReadVarint(br)
+		if err != nil || length < 0 || length > math.MaxInt32 {
+			return fmt.Sprintf("record %d: bad length", i)
+		}
+		d := recordDecoder{src: br, end: int(length), ok: true}
+		if reason := d.record(i); reason != "" {
+			return fmt.Sprintf("record %d: %s", i, reason)
+		}
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return fmt.Sprintf("data after the last of %d records", n)
+	}
+	return ""
+}
+
+// decoder returns a reader of body's decompressed bytes for codec, and a
+// func that returns the pooled decoder.
+func (v *ProduceValidator) decoder(codec int8, body []byte, limit int64) (io.Reader, func(), error) {
+	switch codec {
+	case 1: // gzip
+		d := v.gzip.Get().(*gzipDecoder)
+		done := func() { d.src.Reset(nil); v.gzip.Put(d) }
+		d.src.Reset(body)
+		if err := d.inner.Reset(&d.src); err != nil {
+			done()
+			return nil, nil, fmt.Errorf("gzip: %w", err)
+		}
+		return &d.inner, done, nil
+	case 2: // snappy
+		r, err := snappyReader(body, limit)
+		return r, func() {}, err
+	case 3: // lz4
+		d := v.lz4.Get().(*lz4Decoder)
+		d.src.Reset(body)
+		d.inner.Reset(&d.src)
+		return d.inner, func() { d.src.Reset(nil); v.lz4.Put(d) }, nil
+	case 4: // zstd
+		d := v.zstd.Get().(*zstdDecoder)
+		if d.err != nil {
+			return nil, nil, fmt.Errorf("zstd decoder: %w", d.err)
+		}
+		done := func() { d.src.Reset(nil); v.zstd.Put(d) }
+		d.src.Reset(body)
+		if err := d.inner.Reset(&d.src); err != nil {
+			done()
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return d.inner, done, nil
+	}
+	return nil, nil, fmt.Errorf("unknown compression codec %d", codec)
+}
+
+// xerialMagic starts snappy data framed as Java's xerial SnappyOutputStream
+// writes it: the magic, a version and a compatible version (4 bytes each),
+// then blocks, each a big-endian int32 length and a raw snappy block.
+var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
+
+const xerialHeaderSize = 16
+
+// snappyReader decodes body, xerial-framed or one raw snappy block (as
+// librdkafka and Sarama send it). A block that says it decodes to more than
+// limit bytes is refused before anything is allocated for it.
+func snappyReader(body []byte, limit int64) (io.Reader, error) {
+	if len(body) >= xerialHeaderSize && bytes.HasPrefix(body, xerialMagic) {
+		return &xerialReader{src: body[xerialHeaderSize:], limit: limit}, nil
+	}
+	out, err := decodeSnappyBlock(nil, body, limit)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.NewReader(out), nil
+}
+
+// decodeSnappyBlock decodes one raw snappy block into buf's storage.
+func decodeSnappyBlock(buf, block []byte, limit int64) ([]byte, error) {
+	n, err := s2.DecodedLen(block)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	if int64(n) > limit {
+		return nil, errDecompressLimit
+	}
+	out, err := s2.Decode(slices.Grow(buf[:0], n)[:n], block)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	return out, nil
+}
+
+// xerialReader reads the decoded blocks of xerial-framed snappy data one
+// block at a time.
+type xerialReader struct {
+	src   []byte // blocks not yet decoded
+	buf   []byte // storage for the current block
+	out   []byte // what is left of the current block
+	limit int64
+}
+
+func (x *xerialReader) Read(p []byte) (int, error) {
+	for len(x.out) == 0 {
+		if len(x.src) == 0 {
+			return 0, io.EOF
+		}
+		if len(x.src) < 4 {
+			return 0, errors.New("snappy: torn xerial block length")
+		}
+		n := int64(binary.BigEndian.Uint32(x.src))
+		if n > int64(len(x.src)-4) {
+			return 0, fmt.Errorf("snappy: xerial block of %d bytes with %d left", n, len(x.src)-4)
+		}
+		block := x.src[4 : 4+n]
+		x.src = x.src[4+n:]
+		out, err := decodeSnappyBlock(x.buf, block, x.limit)
+		if err != nil {
+			return 0, err
+		}
+		x.buf, x.out = out, out
+	}
+	k := copy(p, x.out)
+	x.out = x.out[k:]
+	return k, nil
+}
