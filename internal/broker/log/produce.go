@@ -51,7 +51,7 @@ func DecompressedLimit(maxBatchBytes int) int64 {
 // (a raw snappy block is decoded whole, within DecompressedLimit). It pools
 // its decoders and is safe for concurrent use; use NewProduceValidator.
 type ProduceValidator struct {
-	gzip, lz4, zstd, streams sync.Pool
+	gzip, lz4, zstd, snappy, streams sync.Pool
 }
 
 // Pooled decoders, each with the reader of the compressed bytes it was
@@ -64,6 +64,11 @@ type (
 	lz4Decoder struct {
 		src   bytes.Reader
 		inner *lz4.Reader
+	}
+	snappyDecoder struct {
+		xerial xerialReader
+		raw    bytes.Reader
+		buf    []byte // a raw block's decoded bytes
 	}
 	zstdDecoder struct {
 		src   bytes.Reader
@@ -88,6 +93,7 @@ func NewProduceValidator() *ProduceValidator {
 		}
 		return z
 	}
+	v.snappy.New = func() any { return new(snappyDecoder) }
 	v.streams.New = func() any { return bufio.NewReaderSize(nil, streamBufferSize) }
 	return v
 }
@@ -247,8 +253,14 @@ func (v *ProduceValidator) decoder(codec int8, body []byte, limit int64) (io.Rea
 		}
 		return &d.inner, done, nil
 	case 2: // snappy
-		r, err := snappyReader(body, limit)
-		return r, func() {}, err
+		d := v.snappy.Get().(*snappyDecoder)
+		r, err := d.reset(body, limit)
+		done := func() { d.reset(nil, 0); v.snappy.Put(d) }
+		if err != nil {
+			done()
+			return nil, nil, err
+		}
+		return r, done, nil
 	case 3: // lz4
 		d := v.lz4.Get().(*lz4Decoder)
 		d.src.Reset(body)
@@ -277,18 +289,27 @@ var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
 
 const xerialHeaderSize = 16
 
-// snappyReader decodes body, xerial-framed or one raw snappy block (as
-// librdkafka and Sarama send it). A block that says it decodes to more than
-// limit bytes is refused before anything is allocated for it.
-func snappyReader(body []byte, limit int64) (io.Reader, error) {
+// reset makes d read body, xerial-framed or one raw snappy block (as
+// librdkafka and Sarama send it), and returns the reader. A block that says
+// it decodes to more than limit bytes is refused before anything is
+// allocated for it. reset(nil, 0) drops body.
+func (d *snappyDecoder) reset(body []byte, limit int64) (io.Reader, error) {
+	d.raw.Reset(nil)
+	d.xerial = xerialReader{buf: d.xerial.buf[:0], limit: limit}
 	if len(body) >= xerialHeaderSize && bytes.HasPrefix(body, xerialMagic) {
-		return &xerialReader{src: body[xerialHeaderSize:], limit: limit}, nil
+		d.xerial.src = body[xerialHeaderSize:]
+		return &d.xerial, nil
 	}
-	out, err := decodeSnappyBlock(nil, body, limit)
+	if body == nil {
+		return nil, nil
+	}
+	out, err := decodeSnappyBlock(d.buf, body, limit)
 	if err != nil {
 		return nil, err
 	}
-	return bytes.NewReader(out), nil
+	d.buf = out
+	d.raw.Reset(out)
+	return &d.raw, nil
 }
 
 // decodeSnappyBlock decodes one raw snappy block into buf's storage.
