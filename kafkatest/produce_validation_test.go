@@ -267,3 +267,19 @@ func TestProduceWithTimeoutZeroAppendsAndTimesOutAtOnceWhenTheISRLags(t *testing
 		t.Fatalf("leader log end %d, want 1: Kafka appends before the timeout", got)
 	}
 }
+
+// Kafka 4.x (KIP-1030) defaults message.timestamp.after.max.ms to one hour: with CreateTime, a
+// record stamped further in the future is refused with INVALID_TIMESTAMP, compressed or not;
+// message.timestamp.before.max.ms stays unbounded, so old timestamps are kept.
+func TestProduceOfARecordMoreThanAnHourAheadIsInvalidTimestamp(t *testing.T) {
+	_, r := oneBrokerTopic(t, "future", 1)
+	now := time.Now()
+	ahead := records.Build([]records.Record{{Value: []byte("a")}}, now.Add(61*time.Minute).UnixMilli(), records.NoProducer)
+	r.refused("record 61 minutes ahead", -1, nil, kerr.InvalidTimestamp, ahead)
+	r.refused("zstd record 61 minutes ahead", -1, nil, kerr.InvalidTimestamp, compressed(t, ahead, kgo.ZstdCompression(), 0))
+	for _, ts := range []int64{now.Add(59 * time.Minute).UnixMilli(), 1, -1} {
+		if sp := r.produce(9, -1, 5000, nil, records.Build([]records.Record{{Value: []byte("b")}}, ts, records.NoProducer))[0]; sp.ErrorCode != 0 {
+			t.Fatalf("timestamp %d: %v", ts, kerr.ErrorForCode(sp.ErrorCode))
+		}
+	}
+}

@@ -82,7 +82,7 @@ func BenchmarkProduceValidation(b *testing.B) {
 				r.Length = int32(len(r.AppendTo(nil)) - 1)
 			}})
 			l := openLog(b, b.TempDir(), Config{SegmentBytes: 256 << 20})
-			v := NewProduceValidator()
+			v := NewProduceValidator(nil)
 			b.SetBytes(int64(len(batch)))
 			b.ReportAllocs()
 			var before, after, appendTime time.Duration

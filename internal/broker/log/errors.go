@@ -28,6 +28,12 @@ var (
 	// sequence, malformed records or compressed data that does not
 	// decompress. Kafka answers such a produce with INVALID_RECORD.
 	ErrInvalidRecord = errors.New("log: invalid record batch")
+
+	// ErrInvalidTimestamp is returned (wrapped in a *BatchError) by
+	// ProduceValidator.Validate for a record stamped more than
+	// TimestampAfterMax ahead of the broker's clock. Kafka answers such a
+	// produce with INVALID_TIMESTAMP.
+	ErrInvalidTimestamp = errors.New("log: record timestamp out of range")
 )
 
 // Errors caused by the offsets a caller asks for.
@@ -59,18 +65,18 @@ var (
 )
 
 // A BatchError describes why the batch at a given place in a byte slice is
-// not a valid record batch. It wraps ErrCorruptBatch, ErrBatchTooLarge or
-// ErrInvalidRecord.
+// not a valid record batch. It wraps ErrCorruptBatch, ErrBatchTooLarge,
+// ErrInvalidRecord or ErrInvalidTimestamp.
 type BatchError struct {
 	Index  int    // 0-based position of the batch in the slice
 	Pos    int64  // byte position of the batch's first byte
 	Reason string // what is wrong, e.g. "crc mismatch: stored 0x..., computed 0x..."
-	Err    error  // ErrCorruptBatch, ErrBatchTooLarge or ErrInvalidRecord
+	Err    error  // ErrCorruptBatch, ErrBatchTooLarge, ErrInvalidRecord or ErrInvalidTimestamp
 }
 
 func (e *BatchError) Error() string {
 	return fmt.Sprintf("log: batch %d at byte %d: %s", e.Index, e.Pos, e.Reason)
 }
 
-// Unwrap returns ErrCorruptBatch, ErrBatchTooLarge or ErrInvalidRecord.
+// Unwrap returns the sentinel error.
 func (e *BatchError) Unwrap() error { return e.Err }

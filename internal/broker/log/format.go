@@ -212,7 +212,8 @@ func checkBatch(b []byte, h BatchHeader) string {
 	if reason := checkFrame(b, h); reason != "" {
 		return reason
 	}
-	return checkContents(b, h)
+	_, reason := checkContents(b, h)
+	return reason
 }
 
 // checkFrame returns why b, with header h, is not an intact v2 batch (a bad
@@ -229,19 +230,21 @@ func checkFrame(b []byte, h BatchHeader) string {
 
 // checkContents returns why the intact batch b, with header h, does not hold
 // what its header says (Kafka's InvalidRecordException), or "": the record
-// count, the codec and, when uncompressed, every record's framing.
-func checkContents(b []byte, h BatchHeader) string {
+// count, the codec and, when uncompressed, every record's framing. For an
+// uncompressed batch it also returns the largest timestamp delta of its
+// records.
+func checkContents(b []byte, h BatchHeader) (maxTSDelta int64, reason string) {
 	if reason := checkCount(h); reason != "" {
-		return reason
+		return 0, reason
 	}
 	codec := h.Compression()
 	if codec > maxCompressionCodec {
-		return fmt.Sprintf("unknown compression codec %d", codec)
+		return 0, fmt.Sprintf("unknown compression codec %d", codec)
 	}
 	if codec == 0 {
 		return checkRecords(b[HeaderSize:], h.NumRecords)
 	}
-	return ""
+	return 0, ""
 }
 
 // checkCount returns why h's record count and last offset delta disagree,
@@ -257,38 +260,34 @@ func checkCount(h BatchHeader) string {
 }
 
 // checkRecords walks n uncompressed records in b and returns why they are
-// malformed, or "".
-func checkRecords(b []byte, n int32) string {
+// malformed, or "", and the largest timestamp delta among them.
+func checkRecords(b []byte, n int32) (maxTSDelta int64, reason string) {
 	pos := 0
+	maxTSDelta = math.MinInt64
 	for i := range n {
 		length, k := binary.Varint(b[pos:])
 		if k <= 0 || length < 0 || length > int64(len(b)-pos-k) {
-			return fmt.Sprintf("record %d at batch byte %d: bad length", i, HeaderSize+pos)
+			return 0, fmt.Sprintf("record %d at batch byte %d: bad length", i, HeaderSize+pos)
 		}
 		start := pos + k
-		rec := b[start : start+int(length)]
-		if reason := checkRecord(rec, i); reason != "" {
-			return fmt.Sprintf("record %d at batch byte %d: %s", i, HeaderSize+pos, reason)
+		d := recordDecoder{b: b[start : start+int(length)], end: int(length), ok: true}
+		if reason := d.record(i); reason != "" {
+			return 0, fmt.Sprintf("record %d at batch byte %d: %s", i, HeaderSize+pos, reason)
 		}
+		maxTSDelta = max(maxTSDelta, d.tsDelta)
 		pos = start + int(length)
 	}
 	if pos != len(b) {
-		return fmt.Sprintf("%d bytes after the last of %d records", len(b)-pos, n)
+		return 0, fmt.Sprintf("%d bytes after the last of %d records", len(b)-pos, n)
 	}
-	return ""
-}
-
-// checkRecord checks the body of record i (after its length varint).
-func checkRecord(r []byte, i int32) string {
-	d := recordDecoder{b: r, end: len(r), ok: true}
-	return d.record(i)
+	return maxTSDelta, ""
 }
 
 // record checks the fields of record i, which ends d.end bytes from where d
-// starts.
+// starts, and keeps its timestamp delta in d.tsDelta.
 func (d *recordDecoder) record(i int32) string {
 	d.fixed(1) // attributes
-	d.varint() // timestamp delta
+	d.tsDelta = d.varint()
 	if od := d.varint(); d.ok && od != int64(i) {
 		return fmt.Sprintf("offset delta %d, want %d", od, i)
 	}
@@ -316,11 +315,12 @@ func (d *recordDecoder) record(i int32) string {
 // record's end). ok turns false at the first failure and every later read
 // is then a no-op.
 type recordDecoder struct {
-	b   []byte
-	src *bufio.Reader
-	pos int
-	end int
-	ok  bool
+	b       []byte
+	src     *bufio.Reader
+	pos     int
+	end     int
+	ok      bool
+	tsDelta int64 // the record's timestamp delta, once read
 }
 
 // fixed skips n bytes.

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
@@ -33,6 +34,13 @@ const (
 	streamBufferSize = 32 << 10
 )
 
+// TimestampAfterMax is how far ahead of the broker's clock a record's
+// timestamp may be: Kafka 4.x's default message.timestamp.after.max.ms
+// (KIP-1030), with message.timestamp.type=CreateTime, the only type this
+// broker has. Kafka's message.timestamp.before.max.ms defaults to no bound,
+// and so does this broker.
+const TimestampAfterMax = time.Hour
+
 // DecompressedLimit returns how many bytes the records of one batch may
 // decompress to before ProduceValidator.Validate refuses the batch as too
 // large: the larger of 64 MiB and 16 times maxBatchBytes (max.message.bytes).
@@ -51,6 +59,7 @@ func DecompressedLimit(maxBatchBytes int) int64 {
 // (a raw snappy block is decoded whole, within DecompressedLimit). It pools
 // its decoders and is safe for concurrent use; use NewProduceValidator.
 type ProduceValidator struct {
+	now                              func() time.Time
 	gzip, lz4, zstd, snappy, streams sync.Pool
 }
 
@@ -77,9 +86,13 @@ type (
 	}
 )
 
-// NewProduceValidator returns a ProduceValidator with empty pools.
-func NewProduceValidator() *ProduceValidator {
-	v := &ProduceValidator{}
+// NewProduceValidator returns a ProduceValidator with empty pools that
+// reads the time (for record timestamps) from now, or time.Now if nil.
+func NewProduceValidator(now func() time.Time) *ProduceValidator {
+	if now == nil {
+		now = time.Now
+	}
+	v := &ProduceValidator{now: now}
 	v.gzip.New = func() any { return new(gzipDecoder) }
 	v.lz4.New = func() any { return &lz4Decoder{inner: lz4.NewReader(nil)} }
 	v.zstd.New = func() any {
@@ -117,6 +130,8 @@ func NewProduceValidator() *ProduceValidator {
 //     than the header counts, or compressed data that does not decompress
 //     is ErrInvalidRecord; records that decompress to more than
 //     DecompressedLimit(maxBatchBytes) are ErrBatchTooLarge.
+//   - a record timestamp more than TimestampAfterMax ahead of now is
+//     ErrInvalidTimestamp (INVALID_TIMESTAMP).
 //
 // Errors are *BatchError values naming the batch and its position.
 func (v *ProduceValidator) Validate(b []byte, maxBatchBytes int) (BatchHeader, error) {
@@ -151,13 +166,24 @@ func (v *ProduceValidator) validate(b []byte, maxBatchBytes int, limit int64) (B
 	case h.ProducerID >= 0 && h.BaseSequence < 0:
 		return fail(ErrInvalidRecord, "producer id %d with base sequence %d", h.ProducerID, h.BaseSequence)
 	}
-	if reason := checkContents(b, h); reason != "" {
+	maxTSDelta, reason := checkContents(b, h)
+	if reason != "" {
 		return fail(ErrInvalidRecord, "%s", reason)
 	}
 	if h.Compression() != 0 {
-		if reason, err := v.checkCompressed(b[HeaderSize:], h, limit); err != nil {
+		var err error
+		if maxTSDelta, reason, err = v.checkCompressed(b[HeaderSize:], h, limit); err != nil {
 			return fail(err, "%s", reason)
 		}
+	}
+	// As Kafka, each record's own timestamp (a timestamp of -1, "none", is
+	// never ahead).
+	ts := h.FirstTimestamp + maxTSDelta
+	if maxTSDelta > 0 && h.FirstTimestamp > math.MaxInt64-maxTSDelta {
+		ts = math.MaxInt64
+	}
+	if bound := v.now().Add(TimestampAfterMax).UnixMilli(); ts > bound {
+		return fail(ErrInvalidTimestamp, "record timestamp %d is more than %v ahead of the broker's clock (message.timestamp.after.max.ms)", ts, TimestampAfterMax)
 	}
 	return h, nil
 }
@@ -190,17 +216,17 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 }
 
 // checkCompressed reads the h.NumRecords records of the compressed batch
-// body through its codec. It returns the reason and ErrInvalidRecord or
-// ErrBatchTooLarge, or "", nil.
-func (v *ProduceValidator) checkCompressed(body []byte, h BatchHeader, limit int64) (string, error) {
+// body through its codec. It returns their largest timestamp delta, or the
+// reason and ErrInvalidRecord or ErrBatchTooLarge.
+func (v *ProduceValidator) checkCompressed(body []byte, h BatchHeader, limit int64) (int64, string, error) {
 	codec := h.Compression()
 	tooLarge := fmt.Sprintf("codec %d: records decompress to more than %d bytes", codec, limit)
 	src, done, err := v.decoder(codec, body, limit)
 	if err != nil {
 		if errors.Is(err, errDecompressLimit) {
-			return tooLarge, ErrBatchTooLarge
+			return 0, tooLarge, ErrBatchTooLarge
 		}
-		return fmt.Sprintf("codec %d: %v", codec, err), ErrInvalidRecord
+		return 0, fmt.Sprintf("codec %d: %v", codec, err), ErrInvalidRecord
 	}
 	defer done()
 	// One byte past the limit tells a stream that ends at the limit from
@@ -209,34 +235,37 @@ func (v *ProduceValidator) checkCompressed(body []byte, h BatchHeader, limit int
 	br := v.streams.Get().(*bufio.Reader)
 	br.Reset(lr)
 	defer func() { br.Reset(nil); v.streams.Put(br) }()
-	reason := checkStream(br, h.NumRecords)
+	maxTSDelta, reason := checkStream(br, h.NumRecords)
 	switch {
 	case lr.n <= 0:
-		return tooLarge, ErrBatchTooLarge
+		return 0, tooLarge, ErrBatchTooLarge
 	case lr.err != nil:
-		return fmt.Sprintf("codec %d: decompress: %v", codec, lr.err), ErrInvalidRecord
+		return 0, fmt.Sprintf("codec %d: decompress: %v", codec, lr.err), ErrInvalidRecord
 	case reason != "":
-		return fmt.Sprintf("codec %d: %s", codec, reason), ErrInvalidRecord
+		return 0, fmt.Sprintf("codec %d: %s", codec, reason), ErrInvalidRecord
 	}
-	return "", nil
+	return maxTSDelta, "", nil
 }
 
-// checkStream reads n records from br, which must end right after them.
-func checkStream(br *bufio.Reader, n int32) string {
+// checkStream reads n records from br, which must end right after them, and
+// returns their largest timestamp delta.
+func checkStream(br *bufio.Reader, n int32) (maxTSDelta int64, reason string) {
+	maxTSDelta = math.MinInt64
 	for i := range n {
 		length, err := binary.ReadVarint(br)
 		if err != nil || length < 0 || length > math.MaxInt32 {
-			return fmt.Sprintf("record %d: bad length", i)
+			return 0, fmt.Sprintf("record %d: bad length", i)
 		}
 		d := recordDecoder{src: br, end: int(length), ok: true}
 		if reason := d.record(i); reason != "" {
-			return fmt.Sprintf("record %d: %s", i, reason)
+			return 0, fmt.Sprintf("record %d: %s", i, reason)
 		}
+		maxTSDelta = max(maxTSDelta, d.tsDelta)
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
-		return fmt.Sprintf("data after the last of %d records", n)
+		return 0, fmt.Sprintf("data after the last of %d records", n)
 	}
-	return ""
+	return maxTSDelta, ""
 }
 
 // decoder returns a reader of body's decompressed bytes for codec, and a

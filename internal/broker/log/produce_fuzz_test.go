@@ -25,18 +25,18 @@ func produceSeeds() [][]byte {
 }
 
 // FuzzProduceValidator checks that Validate classifies any input with one of
-// its three errors, never panics, and accepts only what the rest of the log
+// its four errors, never panics, and accepts only what the rest of the log
 // accepts: one whole batch, starting at offset 0, whose header re-parses.
 func FuzzProduceValidator(f *testing.F) {
 	for _, s := range produceSeeds() {
 		f.Add(s, 0)
 	}
-	v := NewProduceValidator()
+	v := NewProduceValidator(nil)
 	f.Fuzz(func(t *testing.T, data []byte, maxBatchBytes int) {
 		h, err := v.validate(data, maxBatchBytes, 1<<20)
 		if err != nil {
 			var be *BatchError
-			if !errors.As(err, &be) || !(errors.Is(err, ErrCorruptBatch) || errors.Is(err, ErrBatchTooLarge) || errors.Is(err, ErrInvalidRecord)) {
+			if !errors.As(err, &be) || !(errors.Is(err, ErrCorruptBatch) || errors.Is(err, ErrBatchTooLarge) || errors.Is(err, ErrInvalidRecord) || errors.Is(err, ErrInvalidTimestamp)) {
 				t.Fatalf("error %v is not a *BatchError wrapping a sentinel", err)
 			}
 			return
@@ -65,7 +65,7 @@ func FuzzCompressedRecordsAsUncompressed(f *testing.F) {
 	f.Add(good[HeaderSize:], int32(2), uint8(1))
 	f.Add(good[HeaderSize:len(good)-4], int32(3), uint8(3))
 	f.Add([]byte{0x02, 0x00}, int32(1), uint8(2))
-	v := NewProduceValidator()
+	v := NewProduceValidator(nil)
 	f.Fuzz(func(t *testing.T, records []byte, n int32, codec uint8) {
 		n = max(1, n%64)
 		codec = 1 + codec%4

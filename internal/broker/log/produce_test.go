@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
@@ -61,7 +62,7 @@ func withBody(b, body []byte) []byte {
 }
 
 func TestProduceValidatorAcceptsOneBatchOfEachCodec(t *testing.T) {
-	v := NewProduceValidator()
+	v := NewProduceValidator(nil)
 	for codec, name := range codecs {
 		for _, valueSize := range []int{10, 100 << 10} { // the second is longer than the stream buffer
 			b := buildBatch(spec{records: 5, valueSize: valueSize, codec: codec})
@@ -160,7 +161,7 @@ func TestProduceValidatorRefusesWhatKafkaRefusesWithItsCode(t *testing.T) {
 			}(), ErrInvalidRecord, "codec"},
 		)
 	}
-	v := NewProduceValidator()
+	v := NewProduceValidator(nil)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := v.Validate(tt.in, 0)
@@ -176,7 +177,7 @@ func TestProduceValidatorRefusesWhatKafkaRefusesWithItsCode(t *testing.T) {
 // after reading just past the limit, however far it would decompress.
 func TestProduceValidatorRefusesADecompressionBomb(t *testing.T) {
 	const limit = 1 << 20
-	v := NewProduceValidator()
+	v := NewProduceValidator(nil)
 	for codec, name := range codecs {
 		if codec == 0 {
 			continue
@@ -195,6 +196,29 @@ func TestProduceValidatorRefusesADecompressionBomb(t *testing.T) {
 		}
 		if _, err := v.validate(b, 0, 8<<20); err != nil {
 			t.Errorf("%s: the same batch with an 8 MiB limit: %v", name, err)
+		}
+	}
+}
+
+// As Kafka 4.x by default: the last record may be stamped up to an hour
+// ahead of the broker's clock, not a millisecond more; old timestamps and
+// "no timestamp" (-1) are kept.
+func TestProduceValidatorRefusesATimestampMoreThanAnHourAhead(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	v := NewProduceValidator(func() time.Time { return now })
+	limit := now.Add(TimestampAfterMax).UnixMilli()
+	for codec, name := range codecs {
+		// Record i is stamped ts+i: the third record decides.
+		if _, err := v.Validate(buildBatch(spec{records: 3, ts: limit - 2, codec: codec}), 0); err != nil {
+			t.Errorf("%s: last record exactly an hour ahead: %v", name, err)
+		}
+		if _, err := v.Validate(buildBatch(spec{records: 3, ts: limit - 1, codec: codec}), 0); !errors.Is(err, ErrInvalidTimestamp) {
+			t.Errorf("%s: last record an hour and 1 ms ahead: %v, want ErrInvalidTimestamp", name, err)
+		}
+		for _, ts := range []int64{-1, 0, 1, now.Add(-365 * 24 * time.Hour).UnixMilli()} {
+			if _, err := v.Validate(buildBatch(spec{records: 1, ts: ts, codec: codec}), 0); err != nil {
+				t.Errorf("%s: timestamp %d: %v", name, ts, err)
+			}
 		}
 	}
 }

@@ -87,7 +87,7 @@ func Open(dir string, cfg Config) (*Replica, error) {
 	}
 	r := &Replica{
 		cfg: cfg, log: l, lg: lg,
-		validator: log.NewProduceValidator(),
+		validator: log.NewProduceValidator(cfg.Now),
 		leader:    meta.NoLeader,
 		followers: map[int32]*follower{},
 		producers: producers{},
@@ -223,6 +223,8 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 		return AppendResult{}, fmt.Errorf("%w: %w", kerr.MessageTooLarge, err)
 	case errors.Is(err, log.ErrInvalidRecord):
 		return AppendResult{}, fmt.Errorf("%w: %w", kerr.InvalidRecord, err)
+	case errors.Is(err, log.ErrInvalidTimestamp):
+		return AppendResult{}, fmt.Errorf("%w: %w", kerr.InvalidTimestamp, err)
 	case err != nil:
 		return AppendResult{}, fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
 	}
