@@ -341,6 +341,11 @@ func (d *snappyDecoder) reset(body []byte, limit int64) (io.Reader, error) {
 	return &d.raw, nil
 }
 
+// maxSnappyRatio bounds what a snappy block can decode to per byte: its
+// densest element is a 3-byte copy of 64 bytes (S2's denser extensions are
+// not snappy, and Kafka's Java clients cannot read them).
+const maxSnappyRatio = 22
+
 // decodeSnappyBlock decodes one raw snappy block into buf's storage.
 func decodeSnappyBlock(buf, block []byte, limit int64) ([]byte, error) {
 	n, err := s2.DecodedLen(block)
@@ -349,6 +354,12 @@ func decodeSnappyBlock(buf, block []byte, limit int64) ([]byte, error) {
 	}
 	if int64(n) > limit {
 		return nil, errDecompressLimit
+	}
+	// The decoded length is the block's own claim, and the output is
+	// allocated before decoding: a claim no snappy block of this size can
+	// back is refused before it costs memory.
+	if int64(n) > int64(len(block))*maxSnappyRatio {
+		return nil, fmt.Errorf("snappy: a %d-byte block cannot decode to the %d bytes it claims", len(block), n)
 	}
 	out, err := s2.Decode(slices.Grow(buf[:0], n)[:n], block)
 	if err != nil {

@@ -173,6 +173,32 @@ func TestProduceValidatorRefusesWhatKafkaRefusesWithItsCode(t *testing.T) {
 	}
 }
 
+// A raw snappy block states its decoded length up front; one claiming far
+// more than snappy can encode in its size is refused before the claimed
+// size is allocated, and the densest real block is accepted.
+func TestProduceValidatorRefusesASnappyBlockClaimingMoreThanItCanHold(t *testing.T) {
+	v := NewProduceValidator(nil)
+	batch := buildBatch(spec{records: 1})
+	claim := binary.AppendUvarint(nil, 60<<20) // 60 MiB from a 10-byte block
+	lie := withBody(batch, append(claim, 0, 0, 0, 0, 0, 0))
+	binary.BigEndian.PutUint16(lie[posAttributes:], 2)
+	fixCRC(lie)
+	if _, err := v.Validate(lie, 0); !errors.Is(err, ErrInvalidRecord) || !strings.Contains(err.Error(), "cannot decode") {
+		t.Fatalf("raw snappy block claiming 60 MiB: %v, want ErrInvalidRecord", err)
+	}
+	zeros := buildBatch(spec{records: 1, recHook: func(_ int, r *kmsg.Record) {
+		r.Value = make([]byte, 1<<20)
+		r.Length = 0
+		r.Length = int32(len(r.AppendTo(nil)) - 1)
+	}})
+	dense := withBody(zeros, s2.EncodeSnappy(nil, zeros[HeaderSize:]))
+	binary.BigEndian.PutUint16(dense[posAttributes:], 2)
+	fixCRC(dense)
+	if _, err := v.Validate(dense, 0); err != nil {
+		t.Fatalf("1 MiB of zeros as one raw snappy block (%d bytes): %v", len(dense), err)
+	}
+}
+
 // A batch whose records decompress past the limit is refused as too large
 // after reading just past the limit, however far it would decompress.
 func TestProduceValidatorRefusesADecompressionBomb(t *testing.T) {
