@@ -27,8 +27,8 @@ func (l *Log) AppendLeader(batches []byte, leaderEpoch int32) (baseOffset int64,
 }
 
 // AppendValidated is AppendLeader for batches the caller has already checked: hs must be what
-// ValidateBatches returned for exactly these bytes, so the CRCs are not computed a second time on
-// the produce path. On success each header's BaseOffset and PartitionLeaderEpoch are set to what
+// ValidateBatches (or ProduceValidator.Validate, as one header) returned for exactly these bytes,
+// so the CRCs are not computed a second time on the produce path. On success each header's BaseOffset and PartitionLeaderEpoch are set to what
 // was written.
 func (l *Log) AppendValidated(batches []byte, hs []BatchHeader, leaderEpoch int32) (baseOffset int64, err error) {
 	if len(hs) == 0 {

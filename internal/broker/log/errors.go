@@ -19,6 +19,21 @@ var (
 	// is larger than the limit passed to ValidateBatches. Kafka answers such
 	// a produce with MESSAGE_TOO_LARGE.
 	ErrBatchTooLarge = errors.New("log: record batch too large")
+
+	// ErrInvalidRecord is returned (wrapped in a *BatchError) by
+	// ProduceValidator.Validate when an intact batch breaks a rule Kafka's
+	// LogValidator enforces on a producer's batch: more than one batch, a
+	// base offset other than 0, a record count that disagrees with the
+	// offsets or the records, a control batch, a producer id without a base
+	// sequence, malformed records or compressed data that does not
+	// decompress. Kafka answers such a produce with INVALID_RECORD.
+	ErrInvalidRecord = errors.New("log: invalid record batch")
+
+	// ErrInvalidTimestamp is returned (wrapped in a *BatchError) by
+	// ProduceValidator.Validate for a record stamped more than
+	// TimestampAfterMax ahead of the broker's clock. Kafka answers such a
+	// produce with INVALID_TIMESTAMP.
+	ErrInvalidTimestamp = errors.New("log: record timestamp out of range")
 )
 
 // Errors caused by the offsets a caller asks for.
@@ -50,17 +65,18 @@ var (
 )
 
 // A BatchError describes why the batch at a given place in a byte slice is
-// not a valid record batch. It wraps ErrCorruptBatch or ErrBatchTooLarge.
+// not a valid record batch. It wraps ErrCorruptBatch, ErrBatchTooLarge,
+// ErrInvalidRecord or ErrInvalidTimestamp.
 type BatchError struct {
 	Index  int    // 0-based position of the batch in the slice
 	Pos    int64  // byte position of the batch's first byte
 	Reason string // what is wrong, e.g. "crc mismatch: stored 0x..., computed 0x..."
-	Err    error  // ErrCorruptBatch or ErrBatchTooLarge
+	Err    error  // ErrCorruptBatch, ErrBatchTooLarge, ErrInvalidRecord or ErrInvalidTimestamp
 }
 
 func (e *BatchError) Error() string {
 	return fmt.Sprintf("log: batch %d at byte %d: %s", e.Index, e.Pos, e.Reason)
 }
 
-// Unwrap returns ErrCorruptBatch or ErrBatchTooLarge.
+// Unwrap returns the sentinel error.
 func (e *BatchError) Unwrap() error { return e.Err }

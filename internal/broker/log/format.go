@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -208,55 +209,85 @@ func checkHeader(h BatchHeader) string {
 // header h) is not valid, or "". It checks the header, the CRC, the record
 // count and, for uncompressed batches, every record's framing.
 func checkBatch(b []byte, h BatchHeader) string {
+	if reason := checkFrame(b, h); reason != "" {
+		return reason
+	}
+	_, reason := checkContents(b, h)
+	return reason
+}
+
+// checkFrame returns why b, with header h, is not an intact v2 batch (a bad
+// header or a CRC mismatch: Kafka's CorruptRecordException), or "".
+func checkFrame(b []byte, h BatchHeader) string {
 	if reason := checkHeader(h); reason != "" {
 		return reason
 	}
 	if crc := crc32.Checksum(b[posAttributes:], castagnoli); crc != h.CRC {
 		return fmt.Sprintf("crc mismatch: stored %#08x, computed %#08x", h.CRC, crc)
 	}
+	return ""
+}
+
+// checkContents returns why the intact batch b, with header h, does not hold
+// what its header says (Kafka's InvalidRecordException), or "": the record
+// count, the codec and, when uncompressed, every record's framing. For an
+// uncompressed batch it also returns the largest timestamp delta of its
+// records.
+func checkContents(b []byte, h BatchHeader) (maxTSDelta int64, reason string) {
+	if reason := checkCount(h); reason != "" {
+		return 0, reason
+	}
+	codec := h.Compression()
+	if codec > maxCompressionCodec {
+		return 0, fmt.Sprintf("unknown compression codec %d", codec)
+	}
+	if codec == 0 {
+		return checkRecords(b[HeaderSize:], h.NumRecords)
+	}
+	return 0, ""
+}
+
+// checkCount returns why h's record count and last offset delta disagree,
+// or "".
+func checkCount(h BatchHeader) string {
 	if h.NumRecords < 1 {
 		return fmt.Sprintf("record count %d, want at least 1", h.NumRecords)
 	}
 	if h.LastOffsetDelta != h.NumRecords-1 {
 		return fmt.Sprintf("last offset delta %d with %d records", h.LastOffsetDelta, h.NumRecords)
 	}
-	codec := h.Compression()
-	if codec > maxCompressionCodec {
-		return fmt.Sprintf("unknown compression codec %d", codec)
-	}
-	if codec == 0 {
-		return checkRecords(b[HeaderSize:], h.NumRecords)
-	}
 	return ""
 }
 
 // checkRecords walks n uncompressed records in b and returns why they are
-// malformed, or "".
-func checkRecords(b []byte, n int32) string {
+// malformed, or "", and the largest timestamp delta among them.
+func checkRecords(b []byte, n int32) (maxTSDelta int64, reason string) {
 	pos := 0
+	maxTSDelta = math.MinInt64
 	for i := range n {
 		length, k := binary.Varint(b[pos:])
 		if k <= 0 || length < 0 || length > int64(len(b)-pos-k) {
-			return fmt.Sprintf("record %d at batch byte %d: bad length", i, HeaderSize+pos)
+			return 0, fmt.Sprintf("record %d at batch byte %d: bad length", i, HeaderSize+pos)
 		}
 		start := pos + k
-		rec := b[start : start+int(length)]
-		if reason := checkRecord(rec, i); reason != "" {
-			return fmt.Sprintf("record %d at batch byte %d: %s", i, HeaderSize+pos, reason)
+		d := recordDecoder{b: b[start : start+int(length)], end: int(length), ok: true}
+		if reason := d.record(i); reason != "" {
+			return 0, fmt.Sprintf("record %d at batch byte %d: %s", i, HeaderSize+pos, reason)
 		}
+		maxTSDelta = max(maxTSDelta, d.tsDelta)
 		pos = start + int(length)
 	}
 	if pos != len(b) {
-		return fmt.Sprintf("%d bytes after the last of %d records", len(b)-pos, n)
+		return 0, fmt.Sprintf("%d bytes after the last of %d records", len(b)-pos, n)
 	}
-	return ""
+	return maxTSDelta, ""
 }
 
-// checkRecord checks the body of record i (after its length varint).
-func checkRecord(r []byte, i int32) string {
-	d := recordDecoder{b: r, ok: true}
+// record checks the fields of record i, which ends d.end bytes from where d
+// starts, and keeps its timestamp delta in d.tsDelta.
+func (d *recordDecoder) record(i int32) string {
 	d.fixed(1) // attributes
-	d.varint() // timestamp delta
+	d.tsDelta = d.varint()
 	if od := d.varint(); d.ok && od != int64(i) {
 		return fmt.Sprintf("offset delta %d, want %d", od, i)
 	}
@@ -273,27 +304,39 @@ func checkRecord(r []byte, i int32) string {
 	switch {
 	case !d.ok:
 		return "truncated or malformed field"
-	case d.pos != len(r):
-		return fmt.Sprintf("%d bytes after the record's last field", len(r)-d.pos)
+	case d.pos != d.end:
+		return fmt.Sprintf("%d bytes after the record's last field", d.end-d.pos)
 	}
 	return ""
 }
 
-// recordDecoder reads record fields; ok turns false at the first failure
-// and every later read is then a no-op.
+// recordDecoder reads the fields of one record of end bytes, from b or, when
+// src is set, from src (a decompressed stream, read no further than the
+// record's end). ok turns false at the first failure and every later read
+// is then a no-op.
 type recordDecoder struct {
-	b   []byte
-	pos int
-	ok  bool
+	b       []byte
+	src     *bufio.Reader
+	pos     int
+	end     int
+	ok      bool
+	tsDelta int64 // the record's timestamp delta, once read
 }
 
+// fixed skips n bytes.
 func (d *recordDecoder) fixed(n int) {
 	if !d.ok {
 		return
 	}
-	if len(d.b)-d.pos < n {
+	if d.end-d.pos < n {
 		d.ok = false
 		return
+	}
+	if d.src != nil {
+		if _, err := d.src.Discard(n); err != nil {
+			d.ok = false
+			return
+		}
 	}
 	d.pos += n
 }
@@ -302,10 +345,19 @@ func (d *recordDecoder) varint() int64 {
 	if !d.ok {
 		return 0
 	}
-	v, k := binary.Varint(d.b[d.pos:])
+	var p []byte
+	if d.src != nil {
+		p, _ = d.src.Peek(min(binary.MaxVarintLen64, d.end-d.pos)) // short at the end of the stream
+	} else {
+		p = d.b[d.pos:d.end]
+	}
+	v, k := binary.Varint(p)
 	if k <= 0 {
 		d.ok = false
 		return 0
+	}
+	if d.src != nil {
+		_, _ = d.src.Discard(k) // Peek returned these k bytes
 	}
 	d.pos += k
 	return v
@@ -320,11 +372,11 @@ func (d *recordDecoder) bytes(nullable bool) {
 	if n == -1 && nullable {
 		return
 	}
-	if n < 0 || n > int64(len(d.b)-d.pos) {
+	if n < 0 || n > int64(d.end-d.pos) {
 		d.ok = false
 		return
 	}
-	d.pos += int(n)
+	d.fixed(int(n))
 }
 
 // ValidateBatches checks bytes as found in a Produce request's Records
@@ -356,6 +408,20 @@ func ValidateBatches(b []byte, maxBatchBytes int) ([]BatchHeader, error) {
 
 // nextBatch validates the batch starting at b[pos:], the i-th in b.
 func nextBatch(b []byte, pos, i, maxBatchBytes int) (BatchHeader, error) {
+	h, err := nextHeader(b, pos, i, maxBatchBytes)
+	if err != nil {
+		return BatchHeader{}, err
+	}
+	if reason := checkBatch(b[pos:pos+h.Size()], h); reason != "" {
+		return BatchHeader{}, &BatchError{Index: i, Pos: int64(pos), Reason: reason, Err: ErrCorruptBatch}
+	}
+	return h, nil
+}
+
+// nextHeader decodes the header of the batch starting at b[pos:], the i-th
+// in b, and checks that the whole batch is there, within maxBatchBytes;
+// neither the rest of the header nor the CRC is checked.
+func nextHeader(b []byte, pos, i, maxBatchBytes int) (BatchHeader, error) {
 	fail := func(err error, format string, args ...any) (BatchHeader, error) {
 		return BatchHeader{}, &BatchError{Index: i, Pos: int64(pos), Reason: fmt.Sprintf(format, args...), Err: err}
 	}
@@ -373,9 +439,6 @@ func nextBatch(b []byte, pos, i, maxBatchBytes int) (BatchHeader, error) {
 	}
 	if size > len(rest) {
 		return fail(ErrCorruptBatch, "partial batch: %d of %d bytes", len(rest), size)
-	}
-	if reason := checkBatch(rest[:size], h); reason != "" {
-		return fail(ErrCorruptBatch, "%s", reason)
 	}
 	return h, nil
 }

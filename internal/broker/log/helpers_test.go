@@ -29,6 +29,9 @@ type spec struct {
 	recHook func(i int, r *kmsg.Record)
 	// tail is appended after the records (counted in the batch length).
 	tail []byte
+	// codec, if set, compresses the records and tail with compress and sets
+	// the batch's compression attribute.
+	codec int8
 }
 
 // buildBatch encodes a v2 batch with kmsg and a correct CRC-32C.
@@ -54,6 +57,10 @@ func buildBatch(s spec) []byte {
 		recs = r.AppendTo(recs)
 	}
 	recs = append(recs, s.tail...)
+	if s.codec != 0 {
+		recs = compress(s.codec, recs)
+		s.attrs |= int16(s.codec)
+	}
 	rb := kmsg.RecordBatch{
 		FirstOffset:          s.base,
 		Length:               int32(minBatchLength + len(recs)),

@@ -54,9 +54,10 @@ type ackWaiter struct {
 // acks=all. Every field below mu is owned by mu; the hot produce and fetch paths take only this
 // lock. A Replica is safe for concurrent use.
 type Replica struct {
-	cfg Config
-	log *log.Log
-	lg  *slog.Logger
+	cfg       Config
+	log       *log.Log
+	lg        *slog.Logger
+	validator *log.ProduceValidator
 
 	mu          sync.Mutex
 	leader      int32 // meta.NoLeader when offline or unknown
@@ -91,6 +92,7 @@ func Open(dir string, cfg Config) (*Replica, error) {
 		cfg: cfg, log: l, lg: lg,
 		// As Kafka's Partition.createLog: the checkpointed high watermark, within the log.
 		hw:        min(max(cfg.HighWatermark, l.StartOffset()), l.EndOffset()),
+		validator: log.NewProduceValidator(cfg.Now),
 		leader:    meta.NoLeader,
 		followers: map[int32]*follower{},
 		producers: producers{},
@@ -222,21 +224,27 @@ type AppendResult struct {
 	Duplicate      bool // an idempotent retry of a batch already in the log
 }
 
-// Append handles a produce to this partition as leader: it validates the batches, checks
+// Append handles a produce to this partition as leader: it validates the batch as Kafka's
+// LogValidator does (exactly one batch, its records read and, if compressed, decompressed), checks
 // min.insync.replicas for acks=all, deduplicates idempotent retries, appends, and for acks=all
-// waits until the high watermark passes the batches (or ctx ends: REQUEST_TIMED_OUT). Errors are
+// waits until the high watermark passes the batch (or ctx ends: REQUEST_TIMED_OUT). Errors are
 // kerr errors wrapped with context, so errors.Is and kerr.ErrorForCode-style mapping work.
 func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (AppendResult, error) {
 	r.mu.Lock()
 	maxBytes := r.cfg.MaxMessageBytes
 	r.mu.Unlock()
-	headers, err := log.ValidateBatches(batches, maxBytes)
-	if err != nil {
-		if errors.Is(err, log.ErrBatchTooLarge) {
-			return AppendResult{}, fmt.Errorf("%w: %w", kerr.MessageTooLarge, err)
-		}
+	h, err := r.validator.Validate(batches, maxBytes)
+	switch {
+	case errors.Is(err, log.ErrBatchTooLarge):
+		return AppendResult{}, fmt.Errorf("%w: %w", kerr.MessageTooLarge, err)
+	case errors.Is(err, log.ErrInvalidRecord):
+		return AppendResult{}, fmt.Errorf("%w: %w", kerr.InvalidRecord, err)
+	case errors.Is(err, log.ErrInvalidTimestamp):
+		return AppendResult{}, fmt.Errorf("%w: %w", kerr.InvalidTimestamp, err)
+	case err != nil:
 		return AppendResult{}, fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
 	}
+	headers := []log.BatchHeader{h}
 
 	r.mu.Lock()
 	if r.leader != r.cfg.BrokerID || r.closed {
@@ -249,35 +257,31 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 		r.mu.Unlock()
 		return AppendResult{}, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, r.cfg.MinISR, kerr.NotEnoughReplicas)
 	}
-	for _, h := range headers {
-		dup, err := r.producers.check(h)
-		if err != nil {
-			r.mu.Unlock()
-			return AppendResult{}, fmt.Errorf("%s-%d: %w", r.cfg.Topic, r.cfg.Partition, err)
-		}
-		if dup != nil {
-			// Kafka sends one idempotent batch per partition and request; a retry of it gets the
-			// offsets it was first written at, and is not written again.
-			res := AppendResult{BaseOffset: dup.firstOffset, LogStartOffset: r.log.StartOffset(), Duplicate: true}
-			epoch := r.leaderEpoch
-			r.mu.Unlock()
-			if acks == -1 {
-				return res, r.waitHW(ctx, dup.lastOffset, epoch)
-			}
-			return res, nil
-		}
+	dup, err := r.producers.check(h)
+	if err != nil {
+		r.mu.Unlock()
+		return AppendResult{}, fmt.Errorf("%s-%d: %w", r.cfg.Topic, r.cfg.Partition, err)
 	}
-	// The batches were validated above: the log does not compute their CRCs again, and it sets
-	// each header's assigned offset.
+	if dup != nil {
+		// A retry of an idempotent batch gets the offsets it was first written at, and is not
+		// written again.
+		res := AppendResult{BaseOffset: dup.firstOffset, LogStartOffset: r.log.StartOffset(), Duplicate: true}
+		epoch := r.leaderEpoch
+		r.mu.Unlock()
+		if acks == -1 {
+			return res, r.waitHW(ctx, dup.lastOffset, epoch)
+		}
+		return res, nil
+	}
+	// The batch was validated above: the log does not compute its CRC again, and it sets the
+	// header's assigned offset.
 	base, err := r.log.AppendValidated(batches, headers, r.leaderEpoch)
 	if err != nil {
 		r.mu.Unlock()
 		return AppendResult{}, fmt.Errorf("%s-%d: append: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
 	}
-	for _, h := range headers {
-		r.producers.update(h)
-	}
-	last := headers[len(headers)-1].LastOffset()
+	r.producers.update(headers[0])
+	last := headers[0].LastOffset()
 	res := AppendResult{BaseOffset: base, LogStartOffset: r.log.StartOffset()}
 	r.maybeAdvanceHWLocked()
 	r.notifyLocked()

@@ -5,24 +5,34 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/safe"
 )
 
-// handleProduce appends each partition's batches on this node (which must lead the partition).
+// handleProduce appends each partition's batch on this node (which must lead the partition).
 // Partitions are handled concurrently, so one acks=all wait does not delay the others. With
 // acks=0 no response is sent.
+//
+// Before anything is appended the request is checked as Kafka's KafkaApis and ReplicaManager
+// check it: a transactional batch (or a transactional id: the bundled broker has no transactions)
+// fails every partition with TRANSACTIONAL_ID_AUTHORIZATION_FAILED; zstd before v7 is
+// UNSUPPORTED_COMPRESSION_TYPE; acks other than -1, 0 and 1 is INVALID_REQUIRED_ACKS for every
+// partition this node leads. Each batch is then validated by its replica (partition.Append).
 func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	transactional := req.TransactionID != nil || hasTransactionalBatch(req)
 	if req.TransactionID != nil {
 		b.lg.Warn("transactional produce refused: transactions are not supported", "transactional_id", *req.TransactionID)
 	}
-	ctx, cancel := withTimeout(ctx, req.TimeoutMillis)
+	validAcks := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
+	ctx, cancel := produceTimeout(ctx, req.TimeoutMillis)
 	defer cancel()
 	img := b.Image()
 	var wg sync.WaitGroup
@@ -44,7 +54,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 			*sp = kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
-			if req.TransactionID != nil {
+			if transactional {
 				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 				msg := "kafkaguard broker: transactions are not supported"
 				sp.ErrorMessage = &msg
@@ -60,6 +70,18 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 			r := b.replica(name, rp.Partition)
 			if r == nil {
 				sp.ErrorCode = b.missingPartitionCode(img, name, rp.Partition)
+				continue
+			}
+			if req.Version < 7 && batchCodec(rp.Records) == codecZstd {
+				sp.ErrorCode = kerr.UnsupportedCompressionType.Code
+				msg := fmt.Sprintf("kafkaguard broker: produce v%d may not carry zstd batches (v7 and later may)", req.Version)
+				sp.ErrorMessage = &msg
+				continue
+			}
+			if !validAcks {
+				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+				msg := fmt.Sprintf("kafkaguard broker: acks %d, want -1, 0 or 1", req.Acks)
+				sp.ErrorMessage = &msg
 				continue
 			}
 			wg.Add(1)
@@ -94,6 +116,39 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 		return nil
 	}
 	return resp
+}
+
+// produceTimeout bounds a produce's acks=all wait as Kafka's DelayedProduce does: a timeout of
+// 0 (or less) expires as soon as the batch is appended, so acks=all answers REQUEST_TIMED_OUT
+// unless the ISR already holds the batch; it is not a wait without end.
+func produceTimeout(ctx context.Context, ms int32) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, time.Duration(max(ms, 0))*time.Millisecond)
+}
+
+// codecZstd is the zstd compression codec in a batch's attributes.
+const codecZstd = 4
+
+// batchCodec returns the compression codec of the first batch in records, or -1 when records
+// is too short to hold a batch header.
+func batchCodec(records []byte) int8 {
+	h, err := log.ParseBatchHeader(records)
+	if err != nil {
+		return -1
+	}
+	return h.Compression()
+}
+
+// hasTransactionalBatch reports whether the first batch of any partition in req is
+// transactional, as Kafka's RequestUtils.hasTransactionalRecords.
+func hasTransactionalBatch(req *kmsg.ProduceRequest) bool {
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			if h, err := log.ParseBatchHeader(p.Records); err == nil && h.IsTransactional() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // missingPartitionCode is the error for a partition this node does not hold.

@@ -94,7 +94,9 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 }
 
 // autoCreate creates topics with the broker defaults and waits (briefly) until this node's image
-// shows them, so the client's first metadata answer already has leaders.
+// shows the ones created, so the client's first metadata answer already has leaders. A topic the
+// controller refuses (a default.replication.factor above the live brokers, say) is not waited
+// for: as on a Kafka 4.x broker, it stays unknown.
 func (b *Broker) autoCreate(ctx context.Context, names []string) *meta.Image {
 	specs := make([]TopicSpec, len(names))
 	for i, n := range names {
@@ -104,8 +106,12 @@ func (b *Broker) autoCreate(ctx context.Context, names []string) *meta.Image {
 		return b.Image()
 	}
 	errs := b.cfg.Controller.CreateTopics(ctx, b.cfg.ID, b.fillDefaults(specs), false)
+	var created []string
 	for i, err := range errs {
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		switch {
+		case err == nil || errors.Is(err, kerr.TopicAlreadyExists):
+			created = append(created, names[i])
+		default:
 			b.lg.Warn("auto-create topic failed", "topic", names[i], "err", err)
 		}
 	}
@@ -113,7 +119,7 @@ func (b *Broker) autoCreate(ctx context.Context, names []string) *meta.Image {
 	for {
 		img := b.Image()
 		ready := true
-		for _, n := range names {
+		for _, n := range created {
 			if img.Topic(n) == nil {
 				ready = false
 			}
@@ -125,21 +131,21 @@ func (b *Broker) autoCreate(ctx context.Context, names []string) *meta.Image {
 	}
 }
 
-// fillDefaults replaces -1 partition counts and replication factors with the broker defaults,
-// capping the replication factor at the number of live brokers.
+// fillDefaults replaces the partition counts and replication factors of -1 ("the broker
+// default", KIP-464) with num.partitions and default.replication.factor. As in Kafka, the
+// replication factor is never lowered to fit the live brokers: the controller refuses a topic it
+// cannot fully replicate (INVALID_REPLICATION_FACTOR), and other non-positive values reach it
+// unchanged to be refused too.
 func (b *Broker) fillDefaults(specs []TopicSpec) []TopicSpec {
-	live := int16(0)
-	for _, bk := range b.Image().Brokers {
-		if bk.Alive {
-			live++
-		}
-	}
 	for i := range specs {
-		if specs[i].Partitions <= 0 && len(specs[i].Assignment) == 0 {
+		if len(specs[i].Assignment) > 0 {
+			continue
+		}
+		if specs[i].Partitions == -1 {
 			specs[i].Partitions = b.cfg.DefaultPartitions
 		}
-		if specs[i].ReplicationFactor <= 0 && len(specs[i].Assignment) == 0 {
-			specs[i].ReplicationFactor = max(1, min(b.cfg.DefaultReplicationFactor, live))
+		if specs[i].ReplicationFactor == -1 {
+			specs[i].ReplicationFactor = b.cfg.DefaultReplicationFactor
 		}
 	}
 	return specs

@@ -7,9 +7,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// handleInitProducerID gives an idempotent producer a cluster-unique id with epoch 0, or bumps
-// the epoch of an id the producer already has (KIP-360). Transactional ids are refused: the
-// bundled broker does not implement transactions.
+// handleInitProducerID gives an idempotent producer a new cluster-unique id at epoch 0. As
+// Kafka's TransactionCoordinator.handleInitProducerId, a request without a transactional id
+// always gets a freshly generated id, whatever id and epoch it passes (the KIP-360 epoch bump is
+// for transactional ids only), and KafkaApis answers INVALID_REQUEST when only one of id and
+// epoch is set. Transactional ids are refused: the bundled broker does not implement
+// transactions.
 func (b *Broker) handleInitProducerID(ctx context.Context, req *kmsg.InitProducerIDRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
@@ -18,8 +21,8 @@ func (b *Broker) handleInitProducerID(ctx context.Context, req *kmsg.InitProduce
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 		return resp
 	}
-	if req.Version >= 3 && req.ProducerID >= 0 && req.ProducerEpoch >= 0 && req.ProducerEpoch < 32766 {
-		resp.ProducerID, resp.ProducerEpoch = req.ProducerID, req.ProducerEpoch+1
+	if (req.ProducerID == -1) != (req.ProducerEpoch == -1) {
+		resp.ErrorCode = kerr.InvalidRequest.Code
 		return resp
 	}
 	if b.isolated.Load() {

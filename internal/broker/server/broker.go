@@ -53,7 +53,8 @@ type Config struct {
 	AutoCreateTopics bool
 	// DefaultPartitions is num.partitions for auto-created topics.
 	DefaultPartitions int32
-	// DefaultReplicationFactor is default.replication.factor (capped at the live brokers).
+	// DefaultReplicationFactor is default.replication.factor. A topic created with it while
+	// fewer brokers are live fails INVALID_REPLICATION_FACTOR, as in Kafka.
 	DefaultReplicationFactor int16
 	// Group configures the consumer-group coordinator.
 	Group group.Config

@@ -28,15 +28,20 @@ func TestReplayOffsetsSkipsAnUndecodableBatchAndReadsThePartitionToItsEnd(t *tes
 		}
 		return records.Build(rs, 1, records.NoProducer)
 	}
-	// A batch whose attributes claim gzip: stored (the log does not look inside compressed
-	// batches), but not decodable as the coordinator's own records.
+	// A batch whose attributes claim gzip: a producer's would be refused (it does not
+	// decompress), but the log itself stores it (as a follower stores what its leader wrote), and
+	// it is not decodable as the coordinator's own records.
 	damaged := batch("lost")
 	damaged[22] |= 1
 	binary.BigEndian.PutUint32(damaged[17:], crc32.Checksum(damaged[21:], crc32.MakeTable(crc32.Castagnoli)))
-	for _, b := range [][]byte{batch("a", "b"), damaged, batch("c")} {
-		if _, err := r.Append(t.Context(), b, 1); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := r.Append(t.Context(), batch("a", "b"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Log().AppendLeader(damaged, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Append(t.Context(), batch("c"), 1); err != nil {
+		t.Fatal(err)
 	}
 
 	b := &Broker{lg: slog.New(slog.DiscardHandler)}
