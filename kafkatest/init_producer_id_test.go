@@ -1,6 +1,9 @@
 package kafkatest_test
 
 import (
+	"context"
+	"time"
+
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -43,5 +46,42 @@ func TestInitProducerIDWithoutTransactionalIDAllocatesANewIDAtEpochZero(t *testi
 		if resp.ErrorCode != kerr.InvalidRequest.Code {
 			t.Fatalf("id %d epoch %d: code %d, want INVALID_REQUEST (%d)", half[0], half[1], resp.ErrorCode, kerr.InvalidRequest.Code)
 		}
+	}
+}
+
+// TestTransactionsAreRefusedUntilImplemented pins how the bundled broker refuses transactions,
+// which it does not implement yet: InitProducerID with a transactional id answers
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED without allocating a producer id, and each transaction
+// API, which ApiVersions does not advertise, closes the connection that sent it. (The
+// transactional produce is pinned in produce_validation_test.go.)
+func TestTransactionsAreRefusedUntilImplemented(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	cl := dial(t, c)
+	before, _ := initProducer(t, cl)
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.SetVersion(4)
+	txn := "orders-copier"
+	req.TransactionalID, req.TransactionTimeoutMillis = &txn, 60000
+	resp := request[*kmsg.InitProducerIDResponse](t, cl, req)
+	if resp.ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code || resp.ProducerID != -1 {
+		t.Fatalf("InitProducerID with a transactional id: code %d, producer id %d; want TRANSACTIONAL_ID_AUTHORIZATION_FAILED and -1", resp.ErrorCode, resp.ProducerID)
+	}
+	if after, _ := initProducer(t, cl); after != before+1 {
+		t.Fatalf("producer ids %d then %d: the refused request allocated one", before, after)
+	}
+	for _, req := range []kmsg.Request{
+		kmsg.NewPtrAddPartitionsToTxnRequest(), kmsg.NewPtrAddOffsetsToTxnRequest(), kmsg.NewPtrEndTxnRequest(),
+		kmsg.NewPtrTxnOffsetCommitRequest(), kmsg.NewPtrWriteTxnMarkersRequest(),
+	} {
+		t.Run(kmsg.NameForKey(req.Key()), func(t *testing.T) {
+			cl := dial(t, c)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if resp, err := cl.Request(ctx, req); err == nil {
+				t.Fatalf("answered %+v; want the connection closed", resp)
+			} else if ctx.Err() != nil {
+				t.Fatalf("neither answered nor closed: %v", err)
+			}
+		})
 	}
 }
