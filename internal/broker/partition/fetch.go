@@ -1,11 +1,9 @@
 package partition
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -126,7 +124,7 @@ func (r *Replica) updateFollowerLocked(id int32, offset, leo int64) {
 		f.lastCaughtUp = f.lastFetch
 	}
 	f.leo, f.leoAtFetch, f.lastFetch = offset, leo, now
-	if !slices.Contains(r.isr, id) && offset >= r.hw && offset >= r.epochStartLocked() {
+	if !slices.Contains(r.isr, id) && r.proposal == nil && offset >= r.hw && offset >= r.epochStartLocked() {
 		r.proposeISRLocked(append(slices.Clone(r.isr), id))
 	}
 	r.maybeAdvanceHWLocked()
@@ -162,28 +160,6 @@ func (r *Replica) CheckISR() {
 		r.lg.Warn("shrinking ISR: followers lag more than replica.lag.time.max.ms", "from", r.isr, "to", isr, "lag_max", r.cfg.ReplicaLagMax)
 		r.proposeISRLocked(isr)
 	}
-}
-
-// proposeISRLocked sends an ISR change to the controller in the background, one at a time.
-// The change takes effect when the controller's new state comes back through Apply.
-func (r *Replica) proposeISRLocked(isr []int32) {
-	if r.altering || r.cfg.AlterISR == nil {
-		return
-	}
-	r.altering = true
-	slices.Sort(isr)
-	epoch, partEpoch := r.leaderEpoch, r.partEpoch
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err := r.cfg.AlterISR(ctx, epoch, partEpoch, isr)
-		r.mu.Lock()
-		r.altering = false
-		r.mu.Unlock()
-		if err != nil {
-			r.lg.Warn("ISR change not accepted", "isr", isr, "err", err)
-		}
-	}()
 }
 
 // EpochEndOffset answers OffsetForLeaderEpoch as leader (or, for ReplicaID -2 debug, any replica).

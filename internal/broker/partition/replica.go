@@ -27,9 +27,17 @@ type Config struct {
 	Logger          *slog.Logger
 	// AlterISR asks the controller to change the ISR; leaderEpoch and partitionEpoch name the state
 	// the change is based on. It may be slow or fail (an isolated broker cannot reach the
-	// controller); the replica calls it without holding its lock and at most one at a time.
+	// controller); the replica calls it without holding its lock and at most one at a time. An
+	// error means the controller did not make the change; FENCED_LEADER_EPOCH,
+	// INVALID_UPDATE_VERSION and UNKNOWN_TOPIC_OR_PARTITION mean a newer state is on its way to
+	// Apply.
 	AlterISR func(ctx context.Context, leaderEpoch, partitionEpoch int32, isr []int32) error
 	Now      func() time.Time
+
+	// committedISROnly restores, for tests only, the rule this package had before it counted a
+	// pending ISR expansion for the high watermark: the randomized replication test shows with it
+	// that the rule loses acknowledged records.
+	committedISROnly bool
 }
 
 // follower is the leader's view of one follower replica.
@@ -66,7 +74,8 @@ type Replica struct {
 	producers   producers
 	waiters     []*ackWaiter
 	watchers    map[chan struct{}]struct{}
-	altering    bool
+	altering    bool         // an AlterISR call is in flight
+	proposal    *isrProposal // the ISR change pending at the controller, nil when none
 	closed      bool
 }
 
@@ -149,6 +158,7 @@ func (r *Replica) Apply(st meta.Partition) (becameFollower bool) {
 	self := r.cfg.BrokerID
 	wasLeader := r.leader == self
 	newEpoch := st.LeaderEpoch != r.leaderEpoch || st.Leader != r.leader
+	r.endProposalLocked(st.LeaderEpoch, st.Epoch)
 	r.replicas = slices.Clone(st.Replicas)
 	r.isr = slices.Clone(st.ISR)
 	r.partEpoch = st.Epoch
@@ -158,11 +168,17 @@ func (r *Replica) Apply(st meta.Partition) (becameFollower bool) {
 		now := r.cfg.Now()
 		r.followers = map[int32]*follower{}
 		for _, id := range st.Replicas {
-			if id != self {
-				// As in Kafka, a new leader treats followers as caught up now: they get one lag bound
-				// to show they are alive before the ISR shrinks.
-				r.followers[id] = &follower{leo: -1, lastCaughtUp: now, lastFetch: now}
+			if id == self {
+				continue
 			}
+			// As in Kafka, a new leader treats ISR followers as caught up now: they get one lag
+			// bound to show they are alive before the ISR shrinks. The others have not caught up
+			// until they fetch.
+			f := &follower{leo: -1, lastFetch: now}
+			if slices.Contains(st.ISR, id) {
+				f.lastCaughtUp = now
+			}
+			r.followers[id] = f
 		}
 		r.lg.Info("became leader", "leader_epoch", st.LeaderEpoch, "isr", st.ISR, "leo", r.log.EndOffset(), "hw", r.hw)
 		r.maybeAdvanceHWLocked()
@@ -307,9 +323,12 @@ func (r *Replica) waitHW(ctx context.Context, lastOffset int64, leaderEpoch int3
 	}
 }
 
+// afterAppendCheckLocked is the answer to an acks=all produce the high watermark has passed:
+// as Kafka's checkEnoughReplicasReachOffset, an error if the maximal ISR is below
+// min.insync.replicas by then.
 func (r *Replica) afterAppendCheckLocked() error {
-	if len(r.isr) < r.cfg.MinISR {
-		return fmt.Errorf("%s-%d: ISR %v shrank below min.insync.replicas=%d after the append: %w", r.cfg.Topic, r.cfg.Partition, r.isr, r.cfg.MinISR, kerr.NotEnoughReplicasAfterAppend)
+	if isr := r.maximalISRLocked(); len(isr) < r.cfg.MinISR {
+		return fmt.Errorf("%s-%d: ISR %v shrank below min.insync.replicas=%d after the append: %w", r.cfg.Topic, r.cfg.Partition, isr, r.cfg.MinISR, kerr.NotEnoughReplicasAfterAppend)
 	}
 	return nil
 }
@@ -335,14 +354,18 @@ func (r *Replica) failWaitersLocked(err error) {
 	r.notifyLocked()
 }
 
-// maybeAdvanceHWLocked recomputes the high watermark as the smallest log end offset in the ISR
-// (the leader's own included) and, if it moved forward, completes acks=all waiters.
+// maybeAdvanceHWLocked recomputes the high watermark as Kafka's maybeIncrementLeaderHW does: the
+// smallest log end offset among the leader and the followers of the maximal ISR (the committed
+// ISR and a pending expansion), and of the followers caught up and about to join it; if it moved
+// forward, it completes acks=all waiters.
 func (r *Replica) maybeAdvanceHWLocked() {
 	if r.leader != r.cfg.BrokerID {
 		return
 	}
-	hw := r.log.EndOffset()
-	for _, id := range r.isr {
+	leo := r.log.EndOffset()
+	hw := leo
+	counted := r.maximalISRLocked()
+	for _, id := range counted {
 		if id == r.cfg.BrokerID {
 			continue
 		}
@@ -351,6 +374,14 @@ func (r *Replica) maybeAdvanceHWLocked() {
 			return // an ISR member we have not heard from yet holds the HW where it is
 		}
 		hw = min(hw, f.leo)
+	}
+	if !r.cfg.committedISROnly {
+		now := r.cfg.Now()
+		for id, f := range r.followers {
+			if f.leo >= 0 && !slices.Contains(counted, id) && r.caughtUpLocked(f, leo, now) {
+				hw = min(hw, f.leo)
+			}
+		}
 	}
 	if hw > r.hw {
 		r.hw = hw
