@@ -140,21 +140,24 @@ func (r *Replica) epochStartLocked() int64 {
 	return end
 }
 
-// CheckISR shrinks the ISR by the followers that have not caught up within the lag bound.
-// The broker calls it periodically for the partitions it leads.
+// CheckISR shrinks the ISR by the followers that are not caught up (Kafka's
+// getOutOfSyncReplicas): a follower stays while its last fetch reached the leader's log end as
+// it is now, however long ago (an idle partition), or while it caught up within the lag bound.
+// Nothing is proposed while another ISR change is pending. The broker calls it periodically for
+// the partitions it leads.
 func (r *Replica) CheckISR() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.leader != r.cfg.BrokerID {
+	if r.leader != r.cfg.BrokerID || r.proposal != nil {
 		return
 	}
-	now := r.cfg.Now()
+	now, leo := r.cfg.Now(), r.log.EndOffset()
 	isr := slices.DeleteFunc(slices.Clone(r.isr), func(id int32) bool {
 		if id == r.cfg.BrokerID {
 			return false
 		}
 		f := r.followers[id]
-		return f == nil || now.Sub(f.lastCaughtUp) > r.cfg.ReplicaLagMax
+		return f == nil || !r.caughtUpLocked(f, leo, now)
 	})
 	if len(isr) != len(r.isr) {
 		r.lg.Warn("shrinking ISR: followers lag more than replica.lag.time.max.ms", "from", r.isr, "to", isr, "lag_max", r.cfg.ReplicaLagMax)

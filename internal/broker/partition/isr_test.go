@@ -93,3 +93,36 @@ func TestRefusedISRJoinStopsHoldingTheHighWatermark(t *testing.T) {
 		})
 	}
 }
+
+func TestCaughtUpFollowerOfAnIdlePartitionStaysInTheISR(t *testing.T) {
+	f := newFixture(t, 2)
+	r := f.leader(t, 1, 2, 3)
+	if _, err := r.Append(t.Context(), batch(1, plain), 1); err != nil {
+		t.Fatal(err)
+	}
+	fetch(t, r, 2, 1)
+	fetch(t, r, 3, 1)
+	// Nothing is written for far longer than the lag bound, and the followers' last fetches
+	// are long ago: both still have everything the leader has.
+	f.clock.Advance(time.Hour)
+	r.CheckISR()
+	f.isr.none(t)
+	done := appendWaiting(t, r, batch(1, plain))
+	fetch(t, r, 2, 2)
+	fetch(t, r, 3, 2)
+	if err := <-done; err != nil {
+		t.Fatalf("acks=all on the idle partition: %v", err)
+	}
+
+	// A write arrives and follower 3 does not fetch it: it no longer has the leader's log end,
+	// and it last caught up an hour ago, so it leaves.
+	if _, err := r.Append(t.Context(), batch(1, plain), 1); err != nil {
+		t.Fatal(err)
+	}
+	fetch(t, r, 2, 3)
+	f.clock.Advance(time.Hour)
+	fetch(t, r, 2, 3)
+	if got := f.isr.next(t, r.CheckISR); !slices.Equal(got, []int32{1, 2}) {
+		t.Fatalf("proposed ISR %v, want [1 2]", got)
+	}
+}
