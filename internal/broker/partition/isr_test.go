@@ -126,3 +126,39 @@ func TestCaughtUpFollowerOfAnIdlePartitionStaysInTheISR(t *testing.T) {
 		t.Fatalf("proposed ISR %v, want [1 2]", got)
 	}
 }
+
+func TestHighWatermarkStaysWhileTheISRIsBelowMinInsyncReplicas(t *testing.T) {
+	f := newFixture(t, 2)
+	r := f.leader(t, 1)
+	// acks=1 does not look at the ISR: the leader takes the write, but with the ISR below
+	// min.insync.replicas nothing becomes committed (Kafka >= 3.7, KAFKA-15583).
+	if _, err := r.Append(t.Context(), batch(1, plain), 1); err != nil {
+		t.Fatal(err)
+	}
+	if hw := r.HighWatermark(); hw != 0 {
+		t.Fatalf("high watermark %d with ISR [1] below min.insync.replicas=2, want 0", hw)
+	}
+	if n := consume(t, r, 0); n != 0 {
+		t.Fatalf("a consumer read %d records written below min.insync.replicas", n)
+	}
+	// Follower 2 is back in the ISR and has the record: it is committed.
+	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2}, Leader: 1, LeaderEpoch: 1, Epoch: 2})
+	fetch(t, r, 2, 1)
+	if hw := r.HighWatermark(); hw != 1 {
+		t.Fatalf("high watermark %d with ISR [1 2] at LEO 1, want 1", hw)
+	}
+}
+
+func TestMinInsyncReplicasIsCappedAtTheReplicationFactor(t *testing.T) {
+	f := newFixture(t, 2)
+	r := f.open(t)
+	r.Apply(meta.Partition{Replicas: []int32{1}, ISR: []int32{1}, Leader: 1, LeaderEpoch: 1, Epoch: 1})
+	// One replica, min.insync.replicas=2: Kafka's effectiveMinIsr is 1, so acks=all works.
+	res, err := r.Append(t.Context(), batch(2, plain), -1)
+	if err != nil || res.BaseOffset != 0 {
+		t.Fatalf("acks=all on a single-replica topic with min.insync.replicas=2: %+v, %v", res, err)
+	}
+	if hw := r.HighWatermark(); hw != 2 {
+		t.Fatalf("high watermark %d, want 2", hw)
+	}
+}

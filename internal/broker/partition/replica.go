@@ -244,10 +244,10 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 		r.mu.Unlock()
 		return AppendResult{}, fmt.Errorf("broker %d is not the leader of %s-%d (leader %d): %w", r.cfg.BrokerID, r.cfg.Topic, r.cfg.Partition, leader, kerr.NotLeaderForPartition)
 	}
-	if acks == -1 && len(r.isr) < r.cfg.MinISR {
+	if minISR := r.effectiveMinISRLocked(); acks == -1 && len(r.isr) < minISR {
 		isr := slices.Clone(r.isr)
 		r.mu.Unlock()
-		return AppendResult{}, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, r.cfg.MinISR, kerr.NotEnoughReplicas)
+		return AppendResult{}, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, minISR, kerr.NotEnoughReplicas)
 	}
 	for _, h := range headers {
 		dup, err := r.producers.check(h)
@@ -327,8 +327,8 @@ func (r *Replica) waitHW(ctx context.Context, lastOffset int64, leaderEpoch int3
 // as Kafka's checkEnoughReplicasReachOffset, an error if the maximal ISR is below
 // min.insync.replicas by then.
 func (r *Replica) afterAppendCheckLocked() error {
-	if isr := r.maximalISRLocked(); len(isr) < r.cfg.MinISR {
-		return fmt.Errorf("%s-%d: ISR %v shrank below min.insync.replicas=%d after the append: %w", r.cfg.Topic, r.cfg.Partition, isr, r.cfg.MinISR, kerr.NotEnoughReplicasAfterAppend)
+	if isr, minISR := r.maximalISRLocked(), r.effectiveMinISRLocked(); len(isr) < minISR {
+		return fmt.Errorf("%s-%d: ISR %v shrank below min.insync.replicas=%d after the append: %w", r.cfg.Topic, r.cfg.Partition, isr, minISR, kerr.NotEnoughReplicasAfterAppend)
 	}
 	return nil
 }
@@ -357,9 +357,11 @@ func (r *Replica) failWaitersLocked(err error) {
 // maybeAdvanceHWLocked recomputes the high watermark as Kafka's maybeIncrementLeaderHW does: the
 // smallest log end offset among the leader and the followers of the maximal ISR (the committed
 // ISR and a pending expansion), and of the followers caught up and about to join it; if it moved
-// forward, it completes acks=all waiters.
+// forward, it completes acks=all waiters. While the committed ISR is smaller than
+// min.insync.replicas the high watermark does not move (Kafka >= 3.7, KAFKA-15583): what a
+// leader alone took with acks=1 is not committed until enough replicas have it.
 func (r *Replica) maybeAdvanceHWLocked() {
-	if r.leader != r.cfg.BrokerID {
+	if r.leader != r.cfg.BrokerID || len(r.isr) < r.effectiveMinISRLocked() {
 		return
 	}
 	leo := r.log.EndOffset()
