@@ -2,7 +2,8 @@
 // package's Controller) and N broker nodes (internal/broker/server), each with its own port,
 // data directory and replica fetchers talking to the others over TCP with the Kafka protocol. It
 // also injects faults — kill, restart, isolate, heal, pause and resume replication — and serves
-// them as a JSON control API over HTTP (ControlHandler).
+// them as a JSON control API over HTTP (ControlHandler); tests can also hold a broker's ISR
+// changes on its link to the controller (HoldISRChanges).
 package cluster
 
 import (
