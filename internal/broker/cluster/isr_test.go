@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -130,6 +131,12 @@ func TestAckedRecordSurvivesElectionOfAFollowerWhoseISRJoinWasPending(t *testing
 		t.Fatal(err)
 	}
 	defer release()
+	if _, _, err := c.HoldISRChanges(leader); !errors.Is(err, cluster.ErrBrokerState) {
+		t.Fatalf("holding broker %d's ISR changes twice: %v, want ErrBrokerState", leader, err)
+	}
+	if _, _, err := c.HoldISRChanges(99); !errors.Is(err, cluster.ErrUnknownBroker) {
+		t.Fatalf("holding an unknown broker's ISR changes: %v, want ErrUnknownBroker", err)
+	}
 	if err := c.ResumeReplication(lagging); err != nil {
 		t.Fatal(err)
 	}
