@@ -24,6 +24,8 @@
 //     slow follower): it stays in ISRs until replica.lag.time.max.ms passes.
 //   - FailProduces: the partition leader answers the next produce requests with a Kafka error
 //     without appending (a broker-side refusal, e.g. NOT_ENOUGH_REPLICAS).
+//   - HoldISRChanges (tests only): the broker's AlterISR calls wait on its link to the
+//     controller, so an ISR change stays pending (in flight) for as long as a test needs.
 package cluster
 
 import (
@@ -104,6 +106,7 @@ type Cluster struct {
 	temp  string
 	mu    sync.Mutex
 	nodes []*node
+	holds *isrHolds
 }
 
 // Start starts the controller and every broker, creates the consumer offsets topic, and returns
@@ -127,7 +130,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{cfg: cfg, lg: cfg.Logger}
+	c := &Cluster{cfg: cfg, lg: cfg.Logger, holds: &isrHolds{by: map[int32]*isrHold{}}}
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "kafkaguard-cluster-")
 		if err != nil {
@@ -175,7 +178,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 
 func (c *Cluster) startNode(ctx context.Context, n *node) error {
 	b, err := server.Start(ctx, server.Config{
-		ID: n.id, ListenAddr: n.addr, DataDir: n.dir, Controller: c.ctrl,
+		ID: n.id, ListenAddr: n.addr, DataDir: n.dir, Controller: controllerLink{Controller: c.ctrl, id: n.id, holds: c.holds},
 		Logger:                   c.lg,
 		Defaults:                 c.cfg.Defaults,
 		MaxRequestBytes:          c.cfg.MaxRequestBytes,

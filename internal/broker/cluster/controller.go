@@ -340,7 +340,11 @@ func (c *Controller) removeFromPartitionLocked(img *meta.Image, t *meta.Topic, p
 }
 
 // electLocked picks a leader for partition p from its live ISR (in replica order); with none,
-// the partition goes offline unless the topic allows unclean election.
+// the partition goes offline unless the topic allows unclean election. The controller does not
+// know log end offsets, and need not: every ISR member has every acknowledged record, because a
+// leader counts a follower it proposes for the ISR toward its high watermark from the proposal
+// on (partition's maximal ISR), so any live member is a leader that loses nothing. The cluster
+// and partition tests check that the new leader's log reaches the old high watermark.
 func (c *Controller) electLocked(img *meta.Image, t *meta.Topic, p int32, why string) {
 	st := &t.Partitions[p]
 	old := st.Leader

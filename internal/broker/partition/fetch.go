@@ -1,11 +1,9 @@
 package partition
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -207,7 +205,7 @@ func (r *Replica) updateFollowerLocked(id int32, offset, leo int64) {
 		f.lastCaughtUp = f.lastFetch
 	}
 	f.leo, f.leoAtFetch, f.lastFetch = offset, leo, now
-	if !slices.Contains(r.isr, id) && offset >= r.hw && offset >= r.epochStartLocked() {
+	if !slices.Contains(r.isr, id) && r.proposal == nil && offset >= r.hw && offset >= r.epochStartLocked() {
 		r.proposeISRLocked(append(slices.Clone(r.isr), id))
 	}
 	r.maybeAdvanceHWLocked()
@@ -223,48 +221,29 @@ func (r *Replica) epochStartLocked() int64 {
 	return end
 }
 
-// CheckISR shrinks the ISR by the followers that have not caught up within the lag bound.
-// The broker calls it periodically for the partitions it leads.
+// CheckISR shrinks the ISR by the followers that are not caught up (Kafka's
+// getOutOfSyncReplicas): a follower stays while its last fetch reached the leader's log end as
+// it is now, however long ago (an idle partition), or while it caught up within the lag bound.
+// Nothing is proposed while another ISR change is pending. The broker calls it periodically for
+// the partitions it leads.
 func (r *Replica) CheckISR() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.leader != r.cfg.BrokerID {
+	if r.leader != r.cfg.BrokerID || r.proposal != nil {
 		return
 	}
-	now := r.cfg.Now()
+	now, leo := r.cfg.Now(), r.log.EndOffset()
 	isr := slices.DeleteFunc(slices.Clone(r.isr), func(id int32) bool {
 		if id == r.cfg.BrokerID {
 			return false
 		}
 		f := r.followers[id]
-		return f == nil || now.Sub(f.lastCaughtUp) > r.cfg.ReplicaLagMax
+		return f == nil || !r.caughtUpLocked(f, leo, now)
 	})
 	if len(isr) != len(r.isr) {
 		r.lg.Warn("shrinking ISR: followers lag more than replica.lag.time.max.ms", "from", r.isr, "to", isr, "lag_max", r.cfg.ReplicaLagMax)
 		r.proposeISRLocked(isr)
 	}
-}
-
-// proposeISRLocked sends an ISR change to the controller in the background, one at a time.
-// The change takes effect when the controller's new state comes back through Apply.
-func (r *Replica) proposeISRLocked(isr []int32) {
-	if r.altering || r.cfg.AlterISR == nil {
-		return
-	}
-	r.altering = true
-	slices.Sort(isr)
-	epoch, partEpoch := r.leaderEpoch, r.partEpoch
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err := r.cfg.AlterISR(ctx, epoch, partEpoch, isr)
-		r.mu.Lock()
-		r.altering = false
-		r.mu.Unlock()
-		if err != nil {
-			r.lg.Warn("ISR change not accepted", "isr", isr, "err", err)
-		}
-	}()
 }
 
 // EpochEndOffset answers OffsetForLeaderEpoch as leader (or, for ReplicaID -2 debug, any replica).

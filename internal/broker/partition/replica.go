@@ -30,9 +30,17 @@ type Config struct {
 	Logger        *slog.Logger
 	// AlterISR asks the controller to change the ISR; leaderEpoch and partitionEpoch name the state
 	// the change is based on. It may be slow or fail (an isolated broker cannot reach the
-	// controller); the replica calls it without holding its lock and at most one at a time.
+	// controller); the replica calls it without holding its lock and at most one at a time. An
+	// error means the controller did not make the change; FENCED_LEADER_EPOCH,
+	// INVALID_UPDATE_VERSION and UNKNOWN_TOPIC_OR_PARTITION mean a newer state is on its way to
+	// Apply.
 	AlterISR func(ctx context.Context, leaderEpoch, partitionEpoch int32, isr []int32) error
 	Now      func() time.Time
+
+	// committedISROnly restores, for tests only, the rule this package had before it counted a
+	// pending ISR expansion for the high watermark: the randomized replication test shows with it
+	// that the rule loses acknowledged records.
+	committedISROnly bool
 }
 
 // follower is the leader's view of one follower replica.
@@ -70,7 +78,8 @@ type Replica struct {
 	producers   producers
 	waiters     []*ackWaiter
 	watchers    map[chan struct{}]struct{}
-	altering    bool
+	altering    bool         // an AlterISR call is in flight
+	proposal    *isrProposal // the ISR change pending at the controller, nil when none
 	closed      bool
 }
 
@@ -156,6 +165,7 @@ func (r *Replica) Apply(st meta.Partition) (becameFollower bool) {
 	self := r.cfg.BrokerID
 	wasLeader := r.leader == self
 	newEpoch := st.LeaderEpoch != r.leaderEpoch || st.Leader != r.leader
+	r.endProposalLocked(st.LeaderEpoch, st.Epoch)
 	r.replicas = slices.Clone(st.Replicas)
 	r.isr = slices.Clone(st.ISR)
 	r.partEpoch = st.Epoch
@@ -165,11 +175,17 @@ func (r *Replica) Apply(st meta.Partition) (becameFollower bool) {
 		now := r.cfg.Now()
 		r.followers = map[int32]*follower{}
 		for _, id := range st.Replicas {
-			if id != self {
-				// As in Kafka, a new leader treats followers as caught up now: they get one lag bound
-				// to show they are alive before the ISR shrinks.
-				r.followers[id] = &follower{leo: -1, lastCaughtUp: now, lastFetch: now}
+			if id == self {
+				continue
 			}
+			// As in Kafka, a new leader treats ISR followers as caught up now: they get one lag
+			// bound to show they are alive before the ISR shrinks. The others have not caught up
+			// until they fetch.
+			f := &follower{leo: -1, lastFetch: now}
+			if slices.Contains(st.ISR, id) {
+				f.lastCaughtUp = now
+			}
+			r.followers[id] = f
 		}
 		r.lg.Info("became leader", "leader_epoch", st.LeaderEpoch, "isr", st.ISR, "leo", r.log.EndOffset(), "hw", r.hw)
 		r.maybeAdvanceHWLocked()
@@ -252,10 +268,10 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 		r.mu.Unlock()
 		return AppendResult{}, fmt.Errorf("broker %d is not the leader of %s-%d (leader %d): %w", r.cfg.BrokerID, r.cfg.Topic, r.cfg.Partition, leader, kerr.NotLeaderForPartition)
 	}
-	if acks == -1 && len(r.isr) < r.cfg.MinISR {
+	if minISR := r.effectiveMinISRLocked(); acks == -1 && len(r.isr) < minISR {
 		isr := slices.Clone(r.isr)
 		r.mu.Unlock()
-		return AppendResult{}, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, r.cfg.MinISR, kerr.NotEnoughReplicas)
+		return AppendResult{}, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, minISR, kerr.NotEnoughReplicas)
 	}
 	dup, err := r.producers.check(h)
 	if err != nil {
@@ -327,9 +343,12 @@ func (r *Replica) waitHW(ctx context.Context, lastOffset int64, leaderEpoch int3
 	}
 }
 
+// afterAppendCheckLocked is the answer to an acks=all produce the high watermark has passed:
+// as Kafka's checkEnoughReplicasReachOffset, an error if the maximal ISR is below
+// min.insync.replicas by then.
 func (r *Replica) afterAppendCheckLocked() error {
-	if len(r.isr) < r.cfg.MinISR {
-		return fmt.Errorf("%s-%d: ISR %v shrank below min.insync.replicas=%d after the append: %w", r.cfg.Topic, r.cfg.Partition, r.isr, r.cfg.MinISR, kerr.NotEnoughReplicasAfterAppend)
+	if isr, minISR := r.maximalISRLocked(), r.effectiveMinISRLocked(); len(isr) < minISR {
+		return fmt.Errorf("%s-%d: ISR %v shrank below min.insync.replicas=%d after the append: %w", r.cfg.Topic, r.cfg.Partition, isr, minISR, kerr.NotEnoughReplicasAfterAppend)
 	}
 	return nil
 }
@@ -355,14 +374,20 @@ func (r *Replica) failWaitersLocked(err error) {
 	r.notifyLocked()
 }
 
-// maybeAdvanceHWLocked recomputes the high watermark as the smallest log end offset in the ISR
-// (the leader's own included) and, if it moved forward, completes acks=all waiters.
+// maybeAdvanceHWLocked recomputes the high watermark as Kafka's maybeIncrementLeaderHW does: the
+// smallest log end offset among the leader and the followers of the maximal ISR (the committed
+// ISR and a pending expansion), and of the followers caught up and about to join it; if it moved
+// forward, it completes acks=all waiters. While the committed ISR is smaller than
+// min.insync.replicas the high watermark does not move (Kafka >= 3.7, KAFKA-15583): what a
+// leader alone took with acks=1 is not committed until enough replicas have it.
 func (r *Replica) maybeAdvanceHWLocked() {
-	if r.leader != r.cfg.BrokerID {
+	if r.leader != r.cfg.BrokerID || len(r.isr) < r.effectiveMinISRLocked() {
 		return
 	}
-	hw := r.log.EndOffset()
-	for _, id := range r.isr {
+	leo := r.log.EndOffset()
+	hw := leo
+	counted := r.maximalISRLocked()
+	for _, id := range counted {
 		if id == r.cfg.BrokerID {
 			continue
 		}
@@ -371,6 +396,14 @@ func (r *Replica) maybeAdvanceHWLocked() {
 			return // an ISR member we have not heard from yet holds the HW where it is
 		}
 		hw = min(hw, f.leo)
+	}
+	if !r.cfg.committedISROnly {
+		now := r.cfg.Now()
+		for id, f := range r.followers {
+			if f.leo >= 0 && !slices.Contains(counted, id) && r.caughtUpLocked(f, leo, now) {
+				hw = min(hw, f.leo)
+			}
+		}
 	}
 	if hw > r.hw {
 		r.hw = hw

@@ -233,13 +233,13 @@ func TestMinInsyncReplicasRefusesAcksAllBeforeAppending(t *testing.T) {
 	if leo := r.State().LEO; leo != 0 {
 		t.Fatalf("a refused batch was appended: log end %d", leo)
 	}
-	// acks=1 does not look at the ISR, and the lone replica is the HW.
+	// acks=1 does not look at the ISR; below the minimum the record is not committed.
 	res, err := r.Append(t.Context(), batch(1, plain), 1)
 	if err != nil || res.BaseOffset != 0 {
 		t.Fatalf("acks=1: %+v, %v", res, err)
 	}
-	if hw := r.HighWatermark(); hw != 1 {
-		t.Fatalf("high watermark %d with the leader alone in the ISR, want 1", hw)
+	if hw := r.HighWatermark(); hw != 0 {
+		t.Fatalf("high watermark %d with the leader alone in the ISR below the minimum, want 0", hw)
 	}
 }
 
@@ -266,16 +266,33 @@ func TestAcksAllAfterTheISRShrankBelowTheMinimum(t *testing.T) {
 	f := newFixture(t, 2)
 	r := f.leader(t, 1, 2)
 	done := appendWaiting(t, r, batch(1, plain))
-	// The controller removes follower 2: the leader alone is the ISR and
-	// the HW passes the batch, but the ISR is below the minimum.
+	// The controller removes follower 2: the leader alone is the ISR, below the minimum, and
+	// the high watermark stays (Kafka >= 3.7): the produce is not answered.
 	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{1}, Leader: 1, LeaderEpoch: 1, Epoch: 2})
+	if hw := r.HighWatermark(); hw != 0 {
+		t.Fatalf("high watermark %d with the ISR below the minimum, want 0", hw)
+	}
 	select {
 	case err := <-done:
-		if !errors.Is(err, kerr.NotEnoughReplicasAfterAppend) {
-			t.Fatalf("acks=all = %v, want NOT_ENOUGH_REPLICAS_AFTER_APPEND", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("acks=all waiter not answered after the ISR shrank")
+		t.Fatalf("acks=all answered (%v) while the ISR is below the minimum", err)
+	default:
+	}
+	// 2 is back with the batch: committed, and acknowledged.
+	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2}, Leader: 1, LeaderEpoch: 1, Epoch: 3})
+	fetch(t, r, 2, 1)
+	if err := <-done; err != nil {
+		t.Fatalf("acks=all once committed: %v", err)
+	}
+
+	// The high watermark passed a batch, then the ISR shrank before its produce waited: the
+	// answer is NOT_ENOUGH_REPLICAS_AFTER_APPEND (the batch is committed, the ISR too small).
+	if _, err := r.Append(t.Context(), batch(1, plain), 1); err != nil {
+		t.Fatal(err)
+	}
+	fetch(t, r, 2, 2)
+	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{1}, Leader: 1, LeaderEpoch: 1, Epoch: 4})
+	if err := r.waitHW(t.Context(), 1, 1); !errors.Is(err, kerr.NotEnoughReplicasAfterAppend) {
+		t.Fatalf("acks=all = %v, want NOT_ENOUGH_REPLICAS_AFTER_APPEND", err)
 	}
 }
 

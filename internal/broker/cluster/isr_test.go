@@ -1,0 +1,194 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/cluster"
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
+	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+)
+
+// produceTo sends one record with acks=all to broker id and returns the partition's answer.
+func produceTo(t *testing.T, c *cluster.Cluster, id int32, topic, value string, timeout time.Duration) kmsg.ProduceResponseTopicPartition {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
+	defer cancel()
+	cl, err := wire.Dial(ctx, nil, c.Bootstrap()[id], "isr-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(9)
+	req.Acks, req.TimeoutMillis = -1, int32(timeout.Milliseconds())
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = records.Build([]records.Record{{Value: []byte(value)}}, time.Now().UnixMilli(), records.NoProducer)
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := cl.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+}
+
+// readValues reads partition 0 of topic from broker id (its leader) as a consumer, up to the
+// high watermark, and returns the value at each offset.
+func readValues(t *testing.T, c *cluster.Cluster, id int32, topic string) map[int64]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := wire.Dial(ctx, nil, c.Bootstrap()[id], "isr-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	out := map[int64]string{}
+	for offset := int64(0); ; {
+		req := kmsg.NewPtrFetchRequest()
+		req.SetVersion(12)
+		req.ReplicaID, req.MaxBytes = -1, 1<<20
+		ft := kmsg.NewFetchRequestTopic()
+		ft.Topic = topic
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.FetchOffset, fp.PartitionMaxBytes, fp.CurrentLeaderEpoch, fp.LogStartOffset = offset, 1<<20, -1, -1
+		ft.Partitions = append(ft.Partitions, fp)
+		req.Topics = append(req.Topics, ft)
+		resp, err := cl.Request(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+		if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+			t.Fatalf("fetch %s-0 at %d from broker %d: %v", topic, offset, id, err)
+		}
+		bs, err := records.Decode(p.RecordBatches)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bs) == 0 {
+			return out
+		}
+		for _, b := range bs {
+			for i, r := range b.Recs {
+				out[b.FirstOffset+int64(i)] = string(r.Value)
+			}
+			offset = b.FirstOffset + int64(len(b.Recs))
+		}
+	}
+}
+
+// TestAckedRecordSurvivesElectionOfAFollowerWhoseISRJoinWasPending is issue #11's scenario, step
+// by step: replicas [L, F, O] with ISR {L, O}; F catches up and L proposes adding it, the change
+// held in flight on L's controller link; F pauses before its next fetch; an acks=all write is
+// answered; the change commits with F in it; L is killed; F, first in replica order, is elected,
+// and O truncates to F's log. Every acknowledged record must survive: a leader that counts only
+// the committed ISR {L, O} for the high watermark acknowledges a record F does not have.
+func TestAckedRecordSurvivesElectionOfAFollowerWhoseISRJoinWasPending(t *testing.T) {
+	c := startCluster(t, 3)
+	const topic = "pending-join"
+	createTopic(t, c, topic, 1, 3)
+	info, err := c.Partition(topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader, lagging, other := info.Replicas[0], info.Replicas[1], info.Replicas[2]
+	if info.Leader != leader {
+		t.Fatalf("leader %d, want the first replica of %v", info.Leader, info.Replicas)
+	}
+	acked := map[int64]string{}
+	produce := func(value string, timeout time.Duration) {
+		p := produceTo(t, c, leader, topic, value, timeout)
+		if p.ErrorCode == 0 {
+			acked[p.BaseOffset] = value
+		}
+		t.Logf("produce %q: offset %d, %v", value, p.BaseOffset, kerr.ErrorForCode(p.ErrorCode))
+	}
+
+	// The lagging follower falls out of the ISR.
+	if err := c.PauseReplication(lagging); err != nil {
+		t.Fatal(err)
+	}
+	produce("while-lagging", 10*time.Second)
+	waitFor(t, func() bool {
+		info, err := c.Partition(topic, 0)
+		return err == nil && !slices.Contains(info.ISR, lagging)
+	})
+
+	// It catches up; the leader proposes it back, and the proposal stays in flight.
+	held, release, err := c.HoldISRChanges(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if _, _, err := c.HoldISRChanges(leader); !errors.Is(err, cluster.ErrBrokerState) {
+		t.Fatalf("holding broker %d's ISR changes twice: %v, want ErrBrokerState", leader, err)
+	}
+	if _, _, err := c.HoldISRChanges(99); !errors.Is(err, cluster.ErrUnknownBroker) {
+		t.Fatalf("holding an unknown broker's ISR changes: %v, want ErrUnknownBroker", err)
+	}
+	if err := c.ResumeReplication(lagging); err != nil {
+		t.Fatal(err)
+	}
+	for proposed := false; !proposed; {
+		select {
+		case ch := <-held: // the leader's other partitions (consumer offsets) also propose
+			proposed = ch.Topic == topic && slices.Contains(ch.ISR, lagging)
+		case <-time.After(20 * time.Second):
+			t.Fatal("the leader did not propose the caught-up follower")
+		}
+	}
+	// It pauses before its next fetch (a fetch in flight brings it nothing).
+	if err := c.PauseReplication(lagging); err != nil {
+		t.Fatal(err)
+	}
+	produce("after-join-proposed", time.Second)
+
+	// The change commits with the follower in the ISR; then the leader dies.
+	release()
+	waitFor(t, func() bool {
+		info, err := c.Partition(topic, 0)
+		return err == nil && slices.Contains(info.ISR, lagging)
+	})
+	before, err := c.Partition(topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	var after cluster.PartitionInfo
+	waitFor(t, func() bool {
+		after, err = c.Partition(topic, 0)
+		return err == nil && after.Leader >= 0 && after.Leader != leader
+	})
+	// O follows the new leader, truncating to its log, and catches up.
+	waitFor(t, func() bool {
+		l, err1 := c.ReplicaState(after.Leader, topic, 0)
+		o, err2 := c.ReplicaState(other, topic, 0)
+		return err1 == nil && err2 == nil && o.LeaderEpoch == after.LeaderEpoch && o.LEO == l.LEO && l.HW == l.LEO
+	})
+	newLeader, err := c.ReplicaState(after.Leader, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newLeader.LEO < before.HW {
+		t.Errorf("new leader %d ends at %d, below the old leader's high watermark %d", after.Leader, newLeader.LEO, before.HW)
+	}
+	got := readValues(t, c, after.Leader, topic)
+	for off, v := range acked {
+		if got[off] != v {
+			t.Errorf("acknowledged record %q at offset %d lost: new leader %d has %q there (log: %v)", v, off, after.Leader, got[off], fmt.Sprint(got))
+		}
+	}
+}
