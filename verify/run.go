@@ -15,6 +15,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/produce"
@@ -571,7 +572,9 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client) ([]Record, int,
 
 // stableEndOffsets lists the topic's end offsets until two answers a
 // moment apart agree: a record sent with acks=0 counts as sent once it left
-// the client, and the broker may still be appending it.
+// the client, and the broker may still be appending it. Retriable errors
+// (OFFSET_NOT_AVAILABLE from a new leader whose high watermark has not yet
+// caught up, NOT_LEADER_OR_FOLLOWER during an election) are asked again.
 func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm.ListedOffsets, error) {
 	var prev map[int32]int64
 	for {
@@ -579,13 +582,18 @@ func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm
 		if err == nil {
 			err = ends.Error()
 		}
-		if err != nil {
+		var cur map[int32]int64
+		switch {
+		case err != nil && !kerr.IsRetriable(err):
 			return nil, fmt.Errorf("verify: end offsets of %s: %w", topic, err)
-		}
-		cur := map[int32]int64{}
-		ends.Each(func(o kadm.ListedOffset) { cur[o.Partition] = o.Offset })
-		if prev != nil && maps.Equal(prev, cur) {
-			return ends, nil
+		case err != nil:
+			prev = nil
+		default:
+			cur = map[int32]int64{}
+			ends.Each(func(o kadm.ListedOffset) { cur[o.Partition] = o.Offset })
+			if prev != nil && maps.Equal(prev, cur) {
+				return ends, nil
+			}
 		}
 		prev = cur
 		select {
