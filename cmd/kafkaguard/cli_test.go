@@ -31,7 +31,7 @@ func ourCommands(t *testing.T) []*cobra.Command {
 	for _, c := range cmds {
 		names = append(names, c.Name())
 	}
-	want := []string{"audit", "broker", "help", "partition", "retry-job", "verify", "version"}
+	want := []string{"audit", "bench", "broker", "help", "partition", "retry-job", "verify", "version"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("commands %q, want %q", names, want)
 	}
@@ -176,6 +176,8 @@ func TestBadFlagValuesAreRefusedNamingTheFlag(t *testing.T) {
 		{[]string{"retry-job", "--bootstrap", "a:1", "--topic", "t", "--alert-backlog", "-1"}, "--alert-backlog must be at least 0, got -1"},
 		{[]string{"retry-job", "--bootstrap", "a:1", "--topic", "t", "--alert-age", "-1s"}, "--alert-age must be at least 0s, got -1s"},
 		{[]string{"retry-job", "--bootstrap", "a:1", "--topic", "t", "--alert-dead-letters", "-1"}, "--alert-dead-letters must be at least 0, got -1"},
+		{[]string{"bench", "--duration", "0"}, "--duration must be between 10ms and 1m0s, got 0"},
+		{[]string{"bench", "--quick", "--duration", "2m"}, "--duration must be between 10ms and 1m0s, got 2m"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -13,6 +13,7 @@
 //	audit       check a cluster's configuration against the no-loss checklist
 //	partition   print the partition each client family picks for keys
 //	retry-job   run the retry job for failed records of a topic
+//	bench       demonstrate "why Kafka is fast" on this machine, each claim next to its opposite
 //	version     print the version
 //
 // Help goes to stdout and exits 0; bad usage (an unknown command or flag, a
@@ -118,7 +119,8 @@ const rootLong = `kafkaguard makes Kafka clients lose nothing, duplicate nothing
 nothing, and proves it. This tool runs the proofs (verify), checks a
 cluster's configuration (audit), runs the bundled Kafka-protocol broker
 (broker), shows how client families partition keys (partition) and runs the
-retry job for failed records (retry-job).
+retry job for failed records (retry-job), and measures the claims of "why
+Kafka is fast" on this machine (bench).
 
 Flags may come before or after arguments; a lone "--" ends the flags. For
 compatibility with earlier versions, a long flag may also be written with one
@@ -154,7 +156,7 @@ func newRootCmd() *cobra.Command {
 	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	help := newHelpCmd(root)
 	root.AddCommand(newBrokerCmd(), newVerifyCmd(), newAuditCmd(), newPartitionCmd(), newRetryJobCmd(),
-		newVersionCmd(), help)
+		newBenchCmd(), newVersionCmd(), help)
 	root.SetHelpCommand(help)
 	root.SetFlagErrorFunc(flagError) // inherited by every command
 	root.InitDefaultVersionFlag()

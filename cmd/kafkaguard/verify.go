@@ -451,6 +451,22 @@ func (p *progressLine) update(s string) {
 	fmt.Fprintf(p.w, "\r\033[K%s", s)
 }
 
+// step shows s as what is running now: in place on a terminal, otherwise as a line.
+func (p *progressLine) step(s string) {
+	if p.tty {
+		p.update(s)
+		return
+	}
+	fmt.Fprintln(p.w, s)
+}
+
+// clear erases the line on a terminal.
+func (p *progressLine) clear() {
+	if p.tty {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
 func (p *progressLine) done(s string) {
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s\n", s)
