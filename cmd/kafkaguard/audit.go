@@ -4,20 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/produce"
 )
 
-const auditUsage = `usage: kafkaguard audit --bootstrap LIST [--topic T]... [--json]
-
-Reads the cluster's configuration (Metadata and DescribeConfigs) and checks the
+const auditLong = `Reads the cluster's configuration (Metadata and DescribeConfigs) and checks the
 cluster side of the no-loss checklist, printing one line per rule and
 resource with pass or FAIL, then the fix for each failure:
 
@@ -28,15 +25,19 @@ resource with pass or FAIL, then the fix for each failure:
 	              unclean.leader.election.enable = false
 
 Exit status: 0 when every check passed, 1 when one failed or the cluster could
-not be read, 2 for bad usage.
+not be read, 2 for bad usage.`
 
-Flags:
-`
-
-// runAudit implements "kafkaguard audit".
-func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// newAuditCmd is "kafkaguard audit".
+func newAuditCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit --bootstrap LIST [--topic T]... [--json]",
+		Short: "Check a cluster's configuration against the no-loss checklist",
+		Long:  auditLong,
+		Example: `  kafkaguard audit --bootstrap 127.0.0.1:9092 --topic orders
+  kafkaguard audit --bootstrap kafka-1:9092,kafka-2:9092 --topic orders,payments --json`,
+		Args: noArgs,
+	}
+	fs := cmd.Flags()
 	bootstrap := fs.String("bootstrap", "", "comma-separated host:port list of the cluster (required)")
 	var topics []string
 	fs.Func("topic", "topic to check (repeat, or separate with commas)", func(s string) error {
@@ -48,56 +49,39 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return nil
 	})
 	asJSON := fs.Bool("json", false, `print the report as JSON: {"passed": bool, "checks": [...]}`)
-	timeout := fs.Duration("timeout", 30*time.Second, "give up reading the cluster after this long")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), auditUsage)
-		fs.PrintDefaults()
-	}
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "kafkaguard audit: "+format+"\n", a...)
-		fmt.Fprintln(stderr, "usage: kafkaguard audit --bootstrap LIST [--topic T]... [--json]")
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return usageErr("unexpected arguments %q", fs.Args())
-	}
-	brokers := splitList(*bootstrap)
-	if len(brokers) == 0 {
-		return usageErr("--bootstrap is required")
-	}
-	if *timeout <= 0 {
-		return usageErr("--timeout must be positive")
-	}
+	timeout := durationFlag(fs, "timeout", 30*time.Second, positive[time.Duration](), "give up reading the cluster after this long")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+		brokers := splitList(*bootstrap)
+		if len(brokers) == 0 {
+			return usageErrorf("--bootstrap is required")
+		}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("kafkaguard-audit"))
-	if err != nil {
-		fmt.Fprintf(stderr, "kafkaguard audit: %v\n", err)
-		return 1
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("kafkaguard-audit"))
+		if err != nil {
+			return failure(err)
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		rep, err := produce.Audit(ctx, kadm.NewClient(cl), topics)
+		if err != nil {
+			return failure(fmt.Errorf("reading the cluster at %v: %w", brokers, err))
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			err = enc.Encode(rep)
+		} else {
+			err = rep.WriteText(stdout)
+		}
+		if err != nil {
+			return failure(fmt.Errorf("writing output: %w", err))
+		}
+		if !rep.Passed() {
+			return exitCode(1)
+		}
+		return nil
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	rep, err := produce.Audit(ctx, kadm.NewClient(cl), topics)
-	if err != nil {
-		fmt.Fprintf(stderr, "kafkaguard audit: reading the cluster at %v: %v\n", brokers, err)
-		return 1
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
-	} else {
-		err = rep.WriteText(stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "kafkaguard audit: writing output: %v\n", err)
-		return 1
-	}
-	if !rep.Passed() {
-		return 1
-	}
-	return 0
+	return cmd
 }

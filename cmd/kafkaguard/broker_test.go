@@ -333,7 +333,7 @@ func TestBrokerRefusesBadFlagsWithUsageExitCode(t *testing.T) {
 		{"min ISR zero", []string{"--min-insync-replicas", "0"}, 2, "--min-insync-replicas must be at least 1"},
 		{"unknown flag", []string{"--nope"}, 2, "flag provided but not defined"},
 		{"bad duration", []string{"--session-timeout", "soon"}, 2, "invalid value"},
-		{"bad log level", []string{"--log-level", "loud"}, 2, `invalid value "loud" for flag -log-level`},
+		{"bad log level", []string{"--log-level", "loud"}, 2, `invalid value "loud" for flag --log-level`},
 		{"stray argument", []string{"extra"}, 2, "unexpected arguments"},
 	}
 	for _, tt := range tests {

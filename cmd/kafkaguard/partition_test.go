@@ -121,8 +121,8 @@ func TestPartitionHelpExitsZero(t *testing.T) {
 	if code := runPartition(context.Background(), []string{"-h"}, &stdout, &stderr); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
-	if !strings.Contains(stderr.String(), "-partitions") {
-		t.Errorf("help = %q, want the flags", stderr.String())
+	if !strings.Contains(stdout.String(), "--partitions") || stderr.Len() != 0 {
+		t.Errorf("help on stdout = %q, stderr %q; want the flags on stdout and nothing on stderr", stdout.String(), stderr.String())
 	}
 }
 

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -14,168 +11,179 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/produce"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
-// runRetryJob runs the retry Job for one topic until the context ends (SIGINT/SIGTERM), then
-// shuts it down gracefully. Once the Job is set up it prints exactly one line to stdout:
+const retryJobLong = `Runs the retry Job for one topic until SIGINT or SIGTERM, then shuts it down
+gracefully: it consumes the failure markers parked on the retry topic (default
+TOPIC.retry), waits until each is due (exponential backoff with jitter), runs
+the action, re-parks the record on failure and writes it to the dead-letter
+topic (default TOPIC.dlq) after --max-attempts. See
+'go doc github.com/kafkaguard/kafkaguard/retry' for the marker format, which
+producers in any language can write.
+
+Once the Job is set up it prints exactly one line to stdout:
+
+	ready retry_topic=T.retry dlq_topic=T.dlq group=G action=A[ metrics=http://HOST:PORT/metrics]
+
+Exit status: 0 after a graceful shutdown on SIGINT or SIGTERM, 1 when the Job
+could not start or failed, 2 for bad usage.`
+
+// newRetryJobCmd is "kafkaguard retry-job": it runs the retry Job for one topic until the context
+// ends (SIGINT/SIGTERM), then shuts it down gracefully. Once the Job is set up it prints exactly
+// one line to stdout:
 //
 //	ready retry_topic=T.retry dlq_topic=T.dlq group=G action=A[ metrics=http://HOST:PORT/metrics]
-func runRetryJob(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("retry-job", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: kafkaguard retry-job --bootstrap LIST --topic T [flags]")
-		fmt.Fprintln(stderr, "Retries the failed records parked on T's retry topic; see 'go doc github.com/kafkaguard/kafkaguard/retry' for the marker format.")
-		fs.PrintDefaults()
+func newRetryJobCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "retry-job --bootstrap LIST --topic T [flags]",
+		Short: "Run the retry job for the failed records of a topic",
+		Long:  retryJobLong,
+		Example: `  kafkaguard retry-job --bootstrap 127.0.0.1:9092 --topic orders --metrics :9100
+  kafkaguard retry-job --bootstrap 127.0.0.1:9092 --topic orders --action http://localhost:8080/retry
+  kafkaguard retry-job --bootstrap 127.0.0.1:9092 --topic orders --action 'exec:./handle --strict' --key-order`,
+		Args: noArgs,
 	}
+	fs := cmd.Flags()
 	bootstrap := fs.String("bootstrap", "", "comma-separated host:port list of Kafka brokers (required)")
 	topic := fs.String("topic", "", "topic whose failed records are retried (required)")
 	retryTopic := fs.String("retry-topic", "", "retry topic (default TOPIC.retry)")
 	dlqTopic := fs.String("dlq-topic", "", "dead-letter topic (default TOPIC.dlq)")
 	group := fs.String("group", "", "consumer group on the retry topic (default kafkaguard-retry-RETRYTOPIC)")
-	maxAttempts := fs.Int("max-attempts", retry.DefaultMaxAttempts, "handler runs per record, the consumer's first one included, before it is dead-lettered")
+	maxAttempts := intFlag(fs, "max-attempts", retry.DefaultMaxAttempts, atLeast(1), "handler runs per record, the consumer's first one included, before it is dead-lettered")
 	action := fs.String("action", "republish", "what a retry does: republish (write the record back to TOPIC), http://URL or https://URL (POST the value; 2xx is success), exec:CMD (run CMD, split on spaces, with the value on stdin; exit 0 is success)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on HOST:PORT at /metrics (e.g. :9100)")
-	initial := fs.Duration("backoff-initial", retry.DefaultInitialBackoff, "delay after the first failed attempt")
-	maxBackoff := fs.Duration("backoff-max", retry.DefaultMaxBackoff, "longest delay between attempts")
-	jitter := fs.Float64("backoff-jitter", retry.DefaultJitter, "random spread of each delay, in [0, 1)")
-	concurrency := fs.Int("concurrency", retry.DefaultConcurrency, "retries that run at once")
+	initial := durationFlag(fs, "backoff-initial", retry.DefaultInitialBackoff, positive[time.Duration](), "delay after the first failed attempt")
+	maxBackoff := durationFlag(fs, "backoff-max", retry.DefaultMaxBackoff, positive[time.Duration](), "longest delay between attempts, at least --backoff-initial")
+	jitter := floatFlag(fs, "backoff-jitter", retry.DefaultJitter, bound[float64]{func(v float64) bool { return v >= 0 && v < 1 }, "in [0, 1)"}, "random spread of each delay")
+	concurrency := intFlag(fs, "concurrency", retry.DefaultConcurrency, atLeast(1), "retries that run at once")
 	keyOrder := fs.Bool("key-order", false, "retry the records of one key in order (the consumers must park with key order too; not with republish)")
-	alertBacklog := fs.Int("alert-backlog", 0, "log an alert while more markers than this are pending (0: off)")
-	alertAge := fs.Duration("alert-age", 0, "log an alert while the oldest marker is older than this (0: off)")
-	alertDead := fs.Int("alert-dead-letters", 1, "log an alert for every dead letter once this many were written (0: off)")
+	alertBacklog := intFlag(fs, "alert-backlog", 0, atLeast(0), "log an alert while more markers than this are pending (0: off)")
+	alertAge := durationFlag(fs, "alert-age", 0, atLeast(time.Duration(0)), "log an alert while the oldest marker is older than this (0: off)")
+	alertDead := intFlag(fs, "alert-dead-letters", 1, atLeast(0), "log an alert for every dead letter once this many were written (0: off)")
 	newLogger := logFlag(fs)
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "kafkaguard retry-job: "+format+"\n", a...)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return usage("unexpected arguments %q", fs.Args())
-	}
-	if *bootstrap == "" || *topic == "" {
-		return usage("--bootstrap and --topic are required")
-	}
-	seeds := strings.Split(*bootstrap, ",")
-	logger := newLogger(stderr)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+		if *bootstrap == "" || *topic == "" {
+			return usageErrorf("--bootstrap and --topic are required")
+		}
+		if *maxBackoff < *initial {
+			return usageErrorf("--backoff-max (%v) must be at least --backoff-initial (%v)", *maxBackoff, *initial)
+		}
+		seeds := strings.Split(*bootstrap, ",")
+		logger := newLogger(stderr)
 
-	var handler retry.Handler
-	var producer *kgo.Client
-	switch a := *action; {
-	case a == "republish":
-		if *keyOrder {
-			return usage("--key-order cannot be kept by --action republish (the record goes to the back of its topic)")
-		}
-		opts, err := produce.ApplyKgo(produce.NoLoss, []kgo.Opt{kgo.SeedBrokers(seeds...)})
-		if err == nil {
-			producer, err = kgo.NewClient(opts...)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "kafkaguard retry-job: producer: %v\n", err)
-			return 1
-		}
-		defer producer.Close()
-		if handler, err = retry.Republish(producer); err != nil {
-			fmt.Fprintf(stderr, "kafkaguard retry-job: %v\n", err)
-			return 1
-		}
-	case strings.HasPrefix(a, "http://") || strings.HasPrefix(a, "https://"):
-		handler = retry.HTTPPost(a, &http.Client{Timeout: time.Minute})
-	case strings.HasPrefix(a, "exec:"):
-		cmd := strings.Fields(strings.TrimPrefix(a, "exec:"))
-		if len(cmd) == 0 {
-			return usage("--action exec: needs a command")
-		}
-		handler = retry.Exec(cmd[0], cmd[1:]...)
-	default:
-		return usage("--action must be republish, http://URL, https://URL or exec:CMD, got %q", a)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := retry.NewMetrics(reg)
-	if err != nil {
-		fmt.Fprintf(stderr, "kafkaguard retry-job: %v\n", err)
-		return 1
-	}
-	opts := []retry.Opt{
-		retry.Topic(*topic),
-		retry.ClientOpts(kgo.SeedBrokers(seeds...)),
-		retry.MaxAttempts(*maxAttempts),
-		retry.WithBackoff(retry.Backoff{Initial: *initial, Max: *maxBackoff, Multiplier: retry.DefaultMultiplier, Jitter: *jitter}),
-		retry.Concurrency(*concurrency),
-		retry.MaxBuffered(max(retry.DefaultMaxBuffered, *concurrency)),
-		retry.Logger(logger),
-		retry.WithMetrics(metrics),
-		retry.OnAlert(retry.Thresholds{Backlog: *alertBacklog, Age: *alertAge, DeadLetters: *alertDead}, nil),
-	}
-	if *retryTopic != "" {
-		opts = append(opts, retry.RetryTopic(*retryTopic))
-	}
-	if *dlqTopic != "" {
-		opts = append(opts, retry.DeadLetterTopic(*dlqTopic))
-	}
-	if *group != "" {
-		opts = append(opts, retry.Group(*group))
-	}
-	// Validate every option before touching the network.
-	if _, err := retry.NewJob(handler, opts...); err != nil {
-		return usage("%v", err)
-	}
-	if *keyOrder {
-		locks, err := retry.NewKeyLocks(ctx, opts...)
-		if err != nil {
-			fmt.Fprintf(stderr, "kafkaguard retry-job: %v\n", err)
-			return 1
-		}
-		defer locks.Close()
-		opts = append(opts, retry.KeyOrder(locks))
-	}
-	job, err := retry.NewJob(handler, opts...)
-	if err != nil {
-		return usage("%v", err)
-	}
-
-	rt := *retryTopic
-	if rt == "" {
-		rt = *topic + retry.RetrySuffix
-	}
-	dt := *dlqTopic
-	if dt == "" {
-		dt = *topic + retry.DeadLetterSuffix
-	}
-	g := *group
-	if g == "" {
-		g = retry.DefaultGroup(rt)
-	}
-	ready := fmt.Sprintf("ready retry_topic=%s dlq_topic=%s group=%s action=%s", rt, dt, g, strings.SplitN(*action, ":", 2)[0])
-	if *metricsAddr != "" {
-		ln, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
-			fmt.Fprintf(stderr, "kafkaguard retry-job: --metrics: %v\n", err)
-			return 1
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("metrics server stopped", "err", err)
+		var handler retry.Handler
+		var producer *kgo.Client
+		switch a := *action; {
+		case a == "republish":
+			if *keyOrder {
+				return usageErrorf("--key-order cannot be kept by --action republish (the record goes to the back of its topic)")
 			}
-		}()
-		defer srv.Close()
-		ready += " metrics=http://" + ln.Addr().String() + "/metrics"
+			opts, err := produce.ApplyKgo(produce.NoLoss, []kgo.Opt{kgo.SeedBrokers(seeds...)})
+			if err == nil {
+				producer, err = kgo.NewClient(opts...)
+			}
+			if err != nil {
+				return failure(fmt.Errorf("producer: %w", err))
+			}
+			defer producer.Close()
+			if handler, err = retry.Republish(producer); err != nil {
+				return failure(err)
+			}
+		case strings.HasPrefix(a, "http://") || strings.HasPrefix(a, "https://"):
+			handler = retry.HTTPPost(a, &http.Client{Timeout: time.Minute})
+		case strings.HasPrefix(a, "exec:"):
+			argv := strings.Fields(strings.TrimPrefix(a, "exec:"))
+			if len(argv) == 0 {
+				return usageErrorf("--action exec: needs a command")
+			}
+			handler = retry.Exec(argv[0], argv[1:]...)
+		default:
+			return usageErrorf("--action must be republish, http://URL, https://URL or exec:CMD, got %q", a)
+		}
+
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		metrics, err := retry.NewMetrics(reg)
+		if err != nil {
+			return failure(err)
+		}
+		opts := []retry.Opt{
+			retry.Topic(*topic),
+			retry.ClientOpts(kgo.SeedBrokers(seeds...)),
+			retry.MaxAttempts(*maxAttempts),
+			retry.WithBackoff(retry.Backoff{Initial: *initial, Max: *maxBackoff, Multiplier: retry.DefaultMultiplier, Jitter: *jitter}),
+			retry.Concurrency(*concurrency),
+			retry.MaxBuffered(max(retry.DefaultMaxBuffered, *concurrency)),
+			retry.Logger(logger),
+			retry.WithMetrics(metrics),
+			retry.OnAlert(retry.Thresholds{Backlog: *alertBacklog, Age: *alertAge, DeadLetters: *alertDead}, nil),
+		}
+		if *retryTopic != "" {
+			opts = append(opts, retry.RetryTopic(*retryTopic))
+		}
+		if *dlqTopic != "" {
+			opts = append(opts, retry.DeadLetterTopic(*dlqTopic))
+		}
+		if *group != "" {
+			opts = append(opts, retry.Group(*group))
+		}
+		// Validate every option before touching the network.
+		if _, err := retry.NewJob(handler, opts...); err != nil {
+			return usageErrorf("%v", err)
+		}
+		if *keyOrder {
+			locks, err := retry.NewKeyLocks(ctx, opts...)
+			if err != nil {
+				return failure(err)
+			}
+			defer locks.Close()
+			opts = append(opts, retry.KeyOrder(locks))
+		}
+		job, err := retry.NewJob(handler, opts...)
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+
+		rt := *retryTopic
+		if rt == "" {
+			rt = *topic + retry.RetrySuffix
+		}
+		dt := *dlqTopic
+		if dt == "" {
+			dt = *topic + retry.DeadLetterSuffix
+		}
+		g := *group
+		if g == "" {
+			g = retry.DefaultGroup(rt)
+		}
+		ready := fmt.Sprintf("ready retry_topic=%s dlq_topic=%s group=%s action=%s", rt, dt, g, strings.SplitN(*action, ":", 2)[0])
+		if *metricsAddr != "" {
+			ln, err := net.Listen("tcp", *metricsAddr)
+			if err != nil {
+				return failure(fmt.Errorf("--metrics: %w", err))
+			}
+			mux := http.NewServeMux()
+			mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+			go func() {
+				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					logger.Error("metrics server stopped", "err", err)
+				}
+			}()
+			defer srv.Close()
+			ready += " metrics=http://" + ln.Addr().String() + "/metrics"
+		}
+		fmt.Fprintln(stdout, ready)
+		if err := job.Run(ctx); err != nil {
+			return failure(err)
+		}
+		return nil
 	}
-	fmt.Fprintln(stdout, ready)
-	if err := job.Run(ctx); err != nil {
-		fmt.Fprintf(stderr, "kafkaguard retry-job: %v\n", err)
-		return 1
-	}
-	return 0
+	return cmd
 }

@@ -31,10 +31,10 @@ func TestRetryJobRejectsBadUsage(t *testing.T) {
 		{"unknown action", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "ftp://x"}, "--action must be"},
 		{"empty exec", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:  "}, "needs a command"},
 		{"key order with republish", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--key-order"}, "--key-order cannot be kept"},
-		{"bad max attempts", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--max-attempts", "0"}, "MaxAttempts must be >= 1"},
-		{"bad jitter", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--backoff-jitter", "1.5"}, "Backoff.Jitter"},
+		{"bad max attempts", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--max-attempts", "0"}, "--max-attempts must be at least 1, got 0"},
+		{"bad jitter", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--backoff-jitter", "1.5"}, "--backoff-jitter must be in [0, 1), got 1.5"},
 		{"stray argument", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "extra"}, "unexpected arguments"},
-		{"bad log level", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-level", "loud"}, `invalid value "loud" for flag -log-level`},
+		{"bad log level", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-level", "loud"}, `invalid value "loud" for flag --log-level`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

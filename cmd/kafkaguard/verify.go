@@ -2,10 +2,8 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,16 +13,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
 	"github.com/kafkaguard/kafkaguard/verify"
 )
 
-const verifyUsage = `usage: kafkaguard verify [--bootstrap LIST [--control URL | --fault-exec CMD [--restart-exec CMD]]]
-                        [--client franz-go|sarama] [--preset P,...] [--fault F,...] [--acked-out FILE] [--json]
-                        [--topic-config NAME=VALUE,...]
-
-Produces a workload — N records over K keys, each value "k<key>:<seq>" — with
+const verifyLong = `Produces a workload — N records over K keys, each value "k<key>:<seq>" — with
 each producer preset while each fault schedule hits the cluster, reads every
 record back and prints one row per run: acked, lost (acked, never read),
 duplicated, reordered within a key, unacked-present (read back though never
@@ -55,10 +52,7 @@ reader can check the topics.
 
 Exit status: 0 when NoLoss and StrictOrder lost, duplicated and reordered
 nothing and LeaderAck showed its loss under pause-followers-then-kill-leader;
-1 otherwise, or when a run could not be carried out; 2 for bad usage.
-
-Flags:
-`
+1 otherwise, or when a run could not be carried out; 2 for bad usage.`
 
 // verifyRun is one cell of the matrix and what became of it.
 type verifyRun struct {
@@ -74,10 +68,20 @@ type verifyRun struct {
 	Failure string `json:"failure,omitempty"`
 }
 
-// runVerify implements "kafkaguard verify".
-func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// newVerifyCmd is "kafkaguard verify".
+func newVerifyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify [--bootstrap LIST [--control URL | --fault-exec CMD [--restart-exec CMD]]] [flags]",
+		Short: "Prove the producer presets' promises: produce under broker faults, read back, count",
+		Long:  verifyLong,
+		Example: `  kafkaguard verify
+  kafkaguard verify --client sarama --preset NoLoss --fault kill-leader --json
+  kafkaguard verify --fault power-loss-all-replicas --topic-config flush.messages=1
+  kafkaguard verify --bootstrap 127.0.0.1:9092 --control http://127.0.0.1:9990
+  kafkaguard verify --bootstrap kafka-1:9092 --fault-exec 'docker kill kafka-{broker}' --restart-exec 'docker start kafka-{broker}'`,
+		Args: noArgs,
+	}
+	fs := cmd.Flags()
 	bootstrap := fs.String("bootstrap", "", "comma-separated host:port list of the cluster to verify (default: start the bundled 3-broker cluster)")
 	control := fs.String("control", "", "fault-control API of a bundled cluster, e.g. http://127.0.0.1:9644")
 	faultExec := fs.String("fault-exec", "", "shell command that kills broker {broker}")
@@ -85,161 +89,147 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	clientName := fs.String("client", string(verify.ClientFranzGo), "producer under test: franz-go or sarama")
 	presetList := fs.String("preset", "NoLoss,StrictOrder,LeaderAck,AtMostOnce", "comma-separated presets to run")
 	faultList := fs.String("fault", "all", "comma-separated fault schedules to run, or all")
-	records := fs.Int("records", verify.DefaultRecords, "records per run")
-	keys := fs.Int("keys", verify.DefaultKeys, "keys the records are spread over")
-	partitions := fs.Int("partitions", verify.DefaultPartitions, "partitions of each run's topic")
-	rate := fs.Int("rate", verify.DefaultRate, "records produced per second")
+	records := intFlag(fs, "records", verify.DefaultRecords, atLeast(1), "records per run")
+	keys := intFlag(fs, "keys", verify.DefaultKeys, atLeast(1), "keys the records are spread over, at most --records")
+	partitions := intFlag(fs, "partitions", verify.DefaultPartitions, between(1, 1000), "partitions of each run's topic")
+	rate := intFlag(fs, "rate", verify.DefaultRate, atLeast(1), "records produced per second")
 	ackedOut := fs.String("acked-out", "", "write the acknowledged records of every run to FILE")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
-	verbose := fs.Bool("v", false, "log every fault step to stderr")
+	verbose := fs.BoolP("verbose", "v", false, "log every fault step to stderr (--v is accepted too)")
 	topicConfigList := fs.String("topic-config", "", "comma-separated NAME=VALUE configs for each run's topic, e.g. flush.messages=1")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), verifyUsage)
-		fs.PrintDefaults()
-	}
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "kafkaguard verify: "+format+"\n", a...)
-		fmt.Fprintln(stderr, "run 'kafkaguard verify -h' for usage")
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return usageErr("unexpected arguments %q", fs.Args())
-	}
-	client, err := verify.ParseClient(*clientName)
-	if err != nil {
-		return usageErr("--client: %v", err)
-	}
-	presets, err := parsePresets(*presetList)
-	if err != nil {
-		return usageErr("--preset: %v", err)
-	}
-	faults, err := parseFaults(*faultList)
-	if err != nil {
-		return usageErr("--fault: %v", err)
-	}
-	topicConfigs, err := parseTopicConfigs(*topicConfigList)
-	if err != nil {
-		return usageErr("--topic-config: %v", err)
-	}
-	for name, n := range map[string]int{"records": *records, "keys": *keys, "partitions": *partitions, "rate": *rate} {
-		if n < 1 {
-			return usageErr("--%s must be at least 1, got %d", name, n)
+	// Go's flag package spelled the verbose flag --v (and -v); keep accepting --v.
+	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "v" {
+			name = "verbose"
 		}
-	}
-	if *keys > *records {
-		return usageErr("--keys (%d) must not exceed --records (%d)", *keys, *records)
-	}
-	if *partitions > 1000 {
-		return usageErr("--partitions must be at most 1000, got %d", *partitions)
-	}
-	brokers := splitList(*bootstrap)
-	if *bootstrap != "" && len(brokers) == 0 {
-		return usageErr("--bootstrap lists no brokers")
-	}
-	if len(brokers) == 0 && (*control != "" || *faultExec != "" || *restartExec != "") {
-		return usageErr("--control, --fault-exec and --restart-exec need --bootstrap")
-	}
-	if *control != "" && (*faultExec != "" || *restartExec != "") {
-		return usageErr("use either --control or --fault-exec, not both")
-	}
-	if *restartExec != "" && *faultExec == "" {
-		return usageErr("--restart-exec needs --fault-exec")
-	}
-
-	var logger *slog.Logger
-	if *verbose {
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
-	}
-	var injector verify.FaultInjector
-	switch {
-	case len(brokers) == 0:
-		fmt.Fprintln(stderr, "kafkaguard verify: starting the bundled 3-broker cluster")
-		opts := []kafkatest.Option{kafkatest.Brokers(3)}
-		if logger != nil {
-			opts = append(opts, kafkatest.Logger(logger.With("component", "cluster")))
-		}
-		c, err := kafkatest.Start(ctx, opts...)
+		return pflag.NormalizedName(name)
+	})
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+		client, err := verify.ParseClient(*clientName)
 		if err != nil {
-			fmt.Fprintf(stderr, "kafkaguard verify: starting the bundled cluster: %v\n", err)
-			return 1
+			return usageErrorf("--client: %w", err)
 		}
-		defer c.Close()
-		brokers, injector = c.Bootstrap(), verify.ClusterFaults(c)
-	case *control != "":
-		injector = verify.ControlFaults(*control, nil)
-	case *faultExec != "":
-		ef := &verify.ExecFaults{Bootstrap: brokers, KillCmd: *faultExec, RestartCmd: *restartExec}
-		defer ef.Close()
-		injector = ef
-	}
-
-	var cells []verifyRun
-	for _, p := range presets {
-		for _, f := range faults {
-			cells = append(cells, verifyRun{Preset: p, Fault: f})
-		}
-	}
-	prog := newProgressLine(stderr)
-	start := time.Now()
-	for i := range cells {
-		cell := &cells[i]
-		label := fmt.Sprintf("[%d/%d] %s %s", i+1, len(cells), cell.Preset, cell.Fault)
-		if !verify.Supports(injector, cell.Fault) {
-			cell.Skipped = "needs " + opsText(verify.MissingOps(injector, cell.Fault))
-			cell.Verdict = "n/a: " + cell.Skipped
-			prog.done(label + ": n/a")
-			continue
-		}
-		if ctx.Err() != nil {
-			cell.Error, cell.Verdict = ctx.Err().Error(), "not run: interrupted"
-			continue
-		}
-		res, err := verify.Run(ctx, verify.Config{
-			Preset: cell.Preset, Client: client, Fault: cell.Fault,
-			Records: *records, Keys: *keys, Partitions: int32(*partitions), Rate: *rate,
-			Bootstrap: brokers, Faults: injector, Logger: logger, TopicConfigs: topicConfigs,
-			Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
-		})
+		presets, err := parsePresets(*presetList)
 		if err != nil {
-			cell.Error, cell.Verdict = err.Error(), "ERROR"
-			prog.done(label + ": error: " + err.Error())
-			continue
+			return usageErrorf("--preset: %w", err)
 		}
-		cell.Result = &res
-		cell.Verdict = res.Verdict()
-		if err := res.Err(); err != nil {
-			cell.Failure = err.Error()
+		faults, err := parseFaults(*faultList)
+		if err != nil {
+			return usageErrorf("--fault: %w", err)
 		}
-		prog.done(fmt.Sprintf("%s: %s (%v)", label, cell.Verdict, res.Duration.Round(100*time.Millisecond)))
-	}
-	elapsed := time.Since(start)
+		topicConfigs, err := parseTopicConfigs(*topicConfigList)
+		if err != nil {
+			return usageErrorf("--topic-config: %w", err)
+		}
+		if *keys > *records {
+			return usageErrorf("--keys (%d) must not exceed --records (%d)", *keys, *records)
+		}
+		brokers := splitList(*bootstrap)
+		if *bootstrap != "" && len(brokers) == 0 {
+			return usageErrorf("--bootstrap lists no brokers")
+		}
+		if len(brokers) == 0 && (*control != "" || *faultExec != "" || *restartExec != "") {
+			return usageErrorf("--control, --fault-exec and --restart-exec need --bootstrap")
+		}
+		if *control != "" && (*faultExec != "" || *restartExec != "") {
+			return usageErrorf("use either --control or --fault-exec, not both")
+		}
+		if *restartExec != "" && *faultExec == "" {
+			return usageErrorf("--restart-exec needs --fault-exec")
+		}
 
-	code := 0
-	for _, c := range cells {
-		if c.Error != "" || c.Failure != "" {
-			code = 1
+		var logger *slog.Logger
+		if *verbose {
+			logger = slog.New(slog.NewTextHandler(stderr, nil))
 		}
-	}
-	if *ackedOut != "" {
-		if err := writeAcked(*ackedOut, cells); err != nil {
-			fmt.Fprintf(stderr, "kafkaguard verify: --acked-out: %v\n", err)
-			code = 1
+		var injector verify.FaultInjector
+		switch {
+		case len(brokers) == 0:
+			fmt.Fprintln(stderr, "kafkaguard verify: starting the bundled 3-broker cluster")
+			opts := []kafkatest.Option{kafkatest.Brokers(3)}
+			if logger != nil {
+				opts = append(opts, kafkatest.Logger(logger.With("component", "cluster")))
+			}
+			c, err := kafkatest.Start(ctx, opts...)
+			if err != nil {
+				return failure(fmt.Errorf("starting the bundled cluster: %w", err))
+			}
+			defer c.Close()
+			brokers, injector = c.Bootstrap(), verify.ClusterFaults(c)
+		case *control != "":
+			injector = verify.ControlFaults(*control, nil)
+		case *faultExec != "":
+			ef := &verify.ExecFaults{Bootstrap: brokers, KillCmd: *faultExec, RestartCmd: *restartExec}
+			defer ef.Close()
+			injector = ef
 		}
+
+		var cells []verifyRun
+		for _, p := range presets {
+			for _, f := range faults {
+				cells = append(cells, verifyRun{Preset: p, Fault: f})
+			}
+		}
+		prog := newProgressLine(stderr)
+		start := time.Now()
+		for i := range cells {
+			cell := &cells[i]
+			label := fmt.Sprintf("[%d/%d] %s %s", i+1, len(cells), cell.Preset, cell.Fault)
+			if !verify.Supports(injector, cell.Fault) {
+				cell.Skipped = "needs " + opsText(verify.MissingOps(injector, cell.Fault))
+				cell.Verdict = "n/a: " + cell.Skipped
+				prog.done(label + ": n/a")
+				continue
+			}
+			if ctx.Err() != nil {
+				cell.Error, cell.Verdict = ctx.Err().Error(), "not run: interrupted"
+				continue
+			}
+			res, err := verify.Run(ctx, verify.Config{
+				Preset: cell.Preset, Client: client, Fault: cell.Fault,
+				Records: *records, Keys: *keys, Partitions: int32(*partitions), Rate: *rate,
+				Bootstrap: brokers, Faults: injector, Logger: logger, TopicConfigs: topicConfigs,
+				Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
+			})
+			if err != nil {
+				cell.Error, cell.Verdict = err.Error(), "ERROR"
+				prog.done(label + ": error: " + err.Error())
+				continue
+			}
+			cell.Result = &res
+			cell.Verdict = res.Verdict()
+			if err := res.Err(); err != nil {
+				cell.Failure = err.Error()
+			}
+			prog.done(fmt.Sprintf("%s: %s (%v)", label, cell.Verdict, res.Duration.Round(100*time.Millisecond)))
+		}
+		elapsed := time.Since(start)
+
+		code := 0
+		for _, c := range cells {
+			if c.Error != "" || c.Failure != "" {
+				code = 1
+			}
+		}
+		if *ackedOut != "" {
+			if err := writeAcked(*ackedOut, cells); err != nil {
+				fmt.Fprintf(stderr, "kafkaguard verify: --acked-out: %v\n", err)
+				code = 1
+			}
+		}
+		var werr error
+		if *asJSON {
+			werr = writeVerifyJSON(stdout, client, cells, code == 0, elapsed)
+		} else {
+			werr = writeVerifyTable(stdout, client, cells, elapsed)
+		}
+		if werr != nil {
+			return failure(fmt.Errorf("writing output: %w", werr))
+		}
+		return exitCode(code)
 	}
-	var werr error
-	if *asJSON {
-		werr = writeVerifyJSON(stdout, client, cells, code == 0, elapsed)
-	} else {
-		werr = writeVerifyTable(stdout, client, cells, elapsed)
-	}
-	if werr != nil {
-		fmt.Fprintf(stderr, "kafkaguard verify: writing output: %v\n", werr)
-		return 1
-	}
-	return code
+	return cmd
 }
 
 func parsePresets(list string) ([]produce.Preset, error) {
@@ -459,6 +449,22 @@ func (p *progressLine) update(s string) {
 		return
 	}
 	fmt.Fprintf(p.w, "\r\033[K%s", s)
+}
+
+// step shows s as what is running now: in place on a terminal, otherwise as a line.
+func (p *progressLine) step(s string) {
+	if p.tty {
+		p.update(s)
+		return
+	}
+	fmt.Fprintln(p.w, s)
+}
+
+// clear erases the line on a terminal.
+func (p *progressLine) clear() {
+	if p.tty {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
 }
 
 func (p *progressLine) done(s string) {

@@ -85,7 +85,10 @@ type Config struct {
 	SyncEveryAppend bool
 	// HWCheckpointInterval is replica.high.watermark.checkpoint.interval.ms (default 5s).
 	HWCheckpointInterval time.Duration
-	Logger               *slog.Logger
+	// DisableZeroCopy makes every broker copy fetched record batches through its memory instead
+	// of sending them from the log files with sendfile(2) (server.Config.DisableZeroCopy).
+	DisableZeroCopy bool
+	Logger          *slog.Logger
 }
 
 type node struct {
@@ -191,6 +194,7 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 		SyncEveryAppend:          c.cfg.SyncEveryAppend,
 		Disk:                     n.disk,
 		HWCheckpointInterval:     c.cfg.HWCheckpointInterval,
+		DisableZeroCopy:          c.cfg.DisableZeroCopy,
 		Group: group.Config{
 			OffsetsPartitions: c.cfg.OffsetsPartitions,
 			MinSessionTimeout: c.cfg.GroupMinSessionTimeout,

@@ -3,15 +3,13 @@ package server_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
-	"io"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/fastbench"
 )
 
 const (
@@ -53,70 +51,21 @@ func fillBench(b *testing.B, c *testCluster, size int) map[int32]int64 {
 	return ends
 }
 
-// rawConsume reads every partition from offset 0 to its end with plain Fetch requests (v12, 1
-// MiB per partition, as franz-go's default) into one reused buffer, and returns the record-batch
-// bytes received. It measures the broker and the socket, with almost no client work.
+// rawConsume reads every partition from offset 0 to its end with plain Fetch requests
+// (fastbench.FetchAll: v12, 1 MiB per partition, as franz-go's default) into one reused buffer,
+// and returns the record-batch bytes received. It measures the broker and the socket, with
+// almost no client work.
 func rawConsume(b *testing.B, addr string, ends map[int32]int64, buf *[]byte) int64 {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	next := map[int32]int64{}
-	var total int64
-	var req []byte
-	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("bench"))
-	for corr := int32(1); ; corr++ {
-		fr := kmsg.NewPtrFetchRequest()
-		fr.SetVersion(12)
-		fr.ReplicaID, fr.MaxWaitMillis, fr.MinBytes, fr.MaxBytes = -1, 100, 1, 50<<20
-		rt := kmsg.NewFetchRequestTopic()
-		rt.Topic = benchTopic
-		for p, end := range ends {
-			if next[p] < end {
-				rp := kmsg.NewFetchRequestTopicPartition()
-				rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = p, next[p], 1<<20, -1
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-		}
-		if len(rt.Partitions) == 0 {
-			return total
-		}
-		fr.Topics = append(fr.Topics, rt)
-		req = f.AppendRequest(req[:0], fr, corr)
-		if _, err := conn.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		var size [4]byte
-		if _, err := io.ReadFull(conn, size[:]); err != nil {
-			b.Fatal(err)
-		}
-		n := int(binary.BigEndian.Uint32(size[:]))
-		if cap(*buf) < n {
-			*buf = make([]byte, n)
-		}
-		frame := (*buf)[:n]
-		if _, err := io.ReadFull(conn, frame); err != nil {
-			b.Fatal(err)
-		}
-		resp := kmsg.NewPtrFetchResponse()
-		resp.SetVersion(12)
-		if err := resp.ReadFrom(frame[5:]); err != nil { // correlation id, header tags
-			b.Fatal(err)
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				total += int64(len(p.RecordBatches))
-				for raw := p.RecordBatches; len(raw) >= 61; {
-					r := kbin.Reader{Src: raw}
-					base, length := r.Int64(), r.Int32()
-					last := int64(binary.BigEndian.Uint32(raw[23:27]))
-					next[p.Partition] = base + last + 1
-					raw = raw[12+int(length):]
-				}
-			}
-		}
+	n, err := fastbench.FetchAll(conn, benchTopic, ends, buf)
+	if err != nil {
+		b.Fatal(err)
 	}
+	return n
 }
 
 // kgoConsume reads every partition from the start to its end with a franz-go consumer and
