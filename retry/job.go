@@ -96,11 +96,8 @@ type jobPart struct {
 
 // NewJob returns a Job that runs handler for the markers of the retry topic
 // (Topic or RetryTopic). Every invalid option is reported at once, each
-// wrapping ErrInvalidOption. Options used: Topic, RetryTopic,
-// DeadLetterTopic, Group, ClientOpts, MaxAttempts, WithBackoff, Concurrency,
-// MaxBuffered, CommitInterval, ShutdownTimeout, RefreshInterval, KeyOrder,
-// Logger, WithMetrics, OnAlert.
-func NewJob(handler Handler, opts ...Opt) (*Job, error) {
+// wrapping ErrInvalidOption.
+func NewJob(handler Handler, opts ...JobOpt) (*Job, error) {
 	c := newConfig(opts)
 	err := c.validate(true)
 	if handler == nil {

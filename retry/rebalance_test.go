@@ -22,7 +22,7 @@ import (
 func TestRevokeCommitsFinishedMarkersBelowAStuckOne(t *testing.T) {
 	e := newEnv(t, "stuckrevoke", 2)
 	ctx := context.Background()
-	p, err := retry.NewParker(e.cl, retry.WithBackoff(fastBackoff))
+	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestRevokeCommitsFinishedMarkersBelowAStuckOne(t *testing.T) {
 		succeeded++
 		mu.Unlock()
 		return nil
-	}, retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff), retry.CommitInterval(time.Hour),
+	}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.CommitInterval(time.Hour),
 		retry.ShutdownTimeout(300*time.Millisecond), retry.Logger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func TestRevokeCommitsFinishedMarkersBelowAStuckOne(t *testing.T) {
 		ran2 = append(ran2, string(m.Value))
 		mu.Unlock()
 		return nil
-	}, retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff), retry.CommitInterval(time.Hour),
+	}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.CommitInterval(time.Hour),
 		retry.Logger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
