@@ -52,20 +52,27 @@ type Consumer struct {
 }
 
 // New returns a Consumer that runs handler for every record of the topics
-// and group given with WithKgoOpts. Every invalid option is reported at
-// once, each wrapping ErrInvalidOption. New does not connect; Run does.
-func New(handler Handler, opts ...Option) (*Consumer, error) {
-	cfg := defaultConfig()
-	for _, o := range opts {
-		if o != nil {
-			o.apply(&cfg)
-		}
-	}
+// and group given with KgoOpts, or of the client given with Client. Every
+// invalid option is reported at once, each wrapping ErrInvalidOption. New
+// does not connect; Run does (with KgoOpts).
+func New(handler Handler, opts ...ConsumerOpt) (*Consumer, error) {
+	cfg := newConfig(opts)
 	err := cfg.validate()
 	if handler == nil {
 		err = errors.Join(err, fmt.Errorf("%w: handler is nil", ErrInvalidOption))
 	}
-	group, optErr := checkKgoOpts(cfg.kgoOpts, cfg.drainTimeout)
+	var (
+		group  string
+		optErr error
+	)
+	switch {
+	case cfg.client != nil && len(cfg.kgoOpts) > 0:
+		optErr = fmt.Errorf("%w: Client and KgoOpts exclude each other: the client's options are already set", ErrInvalidOption)
+	case cfg.client != nil:
+		group, optErr = checkClient(cfg.client, cfg.hooks, cfg.drainTimeout)
+	default:
+		group, optErr = checkKgoOpts(cfg.kgoOpts, cfg.drainTimeout)
+	}
 	if err = errors.Join(err, optErr); err != nil {
 		return nil, err
 	}
@@ -98,6 +105,13 @@ func New(handler Handler, opts ...Option) (*Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consume: %w", err)
 	}
+	if cfg.client != nil {
+		if !cfg.hooks.b.Bind(c.group) {
+			_ = c.eng.d.Close()
+			return nil, fmt.Errorf("%w: Client: the Hooks serve another Consumer already", ErrInvalidOption)
+		}
+		return c, nil
+	}
 	c.kopts = append(slices.Clone(cfg.kgoOpts), c.group.Opts()...)
 	return c, nil
 }
@@ -107,7 +121,7 @@ func New(handler Handler, opts ...Option) (*Consumer, error) {
 // that contradict the consumer. It returns the group.
 func checkKgoOpts(opts []kgo.Opt, drainTimeout time.Duration) (string, error) {
 	if len(opts) == 0 {
-		return "", fmt.Errorf("%w: WithKgoOpts is required (kgo.SeedBrokers, kgo.ConsumerGroup, kgo.ConsumeTopics)", ErrInvalidOption)
+		return "", fmt.Errorf("%w: KgoOpts (or Client) is required (kgo.SeedBrokers, kgo.ConsumerGroup, kgo.ConsumeTopics)", ErrInvalidOption)
 	}
 	dead, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -118,28 +132,8 @@ func checkKgoOpts(opts []kgo.Opt, drainTimeout time.Duration) (string, error) {
 	defer probe.Close()
 
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
-	}
-	group, _ := probe.OptValue(kgo.ConsumerGroup).(string)
-	if group == "" {
-		bad("kgo.ConsumerGroup is required: offsets are committed for a group")
-	}
-	if share, _ := probe.OptValue(kgo.ShareGroup).(string); share != "" {
-		bad("kgo.ShareGroup %q: share groups acknowledge records, they do not commit offsets", share)
-	}
-	if topics, _ := probe.OptValue(kgo.ConsumeTopics).([]string); len(topics) == 0 {
-		bad("kgo.ConsumeTopics (or kgo.ConsumeRegex) is required")
-	}
-	if rt, ok := probe.OptValue(kgo.RebalanceTimeout).(time.Duration); ok && drainTimeout >= rt {
-		bad("WithDrainTimeout %v must be below kgo.RebalanceTimeout %v, or a revocation outlives the rebalance", drainTimeout, rt)
-	}
-	if on, _ := probe.OptValue(kgo.AutoCommitMarks).(bool); on {
-		bad("kgo.AutoCommitMarks re-enables auto-commit; remove it: the consumer commits what it has handled")
-	}
-	if on, _ := probe.OptValue(kgo.GreedyAutoCommit).(bool); on {
-		bad("kgo.GreedyAutoCommit re-enables auto-commit and commits records before they are handled; remove it")
-	}
+	group, err := checkSettings(probe, drainTimeout)
+	errs = append(errs, err)
 	// kgo wraps the partition callbacks of a group client, so OptValue
 	// cannot tell whether the user set one. Without a group kgo refuses a
 	// callback, so each option is validated on its own and its error
@@ -148,10 +142,59 @@ func checkKgoOpts(opts []kgo.Opt, drainTimeout time.Duration) (string, error) {
 	if ref != nil {
 		for i, o := range opts {
 			if err := kgo.ValidateOpts(o); err != nil && err.Error() == ref.Error() {
-				bad("WithKgoOpts option %d sets a partition callback (kgo.OnPartitionsAssigned, Revoked or Lost): "+
-					"the consumer owns them (it drains and commits on revocation)", i)
+				errs = append(errs, fmt.Errorf("%w: KgoOpts option %d sets a partition callback (kgo.OnPartitionsAssigned, Revoked or Lost): "+
+					"the consumer owns them (it drains and commits on revocation)", ErrInvalidOption, i))
 			}
 		}
+	}
+	return group, errors.Join(errs...)
+}
+
+// checkClient refuses an application's client that was not created for a
+// Consumer: without Hooks, with auto-commit, or without a group or topics.
+// It returns the group.
+func checkClient(cl *kgo.Client, h *Hooks, drainTimeout time.Duration) (string, error) {
+	group, err := checkSettings(cl, drainTimeout)
+	errs := []error{err}
+	if h == nil {
+		errs = append(errs, fmt.Errorf("%w: Client needs the Hooks whose KgoOpts the client was created with", ErrInvalidOption))
+	}
+	for _, o := range []struct {
+		opt  any
+		name string
+	}{{kgo.DisableAutoCommit, "kgo.DisableAutoCommit"}, {kgo.BlockRebalanceOnPoll, "kgo.BlockRebalanceOnPoll"}} {
+		if on, _ := cl.OptValue(o.opt).(bool); !on {
+			errs = append(errs, fmt.Errorf("%w: Client: the client lacks %s; create it with Hooks.KgoOpts", ErrInvalidOption, o.name))
+		}
+	}
+	return group, errors.Join(errs...)
+}
+
+// checkSettings refuses the settings of cl that contradict the consumer. It
+// returns the group.
+func checkSettings(cl *kgo.Client, drainTimeout time.Duration) (string, error) {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
+	}
+	group, _ := cl.OptValue(kgo.ConsumerGroup).(string)
+	if group == "" {
+		bad("kgo.ConsumerGroup is required: offsets are committed for a group")
+	}
+	if share, _ := cl.OptValue(kgo.ShareGroup).(string); share != "" {
+		bad("kgo.ShareGroup %q: share groups acknowledge records, they do not commit offsets", share)
+	}
+	if topics, _ := cl.OptValue(kgo.ConsumeTopics).([]string); len(topics) == 0 {
+		bad("kgo.ConsumeTopics (or kgo.ConsumeRegex) is required")
+	}
+	if rt, ok := cl.OptValue(kgo.RebalanceTimeout).(time.Duration); ok && drainTimeout >= rt {
+		bad("DrainTimeout %v must be below kgo.RebalanceTimeout %v, or a revocation outlives the rebalance", drainTimeout, rt)
+	}
+	if on, _ := cl.OptValue(kgo.AutoCommitMarks).(bool); on {
+		bad("kgo.AutoCommitMarks re-enables auto-commit; remove it: the consumer commits what it has handled")
+	}
+	if on, _ := cl.OptValue(kgo.GreedyAutoCommit).(bool); on {
+		bad("kgo.GreedyAutoCommit re-enables auto-commit and commits records before they are handled; remove it")
 	}
 	return group, errors.Join(errs...)
 }
@@ -162,7 +205,7 @@ func checkKgoOpts(opts []kgo.Opt, drainTimeout time.Duration) (string, error) {
 // ErrDrainTimeout if records were still running at the drain timeout (they
 // run again on the next start); commit errors; or ErrRunning if the
 // Consumer already ran. Handler failures do not end Run: they are reported
-// through WithOnError and the log, and wait in Failures.
+// through OnError and the log, and wait in Failures.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.ran {
@@ -175,21 +218,28 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer close(c.done)
 	defer c.stop()
 
-	cl, err := kgo.NewClient(c.kopts...)
-	if err != nil {
-		_ = c.eng.d.Close()
-		return fmt.Errorf("consume: %w", err)
+	cl, owned := c.cfg.client, c.cfg.client == nil
+	if owned {
+		var err error
+		if cl, err = kgo.NewClient(c.kopts...); err != nil {
+			_ = c.eng.d.Close()
+			return fmt.Errorf("consume: %w", err)
+		}
 	}
 	c.log.Info("consume: started", "group", c.name, "order", c.cfg.order.String(),
 		"concurrency", c.cfg.concurrency, "max_buffered", c.cfg.maxBuffered)
 
-	err = c.group.Run(ctx, cl, func(ctx context.Context) error { c.poll(ctx, cl); return nil })
+	err := c.group.Run(ctx, cl, func(ctx context.Context) error { c.poll(ctx, cl); return nil })
 	if c.group.Crashed() {
 		_ = c.eng.d.Close()
-		cl.Close()
+		if owned {
+			cl.Close()
+		}
 		return nil
 	}
-	cl.Close() // leaves the group; revoked commits whatever is left
+	if owned {
+		cl.Close() // leaves the group; revoked commits whatever is left
+	}
 	_ = c.eng.d.Close()
 	c.log.Info("consume: stopped", "group", c.name, "err", err)
 	return err

@@ -88,9 +88,9 @@ func consumerWithRetryJob(t *testing.T, c Cluster) {
 		t.Fatal(err)
 	}
 	consumer, err := consume.New(parker.Wrap(svc.handle),
-		consume.WithKgoOpts(seeds, kgo.ConsumeTopics(topic), kgo.ConsumerGroup(uniqueName("payments-app")),
+		consume.KgoOpts(seeds, kgo.ConsumeTopics(topic), kgo.ConsumerGroup(uniqueName("payments-app")),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())),
-		consume.WithRetry(parker), consume.WithLogger(quiet))
+		consume.RetryPath(parker), consume.Logger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,8 +143,8 @@ func run(ctx context.Context, out io.Writer, records, keys int) error {
 			fmt.Fprintf(out, "%-5s %-10s failed: %v; parked\n", "app", r.Value, err)
 		}
 		return err
-	}), consume.WithKgoOpts(seeds, kgo.ConsumeTopics(topic), kgo.ConsumerGroup("payments-app"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), consume.WithRetry(parker), consume.WithLogger(quiet))
+	}), consume.KgoOpts(seeds, kgo.ConsumeTopics(topic), kgo.ConsumerGroup("payments-app"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), consume.RetryPath(parker), consume.Logger(quiet))
 	if err != nil {
 		return err
 	}
