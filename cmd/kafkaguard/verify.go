@@ -157,7 +157,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	switch {
 	case len(brokers) == 0:
 		fmt.Fprintln(stderr, "kafkaguard verify: starting the bundled 3-broker cluster")
-		opts := []kafkatest.Option{kafkatest.Brokers(3)}
+		opts := []kafkatest.Opt{kafkatest.Brokers(3)}
 		if logger != nil {
 			opts = append(opts, kafkatest.Logger(logger.With("component", "cluster")))
 		}
