@@ -72,7 +72,7 @@ func consumerWithRetryJob(t *testing.T, c Cluster) {
 	// Options that apply to the parker and the job alike.
 	backoff := retry.RetryBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2, Jitter: 0.2})
 	attempts := retry.MaxAttempts(4)
-	locks, err := retry.NewKeyLocks(ctx, retry.Topic(topic), retry.ClientOpts(seeds))
+	locks, err := retry.NewKeyLocks(ctx, retry.Topic(topic), retry.KgoOpts(seeds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func consumerWithRetryJob(t *testing.T, c Cluster) {
 		deadLetters []string
 	)
 	job, err := retry.NewJob(func(ctx context.Context, m *retry.Marker) error { return svc.handle(ctx, m.Record()) },
-		retry.Topic(topic), retry.ClientOpts(seeds), backoff, attempts, keyOrder, retry.Logger(quiet),
+		retry.Topic(topic), retry.KgoOpts(seeds), backoff, attempts, keyOrder, retry.Logger(quiet),
 		retry.OnAlert(retry.Thresholds{DeadLetters: 1}, func(a retry.Alert) {
 			dlMu.Lock()
 			deadLetters = append(deadLetters, string(a.Marker.Value))

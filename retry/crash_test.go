@@ -76,7 +76,7 @@ func helperJob() int {
 		return nil
 	}, retry.Topic(os.Getenv("RETRY_TOPIC")), retry.MaxAttempts(maxAttempts), retry.RetryBackoff(fastBackoff),
 		retry.Concurrency(4), retry.CommitInterval(30*time.Millisecond),
-		retry.ClientOpts(kgo.SeedBrokers(strings.Split(os.Getenv("RETRY_BOOTSTRAP"), ",")...),
+		retry.KgoOpts(kgo.SeedBrokers(strings.Split(os.Getenv("RETRY_BOOTSTRAP"), ",")...),
 			kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -105,7 +105,7 @@ func NewJob(handler Handler, opts ...JobOpt) (*Job, error) {
 	}
 	kopts, kerr := produce.ApplyKgo(produce.NoLoss, c.clientOpts)
 	if kerr != nil {
-		err = errors.Join(err, fmt.Errorf("%w: ClientOpts: %w", ErrInvalidOption, kerr))
+		err = errors.Join(err, fmt.Errorf("%w: KgoOpts: %w", ErrInvalidOption, kerr))
 	}
 	if err != nil {
 		return nil, err

@@ -217,7 +217,7 @@ func TestKeyStaysLockedWhileItsReparkedMarkerIsUnread(t *testing.T) {
 	e := newEnv(t, "klslow", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	locks, p := keyOrderParker(t, ctx, e, 10, retry.ClientOpts(kgo.FetchMinBytes(1<<20)), retry.RefreshInterval(10*time.Millisecond))
+	locks, p := keyOrderParker(t, ctx, e, 10, retry.KgoOpts(kgo.FetchMinBytes(1<<20)), retry.RefreshInterval(10*time.Millisecond))
 
 	jobLocks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts())
 	if err != nil {

@@ -40,7 +40,7 @@ func DefaultGroup(retryTopic string) string { return "kafkaguard-retry-" + retry
 //     (DeadLetterTopic, MaxAttempts, RetryBackoff, KeyOrder, ReportMetrics,
 //     OnAlert).
 //   - GroupOpt applies to a Job and KeyLocks: the Job's consumer group and
-//     clients (Group, ClientOpts).
+//     clients (Group, KgoOpts).
 //
 // Options have bare names (MaxAttempts, not WithMaxAttempts), as in every
 // kafkaguard package.
@@ -251,11 +251,11 @@ func DeadLetterTopic(name string) RetryOpt { return retryOpt(func(c *config) { c
 // DefaultGroup(retry topic).
 func Group(name string) GroupOpt { return groupOpt(func(c *config) { c.group = name }) }
 
-// ClientOpts are the franz-go options (seed brokers, TLS, SASL, ...) of the
+// KgoOpts are the franz-go options (seed brokers, TLS, SASL, ...) of the
 // clients a Job or KeyLocks creates. The Job's client is built with
 // produce.NoLoss in front of them, so options that contradict acks=all and
 // idempotent writes are refused.
-func ClientOpts(opts ...kgo.Opt) GroupOpt {
+func KgoOpts(opts ...kgo.Opt) GroupOpt {
 	return groupOpt(func(c *config) { c.clientOpts = append(c.clientOpts, opts...) })
 }
 

@@ -105,7 +105,7 @@ func runRetryJob(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	}
 	// Options of both the Job and the key locks, then the Job's own.
-	shared := []retry.GroupOpt{retry.Topic(*topic), retry.ClientOpts(kgo.SeedBrokers(seeds...)), retry.Logger(logger)}
+	shared := []retry.GroupOpt{retry.Topic(*topic), retry.KgoOpts(kgo.SeedBrokers(seeds...)), retry.Logger(logger)}
 	if *retryTopic != "" {
 		shared = append(shared, retry.RetryTopic(*retryTopic))
 	}

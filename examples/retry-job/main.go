@@ -127,7 +127,7 @@ func run(ctx context.Context, out io.Writer, records, keys int) error {
 	// Options that apply to the parker and the job alike.
 	backoff := retry.RetryBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2, Jitter: 0.2})
 	attempts := retry.MaxAttempts(4)
-	locks, err := retry.NewKeyLocks(ctx, retry.Topic(topic), retry.ClientOpts(seeds))
+	locks, err := retry.NewKeyLocks(ctx, retry.Topic(topic), retry.KgoOpts(seeds))
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func run(ctx context.Context, out io.Writer, records, keys int) error {
 			fmt.Fprintf(out, "%-5s %-10s attempt %d failed: %v\n", "job", m.Value, m.Attempts+1, err)
 		}
 		return err
-	}, retry.Topic(topic), retry.ClientOpts(seeds), backoff, attempts, keyOrder, retry.Logger(quiet),
+	}, retry.Topic(topic), retry.KgoOpts(seeds), backoff, attempts, keyOrder, retry.Logger(quiet),
 		retry.OnAlert(retry.Thresholds{DeadLetters: 1}, func(a retry.Alert) {
 			dlMu.Lock()
 			deadLetters = append(deadLetters, a.Marker)
