@@ -38,8 +38,8 @@ func TestStuckKeyKeepsMemoryBoundedAndPausesFetching(t *testing.T) {
 		exit(true)
 		return nil
 	}
-	run := start(t, handler, groupOpts(c, group, topic), consume.WithMaxBuffered(maxBuffered),
-		consume.WithConcurrency(4), consume.WithCommitInterval(20*time.Millisecond))
+	run := start(t, handler, groupOpts(c, group, topic), consume.MaxBuffered(maxBuffered),
+		consume.Concurrency(4), consume.CommitInterval(20*time.Millisecond))
 
 	var maxHeld, sawPaused atomic.Int64
 	stopSampling := make(chan struct{})
@@ -131,7 +131,7 @@ func TestSaramaStuckKeyKeepsMemoryBounded(t *testing.T) {
 		exit(true)
 		return nil
 	}
-	run := startSarama(t, c, group, topic, handler, consume.WithMaxBuffered(maxBuffered), consume.WithConcurrency(4))
+	run := startSarama(t, c, group, topic, handler, consume.MaxBuffered(maxBuffered), consume.Concurrency(4))
 	waitFor(t, "the buffer to fill with the stuck key", 20*time.Second, func() bool {
 		st := run.h.Stats()
 		return st.Running == 1 && st.Queued == maxBuffered-1 && st.Paused == 1

@@ -81,7 +81,7 @@ func BenchmarkParallelConsumerShape(b *testing.B) {
 					return nil
 				}
 				cons, err := consume.New(handler, groupOpts(c, fmt.Sprintf("g-%s-%d", topic, i), topic),
-					consume.WithOrder(bc.order), consume.WithConcurrency(concurrency), consume.WithMaxBuffered(records))
+					consume.OrderBy(bc.order), consume.Concurrency(concurrency), consume.MaxBuffered(records))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -8,13 +8,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/groupengine"
 	"github.com/kafkaguard/kafkaguard/ordering"
 )
 
@@ -37,120 +34,85 @@ type partState struct {
 // every record below it has been handled. Create it with New, start it with
 // Run. Its methods are safe for concurrent use.
 type Consumer struct {
-	eng   *engine[*kgo.Record]
-	cfg   config
-	log   *slog.Logger
-	kopts []kgo.Opt
-	group string
-	done  chan struct{} // closed when Run has returned, or by Close without Run
+	eng     *engine[*kgo.Record]
+	group   *groupengine.Engine
+	cfg     config
+	log     *slog.Logger
+	kopts   []kgo.Opt
+	name    string        // the consumer group
+	done    chan struct{} // closed when Run has returned, or by Close without Run
+	commits atomic.Int64
 
-	commitMu  sync.Mutex                                      // serialises taking checkpoints and committing them
-	committed map[ordering.TopicPartition]ordering.Checkpoint // last commit per assigned partition; guarded by commitMu
-	commits   atomic.Int64
-
-	mu       sync.Mutex
-	parts    map[ordering.TopicPartition]*partState // assigned partitions
-	paused   map[ordering.TopicPartition]bool       // partitions this consumer paused
-	ran      bool
-	stopping bool               // Run drained: revocation no longer waits
-	crashed  bool               // set by crash: commit nothing more
-	stop     context.CancelFunc // ends the running Run's poll loop
+	mu     sync.Mutex
+	parts  map[ordering.TopicPartition]*partState // assigned partitions
+	paused map[ordering.TopicPartition]bool       // partitions this consumer paused
+	ran    bool
+	stop   context.CancelFunc // ends the running Run's poll loop
 }
 
 // New returns a Consumer that runs handler for every record of the topics
-// and group given with WithKgoOpts. Every invalid option is reported at
-// once, each wrapping ErrInvalidOption. New does not connect; Run does.
-func New(handler Handler, opts ...Option) (*Consumer, error) {
-	cfg := defaultConfig()
-	for _, o := range opts {
-		if o != nil {
-			o.apply(&cfg)
-		}
-	}
+// and group given with KgoOpts, or of the client given with Client. Every
+// invalid option is reported at once, each wrapping ErrInvalidOption. New
+// does not connect; Run does (with KgoOpts).
+func New(handler Handler, opts ...ConsumerOpt) (*Consumer, error) {
+	cfg := newConfig(opts)
 	err := cfg.validate()
 	if handler == nil {
 		err = errors.Join(err, fmt.Errorf("%w: handler is nil", ErrInvalidOption))
 	}
-	group, optErr := checkKgoOpts(cfg.kgoOpts, cfg.drainTimeout)
+	var (
+		group  string
+		optErr error
+	)
+	switch {
+	case cfg.client != nil && len(cfg.kgoOpts) > 0:
+		optErr = fmt.Errorf("%w: Client and KgoOpts exclude each other: the client's options are already set", ErrInvalidOption)
+	case cfg.client != nil:
+		group, optErr = checkClient(cfg.client, cfg.hooks, cfg.drainTimeout)
+	default:
+		group, optErr = checkKgoOpts(cfg.kgoOpts, cfg.drainTimeout)
+	}
 	if err = errors.Join(err, optErr); err != nil {
 		return nil, err
 	}
 	c := &Consumer{
-		cfg:       cfg,
-		log:       cfg.log(),
-		group:     group,
-		done:      make(chan struct{}),
-		committed: make(map[ordering.TopicPartition]ordering.Checkpoint),
-		parts:     make(map[ordering.TopicPartition]*partState),
-		paused:    make(map[ordering.TopicPartition]bool),
+		cfg:    cfg,
+		log:    cfg.log(),
+		name:   group,
+		done:   make(chan struct{}),
+		parts:  make(map[ordering.TopicPartition]*partState),
+		paused: make(map[ordering.TopicPartition]bool),
 	}
 	c.eng, err = newEngine(cfg, func(ctx context.Context, r *kgo.Record) error { return handler(ctx, r) },
 		func(r *kgo.Record) *kgo.Record { return r })
 	if err != nil {
 		return nil, fmt.Errorf("consume: %w", err)
 	}
-	c.kopts = append(slices.Clone(cfg.kgoOpts),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsAssigned(c.assigned),
-		kgo.OnPartitionsRevoked(c.revoked),
-		kgo.OnPartitionsLost(c.lost),
-	)
-	return c, nil
-}
-
-// checkKgoOpts reads the user's kgo options from a client that is never
-// started (its context is cancelled before it is made) and refuses those
-// that contradict the consumer. It returns the group.
-func checkKgoOpts(opts []kgo.Opt, drainTimeout time.Duration) (string, error) {
-	if len(opts) == 0 {
-		return "", fmt.Errorf("%w: WithKgoOpts is required (kgo.SeedBrokers, kgo.ConsumerGroup, kgo.ConsumeTopics)", ErrInvalidOption)
-	}
-	dead, cancel := context.WithCancel(context.Background())
-	cancel()
-	probe, err := kgo.NewClient(append(slices.Clone(opts), kgo.WithContext(dead))...)
+	c.group, err = groupengine.New(groupengine.Config{
+		Group:          group,
+		Work:           (*consumerWork)(c),
+		CommitInterval: cfg.commitInterval,
+		DrainTimeout:   cfg.drainTimeout,
+		CommitTimeout:  cfg.drainTimeout,
+		PartitionError: func(tp ordering.TopicPartition, cp ordering.Checkpoint, err error) error {
+			return &CommitError{Topic: tp.Topic, Partition: tp.Partition, Offset: cp.Offset, Err: err}
+		},
+		OnCommit: func(map[ordering.TopicPartition]ordering.Checkpoint) { c.commits.Add(1) },
+		Logger:   c.log,
+		Prefix:   "consume",
+	})
 	if err != nil {
-		return "", fmt.Errorf("%w: kgo refuses the options: %w", ErrInvalidOption, err)
+		return nil, fmt.Errorf("consume: %w", err)
 	}
-	defer probe.Close()
-
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
-	}
-	group, _ := probe.OptValue(kgo.ConsumerGroup).(string)
-	if group == "" {
-		bad("kgo.ConsumerGroup is required: offsets are committed for a group")
-	}
-	if share, _ := probe.OptValue(kgo.ShareGroup).(string); share != "" {
-		bad("kgo.ShareGroup %q: share groups acknowledge records, they do not commit offsets", share)
-	}
-	if topics, _ := probe.OptValue(kgo.ConsumeTopics).([]string); len(topics) == 0 {
-		bad("kgo.ConsumeTopics (or kgo.ConsumeRegex) is required")
-	}
-	if rt, ok := probe.OptValue(kgo.RebalanceTimeout).(time.Duration); ok && drainTimeout >= rt {
-		bad("WithDrainTimeout %v must be below kgo.RebalanceTimeout %v, or a revocation outlives the rebalance", drainTimeout, rt)
-	}
-	if on, _ := probe.OptValue(kgo.AutoCommitMarks).(bool); on {
-		bad("kgo.AutoCommitMarks re-enables auto-commit; remove it: the consumer commits what it has handled")
-	}
-	if on, _ := probe.OptValue(kgo.GreedyAutoCommit).(bool); on {
-		bad("kgo.GreedyAutoCommit re-enables auto-commit and commits records before they are handled; remove it")
-	}
-	// kgo wraps the partition callbacks of a group client, so OptValue
-	// cannot tell whether the user set one. Without a group kgo refuses a
-	// callback, so each option is validated on its own and its error
-	// compared with the one a callback gets.
-	ref := kgo.ValidateOpts(kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) {}))
-	if ref != nil {
-		for i, o := range opts {
-			if err := kgo.ValidateOpts(o); err != nil && err.Error() == ref.Error() {
-				bad("WithKgoOpts option %d sets a partition callback (kgo.OnPartitionsAssigned, Revoked or Lost): "+
-					"the consumer owns them (it drains and commits on revocation)", i)
-			}
+	if cfg.client != nil {
+		if !cfg.hooks.b.Bind(c.group) {
+			_ = c.eng.d.Close()
+			return nil, fmt.Errorf("%w: Client: the Hooks serve another Consumer already", ErrInvalidOption)
 		}
+		return c, nil
 	}
-	return group, errors.Join(errs...)
+	c.kopts = append(slices.Clone(cfg.kgoOpts), c.group.Opts()...)
+	return c, nil
 }
 
 // Run consumes until ctx is done, then stops fetching, waits for the
@@ -159,7 +121,7 @@ func checkKgoOpts(opts []kgo.Opt, drainTimeout time.Duration) (string, error) {
 // ErrDrainTimeout if records were still running at the drain timeout (they
 // run again on the next start); commit errors; or ErrRunning if the
 // Consumer already ran. Handler failures do not end Run: they are reported
-// through WithOnError and the log, and wait in Failures.
+// through OnError and the log, and wait in Failures.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.ran {
@@ -172,43 +134,31 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer close(c.done)
 	defer c.stop()
 
-	cl, err := kgo.NewClient(c.kopts...)
-	if err != nil {
-		_ = c.eng.d.Close()
-		return fmt.Errorf("consume: %w", err)
+	cl, owned := c.cfg.client, c.cfg.client == nil
+	if owned {
+		var err error
+		if cl, err = kgo.NewClient(c.kopts...); err != nil {
+			_ = c.eng.d.Close()
+			return fmt.Errorf("consume: %w", err)
+		}
 	}
-	c.log.Info("consume: started", "group", c.group, "order", c.cfg.order.String(),
+	c.log.Info("consume: started", "group", c.name, "order", c.cfg.order.String(),
 		"concurrency", c.cfg.concurrency, "max_buffered", c.cfg.maxBuffered)
 
-	var wg sync.WaitGroup
-	wg.Go(func() { c.commitLoop(ctx, cl) })
-	c.poll(ctx, cl)
-	wg.Wait()
-
-	if c.isCrashed() {
+	err := c.group.Run(ctx, cl, func(ctx context.Context) error { c.poll(ctx, cl); return nil })
+	if c.group.Crashed() {
 		_ = c.eng.d.Close()
-		cl.Close()
+		if owned {
+			cl.Close()
+		}
 		return nil
 	}
-
-	var errs []error
-	dctx, cancel := context.WithTimeout(context.Background(), c.cfg.drainTimeout)
-	defer cancel()
-	if err := c.eng.d.Drain(dctx); err != nil {
-		errs = append(errs, fmt.Errorf("%w: %w", ErrDrainTimeout, err))
+	if owned {
+		cl.Close() // leaves the group; revoked commits whatever is left
 	}
-	c.mu.Lock()
-	c.stopping = true
-	c.mu.Unlock()
-	cctx, ccancel := context.WithTimeout(context.Background(), c.cfg.drainTimeout)
-	defer ccancel()
-	if err := c.commitAll(cctx, cl); err != nil {
-		errs = append(errs, err)
-	}
-	cl.Close() // leaves the group; revoked commits whatever is left
 	_ = c.eng.d.Close()
-	c.log.Info("consume: stopped", "group", c.group, "err", errors.Join(errs...))
-	return errors.Join(errs...)
+	c.log.Info("consume: stopped", "group", c.name, "err", err)
+	return err
 }
 
 // Close stops the consumer: it ends a running Run (which drains and
@@ -234,22 +184,14 @@ func (c *Consumer) Close() error {
 // committed, running handlers see their context cancelled, and queued
 // records are dropped. Tests use it to check what a restart runs again.
 func (c *Consumer) crash() {
+	c.group.Crash()
 	c.mu.Lock()
-	c.crashed = true
 	stop := c.stop
 	c.mu.Unlock()
-	c.commitMu.Lock() // wait for a commit in flight; none starts after
-	c.commitMu.Unlock()
 	if stop != nil {
 		stop()
 		<-c.done
 	}
-}
-
-func (c *Consumer) isCrashed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.crashed
 }
 
 // poll fetches records and hands them to the dispatcher until ctx is done.
@@ -377,200 +319,67 @@ func (c *Consumer) resume(cl *kgo.Client) {
 	}
 }
 
-// assigned starts tracking new partitions from their committed offsets and
+// consumerWork is the Consumer's side of the group lifecycle
+// (groupengine.Work): the dispatcher's partitions.
+type consumerWork Consumer
+
+// Assign starts tracking new partitions from their committed offsets and
 // metadata, so that records done above the committed offset are skipped.
-// kgo calls it before it fetches the partitions.
-func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	if len(assigned) == 0 {
-		return
-	}
-	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, c.group)
-	if err != nil {
-		c.log.Warn("consume: reading committed offsets failed; records done above them may run again",
-			"group", c.group, "err", err)
-	}
-	for topic, ps := range assigned {
-		for _, p := range ps {
-			tp := ordering.TopicPartition{Topic: topic, Partition: p}
-			if aw, ok := c.cfg.parker.(AssignmentAware); ok {
-				aw.Forget(topic, p)
-			}
-			cp := ordering.Checkpoint{Offset: -1}
-			if o, ok := offs.Lookup(topic, p); ok && o.Err == nil && o.At >= 0 {
-				cp = ordering.Checkpoint{Offset: o.At, Metadata: o.Metadata}
-			}
-			err := c.eng.d.Assign(tp, cp)
-			if errors.Is(err, ordering.ErrAssigned) {
-				_, _ = c.eng.d.Revoke(context.Background(), tp)
-				err = c.eng.d.Assign(tp, cp)
-			}
-			if err != nil {
-				c.log.Warn("consume: assign", "partition", tp.String(), "err", err)
-			}
-			c.mu.Lock()
-			c.parts[tp] = &partState{}
-			c.mu.Unlock()
-			c.commitMu.Lock()
-			if cp.Offset >= 0 {
-				c.committed[tp] = cp
-			}
-			c.commitMu.Unlock()
-			c.log.Info("consume: partition assigned", "partition", tp.String(), "committed", cp.Offset)
+func (w *consumerWork) Assign(_ context.Context, cps map[ordering.TopicPartition]ordering.Checkpoint) {
+	c := (*Consumer)(w)
+	for tp, cp := range cps {
+		if aw, ok := c.cfg.parker.(AssignmentAware); ok {
+			aw.Forget(tp.Topic, tp.Partition)
 		}
+		err := c.eng.d.Assign(tp, cp)
+		if errors.Is(err, ordering.ErrAssigned) {
+			_, _ = c.eng.d.Revoke(context.Background(), tp)
+			err = c.eng.d.Assign(tp, cp)
+		}
+		if err != nil {
+			c.log.Warn("consume: assign", "partition", tp.String(), "err", err)
+		}
+		c.mu.Lock()
+		c.parts[tp] = &partState{}
+		c.mu.Unlock()
+		c.log.Info("consume: partition assigned", "partition", tp.String(), "committed", cp.Offset)
 	}
 }
 
-// revoked stops dispatching the partitions, waits for their running records
-// (at most the drain timeout) and commits, before kgo lets the rebalance go
-// on.
-func (c *Consumer) revoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	c.release(cl, revoked, true)
-}
-
-// lost drops partitions the group already gave to another member: there
-// is nothing to wait for and nothing may be committed.
-func (c *Consumer) lost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
-	c.release(cl, lost, false)
-}
-
-func (c *Consumer) release(cl *kgo.Client, tps map[string][]int32, commit bool) {
-	wait := c.cfg.drainTimeout
-	c.mu.Lock()
-	if !commit || c.stopping {
-		wait = 0 // lost, or Run already waited
-	}
-	c.mu.Unlock()
-	rctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
+// Release stops dispatching the partitions and waits for their running
+// records until ctx is done.
+func (w *consumerWork) Release(ctx context.Context, tps []ordering.TopicPartition) map[ordering.TopicPartition]ordering.Checkpoint {
+	c := (*Consumer)(w)
 	cps := make(map[ordering.TopicPartition]ordering.Checkpoint)
-	for topic, ps := range tps {
-		for _, p := range ps {
-			tp := ordering.TopicPartition{Topic: topic, Partition: p}
-			cp, err := c.eng.d.Revoke(rctx, tp)
-			if errors.Is(err, ordering.ErrNotAssigned) {
-				continue
-			}
-			if err != nil && commit {
-				c.log.Warn("consume: records still running at the drain timeout; their partition's next owner runs them again",
-					"partition", tp.String(), "err", err)
-			}
-			cps[tp] = cp
-			c.mu.Lock()
-			delete(c.parts, tp)
-			c.mu.Unlock()
+	for _, tp := range tps {
+		cp, err := c.eng.d.Revoke(ctx, tp)
+		if errors.Is(err, ordering.ErrNotAssigned) {
+			continue
 		}
+		if err != nil {
+			c.log.Warn("consume: records still running at release; their partition's next owner runs them again",
+				"partition", tp.String(), "err", err)
+		}
+		cps[tp] = cp
+		c.mu.Lock()
+		delete(c.parts, tp)
+		c.mu.Unlock()
 	}
 	c.eng.signalRoom()
-	if commit && len(cps) > 0 {
-		cctx, ccancel := context.WithTimeout(context.Background(), c.cfg.drainTimeout)
-		defer ccancel()
-		c.commitMu.Lock()
-		err := c.commitLocked(cctx, cl, cps)
-		c.commitMu.Unlock()
-		if err != nil {
-			c.log.Warn("consume: commit on revocation failed; the next owner runs some records again", "err", err)
-		}
-	}
-	c.commitMu.Lock()
-	for tp := range cps {
-		delete(c.committed, tp)
-	}
-	c.commitMu.Unlock()
-	c.log.Info("consume: partitions released", "partitions", tps, "committed", commit)
+	return cps
 }
 
-func (c *Consumer) commitLoop(ctx context.Context, cl *kgo.Client) {
-	t := time.NewTicker(c.cfg.commitInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := c.commitAll(ctx, cl); err != nil && ctx.Err() == nil {
-			c.log.Warn("consume: periodic commit failed", "err", err)
-		}
-	}
+// Checkpoints returns the dispatcher's checkpoints.
+func (w *consumerWork) Checkpoints() map[ordering.TopicPartition]ordering.Checkpoint {
+	return w.eng.d.Checkpoints()
 }
 
-// commitAll commits the checkpoint of every assigned partition that moved.
-// Checkpoints are taken under commitMu, so a commit made on revocation is
-// never followed by an older one.
-func (c *Consumer) commitAll(ctx context.Context, cl *kgo.Client) error {
-	c.commitMu.Lock()
-	defer c.commitMu.Unlock()
-	return c.commitLocked(ctx, cl, c.eng.d.Checkpoints())
-}
-
-var errCrashed = errors.New("consume: crashed")
-
-// commitLocked commits cps, with their metadata, skipping those already
-// committed. The caller holds commitMu.
-func (c *Consumer) commitLocked(ctx context.Context, cl *kgo.Client, cps map[ordering.TopicPartition]ordering.Checkpoint) error {
-	if c.isCrashed() {
-		return errCrashed
+// Drain waits for every buffered record.
+func (w *consumerWork) Drain(ctx context.Context) error {
+	if err := w.eng.d.Drain(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrDrainTimeout, err)
 	}
-	offsets := make(map[string]map[int32]kgo.EpochOffset)
-	for tp, cp := range cps {
-		if cp.Offset < 0 {
-			continue
-		}
-		if last, ok := c.committed[tp]; ok && last == cp {
-			continue
-		}
-		if offsets[tp.Topic] == nil {
-			offsets[tp.Topic] = make(map[int32]kgo.EpochOffset)
-		}
-		offsets[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: cp.Offset}
-	}
-	if len(offsets) == 0 {
-		return nil
-	}
-	withMeta := kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
-		for i := range req.Topics {
-			t := &req.Topics[i]
-			for j := range t.Partitions {
-				p := &t.Partitions[j]
-				if cp, ok := cps[ordering.TopicPartition{Topic: t.Topic, Partition: p.Partition}]; ok {
-					p.Metadata = kmsg.StringPtr(cp.Metadata)
-				}
-			}
-		}
-		return nil
-	})
-	var errs []error
-	cl.CommitOffsetsSync(withMeta, offsets, func(_ *kgo.Client, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("consume: commit: %w", err))
-			return
-		}
-		names := make(map[[16]byte]string, len(req.Topics))
-		for _, t := range req.Topics {
-			names[t.TopicID] = t.Topic
-		}
-		for _, t := range resp.Topics {
-			topic := t.Topic
-			if topic == "" {
-				topic = names[t.TopicID]
-			}
-			for _, p := range t.Partitions {
-				tp := ordering.TopicPartition{Topic: topic, Partition: p.Partition}
-				cp, ok := cps[tp]
-				if !ok {
-					continue
-				}
-				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil {
-					errs = append(errs, &CommitError{Topic: topic, Partition: p.Partition, Offset: cp.Offset, Err: perr})
-					continue
-				}
-				c.committed[tp] = cp
-				c.log.Debug("consume: committed", "partition", tp.String(), "offset", cp.Offset, "metadata", cp.Metadata)
-			}
-		}
-		c.commits.Add(1)
-	})
-	return errors.Join(errs...)
+	return nil
 }
 
 // Stats returns a snapshot of the consumer's load.

@@ -42,8 +42,8 @@ func TestOrderKeptUnderRandomHandlerLatencies(t *testing.T) {
 				exit(true)
 				return nil
 			}
-			run := start(t, handler, groupOpts(c, "g-"+topic, topic), consume.WithOrder(tc.order),
-				consume.WithConcurrency(32), consume.WithCommitInterval(50*time.Millisecond))
+			run := start(t, handler, groupOpts(c, "g-"+topic, topic), consume.OrderBy(tc.order),
+				consume.Concurrency(32), consume.CommitInterval(50*time.Millisecond))
 			waitFor(t, "every record handled", 30*time.Second, func() bool { return l.doneCount() == keys*perKey })
 			if err := run.shutdown(t); err != nil {
 				t.Fatalf("Run: %v", err)

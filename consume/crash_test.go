@@ -46,8 +46,8 @@ func TestRestartAfterCrashRerunsOnlyTheRecordInFlight(t *testing.T) {
 		exit(true)
 		return nil
 	}
-	run1 := start(t, h1, groupOpts(c, group, topic), consume.WithConcurrency(8),
-		consume.WithCommitInterval(20*time.Millisecond))
+	run1 := start(t, h1, groupOpts(c, group, topic), consume.Concurrency(8),
+		consume.CommitInterval(20*time.Millisecond))
 	<-running
 	const behind = 30 - 11 // k000:11..29 wait behind the stuck record
 	waitFor(t, "every record not behind the stuck one", 20*time.Second,
@@ -76,7 +76,7 @@ func TestRestartAfterCrashRerunsOnlyTheRecordInFlight(t *testing.T) {
 		exit(true)
 		return nil
 	}
-	start(t, h2, groupOpts(c, group, topic), consume.WithConcurrency(8))
+	start(t, h2, groupOpts(c, group, topic), consume.Concurrency(8))
 	waitFor(t, "the restarted consumer to finish", 20*time.Second,
 		func() bool { return second.doneCount() == 1+behind })
 	time.Sleep(100 * time.Millisecond) // anything else would have run by now
@@ -123,8 +123,8 @@ func TestCrashAtARandomPointLosesNothing(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	run1 := start(t, h1, groupOpts(c, group, topic), consume.WithConcurrency(16),
-		consume.WithCommitInterval(15*time.Millisecond))
+	run1 := start(t, h1, groupOpts(c, group, topic), consume.Concurrency(16),
+		consume.CommitInterval(15*time.Millisecond))
 	killAt := len(rs)/4 + rand.IntN(len(rs)/2)
 	waitFor(t, "part of the stream", 20*time.Second, func() bool { return first.doneCount() >= killAt })
 	run1.c.Crash()
@@ -158,7 +158,7 @@ func TestCrashAtARandomPointLosesNothing(t *testing.T) {
 		exit(true)
 		return nil
 	}
-	start(t, h2, groupOpts(c, group, topic), consume.WithConcurrency(16))
+	start(t, h2, groupOpts(c, group, topic), consume.Concurrency(16))
 	waitFor(t, "the restarted consumer to finish", 20*time.Second,
 		func() bool { return second.doneCount() == len(rs)-len(claimed) })
 	time.Sleep(100 * time.Millisecond)

@@ -11,24 +11,24 @@
 //
 // Auto-commit is always off. An offset is committed only when every record
 // below it in its partition was handled: its handler returned nil, or the
-// record was handed durably to the retry path (WithRetry, a Parker). With
+// record was handed durably to the retry path (RetryPath, a Parker). With
 // every commit goes metadata that names the records already handled above
 // the committed offset (see package ordering), so after a crash a restarted
 // consumer skips them and runs again only what was in flight.
 //
 // A handler error with no retry path blocks the record's key (KeyOrder) or
 // partition (PartitionOrder) — never skipped silently: it is logged,
-// reported to WithOnError, listed by Failures, and waits for Resolve or
+// reported to OnError, listed by Failures, and waits for Resolve or
 // Retry. The other keys and partitions go on.
 //
 // On revocation the consumer stops dispatching the revoked partitions,
-// waits for their running records (at most WithDrainTimeout), commits, and
+// waits for their running records (at most DrainTimeout), commits, and
 // only then lets the rebalance finish, so the next owner starts where this
 // one stopped and no key's order is broken across members. When the
 // context given to Run ends, the consumer stops fetching, waits for the
 // records it holds, commits and leaves the group.
 //
-// Memory is bounded by WithMaxBuffered: when that many records are held
+// Memory is bounded by MaxBuffered: when that many records are held
 // (for example behind a stuck key), the consumer stops polling and pauses
 // fetching of its partitions until half the buffer is free.
 //
@@ -45,9 +45,18 @@
 // # Clients
 //
 // Consumer runs over franz-go (kgo): the application passes its own kgo
-// options (seeds, group, topics) with WithKgoOpts, and the Consumer adds
-// kgo.DisableAutoCommit and kgo.BlockRebalanceOnPoll and owns the partition
-// callbacks. SaramaHandler gives the same semantics to a sarama
+// options (seeds, group, topics) with KgoOpts, and the Consumer adds
+// kgo.DisableAutoCommit and kgo.BlockRebalanceOnPoll, owns the partition
+// callbacks, and creates and closes the client. To run on a client the
+// application creates and closes itself, create it with Hooks.KgoOpts and
+// pass it with Client. SaramaHandler gives the same semantics to a sarama
 // ConsumerGroup: it is a sarama.ConsumerGroupHandler that marks and commits
 // only contiguous handled offsets, with the same metadata.
+//
+// # Options
+//
+// Options have bare names (Concurrency, OrderBy), as in every kafkaguard
+// package. Their type is their scope: Opt applies to New and NewSarama,
+// ConsumerOpt (KgoOpts, Client) to New only, so an option that does not
+// apply does not compile.
 package consume

@@ -31,12 +31,11 @@ func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecor
 		toRecord: toRecord,
 		room:     make(chan struct{}, 1),
 	}
-	d, err := ordering.New(e.run,
+	d, err := ordering.NewWithFailureFunc(e.run, e.onFailure,
 		ordering.OrderBy(cfg.order),
 		ordering.Concurrency(cfg.concurrency),
 		ordering.MaxBuffered(cfg.maxBuffered),
 		ordering.MetadataMaxBytes(cfg.metadataMax),
-		ordering.OnFailure(e.onFailure),
 		ordering.Logger(e.log),
 	)
 	if err != nil {

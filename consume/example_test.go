@@ -22,14 +22,14 @@ func ExampleNew() {
 		return nil
 	}
 	c, err := consume.New(handle,
-		consume.WithKgoOpts(
+		consume.KgoOpts(
 			kgo.SeedBrokers("localhost:9092"),
 			kgo.ConsumerGroup("billing"),
 			kgo.ConsumeTopics("orders"),
 		),
-		consume.WithOrder(consume.KeyOrder),
-		consume.WithConcurrency(64),
-		consume.WithOnError(func(f consume.Failure) {
+		consume.OrderBy(consume.KeyOrder),
+		consume.Concurrency(64),
+		consume.OnError(func(f consume.Failure) {
 			log.Printf("order %s at offset %d blocked: %v", f.Record.Key, f.Record.Offset, f.Err)
 		}),
 	)
@@ -47,9 +47,9 @@ func ExampleNew() {
 func ExampleNew_globalOrder() {
 	handle := func(ctx context.Context, r *kgo.Record) error { return nil }
 	c, err := consume.New(handle,
-		consume.WithKgoOpts(kgo.SeedBrokers("localhost:9092"), kgo.ConsumerGroup("ledger"),
+		consume.KgoOpts(kgo.SeedBrokers("localhost:9092"), kgo.ConsumerGroup("ledger"),
 			kgo.ConsumeTopics("ledger-events")), // a topic created with one partition
-		consume.WithOrder(consume.PartitionOrder),
+		consume.OrderBy(consume.PartitionOrder),
 	)
 	if err != nil {
 		log.Fatal(err)
@@ -76,12 +76,35 @@ func ExampleNewSarama() {
 	h, err := consume.NewSarama(client, "billing", func(ctx context.Context, m *sarama.ConsumerMessage) error {
 		fmt.Printf("order %s: %s\n", m.Key, m.Value)
 		return nil
-	}, consume.WithOrder(consume.KeyOrder), consume.WithConcurrency(64))
+	}, consume.OrderBy(consume.KeyOrder), consume.Concurrency(64))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer h.Close()
 	if err := h.Run(context.Background(), group, []string{"orders"}); err != nil {
+		log.Print(err)
+	}
+}
+
+// A Consumer on a client the application creates and closes itself.
+func ExampleClient() {
+	hooks := consume.NewHooks()
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers("localhost:9092"),
+		kgo.ConsumerGroup("billing"),
+		kgo.ConsumeTopics("orders"),
+	}, hooks.KgoOpts()...)...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cl.Close() // after Run: leaves the group, committing what is left
+
+	c, err := consume.New(func(ctx context.Context, r *kgo.Record) error { return nil },
+		consume.Client(cl, hooks), consume.Concurrency(64))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Run(context.Background()); err != nil {
 		log.Print(err)
 	}
 }

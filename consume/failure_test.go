@@ -71,8 +71,8 @@ func TestFailingHandlerBlocksOnlyWhatItsOrderKeepsBehind(t *testing.T) {
 				defer mu.Unlock()
 				reported = append(reported, f)
 			}
-			run := start(t, handler, groupOpts(c, group, topic), consume.WithOrder(tc.order),
-				consume.WithConcurrency(8), consume.WithCommitInterval(20*time.Millisecond), consume.WithOnError(onError))
+			run := start(t, handler, groupOpts(c, group, topic), consume.OrderBy(tc.order),
+				consume.Concurrency(8), consume.CommitInterval(20*time.Millisecond), consume.OnError(onError))
 
 			waitFor(t, "every record not behind the failure handled", 30*time.Second,
 				func() bool { return l.doneCount() == len(want) })
@@ -179,9 +179,9 @@ func TestRetryPathTakesFailedRecordsAndTheRestGoesOn(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}
-	run := start(t, handler, groupOpts(c, group, topic), consume.WithRetry(p), consume.WithConcurrency(4),
-		consume.WithCommitInterval(20*time.Millisecond),
-		consume.WithOnError(func(f consume.Failure) { mu.Lock(); reported = append(reported, f); mu.Unlock() }))
+	run := start(t, handler, groupOpts(c, group, topic), consume.RetryPath(p), consume.Concurrency(4),
+		consume.CommitInterval(20*time.Millisecond),
+		consume.OnError(func(f consume.Failure) { mu.Lock(); reported = append(reported, f); mu.Unlock() }))
 
 	// k000..k003 fail at seq 3, 10 and 17, are parked and go on; k004's
 	// park fails at seq 3, so k004 stops there.
@@ -245,7 +245,7 @@ func TestAPanickingHandlerIsParkedLikeAFailingOne(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}
-	run := start(t, handler, groupOpts(c, group, topic), consume.WithRetry(p), consume.WithCommitInterval(20*time.Millisecond))
+	run := start(t, handler, groupOpts(c, group, topic), consume.RetryPath(p), consume.CommitInterval(20*time.Millisecond))
 	// Its key goes on past it, and the commit passes every record.
 	last := rs[len(rs)-1]
 	waitFor(t, "every record handled or parked, and committed", 20*time.Second, func() bool {

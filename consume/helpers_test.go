@@ -71,8 +71,8 @@ func newTopic(t testing.TB, c *kafkatest.Cluster, topic string, partitions int32
 
 // groupOpts are the kgo options of a test consumer: short timeouts so that
 // rebalances and fetches are quick.
-func groupOpts(c *kafkatest.Cluster, group string, topics ...string) consume.Option {
-	return consume.WithKgoOpts(
+func groupOpts(c *kafkatest.Cluster, group string, topics ...string) consume.ConsumerOpt {
+	return consume.KgoOpts(
 		kgo.SeedBrokers(c.Bootstrap()...),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(topics...),
@@ -84,6 +84,16 @@ func groupOpts(c *kafkatest.Cluster, group string, topics ...string) consume.Opt
 	)
 }
 
+// scoped returns the shared options opts as options of one constructor
+// (O: consume.ConsumerOpt or consume.SaramaOpt), followed by more.
+func scoped[O any](opts []consume.Opt, more ...O) []O {
+	out := make([]O, 0, len(opts)+len(more))
+	for _, o := range opts {
+		out = append(out, any(o).(O))
+	}
+	return append(out, more...)
+}
+
 // running is a consumer started with Run in the background.
 type running struct {
 	c    *consume.Consumer
@@ -91,7 +101,7 @@ type running struct {
 	done chan error
 }
 
-func start(t testing.TB, handler consume.Handler, opts ...consume.Option) *running {
+func start(t testing.TB, handler consume.Handler, opts ...consume.ConsumerOpt) *running {
 	t.Helper()
 	c, err := consume.New(handler, opts...)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/internal/groupengine"
 	"github.com/kafkaguard/kafkaguard/ordering"
 )
 
@@ -47,7 +48,7 @@ const (
 // its offset becomes committable once every record below it is handled too.
 // Returning an error, or panicking, blocks the record's key (KeyOrder) or
 // partition (PartitionOrder) until the failure is resolved, unless a retry
-// path (WithRetry) takes the record. ctx is cancelled when the record's partition
+// path (RetryPath) takes the record. ctx is cancelled when the record's partition
 // is revoked and the drain timeout passes, or when the consumer stops.
 type Handler func(ctx context.Context, r *kgo.Record) error
 
@@ -82,15 +83,48 @@ type Failure struct {
 	Attempts int
 }
 
-// Option configures a Consumer or a SaramaHandler.
-type Option interface{ apply(*config) }
+// The options of this package are scoped by type, as franz-go's are: Opt
+// configures a Consumer (New) and a SaramaHandler (NewSarama) alike,
+// ConsumerOpt only a Consumer (KgoOpts, Client), SaramaOpt only a
+// SaramaHandler. An option that does not apply to a constructor does not
+// compile. Options have bare names (Concurrency, not WithConcurrency), as in
+// every kafkaguard package.
+type (
+	// ConsumerOpt configures a Consumer.
+	ConsumerOpt interface {
+		option
+		consumerOpt()
+	}
+	// SaramaOpt configures a SaramaHandler.
+	SaramaOpt interface {
+		option
+		saramaOpt()
+	}
+	// Opt configures a Consumer and a SaramaHandler alike.
+	Opt interface {
+		ConsumerOpt
+		SaramaOpt
+	}
+)
 
-type optionFunc func(*config)
+// option is what every option does: set part of the config.
+type option interface{ apply(*config) }
 
-func (f optionFunc) apply(c *config) { f(c) }
+type (
+	bothOpt     func(*config) // Opt
+	consumerOpt func(*config) // ConsumerOpt
+)
+
+func (f bothOpt) apply(c *config)     { f(c) }
+func (f consumerOpt) apply(c *config) { f(c) }
+func (bothOpt) consumerOpt()          {}
+func (bothOpt) saramaOpt()            {}
+func (consumerOpt) consumerOpt()      {}
 
 type config struct {
 	kgoOpts        []kgo.Opt
+	client         *kgo.Client
+	hooks          *Hooks
 	order          Order
 	concurrency    int
 	maxBuffered    int
@@ -100,6 +134,16 @@ type config struct {
 	drainTimeout   time.Duration
 	logger         *slog.Logger
 	onError        func(Failure)
+}
+
+func newConfig[O option](opts []O) config {
+	c := defaultConfig()
+	for _, o := range opts {
+		if option(o) != nil {
+			o.apply(&c)
+		}
+	}
+	return c
 }
 
 func defaultConfig() config {
@@ -113,74 +157,100 @@ func defaultConfig() config {
 	}
 }
 
-// WithKgoOpts gives the franz-go options of the Consumer's client: at least
+// KgoOpts gives the franz-go options of the Consumer's client: at least
 // kgo.SeedBrokers, kgo.ConsumerGroup and kgo.ConsumeTopics (or
 // kgo.ConsumeRegex). The Consumer adds kgo.DisableAutoCommit and
 // kgo.BlockRebalanceOnPoll and owns the partition callbacks, so options that
 // auto-commit (kgo.AutoCommitMarks, kgo.GreedyAutoCommit) or set
 // kgo.OnPartitionsAssigned, kgo.OnPartitionsRevoked or kgo.OnPartitionsLost
-// are refused. It may be given more than once; the options add up. It does
-// not apply to NewSarama.
-func WithKgoOpts(opts ...kgo.Opt) Option {
-	return optionFunc(func(c *config) { c.kgoOpts = append(c.kgoOpts, opts...) })
+// are refused. It may be given more than once; the options add up. To run
+// on a client the application creates itself, use Client instead.
+func KgoOpts(opts ...kgo.Opt) ConsumerOpt {
+	return consumerOpt(func(c *config) { c.kgoOpts = append(c.kgoOpts, opts...) })
 }
 
-// WithOrder sets which records run one after another. The default is
+// Hooks let a Consumer run on a *kgo.Client the application creates
+// itself: put Hooks.KgoOpts among the client's options, then pass the
+// client and the same Hooks to New with Client. A Hooks serves one
+// Consumer.
+type Hooks struct{ b *groupengine.Binder }
+
+// NewHooks returns Hooks for one Consumer.
+func NewHooks() *Hooks { return &Hooks{b: groupengine.NewBinder()} }
+
+// KgoOpts returns the options the client needs: kgo.DisableAutoCommit,
+// kgo.BlockRebalanceOnPoll and the partition callbacks through which the
+// Consumer drains and commits on revocation. Put them after the
+// application's own options. Until the Consumer is created the callbacks
+// wait, so the client is assigned nothing the Consumer does not know of.
+func (h *Hooks) KgoOpts() []kgo.Opt { return h.b.Opts() }
+
+// Client runs the Consumer on cl, a group client the application created
+// with h.KgoOpts() among its options (and kgo.ConsumerGroup and
+// kgo.ConsumeTopics). The application owns cl: Run neither creates nor
+// closes it. Close cl after Run returns; closing leaves the group, which
+// commits what the Consumer finished after its last commit. Client and
+// KgoOpts exclude each other.
+func Client(cl *kgo.Client, h *Hooks) ConsumerOpt {
+	return consumerOpt(func(c *config) { c.client, c.hooks = cl, h })
+}
+
+// OrderBy sets which records run one after another. The default is
 // KeyOrder.
-func WithOrder(o Order) Option { return optionFunc(func(c *config) { c.order = o }) }
+func OrderBy(o Order) Opt { return bothOpt(func(c *config) { c.order = o }) }
 
-// WithConcurrency sets how many records are handled at once. The default is
+// Concurrency sets how many records are handled at once. The default is
 // DefaultConcurrency.
-func WithConcurrency(n int) Option { return optionFunc(func(c *config) { c.concurrency = n }) }
+func Concurrency(n int) Opt { return bothOpt(func(c *config) { c.concurrency = n }) }
 
-// WithMaxBuffered bounds the records held in memory: waiting, running, or
+// MaxBuffered bounds the records held in memory: waiting, running, or
 // failed and waiting to be resolved, with the records behind them. When the
 // bound is reached the Consumer stops polling and pauses fetching of its
 // partitions (kgo PauseFetchPartitions) until half of it is free again, so
 // memory stays bounded even when one key is stuck. In KeyOrder it should be
 // well above the concurrency. The default is DefaultMaxBuffered; it plays
 // the part of Kafka's max.poll.records.
-func WithMaxBuffered(n int) Option { return optionFunc(func(c *config) { c.maxBuffered = n }) }
+func MaxBuffered(n int) Opt { return bothOpt(func(c *config) { c.maxBuffered = n }) }
 
-// WithMetadataMaxBytes bounds the commit metadata that names records done
+// MetadataMaxBytes bounds the commit metadata that names records done
 // above the committed offset. It must not exceed the brokers'
 // offset.metadata.max.bytes (4096 by default, the default here); zero
 // commits no metadata, so records done above the committed offset run
 // again after a crash.
-func WithMetadataMaxBytes(n int) Option {
-	return optionFunc(func(c *config) { c.metadataMax = n })
+func MetadataMaxBytes(n int) Opt {
+	return bothOpt(func(c *config) { c.metadataMax = n })
 }
 
-// WithRetry sets the retry path: a record whose handler fails is handed to
+// RetryPath sets the retry path: a record whose handler fails is handed to
 // p, and counts as handled once Park returns nil.
-func WithRetry(p Parker) Option { return optionFunc(func(c *config) { c.parker = p }) }
+func RetryPath(p Parker) Opt { return bothOpt(func(c *config) { c.parker = p }) }
 
-// WithCommitInterval sets how often the committable offsets are committed
+// CommitInterval sets how often the committable offsets are committed
 // while consuming; they are also committed on revocation and on shutdown.
 // A shorter interval means fewer records run again after a crash. The
 // default is DefaultCommitInterval. (Kafka's auto.commit.interval.ms plays
 // this part for auto-commit, which the Consumer turns off.)
-func WithCommitInterval(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.commitInterval = d })
+func CommitInterval(d time.Duration) Opt {
+	return bothOpt(func(c *config) { c.commitInterval = d })
 }
 
-// WithDrainTimeout bounds how long revocation and shutdown wait for running
+// DrainTimeout bounds how long revocation and shutdown wait for running
 // records before committing. Keep it well below the group's rebalance
 // timeout (kgo.RebalanceTimeout, Kafka's max.poll.interval.ms). The default
 // is DefaultDrainTimeout.
-func WithDrainTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.drainTimeout = d })
+func DrainTimeout(d time.Duration) Opt {
+	return bothOpt(func(c *config) { c.drainTimeout = d })
 }
 
-// WithLogger sets the logger for failures, commits and rebalances. The
+// Logger sets the logger for failures, commits and rebalances. The
 // default discards.
-func WithLogger(l *slog.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
+func Logger(l *slog.Logger) Opt { return bothOpt(func(c *config) { c.logger = l }) }
 
-// WithOnError sets a function called for every record whose handler failed
+// OnError sets a function called for every record whose handler failed
 // and that was not parked, after its key or partition is blocked. It runs on
 // a worker goroutine, so it should return promptly; it may call Resolve or
 // Retry, also later from another goroutine.
-func WithOnError(fn func(Failure)) Option { return optionFunc(func(c *config) { c.onError = fn }) }
+func OnError(fn func(Failure)) Opt { return bothOpt(func(c *config) { c.onError = fn }) }
 
 // validate checks the options that both clients share, reporting every
 // violation at once.
@@ -190,22 +260,22 @@ func (c *config) validate() error {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
 	}
 	if c.order < KeyOrder || c.order > Unordered {
-		bad("WithOrder: unknown order %d", int(c.order))
+		bad("OrderBy: unknown order %d", int(c.order))
 	}
 	if c.concurrency < 1 {
-		bad("WithConcurrency must be >= 1, got %d", c.concurrency)
+		bad("Concurrency must be >= 1, got %d", c.concurrency)
 	}
 	if c.maxBuffered < 1 {
-		bad("WithMaxBuffered must be >= 1, got %d", c.maxBuffered)
+		bad("MaxBuffered must be >= 1, got %d", c.maxBuffered)
 	}
 	if c.metadataMax < 0 {
-		bad("WithMetadataMaxBytes must be >= 0, got %d", c.metadataMax)
+		bad("MetadataMaxBytes must be >= 0, got %d", c.metadataMax)
 	}
 	if c.commitInterval <= 0 {
-		bad("WithCommitInterval must be > 0, got %v", c.commitInterval)
+		bad("CommitInterval must be > 0, got %v", c.commitInterval)
 	}
 	if c.drainTimeout <= 0 {
-		bad("WithDrainTimeout must be > 0, got %v", c.drainTimeout)
+		bad("DrainTimeout must be > 0, got %v", c.drainTimeout)
 	}
 	return errors.Join(errs...)
 }

@@ -19,35 +19,35 @@ func TestNewRefusesContradictoryOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		handler consume.Handler
-		opts    []consume.Option
+		opts    []consume.ConsumerOpt
 		want    []string // every message part the error must contain
 	}{
-		{"no kgo options", nop, nil, []string{"WithKgoOpts is required"}},
-		{"no group", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumeTopics("t"))},
+		{"no kgo options", nop, nil, []string{"KgoOpts (or Client) is required"}},
+		{"no group", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumeTopics("t"))},
 			[]string{"kgo.ConsumerGroup is required"}},
-		{"no topics", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"))},
+		{"no topics", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"))},
 			[]string{"kgo.ConsumeTopics"}},
-		{"auto-commit of marks", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+		{"auto-commit of marks", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"),
 			kgo.ConsumeTopics("t"), kgo.AutoCommitMarks())}, []string{"kgo.AutoCommitMarks re-enables auto-commit"}},
-		{"greedy auto-commit", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+		{"greedy auto-commit", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"),
 			kgo.ConsumeTopics("t"), kgo.GreedyAutoCommit())}, []string{"kgo.GreedyAutoCommit re-enables auto-commit"}},
-		{"revoke callback", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+		{"revoke callback", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"),
 			kgo.ConsumeTopics("t"), kgo.DisableAutoCommit(), kgo.OnPartitionsRevoked(callback))},
 			[]string{"option 4 sets a partition callback"}},
-		{"assign and lost callbacks", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+		{"assign and lost callbacks", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"),
 			kgo.OnPartitionsAssigned(callback), kgo.ConsumeTopics("t"), kgo.OnPartitionsLost(callback))},
 			[]string{"option 2 sets a partition callback", "option 4 sets a partition callback"}},
-		{"drain outlives the rebalance", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
-			kgo.ConsumeTopics("t"), kgo.RebalanceTimeout(5*time.Second)), consume.WithDrainTimeout(5 * time.Second)},
-			[]string{"WithDrainTimeout 5s must be below kgo.RebalanceTimeout 5s"}},
-		{"kgo's own refusal", nop, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"),
+		{"drain outlives the rebalance", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"),
+			kgo.ConsumeTopics("t"), kgo.RebalanceTimeout(5*time.Second)), consume.DrainTimeout(5 * time.Second)},
+			[]string{"DrainTimeout 5s must be below kgo.RebalanceTimeout 5s"}},
+		{"kgo's own refusal", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"),
 			kgo.ConsumeTopics("t"), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"u": {0: kgo.NewOffset()}}))},
 			[]string{"kgo refuses the options"}},
-		{"every bad value at once", nil, []consume.Option{consume.WithKgoOpts(seeds, kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")),
-			consume.WithConcurrency(0), consume.WithMaxBuffered(-1), consume.WithCommitInterval(0),
-			consume.WithDrainTimeout(-1), consume.WithMetadataMaxBytes(-2), consume.WithOrder(consume.Order(9))},
-			[]string{"handler is nil", "WithConcurrency must be >= 1, got 0", "WithMaxBuffered must be >= 1, got -1",
-				"WithCommitInterval must be > 0", "WithDrainTimeout must be > 0", "WithMetadataMaxBytes must be >= 0, got -2",
+		{"every bad value at once", nil, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")),
+			consume.Concurrency(0), consume.MaxBuffered(-1), consume.CommitInterval(0),
+			consume.DrainTimeout(-1), consume.MetadataMaxBytes(-2), consume.OrderBy(consume.Order(9))},
+			[]string{"handler is nil", "Concurrency must be >= 1, got 0", "MaxBuffered must be >= 1, got -1",
+				"CommitInterval must be > 0", "DrainTimeout must be > 0", "MetadataMaxBytes must be >= 0, got -2",
 				"unknown order 9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,7 +70,7 @@ func TestNewRefusesContradictoryOptions(t *testing.T) {
 
 func TestNewAcceptsTheUsersOwnDisableAutoCommit(t *testing.T) {
 	c, err := consume.New(func(context.Context, *kgo.Record) error { return nil },
-		consume.WithKgoOpts(kgo.SeedBrokers("127.0.0.1:1"), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t"),
+		consume.KgoOpts(kgo.SeedBrokers("127.0.0.1:1"), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t"),
 			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll()))
 	if err != nil {
 		t.Fatal(err)

@@ -47,8 +47,8 @@ func TestRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
 					return nil
 				}
 			}
-			opts := []consume.Option{groupOpts(c, group, topic), consume.WithKgoOpts(kgo.Balancers(tc.balancers...)),
-				consume.WithConcurrency(4), consume.WithCommitInterval(50 * time.Millisecond), consume.WithMaxBuffered(100)}
+			opts := []consume.ConsumerOpt{groupOpts(c, group, topic), consume.KgoOpts(kgo.Balancers(tc.balancers...)),
+				consume.Concurrency(4), consume.CommitInterval(50 * time.Millisecond), consume.MaxBuffered(100)}
 
 			produce(t, c, topic, all[:half])
 			a := start(t, handler("a"), opts...)

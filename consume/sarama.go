@@ -43,7 +43,7 @@ type saramaClaim struct {
 // stop reading their Messages channel, so sarama stops fetching once its
 // channel buffers fill; a cooperative revocation that comes meanwhile is
 // seen when room frees up or when sarama's Rebalance.Timeout ends the
-// session, so keep WithDrainTimeout below that timeout.
+// session, so keep DrainTimeout below that timeout.
 type SaramaHandler struct {
 	eng     *engine[*sarama.ConsumerMessage]
 	cfg     config
@@ -67,15 +67,10 @@ var _ sarama.ConsumerGroupHandler = (*SaramaHandler)(nil)
 // group. client is the sarama client the ConsumerGroup is built from (see
 // sarama.NewConsumerGroupFromClient); the handler reads the committed
 // metadata through it. Its Consumer.Offsets.AutoCommit.Enable must be false.
-// WithKgoOpts does not apply. Every invalid option is reported at once, each
+// Every invalid option is reported at once, each
 // wrapping ErrInvalidOption. Close the handler when the group has stopped.
-func NewSarama(client sarama.Client, group string, handler SaramaHandlerFunc, opts ...Option) (*SaramaHandler, error) {
-	cfg := defaultConfig()
-	for _, o := range opts {
-		if o != nil {
-			o.apply(&cfg)
-		}
-	}
+func NewSarama(client sarama.Client, group string, handler SaramaHandlerFunc, opts ...SaramaOpt) (*SaramaHandler, error) {
+	cfg := newConfig(opts)
 	errs := []error{cfg.validate()}
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
@@ -86,9 +81,6 @@ func NewSarama(client sarama.Client, group string, handler SaramaHandlerFunc, op
 	if group == "" {
 		bad("group is empty")
 	}
-	if len(cfg.kgoOpts) > 0 {
-		bad("WithKgoOpts does not apply to the sarama adapter; configure the sarama.Config instead")
-	}
 	if client == nil {
 		bad("sarama client is nil")
 	} else {
@@ -97,7 +89,7 @@ func NewSarama(client sarama.Client, group string, handler SaramaHandlerFunc, op
 			bad("Consumer.Offsets.AutoCommit.Enable must be false: the handler commits what it has handled")
 		}
 		if rt := sc.Consumer.Group.Rebalance.Timeout; cfg.drainTimeout >= rt {
-			bad("WithDrainTimeout %v must be below Consumer.Group.Rebalance.Timeout %v, or a revoked claim outlives the rebalance",
+			bad("DrainTimeout %v must be below Consumer.Group.Rebalance.Timeout %v, or a revoked claim outlives the rebalance",
 				cfg.drainTimeout, rt)
 		}
 	}

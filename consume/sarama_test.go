@@ -42,12 +42,12 @@ type saramaRun struct {
 	stop func() error
 }
 
-func startSarama(t testing.TB, c *kafkatest.Cluster, group, topic string, handler consume.Handler, opts ...consume.Option) *saramaRun {
+func startSarama(t testing.TB, c *kafkatest.Cluster, group, topic string, handler consume.Handler, opts ...consume.SaramaOpt) *saramaRun {
 	t.Helper()
 	return startSaramaWith(t, c, saramaConfig(), group, topic, handler, opts...)
 }
 
-func startSaramaWith(t testing.TB, c *kafkatest.Cluster, cfg *sarama.Config, group, topic string, handler consume.Handler, opts ...consume.Option) *saramaRun {
+func startSaramaWith(t testing.TB, c *kafkatest.Cluster, cfg *sarama.Config, group, topic string, handler consume.Handler, opts ...consume.SaramaOpt) *saramaRun {
 	t.Helper()
 	client, err := sarama.NewClient(c.Bootstrap(), cfg)
 	if err != nil {
@@ -100,7 +100,7 @@ func TestSaramaHandlerKeepsKeyOrderAndCommitsHandledOffsets(t *testing.T) {
 		exit(true)
 		return nil
 	}
-	run := startSarama(t, c, group, topic, handler, consume.WithConcurrency(16), consume.WithCommitInterval(30*time.Millisecond))
+	run := startSarama(t, c, group, topic, handler, consume.Concurrency(16), consume.CommitInterval(30*time.Millisecond))
 	waitFor(t, "every record handled", 30*time.Second, func() bool { return l.doneCount() == keys*perKey })
 	if err := run.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -154,8 +154,8 @@ func TestSaramaHandlerFailureBlocksOnlyItsKeyAndHoldsTheCommit(t *testing.T) {
 		}
 		return nil
 	}
-	run := startSarama(t, c, group, topic, handler, consume.WithConcurrency(4), consume.WithCommitInterval(20*time.Millisecond),
-		consume.WithOnError(func(f consume.Failure) { mu.Lock(); reported = append(reported, f); mu.Unlock() }))
+	run := startSarama(t, c, group, topic, handler, consume.Concurrency(4), consume.CommitInterval(20*time.Millisecond),
+		consume.OnError(func(f consume.Failure) { mu.Lock(); reported = append(reported, f); mu.Unlock() }))
 
 	const behind = 20 - 5
 	waitFor(t, "every record not behind the failure", 20*time.Second, func() bool { return l.doneCount() == len(rs)-1-behind })
@@ -221,14 +221,14 @@ func TestConsumerAndSaramaHandlerResumeEachOther(t *testing.T) {
 				exit(true)
 				return nil
 			}
-			opts := []consume.Option{consume.WithConcurrency(4), consume.WithCommitInterval(20 * time.Millisecond),
-				consume.WithDrainTimeout(200 * time.Millisecond)}
+			opts := []consume.Opt{consume.Concurrency(4), consume.CommitInterval(20 * time.Millisecond),
+				consume.DrainTimeout(200 * time.Millisecond)}
 			var stop func()
 			if tc.first == "kgo" {
-				run := start(t, h1, append(opts, groupOpts(c, group, topic))...)
+				run := start(t, h1, scoped[consume.ConsumerOpt](opts, groupOpts(c, group, topic))...)
 				stop = run.c.Crash
 			} else {
-				run := startSarama(t, c, group, topic, h1, opts...)
+				run := startSarama(t, c, group, topic, h1, scoped[consume.SaramaOpt](opts)...)
 				stop = func() { _ = run.stop() }
 			}
 			waitFor(t, "every record not behind the stuck one", 20*time.Second,
@@ -247,9 +247,9 @@ func TestConsumerAndSaramaHandlerResumeEachOther(t *testing.T) {
 				return nil
 			}
 			if tc.second == "kgo" {
-				start(t, h2, append(opts, groupOpts(c, group, topic))...)
+				start(t, h2, scoped[consume.ConsumerOpt](opts, groupOpts(c, group, topic))...)
 			} else {
-				startSarama(t, c, group, topic, h2, opts...)
+				startSarama(t, c, group, topic, h2, scoped[consume.SaramaOpt](opts)...)
 			}
 			waitFor(t, "the second client to finish", 20*time.Second, func() bool { return second.doneCount() == 1+behind })
 			time.Sleep(100 * time.Millisecond)
@@ -275,16 +275,14 @@ func TestNewSaramaRefusesContradictoryOptions(t *testing.T) {
 		cfg     *sarama.Config // nil: no client
 		group   string
 		handler consume.SaramaHandlerFunc
-		opts    []consume.Option
+		opts    []consume.SaramaOpt
 		want    []string
 	}{
 		{"auto-commit on", autoCommit, "g", nop, nil, []string{"Consumer.Offsets.AutoCommit.Enable must be false"}},
-		{"kgo options", saramaConfig(), "g", nop, []consume.Option{consume.WithKgoOpts(kgo.ConsumerGroup("g"))},
-			[]string{"WithKgoOpts does not apply"}},
-		{"drain outlives the rebalance", saramaConfig(), "g", nop, []consume.Option{consume.WithDrainTimeout(time.Minute)},
-			[]string{"WithDrainTimeout 1m0s must be below Consumer.Group.Rebalance.Timeout 20s"}},
-		{"no client, group or handler", nil, "", nil, []consume.Option{consume.WithConcurrency(-1)},
-			[]string{"sarama client is nil", "group is empty", "handler is nil", "WithConcurrency must be >= 1"}},
+		{"drain outlives the rebalance", saramaConfig(), "g", nop, []consume.SaramaOpt{consume.DrainTimeout(time.Minute)},
+			[]string{"DrainTimeout 1m0s must be below Consumer.Group.Rebalance.Timeout 20s"}},
+		{"no client, group or handler", nil, "", nil, []consume.SaramaOpt{consume.Concurrency(-1)},
+			[]string{"sarama client is nil", "group is empty", "handler is nil", "Concurrency must be >= 1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var client sarama.Client
@@ -349,8 +347,8 @@ func TestSaramaRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
 				cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{tc.strategy}
 				return cfg
 			}
-			opts := []consume.Option{consume.WithConcurrency(4), consume.WithCommitInterval(50 * time.Millisecond),
-				consume.WithMaxBuffered(100)}
+			opts := []consume.SaramaOpt{consume.Concurrency(4), consume.CommitInterval(50 * time.Millisecond),
+				consume.MaxBuffered(100)}
 
 			produce(t, c, topic, all[:half])
 			a := startSaramaWith(t, c, cfg(), group, topic, handler("a"), opts...)
@@ -469,7 +467,7 @@ func TestSaramaClaimStopsAfterAMessageItCouldNotDispatch(t *testing.T) {
 		handled[m.Partition] = append(handled[m.Partition], m.Offset)
 		mu.Unlock()
 		return nil
-	}, consume.WithMaxBuffered(1), consume.WithConcurrency(2), consume.WithDrainTimeout(5*time.Second))
+	}, consume.MaxBuffered(1), consume.Concurrency(2), consume.DrainTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,9 +48,9 @@ func TestShutdownDrainsAndCommitsWhatWasHandled(t *testing.T) {
 					return ctx.Err()
 				}
 			}
-			run := start(t, handler, groupOpts(c, group, topic), consume.WithConcurrency(4),
-				consume.WithMaxBuffered(200), consume.WithDrainTimeout(300*time.Millisecond),
-				consume.WithCommitInterval(time.Hour)) // only the shutdown commits
+			run := start(t, handler, groupOpts(c, group, topic), consume.Concurrency(4),
+				consume.MaxBuffered(200), consume.DrainTimeout(300*time.Millisecond),
+				consume.CommitInterval(time.Hour)) // only the shutdown commits
 			waitFor(t, "part of the stream", 20*time.Second, func() bool { return l.doneCount() >= 50 })
 			before, doneBefore := run.c.Stats(), l.doneCount()
 			if err := run.shutdown(t); !errors.Is(err, tc.wantErr) {

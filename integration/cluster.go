@@ -151,7 +151,7 @@ type real struct{ c *kafkacluster.Cluster }
 // default min.insync.replicas=2. It returns an error matching ErrUnavailable
 // when java or mvn is missing.
 func StartReal(ctx context.Context) (Cluster, error) {
-	c, err := kafkacluster.Start(ctx, 3, kafkacluster.WithBrokerConfig("min.insync.replicas", "2"))
+	c, err := kafkacluster.Start(ctx, 3, kafkacluster.BrokerConfig("min.insync.replicas", "2"))
 	if errors.Is(err, kafkacluster.ErrUnavailable) {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

@@ -69,31 +69,28 @@ func consumerWithRetryJob(t *testing.T, c Cluster) {
 	svc := &retryService{poison: keyedValue("k02", 5), attempts: map[string]int{}}
 	seeds := kgo.SeedBrokers(c.Bootstrap()...)
 	quiet := slog.New(slog.DiscardHandler)
-	common := []retry.Opt{
-		retry.Topic(topic),
-		retry.ClientOpts(seeds),
-		retry.WithBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2, Jitter: 0.2}),
-		retry.MaxAttempts(4),
-	}
-	locks, err := retry.NewKeyLocks(ctx, common...)
+	// Options that apply to the parker and the job alike.
+	backoff := retry.RetryBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2, Jitter: 0.2})
+	attempts := retry.MaxAttempts(4)
+	locks, err := retry.NewKeyLocks(ctx, retry.Topic(topic), retry.KgoOpts(seeds))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer locks.Close()
-	common = append(common, retry.KeyOrder(locks), retry.Logger(quiet))
+	keyOrder := retry.KeyOrder(locks)
 	producer, err := kgo.NewClient(seeds, kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer producer.Close()
-	parker, err := retry.NewParker(producer, common...)
+	parker, err := retry.NewParker(producer, retry.Topic(topic), backoff, attempts, keyOrder, retry.Logger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
 	consumer, err := consume.New(parker.Wrap(svc.handle),
-		consume.WithKgoOpts(seeds, kgo.ConsumeTopics(topic), kgo.ConsumerGroup(uniqueName("payments-app")),
+		consume.KgoOpts(seeds, kgo.ConsumeTopics(topic), kgo.ConsumerGroup(uniqueName("payments-app")),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())),
-		consume.WithRetry(parker), consume.WithLogger(quiet))
+		consume.RetryPath(parker), consume.Logger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,11 +99,12 @@ func consumerWithRetryJob(t *testing.T, c Cluster) {
 		deadLetters []string
 	)
 	job, err := retry.NewJob(func(ctx context.Context, m *retry.Marker) error { return svc.handle(ctx, m.Record()) },
-		append(common, retry.OnAlert(retry.Thresholds{DeadLetters: 1}, func(a retry.Alert) {
+		retry.Topic(topic), retry.KgoOpts(seeds), backoff, attempts, keyOrder, retry.Logger(quiet),
+		retry.OnAlert(retry.Thresholds{DeadLetters: 1}, func(a retry.Alert) {
 			dlMu.Lock()
 			deadLetters = append(deadLetters, string(a.Marker.Value))
 			dlMu.Unlock()
-		}))...)
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,9 @@
 // failures Kafka's reliability settings exist for. Kill is a process crash (nothing is flushed,
 // the OS keeps what was written); PowerLoss also loses every byte no fsync covered, which is what
 // the topic config flush.messages=1 protects against.
+//
+// Options have bare names (Brokers, BrokerConfig), as in every kafkaguard package, and are of
+// type Opt.
 package kafkatest
 
 import (
@@ -28,19 +31,20 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
-// Option configures a cluster.
-type Option interface{ apply(*cluster.Config) }
+// Opt configures a cluster (Start, NewCluster). Options have bare names
+// (Brokers, not WithBrokers), as in every kafkaguard package.
+type Opt interface{ apply(*cluster.Config) }
 
 type optFunc func(*cluster.Config)
 
 func (f optFunc) apply(c *cluster.Config) { f(c) }
 
 // Brokers sets the number of brokers (default 1).
-func Brokers(n int) Option { return optFunc(func(c *cluster.Config) { c.Brokers = n }) }
+func Brokers(n int) Opt { return optFunc(func(c *cluster.Config) { c.Brokers = n }) }
 
 // BrokerConfig sets a broker-level default for a topic config, e.g. "min.insync.replicas" or
 // "unclean.leader.election.enable".
-func BrokerConfig(name, value string) Option {
+func BrokerConfig(name, value string) Opt {
 	return optFunc(func(c *cluster.Config) {
 		if c.Defaults == nil {
 			c.Defaults = meta.Defaults{}
@@ -51,38 +55,38 @@ func BrokerConfig(name, value string) Option {
 
 // SessionTimeout sets how long a silent broker stays alive to the controller (default 1s here,
 // so failover tests run fast; Kafka's broker.session.timeout.ms defaults to 9s).
-func SessionTimeout(d time.Duration) Option {
+func SessionTimeout(d time.Duration) Opt {
 	return optFunc(func(c *cluster.Config) { c.SessionTimeout = d })
 }
 
 // ReplicaLagMax sets replica.lag.time.max.ms (default 2s here; Kafka: 30s).
-func ReplicaLagMax(d time.Duration) Option {
+func ReplicaLagMax(d time.Duration) Opt {
 	return optFunc(func(c *cluster.Config) { c.ReplicaLagMax = d })
 }
 
 // DataDir keeps the cluster's data in dir (and reuses what is there), instead of a temporary
 // directory removed by Close.
-func DataDir(dir string) Option { return optFunc(func(c *cluster.Config) { c.DataDir = dir }) }
+func DataDir(dir string) Opt { return optFunc(func(c *cluster.Config) { c.DataDir = dir }) }
 
 // Port makes broker i listen on port+i instead of free ports.
-func Port(port int) Option { return optFunc(func(c *cluster.Config) { c.Port = port }) }
+func Port(port int) Opt { return optFunc(func(c *cluster.Config) { c.Port = port }) }
 
 // Logger sends the cluster's logs to l (default: discarded).
-func Logger(l *slog.Logger) Option { return optFunc(func(c *cluster.Config) { c.Logger = l }) }
+func Logger(l *slog.Logger) Opt { return optFunc(func(c *cluster.Config) { c.Logger = l }) }
 
 // NoAutoCreateTopics turns auto.create.topics.enable off.
-func NoAutoCreateTopics() Option {
+func NoAutoCreateTopics() Opt {
 	return optFunc(func(c *cluster.Config) { c.DisableAutoCreateTopics = true })
 }
 
 // GroupMinSessionTimeout sets group.min.session.timeout.ms (default 6s, as Kafka), so tests can
 // use short consumer session timeouts.
-func GroupMinSessionTimeout(d time.Duration) Option {
+func GroupMinSessionTimeout(d time.Duration) Opt {
 	return optFunc(func(c *cluster.Config) { c.GroupMinSessionTimeout = d })
 }
 
 // MaxRequestBytes sets socket.request.max.bytes.
-func MaxRequestBytes(n int32) Option {
+func MaxRequestBytes(n int32) Opt {
 	return optFunc(func(c *cluster.Config) { c.MaxRequestBytes = n })
 }
 
@@ -102,7 +106,7 @@ type BrokerInfo = cluster.BrokerInfo
 type ReplicaInfo = cluster.ReplicaInfo
 
 // Start starts a cluster; call Close when done.
-func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
+func Start(ctx context.Context, opts ...Opt) (*Cluster, error) {
 	cfg := cluster.Config{
 		Brokers:                1,
 		SessionTimeout:         time.Second,
@@ -122,7 +126,7 @@ func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
 
 // NewCluster starts a cluster for a test, failing it if the cluster cannot start, and closes the
 // cluster when the test ends.
-func NewCluster(tb testing.TB, opts ...Option) *Cluster {
+func NewCluster(tb testing.TB, opts ...Opt) *Cluster {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

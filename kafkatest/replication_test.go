@@ -17,9 +17,9 @@ import (
 
 // threeBrokers starts a 3-broker cluster with one RF=3 topic of one partition and returns the
 // cluster and the partition's leader.
-func threeBrokers(t *testing.T, topic string, topicConfigs map[string]string, opts ...kafkatest.Option) (*kafkatest.Cluster, int32) {
+func threeBrokers(t *testing.T, topic string, topicConfigs map[string]string, opts ...kafkatest.Opt) (*kafkatest.Cluster, int32) {
 	t.Helper()
-	c := kafkatest.NewCluster(t, append([]kafkatest.Option{kafkatest.Brokers(3)}, opts...)...)
+	c := kafkatest.NewCluster(t, append([]kafkatest.Opt{kafkatest.Brokers(3)}, opts...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.CreateTopic(ctx, topic, 1, 3, topicConfigs); err != nil {

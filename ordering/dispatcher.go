@@ -139,20 +139,23 @@ type Dispatcher[T any] struct {
 // invalid option is reported at once, each wrapping ErrInvalidOption. Close
 // the Dispatcher to stop its workers.
 func New[T any](handle Handler[T], opts ...Opt) (*Dispatcher[T], error) {
+	return NewWithFailureFunc(handle, nil, opts...)
+}
+
+// NewWithFailureFunc is New with onFailure (nil: none) called for every
+// failed record, after the failure is recorded and the record's key (or
+// partition) is blocked. It runs on a worker goroutine, so it should return
+// promptly; it may call Dispatcher.Resolve or Dispatcher.Retry, also later
+// from another goroutine. Its record type is the Dispatcher's, checked at
+// compile time.
+func NewWithFailureFunc[T any](handle Handler[T], onFailure func(Failure[T]), opts ...Opt) (*Dispatcher[T], error) {
 	c := defaultCfg()
 	for _, o := range opts {
-		o.apply(&c)
+		if o != nil {
+			o.apply(&c)
+		}
 	}
 	err := c.validate()
-	var onFailure func(Failure[T])
-	if c.onFailure != nil {
-		fn, ok := c.onFailure.(func(Failure[T]))
-		if !ok {
-			err = errors.Join(err, fmt.Errorf("%w: OnFailure takes %T, want func(ordering.Failure[%T])",
-				ErrInvalidOption, c.onFailure, *new(T)))
-		}
-		onFailure = fn
-	}
 	if handle == nil {
 		err = errors.Join(err, fmt.Errorf("%w: handler is nil", ErrInvalidOption))
 	}
@@ -404,7 +407,7 @@ func (d *Dispatcher[T]) run(ctx context.Context, m Message[T]) error {
 }
 
 // finishLocked records the outcome of a run of q's head record m. It reports
-// the failure to hand to OnFailure, if any.
+// the failure to hand to the failure func (NewWithFailureFunc), if any.
 func (d *Dispatcher[T]) finishLocked(q *queue[T], m Message[T], err error) (Failure[T], bool) {
 	p := q.p
 	q.dead = q.dead || p.dropped // an Unordered queue is in no list while it runs

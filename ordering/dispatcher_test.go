@@ -30,7 +30,12 @@ func msg(tp TopicPartition, off int64, key string) Message[string] {
 
 func newDispatcher(t *testing.T, h Handler[string], opts ...Opt) *Dispatcher[string] {
 	t.Helper()
-	d, err := New(h, opts...)
+	return newFailureDispatcher(t, h, nil, opts...)
+}
+
+func newFailureDispatcher(t *testing.T, h Handler[string], onFailure func(Failure[string]), opts ...Opt) *Dispatcher[string] {
+	t.Helper()
+	d, err := NewWithFailureFunc(h, onFailure, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,8 +356,7 @@ func TestFailureBlocksOnlyWhatTheModeOrdersBehindIt(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/resolve=%v", tt.mode, tt.resolve), func(t *testing.T) {
 			fh := newFailingHandler()
 			failures := make(chan Failure[string], 10)
-			d := newDispatcher(t, fh.handle, OrderBy(tt.mode), Concurrency(4),
-				OnFailure(func(f Failure[string]) { failures <- f }))
+			d := newFailureDispatcher(t, fh.handle, func(f Failure[string]) { failures <- f }, OrderBy(tt.mode), Concurrency(4))
 			assign(t, d, tp0, tp1)
 			ctx := testCtx(t)
 
@@ -458,8 +462,8 @@ func TestFailureBlocksOnlyWhatTheModeOrdersBehindIt(t *testing.T) {
 
 func TestHandlerPanicBecomesAFailure(t *testing.T) {
 	failures := make(chan Failure[string], 1)
-	d := newDispatcher(t, func(context.Context, Message[string]) error { panic(errBad) },
-		OnFailure(func(f Failure[string]) { failures <- f }))
+	d := newFailureDispatcher(t, func(context.Context, Message[string]) error { panic(errBad) },
+		func(f Failure[string]) { failures <- f })
 	tp := TopicPartition{"t", 0}
 	assign(t, d, tp)
 	if err := d.Submit(testCtx(t), msg(tp, 0, "k")); err != nil {
@@ -780,12 +784,11 @@ func TestDispatcherRejectsMisuse(t *testing.T) {
 }
 
 func TestNewReportsEveryInvalidOption(t *testing.T) {
-	_, err := New[string](nil, OrderBy(Mode(7)), Concurrency(0), MaxBuffered(-1), MetadataMaxBytes(-1),
-		OnFailure(func(Failure[int]) {}))
+	_, err := New[string](nil, OrderBy(Mode(7)), Concurrency(0), MaxBuffered(-1), MetadataMaxBytes(-1))
 	if !errors.Is(err, ErrInvalidOption) {
 		t.Fatalf("err = %v, want ErrInvalidOption", err)
 	}
-	for _, want := range []string{"OrderBy", "Concurrency", "MaxBuffered", "MetadataMaxBytes", "OnFailure", "handler is nil"} {
+	for _, want := range []string{"OrderBy", "Concurrency", "MaxBuffered", "MetadataMaxBytes", "handler is nil"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

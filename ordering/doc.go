@@ -58,4 +58,11 @@
 //		err = d.Submit(ctx, ordering.Message[*kgo.Record]{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r})
 //	}
 //	cp, err := d.Checkpoint(tp) // commit cp.Offset with cp.Metadata
+//
+// # Options
+//
+// Options have bare names (Concurrency, OrderBy), as in every kafkaguard
+// package, and are of type Opt. What depends on the record type T is not an
+// option but a parameter of the generic constructor (NewWithFailureFunc's
+// failure func), so a mismatched type does not compile.
 package ordering

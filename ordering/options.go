@@ -43,7 +43,8 @@ const (
 	DefaultMaxBuffered = 10000
 )
 
-// Opt configures a Dispatcher.
+// Opt configures a Dispatcher (New, NewWithFailureFunc). Options have bare
+// names (Concurrency, not WithConcurrency), as in every kafkaguard package.
 type Opt interface{ apply(*cfg) }
 
 type optFunc func(*cfg)
@@ -55,7 +56,6 @@ type cfg struct {
 	concurrency int
 	maxBuffered int
 	maxMetadata int
-	onFailure   any // func(Failure[T]) for the Dispatcher's T
 	logger      *slog.Logger
 }
 
@@ -88,15 +88,6 @@ func MaxBuffered(n int) Opt { return optFunc(func(c *cfg) { c.maxBuffered = n })
 // to that value if the brokers lowered it. Zero disables the metadata. The
 // default is DefaultMetadataMaxBytes.
 func MetadataMaxBytes(n int) Opt { return optFunc(func(c *cfg) { c.maxMetadata = n }) }
-
-// OnFailure sets a function called for every failed record, after the
-// failure is recorded and the record's key (or partition) is blocked. It runs
-// on a worker goroutine, so it should return promptly; it may call
-// Dispatcher.Resolve or Dispatcher.Retry, also later from another goroutine.
-// T must be the Dispatcher's record type, or New fails.
-func OnFailure[T any](fn func(Failure[T])) Opt {
-	return optFunc(func(c *cfg) { c.onFailure = fn })
-}
 
 // Logger sets the logger for failures and revocations. The default discards.
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *cfg) { c.logger = l }) }

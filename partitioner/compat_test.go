@@ -25,7 +25,7 @@ func compatKeySet() [][]byte {
 	return keys
 }
 
-func quiet() Option { return WithLogger(slog.New(slog.DiscardHandler)) }
+func quiet() Opt { return Logger(slog.New(slog.DiscardHandler)) }
 
 func fnv32a(b []byte) uint32 {
 	h := fnv.New32a()

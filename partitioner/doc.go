@@ -25,7 +25,7 @@
 // A nil key is not hashed: every partitioner in this package sends such
 // records to one "sticky" partition and switches to another at a batch
 // boundary (kgo, as KIP-480) or after a number of records (sarama, which gives
-// partitioners no batch signal; see WithStickyRecords). A non-nil empty key
+// partitioners no batch signal; see StickyRecords). A non-nil empty key
 // is a key and is hashed. This differs in two places from librdkafka:
 // "consistent" and "murmur2"/"fnv1a" hash a nil key as if it were empty (so
 // all of them go to one fixed partition), and "consistent_random" also treats
@@ -38,10 +38,10 @@
 // one key written before and after the change land on different partitions,
 // and consumers may see them out of order. The Kgo and Sarama partitioners
 // remember, per topic, the partition count seen with the first keyed record
-// and report any later change: they log a warning (see WithLogger) and call
-// the hook given with WithOnPartitionCountChange. By default they then hash
+// and report any later change: they log a warning (see Logger) and call
+// the hook given with OnPartitionCountChange. By default they then hash
 // over the new count, as every other client does. With
-// WithStrictPartitionCount they keep per-key order instead:
+// StrictPartitionCount they keep per-key order instead:
 //
 //   - Kgo keeps hashing over the first count it saw, so every key stays on
 //     its partition and new partitions receive no keyed records; a kgo
@@ -55,4 +55,10 @@
 //
 // Either way, adopting the new count is an operator's decision: drain the
 // topic's consumers of records of the old layout, then restart producers.
+//
+// # Options
+//
+// Options have bare names (StrictPartitionCount, not
+// WithStrictPartitionCount), as in every kafkaguard package, and are of type
+// Opt; Kgo and Sarama take the same options.
 package partitioner

@@ -20,7 +20,7 @@ var (
 )
 
 // PartitionCountChangedError is returned by a strict Sarama partitioner (see
-// WithStrictPartitionCount) for a keyed message when the topic's partition
+// StrictPartitionCount) for a keyed message when the topic's partition
 // count differs from the count it saw with its first keyed message.
 type PartitionCountChangedError struct {
 	Topic string // topic whose partition count changed

@@ -30,10 +30,10 @@ func ExampleKgo() {
 	// A franz-go producer that places keys as librdkafka (the C, Python,
 	// .NET... clients) does, and reports partition count changes.
 	p := partitioner.Kgo(partitioner.HashCRC32,
-		partitioner.WithOnPartitionCountChange(func(topic string, old, new int) {
+		partitioner.OnPartitionCountChange(func(topic string, old, new int) {
 			slog.Warn("partitions changed", "topic", topic, "old", old, "new", new)
 		}),
-		partitioner.WithStrictPartitionCount(),
+		partitioner.StrictPartitionCount(),
 	)
 	// kgo.NewClient(kgo.SeedBrokers("localhost:9092"), kgo.RecordPartitioner(p)) would use it; the
 	// client asks it where each record goes:
@@ -49,7 +49,7 @@ func ExampleKgo() {
 
 func ExampleSarama() {
 	cfg := sarama.NewConfig()
-	cfg.Producer.Partitioner = partitioner.Sarama(partitioner.HashMurmur2, partitioner.WithStrictPartitionCount())
+	cfg.Producer.Partitioner = partitioner.Sarama(partitioner.HashMurmur2, partitioner.StrictPartitionCount())
 
 	// A failed message's error then tells a partition count change apart.
 	err := error(&sarama.ProducerError{Err: &partitioner.PartitionCountChangedError{Topic: "orders", Old: 6, New: 8}})

@@ -9,17 +9,17 @@ import (
 // Kgo returns a franz-go partitioner, for kgo.RecordPartitioner, that sends a
 // keyed record to the partition h picks and a record with a nil key to a
 // sticky partition that changes at every new batch (KIP-480), or also after
-// the number of records set by WithStickyRecords.
+// the number of records set by StickyRecords.
 //
 // With HashMurmur2 it places keyed records exactly as
 // kgo.StickyKeyPartitioner(nil), the franz-go default, does, and records
 // without a key by the same sticky strategy. It reports
 // partition count changes of a topic (see the package documentation); with
-// WithStrictPartitionCount it keeps hashing keys over the first count seen.
+// StrictPartitionCount it keeps hashing keys over the first count seen.
 //
 // Kgo does not fail: an unknown h is logged at level Error once, and every
 // keyed record is then failed by kgo with an invalid-partition error.
-func Kgo(h Hasher, opts ...Option) kgo.Partitioner {
+func Kgo(h Hasher, opts ...Opt) kgo.Partitioner {
 	cfg := newConfig(opts)
 	if !h.valid() {
 		cfg.logger.Error("kafkaguard: kgo partitioner with an unknown hasher fails every keyed record", slog.String("hasher", h.String()))

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// change is one call of a WithOnPartitionCountChange hook.
+// change is one call of a OnPartitionCountChange hook.
 type change struct {
 	topic    string
 	old, new int
@@ -20,8 +20,8 @@ type change struct {
 
 type recorder struct{ changes []change }
 
-func (r *recorder) option() Option {
-	return WithOnPartitionCountChange(func(topic string, old, new int) {
+func (r *recorder) option() Opt {
+	return OnPartitionCountChange(func(topic string, old, new int) {
 		r.changes = append(r.changes, change{topic, old, new})
 	})
 }
@@ -90,11 +90,11 @@ func TestKgoNilKeyStickyPartitionFollowsShrinkingWritablePartitions(t *testing.T
 
 func TestStickyRecordsSwitchesAfterNRecords(t *testing.T) {
 	const n = 8
-	kgoPick := func(opts ...Option) func() int {
+	kgoPick := func(opts ...Opt) func() int {
 		tp := Kgo(HashCRC32, append(opts, quiet())...).ForTopic("t")
 		return func() int { return tp.Partition(&kgo.Record{}, n) }
 	}
-	saramaPick := func(opts ...Option) func() int {
+	saramaPick := func(opts ...Opt) func() int {
 		sp := Sarama(HashFNV1a, append(opts, quiet())...)("t")
 		return func() int {
 			p, err := sp.Partition(&sarama.ProducerMessage{Topic: "t"}, n)
@@ -109,10 +109,10 @@ func TestStickyRecordsSwitchesAfterNRecords(t *testing.T) {
 		pick  func() int
 		limit int
 	}{
-		{"kgo with WithStickyRecords(3)", kgoPick(WithStickyRecords(3)), 3},
+		{"kgo with StickyRecords(3)", kgoPick(StickyRecords(3)), 3},
 		{"sarama default", saramaPick(), defaultSaramaStickyRecords},
-		{"sarama with WithStickyRecords(5)", saramaPick(WithStickyRecords(5)), 5},
-		{"sarama with WithStickyRecords(0) means 1", saramaPick(WithStickyRecords(0)), 1},
+		{"sarama with StickyRecords(5)", saramaPick(StickyRecords(5)), 5},
+		{"sarama with StickyRecords(0) means 1", saramaPick(StickyRecords(0)), 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,7 +153,7 @@ func TestSaramaNilKeyDoesNotRequireConsistency(t *testing.T) {
 func TestKgoFollowsNewPartitionCountAndReportsIt(t *testing.T) {
 	var rec recorder
 	var logs bytes.Buffer
-	tp := Kgo(HashMurmur2, rec.option(), WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))).ForTopic("orders")
+	tp := Kgo(HashMurmur2, rec.option(), Logger(slog.New(slog.NewTextHandler(&logs, nil)))).ForTopic("orders")
 	key := movingKey(t, HashMurmur2, 6, 8)
 
 	before := tp.Partition(&kgo.Record{Key: key}, 6)
@@ -199,7 +199,7 @@ func TestKgoReportsChangeWithoutHookThroughDefaultLogger(t *testing.T) {
 
 func TestKgoStrictKeepsKeysOnTheirPartitionWhenCountGrows(t *testing.T) {
 	var rec recorder
-	tp := Kgo(HashCRC32, quiet(), rec.option(), WithStrictPartitionCount()).ForTopic("t")
+	tp := Kgo(HashCRC32, quiet(), rec.option(), StrictPartitionCount()).ForTopic("t")
 	keys := make([][]byte, 200)
 	first := make([]int, len(keys))
 	for i := range keys {
@@ -219,7 +219,7 @@ func TestKgoStrictKeepsKeysOnTheirPartitionWhenCountGrows(t *testing.T) {
 }
 
 func TestKgoStrictFailsRecordsWhosePartitionIsGone(t *testing.T) {
-	tp := Kgo(HashMurmur2, quiet(), WithStrictPartitionCount()).ForTopic("t")
+	tp := Kgo(HashMurmur2, quiet(), StrictPartitionCount()).ForTopic("t")
 	var kept, failed int
 	for i := range 200 {
 		key := keyN(i)
@@ -241,8 +241,8 @@ func TestKgoStrictFailsRecordsWhosePartitionIsGone(t *testing.T) {
 
 func TestNilKeysWithFewerWritablePartitionsAreNoCountChange(t *testing.T) {
 	var rec recorder
-	tp := Kgo(HashMurmur2, quiet(), rec.option(), WithStrictPartitionCount()).ForTopic("t")
-	sp := Sarama(HashMurmur2, quiet(), rec.option(), WithStrictPartitionCount())("t")
+	tp := Kgo(HashMurmur2, quiet(), rec.option(), StrictPartitionCount()).ForTopic("t")
+	sp := Sarama(HashMurmur2, quiet(), rec.option(), StrictPartitionCount())("t")
 	for _, n := range []int{6, 3, 1, 6} {
 		tp.Partition(&kgo.Record{Key: []byte("k")}, 6)
 		tp.Partition(&kgo.Record{}, n)
@@ -278,7 +278,7 @@ func TestSaramaFollowsNewPartitionCountAndReportsIt(t *testing.T) {
 
 func TestSaramaStrictFailsKeyedMessagesWhileCountDiffers(t *testing.T) {
 	var rec recorder
-	sp := Sarama(HashMurmur2, quiet(), rec.option(), WithStrictPartitionCount())("orders")
+	sp := Sarama(HashMurmur2, quiet(), rec.option(), StrictPartitionCount())("orders")
 	keyed := &sarama.ProducerMessage{Topic: "orders", Key: sarama.StringEncoder("user-1")}
 	want6, _ := ForKey(HashMurmur2, []byte("user-1"), 6)
 

@@ -7,22 +7,22 @@ import (
 )
 
 // defaultSaramaStickyRecords is how many records without a key a Sarama
-// partitioner sends to one partition unless WithStickyRecords says otherwise.
+// partitioner sends to one partition unless StickyRecords says otherwise.
 const defaultSaramaStickyRecords = 100
 
 // Sarama returns a sarama partitioner constructor, for
 // sarama.Config.Producer.Partitioner, that sends a message with a key to the
 // partition h picks and a message with a nil Key to a sticky partition that
-// changes after 100 messages (see WithStickyRecords).
+// changes after 100 messages (see StickyRecords).
 //
 // With HashFNV1a it places keyed messages exactly as sarama.NewHashPartitioner,
 // with HashCRC32 as sarama.NewConsistentCRCHashPartitioner and with
 // HashMurmur2 as sarama.NewMurmur2Partitioner. It reports partition count
 // changes of a topic (see the package documentation); with
-// WithStrictPartitionCount it then fails keyed messages with a
+// StrictPartitionCount it then fails keyed messages with a
 // *PartitionCountChangedError. An unknown h fails keyed messages with an error
 // wrapping ErrUnknownHasher.
-func Sarama(h Hasher, opts ...Option) sarama.PartitionerConstructor {
+func Sarama(h Hasher, opts ...Opt) sarama.PartitionerConstructor {
 	cfg := newConfig(opts)
 	if cfg.stickyRecords == 0 {
 		cfg.stickyRecords = defaultSaramaStickyRecords

@@ -129,8 +129,12 @@ func (r Report) WriteText(w io.Writer) error {
 	return nil
 }
 
-// AuditOption adds to what [Audit] checks.
-type AuditOption func(*auditConfig)
+// AuditOpt adds to what [Audit] checks.
+type AuditOpt interface{ apply(*auditConfig) }
+
+type auditOpt func(*auditConfig)
+
+func (f auditOpt) apply(c *auditConfig) { f(c) }
 
 type auditConfig struct {
 	acks    string // the producer's acks as text; "" if no producer given
@@ -138,30 +142,30 @@ type auditConfig struct {
 	err     error
 }
 
-// WithKgoProducer adds the check that a producer built from opts writes
+// KgoProducer adds the check that a producer built from opts writes
 // with acks=all; min.insync.replicas only guards acks=all writes.
-func WithKgoProducer(opts ...kgo.Opt) AuditOption {
-	return func(c *auditConfig) {
+func KgoProducer(opts ...kgo.Opt) AuditOpt {
+	return auditOpt(func(c *auditConfig) {
 		s, err := readKgo(opts)
 		if err != nil {
 			c.err = fmt.Errorf("produce: audit: reading the kgo options: %w: %w", ErrInvalidConfig, err)
 			return
 		}
 		c.acks, c.acksAll = "RequiredAcks = "+s.acksValue(), s.acks == kgo.AllISRAcks()
-	}
+	})
 }
 
-// WithSaramaProducer adds the check that a producer built from cfg writes
+// SaramaProducer adds the check that a producer built from cfg writes
 // with acks=all (Producer.RequiredAcks = WaitForAll).
-func WithSaramaProducer(cfg *sarama.Config) AuditOption {
-	return func(c *auditConfig) {
+func SaramaProducer(cfg *sarama.Config) AuditOpt {
+	return auditOpt(func(c *auditConfig) {
 		if cfg == nil {
 			c.err = fmt.Errorf("produce: audit: nil *sarama.Config: %w", ErrInvalidConfig)
 			return
 		}
 		a := cfg.Producer.RequiredAcks
 		c.acks, c.acksAll = "Producer.RequiredAcks = "+saramaAcksString(a), a == sarama.WaitForAll
-	}
+	})
 }
 
 // Audit reads the cluster's configuration through adm (Metadata and
@@ -176,14 +180,16 @@ func WithSaramaProducer(cfg *sarama.Config) AuditOption {
 //     unclean.leader.election.enable = false. A topic setting absent from
 //     the topic's configs falls back to the broker's value, then to
 //     Kafka's default;
-//   - with WithKgoProducer or WithSaramaProducer: the producer uses acks=all.
+//   - with KgoProducer or SaramaProducer: the producer uses acks=all.
 //
 // Audit returns an error only if it could not read the cluster; failed
 // rules are in the Report (see [Report.Err]).
-func Audit(ctx context.Context, adm *kadm.Client, topics []string, opts ...AuditOption) (Report, error) {
+func Audit(ctx context.Context, adm *kadm.Client, topics []string, opts ...AuditOpt) (Report, error) {
 	var cfg auditConfig
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o.apply(&cfg)
+		}
 	}
 	if cfg.err != nil {
 		return Report{}, cfg.err

@@ -210,23 +210,23 @@ func TestReportJSONIsMachineReadable(t *testing.T) {
 func TestAuditOptionsReadTheProducersAcks(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		opt  AuditOption
+		opt  AuditOpt
 		acks string
 		all  bool
 	}{
-		{"kgo defaults", WithKgoProducer(), "RequiredAcks = AllISRAcks", true},
-		{"kgo leader ack", WithKgoProducer(kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.LeaderAck())), "RequiredAcks = LeaderAck", false},
-		{"kgo idempotent leader ack", WithKgoProducer(kgo.RequiredAcks(kgo.LeaderAck())), "RequiredAcks = LeaderAck", false},
-		{"sarama defaults", WithSaramaProducer(sarama.NewConfig()), "Producer.RequiredAcks = WaitForLocal", false},
+		{"kgo defaults", KgoProducer(), "RequiredAcks = AllISRAcks", true},
+		{"kgo leader ack", KgoProducer(kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.LeaderAck())), "RequiredAcks = LeaderAck", false},
+		{"kgo idempotent leader ack", KgoProducer(kgo.RequiredAcks(kgo.LeaderAck())), "RequiredAcks = LeaderAck", false},
+		{"sarama defaults", SaramaProducer(sarama.NewConfig()), "Producer.RequiredAcks = WaitForLocal", false},
 	} {
 		var c auditConfig
-		tc.opt(&c)
+		tc.opt.apply(&c)
 		if c.err != nil || c.acks != tc.acks || c.acksAll != tc.all {
 			t.Errorf("%s: acks=%q all=%v err=%v; want %q %v", tc.name, c.acks, c.acksAll, c.err, tc.acks, tc.all)
 		}
 	}
 	var c auditConfig
-	WithSaramaProducer(nil)(&c)
+	SaramaProducer(nil).apply(&c)
 	if !errors.Is(c.err, ErrInvalidConfig) {
 		t.Errorf("nil sarama config: %v", c.err)
 	}

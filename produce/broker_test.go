@@ -445,7 +445,7 @@ func TestAuditPassesHardenedTopicsAndNamesEveryWeakness(t *testing.T) {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
-	r, err := produce.Audit(ctx, adm, []string{"good"}, produce.WithKgoProducer(produce.KgoOpts(produce.NoLoss)...))
+	r, err := produce.Audit(ctx, adm, []string{"good"}, produce.KgoProducer(produce.KgoOpts(produce.NoLoss)...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +453,7 @@ func TestAuditPassesHardenedTopicsAndNamesEveryWeakness(t *testing.T) {
 		t.Fatalf("hardened cluster: passed=%v with %d checks: %v", r.Passed(), len(r.Checks), r.Err())
 	}
 
-	r, err = produce.Audit(ctx, adm, []string{"good", "weak", "missing"}, produce.WithKgoProducer(produce.KgoOpts(produce.LeaderAck)...))
+	r, err = produce.Audit(ctx, adm, []string{"good", "weak", "missing"}, produce.KgoProducer(produce.KgoOpts(produce.LeaderAck)...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,4 +33,11 @@
 // replication.factor >= 3, min.insync.replicas >= 2 and
 // unclean.leader.election.enable=false, read with DescribeConfigs and
 // Metadata, reported per rule as pass or fail with the fix.
+//
+// # Options
+//
+// Options have bare names (KgoProducer, not WithKgoProducer), as in every
+// kafkaguard package, and each constructor or function takes its own option
+// type (AuditOpt for Audit). The producers take the application's own
+// []kgo.Opt or *sarama.Config rather than options of their own.
 package produce

@@ -58,8 +58,8 @@ func TestBackoffWithoutJitterIsExact(t *testing.T) {
 }
 
 func TestOptionsAreValidatedAllAtOnce(t *testing.T) {
-	c := newConfig([]Opt{
-		MaxAttempts(0), WithBackoff(Backoff{Initial: -1, Max: -2, Multiplier: 0.5, Jitter: 1}),
+	c := newConfig([]option{
+		MaxAttempts(0), RetryBackoff(Backoff{Initial: -1, Max: -2, Multiplier: 0.5, Jitter: 1}),
 		Concurrency(0), MaxBuffered(0), CommitInterval(0), ShutdownTimeout(-1), RefreshInterval(0),
 		OnAlert(Thresholds{Backlog: -1}, nil), RetryTopic("x"), DeadLetterTopic("x"),
 	})
@@ -73,14 +73,14 @@ func TestOptionsAreValidatedAllAtOnce(t *testing.T) {
 			t.Errorf("the error does not mention %s:\n%v", want, err)
 		}
 	}
-	d := newConfig(nil)
+	d := newConfig[option](nil)
 	if err := d.validate(true); err == nil || !strings.Contains(err.Error(), "Topic or RetryTopic") {
 		t.Errorf("a Job without a topic: %v", err)
 	}
 	if err := d.validate(false); err != nil {
 		t.Errorf("defaults: %v", err)
 	}
-	small := newConfig([]Opt{Concurrency(10), MaxBuffered(5)})
+	small := newConfig([]option{Concurrency(10), MaxBuffered(5)})
 	if err := small.validate(false); err == nil {
 		t.Errorf("MaxBuffered below Concurrency accepted")
 	}
@@ -88,12 +88,12 @@ func TestOptionsAreValidatedAllAtOnce(t *testing.T) {
 
 func TestTopicNamesDeriveFromTheOriginalTopic(t *testing.T) {
 	tests := []struct {
-		opts              []Opt
+		opts              []option
 		retry, dlq, group string
 	}{
 		{nil, "src.retry", "src.dlq", ""},
-		{[]Opt{Topic("orders")}, "orders.retry", "orders.dlq", "kafkaguard-retry-orders.retry"},
-		{[]Opt{Topic("orders"), RetryTopic("r"), DeadLetterTopic("d"), Group("g")}, "r", "d", "g"},
+		{[]option{Topic("orders")}, "orders.retry", "orders.dlq", "kafkaguard-retry-orders.retry"},
+		{[]option{Topic("orders"), RetryTopic("r"), DeadLetterTopic("d"), Group("g")}, "r", "d", "g"},
 	}
 	for _, tt := range tests {
 		c := newConfig(tt.opts)

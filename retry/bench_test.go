@@ -74,7 +74,7 @@ func BenchmarkJobMarkersPerSecond(b *testing.B) {
 		last.Store(now)
 		done.Add(1)
 		return nil
-	}, Topic(topic), ClientOpts(kgo.SeedBrokers(c.Bootstrap()...)), Concurrency(16), MaxBuffered(20000))
+	}, Topic(topic), KgoOpts(kgo.SeedBrokers(c.Bootstrap()...)), Concurrency(16), MaxBuffered(20000))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func BenchmarkSchedulingDelay100k(b *testing.B) {
 			delays = append(delays, d)
 			mu.Unlock()
 			return nil
-		}, Topic(topic), ClientOpts(kgo.SeedBrokers(c.Bootstrap()...)), Group(fmt.Sprint("delay-", i)),
+		}, Topic(topic), KgoOpts(kgo.SeedBrokers(c.Bootstrap()...)), Group(fmt.Sprint("delay-", i)),
 			Concurrency(16), MaxBuffered(2*n))
 		if err != nil {
 			b.Fatal(err)

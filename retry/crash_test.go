@@ -74,9 +74,9 @@ func helperJob() int {
 		}
 		fmt.Fprintf(f, "ok %s %d\n", m.Value, attempt)
 		return nil
-	}, retry.Topic(os.Getenv("RETRY_TOPIC")), retry.MaxAttempts(maxAttempts), retry.WithBackoff(fastBackoff),
+	}, retry.Topic(os.Getenv("RETRY_TOPIC")), retry.MaxAttempts(maxAttempts), retry.RetryBackoff(fastBackoff),
 		retry.Concurrency(4), retry.CommitInterval(30*time.Millisecond),
-		retry.ClientOpts(kgo.SeedBrokers(strings.Split(os.Getenv("RETRY_BOOTSTRAP"), ",")...),
+		retry.KgoOpts(kgo.SeedBrokers(strings.Split(os.Getenv("RETRY_BOOTSTRAP"), ",")...),
 			kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -125,7 +125,7 @@ func TestJobKilledMidRunAndRestartedLosesNoMarkerAndDeadLettersNothingEarly(t *t
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const maxAttempts = 4
-	p, err := retry.NewParker(e.cl, retry.WithBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
+	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func helperConsumer() int {
 		return 1
 	}
 	defer cl.Close()
-	p, err := retry.NewParker(cl, retry.WithBackoff(fastBackoff))
+	p, err := retry.NewParker(cl, retry.RetryBackoff(fastBackoff))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -366,7 +366,7 @@ func TestConsumerCommitsAFailedRecordOnlyAfterItsMarkerIsAcknowledged(t *testing
 		ran[string(m.Value)]++
 		mu.Unlock()
 		return nil
-	}, retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff), retry.CommitInterval(20*time.Millisecond))
+	}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.CommitInterval(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

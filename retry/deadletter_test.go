@@ -17,7 +17,7 @@ func TestAlwaysFailingRecordsAreDeadLetteredAfterExactlyMaxAttemptsWithHistory(t
 	e := newEnv(t, "pay", 2)
 	ctx := context.Background()
 	const n, maxAttempts = 12, 4
-	p, err := retry.NewParker(e.cl, retry.WithBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
+	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestAlwaysFailingRecordsAreDeadLetteredAfterExactlyMaxAttemptsWithHistory(t
 		}
 	}
 	h := newRecorder(fails)
-	j, err := retry.NewJob(h.handle, retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff),
+	j, err := retry.NewJob(h.handle, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff),
 		retry.MaxAttempts(maxAttempts), retry.CommitInterval(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestAlwaysFailingRecordsAreDeadLetteredAfterExactlyMaxAttemptsWithHistory(t
 func TestPermanentErrorsGoStraightToTheDeadLetterTopic(t *testing.T) {
 	e := newEnv(t, "perm", 1)
 	ctx := context.Background()
-	p, err := retry.NewParker(e.cl, retry.WithBackoff(fastBackoff), retry.MaxAttempts(10))
+	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff), retry.MaxAttempts(10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestPermanentErrorsGoStraightToTheDeadLetterTopic(t *testing.T) {
 	}
 	j, err := retry.NewJob(func(context.Context, *retry.Marker) error {
 		return fmt.Errorf("wrapped: %w", retry.Permanent(errors.New("unknown customer")))
-	}, retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff), retry.MaxAttempts(10))
+	}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(10))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,4 +82,13 @@
 // dead-lettered) and gauges (backlog, oldest-marker age); OnAlert sets
 // thresholds on backlog, age and dead letters. Every park, retry outcome and
 // alert is also logged with log/slog.
+//
+// # Options
+//
+// Options have bare names (MaxAttempts, RetryTopic), as in every kafkaguard
+// package, and each constructor takes its own option type: ParkerOpt for
+// NewParker, JobOpt for NewJob, LocksOpt for NewKeyLocks. An option's return
+// type says where it applies (Opt: all three; RetryOpt: Parker and Job;
+// GroupOpt: Job and KeyLocks), so an option that does not apply to a
+// constructor does not compile.
 package retry

@@ -47,11 +47,11 @@ func newEnv(t *testing.T, topic string, retryPartitions int32) *env {
 	return &env{c: c, topic: topic, cl: cl}
 }
 
-func (e *env) clientOpts() retry.Opt {
+func (e *env) clientOpts() retry.GroupOpt {
 	if os.Getenv("KGO_DEBUG") != "" {
-		return retry.ClientOpts(kgo.SeedBrokers(e.c.Bootstrap()...), kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond), kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
+		return retry.KgoOpts(kgo.SeedBrokers(e.c.Bootstrap()...), kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond), kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
 	}
-	return retry.ClientOpts(kgo.SeedBrokers(e.c.Bootstrap()...), kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond))
+	return retry.KgoOpts(kgo.SeedBrokers(e.c.Bootstrap()...), kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond))
 }
 
 // original returns a record as a consumer would have read it from the source

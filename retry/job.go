@@ -12,11 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/groupengine"
 	"github.com/kafkaguard/kafkaguard/ordering"
 	"github.com/kafkaguard/kafkaguard/partitioner"
 	"github.com/kafkaguard/kafkaguard/produce"
@@ -66,7 +64,7 @@ type Job struct {
 	cfg        config
 	handler    Handler
 	retryTopic string
-	group      string
+	groupName  string
 	keyOrder   bool
 	kgoOpts    []kgo.Opt
 	started    atomic.Bool
@@ -79,28 +77,27 @@ type Job struct {
 	// published is sched once Run set it, for Stats.
 	published atomic.Pointer[scheduler]
 
+	group      *groupengine.Engine // built by Run; the group lifecycle
+	stopLoop   context.CancelFunc  // set by Run: stops dispatching and the gauges
+	cancelWork context.CancelFunc  // set by Run: cancels running handlers
+	bg         sync.WaitGroup      // the gauge loop
+
 	mu    sync.Mutex
 	parts map[int32]*jobPart
-
-	commitMu sync.Mutex
 
 	retried, succeeded, reparked, deadLettered, superseded atomic.Int64
 }
 
 type jobPart struct {
-	tracker   *ordering.Tracker
-	committed ordering.Checkpoint
-	next      int64 // next offset to read
-	hw        int64 // high watermark seen in the last fetch
+	tracker *ordering.Tracker
+	next    int64 // next offset to read
+	hw      int64 // high watermark seen in the last fetch
 }
 
 // NewJob returns a Job that runs handler for the markers of the retry topic
 // (Topic or RetryTopic). Every invalid option is reported at once, each
-// wrapping ErrInvalidOption. Options used: Topic, RetryTopic,
-// DeadLetterTopic, Group, ClientOpts, MaxAttempts, WithBackoff, Concurrency,
-// MaxBuffered, CommitInterval, ShutdownTimeout, RefreshInterval, KeyOrder,
-// Logger, WithMetrics, OnAlert.
-func NewJob(handler Handler, opts ...Opt) (*Job, error) {
+// wrapping ErrInvalidOption.
+func NewJob(handler Handler, opts ...JobOpt) (*Job, error) {
 	c := newConfig(opts)
 	err := c.validate(true)
 	if handler == nil {
@@ -108,7 +105,7 @@ func NewJob(handler Handler, opts ...Opt) (*Job, error) {
 	}
 	kopts, kerr := produce.ApplyKgo(produce.NoLoss, c.clientOpts)
 	if kerr != nil {
-		err = errors.Join(err, fmt.Errorf("%w: ClientOpts: %w", ErrInvalidOption, kerr))
+		err = errors.Join(err, fmt.Errorf("%w: KgoOpts: %w", ErrInvalidOption, kerr))
 	}
 	if err != nil {
 		return nil, err
@@ -117,7 +114,7 @@ func NewJob(handler Handler, opts ...Opt) (*Job, error) {
 		cfg:        c,
 		handler:    handler,
 		retryTopic: c.fixedRetryTopic(),
-		group:      c.groupName(),
+		groupName:  c.groupName(),
 		keyOrder:   c.locks != nil,
 		kgoOpts:    kopts,
 		parts:      map[int32]*jobPart{},
@@ -166,7 +163,7 @@ func pinPartitioner() kgo.Partitioner {
 // fetching, waits up to ShutdownTimeout for running handlers, commits what is
 // finished and leaves the group. Markers not finished stay uncommitted and
 // run after the next start. Run returns nil after a shutdown caused by ctx,
-// or the error that stopped it. The retry topic must exist (create it, like
+// or the error that stopped it, joined with any error of the final commit. The retry topic must exist (create it, like
 // any no-loss topic, with replication factor 3 and min.insync.replicas 2).
 // A Job runs once.
 func (j *Job) Run(ctx context.Context) error {
@@ -197,17 +194,33 @@ func (j *Job) Run(ctx context.Context) error {
 	stopListen := locks.onUnlock(j.sched.recheck)
 	defer stopListen()
 
-	opts := append(append([]kgo.Opt(nil), j.kgoOpts...),
+	var err error
+	j.group, err = groupengine.New(groupengine.Config{
+		Group:          j.groupName,
+		Work:           (*jobWork)(j),
+		CommitInterval: j.cfg.commitInterval,
+		DrainTimeout:   j.cfg.shutdownTimeout,
+		CommitTimeout:  10 * time.Second,
+		PartitionError: func(tp ordering.TopicPartition, cp ordering.Checkpoint, err error) error {
+			return fmt.Errorf("retry: committing %s partition %d offset %d: %w", tp.Topic, tp.Partition, cp.Offset, err)
+		},
+		OnCommit: func(cps map[ordering.TopicPartition]ordering.Checkpoint) {
+			for tp, cp := range cps {
+				j.locks.gc(tp.Partition, cp.Offset)
+			}
+		},
+		Logger: log,
+		Prefix: "retry",
+	})
+	if err != nil {
+		return fmt.Errorf("retry: %w", err)
+	}
+	opts := append(append(append([]kgo.Opt(nil), j.kgoOpts...),
 		kgo.ConsumeTopics(j.retryTopic),
-		kgo.ConsumerGroup(j.group),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumerGroup(j.groupName),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(pinPartitioner()),
-		kgo.OnPartitionsAssigned(j.assigned),
-		kgo.OnPartitionsRevoked(j.revoked),
-		kgo.OnPartitionsLost(j.lost),
-	)
+	), j.group.Opts()...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("retry: job client: %w", err)
@@ -217,39 +230,15 @@ func (j *Job) Run(ctx context.Context) error {
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
+	j.stopLoop, j.cancelWork = stopLoop, cancelWork
 	go j.sched.loop(loopCtx, workCtx)
-	var bg sync.WaitGroup
-	bg.Add(2)
-	go func() { defer bg.Done(); j.commitLoop(loopCtx) }()
-	go func() { defer bg.Done(); j.gaugeLoop(loopCtx) }()
+	j.bg.Go(func() { j.gaugeLoop(loopCtx) })
 
-	log.Info("retry: job started", "retry_topic", j.retryTopic, "group", j.group, "key_order", j.keyOrder)
-	runErr := j.pollLoop(ctx)
-
-	// Shutdown: no new dispatches, wait for running handlers, commit, leave.
-	stopLoop()
-	<-j.sched.loopDone
-	bg.Wait()
-	done := make(chan struct{})
-	go func() { j.sched.runWG.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(j.cfg.shutdownTimeout):
-		log.Warn("retry: shutdown timeout, cancelling running handlers")
-		cancelWork()
-		<-done
-	}
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	if err := j.commit(cctx, j.cl, nil); err != nil {
-		log.Warn("retry: final commit", "err", err)
-	}
-	ccancel()
-	j.mu.Lock()
-	j.parts = map[int32]*jobPart{} // nothing is committed from here on
-	j.mu.Unlock()
-	cl.Close()
-	log.Info("retry: job stopped", "retry_topic", j.retryTopic)
-	return runErr
+	log.Info("retry: job started", "retry_topic", j.retryTopic, "group", j.groupName, "key_order", j.keyOrder)
+	err = j.group.Run(ctx, cl, j.pollLoop)
+	cl.Close() // leaves the group; revocation commits whatever is left
+	log.Info("retry: job stopped", "retry_topic", j.retryTopic, "err", err)
+	return err
 }
 
 func (j *Job) pollLoop(ctx context.Context) error {
@@ -489,176 +478,92 @@ func (j *Job) deadLetterRaw(ctx context.Context, it *item) error {
 	return nil
 }
 
-// assigned starts tracking newly assigned partitions from their committed
+// jobWork is the Job's side of the group lifecycle (groupengine.Work): a
+// tracker per retry-topic partition and the scheduler's markers.
+type jobWork Job
+
+// Assign starts tracking newly assigned partitions from their committed
 // offsets and commit metadata, after the locks caught up with the topic so
 // that superseded markers are recognised.
-func (j *Job) assigned(ctx context.Context, cl *kgo.Client, a map[string][]int32) {
-	ps := a[j.retryTopic]
-	if len(ps) == 0 {
-		return
-	}
-	var offs kadm.OffsetResponses
-	if !j.persist(ctx, "fetch committed offsets", func(ctx context.Context) error {
-		var err error
-		// The callback's client, not j.cl: kgo may assign before NewClient has returned to Run.
-		offs, err = kadm.NewClient(cl).FetchOffsets(ctx, j.group)
-		if err == nil {
-			err = offs.Error()
-		}
-		return err
-	}) {
-		return
-	}
+func (w *jobWork) Assign(ctx context.Context, cps map[ordering.TopicPartition]ordering.Checkpoint) {
+	j := (*Job)(w)
 	if !j.persist(ctx, "sync key locks", j.locks.Sync) {
-		return
+		j.cfg.logger.Warn("retry: key locks not synced before the assignment", "retry_topic", j.retryTopic)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for _, p := range ps {
-		jp := &jobPart{tracker: ordering.NewTracker(-1), committed: ordering.Checkpoint{Offset: -1}}
-		if o, ok := offs.Lookup(j.retryTopic, p); ok && o.Err == nil && o.At >= 0 {
-			cp := ordering.Checkpoint{Offset: o.At, Metadata: o.Metadata}
+	var ps []int32
+	for tp, cp := range cps {
+		if tp.Topic != j.retryTopic {
+			continue
+		}
+		jp := &jobPart{tracker: ordering.NewTracker(-1)}
+		if cp.Offset >= 0 {
 			tr, err := ordering.ResumeTracker(cp)
 			if err != nil {
-				j.cfg.logger.Warn("retry: commit metadata unusable, finished markers above the commit run again", "partition", p, "err", err)
+				j.cfg.logger.Warn("retry: commit metadata unusable, finished markers above the commit run again", "partition", tp.Partition, "err", err)
 			}
-			jp.tracker, jp.committed, jp.next = tr, cp, o.At
+			jp.tracker, jp.next = tr, cp.Offset
 		}
-		j.parts[p] = jp
+		j.parts[tp.Partition] = jp
+		ps = append(ps, tp.Partition)
 	}
 	j.cfg.logger.Info("retry: assigned", "retry_topic", j.retryTopic, "partitions", ps)
 }
 
-func (j *Job) revoked(ctx context.Context, cl *kgo.Client, r map[string][]int32) {
-	j.release(ctx, cl, r[j.retryTopic], true)
-}
-
-func (j *Job) lost(ctx context.Context, cl *kgo.Client, r map[string][]int32) {
-	j.release(ctx, cl, r[j.retryTopic], false)
-}
-
-// release stops work on partitions taken away: markers not running are
+// Release stops work on partitions taken away: markers not running are
 // dropped (they stay uncommitted for the next owner), running ones are
-// waited for, and, if commit, the final checkpoint is committed.
-func (j *Job) release(ctx context.Context, cl *kgo.Client, ps []int32, commit bool) {
-	if len(ps) == 0 {
-		return
-	}
-	wctx, cancel := context.WithTimeout(ctx, j.cfg.shutdownTimeout)
-	defer cancel()
-	for _, p := range ps {
-		if err := j.sched.dropPartition(wctx, p); err != nil {
-			j.cfg.logger.Warn("retry: revoked partition still running", "partition", p, "err", err)
+// waited for until ctx is done; it returns each partition's checkpoint.
+func (w *jobWork) Release(ctx context.Context, tps []ordering.TopicPartition) map[ordering.TopicPartition]ordering.Checkpoint {
+	j := (*Job)(w)
+	cps := make(map[ordering.TopicPartition]ordering.Checkpoint)
+	for _, tp := range tps {
+		if tp.Topic != j.retryTopic {
+			continue
 		}
-	}
-	if commit {
-		if err := j.commit(wctx, cl, ps); err != nil {
-			j.cfg.logger.Warn("retry: commit on revoke", "partitions", ps, "err", err)
+		if err := j.sched.dropPartition(ctx, tp.Partition); err != nil {
+			j.cfg.logger.Warn("retry: released partition still running", "partition", tp.Partition, "err", err)
 		}
+		j.mu.Lock()
+		if jp := j.parts[tp.Partition]; jp != nil {
+			cps[tp] = jp.tracker.Checkpoint(ordering.DefaultMetadataMaxBytes)
+			delete(j.parts, tp.Partition)
+		}
+		j.mu.Unlock()
 	}
-	j.mu.Lock()
-	for _, p := range ps {
-		delete(j.parts, p)
-	}
-	j.mu.Unlock()
-	j.cfg.logger.Info("retry: released", "retry_topic", j.retryTopic, "partitions", ps, "committed", commit)
+	return cps
 }
 
-func (j *Job) commitLoop(ctx context.Context) {
-	t := time.NewTicker(j.cfg.commitInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := j.commit(ctx, j.cl, nil); err != nil && ctx.Err() == nil {
-				j.cfg.logger.Warn("retry: commit", "err", err)
-			}
-		}
-	}
-}
-
-// commit commits the checkpoint of the given partitions (all if nil) that
-// moved since the last commit.
-func (j *Job) commit(ctx context.Context, cl *kgo.Client, only []int32) error {
-	j.commitMu.Lock()
-	defer j.commitMu.Unlock()
-	cps := map[int32]ordering.Checkpoint{}
+// Checkpoints returns the checkpoint of every held partition.
+func (w *jobWork) Checkpoints() map[ordering.TopicPartition]ordering.Checkpoint {
+	j := (*Job)(w)
 	j.mu.Lock()
+	defer j.mu.Unlock()
+	cps := make(map[ordering.TopicPartition]ordering.Checkpoint, len(j.parts))
 	for p, jp := range j.parts {
-		if only != nil && !containsPart(only, p) {
-			continue
-		}
-		cp := jp.tracker.Checkpoint(ordering.DefaultMetadataMaxBytes)
-		if cp.Offset < 0 || cp == jp.committed {
-			continue
-		}
-		cps[p] = cp
+		cps[ordering.TopicPartition{Topic: j.retryTopic, Partition: p}] = jp.tracker.Checkpoint(ordering.DefaultMetadataMaxBytes)
 	}
-	j.mu.Unlock()
-	if len(cps) == 0 {
-		return nil
-	}
-	offsets := map[int32]kgo.EpochOffset{}
-	for p, cp := range cps {
-		offsets[p] = kgo.EpochOffset{Epoch: -1, Offset: cp.Offset}
-	}
-	cctx := kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
-		for i := range req.Topics {
-			if req.Topics[i].Topic != j.retryTopic {
-				continue
-			}
-			for k := range req.Topics[i].Partitions {
-				rp := &req.Topics[i].Partitions[k]
-				if cp, ok := cps[rp.Partition]; ok {
-					md := cp.Metadata
-					rp.Metadata = &md
-				}
-			}
-		}
-		return nil
-	})
-	var cerr error
-	cl.CommitOffsetsSync(cctx, map[string]map[int32]kgo.EpochOffset{j.retryTopic: offsets},
-		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-			if err != nil {
-				cerr = err
-				clear(cps)
-				return
-			}
-			for _, t := range resp.Topics {
-				for _, p := range t.Partitions {
-					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-						cerr = errors.Join(cerr, fmt.Errorf("partition %d: %w", p.Partition, err))
-						delete(cps, p.Partition)
-					}
-				}
-			}
-		})
-	j.mu.Lock()
-	for p, cp := range cps {
-		if jp := j.parts[p]; jp != nil {
-			jp.committed = cp
-		}
-	}
-	j.mu.Unlock()
-	for p, cp := range cps {
-		j.locks.gc(p, cp.Offset)
-	}
-	if cerr != nil {
-		return fmt.Errorf("retry: committing %s: %w", j.retryTopic, cerr)
+	return cps
+}
+
+// Drain stops dispatching and waits for running handlers until ctx is
+// done, then cancels theirs and waits for them to return. Markers whose
+// handler did not finish stay uncommitted.
+func (w *jobWork) Drain(ctx context.Context) error {
+	j := (*Job)(w)
+	j.stopLoop()
+	<-j.sched.loopDone
+	j.bg.Wait()
+	done := make(chan struct{})
+	go func() { j.sched.runWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		j.cfg.logger.Warn("retry: shutdown timeout, cancelling running handlers")
+		j.cancelWork()
+		<-done
 	}
 	return nil
-}
-
-func containsPart(ps []int32, p int32) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // gaugeLoop publishes the backlog and oldest-marker age and checks the alert

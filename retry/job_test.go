@@ -52,7 +52,7 @@ func (h *recorder) succeeded() int {
 func TestRecordsFailingFirstAttemptsAreAllProcessedWithinTheirBackoffSchedule(t *testing.T) {
 	e := newEnv(t, "orders", 3)
 	ctx := context.Background()
-	p, err := retry.NewParker(e.cl, retry.WithBackoff(fastBackoff), retry.MaxAttempts(6))
+	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff), retry.MaxAttempts(6))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestRecordsFailingFirstAttemptsAreAllProcessedWithinTheirBackoffSchedule(t 
 		}
 	}
 	h := newRecorder(fails)
-	j, err := retry.NewJob(h.handle, retry.Topic(e.topic), e.clientOpts(), retry.Logger(testLogger(t)), retry.WithBackoff(fastBackoff), retry.MaxAttempts(6), retry.CommitInterval(50*time.Millisecond))
+	j, err := retry.NewJob(h.handle, retry.Topic(e.topic), e.clientOpts(), retry.Logger(testLogger(t)), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(6), retry.CommitInterval(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,14 +48,14 @@ func (l *successLog) len() int {
 // keyOrderParker returns key locks following e's retry topic, built with
 // lockOpts and closed when the test ends, and a Parker that keeps key order
 // with them, with fast backoff and maxAttempts.
-func keyOrderParker(t *testing.T, ctx context.Context, e *env, maxAttempts int, lockOpts ...retry.Opt) (*retry.KeyLocks, *retry.Parker) {
+func keyOrderParker(t *testing.T, ctx context.Context, e *env, maxAttempts int, lockOpts ...retry.LocksOpt) (*retry.KeyLocks, *retry.Parker) {
 	t.Helper()
-	locks, err := retry.NewKeyLocks(ctx, append([]retry.Opt{retry.Topic(e.topic), e.clientOpts()}, lockOpts...)...)
+	locks, err := retry.NewKeyLocks(ctx, append([]retry.LocksOpt{retry.Topic(e.topic), e.clientOpts()}, lockOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(locks.Close)
-	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
+	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestKeyOrderNoRecordRunsBeforeAnEarlierParkedRecordOfItsKey(t *testing.T) {
 		}
 		log.add(m.Record())
 		return nil
-	}, retry.Topic(e.topic), e.clientOpts(), retry.KeyOrder(locks), retry.WithBackoff(fastBackoff), retry.MaxAttempts(10),
+	}, retry.Topic(e.topic), e.clientOpts(), retry.KeyOrder(locks), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(10),
 		retry.Concurrency(8), retry.CommitInterval(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -136,12 +136,12 @@ func TestKeyLocksAreRebuiltFromTheRetryTopicAfterARestart(t *testing.T) {
 	e := newEnv(t, "kl", 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	opts := []retry.Opt{retry.Topic(e.topic), e.clientOpts(), retry.RefreshInterval(50 * time.Millisecond)}
+	opts := []retry.LocksOpt{retry.Topic(e.topic), e.clientOpts(), retry.RefreshInterval(50 * time.Millisecond)}
 	locks, err := retry.NewKeyLocks(ctx, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.WithBackoff(fastBackoff))
+	p, err := retry.NewParker(e.cl, retry.KeyOrder(locks), retry.RetryBackoff(fastBackoff))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestKeyLocksAreRebuiltFromTheRetryTopicAfterARestart(t *testing.T) {
 		order = append(order, m.Offset)
 		mu.Unlock()
 		return nil
-	}, append(opts, retry.KeyOrder(again), retry.WithBackoff(fastBackoff), retry.CommitInterval(20*time.Millisecond))...)
+	}, retry.Topic(e.topic), e.clientOpts(), retry.KeyOrder(again), retry.RetryBackoff(fastBackoff), retry.CommitInterval(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestKeyStaysLockedWhileItsReparkedMarkerIsUnread(t *testing.T) {
 	e := newEnv(t, "klslow", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	locks, p := keyOrderParker(t, ctx, e, 10, retry.ClientOpts(kgo.FetchMinBytes(1<<20)), retry.RefreshInterval(10*time.Millisecond))
+	locks, p := keyOrderParker(t, ctx, e, 10, retry.KgoOpts(kgo.FetchMinBytes(1<<20)), retry.RefreshInterval(10*time.Millisecond))
 
 	jobLocks, err := retry.NewKeyLocks(ctx, retry.Topic(e.topic), e.clientOpts())
 	if err != nil {
@@ -230,7 +230,7 @@ func TestKeyStaysLockedWhileItsReparkedMarkerIsUnread(t *testing.T) {
 			return errors.New("still failing")
 		}
 		return nil
-	}, retry.Topic(e.topic), e.clientOpts(), retry.KeyOrder(jobLocks), retry.WithBackoff(fastBackoff),
+	}, retry.Topic(e.topic), e.clientOpts(), retry.KeyOrder(jobLocks), retry.RetryBackoff(fastBackoff),
 		retry.MaxAttempts(10), retry.CommitInterval(10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

@@ -77,9 +77,8 @@ type KeyLocks struct {
 
 // NewKeyLocks reads the retry topic (Topic or RetryTopic) from the committed
 // offsets of the Job's group (Group) to its end, then keeps following it
-// until Close. Options used: Topic, RetryTopic, Group, ClientOpts,
-// RefreshInterval, Logger.
-func NewKeyLocks(ctx context.Context, opts ...Opt) (*KeyLocks, error) {
+// until Close.
+func NewKeyLocks(ctx context.Context, opts ...LocksOpt) (*KeyLocks, error) {
 	c := newConfig(opts)
 	if err := c.validate(true); err != nil {
 		return nil, err

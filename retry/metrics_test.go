@@ -53,7 +53,7 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 	defer srv.Close()
 
 	const maxAttempts = 3
-	p, err := retry.NewParker(e.cl, retry.WithMetrics(m), retry.WithBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
+	p, err := retry.NewParker(e.cl, retry.ReportMetrics(m), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 	h := newRecorder(fails)
 	var alerts []retry.Alert
 	var alertsMu sync.Mutex
-	j, err := retry.NewJob(h.handle, retry.Topic(e.topic), e.clientOpts(), retry.WithMetrics(m), retry.WithBackoff(fastBackoff),
+	j, err := retry.NewJob(h.handle, retry.Topic(e.topic), e.clientOpts(), retry.ReportMetrics(m), retry.RetryBackoff(fastBackoff),
 		retry.MaxAttempts(maxAttempts), retry.CommitInterval(20*time.Millisecond),
 		retry.OnAlert(retry.Thresholds{DeadLetters: 2, Interval: 20 * time.Millisecond}, func(a retry.Alert) {
 			alertsMu.Lock()
@@ -118,7 +118,7 @@ func TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow(t *testing.T) 
 	ctx := context.Background()
 	// Due well after the job has read them, even on a loaded machine.
 	slow := retry.Backoff{Initial: 1500 * time.Millisecond, Max: 1500 * time.Millisecond, Multiplier: 1, Jitter: 0}
-	p, err := retry.NewParker(e.cl, retry.WithBackoff(slow))
+	p, err := retry.NewParker(e.cl, retry.RetryBackoff(slow))
 	if err != nil {
 		t.Fatal(err)
 	}

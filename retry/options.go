@@ -30,13 +30,80 @@ const (
 // Group is given.
 func DefaultGroup(retryTopic string) string { return "kafkaguard-retry-" + retryTopic }
 
-// Opt configures a Parker, a Job or KeyLocks. Each option's doc says which
-// of them it applies to; the others ignore it.
-type Opt interface{ apply(*config) }
+// The options of this package are scoped by type, as franz-go's are: each
+// constructor takes only the options that apply to it, and passing one that
+// does not apply is a compile error, not an option silently ignored.
+//
+//   - ParkerOpt configures NewParker, JobOpt NewJob, LocksOpt NewKeyLocks.
+//   - Opt applies to all three (Topic, RetryTopic, Logger).
+//   - RetryOpt applies to a Parker and a Job: how records are retried
+//     (DeadLetterTopic, MaxAttempts, RetryBackoff, KeyOrder, ReportMetrics,
+//     OnAlert).
+//   - GroupOpt applies to a Job and KeyLocks: the Job's consumer group and
+//     clients (Group, KgoOpts).
+//
+// Options have bare names (MaxAttempts, not WithMaxAttempts), as in every
+// kafkaguard package.
+type (
+	// ParkerOpt configures a Parker.
+	ParkerOpt interface {
+		option
+		parkerOpt()
+	}
+	// JobOpt configures a Job.
+	JobOpt interface {
+		option
+		jobOpt()
+	}
+	// LocksOpt configures KeyLocks.
+	LocksOpt interface {
+		option
+		locksOpt()
+	}
+	// Opt configures a Parker, a Job and KeyLocks alike.
+	Opt interface {
+		ParkerOpt
+		JobOpt
+		LocksOpt
+	}
+	// RetryOpt configures a Parker and a Job alike.
+	RetryOpt interface {
+		ParkerOpt
+		JobOpt
+	}
+	// GroupOpt configures a Job and KeyLocks alike.
+	GroupOpt interface {
+		JobOpt
+		LocksOpt
+	}
+)
 
-type optFunc func(*config)
+// option is what every option does: set part of the config.
+type option interface{ apply(*config) }
 
-func (f optFunc) apply(c *config) { f(c) }
+type (
+	allOpt   func(*config) // Opt
+	retryOpt func(*config) // RetryOpt
+	groupOpt func(*config) // GroupOpt
+	jobOpt   func(*config) // JobOpt
+	locksOpt func(*config) // LocksOpt
+)
+
+func (f allOpt) apply(c *config)   { f(c) }
+func (f retryOpt) apply(c *config) { f(c) }
+func (f groupOpt) apply(c *config) { f(c) }
+func (f jobOpt) apply(c *config)   { f(c) }
+func (f locksOpt) apply(c *config) { f(c) }
+
+func (allOpt) parkerOpt()   {}
+func (allOpt) jobOpt()      {}
+func (allOpt) locksOpt()    {}
+func (retryOpt) parkerOpt() {}
+func (retryOpt) jobOpt()    {}
+func (groupOpt) jobOpt()    {}
+func (groupOpt) locksOpt()  {}
+func (jobOpt) jobOpt()      {}
+func (locksOpt) locksOpt()  {}
 
 type config struct {
 	topic           string
@@ -58,7 +125,7 @@ type config struct {
 	onAlert         func(Alert)
 }
 
-func newConfig(opts []Opt) config {
+func newConfig[O option](opts []O) config {
 	c := config{
 		maxAttempts:     DefaultMaxAttempts,
 		backoff:         DefaultBackoff(),
@@ -70,7 +137,7 @@ func newConfig(opts []Opt) config {
 		thresholds:      Thresholds{Interval: DefaultAlertInterval},
 	}
 	for _, o := range opts {
-		if o != nil {
+		if option(o) != nil {
 			o.apply(&c)
 		}
 	}
@@ -170,64 +237,65 @@ func (c *config) validate(needTopic bool) error {
 // Topic names the topic whose failed records are retried. The retry topic
 // defaults to topic+".retry" and the dead-letter topic to topic+".dlq".
 // A Parker without Topic or RetryTopic derives both from each record's topic.
-// Parker, Job, KeyLocks.
-func Topic(name string) Opt { return optFunc(func(c *config) { c.topic = name }) }
+func Topic(name string) Opt { return allOpt(func(c *config) { c.topic = name }) }
 
 // RetryTopic sets the topic failure markers are written to and read from.
-// Parker, Job, KeyLocks.
-func RetryTopic(name string) Opt { return optFunc(func(c *config) { c.retryTopic = name }) }
+func RetryTopic(name string) Opt { return allOpt(func(c *config) { c.retryTopic = name }) }
 
 // DeadLetterTopic sets the topic records go to once their attempts are
-// exhausted or their error is permanent. Parker, Job.
-func DeadLetterTopic(name string) Opt { return optFunc(func(c *config) { c.dlqTopic = name }) }
+// exhausted or their error is permanent.
+func DeadLetterTopic(name string) RetryOpt { return retryOpt(func(c *config) { c.dlqTopic = name }) }
 
 // Group sets the Job's consumer group on the retry topic; KeyLocks read its
 // committed offsets to know which markers are finished. The default is
-// DefaultGroup(retry topic). Job, KeyLocks.
-func Group(name string) Opt { return optFunc(func(c *config) { c.group = name }) }
+// DefaultGroup(retry topic).
+func Group(name string) GroupOpt { return groupOpt(func(c *config) { c.group = name }) }
 
-// ClientOpts are the franz-go options (seed brokers, TLS, SASL, ...) of the
+// KgoOpts are the franz-go options (seed brokers, TLS, SASL, ...) of the
 // clients a Job or KeyLocks creates. The Job's client is built with
 // produce.NoLoss in front of them, so options that contradict acks=all and
-// idempotent writes are refused. Job, KeyLocks.
-func ClientOpts(opts ...kgo.Opt) Opt {
-	return optFunc(func(c *config) { c.clientOpts = append(c.clientOpts, opts...) })
+// idempotent writes are refused.
+func KgoOpts(opts ...kgo.Opt) GroupOpt {
+	return groupOpt(func(c *config) { c.clientOpts = append(c.clientOpts, opts...) })
 }
 
 // MaxAttempts sets how many times a record's handler may run, counting the
 // consumer's first run, before the record is dead-lettered. The default is
-// DefaultMaxAttempts. Parker, Job.
-func MaxAttempts(n int) Opt { return optFunc(func(c *config) { c.maxAttempts = n }) }
+// DefaultMaxAttempts.
+func MaxAttempts(n int) RetryOpt { return retryOpt(func(c *config) { c.maxAttempts = n }) }
 
-// WithBackoff sets the delay between attempts. The default is
-// DefaultBackoff(). Parker, Job.
-func WithBackoff(b Backoff) Opt { return optFunc(func(c *config) { c.backoff = b }) }
+// RetryBackoff sets the delay between attempts. The default is
+// DefaultBackoff().
+func RetryBackoff(b Backoff) RetryOpt { return retryOpt(func(c *config) { c.backoff = b }) }
 
 // Concurrency sets how many handlers the Job runs at once. The default is
-// DefaultConcurrency. Job.
-func Concurrency(n int) Opt { return optFunc(func(c *config) { c.concurrency = n }) }
+// DefaultConcurrency.
+func Concurrency(n int) JobOpt { return jobOpt(func(c *config) { c.concurrency = n }) }
 
 // MaxBuffered bounds the markers a Job holds in memory, waiting for their due
 // time or running; it stops fetching while the bound is reached. Markers held
 // only because an earlier record of their key has not been read yet (key
 // order) do not count, so that they cannot stall the Job. The default is
-// DefaultMaxBuffered. Job.
-func MaxBuffered(n int) Opt { return optFunc(func(c *config) { c.maxBuffered = n }) }
+// DefaultMaxBuffered.
+func MaxBuffered(n int) JobOpt { return jobOpt(func(c *config) { c.maxBuffered = n }) }
 
 // CommitInterval sets how often the Job commits its progress on the retry
-// topic. The default is DefaultCommitInterval. Job.
-func CommitInterval(d time.Duration) Opt { return optFunc(func(c *config) { c.commitInterval = d }) }
+// topic. The default is DefaultCommitInterval.
+func CommitInterval(d time.Duration) JobOpt { return jobOpt(func(c *config) { c.commitInterval = d }) }
 
 // ShutdownTimeout bounds how long Job.Run waits, once its context is done,
 // for running handlers before cancelling their context. Markers whose
 // handler did not finish are not committed and run again on the next start.
-// The default is DefaultShutdownTimeout. Job.
-func ShutdownTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.shutdownTimeout = d }) }
+// The default is DefaultShutdownTimeout.
+func ShutdownTimeout(d time.Duration) JobOpt {
+	return jobOpt(func(c *config) { c.shutdownTimeout = d })
+}
 
 // RefreshInterval sets how often KeyLocks read the Job group's committed
 // offsets to forget finished markers. The default is DefaultRefreshInterval.
-// KeyLocks.
-func RefreshInterval(d time.Duration) Opt { return optFunc(func(c *config) { c.refreshInterval = d }) }
+func RefreshInterval(d time.Duration) LocksOpt {
+	return locksOpt(func(c *config) { c.refreshInterval = d })
+}
 
 // KeyOrder keeps the records of each key in order through the retry path,
 // using locks (see KeyLocks) to know which keys have a parked record.
@@ -236,19 +304,18 @@ func RefreshInterval(d time.Duration) Opt { return optFunc(func(c *config) { c.r
 // order the records were first read, and writes a KindResolved record when a
 // key's record leaves the retry path so that every KeyLocks unlocks it. Both
 // the Parker and the Job must be given KeyOrder. Records without a key are
-// not ordered. Parker, Job.
-func KeyOrder(locks *KeyLocks) Opt { return optFunc(func(c *config) { c.locks = locks }) }
+// not ordered.
+func KeyOrder(locks *KeyLocks) RetryOpt { return retryOpt(func(c *config) { c.locks = locks }) }
 
 // Logger sets the logger for parks, retries, dead letters and alerts.
-// The default discards. Parker, Job, KeyLocks.
-func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }
+// The default discards.
+func Logger(l *slog.Logger) Opt { return allOpt(func(c *config) { c.logger = l }) }
 
-// WithMetrics makes a Parker or Job count into m (see NewMetrics).
-// Parker, Job.
-func WithMetrics(m *Metrics) Opt { return optFunc(func(c *config) { c.metrics = m }) }
+// ReportMetrics makes a Parker or Job count into m (see NewMetrics).
+func ReportMetrics(m *Metrics) RetryOpt { return retryOpt(func(c *config) { c.metrics = m }) }
 
-// OnAlert calls fn when a threshold in t is crossed (see Alert). Job, and
-// Parker for dead letters.
-func OnAlert(t Thresholds, fn func(Alert)) Opt {
-	return optFunc(func(c *config) { c.thresholds, c.onAlert = t, fn })
+// OnAlert calls fn when a threshold in t is crossed (see Alert); a Parker
+// checks only the dead-letter threshold.
+func OnAlert(t Thresholds, fn func(Alert)) RetryOpt {
+	return retryOpt(func(c *config) { c.thresholds, c.onAlert = t, fn })
 }

@@ -112,12 +112,11 @@ type Parker struct {
 	synced map[Origin]bool // partitions (Offset unused) seen since the locks were synced
 }
 
-// NewParker returns a Parker that writes with client. The client must
-// produce with acks=all (franz-go's default; see produce.NoLoss), or
-// NewParker returns an error wrapping ErrUnsafeClient. Options used: Topic,
-// RetryTopic, DeadLetterTopic, MaxAttempts, WithBackoff, KeyOrder, Logger,
-// WithMetrics, OnAlert.
-func NewParker(client *kgo.Client, opts ...Opt) (*Parker, error) {
+// NewParker returns a Parker that writes with client, which stays the
+// caller's to close. The client must produce with acks=all (franz-go's
+// default; see produce.NoLoss), or NewParker returns an error wrapping
+// ErrUnsafeClient.
+func NewParker(client *kgo.Client, opts ...ParkerOpt) (*Parker, error) {
 	if client == nil {
 		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
 	}

@@ -14,7 +14,7 @@ import (
 func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 	e := newEnv(t, "grace", 3)
 	ctx := context.Background()
-	p, err := retry.NewParker(e.cl, retry.WithBackoff(fastBackoff))
+	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 			ok[string(m.Value)]++
 			mu.Unlock()
 			return handler(ctx, m)
-		}, retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff), retry.Concurrency(4), retry.CommitInterval(time.Hour))
+		}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.Concurrency(4), retry.CommitInterval(time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +75,7 @@ func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 func TestHandlerInterruptedByShutdownRunsAgainWithoutCountingAnAttempt(t *testing.T) {
 	e := newEnv(t, "intr", 1)
 	ctx := context.Background()
-	p, err := retry.NewParker(e.cl, retry.WithBackoff(fastBackoff))
+	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestHandlerInterruptedByShutdownRunsAgainWithoutCountingAnAttempt(t *testin
 		started <- struct{}{}
 		<-ctx.Done() // hangs until the shutdown timeout cancels it
 		return ctx.Err()
-	}, retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff), retry.ShutdownTimeout(50*time.Millisecond))
+	}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.ShutdownTimeout(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestHandlerInterruptedByShutdownRunsAgainWithoutCountingAnAttempt(t *testin
 
 	got := make(chan *retry.Marker, 1)
 	again, err := retry.NewJob(func(_ context.Context, m *retry.Marker) error { got <- m; return nil },
-		retry.Topic(e.topic), e.clientOpts(), retry.WithBackoff(fastBackoff))
+		retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff))
 	if err != nil {
 		t.Fatal(err)
 	}

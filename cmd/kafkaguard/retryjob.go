@@ -113,32 +113,38 @@ func newRetryJobCmd() *cobra.Command {
 		if err != nil {
 			return failure(err)
 		}
-		opts := []retry.Opt{
-			retry.Topic(*topic),
-			retry.ClientOpts(kgo.SeedBrokers(seeds...)),
+		// Options of both the Job and the key locks, then the Job's own.
+		shared := []retry.GroupOpt{retry.Topic(*topic), retry.KgoOpts(kgo.SeedBrokers(seeds...)), retry.Logger(logger)}
+		if *retryTopic != "" {
+			shared = append(shared, retry.RetryTopic(*retryTopic))
+		}
+		if *group != "" {
+			shared = append(shared, retry.Group(*group))
+		}
+		opts := []retry.JobOpt{
 			retry.MaxAttempts(*maxAttempts),
-			retry.WithBackoff(retry.Backoff{Initial: *initial, Max: *maxBackoff, Multiplier: retry.DefaultMultiplier, Jitter: *jitter}),
+			retry.RetryBackoff(retry.Backoff{Initial: *initial, Max: *maxBackoff, Multiplier: retry.DefaultMultiplier, Jitter: *jitter}),
 			retry.Concurrency(*concurrency),
 			retry.MaxBuffered(max(retry.DefaultMaxBuffered, *concurrency)),
-			retry.Logger(logger),
-			retry.WithMetrics(metrics),
+			retry.ReportMetrics(metrics),
 			retry.OnAlert(retry.Thresholds{Backlog: *alertBacklog, Age: *alertAge, DeadLetters: *alertDead}, nil),
 		}
-		if *retryTopic != "" {
-			opts = append(opts, retry.RetryTopic(*retryTopic))
+		for _, o := range shared {
+			opts = append(opts, o)
 		}
 		if *dlqTopic != "" {
 			opts = append(opts, retry.DeadLetterTopic(*dlqTopic))
-		}
-		if *group != "" {
-			opts = append(opts, retry.Group(*group))
 		}
 		// Validate every option before touching the network.
 		if _, err := retry.NewJob(handler, opts...); err != nil {
 			return usageErrorf("%v", err)
 		}
 		if *keyOrder {
-			locks, err := retry.NewKeyLocks(ctx, opts...)
+			lockOpts := make([]retry.LocksOpt, len(shared))
+			for i, o := range shared {
+				lockOpts[i] = o
+			}
+			locks, err := retry.NewKeyLocks(ctx, lockOpts...)
 			if err != nil {
 				return failure(err)
 			}

@@ -125,7 +125,7 @@ func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Clie
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	p, err := retry.NewParker(cl, retry.WithBackoff(retry.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}))
+	p, err := retry.NewParker(cl, retry.RetryBackoff(retry.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}))
 	if err != nil {
 		t.Fatal(err)
 	}

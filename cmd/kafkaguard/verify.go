@@ -147,7 +147,7 @@ func newVerifyCmd() *cobra.Command {
 		switch {
 		case len(brokers) == 0:
 			fmt.Fprintln(stderr, "kafkaguard verify: starting the bundled 3-broker cluster")
-			opts := []kafkatest.Option{kafkatest.Brokers(3)}
+			opts := []kafkatest.Opt{kafkatest.Brokers(3)}
 			if logger != nil {
 				opts = append(opts, kafkatest.Logger(logger.With("component", "cluster")))
 			}

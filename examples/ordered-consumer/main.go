@@ -179,10 +179,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return chk.handle(r)
 	}
 	cons, err := consume.New(handler,
-		consume.WithKgoOpts(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(o.group), kgo.ConsumeTopics(o.topic),
+		consume.KgoOpts(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(o.group), kgo.ConsumeTopics(o.topic),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())),
-		consume.WithOrder(o.order), consume.WithConcurrency(o.concurrency), consume.WithLogger(logger),
-		consume.WithOnError(func(f consume.Failure) {
+		consume.OrderBy(o.order), consume.Concurrency(o.concurrency), consume.Logger(logger),
+		consume.OnError(func(f consume.Failure) {
 			fmt.Fprintf(out, "record %s/%d@%d failed, its %s waits: %v\n", f.Record.Topic, f.Record.Partition, f.Record.Offset,
 				map[consume.Order]string{consume.KeyOrder: "key", consume.PartitionOrder: "partition", consume.Unordered: "slot"}[o.order], f.Err)
 		}))

@@ -124,19 +124,16 @@ func run(ctx context.Context, out io.Writer, records, keys int) error {
 	// The retry path, in key order: the key locks are shared by the parker
 	// (consumer side) and the job.
 	quiet := slog.New(slog.DiscardHandler)
-	common := []retry.Opt{
-		retry.Topic(topic),
-		retry.ClientOpts(seeds),
-		retry.WithBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2, Jitter: 0.2}),
-		retry.MaxAttempts(4),
-	}
-	locks, err := retry.NewKeyLocks(ctx, common...)
+	// Options that apply to the parker and the job alike.
+	backoff := retry.RetryBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2, Jitter: 0.2})
+	attempts := retry.MaxAttempts(4)
+	locks, err := retry.NewKeyLocks(ctx, retry.Topic(topic), retry.KgoOpts(seeds))
 	if err != nil {
 		return err
 	}
 	defer locks.Close()
-	common = append(common, retry.KeyOrder(locks), retry.Logger(quiet))
-	parker, err := retry.NewParker(producer, common...)
+	keyOrder := retry.KeyOrder(locks)
+	parker, err := retry.NewParker(producer, retry.Topic(topic), backoff, attempts, keyOrder, retry.Logger(quiet))
 	if err != nil {
 		return err
 	}
@@ -146,8 +143,8 @@ func run(ctx context.Context, out io.Writer, records, keys int) error {
 			fmt.Fprintf(out, "%-5s %-10s failed: %v; parked\n", "app", r.Value, err)
 		}
 		return err
-	}), consume.WithKgoOpts(seeds, kgo.ConsumeTopics(topic), kgo.ConsumerGroup("payments-app"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), consume.WithRetry(parker), consume.WithLogger(quiet))
+	}), consume.KgoOpts(seeds, kgo.ConsumeTopics(topic), kgo.ConsumerGroup("payments-app"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), consume.RetryPath(parker), consume.Logger(quiet))
 	if err != nil {
 		return err
 	}
@@ -159,12 +156,13 @@ func run(ctx context.Context, out io.Writer, records, keys int) error {
 			fmt.Fprintf(out, "%-5s %-10s attempt %d failed: %v\n", "job", m.Value, m.Attempts+1, err)
 		}
 		return err
-	}, append(common, retry.OnAlert(retry.Thresholds{DeadLetters: 1}, func(a retry.Alert) {
-		dlMu.Lock()
-		deadLetters = append(deadLetters, a.Marker)
-		dlMu.Unlock()
-		fmt.Fprintf(out, "ALERT dead letter: %s after %d attempts: %s\n", a.Marker.Value, a.Marker.Attempts, a.Marker.LastError())
-	}))...)
+	}, retry.Topic(topic), retry.KgoOpts(seeds), backoff, attempts, keyOrder, retry.Logger(quiet),
+		retry.OnAlert(retry.Thresholds{DeadLetters: 1}, func(a retry.Alert) {
+			dlMu.Lock()
+			deadLetters = append(deadLetters, a.Marker)
+			dlMu.Unlock()
+			fmt.Fprintf(out, "ALERT dead letter: %s after %d attempts: %s\n", a.Marker.Value, a.Marker.Attempts, a.Marker.LastError())
+		}))
 	if err != nil {
 		return err
 	}

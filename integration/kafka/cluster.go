@@ -50,12 +50,12 @@ func (e *ScriptError) Error() string {
 
 func (e *ScriptError) Unwrap() error { return e.Err }
 
-// Option configures [Start].
-type Option interface{ apply(*config) }
+// Opt configures [Start].
+type Opt interface{ apply(*config) }
 
-type optionFunc func(*config)
+type optFunc func(*config)
 
-func (f optionFunc) apply(c *config) { f(c) }
+func (f optFunc) apply(c *config) { f(c) }
 
 type config struct {
 	dir           string
@@ -65,30 +65,30 @@ type config struct {
 	brokerConfigs []string // KEY=VALUE
 }
 
-// WithDir sets the run dir holding the nodes' data, logs and pid files; it
+// Dir sets the run dir holding the nodes' data, logs and pid files; it
 // is kept after [Cluster.Stop] so logs can be read. Without it Start uses a
 // new temporary directory that Stop removes.
-func WithDir(dir string) Option { return optionFunc(func(c *config) { c.dir = dir }) }
+func Dir(dir string) Opt { return optFunc(func(c *config) { c.dir = dir }) }
 
-// WithBasePort sets node 1's client port; node i listens on base+i-1 and its
+// BasePort sets node 1's client port; node i listens on base+i-1 and its
 // controller on base+100+i-1. The default is 19092.
-func WithBasePort(port int) Option { return optionFunc(func(c *config) { c.basePort = port }) }
+func BasePort(port int) Opt { return optFunc(func(c *config) { c.basePort = port }) }
 
-// WithScript sets the path of kafka.sh. The default is $KAFKAGUARD_KAFKA_SH,
+// Script sets the path of kafka.sh. The default is $KAFKAGUARD_KAFKA_SH,
 // else the kafka.sh beside this package's source.
-func WithScript(path string) Option { return optionFunc(func(c *config) { c.script = path }) }
+func Script(path string) Opt { return optFunc(func(c *config) { c.script = path }) }
 
-// WithBrokerConfig adds a broker setting to every node's server.properties,
-// such as WithBrokerConfig("min.insync.replicas", "2"). It applies when Start
+// BrokerConfig adds a broker setting to every node's server.properties,
+// such as BrokerConfig("min.insync.replicas", "2"). It applies when Start
 // formats a new cluster (kafka.sh start --config).
-func WithBrokerConfig(key, value string) Option {
-	return optionFunc(func(c *config) { c.brokerConfigs = append(c.brokerConfigs, key+"="+value) })
+func BrokerConfig(key, value string) Opt {
+	return optFunc(func(c *config) { c.brokerConfigs = append(c.brokerConfigs, key+"="+value) })
 }
 
-// WithStopTimeout bounds [Cluster.Stop] and [Cluster.Kill], which take no
+// StopTimeout bounds [Cluster.Stop] and [Cluster.Kill], which take no
 // context. The default is two minutes.
-func WithStopTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.stopWait = d })
+func StopTimeout(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.stopWait = d })
 }
 
 // Cluster is a running Apache Kafka cluster started by [Start]. It is safe
@@ -106,7 +106,7 @@ type Cluster struct {
 // broker+controller nodes on 127.0.0.1, fetching Kafka first when the cache
 // is empty, and returns once every broker answers. If Start fails, nodes it
 // launched are stopped.
-func Start(ctx context.Context, nodes int, opts ...Option) (*Cluster, error) {
+func Start(ctx context.Context, nodes int, opts ...Opt) (*Cluster, error) {
 	cfg := config{basePort: 19092, stopWait: 2 * time.Minute}
 	for _, o := range opts {
 		o.apply(&cfg)
@@ -319,12 +319,12 @@ func findScript(path string) (string, error) {
 	if path == "" {
 		_, file, _, ok := runtime.Caller(0)
 		if !ok {
-			return "", errors.New("kafkacluster: cannot locate kafka.sh; set KAFKAGUARD_KAFKA_SH or use WithScript")
+			return "", errors.New("kafkacluster: cannot locate kafka.sh; set KAFKAGUARD_KAFKA_SH or use Script")
 		}
 		path = filepath.Join(filepath.Dir(file), "kafka.sh")
 	}
 	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("kafkacluster: kafka.sh: %w (set KAFKAGUARD_KAFKA_SH or use WithScript)", err)
+		return "", fmt.Errorf("kafkacluster: kafka.sh: %w (set KAFKAGUARD_KAFKA_SH or use Script)", err)
 	}
 	return path, nil
 }

@@ -66,9 +66,9 @@ func TestStartPassesShapeAndParsesBootstrap(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			script, calls := fakeScript(t, tt.ready)
-			opts := []Option{WithScript(script), WithDir(t.TempDir())}
+			opts := []Opt{Script(script), Dir(t.TempDir())}
 			if tt.port != 0 {
-				opts = append(opts, WithBasePort(tt.port))
+				opts = append(opts, BasePort(tt.port))
 			}
 			c, err := Start(context.Background(), tt.nodes, opts...)
 			if err != nil {
@@ -91,21 +91,21 @@ func TestStartRejectsBadArgumentsWithoutRunningScript(t *testing.T) {
 	tests := []struct {
 		name  string
 		nodes int
-		opts  []Option
+		opts  []Opt
 	}{
 		{"zero nodes", 0, nil},
 		{"two nodes", 2, nil},
 		{"four nodes", 4, nil},
-		{"privileged port", 1, []Option{WithBasePort(80)}},
-		{"port range overflows", 3, []Option{WithBasePort(65500)}},
-		{"zero stop timeout", 1, []Option{WithStopTimeout(0)}},
-		{"broker config without key", 1, []Option{WithBrokerConfig("", "2")}},
-		{"broker config spanning lines", 1, []Option{WithBrokerConfig("a", "1\nb=2")}},
+		{"privileged port", 1, []Opt{BasePort(80)}},
+		{"port range overflows", 3, []Opt{BasePort(65500)}},
+		{"zero stop timeout", 1, []Opt{StopTimeout(0)}},
+		{"broker config without key", 1, []Opt{BrokerConfig("", "2")}},
+		{"broker config spanning lines", 1, []Opt{BrokerConfig("a", "1\nb=2")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			script, calls := fakeScript(t, readyThree)
-			opts := append([]Option{WithScript(script), WithDir(t.TempDir())}, tt.opts...)
+			opts := append([]Opt{Script(script), Dir(t.TempDir())}, tt.opts...)
 			if _, err := Start(context.Background(), tt.nodes, opts...); err == nil {
 				t.Fatal("Start succeeded, want an error")
 			}
@@ -118,8 +118,8 @@ func TestStartRejectsBadArgumentsWithoutRunningScript(t *testing.T) {
 
 func TestStartPassesBrokerConfigsAndFaultsNameTheNode(t *testing.T) {
 	script, calls := fakeScript(t, readyThree)
-	c, err := Start(context.Background(), 3, WithScript(script), WithDir(t.TempDir()),
-		WithBrokerConfig("min.insync.replicas", "2"), WithBrokerConfig("log.flush.interval.messages", "1"))
+	c, err := Start(context.Background(), 3, Script(script), Dir(t.TempDir()),
+		BrokerConfig("min.insync.replicas", "2"), BrokerConfig("log.flush.interval.messages", "1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestStartPassesBrokerConfigsAndFaultsNameTheNode(t *testing.T) {
 }
 
 func TestStartMissingScriptIsClearError(t *testing.T) {
-	_, err := Start(context.Background(), 1, WithScript(filepath.Join(t.TempDir(), "nope.sh")))
+	_, err := Start(context.Background(), 1, Script(filepath.Join(t.TempDir(), "nope.sh")))
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err = %v, want one matching os.ErrNotExist", err)
 	}
@@ -170,9 +170,9 @@ func TestStartFailureCarriesStderrAndStopsOnlyWhatItOwns(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			script, calls := fakeScript(t, fail)
-			opts := []Option{WithScript(script)}
+			opts := []Opt{Script(script)}
 			if !tt.ownDir {
-				opts = append(opts, WithDir(t.TempDir()))
+				opts = append(opts, Dir(t.TempDir()))
 			}
 			_, err := Start(context.Background(), 3, opts...)
 			var se *ScriptError
@@ -194,7 +194,7 @@ func TestStartFailureCarriesStderrAndStopsOnlyWhatItOwns(t *testing.T) {
 
 func TestStartReportsUnavailableOnExit69(t *testing.T) {
 	script, _ := fakeScript(t, `echo "kafka.sh: unavailable: java not found" >&2; exit 69`)
-	_, err := Start(context.Background(), 1, WithScript(script), WithDir(t.TempDir()))
+	_, err := Start(context.Background(), 1, Script(script), Dir(t.TempDir()))
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
@@ -205,7 +205,7 @@ func TestStartReportsUnavailableOnExit69(t *testing.T) {
 
 func TestStartWithoutReadyLineFailsAndStops(t *testing.T) {
 	script, calls := fakeScript(t, `echo "started, maybe"`)
-	_, err := Start(context.Background(), 1, WithScript(script), WithDir(t.TempDir()))
+	_, err := Start(context.Background(), 1, Script(script), Dir(t.TempDir()))
 	if err == nil || !strings.Contains(err.Error(), "no ready line") {
 		t.Fatalf("err = %v, want a missing ready line error", err)
 	}
@@ -218,7 +218,7 @@ func TestStartCancelledStopsLaunchedNodes(t *testing.T) {
 	script, calls := fakeScript(t, `exec sleep 60`)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := Start(ctx, 3, WithScript(script), WithDir(t.TempDir()))
+	_, err := Start(ctx, 3, Script(script), Dir(t.TempDir()))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
@@ -229,7 +229,7 @@ func TestStartCancelledStopsLaunchedNodes(t *testing.T) {
 
 func TestFaultsRunScriptAndValidateNodeIDs(t *testing.T) {
 	script, calls := fakeScript(t, readyThree)
-	c, err := Start(context.Background(), 3, WithScript(script), WithDir(t.TempDir()))
+	c, err := Start(context.Background(), 3, Script(script), Dir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestFaultsRunScriptAndValidateNodeIDs(t *testing.T) {
 
 func TestStopCleansOwnDirOnly(t *testing.T) {
 	script, calls := fakeScript(t, readyThree)
-	c, err := Start(context.Background(), 3, WithScript(script))
+	c, err := Start(context.Background(), 3, Script(script))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestRealKafkaRecordSurvivesSIGKILLAndRestart(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := Start(ctx, 1, WithBasePort(29092))
+	c, err := Start(ctx, 1, BasePort(29092))
 	if errors.Is(err, ErrUnavailable) {
 		t.Skip(err)
 	}

@@ -18,4 +18,7 @@
 //
 // The nodes are separate processes detached from the test binary: a cluster
 // that is not stopped outlives the test. See README.md for the script.
+//
+// Options have bare names (Dir, BrokerConfig), as in every kafkaguard
+// package, and are of type Opt.
 package kafkacluster
