@@ -229,7 +229,14 @@ func (r *Replica) epochStartLocked() int64 {
 func (r *Replica) CheckISR() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.leader != r.cfg.BrokerID || r.proposal != nil {
+	if r.leader != r.cfg.BrokerID {
+		return
+	}
+	// A follower outside the ISR holds the high watermark only while it is caught up: once the
+	// lag bound has passed, the high watermark may move although nothing else happened (a dead
+	// follower the controller already took out of the ISR neither fetches nor is shrunk away).
+	r.maybeAdvanceHWLocked()
+	if r.proposal != nil {
 		return
 	}
 	now, leo := r.cfg.Now(), r.log.EndOffset()

@@ -162,3 +162,34 @@ func TestMinInsyncReplicasIsCappedAtTheReplicationFactor(t *testing.T) {
 		t.Fatalf("high watermark %d, want 2", hw)
 	}
 }
+
+// TestFollowerRemovedFromTheISRHoldsTheHighWatermarkOnlyForTheLagBound: a follower the controller
+// took out of the ISR (it died: its broker was fenced) still counts for the high watermark while
+// it is caught up (Kafka's maybeIncrementLeaderHW counts caught-up replicas outside the ISR), but
+// only for replica.lag.time.max.ms; once that passes, the leader's periodic ISR check lets the
+// high watermark move and answers the acks=all produce waiting for it, even if nothing else
+// happens on the partition.
+func TestFollowerRemovedFromTheISRHoldsTheHighWatermarkOnlyForTheLagBound(t *testing.T) {
+	f := newFixture(t, 1)
+	r := f.leader(t, 1, 2)
+	if _, err := r.Append(t.Context(), batch(1, plain), 1); err != nil {
+		t.Fatal(err)
+	}
+	fetch(t, r, 2, 1)
+	// Broker 2 dies; the controller fences it and takes it out of the ISR.
+	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{1}, Leader: 1, LeaderEpoch: 1, Epoch: 2})
+	done := appendWaiting(t, r, batch(1, plain))
+	if hw := r.HighWatermark(); hw != 1 {
+		t.Fatalf("high watermark %d right after broker 2 left the ISR, want 1 (it was caught up moments ago)", hw)
+	}
+	f.clock.Advance(f.cfg.ReplicaLagMax + time.Second)
+	r.CheckISR()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("acks=all: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("acks=all still waiting past the lag bound of the dead follower; high watermark %d, log end %d", r.HighWatermark(), r.State().LEO)
+	}
+}
