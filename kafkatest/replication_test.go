@@ -312,6 +312,28 @@ func TestPausedFollowerLeavesISRAfterLagBoundAndRejoinsWhenResumed(t *testing.T)
 	}
 }
 
+// ackOnTheLeaderAlone pauses the followers of partition 0 and has the leader acknowledge value
+// with acks=all once they have left the ISR (they must fall behind to leave it: a caught-up
+// follower of an idle partition stays in, as in Kafka), so that only the leader holds the record.
+// It returns the partition as it is then, the followers still paused.
+func ackOnTheLeaderAlone(ctx context.Context, t *testing.T, c *kafkatest.Cluster, topic string, info kafkatest.PartitionInfo, value string) kafkatest.PartitionInfo {
+	t.Helper()
+	onFollowers(t, info, c.PauseReplication)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := produceSync(ctx, prod, topic, value); err != nil {
+		t.Fatal(err)
+	}
+	alone, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{info.Leader}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return alone
+}
+
 func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
 	const topic = "clean-only"
 	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "false"}, kafkatest.ReplicaLagMax(300*time.Millisecond))
@@ -319,33 +341,11 @@ func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	fs := followers(info)
-	for _, f := range fs {
-		if err := c.PauseReplication(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The acks=all produce waits until the paused followers, now behind, leave the ISR (an idle
-	// follower that is caught up stays in it, as in Kafka); then the leader alone holds it.
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	if err := produceSync(ctx, prod, topic, "only-on-leader"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
-		t.Fatal(err)
-	}
-	before, _ := c.Partition(topic, 0)
+	before := ackOnTheLeaderAlone(ctx, t, c, topic, info, "only-on-leader")
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range fs {
-		if err := c.ResumeReplication(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	onFollowers(t, info, c.ResumeReplication)
 	off, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader == -1 })
 	if err != nil {
 		t.Fatalf("partition did not go offline: %v", err)
@@ -388,20 +388,7 @@ func TestUncleanElectionOnElectsAStaleReplicaAndLosesAckedRecords(t *testing.T) 
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	onFollowers(t, info, c.PauseReplication)
-	// As above: acknowledged once the paused followers have left the ISR.
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	if err := produceSync(ctx, prod, topic, "acked-then-lost"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
-		t.Fatal(err)
-	}
-	before, _ := c.Partition(topic, 0)
+	before := ackOnTheLeaderAlone(ctx, t, c, topic, info, "acked-then-lost")
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
