@@ -140,7 +140,10 @@ type Broker struct {
 
 	isolated atomic.Bool
 	paused   atomic.Bool
-	faults   produceFaults
+	// faultChanges counts the changes of isolated and paused, so that a replica fetch can tell
+	// that a fault began (and maybe ended) while it was in flight.
+	faultChanges atomic.Uint64
+	faults       produceFaults
 
 	// hwAtStart are the high watermarks read from the checkpoint at Start; a replica opened
 	// later starts from its entry (capped at its log end).
@@ -487,6 +490,7 @@ func (b *Broker) shutdown(clean bool) error {
 // controller; clients can still connect.
 func (b *Broker) SetIsolated(on bool) {
 	b.isolated.Store(on)
+	b.faultChanges.Add(1)
 	b.fetchers.reconnect()
 	if !on {
 		host, port := b.hostPort()
@@ -502,4 +506,8 @@ func (b *Broker) SetIsolated(on bool) {
 func (b *Broker) Isolated() bool { return b.isolated.Load() }
 
 // SetReplicationPaused stops (or resumes) this node's replica fetchers.
-func (b *Broker) SetReplicationPaused(on bool) { b.paused.Store(on); b.fetchers.wake() }
+func (b *Broker) SetReplicationPaused(on bool) {
+	b.paused.Store(on)
+	b.faultChanges.Add(1)
+	b.fetchers.wake()
+}

@@ -264,12 +264,15 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, f.b.cfg.ReplicaFetchMaxWait+10*time.Second)
 	defer cancel()
+	faults := f.b.faultChanges.Load()
 	kresp, err := c.Request(ctx, req)
 	if err != nil {
 		return err
 	}
-	if f.b.paused.Load() || f.b.isolated.Load() {
-		return nil // the fault began while the fetch was in flight: what it brought is dropped
+	if f.b.paused.Load() || f.b.isolated.Load() || f.b.faultChanges.Load() != faults {
+		// A fault began while the fetch was in flight (and may have ended since): what it
+		// brought is dropped, as a partition drops what is on the wire.
+		return nil
 	}
 	resp := kresp.(*kmsg.FetchResponse)
 	if resp.ErrorCode != 0 {
