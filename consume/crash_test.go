@@ -76,10 +76,13 @@ func TestRestartAfterCrashRerunsOnlyTheRecordInFlight(t *testing.T) {
 		exit(true)
 		return nil
 	}
-	start(t, h2, groupOpts(c, group, topic), consume.Concurrency(8))
-	waitFor(t, "the restarted consumer to finish", 20*time.Second,
-		func() bool { return second.doneCount() == 1+behind })
-	time.Sleep(100 * time.Millisecond) // anything else would have run by now
+	start(t, h2, groupOpts(c, group, topic), consume.Concurrency(8), consume.CommitInterval(20*time.Millisecond))
+	// Once the commit is at the end, every record the restarted consumer
+	// was going to run has run: a record run twice cannot come later.
+	waitCommittedAtEnd(t, c, group, topic, 20*time.Second)
+	if n := second.doneCount(); n != 1+behind {
+		t.Errorf("the restarted consumer completed %d records, want %d (the one in flight and those behind it)", n, 1+behind)
+	}
 
 	first.mu.Lock()
 	second.mu.Lock()
@@ -158,10 +161,11 @@ func TestCrashAtARandomPointLosesNothing(t *testing.T) {
 		exit(true)
 		return nil
 	}
-	start(t, h2, groupOpts(c, group, topic), consume.Concurrency(16))
-	waitFor(t, "the restarted consumer to finish", 20*time.Second,
-		func() bool { return second.doneCount() == len(rs)-len(claimed) })
-	time.Sleep(100 * time.Millisecond)
+	start(t, h2, groupOpts(c, group, topic), consume.Concurrency(16), consume.CommitInterval(20*time.Millisecond))
+	waitCommittedAtEnd(t, c, group, topic, 20*time.Second)
+	if n := second.doneCount(); n != len(rs)-len(claimed) {
+		t.Errorf("the restarted consumer completed %d records, want the %d the commit did not claim", n, len(rs)-len(claimed))
+	}
 
 	first.mu.Lock()
 	second.mu.Lock()

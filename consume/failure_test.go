@@ -74,13 +74,29 @@ func TestFailingHandlerBlocksOnlyWhatItsOrderKeepsBehind(t *testing.T) {
 			run := start(t, handler, groupOpts(c, group, topic), consume.OrderBy(tc.order),
 				consume.Concurrency(8), consume.CommitInterval(20*time.Millisecond), consume.OnError(onError))
 
-			waitFor(t, "every record not behind the failure handled", 30*time.Second,
-				func() bool { return l.doneCount() == len(want) })
+			// Wait until the consumer holds every record and none is queued
+			// or running: each is done, failed or blocked, so a blocked
+			// record that was going to run has run by now. A blocked record
+			// that ran ends the wait at once.
+			waitFor(t, "every record done, failed or blocked", 30*time.Second, func() bool {
+				l.mu.Lock()
+				for _, r := range blocked {
+					if l.runs[at(r)] != 0 {
+						l.mu.Unlock()
+						return true
+					}
+				}
+				l.mu.Unlock()
+				st := run.c.Stats()
+				return st.Queued == 0 && st.Running == 0 && st.Processed+int64(st.Failed+st.Blocked) == int64(len(rs))
+			})
+			if n := l.doneCount(); n != len(want) {
+				t.Errorf("%d records completed, want the %d not behind the failure", n, len(want))
+			}
 			waitFor(t, "the commit to reach the failed record", 10*time.Second, func() bool {
 				o, ok := committed(t, c, group).Lookup(topic, failed.Partition)
 				return ok && o.At == failed.Offset
 			})
-			time.Sleep(100 * time.Millisecond) // blocked records would have had time to run
 
 			l.mu.Lock()
 			for _, r := range blocked {

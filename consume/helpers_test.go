@@ -192,6 +192,24 @@ func endOffsets(t testing.TB, c *kafkatest.Cluster, topic string) map[int32]int6
 	return out
 }
 
+// waitCommittedAtEnd waits until group has committed the end offset of
+// every partition of topic: every record was handled or skipped as done,
+// so nothing is left that the consumer could still run. Records are no
+// longer produced to topic when it is called.
+func waitCommittedAtEnd(t testing.TB, c *kafkatest.Cluster, group, topic string, timeout time.Duration) {
+	t.Helper()
+	ends := endOffsets(t, c, topic)
+	waitFor(t, "the commit to reach the end of "+topic, timeout, func() bool {
+		offs := committed(t, c, group)
+		for p, end := range ends {
+			if o, ok := offs.Lookup(topic, p); !ok || o.At != end {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // ledger records every handler invocation.
 type ledger struct {
 	mu      sync.Mutex

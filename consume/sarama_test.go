@@ -251,8 +251,9 @@ func TestConsumerAndSaramaHandlerResumeEachOther(t *testing.T) {
 			} else {
 				startSarama(t, c, group, topic, h2, scoped[consume.SaramaOpt](opts)...)
 			}
-			waitFor(t, "the second client to finish", 20*time.Second, func() bool { return second.doneCount() == 1+behind })
-			time.Sleep(100 * time.Millisecond)
+			// Once the commit is at the end, the second client has run all it
+			// was going to: a record run twice cannot come later.
+			waitCommittedAtEnd(t, c, group, topic, 20*time.Second)
 			second.mu.Lock()
 			defer second.mu.Unlock()
 			if second.total != 1+behind {

@@ -808,13 +808,14 @@ func TestNewReportsEveryInvalidOption(t *testing.T) {
 // where it would make the new assignment refuse the lower offsets it starts
 // from and let the checkpoint pass records that never ran.
 func TestSubmitWaitingForRoomAcrossRevokeAndReassignIsRefused(t *testing.T) {
-	release := make(chan struct{})
+	release, running := make(chan struct{}), make(chan struct{})
 	var (
 		mu  sync.Mutex
 		ran []int64
 	)
 	d := newDispatcher(t, func(_ context.Context, m Message[string]) error {
 		if m.Value == "first" {
+			close(running)
 			<-release // ignores its context: it outlives the revocation
 		}
 		mu.Lock()
@@ -828,10 +829,18 @@ func TestSubmitWaitingForRoomAcrossRevokeAndReassignIsRefused(t *testing.T) {
 	if err := d.Submit(ctx, msg(tp, 0, "first")); err != nil {
 		t.Fatal(err)
 	}
+	<-running // the revocation below waits for it
 	// Offset 5 of the first assignment waits for the slot offset 0 holds.
+	// Submit looks at its context only once it waits for room: when it
+	// asks for Done, it has taken the first assignment's partition.
+	wctx := &waitingCtx{Context: ctx, waiting: make(chan struct{})}
 	blocked := make(chan error, 1)
-	go func() { blocked <- d.Submit(ctx, msg(tp, 5, "old")) }()
-	time.Sleep(100 * time.Millisecond) // let it reach the wait
+	go func() { blocked <- d.Submit(wctx, msg(tp, 5, "old")) }()
+	select {
+	case <-wctx.waiting:
+	case err := <-blocked:
+		t.Fatalf("Submit returned %v without waiting for room", err)
+	}
 
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
@@ -865,4 +874,17 @@ func TestSubmitWaitingForRoomAcrossRevokeAndReassignIsRefused(t *testing.T) {
 	if fmt.Sprint(ran) != "[0 0 1 2 3 4 5]" {
 		t.Errorf("ran %v, want [0 0 1 2 3 4 5] (offset 0 of each assignment, then 1..5)", ran)
 	}
+}
+
+// waitingCtx is a context that closes waiting the first time Done is
+// called: a barrier for a goroutine about to block on it.
+type waitingCtx struct {
+	context.Context
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func (c *waitingCtx) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.waiting) })
+	return c.Context.Done()
 }

@@ -21,40 +21,78 @@ import (
 	"github.com/kafkaguard/kafkaguard/produce"
 )
 
-// readAll consumes topic from the start until it has at least n records,
-// then keeps polling briefly so that duplicates would show, and returns the
-// values in partition order.
+// readAll waits until topic's log is settled — every partition's high
+// watermark is its leader's log end offset, and together they hold at
+// least n records — then reads every record up to there and returns them
+// in partition order. The caller has stopped writing (its producers
+// flushed or closed), so a duplicate is in the log by then and is read:
+// no window is needed for it to show.
 func readAll(t *testing.T, c *kafkatest.Cluster, topic string, n int) []*kgo.Record {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	var got []*kgo.Record
-	var extra time.Time
+	var total int64
 	for {
-		pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		fs := cl.PollFetches(pctx)
-		pcancel()
-		fs.EachError(func(tp string, p int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("fetch %s/%d: %v", tp, p, err)
-			}
-		})
-		got = append(got, fs.Records()...)
-		switch {
-		case ctx.Err() != nil:
-			t.Fatalf("read %d of %d records of %s before the deadline", len(got), n, topic)
-		case len(got) >= n && extra.IsZero():
-			extra = time.Now().Add(500 * time.Millisecond)
-		case !extra.IsZero() && time.Now().After(extra):
-			return got
+		total = settledEnd(ctx, t, c, cl, topic)
+		if total >= int64(n) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s holds %d settled records, want at least %d", topic, max(total, 0), n)
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	var got []*kgo.Record
+	for int64(len(got)) < total {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records of %s before the deadline", len(got), total, topic)
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", tp, p, err) })
+		got = append(got, fs.Records()...)
+	}
+	slices.SortStableFunc(got, func(a, b *kgo.Record) int { return int(a.Partition - b.Partition) })
+	return got
+}
+
+// settledEnd returns how many records topic's partitions hold below their
+// high watermarks, or -1 while a partition's high watermark is below its
+// leader's log end offset (a write not yet replicated) or has no leader.
+func settledEnd(ctx context.Context, t *testing.T, c *kafkatest.Cluster, cl *kgo.Client, topic string) int64 {
+	t.Helper()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return -1
+	}
+	var total int64
+	settled := true
+	ends.Each(func(o kadm.ListedOffset) {
+		info, err := c.Partition(topic, o.Partition)
+		if err != nil || info.Leader < 0 {
+			settled = false
+			return
+		}
+		rep, err := c.Replica(info.Leader, topic, o.Partition)
+		if err != nil || rep.HW != rep.LEO || rep.HW != o.Offset {
+			settled = false
+			return
+		}
+		total += o.Offset
+	})
+	if !settled {
+		return -1
+	}
+	return total
 }
 
 func values(rs []*kgo.Record) []string {
@@ -111,6 +149,9 @@ func TestNoLossSendReturnsOnceEveryInSyncReplicaHasTheRecord(t *testing.T) {
 				t.Fatalf("record %d acknowledged before in-sync replica %d had it (LEO %d)", i, id, rep.LEO)
 			}
 		}
+	}
+	if err := p.Close(ctx); err != nil { // nothing more can be written: the log read below is final
+		t.Fatalf("Close: %v", err)
 	}
 	want := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
 	if got := values(readAll(t, c, "orders", n)); !slices.Equal(got, want) {
@@ -274,6 +315,9 @@ func TestPresetsKeepOrderWhenARequestIsRefusedAndRetried(t *testing.T) {
 			if err := p.Flush(ctx); err != nil || failed.Load() != 0 {
 				t.Fatalf("flush: %v; %d sends failed", err, failed.Load())
 			}
+			if err := p.Close(ctx); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
 			got := values(readAll(t, c, "ab", n+1))[1:]
 			if !slices.Equal(got, want) {
 				t.Fatalf("read %d records %v..., want 0..%d once each, in order", len(got), got[:min(10, len(got))], n-1)
@@ -319,6 +363,9 @@ func TestMinInsyncReplicasStopsNoLossButNotLeaderAck(t *testing.T) {
 	cctx, ccancel := context.WithTimeout(ctx, time.Second)
 	defer ccancel()
 	noLoss.Close(cctx) // the refused record may still be retrying; Close fails it
+	if err := leaderAck.Close(ctx); err != nil {
+		t.Fatalf("LeaderAck Close: %v", err)
+	}
 	// Below min.insync.replicas the leader's high watermark stays (Kafka >= 3.7): the acks=1
 	// record becomes readable once the follower is back in the ISR with it.
 	if err := c.Restart(ctx, follower); err != nil {
@@ -385,6 +432,11 @@ func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testin
 		if err := c.ResumeReplication(id); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Closing the producer ends any retry of the abandoned record still in
+	// flight, so the log read below is final.
+	if err := p.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 	// "Unknown" was the honest answer: the record was written after all,
 	// and exactly once.

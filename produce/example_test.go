@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
 
@@ -55,27 +57,39 @@ func ExampleValidateSarama() {
 }
 
 func ExampleProducer_Send() {
+	// kafkatest's bundled broker stands in for a cluster.
+	brokers, closeBroker := exampleBroker("orders")
+	defer closeBroker()
+
 	ctx := context.Background()
-	p, err := produce.New(ctx, produce.NoLoss, kgo.SeedBrokers("kafka-1:9092"))
+	p, err := produce.New(ctx, produce.NoLoss, kgo.SeedBrokers(brokers...))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer p.Close(ctx)
 
-	err = p.Send(ctx, &kgo.Record{Topic: "orders", Value: []byte("order 1")})
+	r := &kgo.Record{Topic: "orders", Value: []byte("order 1")}
+	err = p.Send(ctx, r)
 	switch {
 	case err == nil:
 		// Every in-sync replica has the record.
+		fmt.Printf("written to %s partition %d at offset %d\n", r.Topic, r.Partition, r.Offset)
 	case errors.Is(err, produce.ErrOutcomeUnknown):
 		// It may have been written: re-sending may duplicate it.
 	case errors.Is(err, produce.ErrNotWritten):
 		// Certainly not written: safe to re-send.
 	}
+	// Output: written to orders partition 0 at offset 0
 }
 
 func ExampleAudit() {
+	// The bundled broker, one node: "orders" has a single replica, which
+	// the audit reports.
+	brokers, closeBroker := exampleBroker("orders")
+	defer closeBroker()
+
 	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers("kafka-1:9092"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -85,7 +99,37 @@ func ExampleAudit() {
 		log.Fatal(err)
 	}
 	report.WriteText(os.Stdout)
-	if !report.Passed() {
-		os.Exit(1)
+	fmt.Println("passed:", report.Passed()) // a CI step would exit with status 1 when false
+	// Output:
+	// FAIL  broker 0      default.replication.factor >= 3           1 (server.properties)
+	// FAIL  broker 0      min.insync.replicas >= 2                  1 (server.properties)
+	// pass  broker 0      unclean.leader.election.enable = false    false (server.properties)
+	// FAIL  topic orders  replication.factor >= 3                   1 (least over partitions)
+	// FAIL  topic orders  min.insync.replicas >= 2                  1 (Kafka default)
+	// FAIL  topic orders  min.insync.replicas < replication.factor  1 < 1
+	// pass  topic orders  unclean.leader.election.enable = false    false (Kafka default)
+	//
+	// 5 of 7 checks failed:
+	// - broker 0: default.replication.factor >= 3: set default.replication.factor=3 on every broker; topics created without a replication factor get it
+	// - broker 0: min.insync.replicas >= 2: set min.insync.replicas=2 on every broker, the default for topics that do not set it
+	// - topic orders: replication.factor >= 3: add replicas until every partition of orders has 3 with kafka-reassign-partitions.sh, or recreate the topic with --replication-factor 3
+	// - topic orders: min.insync.replicas >= 2: kafka-configs.sh --alter --entity-type topics --entity-name orders --add-config min.insync.replicas=2
+	// - topic orders: min.insync.replicas < replication.factor: with min.insync.replicas >= replication.factor one broker down stops every acks=all write to orders; raise the replication factor to 3 or more
+	// passed: false
+}
+
+// exampleBroker starts kafkatest's bundled broker with a one-partition
+// topic and returns its bootstrap addresses and the function that stops
+// it.
+func exampleBroker(topic string) (brokers []string, closeBroker func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := kafkatest.Start(ctx)
+	if err == nil {
+		err = c.CreateTopic(ctx, topic, 1, 1, nil)
 	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	return c.Bootstrap(), func() { _ = c.Close() }
 }

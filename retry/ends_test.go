@@ -30,3 +30,27 @@ func endOffsets(t *testing.T, ctx context.Context, cl *kgo.Client, topic string)
 		}
 	}
 }
+
+// waitCommittedAtEnd waits until group has committed the end offset of every
+// partition of topic: every record was finished, so nothing is left that
+// the group's consumer could still run. Nothing is written to topic
+// meanwhile.
+func waitCommittedAtEnd(t *testing.T, e *env, group, topic string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ends := endOffsets(t, ctx, e.cl, topic)
+	adm := kadm.NewClient(e.cl)
+	waitFor(t, 20*time.Second, "the commit to reach the end of "+topic, func() bool {
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			return false
+		}
+		for p, end := range ends {
+			if o, ok := offs.Lookup(topic, p); end > 0 && (!ok || o.At != end) {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -113,12 +113,15 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 	}
 }
 
+// TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow holds every
+// handler until both alerts have fired, so the markers stay pending however
+// slowly the job reads them, then lets them succeed and waits for both
+// alerts to clear. The job is stopped (its gauge loop with it) before the
+// alerts are checked, so none can arrive after the check.
 func TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow(t *testing.T) {
 	e := newEnv(t, "alrt", 1)
 	ctx := context.Background()
-	// Due well after the job has read them, even on a loaded machine.
-	slow := retry.Backoff{Initial: 1500 * time.Millisecond, Max: 1500 * time.Millisecond, Multiplier: 1, Jitter: 0}
-	p, err := retry.NewParker(e.cl, retry.RetryBackoff(slow))
+	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +132,25 @@ func TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow(t *testing.T) 
 	}
 	var mu sync.Mutex
 	var alerts []retry.Alert
-	j, err := retry.NewJob(func(context.Context, *retry.Marker) error { return nil }, retry.Topic(e.topic), e.clientOpts(),
+	// last returns the latest alert of each kind.
+	last := func() map[retry.AlertKind]retry.Alert {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[retry.AlertKind]retry.Alert{}
+		for _, a := range alerts {
+			out[a.Kind] = a
+		}
+		return out
+	}
+	release := make(chan struct{})
+	j, err := retry.NewJob(func(ctx context.Context, _ *retry.Marker) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff),
 		retry.CommitInterval(20*time.Millisecond),
 		retry.OnAlert(retry.Thresholds{Backlog: 4, Age: 100 * time.Millisecond, Interval: 10 * time.Millisecond}, func(a retry.Alert) {
 			mu.Lock()
@@ -140,11 +161,14 @@ func TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow(t *testing.T) 
 		t.Fatal(err)
 	}
 	stop := runJob(t, j)
-	waitFor(t, 20*time.Second, "every record to succeed", func() bool { return j.Stats().Succeeded == 6 })
-	waitFor(t, 5*time.Second, "the alerts to clear", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(alerts) == 4
+	waitFor(t, 20*time.Second, "the backlog and age alerts to fire", func() bool {
+		l := last()
+		return l[retry.AlertBacklog].Firing && l[retry.AlertAge].Firing
+	})
+	close(release)
+	waitFor(t, 20*time.Second, "every record to succeed and both alerts to clear", func() bool {
+		l := last()
+		return j.Stats().Succeeded == 6 && len(l) == 2 && !l[retry.AlertBacklog].Firing && !l[retry.AlertAge].Firing
 	})
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -162,5 +186,8 @@ func TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow(t *testing.T) 
 		if fmt.Sprint(state[k]) != "[true false]" {
 			t.Errorf("%v alerts: firing states %v, want [true false]", k, state[k])
 		}
+	}
+	if len(alerts) != 4 {
+		t.Errorf("%d alerts, want 4: %+v", len(alerts), alerts)
 	}
 }

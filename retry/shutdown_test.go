@@ -5,12 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
+// TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice stops a job while
+// handlers run, then starts another: every marker succeeds exactly once.
+// The first job runs a quarter of the markers, then holds its handlers
+// until the shutdown has begun; handlers it starts after that hang until
+// the shutdown timeout interrupts them, so the first job cannot finish
+// everything, however the machine schedules it.
 func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 	e := newEnv(t, "grace", 3)
 	ctx := context.Background()
@@ -18,7 +25,7 @@ func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 40
+	const n, concurrency = 40, 4
 	for i := 0; i < n; i++ {
 		if err := p.Park(ctx, e.original(i, fmt.Sprint("k", i)), errors.New("failed")); err != nil {
 			t.Fatal(err)
@@ -26,28 +33,42 @@ func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 	}
 	var mu sync.Mutex
 	ok := map[string]int{}
-	handler := func(context.Context, *retry.Marker) error { return nil }
-	newJob := func() *retry.Job {
-		j, err := retry.NewJob(func(ctx context.Context, m *retry.Marker) error {
-			time.Sleep(20 * time.Millisecond)
-			mu.Lock()
-			ok[string(m.Value)]++
-			mu.Unlock()
-			return handler(ctx, m)
-		}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.Concurrency(4), retry.CommitInterval(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return j
-	}
 	count := func() int {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(ok)
 	}
-	first := newJob()
+	succeed := func(m *retry.Marker) error {
+		mu.Lock()
+		ok[string(m.Value)]++
+		mu.Unlock()
+		return nil
+	}
+	var (
+		stopping atomic.Bool
+		held     atomic.Int32
+		release  = make(chan struct{})
+	)
+	first, err := retry.NewJob(func(ctx context.Context, m *retry.Marker) error {
+		if stopping.Load() {
+			<-ctx.Done() // started during the shutdown: interrupted, runs again later
+			return ctx.Err()
+		}
+		if count() >= n/4 {
+			held.Add(1)
+			<-release // running when the shutdown begins
+		}
+		return succeed(m)
+	}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.Concurrency(concurrency),
+		retry.CommitInterval(time.Hour), retry.ShutdownTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := runJob(t, first)
-	waitFor(t, 20*time.Second, "some records to succeed", func() bool { return count() >= n/4 })
+	waitFor(t, 20*time.Second, "a quarter of the markers to succeed and every handler to be held",
+		func() bool { return held.Load() == concurrency })
+	stopping.Store(true)
+	close(release)
 	if err := stop(); err != nil { // graceful: waits for running handlers, commits
 		t.Fatal(err)
 	}
@@ -55,10 +76,19 @@ func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 	if before == n {
 		t.Fatalf("the first job finished everything before the shutdown; the test proves nothing")
 	}
-	second := newJob()
+
+	// The second job commits often: once its commit is at the end of the
+	// retry topic, it has run every marker it was going to, so a marker
+	// run twice cannot come later.
+	second, err := retry.NewJob(func(_ context.Context, m *retry.Marker) error { return succeed(m) },
+		retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.Concurrency(concurrency),
+		retry.CommitInterval(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop = runJob(t, second)
 	waitFor(t, 20*time.Second, "every record to succeed", func() bool { return count() == n })
-	time.Sleep(100 * time.Millisecond) // a duplicate run would show up now
+	waitCommittedAtEnd(t, e, retry.DefaultGroup(e.topic+retry.RetrySuffix), e.topic+retry.RetrySuffix)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func TestFollowerFetchPastTheLeaderEndChangesNothing(t *testing.T) {
 	if hw := r.HighWatermark(); hw != 0 {
 		t.Fatalf("high watermark %d after a failed fetch past the log end, want 0", hw)
 	}
-	f.isr.none(t)
+	f.isr.none(t, r)
 	// A good fetch still counts.
 	fetch(t, r, 2, 3)
 	if hw := r.HighWatermark(); hw != 3 {

@@ -106,7 +106,7 @@ func TestCaughtUpFollowerOfAnIdlePartitionStaysInTheISR(t *testing.T) {
 	// are long ago: both still have everything the leader has.
 	f.clock.Advance(time.Hour)
 	r.CheckISR()
-	f.isr.none(t)
+	f.isr.none(t, r)
 	done := appendWaiting(t, r, batch(1, plain))
 	fetch(t, r, 2, 2)
 	fetch(t, r, 3, 2)

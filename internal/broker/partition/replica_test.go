@@ -68,12 +68,21 @@ func (p *isrProposals) next(t *testing.T, act func()) []int32 {
 	}
 }
 
-func (p *isrProposals) none(t *testing.T) {
+// none fails the test if r has proposed an ISR change. A replica decides
+// to propose under its lock, in the call that saw the reason, so after
+// that call returns a proposal is either pending on r or already sent.
+func (p *isrProposals) none(t *testing.T, r *Replica) {
 	t.Helper()
+	r.mu.Lock()
+	pending := r.proposal
+	r.mu.Unlock()
+	if pending != nil {
+		t.Fatalf("unexpected ISR change proposed: %v", pending.isr)
+	}
 	select {
 	case isr := <-p.ch:
 		t.Fatalf("unexpected ISR change proposed: %v", isr)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 }
 
@@ -176,10 +185,8 @@ func TestAcksAllAnswersOnceEveryISRMemberHasTheBatch(t *testing.T) {
 	if hw := r.HighWatermark(); hw != 0 {
 		t.Fatalf("high watermark %d while ISR member 3 has nothing", hw)
 	}
-	select {
-	case err := <-done:
-		t.Fatalf("acks=all answered (%v) before every ISR member had the batch", err)
-	case <-time.After(20 * time.Millisecond):
+	if n := waitingAcks(r); n != 1 {
+		t.Fatalf("%d acks=all produces waiting, want 1: answered before every ISR member had the batch", n)
 	}
 	// Follower 3 copies the first batch only: the HW is the smallest LEO.
 	fetch(t, r, 3, 2)
@@ -204,23 +211,31 @@ func TestAcksAllAnswersOnceEveryISRMemberHasTheBatch(t *testing.T) {
 }
 
 // appendWaiting appends b with acks=all on another goroutine, waits until the leader has
-// appended it, and returns where the produce's outcome will arrive.
+// appended it and the produce waits for its answer (or has it), and returns where the
+// produce's outcome will arrive.
 func appendWaiting(t *testing.T, r *Replica, b []byte) <-chan error {
 	t.Helper()
-	leo := r.State().LEO
+	leo, waiting := r.State().LEO, waitingAcks(r)
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.Append(t.Context(), b, -1)
 		done <- err
 	}()
 	deadline := time.Now().Add(5 * time.Second)
-	for r.State().LEO == leo {
+	for r.State().LEO == leo || waitingAcks(r) == waiting && len(done) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("log end offset stayed at %d", leo)
+			t.Fatalf("log end offset %d (was %d), %d produces waiting (were %d)", r.State().LEO, leo, waitingAcks(r), waiting)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	return done
+}
+
+// waitingAcks returns how many acks=all produces wait for the high watermark.
+func waitingAcks(r *Replica) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.waiters)
 }
 
 func TestMinInsyncReplicasRefusesAcksAllBeforeAppending(t *testing.T) {
@@ -272,10 +287,8 @@ func TestAcksAllAfterTheISRShrankBelowTheMinimum(t *testing.T) {
 	if hw := r.HighWatermark(); hw != 0 {
 		t.Fatalf("high watermark %d with the ISR below the minimum, want 0", hw)
 	}
-	select {
-	case err := <-done:
-		t.Fatalf("acks=all answered (%v) while the ISR is below the minimum", err)
-	default:
+	if n := waitingAcks(r); n != 1 {
+		t.Fatalf("%d acks=all produces waiting, want 1: answered while the ISR is below the minimum", n)
 	}
 	// 2 is back with the batch: committed, and acknowledged.
 	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2}, Leader: 1, LeaderEpoch: 1, Epoch: 3})
@@ -431,7 +444,7 @@ func TestFollowerLeavesTheISRAfterTheLagBoundAndRejoinsWhenCaughtUp(t *testing.T
 	f.clock.Advance(9 * time.Second)
 	fetch(t, r, 2, 4)
 	r.CheckISR()
-	f.isr.none(t) // within the bound, lagging or not
+	f.isr.none(t, r) // within the bound, lagging or not
 
 	// Follower 3 keeps fetching but never reaches the leader's end;
 	// follower 2 keeps up. Past the bound, only 3 is dropped.
