@@ -1,10 +1,15 @@
 package group
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -50,6 +55,11 @@ func FuzzHandlers(f *testing.F) {
 		&kmsg.OffsetCommitRequest{Version: 9, Group: "g", Generation: -1, Topics: []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Offset: 3}}}}},
 		&kmsg.OffsetFetchRequest{Version: 9, Groups: []kmsg.OffsetFetchRequestGroup{{Group: "g"}}},
 		&kmsg.LeaveGroupRequest{Version: 5, Group: "g", Members: []kmsg.LeaveGroupRequestMember{{MemberID: "m"}}},
+		&kmsg.HeartbeatRequest{Version: 4, Group: "g", MemberID: "m", Generation: 1},
+		&kmsg.DescribeGroupsRequest{Version: 5, Groups: []string{"g"}},
+		&kmsg.ListGroupsRequest{Version: 4},
+		&kmsg.DeleteGroupsRequest{Version: 2, Groups: []string{"none"}},
+		&kmsg.OffsetDeleteRequest{Group: "g", Topics: []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}},
 	} {
 		f.Add(byte(r.Key()), byte(r.GetVersion()), r.AppendTo(nil))
 	}
@@ -64,6 +74,9 @@ func FuzzHandlers(f *testing.F) {
 		keys := []int16{keyOffsetCommit, keyOffsetFetch, keyJoinGroup, keyHeartbeat, keyLeaveGroup,
 			keySyncGroup, keyDescribeGroups, keyListGroups, keyDeleteGroups, keyOffsetDelete}
 		k := keys[int(key)%len(keys)]
+		if slices.Contains(keys, int16(key)) {
+			k = int16(key) // the seeds name their API by its key
+		}
 		req := kmsg.RequestForKey(k)
 		req.SetVersion(int16(version % 16))
 		if req.ReadFrom(body) != nil {
@@ -95,6 +108,51 @@ func FuzzHandlers(f *testing.F) {
 		if resp.GetVersion() != req.GetVersion() {
 			t.Fatalf("%s: response version %d for request version %d", kmsg.NameForKey(k), resp.GetVersion(), req.GetVersion())
 		}
-		_ = resp.AppendTo(nil) // must encode
+		// The response must be served whole: it encodes, decodes back to the same bytes at its
+		// version, and every error code in it is one Kafka defines.
+		enc := resp.AppendTo(nil)
+		again := req.ResponseKind()
+		again.SetVersion(resp.GetVersion())
+		if err := again.ReadFrom(enc); err != nil {
+			t.Fatalf("%s v%d: the response does not decode: %v", kmsg.NameForKey(k), resp.GetVersion(), err)
+		}
+		if !bytes.Equal(again.AppendTo(nil), enc) {
+			t.Fatalf("%s v%d: the response does not survive a decode and re-encode", kmsg.NameForKey(k), resp.GetVersion())
+		}
+		for _, code := range errorCodes(reflect.ValueOf(resp)) {
+			if code != 0 && !isKafkaCode(code) {
+				t.Fatalf("%s v%d: error code %d is not a Kafka error code", kmsg.NameForKey(k), resp.GetVersion(), code)
+			}
+		}
 	})
+}
+
+// errorCodes collects every int16 field named ErrorCode in v, however deep.
+func errorCodes(v reflect.Value) []int16 {
+	var out []int16
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			out = append(out, errorCodes(v.Elem())...)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); f.Name == "ErrorCode" && f.Type.Kind() == reflect.Int16 {
+				out = append(out, int16(v.Field(i).Int()))
+			} else if f.IsExported() {
+				out = append(out, errorCodes(v.Field(i))...)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			out = append(out, errorCodes(v.Index(i))...)
+		}
+	}
+	return out
+}
+
+// isKafkaCode reports whether code is an error code Kafka defines.
+func isKafkaCode(code int16) bool {
+	var ke *kerr.Error
+	return errors.As(kerr.ErrorForCode(code), &ke) && ke.Code == code
 }
