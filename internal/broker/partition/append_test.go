@@ -109,17 +109,25 @@ func appendAsync(t *testing.T, r *Replica, b []byte, acks int16) <-chan appendOu
 	return out
 }
 
-func TestFetchesAndFollowerFetchesCompleteWhileAnAppendWaitsForItsFsync(t *testing.T) {
-	f := newFixture(t, 2)
+// appendStuckInFsync makes f's replica leader of ISR {1, 2} on a stuckDisk, appends 2 records
+// (offsets 0-1), and starts an acks=all append of b that blocks in its fsync.
+func (f *fixture) appendStuckInFsync(t *testing.T, b []byte) (*Replica, *stuckDisk, <-chan appendOutcome) {
+	t.Helper()
 	d := f.withStuckDisk(t)
 	r := f.leader(t, 1, 2)
+	t.Cleanup(d.unblock) // before the replica's Close, which an old-style append would block
 	if _, err := r.Append(t.Context(), batch(2, plain), 1); err != nil {
 		t.Fatal(err)
 	}
 	d.arm()
-	defer d.unblock() // before the replica's Close, which an old-style append would block
-	out := appendAsync(t, r, batch(1, plain), -1)
+	out := appendAsync(t, r, b, -1)
 	d.blocked(t)
+	return r, d, out
+}
+
+func TestFetchesAndFollowerFetchesCompleteWhileAnAppendWaitsForItsFsync(t *testing.T) {
+	f := newFixture(t, 2)
+	r, d, out := f.appendStuckInFsync(t, batch(1, plain))
 
 	// The follower reports offset 2: the high watermark moves to 2, and no further, although
 	// the append in flight has written offset 2 to the file (unsynced, unpublished).
@@ -165,7 +173,7 @@ func TestDuplicateArrivingDuringTheFirstAppendsFsyncIsAnsweredAsADuplicate(t *te
 	r := f.leader(t, 1)
 	b := func() []byte { return batch(3, records.Producer{ID: 7, Epoch: 0, Sequence: 0}) }
 	d.arm()
-	defer d.unblock() // before the replica's Close, which an old-style append would block
+	defer d.unblock()
 	first := appendAsync(t, r, b(), 1)
 	d.blocked(t)
 	retry := appendAsync(t, r, b(), 1)
@@ -191,16 +199,8 @@ func TestDuplicateArrivingDuringTheFirstAppendsFsyncIsAnsweredAsADuplicate(t *te
 
 func TestLeaderChangeDuringAnAppendsFsync(t *testing.T) {
 	f := newFixture(t, 1)
-	d := f.withStuckDisk(t)
-	r := f.leader(t, 1, 2)
 	p := records.Producer{ID: 7, Epoch: 0, Sequence: 0}
-	if _, err := r.Append(t.Context(), batch(2, plain), 1); err != nil {
-		t.Fatal(err)
-	}
-	d.arm()
-	defer d.unblock() // before the replica's Close, which an old-style append would block
-	out := appendAsync(t, r, batch(1, p), -1)
-	d.blocked(t)
+	r, d, out := f.appendStuckInFsync(t, batch(1, p))
 
 	// The controller moves leadership to 2 while the batch is being written: the change does
 	// not wait for the fsync, and the produce fails as one the leader change caught.
@@ -236,7 +236,7 @@ func TestCloseDuringAnAppendsFsync(t *testing.T) {
 	d := f.withStuckDisk(t)
 	r := f.leader(t, 1, 2)
 	d.arm()
-	defer d.unblock() // before the replica's Close, which an old-style append would block
+	defer d.unblock()
 	out := appendAsync(t, r, batch(1, plain), -1)
 	d.blocked(t)
 	closed := make(chan error, 1)
