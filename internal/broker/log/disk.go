@@ -26,8 +26,9 @@ import (
 // A nil *Disk records nothing: its methods do the file operations only. A Disk is safe for
 // concurrent use; it may outlive the logs that use it (a broker's Disk survives its restarts).
 type Disk struct {
-	mu    sync.Mutex
-	files map[string]*diskFile
+	mu         sync.Mutex
+	files      map[string]*diskFile
+	beforeSync func(path string) // see SetBeforeSync; guarded by mu
 }
 
 // diskFile is what a Disk knows of one file.
@@ -66,8 +67,26 @@ func (d *Disk) create(path string, flag int) (*os.File, error) {
 	return f, nil
 }
 
+// SetBeforeSync makes the Disk call fn with a file's path before each fsync of that file it
+// does (directories are not included), in the goroutine that syncs it; nil removes it. It models
+// a slow disk: a test that blocks in fn holds the fsync, and the writer that asked for it, where
+// it is. It must not be called on a nil Disk.
+func (d *Disk) SetBeforeSync(fn func(path string)) {
+	d.mu.Lock()
+	d.beforeSync = fn
+	d.mu.Unlock()
+}
+
 // sync fsyncs f, which is the file at path, and records its size as durable.
 func (d *Disk) sync(f *os.File, path string) error {
+	if d != nil {
+		d.mu.Lock()
+		fn := d.beforeSync
+		d.mu.Unlock()
+		if fn != nil {
+			fn(path)
+		}
+	}
 	if err := f.Sync(); err != nil {
 		return err
 	}

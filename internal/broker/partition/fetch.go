@@ -332,6 +332,10 @@ func (r *Replica) OffsetLookup(currentEpoch int32, ts int64) (offset, timestamp 
 // fetch was made in: data fetched before a leader change is refused, so a deposed leader's records
 // can never slip in after the truncation against the new one.
 func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch int32) error {
+	// A follower's log writes under mu: a leader change waits for them, so what was fetched in
+	// an epoch is appended in that epoch or not at all. Nothing reads from a follower meanwhile.
+	r.appendMu.Lock()
+	defer r.appendMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.leader == r.cfg.BrokerID || r.closed {
@@ -369,6 +373,8 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 // leaderEpoch is the epoch the leader's answer came in; if the replica has moved on since, it
 // fails FENCED_LEADER_EPOCH and changes nothing.
 func (r *Replica) TruncateTo(offset int64, leaderEpoch int32) error {
+	r.appendMu.Lock()
+	defer r.appendMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.checkFollowerLocked(leaderEpoch); err != nil {
@@ -394,6 +400,8 @@ func (r *Replica) TruncateTo(offset int64, leaderEpoch int32) error {
 // Kafka's fetcher, on OFFSET_OUT_OF_RANGE). Producer state and the leader-epoch cache go with
 // the log, and the high watermark becomes offset. leaderEpoch is as for TruncateTo.
 func (r *Replica) TruncateFullyAndStartAt(offset int64, leaderEpoch int32) error {
+	r.appendMu.Lock()
+	defer r.appendMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.checkFollowerLocked(leaderEpoch); err != nil {

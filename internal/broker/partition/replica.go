@@ -41,6 +41,9 @@ type Config struct {
 	// pending ISR expansion for the high watermark: the randomized replication test shows with it
 	// that the rule loses acknowledged records.
 	committedISROnly bool
+	// lockAcrossAppend restores, for tests and benchmarks only, the locking this package had
+	// before appends left mu for the log write: mu held across the append and its fsync.
+	lockAcrossAppend bool
 }
 
 // follower is the leader's view of one follower replica.
@@ -60,12 +63,26 @@ type ackWaiter struct {
 // Replica is one broker's replica of one partition: its log, its role, and, as leader, the ISR
 // bookkeeping, high watermark, idempotent-producer state and the produce requests waiting for
 // acks=all. Every field below mu is owned by mu; the hot produce and fetch paths take only this
-// lock. A Replica is safe for concurrent use.
+// lock, and never hold it across a write to the log, so that, as the log promises, a fetch never
+// waits behind an append's write, fsync, segment roll or epoch checkpoint. A Replica is safe for
+// concurrent use.
+//
+// Changes to the log (appends as leader and as follower, truncations) are serialised on
+// appendMu, which is taken before mu. A produce checks and deduplicates under mu, writes holding
+// appendMu only, and takes mu again to publish its producer state and move the high watermark;
+// holding appendMu until its producer state is published, it keeps that state and the log's
+// offsets in step for the next append (a retry of a batch still being written waits, and is then
+// found as a duplicate), and a follower's truncation after a leader change comes after it. The
+// high watermark cannot pass what an append has not finished writing: the log publishes its end
+// offset only once the data is written and, if configured, fsynced. (A follower, which serves no
+// reads, keeps mu across its replicated appends and truncations.)
 type Replica struct {
 	cfg       Config
 	log       *log.Log
 	lg        *slog.Logger
 	validator *log.ProduceValidator
+
+	appendMu sync.Mutex // serialises changes to the log; taken before mu
 
 	mu          sync.Mutex
 	leader      int32 // meta.NoLeader when offline or unknown
@@ -260,53 +277,68 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 	case err != nil:
 		return AppendResult{}, fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
 	}
-	headers := []log.BatchHeader{h}
+	res, last, epoch, err := r.write(batches, h, acks)
+	if err != nil || acks != -1 {
+		return res, err
+	}
+	return res, r.waitHW(ctx, last, epoch)
+}
 
+// write is Append after validation: it checks leadership and min.insync.replicas, deduplicates
+// and appends h's batch. It returns the result, the batch's last offset and the leader epoch it
+// was appended (or found) in. It holds appendMu throughout, and mu except while the log writes.
+func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16) (res AppendResult, last int64, epoch int32, err error) {
+	r.appendMu.Lock()
+	defer r.appendMu.Unlock()
 	r.mu.Lock()
 	if r.leader != r.cfg.BrokerID || r.closed {
 		leader := r.leader
 		r.mu.Unlock()
-		return AppendResult{}, fmt.Errorf("broker %d is not the leader of %s-%d (leader %d): %w", r.cfg.BrokerID, r.cfg.Topic, r.cfg.Partition, leader, kerr.NotLeaderForPartition)
+		return res, 0, 0, fmt.Errorf("broker %d is not the leader of %s-%d (leader %d): %w", r.cfg.BrokerID, r.cfg.Topic, r.cfg.Partition, leader, kerr.NotLeaderForPartition)
 	}
 	if minISR := r.effectiveMinISRLocked(); acks == -1 && len(r.isr) < minISR {
 		isr := slices.Clone(r.isr)
 		r.mu.Unlock()
-		return AppendResult{}, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, minISR, kerr.NotEnoughReplicas)
+		return res, 0, 0, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, minISR, kerr.NotEnoughReplicas)
 	}
 	dup, err := r.producers.check(h)
 	if err != nil {
 		r.mu.Unlock()
-		return AppendResult{}, fmt.Errorf("%s-%d: %w", r.cfg.Topic, r.cfg.Partition, err)
+		return res, 0, 0, fmt.Errorf("%s-%d: %w", r.cfg.Topic, r.cfg.Partition, err)
 	}
+	epoch = r.leaderEpoch
 	if dup != nil {
 		// A retry of an idempotent batch gets the offsets it was first written at, and is not
 		// written again.
-		res := AppendResult{BaseOffset: dup.firstOffset, LogStartOffset: r.log.StartOffset(), Duplicate: true}
-		epoch := r.leaderEpoch
+		res = AppendResult{BaseOffset: dup.firstOffset, LogStartOffset: r.log.StartOffset(), Duplicate: true}
 		r.mu.Unlock()
-		if acks == -1 {
-			return res, r.waitHW(ctx, dup.lastOffset, epoch)
-		}
-		return res, nil
+		return res, dup.lastOffset, epoch, nil
+	}
+	if !r.cfg.lockAcrossAppend {
+		r.mu.Unlock()
 	}
 	// The batch was validated above: the log does not compute its CRC again, and it sets the
-	// header's assigned offset.
-	base, err := r.log.AppendValidated(batches, headers, r.leaderEpoch)
-	if err != nil {
-		r.mu.Unlock()
-		return AppendResult{}, fmt.Errorf("%s-%d: append: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
+	// header's assigned offset. Leadership may change while the log writes: the append then
+	// counts as done before the change (its batch carries the old epoch, a truncation waits for
+	// appendMu, and an acks=all wait in the old epoch fails).
+	headers := []log.BatchHeader{h}
+	base, err := r.log.AppendValidated(batch, headers, epoch)
+	if !r.cfg.lockAcrossAppend {
+		r.mu.Lock()
 	}
+	defer r.mu.Unlock()
+	if err != nil {
+		if r.closed {
+			// Close came between the checks and the write, and closed the log first.
+			return res, 0, 0, fmt.Errorf("%s-%d: replica closed during the append: %w", r.cfg.Topic, r.cfg.Partition, kerr.NotLeaderForPartition)
+		}
+		return res, 0, 0, fmt.Errorf("%s-%d: append: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.KafkaStorageError, err)
+	}
+	// Producer state follows the log whatever happened meanwhile: the batch is in it.
 	r.producers.update(headers[0])
-	last := headers[0].LastOffset()
-	res := AppendResult{BaseOffset: base, LogStartOffset: r.log.StartOffset()}
 	r.maybeAdvanceHWLocked()
 	r.notifyLocked()
-	epoch := r.leaderEpoch
-	r.mu.Unlock()
-	if acks == -1 {
-		return res, r.waitHW(ctx, last, epoch)
-	}
-	return res, nil
+	return AppendResult{BaseOffset: base, LogStartOffset: r.log.StartOffset()}, headers[0].LastOffset(), epoch, nil
 }
 
 // waitHW waits until the high watermark is above lastOffset, which was appended (or found) while

@@ -26,7 +26,7 @@ type fetchPart struct {
 	req  *kmsg.FetchRequestTopicPartition
 	resp *kmsg.FetchResponseTopicPartition
 
-	slices []log.FileSlice // zero-copy: the file ranges resp.RecordBatches stands for
+	slices []log.FileSlice // zero-copy: the file ranges that hold the partition's records
 }
 
 // handleFetch serves consumers (data below the high watermark) and followers (data up to the
@@ -164,11 +164,13 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 		}
 		b.partitionHook(1, p.name, p.req.Partition)
 		var res partition.ReadResult
+		var n int
 		var err error
 		if b.cfg.DisableZeroCopy {
 			res, err = p.r.Read(preq)
+			n = len(res.Records)
 		} else {
-			res, err = b.readZeroCopy(p, i, preq)
+			res, n, err = readZeroCopy(p, preq)
 		}
 		p.resp.ErrorCode = errorCode(err)
 		p.resp.HighWatermark, p.resp.LastStableOffset, p.resp.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
@@ -181,8 +183,8 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 			failed = true // the fetcher must act before it fetches again: answer now, as Kafka's DelayedFetch
 			continue
 		}
-		total += len(res.Records)
-		budget -= len(res.Records)
+		total += n
+		budget -= n
 	}
 	return total, failed
 }

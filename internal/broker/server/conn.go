@@ -83,7 +83,7 @@ func (b *Broker) serveConn(c net.Conn) {
 		if !b.serveFrame(ctx, c, frame, host, lg, &out) {
 			return
 		}
-		if cap(frame) <= 1<<20 {
+		if frame = keptBuffer(frame); frame != nil {
 			spare <- frame // the reader's next buffer; a large one is not kept for the connection's life
 		}
 	}
@@ -161,8 +161,7 @@ func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host 
 	if resp == nil {
 		return true // acks=0 produce: no response at all
 	}
-	*out = wire.AppendResponse((*out)[:0], hdr.CorrelationID, resp)
-	if err := b.writeResponse(c, *out, resp); err != nil {
+	if err := b.respond(c, out, hdr.CorrelationID, resp); err != nil {
 		if b.ctx.Err() == nil {
 			lg.Debug("write response", "err", err)
 		}

@@ -140,21 +140,27 @@ func TestSendRangeReportsARangePastTheEndOfTheFile(t *testing.T) {
 	}
 }
 
-// fetchLayout is one partition of a test fetch response: its file ranges (none: no data) and
-// error code.
+// fetchLayout is one partition of a test fetch response: its file ranges (none: no data), error
+// code, and the fields a fetch response may carry besides (set when extras is true).
 type fetchLayout struct {
 	topic  string
 	p      int32
 	ranges [][2]int64 // [pos, len) pairs in the test file
 	code   int16
+	null   bool // no data: null records rather than empty ones
+	extras bool // aborted transactions, diverging epoch, current leader, snapshot id, unknown tags
 }
 
 // fetchResponses builds the same fetch response twice: with the data copied in (left out when
-// data is nil), and with placeholders and file ranges, as handleFetch does.
-func fetchResponses(z *zeroCopy, version int16, f *os.File, data []byte, layout []fetchLayout) (copied *kmsg.FetchResponse, zc kmsg.Response) {
+// data is nil), and with file ranges, as handleFetch does.
+func fetchResponses(version int16, f *os.File, data []byte, layout []fetchLayout) (copied *kmsg.FetchResponse, zc kmsg.Response) {
 	build := func() *kmsg.FetchResponse {
 		r := kmsg.NewPtrFetchResponse()
-		r.Version = version
+		r.Version, r.ThrottleMillis, r.SessionID = version, 3, 0
+		if version >= 16 {
+			rack := "rack-a"
+			r.Brokers = []kmsg.FetchResponseBroker{{NodeID: 1, Host: "b1", Port: 9092, Rack: &rack}, {NodeID: 2, Host: "b2", Port: 9093}}
+		}
 		for _, l := range layout {
 			if len(r.Topics) == 0 || r.Topics[len(r.Topics)-1].Topic != l.topic {
 				t := kmsg.NewFetchResponseTopic()
@@ -164,37 +170,54 @@ func fetchResponses(z *zeroCopy, version int16, f *os.File, data []byte, layout 
 			}
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition, sp.ErrorCode, sp.HighWatermark, sp.LastStableOffset = l.p, l.code, 1000+int64(l.p), 900
+			sp.LogStartOffset = 7
+			if l.extras {
+				sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{{ProducerID: 9, FirstOffset: 901}, {ProducerID: 10, FirstOffset: 950}}
+				sp.PreferredReadReplica = 2
+				sp.DivergingEpoch.Epoch, sp.DivergingEpoch.EndOffset = 4, 800
+				sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = 2, 5
+				sp.SnapshotID.EndOffset, sp.SnapshotID.Epoch = 700, 3
+				sp.UnknownTags.Set(9, []byte("partition tag"))
+				sp.AbortedTransactions[1].UnknownTags.Set(5, []byte{1, 2})
+			}
 			t := &r.Topics[len(r.Topics)-1]
 			t.Partitions = append(t.Partitions, sp)
 		}
 		return r
 	}
-	copied, withPlaceholders := build(), build()
+	copied, withFiles := build(), build()
 	var parts []fetchPart
 	k := 0
-	for ti := range withPlaceholders.Topics {
-		for pi := range withPlaceholders.Topics[ti].Partitions {
+	for ti := range withFiles.Topics {
+		for pi := range withFiles.Topics[ti].Partitions {
 			l := layout[k]
 			k++
-			var raw []byte
+			raw := []byte{}
+			if l.null {
+				raw = nil
+			}
 			var ss []log.FileSlice
-			n := 0
 			for _, r := range l.ranges {
 				if data != nil {
 					raw = append(raw, data[r[0]:r[0]+r[1]]...)
 				}
-				n += int(r[1])
 				ss = append(ss, log.FileSlice{File: f, Pos: r[0], Len: r[1]})
 			}
 			copied.Topics[ti].Partitions[pi].RecordBatches = raw
-			sp := &withPlaceholders.Topics[ti].Partitions[pi]
-			if n > 0 {
-				sp.RecordBatches = z.placeholder(len(parts), n)
+			sp := &withFiles.Topics[ti].Partitions[pi]
+			if l.ranges == nil {
+				sp.RecordBatches = raw // empty or null, as in the copy
 			}
 			parts = append(parts, fetchPart{resp: sp, slices: ss})
 		}
 	}
-	return copied, fetchResponse(withPlaceholders, parts)
+	if version >= 12 {
+		copied.Topics[0].UnknownTags.Set(3, []byte("topic tag"))
+		withFiles.Topics[0].UnknownTags.Set(3, []byte("topic tag"))
+		copied.UnknownTags.Set(7, []byte("response tag"))
+		withFiles.UnknownTags.Set(7, []byte("response tag"))
+	}
+	return copied, fetchResponse(withFiles, parts)
 }
 
 func TestZeroCopyFrameIsByteIdenticalToTheCopiedFrame(t *testing.T) {
@@ -206,6 +229,10 @@ func TestZeroCopyFrameIsByteIdenticalToTheCopiedFrame(t *testing.T) {
 		{topic: "orders", p: 3, code: 6},                                         // not leader
 		{topic: "payments", p: 0, ranges: [][2]int64{{100_000, 1 << 20}}},        // larger than a socket buffer
 		{topic: "payments", p: 7, ranges: [][2]int64{{1_500_000, 200}, {0, 16}}}, // tiny slice after a normal one
+		{topic: "payments", p: 8, ranges: [][2]int64{{3, 5}}, extras: true},      // every optional field
+		{topic: "refunds", p: 0, null: true, extras: true},                       // a topic without data
+		{topic: "refunds", p: 1},
+		{topic: "audit", p: 0, ranges: [][2]int64{{200_000, 127}}}, // a compact length of two bytes
 	}
 	var total int64
 	for _, l := range layout {
@@ -214,17 +241,17 @@ func TestZeroCopyFrameIsByteIdenticalToTheCopiedFrame(t *testing.T) {
 		}
 	}
 	for _, conn := range []string{"tcp", "pipe"} {
-		for _, version := range []int16{4, 11, 12, 13, 16, 18} {
+		for version := int16(4); version <= 18; version++ {
 			t.Run(fmt.Sprintf("%s/v%d", conn, version), func(t *testing.T) {
 				b := &Broker{}
-				copied, zc := fetchResponses(&b.zc, version, f, data, layout)
+				copied, zc := fetchResponses(version, f, data, layout)
 				if _, ok := zc.(*zeroCopyFetch); !ok {
 					t.Fatalf("fetchResponse returned %T, want *zeroCopyFetch", zc)
 				}
 				want := wire.AppendResponse(nil, 77, copied)
-				frame := wire.AppendResponse(nil, 77, zc)
-				if len(frame) != len(want) {
-					t.Fatalf("placeholder frame is %d bytes, copied frame %d", len(frame), len(want))
+				frame := appendResponse(nil, 77, zc)
+				if int64(len(frame))+total != int64(len(want)) {
+					t.Fatalf("zero-copy frame is %d bytes + %d from the files, copied frame %d", len(frame), total, len(want))
 				}
 				server, client := connPair(t, conn)
 				got, err := receive(t, server, client, len(want), func(c net.Conn) error { return b.writeResponse(c, frame, zc) })
@@ -253,58 +280,42 @@ func TestFetchResponseWithoutDataIsThePlainResponse(t *testing.T) {
 	}
 }
 
-// recordingConn is a net.Conn that keeps what is written to it.
-type recordingConn struct {
-	net.Conn
-	buf bytes.Buffer
-}
-
-func (c *recordingConn) Write(p []byte) (int, error) { return c.buf.Write(p) }
-
-func TestWriteResponseWritesNothingWhenAPlaceholderIsMissing(t *testing.T) {
-	f, data := randomFile(t, 10_000)
+func TestConnectionDropsItsResponseBufferAfterALargeResponse(t *testing.T) {
 	b := &Broker{}
-	_, zc := fetchResponses(&b.zc, 12, f, data, []fetchLayout{
-		{topic: "t", p: 0, ranges: [][2]int64{{0, 100}}},
-		{topic: "t", p: 1, ranges: [][2]int64{{100, 100}}},
-	})
-	frame := wire.AppendResponse(nil, 1, zc)
-	// Damage the second placeholder's marker, as a frame that does not hold it would be.
-	at, err := locatePlaceholders(frame, zc.(*zeroCopyFetch).parts)
-	if err != nil {
+	response := func(n int) kmsg.Response {
+		r := kmsg.NewPtrFetchResponse()
+		r.Version = 12
+		topic := kmsg.NewFetchResponseTopic()
+		topic.Topic = "t"
+		sp := kmsg.NewFetchResponseTopicPartition()
+		sp.RecordBatches = make([]byte, n)
+		topic.Partitions = append(topic.Partitions, sp)
+		r.Topics = append(r.Topics, topic)
+		return r
+	}
+	server, client := connPair(t, "tcp")
+	go func() { _, _ = io.Copy(io.Discard, client) }()
+	var buf []byte
+	if err := b.respond(server, &buf, 1, response(1000)); err != nil {
 		t.Fatal(err)
 	}
-	frame[at[1]] ^= 0xff
-	var c recordingConn
-	if err := b.writeResponse(&c, frame, zc); !errors.Is(err, errPlaceholderLost) {
-		t.Fatalf("writeResponse: %v, want errPlaceholderLost", err)
+	if cap(buf) == 0 {
+		t.Fatal("the buffer of a small response was not kept for the next one")
 	}
-	if c.buf.Len() != 0 {
-		t.Fatalf("%d bytes written before the error; a broken frame must not start", c.buf.Len())
-	}
-}
-
-func TestPlaceholdersHaveDistinctMarkersAndCannotBeAppendedTo(t *testing.T) {
-	var z zeroCopy
-	seen := map[string]int{}
-	for i := 0; i < 500; i++ {
-		n := markerLen + i*97
-		p := z.placeholder(i, n)
-		if len(p) != n || cap(p) != n {
-			t.Fatalf("placeholder(%d, %d): len %d cap %d", i, n, len(p), cap(p))
+	// A large response, then small ones on this connection and another: neither keeps a
+	// large buffer (the large one goes to the broker's pool, which either may draw from for
+	// one response and gives it back).
+	var other []byte
+	for i, step := range []struct {
+		buf *[]byte
+		n   int
+	}{{&buf, 8 << 20}, {&buf, 1000}, {&other, 100}, {&buf, 1000}} {
+		if err := b.respond(server, step.buf, int32(2+i), response(step.n)); err != nil {
+			t.Fatal(err)
 		}
-		m := string(p[:markerLen])
-		if j, dup := seen[m]; dup {
-			t.Fatalf("placeholders %d and %d share a marker", j, i)
+		if cap(*step.buf) > maxKeptBuffer {
+			t.Fatalf("step %d: after a %d-byte response a connection keeps a %d-byte buffer, over %d", i, step.n, cap(*step.buf), maxKeptBuffer)
 		}
-		seen[m] = i
-	}
-	big := z.placeholder(3, maxSharedPlaceholder+1)
-	if len(big) != maxSharedPlaceholder+1 || bytes.Equal(big[:markerLen], make([]byte, markerLen)) {
-		t.Fatal("an oversized placeholder must be its own buffer with a random marker")
-	}
-	if p := z.buf.Load(); p != nil && len(*p) > maxSharedPlaceholder {
-		t.Fatalf("shared buffer grew to %d bytes, over the %d bound", len(*p), maxSharedPlaceholder)
 	}
 }
 
@@ -356,14 +367,13 @@ func TestWriteResponseReleasesTheFileRangesOnSuccessAndOnError(t *testing.T) {
 			for _, s := range ss {
 				n += s.Len
 			}
-			r.Topics[0].Partitions[0].RecordBatches = b.zc.placeholder(0, int(n))
 			zc := fetchResponse(r, []fetchPart{{resp: &r.Topics[0].Partitions[0], slices: ss}})
-			frame := wire.AppendResponse(nil, 1, zc)
+			frame := appendResponse(nil, 1, zc)
 
 			server, client := connPair(t, "tcp")
 			switch outcome {
 			case "written":
-				if _, err := receive(t, server, client, len(frame), func(c net.Conn) error { return b.writeResponse(c, frame, zc) }); err != nil {
+				if _, err := receive(t, server, client, len(frame)+int(n), func(c net.Conn) error { return b.writeResponse(c, frame, zc) }); err != nil {
 					t.Fatal(err)
 				}
 			case "write fails":
@@ -390,8 +400,8 @@ func TestWriteResponseReleasesTheFileRangesOnSuccessAndOnError(t *testing.T) {
 
 // BenchmarkFetchFrame encodes and writes one fetch response of four 1 MiB partitions to a
 // loopback socket: with the data read into fresh buffers and encoded (copy, as log.Read and
-// kmsg do), or with placeholders and sendfile (zerocopy). allocs/op and B/op show that the
-// placeholders cost no allocation of the data's size.
+// kmsg do), or with file ranges and sendfile (zerocopy). allocs/op and B/op show that the
+// zero-copy frame costs no allocation of the data's size.
 func BenchmarkFetchFrame(b *testing.B) {
 	const parts, partSize = 4, 1 << 20
 	data := make([]byte, parts*partSize)
@@ -445,8 +455,8 @@ func BenchmarkFetchFrame(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if zeroCopy {
-					_, zc := fetchResponses(&br.zc, 12, f, nil, layout)
-					out = wire.AppendResponse(out[:0], 1, zc)
+					_, zc := fetchResponses(12, f, nil, layout)
+					out = appendResponse(out[:0], 1, zc)
 					if err := br.writeResponse(c, out, zc); err != nil {
 						b.Fatal(err)
 					}
