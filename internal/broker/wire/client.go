@@ -22,8 +22,13 @@ type Client struct {
 	maxLen int32
 }
 
-// Dial connects to addr. dialer may be nil.
-func Dial(ctx context.Context, dialer *net.Dialer, addr, clientID string) (*Client, error) {
+// Dialer opens connections (*net.Dialer is one).
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Dial connects to addr through dialer; nil dials directly.
+func Dial(ctx context.Context, dialer Dialer, addr, clientID string) (*Client, error) {
 	if dialer == nil {
 		dialer = &net.Dialer{Timeout: 5 * time.Second}
 	}
