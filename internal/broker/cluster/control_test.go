@@ -323,13 +323,21 @@ func TestControlReplicaOfDeadBrokerIsConflict(t *testing.T) {
 // produceOne produces one record with acks=all to partition 0 of topic and returns the answer.
 func produceOne(ctx context.Context, t *testing.T, cl *wire.Client, topic string) kmsg.ProduceResponseTopicPartition {
 	t.Helper()
+	return produceRecord(ctx, t, cl, topic, 0, -1, "v", 5*time.Second)
+}
+
+// produceRecord produces one record with the given acks to a partition of topic, waiting at most
+// timeout for acks=all, and returns the answer.
+func produceRecord(ctx context.Context, t *testing.T, cl *wire.Client, topic string, p int32, acks int16, value string, timeout time.Duration) kmsg.ProduceResponseTopicPartition {
+	t.Helper()
 	req := kmsg.NewPtrProduceRequest()
 	req.SetVersion(9)
-	req.Acks, req.TimeoutMillis = -1, 5000
+	req.Acks, req.TimeoutMillis = acks, int32(timeout.Milliseconds())
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = records.Build([]records.Record{{Value: []byte("v")}}, time.Now().UnixMilli(), records.NoProducer)
+	rp.Partition = p
+	rp.Records = records.Build([]records.Record{{Value: []byte(value)}}, time.Now().UnixMilli(), records.NoProducer)
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	resp, err := cl.Request(ctx, req)
