@@ -147,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c.ctrl = ctrl
-	c.net = newNetwork(cfg.Brokers)
+	c.net = newNetwork(cfg.Brokers, ctrl.Image)
 	for i := 0; i < cfg.Brokers; i++ {
 		port := 0
 		if cfg.Port > 0 {
@@ -463,8 +463,12 @@ func (c *Cluster) SetLatency(id int32, latency, jitter time.Duration) error {
 }
 
 // FailProduces makes the current leader of topic/partition answer the next n produce requests
-// for it with err, after delay, without appending them (see server.Broker.FailProduces); n <= 0
-// disarms it. It returns the leader's id.
+// for it with err, after delay, without appending them: its listener takes the partition out of
+// those requests before the broker reads them and puts the error in the answer, so the broker
+// never sees the batches (a leader refusing a write for a moment: NOT_ENOUGH_REPLICAS while its
+// ISR is short, or not being the leader briefly). The connection's later requests wait behind the
+// refused one, as behind any request. Requests already read are not affected; n <= 0 disarms
+// it. It returns the leader's id.
 func (c *Cluster) FailProduces(topic string, partition int32, n int, err *kerr.Error, delay time.Duration) (int32, error) {
 	if err == nil {
 		return -1, errors.New("cluster: FailProduces needs an error")
@@ -478,7 +482,7 @@ func (c *Cluster) FailProduces(topic string, partition int32, n int, err *kerr.E
 	}
 	return st.Leader, c.onLiveNode(st.Leader, func(nd *node) {
 		c.lg.Warn("fault: fail produce", "broker", st.Leader, "topic", topic, "partition", partition, "count", n, "error", err.Message, "delay", delay)
-		nd.b.FailProduces(topic, partition, n, err, delay)
+		nd.edge.produce.arm(topic, partition, n, err, delay)
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
 )
 
@@ -30,10 +31,13 @@ type network struct {
 	blocked map[[2]int32]bool
 	// addrs maps each broker's listening address to its id, so a dial knows whom it reaches.
 	addrs map[string]int32
+	// image is the controller's newest metadata (produce faults name topics, requests may use
+	// topic ids).
+	image func() *meta.Image
 }
 
-func newNetwork(n int) *network {
-	nw := &network{blocked: map[[2]int32]bool{}, addrs: map[string]int32{}}
+func newNetwork(n int, image func() *meta.Image) *network {
+	nw := &network{blocked: map[[2]int32]bool{}, addrs: map[string]int32{}, image: image}
 	for i := range n {
 		e := &edge{id: int32(i), nw: nw, dialed: map[*brokerConn]struct{}{}}
 		nw.edges = append(nw.edges, e)
@@ -57,7 +61,8 @@ type edge struct {
 
 	dialed map[*brokerConn]struct{} // its open connections to other brokers
 
-	ctrl *controllerLink
+	ctrl    *controllerLink
+	produce produceFaults // produce requests its listener refuses
 }
 
 // reachLocked reports whether broker from may reach broker to.
@@ -226,7 +231,9 @@ func (l *edgeListener) Accept() (net.Conn, error) {
 		_ = c.Close()
 		return nil, err
 	}
-	return newEdgeConn(c, l.e), nil
+	ec := newEdgeConn(c, l.e)
+	ec.accepted = true
+	return ec, nil
 }
 
 func (l *edgeListener) Close() error {
@@ -235,13 +242,23 @@ func (l *edgeListener) Close() error {
 }
 
 // edgeConn is one connection as its broker sees it, accepted or dialed: nothing moves while
-// the broker is paused, and each frame the broker receives waits out its added latency.
+// the broker is paused, and each frame the broker receives waits out its added latency. On an
+// accepted connection the listener also refuses the produce requests a fault is armed for
+// (producefault.go).
 type edgeConn struct {
 	net.Conn
-	e      *edge
-	once   sync.Once
-	done   chan struct{}
-	frames frameCounter
+	e        *edge
+	accepted bool
+	once     sync.Once
+	done     chan struct{}
+	frames   frameCounter // of what the broker reads
+
+	// Owned by the broker's reader: what it reads next instead of the connection, and the
+	// refusal whose reduced request follows the barrier in pend (next) or was read (refusal).
+	pend, next []byte
+	refusal    *refusal
+	// The refusal whose answer the broker writes now, if any.
+	capturing atomic.Pointer[refusal]
 }
 
 func newEdgeConn(c net.Conn, e *edge) *edgeConn {
@@ -252,9 +269,40 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 	if err := c.e.gate.wait(c.done); err != nil {
 		return 0, err
 	}
+	if len(c.pend) == 0 && c.next != nil {
+		// The broker read past the barrier: it has answered every earlier request.
+		c.capturing.Store(c.refusal)
+		c.pend, c.next = c.next, nil
+	}
+	if len(c.pend) == 0 && c.refusal != nil {
+		// The completed answer goes out before the broker reads another request.
+		select {
+		case <-c.refusal.done:
+		case <-c.done:
+			return 0, net.ErrClosed
+		}
+		c.refusal = nil
+	}
+	if len(c.pend) > 0 {
+		n := copy(p, c.pend)
+		c.pend = c.pend[n:]
+		return n, nil
+	}
 	start := c.frames.atStart()
+	if start && c.accepted {
+		p = p[:min(len(p), 4)] // a frame's length first: the listener may want the whole frame
+	}
 	n, err := c.Conn.Read(p)
-	c.frames.count(p[:n])
+	if start && c.accepted && n > 0 && c.e.produce.armed.Load() > 0 {
+		// A produce fault is armed: read the whole frame to see whether it is one to refuse.
+		if err := c.intercept(p[:n]); err != nil {
+			return 0, err
+		}
+		n, err = copy(p, c.pend), nil
+		c.pend = c.pend[n:]
+	} else {
+		c.frames.count(p[:n])
+	}
 	if start && n > 0 {
 		c.e.delay(c.done) // a new message arrived: it travels the added latency
 	}
@@ -268,6 +316,9 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 func (c *edgeConn) Write(p []byte) (int, error) {
 	if err := c.e.gate.wait(c.done); err != nil {
 		return 0, err
+	}
+	if r := c.capturing.Load(); r != nil {
+		return c.capture(r, p)
 	}
 	return c.Conn.Write(p)
 }

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/cluster"
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
@@ -314,5 +316,60 @@ func TestEdgeRoutesRefuseBadParameters(t *testing.T) {
 		if r := call(t, srv, "POST", path); r.code != code {
 			t.Errorf("POST %s: %d %s, want %d", path, r.code, r.body, code)
 		}
+	}
+}
+
+// A produce request for several partitions loses only the armed one to the listener: the others
+// are appended and answered by the broker, in one answer, whether topics go by name or by id
+// (produce v13), and the requests pipelined behind it on the connection are answered after it.
+func TestEdgeFailProduceRefusesOnlyTheArmedPartitionOfARequest(t *testing.T) {
+	c := startCluster(t, 1)
+	createTopic(t, c, "two", 2, 1)
+	srv := httptest.NewServer(c.ControlHandler())
+	defer srv.Close()
+	topicID := c.Controller().Image().Topic("two").ID
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := dial(t, c, 0)
+	for i, version := range []int16{9, 13} {
+		post(t, srv, "/partitions/two/1/fail-produce?count=1&error=NOT_ENOUGH_REPLICAS&delay=20ms")
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(version)
+		req.Acks, req.TimeoutMillis = -1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		if version >= 13 {
+			rt.TopicID = topicID
+		} else {
+			rt.Topic = "two"
+		}
+		for p := range int32(2) {
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Partition = p
+			rp.Records = records.Build([]records.Record{{Value: []byte("v")}}, time.Now().UnixMilli(), records.NoProducer)
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := cl.Request(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := resp.(*kmsg.ProduceResponse).Topics
+		if len(got) != 1 || len(got[0].Partitions) != 2 {
+			t.Fatalf("v%d answer %+v, want one topic with both partitions", version, got)
+		}
+		p0, p1 := got[0].Partitions[0], got[0].Partitions[1]
+		if p0.Partition != 0 || p0.ErrorCode != 0 || p0.BaseOffset != int64(i) {
+			t.Fatalf("v%d partition 0: %+v, want appended at %d", version, p0, i)
+		}
+		if p1.Partition != 1 || p1.ErrorCode != kerr.NotEnoughReplicas.Code || p1.BaseOffset != -1 {
+			t.Fatalf("v%d partition 1: %+v, want NOT_ENOUGH_REPLICAS", version, p1)
+		}
+		if got := leo(t, c, 0, "two", 1); got != 0 {
+			t.Fatalf("v%d: the refused batch was appended (LEO %d)", version, got)
+		}
+	}
+	// Disarmed, both are appended again.
+	if p := produceRecord(ctx, t, cl, "two", 1, -1, "v", 5*time.Second); p.ErrorCode != 0 || p.BaseOffset != 0 {
+		t.Fatalf("after the fault: %+v", p)
 	}
 }

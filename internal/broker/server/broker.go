@@ -153,8 +153,6 @@ type Broker struct {
 	groups   *group.Coordinator
 	fetchers *fetcherManager
 
-	faults produceFaults
-
 	// hwAtStart are the high watermarks read from the checkpoint at Start; a replica opened
 	// later starts from its entry (capped at its log end).
 	hwAtStart map[tp]int64
