@@ -5,6 +5,11 @@
 //
 // # Faults and what each models
 //
+// A broker does not know it is faulty. It reaches the world only through what the cluster gives
+// it (edge.go, link.go): a listener, a dialer for its replica fetchers, a link to the controller
+// and a clock. Every fault but a kill or a power loss is a property of those links or of that
+// clock, and each applies to one broker (or one link), so any subset of brokers can be faulted.
+//
 //   - Kill: the broker process dies (kill -9, an OOM kill, a crash). Its listener, connections
 //     and fetchers vanish at once and its logs are dropped without any flush, fsync or file
 //     write; what it had written stays in its files, as the OS page cache keeps a killed
@@ -17,13 +22,28 @@
 //     fsync first, and then nothing acknowledged is lost. The controller's metadata is not
 //     affected: it models a KRaft quorum on other machines.
 //   - Restart: a killed or power-lost broker starts again on its address and data directory,
-//     recovers its logs from what is on disk, and catches up.
+//     recovers its logs from what is on disk, and catches up. Its links start without faults.
 //   - Isolate / Heal: a network partition between the broker and the rest of the cluster
-//     (brokers and controller); clients still reach it.
-//   - PauseReplication / ResumeReplication: the broker's replica fetchers stop (a stalled or
-//     slow follower): it stays in ISRs until replica.lag.time.max.ms passes.
-//   - FailProduces: the partition leader answers the next produce requests with a Kafka error
-//     without appending (a broker-side refusal, e.g. NOT_ENOUGH_REPLICAS).
+//     (brokers, both ways, and controller); clients still reach it.
+//   - CutLink / HealLink: a one-way partition, as a firewall rule on one broker's outgoing
+//     connections: from cannot reach to (dials refused, connections dropped, nothing read after
+//     the cut), while to still reaches from.
+//   - CutController / ReconnectController: only the broker's link to the controller is cut,
+//     both ways (no heartbeats, calls refused, no metadata): it is fenced after the session
+//     timeout while it still serves clients and replicates.
+//   - SetLatency: a slow network to the broker: every message it receives arrives late by the
+//     latency plus a random part below the jitter.
+//   - Pause / Resume: a stopped process (SIGSTOP, a long GC pause, a frozen VM): it accepts
+//     nothing, reads and sends nothing on its connections (they stay open), reaches neither the
+//     controller nor the other brokers, and its clock stops, so its heartbeats, ISR checks and
+//     fetcher waits do not fire until it resumes. The controller fences it after the session
+//     timeout; on resume it catches up and rejoins.
+//   - PauseReplication / ResumeReplication: the broker's own links to the other brokers, which
+//     only its replica fetchers use, are cut (a stalled or slow follower): it stays in ISRs
+//     until replica.lag.time.max.ms passes.
+//   - FailProduces: the partition leader answers the next produce requests for the partition
+//     with a Kafka error without appending (a broker-side refusal, e.g. NOT_ENOUGH_REPLICAS):
+//     its listener takes the partition out of the requests and puts the error in the answers.
 //   - HoldISRChanges (tests only): the broker's AlterISR calls wait on its link to the
 //     controller, so an ISR change stays pending (in flight) for as long as a test needs.
 package cluster
@@ -346,9 +366,14 @@ func (c *Cluster) Isolate(id int32) error { return c.setIsolated(id, true) }
 func (c *Cluster) Heal(id int32) error { return c.setIsolated(id, false) }
 
 func (c *Cluster) setIsolated(id int32, on bool) error {
+	return c.setEdgeFlag(id, "isolation", func(e *edge) *bool { return &e.isolated }, on)
+}
+
+// setEdgeFlag turns one of the link faults of a running broker on or off.
+func (c *Cluster) setEdgeFlag(id int32, fault string, flag func(*edge) *bool, on bool) error {
 	return c.onLiveNode(id, func(n *node) {
-		c.lg.Warn("fault: isolation", "broker", id, "isolated", on)
-		c.net.change(func() { n.edge.isolated = on })
+		c.lg.Warn("fault: "+fault, "broker", id, "on", on)
+		c.net.change(func() { *flag(n.edge) = on })
 	})
 }
 
@@ -376,10 +401,7 @@ func (c *Cluster) PauseReplication(id int32) error { return c.setNoFetch(id, tru
 func (c *Cluster) ResumeReplication(id int32) error { return c.setNoFetch(id, false) }
 
 func (c *Cluster) setNoFetch(id int32, on bool) error {
-	return c.onLiveNode(id, func(n *node) {
-		c.lg.Warn("fault: replication", "broker", id, "paused", on)
-		c.net.change(func() { n.edge.noFetch = on })
-	})
+	return c.setEdgeFlag(id, "replication paused", func(e *edge) *bool { return &e.noFetch }, on)
 }
 
 // Pause freezes broker id as SIGSTOP freezes a process: it accepts nothing, reads and sends
@@ -441,10 +463,7 @@ func (c *Cluster) CutController(id int32) error { return c.setCtrlCut(id, true) 
 func (c *Cluster) ReconnectController(id int32) error { return c.setCtrlCut(id, false) }
 
 func (c *Cluster) setCtrlCut(id int32, on bool) error {
-	return c.onLiveNode(id, func(n *node) {
-		c.lg.Warn("fault: controller link", "broker", id, "cut", on)
-		c.net.change(func() { n.edge.ctrlCut = on })
-	})
+	return c.setEdgeFlag(id, "controller link cut", func(e *edge) *bool { return &e.ctrlCut }, on)
 }
 
 // SetLatency adds latency to every message broker id receives — each request from a client or

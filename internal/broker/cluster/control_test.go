@@ -108,6 +108,14 @@ func call(t *testing.T, srv *httptest.Server, method, path string) result {
 	return result{resp.StatusCode, strings.TrimSpace(string(b))}
 }
 
+// expectCode calls a control route and checks its status code.
+func expectCode(t *testing.T, srv *httptest.Server, method, path string, want int) {
+	t.Helper()
+	if r := call(t, srv, method, path); r.code != want {
+		t.Errorf("%s %s: %d %s, want %d", method, path, r.code, r.body, want)
+	}
+}
+
 func decode[T any](t *testing.T, r result) T {
 	t.Helper()
 	var v T
@@ -360,9 +368,7 @@ func TestControlFailProduceRefusesTheNextProducesWithoutAppending(t *testing.T) 
 		"/partitions/refused/x/fail-produce":                     http.StatusBadRequest,
 		"/partitions/missing/0/fail-produce":                     http.StatusNotFound,
 	} {
-		if r := call(t, srv, "POST", path); r.code != want {
-			t.Errorf("POST %s: %d %s, want %d", path, r.code, r.body, want)
-		}
+		expectCode(t, srv, "POST", path, want)
 	}
 	r := call(t, srv, "POST", "/partitions/refused/0/fail-produce?count=2&error=NOT_ENOUGH_REPLICAS&delay=10ms")
 	if r.code != http.StatusOK {

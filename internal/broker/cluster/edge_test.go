@@ -87,20 +87,28 @@ func others(n int, not int32) []int32 {
 	return out
 }
 
-func TestEdgeIsolatingTwoFollowersFencesThemWhileClientsStillReachThem(t *testing.T) {
-	c := startCluster(t, 3)
-	createTopic(t, c, "iso", 1, 3)
-	srv := httptest.NewServer(c.ControlHandler())
-	defer srv.Close()
-	info, _ := c.Partition("iso", 0)
-	leader, followers := info.Leader, others(3, info.Leader)
-
+// faultFollowers starts 3 brokers with a topic replicated on all, applies a fault (a control
+// action) to both followers of its partition, and waits until the controller has fenced them
+// and shrunk the ISR to the leader.
+func faultFollowers(t *testing.T, topic, action string) (c *cluster.Cluster, srv *httptest.Server, leader int32, followers []int32) {
+	t.Helper()
+	c = startCluster(t, 3)
+	createTopic(t, c, topic, 1, 3)
+	srv = httptest.NewServer(c.ControlHandler())
+	t.Cleanup(srv.Close)
+	info, _ := c.Partition(topic, 0)
+	leader, followers = info.Leader, others(3, info.Leader)
 	for _, f := range followers {
-		post(t, srv, "/brokers/"+itoa(f)+"/isolate")
+		post(t, srv, "/brokers/"+itoa(f)+"/"+action)
 	}
 	waitFor(t, func() bool {
-		return slices.Equal(isr(t, c, "iso", 0), []int32{leader}) && brokerState(t, srv, followers[0]).Fenced && brokerState(t, srv, followers[1]).Fenced
+		return slices.Equal(isr(t, c, topic, 0), []int32{leader}) && brokerState(t, srv, followers[0]).Fenced && brokerState(t, srv, followers[1]).Fenced
 	})
+	return c, srv, leader, followers
+}
+
+func TestEdgeIsolatingTwoFollowersFencesThemWhileClientsStillReachThem(t *testing.T) {
+	c, srv, leader, followers := faultFollowers(t, "iso", "isolate")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if p := produceRecord(ctx, t, dial(t, c, leader), "iso", 0, 1, "alone", 5*time.Second); p.ErrorCode != 0 {
@@ -178,19 +186,7 @@ func TestEdgeOneWayCutStopsOnlyTheCutDirection(t *testing.T) {
 }
 
 func TestEdgeControllerCutFencesABrokerThatStillReplicates(t *testing.T) {
-	c := startCluster(t, 3)
-	createTopic(t, c, "cc", 1, 3)
-	srv := httptest.NewServer(c.ControlHandler())
-	defer srv.Close()
-	info, _ := c.Partition("cc", 0)
-	leader, cut := info.Leader, others(3, info.Leader)
-
-	for _, f := range cut {
-		post(t, srv, "/brokers/"+itoa(f)+"/cut-controller")
-	}
-	waitFor(t, func() bool {
-		return slices.Equal(isr(t, c, "cc", 0), []int32{leader}) && brokerState(t, srv, cut[0]).Fenced && brokerState(t, srv, cut[1]).Fenced
-	})
+	c, srv, leader, cut := faultFollowers(t, "cc", "cut-controller")
 	if b := brokerState(t, srv, cut[0]); !b.ControllerCut || b.Isolated {
 		t.Fatalf("GET /cluster: %+v, want controller_cut only", b)
 	}
@@ -313,9 +309,7 @@ func TestEdgeRoutesRefuseBadParameters(t *testing.T) {
 		"/brokers/9/pause":                    http.StatusNotFound,
 		"/brokers/1/reconnect-controller?x=1": http.StatusOK,
 	} {
-		if r := call(t, srv, "POST", path); r.code != code {
-			t.Errorf("POST %s: %d %s, want %d", path, r.code, r.body, code)
-		}
+		expectCode(t, srv, "POST", path, code)
 	}
 }
 

@@ -7,6 +7,9 @@
 // Fetch is zero-copy: record batches go from the segment files to the socket with sendfile(2),
 // never through the broker's memory (sendfile.go; Config.DisableZeroCopy turns it off).
 //
+// A node knows nothing of faults: it reaches the world only through its Config's Listener,
+// Dialer, Controller and Clock, and whoever runs it (internal/broker/cluster) puts faults there.
+//
 // Bad input never takes a node down: a malformed, oversized, truncated or unknown request closes
 // that one connection with a log line, and the node keeps serving every other connection.
 package server
