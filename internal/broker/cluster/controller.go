@@ -394,8 +394,9 @@ func (c *Controller) electOfflineLocked(img *meta.Image) {
 	}
 }
 
-// alterISR applies an ISR change proposed by broker from, which must lead the partition.
-func (c *Controller) alterISR(from int32, topic string, p, leaderEpoch, partEpoch int32, isr []int32) error {
+// alterISR applies an ISR change proposed by broker leader (the session it came through), which
+// must lead the partition.
+func (c *Controller) alterISR(leader int32, topic string, p, leaderEpoch, partEpoch int32, isr []int32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.changeLocked(func(img *meta.Image) error {
@@ -404,13 +405,13 @@ func (c *Controller) alterISR(from int32, topic string, p, leaderEpoch, partEpoc
 			return fmt.Errorf("cluster: AlterISR %s-%d: %w", topic, p, kerr.UnknownTopicOrPartition)
 		}
 		st := &t.Partitions[p]
-		if st.Leader != from || st.LeaderEpoch != leaderEpoch {
-			return fmt.Errorf("cluster: AlterISR %s-%d from broker %d epoch %d, but the leader is %d epoch %d: %w", topic, p, from, leaderEpoch, st.Leader, st.LeaderEpoch, kerr.FencedLeaderEpoch)
+		if st.Leader != leader || st.LeaderEpoch != leaderEpoch {
+			return fmt.Errorf("cluster: AlterISR %s-%d from broker %d epoch %d, but the leader is %d epoch %d: %w", topic, p, leader, leaderEpoch, st.Leader, st.LeaderEpoch, kerr.FencedLeaderEpoch)
 		}
 		if st.Epoch != partEpoch {
 			return fmt.Errorf("cluster: AlterISR %s-%d: stale partition epoch %d (now %d): %w", topic, p, partEpoch, st.Epoch, kerr.InvalidUpdateVersion)
 		}
-		if !slices.Contains(isr, from) {
+		if !slices.Contains(isr, leader) {
 			return fmt.Errorf("cluster: AlterISR %s-%d: the leader must stay in the ISR: %w", topic, p, kerr.InvalidRequest)
 		}
 		for _, id := range isr {

@@ -367,3 +367,36 @@ func TestEdgeFailProduceRefusesOnlyTheArmedPartitionOfARequest(t *testing.T) {
 		t.Fatalf("after the fault: %+v", p)
 	}
 }
+
+// A paused broker can still be killed (a stopped process dies too) and restarted, and comes back
+// without the pause; a cluster with a paused broker closes.
+func TestEdgePausedBrokerCanBeKilledRestartedAndClosed(t *testing.T) {
+	c := startCluster(t, 2)
+	srv := httptest.NewServer(c.ControlHandler())
+	defer srv.Close()
+	post(t, srv, "/brokers/1/pause")
+	post(t, srv, "/brokers/1/kill")
+	if b := brokerState(t, srv, 1); b.Alive || b.Frozen {
+		t.Fatalf("killed paused broker: %+v", b)
+	}
+	post(t, srv, "/brokers/1/restart")
+	waitFor(t, func() bool { b := brokerState(t, srv, 1); return b.Alive && !b.Fenced && !b.Frozen })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := metadata(ctx, dial(t, c, 1)); err != nil {
+		t.Fatalf("restarted broker does not answer: %v", err)
+	}
+
+	// Closing the cluster does not wait for a paused broker to resume.
+	post(t, srv, "/brokers/0/pause")
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs on a paused broker")
+	}
+}
