@@ -7,8 +7,9 @@
 //	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
 //
 // The cluster replicates for real (ISR, high watermark, leader election) and its faults — Kill,
-// PowerLoss, Restart, Isolate, Heal, PauseReplication, FailProduces — let tests reproduce the
-// failures Kafka's reliability settings exist for. Kill is a process crash (nothing is flushed,
+// PowerLoss, Restart, Isolate, Heal, PauseReplication, Pause, CutLink, CutController,
+// SetLatency, FailProduces — let tests reproduce the failures Kafka's reliability settings exist
+// for; each applies to one broker (or link), so any subset of brokers can be faulted. Kill is a process crash (nothing is flushed,
 // the OS keeps what was written); PowerLoss also loses every byte no fsync covered, which is what
 // the topic config flush.messages=1 protects against.
 //
@@ -168,6 +169,34 @@ func (c *Cluster) PauseReplication(id int32) error { return c.c.PauseReplication
 
 // ResumeReplication restarts broker id's replica fetchers.
 func (c *Cluster) ResumeReplication(id int32) error { return c.c.ResumeReplication(id) }
+
+// Pause freezes broker id as SIGSTOP freezes a process: its connections stay open but carry
+// nothing, it reaches neither the controller nor the other brokers, and its timers stop, so the
+// controller fences it after the session timeout. Resume thaws it and it rejoins.
+func (c *Cluster) Pause(id int32) error { return c.c.Pause(id) }
+
+// Resume thaws a paused broker.
+func (c *Cluster) Resume(id int32) error { return c.c.Resume(id) }
+
+// CutLink makes broker from unable to reach broker to (one way: to still reaches from), so from
+// cannot replicate from to while to replicates from from. HealLink undoes it.
+func (c *Cluster) CutLink(from, to int32) error { return c.c.CutLink(from, to) }
+
+// HealLink undoes CutLink.
+func (c *Cluster) HealLink(from, to int32) error { return c.c.HealLink(from, to) }
+
+// CutController cuts only broker id's link to the controller: it is fenced after the session
+// timeout while it still serves clients and replicates.
+func (c *Cluster) CutController(id int32) error { return c.c.CutController(id) }
+
+// ReconnectController restores broker id's link to the controller.
+func (c *Cluster) ReconnectController(id int32) error { return c.c.ReconnectController(id) }
+
+// SetLatency adds latency, plus a random part below jitter, to every message broker id
+// receives; zero removes it.
+func (c *Cluster) SetLatency(id int32, latency, jitter time.Duration) error {
+	return c.c.SetLatency(id, latency, jitter)
+}
 
 // FailProduces makes the current leader of topic/partition answer the next n produce requests
 // for it with err (such as kerr.NotEnoughReplicas), after delay, without appending them: the

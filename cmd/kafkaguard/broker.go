@@ -23,7 +23,8 @@ exactly one line to stdout:
 	ready bootstrap=127.0.0.1:9092[,127.0.0.1:9093...][ control=http://HOST:PORT]
 
 With --control it also serves the fault-control HTTP API (kill, restart,
-isolate brokers) that "kafkaguard verify --control" and kafkatest use. Logs go
+power-loss, isolate, pause, cut links, cut from the controller, add latency;
+see the README) that "kafkaguard verify --control" and kafkatest use. Logs go
 to stderr.
 
 Exit status: 0 after a clean shutdown on SIGINT or SIGTERM, 1 when the

@@ -5,6 +5,11 @@
 //
 // # Faults and what each models
 //
+// A broker does not know it is faulty. It reaches the world only through what the cluster gives
+// it (edge.go, link.go): a listener, a dialer for its replica fetchers, a link to the controller
+// and a clock. Every fault but a kill or a power loss is a property of those links or of that
+// clock, and each applies to one broker (or one link), so any subset of brokers can be faulted.
+//
 //   - Kill: the broker process dies (kill -9, an OOM kill, a crash). Its listener, connections
 //     and fetchers vanish at once and its logs are dropped without any flush, fsync or file
 //     write; what it had written stays in its files, as the OS page cache keeps a killed
@@ -17,13 +22,28 @@
 //     fsync first, and then nothing acknowledged is lost. The controller's metadata is not
 //     affected: it models a KRaft quorum on other machines.
 //   - Restart: a killed or power-lost broker starts again on its address and data directory,
-//     recovers its logs from what is on disk, and catches up.
+//     recovers its logs from what is on disk, and catches up. Its links start without faults.
 //   - Isolate / Heal: a network partition between the broker and the rest of the cluster
-//     (brokers and controller); clients still reach it.
-//   - PauseReplication / ResumeReplication: the broker's replica fetchers stop (a stalled or
-//     slow follower): it stays in ISRs until replica.lag.time.max.ms passes.
-//   - FailProduces: the partition leader answers the next produce requests with a Kafka error
-//     without appending (a broker-side refusal, e.g. NOT_ENOUGH_REPLICAS).
+//     (brokers, both ways, and controller); clients still reach it.
+//   - CutLink / HealLink: a one-way partition, as a firewall rule on one broker's outgoing
+//     connections: from cannot reach to (dials refused, connections dropped, nothing read after
+//     the cut), while to still reaches from.
+//   - CutController / ReconnectController: only the broker's link to the controller is cut,
+//     both ways (no heartbeats, calls refused, no metadata): it is fenced after the session
+//     timeout while it still serves clients and replicates.
+//   - SetLatency: a slow network to the broker: every message it receives arrives late by the
+//     latency plus a random part below the jitter.
+//   - Pause / Resume: a stopped process (SIGSTOP, a long GC pause, a frozen VM): it accepts
+//     nothing, reads and sends nothing on its connections (they stay open), reaches neither the
+//     controller nor the other brokers, and its clock stops, so its heartbeats, ISR checks and
+//     fetcher waits do not fire until it resumes. The controller fences it after the session
+//     timeout; on resume it catches up and rejoins.
+//   - PauseReplication / ResumeReplication: the broker's own links to the other brokers, which
+//     only its replica fetchers use, are cut (a stalled or slow follower): it stays in ISRs
+//     until replica.lag.time.max.ms passes.
+//   - FailProduces: the partition leader answers the next produce requests for the partition
+//     with a Kafka error without appending (a broker-side refusal, e.g. NOT_ENOUGH_REPLICAS):
+//     its listener takes the partition out of the requests and puts the error in the answers.
 //   - HoldISRChanges (tests only): the broker's AlterISR calls wait on its link to the
 //     controller, so an ISR change stays pending (in flight) for as long as a test needs.
 package cluster
@@ -92,13 +112,12 @@ type Config struct {
 }
 
 type node struct {
-	id       int32
-	addr     string
-	dir      string
-	disk     *log.Disk      // what of dir is on stable storage; survives restarts
-	b        *server.Broker // nil while killed
-	isolated bool
-	paused   bool
+	id   int32
+	addr string
+	dir  string
+	disk *log.Disk      // what of dir is on stable storage; survives restarts
+	b    *server.Broker // nil while killed
+	edge *edge          // its links to the world and the faults on them; survives restarts
 }
 
 // Cluster is a running in-process cluster. Its methods are safe for concurrent use.
@@ -110,6 +129,7 @@ type Cluster struct {
 	mu    sync.Mutex
 	nodes []*node
 	holds *isrHolds
+	net   *network
 }
 
 // Start starts the controller and every broker, creates the consumer offsets topic, and returns
@@ -147,12 +167,14 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c.ctrl = ctrl
+	c.net = newNetwork(cfg.Brokers, ctrl.Image)
 	for i := 0; i < cfg.Brokers; i++ {
 		port := 0
 		if cfg.Port > 0 {
 			port = cfg.Port + i
 		}
-		n := &node{id: int32(i), addr: net.JoinHostPort(cfg.Host, strconv.Itoa(port)), dir: filepath.Join(c.cfg.DataDir, fmt.Sprintf("broker-%d", i)), disk: log.NewDisk()}
+		n := &node{id: int32(i), addr: net.JoinHostPort(cfg.Host, strconv.Itoa(port)), dir: filepath.Join(c.cfg.DataDir, fmt.Sprintf("broker-%d", i)), disk: log.NewDisk(), edge: c.net.edges[i]}
+		n.edge.ctrl = &controllerLink{e: n.edge, ctrl: ctrl, to: ctrl.For(n.id), holds: c.holds}
 		c.nodes = append(c.nodes, n)
 		if err := c.startNode(ctx, n); err != nil {
 			c.Close()
@@ -180,8 +202,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 }
 
 func (c *Cluster) startNode(ctx context.Context, n *node) error {
+	ln, err := n.edge.listen(n.addr)
+	if err != nil {
+		return fmt.Errorf("cluster: broker %d: listen %s: %w", n.id, n.addr, err)
+	}
 	b, err := server.Start(ctx, server.Config{
-		ID: n.id, ListenAddr: n.addr, DataDir: n.dir, Controller: controllerLink{Controller: c.ctrl, id: n.id, holds: c.holds},
+		ID: n.id, DataDir: n.dir, Listener: ln, Dialer: dialer{n.edge}, Controller: n.edge.ctrl, Clock: &n.edge.gate,
 		Logger:                   c.lg,
 		Defaults:                 c.cfg.Defaults,
 		MaxRequestBytes:          c.cfg.MaxRequestBytes,
@@ -218,7 +244,7 @@ func (c *Cluster) WaitConverged(ctx context.Context) error {
 		ok := true
 		c.mu.Lock()
 		for _, n := range c.nodes {
-			if n.b != nil && !n.isolated && n.b.Image().Version < want {
+			if n.b != nil && n.edge.ctrl.up() && n.b.Image().Version < want {
 				ok = false
 			}
 		}
@@ -278,6 +304,7 @@ func (c *Cluster) Kill(id int32) error {
 	c.lg.Warn("fault: killing broker", "broker", id)
 	n.b.Kill()
 	n.b = nil
+	n.edge.resume() // a killed process is no longer stopped
 	return nil
 }
 
@@ -302,6 +329,7 @@ func (c *Cluster) PowerLoss(ids ...int32) error {
 			n.b.Kill()
 			n.b = nil
 		}
+		n.edge.resume()
 	}
 	var errs []error
 	for _, n := range nodes {
@@ -325,8 +353,7 @@ func (c *Cluster) Restart(ctx context.Context, id int32) error {
 		return fmt.Errorf("%w: broker %d is running", ErrBrokerState, id)
 	}
 	c.lg.Warn("fault: restarting broker", "broker", id)
-	n.isolated, n.paused = false, false
-	c.ctrl.SetCut(id, false)
+	c.net.reset(id)
 	return c.startNode(ctx, n)
 }
 
@@ -339,11 +366,14 @@ func (c *Cluster) Isolate(id int32) error { return c.setIsolated(id, true) }
 func (c *Cluster) Heal(id int32) error { return c.setIsolated(id, false) }
 
 func (c *Cluster) setIsolated(id int32, on bool) error {
+	return c.setEdgeFlag(id, "isolation", func(e *edge) *bool { return &e.isolated }, on)
+}
+
+// setEdgeFlag turns one of the link faults of a running broker on or off.
+func (c *Cluster) setEdgeFlag(id int32, fault string, flag func(*edge) *bool, on bool) error {
 	return c.onLiveNode(id, func(n *node) {
-		c.lg.Warn("fault: isolation", "broker", id, "isolated", on)
-		n.isolated = on
-		c.ctrl.SetCut(id, on)
-		n.b.SetIsolated(on)
+		c.lg.Warn("fault: "+fault, "broker", id, "on", on)
+		c.net.change(func() { *flag(n.edge) = on })
 	})
 }
 
@@ -362,24 +392,102 @@ func (c *Cluster) onLiveNode(id int32, fn func(n *node)) error {
 	return nil
 }
 
-// PauseReplication stops broker id's replica fetchers: it stays in ISRs until the lag bound
-// passes, then leaves them.
-func (c *Cluster) PauseReplication(id int32) error { return c.setPaused(id, true) }
+// PauseReplication cuts broker id's own links to the other brokers, which only its replica
+// fetchers use (a stalled or slow follower): it stays in ISRs until the lag bound passes, then
+// leaves them.
+func (c *Cluster) PauseReplication(id int32) error { return c.setNoFetch(id, true) }
 
-// ResumeReplication restarts broker id's replica fetchers.
-func (c *Cluster) ResumeReplication(id int32) error { return c.setPaused(id, false) }
+// ResumeReplication restores broker id's links to the other brokers.
+func (c *Cluster) ResumeReplication(id int32) error { return c.setNoFetch(id, false) }
 
-func (c *Cluster) setPaused(id int32, on bool) error {
+func (c *Cluster) setNoFetch(id int32, on bool) error {
+	return c.setEdgeFlag(id, "replication paused", func(e *edge) *bool { return &e.noFetch }, on)
+}
+
+// Pause freezes broker id as SIGSTOP freezes a process: it accepts nothing, reads and sends
+// nothing on its connections (which stay open), calls nothing on the controller and receives
+// nothing from it, and its timers (heartbeats, ISR checks, fetcher waits) do not fire. The
+// controller fences it once its session times out. Resume thaws it.
+func (c *Cluster) Pause(id int32) error {
 	return c.onLiveNode(id, func(n *node) {
-		c.lg.Warn("fault: replication", "broker", id, "paused", on)
-		n.paused = on
-		n.b.SetReplicationPaused(on)
+		c.lg.Warn("fault: pausing broker", "broker", id)
+		n.edge.pause()
+	})
+}
+
+// Resume thaws a paused broker: what waited on its connections moves, overdue timers fire, and
+// it learns the newest metadata; a broker fenced meanwhile registers again and rejoins.
+func (c *Cluster) Resume(id int32) error {
+	return c.onLiveNode(id, func(n *node) {
+		c.lg.Warn("fault: resuming broker", "broker", id)
+		n.edge.resume()
+	})
+}
+
+// CutLink makes broker from unable to reach broker to, one way, as a firewall rule on from's
+// outgoing connections would: from's dials to to are refused and its connections to to are
+// dropped, while to still reaches from. (Brokers connect to each other only to replicate, so
+// from's fetches from to fail while to's fetches from from go on.)
+func (c *Cluster) CutLink(from, to int32) error { return c.setLink(from, to, true) }
+
+// HealLink undoes CutLink.
+func (c *Cluster) HealLink(from, to int32) error { return c.setLink(from, to, false) }
+
+func (c *Cluster) setLink(from, to int32, cut bool) error {
+	if _, err := c.node(to); err != nil {
+		return err
+	}
+	if from == to {
+		return fmt.Errorf("%w: a broker cannot be cut from itself", ErrBrokerState)
+	}
+	return c.onLiveNode(from, func(*node) {
+		c.lg.Warn("fault: one-way link", "from", from, "to", to, "cut", cut)
+		c.net.change(func() {
+			if cut {
+				c.net.blocked[[2]int32{from, to}] = true
+			} else {
+				delete(c.net.blocked, [2]int32{from, to})
+			}
+		})
+	})
+}
+
+// CutController cuts broker id's link to the controller, both ways, and nothing else: its
+// heartbeats and controller calls fail and it receives no metadata, so the controller fences it
+// after the session timeout, while it still serves clients and replicates with the other
+// brokers. ReconnectController restores the link.
+func (c *Cluster) CutController(id int32) error { return c.setCtrlCut(id, true) }
+
+// ReconnectController restores broker id's link to the controller; the broker catches up with
+// the newest metadata and, if it was fenced, registers again.
+func (c *Cluster) ReconnectController(id int32) error { return c.setCtrlCut(id, false) }
+
+func (c *Cluster) setCtrlCut(id int32, on bool) error {
+	return c.setEdgeFlag(id, "controller link cut", func(e *edge) *bool { return &e.ctrlCut }, on)
+}
+
+// SetLatency adds latency to every message broker id receives — each request from a client or
+// another broker, each response to its own requests, each controller answer and metadata image —
+// plus a random part below jitter, so a round trip through it takes at least latency longer.
+// Zero removes it.
+func (c *Cluster) SetLatency(id int32, latency, jitter time.Duration) error {
+	if latency < 0 || jitter < 0 {
+		return errors.New("cluster: latency and jitter must not be negative")
+	}
+	return c.onLiveNode(id, func(n *node) {
+		c.lg.Warn("fault: latency", "broker", id, "latency", latency, "jitter", jitter)
+		n.edge.latency.Store(int64(latency))
+		n.edge.jitter.Store(int64(jitter))
 	})
 }
 
 // FailProduces makes the current leader of topic/partition answer the next n produce requests
-// for it with err, after delay, without appending them (see server.Broker.FailProduces); n <= 0
-// disarms it. It returns the leader's id.
+// for it with err, after delay, without appending them: its listener takes the partition out of
+// those requests before the broker reads them and puts the error in the answer, so the broker
+// never sees the batches (a leader refusing a write for a moment: NOT_ENOUGH_REPLICAS while its
+// ISR is short, or not being the leader briefly). The connection's later requests wait behind the
+// refused one, as behind any request. Requests already read are not affected; n <= 0 disarms
+// it. It returns the leader's id.
 func (c *Cluster) FailProduces(topic string, partition int32, n int, err *kerr.Error, delay time.Duration) (int32, error) {
 	if err == nil {
 		return -1, errors.New("cluster: FailProduces needs an error")
@@ -393,18 +501,47 @@ func (c *Cluster) FailProduces(topic string, partition int32, n int, err *kerr.E
 	}
 	return st.Leader, c.onLiveNode(st.Leader, func(nd *node) {
 		c.lg.Warn("fault: fail produce", "broker", st.Leader, "topic", topic, "partition", partition, "count", n, "error", err.Message, "delay", delay)
-		nd.b.FailProduces(topic, partition, n, err, delay)
+		nd.edge.produce.arm(topic, partition, n, err, delay)
 	})
 }
 
-// BrokerInfo describes one broker for the control API.
+// BrokerInfo describes one broker and the faults on it for the control API.
 type BrokerInfo struct {
 	ID       int32  `json:"id"`
 	Address  string `json:"address"`
 	Alive    bool   `json:"alive"`
 	Fenced   bool   `json:"fenced"`
 	Isolated bool   `json:"isolated"`
-	Paused   bool   `json:"replication_paused"`
+	// Paused is whether its replication is paused (PauseReplication).
+	Paused bool `json:"replication_paused"`
+	// Frozen is whether the broker process is paused (Pause).
+	Frozen        bool  `json:"paused"`
+	ControllerCut bool  `json:"controller_cut"`
+	LatencyMs     int64 `json:"latency_ms"`
+	JitterMs      int64 `json:"jitter_ms"`
+}
+
+// Link is a one-way cut between two brokers: From cannot reach To (CutLink).
+type Link struct {
+	From int32 `json:"from"`
+	To   int32 `json:"to"`
+}
+
+// CutLinks lists the one-way cuts between brokers, ordered by From, then To.
+func (c *Cluster) CutLinks() []Link {
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	out := []Link{}
+	for k := range c.net.blocked {
+		out = append(out, Link{From: k[0], To: k[1]})
+	}
+	slices.SortFunc(out, func(a, b Link) int {
+		if a.From != b.From {
+			return int(a.From - b.From)
+		}
+		return int(a.To - b.To)
+	})
+	return out
 }
 
 // Brokers lists the brokers: Alive is whether the process runs; Fenced whether the controller
@@ -414,9 +551,14 @@ func (c *Cluster) Brokers() []BrokerInfo {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]BrokerInfo, len(c.nodes))
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
 	for i, n := range c.nodes {
 		bk, ok := img.Broker(n.id)
-		out[i] = BrokerInfo{ID: n.id, Address: n.addr, Alive: n.b != nil, Fenced: !ok || !bk.Alive, Isolated: n.isolated, Paused: n.paused}
+		e := n.edge
+		out[i] = BrokerInfo{ID: n.id, Address: n.addr, Alive: n.b != nil, Fenced: !ok || !bk.Alive, Isolated: e.isolated, Paused: e.noFetch,
+			Frozen: e.gate.closed(), ControllerCut: e.ctrlCut,
+			LatencyMs: time.Duration(e.latency.Load()).Milliseconds(), JitterMs: time.Duration(e.jitter.Load()).Milliseconds()}
 	}
 	return out
 }
@@ -491,6 +633,11 @@ func (c *Cluster) Close() error {
 		}
 	}
 	c.mu.Unlock()
+	if c.net != nil {
+		for _, e := range c.net.edges {
+			e.resume()
+		}
+	}
 	if c.ctrl != nil {
 		c.ctrl.Close()
 	}

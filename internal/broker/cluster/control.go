@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -13,7 +16,8 @@ import (
 
 // ControlHandler serves the fault-control API as JSON:
 //
-//	GET  /cluster                          {"brokers":[{"id":0,"address":"127.0.0.1:9092","alive":true,...}]}
+//	GET  /cluster                          {"brokers":[{"id":0,"address":"127.0.0.1:9092","alive":true,...}],
+//	                                        "cut_links":[{"from":0,"to":1}]}
 //	GET  /partitions/{topic}/{partition}   {"leader":0,"isr":[0,1,2],"replicas":[0,1,2],"hw":123,"leader_epoch":2}
 //	GET  /brokers/{id}/partitions/{topic}/{partition}
 //	                                       {"leo":130,"hw":123,"log_start":0,"leader":0,"leader_epoch":2}
@@ -21,6 +25,15 @@ import (
 //	POST /brokers/{id}/kill | restart | isolate | heal | pause-replication | resume-replication
 //	POST /brokers/{id}/power-loss          kill the broker and cut its files back to what was
 //	                                       fsynced (it stays down until restart)
+//	POST /brokers/{id}/pause | resume      freeze the broker process (SIGSTOP) and thaw it
+//	POST /brokers/{id}/cut-controller | reconnect-controller
+//	                                       cut (restore) only its link to the controller
+//	POST /brokers/{id}/cut-link?to=1,2 | heal-link?to=1,2
+//	                                       one way: the broker cannot (can again) reach those
+//	                                       brokers, which still reach it
+//	POST /brokers/{id}/latency?latency=200ms&jitter=50ms
+//	                                       add latency (plus up to jitter) to every message the
+//	                                       broker receives; latency=0 removes it
 //	POST /partitions/{topic}/{partition}/fail-produce?count=1&error=NOT_ENOUGH_REPLICAS&delay=200ms
 //	                                       {"ok":true,"broker":0,...}: the partition's leader answers
 //	                                       its next count produce requests with that Kafka error,
@@ -31,7 +44,7 @@ import (
 func (c *Cluster) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"brokers": c.Brokers()})
+		writeJSON(w, http.StatusOK, map[string]any{"brokers": c.Brokers(), "cut_links": c.CutLinks()})
 	})
 	mux.HandleFunc("GET /partitions/{topic}/{partition}", func(w http.ResponseWriter, r *http.Request) {
 		p, err := strconv.ParseInt(r.PathValue("partition"), 10, 32)
@@ -108,7 +121,25 @@ func (c *Cluster) ControlHandler() http.Handler {
 			return
 		}
 		bid := int32(id)
+		q := r.URL.Query()
 		var actions = map[string]func() error{
+			"pause":                func() error { return c.Pause(bid) },
+			"resume":               func() error { return c.Resume(bid) },
+			"cut-controller":       func() error { return c.CutController(bid) },
+			"reconnect-controller": func() error { return c.ReconnectController(bid) },
+			"cut-link":             func() error { return eachBroker(q.Get("to"), func(to int32) error { return c.CutLink(bid, to) }) },
+			"heal-link":            func() error { return eachBroker(q.Get("to"), func(to int32) error { return c.HealLink(bid, to) }) },
+			"latency": func() error {
+				latency, err := durationParam(q, "latency")
+				if err != nil {
+					return err
+				}
+				jitter, err := durationParam(q, "jitter")
+				if err != nil {
+					return err
+				}
+				return c.SetLatency(bid, latency, jitter)
+			},
 			"kill":               func() error { return c.Kill(bid) },
 			"power-loss":         func() error { return c.PowerLoss(bid) },
 			"isolate":            func() error { return c.Isolate(bid) },
@@ -135,6 +166,43 @@ func (c *Cluster) ControlHandler() http.Handler {
 	return mux
 }
 
+// errBadParam is a malformed query parameter (400).
+var errBadParam = errors.New("bad parameter")
+
+// eachBroker calls fn with each id of a comma-separated list such as "1,2".
+func eachBroker(list string, fn func(id int32) error) error {
+	if list == "" {
+		return fmt.Errorf("%w: to must list broker ids, such as to=1,2", errBadParam)
+	}
+	var ids []int32
+	for _, f := range strings.Split(list, ",") {
+		id, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+		if err != nil {
+			return fmt.Errorf("%w: to must list broker ids, such as to=1,2; got %q", errBadParam, list)
+		}
+		ids = append(ids, int32(id))
+	}
+	for _, id := range ids {
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// durationParam parses an optional duration parameter such as 200ms (absent: 0).
+func durationParam(q url.Values, name string) (time.Duration, error) {
+	v := q.Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: %s must be a duration such as 200ms, got %q", errBadParam, name, v)
+	}
+	return d, nil
+}
+
 // kafkaErrorNamed returns the Kafka error with the given name, such as NOT_ENOUGH_REPLICAS.
 func kafkaErrorNamed(name string) (*kerr.Error, bool) {
 	for code := int16(1); code < 512; code++ {
@@ -152,6 +220,8 @@ func errStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrBrokerState):
 		return http.StatusConflict
+	case errors.Is(err, errBadParam):
+		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
 }

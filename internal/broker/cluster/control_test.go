@@ -108,6 +108,14 @@ func call(t *testing.T, srv *httptest.Server, method, path string) result {
 	return result{resp.StatusCode, strings.TrimSpace(string(b))}
 }
 
+// expectCode calls a control route and checks its status code.
+func expectCode(t *testing.T, srv *httptest.Server, method, path string, want int) {
+	t.Helper()
+	if r := call(t, srv, method, path); r.code != want {
+		t.Errorf("%s %s: %d %s, want %d", method, path, r.code, r.body, want)
+	}
+}
+
 func decode[T any](t *testing.T, r result) T {
 	t.Helper()
 	var v T
@@ -323,13 +331,21 @@ func TestControlReplicaOfDeadBrokerIsConflict(t *testing.T) {
 // produceOne produces one record with acks=all to partition 0 of topic and returns the answer.
 func produceOne(ctx context.Context, t *testing.T, cl *wire.Client, topic string) kmsg.ProduceResponseTopicPartition {
 	t.Helper()
+	return produceRecord(ctx, t, cl, topic, 0, -1, "v", 5*time.Second)
+}
+
+// produceRecord produces one record with the given acks to a partition of topic, waiting at most
+// timeout for acks=all, and returns the answer.
+func produceRecord(ctx context.Context, t *testing.T, cl *wire.Client, topic string, p int32, acks int16, value string, timeout time.Duration) kmsg.ProduceResponseTopicPartition {
+	t.Helper()
 	req := kmsg.NewPtrProduceRequest()
 	req.SetVersion(9)
-	req.Acks, req.TimeoutMillis = -1, 5000
+	req.Acks, req.TimeoutMillis = acks, int32(timeout.Milliseconds())
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = records.Build([]records.Record{{Value: []byte("v")}}, time.Now().UnixMilli(), records.NoProducer)
+	rp.Partition = p
+	rp.Records = records.Build([]records.Record{{Value: []byte(value)}}, time.Now().UnixMilli(), records.NoProducer)
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	resp, err := cl.Request(ctx, req)
@@ -352,9 +368,7 @@ func TestControlFailProduceRefusesTheNextProducesWithoutAppending(t *testing.T) 
 		"/partitions/refused/x/fail-produce":                     http.StatusBadRequest,
 		"/partitions/missing/0/fail-produce":                     http.StatusNotFound,
 	} {
-		if r := call(t, srv, "POST", path); r.code != want {
-			t.Errorf("POST %s: %d %s, want %d", path, r.code, r.body, want)
-		}
+		expectCode(t, srv, "POST", path, want)
 	}
 	r := call(t, srv, "POST", "/partitions/refused/0/fail-produce?count=2&error=NOT_ENOUGH_REPLICAS&delay=10ms")
 	if r.code != http.StatusOK {

@@ -37,8 +37,10 @@ type ControllerConfig struct {
 
 // Controller is the cluster's single in-process controller: it owns the metadata image, assigns
 // replicas, runs leader elections from the ISR, applies ISR changes proposed by leaders, detects
-// dead brokers by their session, and publishes every change to the live brokers. It implements
-// server.Controller. All state is guarded by one mutex; it is never on the produce/fetch path.
+// dead brokers by their session, and publishes every change to the live brokers. A broker reaches
+// it through For (the cluster puts a link with its faults in between); the exported methods are
+// the administrative calls any broker may make. All state is guarded by one mutex; it is never on
+// the produce/fetch path.
 type Controller struct {
 	cfg ControllerConfig
 	lg  *slog.Logger
@@ -48,13 +50,10 @@ type Controller struct {
 	nextPID   int64
 	listeners map[int32]server.Listener
 	lastHB    map[int32]time.Time
-	cut       map[int32]bool // brokers the network fault separates from the controller
 
 	stop chan struct{}
 	done chan struct{}
 }
-
-var _ server.Controller = (*Controller)(nil)
 
 type persisted struct {
 	Image          *meta.Image `json:"image"`
@@ -77,7 +76,6 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 		cfg: cfg, lg: cfg.Logger.With("component", "controller"),
 		listeners: map[int32]server.Listener{},
 		lastHB:    map[int32]time.Time{},
-		cut:       map[int32]bool{},
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		nextPID:   1000,
@@ -185,37 +183,49 @@ func (c *Controller) changeLocked(fn func(img *meta.Image) error) error {
 	if err := c.saveLocked(); err != nil {
 		c.lg.Error("cannot persist cluster metadata", "err", err)
 	}
-	for id, l := range c.listeners {
-		if !c.cut[id] {
-			l.OnImage(next)
-		}
+	for _, l := range c.listeners {
+		l.OnImage(next)
 	}
 	return nil
 }
 
-func (c *Controller) reachable(from int32) error {
-	if c.cut[from] {
-		return fmt.Errorf("broker %d: %w", from, server.ErrUnreachable)
-	}
-	return nil
+// For returns the controller as broker id reaches it: the calls it takes are that broker's (its
+// heartbeats, the ISR changes of the partitions it leads).
+func (c *Controller) For(id int32) server.Controller { return session{c, id} }
+
+// session is the controller as one broker reaches it.
+type session struct {
+	c  *Controller
+	id int32
 }
 
-// SetCut separates (or reconnects) a broker from the controller, for fault injection.
-func (c *Controller) SetCut(id int32, cut bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cut[id] = cut
+func (s session) Register(_ context.Context, b meta.Broker, l server.Listener) error {
+	b.ID = s.id
+	return s.c.register(b, l)
+}
+func (s session) Heartbeat(context.Context) error { return s.c.heartbeat(s.id) }
+func (s session) CreateTopics(ctx context.Context, specs []server.TopicSpec, validateOnly bool) []error {
+	return s.c.CreateTopics(ctx, specs, validateOnly)
+}
+func (s session) DeleteTopics(ctx context.Context, names []string) []error {
+	return s.c.DeleteTopics(ctx, names)
+}
+func (s session) CreatePartitions(ctx context.Context, topic string, count int32, validateOnly bool) error {
+	return s.c.CreatePartitions(ctx, topic, count, validateOnly)
+}
+func (s session) AlterISR(_ context.Context, topic string, p, leaderEpoch, partEpoch int32, isr []int32) error {
+	return s.c.alterISR(s.id, topic, p, leaderEpoch, partEpoch, isr)
+}
+func (s session) AllocateProducerID(ctx context.Context) (int64, error) {
+	return s.c.AllocateProducerID(ctx)
 }
 
-// Register implements server.Controller. A broker that registers with a different listener than
+// register announces a (re)started broker. A broker that registers with a different listener than
 // the one on record is a new incarnation (restarted): its old incarnation is fenced first, so
 // leadership it held moves through a proper election, as Kafka does on a broker epoch change.
-func (c *Controller) Register(_ context.Context, b meta.Broker, l server.Listener) error {
+func (c *Controller) register(b meta.Broker, l server.Listener) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.reachable(b.ID); err != nil {
-		return err
-	}
 	if old, ok := c.listeners[b.ID]; ok && old != l {
 		if bk, ok := c.img.Broker(b.ID); ok && bk.Alive {
 			c.fenceLocked(b.ID, "restarted")
@@ -247,13 +257,10 @@ func (c *Controller) Register(_ context.Context, b meta.Broker, l server.Listene
 	return nil
 }
 
-// Heartbeat implements server.Controller.
-func (c *Controller) Heartbeat(_ context.Context, id int32) error {
+// heartbeat renews broker id's session.
+func (c *Controller) heartbeat(id int32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.reachable(id); err != nil {
-		return err
-	}
 	bk, ok := c.img.Broker(id)
 	if !ok || !bk.Alive {
 		return fmt.Errorf("cluster: broker %d is fenced; it must register again", id)
@@ -387,26 +394,24 @@ func (c *Controller) electOfflineLocked(img *meta.Image) {
 	}
 }
 
-// AlterISR implements server.Controller.
-func (c *Controller) AlterISR(_ context.Context, from int32, topic string, p, leaderEpoch, partEpoch int32, isr []int32) error {
+// alterISR applies an ISR change proposed by broker leader (the session it came through), which
+// must lead the partition.
+func (c *Controller) alterISR(leader int32, topic string, p, leaderEpoch, partEpoch int32, isr []int32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.reachable(from); err != nil {
-		return err
-	}
 	return c.changeLocked(func(img *meta.Image) error {
 		t := img.Topic(topic)
 		if t == nil || p < 0 || int(p) >= len(t.Partitions) {
 			return fmt.Errorf("cluster: AlterISR %s-%d: %w", topic, p, kerr.UnknownTopicOrPartition)
 		}
 		st := &t.Partitions[p]
-		if st.Leader != from || st.LeaderEpoch != leaderEpoch {
-			return fmt.Errorf("cluster: AlterISR %s-%d from broker %d epoch %d, but the leader is %d epoch %d: %w", topic, p, from, leaderEpoch, st.Leader, st.LeaderEpoch, kerr.FencedLeaderEpoch)
+		if st.Leader != leader || st.LeaderEpoch != leaderEpoch {
+			return fmt.Errorf("cluster: AlterISR %s-%d from broker %d epoch %d, but the leader is %d epoch %d: %w", topic, p, leader, leaderEpoch, st.Leader, st.LeaderEpoch, kerr.FencedLeaderEpoch)
 		}
 		if st.Epoch != partEpoch {
 			return fmt.Errorf("cluster: AlterISR %s-%d: stale partition epoch %d (now %d): %w", topic, p, partEpoch, st.Epoch, kerr.InvalidUpdateVersion)
 		}
-		if !slices.Contains(isr, from) {
+		if !slices.Contains(isr, leader) {
 			return fmt.Errorf("cluster: AlterISR %s-%d: the leader must stay in the ISR: %w", topic, p, kerr.InvalidRequest)
 		}
 		for _, id := range isr {
@@ -424,13 +429,10 @@ func (c *Controller) AlterISR(_ context.Context, from int32, topic string, p, le
 	})
 }
 
-// AllocateProducerID implements server.Controller.
-func (c *Controller) AllocateProducerID(_ context.Context, from int32) (int64, error) {
+// AllocateProducerID hands out a cluster-unique idempotent producer id.
+func (c *Controller) AllocateProducerID(context.Context) (int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.reachable(from); err != nil {
-		return -1, err
-	}
 	id := c.nextPID
 	c.nextPID++
 	if err := c.saveLocked(); err != nil {
@@ -439,17 +441,12 @@ func (c *Controller) AllocateProducerID(_ context.Context, from int32) (int64, e
 	return id, nil
 }
 
-// CreateTopics implements server.Controller.
-func (c *Controller) CreateTopics(_ context.Context, from int32, specs []server.TopicSpec, validateOnly bool) []error {
+// CreateTopics creates topics (or only validates them), one error per spec (see
+// server.Controller).
+func (c *Controller) CreateTopics(_ context.Context, specs []server.TopicSpec, validateOnly bool) []error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	errs := make([]error, len(specs))
-	if err := c.reachable(from); err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
-		}
-		return errs
-	}
 	_ = c.changeLocked(func(img *meta.Image) error {
 		created, added := 0, 0
 		for i, s := range specs {
@@ -557,17 +554,11 @@ func newPartition(img *meta.Image, reps []int32) meta.Partition {
 	return st
 }
 
-// DeleteTopics implements server.Controller.
-func (c *Controller) DeleteTopics(_ context.Context, from int32, names []string) []error {
+// DeleteTopics deletes topics by name, one error per name.
+func (c *Controller) DeleteTopics(_ context.Context, names []string) []error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	errs := make([]error, len(names))
-	if err := c.reachable(from); err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
-		}
-		return errs
-	}
 	_ = c.changeLocked(func(img *meta.Image) error {
 		n := 0
 		for i, name := range names {
@@ -587,13 +578,10 @@ func (c *Controller) DeleteTopics(_ context.Context, from int32, names []string)
 	return errs
 }
 
-// CreatePartitions implements server.Controller.
-func (c *Controller) CreatePartitions(_ context.Context, from int32, topic string, count int32, validateOnly bool) error {
+// CreatePartitions grows a topic to count partitions.
+func (c *Controller) CreatePartitions(_ context.Context, topic string, count int32, validateOnly bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.reachable(from); err != nil {
-		return fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
-	}
 	err := c.changeLocked(func(img *meta.Image) error {
 		t := img.Topic(topic)
 		if t == nil {

@@ -27,7 +27,7 @@ func controller(t *testing.T, n int) *cluster.Controller {
 	}
 	t.Cleanup(c.Close)
 	for id := range int32(n) {
-		if err := c.Register(context.Background(), meta.Broker{ID: id, Host: "127.0.0.1", Port: 9092 + id, Alive: true}, nopListener{}); err != nil {
+		if err := c.For(id).Register(context.Background(), meta.Broker{ID: id, Host: "127.0.0.1", Port: 9092 + id, Alive: true}, nopListener{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -57,7 +57,7 @@ func TestControllerRefusesRequestsAddingTooManyPartitions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := controller(t, 1)
-			errs := c.CreateTopics(context.Background(), 0, tt.specs, false)
+			errs := c.CreateTopics(context.Background(), tt.specs, false)
 			for i, want := range tt.want {
 				if want == nil && errs[i] != nil || want != nil && !errors.Is(errs[i], want) {
 					t.Fatalf("topic %s: %v, want %v", tt.specs[i].Name, errs[i], want)
@@ -72,7 +72,7 @@ func TestControllerRefusesRequestsAddingTooManyPartitions(t *testing.T) {
 
 func TestControllerRefusesGrowingATopicByTooManyPartitions(t *testing.T) {
 	c := controller(t, 1)
-	if errs := c.CreateTopics(context.Background(), 0, []server.TopicSpec{{Name: "a", Partitions: 5, ReplicationFactor: 1}}, false); errs[0] != nil {
+	if errs := c.CreateTopics(context.Background(), []server.TopicSpec{{Name: "a", Partitions: 5, ReplicationFactor: 1}}, false); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
 	tests := []struct {
@@ -85,7 +85,7 @@ func TestControllerRefusesGrowingATopicByTooManyPartitions(t *testing.T) {
 		{10005, nil},
 	}
 	for _, tt := range tests {
-		err := c.CreatePartitions(context.Background(), 0, "a", tt.count, false)
+		err := c.CreatePartitions(context.Background(), "a", tt.count, false)
 		if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
 			t.Fatalf("grow to %d: %v, want %v", tt.count, err, tt.want)
 		}

@@ -26,20 +26,7 @@ func produceTo(t *testing.T, c *cluster.Cluster, id int32, topic, value string, 
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	req := kmsg.NewPtrProduceRequest()
-	req.SetVersion(9)
-	req.Acks, req.TimeoutMillis = -1, int32(timeout.Milliseconds())
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = records.Build([]records.Record{{Value: []byte(value)}}, time.Now().UnixMilli(), records.NoProducer)
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := cl.Request(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	return produceRecord(ctx, t, cl, topic, 0, -1, value, timeout)
 }
 
 // readValues reads partition 0 of topic from broker id (its leader) as a consumer, up to the

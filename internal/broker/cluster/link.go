@@ -5,26 +5,160 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
 )
 
-// controllerLink is one broker's path to the controller: it forwards every call, and it is where
-// faults on that path are injected (ISR changes held in flight), so neither the broker nor the
-// controller knows about them.
+// controllerLink is one broker's path to the controller, both ways: the broker's calls go out
+// on it and the controller's metadata images come back on it. Faults on that path live here —
+// a cut link refuses the calls and drops the images, a paused broker's calls and images wait, a
+// broker's added latency delays both, and ISR changes can be held in flight — so neither the
+// broker nor the controller knows about them.
 type controllerLink struct {
-	*Controller
-	id    int32
+	e     *edge
+	ctrl  *Controller
+	to    server.Controller // the controller as this broker reaches it
 	holds *isrHolds
+
+	mu     sync.Mutex
+	l      server.Listener // the broker, as it last registered
+	missed bool            // an image was dropped or held: the newest is owed once the link allows
 }
 
-var _ server.Controller = controllerLink{}
+var _ server.Controller = (*controllerLink)(nil)
+
+// enter waits while the broker is paused, refuses the call while the link is cut, and waits out
+// the broker's added latency.
+func (l *controllerLink) enter(ctx context.Context) error {
+	if err := l.e.gate.wait(ctx.Done()); err != nil {
+		return fmt.Errorf("broker %d to the controller: %w", l.e.id, ctx.Err())
+	}
+	if !l.up() {
+		return fmt.Errorf("broker %d to the controller: %w", l.e.id, ErrLinkDown)
+	}
+	l.e.delay(ctx.Done())
+	return nil
+}
+
+// up reports whether the link carries messages now.
+func (l *controllerLink) up() bool {
+	nw := l.e.nw
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	return l.e.ctrlReachLocked() && !l.e.gate.closed()
+}
+
+// deliver passes an image to the broker when the link carries it; otherwise the image is owed
+// and flush delivers the newest one once the link is back (as a broker's metadata fetch catches
+// up after a partition heals or a pause ends).
+func (l *controllerLink) deliver(to server.Listener, img *meta.Image) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.up() {
+		l.missed = true
+		return
+	}
+	if d := l.e.latencyNow(); d > 0 {
+		go func() {
+			time.Sleep(d)
+			to.OnImage(img)
+		}()
+		return
+	}
+	to.OnImage(img)
+}
+
+// flush delivers the newest image if one is owed and the link carries it now.
+func (l *controllerLink) flush() {
+	img := l.ctrl.Image()
+	l.mu.Lock()
+	owed, to := l.missed, l.l
+	l.missed = false
+	l.mu.Unlock()
+	if owed && to != nil {
+		l.deliver(to, img)
+	}
+}
+
+// linkListener is the broker as the controller sees it: images sent to it travel the link.
+type linkListener struct {
+	link *controllerLink
+	l    server.Listener
+}
+
+func (ll linkListener) OnImage(img *meta.Image) { ll.link.deliver(ll.l, img) }
+
+// Register implements server.Controller.
+func (l *controllerLink) Register(ctx context.Context, b meta.Broker, lst server.Listener) error {
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.l = lst
+	l.mu.Unlock()
+	return l.to.Register(ctx, b, linkListener{l, lst})
+}
+
+// Heartbeat implements server.Controller.
+func (l *controllerLink) Heartbeat(ctx context.Context) error {
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	return l.to.Heartbeat(ctx)
+}
+
+// CreateTopics implements server.Controller. Over a cut link every topic times out.
+func (l *controllerLink) CreateTopics(ctx context.Context, specs []server.TopicSpec, validateOnly bool) []error {
+	if err := l.enter(ctx); err != nil {
+		return timedOut(err, len(specs))
+	}
+	return l.to.CreateTopics(ctx, specs, validateOnly)
+}
+
+// DeleteTopics implements server.Controller.
+func (l *controllerLink) DeleteTopics(ctx context.Context, names []string) []error {
+	if err := l.enter(ctx); err != nil {
+		return timedOut(err, len(names))
+	}
+	return l.to.DeleteTopics(ctx, names)
+}
+
+func timedOut(err error, n int) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
+	}
+	return errs
+}
+
+// CreatePartitions implements server.Controller.
+func (l *controllerLink) CreatePartitions(ctx context.Context, topic string, count int32, validateOnly bool) error {
+	if err := l.enter(ctx); err != nil {
+		return fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
+	}
+	return l.to.CreatePartitions(ctx, topic, count, validateOnly)
+}
+
+// AllocateProducerID implements server.Controller.
+func (l *controllerLink) AllocateProducerID(ctx context.Context) (int64, error) {
+	if err := l.enter(ctx); err != nil {
+		return -1, err
+	}
+	return l.to.AllocateProducerID(ctx)
+}
 
 // AlterISR forwards the ISR change unless the link holds this broker's ISR changes: then it
 // waits, unanswered and unseen by the controller, until the hold is released (or ctx ends, and
 // the controller never sees it).
-func (l controllerLink) AlterISR(ctx context.Context, from int32, topic string, p, leaderEpoch, partEpoch int32, isr []int32) error {
-	if h := l.holds.get(l.id); h != nil {
+func (l *controllerLink) AlterISR(ctx context.Context, topic string, p, leaderEpoch, partEpoch int32, isr []int32) error {
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	if h := l.holds.get(l.e.id); h != nil {
 		select {
 		case h.held <- ISRChange{Topic: topic, Partition: p, ISR: slices.Clone(isr)}:
 		default:
@@ -32,10 +166,10 @@ func (l controllerLink) AlterISR(ctx context.Context, from int32, topic string, 
 		select {
 		case <-h.release:
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: ISR change of broker %d held on its controller link: %w", l.id, ctx.Err())
+			return fmt.Errorf("cluster: ISR change of broker %d held on its controller link: %w", l.e.id, ctx.Err())
 		}
 	}
-	return l.Controller.AlterISR(ctx, from, topic, p, leaderEpoch, partEpoch, isr)
+	return l.to.AlterISR(ctx, topic, p, leaderEpoch, partEpoch, isr)
 }
 
 // isrHolds are the brokers whose ISR changes their controller links hold.

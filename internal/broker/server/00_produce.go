@@ -12,7 +12,6 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
-	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/safe"
 )
 
@@ -91,13 +90,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 					sp.ErrorCode, sp.ErrorMessage = kerr.UnknownServerError.Code, errMessage(err)
 				})
 				b.partitionHook(0, name, rp.Partition)
-				var res partition.AppendResult
-				var err error
-				if pf, ok := b.takeProduceFault(name, rp.Partition); ok {
-					err = pf.fail(ctx, name, rp.Partition)
-				} else {
-					res, err = r.Append(ctx, rp.Records, req.Acks)
-				}
+				res, err := r.Append(ctx, rp.Records, req.Acks)
 				if err != nil {
 					sp.ErrorCode = errorCode(err)
 					msg := err.Error()

@@ -102,10 +102,7 @@ func (b *Broker) autoCreate(ctx context.Context, names []string) *meta.Image {
 	for i, n := range names {
 		specs[i] = TopicSpec{Name: n, Partitions: -1, ReplicationFactor: -1}
 	}
-	if b.isolated.Load() {
-		return b.Image()
-	}
-	errs := b.cfg.Controller.CreateTopics(ctx, b.cfg.ID, b.fillDefaults(specs), false)
+	errs := b.cfg.Controller.CreateTopics(ctx, b.fillDefaults(specs), false)
 	var created []string
 	for i, err := range errs {
 		switch {

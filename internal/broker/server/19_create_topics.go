@@ -75,15 +75,7 @@ func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsR
 	errs := make([]error, len(specs))
 	copy(errs, pre)
 	if len(todo) > 0 {
-		var res []error
-		if b.isolated.Load() {
-			res = make([]error, len(todo))
-			for i := range res {
-				res[i] = fmt.Errorf("%w: %w", kerr.RequestTimedOut, ErrUnreachable)
-			}
-		} else {
-			res = b.cfg.Controller.CreateTopics(ctx, b.cfg.ID, b.fillDefaults(todo), req.ValidateOnly)
-		}
+		res := b.cfg.Controller.CreateTopics(ctx, b.fillDefaults(todo), req.ValidateOnly)
 		for j, i := range idx {
 			errs[i] = res[j]
 		}

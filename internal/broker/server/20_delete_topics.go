@@ -52,15 +52,7 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsR
 		}
 	}
 	if len(names) > 0 {
-		var errs []error
-		if b.isolated.Load() {
-			errs = make([]error, len(names))
-			for i := range errs {
-				errs[i] = fmt.Errorf("%w: %w", kerr.RequestTimedOut, ErrUnreachable)
-			}
-		} else {
-			errs = b.cfg.Controller.DeleteTopics(ctx, b.cfg.ID, names)
-		}
+		errs := b.cfg.Controller.DeleteTopics(ctx, names)
 		for j, i := range idx {
 			entries[i].err = errs[j]
 		}

@@ -25,11 +25,7 @@ func (b *Broker) handleInitProducerID(ctx context.Context, req *kmsg.InitProduce
 		resp.ErrorCode = kerr.InvalidRequest.Code
 		return resp
 	}
-	if b.isolated.Load() {
-		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
-		return resp
-	}
-	id, err := b.cfg.Controller.AllocateProducerID(ctx, b.cfg.ID)
+	id, err := b.cfg.Controller.AllocateProducerID(ctx)
 	if err != nil {
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp

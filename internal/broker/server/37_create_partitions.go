@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -17,12 +15,7 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePar
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
-		var err error
-		if b.isolated.Load() {
-			err = fmt.Errorf("%w: %w", kerr.RequestTimedOut, ErrUnreachable)
-		} else {
-			err = b.cfg.Controller.CreatePartitions(ctx, b.cfg.ID, rt.Topic, rt.Count, req.ValidateOnly)
-		}
+		err := b.cfg.Controller.CreatePartitions(ctx, rt.Topic, rt.Count, req.ValidateOnly)
 		st.ErrorCode, st.ErrorMessage = errorCode(err), errMessage(err)
 		resp.Topics = append(resp.Topics, st)
 	}

@@ -7,6 +7,9 @@
 // Fetch is zero-copy: record batches go from the segment files to the socket with sendfile(2),
 // never through the broker's memory (sendfile.go; Config.DisableZeroCopy turns it off).
 //
+// A node knows nothing of faults: it reaches the world only through its Config's Listener,
+// Dialer, Controller and Clock, and whoever runs it (internal/broker/cluster) puts faults there.
+//
 // Bad input never takes a node down: a malformed, oversized, truncated or unknown request closes
 // that one connection with a log line, and the node keeps serving every other connection.
 package server
@@ -37,6 +40,15 @@ type Config struct {
 	DataDir    string // this node's log directory
 	Controller Controller
 	Logger     *slog.Logger
+
+	// Listener, if set, is what the node serves on (ListenAddr is then not used); the node
+	// closes it when it stops. Together with Dialer, Controller and Clock it is all of the
+	// node's contact with the world, which is where whoever runs the node puts faults.
+	Listener net.Listener
+	// Dialer connects the node's replica fetchers to the leaders (default: a net.Dialer).
+	Dialer Dialer
+	// Clock paces the node's periodic work (default: the wall clock).
+	Clock Clock
 
 	// Defaults are broker-level topic config defaults (e.g. min.insync.replicas).
 	Defaults meta.Defaults
@@ -81,6 +93,12 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Dialer == nil {
+		c.Dialer = &net.Dialer{Timeout: 5 * time.Second}
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
 	}
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 100 << 20
@@ -138,13 +156,6 @@ type Broker struct {
 	groups   *group.Coordinator
 	fetchers *fetcherManager
 
-	isolated atomic.Bool
-	paused   atomic.Bool
-	// faultChanges counts the changes of isolated and paused, so that a replica fetch can tell
-	// that a fault began (and maybe ended) while it was in flight.
-	faultChanges atomic.Uint64
-	faults       produceFaults
-
 	// hwAtStart are the high watermarks read from the checkpoint at Start; a replica opened
 	// later starts from its entry (capped at its log end).
 	hwAtStart map[tp]int64
@@ -161,19 +172,27 @@ type Broker struct {
 // or Kill. It returns once the node accepts connections.
 func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	cfg.setDefaults()
+	ln := cfg.Listener
+	fail := func(err error) (*Broker, error) {
+		if ln != nil {
+			_ = ln.Close()
+		}
+		return nil, err
+	}
 	if cfg.Controller == nil {
-		return nil, errors.New("server: Config.Controller is required")
+		return fail(errors.New("server: Config.Controller is required"))
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("server: data dir: %w", err)
+		return fail(fmt.Errorf("server: data dir: %w", err))
 	}
 	hws, err := readHWCheckpoint(filepath.Join(cfg.DataDir, hwCheckpointName))
 	if err != nil {
 		cfg.Logger.Warn("ignoring unreadable high-watermark checkpoint", "broker", cfg.ID, "err", err)
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("server: broker %d: listen %s: %w", cfg.ID, cfg.ListenAddr, err)
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+			return nil, fmt.Errorf("server: broker %d: listen %s: %w", cfg.ID, cfg.ListenAddr, err)
+		}
 	}
 	bctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
@@ -234,9 +253,6 @@ func (b *Broker) Image() *meta.Image { return b.image.Load() }
 // OnImage implements Listener: the newest image wins; images are applied in order on one
 // goroutine.
 func (b *Broker) OnImage(img *meta.Image) {
-	if b.isolated.Load() {
-		return // the controller's message does not get through
-	}
 	for {
 		cur := b.pending.Load()
 		if cur != nil && cur.Version >= img.Version {
@@ -349,10 +365,7 @@ func (b *Broker) openReplica(t *meta.Topic, p int32) (*partition.Replica, error)
 			Disk:               b.cfg.Disk,
 		},
 		AlterISR: func(ctx context.Context, leaderEpoch, partEpoch int32, isr []int32) error {
-			if b.isolated.Load() {
-				return ErrUnreachable
-			}
-			return b.cfg.Controller.AlterISR(ctx, b.cfg.ID, t.Name, p, leaderEpoch, partEpoch, isr)
+			return b.cfg.Controller.AlterISR(ctx, t.Name, p, leaderEpoch, partEpoch, isr)
 		},
 	})
 	if err != nil {
@@ -380,16 +393,15 @@ func (b *Broker) PartitionState(topic string, p int32) (partition.State, bool) {
 	return r.State(), true
 }
 
-// every calls fn every d until the node stops; it runs as one of b.wg's goroutines.
+// every calls fn every d (by the node's clock) until the node stops; it runs as one of b.wg's
+// goroutines.
 func (b *Broker) every(d time.Duration, fn func()) {
 	defer b.wg.Done()
-	t := time.NewTicker(d)
-	defer t.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
-		case <-t.C:
+		case <-b.cfg.Clock.After(d):
 		}
 		fn()
 	}
@@ -397,11 +409,8 @@ func (b *Broker) every(d time.Duration, fn func()) {
 
 // heartbeat renews the node's controller session, registering again if it was lost.
 func (b *Broker) heartbeat() {
-	if b.isolated.Load() {
-		return
-	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.HeartbeatInterval*4)
-	err := b.cfg.Controller.Heartbeat(ctx, b.cfg.ID)
+	err := b.cfg.Controller.Heartbeat(ctx)
 	cancel()
 	if err != nil && b.ctx.Err() == nil {
 		b.lg.Warn("controller heartbeat failed; registering again", "err", err)
@@ -418,14 +427,12 @@ func (b *Broker) heartbeat() {
 func (b *Broker) maintenanceLoop() {
 	defer b.wg.Done()
 	every := max(b.cfg.ReplicaLagMax/4, 20*time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
 	lastRetention := time.Now()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
-		case <-t.C:
+		case <-b.cfg.Clock.After(every):
 		}
 		b.mu.RLock()
 		rs := make([]*partition.Replica, 0, len(b.replicas))
@@ -484,30 +491,4 @@ func (b *Broker) shutdown(clean bool) error {
 	}
 	b.replicas = map[tp]*partition.Replica{}
 	return errors.Join(errs...)
-}
-
-// SetIsolated cuts (or restores) this node's traffic to and from the other brokers and the
-// controller; clients can still connect.
-func (b *Broker) SetIsolated(on bool) {
-	b.isolated.Store(on)
-	b.faultChanges.Add(1)
-	b.fetchers.reconnect()
-	if !on {
-		host, port := b.hostPort()
-		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-		defer cancel()
-		if err := b.cfg.Controller.Register(ctx, meta.Broker{ID: b.cfg.ID, Host: host, Port: port, Alive: true}, b); err != nil {
-			b.lg.Warn("register after heal failed", "err", err)
-		}
-	}
-}
-
-// Isolated reports whether the node is isolated.
-func (b *Broker) Isolated() bool { return b.isolated.Load() }
-
-// SetReplicationPaused stops (or resumes) this node's replica fetchers.
-func (b *Broker) SetReplicationPaused(on bool) {
-	b.paused.Store(on)
-	b.faultChanges.Add(1)
-	b.fetchers.wake()
 }

@@ -135,10 +135,6 @@ func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host 
 		lg.Warn("closing connection: unsupported API or version", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version)
 		return false
 	}
-	if b.isolated.Load() && isReplicaRequest(kreq) {
-		lg.Debug("dropping replica request to an isolated broker")
-		return false
-	}
 	resp, err := b.safeHandle(group.WithClient(ctx, hdr.ClientID, host), &request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
 	if err != nil {
 		lg.Error("closing connection: handler failed", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
@@ -151,13 +147,6 @@ func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host 
 		// The client is gone (or the node stops): nobody reads the answer.
 		return false
 	}
-	if b.isolated.Load() && isReplicaRequest(kreq) {
-		// Isolated while the request was served (a follower's long poll): the network
-		// partition swallows the answer too, or the follower would copy records the leader
-		// takes after the cut.
-		lg.Debug("dropping a replica response: the broker was isolated meanwhile")
-		return false
-	}
 	if resp == nil {
 		return true // acks=0 produce: no response at all
 	}
@@ -168,17 +157,6 @@ func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host 
 		return false
 	}
 	return true
-}
-
-// isReplicaRequest reports whether a request comes from another broker's replica fetcher.
-func isReplicaRequest(r kmsg.Request) bool {
-	switch r := r.(type) {
-	case *kmsg.FetchRequest:
-		return replicaIDOf(r) >= 0
-	case *kmsg.OffsetForLeaderEpochRequest:
-		return r.ReplicaID >= 0
-	}
-	return false
 }
 
 // testHooks let this package's tests watch and break request code; a production broker has

@@ -2,33 +2,34 @@ package server
 
 import (
 	"context"
-	"errors"
+	"time"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
-// Controller is what a broker needs from the cluster's controller. The bundled cluster runs one
-// in-process controller shared by all brokers (internal/broker/cluster implements it); every call
-// names the calling broker, so that a broker cut off by fault injection can be refused as if the
-// network had dropped the request.
+// Controller is what a broker needs from the cluster's controller, as the broker reaches it: the
+// bundled cluster gives each broker its own link to its in-process controller
+// (internal/broker/cluster), which knows whose calls it carries, so no call names its caller.
 type Controller interface {
 	// Register announces a (re)started broker and subscribes it to metadata images: the
 	// controller calls Listener.OnImage with every new image until the broker is fenced.
 	Register(ctx context.Context, b meta.Broker, l Listener) error
 	// Heartbeat keeps the broker's session alive.
-	Heartbeat(ctx context.Context, id int32) error
+	Heartbeat(ctx context.Context) error
 	// CreateTopics creates topics (or only validates them) and returns one error per spec, nil on
 	// success. Errors wrap kerr codes.
-	CreateTopics(ctx context.Context, from int32, specs []TopicSpec, validateOnly bool) []error
+	CreateTopics(ctx context.Context, specs []TopicSpec, validateOnly bool) []error
 	// DeleteTopics deletes topics by name, one error per name.
-	DeleteTopics(ctx context.Context, from int32, names []string) []error
+	DeleteTopics(ctx context.Context, names []string) []error
 	// CreatePartitions grows a topic to count partitions.
-	CreatePartitions(ctx context.Context, from int32, topic string, count int32, validateOnly bool) error
-	// AlterISR changes a partition's ISR on behalf of its leader; leaderEpoch and partitionEpoch
-	// must match the controller's (else the request is stale and refused).
-	AlterISR(ctx context.Context, from int32, topic string, partition, leaderEpoch, partitionEpoch int32, isr []int32) error
+	CreatePartitions(ctx context.Context, topic string, count int32, validateOnly bool) error
+	// AlterISR changes a partition's ISR on behalf of its leader (the calling broker);
+	// leaderEpoch and partitionEpoch must match the controller's (else the request is stale and
+	// refused).
+	AlterISR(ctx context.Context, topic string, partition, leaderEpoch, partitionEpoch int32, isr []int32) error
 	// AllocateProducerID hands out a cluster-unique idempotent producer id.
-	AllocateProducerID(ctx context.Context, from int32) (int64, error)
+	AllocateProducerID(ctx context.Context) (int64, error)
 }
 
 // Listener receives metadata images from the controller.
@@ -45,5 +46,17 @@ type TopicSpec struct {
 	Configs           map[string]string
 }
 
-// ErrUnreachable is returned by controller calls from a broker that fault injection isolated.
-var ErrUnreachable = errors.New("server: controller unreachable from this broker")
+// Dialer connects to other brokers (*net.Dialer is one).
+type Dialer = wire.Dialer
+
+// Clock is how a broker waits for time to pass in its periodic work: heartbeats, ISR checks,
+// high-watermark checkpoints and its replica fetchers' waits.
+type Clock interface {
+	// After returns a channel that receives the time once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+// realClock is the wall clock.
+type realClock struct{}
+
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }

@@ -58,24 +58,6 @@ func (m *fetcherManager) remove(key tp) {
 	}
 }
 
-func (m *fetcherManager) wake() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, f := range m.fetchers {
-		f.poke()
-	}
-}
-
-// reconnect drops every fetcher connection (after isolation changes).
-func (m *fetcherManager) reconnect() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, f := range m.fetchers {
-		f.resetConn()
-		f.poke()
-	}
-}
-
 func (m *fetcherManager) stopAll() {
 	m.mu.Lock()
 	fs := m.fetchers
@@ -148,12 +130,10 @@ func (f *fetcher) stop() {
 }
 
 func (f *fetcher) sleep(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
 	case <-f.ctx.Done():
 	case <-f.wakeCh:
-	case <-t.C:
+	case <-f.b.cfg.Clock.After(d):
 	}
 }
 
@@ -161,11 +141,6 @@ func (f *fetcher) run() {
 	defer close(f.done)
 	defer f.resetConn()
 	for f.ctx.Err() == nil {
-		if f.b.paused.Load() || f.b.isolated.Load() {
-			f.resetConn()
-			f.sleep(100 * time.Millisecond)
-			continue
-		}
 		parts := f.snapshot()
 		if len(parts) == 0 {
 			f.sleep(time.Second)
@@ -201,7 +176,7 @@ func (f *fetcher) conn() (*wire.Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Second)
 	defer cancel()
-	c, err := wire.Dial(ctx, nil, net.JoinHostPort(bk.Host, strconv.Itoa(int(bk.Port))), "kafkaguard-replica-"+strconv.Itoa(int(f.b.cfg.ID)))
+	c, err := wire.Dial(ctx, f.b.cfg.Dialer, net.JoinHostPort(bk.Host, strconv.Itoa(int(bk.Port))), "kafkaguard-replica-"+strconv.Itoa(int(f.b.cfg.ID)))
 	if err != nil {
 		return nil, err
 	}
@@ -264,15 +239,9 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, f.b.cfg.ReplicaFetchMaxWait+10*time.Second)
 	defer cancel()
-	faults := f.b.faultChanges.Load()
 	kresp, err := c.Request(ctx, req)
 	if err != nil {
 		return err
-	}
-	if f.b.paused.Load() || f.b.isolated.Load() || f.b.faultChanges.Load() != faults {
-		// A fault began while the fetch was in flight (and may have ended since): what it
-		// brought is dropped, as a partition drops what is on the wire.
-		return nil
 	}
 	resp := kresp.(*kmsg.FetchResponse)
 	if resp.ErrorCode != 0 {

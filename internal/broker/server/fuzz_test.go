@@ -84,7 +84,7 @@ func (b *fzBroker) ensureTopic() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if errs := b.c.Controller().CreateTopics(ctx, 0, []server.TopicSpec{{Name: fzTopic, Partitions: 2, ReplicationFactor: 1}}, false); errs[0] != nil {
+	if errs := b.c.Controller().CreateTopics(ctx, []server.TopicSpec{{Name: fzTopic, Partitions: 2, ReplicationFactor: 1}}, false); errs[0] != nil {
 		b.tb.Fatalf("create %s: %v", fzTopic, errs[0])
 	}
 	for p := int32(0); p < 2; p++ {
@@ -125,7 +125,7 @@ func (b *fzBroker) tidy() {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		b.c.Controller().DeleteTopics(ctx, 0, names)
+		b.c.Controller().DeleteTopics(ctx, names)
 		cancel()
 	}
 	b.ensureTopic()

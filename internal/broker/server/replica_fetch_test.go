@@ -32,7 +32,7 @@ func laggingPartition(t *testing.T, topic string, n int) (c *testCluster, leader
 			outsider = id
 		}
 	}
-	c.broker(follower).SetReplicationPaused(true)
+	c.pauseReplication(follower, true)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	if err != nil {

@@ -118,7 +118,7 @@ func TestClosedConnectionEndsItsAcksAllWait(t *testing.T) {
 	c.createTopic("aw", 1, 2, nil)
 	st := c.partition("aw", 0)
 	leader, follower := st.Leader, 1-st.Leader
-	c.broker(follower).SetReplicationPaused(true)
+	c.pauseReplication(follower, true)
 	h := countHandlers(c.broker(leader))
 
 	conn := rawSend(t, c.broker(leader).Addr(), produceRequest("aw", 20000, 0))

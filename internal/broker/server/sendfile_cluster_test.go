@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -35,7 +37,46 @@ type testCluster struct {
 	mu    sync.Mutex
 	addrs []string
 	nodes []*server.Broker // nil while killed
+	links []*fetchLinks
 }
+
+// fetchLinks is one broker's way to the other brokers in these tests (its replica fetchers'
+// connections): paused, it refuses dials and drops its connections, as the cluster package's
+// PauseReplication does at its edge.
+type fetchLinks struct {
+	mu     sync.Mutex
+	paused bool
+	conns  []net.Conn
+}
+
+func (l *fetchLinks) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.paused {
+		return nil, errors.New("replication paused")
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err == nil {
+		l.conns = append(l.conns, c)
+	}
+	return c, err
+}
+
+func (l *fetchLinks) pause(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.paused = on
+	if on {
+		for _, c := range l.conns {
+			_ = c.Close()
+		}
+		l.conns = nil
+	}
+}
+
+// pauseReplication stops (or resumes) broker id's replica fetchers.
+func (c *testCluster) pauseReplication(id int32, on bool) { c.links[id].pause(on) }
 
 func startCluster(tb testing.TB, brokers int, zeroCopy bool, config ...func(*server.Config)) *testCluster {
 	tb.Helper()
@@ -50,6 +91,9 @@ func startCluster(tb testing.TB, brokers int, zeroCopy bool, config ...func(*ser
 	c.ctrl = ctrl
 	c.addrs = make([]string, brokers)
 	c.nodes = make([]*server.Broker, brokers)
+	for range brokers {
+		c.links = append(c.links, &fetchLinks{})
+	}
 	for i := range brokers {
 		c.addrs[i] = "127.0.0.1:0"
 		c.start(int32(i))
@@ -72,10 +116,11 @@ func (c *testCluster) start(id int32) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := server.Config{
-		ID: id, ListenAddr: c.addrs[id], DataDir: filepath.Join(c.dir, fmt.Sprint("broker-", id)), Controller: c.ctrl,
+		ID: id, ListenAddr: c.addrs[id], DataDir: filepath.Join(c.dir, fmt.Sprint("broker-", id)), Controller: c.ctrl.For(id),
 		ReplicaLagMax: 10 * time.Second, ReplicaFetchMaxWait: 50 * time.Millisecond, HeartbeatInterval: 150 * time.Millisecond,
 		DefaultReplicationFactor: 1,
 		DisableZeroCopy:          !c.zeroCopy,
+		Dialer:                   c.links[id],
 	}
 	if c.config != nil {
 		c.config(&cfg)
@@ -126,7 +171,7 @@ func (c *testCluster) partition(topic string, p int32) meta.Partition {
 // createTopic creates a topic and waits until every partition has its full ISR.
 func (c *testCluster) createTopic(topic string, partitions int32, rf int16, configs map[string]string) {
 	c.tb.Helper()
-	errs := c.ctrl.CreateTopics(context.Background(), 0, []server.TopicSpec{{Name: topic, Partitions: partitions, ReplicationFactor: rf, Configs: configs}}, false)
+	errs := c.ctrl.CreateTopics(context.Background(), []server.TopicSpec{{Name: topic, Partitions: partitions, ReplicationFactor: rf, Configs: configs}}, false)
 	if errs[0] != nil {
 		c.tb.Fatal(errs[0])
 	}
@@ -484,7 +529,7 @@ func TestZeroCopyReplicationSurvivesAFollowerTruncation(t *testing.T) {
 	// The leader of partition 0 takes acks=1 records its follower never copies, then dies.
 	st := c.partition(topic, 0)
 	leader, follower := st.Leader, 1-st.Leader
-	c.broker(follower).SetReplicationPaused(true)
+	c.pauseReplication(follower, true)
 	leaderOnly, err := kgo.NewClient(kgo.SeedBrokers(c.addrs[leader]), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	if err != nil {
@@ -494,7 +539,7 @@ func TestZeroCopyReplicationSurvivesAFollowerTruncation(t *testing.T) {
 	leaderOnly.Close()
 	before, _ := c.broker(leader).PartitionState(topic, 0)
 	c.kill(leader)
-	c.broker(follower).SetReplicationPaused(false)
+	c.pauseReplication(follower, false)
 	c.waitFor("the follower to lead", func() bool { return c.partition(topic, 0).Leader == follower })
 	for p := range int32(partitions) {
 		produce(t, prod, topic, 300, p, acked)

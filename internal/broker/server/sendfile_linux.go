@@ -70,13 +70,13 @@ func sendfile(c net.Conn, f *os.File, off, n int64) (int64, error) {
 }
 
 // cork holds back (on) or flushes (off) partial TCP segments, so the small pieces of a
-// zero-copy frame leave in full packets. It does nothing for other connections.
+// zero-copy frame leave in full packets. It does nothing for connections without a socket.
 func cork(c net.Conn, on bool) {
-	tc, ok := c.(*net.TCPConn)
+	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return
 	}
-	rc, err := tc.SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return
 	}

@@ -20,20 +20,20 @@ func (c *slowController) Register(_ context.Context, _ meta.Broker, l Listener) 
 	c.registered <- l
 	return nil
 }
-func (c *slowController) Heartbeat(context.Context, int32) error { return nil }
-func (c *slowController) CreateTopics(_ context.Context, _ int32, specs []TopicSpec, _ bool) []error {
+func (c *slowController) Heartbeat(context.Context) error { return nil }
+func (c *slowController) CreateTopics(_ context.Context, specs []TopicSpec, _ bool) []error {
 	return make([]error, len(specs))
 }
-func (c *slowController) DeleteTopics(_ context.Context, _ int32, names []string) []error {
+func (c *slowController) DeleteTopics(_ context.Context, names []string) []error {
 	return make([]error, len(names))
 }
-func (c *slowController) CreatePartitions(context.Context, int32, string, int32, bool) error {
+func (c *slowController) CreatePartitions(context.Context, string, int32, bool) error {
 	return nil
 }
-func (c *slowController) AlterISR(context.Context, int32, string, int32, int32, int32, []int32) error {
+func (c *slowController) AlterISR(context.Context, string, int32, int32, int32, []int32) error {
 	return nil
 }
-func (c *slowController) AllocateProducerID(context.Context, int32) (int64, error) { return 1, nil }
+func (c *slowController) AllocateProducerID(context.Context) (int64, error) { return 1, nil }
 
 // A (re)started node knows nothing until the controller's first image arrives: it must not
 // answer clients before that (sarama's first Metadata used to crash a node in that window), and

@@ -22,8 +22,13 @@ type Client struct {
 	maxLen int32
 }
 
-// Dial connects to addr. dialer may be nil.
-func Dial(ctx context.Context, dialer *net.Dialer, addr, clientID string) (*Client, error) {
+// Dialer opens connections (*net.Dialer is one).
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Dial connects to addr through dialer; nil dials directly.
+func Dial(ctx context.Context, dialer Dialer, addr, clientID string) (*Client, error) {
 	if dialer == nil {
 		dialer = &net.Dialer{Timeout: 5 * time.Second}
 	}
@@ -61,11 +66,17 @@ func (c *Client) Request(ctx context.Context, req kmsg.Request) (kmsg.Response, 
 	if err != nil {
 		return nil, fmt.Errorf("wire: read %s response: %w", kmsg.NameForKey(req.Key()), err)
 	}
+	return ParseResponse(frame, c.corr, req)
+}
+
+// ParseResponse decodes a response frame (without its length prefix) to req, which must carry
+// correlation id corr.
+func ParseResponse(frame []byte, corr int32, req kmsg.Request) (kmsg.Response, error) {
 	if len(frame) < 4 {
 		return nil, fmt.Errorf("%w: %d-byte response", ErrMalformed, len(frame))
 	}
-	if got := int32(binary.BigEndian.Uint32(frame)); got != c.corr {
-		return nil, fmt.Errorf("%w: correlation id %d, want %d", ErrMalformed, got, c.corr)
+	if got := int32(binary.BigEndian.Uint32(frame)); got != corr {
+		return nil, fmt.Errorf("%w: correlation id %d, want %d", ErrMalformed, got, corr)
 	}
 	body := frame[4:]
 	resp := req.ResponseKind()
