@@ -193,3 +193,25 @@ func TestFollowerRemovedFromTheISRHoldsTheHighWatermarkOnlyForTheLagBound(t *tes
 		t.Fatalf("acks=all still waiting past the lag bound of the dead follower; high watermark %d, log end %d", r.HighWatermark(), r.State().LEO)
 	}
 }
+
+// TestFencedFollowerOutsideTheISRDoesNotHoldTheHighWatermark: as Kafka's
+// shouldWaitForReplicaToJoinIsr, only a broker that may join the ISR (registered and not fenced:
+// isReplicaIsrEligible) holds the high watermark from outside it. A follower whose broker died
+// and was fenced, and so taken out of the ISR, holds nothing, however recently it caught up.
+func TestFencedFollowerOutsideTheISRDoesNotHoldTheHighWatermark(t *testing.T) {
+	f := newFixture(t, 1)
+	fenced := map[int32]bool{}
+	f.cfg.IsrEligible = func(id int32) bool { return !fenced[id] }
+	r := f.leader(t, 1, 2)
+	if _, err := r.Append(t.Context(), batch(1, plain), 1); err != nil {
+		t.Fatal(err)
+	}
+	fetch(t, r, 2, 1)
+	fenced[2] = true
+	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{1}, Leader: 1, LeaderEpoch: 1, Epoch: 2})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := r.Append(ctx, batch(1, plain), -1); err != nil {
+		t.Fatalf("acks=all with the fenced follower out of the ISR: %v (high watermark %d)", err, r.HighWatermark())
+	}
+}

@@ -35,7 +35,11 @@ type Config struct {
 	// INVALID_UPDATE_VERSION and UNKNOWN_TOPIC_OR_PARTITION mean a newer state is on its way to
 	// Apply.
 	AlterISR func(ctx context.Context, leaderEpoch, partitionEpoch int32, isr []int32) error
-	Now      func() time.Time
+	// IsrEligible reports whether a broker may join the ISR: it is registered and not fenced,
+	// as Kafka's isReplicaIsrEligible. Only an eligible follower outside the ISR holds the high
+	// watermark while it is caught up. Nil means every broker is eligible.
+	IsrEligible func(brokerID int32) bool
+	Now         func() time.Time
 
 	// committedISROnly restores, for tests only, the rule this package had before it counted a
 	// pending ISR expansion for the high watermark: the randomized replication test shows with it
@@ -432,7 +436,7 @@ func (r *Replica) maybeAdvanceHWLocked() {
 	if !r.cfg.committedISROnly {
 		now := r.cfg.Now()
 		for id, f := range r.followers {
-			if f.leo >= 0 && !slices.Contains(counted, id) && r.caughtUpLocked(f, leo, now) {
+			if f.leo >= 0 && !slices.Contains(counted, id) && r.caughtUpLocked(f, leo, now) && r.isrEligible(id) {
 				hw = min(hw, f.leo)
 			}
 		}
@@ -442,6 +446,11 @@ func (r *Replica) maybeAdvanceHWLocked() {
 		r.completeWaitersLocked()
 		r.notifyLocked()
 	}
+}
+
+// isrEligible reports whether broker id may join the ISR (Config.IsrEligible).
+func (r *Replica) isrEligible(id int32) bool {
+	return r.cfg.IsrEligible == nil || r.cfg.IsrEligible(id)
 }
 
 // HighWatermark returns the high watermark: offsets below it are committed.

@@ -144,7 +144,10 @@ type Broker struct {
 	image   atomic.Pointer[meta.Image]
 	imageCh chan struct{}
 	pending atomic.Pointer[meta.Image]
-	applied chan struct{} // closed when the first image has been applied
+	// applying is the image apply is installing (then the current one): the brokers it says
+	// are live are the ones that may join an ISR.
+	applying atomic.Pointer[meta.Image]
+	applied  chan struct{} // closed when the first image has been applied
 
 	mu       sync.RWMutex
 	replicas map[tp]*partition.Replica
@@ -293,6 +296,7 @@ func (b *Broker) applyLoop() {
 // apply makes this node's replicas match the image: open new ones, give each its role, drop the
 // ones of deleted topics, and move group coordination with offsets-partition leadership.
 func (b *Broker) apply(img *meta.Image) {
+	b.applying.Store(img)
 	self := b.cfg.ID
 	seen := map[tp]bool{}
 	for name, t := range img.Topics {
@@ -367,6 +371,7 @@ func (b *Broker) openReplica(t *meta.Topic, p int32) (*partition.Replica, error)
 		AlterISR: func(ctx context.Context, leaderEpoch, partEpoch int32, isr []int32) error {
 			return b.cfg.Controller.AlterISR(ctx, t.Name, p, leaderEpoch, partEpoch, isr)
 		},
+		IsrEligible: b.isrEligible,
 	})
 	if err != nil {
 		return nil, err
@@ -491,4 +496,15 @@ func (b *Broker) shutdown(clean bool) error {
 	}
 	b.replicas = map[tp]*partition.Replica{}
 	return errors.Join(errs...)
+}
+
+// isrEligible reports whether broker id may join an ISR: the metadata being applied has it
+// registered and not fenced (Kafka's isReplicaIsrEligible).
+func (b *Broker) isrEligible(id int32) bool {
+	img := b.applying.Load()
+	if img == nil {
+		return true
+	}
+	bk, ok := img.Broker(id)
+	return ok && bk.Alive
 }
