@@ -624,6 +624,13 @@ type ReplicaInfo struct {
 
 // Close stops every broker and the controller, and removes a temporary data directory.
 func (c *Cluster) Close() error {
+	// Paused brokers are thawed first, so that closing them waits for every goroutine they run
+	// (one frozen at the gate could otherwise write into the data directory after Close).
+	if c.net != nil {
+		for _, e := range c.net.edges {
+			e.resume()
+		}
+	}
 	c.mu.Lock()
 	var errs []error
 	for _, n := range c.nodes {
@@ -633,11 +640,6 @@ func (c *Cluster) Close() error {
 		}
 	}
 	c.mu.Unlock()
-	if c.net != nil {
-		for _, e := range c.net.edges {
-			e.resume()
-		}
-	}
 	if c.ctrl != nil {
 		c.ctrl.Close()
 	}
