@@ -395,6 +395,29 @@ func (r *Replica) TruncateTo(offset int64, leaderEpoch int32) error {
 	return nil
 }
 
+// TruncateAgainst cuts the log where it stops agreeing with the leader's, given where the
+// leader's log ends the epoch leaderEpoch (an OffsetForLeaderEpoch answer, or a fetch's
+// DivergingEpoch), as Kafka's fetcher does (AbstractFetcherThread.getOffsetTruncationState):
+// at the smaller of the leader's end and this log's own end of that epoch. When this log does
+// not have leaderEpoch, it is cut at the end of its own largest older epoch and done is false:
+// the leader must be asked again about that epoch. fetchEpoch is the leader epoch the answer
+// came in, as for TruncateTo.
+func (r *Replica) TruncateAgainst(leaderEpoch int32, leaderEnd int64, fetchEpoch int32) (done bool, err error) {
+	target, done := leaderEnd, true
+	switch local, localEnd := r.LocalEpochEnd(leaderEpoch); {
+	case leaderEpoch < 0 || leaderEnd < 0:
+		target = 0 // the leader has nothing of any epoch we know
+	case local == leaderEpoch:
+		target = min(leaderEnd, localEnd)
+	case local >= 0: // we have older epochs only: agree up to the end of ours, then ask again
+		target, done = localEnd, false
+	}
+	if err := r.TruncateTo(target, fetchEpoch); err != nil {
+		return false, err
+	}
+	return done, nil
+}
+
 // TruncateFullyAndStartAt empties the log of a follower and restarts it at offset: what a
 // follower does when its log ends below the leader's log start, so that it can fetch again (as
 // Kafka's fetcher, on OFFSET_OUT_OF_RANGE). Producer state and the leader-epoch cache go with

@@ -293,18 +293,14 @@ func (s *sim) fetchRequest(id int32) {
 			if err != nil {
 				return
 			}
-			target := end
-			if e < 0 || end < 0 {
-				target = 0
-			} else if e < latest {
-				if _, own := r.LocalEpochEnd(e); own >= 0 {
-					target = min(target, own)
-				}
-			}
-			if err := r.TruncateTo(target, r.LeaderEpoch()); err != nil {
+			done, err := r.TruncateAgainst(e, end, r.LeaderEpoch())
+			if err != nil {
 				s.t.Fatal(err)
 			}
-			s.logf("%d truncates to %d against %d", id, target, l)
+			if !done {
+				return // asked again at the next fetch
+			}
+			s.logf("%d truncates to %d against %d", id, r.Log().EndOffset(), l)
 		}
 		s.trunc[id] = false
 	}
@@ -320,23 +316,13 @@ func (s *sim) fetchRequest(id int32) {
 		return
 	}
 	if d := res.DivergingEpoch; d != nil {
-		// The leader found the logs diverge (KIP-320): truncate as the fetcher does, to the
-		// smaller of the leader's end of that epoch and our own.
-		// Mirrors server's truncateAgainst: with only older epochs, cut at the end of ours and
-		// ask the leader again.
-		target := d.EndOffset
-		switch e, own := r.LocalEpochEnd(d.Epoch); {
-		case d.Epoch < 0 || d.EndOffset < 0:
-			target = 0
-		case e == d.Epoch:
-			target = min(target, own)
-		case e >= 0:
-			target, s.trunc[id] = own, true
-		}
-		if err := r.TruncateTo(target, epoch); err != nil {
+		// The leader found the logs diverge (KIP-320): truncate as the fetcher does.
+		done, err := r.TruncateAgainst(d.Epoch, d.EndOffset, epoch)
+		if err != nil {
 			s.t.Fatal(err)
 		}
-		s.logf("%d truncates to %d on a diverging epoch from %d", id, target, l)
+		s.trunc[id] = !done
+		s.logf("%d truncates to %d on a diverging epoch from %d", id, r.Log().EndOffset(), l)
 		return
 	}
 	s.inflight[id] = &simFetch{res: res, epoch: epoch}

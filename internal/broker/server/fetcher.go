@@ -263,7 +263,7 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]uint64) error {
 				if d := p.DivergingEpoch; d.EndOffset >= 0 {
 					// The leader found that our log diverges from its own (KIP-320): truncate now,
 					// without another OffsetForLeaderEpoch round trip.
-					if _, err := truncateAgainst(r, d.Epoch, d.EndOffset, epochs[key]); roleMoved(err) {
+					if _, err := r.TruncateAgainst(d.Epoch, d.EndOffset, epochs[key]); roleMoved(err) {
 						backoff = true
 					} else if err != nil {
 						return err
@@ -414,7 +414,7 @@ func (f *fetcher) truncate(c *wire.Client, key tp) (bool, error) {
 		f.sleep(50 * time.Millisecond)
 		return false, nil
 	}
-	done, err := truncateAgainst(r, rp.LeaderEpoch, rp.EndOffset, epoch)
+	done, err := r.TruncateAgainst(rp.LeaderEpoch, rp.EndOffset, epoch)
 	if roleMoved(err) {
 		return false, nil // leadership moved: the next leader's fetcher truncates again
 	}
@@ -425,27 +425,4 @@ func (f *fetcher) truncate(c *wire.Client, key tp) (bool, error) {
 // answer came in: the answer is dropped, not an error of the connection.
 func roleMoved(err error) bool {
 	return errors.Is(err, kerr.FencedLeaderEpoch) || errors.Is(err, kerr.NotLeaderForPartition)
-}
-
-// truncateAgainst cuts r's log where it stops agreeing with the leader's, given where the
-// leader's log ends the epoch leaderEpoch (an OffsetForLeaderEpoch answer, or a fetch's
-// DivergingEpoch), as Kafka's fetcher does (AbstractFetcherThread.getOffsetTruncationState):
-// at the smaller of the leader's end and our own end of that epoch. When this log does not
-// have leaderEpoch, it is cut at the end of its own largest older epoch and done is false: the
-// leader must be asked again about that epoch. fetchEpoch is the leader epoch the answer came
-// in; a truncation under another one fails FENCED_LEADER_EPOCH.
-func truncateAgainst(r *partition.Replica, leaderEpoch int32, leaderEnd int64, fetchEpoch int32) (done bool, err error) {
-	target, done := leaderEnd, true
-	switch local, localEnd := r.LocalEpochEnd(leaderEpoch); {
-	case leaderEpoch < 0 || leaderEnd < 0:
-		target = 0 // the leader has nothing of any epoch we know
-	case local == leaderEpoch:
-		target = min(leaderEnd, localEnd)
-	case local >= 0: // we have older epochs only: agree up to the end of ours, then ask again
-		target, done = localEnd, false
-	}
-	if err := r.TruncateTo(target, fetchEpoch); err != nil {
-		return false, err
-	}
-	return done, nil
 }

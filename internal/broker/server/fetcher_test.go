@@ -79,7 +79,7 @@ func TestTruncateAgainstTheLeaderEpochEndKeepsOnlyWhatBothLogsAgreeOn(t *testing
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := followerWithEpochs(t)
-			done, err := truncateAgainst(r, tc.leaderEpoch, tc.leaderEnd, 4)
+			done, err := r.TruncateAgainst(tc.leaderEpoch, tc.leaderEnd, 4)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +89,7 @@ func TestTruncateAgainstTheLeaderEpochEndKeepsOnlyWhatBothLogsAgreeOn(t *testing
 		})
 	}
 	r := followerWithEpochs(t)
-	if _, err := truncateAgainst(r, 1, 0, 3); !errors.Is(err, kerr.FencedLeaderEpoch) || r.Log().EndOffset() != 5 {
+	if _, err := r.TruncateAgainst(1, 0, 3); !errors.Is(err, kerr.FencedLeaderEpoch) || r.Log().EndOffset() != 5 {
 		t.Fatalf("an answer from leader epoch 3 applied in epoch 4: %v, log end %d", err, r.Log().EndOffset())
 	}
 }
