@@ -373,6 +373,26 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 // leaderEpoch is the epoch the leader's answer came in; if the replica has moved on since, it
 // fails FENCED_LEADER_EPOCH and changes nothing.
 func (r *Replica) TruncateTo(offset int64, leaderEpoch int32) error {
+	return r.asFollower(leaderEpoch, func() error {
+		if offset >= r.log.EndOffset() {
+			return nil
+		}
+		if offset < r.log.StartOffset() {
+			return r.truncateFullyLocked(offset)
+		}
+		r.lg.Warn("truncating log to the leader's epoch end", "from", r.log.EndOffset(), "to", offset)
+		if err := r.log.Truncate(offset); err != nil {
+			return fmt.Errorf("%s-%d: truncate to %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
+		}
+		r.producers.truncate(offset)
+		r.hw = min(r.hw, r.log.EndOffset())
+		return nil
+	})
+}
+
+// asFollower runs change with appends and the replica locked, if the replica still follows in
+// leaderEpoch (checkFollowerLocked).
+func (r *Replica) asFollower(leaderEpoch int32, change func() error) error {
 	r.appendMu.Lock()
 	defer r.appendMu.Unlock()
 	r.mu.Lock()
@@ -380,19 +400,7 @@ func (r *Replica) TruncateTo(offset int64, leaderEpoch int32) error {
 	if err := r.checkFollowerLocked(leaderEpoch); err != nil {
 		return err
 	}
-	if offset >= r.log.EndOffset() {
-		return nil
-	}
-	if offset < r.log.StartOffset() {
-		return r.truncateFullyLocked(offset)
-	}
-	r.lg.Warn("truncating log to the leader's epoch end", "from", r.log.EndOffset(), "to", offset)
-	if err := r.log.Truncate(offset); err != nil {
-		return fmt.Errorf("%s-%d: truncate to %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
-	}
-	r.producers.truncate(offset)
-	r.hw = min(r.hw, r.log.EndOffset())
-	return nil
+	return change()
 }
 
 // TruncateAgainst cuts the log where it stops agreeing with the leader's, given where the
@@ -423,14 +431,7 @@ func (r *Replica) TruncateAgainst(leaderEpoch int32, leaderEnd int64, fetchEpoch
 // Kafka's fetcher, on OFFSET_OUT_OF_RANGE). Producer state and the leader-epoch cache go with
 // the log, and the high watermark becomes offset. leaderEpoch is as for TruncateTo.
 func (r *Replica) TruncateFullyAndStartAt(offset int64, leaderEpoch int32) error {
-	r.appendMu.Lock()
-	defer r.appendMu.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.checkFollowerLocked(leaderEpoch); err != nil {
-		return err
-	}
-	return r.truncateFullyLocked(offset)
+	return r.asFollower(leaderEpoch, func() error { return r.truncateFullyLocked(offset) })
 }
 
 // checkFollowerLocked fails a change a follower makes to its log on the leader's word, unless
