@@ -167,10 +167,15 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// newAdmin returns an admin client for c, closed when t ends.
+// newAdmin returns an admin client for c, closed when t ends. Its metadata
+// cache lives 100 ms, not franz-go's default 5 s: kadm answers Metadata from
+// that cache, and the helpers poll it for a state that brokers learn one by
+// one (a broker asked before it learned of a new topic would otherwise pin
+// UNKNOWN_TOPIC_OR_PARTITION for 5 s).
 func newAdmin(t testing.TB, c Cluster) *kadm.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequestTimeoutOverhead(5*time.Second))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequestTimeoutOverhead(5*time.Second),
+		kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		t.Fatalf("admin client: %v", err)
 	}
