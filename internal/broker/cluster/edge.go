@@ -259,6 +259,10 @@ type edgeConn struct {
 	refusal    *refusal
 	// The refusal whose answer the broker writes now, if any.
 	capturing atomic.Pointer[refusal]
+
+	rawOnce sync.Once
+	raw     syscall.RawConn // a gatedRawConn, made by the first SyscallConn
+	rawErr  error
 }
 
 func newEdgeConn(c net.Conn, e *edge) *edgeConn {
@@ -324,16 +328,50 @@ func (c *edgeConn) Write(p []byte) (int, error) {
 }
 
 // SyscallConn lets the broker send file ranges with sendfile(2) on the socket itself; the gate
-// still holds each range while the broker is paused.
+// still holds each use of it while the broker is paused. The raw connection is made once per
+// connection (the broker asks for it for every fetch answer it sends).
 func (c *edgeConn) SyscallConn() (syscall.RawConn, error) {
 	if err := c.e.gate.wait(c.done); err != nil {
 		return nil, err
 	}
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return nil, errors.ErrUnsupported
+	c.rawOnce.Do(func() {
+		sc, ok := c.Conn.(syscall.Conn)
+		if !ok {
+			c.rawErr = errors.ErrUnsupported
+			return
+		}
+		rc, err := sc.SyscallConn()
+		c.raw, c.rawErr = gatedRawConn{rc, c}, err
+	})
+	return c.raw, c.rawErr
+}
+
+// gatedRawConn is an edge connection's socket for system calls: each use waits while the broker
+// is paused, as the connection's reads and writes do.
+type gatedRawConn struct {
+	rc syscall.RawConn
+	c  *edgeConn
+}
+
+func (g gatedRawConn) Control(f func(fd uintptr)) error {
+	if err := g.c.e.gate.wait(g.c.done); err != nil {
+		return err
 	}
-	return sc.SyscallConn()
+	return g.rc.Control(f)
+}
+
+func (g gatedRawConn) Read(f func(fd uintptr) bool) error {
+	if err := g.c.e.gate.wait(g.c.done); err != nil {
+		return err
+	}
+	return g.rc.Read(f)
+}
+
+func (g gatedRawConn) Write(f func(fd uintptr) bool) error {
+	if err := g.c.e.gate.wait(g.c.done); err != nil {
+		return err
+	}
+	return g.rc.Write(f)
 }
 
 func (c *edgeConn) Close() error {

@@ -15,10 +15,20 @@ import (
 // Error, then calls onPanic with an error naming where the panic happened, for the caller to
 // fail its request with (as UNKNOWN_SERVER_ERROR). Without a panic it does nothing.
 func Recover(lg *slog.Logger, where string, onPanic func(error)) {
-	p := recover()
-	if p == nil {
-		return
+	if p := recover(); p != nil {
+		report(lg, where, p, onPanic)
 	}
+}
+
+// RecoverFunc is Recover for a place whose name costs something to build (it names a topic or
+// an API): where is called only if there was a panic, so the request path allocates nothing.
+func RecoverFunc(lg *slog.Logger, where func() string, onPanic func(error)) {
+	if p := recover(); p != nil {
+		report(lg, where(), p, onPanic)
+	}
+}
+
+func report(lg *slog.Logger, where string, p any, onPanic func(error)) {
 	lg.Error("recovered a panic in request code", "where", where, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 	onPanic(fmt.Errorf("panic in %s: %v", where, p))
 }

@@ -86,7 +86,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer safe.Recover(b.lg, fmt.Sprintf("produce to %s-%d", name, rp.Partition), func(err error) {
+				defer safe.RecoverFunc(b.lg, func() string { return fmt.Sprintf("produce to %s-%d", name, rp.Partition) }, func(err error) {
 					sp.ErrorCode, sp.ErrorMessage = kerr.UnknownServerError.Code, errMessage(err)
 				})
 				b.partitionHook(0, name, rp.Partition)

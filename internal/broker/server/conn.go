@@ -84,7 +84,13 @@ func (b *Broker) serveConn(c net.Conn) {
 			return
 		}
 		if frame = keptBuffer(frame); frame != nil {
-			spare <- frame // the reader's next buffer; a large one is not kept for the connection's life
+			// The reader's next buffer (a large one is not kept for the connection's life). The
+			// slot may still hold the one before if the reader has not needed it yet: then
+			// this one goes, rather than wait for a reader that may never read again.
+			select {
+			case spare <- frame:
+			default:
+			}
 		}
 	}
 }
@@ -96,12 +102,18 @@ func (b *Broker) readFrames(ctx context.Context, cancel context.CancelFunc, c ne
 	defer close(frames)
 	defer cancel()
 	for {
-		var buf []byte
-		select {
-		case buf = <-spare:
-		default:
+		n, err := wire.ReadFrameSize(c, b.cfg.MaxRequestBytes)
+		var frame []byte
+		if err == nil {
+			// The buffer is picked once the size is in: by then the handler of the frame before
+			// has usually handed its buffer back (a client waits for the answer to send again).
+			var buf []byte
+			select {
+			case buf = <-spare:
+			default:
+			}
+			frame, err = wire.ReadFrameBody(c, n, buf)
 		}
-		frame, err := wire.ReadFrame(c, b.cfg.MaxRequestBytes, buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
 				lg.Warn("closing connection: bad frame", "err", err)
@@ -181,7 +193,7 @@ func (b *Broker) partitionHook(key int16, topic string, partition int32) {
 // one bad request costs its connection, never the broker. (No response is built for it: the
 // handler may have left any part of its response half-filled.)
 func (b *Broker) safeHandle(ctx context.Context, r *request) (resp kmsg.Response, err error) {
-	defer safe.Recover(b.lg, kmsg.NameForKey(r.hdr.Key)+" handler", func(perr error) {
+	defer safe.RecoverFunc(b.lg, func() string { return kmsg.NameForKey(r.hdr.Key) + " handler" }, func(perr error) {
 		resp, err = nil, fmt.Errorf("server: %w", perr)
 	})
 	if h := b.hooks.Load(); h != nil && h.handle != nil {

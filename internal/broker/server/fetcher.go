@@ -140,8 +140,9 @@ func (f *fetcher) sleep(d time.Duration) {
 func (f *fetcher) run() {
 	defer close(f.done)
 	defer f.resetConn()
+	parts := map[tp]uint64{} // the round's copy, reused: one map for the fetcher's life
 	for f.ctx.Err() == nil {
-		parts := f.snapshot()
+		f.snapshot(parts)
 		if len(parts) == 0 {
 			f.sleep(time.Second)
 			continue
@@ -345,12 +346,13 @@ func (f *fetcher) leaderLogStart(c *wire.Client, key tp, leaderEpoch int32) (int
 	return -1, nil
 }
 
-// snapshot copies the partitions to fetch, each with the generation of its pending truncation
-// request (0 if none).
-func (f *fetcher) snapshot() map[tp]uint64 {
+// snapshot copies the partitions to fetch into dst (emptied first), each with the generation of
+// its pending truncation request (0 if none).
+func (f *fetcher) snapshot(dst map[tp]uint64) {
+	clear(dst)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return maps.Clone(f.parts)
+	maps.Copy(dst, f.parts)
 }
 
 // truncated records that the truncation request gen (from a snapshot) is done. A request made

@@ -24,13 +24,14 @@ func TestTruncationRequestedDuringATruncationIsNotLost(t *testing.T) {
 		t.Run(again.name, func(t *testing.T) {
 			f := &fetcher{parts: map[tp]uint64{}, wakeCh: make(chan struct{}, 1)} // no goroutine: the test is the round
 			f.add(key)
-			snap := f.snapshot() // a round starts and truncates key for the request it saw...
-			again.ask(f)         // ...while another truncation is asked for
+			snap := map[tp]uint64{}
+			f.snapshot(snap) // a round starts and truncates key for the request it saw...
+			again.ask(f)     // ...while another truncation is asked for
 			f.truncated(key, snap[key])
 			if !f.needsTruncation(key) {
 				t.Fatal("the truncation asked for during the round was cleared by the round's earlier one")
 			}
-			snap = f.snapshot()
+			f.snapshot(snap)
 			f.truncated(key, snap[key])
 			if f.needsTruncation(key) {
 				t.Fatal("a truncation done for the latest request is still pending")

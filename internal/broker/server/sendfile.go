@@ -112,7 +112,6 @@ func releaseParts(parts []fetchPart) {
 type zeroCopyFetch struct {
 	*kmsg.FetchResponse
 	parts []zeroCopyPart // in the order the partitions are encoded
-	gaps  []int          // where each part's ranges go in the frame, set by appendResponse
 }
 
 // zeroCopyPart is one partition's response and the file ranges that hold its records.
@@ -120,6 +119,7 @@ type zeroCopyPart struct {
 	resp   *kmsg.FetchResponseTopicPartition
 	slices []log.FileSlice
 	n      int // the ranges' total length
+	gap    int // where the ranges go in the frame, set by AppendTo (and moved by appendResponse)
 }
 
 func (r *zeroCopyFetch) release() {
@@ -157,11 +157,10 @@ func discardResponse(resp kmsg.Response) {
 
 // AppendTo appends the response as kmsg's FetchResponse.AppendTo does, for the versions the
 // broker serves (4 to 18), except that the records of each zero-copy part end after their
-// length prefix; r.gaps receives where in dst each part's bytes belong.
+// length prefix; each part's gap receives where in dst its bytes belong.
 func (r *zeroCopyFetch) AppendTo(dst []byte) []byte {
 	v := r.Version
 	flexible := v >= 12
-	r.gaps = r.gaps[:0]
 	next := 0 // the next zero-copy part
 	if v >= 1 {
 		dst = kbin.AppendInt32(dst, r.ThrottleMillis)
@@ -220,7 +219,7 @@ func (r *zeroCopyFetch) AppendTo(dst []byte) []byte {
 				} else {
 					dst = kbin.AppendInt32(dst, int32(n))
 				}
-				r.gaps = append(r.gaps, len(dst))
+				r.parts[next].gap = len(dst)
 				next++
 			case flexible:
 				dst = kbin.AppendCompactNullableBytes(dst, p.RecordBatches)
@@ -332,7 +331,7 @@ func appendResponse(dst []byte, corr int32, resp kmsg.Response) []byte {
 		size := len(dst) - start - 4
 		for i, p := range zr.parts {
 			size += p.n
-			zr.gaps[i] -= start
+			zr.parts[i].gap -= start
 		}
 		binary.BigEndian.PutUint32(dst[start:], uint32(size))
 	}
@@ -388,9 +387,9 @@ func (b *Broker) writeResponse(c net.Conn, frame []byte, resp kmsg.Response) err
 	}
 	defer func() { _ = c.SetWriteDeadline(time.Time{}) }()
 	pos := 0
-	for i, p := range zr.parts {
+	for _, p := range zr.parts {
 		stalled()
-		if err := writeAll(c, frame[pos:zr.gaps[i]]); err != nil {
+		if err := writeAll(c, frame[pos:p.gap]); err != nil {
 			return err
 		}
 		for _, s := range p.slices {
@@ -401,7 +400,7 @@ func (b *Broker) writeResponse(c net.Conn, frame []byte, resp kmsg.Response) err
 				}
 			}
 		}
-		pos = zr.gaps[i]
+		pos = p.gap
 	}
 	stalled()
 	return writeAll(c, frame[pos:])

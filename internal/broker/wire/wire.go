@@ -33,14 +33,30 @@ var (
 // ReadFrame reads one size-prefixed frame. A frame larger than max, or a negative size, returns
 // ErrFrameTooLarge before anything is allocated. buf is reused when it is large enough.
 func ReadFrame(r io.Reader, max int32, buf []byte) ([]byte, error) {
+	n, err := ReadFrameSize(r, max)
+	if err != nil {
+		return nil, err
+	}
+	return ReadFrameBody(r, n, buf)
+}
+
+// ReadFrameSize reads a frame's size prefix: ReadFrame's first half, for a reader that picks the
+// buffer once it knows the size. A size larger than max, or negative, is ErrFrameTooLarge.
+func ReadFrameSize(r io.Reader, max int32) (int32, error) {
 	var size [4]byte
 	if _, err := io.ReadFull(r, size[:]); err != nil {
-		return nil, err
+		return 0, err
 	}
 	n := int32(binary.BigEndian.Uint32(size[:]))
 	if n < 0 || n > max {
-		return nil, fmt.Errorf("%w: %d bytes (max %d)", ErrFrameTooLarge, uint32(n), max)
+		return 0, fmt.Errorf("%w: %d bytes (max %d)", ErrFrameTooLarge, uint32(n), max)
 	}
+	return n, nil
+}
+
+// ReadFrameBody reads the n bytes of a frame whose size ReadFrameSize returned, into buf when it
+// is large enough.
+func ReadFrameBody(r io.Reader, n int32, buf []byte) ([]byte, error) {
 	if int(n) <= cap(buf) {
 		buf = buf[:n]
 	} else {
