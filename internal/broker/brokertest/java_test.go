@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ import (
 
 // kafkaScript is integration/kafka/kafka.sh, which fetches Apache Kafka's jars and runs its
 // main classes (`kafka.sh tool CLASS ARGS...`).
-const kafkaScript = "../integration/kafka/kafka.sh"
+const kafkaScript = "../../../integration/kafka/kafka.sh"
 
 // javaTools returns a function that builds the command running one of Apache Kafka's Java tools
 // through kafka.sh. It skips the test unless Java is installed and either
