@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -134,7 +135,7 @@ func TestClientsCannotWriteTheOffsetsTopic(t *testing.T) {
 	if err := c.Restart(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the committed offset to be served again", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the committed offset to be served again", func() bool {
 		resp, err := newAdmin(t, c).FetchOffsets(ctx, "g")
 		if err != nil {
 			return false

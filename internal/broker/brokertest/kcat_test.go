@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -171,7 +172,7 @@ func TestKcatIdempotentProducerConsumerAndGroupLoseNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var stderr lockedBuffer
+		var stderr testkit.LockedBuffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -191,7 +192,7 @@ func TestKcatIdempotentProducerConsumerAndGroupLoseNothing(t *testing.T) {
 			}
 			scanned <- sc.Err()
 		}()
-		waitFor(t, 30*time.Second, "kcat -G to print every record", func() bool {
+		testkit.WaitFor(t, 30*time.Second, "kcat -G to print every record", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(lines) >= keys*perKey

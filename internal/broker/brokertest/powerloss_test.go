@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/internal/testkit/bundled"
 )
 
 // powerLossOfEveryReplica produces n records with acks=all to an RF=3 topic with the given
@@ -15,7 +17,7 @@ import (
 func powerLossOfEveryReplica(t *testing.T, topicConfigs map[string]string, n int) (ackedButMissing int) {
 	t.Helper()
 	const topic = "power-loss"
-	c, _ := threeBrokers(t, topic, topicConfigs)
+	c, _ := bundled.ThreeBrokers(t, topic, topicConfigs)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),

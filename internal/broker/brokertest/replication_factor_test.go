@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -28,7 +29,7 @@ func TestReplicationFactorAboveLiveBrokersIsRefusedNotLowered(t *testing.T) {
 	if err := c.Kill(2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "broker 2 fenced", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "broker 2 fenced", func() bool {
 		for _, b := range c.Brokers() {
 			if b.ID == 2 {
 				return b.Fenced
