@@ -39,6 +39,7 @@ func coordinatorOf(t *testing.T, ctx context.Context, cl *kgo.Client, group stri
 }
 
 func TestCommittedOffsetsSurviveLossOfTheCoordinatorBroker(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -100,6 +101,7 @@ func TestCommittedOffsetsSurviveLossOfTheCoordinatorBroker(t *testing.T) {
 }
 
 func TestClientsCannotWriteTheOffsetsTopic(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

@@ -75,6 +75,7 @@ func parseKeyed(t *testing.T, line string) produced {
 // binary against a three-broker cluster: metadata listing, an idempotent acks=all producer, a
 // plain consumer and a balanced group consumer that commits what it read.
 func TestKcatIdempotentProducerConsumerAndGroupLoseNothing(t *testing.T) {
+	t.Parallel()
 	kcat := kcatBinary(t)
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

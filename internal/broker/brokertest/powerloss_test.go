@@ -53,6 +53,7 @@ func powerLossOfEveryReplica(t *testing.T, topicConfigs map[string]string, n int
 // (no fsync; durability from replication), acks=all does not survive every replica losing power
 // at once: the records were acknowledged from the page cache, which the power loss takes.
 func TestPowerLossOfEveryReplicaCanLoseAckedRecordsWithoutFlush(t *testing.T) {
+	t.Parallel()
 	const n = 20
 	if missing := powerLossOfEveryReplica(t, map[string]string{"min.insync.replicas": "2"}, n); missing == 0 {
 		t.Fatalf("no acknowledged record of %d was lost by a power loss of every replica without fsync; the power-loss fault lost nothing", n)
@@ -63,6 +64,7 @@ func TestPowerLossOfEveryReplicaCanLoseAckedRecordsWithoutFlush(t *testing.T) {
 // replica fsyncs each append before it counts toward the high watermark, so the same schedule
 // loses no acknowledged record.
 func TestPowerLossOfEveryReplicaLosesNothingWithFlushMessagesOne(t *testing.T) {
+	t.Parallel()
 	const n = 20
 	if missing := powerLossOfEveryReplica(t, map[string]string{"min.insync.replicas": "2", "flush.messages": "1"}, n); missing != 0 {
 		t.Fatalf("%d of %d acknowledged records lost by a power loss with flush.messages=1", missing, n)

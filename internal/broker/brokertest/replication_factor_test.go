@@ -20,6 +20,7 @@ import (
 // answered UNKNOWN_TOPIC_OR_PARTITION (what a Kafka 4.x broker answers while its CreateTopics to
 // the controller is pending or has failed) and does not exist afterwards.
 func TestReplicationFactorAboveLiveBrokersIsRefusedNotLowered(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.SessionTimeout(300*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

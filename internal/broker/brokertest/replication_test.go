@@ -48,6 +48,7 @@ func readAll(t *testing.T, c *kafkatest.Cluster, topic string) []string {
 }
 
 func TestAcksAllWithIdempotenceLosesNothingWhenLeaderIsKilledMidStream(t *testing.T) {
+	t.Parallel()
 	const topic = "killed-leader"
 	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
 	before, _ := c.Partition(topic, 0)
@@ -108,6 +109,7 @@ func produceSync(ctx context.Context, cl *kgo.Client, topic, value string) error
 }
 
 func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
+	t.Parallel()
 	const topic = "acks1-loss"
 	c, leader := bundled.ThreeBrokers(t, topic, nil)
 	info, _ := c.Partition(topic, 0)
@@ -160,6 +162,7 @@ func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
 }
 
 func TestAcksAllNeverAcknowledgesWhatFollowersDidNotCopy(t *testing.T) {
+	t.Parallel()
 	const topic = "acksall-pause"
 	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"}, kafkatest.ReplicaLagMax(30*time.Second))
 	info, _ := c.Partition(topic, 0)
@@ -192,6 +195,7 @@ func TestAcksAllNeverAcknowledgesWhatFollowersDidNotCopy(t *testing.T) {
 }
 
 func TestNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
+	t.Parallel()
 	const topic = "min-isr"
 	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
 	info, _ := c.Partition(topic, 0)
@@ -225,6 +229,7 @@ func TestNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
 }
 
 func TestPausedFollowerLeavesISRAfterLagBoundAndRejoinsWhenResumed(t *testing.T) {
+	t.Parallel()
 	const topic = "lagging"
 	lag := 500 * time.Millisecond
 	c, _ := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"}, kafkatest.ReplicaLagMax(lag))
@@ -292,6 +297,7 @@ func ackOnTheLeaderAlone(ctx context.Context, t *testing.T, c *kafkatest.Cluster
 }
 
 func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
+	t.Parallel()
 	const topic = "clean-only"
 	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "false"}, kafkatest.ReplicaLagMax(300*time.Millisecond))
 	info, _ := c.Partition(topic, 0)
@@ -340,6 +346,7 @@ func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
 // the test above: with unclean.leader.election.enable=true the controller makes an out-of-sync
 // replica leader, and the record the old leader acknowledged (acks=all, ISR of one) is gone.
 func TestUncleanElectionOnElectsAStaleReplicaAndLosesAckedRecords(t *testing.T) {
+	t.Parallel()
 	const topic = "unclean"
 	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "true"}, kafkatest.ReplicaLagMax(300*time.Millisecond))
 	info, _ := c.Partition(topic, 0)
@@ -371,6 +378,7 @@ func TestUncleanElectionOnElectsAStaleReplicaAndLosesAckedRecords(t *testing.T) 
 }
 
 func TestConsumerNeverSeesRecordsAtOrAboveHighWatermark(t *testing.T) {
+	t.Parallel()
 	const topic = "hw"
 	c, leader := bundled.ThreeBrokers(t, topic, nil, kafkatest.ReplicaLagMax(30*time.Second))
 	info, _ := c.Partition(topic, 0)

@@ -197,8 +197,10 @@ func runGroup(t *testing.T, c *kafkatest.Cluster, cfg *sarama.Config, group, top
 }
 
 func TestSaramaIdempotentProducerPartitionConsumerAndGroupLoseNothing(t *testing.T) {
+	t.Parallel()
 	for _, v := range []sarama.KafkaVersion{sarama.V2_1_0_0, sarama.V3_6_0_0, sarama.MaxVersion} {
 		t.Run(v.String(), func(t *testing.T) {
+			t.Parallel()
 			c := kafkatest.NewCluster(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
@@ -293,6 +295,7 @@ func TestSaramaIdempotentProducerPartitionConsumerAndGroupLoseNothing(t *testing
 }
 
 func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -419,6 +422,7 @@ func keyedAsync(t *testing.T, prod sarama.AsyncProducer, topic string, keys, per
 }
 
 func TestSaramaIdempotentAcksAllLosesNothingWhenLeaderIsKilledMidStream(t *testing.T) {
+	t.Parallel()
 	const topic, keys, perKey = "sarama-killed-leader", 10, 150
 	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
 	before, _ := c.Partition(topic, 0)
@@ -473,6 +477,7 @@ func TestSaramaIdempotentAcksAllLosesNothingWhenLeaderIsKilledMidStream(t *testi
 // acks=1 acknowledges records only the leader had, and they are lost; acks=all acknowledges none
 // of them, so nothing acknowledged is lost.
 func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name      string
 		acks      sarama.RequiredAcks
@@ -482,6 +487,7 @@ func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
 		{"acks=all never acknowledges", sarama.WaitForAll, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			topic := fmt.Sprintf("sarama-acks%d", tc.acks)
 			c, leader := bundled.ThreeBrokers(t, topic, nil, kafkatest.ReplicaLagMax(30*time.Second))
 			info, _ := c.Partition(topic, 0)
@@ -540,6 +546,7 @@ func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
 }
 
 func TestSaramaNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
+	t.Parallel()
 	const topic = "sarama-min-isr"
 	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
 	info, _ := c.Partition(topic, 0)
