@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -67,7 +68,7 @@ func TestStuckKeyKeepsMemoryBoundedAndPausesFetching(t *testing.T) {
 	// it): fetching pauses, and stays paused while more than half of the
 	// buffer is held. Every other key's records fetched meanwhile are done.
 	var st consume.Stats
-	waitFor(t, "the buffer to hold only the stuck key, paused", 20*time.Second, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the buffer to hold only the stuck key, paused", func() bool {
 		st = run.c.Stats()
 		return st.Running == 1 && st.Queues == 1 && st.Paused == 1 && st.Queued+1 > maxBuffered/2
 	})
@@ -86,7 +87,7 @@ func TestStuckKeyKeepsMemoryBoundedAndPausesFetching(t *testing.T) {
 	}
 
 	close(release)
-	waitFor(t, "every record", 20*time.Second, func() bool { return l.doneCount() == len(rs) })
+	testkit.WaitFor(t, 20*time.Second, "every record", func() bool { return l.doneCount() == len(rs) })
 	close(stopSampling)
 	<-sampled
 	if got := maxHeld.Load(); got > maxBuffered {
@@ -97,7 +98,7 @@ func TestStuckKeyKeepsMemoryBoundedAndPausesFetching(t *testing.T) {
 	}
 	// The poll loop resumes fetching on its next turn after the last
 	// handler returned, not at the same instant.
-	waitFor(t, "fetching to resume once the buffer drained", 20*time.Second, func() bool { return run.c.Stats().Paused == 0 })
+	testkit.WaitFor(t, 20*time.Second, "fetching to resume once the buffer drained", func() bool { return run.c.Stats().Paused == 0 })
 	if err := run.shutdown(t); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestSaramaStuckKeyKeepsMemoryBounded(t *testing.T) {
 		return nil
 	}
 	run := startSarama(t, c, group, topic, handler, consume.MaxBuffered(maxBuffered), consume.Concurrency(4))
-	waitFor(t, "the buffer to fill with the stuck key", 20*time.Second, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the buffer to fill with the stuck key", func() bool {
 		st := run.h.Stats()
 		return st.Running == 1 && st.Queued == maxBuffered-1 && st.Paused == 1
 	})
@@ -145,7 +146,7 @@ func TestSaramaStuckKeyKeepsMemoryBounded(t *testing.T) {
 		t.Errorf("%d records of other keys handled while k000 was stuck, want between %d and %d", flowed, want, len(rs)-perKey)
 	}
 	close(release)
-	waitFor(t, "every record", 20*time.Second, func() bool { return l.doneCount() == len(rs) })
+	testkit.WaitFor(t, 20*time.Second, "every record", func() bool { return l.doneCount() == len(rs) })
 	if err := run.stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -36,7 +37,7 @@ func TestConsumerOnTheApplicationsClientCommitsAndLeavesItOpen(t *testing.T) {
 		l.enter(t, r, string(r.Key))(true)
 		return nil
 	}, consume.Client(cl, hooks), consume.CommitInterval(50*time.Millisecond))
-	waitFor(t, "every record handled", 20*time.Second, func() bool { return l.doneCount() == len(rs) })
+	testkit.WaitFor(t, 20*time.Second, "every record handled", func() bool { return l.doneCount() == len(rs) })
 	if err := run.shutdown(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

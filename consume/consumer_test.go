@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -44,7 +45,7 @@ func TestOrderKeptUnderRandomHandlerLatencies(t *testing.T) {
 			}
 			run := start(t, handler, groupOpts(c, "g-"+topic, topic), consume.OrderBy(tc.order),
 				consume.Concurrency(32), consume.CommitInterval(50*time.Millisecond))
-			waitFor(t, "every record handled", 30*time.Second, func() bool { return l.doneCount() == keys*perKey })
+			testkit.WaitFor(t, 30*time.Second, "every record handled", func() bool { return l.doneCount() == keys*perKey })
 			if err := run.shutdown(t); err != nil {
 				t.Fatalf("Run: %v", err)
 			}

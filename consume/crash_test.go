@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/ordering"
 )
@@ -50,13 +51,13 @@ func TestRestartAfterCrashRerunsOnlyTheRecordInFlight(t *testing.T) {
 		consume.CommitInterval(20*time.Millisecond))
 	<-running
 	const behind = 30 - 11 // k000:11..29 wait behind the stuck record
-	waitFor(t, "every record not behind the stuck one", 20*time.Second,
+	testkit.WaitFor(t, 20*time.Second, "every record not behind the stuck one",
 		func() bool { return first.doneCount() == len(rs)-1-behind })
 
 	// Wait for a commit at the stuck record that names every record done
 	// above it.
 	var skips ordering.SkipSet
-	waitFor(t, "the commit to name every done record", 10*time.Second, func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the commit to name every done record", func() bool {
 		o, ok := committed(t, c, group).Lookup(topic, 0)
 		if !ok || o.At != stuck.Offset {
 			return false
@@ -129,7 +130,7 @@ func TestCrashAtARandomPointLosesNothing(t *testing.T) {
 	run1 := start(t, h1, groupOpts(c, group, topic), consume.Concurrency(16),
 		consume.CommitInterval(15*time.Millisecond))
 	killAt := len(rs)/4 + rand.IntN(len(rs)/2)
-	waitFor(t, "part of the stream", 20*time.Second, func() bool { return first.doneCount() >= killAt })
+	testkit.WaitFor(t, 20*time.Second, "part of the stream", func() bool { return first.doneCount() >= killAt })
 	run1.c.Crash()
 
 	offs := committed(t, c, group)

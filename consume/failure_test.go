@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/ordering"
 )
@@ -78,7 +79,7 @@ func TestFailingHandlerBlocksOnlyWhatItsOrderKeepsBehind(t *testing.T) {
 			// or running: each is done, failed or blocked, so a blocked
 			// record that was going to run has run by now. A blocked record
 			// that ran ends the wait at once.
-			waitFor(t, "every record done, failed or blocked", 30*time.Second, func() bool {
+			testkit.WaitFor(t, 30*time.Second, "every record done, failed or blocked", func() bool {
 				l.mu.Lock()
 				for _, r := range blocked {
 					if l.runs[at(r)] != 0 {
@@ -93,7 +94,7 @@ func TestFailingHandlerBlocksOnlyWhatItsOrderKeepsBehind(t *testing.T) {
 			if n := l.doneCount(); n != len(want) {
 				t.Errorf("%d records completed, want the %d not behind the failure", n, len(want))
 			}
-			waitFor(t, "the commit to reach the failed record", 10*time.Second, func() bool {
+			testkit.WaitFor(t, 10*time.Second, "the commit to reach the failed record", func() bool {
 				o, ok := committed(t, c, group).Lookup(topic, failed.Partition)
 				return ok && o.At == failed.Offset
 			})
@@ -129,7 +130,7 @@ func TestFailingHandlerBlocksOnlyWhatItsOrderKeepsBehind(t *testing.T) {
 			if err := run.c.Resolve(topic, failed.Partition, failed.Offset); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the records behind the failure", 10*time.Second,
+			testkit.WaitFor(t, 10*time.Second, "the records behind the failure",
 				func() bool { return l.doneCount() == len(want)+len(blocked) })
 			if err := run.shutdown(t); err != nil {
 				t.Fatal(err)
@@ -209,7 +210,7 @@ func TestRetryPathTakesFailedRecordsAndTheRestGoesOn(t *testing.T) {
 		}
 	}
 	wantHandled := 4*(20-3) + 3
-	waitFor(t, "the records not behind k004:3", 20*time.Second, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the records not behind k004:3", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(handled) == wantHandled && len(reported) == 1
@@ -235,7 +236,7 @@ func TestRetryPathTakesFailedRecordsAndTheRestGoesOn(t *testing.T) {
 			failedAt = r
 		}
 	}
-	waitFor(t, "the commit to stop at the unparked failure", 10*time.Second, func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the commit to stop at the unparked failure", func() bool {
 		o, _ := committed(t, c, group).Lookup(topic, 0)
 		return o.At == failedAt.Offset
 	})
@@ -264,7 +265,7 @@ func TestAPanickingHandlerIsParkedLikeAFailingOne(t *testing.T) {
 	run := start(t, handler, groupOpts(c, group, topic), consume.RetryPath(p), consume.CommitInterval(20*time.Millisecond))
 	// Its key goes on past it, and the commit passes every record.
 	last := rs[len(rs)-1]
-	waitFor(t, "every record handled or parked, and committed", 20*time.Second, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "every record handled or parked, and committed", func() bool {
 		o, _ := committed(t, c, group).Lookup(topic, 0)
 		return o.At == last.Offset+1
 	})

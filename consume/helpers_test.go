@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -145,17 +146,6 @@ func (r *running) shutdown(t testing.TB) error {
 	}
 }
 
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // committed reads a group's committed offsets and metadata.
 func committed(t testing.TB, c *kafkatest.Cluster, group string) kadm.OffsetResponses {
 	t.Helper()
@@ -173,23 +163,12 @@ func committed(t testing.TB, c *kafkatest.Cluster, group string) kadm.OffsetResp
 	return offs
 }
 
-// endOffsets returns the log end offset of each partition of topic.
+// endOffsets returns the log end offset of each partition of topic, within 10 s.
 func endOffsets(t testing.TB, c *kafkatest.Cluster, topic string) map[int32]int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
-	return out
+	return testkit.EndOffsets(ctx, t, c.Bootstrap(), topic)
 }
 
 // waitCommittedAtEnd waits until group has committed the end offset of
@@ -199,7 +178,7 @@ func endOffsets(t testing.TB, c *kafkatest.Cluster, topic string) map[int32]int6
 func waitCommittedAtEnd(t testing.TB, c *kafkatest.Cluster, group, topic string, timeout time.Duration) {
 	t.Helper()
 	ends := endOffsets(t, c, topic)
-	waitFor(t, "the commit to reach the end of "+topic, timeout, func() bool {
+	testkit.WaitFor(t, timeout, "the commit to reach the end of "+topic, func() bool {
 		offs := committed(t, c, group)
 		for p, end := range ends {
 			if o, ok := offs.Lookup(topic, p); !ok || o.At != end {

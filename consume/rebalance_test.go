@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -52,17 +53,17 @@ func TestRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
 
 			produce(t, c, topic, all[:half])
 			a := start(t, handler("a"), opts...)
-			waitFor(t, "the first member to handle a quarter", 20*time.Second, func() bool { return l.doneCount() >= half/2 })
+			testkit.WaitFor(t, 20*time.Second, "the first member to handle a quarter", func() bool { return l.doneCount() >= half/2 })
 			b := start(t, handler("b"), opts...)
-			waitFor(t, "the second member to get partitions", 20*time.Second, func() bool { return b.c.Stats().Partitions > 0 })
+			testkit.WaitFor(t, 20*time.Second, "the second member to get partitions", func() bool { return b.c.Stats().Partitions > 0 })
 			produce(t, c, topic, all[half:])
 			// Then the first member leaves mid-stream: it drains, commits,
 			// and the second takes its partitions over.
-			waitFor(t, "three quarters", 30*time.Second, func() bool { return l.doneCount() >= len(all)*3/4 })
+			testkit.WaitFor(t, 30*time.Second, "three quarters", func() bool { return l.doneCount() >= len(all)*3/4 })
 			if err := a.shutdown(t); err != nil {
 				t.Errorf("first member's Run: %v", err)
 			}
-			waitFor(t, "every record", 60*time.Second, func() bool { return l.doneCount() == len(all) })
+			testkit.WaitFor(t, 60*time.Second, "every record", func() bool { return l.doneCount() == len(all) })
 			if err := b.shutdown(t); err != nil {
 				t.Errorf("second member's Run: %v", err)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/ordering"
 )
@@ -101,7 +102,7 @@ func TestSaramaHandlerKeepsKeyOrderAndCommitsHandledOffsets(t *testing.T) {
 		return nil
 	}
 	run := startSarama(t, c, group, topic, handler, consume.Concurrency(16), consume.CommitInterval(30*time.Millisecond))
-	waitFor(t, "every record handled", 30*time.Second, func() bool { return l.doneCount() == keys*perKey })
+	testkit.WaitFor(t, 30*time.Second, "every record handled", func() bool { return l.doneCount() == keys*perKey })
 	if err := run.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -158,9 +159,9 @@ func TestSaramaHandlerFailureBlocksOnlyItsKeyAndHoldsTheCommit(t *testing.T) {
 		consume.OnError(func(f consume.Failure) { mu.Lock(); reported = append(reported, f); mu.Unlock() }))
 
 	const behind = 20 - 5
-	waitFor(t, "every record not behind the failure", 20*time.Second, func() bool { return l.doneCount() == len(rs)-1-behind })
+	testkit.WaitFor(t, 20*time.Second, "every record not behind the failure", func() bool { return l.doneCount() == len(rs)-1-behind })
 	var meta string
-	waitFor(t, "the commit to hold at the failure", 10*time.Second, func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the commit to hold at the failure", func() bool {
 		o, _ := committed(t, c, group).Lookup(topic, 0)
 		meta = o.Metadata
 		s, err := ordering.DecodeMetadata(o.Metadata)
@@ -181,7 +182,7 @@ func TestSaramaHandlerFailureBlocksOnlyItsKeyAndHoldsTheCommit(t *testing.T) {
 	if err := run.h.Retry(topic, 0, failed.Offset); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rest of the key after the retry", 10*time.Second, func() bool { return l.doneCount() == len(rs) })
+	testkit.WaitFor(t, 10*time.Second, "the rest of the key after the retry", func() bool { return l.doneCount() == len(rs) })
 	if err := run.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -231,9 +232,9 @@ func TestConsumerAndSaramaHandlerResumeEachOther(t *testing.T) {
 				run := startSarama(t, c, group, topic, h1, scoped[consume.SaramaOpt](opts)...)
 				stop = func() { _ = run.stop() }
 			}
-			waitFor(t, "every record not behind the stuck one", 20*time.Second,
+			testkit.WaitFor(t, 20*time.Second, "every record not behind the stuck one",
 				func() bool { return first.doneCount() == len(rs)-1-behind })
-			waitFor(t, "the commit to name every done record", 10*time.Second, func() bool {
+			testkit.WaitFor(t, 10*time.Second, "the commit to name every done record", func() bool {
 				o, _ := committed(t, c, group).Lookup(topic, 0)
 				s, err := ordering.DecodeMetadata(o.Metadata)
 				return o.At == stuck.Offset && err == nil && s.Len() == int64(first.doneCount()-int(stuck.Offset))
@@ -353,15 +354,15 @@ func TestSaramaRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
 
 			produce(t, c, topic, all[:half])
 			a := startSaramaWith(t, c, cfg(), group, topic, handler("a"), opts...)
-			waitFor(t, "the first member to handle a quarter", 20*time.Second, func() bool { return l.doneCount() >= half/2 })
+			testkit.WaitFor(t, 20*time.Second, "the first member to handle a quarter", func() bool { return l.doneCount() >= half/2 })
 			b := startSaramaWith(t, c, cfg(), group, topic, handler("b"), opts...)
-			waitFor(t, "the second member to get partitions", 20*time.Second, func() bool { return b.h.Stats().Partitions > 0 })
+			testkit.WaitFor(t, 20*time.Second, "the second member to get partitions", func() bool { return b.h.Stats().Partitions > 0 })
 			produce(t, c, topic, all[half:])
-			waitFor(t, "three quarters", 30*time.Second, func() bool { return l.doneCount() >= len(all)*3/4 })
+			testkit.WaitFor(t, 30*time.Second, "three quarters", func() bool { return l.doneCount() >= len(all)*3/4 })
 			if err := a.stop(); err != nil {
 				t.Errorf("first member: %v", err)
 			}
-			waitFor(t, "every record", 60*time.Second, func() bool { return l.doneCount() == len(all) })
+			testkit.WaitFor(t, 60*time.Second, "every record", func() bool { return l.doneCount() == len(all) })
 			if err := b.stop(); err != nil {
 				t.Errorf("second member: %v", err)
 			}
@@ -491,11 +492,11 @@ func TestSaramaClaimStopsAfterAMessageItCouldNotDispatch(t *testing.T) {
 				}
 			})
 		}
-		waitFor(t, "both claims", 10*time.Second, func() bool { return h.Stats().Partitions == 2 })
+		testkit.WaitFor(t, 10*time.Second, "both claims", func() bool { return h.Stats().Partitions == 2 })
 		time.Sleep(5 * time.Millisecond) // both claims wait for a message
 
 		a.msgs <- &sarama.ConsumerMessage{Topic: topic, Partition: 0, Offset: 0, Value: []byte("hold")}
-		waitFor(t, "the held record to run", 10*time.Second, func() bool { return h.Stats().Running == 1 })
+		testkit.WaitFor(t, 10*time.Second, "the held record to run", func() bool { return h.Stats().Running == 1 })
 		// b's first message waits for the slot; its second is buffered.
 		b.msgs <- &sarama.ConsumerMessage{Topic: topic, Partition: 1, Offset: 0, Value: []byte("b0")}
 		b.msgs <- &sarama.ConsumerMessage{Topic: topic, Partition: 1, Offset: 1, Value: []byte("b1")}

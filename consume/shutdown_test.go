@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/ordering"
 )
@@ -51,7 +52,7 @@ func TestShutdownDrainsAndCommitsWhatWasHandled(t *testing.T) {
 			run := start(t, handler, groupOpts(c, group, topic), consume.Concurrency(4),
 				consume.MaxBuffered(200), consume.DrainTimeout(300*time.Millisecond),
 				consume.CommitInterval(time.Hour)) // only the shutdown commits
-			waitFor(t, "part of the stream", 20*time.Second, func() bool { return l.doneCount() >= 50 })
+			testkit.WaitFor(t, 20*time.Second, "part of the stream", func() bool { return l.doneCount() >= 50 })
 			before, doneBefore := run.c.Stats(), l.doneCount()
 			if err := run.shutdown(t); !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Run returned %v, want %v", err, tc.wantErr)

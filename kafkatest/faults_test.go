@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit/bundled"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -16,7 +17,7 @@ import (
 // and resuming them brings them back with every record.
 func TestLatencyAndPauseOnChosenBrokers(t *testing.T) {
 	const topic = "chosen"
-	c, leader := threeBrokers(t, topic, nil)
+	c, leader := bundled.ThreeBrokers(t, topic, nil)
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -44,7 +45,7 @@ func TestLatencyAndPauseOnChosenBrokers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	onFollowers(t, info, c.Pause)
+	bundled.OnFollowers(t, info, c.Pause)
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
 		t.Fatalf("paused followers never left the ISR: %v", err)
 	}
@@ -56,11 +57,11 @@ func TestLatencyAndPauseOnChosenBrokers(t *testing.T) {
 	if err := produceSync(ctx, prod, topic, "alone"); err != nil {
 		t.Fatalf("write with both followers paused: %v", err)
 	}
-	onFollowers(t, info, c.Resume)
+	bundled.OnFollowers(t, info, c.Resume)
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return len(i.ISR) == 3 }); err != nil {
 		t.Fatalf("resumed followers never rejoined the ISR: %v", err)
 	}
-	for _, f := range followers(info) {
+	for _, f := range bundled.Followers(info) {
 		if rep, _ := c.Replica(f, topic, 0); rep.LEO != 3 {
 			t.Fatalf("resumed follower %d ends at %d, want 3", f, rep.LEO)
 		}
@@ -68,4 +69,9 @@ func TestLatencyAndPauseOnChosenBrokers(t *testing.T) {
 	if err := c.CutLink(leader, 7); err == nil {
 		t.Fatal("CutLink to an unknown broker succeeded")
 	}
+}
+
+// produceSync produces one record and returns its error.
+func produceSync(ctx context.Context, cl *kgo.Client, topic, value string) error {
+	return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(value)}).FirstErr()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
@@ -31,43 +32,19 @@ func readAll(t *testing.T, c *kafkatest.Cluster, topic string, n int) []*kgo.Rec
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var total int64
-	for {
-		total = settledEnd(ctx, t, c, cl, topic)
-		if total >= int64(n) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s holds %d settled records, want at least %d", topic, max(total, 0), n)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	var got []*kgo.Record
-	for int64(len(got)) < total {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d records of %s before the deadline", len(got), total, topic)
-		}
-		fs.EachError(func(tp string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", tp, p, err) })
-		got = append(got, fs.Records()...)
-	}
-	slices.SortStableFunc(got, func(a, b *kgo.Record) int { return int(a.Partition - b.Partition) })
-	return got
+	adm := testkit.Admin(t, c.Bootstrap())
+	testkit.WaitFor(t, 20*time.Second, fmt.Sprintf("%s to hold at least %d settled records", topic, n), func() bool {
+		return settledEnd(ctx, t, c, adm, topic) >= int64(n)
+	})
+	return testkit.ReadAll(ctx, t, c.Bootstrap(), topic)
 }
 
 // settledEnd returns how many records topic's partitions hold below their
 // high watermarks, or -1 while a partition's high watermark is below its
 // leader's log end offset (a write not yet replicated) or has no leader.
-func settledEnd(ctx context.Context, t *testing.T, c *kafkatest.Cluster, cl *kgo.Client, topic string) int64 {
+func settledEnd(ctx context.Context, t *testing.T, c *kafkatest.Cluster, adm *kadm.Client, topic string) int64 {
 	t.Helper()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}

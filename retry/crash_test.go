@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
@@ -150,7 +151,7 @@ func TestJobKilledMidRunAndRestartedLosesNoMarkerAndDeadLettersNothingEarly(t *t
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the first job to make progress", func() bool { return len(readLog(t, logPath)) >= 30 })
+	testkit.WaitFor(t, 30*time.Second, "the first job to make progress", func() bool { return len(readLog(t, logPath)) >= 30 })
 	if err := first.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestJobKilledMidRunAndRestartedLosesNoMarkerAndDeadLettersNothingEarly(t *t
 			alwaysFail++
 		}
 	}
-	waitFor(t, 60*time.Second, "every record to finish", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "every record to finish", func() bool {
 		ok := map[string]bool{}
 		for _, l := range readLog(t, logPath) {
 			if l.kind == "ok" {
@@ -230,7 +231,7 @@ func TestJobKilledMidRunAndRestartedLosesNoMarkerAndDeadLettersNothingEarly(t *t
 	// The graceful stop committed everything.
 	var committed kadm.OffsetResponses
 	var ends kadm.ListedOffsets
-	waitFor(t, 10*time.Second, "the committed and end offsets", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the committed and end offsets", func() bool {
 		committed, err = adm.FetchOffsets(ctx, retry.DefaultGroup(e.topic+retry.RetrySuffix))
 		if err == nil {
 			ends, err = adm.ListEndOffsets(ctx, e.topic+retry.RetrySuffix)
@@ -371,7 +372,7 @@ func TestConsumerCommitsAFailedRecordOnlyAfterItsMarkerIsAcknowledged(t *testing
 		t.Fatal(err)
 	}
 	stop := runJob(t, j)
-	waitFor(t, 20*time.Second, "both failed records to be retried", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "both failed records to be retried", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return ran["fail2"] > 0 && ran["fail4"] > 0

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
@@ -36,7 +37,7 @@ func TestAlwaysFailingRecordsAreDeadLetteredAfterExactlyMaxAttemptsWithHistory(t
 		t.Fatal(err)
 	}
 	stop := runJob(t, j)
-	waitFor(t, 30*time.Second, "every record dead-lettered", func() bool { return j.Stats().DeadLettered == n })
+	testkit.WaitFor(t, 30*time.Second, "every record dead-lettered", func() bool { return j.Stats().DeadLettered == n })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestPermanentErrorsGoStraightToTheDeadLetterTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runJob(t, j)
-	waitFor(t, 20*time.Second, "the dead letter", func() bool { return j.Stats().DeadLettered == 1 })
+	testkit.WaitFor(t, 20*time.Second, "the dead letter", func() bool { return j.Stats().DeadLettered == 1 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestMalformedMarkerIsDeadLetteredNotDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runJob(t, j)
-	waitFor(t, 20*time.Second, "the dead letter", func() bool { return j.Stats().DeadLettered == 1 })
+	testkit.WaitFor(t, 20*time.Second, "the dead letter", func() bool { return j.Stats().DeadLettered == 1 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

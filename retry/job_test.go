@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
@@ -71,7 +72,7 @@ func TestRecordsFailingFirstAttemptsAreAllProcessedWithinTheirBackoffSchedule(t 
 		t.Fatal(err)
 	}
 	stop := runJob(t, j)
-	waitFor(t, 30*time.Second, "every record to succeed", func() bool { return h.succeeded() == n })
+	testkit.WaitFor(t, 30*time.Second, "every record to succeed", func() bool { return h.succeeded() == n })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

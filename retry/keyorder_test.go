@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
@@ -105,7 +106,7 @@ func TestKeyOrderNoRecordRunsBeforeAnEarlierParkedRecordOfItsKey(t *testing.T) {
 		}
 		time.Sleep(3 * time.Millisecond)
 	}
-	waitFor(t, 30*time.Second, "every record to finish", func() bool { return log.len() >= n })
+	testkit.WaitFor(t, 30*time.Second, "every record to finish", func() bool { return log.len() >= n })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestKeyLocksAreRebuiltFromTheRetryTopicAfterARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runJob(t, j)
-	waitFor(t, 20*time.Second, "key a to unlock", func() bool { return !again.Locked(e.topic, []byte("a")) })
+	testkit.WaitFor(t, 20*time.Second, "key a to unlock", func() bool { return !again.Locked(e.topic, []byte("a")) })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestKeyStaysLockedWhileItsReparkedMarkerIsUnread(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "key a to unlock after the record succeeded", func() bool { return !locks.Locked(e.topic, key) })
+	testkit.WaitFor(t, 10*time.Second, "key a to unlock after the record succeeded", func() bool { return !locks.Locked(e.topic, key) })
 }
 
 func TestWrapThatCannotReadTheKeyLocksParksTheRecordWithoutCountingAnAttempt(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
@@ -81,11 +82,11 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runJob(t, j)
-	waitFor(t, 20*time.Second, "all records to finish", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "all records to finish", func() bool {
 		st := j.Stats()
 		return st.Succeeded == 5 && st.DeadLettered == 2
 	})
-	waitFor(t, 5*time.Second, "the backlog gauge to reach zero", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the backlog gauge to reach zero", func() bool {
 		return scrape(t, srv.URL)[`kafkaguard_retry_backlog{retry_topic="met.retry"}`] == "0"
 	})
 	got := scrape(t, srv.URL)
@@ -161,12 +162,12 @@ func TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow(t *testing.T) 
 		t.Fatal(err)
 	}
 	stop := runJob(t, j)
-	waitFor(t, 20*time.Second, "the backlog and age alerts to fire", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the backlog and age alerts to fire", func() bool {
 		l := last()
 		return l[retry.AlertBacklog].Firing && l[retry.AlertAge].Firing
 	})
 	close(release)
-	waitFor(t, 20*time.Second, "every record to succeed and both alerts to clear", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "every record to succeed and both alerts to clear", func() bool {
 		l := last()
 		return j.Stats().Succeeded == 6 && len(l) == 2 && !l[retry.AlertBacklog].Firing && !l[retry.AlertAge].Firing
 	})

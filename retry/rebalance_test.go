@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
@@ -71,7 +72,7 @@ func TestRevokeCommitsFinishedMarkersBelowAStuckOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	runJob(t, first)
-	waitFor(t, 20*time.Second, "the ok markers to succeed and the stuck ones to run", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the ok markers to succeed and the stuck ones to run", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return succeeded == keys && running == keys
@@ -91,7 +92,7 @@ func TestRevokeCommitsFinishedMarkersBelowAStuckOne(t *testing.T) {
 	runJob(t, second)
 	// The second Job takes one partition over; it has run all of that
 	// partition's stuck markers once it ran stuckIn[p] of them.
-	waitFor(t, 20*time.Second, "the second job to run a taken-over partition's stuck markers", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the second job to run a taken-over partition's stuck markers", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		n := 0

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // harness runs a scheduler whose items call fn.
@@ -53,24 +55,13 @@ func newItem(off int64, due time.Time) *item {
 	return &item{m: &Marker{Origin: Origin{"t", 0, off}}, offset: off, due: due, index: -1}
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestAMarkerDueLaterNeverDelaysOneThatIsDue(t *testing.T) {
 	h := newHarness(t, 1, nil, nil)
 	later := newItem(0, time.Now().Add(time.Hour))
 	now := newItem(1, time.Now())
 	h.s.add(later)
 	h.s.add(now)
-	waitUntil(t, "the due marker to run", func() bool { return h.ranCount() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the due marker to run", func() bool { return h.ranCount() == 1 })
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ran[0] != now {
@@ -92,7 +83,7 @@ func TestMarkersRunInDueOrderAndNeverBeforeTheirDueTime(t *testing.T) {
 	for _, it := range items {
 		h.s.add(it)
 	}
-	waitUntil(t, "all markers to run", func() bool { return h.ranCount() == len(items) })
+	testkit.WaitFor(t, 10*time.Second, "all markers to run", func() bool { return h.ranCount() == len(items) })
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, it := range h.ran {
@@ -125,9 +116,9 @@ func TestAtMostConcurrencyHandlersRunAtOnce(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		h.s.add(newItem(int64(i), time.Now()))
 	}
-	waitUntil(t, "three handlers to run", func() bool { return running.Load() == 3 })
+	testkit.WaitFor(t, 10*time.Second, "three handlers to run", func() bool { return running.Load() == 3 })
 	close(release)
-	waitUntil(t, "all to run", func() bool { return h.ranCount() == 20 })
+	testkit.WaitFor(t, 10*time.Second, "all to run", func() bool { return h.ranCount() == 20 })
 	if p := peak.Load(); p != 3 {
 		t.Errorf("peak concurrency %d, want 3", p)
 	}
@@ -168,7 +159,7 @@ func TestKeyOrderHoldsAMarkerBehindTheEarliestPendingRecordOfItsKey(t *testing.T
 	h.s.add(mk(1, time.Now().Add(50*time.Millisecond)))
 	other := newItem(9, time.Now()) // no key order: not held back
 	h.s.add(other)
-	waitUntil(t, "all to run", func() bool { return h.ranCount() == 4 })
+	testkit.WaitFor(t, 10*time.Second, "all to run", func() bool { return h.ranCount() == 4 })
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var order []int64
@@ -188,7 +179,7 @@ func TestANewerMarkerOfARecordSupersedesAnOlderHeldOne(t *testing.T) {
 	newer.m = &Marker{Origin: older.m.Origin, Attempts: 1}
 	h.s.add(older)
 	h.s.add(newer)
-	waitUntil(t, "the newer marker to run", func() bool { return h.ranCount() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the newer marker to run", func() bool { return h.ranCount() == 1 })
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ran[0].offset != 5 || h.ran[0].m.Attempts != 3 {
@@ -211,7 +202,7 @@ func TestDroppingAPartitionForgetsItsHeldMarkersAndWaitsForRunningOnes(t *testin
 	})
 	running := newItem(0, time.Now())
 	h.s.add(running)
-	waitUntil(t, "the first marker to run", func() bool { return h.ranCount() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the first marker to run", func() bool { return h.ranCount() == 1 })
 	for i := int64(1); i < 5; i++ {
 		h.s.add(newItem(i, time.Now().Add(time.Hour)))
 	}

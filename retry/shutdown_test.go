@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
@@ -65,7 +66,7 @@ func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runJob(t, first)
-	waitFor(t, 20*time.Second, "a quarter of the markers to succeed and every handler to be held",
+	testkit.WaitFor(t, 20*time.Second, "a quarter of the markers to succeed and every handler to be held",
 		func() bool { return held.Load() == concurrency })
 	stopping.Store(true)
 	close(release)
@@ -87,7 +88,7 @@ func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop = runJob(t, second)
-	waitFor(t, 20*time.Second, "every record to succeed", func() bool { return count() == n })
+	testkit.WaitFor(t, 20*time.Second, "every record to succeed", func() bool { return count() == n })
 	waitCommittedAtEnd(t, e, retry.DefaultGroup(e.topic+retry.RetrySuffix), e.topic+retry.RetrySuffix)
 	if err := stop(); err != nil {
 		t.Fatal(err)

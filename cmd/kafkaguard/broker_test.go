@@ -29,6 +29,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // The broker tests run the real binary, built once per test run.
@@ -367,16 +368,6 @@ func TestBrokerFailsWhenItsPortIsTaken(t *testing.T) {
 	}
 }
 
-func newClient(t *testing.T, boot []string, opts ...kgo.Opt) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(boot...)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
-}
-
 type acked struct {
 	partition int32
 	offset    int64
@@ -389,54 +380,21 @@ func readAll(t *testing.T, boot []string, topic string, partitions int32, need m
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	adm := kadm.NewClient(newClient(t, boot))
-	want := map[int32]int64{}
-	for {
-		ends, err := adm.ListEndOffsets(ctx, topic)
-		if err == nil {
-			err = ends.Error()
-		}
-		ok := err == nil
+	var ends map[int32]int64
+	testkit.WaitFor(t, 60*time.Second, fmt.Sprintf("the end offsets of %s to reach %v", topic, need), func() bool {
+		ends = testkit.EndOffsets(ctx, t, boot, topic)
 		for p := range partitions {
-			o, _ := ends.Lookup(topic, p)
-			want[p] = o.Offset
-			ok = ok && o.Offset >= need[p]
-		}
-		if ok {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("end offsets %v (%v) never reached %v", want, err, need)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	parts := map[int32]kgo.Offset{}
-	for p := range partitions {
-		parts[p] = kgo.NewOffset().AtStart()
-	}
-	cl := newClient(t, boot, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}), kgo.FetchMaxWait(100*time.Millisecond))
-	got := map[acked]string{}
-	next := map[int32]int64{}
-	for {
-		done := true
-		for p, end := range want {
-			if next[p] < end {
-				done = false
+			if ends[p] < need[p] {
+				return false
 			}
 		}
-		if done {
-			return got
-		}
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %v of %v before the timeout", next, want)
-		}
-		fs.EachError(func(_ string, p int32, err error) { t.Logf("fetch partition %d: %v (retried)", p, err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			got[acked{r.Partition, r.Offset}] = string(r.Value)
-			next[r.Partition] = r.Offset + 1
-		})
+		return true
+	}, func() string { return fmt.Sprintf("end offsets %v", ends) })
+	got := map[acked]string{}
+	for _, r := range testkit.ReadAll(ctx, t, boot, topic) {
+		got[acked{r.Partition, r.Offset}] = string(r.Value)
 	}
+	return got
 }
 
 func TestBrokerKill9KeepsAckedRecordsAndCommittedOffsets(t *testing.T) {
@@ -459,7 +417,7 @@ func kill9(t *testing.T, brokers int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	adm := kadm.NewClient(newClient(t, boot))
+	adm := testkit.Admin(t, boot)
 	if _, err := adm.CreateTopic(ctx, partitions, int16(brokers), nil, topic); err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +535,7 @@ func kill9(t *testing.T, brokers int) {
 		t.Fatalf("%d of %d acked records lost across kill -9", lost, total)
 	}
 
-	adm2 := kadm.NewClient(newClient(t, boot))
+	adm2 := testkit.Admin(t, boot)
 	for group, offs := range committed {
 		resp, err := adm2.FetchOffsets(ctx, group)
 		if err == nil {
@@ -651,22 +609,6 @@ type actionJSON struct {
 	Error  string `json:"error"`
 }
 
-// eventually polls cond for up to 30s; on failure it reports what, and state() if given.
-func eventually(t *testing.T, what string, cond func() bool, state ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			var more string
-			for _, f := range state {
-				more += "\n" + f()
-			}
-			t.Fatalf("%s: not within 30s%s", what, more)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // startThree runs a 3-broker binary with the control API and quick failover, and creates topic
 // with one partition on all three brokers and min.insync.replicas=2.
 func startThree(t *testing.T, topic string) (*brokerProc, string) {
@@ -677,12 +619,12 @@ func startThree(t *testing.T, topic string) (*brokerProc, string) {
 		"--min-insync-replicas", "2", "--log-level", "info")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	adm := kadm.NewClient(newClient(t, p.bootstrap()))
+	adm := testkit.Admin(t, p.bootstrap())
 	if _, err := adm.CreateTopic(ctx, 1, 3, nil, topic); err != nil {
 		t.Fatal(err)
 	}
 	base := p.control()
-	eventually(t, "topic has a leader with a full ISR", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "topic has a leader with a full ISR", func() bool {
 		var info partitionJSON
 		return control(t, base, "GET", "/partitions/"+topic+"/0", &info) == http.StatusOK && info.Leader >= 0 && len(info.ISR) == 3 && info.HW >= 0
 	})
@@ -764,12 +706,12 @@ func TestBrokerControlAPIOverHTTP(t *testing.T) {
 	if e := post("kill", http.StatusConflict); !strings.Contains(e.Error, "already dead") {
 		t.Fatalf("second kill: %+v", e)
 	}
-	eventually(t, "killed follower is fenced and leaves the ISR", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "killed follower is fenced and leaves the ISR", func() bool {
 		b := brokerState()
 		return !b.Alive && b.Fenced && !slices.Contains(isr(), follower)
 	})
 	post("restart", http.StatusOK)
-	eventually(t, "restarted follower rejoins the ISR", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "restarted follower rejoins the ISR", func() bool {
 		b := brokerState()
 		return b.Alive && !b.Fenced && slices.Contains(isr(), follower)
 	})
@@ -778,20 +720,20 @@ func TestBrokerControlAPIOverHTTP(t *testing.T) {
 	if !brokerState().Paused {
 		t.Fatal("GET /cluster does not show replication_paused")
 	}
-	prod := newClient(t, boot, kgo.DefaultProduceTopic("ctl"), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	prod := testkit.Client(t, boot, kgo.DefaultProduceTopic("ctl"), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("while paused")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "paused follower leaves the ISR once it lags", func() bool { return !slices.Contains(isr(), follower) })
+	testkit.WaitFor(t, 30*time.Second, "paused follower leaves the ISR once it lags", func() bool { return !slices.Contains(isr(), follower) })
 	post("resume-replication", http.StatusOK)
-	eventually(t, "resumed follower rejoins the ISR", func() bool { return slices.Contains(isr(), follower) && !brokerState().Paused })
+	testkit.WaitFor(t, 30*time.Second, "resumed follower rejoins the ISR", func() bool { return slices.Contains(isr(), follower) && !brokerState().Paused })
 
 	post("isolate", http.StatusOK)
-	eventually(t, "isolated follower is fenced", func() bool { b := brokerState(); return b.Isolated && b.Fenced })
+	testkit.WaitFor(t, 30*time.Second, "isolated follower is fenced", func() bool { b := brokerState(); return b.Isolated && b.Fenced })
 	post("heal", http.StatusOK)
-	eventually(t, "healed follower is back", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "healed follower is back", func() bool {
 		b := brokerState()
 		return !b.Isolated && !b.Fenced && slices.Contains(isr(), follower)
 	})
@@ -853,7 +795,7 @@ func TestBrokerIsolatedLeaderIsReplacedAndTruncatesAfterHeal(t *testing.T) {
 	// A follower that lagged under load may have left the ISR meanwhile; with
 	// it out, the isolated leader would refuse the acks=all write before
 	// appending it, and no other replica could be elected.
-	eventually(t, "every replica back in the ISR before the isolation", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "every replica back in the ISR before the isolation", func() bool {
 		var info partitionJSON
 		control(t, base, "GET", "/partitions/iso/0", &info)
 		return info.Leader == old && len(info.ISR) == 3
@@ -875,7 +817,7 @@ func TestBrokerIsolatedLeaderIsReplacedAndTruncatesAfterHeal(t *testing.T) {
 	}
 
 	var after partitionJSON
-	eventually(t, "the controller elects another leader", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the controller elects another leader", func() bool {
 		control(t, base, "GET", "/partitions/iso/0", &after)
 		return after.Leader >= 0 && after.Leader != old && !slices.Contains(after.ISR, old)
 	})
@@ -890,7 +832,7 @@ func TestBrokerIsolatedLeaderIsReplacedAndTruncatesAfterHeal(t *testing.T) {
 		t.Fatalf("heal: %d %+v", code, a)
 	}
 	var healed partitionJSON
-	eventually(t, "the old leader rejoins the ISR as a follower with the new leader's log", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the old leader rejoins the ISR as a follower with the new leader's log", func() bool {
 		control(t, base, "GET", "/partitions/iso/0", &healed)
 		control(t, base, "GET", fmt.Sprintf("/brokers/%d/partitions/iso/0", old), &rep)
 		return slices.Contains(healed.ISR, old) && rep.Leader == after.Leader && rep.LEO == 13
@@ -907,7 +849,7 @@ func TestBrokerIsolatedLeaderIsReplacedAndTruncatesAfterHeal(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, "the old leader is elected again", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the old leader is elected again", func() bool {
 		var info partitionJSON
 		control(t, base, "GET", "/partitions/iso/0", &info)
 		return info.Leader == old && info.HW == 13

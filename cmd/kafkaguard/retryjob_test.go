@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
@@ -55,7 +56,7 @@ func startRetryJob(t *testing.T, args ...string) (ready string, stop func() int)
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	var stderr syncBuffer
+	var stderr testkit.LockedBuffer
 	done := make(chan int, 1)
 	go func() {
 		code := run(ctx, append([]string{"retry-job"}, args...), pw, &stderr)
@@ -92,23 +93,6 @@ func startRetryJob(t *testing.T, args ...string) (ready string, stop func() int)
 	}
 	t.Cleanup(func() { stop() })
 	return ready, stop
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Client, *retry.Parker) {

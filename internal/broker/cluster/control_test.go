@@ -18,6 +18,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/cluster"
 	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // startCluster starts an in-process cluster with short timeouts and closes it when the test ends.
@@ -64,21 +65,10 @@ func createTopic(t *testing.T, c *cluster.Cluster, name string, partitions int32
 		t.Fatalf("create topic %s: %v", name, err)
 	}
 	for p := int32(0); p < partitions; p++ {
-		waitFor(t, func() bool {
+		testkit.WaitFor(t, 20*time.Second, "every partition of "+name+" to have a leader and a full ISR", func() bool {
 			info, err := c.Partition(name, p)
 			return err == nil && info.Leader >= 0 && info.HW >= 0 && len(info.ISR) == int(rf)
 		})
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 20s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -298,14 +288,14 @@ func TestControlShowsFaultsInClusterState(t *testing.T) {
 		t.Fatalf("after kill 0, isolate 1, pause 2: %+v", bs)
 	}
 	// The controller fences the killed and the isolated broker once their sessions time out.
-	waitFor(t, func() bool { bs := brokers(); return bs[0].Fenced && bs[1].Fenced && !bs[2].Fenced })
+	testkit.WaitFor(t, 20*time.Second, "brokers 0 and 1 fenced, broker 2 not", func() bool { bs := brokers(); return bs[0].Fenced && bs[1].Fenced && !bs[2].Fenced })
 
 	for _, p := range []string{"/brokers/0/restart", "/brokers/1/heal", "/brokers/2/resume-replication"} {
 		if r := call(t, srv, "POST", p); r.code != http.StatusOK {
 			t.Fatalf("POST %s: %d %s", p, r.code, r.body)
 		}
 	}
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "every broker alive, unfenced, connected and unpaused", func() bool {
 		for _, b := range brokers() {
 			if !b.Alive || b.Fenced || b.Isolated || b.Paused {
 				return false

@@ -15,6 +15,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // The tests below drive each fault kind through the control API, on more than one broker where
@@ -101,7 +102,7 @@ func faultFollowers(t *testing.T, topic, action string) (c *cluster.Cluster, srv
 	for _, f := range followers {
 		post(t, srv, "/brokers/"+itoa(f)+"/"+action)
 	}
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the followers fenced and out of the ISR", func() bool {
 		return slices.Equal(isr(t, c, topic, 0), []int32{leader}) && brokerState(t, srv, followers[0]).Fenced && brokerState(t, srv, followers[1]).Fenced
 	})
 	return c, srv, leader, followers
@@ -126,7 +127,7 @@ func TestEdgeIsolatingTwoFollowersFencesThemWhileClientsStillReachThem(t *testin
 	for _, f := range followers {
 		post(t, srv, "/brokers/"+itoa(f)+"/heal")
 	}
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the healed followers back in the ISR with the record", func() bool {
 		return len(isr(t, c, "iso", 0)) == 3 && leo(t, c, followers[0], "iso", 0) == 1 && leo(t, c, followers[1], "iso", 0) == 1
 	})
 }
@@ -145,7 +146,7 @@ func TestEdgeOneWayCutStopsOnlyTheCutDirection(t *testing.T) {
 	}
 	for p := range int32(3) {
 		want := len(spec.Assignment[p])
-		waitFor(t, func() bool {
+		testkit.WaitFor(t, 20*time.Second, "each partition of oneway to have its ISR", func() bool {
 			info, err := c.Partition("oneway", p)
 			return err == nil && info.HW >= 0 && len(info.ISR) == want
 		})
@@ -167,7 +168,7 @@ func TestEdgeOneWayCutStopsOnlyTheCutDirection(t *testing.T) {
 	}
 	// 0 cannot fetch from 1 or 2: it drops out of their ISRs without the record; 1 and 2 still
 	// fetch from 0 and copy its record.
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "broker 0 out of the ISRs of partitions 0 and 1, and brokers 1 and 2 to copy partition 2's record", func() bool {
 		return slices.Equal(isr(t, c, "oneway", 0), []int32{1}) && slices.Equal(isr(t, c, "oneway", 1), []int32{2}) &&
 			leo(t, c, 1, "oneway", 2) == 1 && leo(t, c, 2, "oneway", 2) == 1
 	})
@@ -179,7 +180,7 @@ func TestEdgeOneWayCutStopsOnlyTheCutDirection(t *testing.T) {
 	}
 
 	post(t, srv, "/brokers/0/heal-link?to=1,2")
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the healed links to restore the ISRs of partitions 0 and 1", func() bool {
 		return len(isr(t, c, "oneway", 0)) == 2 && len(isr(t, c, "oneway", 1)) == 2 &&
 			leo(t, c, 0, "oneway", 0) == 1 && leo(t, c, 0, "oneway", 1) == 1
 	})
@@ -196,7 +197,7 @@ func TestEdgeControllerCutFencesABrokerThatStillReplicates(t *testing.T) {
 		t.Fatalf("produce: error %d", p.ErrorCode)
 	}
 	// Fenced, yet still linked to the leader: both copy the record.
-	waitFor(t, func() bool { return leo(t, c, cut[0], "cc", 0) == 1 && leo(t, c, cut[1], "cc", 0) == 1 })
+	testkit.WaitFor(t, 20*time.Second, "the brokers cut from the controller to replicate the record", func() bool { return leo(t, c, cut[0], "cc", 0) == 1 && leo(t, c, cut[1], "cc", 0) == 1 })
 	if len(isr(t, c, "cc", 0)) != 1 {
 		t.Fatal("a fenced broker joined the ISR")
 	}
@@ -204,7 +205,7 @@ func TestEdgeControllerCutFencesABrokerThatStillReplicates(t *testing.T) {
 	for _, f := range cut {
 		post(t, srv, "/brokers/"+itoa(f)+"/reconnect-controller")
 	}
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the reconnected brokers unfenced and back in the ISR", func() bool {
 		return len(isr(t, c, "cc", 0)) == 3 && !brokerState(t, srv, cut[0]).Fenced && !brokerState(t, srv, cut[1]).Fenced
 	})
 }
@@ -264,7 +265,7 @@ func TestEdgePausedLeaderLosesLeadershipAndRejoinsOnResume(t *testing.T) {
 		close(answered)
 	}()
 	// Its heartbeats stop: the controller fences it and another replica leads.
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "another leader elected and the frozen one fenced out of the ISR", func() bool {
 		info, _ := c.Partition("frozen", 0)
 		return info.Leader >= 0 && info.Leader != leader && !slices.Contains(info.ISR, leader) && brokerState(t, srv, leader).Fenced
 	})
@@ -290,7 +291,7 @@ func TestEdgePausedLeaderLosesLeadershipAndRejoinsOnResume(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the request sent while the broker was paused got no answer after it resumed")
 	}
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the thawed broker unfenced and back in the ISR", func() bool {
 		return slices.Contains(isr(t, c, "frozen", 0), leader) && !brokerState(t, srv, leader).Fenced
 	})
 }
@@ -380,7 +381,7 @@ func TestEdgePausedBrokerCanBeKilledRestartedAndClosed(t *testing.T) {
 		t.Fatalf("killed paused broker: %+v", b)
 	}
 	post(t, srv, "/brokers/1/restart")
-	waitFor(t, func() bool { b := brokerState(t, srv, 1); return b.Alive && !b.Fenced && !b.Frozen })
+	testkit.WaitFor(t, 20*time.Second, "broker 1 alive, unfenced and thawed", func() bool { b := brokerState(t, srv, 1); return b.Alive && !b.Fenced && !b.Frozen })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := metadata(ctx, dial(t, c, 1)); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/cluster"
 	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // produceTo sends one record with acks=all to broker id and returns the partition's answer.
@@ -107,7 +108,7 @@ func TestAckedRecordSurvivesElectionOfAFollowerWhoseISRJoinWasPending(t *testing
 		t.Fatal(err)
 	}
 	produce("while-lagging", 10*time.Second)
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the lagging follower to leave the ISR", func() bool {
 		info, err := c.Partition(topic, 0)
 		return err == nil && !slices.Contains(info.ISR, lagging)
 	})
@@ -143,7 +144,7 @@ func TestAckedRecordSurvivesElectionOfAFollowerWhoseISRJoinWasPending(t *testing
 
 	// The change commits with the follower in the ISR; then the leader dies.
 	release()
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the lagging follower to rejoin the ISR", func() bool {
 		info, err := c.Partition(topic, 0)
 		return err == nil && slices.Contains(info.ISR, lagging)
 	})
@@ -155,12 +156,12 @@ func TestAckedRecordSurvivesElectionOfAFollowerWhoseISRJoinWasPending(t *testing
 		t.Fatal(err)
 	}
 	var after cluster.PartitionInfo
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "another leader elected", func() bool {
 		after, err = c.Partition(topic, 0)
 		return err == nil && after.Leader >= 0 && after.Leader != leader
 	})
 	// O follows the new leader, truncating to its log, and catches up.
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the other replica caught up with the new leader", func() bool {
 		l, err1 := c.ReplicaState(after.Leader, topic, 0)
 		o, err2 := c.ReplicaState(other, topic, 0)
 		return err1 == nil && err2 == nil && o.LeaderEpoch == after.LeaderEpoch && o.LEO == l.LEO && l.HW == l.LEO

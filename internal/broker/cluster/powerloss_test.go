@@ -12,6 +12,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/cluster"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // TestControlPowerLossCutsWhatWasNotFsyncedAndRestartBringsTheBrokerBack: a kill keeps what the
@@ -44,7 +45,7 @@ func TestControlPowerLossCutsWhatWasNotFsyncedAndRestartBringsTheBrokerBack(t *t
 	leo := func() int64 {
 		t.Helper()
 		var info cluster.ReplicaInfo
-		waitFor(t, func() bool {
+		testkit.WaitFor(t, 20*time.Second, "broker 0's replica of pl", func() bool {
 			info, err = c.ReplicaState(0, "pl", 0)
 			return err == nil
 		})
@@ -111,7 +112,7 @@ func TestRestartedReplicaStartsFromItsCheckpointedHighWatermark(t *testing.T) {
 	}
 	cl.Close()
 	follower := 1 - info.Leader
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the follower's high-watermark checkpoint to record 5", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "broker-"+itoa(follower), "replication-offset-checkpoint"))
 		return strings.Contains(string(b), "\nhw 0 5\n")
 	})

@@ -1,20 +1,19 @@
 package group_test
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // kafkaLib returns the directory of Apache Kafka's jars fetched by
@@ -72,7 +71,7 @@ func TestJavaConsoleConsumerGroupAgainstCoordinator(t *testing.T) {
 		"--consumer-property", "heartbeat.interval.ms=200",
 		"--consumer-property", "session.timeout.ms=6000",
 	)
-	var out lockedBuffer
+	var out testkit.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -105,22 +104,4 @@ func TestJavaConsoleConsumerGroupAgainstCoordinator(t *testing.T) {
 	if d.State != "Empty" || d.ProtocolType != "consumer" {
 		t.Fatalf("group after the consumer exited: state %s protocol type %q, want Empty consumer\n%s", d.State, d.ProtocolType, out.String())
 	}
-}
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // TestKcatGroupConsumerAgainstCoordinator runs kcat's balanced consumer
@@ -35,7 +36,7 @@ func TestKcatGroupConsumerAgainstCoordinator(t *testing.T) {
 	cmd := exec.CommandContext(ctx, kcat, "-b", addr, "-G", "kg", "t", "-q",
 		"-X", "client.id=kcat", "-X", "heartbeat.interval.ms=100", "-X", "session.timeout.ms=6000",
 		"-X", "fetch.wait.max.ms=100")
-	var out lockedBuffer
+	var out testkit.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // saramaHandler records the claims of each session and marks an offset on
@@ -108,17 +109,17 @@ func TestSaramaConsumerGroupAgainstCoordinator(t *testing.T) {
 
 	h1, h2 := &saramaHandler{mark: 7}, &saramaHandler{mark: 7}
 	startSarama(t, addr, h1)
-	waitUntil(t, "the first sarama consumer to claim both partitions", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the first sarama consumer to claim both partitions", func() bool {
 		return slices.Equal(h1.get(), []int32{0, 1})
 	})
 	stop2 := startSarama(t, addr, h2)
-	waitUntil(t, "the two sarama consumers to split the partitions", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the two sarama consumers to split the partitions", func() bool {
 		p1, p2 := h1.get(), h2.get()
 		return len(p1) == 1 && len(p2) == 1 && p1[0] != p2[0]
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	waitUntil(t, "sarama's auto-commit of the marked offsets", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "sarama's auto-commit of the marked offsets", func() bool {
 		fr := kmsg.NewPtrOffsetFetchRequest()
 		fr.Version = 9
 		fr.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "sg", Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{0, 1}}}}}
@@ -126,7 +127,7 @@ func TestSaramaConsumerGroupAgainstCoordinator(t *testing.T) {
 		return ps[0].Offset == 7 && ps[1].Offset == 7
 	})
 	stop2()
-	waitUntil(t, "the first sarama consumer to claim both partitions again", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the first sarama consumer to claim both partitions again", func() bool {
 		return slices.Equal(h1.get(), []int32{0, 1})
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // This file runs a real franz-go group consumer against the coordinator,
@@ -296,17 +297,6 @@ func newGroupClient(t *testing.T, addr string, a *assignments, balancer kgo.Grou
 	return cl
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestFranzGoConsumerGroupAgainstCoordinator(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
@@ -327,11 +317,11 @@ func TestFranzGoConsumerGroupAgainstCoordinator(t *testing.T) {
 
 			var a1, a2 assignments
 			cl1 := newGroupClient(t, addr, &a1, tt.balancer)
-			waitUntil(t, "the first client to own both partitions", func() bool {
+			testkit.WaitFor(t, 20*time.Second, "the first client to own both partitions", func() bool {
 				return slices.Equal(a1.get(), []int32{0, 1})
 			})
 			cl2 := newGroupClient(t, addr, &a2, tt.balancer)
-			waitUntil(t, "the two clients to split the partitions", func() bool {
+			testkit.WaitFor(t, 20*time.Second, "the two clients to split the partitions", func() bool {
 				p1, p2 := a1.get(), a2.get()
 				return len(p1) == 1 && len(p2) == 1 && p1[0] != p2[0]
 			})
@@ -371,7 +361,7 @@ func TestFranzGoConsumerGroupAgainstCoordinator(t *testing.T) {
 
 			// The second client leaves: the first takes both partitions.
 			cl2.Close()
-			waitUntil(t, "the first client to own both partitions again", func() bool {
+			testkit.WaitFor(t, 20*time.Second, "the first client to own both partitions again", func() bool {
 				return slices.Equal(a1.get(), []int32{0, 1})
 			})
 		})
@@ -393,7 +383,7 @@ func TestFranzGoCarriesOnAfterCoordinatorFailover(t *testing.T) {
 	addr := net.JoinHostPort(b.host, strconv.Itoa(int(b.port)))
 	var a assignments
 	cl := newGroupClient(t, addr, &a, kgo.CooperativeStickyBalancer())
-	waitUntil(t, "the client to own both partitions", func() bool { return slices.Equal(a.get(), []int32{0, 1}) })
+	testkit.WaitFor(t, 20*time.Second, "the client to own both partitions", func() bool { return slices.Equal(a.get(), []int32{0, 1}) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

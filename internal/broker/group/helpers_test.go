@@ -292,15 +292,3 @@ func describe(ctx context.Context, c *Coordinator, group string) kmsg.DescribeGr
 	r.Groups = []string{group}
 	return c.DescribeGroups(ctx, r).Groups[0]
 }
-
-// waitFor polls cond until it holds, failing the test after 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 func TestLeaveGroupVersionsAndStaticRemoval(t *testing.T) {
@@ -46,7 +48,7 @@ func TestLeaveGroupVersionsAndStaticRemoval(t *testing.T) {
 			t.Errorf("member %d (%s): %d, want %d", i, m.MemberID, m.ErrorCode, want[i])
 		}
 	}
-	waitFor(t, "the group to become empty", func() bool { return describe(ctx, c, "g").State == "Empty" })
+	testkit.WaitFor(t, 10*time.Second, "the group to become empty", func() bool { return describe(ctx, c, "g").State == "Empty" })
 	if j := c.JoinGroup(ctx, joinReq("g", pending.MemberID)); j.ErrorCode != codeUnknownMemberID {
 		t.Fatalf("join with the id of a pending member that left: %d, want UNKNOWN_MEMBER_ID", j.ErrorCode)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 func TestSimpleCommitThenFetchAcrossVersions(t *testing.T) {
@@ -176,7 +178,7 @@ func TestLoadedMemberThatNeverHeartbeatsIsEvicted(t *testing.T) {
 	if err := c2.Load(ctx, 0, &memStore{}, st.replay()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the loaded member's session to expire", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the loaded member's session to expire", func() bool {
 		return describe(ctx, c2, "g").State == "Empty"
 	})
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // sim is a minimal group client, driving the coordinator the way a real
@@ -181,7 +183,7 @@ func (s *sim) round() {
 func waitStable(t *testing.T, c *Coordinator, group string, sims ...*sim) int32 {
 	t.Helper()
 	var gen int32
-	waitFor(t, "a stable generation", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "a stable generation", func() bool {
 		leaders := 0
 		ids := map[string]bool{}
 		for i, s := range sims {

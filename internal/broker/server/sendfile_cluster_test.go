@@ -23,6 +23,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // testCluster is a controller and brokers started directly, so that tests reach each broker's
@@ -156,11 +157,7 @@ func (c *testCluster) bootstrap() []string {
 // waitFor polls cond until it holds, failing the test after 30 seconds.
 func (c *testCluster) waitFor(what string, cond func() bool) {
 	c.tb.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			c.tb.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	testkit.WaitFor(c.tb, 30*time.Second, what, cond)
 }
 
 func (c *testCluster) partition(topic string, p int32) meta.Partition {

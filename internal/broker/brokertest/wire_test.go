@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"bytes"
@@ -78,6 +78,7 @@ func logEnd(t *testing.T, c *kafkatest.Cluster, topic string) int64 {
 }
 
 func TestIdempotentDuplicateIsStoredOnceAndGapIsRefused(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -124,6 +125,7 @@ func TestIdempotentDuplicateIsStoredOnceAndGapIsRefused(t *testing.T) {
 }
 
 func TestOversizedBatchIsRefusedWholeWithMessageTooLarge(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -145,6 +147,7 @@ func TestOversizedBatchIsRefusedWholeWithMessageTooLarge(t *testing.T) {
 }
 
 func TestCorruptBatchIsRefusedAndNothingWritten(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -173,6 +176,7 @@ func apiVersionsWorks(t *testing.T, c *kafkatest.Cluster) {
 }
 
 func TestMalformedInputClosesOnlyThatConnection(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	frame := func(body []byte) []byte {
 		return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)

@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"bufio"
@@ -16,12 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
 // kafkaScript is integration/kafka/kafka.sh, which fetches Apache Kafka's jars and runs its
 // main classes (`kafka.sh tool CLASS ARGS...`).
-const kafkaScript = "../integration/kafka/kafka.sh"
+const kafkaScript = "../../../integration/kafka/kafka.sh"
 
 // javaTools returns a function that builds the command running one of Apache Kafka's Java tools
 // through kafka.sh. It skips the test unless Java is installed and either
@@ -237,15 +238,10 @@ func (l *eventLog) tail(n int) string {
 	return b.String()
 }
 
-// waitForTool is waitFor with the tool's recent output in the failure message.
-func waitForTool(t *testing.T, timeout time.Duration, what string, cond func() bool, l *eventLog, stderr *lockedBuffer) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last events:\n%s\nstderr:\n%s", timeout, what, l.tail(10), lastLines(stderr.String(), 30))
-		}
-		time.Sleep(10 * time.Millisecond)
+// toolOutput returns a tool's recent events and stderr, for the failure message of a wait.
+func toolOutput(l *eventLog, stderr *testkit.LockedBuffer) func() string {
+	return func() string {
+		return "last events:\n" + l.tail(10) + "\nstderr:\n" + lastLines(stderr.String(), 30)
 	}
 }
 
@@ -319,28 +315,28 @@ func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *test
 	consCmd := tool(ctx, "org.apache.kafka.tools.VerifiableConsumer", "--bootstrap-server", bootstrap, "--topic", topic,
 		"--group-id", group, "--reset-policy", "earliest", "--verbose", "--session-timeout", "6000",
 		"--command-config", consumerConfig)
-	var consErr lockedBuffer
+	var consErr testkit.LockedBuffer
 	consCmd.Stderr = &consErr
 	consumed := readEvents(t, consCmd)
 	if err := consCmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForTool(t, 30*time.Second, "the verifiable consumer to be assigned partitions", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the verifiable consumer to be assigned partitions", func() bool {
 		return len(consumed.named("partitions_assigned")) > 0
-	}, consumed, &consErr)
+	}, toolOutput(consumed, &consErr))
 
 	prodCmd := tool(ctx, "org.apache.kafka.tools.VerifiableProducer", "--bootstrap-server", bootstrap, "--topic", topic,
 		"--acks", "-1", "--max-messages", fmt.Sprint(messages), "--throughput", "1000", "--repeating-keys", "30",
 		"--command-config", producerConfig)
-	var prodErr lockedBuffer
+	var prodErr testkit.LockedBuffer
 	prodCmd.Stderr = &prodErr
 	produced := readEvents(t, prodCmd)
 	if err := prodCmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForTool(t, 30*time.Second, "a third of the records to be acknowledged", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "a third of the records to be acknowledged", func() bool {
 		return len(produced.named("producer_send_success")) >= messages/3
-	}, produced, &prodErr)
+	}, toolOutput(produced, &prodErr))
 	if err := c.Kill(victim); err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +365,7 @@ func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *test
 		}
 		ackedAt[e.Value] = e
 	}
-	waitForTool(t, 30*time.Second, "the verifiable consumer to consume every acknowledged value", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the verifiable consumer to consume every acknowledged value", func() bool {
 		seen := map[string]bool{}
 		for _, e := range consumed.named("record_data") {
 			seen[e.Value] = true
@@ -380,7 +376,7 @@ func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *test
 			}
 		}
 		return true
-	}, consumed, &consErr)
+	}, toolOutput(consumed, &consErr))
 	if err := signalGroup(consCmd, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"context"
@@ -53,6 +53,7 @@ func checkExactlyOnceInOrder(t *testing.T, got []produced, keys, perKey int) {
 }
 
 func TestFranzGoIdempotentProducerAndGroupConsumerLoseNothing(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

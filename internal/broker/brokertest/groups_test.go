@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -38,6 +39,7 @@ func coordinatorOf(t *testing.T, ctx context.Context, cl *kgo.Client, group stri
 }
 
 func TestCommittedOffsetsSurviveLossOfTheCoordinatorBroker(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -99,6 +101,7 @@ func TestCommittedOffsetsSurviveLossOfTheCoordinatorBroker(t *testing.T) {
 }
 
 func TestClientsCannotWriteTheOffsetsTopic(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -134,7 +137,7 @@ func TestClientsCannotWriteTheOffsetsTopic(t *testing.T) {
 	if err := c.Restart(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the committed offset to be served again", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the committed offset to be served again", func() bool {
 		resp, err := newAdmin(t, c).FetchOffsets(ctx, "g")
 		if err != nil {
 			return false

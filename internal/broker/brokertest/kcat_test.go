@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -74,6 +75,7 @@ func parseKeyed(t *testing.T, line string) produced {
 // binary against a three-broker cluster: metadata listing, an idempotent acks=all producer, a
 // plain consumer and a balanced group consumer that commits what it read.
 func TestKcatIdempotentProducerConsumerAndGroupLoseNothing(t *testing.T) {
+	t.Parallel()
 	kcat := kcatBinary(t)
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -171,7 +173,7 @@ func TestKcatIdempotentProducerConsumerAndGroupLoseNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var stderr lockedBuffer
+		var stderr testkit.LockedBuffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -191,7 +193,7 @@ func TestKcatIdempotentProducerConsumerAndGroupLoseNothing(t *testing.T) {
 			}
 			scanned <- sc.Err()
 		}()
-		waitFor(t, 30*time.Second, "kcat -G to print every record", func() bool {
+		testkit.WaitFor(t, 30*time.Second, "kcat -G to print every record", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(lines) >= keys*perKey

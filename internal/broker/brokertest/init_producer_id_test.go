@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 // caller passes (KIP-360's epoch bump applies to transactional ids only); a request naming only
 // one of id and epoch is INVALID_REQUEST, as KafkaApis answers it.
 func TestInitProducerIDWithoutTransactionalIDAllocatesANewIDAtEpochZero(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	cl := dial(t, c)
 	pid, epoch := initProducer(t, cl)
@@ -55,6 +56,7 @@ func TestInitProducerIDWithoutTransactionalIDAllocatesANewIDAtEpochZero(t *testi
 // API, which ApiVersions does not advertise, closes the connection that sent it. (The
 // transactional produce is pinned in produce_validation_test.go.)
 func TestTransactionsAreRefusedUntilImplemented(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	cl := dial(t, c)
 	before, _ := initProducer(t, cl)

@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/internal/testkit/bundled"
 )
 
 // powerLossOfEveryReplica produces n records with acks=all to an RF=3 topic with the given
@@ -15,7 +17,7 @@ import (
 func powerLossOfEveryReplica(t *testing.T, topicConfigs map[string]string, n int) (ackedButMissing int) {
 	t.Helper()
 	const topic = "power-loss"
-	c, _ := threeBrokers(t, topic, topicConfigs)
+	c, _ := bundled.ThreeBrokers(t, topic, topicConfigs)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),
@@ -51,6 +53,7 @@ func powerLossOfEveryReplica(t *testing.T, topicConfigs map[string]string, n int
 // (no fsync; durability from replication), acks=all does not survive every replica losing power
 // at once: the records were acknowledged from the page cache, which the power loss takes.
 func TestPowerLossOfEveryReplicaCanLoseAckedRecordsWithoutFlush(t *testing.T) {
+	t.Parallel()
 	const n = 20
 	if missing := powerLossOfEveryReplica(t, map[string]string{"min.insync.replicas": "2"}, n); missing == 0 {
 		t.Fatalf("no acknowledged record of %d was lost by a power loss of every replica without fsync; the power-loss fault lost nothing", n)
@@ -61,6 +64,7 @@ func TestPowerLossOfEveryReplicaCanLoseAckedRecordsWithoutFlush(t *testing.T) {
 // replica fsyncs each append before it counts toward the high watermark, so the same schedule
 // loses no acknowledged record.
 func TestPowerLossOfEveryReplicaLosesNothingWithFlushMessagesOne(t *testing.T) {
+	t.Parallel()
 	const n = 20
 	if missing := powerLossOfEveryReplica(t, map[string]string{"min.insync.replicas": "2", "flush.messages": "1"}, n); missing != 0 {
 		t.Fatalf("%d of %d acknowledged records lost by a power loss with flush.messages=1", missing, n)

@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -19,6 +20,7 @@ import (
 // answered UNKNOWN_TOPIC_OR_PARTITION (what a Kafka 4.x broker answers while its CreateTopics to
 // the controller is pending or has failed) and does not exist afterwards.
 func TestReplicationFactorAboveLiveBrokersIsRefusedNotLowered(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.SessionTimeout(300*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -28,7 +30,7 @@ func TestReplicationFactorAboveLiveBrokersIsRefusedNotLowered(t *testing.T) {
 	if err := c.Kill(2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "broker 2 fenced", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "broker 2 fenced", func() bool {
 		for _, b := range c.Brokers() {
 			if b.ID == 2 {
 				return b.Fenced

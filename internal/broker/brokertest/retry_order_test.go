@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 // leader refuses one produce request, slowly enough that the requests behind it are already on
 // the wire, and then reads the partition back.
 func TestRetriesReorderOnlyWithoutIdempotenceAndWithSeveralRequestsInFlight(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name        string
 		opts        []kgo.Opt

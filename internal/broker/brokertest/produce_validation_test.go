@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"bytes"
@@ -135,6 +135,7 @@ func compressed(t *testing.T, b []byte, codec kgo.CompressionCodec, count int32)
 }
 
 func TestProduceOfMoreThanOneBatchForAPartitionIsInvalidRecord(t *testing.T) {
+	t.Parallel()
 	c, r := oneBrokerTopic(t, "two-batches", 1)
 	pid, epoch := initProducer(t, dial(t, c))
 	first := records.Build([]records.Record{{Value: []byte("a")}, {Value: []byte("b")}}, 1, records.Producer{ID: pid, Epoch: epoch, Sequence: 0})
@@ -149,6 +150,7 @@ func TestProduceOfMoreThanOneBatchForAPartitionIsInvalidRecord(t *testing.T) {
 }
 
 func TestProduceWithAProducerIDAndNoSequenceIsInvalidRecord(t *testing.T) {
+	t.Parallel()
 	c, r := oneBrokerTopic(t, "no-seq", 1)
 	pid, epoch := initProducer(t, dial(t, c))
 	b := records.Build([]records.Record{{Value: []byte("a")}}, 1, records.Producer{ID: pid, Epoch: epoch, Sequence: -1})
@@ -157,11 +159,13 @@ func TestProduceWithAProducerIDAndNoSequenceIsInvalidRecord(t *testing.T) {
 }
 
 func TestProduceOfAControlBatchIsInvalidRecord(t *testing.T) {
+	t.Parallel()
 	_, r := oneBrokerTopic(t, "control", 1)
 	r.refused("control batch", -1, nil, kerr.InvalidRecord, setAttrs(plainBatch("marker"), 0x20))
 }
 
 func TestProduceOfATransactionalBatchWithoutATransactionalIDFailsTheWholeRequest(t *testing.T) {
+	t.Parallel()
 	c, r := oneBrokerTopic(t, "txn", 2)
 	pid, epoch := initProducer(t, dial(t, c))
 	txn := setAttrs(records.Build([]records.Record{{Value: []byte("a")}}, 1, records.Producer{ID: pid, Epoch: epoch, Sequence: 0}), 0x10)
@@ -169,6 +173,7 @@ func TestProduceOfATransactionalBatchWithoutATransactionalIDFailsTheWholeRequest
 }
 
 func TestProduceWithAcksOtherThanMinusOneZeroOneIsInvalidRequiredAcks(t *testing.T) {
+	t.Parallel()
 	_, r := oneBrokerTopic(t, "acks", 2)
 	for _, acks := range []int16{2, -2, 3} {
 		r.refused("acks", acks, nil, kerr.InvalidRequiredAcks, plainBatch("a"), plainBatch("b"))
@@ -176,6 +181,7 @@ func TestProduceWithAcksOtherThanMinusOneZeroOneIsInvalidRequiredAcks(t *testing
 }
 
 func TestProduceOfMalformedCompressedRecordsIsInvalidRecord(t *testing.T) {
+	t.Parallel()
 	_, r := oneBrokerTopic(t, "compressed", 1)
 	codecs := map[string]kgo.CompressionCodec{"gzip": kgo.GzipCompression(), "snappy": kgo.SnappyCompression(), "lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression()}
 	for name, codec := range codecs {
@@ -200,6 +206,7 @@ func TestProduceOfMalformedCompressedRecordsIsInvalidRecord(t *testing.T) {
 // A record of 65 MiB of zeros compresses (zstd) to a few KiB; it decompresses past the
 // broker's bound (64 MiB with the default max.message.bytes) and is refused as too large.
 func TestProduceOfADecompressionBombIsMessageTooLarge(t *testing.T) {
+	t.Parallel()
 	_, r := oneBrokerTopic(t, "bomb", 1)
 	bomb := records.Build([]records.Record{{Value: make([]byte, 65<<20)}}, 1, records.NoProducer)
 	b := compressed(t, bomb, kgo.ZstdCompression(), 0)
@@ -211,6 +218,7 @@ func TestProduceOfADecompressionBombIsMessageTooLarge(t *testing.T) {
 
 // Kafka refuses zstd before Produce v7 (ProduceRequest.validateRecords).
 func TestProduceOfZstdBeforeVersion7IsUnsupportedCompressionType(t *testing.T) {
+	t.Parallel()
 	_, r := oneBrokerTopic(t, "zstd-v6", 1)
 	b := compressed(t, plainBatch("a"), kgo.ZstdCompression(), 0)
 	if sp := r.produce(6, -1, 5000, nil, b)[0]; sp.ErrorCode != kerr.UnsupportedCompressionType.Code {
@@ -229,6 +237,7 @@ func TestProduceOfZstdBeforeVersion7IsUnsupportedCompressionType(t *testing.T) {
 // not a wait without end). With the follower's replication paused, the record is in the leader's
 // log, not acknowledged.
 func TestProduceWithTimeoutZeroAppendsAndTimesOutAtOnceWhenTheISRLags(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(2), kafkatest.ReplicaLagMax(30*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -272,6 +281,7 @@ func TestProduceWithTimeoutZeroAppendsAndTimesOutAtOnceWhenTheISRLags(t *testing
 // record stamped further in the future is refused with INVALID_TIMESTAMP, compressed or not;
 // message.timestamp.before.max.ms stays unbounded, so old timestamps are kept.
 func TestProduceOfARecordMoreThanAnHourAheadIsInvalidTimestamp(t *testing.T) {
+	t.Parallel()
 	_, r := oneBrokerTopic(t, "future", 1)
 	now := time.Now()
 	ahead := records.Build([]records.Record{{Value: []byte("a")}}, now.Add(61*time.Minute).UnixMilli(), records.NoProducer)

@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
+	"github.com/kafkaguard/kafkaguard/internal/testkit/bundled"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -195,8 +197,10 @@ func runGroup(t *testing.T, c *kafkatest.Cluster, cfg *sarama.Config, group, top
 }
 
 func TestSaramaIdempotentProducerPartitionConsumerAndGroupLoseNothing(t *testing.T) {
+	t.Parallel()
 	for _, v := range []sarama.KafkaVersion{sarama.V2_1_0_0, sarama.V3_6_0_0, sarama.MaxVersion} {
 		t.Run(v.String(), func(t *testing.T) {
+			t.Parallel()
 			c := kafkatest.NewCluster(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
@@ -273,7 +277,7 @@ func TestSaramaIdempotentProducerPartitionConsumerAndGroupLoseNothing(t *testing
 			// A group member commits each message after it has recorded it.
 			h := &groupRecorder{}
 			m := runGroup(t, c, cfg, "sarama-group", topic, h)
-			waitFor(t, 30*time.Second, "the group member to read every record", func() bool { return len(h.records(t)) >= keys*perKey })
+			testkit.WaitFor(t, 30*time.Second, "the group member to read every record", func() bool { return len(h.records(t)) >= keys*perKey })
 			time.Sleep(4 * cfg.Consumer.MaxWaitTime) // a few empty long polls, which must decode too
 			m.stop()
 			if errs := m.errors(); len(errs) > 0 {
@@ -291,6 +295,7 @@ func TestSaramaIdempotentProducerPartitionConsumerAndGroupLoseNothing(t *testing
 }
 
 func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -333,17 +338,17 @@ func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T
 	a := &groupRecorder{shared: &all}
 	b := &groupRecorder{shared: &all}
 	ma := runGroup(t, c, cfg, group, topic, a)
-	waitFor(t, 20*time.Second, "member a to own every partition and read", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "member a to own every partition and read", func() bool {
 		return len(a.owned()) == partitions && len(a.records(t)) > keys*perKey/5
 	})
 	mb := runGroup(t, c, cfg, group, topic, b)
-	waitFor(t, 20*time.Second, "a and b to split the partitions and b to read", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "a and b to split the partitions and b to read", func() bool {
 		oa, ob := a.owned(), b.owned()
 		return len(oa) > 0 && len(ob) > 0 && len(oa)+len(ob) == partitions && len(b.records(t)) > 0
 	})
 	mid := len(a.records(t)) + len(b.records(t))
 	mb.stop() // b leaves mid-stream: a takes its partitions back from the committed offsets
-	waitFor(t, 20*time.Second, "a to own every partition again", func() bool { return len(a.owned()) == partitions })
+	testkit.WaitFor(t, 20*time.Second, "a to own every partition again", func() bool { return len(a.owned()) == partitions })
 	sent.Wait()
 	if produceErr != nil {
 		t.Fatal(produceErr)
@@ -354,7 +359,7 @@ func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T
 
 	// Every produced record reaches a member, each key's records in order; a redelivery (a record
 	// processed again after a rebalance) can only repeat what came before.
-	waitFor(t, 20*time.Second, "every record to be consumed", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "every record to be consumed", func() bool {
 		seen := map[produced]bool{}
 		for _, p := range all.records(t) {
 			seen[p] = true
@@ -374,7 +379,7 @@ func TestSaramaGroupRebalanceBetweenTwoMembersMidStreamLosesNothing(t *testing.T
 		}
 	}
 	ends := endOffsets(ctx, t, c, topic)
-	waitFor(t, 10*time.Second, "the group's commits to reach the end offsets", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the group's commits to reach the end offsets", func() bool {
 		committed := committedOffsets(ctx, t, c, group, topic)
 		for p, end := range ends {
 			if committed[p] != end {
@@ -417,8 +422,9 @@ func keyedAsync(t *testing.T, prod sarama.AsyncProducer, topic string, keys, per
 }
 
 func TestSaramaIdempotentAcksAllLosesNothingWhenLeaderIsKilledMidStream(t *testing.T) {
+	t.Parallel()
 	const topic, keys, perKey = "sarama-killed-leader", 10, 150
-	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
+	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
 	before, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -471,6 +477,7 @@ func TestSaramaIdempotentAcksAllLosesNothingWhenLeaderIsKilledMidStream(t *testi
 // acks=1 acknowledges records only the leader had, and they are lost; acks=all acknowledges none
 // of them, so nothing acknowledged is lost.
 func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name      string
 		acks      sarama.RequiredAcks
@@ -480,8 +487,9 @@ func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
 		{"acks=all never acknowledges", sarama.WaitForAll, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			topic := fmt.Sprintf("sarama-acks%d", tc.acks)
-			c, leader := threeBrokers(t, topic, nil, kafkatest.ReplicaLagMax(30*time.Second))
+			c, leader := bundled.ThreeBrokers(t, topic, nil, kafkatest.ReplicaLagMax(30*time.Second))
 			info, _ := c.Partition(topic, 0)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
@@ -501,7 +509,7 @@ func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
 			if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 1 }); err != nil {
 				t.Fatal(err)
 			}
-			onFollowers(t, info, c.PauseReplication)
+			bundled.OnFollowers(t, info, c.PauseReplication)
 			var msgs []*sarama.ProducerMessage
 			for i := 0; i < 5; i++ {
 				msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprint("leader-only-", i))})
@@ -525,7 +533,7 @@ func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
 			if err := c.Kill(leader); err != nil {
 				t.Fatal(err)
 			}
-			onFollowers(t, info, c.ResumeReplication)
+			bundled.OnFollowers(t, info, c.ResumeReplication)
 			after, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader })
 			if err != nil {
 				t.Fatal(err)
@@ -538,12 +546,13 @@ func TestSaramaAcksDecideWhetherLeaderOnlyRecordsAreAcknowledged(t *testing.T) {
 }
 
 func TestSaramaNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
+	t.Parallel()
 	const topic = "sarama-min-isr"
-	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
+	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	onFollowers(t, info, c.Kill)
+	bundled.OnFollowers(t, info, c.Kill)
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
 		t.Fatal(err)
 	}

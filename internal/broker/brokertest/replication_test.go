@@ -1,4 +1,4 @@
-package kafkatest_test
+package brokertest_test
 
 import (
 	"context"
@@ -12,40 +12,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
+	"github.com/kafkaguard/kafkaguard/internal/testkit/bundled"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
-
-// threeBrokers starts a 3-broker cluster with one RF=3 topic of one partition and returns the
-// cluster and the partition's leader.
-func threeBrokers(t *testing.T, topic string, topicConfigs map[string]string, opts ...kafkatest.Opt) (*kafkatest.Cluster, int32) {
-	t.Helper()
-	c := kafkatest.NewCluster(t, append([]kafkatest.Opt{kafkatest.Brokers(3)}, opts...)...)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.CreateTopic(ctx, topic, 1, 3, topicConfigs); err != nil {
-		t.Fatal(err)
-	}
-	info, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return len(i.ISR) == 3 })
-	if err != nil {
-		t.Fatalf("ISR never reached 3: %+v: %v", info, err)
-	}
-	return c, info.Leader
-}
-
-func followers(info kafkatest.PartitionInfo) []int32 {
-	return slices.DeleteFunc(slices.Clone(info.Replicas), func(id int32) bool { return id == info.Leader })
-}
-
-// onFollowers applies a fault (c.Kill, c.PauseReplication, c.ResumeReplication, ...) to every
-// follower of the partition described by info.
-func onFollowers(t *testing.T, info kafkatest.PartitionInfo, fault func(id int32) error) {
-	t.Helper()
-	for _, f := range followers(info) {
-		if err := fault(f); err != nil {
-			t.Fatalf("follower %d: %v", f, err)
-		}
-	}
-}
 
 // readAll waits until partition 0's leader has committed all it holds, consumes it from the
 // start up to that high watermark, and returns the values in offset order.
@@ -64,35 +34,23 @@ func readAll(t *testing.T, c *kafkatest.Cluster, topic string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
-		kgo.FetchMaxWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	var out []string
-	next := int64(0)
-	for next < info.HW {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d records before timeout", next, info.HW)
+	for next, r := range testkit.ReadAll(ctx, t, c.Bootstrap(), topic) {
+		if r.Offset != int64(next) {
+			t.Fatalf("got offset %d, want %d", r.Offset, next)
 		}
-		fs.EachError(func(_ string, _ int32, err error) { t.Logf("fetch error (retried): %v", err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset != next {
-				t.Fatalf("got offset %d, want %d", r.Offset, next)
-			}
-			next++
-			out = append(out, string(r.Value))
-		})
+		out = append(out, string(r.Value))
+	}
+	if int64(len(out)) != info.HW {
+		t.Fatalf("read %d records, want the high watermark %d", len(out), info.HW)
 	}
 	return out
 }
 
 func TestAcksAllWithIdempotenceLosesNothingWhenLeaderIsKilledMidStream(t *testing.T) {
+	t.Parallel()
 	const topic = "killed-leader"
-	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
+	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
 	before, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -151,8 +109,9 @@ func produceSync(ctx context.Context, cl *kgo.Client, topic, value string) error
 }
 
 func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
+	t.Parallel()
 	const topic = "acks1-loss"
-	c, leader := threeBrokers(t, topic, nil)
+	c, leader := bundled.ThreeBrokers(t, topic, nil)
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -167,7 +126,7 @@ func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 1 }); err != nil {
 		t.Fatal(err)
 	}
-	onFollowers(t, info, c.PauseReplication)
+	bundled.OnFollowers(t, info, c.PauseReplication)
 	for i := 0; i < 5; i++ {
 		if err := produceSync(ctx, prod, topic, fmt.Sprint("leader-only-", i)); err != nil {
 			t.Fatalf("acks=1 produce while followers are paused: %v", err)
@@ -176,7 +135,7 @@ func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
-	onFollowers(t, info, c.ResumeReplication)
+	bundled.OnFollowers(t, info, c.ResumeReplication)
 	after, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader })
 	if err != nil {
 		t.Fatal(err)
@@ -203,12 +162,13 @@ func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
 }
 
 func TestAcksAllNeverAcknowledgesWhatFollowersDidNotCopy(t *testing.T) {
+	t.Parallel()
 	const topic = "acksall-pause"
-	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"}, kafkatest.ReplicaLagMax(30*time.Second))
+	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"}, kafkatest.ReplicaLagMax(30*time.Second))
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	onFollowers(t, info, c.PauseReplication)
+	bundled.OnFollowers(t, info, c.PauseReplication)
 	// Without idempotence kgo may give up on a record whose outcome is unknown; an idempotent
 	// producer would (rightly) keep retrying it until the ISR has it.
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableIdempotentWrite(),
@@ -225,7 +185,7 @@ func TestAcksAllNeverAcknowledgesWhatFollowersDidNotCopy(t *testing.T) {
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
-	onFollowers(t, info, c.ResumeReplication)
+	bundled.OnFollowers(t, info, c.ResumeReplication)
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader }); err != nil {
 		t.Fatal(err)
 	}
@@ -235,12 +195,13 @@ func TestAcksAllNeverAcknowledgesWhatFollowersDidNotCopy(t *testing.T) {
 }
 
 func TestNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
+	t.Parallel()
 	const topic = "min-isr"
-	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
+	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"})
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	onFollowers(t, info, c.Kill)
+	bundled.OnFollowers(t, info, c.Kill)
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
 		t.Fatal(err)
 	}
@@ -268,11 +229,12 @@ func TestNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
 }
 
 func TestPausedFollowerLeavesISRAfterLagBoundAndRejoinsWhenResumed(t *testing.T) {
+	t.Parallel()
 	const topic = "lagging"
 	lag := 500 * time.Millisecond
-	c, _ := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"}, kafkatest.ReplicaLagMax(lag))
+	c, _ := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "2"}, kafkatest.ReplicaLagMax(lag))
 	info, _ := c.Partition(topic, 0)
-	slow := followers(info)[0]
+	slow := bundled.Followers(info)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -318,7 +280,7 @@ func TestPausedFollowerLeavesISRAfterLagBoundAndRejoinsWhenResumed(t *testing.T)
 // It returns the partition as it is then, the followers still paused.
 func ackOnTheLeaderAlone(ctx context.Context, t *testing.T, c *kafkatest.Cluster, topic string, info kafkatest.PartitionInfo, value string) kafkatest.PartitionInfo {
 	t.Helper()
-	onFollowers(t, info, c.PauseReplication)
+	bundled.OnFollowers(t, info, c.PauseReplication)
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		t.Fatal(err)
@@ -335,17 +297,18 @@ func ackOnTheLeaderAlone(ctx context.Context, t *testing.T, c *kafkatest.Cluster
 }
 
 func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
+	t.Parallel()
 	const topic = "clean-only"
-	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "false"}, kafkatest.ReplicaLagMax(300*time.Millisecond))
+	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "false"}, kafkatest.ReplicaLagMax(300*time.Millisecond))
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	fs := followers(info)
+	fs := bundled.Followers(info)
 	before := ackOnTheLeaderAlone(ctx, t, c, topic, info, "only-on-leader")
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
-	onFollowers(t, info, c.ResumeReplication)
+	bundled.OnFollowers(t, info, c.ResumeReplication)
 	off, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader == -1 })
 	if err != nil {
 		t.Fatalf("partition did not go offline: %v", err)
@@ -383,8 +346,9 @@ func TestUncleanElectionOffLeavesPartitionOfflineWithoutISR(t *testing.T) {
 // the test above: with unclean.leader.election.enable=true the controller makes an out-of-sync
 // replica leader, and the record the old leader acknowledged (acks=all, ISR of one) is gone.
 func TestUncleanElectionOnElectsAStaleReplicaAndLosesAckedRecords(t *testing.T) {
+	t.Parallel()
 	const topic = "unclean"
-	c, leader := threeBrokers(t, topic, map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "true"}, kafkatest.ReplicaLagMax(300*time.Millisecond))
+	c, leader := bundled.ThreeBrokers(t, topic, map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "true"}, kafkatest.ReplicaLagMax(300*time.Millisecond))
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -392,7 +356,7 @@ func TestUncleanElectionOnElectsAStaleReplicaAndLosesAckedRecords(t *testing.T) 
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
-	onFollowers(t, info, c.ResumeReplication)
+	bundled.OnFollowers(t, info, c.ResumeReplication)
 	stale, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.Leader >= 0 && i.Leader != leader })
 	if err != nil {
 		t.Fatalf("no stale replica was elected with unclean election on: %v", err)
@@ -414,8 +378,9 @@ func TestUncleanElectionOnElectsAStaleReplicaAndLosesAckedRecords(t *testing.T) 
 }
 
 func TestConsumerNeverSeesRecordsAtOrAboveHighWatermark(t *testing.T) {
+	t.Parallel()
 	const topic = "hw"
-	c, leader := threeBrokers(t, topic, nil, kafkatest.ReplicaLagMax(30*time.Second))
+	c, leader := bundled.ThreeBrokers(t, topic, nil, kafkatest.ReplicaLagMax(30*time.Second))
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -432,7 +397,7 @@ func TestConsumerNeverSeesRecordsAtOrAboveHighWatermark(t *testing.T) {
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 3 }); err != nil {
 		t.Fatal(err)
 	}
-	onFollowers(t, info, c.PauseReplication)
+	bundled.OnFollowers(t, info, c.PauseReplication)
 	for i := 0; i < 4; i++ {
 		if err := produceSync(ctx, prod, topic, fmt.Sprint("uncommitted-", i)); err != nil {
 			t.Fatal(err)
@@ -465,7 +430,7 @@ func TestConsumerNeverSeesRecordsAtOrAboveHighWatermark(t *testing.T) {
 	if seen != 3 {
 		t.Fatalf("consumer saw %d committed records, want 3", seen)
 	}
-	onFollowers(t, info, c.ResumeReplication)
+	bundled.OnFollowers(t, info, c.ResumeReplication)
 	// Once the followers copy them, the HW passes them and they become visible.
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return i.HW == 7 }); err != nil {
 		t.Fatal(err)
