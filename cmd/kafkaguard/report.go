@@ -120,9 +120,9 @@ func anomalyRows(res verify.Result) []report.Anomaly {
 		}
 		return report.StatusAllowed
 	}
-	note := func(s report.Status) string {
+	note := func(s report.Status) string { // "allowed: by acks=1"
 		if s == report.StatusAllowed {
-			return res.Verdict()
+			return strings.TrimPrefix(res.Verdict(), "allowed ")
 		}
 		return ""
 	}

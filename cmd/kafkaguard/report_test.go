@@ -61,7 +61,7 @@ func TestVerifyReportWritesAnHTMLPageOfTheRuns(t *testing.T) {
 		">pause-replication</text>", ">kill</text>", // the timeline's bars
 		">acknowledged above the high watermark</text>", ">read-back lag</text>",
 		`<td class="anomaly">lost</td><td class="num">` + strconv.Itoa(res.Report.Lost) + `</td>`,
-		"<th>acknowledged at partition</th>",
+		"<th>acknowledged at partition</th>", `<tr class="allowed"><td class="anomaly">lost</td>`, "<td>allowed: by acks=1</td>",
 		"kafkaguard verify --fault=pause-followers-then-kill-leader --json=true --keys=4 --preset=LeaderAck --records=400 --report=",
 	} {
 		if !strings.Contains(page, want) {
