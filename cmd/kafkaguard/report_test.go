@@ -9,6 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kafkaguard/kafkaguard/produce"
+	"github.com/kafkaguard/kafkaguard/verify"
+	"github.com/kafkaguard/kafkaguard/verify/report"
 )
 
 func TestVerifyReportWritesAnHTMLPageOfTheRuns(t *testing.T) {
@@ -110,5 +114,41 @@ func TestShellQuoteQuotesOnlyWhatNeedsIt(t *testing.T) {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+func TestReportRowsJudgeEachAnomalyByThePresetsPromise(t *testing.T) {
+	lost := verify.Report{Acked: 10, Read: 10, Lost: 1, LostSample: []verify.Value{{Key: 0, Seq: 9}}, UnackedPresent: 1}
+	acked := []verify.Ack{{Value: verify.Value{Key: 0, Seq: 9}, Partition: 1, Offset: 41}}
+	rows := func(p produce.Preset) map[string]report.Anomaly {
+		out := map[string]report.Anomaly{}
+		for _, a := range anomalyRows(verify.Result{Preset: p, Fault: verify.FaultIsolateLeader, Report: lost, Acked: acked}) {
+			out[a.Name] = a
+		}
+		return out
+	}
+	if r := rows(produce.NoLoss)["lost"]; r.Status != report.StatusViolation || r.Count != 1 ||
+		len(r.Examples.Rows) != 1 || strings.Join(r.Examples.Rows[0], " ") != "k0:9 1 41" {
+		t.Errorf("NoLoss lost row = %+v, want a violation with k0:9 acknowledged at partition 1 offset 41", r)
+	}
+	if r := rows(produce.LeaderAck)["lost"]; r.Status != report.StatusAllowed || r.Note != "by acks=1" {
+		t.Errorf("LeaderAck lost row = %+v, want allowed by acks=1", r)
+	}
+	if r := rows(produce.NoLoss)["unacked-present"]; r.Status != report.StatusInfo {
+		t.Errorf("unacked-present row = %+v, want info (indeterminate, not an anomaly)", r)
+	}
+	if r := rows(produce.NoLoss)["duplicated"]; r.Status != report.StatusOK || r.Count != 0 {
+		t.Errorf("duplicated row = %+v, want ok", r)
+	}
+
+	na := reportRun(verify.ClientFranzGo, verifyRun{Preset: produce.NoLoss, Fault: verify.FaultKillLeader,
+		Skipped: "needs restart", Verdict: "n/a: needs restart"})
+	if na.Failed || na.Error != "the fault source needs restart" || na.Name != "NoLoss kill-leader" {
+		t.Errorf("n/a run = %+v", na)
+	}
+	broken := reportRun(verify.ClientFranzGo, verifyRun{Preset: produce.NoLoss, Fault: verify.FaultNone,
+		Error: "verify: create topic: boom", Verdict: "ERROR"})
+	if !broken.Failed || broken.Error != "verify: create topic: boom" {
+		t.Errorf("run that could not be carried out = %+v", broken)
 	}
 }
