@@ -203,6 +203,10 @@ type Result struct {
 	// Acked lists the acknowledged records, ordered by key and sequence.
 	Acked []Ack `json:"-"`
 
+	// Timeline is what the run did over time: the producer's outcomes and
+	// ack latency per interval, the fault steps, and lag.
+	Timeline *Timeline `json:"timeline,omitempty"`
+
 	Duration time.Duration `json:"duration_ns"`
 }
 
@@ -336,6 +340,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	adm := kadm.NewClient(admCl)
 
 	t := newTally()
+	rec := newRecorder(start, cfg.Records, cfg.Keys)
+	t.timeline = rec
 	var sent atomic.Int64
 	prog := newProgressor(cfg, &sent, t)
 	defer prog.stop()
@@ -362,6 +368,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}()
 
 	prog.stage("produce")
+	stopWatching := rec.watchHighWatermarks(ctx, adm, cfg.Topic)
+	defer stopWatching()
 	values := Workload(cfg.Records, cfg.Keys)
 	prodCtx, stopProducing := context.WithCancel(ctx)
 	defer stopProducing()
@@ -389,6 +397,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			if prodCtx.Err() != nil {
 				return
 			}
+			rec.sent(i)
 			snd.send(prodCtx, cfg.Topic, v)
 			sent.Add(1)
 		}
@@ -418,6 +427,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	fctx, cancel := context.WithTimeout(ctx, produce.DeliveryTimeout+30*time.Second)
 	ferr := snd.flush(fctx, res.Sent)
 	cancel()
+	stopWatching()
 	if ferr != nil {
 		return res, ferr
 	}
@@ -441,7 +451,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	prog.stage("read back")
-	read, corrupt, err := readBack(ctx, cfg, adm)
+	read, corrupt, err := readBack(ctx, cfg, adm, rec)
 	if err != nil {
 		return res, err
 	}
@@ -458,6 +468,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return a.Value.Seq - b.Value.Seq
 	})
 	res.Duration = time.Since(start)
+	res.Timeline = rec.timeline()
 	prog.stage("done")
 	return res, nil
 }
@@ -518,8 +529,8 @@ func waitHealthy(ctx context.Context, adm *kadm.Client, topic string, timeout ti
 
 // readBack consumes every partition from the start up to its end offset
 // and returns the workload records, with the count of records that were
-// not workload values.
-func readBack(ctx context.Context, cfg Config, adm *kadm.Client) ([]Record, int, error) {
+// not workload values. It notes its progress in rec.
+func readBack(ctx context.Context, cfg Config, adm *kadm.Client, rec *recorder) ([]Record, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	ends, err := stableEndOffsets(ctx, adm, cfg.Topic)
@@ -547,6 +558,14 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client) ([]Record, int,
 	next := map[int32]int64{}
 	var out []Record
 	corrupt := 0
+	remaining := func() int64 {
+		var n int64
+		for p, end := range want {
+			n += end - next[p]
+		}
+		return n
+	}
+	rec.readProgress(remaining())
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -566,6 +585,7 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client) ([]Record, int,
 				delete(want, p)
 			}
 		}
+		rec.readProgress(remaining())
 	}
 	return out, corrupt, nil
 }

@@ -82,6 +82,7 @@ func TestRunUnderFaults(t *testing.T) {
 					t.Fatalf("ack %+v has no position", a)
 				}
 			}
+			checkTimeline(t, res)
 			for _, want := range []string{"create", "produce", "read"} {
 				if !stages[want] {
 					t.Errorf("no %q progress among %v", want, stages)

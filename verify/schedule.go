@@ -206,6 +206,7 @@ func sortedIDs(m map[int32]bool) []int32 {
 }
 
 func (s *schedule) log(op string, broker int32) {
+	s.tally.timeline.fault(Op(op), broker)
 	s.cfg.Logger.Info("verify: fault", "op", op, "broker", broker, "topic", s.cfg.Topic, "partition", s.part,
 		"sent", s.sent.Load())
 }

@@ -32,6 +32,8 @@ type tally struct {
 	cond     *sync.Cond
 	// byPartition counts acknowledgements per partition.
 	byPartition map[int32]int
+	// timeline, if set, is told every outcome.
+	timeline *recorder
 }
 
 func newTally() *tally {
@@ -41,6 +43,7 @@ func newTally() *tally {
 }
 
 func (t *tally) record(a Ack, err error) {
+	t.timeline.outcome(a, err)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {

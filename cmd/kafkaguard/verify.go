@@ -19,6 +19,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
 	"github.com/kafkaguard/kafkaguard/verify"
+	"github.com/kafkaguard/kafkaguard/verify/report"
 )
 
 const verifyLong = `Produces a workload — N records over K keys, each value "k<key>:<seq>" — with
@@ -45,6 +46,13 @@ with --topic-config flush.messages=1 NoLoss must lose nothing. It needs the
 bundled cluster or --control.
 
 --topic-config sets extra configs on each run's topic, e.g. flush.messages=1.
+
+--report DIR writes DIR/index.html, one self-contained page (it opens with
+no network) with, per run, a timeline of the fault windows per broker, the
+producer's throughput and ack latency (p50, p99) per 100 ms, lag (records
+acknowledged above the high watermark while producing, and the read-back
+consumer's lag), and the anomalies with examples; it prints the file's path
+on stderr. --json carries the same series in each result's "timeline".
 
 --acked-out FILE writes one line per acknowledged record, tab-separated:
 TOPIC PARTITION OFFSET VALUE (offset -1 when acks=0), so that any other
@@ -77,6 +85,7 @@ func newVerifyCmd() *cobra.Command {
 		Example: `  kafkaguard verify
   kafkaguard verify --client sarama --preset NoLoss --fault kill-leader --json
   kafkaguard verify --fault power-loss-all-replicas --topic-config flush.messages=1
+  kafkaguard verify --preset NoLoss,LeaderAck --fault pause-followers-then-kill-leader --report verify-report
   kafkaguard verify --bootstrap 127.0.0.1:9092 --control http://127.0.0.1:9990
   kafkaguard verify --bootstrap kafka-1:9092 --fault-exec 'docker kill kafka-{broker}' --restart-exec 'docker start kafka-{broker}'`,
 		Args: noArgs,
@@ -95,6 +104,7 @@ func newVerifyCmd() *cobra.Command {
 	rate := intFlag(fs, "rate", verify.DefaultRate, atLeast(1), "records produced per second")
 	ackedOut := fs.String("acked-out", "", "write the acknowledged records of every run to FILE")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
+	reportDir := fs.String("report", "", "write an HTML report of the runs to DIR/index.html (DIR is created)")
 	verbose := fs.BoolP("verbose", "v", false, "log every fault step to stderr (--v is accepted too)")
 	topicConfigList := fs.String("topic-config", "", "comma-separated NAME=VALUE configs for each run's topic, e.g. flush.messages=1")
 	// Go's flag package spelled the verbose flag --v (and -v); keep accepting --v.
@@ -137,6 +147,14 @@ func newVerifyCmd() *cobra.Command {
 		}
 		if *restartExec != "" && *faultExec == "" {
 			return usageErrorf("--restart-exec needs --fault-exec")
+		}
+		if cmd.Flags().Changed("report") {
+			if *reportDir == "" {
+				return usageErrorf("--report needs a directory")
+			}
+			if err := checkReportDir(*reportDir); err != nil {
+				return usageErrorf("--report %s: cannot write a report there: %w", *reportDir, err)
+			}
 		}
 
 		var logger *slog.Logger
@@ -216,6 +234,15 @@ func newVerifyCmd() *cobra.Command {
 			if err := writeAcked(*ackedOut, cells); err != nil {
 				fmt.Fprintf(stderr, "kafkaguard verify: --acked-out: %v\n", err)
 				code = 1
+			}
+		}
+		if *reportDir != "" {
+			page := reportPage(commandLine(cmd), client, cells, time.Now())
+			if path, err := report.WriteDir(*reportDir, page); err != nil {
+				fmt.Fprintf(stderr, "kafkaguard verify: --report: %v\n", err)
+				code = 1
+			} else {
+				fmt.Fprintf(stderr, "kafkaguard verify: report written to %s\n", path)
 			}
 		}
 		var werr error
