@@ -52,6 +52,8 @@ type Log struct {
 	end    int64
 	epochs []epochEntry // treated as immutable; replaced on change
 	closed bool
+
+	hdrBufs sync.Pool // *[]byte chunks of the readers' headerReaders
 }
 
 // Open opens the log in dir, creating dir if needed, and recovers it as the

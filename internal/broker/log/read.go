@@ -68,7 +68,8 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) 
 		return nil, err
 	}
 	defer release(vs)
-	hr := headerReader{seg: vs[0].seg}
+	hr := newHeaderReader(vs[0].seg, &l.hdrBufs)
+	defer hr.release()
 	pos, _, _, err := locate(vs[0].seg, vs[0].st, &hr, offset)
 	if err != nil {
 		return nil, err
@@ -209,7 +210,8 @@ func (l *Log) ReadSlices(offset int64, maxBytes int, maxOffset int64) ([]FileSli
 		slices []FileSlice
 		total  int64
 	)
-	hr := headerReader{seg: vs[0].seg}
+	hr := newHeaderReader(vs[0].seg, &l.hdrBufs)
+	defer hr.release()
 	pos, _, _, err := locate(vs[0].seg, vs[0].st, &hr, offset)
 	if err != nil {
 		return nil, err
@@ -217,7 +219,8 @@ func (l *Log) ReadSlices(offset int64, maxBytes int, maxOffset int64) ([]FileSli
 walk:
 	for i, v := range vs {
 		if i > 0 {
-			pos, hr = 0, headerReader{seg: v.seg}
+			pos = 0
+			hr.moveTo(v.seg)
 		}
 		begin := pos
 		for pos < v.st.size {

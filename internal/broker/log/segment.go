@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -129,10 +130,29 @@ func (s *segment) corruptAt(pos int64, reason string) error {
 // headerReader reads batch headers from a file, a chunk at a time, so that
 // walking many small batches costs few system calls.
 type headerReader struct {
-	seg *segment
-	buf []byte
-	off int64 // file position of buf[0]
-	n   int   // valid bytes in buf
+	seg  *segment
+	buf  []byte
+	off  int64      // file position of buf[0]
+	n    int        // valid bytes in buf
+	pool *sync.Pool // where buf comes from and goes back to (release), if set
+	bufp *[]byte    // buf's handle in pool
+}
+
+// newHeaderReader returns a header reader of seg whose buffer comes from pool; release gives it
+// back. Reads run for every fetch: the chunk is not allocated for each.
+func newHeaderReader(seg *segment, pool *sync.Pool) headerReader {
+	return headerReader{seg: seg, pool: pool}
+}
+
+// moveTo points the reader at another segment, keeping its buffer.
+func (r *headerReader) moveTo(seg *segment) { r.seg, r.off, r.n = seg, 0, 0 }
+
+// release gives the buffer back to the pool. The reader must not be used after.
+func (r *headerReader) release() {
+	if r.pool != nil && r.bufp != nil {
+		r.pool.Put(r.bufp)
+		r.buf, r.bufp = nil, nil
+	}
 }
 
 const headerChunk = 4096
@@ -144,6 +164,14 @@ func (r *headerReader) at(pos, limit int64) (BatchHeader, error) {
 		return BatchHeader{}, r.seg.corruptAt(pos, fmt.Sprintf("header crosses the segment end %d", limit))
 	}
 	if pos < r.off || pos+HeaderSize > r.off+int64(r.n) {
+		if r.buf == nil && r.pool != nil {
+			r.bufp, _ = r.pool.Get().(*[]byte)
+			if r.bufp == nil {
+				b := make([]byte, headerChunk)
+				r.bufp = &b
+			}
+			r.buf = *r.bufp
+		}
 		if r.buf == nil {
 			r.buf = make([]byte, headerChunk)
 		}
