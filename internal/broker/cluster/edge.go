@@ -188,6 +188,17 @@ func (g *gate) wait(done <-chan struct{}) error {
 	}
 }
 
+// AfterFunc implements server.Clock: f runs once d has passed and the gate is open, so a paused
+// broker's group coordinator expires no session and ends no rebalance until it resumes.
+func (g *gate) AfterFunc(d time.Duration, f func()) *time.Timer {
+	return time.AfterFunc(d, func() {
+		if ch := g.ch.Load(); ch != nil {
+			<-*ch
+		}
+		f()
+	})
+}
+
 // After implements server.Clock: the timer fires once d has passed and the gate is open, so a
 // paused broker's heartbeats, ISR checks and fetcher waits do not run until it resumes.
 func (g *gate) After(d time.Duration) <-chan time.Time {

@@ -25,6 +25,10 @@ type Config struct {
 	OffsetsPartitions int32
 	// Now returns the current time, for tests. Default time.Now.
 	Now func() time.Time
+	// Clock runs the coordinator's timers (session, join, rebalance and
+	// pending-member timeouts). Default: the wall clock. A broker that can
+	// be frozen passes one whose timers wait until it thaws.
+	Clock Clock
 
 	// NewMemberJoinTimeout bounds how long a new member may wait in its first
 	// JoinGroup before it is dropped (Kafka's fixed 5 minutes). Default 5m.
@@ -57,6 +61,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = wallClock{}
+	}
 	if cfg.NewMemberJoinTimeout <= 0 {
 		cfg.NewMemberJoinTimeout = 5 * time.Minute
 	}
@@ -68,6 +75,19 @@ func (cfg Config) withDefaults() Config {
 	}
 	return cfg
 }
+
+// Clock runs timers. time.AfterFunc is the model: AfterFunc calls f in its own
+// goroutine once d has passed, and Stop on the returned timer prevents that
+// call if it has not started (f must cope with running after a Stop that
+// came too late, as with time.AfterFunc).
+type Clock interface {
+	AfterFunc(d time.Duration, f func()) *time.Timer
+}
+
+// wallClock is the Clock of time.AfterFunc.
+type wallClock struct{}
+
+func (wallClock) AfterFunc(d time.Duration, f func()) *time.Timer { return time.AfterFunc(d, f) }
 
 // Record is one record of __consumer_offsets. Key and Value are encoded in
 // Kafka's formats (see the package doc); a nil Value is a tombstone.

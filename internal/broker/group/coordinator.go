@@ -276,7 +276,7 @@ func (sh *shard) dropIfUnused(g *group) {
 
 // afterFunc runs fn with sh.mu held after d, unless the shard was unloaded.
 func (sh *shard) afterFunc(d time.Duration, fn func()) *time.Timer {
-	return time.AfterFunc(d, func() {
+	return sh.c.cfg.Clock.AfterFunc(d, func() {
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
 		defer safe.Recover(sh.c.log, "group coordinator: timer", func(error) {})

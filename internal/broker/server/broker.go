@@ -209,6 +209,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		hwAtStart: hws,
 	}
 	gcfg := cfg.Group
+	if gcfg.Clock == nil {
+		gcfg.Clock = cfg.Clock // a frozen node's group timers wait, as its other timers do
+	}
 	b.groups = group.NewCoordinator(gcfg, b.lg.With("component", "group"))
 	b.fetchers = newFetcherManager(b)
 

@@ -49,14 +49,19 @@ type TopicSpec struct {
 // Dialer connects to other brokers (*net.Dialer is one).
 type Dialer = wire.Dialer
 
-// Clock is how a broker waits for time to pass in its periodic work: heartbeats, ISR checks,
-// high-watermark checkpoints and its replica fetchers' waits.
+// Clock is how a broker waits for time to pass: in its periodic work (heartbeats, ISR checks,
+// high-watermark checkpoints, its replica fetchers' waits) and in its group coordinator's
+// timers (session, join and rebalance timeouts).
 type Clock interface {
 	// After returns a channel that receives the time once d has passed.
 	After(d time.Duration) <-chan time.Time
+	// AfterFunc calls f in its own goroutine once d has passed, as time.AfterFunc does.
+	AfterFunc(d time.Duration, f func()) *time.Timer
 }
 
 // realClock is the wall clock.
 type realClock struct{}
 
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+func (realClock) AfterFunc(d time.Duration, f func()) *time.Timer { return time.AfterFunc(d, f) }
