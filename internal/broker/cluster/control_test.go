@@ -116,6 +116,7 @@ func decode[T any](t *testing.T, r result) T {
 }
 
 func TestControlClusterListsEveryBrokerWithItsAddress(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	srv := httptest.NewServer(c.ControlHandler())
 	defer srv.Close()
@@ -146,6 +147,7 @@ func TestControlClusterListsEveryBrokerWithItsAddress(t *testing.T) {
 }
 
 func TestControlPartitionEndpointsReportStateAndRefuseBadPaths(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	createTopic(t, c, "t", 2, 3)
 	srv := httptest.NewServer(c.ControlHandler())
@@ -227,6 +229,7 @@ func call2(t *testing.T, srv *httptest.Server, method, path string) result {
 func itoa(id int32) string { return strconv.Itoa(int(id)) }
 
 func TestControlFaultActionsAnswerByBrokerState(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	srv := httptest.NewServer(c.ControlHandler())
 	defer srv.Close()
@@ -270,6 +273,7 @@ func TestControlFaultActionsAnswerByBrokerState(t *testing.T) {
 }
 
 func TestControlShowsFaultsInClusterState(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	srv := httptest.NewServer(c.ControlHandler())
 	defer srv.Close()
@@ -306,6 +310,7 @@ func TestControlShowsFaultsInClusterState(t *testing.T) {
 }
 
 func TestControlReplicaOfDeadBrokerIsConflict(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 2)
 	createTopic(t, c, "t", 1, 2)
 	srv := httptest.NewServer(c.ControlHandler())
@@ -346,6 +351,7 @@ func produceRecord(ctx context.Context, t *testing.T, cl *wire.Client, topic str
 }
 
 func TestControlFailProduceRefusesTheNextProducesWithoutAppending(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1)
 	createTopic(t, c, "refused", 1, 1)
 	srv := httptest.NewServer(c.ControlHandler())

@@ -35,6 +35,7 @@ func controller(t *testing.T, n int) *cluster.Controller {
 }
 
 func TestControllerRefusesRequestsAddingTooManyPartitions(t *testing.T) {
+	t.Parallel()
 	big := map[int32][]int32{}
 	for p := range int32(10001) {
 		big[p] = []int32{0}
@@ -71,6 +72,7 @@ func TestControllerRefusesRequestsAddingTooManyPartitions(t *testing.T) {
 }
 
 func TestControllerRefusesGrowingATopicByTooManyPartitions(t *testing.T) {
+	t.Parallel()
 	c := controller(t, 1)
 	if errs := c.CreateTopics(context.Background(), []server.TopicSpec{{Name: "a", Partitions: 5, ReplicationFactor: 1}}, false); errs[0] != nil {
 		t.Fatal(errs[0])

@@ -109,6 +109,7 @@ func faultFollowers(t *testing.T, topic, action string) (c *cluster.Cluster, srv
 }
 
 func TestEdgeIsolatingTwoFollowersFencesThemWhileClientsStillReachThem(t *testing.T) {
+	t.Parallel()
 	c, srv, leader, followers := faultFollowers(t, "iso", "isolate")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -133,6 +134,7 @@ func TestEdgeIsolatingTwoFollowersFencesThemWhileClientsStillReachThem(t *testin
 }
 
 func TestEdgeOneWayCutStopsOnlyTheCutDirection(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	srv := httptest.NewServer(c.ControlHandler())
 	defer srv.Close()
@@ -187,6 +189,7 @@ func TestEdgeOneWayCutStopsOnlyTheCutDirection(t *testing.T) {
 }
 
 func TestEdgeControllerCutFencesABrokerThatStillReplicates(t *testing.T) {
+	t.Parallel()
 	c, srv, leader, cut := faultFollowers(t, "cc", "cut-controller")
 	if b := brokerState(t, srv, cut[0]); !b.ControllerCut || b.Isolated {
 		t.Fatalf("GET /cluster: %+v, want controller_cut only", b)
@@ -211,6 +214,7 @@ func TestEdgeControllerCutFencesABrokerThatStillReplicates(t *testing.T) {
 }
 
 func TestEdgeLatencyDelaysEveryRoundTripThroughTheSlowBrokers(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	createTopic(t, c, "lat", 3, 1)
 	srv := httptest.NewServer(c.ControlHandler())
@@ -246,6 +250,7 @@ func TestEdgeLatencyDelaysEveryRoundTripThroughTheSlowBrokers(t *testing.T) {
 }
 
 func TestEdgePausedLeaderLosesLeadershipAndRejoinsOnResume(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	createTopic(t, c, "frozen", 1, 3)
 	srv := httptest.NewServer(c.ControlHandler())
@@ -297,6 +302,7 @@ func TestEdgePausedLeaderLosesLeadershipAndRejoinsOnResume(t *testing.T) {
 }
 
 func TestEdgeRoutesRefuseBadParameters(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 2)
 	srv := httptest.NewServer(c.ControlHandler())
 	defer srv.Close()
@@ -318,6 +324,7 @@ func TestEdgeRoutesRefuseBadParameters(t *testing.T) {
 // are appended and answered by the broker, in one answer, whether topics go by name or by id
 // (produce v13), and the requests pipelined behind it on the connection are answered after it.
 func TestEdgeFailProduceRefusesOnlyTheArmedPartitionOfARequest(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1)
 	createTopic(t, c, "two", 2, 1)
 	srv := httptest.NewServer(c.ControlHandler())
@@ -372,6 +379,7 @@ func TestEdgeFailProduceRefusesOnlyTheArmedPartitionOfARequest(t *testing.T) {
 // A paused broker can still be killed (a stopped process dies too) and restarted, and comes back
 // without the pause; a cluster with a paused broker closes.
 func TestEdgePausedBrokerCanBeKilledRestartedAndClosed(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 2)
 	srv := httptest.NewServer(c.ControlHandler())
 	defer srv.Close()

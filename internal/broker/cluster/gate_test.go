@@ -6,6 +6,7 @@ import (
 )
 
 func TestPausedGateHoldsTimersUntilResume(t *testing.T) {
+	t.Parallel()
 	var g gate
 	g.close()
 	ranWhileClosed := make(chan bool, 1)

@@ -83,6 +83,7 @@ func readValues(t *testing.T, c *cluster.Cluster, id int32, topic string) map[in
 // and O truncates to F's log. Every acknowledged record must survive: a leader that counts only
 // the committed ISR {L, O} for the high watermark acknowledges a record F does not have.
 func TestAckedRecordSurvivesElectionOfAFollowerWhoseISRJoinWasPending(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 3)
 	const topic = "pending-join"
 	createTopic(t, c, topic, 1, 3)

@@ -19,6 +19,7 @@ import (
 // broker wrote (the OS has it), a power loss takes what was never fsynced, even when the writes
 // were made before an earlier kill and restart; the route answers 400/404 for bad ids.
 func TestControlPowerLossCutsWhatWasNotFsyncedAndRestartBringsTheBrokerBack(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1)
 	createTopic(t, c, "pl", 1, 1)
 	srv := httptest.NewServer(c.ControlHandler())
@@ -85,6 +86,7 @@ func TestControlPowerLossCutsWhatWasNotFsyncedAndRestartBringsTheBrokerBack(t *t
 // watermarks to replication-offset-checkpoint and, restarted, starts each replica from it,
 // before it has heard from any leader (here the leader is dead and the partition offline).
 func TestRestartedReplicaStartsFromItsCheckpointedHighWatermark(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dir := t.TempDir()

@@ -53,6 +53,7 @@ func pinnedAPIs() []string {
 }
 
 func TestApiVersionsAdvertisesExactlyThePinnedAPIs(t *testing.T) {
+	t.Parallel()
 	b := fzStart(t)
 	var got []string
 	for _, k := range advertised(t, b) {
@@ -67,6 +68,7 @@ func TestApiVersionsAdvertisesExactlyThePinnedAPIs(t *testing.T) {
 // TestReadmeListsExactlyThePinnedAPIs keeps the README's "Supported APIs" paragraph true: every
 // entry names an API and its version range ("Produce 3–13"), and the entries are the pinned table.
 func TestReadmeListsExactlyThePinnedAPIs(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Fatal(err)

@@ -44,6 +44,7 @@ func frameOf(req kmsg.Request, corr int32) []byte {
 }
 
 func TestEveryAdvertisedVersionIsAnsweredAndVersionsOutsideAreRefused(t *testing.T) {
+	t.Parallel()
 	b := fzStart(t)
 	keys := advertised(t, b)
 	if len(keys) < 20 {
@@ -83,6 +84,7 @@ func TestEveryAdvertisedVersionIsAnsweredAndVersionsOutsideAreRefused(t *testing
 }
 
 func TestApiVersionsOfAnUnknownVersionIsAnsweredInV0WithTheList(t *testing.T) {
+	t.Parallel()
 	b := fzStart(t)
 	// ApiVersions v127: the header is v2 (flexible) but kmsg cannot decode the body; the broker
 	// must still answer in v0 so the client can retry with a version it speaks.
@@ -105,6 +107,7 @@ func TestApiVersionsOfAnUnknownVersionIsAnsweredInV0WithTheList(t *testing.T) {
 }
 
 func TestBadFramesCloseTheirConnectionOnly(t *testing.T) {
+	t.Parallel()
 	b := fzStart(t)
 	tests := []struct {
 		name  string

@@ -13,6 +13,7 @@ import (
 )
 
 func TestTruncationRequestedDuringATruncationIsNotLost(t *testing.T) {
+	t.Parallel()
 	key := tp{"t", 0}
 	for _, again := range []struct {
 		name string
@@ -66,6 +67,7 @@ func followerWithEpochs(t *testing.T) *partition.Replica {
 }
 
 func TestTruncateAgainstTheLeaderEpochEndKeepsOnlyWhatBothLogsAgreeOn(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		leaderEpoch int32

@@ -301,6 +301,7 @@ func FuzzHandle(f *testing.F) {
 // TestFuzzHandleCorpusCoversEveryAdvertisedAPI checks that the checked-in FuzzHandle corpus
 // holds a request of every API the broker advertises, at its lowest and highest version.
 func TestFuzzHandleCorpusCoversEveryAdvertisedAPI(t *testing.T) {
+	t.Parallel()
 	b := fzStart(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 )
 
 func TestReplayOffsetsSkipsAnUndecodableBatchAndReadsThePartitionToItsEnd(t *testing.T) {
+	t.Parallel()
 	r, err := partition.Open(t.TempDir(), partition.Config{BrokerID: 0, Topic: meta.OffsetsTopic, MinISR: 1, MaxMessageBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)

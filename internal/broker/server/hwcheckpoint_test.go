@@ -10,6 +10,7 @@ import (
 // TestHWCheckpointIsKafkasOffsetCheckpointFormat: version 0, the count, then "topic partition
 // offset" lines; it reads back to the same map, and malformed files are refused.
 func TestHWCheckpointIsKafkasOffsetCheckpointFormat(t *testing.T) {
+	t.Parallel()
 	hws := map[tp]int64{{"orders", 1}: 7, {"orders", 0}: 5, {"a.b-c", 2}: 0}
 	data := encodeHWCheckpoint(hws)
 	if want := "0\n3\na.b-c 2 0\norders 0 5\norders 1 7\n"; string(data) != want {

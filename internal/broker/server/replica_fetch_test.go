@@ -88,6 +88,7 @@ func fetchPartition(offset int64, currentEpoch, lastFetchedEpoch int32) kmsg.Fet
 }
 
 func TestReplicaFetchByABrokerOutsideTheReplicasReadsNothing(t *testing.T) {
+	t.Parallel()
 	const topic = "outsider"
 	c, leader, _, outsider := laggingPartition(t, topic, 20)
 	epoch := c.partition(topic, 0).LeaderEpoch
@@ -104,6 +105,7 @@ func TestReplicaFetchByABrokerOutsideTheReplicasReadsNothing(t *testing.T) {
 }
 
 func TestFollowerFetchPastTheLeaderEndDoesNotAdvanceTheHighWatermark(t *testing.T) {
+	t.Parallel()
 	const topic = "pastend"
 	c, leader, follower, _ := laggingPartition(t, topic, 20)
 	before, _ := c.broker(leader).PartitionState(topic, 0)
@@ -117,6 +119,7 @@ func TestFollowerFetchPastTheLeaderEndDoesNotAdvanceTheHighWatermark(t *testing.
 }
 
 func TestFollowerBelowTheLeaderLogStartRestartsAtItAndRejoinsTheISR(t *testing.T) {
+	t.Parallel()
 	const topic = "retained"
 	c := startCluster(t, 2, false)
 	c.createTopic(topic, 1, 2, map[string]string{"segment.bytes": "16384", "retention.bytes": "32768"})
@@ -160,6 +163,7 @@ func TestFollowerBelowTheLeaderLogStartRestartsAtItAndRejoinsTheISR(t *testing.T
 }
 
 func TestFollowerFetchWhoseLastFetchedEpochDivergesIsAnsweredWithTheEpochEnd(t *testing.T) {
+	t.Parallel()
 	const topic = "diverging"
 	c, leader, follower, _ := laggingPartition(t, topic, 20)
 	before, _ := c.broker(leader).PartitionState(topic, 0)

@@ -15,6 +15,7 @@ import (
 // the send has made no progress for SendStallTimeout: then its connection is closed and the
 // files retention deleted meanwhile are freed (Kafka frees them after file.delete.delay.ms).
 func TestAStalledZeroCopySendReleasesItsSegmentFiles(t *testing.T) {
+	t.Parallel()
 	const stall = time.Second
 	c := startCluster(t, 1, true, func(cfg *server.Config) { cfg.SendStallTimeout = stall })
 	c.createTopic("st", 1, 1, map[string]string{"segment.bytes": "1048576", "retention.ms": "1"})

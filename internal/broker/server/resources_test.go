@@ -103,6 +103,7 @@ func produceRequest(topic string, timeoutMs int32, partitions ...int32) *kmsg.Pr
 const closedConnEndsWithin = 3 * time.Second
 
 func TestClosedConnectionEndsItsFetchLongPoll(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1, true)
 	c.createTopic("lp", 1, 1, nil)
 	h := countHandlers(c.broker(0))
@@ -114,6 +115,7 @@ func TestClosedConnectionEndsItsFetchLongPoll(t *testing.T) {
 }
 
 func TestClosedConnectionEndsItsAcksAllWait(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 2, true)
 	c.createTopic("aw", 1, 2, nil)
 	st := c.partition("aw", 0)
@@ -138,6 +140,7 @@ func TestClosedConnectionEndsItsAcksAllWait(t *testing.T) {
 // that partition UNKNOWN_SERVER_ERROR (the others are written), a panic in a handler closes its
 // connection, and the node serves every other request and client as before.
 func TestAPanicInRequestCodeFailsOnlyThatRequest(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1, true)
 	c.createTopic("pn", 2, 1, nil)
 	b := c.broker(0)
@@ -219,6 +222,7 @@ func fetchWithin(t *testing.T, addr string, req *kmsg.FetchRequest) (*kmsg.Fetch
 // fetchMinBytes = min(minBytes, min(maxBytes, fetch.max.bytes))): a consumer asking for more
 // than it lets the broker send is answered once a full response is there, not at MaxWait.
 func TestFetchMinBytesIsCappedAtMaxBytes(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1, true)
 	c.createTopic("mb", 1, 1, nil)
 	cl := testClient(t, c.broker(0).Addr())
@@ -244,6 +248,7 @@ func TestFetchMinBytesIsCappedAtMaxBytes(t *testing.T) {
 // maxWaitMs <= 0); Kafka puts no upper bound on it (the client's request timeout and, here, the
 // connection's close end a long poll).
 func TestFetchWithoutMaxWaitIsAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1, true)
 	c.createTopic("nw", 1, 1, nil)
 	for _, wait := range []int32{0, -1, -20000} {
@@ -324,6 +329,7 @@ func waitNoDeletedFileOpen(t *testing.T, dir string, within time.Duration, why s
 // A long poll reads again whenever it wakes, so it holds no segment file while it waits:
 // retention that runs meanwhile frees the deleted files at once, not when the poll ends.
 func TestLongPollPinsNoSegmentFileWhileItWaits(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, 1, true)
 	retentionTopic(t, c, "rp", 1)
 	var reads atomic.Int32
@@ -347,6 +353,7 @@ func TestLongPollPinsNoSegmentFileWhileItWaits(t *testing.T) {
 // A fetch that fails after it pinned segment files (here a panic in the read of its second
 // partition) releases them: nothing keeps a deleted segment open after the fetch.
 func TestAFetchThatPanicsReleasesTheSegmentFilesItPinned(t *testing.T) {
+	t.Parallel()
 	// No garbage collection during the test: the finalizer of a leaked segment's *os.File would
 	// close it and hide the leak.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))

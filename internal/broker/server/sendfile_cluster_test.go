@@ -346,6 +346,7 @@ func consume(tb testing.TB, bootstrap []string, topic string, partitions int32, 
 }
 
 func TestZeroCopyConsumerReadsBackExactlyWhatWasProducedAcrossSegmentRolls(t *testing.T) {
+	t.Parallel()
 	for _, zeroCopy := range []bool{true, false} {
 		t.Run(fmt.Sprintf("zerocopy=%v", zeroCopy), func(t *testing.T) {
 			const topic, partitions = "zc", 4
@@ -443,6 +444,7 @@ func binaryVarintLen(b []byte) int {
 }
 
 func TestZeroCopyFetchOfSeveralPartitionsIsByteExactAtEveryVersion(t *testing.T) {
+	t.Parallel()
 	const topic, partitions = "multi", 4
 	c := startCluster(t, 1, true)
 	c.createTopic(topic, partitions, 1, map[string]string{"segment.bytes": "4096"})
@@ -505,6 +507,7 @@ func TestZeroCopyFetchOfSeveralPartitionsIsByteExactAtEveryVersion(t *testing.T)
 }
 
 func TestZeroCopyReplicationSurvivesAFollowerTruncation(t *testing.T) {
+	t.Parallel()
 	const topic, partitions = "trunc", 2
 	c := startCluster(t, 2, true)
 	c.createTopic(topic, partitions, 2, map[string]string{"segment.bytes": "32768"})

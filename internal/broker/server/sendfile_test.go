@@ -84,6 +84,7 @@ func receive(t *testing.T, server, client net.Conn, n int, send func(net.Conn) e
 }
 
 func TestSendRangeSendsExactlyTheRangeWithoutMovingTheFilePosition(t *testing.T) {
+	t.Parallel()
 	f, data := randomFile(t, 6<<20)
 	tests := []struct {
 		conn     string
@@ -126,6 +127,7 @@ func TestSendRangeSendsExactlyTheRangeWithoutMovingTheFilePosition(t *testing.T)
 }
 
 func TestSendRangeReportsARangePastTheEndOfTheFile(t *testing.T) {
+	t.Parallel()
 	f, _ := randomFile(t, 1000)
 	for _, kind := range []string{"tcp", "pipe"} {
 		t.Run(kind, func(t *testing.T) {
@@ -221,6 +223,7 @@ func fetchResponses(version int16, f *os.File, data []byte, layout []fetchLayout
 }
 
 func TestZeroCopyFrameIsByteIdenticalToTheCopiedFrame(t *testing.T) {
+	t.Parallel()
 	f, data := randomFile(t, 2<<20)
 	layout := []fetchLayout{
 		{topic: "orders", p: 0, ranges: [][2]int64{{0, 4096}}},
@@ -273,6 +276,7 @@ func TestZeroCopyFrameIsByteIdenticalToTheCopiedFrame(t *testing.T) {
 }
 
 func TestFetchResponseWithoutDataIsThePlainResponse(t *testing.T) {
+	t.Parallel()
 	r := kmsg.NewPtrFetchResponse()
 	sp := kmsg.NewFetchResponseTopicPartition()
 	if got := fetchResponse(r, []fetchPart{{resp: &sp}}); got != kmsg.Response(r) {
@@ -281,6 +285,7 @@ func TestFetchResponseWithoutDataIsThePlainResponse(t *testing.T) {
 }
 
 func TestConnectionDropsItsResponseBufferAfterALargeResponse(t *testing.T) {
+	t.Parallel()
 	b := &Broker{}
 	response := func(n int) kmsg.Response {
 		r := kmsg.NewPtrFetchResponse()
@@ -343,6 +348,7 @@ func appendBatch(t *testing.T, l *log.Log, values ...[]byte) {
 }
 
 func TestWriteResponseReleasesTheFileRangesOnSuccessAndOnError(t *testing.T) {
+	t.Parallel()
 	for _, outcome := range []string{"written", "write fails", "dropped unwritten"} {
 		t.Run(outcome, func(t *testing.T) {
 			l, err := log.Open(t.TempDir(), log.Config{SegmentBytes: 400}, nil)

@@ -39,6 +39,7 @@ func (c *slowController) AllocateProducerID(context.Context) (int64, error) { re
 // answer clients before that (sarama's first Metadata used to crash a node in that window), and
 // it answers them as soon as the image is applied.
 func TestNodeServesConnectionsOnlyAfterItsFirstMetadataImage(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
