@@ -31,8 +31,12 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 		b.lg.Warn("transactional produce refused: transactions are not supported", "transactional_id", *req.TransactionID)
 	}
 	validAcks := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
-	ctx, cancel := produceTimeout(ctx, req.TimeoutMillis)
-	defer cancel()
+	if req.Acks == -1 {
+		// Only an acks=all produce waits (for the ISR); the others answer once appended.
+		var cancel context.CancelFunc
+		ctx, cancel = produceTimeout(ctx, req.TimeoutMillis)
+		defer cancel()
+	}
 	img := b.Image()
 	var wg sync.WaitGroup
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
