@@ -1,0 +1,296 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FaultEvent is one fault operation a run carried out on one broker.
+type FaultEvent struct {
+	At     time.Duration `json:"at_ns"` // since the workload started
+	Op     Op            `json:"op"`
+	Broker int32         `json:"broker"`
+	// Detail is the other end of a link cut ("to 2") or the latency set.
+	Detail string `json:"detail,omitempty"`
+}
+
+// String formats the event as "1.25s kill 2".
+func (e FaultEvent) String() string {
+	s := fmt.Sprintf("%v %s %d", e.At.Round(10*time.Millisecond), e.Op, e.Broker)
+	if e.Detail != "" {
+		s += " " + e.Detail
+	}
+	return s
+}
+
+// eventLog collects a run's fault events; the progress reporter reads it
+// while the schedule writes it.
+type eventLog struct {
+	mu     sync.Mutex
+	origin time.Time
+	events []FaultEvent
+}
+
+func newEventLog() *eventLog { return &eventLog{origin: time.Now()} }
+
+// start sets the origin of the events' times: the moment the workload starts.
+func (l *eventLog) start(t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.origin = t
+}
+
+func (l *eventLog) add(op Op, broker int32, detail string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, FaultEvent{At: time.Since(l.origin), Op: op, Broker: broker, Detail: detail})
+}
+
+func (l *eventLog) snapshot() (time.Time, []FaultEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.origin, slices.Clone(l.events)
+}
+
+// active returns the faults in force now, as in [ActiveFaults].
+func (l *eventLog) active() []string {
+	origin, evs := l.snapshot()
+	return ActiveFaults(evs, time.Since(origin))
+}
+
+func linkDetail(to int32) string { return "to " + strconv.Itoa(int(to)) }
+
+// ActiveFaults returns the faults events leave in force at time at (since
+// the workload started), such as "kill 1" or "cut-link 0 to 2", in the
+// order they struck.
+func ActiveFaults(events []FaultEvent, at time.Duration) []string {
+	type key struct {
+		op     Op
+		broker int32
+		detail string
+	}
+	var on []key
+	drop := func(broker int32, detail string, ops ...Op) {
+		on = slices.DeleteFunc(on, func(k key) bool {
+			return k.broker == broker && slices.Contains(ops, k.op) && (detail == "" || k.detail == detail)
+		})
+	}
+	for _, e := range events {
+		if e.At > at {
+			break
+		}
+		switch e.Op {
+		case OpRestart:
+			drop(e.Broker, "", OpKill, OpPowerLoss)
+		case OpHeal:
+			drop(e.Broker, "", OpIsolate)
+		case OpResume:
+			drop(e.Broker, "", OpPause)
+		case OpResumeReplication:
+			drop(e.Broker, "", OpPauseReplication)
+		case OpReconnectController:
+			drop(e.Broker, "", OpCutController)
+		case OpHealLink:
+			drop(e.Broker, e.Detail, OpCutLink)
+		case OpLatency:
+			drop(e.Broker, "", OpLatency)
+			lat, _, _ := strings.Cut(e.Detail, "±")
+			if d, err := time.ParseDuration(lat); err == nil && d > 0 {
+				on = append(on, key{e.Op, e.Broker, e.Detail})
+			}
+		default:
+			on = append(on, key{e.Op, e.Broker, e.Detail})
+		}
+	}
+	out := make([]string, len(on))
+	for i, k := range on {
+		out[i] = strings.TrimSpace(fmt.Sprintf("%s %d %s", k.op, k.broker, k.detail))
+	}
+	return out
+}
+
+// runRandom carries out the random schedule: each window opens at its
+// start (after the workload started), strikes the brokers its target names
+// then, and heals them when its hold has passed.
+func (s *schedule) runRandom(ctx context.Context) error {
+	origin, _ := s.events.snapshot()
+	for i, w := range s.nemesis.Windows {
+		if err := sleepUntil(ctx, origin.Add(w.Start)); err != nil {
+			return err
+		}
+		s.part = w.Partition
+		if w.Kind == KindPowerLoss {
+			// A power loss strikes a healthy partition: with a replica out of the
+			// ISR, losing the unsynced tail of the rest is allowed to lose records.
+			s.prog.stage(fmt.Sprintf("window %d/%d: wait for a full ISR", i+1, len(s.nemesis.Windows)))
+			if err := waitHealthy(ctx, s.adm, s.cfg.Topic, healthyTimeout); err != nil {
+				return err
+			}
+		}
+		leader, replicas, controller := s.targets(ctx)
+		brokers, peer := w.resolve(leader, replicas, controller)
+		s.prog.stage(fmt.Sprintf("window %d/%d: %s %v", i+1, len(s.nemesis.Windows), w.Kind, brokers))
+		struck := time.Now()
+		if err := s.strike(ctx, w, brokers, peer); err != nil {
+			return fmt.Errorf("verify: seed %d, window %d (%s): %w", s.nemesis.Seed, i+1, w, err)
+		}
+		if err := sleepUntil(ctx, struck.Add(w.Hold)); err != nil {
+			return err
+		}
+		if err := s.heal(ctx, w, brokers, peer); err != nil {
+			return fmt.Errorf("verify: seed %d, window %d (%s): healing: %w", s.nemesis.Seed, i+1, w, err)
+		}
+	}
+	return nil
+}
+
+// targets returns what a window's target is resolved against: the target
+// partition's leader (-1 if it has none or the injector cannot tell), its
+// replicas and the controller the metadata names (-1 if none).
+func (s *schedule) targets(ctx context.Context) (leader int32, replicas []int32, controller int32) {
+	leader, controller = -1, -1
+	if id, err := s.cfg.Faults.Leader(ctx, s.cfg.Topic, s.part); err == nil {
+		leader = id
+	}
+	md, err := s.adm.Metadata(ctx, s.cfg.Topic)
+	if err != nil {
+		return leader, nil, controller
+	}
+	controller = md.Controller
+	if p, ok := md.Topics[s.cfg.Topic].Partitions[s.part]; ok {
+		replicas = p.Replicas
+	}
+	return leader, replicas, controller
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
+}
+
+// strike opens window w on brokers (and peer, a one-way cut's other end).
+func (s *schedule) strike(ctx context.Context, w Window, brokers []int32, peer int32) error {
+	fi := s.cfg.Faults
+	for _, id := range brokers {
+		var err error
+		switch w.Kind {
+		case KindKill:
+			err = s.kill(ctx, id)
+		case KindPowerLoss:
+			continue // all at once, below
+		case KindPause:
+			s.log(OpPause, id)
+			if err = fi.(Pauser).Pause(ctx, id); err == nil {
+				s.frozen[id] = true
+			}
+		case KindIsolate:
+			s.log(OpIsolate, id)
+			if err = fi.Isolate(ctx, id); err == nil {
+				s.isolated[id] = true
+			}
+		case KindOneWay:
+			if peer < 0 {
+				continue
+			}
+			s.logDetail(OpCutLink, id, linkDetail(peer))
+			if err = fi.(LinkCutter).CutLink(ctx, id, peer); err == nil {
+				s.cuts[[2]int32{id, peer}] = true
+			}
+		case KindControllerCut:
+			s.log(OpCutController, id)
+			if err = fi.(ControllerCutter).CutController(ctx, id); err == nil {
+				s.ctrlCut[id] = true
+			}
+		case KindLatency:
+			s.logDetail(OpLatency, id, w.Latency.Round(time.Millisecond).String()+"±"+w.Jitter.Round(time.Millisecond).String())
+			if err = fi.(Delayer).SetLatency(ctx, id, w.Latency, w.Jitter); err == nil {
+				s.delayed[id] = true
+			}
+		case KindSlowFollower:
+			s.log(OpPauseReplication, id)
+			if err = fi.PauseReplication(ctx, id); err == nil {
+				s.paused[id] = true
+			}
+		default:
+			err = fmt.Errorf("%w: fault kind %q", ErrUnsupported, w.Kind)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if w.Kind == KindPowerLoss {
+		for _, id := range brokers {
+			s.log(OpPowerLoss, id)
+		}
+		err := fi.(PowerLosser).PowerLoss(ctx, brokers...)
+		for _, id := range brokers {
+			s.killed[id] = true // restarted by heal or restore even if the power loss failed half-way
+		}
+		return err
+	}
+	return nil
+}
+
+// heal closes window w: it undoes what strike did.
+func (s *schedule) heal(ctx context.Context, w Window, brokers []int32, peer int32) error {
+	fi := s.cfg.Faults
+	for _, id := range brokers {
+		var err error
+		switch w.Kind {
+		case KindKill, KindPowerLoss:
+			err = s.restart(ctx, id)
+		case KindPause:
+			s.log(OpResume, id)
+			if err = fi.(Pauser).Resume(ctx, id); err == nil {
+				delete(s.frozen, id)
+			}
+		case KindIsolate:
+			s.log(OpHeal, id)
+			if err = fi.Heal(ctx, id); err == nil {
+				delete(s.isolated, id)
+			}
+		case KindOneWay:
+			if peer < 0 {
+				continue
+			}
+			s.logDetail(OpHealLink, id, linkDetail(peer))
+			if err = fi.(LinkCutter).HealLink(ctx, id, peer); err == nil {
+				delete(s.cuts, [2]int32{id, peer})
+			}
+		case KindControllerCut:
+			s.log(OpReconnectController, id)
+			if err = fi.(ControllerCutter).ReconnectController(ctx, id); err == nil {
+				delete(s.ctrlCut, id)
+			}
+		case KindLatency:
+			s.logDetail(OpLatency, id, "0s")
+			if err = fi.(Delayer).SetLatency(ctx, id, 0, 0); err == nil {
+				delete(s.delayed, id)
+			}
+		case KindSlowFollower:
+			s.log(OpResumeReplication, id)
+			if err = fi.ResumeReplication(ctx, id); err == nil {
+				delete(s.paused, id)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
