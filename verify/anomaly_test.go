@@ -27,7 +27,6 @@ func cleanHistory() History {
 	return h
 }
 
-
 func TestAnalyzeFindsNothingInACleanHistory(t *testing.T) {
 	if got := Analyze(cleanHistory()); len(got) != 0 {
 		t.Fatalf("Analyze = %+v, want no anomaly", got)
