@@ -145,6 +145,7 @@ func (s *schedule) runRandom(ctx context.Context) error {
 		if err := s.heal(ctx, w, brokers, peer); err != nil {
 			return fmt.Errorf("verify: seed %d, window %d (%s): healing: %w", s.nemesis.Seed, i+1, w, err)
 		}
+		s.prog.stage(fmt.Sprintf("window %d/%d healed", i+1, len(s.nemesis.Windows)))
 	}
 	return nil
 }
