@@ -78,7 +78,7 @@ type verifyRun struct {
 	Preset produce.Preset `json:"preset"`
 	Fault  verify.Fault   `json:"fault"`
 	// Seed is the random schedule's seed (--schedules).
-	Seed *int64 `json:"seed,omitempty"`
+	Seed   *int64         `json:"seed,omitempty"`
 	Result *verify.Result `json:"result,omitempty"`
 	// Skipped says why the run was not attempted (n/a).
 	Skipped string `json:"skipped,omitempty"`
