@@ -62,6 +62,10 @@ func (f clusterFaults) ReconnectController(_ context.Context, id int32) error {
 func (f clusterFaults) SetLatency(_ context.Context, id int32, latency, jitter time.Duration) error {
 	return f.c.SetLatency(id, latency, jitter)
 }
+func (f clusterFaults) replicas(_ context.Context, topic string, p int32) ([]int32, error) {
+	info, err := f.c.Partition(topic, p)
+	return info.Replicas, err
+}
 func (f clusterFaults) Leader(_ context.Context, topic string, p int32) (int32, error) {
 	info, err := f.c.Partition(topic, p)
 	if err != nil {
@@ -172,6 +176,13 @@ func (f *controlFaults) ReconnectController(ctx context.Context, id int32) error
 }
 func (f *controlFaults) SetLatency(ctx context.Context, id int32, latency, jitter time.Duration) error {
 	return f.postQuery(ctx, id, "latency", url.Values{"latency": {latency.String()}, "jitter": {jitter.String()}})
+}
+func (f *controlFaults) replicas(ctx context.Context, topic string, p int32) ([]int32, error) {
+	var info struct {
+		Replicas []int32 `json:"replicas"`
+	}
+	err := f.do(ctx, http.MethodGet, "/partitions/"+url.PathEscape(topic)+"/"+strconv.Itoa(int(p)), &info)
+	return info.Replicas, err
 }
 func (f *controlFaults) Leader(ctx context.Context, topic string, p int32) (int32, error) {
 	var info struct {

@@ -181,21 +181,28 @@ type Shape struct {
 	Durable bool
 }
 
-// Density of random schedules: a gap of minGap to maxGap before each
-// window, which lasts minHold to maxHold.
+// Density of random schedules: a window opens minGap to maxGap after the
+// previous one opened, while fewer than maxInForce are in force, and lasts
+// minHold to maxHold: half of the windows at most a second (shorter than the
+// cluster's timeouts), half longer (the controller fences a broker, a
+// follower leaves the ISR).
 const (
-	minGap  = 150 * time.Millisecond
-	maxGap  = time.Second
-	minHold = 200 * time.Millisecond
-	maxHold = 2 * time.Second
+	minGap     = 150 * time.Millisecond
+	maxGap     = time.Second
+	minHold    = 200 * time.Millisecond
+	maxHold    = 3 * time.Second
+	maxInForce = 2
 )
 
 // NewSchedule draws the random schedule of seed for the cluster shape sh.
 // It is a pure function: the same seed and shape give the same schedule.
-// Windows follow one another (the density is bounded: one fault at a time,
-// each after a gap of at least 150 ms and lasting 200 ms to 2 s); each
-// draws a kind among those sh.Ops can carry out, a target (leader,
-// follower, controller or a random subset), a partition and its brokers.
+// The density is bounded: at most two windows are in force at once (a power
+// loss only alone), each opens 150 ms to 1 s after the previous one and
+// lasts 200 ms to 3 s within the span. Each window draws a kind among those
+// sh.Ops can carry out, a target (leader, follower, controller or a random
+// subset), a partition and its brokers. A window that finds its brokers
+// already struck by the other window in force strikes the others, or
+// nothing (see [Window]).
 func NewSchedule(seed int64, sh Shape) Schedule {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x6e656d65736973)) // "nemesis"
 	s := Schedule{Seed: seed}
@@ -210,8 +217,32 @@ func NewSchedule(seed int64, sh Shape) Schedule {
 		return lo + time.Duration(rng.Int64N(int64(hi-lo)))
 	}
 	n := len(sh.Brokers)
-	for t := between(minGap, maxGap); t+minHold <= sh.Span; {
-		w := Window{Start: t, Hold: between(minHold, min(maxHold, sh.Span-t)), Kind: kinds[rng.IntN(len(kinds))], Count: 1}
+	var ends []time.Duration // of the windows in force
+	exclusiveUntil := time.Duration(0)
+	for t := between(minGap, maxGap); t+minHold <= sh.Span; t += between(minGap, maxGap) {
+		t = max(t, exclusiveUntil)
+		ends = slices.DeleteFunc(ends, func(e time.Duration) bool { return e <= t })
+		if len(ends) >= maxInForce {
+			t = slices.Min(ends) // the next draw opens after the first one ends
+			continue
+		}
+		w := Window{Start: t, Kind: kinds[rng.IntN(len(kinds))], Count: 1}
+		if rng.IntN(2) == 0 {
+			w.Hold = between(minHold, time.Second)
+		} else {
+			w.Hold = between(time.Second, maxHold)
+		}
+		if w.Kind == KindPowerLoss {
+			// A power loss strikes alone: after the windows in force end, and
+			// before any other opens.
+			if len(ends) > 0 {
+				w.Start = slices.Max(ends) + minGap
+			}
+		}
+		w.Hold = min(w.Hold, sh.Span-w.Start)
+		if w.Hold < minHold {
+			break
+		}
 		w.Partition = int32(rng.IntN(int(max(1, sh.Partitions))))
 		w.Order = slices.Clone(sh.Brokers)
 		rng.Shuffle(n, func(i, j int) { w.Order[i], w.Order[j] = w.Order[j], w.Order[i] })
@@ -229,12 +260,14 @@ func NewSchedule(seed int64, sh Shape) Schedule {
 			if sh.Durable && n > 2 && rng.IntN(3) == 0 {
 				w.Count = 2 + rng.IntN(n-2)
 			}
+			exclusiveUntil = w.Start + w.Hold + minGap
 		case KindLatency:
 			w.Latency = between(20*time.Millisecond, 300*time.Millisecond).Round(time.Millisecond)
 			w.Jitter = w.Latency / 2
 		}
 		s.Windows = append(s.Windows, w)
-		t += w.Hold + between(minGap, maxGap)
+		ends = append(ends, w.Start+w.Hold)
+		t = w.Start
 	}
 	return s
 }
@@ -257,17 +290,18 @@ func drawableKinds(sh Shape) []FaultKind {
 }
 
 // resolve returns the brokers window w strikes, given the partition's
-// leader and replicas and the controller named by the metadata (-1 if
-// none), and for a one-way cut the broker the first one can no longer
-// reach (else -1).
-func (w Window) resolve(leader int32, replicas []int32, controller int32) (brokers []int32, peer int32) {
+// leader and replicas, the controller named by the metadata (-1 if none)
+// and the brokers other windows in force hold (left out: the window strikes
+// the next free ones in its order instead, or nothing), and for a one-way
+// cut the broker the first one can no longer reach (else -1).
+func (w Window) resolve(leader int32, replicas []int32, controller int32, busy map[int32]bool) (brokers []int32, peer int32) {
 	first := int32(-1)
 	switch w.Target {
 	case TargetLeader:
 		first = leader
 	case TargetFollower:
 		for _, id := range w.Order {
-			if id != leader && slices.Contains(replicas, id) {
+			if id != leader && slices.Contains(replicas, id) && !busy[id] {
 				first = id
 				break
 			}
@@ -275,22 +309,31 @@ func (w Window) resolve(leader int32, replicas []int32, controller int32) (broke
 	case TargetController:
 		first = controller
 	}
-	if !slices.Contains(w.Order, first) {
-		first = w.Order[0]
+	if !slices.Contains(w.Order, first) || busy[first] {
+		first = -1
+		for _, id := range w.Order {
+			if !busy[id] {
+				first = id
+				break
+			}
+		}
+		if first < 0 {
+			return nil, -1
+		}
 	}
 	brokers = []int32{first}
 	for _, id := range w.Order {
 		if len(brokers) >= w.Count {
 			break
 		}
-		if id != first {
+		if id != first && !busy[id] {
 			brokers = append(brokers, id)
 		}
 	}
 	peer = -1
 	if w.Kind == KindOneWay {
-		// The leader's or controller's other end is a replica of the partition
-		// when it has one; a follower is cut from its leader.
+		// A follower is cut from its leader; anyone else from a replica of
+		// the partition when there is one.
 		switch {
 		case w.Target == TargetFollower && leader >= 0 && leader != first:
 			peer = leader

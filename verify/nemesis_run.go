@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -116,57 +117,111 @@ func ActiveFaults(events []FaultEvent, at time.Duration) []string {
 
 // runRandom carries out the random schedule: each window opens at its
 // start (after the workload started), strikes the brokers its target names
-// then, and heals them when its hold has passed.
+// then (leaving out those another window in force holds), and heals them
+// when its hold has passed. Fault operations go to the injector one at a
+// time. The first error stops the schedule.
 func (s *schedule) runRandom(ctx context.Context) error {
 	origin, _ := s.events.snapshot()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu   sync.Mutex // serializes the fault operations and guards busy
+		busy = map[int32]bool{}
+		wg   sync.WaitGroup
+	)
+	n := len(s.nemesis.Windows)
 	for i, w := range s.nemesis.Windows {
 		if err := sleepUntil(ctx, origin.Add(w.Start)); err != nil {
-			return err
+			break
 		}
-		s.part = w.Partition
 		if w.Kind == KindPowerLoss {
 			// A power loss strikes a healthy partition: with a replica out of the
-			// ISR, losing the unsynced tail of the rest is allowed to lose records.
-			s.prog.stage(fmt.Sprintf("window %d/%d: wait for a full ISR", i+1, len(s.nemesis.Windows)))
+			// ISR, losing the unsynced tail of the rest may lose records.
+			wg.Wait()
+			s.prog.stage(fmt.Sprintf("window %d/%d: wait for a full ISR", i+1, n))
 			if err := waitHealthy(ctx, s.adm, s.cfg.Topic, healthyTimeout); err != nil {
-				return err
+				cancel(err)
+				break
 			}
 		}
+		mu.Lock()
+		s.part = w.Partition
 		leader, replicas, controller := s.targets(ctx)
-		brokers, peer := w.resolve(leader, replicas, controller)
-		s.prog.stage(fmt.Sprintf("window %d/%d: %s %v", i+1, len(s.nemesis.Windows), w.Kind, brokers))
-		struck := time.Now()
-		if err := s.strike(ctx, w, brokers, peer); err != nil {
-			return fmt.Errorf("verify: seed %d, window %d (%s): %w", s.nemesis.Seed, i+1, w, err)
+		brokers, peer := w.resolve(leader, replicas, controller, busy)
+		if len(brokers) == 0 {
+			s.cfg.Logger.Info("verify: window skipped: its brokers are struck already", "window", w.String())
+			mu.Unlock()
+			continue
 		}
-		if err := sleepUntil(ctx, struck.Add(w.Hold)); err != nil {
-			return err
+		for _, id := range brokers {
+			busy[id] = true
 		}
-		if err := s.heal(ctx, w, brokers, peer); err != nil {
-			return fmt.Errorf("verify: seed %d, window %d (%s): healing: %w", s.nemesis.Seed, i+1, w, err)
+		s.prog.stage(fmt.Sprintf("window %d/%d: %s %v", i+1, n, w.Kind, brokers))
+		err := s.strike(ctx, w, brokers, peer)
+		mu.Unlock()
+		if err != nil {
+			cancel(fmt.Errorf("verify: seed %d, window %d (%s): %w", s.nemesis.Seed, i+1, w, err))
+			break
 		}
-		s.prog.stage(fmt.Sprintf("window %d/%d healed", i+1, len(s.nemesis.Windows)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = sleepUntil(ctx, time.Now().Add(w.Hold)) // on cancel, restore heals
+			if ctx.Err() != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			s.part = w.Partition
+			if err := s.heal(ctx, w, brokers, peer); err != nil {
+				cancel(fmt.Errorf("verify: seed %d, window %d (%s): healing: %w", s.nemesis.Seed, i+1, w, err))
+				return
+			}
+			for _, id := range brokers {
+				delete(busy, id)
+			}
+			s.prog.stage(fmt.Sprintf("window %d/%d healed", i+1, n))
+		}()
 	}
-	return nil
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
 }
 
 // targets returns what a window's target is resolved against: the target
 // partition's leader (-1 if it has none or the injector cannot tell), its
-// replicas and the controller the metadata names (-1 if none).
+// replicas and the controller the metadata named when the schedule was
+// drawn (-1 if none). The replicas come from the injector when it can tell
+// (the bundled cluster, its control API), otherwise from a Metadata request
+// bounded to a second: a paused broker answers nothing.
 func (s *schedule) targets(ctx context.Context) (leader int32, replicas []int32, controller int32) {
-	leader, controller = -1, -1
+	leader, controller = -1, s.controller
 	if id, err := s.cfg.Faults.Leader(ctx, s.cfg.Topic, s.part); err == nil {
 		leader = id
 	}
-	md, err := s.adm.Metadata(ctx, s.cfg.Topic)
+	if rd, ok := s.cfg.Faults.(replicaDescriber); ok {
+		if r, err := rd.replicas(ctx, s.cfg.Topic, s.part); err == nil {
+			return leader, r, controller
+		}
+	}
+	mctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	md, err := s.adm.Metadata(mctx, s.cfg.Topic)
 	if err != nil {
 		return leader, nil, controller
 	}
-	controller = md.Controller
 	if p, ok := md.Topics[s.cfg.Topic].Partitions[s.part]; ok {
 		replicas = p.Replicas
 	}
 	return leader, replicas, controller
+}
+
+// replicaDescriber is implemented by the injectors that know a partition's
+// replicas without asking a broker.
+type replicaDescriber interface {
+	replicas(ctx context.Context, topic string, partition int32) ([]int32, error)
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

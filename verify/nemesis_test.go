@@ -32,16 +32,24 @@ func TestNewScheduleReplaysTheSameScheduleForTheSameSeed(t *testing.T) {
 func TestNewScheduleBoundsItsWindowsAndCoversEveryKindAndTarget(t *testing.T) {
 	sh := testShape()
 	kinds, targets := map[FaultKind]bool{}, map[Target]bool{}
-	several := false
+	several, overlap := false, false
 	for seed := int64(0); seed < 200; seed++ {
 		s := NewSchedule(seed, sh)
-		end := time.Duration(0)
+		var ends []time.Duration
 		for i, w := range s.Windows {
 			kinds[w.Kind], targets[w.Target] = true, true
-			if w.Start < end+minGap || w.Hold < minHold || w.Hold > maxHold || w.Start+w.Hold > sh.Span {
-				t.Fatalf("seed %d window %d (%s): overlaps the previous one (ending %v) or leaves the bounds", seed, i, w, end)
+			if w.Hold < minHold || w.Hold > maxHold || w.Start+w.Hold > sh.Span || i > 0 && w.Start < s.Windows[i-1].Start+minGap {
+				t.Fatalf("seed %d window %d (%s): leaves the bounds", seed, i, w)
 			}
-			end = w.Start + w.Hold
+			ends = slices.DeleteFunc(ends, func(e time.Duration) bool { return e <= w.Start })
+			if len(ends) >= maxInForce || w.Kind == KindPowerLoss && len(ends) > 0 {
+				t.Fatalf("seed %d window %d (%s): opens with %d windows in force\n%s", seed, i, w, len(ends), s)
+			}
+			if i > 0 && s.Windows[i-1].Kind == KindPowerLoss && w.Start < s.Windows[i-1].Start+s.Windows[i-1].Hold {
+				t.Fatalf("seed %d window %d (%s): opens during a power loss\n%s", seed, i, w, s)
+			}
+			ends = append(ends, w.Start+w.Hold)
+			overlap = overlap || len(ends) > 1
 			if w.Count < 1 || w.Count >= len(sh.Brokers) {
 				t.Fatalf("seed %d window %d (%s): strikes %d of %d brokers", seed, i, w, w.Count, len(sh.Brokers))
 			}
@@ -67,8 +75,8 @@ func TestNewScheduleBoundsItsWindowsAndCoversEveryKindAndTarget(t *testing.T) {
 			t.Errorf("no schedule in 200 seeds targets %s", tg)
 		}
 	}
-	if !several {
-		t.Error("no window in 200 seeds strikes several brokers")
+	if !several || !overlap {
+		t.Errorf("in 200 seeds: a window striking several brokers %v, two windows in force at once %v", several, overlap)
 	}
 }
 
@@ -99,19 +107,24 @@ func TestWindowResolvesItsTargetAtRunTime(t *testing.T) {
 		ctrl     int32
 		want     []int32
 		wantPeer int32
+		busy     map[int32]bool
 	}{
-		{Window{Kind: KindKill, Target: TargetLeader, Count: 1, Order: []int32{2, 0, 1}}, 1, 0, []int32{1}, -1},
-		{Window{Kind: KindKill, Target: TargetLeader, Count: 2, Order: []int32{2, 0, 1}}, 1, 0, []int32{1, 2}, -1},
-		{Window{Kind: KindPause, Target: TargetFollower, Count: 1, Order: []int32{1, 0, 2}}, 1, 0, []int32{0}, -1},
-		{Window{Kind: KindIsolate, Target: TargetController, Count: 1, Order: []int32{1, 0, 2}}, 1, 2, []int32{2}, -1},
-		{Window{Kind: KindIsolate, Target: TargetController, Count: 1, Order: []int32{1, 0, 2}}, 1, 3000, []int32{1}, -1},
-		{Window{Kind: KindKill, Target: TargetLeader, Count: 1, Order: []int32{2, 0, 1}}, -1, 0, []int32{2}, -1},
-		{Window{Kind: KindKill, Target: TargetRandom, Count: 2, Order: []int32{2, 0, 1}}, 1, 0, []int32{2, 0}, -1},
-		{Window{Kind: KindOneWay, Target: TargetFollower, Count: 1, Order: []int32{2, 0, 1}}, 1, 0, []int32{2}, 1},
-		{Window{Kind: KindOneWay, Target: TargetLeader, Count: 1, Order: []int32{1, 0, 2}}, 1, 0, []int32{1}, 0},
+		{Window{Kind: KindKill, Target: TargetLeader, Count: 1, Order: []int32{2, 0, 1}}, 1, 0, []int32{1}, -1, nil},
+		{Window{Kind: KindKill, Target: TargetLeader, Count: 2, Order: []int32{2, 0, 1}}, 1, 0, []int32{1, 2}, -1, nil},
+		{Window{Kind: KindPause, Target: TargetFollower, Count: 1, Order: []int32{1, 0, 2}}, 1, 0, []int32{0}, -1, nil},
+		{Window{Kind: KindIsolate, Target: TargetController, Count: 1, Order: []int32{1, 0, 2}}, 1, 2, []int32{2}, -1, nil},
+		{Window{Kind: KindIsolate, Target: TargetController, Count: 1, Order: []int32{1, 0, 2}}, 1, 3000, []int32{1}, -1, nil},
+		{Window{Kind: KindKill, Target: TargetLeader, Count: 1, Order: []int32{2, 0, 1}}, -1, 0, []int32{2}, -1, nil},
+		{Window{Kind: KindKill, Target: TargetRandom, Count: 2, Order: []int32{2, 0, 1}}, 1, 0, []int32{2, 0}, -1, nil},
+		{Window{Kind: KindOneWay, Target: TargetFollower, Count: 1, Order: []int32{2, 0, 1}}, 1, 0, []int32{2}, 1, nil},
+		{Window{Kind: KindOneWay, Target: TargetLeader, Count: 1, Order: []int32{1, 0, 2}}, 1, 0, []int32{1}, 0, nil},
+		// Brokers another window holds are left out.
+		{Window{Kind: KindKill, Target: TargetLeader, Count: 2, Order: []int32{2, 0, 1}}, 1, 0, []int32{0}, -1, map[int32]bool{1: true, 2: true}},
+		{Window{Kind: KindPause, Target: TargetFollower, Count: 1, Order: []int32{1, 0, 2}}, 1, 0, []int32{2}, -1, map[int32]bool{0: true}},
+		{Window{Kind: KindKill, Target: TargetRandom, Count: 1, Order: []int32{2, 0, 1}}, 1, 0, nil, -1, map[int32]bool{0: true, 1: true, 2: true}},
 	}
 	for i, tt := range tests {
-		got, peer := tt.w.resolve(tt.leader, replicas, tt.ctrl)
+		got, peer := tt.w.resolve(tt.leader, replicas, tt.ctrl, tt.busy)
 		if !slices.Equal(got, tt.want) || peer != tt.wantPeer {
 			t.Errorf("%d: %s with leader %d, controller %d: %v -> %d, want %v -> %d", i, tt.w, tt.leader, tt.ctrl, got, peer, tt.want, tt.wantPeer)
 		}

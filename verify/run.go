@@ -391,8 +391,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	var nemesis Schedule
+	controller := int32(-1)
 	if cfg.Fault == FaultRandom {
-		if nemesis, err = randomSchedule(ctx, adm, cfg); err != nil {
+		if nemesis, controller, err = randomSchedule(ctx, adm, cfg); err != nil {
 			return res, err
 		}
 		res.Schedule = &nemesis
@@ -450,7 +451,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	s := &schedule{cfg: cfg, adm: adm, prog: prog, sent: &sent, produced: produced, tally: t, gate: g,
 		killed: map[int32]bool{}, isolated: map[int32]bool{}, paused: map[int32]bool{},
 		frozen: map[int32]bool{}, ctrlCut: map[int32]bool{}, delayed: map[int32]bool{}, cuts: map[[2]int32]bool{},
-		nemesis: nemesis, events: events}
+		nemesis: nemesis, controller: controller, events: events}
 	schedErr := s.run(ctx)
 	g.release()
 	if rerr := s.restore(ctx); schedErr == nil {
@@ -521,20 +522,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 // randomSchedule draws the run's random schedule from cfg.Seed for the
 // cluster's brokers, the topic's partitions and the injector's operations,
-// over the workload's duration (at least two seconds).
-func randomSchedule(ctx context.Context, adm *kadm.Client, cfg Config) (Schedule, error) {
+// over the workload's duration (at least three seconds); it returns the
+// controller the metadata names too.
+func randomSchedule(ctx context.Context, adm *kadm.Client, cfg Config) (Schedule, int32, error) {
 	md, err := adm.Metadata(ctx)
 	if err != nil {
-		return Schedule{}, fmt.Errorf("verify: metadata for the random schedule: %w", err)
+		return Schedule{}, -1, fmt.Errorf("verify: metadata for the random schedule: %w", err)
 	}
 	var brokers []int32
 	for _, b := range md.Brokers {
 		brokers = append(brokers, b.NodeID)
 	}
 	slices.Sort(brokers)
-	span := max(2*time.Second, time.Duration(cfg.Records)*time.Second/time.Duration(cfg.Rate))
+	span := max(3*time.Second, time.Duration(cfg.Records)*time.Second/time.Duration(cfg.Rate))
 	return NewSchedule(cfg.Seed, Shape{Brokers: brokers, Partitions: cfg.Partitions, Ops: SupportedOps(cfg.Faults),
-		Span: span, Durable: cfg.TopicConfigs["flush.messages"] == "1"}), nil
+		Span: span, Durable: cfg.TopicConfigs["flush.messages"] == "1"}), md.Controller, nil
 }
 
 // createTopic creates the run's topic with the no-loss topic settings.

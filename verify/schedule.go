@@ -35,8 +35,9 @@ type schedule struct {
 	frozen, ctrlCut, delayed map[int32]bool
 	cuts                     map[[2]int32]bool
 
-	nemesis Schedule  // a random schedule's windows (FaultRandom)
-	events  *eventLog // every fault operation carried out
+	nemesis    Schedule  // a random schedule's windows (FaultRandom)
+	controller int32     // the controller the metadata named when it was drawn
+	events     *eventLog // every fault operation carried out
 }
 
 func (s *schedule) run(ctx context.Context) error {
