@@ -313,7 +313,7 @@ func Analyze(h History) Anomalies {
 		maxSeq[kp] = r
 	}
 
-	var out Anomalies
+	out := Anomalies{}
 	for _, k := range AnomalyKinds() {
 		exs := found[k]
 		if len(exs) == 0 {
