@@ -393,14 +393,9 @@ func writeVerifyTable(w io.Writer, client verify.Client, cells []verifyRun, elap
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Preset, c.Fault,
 			r.Acked, r.Lost, r.Duplicated, r.Reordered, r.UnackedPresent, c.Verdict)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := writeRunsFooter(bw, tw, cells); err != nil {
 		return err
 	}
-	fmt.Fprintln(bw)
-	for _, line := range verifySummary(cells) {
-		fmt.Fprintln(bw, line)
-	}
-	writeAnomalies(bw, cells)
 	var problems []string
 	for _, c := range cells {
 		switch {
@@ -536,14 +531,9 @@ func writeScheduleTable(w io.Writer, client verify.Client, cells []verifyRun, se
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", *c.Seed, c.Preset, scheduleKinds(c.Result.Schedule),
 			r.Acked, r.Lost, r.Duplicated, r.Reordered, r.UnackedPresent, anomalyCounts(c.Result.Anomalies), c.Verdict)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := writeRunsFooter(bw, tw, cells); err != nil {
 		return err
 	}
-	fmt.Fprintln(bw)
-	for _, line := range verifySummary(cells) {
-		fmt.Fprintln(bw, line)
-	}
-	writeAnomalies(bw, cells)
 	var failing []verifyRun
 	for _, c := range cells {
 		if c.Error != "" || c.Failure != "" {
@@ -563,6 +553,20 @@ func writeScheduleTable(w io.Writer, client verify.Client, cells []verifyRun, se
 		}
 	}
 	return bw.Flush()
+}
+
+// writeRunsFooter ends a table of runs: it flushes the rows, then sums the
+// runs up per preset and lists their anomalies.
+func writeRunsFooter(w io.Writer, tw *tabwriter.Writer, cells []verifyRun) error {
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, line := range verifySummary(cells) {
+		fmt.Fprintln(w, line)
+	}
+	writeAnomalies(w, cells)
+	return nil
 }
 
 // scheduleKinds sums a random schedule up as its windows' kinds, such as
