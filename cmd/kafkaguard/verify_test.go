@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -437,6 +438,27 @@ func TestVerifySchedulesRunsSeededRandomSchedulesAndNamesEachSeed(t *testing.T) 
 	}
 	if !strings.Contains(stderr.String(), "2 random schedules, seeds 41 to 42") || !strings.Contains(stderr.String(), "seed 42 NoLoss: ok") {
 		t.Errorf("stderr does not name the seeds:\n%s", stderr.String())
+	}
+	// Not a terminal: the status lines are plain lines, naming the seed, the stage and the acks.
+	if !regexp.MustCompile(`(?m)^\[1/2\] seed 41 NoLoss: [a-z].*: sent \d+/300, acked \d+, failed \d+`).MatchString(stderr.String()) {
+		t.Errorf("no status line for seed 41 in stderr:\n%s", stderr.String())
+	}
+}
+
+func TestVerifyProgressLineGoesOutAtMostOncePerSecond(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgressLine(&buf)
+	for i := range 50 {
+		p.update(fmt.Sprintf("status %d", i))
+	}
+	p.done("finished")
+	if got := buf.String(); got != "status 0\nfinished\n" {
+		t.Errorf("stderr = %q, want one status line, then the run's line", got)
+	}
+	p.last = p.last.Add(-p.every) // a second later
+	p.update("status 50")
+	if !strings.HasSuffix(buf.String(), "status 50\n") {
+		t.Errorf("no status line a second later: %q", buf.String())
 	}
 }
 
