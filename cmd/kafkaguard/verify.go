@@ -534,6 +534,9 @@ func writeScheduleTable(w io.Writer, client verify.Client, cells []verifyRun, se
 	if err := writeRunsFooter(bw, tw, cells); err != nil {
 		return err
 	}
+	if note := dangerMissed(cells); note != "" {
+		fmt.Fprintln(bw, "\n"+note)
+	}
 	var failing []verifyRun
 	for _, c := range cells {
 		if c.Error != "" || c.Failure != "" {
@@ -567,6 +570,32 @@ func writeRunsFooter(w io.Writer, tw *tabwriter.Writer, cells []verifyRun) error
 	}
 	writeAnomalies(w, cells)
 	return nil
+}
+
+// dangerMissed says when LeaderAck or AtMostOnce ran under the random
+// schedules and lost nothing under any of them: the schedules did not reach
+// the danger those presets allow, so the clean runs of the safe presets
+// prove less. It returns "" otherwise.
+func dangerMissed(cells []verifyRun) string {
+	ran := map[produce.Preset]int{}
+	lost := map[produce.Preset]bool{}
+	for _, c := range cells {
+		if c.Result == nil || c.Preset != produce.LeaderAck && c.Preset != produce.AtMostOnce {
+			continue
+		}
+		ran[c.Preset]++
+		lost[c.Preset] = lost[c.Preset] || c.Result.Report.Lost > 0
+	}
+	var missed []string
+	for _, p := range []produce.Preset{produce.LeaderAck, produce.AtMostOnce} {
+		if ran[p] > 0 && !lost[p] {
+			missed = append(missed, fmt.Sprintf("%s lost nothing in %s", p, runsText(ran[p])))
+		}
+	}
+	if len(missed) == 0 {
+		return ""
+	}
+	return "note: " + strings.Join(missed, ", ") + ": these schedules did not reach the danger it allows"
 }
 
 // scheduleKinds sums a random schedule up as its windows' kinds, such as

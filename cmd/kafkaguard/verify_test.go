@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/produce"
 	"github.com/kafkaguard/kafkaguard/verify"
 )
 
@@ -496,5 +497,18 @@ func TestVerifySchedulesPrintsTheCommandThatReplaysAFailingSeed(t *testing.T) {
 		" --keys 3 --rate 300 --records 300 --preset StrictOrder --seed 7 --schedules 1"
 	if !strings.Contains(out, want) || !strings.Contains(out, "refused by the test") {
 		t.Errorf("stdout lacks %q and the error:\n%s", want, out)
+	}
+}
+
+func TestVerifySchedulesSaysWhenTheUnsafePresetsLostNothing(t *testing.T) {
+	run := func(p produce.Preset, lost int) verifyRun {
+		return verifyRun{Preset: p, Fault: verify.FaultRandom, Result: &verify.Result{Report: verify.Report{Lost: lost}}}
+	}
+	if got := dangerMissed([]verifyRun{run(produce.NoLoss, 0), run(produce.LeaderAck, 0), run(produce.LeaderAck, 0)}); got !=
+		"note: LeaderAck lost nothing in 2 runs: these schedules did not reach the danger it allows" {
+		t.Errorf("dangerMissed = %q", got)
+	}
+	if got := dangerMissed([]verifyRun{run(produce.LeaderAck, 0), run(produce.LeaderAck, 3), run(produce.NoLoss, 0)}); got != "" {
+		t.Errorf("LeaderAck lost 3 records: dangerMissed = %q, want no note", got)
 	}
 }
