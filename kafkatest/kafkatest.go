@@ -91,6 +91,15 @@ func MaxRequestBytes(n int32) Opt {
 	return optFunc(func(c *cluster.Config) { c.MaxRequestBytes = n })
 }
 
+// UnsafeHWOnCommittedISR re-creates a fixed data-loss bug of the bundled broker (issue 11, item
+// 1): a leader advances its high watermark, and answers acks=all, on the committed ISR only while
+// a follower's ISR join is pending, so electing that follower can lose acknowledged records. It
+// exists only so that kafkaguard's own tests can show their checks find that loss; never use it
+// otherwise.
+func UnsafeHWOnCommittedISR() Opt {
+	return optFunc(func(c *cluster.Config) { c.UnsafeHWOnCommittedISR = true })
+}
+
 // Cluster is a running bundled cluster. Its methods are safe for concurrent use.
 type Cluster struct {
 	c *cluster.Cluster

@@ -30,6 +30,23 @@
 // flush.messages=1, [Config.TopicConfigs]); without it a loss is shown as
 // allowed ("allowed without fsync"), with it nothing may be lost.
 //
+// [FaultRandom] runs a seeded random schedule instead ([NewSchedule],
+// Config.Seed): windows of kill, power loss, pause, isolation, one-way and
+// controller-only partitions, latency and paused replication, at most two in
+// force at once, on the leader, a follower, the controller or random brokers,
+// drawn from what the injector can do ([SupportedOps]: the optional
+// [PowerLosser], [Pauser], [LinkCutter], [ControllerCutter], [Delayer]) and
+// always ending healed. The same seed on the same cluster shape draws the
+// same schedule.
+//
+// Besides the counts, every run's history (each send's outcome and time, each
+// poll of the read-back with offsets, the fault events) goes through
+// [Analyze], which names anomalies as Jepsen's Kafka analyses do —
+// lost-write, unseen, duplicate, inconsistent-offsets, nonmonotonic-poll,
+// poll-skip, reordered-within-key, and indeterminate records, which are
+// counted and allowed — each with a count and up to five examples (value,
+// partition, offset, seed, time, faults in force).
+//
 // NoLoss and StrictOrder must show zero lost, duplicated and reordered
 // records under every other schedule. LeaderAck (acks=1) must show loss under
 // FaultPauseFollowersKillLeader, where the leader acknowledges records its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
@@ -52,4 +53,18 @@ func ExampleRun() {
 	r := res.Report
 	fmt.Println("lost:", r.Lost, "duplicated:", r.Duplicated, "reordered:", r.Reordered, "promise kept:", res.Err() == nil)
 	// Output: lost: 0 duplicated: 0 reordered: 0 promise kept: true
+}
+
+func ExampleNewSchedule() {
+	// The schedule of seed 7 for three brokers, one partition and every fault the bundled
+	// cluster can carry out, over three seconds: the same seed always draws it again.
+	s := verify.NewSchedule(7, verify.Shape{Brokers: []int32{0, 1, 2}, Partitions: 1, Ops: verify.Ops(), Span: 3 * time.Second})
+	for _, w := range s.Windows {
+		fmt.Println(w)
+	}
+	// Output:
+	// 970ms+620ms power-loss follower of p0
+	// 1.74s+1.26s kill follower of p0
+	// 2.26s+400ms latency leader of p0 271ms±136ms
+	// 2.67s+330ms pause [1]
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 )
 
 // Fault names a fault schedule: what happens to the cluster while the
@@ -118,7 +120,98 @@ const (
 	// OpPowerLoss is [PowerLosser.PowerLoss], which a FaultInjector may
 	// implement.
 	OpPowerLoss Op = "power-loss"
+	// OpPause and OpResume are [Pauser]'s: a stopped process (SIGSTOP) and
+	// its thaw.
+	OpPause  Op = "pause"
+	OpResume Op = "resume"
+	// OpCutLink and OpHealLink are [LinkCutter]'s: a one-way partition
+	// between two brokers and its repair.
+	OpCutLink  Op = "cut-link"
+	OpHealLink Op = "heal-link"
+	// OpCutController and OpReconnectController are [ControllerCutter]'s: a
+	// partition between one broker and the controller only.
+	OpCutController       Op = "cut-controller"
+	OpReconnectController Op = "reconnect-controller"
+	// OpLatency is [Delayer.SetLatency]: added latency on every message a
+	// broker receives (zero removes it).
+	OpLatency Op = "latency"
 )
+
+// Ops returns every operation a [FaultInjector] may offer, in a fixed
+// order: the interface's own and those of the optional interfaces
+// ([PowerLosser], [Pauser], [LinkCutter], [ControllerCutter], [Delayer]).
+func Ops() []Op {
+	return []Op{OpKill, OpRestart, OpIsolate, OpHeal, OpPauseReplication, OpResumeReplication,
+		OpPowerLoss, OpPause, OpResume, OpCutLink, OpHealLink, OpCutController, OpReconnectController, OpLatency}
+}
+
+// Pauser is implemented by a [FaultInjector] that can freeze a broker's
+// process (SIGSTOP) and thaw it (SIGCONT).
+type Pauser interface {
+	Pause(ctx context.Context, broker int32) error
+	Resume(ctx context.Context, broker int32) error
+}
+
+// LinkCutter is implemented by a [FaultInjector] that can cut one
+// direction of the link between two brokers: from can no longer reach to,
+// while to still reaches from.
+type LinkCutter interface {
+	CutLink(ctx context.Context, from, to int32) error
+	HealLink(ctx context.Context, from, to int32) error
+}
+
+// ControllerCutter is implemented by a [FaultInjector] that can cut a
+// broker's link to the controller only (it still serves clients and
+// replicates).
+type ControllerCutter interface {
+	CutController(ctx context.Context, broker int32) error
+	ReconnectController(ctx context.Context, broker int32) error
+}
+
+// Delayer is implemented by a [FaultInjector] that can add latency (plus
+// up to jitter) to every message a broker receives; zero removes it.
+type Delayer interface {
+	SetLatency(ctx context.Context, broker int32, latency, jitter time.Duration) error
+}
+
+// SupportedOps returns the operations fi can perform, as far as it tells
+// (see [Limited]), in the order of [Ops]; none if fi is nil.
+func SupportedOps(fi FaultInjector) []Op {
+	if fi == nil {
+		return nil
+	}
+	var out []Op
+	for _, op := range Ops() {
+		if supportsOp(fi, op) {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// supportsOp reports whether fi has op: the optional interface it needs,
+// and Limited's word.
+func supportsOp(fi FaultInjector, op Op) bool {
+	var has bool
+	switch op {
+	case OpPowerLoss:
+		_, has = fi.(PowerLosser)
+	case OpPause, OpResume:
+		_, has = fi.(Pauser)
+	case OpCutLink, OpHealLink:
+		_, has = fi.(LinkCutter)
+	case OpCutController, OpReconnectController:
+		_, has = fi.(ControllerCutter)
+	case OpLatency:
+		_, has = fi.(Delayer)
+	default:
+		has = true
+	}
+	if l, limited := fi.(Limited); has && limited {
+		has = l.Supports(op)
+	}
+	return has
+}
 
 // PowerLosser is implemented by a [FaultInjector] that can cut the power of
 // brokers: each is killed and loses every byte it had not fsynced, and stays
@@ -167,14 +260,18 @@ func Supports(fi FaultInjector, f Fault) bool { return len(MissingOps(fi, f)) ==
 // MissingOps returns the operations schedule f needs that fi lacks, as far
 // as fi tells (see [Limited]); all of them if fi is nil.
 func MissingOps(fi FaultInjector, f Fault) []Op {
+	return missingOps(fi, f.Ops())
+}
+
+// missingOps returns the operations of ops that fi lacks; all of them if fi
+// is nil.
+func missingOps(fi FaultInjector, ops []Op) []Op {
 	if fi == nil {
-		return f.Ops()
+		return slices.Clone(ops)
 	}
-	l, limited := fi.(Limited)
-	_, powerLoss := fi.(PowerLosser)
 	var missing []Op
-	for _, op := range f.Ops() {
-		if op == OpPowerLoss && !powerLoss || limited && !l.Supports(op) {
+	for _, op := range ops {
+		if !supportsOp(fi, op) {
 			missing = append(missing, op)
 		}
 	}

@@ -23,7 +23,9 @@ import (
 )
 
 // ClusterFaults returns a [FaultInjector] acting on a bundled cluster
-// started with the kafkatest package. It supports every operation.
+// started with the kafkatest package. It supports every operation of
+// [Ops]: it also implements [PowerLosser], [Pauser], [LinkCutter],
+// [ControllerCutter] and [Delayer].
 func ClusterFaults(c *kafkatest.Cluster) FaultInjector { return clusterFaults{c} }
 
 type clusterFaults struct{ c *kafkatest.Cluster }
@@ -43,6 +45,27 @@ func (f clusterFaults) ResumeReplication(_ context.Context, id int32) error {
 func (f clusterFaults) PowerLoss(_ context.Context, ids ...int32) error {
 	return f.c.PowerLoss(ids...)
 }
+func (f clusterFaults) Pause(_ context.Context, id int32) error  { return f.c.Pause(id) }
+func (f clusterFaults) Resume(_ context.Context, id int32) error { return f.c.Resume(id) }
+func (f clusterFaults) CutLink(_ context.Context, from, to int32) error {
+	return f.c.CutLink(from, to)
+}
+func (f clusterFaults) HealLink(_ context.Context, from, to int32) error {
+	return f.c.HealLink(from, to)
+}
+func (f clusterFaults) CutController(_ context.Context, id int32) error {
+	return f.c.CutController(id)
+}
+func (f clusterFaults) ReconnectController(_ context.Context, id int32) error {
+	return f.c.ReconnectController(id)
+}
+func (f clusterFaults) SetLatency(_ context.Context, id int32, latency, jitter time.Duration) error {
+	return f.c.SetLatency(id, latency, jitter)
+}
+func (f clusterFaults) replicas(_ context.Context, topic string, p int32) ([]int32, error) {
+	info, err := f.c.Partition(topic, p)
+	return info.Replicas, err
+}
 func (f clusterFaults) Leader(_ context.Context, topic string, p int32) (int32, error) {
 	info, err := f.c.Partition(topic, p)
 	if err != nil {
@@ -54,6 +77,7 @@ func (f clusterFaults) Leader(_ context.Context, topic string, p int32) (int32, 
 // ControlFaults returns a [FaultInjector] speaking the bundled cluster's
 // JSON control API at base, such as "http://127.0.0.1:9644" (printed by
 // "kafkaguard broker --control"). A nil client means http.DefaultClient.
+// Like [ClusterFaults] it supports every operation of [Ops].
 func ControlFaults(base string, client *http.Client) FaultInjector {
 	if client == nil {
 		client = http.DefaultClient
@@ -67,7 +91,15 @@ type controlFaults struct {
 }
 
 func (f *controlFaults) post(ctx context.Context, id int32, action string) error {
-	return f.do(ctx, http.MethodPost, "/brokers/"+strconv.Itoa(int(id))+"/"+action, nil)
+	return f.postQuery(ctx, id, action, nil)
+}
+
+func (f *controlFaults) postQuery(ctx context.Context, id int32, action string, q url.Values) error {
+	path := "/brokers/" + strconv.Itoa(int(id)) + "/" + action
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return f.do(ctx, http.MethodPost, path, nil)
 }
 
 // do sends a request and decodes a JSON answer into out (if not nil).
@@ -127,6 +159,30 @@ func (f *controlFaults) PauseReplication(ctx context.Context, id int32) error {
 }
 func (f *controlFaults) ResumeReplication(ctx context.Context, id int32) error {
 	return f.post(ctx, id, "resume-replication")
+}
+func (f *controlFaults) Pause(ctx context.Context, id int32) error  { return f.post(ctx, id, "pause") }
+func (f *controlFaults) Resume(ctx context.Context, id int32) error { return f.post(ctx, id, "resume") }
+func (f *controlFaults) CutLink(ctx context.Context, from, to int32) error {
+	return f.postQuery(ctx, from, "cut-link", url.Values{"to": {strconv.Itoa(int(to))}})
+}
+func (f *controlFaults) HealLink(ctx context.Context, from, to int32) error {
+	return f.postQuery(ctx, from, "heal-link", url.Values{"to": {strconv.Itoa(int(to))}})
+}
+func (f *controlFaults) CutController(ctx context.Context, id int32) error {
+	return f.post(ctx, id, "cut-controller")
+}
+func (f *controlFaults) ReconnectController(ctx context.Context, id int32) error {
+	return f.post(ctx, id, "reconnect-controller")
+}
+func (f *controlFaults) SetLatency(ctx context.Context, id int32, latency, jitter time.Duration) error {
+	return f.postQuery(ctx, id, "latency", url.Values{"latency": {latency.String()}, "jitter": {jitter.String()}})
+}
+func (f *controlFaults) replicas(ctx context.Context, topic string, p int32) ([]int32, error) {
+	var info struct {
+		Replicas []int32 `json:"replicas"`
+	}
+	err := f.do(ctx, http.MethodGet, "/partitions/"+url.PathEscape(topic)+"/"+strconv.Itoa(int(p)), &info)
+	return info.Replicas, err
 }
 func (f *controlFaults) Leader(ctx context.Context, topic string, p int32) (int32, error) {
 	var info struct {

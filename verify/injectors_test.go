@@ -2,10 +2,13 @@ package verify
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +51,57 @@ func TestControlFaultsDrivesTheBundledClusterOverHTTP(t *testing.T) {
 			t.Fatalf("after %s broker 1 is %+v", s.name, b)
 		}
 	}
+	// The edge faults of the optional interfaces, over the same API.
+	pauser, cutter := fi.(Pauser), fi.(ControllerCutter)
+	delayer, links := fi.(Delayer), fi.(LinkCutter)
+	if pauser == nil || cutter == nil || delayer == nil || links == nil || len(SupportedOps(fi)) != len(Ops()) {
+		t.Fatalf("ControlFaults supports %v, want every op of %v", SupportedOps(fi), Ops())
+	}
+	edge := []struct {
+		name  string
+		do    func(context.Context, int32) error
+		check func(kafkatest.BrokerInfo) bool
+	}{
+		{"pause", pauser.Pause, func(b kafkatest.BrokerInfo) bool { return b.Frozen }},
+		{"resume", pauser.Resume, func(b kafkatest.BrokerInfo) bool { return !b.Frozen }},
+		{"cut-controller", cutter.CutController, func(b kafkatest.BrokerInfo) bool { return b.ControllerCut }},
+		{"reconnect-controller", cutter.ReconnectController, func(b kafkatest.BrokerInfo) bool { return !b.ControllerCut }},
+		{"latency", func(ctx context.Context, id int32) error {
+			return delayer.SetLatency(ctx, id, 150*time.Millisecond, 20*time.Millisecond)
+		},
+			func(b kafkatest.BrokerInfo) bool { return b.LatencyMs == 150 && b.JitterMs == 20 }},
+		{"latency 0", func(ctx context.Context, id int32) error { return delayer.SetLatency(ctx, id, 0, 0) },
+			func(b kafkatest.BrokerInfo) bool { return b.LatencyMs == 0 && b.JitterMs == 0 }},
+	}
+	for _, s := range edge {
+		if err := s.do(ctx, 2); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if b := c.Brokers()[2]; !s.check(b) {
+			t.Fatalf("after %s broker 2 is %+v", s.name, b)
+		}
+	}
+	cutLinks := func() string {
+		resp, err := srv.Client().Get(srv.URL + "/cluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st struct {
+			CutLinks []struct{ From, To int32 } `json:"cut_links"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(st.CutLinks)
+	}
+	if err := links.CutLink(ctx, 2, 0); err != nil || cutLinks() != "[{2 0}]" {
+		t.Fatalf("CutLink(2, 0) = %v, cut links %s", err, cutLinks())
+	}
+	if err := links.HealLink(ctx, 2, 0); err != nil || cutLinks() != "[]" {
+		t.Fatalf("HealLink(2, 0) = %v, cut links %s", err, cutLinks())
+	}
+
 	err = fi.Restart(ctx, 1)
 	if err == nil || !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), "running") {
 		t.Errorf("restarting a running broker: %v, want the API's 409 and its message", err)
@@ -124,6 +178,9 @@ func TestExecFaultsSupportsOnlyKillAndRestart(t *testing.T) {
 		t.Errorf("MissingOps(kill-leader) = %v, want [restart]", got)
 	}
 	f.RestartCmd = "true"
+	if got := SupportedOps(f); !slices.Equal(got, []Op{OpKill, OpRestart}) {
+		t.Errorf("SupportedOps = %v, want [kill restart]", got)
+	}
 	for fault, ok := range map[Fault]bool{FaultNone: true, FaultKillLeader: true, FaultKillFollower: true,
 		FaultIsolateLeader: false, FaultPauseFollowersKillLeader: false} {
 		if Supports(f, fault) != ok {

@@ -69,7 +69,11 @@ type Config struct {
 	// so that the faults hit a stream that is still flowing.
 	Rate int
 
-	Fault     Fault         // Fault is the schedule (default FaultNone).
+	Fault Fault // Fault is the schedule (default FaultNone).
+	// Seed draws the random schedule of FaultRandom ([NewSchedule]) for the
+	// cluster's brokers, the topic's partitions and the operations Faults
+	// supports; the same seed on the same cluster shape replays it.
+	Seed      int64
 	Bootstrap []string      // Bootstrap lists the cluster's seed brokers.
 	Faults    FaultInjector // Faults carries out the schedule.
 
@@ -106,11 +110,18 @@ type Progress struct {
 	Sent    int    // Sent counts records handed to the producer.
 	Acked   int    // Acked counts records acknowledged so far.
 	Failed  int    // Failed counts records whose send failed.
+	Seed    int64  // Seed is Config.Seed under FaultRandom.
+	// Faults are the faults in force, such as "kill 1" (see [ActiveFaults]).
+	Faults []string
 }
 
 // String formats the progress as one line.
 func (p Progress) String() string {
-	return fmt.Sprintf("%s: sent %d/%d, acked %d, failed %d", p.Stage, p.Sent, p.Records, p.Acked, p.Failed)
+	s := fmt.Sprintf("%s: sent %d/%d, acked %d, failed %d", p.Stage, p.Sent, p.Records, p.Acked, p.Failed)
+	if len(p.Faults) > 0 {
+		s += "; faults: " + strings.Join(p.Faults, ", ")
+	}
+	return s
 }
 
 func (cfg Config) normalize() (Config, error) {
@@ -145,7 +156,7 @@ func (cfg Config) normalize() (Config, error) {
 	if _, err := ParseClient(string(cfg.Client)); err != nil {
 		errs = append(errs, fmt.Errorf("verify: Client: %w", err))
 	}
-	if _, err := ParseFault(string(cfg.Fault)); err != nil {
+	if _, err := ParseFault(string(cfg.Fault)); err != nil && cfg.Fault != FaultRandom {
 		errs = append(errs, fmt.Errorf("verify: Fault: %w", err))
 	}
 	if cfg.Records < 0 {
@@ -166,7 +177,7 @@ func (cfg Config) normalize() (Config, error) {
 	if len(cfg.Bootstrap) == 0 {
 		errs = append(errs, errors.New("verify: Bootstrap lists no brokers"))
 	}
-	if len(cfg.Fault.Ops()) > 0 && cfg.Faults == nil {
+	if (len(cfg.Fault.Ops()) > 0 || cfg.Fault == FaultRandom) && cfg.Faults == nil {
 		errs = append(errs, fmt.Errorf("verify: fault %s needs a FaultInjector", cfg.Fault))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -175,8 +186,16 @@ func (cfg Config) normalize() (Config, error) {
 	if missing := MissingOps(cfg.Faults, cfg.Fault); len(missing) > 0 {
 		return cfg, fmt.Errorf("%w: fault %s needs %v", ErrUnsupported, cfg.Fault, missing)
 	}
+	if cfg.Fault == FaultRandom && len(drawableKinds(Shape{Brokers: []int32{0, 1}, Ops: SupportedOps(cfg.Faults)})) == 0 {
+		return cfg, fmt.Errorf("%w: a random schedule needs a fault and its repair (such as kill and restart); the injector offers %v",
+			ErrUnsupported, SupportedOps(cfg.Faults))
+	}
 	if cfg.Topic == "" {
-		cfg.Topic = fmt.Sprintf("kafkaguard-verify-%s-%s-%s", strings.ToLower(cfg.Preset.String()), cfg.Fault,
+		fault := string(cfg.Fault)
+		if cfg.Fault == FaultRandom {
+			fault += "-s" + strconv.FormatInt(cfg.Seed, 10)
+		}
+		cfg.Topic = fmt.Sprintf("kafkaguard-verify-%s-%s-%s", strings.ToLower(cfg.Preset.String()), fault,
 			strconv.FormatInt(time.Now().UnixNano(), 36))
 	}
 	return cfg, nil
@@ -199,6 +218,14 @@ type Result struct {
 	FirstError string `json:"first_error,omitempty"`
 
 	Report Report `json:"report"` // Report judges what was read back.
+	// Anomalies name what the checker found ([Analyze]), with examples.
+	Anomalies Anomalies `json:"anomalies"`
+
+	// Seed and Schedule are the random schedule's, under FaultRandom.
+	Seed     int64     `json:"seed,omitempty"`
+	Schedule *Schedule `json:"schedule,omitempty"`
+	// FaultEvents are the fault operations carried out, in order.
+	FaultEvents []FaultEvent `json:"fault_events,omitempty"`
 
 	// Acked lists the acknowledged records, ordered by key and sequence.
 	Acked []Ack `json:"-"`
@@ -230,7 +257,9 @@ func (r Result) lossAllowed() bool {
 	return r.Fault == FaultPowerLossAllReplicas && r.TopicConfigs["flush.messages"] != "1"
 }
 
-// Err returns nil if the run kept the preset's promise. NoLoss and
+// Err returns nil if the run kept the preset's promise. The anomalies no
+// preset allows (inconsistent-offsets, nonmonotonic-poll, poll-skip) fail
+// every run ([ErrAnomaly]). NoLoss and
 // StrictOrder promise no loss, duplicate or reorder ([Report.Err]), except
 // that under FaultPowerLossAllReplicas without flush.messages=1 a loss is
 // allowed (acknowledged records that no replica had fsynced); LeaderAck
@@ -240,6 +269,11 @@ func (r Result) Err() error {
 	var errs []error
 	if r.Corrupt > 0 {
 		errs = append(errs, fmt.Errorf("%w: %d", ErrCorrupt, r.Corrupt))
+	}
+	for _, k := range neverAllowed {
+		if a, ok := r.Anomalies.Get(k); ok {
+			errs = append(errs, fmt.Errorf("%w: %s: %d, e.g. %v", ErrAnomaly, k, a.Count, a.Examples[0]))
+		}
 	}
 	if keepsEverything(r.Preset) {
 		rep := r.Report
@@ -268,6 +302,11 @@ func (r Result) Verdict() string {
 			what = append(what, "no loss shown")
 		case r.Corrupt > 0:
 			what = append(what, "corrupt")
+		}
+		for _, k := range neverAllowed {
+			if r.Anomalies.Count(k) > 0 {
+				what = append(what, string(k))
+			}
 		}
 		if keepsEverything(r.Preset) {
 			if r.Report.Lost > 0 && !r.lossAllowed() {
@@ -330,6 +369,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	start := time.Now()
 	res := Result{Preset: cfg.Preset, Client: cfg.Client, Fault: cfg.Fault, Topic: cfg.Topic, TopicConfigs: cfg.TopicConfigs}
+	if cfg.Fault == FaultRandom {
+		res.Seed = cfg.Seed
+	}
 
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Bootstrap...), kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
@@ -343,7 +385,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	rec := newRecorder(start, cfg.Records, cfg.Keys)
 	t.timeline = rec
 	var sent atomic.Int64
-	prog := newProgressor(cfg, &sent, t)
+	events := newEventLog()
+	prog := newProgressor(cfg, &sent, t, events)
 	defer prog.stop()
 
 	prog.stage("create topic " + cfg.Topic)
@@ -352,6 +395,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if err := waitHealthy(ctx, adm, cfg.Topic, healthyTimeout); err != nil {
 		return res, err
+	}
+	var nemesis Schedule
+	controller := int32(-1)
+	if cfg.Fault == FaultRandom {
+		if nemesis, controller, err = randomSchedule(ctx, adm, cfg); err != nil {
+			return res, err
+		}
+		res.Schedule = &nemesis
+		cfg.Logger.Info("verify: random schedule", "seed", cfg.Seed, "schedule", nemesis.String())
 	}
 
 	snd, err := newSender(ctx, cfg, t)
@@ -376,6 +428,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	g := newGate(cfg)
 	defer g.release()
 	produced := make(chan struct{})
+	origin := time.Now()
+	events.start(origin)
 	go func() {
 		defer close(produced)
 		interval := time.Second / time.Duration(cfg.Rate)
@@ -404,12 +458,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}()
 
 	s := &schedule{cfg: cfg, adm: adm, prog: prog, sent: &sent, produced: produced, tally: t, gate: g,
-		killed: map[int32]bool{}, isolated: map[int32]bool{}, paused: map[int32]bool{}}
+		killed: map[int32]bool{}, isolated: map[int32]bool{}, paused: map[int32]bool{},
+		frozen: map[int32]bool{}, ctrlCut: map[int32]bool{}, delayed: map[int32]bool{}, cuts: map[[2]int32]bool{},
+		nemesis: nemesis, controller: controller, events: events}
 	schedErr := s.run(ctx)
 	g.release()
 	if rerr := s.restore(ctx); schedErr == nil {
 		schedErr = rerr
 	}
+	_, res.FaultEvents = events.snapshot()
 	if schedErr != nil {
 		stopProducing()
 		<-produced
@@ -451,11 +508,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	prog.stage("read back")
-	read, corrupt, err := readBack(ctx, cfg, adm, rec)
+	read, polls, corrupt, err := readBack(ctx, cfg, adm, origin, rec)
 	if err != nil {
 		return res, err
 	}
 	res.Corrupt = corrupt
+	res.Anomalies = Analyze(History{Seed: res.Seed, Sends: t.history(origin), Polls: polls, Faults: res.FaultEvents})
 	acked := make([]Value, len(res.Acked))
 	for i, a := range res.Acked {
 		acked[i] = a.Value
@@ -471,6 +529,25 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.Timeline = rec.timeline()
 	prog.stage("done")
 	return res, nil
+}
+
+// randomSchedule draws the run's random schedule from cfg.Seed for the
+// cluster's brokers, the topic's partitions and the injector's operations,
+// over the workload's duration (at least three seconds); it returns the
+// controller the metadata names too.
+func randomSchedule(ctx context.Context, adm *kadm.Client, cfg Config) (Schedule, int32, error) {
+	md, err := adm.Metadata(ctx)
+	if err != nil {
+		return Schedule{}, -1, fmt.Errorf("verify: metadata for the random schedule: %w", err)
+	}
+	var brokers []int32
+	for _, b := range md.Brokers {
+		brokers = append(brokers, b.NodeID)
+	}
+	slices.Sort(brokers)
+	span := max(3*time.Second, time.Duration(cfg.Records)*time.Second/time.Duration(cfg.Rate))
+	return NewSchedule(cfg.Seed, Shape{Brokers: brokers, Partitions: cfg.Partitions, Ops: SupportedOps(cfg.Faults),
+		Span: span, Durable: cfg.TopicConfigs["flush.messages"] == "1"}), md.Controller, nil
 }
 
 // createTopic creates the run's topic with the no-loss topic settings.
@@ -528,14 +605,15 @@ func waitHealthy(ctx context.Context, adm *kadm.Client, topic string, timeout ti
 }
 
 // readBack consumes every partition from the start up to its end offset
-// and returns the workload records, with the count of records that were
-// not workload values. It notes its progress in rec.
-func readBack(ctx context.Context, cfg Config, adm *kadm.Client, rec *recorder) ([]Record, int, error) {
+// and returns the workload records, each poll of them (times since
+// origin), and the count of records that were not workload values. It notes
+// its progress in rec.
+func readBack(ctx context.Context, cfg Config, adm *kadm.Client, origin time.Time, rec *recorder) ([]Record, []Poll, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	ends, err := stableEndOffsets(ctx, adm, cfg.Topic)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	want := map[int32]int64{}
 	parts := map[int32]kgo.Offset{}
@@ -546,17 +624,18 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client, rec *recorder) 
 		}
 	})
 	if len(want) == 0 {
-		return nil, 0, nil
+		return nil, nil, 0, nil
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Bootstrap...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: parts}),
 		kgo.FetchMaxWait(100*time.Millisecond), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
-		return nil, 0, fmt.Errorf("verify: %w", err)
+		return nil, nil, 0, fmt.Errorf("verify: %w", err)
 	}
 	defer cl.Close()
 	next := map[int32]int64{}
 	var out []Record
+	var polls []Poll
 	corrupt := 0
 	remaining := func() int64 {
 		var n int64
@@ -569,8 +648,9 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client, rec *recorder) 
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return nil, 0, fmt.Errorf("verify: reading %s back: offsets reached %v of %v: %w", cfg.Topic, next, want, err)
+			return nil, nil, 0, fmt.Errorf("verify: reading %s back: offsets reached %v of %v: %w", cfg.Topic, next, want, err)
 		}
+		poll := Poll{At: time.Since(origin)}
 		fs.EachRecord(func(r *kgo.Record) {
 			next[r.Partition] = r.Offset + 1
 			v, err := ParseValue(r.Value)
@@ -578,8 +658,12 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client, rec *recorder) 
 				corrupt++
 				return
 			}
-			out = append(out, Record{Partition: r.Partition, Offset: r.Offset, Value: v})
+			poll.Records = append(poll.Records, Record{Partition: r.Partition, Offset: r.Offset, Value: v})
 		})
+		if len(poll.Records) > 0 {
+			out = append(out, poll.Records...)
+			polls = append(polls, poll)
+		}
 		for p, end := range want {
 			if next[p] >= end {
 				delete(want, p)
@@ -587,7 +671,7 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client, rec *recorder) 
 		}
 		rec.readProgress(remaining())
 	}
-	return out, corrupt, nil
+	return out, polls, corrupt, nil
 }
 
 // stableEndOffsets lists the topic's end offsets until two answers a
@@ -626,18 +710,23 @@ func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm
 
 // progressor reports progress at every stage and periodically.
 type progressor struct {
-	fn    func(Progress)
-	total int
-	sent  *atomic.Int64
-	t     *tally
-	mu    sync.Mutex
-	cur   string
-	done  chan struct{}
-	wg    sync.WaitGroup
+	fn     func(Progress)
+	seed   int64
+	events *eventLog
+	total  int
+	sent   *atomic.Int64
+	t      *tally
+	mu     sync.Mutex
+	cur    string
+	done   chan struct{}
+	wg     sync.WaitGroup
 }
 
-func newProgressor(cfg Config, sent *atomic.Int64, t *tally) *progressor {
-	p := &progressor{fn: cfg.Progress, total: cfg.Records, sent: sent, t: t, done: make(chan struct{})}
+func newProgressor(cfg Config, sent *atomic.Int64, t *tally, events *eventLog) *progressor {
+	p := &progressor{fn: cfg.Progress, total: cfg.Records, sent: sent, t: t, done: make(chan struct{}), events: events}
+	if cfg.Fault == FaultRandom {
+		p.seed = cfg.Seed
+	}
 	if p.fn == nil {
 		return p
 	}
@@ -670,7 +759,8 @@ func (p *progressor) emit(stage string) {
 		p.cur = stage
 	}
 	acked, failed := p.t.counts()
-	p.fn(Progress{Stage: p.cur, Records: p.total, Sent: int(p.sent.Load()), Acked: acked, Failed: failed})
+	p.fn(Progress{Stage: p.cur, Records: p.total, Sent: int(p.sent.Load()), Acked: acked, Failed: failed,
+		Seed: p.seed, Faults: p.events.active()})
 }
 
 func (p *progressor) stop() {

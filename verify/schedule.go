@@ -1,9 +1,11 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -28,6 +30,14 @@ type schedule struct {
 	part int32
 
 	killed, isolated, paused map[int32]bool
+	// What a random schedule broke besides: frozen processes, cut
+	// controller links, added latency and one-way cuts.
+	frozen, ctrlCut, delayed map[int32]bool
+	cuts                     map[[2]int32]bool
+
+	nemesis    Schedule  // a random schedule's windows (FaultRandom)
+	controller int32     // the controller the metadata named when it was drawn
+	events     *eventLog // every fault operation carried out
 }
 
 func (s *schedule) run(ctx context.Context) error {
@@ -35,6 +45,8 @@ func (s *schedule) run(ctx context.Context) error {
 	switch s.cfg.Fault {
 	case FaultNone:
 		return nil
+	case FaultRandom:
+		return s.runRandom(ctx)
 	case FaultKillLeader:
 		s.waitSent(ctx, n/3)
 		s.part = s.tally.busiestPartition()
@@ -73,7 +85,7 @@ func (s *schedule) run(ctx context.Context) error {
 			return err
 		}
 		s.prog.stage(fmt.Sprintf("isolate leader %d", leader))
-		s.log("isolate", leader)
+		s.log(OpIsolate, leader)
 		if err := s.cfg.Faults.Isolate(ctx, leader); err != nil {
 			return err
 		}
@@ -82,7 +94,7 @@ func (s *schedule) run(ctx context.Context) error {
 			return err
 		}
 		s.prog.stage(fmt.Sprintf("heal broker %d", leader))
-		s.log("heal", leader)
+		s.log(OpHeal, leader)
 		if err := s.cfg.Faults.Heal(ctx, leader); err != nil {
 			return err
 		}
@@ -107,7 +119,7 @@ func (s *schedule) run(ctx context.Context) error {
 		fs := followers(leader, replicas)
 		for _, f := range fs {
 			s.prog.stage(fmt.Sprintf("pause replication on %d", f))
-			s.log("pause-replication", f)
+			s.log(OpPauseReplication, f)
 			if err := s.cfg.Faults.PauseReplication(ctx, f); err != nil {
 				return err
 			}
@@ -128,7 +140,7 @@ func (s *schedule) run(ctx context.Context) error {
 		}
 		for _, f := range fs {
 			s.prog.stage(fmt.Sprintf("resume replication on %d", f))
-			s.log("resume-replication", f)
+			s.log(OpResumeReplication, f)
 			if err := s.cfg.Faults.ResumeReplication(ctx, f); err != nil {
 				return err
 			}
@@ -150,7 +162,7 @@ func (s *schedule) run(ctx context.Context) error {
 		}
 		s.prog.stage(fmt.Sprintf("power loss on %v", replicas))
 		for _, id := range replicas {
-			s.log("power-loss", id)
+			s.log(OpPowerLoss, id)
 		}
 		err = s.cfg.Faults.(PowerLosser).PowerLoss(ctx, replicas...)
 		for _, id := range replicas {
@@ -175,21 +187,43 @@ func (s *schedule) restore(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
 	defer cancel()
 	var errs []error
+	for _, id := range sortedIDs(s.frozen) {
+		s.log(OpResume, id)
+		errs = append(errs, s.cfg.Faults.(Pauser).Resume(ctx, id))
+	}
+	for _, id := range sortedIDs(s.ctrlCut) {
+		s.log(OpReconnectController, id)
+		errs = append(errs, s.cfg.Faults.(ControllerCutter).ReconnectController(ctx, id))
+	}
+	for _, id := range sortedIDs(s.delayed) {
+		s.logDetail(OpLatency, id, latencyOff)
+		errs = append(errs, s.cfg.Faults.(Delayer).SetLatency(ctx, id, 0, 0))
+	}
+	for _, c := range slices.SortedFunc(maps.Keys(s.cuts), func(a, b [2]int32) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	}) {
+		s.logDetail(OpHealLink, c[0], linkDetail(c[1]))
+		errs = append(errs, s.cfg.Faults.(LinkCutter).HealLink(ctx, c[0], c[1]))
+	}
 	for _, id := range sortedIDs(s.paused) {
-		s.log("resume-replication", id)
+		s.log(OpResumeReplication, id)
 		errs = append(errs, s.cfg.Faults.ResumeReplication(ctx, id))
 	}
 	for _, id := range sortedIDs(s.isolated) {
-		s.log("heal", id)
+		s.log(OpHeal, id)
 		errs = append(errs, s.cfg.Faults.Heal(ctx, id))
 	}
 	for _, id := range sortedIDs(s.killed) {
-		s.log("restart", id)
+		s.log(OpRestart, id)
 		errs = append(errs, s.cfg.Faults.Restart(ctx, id))
 	}
 	clear(s.paused)
 	clear(s.isolated)
 	clear(s.killed)
+	clear(s.frozen)
+	clear(s.ctrlCut)
+	clear(s.delayed)
+	clear(s.cuts)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("verify: putting the cluster back: %w", err)
 	}
@@ -205,15 +239,19 @@ func sortedIDs(m map[int32]bool) []int32 {
 	return ids
 }
 
-func (s *schedule) log(op string, broker int32) {
-	s.tally.timeline.fault(Op(op), broker)
-	s.cfg.Logger.Info("verify: fault", "op", op, "broker", broker, "topic", s.cfg.Topic, "partition", s.part,
-		"sent", s.sent.Load())
+func (s *schedule) log(op Op, broker int32) { s.logDetail(op, broker, "") }
+
+// logDetail logs one fault operation and adds it to the run's events and timeline.
+func (s *schedule) logDetail(op Op, broker int32, detail string) {
+	s.tally.timeline.fault(op, broker, detail)
+	s.cfg.Logger.Info("verify: fault", "op", op, "broker", broker, "detail", detail, "topic", s.cfg.Topic,
+		"partition", s.part, "sent", s.sent.Load())
+	s.events.add(op, broker, detail)
 }
 
 func (s *schedule) kill(ctx context.Context, id int32) error {
 	s.prog.stage(fmt.Sprintf("kill broker %d", id))
-	s.log("kill", id)
+	s.log(OpKill, id)
 	if err := s.cfg.Faults.Kill(ctx, id); err != nil {
 		return err
 	}
@@ -223,7 +261,7 @@ func (s *schedule) kill(ctx context.Context, id int32) error {
 
 func (s *schedule) restart(ctx context.Context, id int32) error {
 	s.prog.stage(fmt.Sprintf("restart broker %d", id))
-	s.log("restart", id)
+	s.log(OpRestart, id)
 	if err := s.cfg.Faults.Restart(ctx, id); err != nil {
 		return err
 	}

@@ -34,6 +34,15 @@ type tally struct {
 	byPartition map[int32]int
 	// timeline, if set, is told every outcome.
 	timeline *recorder
+	// sends are every outcome with its time, for the history.
+	sends []timedSend
+}
+
+// timedSend is one outcome and when it arrived.
+type timedSend struct {
+	Ack
+	acked bool
+	at    time.Time
 }
 
 func newTally() *tally {
@@ -55,8 +64,23 @@ func (t *tally) record(a Ack, err error) {
 		t.acked = append(t.acked, a)
 		t.byPartition[a.Partition]++
 	}
+	t.sends = append(t.sends, timedSend{Ack: a, acked: err == nil, at: time.Now()})
 	t.settled++
 	t.cond.Broadcast()
+}
+
+// history returns every outcome as a [Send], with times since origin.
+func (t *tally) history(origin time.Time) []Send {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Send, len(t.sends))
+	for i, s := range t.sends {
+		out[i] = Send{Value: s.Value, Acked: s.acked, Partition: s.Partition, Offset: s.Offset, At: s.at.Sub(origin)}
+		if !s.acked {
+			out[i].Partition, out[i].Offset = -1, -1
+		}
+	}
+	return out
 }
 
 func (t *tally) counts() (acked, failed int) {

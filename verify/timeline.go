@@ -61,6 +61,7 @@ type TimelineFault struct {
 	At     time.Duration `json:"at_ns"`
 	Op     Op            `json:"op"`
 	Broker int32         `json:"broker"`
+	Detail string        `json:"detail,omitempty"` // e.g. the peer of a cut link, the added latency
 }
 
 // TimelineLag is one lag sample: a count of records at a time.
@@ -71,8 +72,9 @@ type TimelineLag struct {
 
 // TimelineWindow is a fault window on one broker: from the step that
 // began a fault to the step that ended it (kill or power-loss to restart,
-// isolate to heal, pause-replication to resume-replication), or to the
-// end of the run if none did. Any other step is a window of its own with
+// isolate to heal, pause to resume, cut-link to heal-link, cut-controller
+// to reconnect-controller, pause-replication to resume-replication, latency
+// to latency 0s), or to the end of the run if none did. Any other step is a window of its own with
 // End equal to Start.
 type TimelineWindow struct {
 	Op         Op
@@ -87,16 +89,25 @@ func endsFaults(op Op) []Op {
 		return []Op{OpKill, OpPowerLoss}
 	case OpHeal:
 		return []Op{OpIsolate}
+	case OpResume:
+		return []Op{OpPause}
+	case OpHealLink:
+		return []Op{OpCutLink}
+	case OpReconnectController:
+		return []Op{OpCutController}
 	case OpResumeReplication:
 		return []Op{OpPauseReplication}
 	}
 	return nil
 }
 
+// latencyOff is the detail of the latency step that takes added latency away.
+const latencyOff = "0s"
+
 // beginsFault reports whether op begins a fault that another operation
 // ends.
 func beginsFault(op Op) bool {
-	for _, end := range []Op{OpRestart, OpHeal, OpResumeReplication} {
+	for _, end := range []Op{OpRestart, OpHeal, OpResume, OpHealLink, OpReconnectController, OpResumeReplication} {
 		for _, b := range endsFaults(end) {
 			if b == op {
 				return true
@@ -115,7 +126,14 @@ func (tl *Timeline) Windows() []TimelineWindow {
 	open := map[key]int{} // index in out
 	var out []TimelineWindow
 	for _, f := range tl.Faults {
-		if beginsFault(f.Op) {
+		if f.Op == OpLatency && f.Detail == latencyOff {
+			if i, ok := open[key{f.Op, f.Broker}]; ok {
+				out[i].End = f.At
+				delete(open, key{f.Op, f.Broker})
+			}
+			continue
+		}
+		if beginsFault(f.Op) || f.Op == OpLatency {
 			if _, ok := open[key{f.Op, f.Broker}]; !ok {
 				open[key{f.Op, f.Broker}] = len(out)
 				out = append(out, TimelineWindow{Op: f.Op, Broker: f.Broker, Start: f.At, End: -1})
@@ -253,14 +271,14 @@ func (r *recorder) outcome(a Ack, err error) {
 }
 
 // fault notes a fault step beginning now.
-func (r *recorder) fault(op Op, broker int32) {
+func (r *recorder) fault(op Op, broker int32, detail string) {
 	if r == nil {
 		return
 	}
 	at := time.Since(r.start)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.faults = append(r.faults, TimelineFault{At: at, Op: op, Broker: broker})
+	r.faults = append(r.faults, TimelineFault{At: at, Op: op, Broker: broker, Detail: detail})
 }
 
 // readProgress notes that the read back has remaining records to read; it

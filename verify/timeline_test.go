@@ -42,16 +42,26 @@ func TestTimelineWindowsPairEachFaultWithTheStepThatEndsIt(t *testing.T) {
 		{At: 3 * s, Op: OpResumeReplication, Broker: 2},
 		{At: 4 * s, Op: OpRestart, Broker: 1},
 		{At: 5 * s, Op: OpIsolate, Broker: 1},
-		{At: 6 * s, Op: "latency", Broker: 2}, // a step nothing pairs: a window of its own
+		{At: 6 * s, Op: "bounce", Broker: 2},  // a step nothing pairs: a window of its own
 		{At: 7 * s, Op: OpRestart, Broker: 2}, // ends nothing: a step of its own
+		{At: 7 * s, Op: OpPause, Broker: 3},
+		{At: 8 * s, Op: OpLatency, Broker: 1, Detail: "100ms±50ms"},
+		{At: 8 * s, Op: OpCutLink, Broker: 2, Detail: "to 3"},
+		{At: 9 * s, Op: OpResume, Broker: 3},
+		{At: 9 * s, Op: OpLatency, Broker: 1, Detail: latencyOff},
+		{At: 9 * s, Op: OpCutController, Broker: 1},
 	}}
 	want := []TimelineWindow{
 		{OpKill, 1, 1 * s, 4 * s},
 		{OpPauseReplication, 2, 2 * s, 3 * s},
 		{OpPauseReplication, 3, 2 * s, 10 * s}, // never resumed: to the end of the run
 		{OpIsolate, 1, 5 * s, 10 * s},
-		{"latency", 2, 6 * s, 6 * s},
+		{"bounce", 2, 6 * s, 6 * s},
 		{OpRestart, 2, 7 * s, 7 * s},
+		{OpPause, 3, 7 * s, 9 * s},
+		{OpLatency, 1, 8 * s, 9 * s},
+		{OpCutLink, 2, 8 * s, 10 * s},
+		{OpCutController, 1, 9 * s, 10 * s},
 	}
 	if got := tl.Windows(); !slices.Equal(got, want) {
 		t.Errorf("Windows() =\n%v\nwant\n%v", got, want)
@@ -64,7 +74,7 @@ func TestRecorderBucketsOutcomesAndFaults(t *testing.T) {
 	for i := range 4 {
 		r.sent(i)
 	}
-	r.fault(OpKill, 3)
+	r.fault(OpKill, 3, "")
 	r.outcome(Ack{Value: Value{Key: 0, Seq: 0}, Partition: 0, Offset: 7}, nil)
 	r.outcome(Ack{Value: Value{Key: 1, Seq: 0}, Partition: 1, Offset: 2}, nil)
 	r.outcome(Ack{Value: Value{Key: 0, Seq: 1}, Partition: -1, Offset: -1}, errors.New("timeout"))
@@ -96,7 +106,7 @@ func TestRecorderBucketsOutcomesAndFaults(t *testing.T) {
 	var nilRec *recorder // a tally without a recorder
 	nilRec.sent(0)
 	nilRec.outcome(Ack{}, nil)
-	nilRec.fault(OpKill, 1)
+	nilRec.fault(OpKill, 1, "")
 	nilRec.readProgress(1)
 	if nilRec.timeline() != nil {
 		t.Error("a nil recorder has a timeline")

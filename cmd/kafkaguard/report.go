@@ -52,7 +52,11 @@ func reportPage(command string, client verify.Client, cells []verifyRun, created
 // reportRun is one run of the matrix as the report shows it.
 func reportRun(client verify.Client, c verifyRun) report.Run {
 	r := report.Run{Name: c.Preset.String() + " " + string(c.Fault), Verdict: c.Verdict,
-		Failed: c.Error != "" || c.Failure != ""}
+		Failed: c.Error != "" || c.Failure != "", Replay: c.Replay}
+	if c.Seed != nil {
+		r.Seed = strconv.FormatInt(*c.Seed, 10)
+		r.Name = c.Preset.String() + " seed " + r.Seed
+	}
 	switch {
 	case c.Skipped != "":
 		r.Error = "the fault source " + c.Skipped
@@ -158,6 +162,22 @@ func anomalyRows(res verify.Result) []report.Anomaly {
 	if res.Corrupt > 0 {
 		rows = append(rows, report.Anomaly{Name: "corrupt", Count: res.Corrupt, Status: report.StatusViolation,
 			Note: "records read back that are not workload values"})
+	}
+	// The checker's named anomalies (lost-write, unseen, …), each with its examples.
+	for _, a := range res.Anomalies {
+		st := report.StatusAllowed
+		switch {
+		case a.Kind == verify.Indeterminate:
+			st = report.StatusInfo
+		case err != nil:
+			st = report.StatusViolation
+		}
+		ex := report.Table{Columns: []string{"value", "partition", "offset", "at", "faults then", "note"}}
+		for _, e := range a.Examples {
+			ex.Rows = append(ex.Rows, []string{e.Value.String(), strconv.Itoa(int(e.Partition)), strconv.FormatInt(e.Offset, 10),
+				e.At.Round(time.Millisecond).String(), strings.Join(e.Faults, ", "), e.Note})
+		}
+		rows = append(rows, report.Anomaly{Name: string(a.Kind), Count: a.Count, Status: st, Examples: ex})
 	}
 	for i := range rows {
 		if rows[i].Note == "" {

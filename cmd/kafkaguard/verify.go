@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -35,7 +36,21 @@ min.insync.replicas=2) and keeping it; faults come from --control (a cluster
 started with "kafkaguard broker --control") or from --fault-exec and
 --restart-exec, shell commands in which {broker} stands for the node id (also
 in $KAFKAGUARD_BROKER), e.g. --fault-exec 'docker kill kafka-{broker}'. A
-schedule the fault source cannot carry out is shown as n/a.
+schedule the fault source cannot carry out is shown as n/a under --fault all;
+one named with --fault fails the run (exit status 1).
+
+--schedules N runs N seeded random fault schedules instead (seeds --seed,
+--seed+1, ...; without --seed the seed comes from the clock and is printed):
+each draws windows of kill, restart, power loss, pause, isolation, one-way
+and controller-only partitions, latency and paused replication, on the
+leader, a follower, the controller or random brokers, from what the fault
+source can do, and ends healed. The same seed on the same cluster replays the
+same schedule. Each row names its seed; a failing row prints the command that
+replays it. Without --preset, --schedules runs NoLoss and StrictOrder. Under
+every run the checker names anomalies as Jepsen does (lost-write, unseen,
+duplicate, inconsistent-offsets, nonmonotonic-poll, poll-skip,
+reordered-within-key; indeterminate records are counted, not anomalies),
+with up to five examples each.
 
 Fault schedules: none, kill-leader, kill-follower, isolate-leader,
 pause-followers-then-kill-leader ("all"), and power-loss-all-replicas, run
@@ -58,14 +73,20 @@ on stderr. --json carries the same series in each result's "timeline".
 TOPIC PARTITION OFFSET VALUE (offset -1 when acks=0), so that any other
 reader can check the topics.
 
+Progress goes to stderr: a status line per second (seed, stage, acked so
+far, faults in force), rewritten in place on a terminal.
+
 Exit status: 0 when NoLoss and StrictOrder lost, duplicated and reordered
-nothing and LeaderAck showed its loss under pause-followers-then-kill-leader;
-1 otherwise, or when a run could not be carried out; 2 for bad usage.`
+nothing, no run showed inconsistent-offsets, nonmonotonic-poll or poll-skip,
+and LeaderAck showed its loss under pause-followers-then-kill-leader; 1
+otherwise, or when a run could not be carried out; 2 for bad usage.`
 
 // verifyRun is one cell of the matrix and what became of it.
 type verifyRun struct {
 	Preset produce.Preset `json:"preset"`
 	Fault  verify.Fault   `json:"fault"`
+	// Seed is the random schedule's seed (--schedules).
+	Seed   *int64         `json:"seed,omitempty"`
 	Result *verify.Result `json:"result,omitempty"`
 	// Skipped says why the run was not attempted (n/a).
 	Skipped string `json:"skipped,omitempty"`
@@ -74,6 +95,8 @@ type verifyRun struct {
 	Verdict string `json:"verdict"`
 	// Failure is the broken promise, if any.
 	Failure string `json:"failure,omitempty"`
+	// Replay is the command that runs a failing random schedule again.
+	Replay string `json:"replay,omitempty"`
 }
 
 // newVerifyCmd is "kafkaguard verify".
@@ -86,6 +109,7 @@ func newVerifyCmd() *cobra.Command {
   kafkaguard verify --client sarama --preset NoLoss --fault kill-leader --json
   kafkaguard verify --fault power-loss-all-replicas --topic-config flush.messages=1
   kafkaguard verify --preset NoLoss,LeaderAck --fault pause-followers-then-kill-leader --report verify-report
+  kafkaguard verify --schedules 20 --seed 1
   kafkaguard verify --bootstrap 127.0.0.1:9092 --control http://127.0.0.1:9990
   kafkaguard verify --bootstrap kafka-1:9092 --fault-exec 'docker kill kafka-{broker}' --restart-exec 'docker start kafka-{broker}'`,
 		Args: noArgs,
@@ -107,6 +131,8 @@ func newVerifyCmd() *cobra.Command {
 	reportDir := fs.String("report", "", "write an HTML report of the runs to DIR/index.html (DIR is created)")
 	verbose := fs.BoolP("verbose", "v", false, "log every fault step to stderr (--v is accepted too)")
 	topicConfigList := fs.String("topic-config", "", "comma-separated NAME=VALUE configs for each run's topic, e.g. flush.messages=1")
+	schedules := intFlag(fs, "schedules", 0, atLeast(0), "run N seeded random fault schedules instead of --fault")
+	seed := fs.Int64("seed", 0, "first seed of --schedules (default: from the clock, printed)")
 	// Go's flag package spelled the verbose flag --v (and -v); keep accepting --v.
 	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "v" {
@@ -127,6 +153,21 @@ func newVerifyCmd() *cobra.Command {
 		faults, err := parseFaults(*faultList)
 		if err != nil {
 			return usageErrorf("--fault: %w", err)
+		}
+		// Schedules named with --fault must run; under "all" a schedule the
+		// fault source cannot carry out is only shown as n/a.
+		explicitFaults := fs.Changed("fault") && !strings.EqualFold(strings.TrimSpace(*faultList), "all")
+		random := *schedules > 0
+		switch {
+		case random && fs.Changed("fault"):
+			return usageErrorf("use either --fault or --schedules, not both")
+		case fs.Changed("seed") && !random:
+			return usageErrorf("--seed needs --schedules")
+		case random && !fs.Changed("preset"):
+			presets = []produce.Preset{produce.NoLoss, produce.StrictOrder}
+		}
+		if random && !fs.Changed("seed") {
+			*seed = time.Now().UnixNano() % 1_000_000_000
 		}
 		topicConfigs, err := parseTopicConfigs(*topicConfigList)
 		if err != nil {
@@ -156,6 +197,9 @@ func newVerifyCmd() *cobra.Command {
 				return usageErrorf("--report %s: cannot write a report there: %w", *reportDir, err)
 			}
 		}
+		if random && len(brokers) > 0 && *control == "" && *faultExec == "" {
+			return usageErrorf("--schedules needs a fault source: the bundled cluster (no --bootstrap), --control or --fault-exec")
+		}
 
 		var logger *slog.Logger
 		if *verbose {
@@ -184,9 +228,19 @@ func newVerifyCmd() *cobra.Command {
 		}
 
 		var cells []verifyRun
-		for _, p := range presets {
-			for _, f := range faults {
-				cells = append(cells, verifyRun{Preset: p, Fault: f})
+		if random {
+			fmt.Fprintf(stderr, "kafkaguard verify: %d random schedules, seeds %d to %d\n", *schedules, *seed, *seed+int64(*schedules)-1)
+			for i := range int64(*schedules) {
+				for _, p := range presets {
+					sd := *seed + i
+					cells = append(cells, verifyRun{Preset: p, Fault: verify.FaultRandom, Seed: &sd})
+				}
+			}
+		} else {
+			for _, p := range presets {
+				for _, f := range faults {
+					cells = append(cells, verifyRun{Preset: p, Fault: f})
+				}
 			}
 		}
 		prog := newProgressLine(stderr)
@@ -194,9 +248,20 @@ func newVerifyCmd() *cobra.Command {
 		for i := range cells {
 			cell := &cells[i]
 			label := fmt.Sprintf("[%d/%d] %s %s", i+1, len(cells), cell.Preset, cell.Fault)
-			if !verify.Supports(injector, cell.Fault) {
-				cell.Skipped = "needs " + opsText(verify.MissingOps(injector, cell.Fault))
+			var cellSeed int64
+			if cell.Seed != nil {
+				cellSeed = *cell.Seed
+				label = fmt.Sprintf("[%d/%d] seed %d %s", i+1, len(cells), cellSeed, cell.Preset)
+			}
+			if cell.Fault != verify.FaultRandom && !verify.Supports(injector, cell.Fault) {
+				missing := verify.MissingOps(injector, cell.Fault)
+				cell.Skipped = "needs " + opsText(missing)
 				cell.Verdict = "n/a: " + cell.Skipped
+				if explicitFaults {
+					cell.Error = fmt.Sprintf("cannot be carried out: the fault source lacks %s%s", opsText(missing), faultSourceHint(missing, *control, *faultExec))
+					prog.done(label + ": n/a, " + cell.Error)
+					continue
+				}
 				prog.done(label + ": n/a")
 				continue
 			}
@@ -205,13 +270,16 @@ func newVerifyCmd() *cobra.Command {
 				continue
 			}
 			res, err := verify.Run(ctx, verify.Config{
-				Preset: cell.Preset, Client: client, Fault: cell.Fault,
+				Preset: cell.Preset, Client: client, Fault: cell.Fault, Seed: cellSeed,
 				Records: *records, Keys: *keys, Partitions: int32(*partitions), Rate: *rate,
 				Bootstrap: brokers, Faults: injector, Logger: logger, TopicConfigs: topicConfigs,
 				Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
 			})
 			if err != nil {
 				cell.Error, cell.Verdict = err.Error(), "ERROR"
+				if cell.Seed != nil {
+					cell.Replay = replayCommand(fs, *cell.Seed, cell.Preset)
+				}
 				prog.done(label + ": error: " + err.Error())
 				continue
 			}
@@ -219,6 +287,9 @@ func newVerifyCmd() *cobra.Command {
 			cell.Verdict = res.Verdict()
 			if err := res.Err(); err != nil {
 				cell.Failure = err.Error()
+				if cell.Seed != nil {
+					cell.Replay = replayCommand(fs, *cell.Seed, cell.Preset)
+				}
 			}
 			prog.done(fmt.Sprintf("%s: %s (%v)", label, cell.Verdict, res.Duration.Round(100*time.Millisecond)))
 		}
@@ -246,9 +317,16 @@ func newVerifyCmd() *cobra.Command {
 			}
 		}
 		var werr error
-		if *asJSON {
-			werr = writeVerifyJSON(stdout, client, cells, code == 0, elapsed)
-		} else {
+		switch {
+		case *asJSON:
+			var first *int64
+			if random {
+				first = seed
+			}
+			werr = writeVerifyJSON(stdout, client, cells, code == 0, first, elapsed)
+		case random:
+			werr = writeScheduleTable(stdout, client, cells, *seed, elapsed)
+		default:
 			werr = writeVerifyTable(stdout, client, cells, elapsed)
 		}
 		if werr != nil {
@@ -342,12 +420,8 @@ func writeVerifyTable(w io.Writer, client verify.Client, cells []verifyRun, elap
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Preset, c.Fault,
 			r.Acked, r.Lost, r.Duplicated, r.Reordered, r.UnackedPresent, c.Verdict)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := writeRunsFooter(bw, tw, cells); err != nil {
 		return err
-	}
-	fmt.Fprintln(bw)
-	for _, line := range verifySummary(cells) {
-		fmt.Fprintln(bw, line)
 	}
 	var problems []string
 	for _, c := range cells {
@@ -413,15 +487,189 @@ func runsText(n int) string {
 	return strconv.Itoa(n) + " runs"
 }
 
-func writeVerifyJSON(w io.Writer, client verify.Client, cells []verifyRun, passed bool, elapsed time.Duration) error {
+// writeVerifyJSON prints the runs as JSON; seed is the first seed of
+// --schedules (nil without).
+func writeVerifyJSON(w io.Writer, client verify.Client, cells []verifyRun, passed bool, seed *int64, elapsed time.Duration) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(struct {
 		Client    verify.Client `json:"client"`
 		Passed    bool          `json:"passed"`
+		Seed      *int64        `json:"seed,omitempty"`
 		ElapsedNS time.Duration `json:"elapsed_ns"`
 		Runs      []verifyRun   `json:"runs"`
-	}{client, passed, elapsed, cells})
+	}{client, passed, seed, elapsed, cells})
+}
+
+// faultSourceHint says which flag gives the missing operations.
+func faultSourceHint(missing []verify.Op, control, faultExec string) string {
+	switch {
+	case control != "":
+		return ""
+	case faultExec != "" && slices.Equal(missing, []verify.Op{verify.OpRestart}):
+		return " (give --restart-exec)"
+	case faultExec != "":
+		return " (--fault-exec can only kill and restart; use --control with a bundled cluster)"
+	}
+	return " (give --control or --fault-exec)"
+}
+
+// replayCommand is the command line that runs one random schedule again:
+// the flags given, with --seed, --schedules 1 and --preset for the run.
+func replayCommand(fs *pflag.FlagSet, seed int64, p produce.Preset) string {
+	args := []string{"kafkaguard", "verify"}
+	fs.Visit(func(f *pflag.Flag) {
+		switch f.Name {
+		case "seed", "schedules", "preset", "json", "acked-out", "verbose":
+			return
+		}
+		args = append(args, "--"+f.Name, shellQuote(f.Value.String()))
+	})
+	args = append(args, "--preset", p.String(), "--seed", strconv.FormatInt(seed, 10), "--schedules", "1")
+	return strings.Join(args, " ")
+}
+
+// writeScheduleTable prints one row per random schedule and preset, then
+// the anomalies with their examples and how to replay each failing run.
+func writeScheduleTable(w io.Writer, client verify.Client, cells []verifyRun, seed int64, elapsed time.Duration) error {
+	bw := bufio.NewWriter(w)
+	seeds := map[int64]bool{}
+	for _, c := range cells {
+		seeds[*c.Seed] = true
+	}
+	fmt.Fprintf(bw, "client %s, %d random schedules (seeds %d to %d), %s in %v\n\n", client, len(seeds), seed,
+		seed+int64(len(seeds))-1, runsText(len(cells)), elapsed.Round(time.Second))
+	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEED\tPRESET\tFAULTS\tACKED\tLOST\tDUPLICATED\tREORDERED\tUNACKED-PRESENT\tANOMALIES\tVERDICT")
+	for _, c := range cells {
+		if c.Result == nil {
+			fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\t-\t-\t-\t-\t%s\n", *c.Seed, c.Preset, c.Verdict)
+			continue
+		}
+		r := c.Result.Report
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", *c.Seed, c.Preset, scheduleKinds(c.Result.Schedule),
+			r.Acked, r.Lost, r.Duplicated, r.Reordered, r.UnackedPresent, anomalyCounts(c.Result.Anomalies), c.Verdict)
+	}
+	if err := writeRunsFooter(bw, tw, cells); err != nil {
+		return err
+	}
+	if note := dangerMissed(cells); note != "" {
+		fmt.Fprintln(bw, "\n"+note)
+	}
+	var failing []verifyRun
+	for _, c := range cells {
+		if c.Error != "" || c.Failure != "" {
+			failing = append(failing, c)
+		}
+	}
+	if len(failing) == 0 {
+		fmt.Fprintln(bw, "\nevery run kept its preset's promise")
+	} else {
+		fmt.Fprintf(bw, "\n%d runs broke their preset's promise or could not run:\n", len(failing))
+		for _, c := range failing {
+			msg := c.Failure
+			if c.Error != "" {
+				msg = c.Error
+			}
+			fmt.Fprintf(bw, "- seed %d %s: %s\n  replay: %s\n", *c.Seed, c.Preset, strings.ReplaceAll(msg, "\n", "; "), c.Replay)
+		}
+	}
+	return bw.Flush()
+}
+
+// writeRunsFooter ends a table of runs: it flushes the rows, then sums the
+// runs up per preset and lists their anomalies.
+func writeRunsFooter(w io.Writer, tw *tabwriter.Writer, cells []verifyRun) error {
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, line := range verifySummary(cells) {
+		fmt.Fprintln(w, line)
+	}
+	writeAnomalies(w, cells)
+	return nil
+}
+
+// dangerMissed says when LeaderAck or AtMostOnce ran under the random
+// schedules and lost nothing under any of them: the schedules did not reach
+// the danger those presets allow, so the clean runs of the safe presets
+// prove less. It returns "" otherwise.
+func dangerMissed(cells []verifyRun) string {
+	ran := map[produce.Preset]int{}
+	lost := map[produce.Preset]bool{}
+	for _, c := range cells {
+		if c.Result == nil || c.Preset != produce.LeaderAck && c.Preset != produce.AtMostOnce {
+			continue
+		}
+		ran[c.Preset]++
+		lost[c.Preset] = lost[c.Preset] || c.Result.Report.Lost > 0
+	}
+	var missed []string
+	for _, p := range []produce.Preset{produce.LeaderAck, produce.AtMostOnce} {
+		if ran[p] > 0 && !lost[p] {
+			missed = append(missed, fmt.Sprintf("%s lost nothing in %s", p, runsText(ran[p])))
+		}
+	}
+	if len(missed) == 0 {
+		return ""
+	}
+	return "note: " + strings.Join(missed, ", ") + ": these schedules did not reach the danger it allows"
+}
+
+// scheduleKinds sums a random schedule up as its windows' kinds, such as
+// "kill,latency", or "none".
+func scheduleKinds(s *verify.Schedule) string {
+	if s == nil || len(s.Windows) == 0 {
+		return "none"
+	}
+	kinds := make([]string, len(s.Windows))
+	for i, w := range s.Windows {
+		kinds[i] = string(w.Kind)
+	}
+	return strings.Join(kinds, ",")
+}
+
+// anomalyCounts sums anomalies up in one word, such as
+// "lost-write=3,duplicate=1", or "-".
+func anomalyCounts(as verify.Anomalies) string {
+	var parts []string
+	for _, a := range as {
+		if a.Kind != verify.Indeterminate {
+			parts = append(parts, fmt.Sprintf("%s=%d", a.Kind, a.Count))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ",")
+}
+
+// writeAnomalies lists each run's anomalies with their examples.
+func writeAnomalies(w io.Writer, cells []verifyRun) {
+	header := false
+	for _, c := range cells {
+		if c.Result == nil || anomalyCounts(c.Result.Anomalies) == "-" {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nanomalies (up to 5 examples each):")
+			header = true
+		}
+		name := fmt.Sprintf("%s %s", c.Preset, c.Fault)
+		if c.Seed != nil {
+			name = fmt.Sprintf("seed %d %s", *c.Seed, c.Preset)
+		}
+		for _, a := range c.Result.Anomalies {
+			if a.Kind == verify.Indeterminate {
+				continue
+			}
+			fmt.Fprintf(w, "- %s: %s %d\n", name, a.Kind, a.Count)
+			for _, e := range a.Examples {
+				fmt.Fprintf(w, "    %s\n", e)
+			}
+		}
+	}
 }
 
 // writeAcked writes every run's acknowledged records to path.
@@ -453,16 +701,18 @@ func writeAcked(path string, cells []verifyRun) error {
 	return f.Close()
 }
 
-// progressLine shows progress on stderr: one line rewritten in place on a
-// terminal, otherwise only a line per finished run.
+// progressLine shows progress on stderr: a status line at most once per
+// second, rewritten in place on a terminal and printed as a plain line
+// otherwise, and a line per finished run.
 type progressLine struct {
-	w    io.Writer
-	tty  bool
-	last time.Time
+	w     io.Writer
+	tty   bool
+	every time.Duration
+	last  time.Time
 }
 
 func newProgressLine(w io.Writer) *progressLine {
-	p := &progressLine{w: w}
+	p := &progressLine{w: w, every: time.Second}
 	if f, ok := w.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			p.tty = true
@@ -471,17 +721,25 @@ func newProgressLine(w io.Writer) *progressLine {
 	return p
 }
 
+// update shows s as the current status, unless a status went out less than
+// a second ago.
 func (p *progressLine) update(s string) {
-	if !p.tty {
+	now := time.Now()
+	if now.Sub(p.last) < p.every {
 		return
 	}
-	fmt.Fprintf(p.w, "\r\033[K%s", s)
+	p.last = now
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", s)
+		return
+	}
+	fmt.Fprintln(p.w, s)
 }
 
 // step shows s as what is running now: in place on a terminal, otherwise as a line.
 func (p *progressLine) step(s string) {
 	if p.tty {
-		p.update(s)
+		fmt.Fprintf(p.w, "\r\033[K%s", s)
 		return
 	}
 	fmt.Fprintln(p.w, s)

@@ -9,10 +9,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/produce"
 	"github.com/kafkaguard/kafkaguard/verify"
 )
 
@@ -35,6 +37,10 @@ func TestVerifyRejectsBadUsageWithExitCode2(t *testing.T) {
 		{"empty bootstrap", []string{"--bootstrap", " , "}, "--bootstrap lists no brokers"},
 		{"arguments", []string{"now"}, "unexpected arguments"},
 		{"bad topic config", []string{"--topic-config", "flush.messages"}, `"flush.messages" is not NAME=VALUE`},
+		{"fault and schedules", []string{"--schedules", "2", "--fault", "kill-leader"}, "either --fault or --schedules"},
+		{"seed without schedules", []string{"--seed", "4"}, "--seed needs --schedules"},
+		{"negative schedules", []string{"--schedules", "-1"}, "--schedules must be at least 0"},
+		{"schedules without a fault source", []string{"--bootstrap", "a:1", "--schedules", "1"}, "--schedules needs a fault source"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,15 +175,19 @@ func TestVerifyAgainstABootstrapTakesFaultsFromTheControlAPIAndPrintsJSON(t *tes
 	}
 }
 
-func TestVerifyShowsSchedulesTheFaultCommandsCannotRunAsNA(t *testing.T) {
+// TestVerifyFailsASchedulePassedWithFaultThatTheFaultSourceCannotRun pins issue 13's item 4:
+// a schedule named with --fault that the fault commands cannot carry out fails the run (exit
+// status 1, saying what is missing), where it used to print n/a and exit 0. Under --fault all
+// such schedules are still only shown as n/a.
+func TestVerifyFailsASchedulePassedWithFaultThatTheFaultSourceCannotRun(t *testing.T) {
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	var stdout, stderr bytes.Buffer
 	code := runVerify(context.Background(), []string{
 		"--bootstrap", strings.Join(c.Bootstrap(), ","), "--fault-exec", "exit 1",
 		"--preset", "NoLoss", "--fault", "none,kill-leader,isolate-leader", "--records", "200", "--keys", "2",
 	}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	rows := tableRows(t, stdout.String())
 	if f := rows["NoLoss none"]; len(f) < 8 || f[2] != "200" || f[7] != "ok" {
@@ -188,6 +198,26 @@ func TestVerifyShowsSchedulesTheFaultCommandsCannotRunAsNA(t *testing.T) {
 	}
 	if f := rows["NoLoss isolate-leader"]; !strings.Contains(strings.Join(f, " "), "n/a: needs isolate+heal") {
 		t.Errorf("isolate-leader row %q", f)
+	}
+	for _, want := range []string{
+		"NoLoss kill-leader: cannot be carried out: the fault source lacks restart (give --restart-exec)",
+		"NoLoss isolate-leader: cannot be carried out: the fault source lacks isolate+heal (--fault-exec can only kill and restart",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+		}
+	}
+
+	stdout.Reset()
+	code = runVerify(context.Background(), []string{
+		"--bootstrap", strings.Join(c.Bootstrap(), ","), "--fault-exec", "exit 1",
+		"--preset", "NoLoss", "--records", "200", "--keys", "2",
+	}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("--fault all: exit code %d, want 0 (n/a rows only shown)\nstdout:\n%s", code, stdout.String())
+	}
+	if f := tableRows(t, stdout.String())["NoLoss isolate-leader"]; !strings.Contains(strings.Join(f, " "), "n/a: needs isolate+heal") {
+		t.Errorf("--fault all: isolate-leader row %q, want n/a", f)
 	}
 }
 
@@ -358,5 +388,127 @@ func TestVerifyPowerLossOfAllReplicasIsAllowedToLoseWithoutFsyncOnly(t *testing.
 		if out := stdout.String() + stderr.String(); !strings.Contains(out, tt.want) {
 			t.Fatalf("%v: output does not say %q:\n%s", args, tt.want, out)
 		}
+	}
+}
+
+// TestVerifySchedulesRunsSeededRandomSchedulesAndNamesEachSeed runs two random schedules on the
+// bundled cluster: each row names its seed and the JSON carries seeds, schedules and anomalies.
+func TestVerifySchedulesRunsSeededRandomSchedulesAndNamesEachSeed(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := runVerify(context.Background(), []string{
+		"--schedules", "2", "--seed", "41", "--preset", "NoLoss", "--records", "300", "--keys", "3", "--rate", "300", "--json",
+	}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	var got struct {
+		Passed bool   `json:"passed"`
+		Seed   *int64 `json:"seed"`
+		Runs   []struct {
+			Preset  string          `json:"preset"`
+			Fault   string          `json:"fault"`
+			Seed    *int64          `json:"seed"`
+			Verdict string          `json:"verdict"`
+			Result  json.RawMessage `json:"result"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	if !got.Passed || got.Seed == nil || *got.Seed != 41 || len(got.Runs) != 2 {
+		t.Fatalf("JSON = %+v", got)
+	}
+	for i, r := range got.Runs {
+		var res struct {
+			Seed      int64             `json:"seed"`
+			Schedule  *verify.Schedule  `json:"schedule"`
+			Anomalies *verify.Anomalies `json:"anomalies"`
+		}
+		if err := json.Unmarshal(r.Result, &res); err != nil {
+			t.Fatal(err)
+		}
+		if r.Fault != "random" || r.Seed == nil || *r.Seed != int64(41+i) || res.Seed != *r.Seed || r.Verdict != "ok" {
+			t.Errorf("run %d = %+v", i, r)
+		}
+		if res.Schedule == nil || res.Schedule.Seed != *r.Seed || len(res.Schedule.Windows) == 0 {
+			t.Errorf("run %d: schedule %+v", i, res.Schedule)
+		}
+		if !strings.Contains(string(r.Result), `"anomalies":`) {
+			t.Errorf("run %d: no anomalies key in %s", i, r.Result)
+		}
+	}
+	if !strings.Contains(stderr.String(), "2 random schedules, seeds 41 to 42") || !strings.Contains(stderr.String(), "seed 42 NoLoss: ok") {
+		t.Errorf("stderr does not name the seeds:\n%s", stderr.String())
+	}
+	// Not a terminal: the status lines are plain lines, naming the seed, the stage and the acks.
+	if !regexp.MustCompile(`(?m)^\[1/2\] seed 41 NoLoss: [a-z].*: sent \d+/300, acked \d+, failed \d+`).MatchString(stderr.String()) {
+		t.Errorf("no status line for seed 41 in stderr:\n%s", stderr.String())
+	}
+}
+
+func TestVerifyProgressLineGoesOutAtMostOncePerSecond(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgressLine(&buf)
+	for i := range 50 {
+		p.update(fmt.Sprintf("status %d", i))
+	}
+	p.done("finished")
+	if got := buf.String(); got != "status 0\nfinished\n" {
+		t.Errorf("stderr = %q, want one status line, then the run's line", got)
+	}
+	p.last = p.last.Add(-p.every) // a second later
+	p.update("status 50")
+	if !strings.HasSuffix(buf.String(), "status 50\n") {
+		t.Errorf("no status line a second later: %q", buf.String())
+	}
+}
+
+// TestVerifySchedulesPrintsTheCommandThatReplaysAFailingSeed hands verify a fault source whose
+// faults all fail: the row is an ERROR naming its seed, and the report prints the command that
+// replays exactly that seed and preset.
+func TestVerifySchedulesPrintsTheCommandThatReplaysAFailingSeed(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	url := faultProxy(t, c, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"refused by the test"}`, http.StatusInternalServerError)
+	})
+	boot := strings.Join(c.Bootstrap(), ",")
+	var stdout, stderr bytes.Buffer
+	code := runVerify(context.Background(), []string{
+		"--bootstrap", boot, "--control", url, "--schedules", "1", "--seed", "7", "--preset", "StrictOrder",
+		"--records", "300", "--keys", "3", "--rate", "300",
+	}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), "SEED PRESET FAULTS ACKED LOST DUPLICATED REORDERED UNACKED-PRESENT ANOMALIES VERDICT") {
+		t.Fatalf("no table header in\n%s", out)
+	}
+	var row []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "7" {
+			row = f
+		}
+	}
+	if len(row) == 0 || row[1] != "StrictOrder" || row[len(row)-1] != "ERROR" {
+		t.Errorf("row %q, want seed 7 StrictOrder ERROR\n%s", row, out)
+	}
+	want := "replay: kafkaguard verify --bootstrap " + boot + " --control " + url +
+		" --keys 3 --rate 300 --records 300 --preset StrictOrder --seed 7 --schedules 1"
+	if !strings.Contains(out, want) || !strings.Contains(out, "refused by the test") {
+		t.Errorf("stdout lacks %q and the error:\n%s", want, out)
+	}
+}
+
+func TestVerifySchedulesSaysWhenTheUnsafePresetsLostNothing(t *testing.T) {
+	run := func(p produce.Preset, lost int) verifyRun {
+		return verifyRun{Preset: p, Fault: verify.FaultRandom, Result: &verify.Result{Report: verify.Report{Lost: lost}}}
+	}
+	if got := dangerMissed([]verifyRun{run(produce.NoLoss, 0), run(produce.LeaderAck, 0), run(produce.LeaderAck, 0)}); got !=
+		"note: LeaderAck lost nothing in 2 runs: these schedules did not reach the danger it allows" {
+		t.Errorf("dangerMissed = %q", got)
+	}
+	if got := dangerMissed([]verifyRun{run(produce.LeaderAck, 0), run(produce.LeaderAck, 3), run(produce.NoLoss, 0)}); got != "" {
+		t.Errorf("LeaderAck lost 3 records: dangerMissed = %q, want no note", got)
 	}
 }

@@ -108,7 +108,10 @@ type Config struct {
 	// DisableZeroCopy makes every broker copy fetched record batches through its memory instead
 	// of sending them from the log files with sendfile(2) (server.Config.DisableZeroCopy).
 	DisableZeroCopy bool
-	Logger          *slog.Logger
+	// UnsafeHWOnCommittedISR re-creates in every broker the acknowledged-write loss of issue 11
+	// item 1 (partition.Config.UnsafeHWOnCommittedISR). For tests only.
+	UnsafeHWOnCommittedISR bool
+	Logger                 *slog.Logger
 }
 
 type node struct {
@@ -221,6 +224,7 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 		Disk:                     n.disk,
 		HWCheckpointInterval:     c.cfg.HWCheckpointInterval,
 		DisableZeroCopy:          c.cfg.DisableZeroCopy,
+		UnsafeHWOnCommittedISR:   c.cfg.UnsafeHWOnCommittedISR,
 		Group: group.Config{
 			OffsetsPartitions: c.cfg.OffsetsPartitions,
 			MinSessionTimeout: c.cfg.GroupMinSessionTimeout,

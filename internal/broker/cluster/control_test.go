@@ -24,15 +24,23 @@ import (
 // startCluster starts an in-process cluster with short timeouts and closes it when the test ends.
 func startCluster(t *testing.T, brokers int) *cluster.Cluster {
 	t.Helper()
+	return startClusterWith(t, brokers, func(*cluster.Config) {})
+}
+
+// startClusterWith is startCluster with the configuration changed by mod.
+func startClusterWith(t *testing.T, brokers int, mod func(*cluster.Config)) *cluster.Cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Config{
+	cfg := cluster.Config{
 		Brokers:             brokers,
 		DataDir:             t.TempDir(),
 		SessionTimeout:      time.Second,
 		ReplicaLagMax:       time.Second,
 		ReplicaFetchMaxWait: 50 * time.Millisecond,
-	})
+	}
+	mod(&cfg)
+	c, err := cluster.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start cluster: %v", err)
 	}

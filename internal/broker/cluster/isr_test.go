@@ -84,7 +84,28 @@ func readValues(t *testing.T, c *cluster.Cluster, id int32, topic string) map[in
 // the committed ISR {L, O} for the high watermark acknowledges a record F does not have.
 func TestAckedRecordSurvivesElectionOfAFollowerWhoseISRJoinWasPending(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3)
+	for _, loss := range pendingJoinElection(t, false) {
+		t.Error(loss)
+	}
+}
+
+// TestUnsafeHWOnCommittedISRLosesTheAckedRecordOfAPendingJoin runs the same scenario with
+// Config.UnsafeHWOnCommittedISR, the test-only switch that re-creates issue 11's rule: the record
+// acknowledged while the join was pending is lost. It shows the switch reaches every replica
+// through the cluster's configuration, for the tests (verify's) that need the bug back.
+func TestUnsafeHWOnCommittedISRLosesTheAckedRecordOfAPendingJoin(t *testing.T) {
+	t.Parallel()
+	losses := pendingJoinElection(t, true)
+	if len(losses) == 0 {
+		t.Fatal("with UnsafeHWOnCommittedISR no acknowledged record was lost: the switch does not reach the replicas")
+	}
+	t.Logf("with UnsafeHWOnCommittedISR: %v", losses)
+}
+
+// pendingJoinElection plays the scenario above, with the unsafe rule if unsafe, and returns the
+// acknowledged records the new leader lost.
+func pendingJoinElection(t *testing.T, unsafe bool) []string {
+	c := startClusterWith(t, 3, func(cfg *cluster.Config) { cfg.UnsafeHWOnCommittedISR = unsafe })
 	const topic = "pending-join"
 	createTopic(t, c, topic, 1, 3)
 	info, err := c.Partition(topic, 0)
@@ -171,13 +192,15 @@ func TestAckedRecordSurvivesElectionOfAFollowerWhoseISRJoinWasPending(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
+	var losses []string
 	if newLeader.LEO < before.HW {
-		t.Errorf("new leader %d ends at %d, below the old leader's high watermark %d", after.Leader, newLeader.LEO, before.HW)
+		losses = append(losses, fmt.Sprintf("new leader %d ends at %d, below the old leader's high watermark %d", after.Leader, newLeader.LEO, before.HW))
 	}
 	got := readValues(t, c, after.Leader, topic)
 	for off, v := range acked {
 		if got[off] != v {
-			t.Errorf("acknowledged record %q at offset %d lost: new leader %d has %q there (log: %v)", v, off, after.Leader, got[off], fmt.Sprint(got))
+			losses = append(losses, fmt.Sprintf("acknowledged record %q at offset %d lost: new leader %d has %q there (log: %v)", v, off, after.Leader, got[off], fmt.Sprint(got)))
 		}
 	}
+	return losses
 }

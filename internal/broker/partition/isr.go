@@ -33,7 +33,7 @@ type isrProposal struct {
 // maximalISRLocked is the set of replicas the high watermark and acks=all wait for: the committed
 // ISR and, while an expansion is pending, the follower being added.
 func (r *Replica) maximalISRLocked() []int32 {
-	if r.proposal == nil || r.cfg.committedISROnly {
+	if r.proposal == nil || r.cfg.UnsafeHWOnCommittedISR {
 		return r.isr
 	}
 	out := slices.Clone(r.isr)

@@ -41,10 +41,12 @@ type Config struct {
 	IsrEligible func(brokerID int32) bool
 	Now         func() time.Time
 
-	// committedISROnly restores, for tests only, the rule this package had before it counted a
-	// pending ISR expansion for the high watermark: the randomized replication test shows with it
-	// that the rule loses acknowledged records.
-	committedISROnly bool
+	// UnsafeHWOnCommittedISR restores the rule this package had before it counted a pending ISR
+	// expansion for the high watermark (issue 11, item 1): the high watermark and acks=all wait
+	// for the committed ISR only, so a follower whose join is pending can be elected without
+	// records the leader acknowledged. It exists only so that tests can re-create that loss (the
+	// randomized replication test here, verify's random nemesis); never set it otherwise.
+	UnsafeHWOnCommittedISR bool
 	// lockAcrossAppend restores, for tests and benchmarks only, the locking this package had
 	// before appends left mu for the log write: mu held across the append and its fsync.
 	lockAcrossAppend bool
@@ -433,7 +435,7 @@ func (r *Replica) maybeAdvanceHWLocked() {
 		}
 		hw = min(hw, f.leo)
 	}
-	if !r.cfg.committedISROnly {
+	if !r.cfg.UnsafeHWOnCommittedISR {
 		now := r.cfg.Now()
 		for id, f := range r.followers {
 			if f.leo >= 0 && !slices.Contains(counted, id) && r.caughtUpLocked(f, leo, now) && r.isrEligible(id) {

@@ -176,7 +176,7 @@ func (s *sim) open(id int32) {
 	cfg := Config{
 		BrokerID: id, Topic: "sim", Partition: 0,
 		MinISR: s.minISR, MaxMessageBytes: 1 << 20, ReplicaLagMax: simLagMax,
-		Now: s.clock.Now, committedISROnly: s.oldRule,
+		Now: s.clock.Now, UnsafeHWOnCommittedISR: s.oldRule,
 		AlterISR: func(ctx context.Context, leaderEpoch, partEpoch int32, isr []int32) error {
 			a := simAlter{rep: me, from: id, leaderEpoch: leaderEpoch, partEpoch: partEpoch, isr: slices.Clone(isr), reply: make(chan error, 1)}
 			s.alters <- a

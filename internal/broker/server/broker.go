@@ -88,6 +88,9 @@ type Config struct {
 	// response pins are released. Default 60 s, Kafka's file.delete.delay.ms: how long Kafka
 	// keeps a deleted segment's file for the reads still using it.
 	SendStallTimeout time.Duration
+	// UnsafeHWOnCommittedISR re-creates, in every replica, the acknowledged-write loss of issue 11
+	// item 1 (partition.Config.UnsafeHWOnCommittedISR). For tests only.
+	UnsafeHWOnCommittedISR bool
 }
 
 func (c *Config) setDefaults() {
@@ -374,7 +377,8 @@ func (b *Broker) openReplica(t *meta.Topic, p int32) (*partition.Replica, error)
 		AlterISR: func(ctx context.Context, leaderEpoch, partEpoch int32, isr []int32) error {
 			return b.cfg.Controller.AlterISR(ctx, t.Name, p, leaderEpoch, partEpoch, isr)
 		},
-		IsrEligible: b.isrEligible,
+		IsrEligible:            b.isrEligible,
+		UnsafeHWOnCommittedISR: b.cfg.UnsafeHWOnCommittedISR,
 	})
 	if err != nil {
 		return nil, err
