@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,7 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 	go func() { // retention
 		defer wg.Done()
 		for !done.Load() {
-			if _, err := l.ApplyRetention(time.Now()); err != nil {
+			if _, err := l.ApplyRetention(time.Now(), math.MaxInt64); err != nil {
 				report(err)
 				return
 			}

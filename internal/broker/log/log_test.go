@@ -353,7 +353,7 @@ func TestClosedLogReturnsErrClosed(t *testing.T) {
 	_, checks["ReadSlices"] = l.ReadSlices(0, 100, 1)
 	checks["Scan"] = l.Scan(0, func(BatchHeader) bool { return true })
 	checks["Truncate"] = l.Truncate(0)
-	_, checks["ApplyRetention"] = l.ApplyRetention(timeNow())
+	_, checks["ApplyRetention"] = l.ApplyRetention(timeNow(), math.MaxInt64)
 	checks["Sync"] = l.Sync()
 	_, _, _, checks["OffsetForTimestamp"] = l.OffsetForTimestamp(0)
 	for name, err := range checks {

@@ -215,9 +215,12 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 // no batch has a timestamp) is more than RetentionMs older than now, then
 // those whose removal keeps the log at or above RetentionBytes. It never
 // deletes the active segment. StartOffset() advances to the first remaining
-// segment's base offset, and the leader-epoch cache is trimmed to it. It
-// returns the number of segments deleted.
-func (l *Log) ApplyRetention(now time.Time) (deletedSegments int, err error) {
+// segment's base offset, and the leader-epoch cache is trimmed to it. Only
+// segments whose every record lies below below are deleted (the caller
+// passes its high watermark: as Kafka's deletableSegments, retention never
+// removes what consumers cannot read yet). It returns the number of
+// segments deleted.
+func (l *Log) ApplyRetention(now time.Time, below int64) (deletedSegments int, err error) {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	if err := l.writable(); err != nil {
@@ -249,6 +252,9 @@ func (l *Log) ApplyRetention(now time.Time) (deletedSegments int, err error) {
 			diff -= closedSegs[n].st.size
 			n++
 		}
+	}
+	for n > 0 && segs[n].base > below {
+		n-- // segment n-1 holds records at or above below
 	}
 	if n == 0 {
 		return 0, nil

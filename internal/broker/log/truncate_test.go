@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -146,7 +147,7 @@ func TestRetentionByTime(t *testing.T) {
 	}
 	// Segments end at timestamps base+1000, +3000, +5000, ...; at
 	// base+15500 the first three are more than 10 s old.
-	n, err := l.ApplyRetention(time.UnixMilli(base + 15_500))
+	n, err := l.ApplyRetention(time.UnixMilli(base+15_500), math.MaxInt64)
 	if err != nil || n != 3 {
 		t.Fatalf("deleted %d segments (err %v), want 3", n, err)
 	}
@@ -168,13 +169,13 @@ func TestRetentionByTime(t *testing.T) {
 		t.Fatalf("EpochEndOffset(2) = %d, %d; want 2, 10", e, end)
 	}
 	// Far in the future every closed segment goes, never the active one.
-	if n, err := l.ApplyRetention(time.UnixMilli(base + 1e9)); err != nil || n != 1 {
+	if n, err := l.ApplyRetention(time.UnixMilli(base+1e9), math.MaxInt64); err != nil || n != 1 {
 		t.Fatalf("deleted %d (err %v), want 1", n, err)
 	}
 	if l.StartOffset() != 8 || l.EndOffset() != 10 {
 		t.Fatalf("start %d end %d, want 8 and 10", l.StartOffset(), l.EndOffset())
 	}
-	if n, _ := l.ApplyRetention(time.UnixMilli(base + 1e9)); n != 0 {
+	if n, _ := l.ApplyRetention(time.UnixMilli(base+1e9), math.MaxInt64); n != 0 {
 		t.Fatalf("deleted the active segment")
 	}
 	l.Close()
@@ -191,11 +192,27 @@ func TestRetentionByTimeUsesModTimeWithoutTimestamps(t *testing.T) {
 	bsz := int64(len(buildBatch(spec{ts: -1})))
 	l := openLog(t, t.TempDir(), Config{SegmentBytes: bsz, RetentionMs: 60_000})
 	appendN(t, l, 3, 1, 0, 0, -1, 0)
-	if n, err := l.ApplyRetention(time.Now()); err != nil || n != 0 {
+	if n, err := l.ApplyRetention(time.Now(), math.MaxInt64); err != nil || n != 0 {
 		t.Fatalf("fresh segments: deleted %d, err %v", n, err)
 	}
-	if n, err := l.ApplyRetention(time.Now().Add(2 * time.Minute)); err != nil || n != 2 {
+	if n, err := l.ApplyRetention(time.Now().Add(2*time.Minute), math.MaxInt64); err != nil || n != 2 {
 		t.Fatalf("two minutes later: deleted %d, err %v; want 2", n, err)
+	}
+}
+
+func TestRetentionDeletesOnlySegmentsWhollyBelowTheGivenOffset(t *testing.T) {
+	bsz := int64(len(buildBatch(spec{ts: -1})))
+	l := openLog(t, t.TempDir(), Config{SegmentBytes: bsz, RetentionMs: 60_000})
+	appendN(t, l, 4, 1, 0, 0, -1, 0) // segments [0,1) [1,2) [2,3) and the active [3,4)
+	later := time.Now().Add(2 * time.Minute)
+	if n, err := l.ApplyRetention(later, 1); err != nil || n != 1 || l.StartOffset() != 1 {
+		t.Fatalf("below 1: deleted %d (start %d), err %v; want only [0,1)", n, l.StartOffset(), err)
+	}
+	if n, err := l.ApplyRetention(later, 1); err != nil || n != 0 {
+		t.Fatalf("below 1 again: deleted %d, err %v; want none (offset 1 is not below 1)", n, err)
+	}
+	if n, err := l.ApplyRetention(later, 3); err != nil || n != 2 || l.StartOffset() != 3 {
+		t.Fatalf("below 3: deleted %d (start %d), err %v; want [1,2) and [2,3)", n, l.StartOffset(), err)
 	}
 }
 
@@ -217,7 +234,7 @@ func TestRetentionByBytes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := openLog(t, t.TempDir(), Config{SegmentBytes: 2 * bsz, RetentionBytes: tt.limit, RetentionMs: -1})
 			appendN(t, l, 10, 1, 100, 0, time.Now().UnixMilli()-1e9, 0)
-			n, err := l.ApplyRetention(time.Now())
+			n, err := l.ApplyRetention(time.Now(), math.MaxInt64)
 			if err != nil || n != tt.wantDel || l.StartOffset() != tt.wantStart {
 				t.Fatalf("deleted %d (err %v), start %d; want %d, %d", n, err, l.StartOffset(), tt.wantDel, tt.wantStart)
 			}
@@ -232,7 +249,7 @@ func TestRetentionDisabledKeepsEverything(t *testing.T) {
 	bsz := int64(len(buildBatch(spec{})))
 	l := openLog(t, t.TempDir(), Config{SegmentBytes: bsz, RetentionMs: -1, RetentionBytes: -1})
 	appendN(t, l, 5, 1, 0, 0, 0, 0)
-	if n, err := l.ApplyRetention(time.Now().Add(1000 * time.Hour)); err != nil || n != 0 {
+	if n, err := l.ApplyRetention(time.Now().Add(1000*time.Hour), math.MaxInt64); err != nil || n != 0 {
 		t.Fatalf("deleted %d, err %v", n, err)
 	}
 }

@@ -169,6 +169,16 @@ func (r *Replica) State() State {
 	}
 }
 
+// ApplyRetention applies the topic's retention to the log, deleting only segments wholly below
+// this replica's high watermark (Kafka's rule: a leader's or a follower's retention never
+// removes records consumers cannot read yet). It returns the number of segments deleted.
+func (r *Replica) ApplyRetention(now time.Time) (int, error) {
+	r.mu.Lock()
+	hw := r.hw
+	r.mu.Unlock()
+	return r.log.ApplyRetention(now, hw)
+}
+
 // IsLeader reports whether this replica leads its partition now.
 func (r *Replica) IsLeader() bool {
 	r.mu.Lock()

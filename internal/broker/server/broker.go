@@ -456,7 +456,7 @@ func (b *Broker) maintenanceLoop() {
 		for _, r := range rs {
 			r.CheckISR()
 			if retention {
-				if _, err := r.Log().ApplyRetention(time.Now()); err != nil {
+				if _, err := r.ApplyRetention(time.Now()); err != nil {
 					b.lg.Warn("retention", "err", err)
 				}
 			}

@@ -27,5 +27,5 @@ func (b *Broker) ApplyRetention(topic string, partition int32) (int, error) {
 	if r == nil {
 		return 0, errors.New("server: no such replica")
 	}
-	return r.Log().ApplyRetention(time.Now())
+	return r.ApplyRetention(time.Now())
 }
