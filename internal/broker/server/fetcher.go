@@ -240,7 +240,9 @@ func (f *fetcher) round(c *wire.Client, parts map[tp]uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, f.b.cfg.ReplicaFetchMaxWait+10*time.Second)
 	defer cancel()
-	kresp, err := c.Request(ctx, req)
+	// The answer's record batches live in the client's buffer until the next round's fetch:
+	// they are in the log by then (the asks in between use buffers of their own).
+	kresp, err := c.RequestReusing(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,8 @@ type Client struct {
 	conn   net.Conn
 	corr   int32
 	fmt    *kmsg.RequestFormatter
-	buf    []byte
+	buf    []byte // the request being written
+	rbuf   []byte // RequestReusing's response buffer
 	maxLen int32
 }
 
@@ -46,6 +47,21 @@ func Dial(ctx context.Context, dialer Dialer, addr, clientID string) (*Client, e
 // Request sends req (with its version already set) and decodes the response. The context's
 // deadline, if any, bounds the round trip; a cancelled context closes the connection.
 func (c *Client) Request(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
+	// The response is decoded into a fresh buffer: kmsg may keep sub-slices of it (record batches).
+	return c.request(ctx, req, nil)
+}
+
+// RequestReusing is Request decoding the response in the client's own read buffer, which the
+// next RequestReusing overwrites: the response's byte fields (a Fetch's record batches) are
+// valid only until then. A replica fetcher, which writes each answer to its log before it asks
+// again, allocates no buffer per answer this way. Request calls in between do not touch it.
+func (c *Client) RequestReusing(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
+	return c.request(ctx, req, &c.rbuf)
+}
+
+// request is Request, reading the response into *buf (and keeping the buffer there) when buf
+// is not nil.
+func (c *Client) request(ctx context.Context, req kmsg.Request, buf *[]byte) (kmsg.Response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if dl, ok := ctx.Deadline(); ok {
@@ -61,13 +77,23 @@ func (c *Client) Request(ctx context.Context, req kmsg.Request) (kmsg.Response, 
 	if _, err := c.conn.Write(c.buf); err != nil {
 		return nil, fmt.Errorf("wire: write %s: %w", kmsg.NameForKey(req.Key()), err)
 	}
-	// The response is decoded into a fresh buffer: kmsg may keep sub-slices of it (record batches).
-	frame, err := ReadFrame(c.conn, c.maxLen, nil)
+	var into []byte
+	if buf != nil {
+		into = *buf
+	}
+	frame, err := ReadFrame(c.conn, c.maxLen, into)
 	if err != nil {
 		return nil, fmt.Errorf("wire: read %s response: %w", kmsg.NameForKey(req.Key()), err)
 	}
+	if buf != nil && cap(frame) <= maxKeptResponse {
+		*buf = frame
+	}
 	return ParseResponse(frame, c.corr, req)
 }
+
+// maxKeptResponse bounds the read buffer a client keeps between RequestReusing calls: a larger
+// answer is read into a buffer of its own, and not kept.
+const maxKeptResponse = 1 << 20
 
 // ParseResponse decodes a response frame (without its length prefix) to req, which must carry
 // correlation id corr.

@@ -311,3 +311,62 @@ func TestDialFailsForAClosedPort(t *testing.T) {
 		t.Fatal("Dial to a closed port succeeded")
 	}
 }
+
+func TestRequestReusingKeepsItsAnswerUntilTheNextRequestReusing(t *testing.T) {
+	// The server answers each Fetch with one partition whose record bytes are the request's
+	// fetch offset, repeated.
+	addr := serve(t, func(h wire.Header, req kmsg.Request) []byte {
+		fr := req.(*kmsg.FetchRequest)
+		resp := fr.ResponseKind().(*kmsg.FetchResponse)
+		resp.SetVersion(h.Version)
+		off := fr.Topics[0].Partitions[0].FetchOffset
+		p := kmsg.NewFetchResponseTopicPartition()
+		p.RecordBatches = bytes.Repeat([]byte{byte(off)}, 64)
+		top := kmsg.NewFetchResponseTopic()
+		top.Topic = "t"
+		top.Partitions = append(top.Partitions, p)
+		resp.Topics = append(resp.Topics, top)
+		return wire.AppendResponse(nil, h.CorrelationID, resp)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl, err := wire.Dial(ctx, nil, addr, "me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fetch := func(reuse bool, off int64) []byte {
+		req := kmsg.NewPtrFetchRequest()
+		req.SetVersion(11)
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "t"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset = off
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		do := cl.Request
+		if reuse {
+			do = cl.RequestReusing
+		}
+		resp, err := do(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.FetchResponse).Topics[0].Partitions[0].RecordBatches
+	}
+	first := fetch(true, 1)
+	other := fetch(false, 2) // a plain Request in between leaves the reused buffer alone
+	if !bytes.Equal(first, bytes.Repeat([]byte{1}, 64)) || !bytes.Equal(other, bytes.Repeat([]byte{2}, 64)) {
+		t.Fatalf("after a plain Request: first %v, other %v", first[:4], other[:4])
+	}
+	second := fetch(true, 3)
+	if !bytes.Equal(second, bytes.Repeat([]byte{3}, 64)) {
+		t.Fatalf("second answer %v", second[:4])
+	}
+	if &first[0] != &second[0] {
+		t.Fatal("RequestReusing read its second answer into a new buffer")
+	}
+	if !bytes.Equal(other, bytes.Repeat([]byte{2}, 64)) {
+		t.Fatal("RequestReusing overwrote the answer of a plain Request")
+	}
+}
