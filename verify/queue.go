@@ -181,6 +181,7 @@ func (r QueueResult) Verdict() string {
 const (
 	queueDrainTimeout = 60 * time.Second // for the consumers to handle and commit the whole log
 	commitPollEvery   = 20 * time.Millisecond
+	quietAfterCommits = 500 * time.Millisecond // with the commits at the end, no handle for this long: done
 )
 
 // RunQueue runs the queue workload: what [Run] does, while cfg.Consumers
@@ -413,8 +414,10 @@ func (q *queueRun) finish(ctx context.Context, read []Record) error {
 	return q.stop()
 }
 
-// caughtUp reports whether every record of the log was handled and the
-// last observed commit of every partition is at its end.
+// caughtUp reports whether the last observed commit of every partition is
+// at its end and every record of the log was handled, or no record was
+// handled for a while: with the commits at the end the group delivers
+// nothing more, so a record still unhandled never will be.
 func (q *queueRun) caughtUp(ends map[int32]int64) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -426,6 +429,9 @@ func (q *queueRun) caughtUp(ends map[int32]int64) bool {
 		if committed[p] < end {
 			return false
 		}
+	}
+	if n := len(q.handles); n > 0 && q.since()-q.handles[n-1].At > quietAfterCommits {
+		return true
 	}
 	handled := make(map[position]bool, len(q.handles))
 	for _, h := range q.handles {

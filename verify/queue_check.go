@@ -333,8 +333,10 @@ func CheckQueue(h QueueHistory) QueueReport {
 	}
 
 	// At-least-once: every record a commit covers was handled before the
-	// commit was observed. Each record counts once, at its first such commit.
+	// commit was observed. Each record counts once, at its first such commit;
+	// the examples show records never handled first.
 	flagged := map[position]bool{}
+	var late []QueueExample
 	for _, c := range commits {
 		for _, r := range byPartition[c.Partition] {
 			if c.Done == nil && r.Offset >= c.Offset {
@@ -344,17 +346,24 @@ func CheckQueue(h QueueHistory) QueueReport {
 			if !c.covers(r.Offset) || flagged[pos] {
 				continue
 			}
-			if at, ok := firstDone[pos]; ok && at <= c.At {
+			at, handled := firstDone[pos]
+			if handled && at <= c.At {
 				continue
 			}
 			flagged[pos] = true
-			note := fmt.Sprintf("committed offset %d observed at %v; never handled", c.Offset, c.At.Round(time.Millisecond))
-			if at, ok := firstDone[pos]; ok {
-				note = fmt.Sprintf("committed offset %d observed at %v; first handled at %v", c.Offset,
+			ex := QueueExample{Value: r.Value, Partition: r.Partition, Offset: r.Offset, At: c.At,
+				Note: fmt.Sprintf("committed offset %d observed at %v; never handled", c.Offset, c.At.Round(time.Millisecond))}
+			if handled {
+				ex.Note = fmt.Sprintf("committed offset %d observed at %v; first handled at %v", c.Offset,
 					c.At.Round(time.Millisecond), at.Round(time.Millisecond))
+				late = append(late, ex)
+				continue
 			}
-			fs.add(AnomalyAtLeastOnce, QueueExample{Value: r.Value, Partition: r.Partition, Offset: r.Offset, At: c.At, Note: note})
+			fs.add(AnomalyAtLeastOnce, ex)
 		}
+	}
+	for _, ex := range late {
+		fs.add(AnomalyAtLeastOnce, ex)
 	}
 
 	for _, a := range QueueAnomalies() {

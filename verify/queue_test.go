@@ -2,8 +2,14 @@ package verify
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
@@ -54,4 +60,106 @@ func TestRunQueueUnderCrashesAndFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunQueueCommitBeforeHandlingViolatesAtLeastOnce is the unsafe configuration next to the
+// safe one: a plain franz-go group consumer with auto-commit, which commits what it polled
+// before handling it, crashed mid-batch under the same seeds as TestRunQueueUnderCrashesAndFaults.
+// The checker must report the at-least-once violation (and the records it never handled).
+func TestRunQueueCommitBeforeHandlingViolatesAtLeastOnce(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := queueTestConfig(c, consume.PartitionOrder, FaultNone, 2)
+	cfg.HandleTime = 8 * time.Millisecond // the consumers fall behind: batches are long, a crash lands mid-batch
+	cfg.newMember = newCommitFirstMember
+	res, err := RunQueue(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := res.Queue
+	t.Logf("%s: acked %d, handled %d (%d distinct, %d again), crashes %d; %v", res.Topic, q.Acked, q.Handled,
+		q.Distinct, q.Rehandled, q.Crashes, q.Err())
+	if n := q.Count(AnomalyAtLeastOnce); n == 0 {
+		t.Fatalf("no %s reported for a consumer that commits before handling and crashed %d times", AnomalyAtLeastOnce, q.Crashes)
+	}
+	if n := q.Count(AnomalyUnseen); n == 0 {
+		t.Errorf("no acknowledged record left unhandled by a consumer that commits before handling and crashed %d times", q.Crashes)
+	}
+	if !errors.Is(res.Err(), ErrQueueAnomaly) {
+		t.Errorf("Err() = %v, want ErrQueueAnomaly", res.Err())
+	}
+	if v := res.Verdict(); !strings.HasPrefix(v, "FAIL") || !strings.Contains(v, string(AnomalyAtLeastOnce)) {
+		t.Errorf("Verdict() = %q", v)
+	}
+}
+
+// commitFirstMember is the unsafe consumer: it commits every batch it polled, then handles it
+// record by record (what auto-commit does at a bad moment, every time).
+type commitFirstMember struct {
+	mc       memberConfig
+	cl       *kgo.Client
+	net      *netCut
+	dead     atomic.Bool
+	cancelCl context.CancelFunc
+	stopping atomic.Bool
+	done     chan struct{}
+	once     sync.Once
+}
+
+func newCommitFirstMember(mc memberConfig) (member, error) {
+	m := &commitFirstMember{mc: mc, net: &netCut{}, done: make(chan struct{})}
+	clCtx, cancel := context.WithCancel(context.Background())
+	m.cancelCl = cancel
+	cl, err := kgo.NewClient(append(mc.clientOpts(m.net, clCtx), kgo.DisableAutoCommit())...)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	m.cl = cl
+	return m, nil
+}
+
+func (m *commitFirstMember) name() string { return m.mc.name }
+
+func (m *commitFirstMember) start(context.Context) {
+	handle := m.mc.handler(&m.dead)
+	go func() {
+		defer close(m.done)
+		for !m.stopping.Load() {
+			pctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			fs := m.cl.PollRecords(pctx, 100)
+			cancel()
+			if fs.IsClientClosed() {
+				return
+			}
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = m.cl.CommitRecords(cctx, fs.Records()...)
+			cancel()
+			for _, r := range fs.Records() {
+				if m.dead.Load() {
+					return // the crash lands mid-batch
+				}
+				_ = handle(context.Background(), r)
+			}
+		}
+	}()
+}
+
+func (m *commitFirstMember) crash() {
+	m.net.cutAll()
+	m.dead.Store(true)
+	m.cancelCl()
+	m.shutdown()
+}
+
+func (m *commitFirstMember) close() { m.shutdown() }
+
+func (m *commitFirstMember) shutdown() {
+	m.once.Do(func() {
+		m.stopping.Store(true)
+		<-m.done
+		m.cl.Close()
+		m.cancelCl()
+	})
 }
