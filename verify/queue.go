@@ -667,3 +667,25 @@ func (m *consumeMember) shutdown() {
 		m.cancelCl()
 	})
 }
+
+// ErrUnknownOrder is returned for an order mode name other than those of
+// [Orders].
+var ErrUnknownOrder = errors.New("verify: unknown order mode")
+
+// Orders returns consume's order modes, as the queue workload runs them.
+func Orders() []consume.Order {
+	return []consume.Order{consume.KeyOrder, consume.PartitionOrder, consume.Unordered}
+}
+
+// ParseOrder returns the order mode with the given name, such as
+// "KeyOrder". Case is ignored.
+func ParseOrder(name string) (consume.Order, error) {
+	var names []string
+	for _, o := range Orders() {
+		if strings.EqualFold(name, o.String()) {
+			return o, nil
+		}
+		names = append(names, o.String())
+	}
+	return 0, fmt.Errorf("%w %q (want one of %s)", ErrUnknownOrder, name, strings.Join(names, ", "))
+}

@@ -54,6 +54,21 @@ acknowledged above the high watermark while producing, and the read-back
 consumer's lag), and the anomalies with examples; it prints the file's path
 on stderr. --json carries the same series in each result's "timeline".
 
+--workload queue runs the queue workload instead of the producer one: the
+same producer and fault schedule, while --consumers consumers built with
+kafkaguard's consume package (each --order mode: KeyOrder, PartitionOrder,
+Unordered, "all" by default) handle the topic in one group, and --crashes
+times one of them crashes at random — its connections cut, so it neither
+commits nor leaves the group — and restarts (the crash plan is seeded by
+--queue-seed; run i uses seed --queue-seed+i). Each row names the workload
+and order and counts handled records, re-handled ones (the at-least-once
+cost) and anomalies: unseen (acknowledged, never handled),
+at-least-once-violation (a committed offset passed a record not handled yet),
+reordered-within-key (KeyOrder, PartitionOrder), inconsistent-offsets (a
+handler saw a record the log does not hold there: read above the high
+watermark) and unexplained-rehandle (a record run again after a commit
+covered it). Any anomaly fails the run.
+
 --acked-out FILE writes one line per acknowledged record, tab-separated:
 TOPIC PARTITION OFFSET VALUE (offset -1 when acks=0), so that any other
 reader can check the topics.
@@ -66,7 +81,11 @@ nothing and LeaderAck showed its loss under pause-followers-then-kill-leader;
 type verifyRun struct {
 	Preset produce.Preset `json:"preset"`
 	Fault  verify.Fault   `json:"fault"`
-	Result *verify.Result `json:"result,omitempty"`
+	// Workload is "producer" or "queue".
+	Workload verify.WorkloadKind `json:"workload"`
+	Result   *verify.Result      `json:"result,omitempty"`
+	// Queue is the consumers' side of a queue run.
+	Queue *queueCell `json:"queue,omitempty"`
 	// Skipped says why the run was not attempted (n/a).
 	Skipped string `json:"skipped,omitempty"`
 	// Error says why the run could not be carried out.
@@ -86,6 +105,7 @@ func newVerifyCmd() *cobra.Command {
   kafkaguard verify --client sarama --preset NoLoss --fault kill-leader --json
   kafkaguard verify --fault power-loss-all-replicas --topic-config flush.messages=1
   kafkaguard verify --preset NoLoss,LeaderAck --fault pause-followers-then-kill-leader --report verify-report
+  kafkaguard verify --workload queue --preset NoLoss --fault kill-leader,isolate-leader
   kafkaguard verify --bootstrap 127.0.0.1:9092 --control http://127.0.0.1:9990
   kafkaguard verify --bootstrap kafka-1:9092 --fault-exec 'docker kill kafka-{broker}' --restart-exec 'docker start kafka-{broker}'`,
 		Args: noArgs,
@@ -107,6 +127,11 @@ func newVerifyCmd() *cobra.Command {
 	reportDir := fs.String("report", "", "write an HTML report of the runs to DIR/index.html (DIR is created)")
 	verbose := fs.BoolP("verbose", "v", false, "log every fault step to stderr (--v is accepted too)")
 	topicConfigList := fs.String("topic-config", "", "comma-separated NAME=VALUE configs for each run's topic, e.g. flush.messages=1")
+	workloadName := fs.String("workload", string(verify.WorkloadProducer), "producer, or queue: consumers of package consume handle the topic, crashing at random")
+	orderList := fs.String("order", "all", "queue workload: comma-separated order modes of the consumers (KeyOrder, PartitionOrder, Unordered), or all")
+	consumers := intFlag(fs, "consumers", verify.DefaultConsumers, between(1, 100), "queue workload: consumers in the group")
+	crashes := intFlag(fs, "crashes", verify.DefaultCrashes, atLeast(0), "queue workload: consumer crashes per run")
+	queueSeed := fs.Uint64("queue-seed", 1, "queue workload: seed of the first run's crash plan (run i uses seed+i)")
 	// Go's flag package spelled the verbose flag --v (and -v); keep accepting --v.
 	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "v" {
@@ -131,6 +156,21 @@ func newVerifyCmd() *cobra.Command {
 		topicConfigs, err := parseTopicConfigs(*topicConfigList)
 		if err != nil {
 			return usageErrorf("--topic-config: %w", err)
+		}
+		workload, err := verify.ParseWorkloadKind(*workloadName)
+		if err != nil {
+			return usageErrorf("--workload: %w", err)
+		}
+		orders, err := parseOrders(*orderList)
+		if err != nil {
+			return usageErrorf("--order: %w", err)
+		}
+		if workload != verify.WorkloadQueue {
+			for _, f := range []string{"order", "consumers", "crashes", "queue-seed"} {
+				if cmd.Flags().Changed(f) {
+					return usageErrorf("--%s needs --workload queue", f)
+				}
+			}
 		}
 		if *keys > *records {
 			return usageErrorf("--keys (%d) must not exceed --records (%d)", *keys, *records)
@@ -161,6 +201,12 @@ func newVerifyCmd() *cobra.Command {
 		if *verbose {
 			logger = slog.New(slog.NewTextHandler(stderr, nil))
 		}
+		// A crashed member's partitions wait for its session to time out:
+		// the bundled cluster accepts a short one, Kafka 6 s at least.
+		sessionTimeout := verify.DefaultSessionTimeout
+		if len(brokers) == 0 {
+			sessionTimeout = time.Second
+		}
 		var injector verify.FaultInjector
 		switch {
 		case len(brokers) == 0:
@@ -186,14 +232,26 @@ func newVerifyCmd() *cobra.Command {
 		var cells []verifyRun
 		for _, p := range presets {
 			for _, f := range faults {
-				cells = append(cells, verifyRun{Preset: p, Fault: f})
+				if workload != verify.WorkloadQueue {
+					cells = append(cells, verifyRun{Preset: p, Fault: f, Workload: workload})
+					continue
+				}
+				for _, o := range orders {
+					seed := *queueSeed + uint64(len(cells))
+					cells = append(cells, verifyRun{Preset: p, Fault: f, Workload: workload,
+						Queue: &queueCell{Order: o.String(), Seed: seed}})
+				}
 			}
 		}
+
 		prog := newProgressLine(stderr)
 		start := time.Now()
 		for i := range cells {
 			cell := &cells[i]
 			label := fmt.Sprintf("[%d/%d] %s %s", i+1, len(cells), cell.Preset, cell.Fault)
+			if cell.Queue != nil {
+				label = fmt.Sprintf("[%d/%d] queue %s %s %s", i+1, len(cells), cell.Queue.Order, cell.Preset, cell.Fault)
+			}
 			if !verify.Supports(injector, cell.Fault) {
 				cell.Skipped = "needs " + opsText(verify.MissingOps(injector, cell.Fault))
 				cell.Verdict = "n/a: " + cell.Skipped
@@ -204,21 +262,34 @@ func newVerifyCmd() *cobra.Command {
 				cell.Error, cell.Verdict = ctx.Err().Error(), "not run: interrupted"
 				continue
 			}
-			res, err := verify.Run(ctx, verify.Config{
+			rcfg := verify.Config{
 				Preset: cell.Preset, Client: client, Fault: cell.Fault,
 				Records: *records, Keys: *keys, Partitions: int32(*partitions), Rate: *rate,
 				Bootstrap: brokers, Faults: injector, Logger: logger, TopicConfigs: topicConfigs,
 				Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
-			})
+			}
+			var res verify.Result
+			var verdict string
+			var broken error
+			if cell.Queue != nil {
+				order, _ := verify.ParseOrder(cell.Queue.Order)
+				qres, qerr := verify.RunQueue(ctx, verify.QueueConfig{Config: rcfg, Order: order,
+					Consumers: *consumers, Crashes: crashCount(*crashes), Seed: cell.Queue.Seed, SessionTimeout: sessionTimeout})
+				res, err, verdict, broken = qres.Result, qerr, qres.Verdict(), qres.Err()
+				cell.Queue.Group, cell.Queue.QueueReport = qres.Group, qres.Queue
+			} else {
+				res, err = verify.Run(ctx, rcfg)
+				verdict, broken = res.Verdict(), res.Err()
+			}
 			if err != nil {
 				cell.Error, cell.Verdict = err.Error(), "ERROR"
 				prog.done(label + ": error: " + err.Error())
 				continue
 			}
 			cell.Result = &res
-			cell.Verdict = res.Verdict()
-			if err := res.Err(); err != nil {
-				cell.Failure = err.Error()
+			cell.Verdict = verdict
+			if broken != nil {
+				cell.Failure = broken.Error()
 			}
 			prog.done(fmt.Sprintf("%s: %s (%v)", label, cell.Verdict, res.Duration.Round(100*time.Millisecond)))
 		}
@@ -248,6 +319,8 @@ func newVerifyCmd() *cobra.Command {
 		var werr error
 		if *asJSON {
 			werr = writeVerifyJSON(stdout, client, cells, code == 0, elapsed)
+		} else if workload == verify.WorkloadQueue {
+			werr = writeQueueTable(stdout, client, cells, elapsed)
 		} else {
 			werr = writeVerifyTable(stdout, client, cells, elapsed)
 		}
