@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -114,9 +113,6 @@ func (cfg QueueConfig) normalize() (QueueConfig, error) {
 	if cfg.HandleTime == 0 {
 		cfg.HandleTime = DefaultHandleTime
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
 	var errs []error
 	if cfg.Order < consume.KeyOrder || cfg.Order > consume.Unordered {
 		errs = append(errs, fmt.Errorf("verify: Order: unknown order %d", int(cfg.Order)))
@@ -131,7 +127,9 @@ func (cfg QueueConfig) normalize() (QueueConfig, error) {
 		cfg.Topic = fmt.Sprintf("kafkaguard-queue-%s-%s-%s", strings.ToLower(cfg.Preset.String()), cfg.Order,
 			strconv.FormatInt(time.Now().UnixNano(), 36))
 	}
-	return cfg, errors.Join(errs...)
+	c, err := cfg.Config.normalize()
+	cfg.Config = c
+	return cfg, errors.Join(append(errs, err)...)
 }
 
 // QueueResult is the outcome of one queue run: the producer run's Result
