@@ -136,7 +136,9 @@ func (e QueueExample) String() string {
 	if e.Consumer != "" {
 		s += " by " + e.Consumer
 	}
-	s += fmt.Sprintf(" (%v)", e.At.Round(time.Millisecond))
+	if e.At != 0 {
+		s += fmt.Sprintf(" (%v)", e.At.Round(time.Millisecond))
+	}
 	if e.Note != "" {
 		s += ": " + e.Note
 	}

@@ -71,7 +71,7 @@ func TestRunQueueCommitBeforeHandlingViolatesAtLeastOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg := queueTestConfig(c, consume.PartitionOrder, FaultNone, 2)
-	cfg.HandleTime = 8 * time.Millisecond // the consumers fall behind: batches are long, a crash lands mid-batch
+	cfg.HandleTime = 15 * time.Millisecond // the consumers fall behind: batches are long, a crash lands mid-batch
 	cfg.newMember = newCommitFirstMember
 	res, err := RunQueue(ctx, cfg)
 	if err != nil {
