@@ -9,6 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/produce"
+	"github.com/kafkaguard/kafkaguard/verify"
+	"github.com/kafkaguard/kafkaguard/verify/report"
 )
 
 func TestVerifyQueueRejectsBadUsageWithExitCode2(t *testing.T) {
@@ -129,5 +134,44 @@ func TestVerifyQueueWorkloadJSONAndReport(t *testing.T) {
 		if !bytes.Contains(page, []byte(want)) {
 			t.Errorf("report has no %q", want)
 		}
+	}
+}
+
+// TestVerifyQueueTableAndReportShowAnomalies: a queue run whose checker found an anomaly is a
+// FAIL row with its count, listed among the broken promises, and a violation row in the report
+// with its examples.
+func TestVerifyQueueTableAndReportShowAnomalies(t *testing.T) {
+	found := verify.QueueReport{Acked: 10, Handled: 9, Distinct: 9, Crashes: 2, Findings: []verify.QueueFinding{
+		{Anomaly: verify.AnomalyAtLeastOnce, Count: 1, Examples: []verify.QueueExample{{Value: verify.Value{Key: 1, Seq: 4}, Partition: 0, Offset: 7, At: 300 * time.Millisecond, Note: "committed offset 9 observed at 300ms; never handled"}}},
+		{Anomaly: verify.AnomalyUnseen, Count: 1, Examples: []verify.QueueExample{{Value: verify.Value{Key: 1, Seq: 4}, Partition: 0, Offset: 7}}},
+	}}
+	qr := verify.QueueResult{Result: verify.Result{Preset: produce.NoLoss, Fault: verify.FaultKillLeader, Report: verify.Report{Acked: 10, Read: 10}},
+		Order: "KeyOrder", Seed: 5, Queue: found}
+	cell := verifyRun{Preset: produce.NoLoss, Fault: verify.FaultKillLeader, Workload: verify.WorkloadQueue,
+		Result: &qr.Result, Verdict: qr.Verdict(), Failure: qr.Err().Error(),
+		Queue: &queueCell{Order: "KeyOrder", Seed: 5, QueueReport: found}}
+	var out bytes.Buffer
+	if err := writeQueueTable(&out, verify.ClientFranzGo, []verifyRun{cell}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	want := "queue KeyOrder NoLoss kill-leader 5 10 0 9 0 2 2 FAIL: at-least-once-violation, unseen"
+	if !strings.Contains(strings.Join(strings.Fields(out.String()), " "), want) {
+		t.Errorf("table lacks row %q:\n%s", want, out.String())
+	}
+	if !strings.Contains(out.String(), "1 runs broke a promise") || !strings.Contains(out.String(), "at-least-once-violation: 1, e.g. k1:4 at 0/7") {
+		t.Errorf("table lacks the broken promise:\n%s", out.String())
+	}
+	r := reportRun(verify.ClientFranzGo, cell)
+	if r.Name != "queue KeyOrder NoLoss kill-leader (seed 5)" || !r.Failed {
+		t.Errorf("report run %q, failed %v", r.Name, r.Failed)
+	}
+	var row *report.Anomaly
+	for i := range r.Anomalies {
+		if r.Anomalies[i].Name == string(verify.AnomalyAtLeastOnce) {
+			row = &r.Anomalies[i]
+		}
+	}
+	if row == nil || row.Count != 1 || row.Status != report.StatusViolation || len(row.Examples.Rows) != 1 || row.Examples.Rows[0][2] != "7" {
+		t.Errorf("report row %+v", row)
 	}
 }
