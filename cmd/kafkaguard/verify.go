@@ -277,6 +277,9 @@ func newVerifyCmd() *cobra.Command {
 					Consumers: *consumers, Crashes: crashCount(*crashes), Seed: cell.Queue.Seed, SessionTimeout: sessionTimeout})
 				res, err, verdict, broken = qres.Result, qerr, qres.Verdict(), qres.Err()
 				cell.Queue.Group, cell.Queue.QueueReport = qres.Group, qres.Queue
+				if qres.History != nil {
+					cell.Queue.CrashLog = qres.History.Crashes
+				}
 			} else {
 				res, err = verify.Run(ctx, rcfg)
 				verdict, broken = res.Verdict(), res.Err()

@@ -22,6 +22,8 @@ type queueCell struct {
 	Group string `json:"group,omitempty"`
 	Seed  uint64 `json:"seed"`
 	verify.QueueReport
+	// CrashLog says which consumer crashed when (from the run's start).
+	CrashLog []verify.QueueCrash `json:"crash_log,omitempty"`
 }
 
 // parseOrders parses a comma-separated list of consume order modes, or
@@ -109,6 +111,13 @@ func queueReportRun(r *report.Run, c verifyRun) {
 	r.Facts = append(r.Facts, report.Fact{Name: "consumers", Value: fmt.Sprintf(
 		"%s in group %s: %d handled (%d distinct, %d again), %d indeterminate, %d crashes",
 		q.Order, q.Group, q.Handled, q.Distinct, q.Rehandled, q.Indeterminate, q.Crashes)})
+	if len(q.CrashLog) > 0 {
+		var crashes []string
+		for _, c := range q.CrashLog {
+			crashes = append(crashes, fmt.Sprintf("%s at %v", c.Consumer, c.At.Round(time.Millisecond)))
+		}
+		r.Facts = append(r.Facts, report.Fact{Name: "consumer crashes", Value: strings.Join(crashes, ", ")})
+	}
 	for _, a := range verify.QueueAnomalies() {
 		row := report.Anomaly{Name: string(a), Status: report.StatusOK,
 			Examples: report.Table{Columns: []string{"value", "partition", "offset", "consumer", "at", "note"}}}

@@ -108,6 +108,10 @@ func TestVerifyQueueWorkloadJSONAndReport(t *testing.T) {
 				Rehandled int               `json:"rehandled"`
 				Crashes   int               `json:"crashes"`
 				Anomalies []json.RawMessage `json:"anomalies"`
+				CrashLog  []struct {
+					Consumer string `json:"consumer"`
+					AtNS     int64  `json:"at_ns"`
+				} `json:"crash_log"`
 			} `json:"queue"`
 		} `json:"runs"`
 	}
@@ -126,11 +130,14 @@ func TestVerifyQueueWorkloadJSONAndReport(t *testing.T) {
 		q.Handled != q.Distinct+q.Rehandled || q.Crashes != 3 || len(q.Anomalies) != 0 || r.Result.Report.Acked != 600 {
 		t.Errorf("queue %+v, result acked %d", *q, r.Result.Report.Acked)
 	}
+	if len(q.CrashLog) != q.Crashes || q.CrashLog[0].Consumer == "" || q.CrashLog[0].AtNS <= 0 {
+		t.Errorf("crash log %+v for %d crashes", q.CrashLog, q.Crashes)
+	}
 	page, err := os.ReadFile(filepath.Join(dir, "index.html"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"queue PartitionOrder NoLoss kill-leader (seed 1)", "at-least-once-violation", "unexplained-rehandle"} {
+	for _, want := range []string{"queue PartitionOrder NoLoss kill-leader (seed 1)", "at-least-once-violation", "unexplained-rehandle", "consumer crashes"} {
 		if !bytes.Contains(page, []byte(want)) {
 			t.Errorf("report has no %q", want)
 		}
