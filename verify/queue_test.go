@@ -3,12 +3,14 @@ package verify
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
@@ -162,4 +164,92 @@ func (m *commitFirstMember) shutdown() {
 		m.cl.Close()
 		m.cancelCl()
 	})
+}
+
+// TestQueueCrashNeitherCommitsNorLeaves checks that a crash is what it simulates: right after
+// it the dead member is still in the group (no LeaveGroup), the group drops it only when its
+// session times out, and nothing was committed in between; a member closed cleanly leaves at
+// once.
+func TestQueueCrashNeitherCommitsNorLeaves(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "crash"
+	if err := c.CreateTopic(ctx, topic, 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var rs []*kgo.Record
+	for _, v := range Workload(300, 1) {
+		rs = append(rs, &kgo.Record{Key: []byte(v.RecordKey()), Value: []byte(v.String())})
+	}
+	if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(prod)
+	committed := func(group string) int64 {
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, _ := offs.Lookup(topic, 0)
+		return o.At
+	}
+	members := func(group string) int {
+		gs, err := adm.DescribeGroups(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(gs[group].Members)
+	}
+	newMember := func(group string) (member, *atomic.Int64) {
+		var handled atomic.Int64
+		t0 := time.Now()
+		m, err := newConsumeMember(memberConfig{name: group + ".0", group: group, handleTime: 5 * time.Millisecond,
+			cfg:   QueueConfig{Config: Config{Bootstrap: c.Bootstrap(), Topic: topic, Logger: slog.New(slog.DiscardHandler)}, Order: consume.KeyOrder, SessionTimeout: 2 * time.Second, CommitInterval: 20 * time.Millisecond},
+			since: func() time.Duration { return time.Since(t0) }, record: func(Handle) { handled.Add(1) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.start(ctx)
+		return m, &handled
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("waiting for %s: %v", what, ctx.Err())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	m, handled := newMember("crashed")
+	waitFor("a commit", func() bool { return committed("crashed") > 0 })
+	m.crash()
+	atCrash, crashedAt := committed("crashed"), time.Now()
+	if n := handled.Load(); atCrash > n || n >= 300 {
+		t.Fatalf("committed %d with %d of 300 handled at the crash; want the crash mid-way, the commit at most what was handled", atCrash, n)
+	}
+	if n := members("crashed"); n != 1 {
+		t.Fatalf("right after the crash the group has %d members, want the dead one still there (a crash sends no LeaveGroup)", n)
+	}
+	waitFor("the session to time out", func() bool { return members("crashed") == 0 })
+	if gone := time.Since(crashedAt); gone < time.Second {
+		t.Errorf("the dead member left after %v, before its 2 s session could time out", gone)
+	}
+	if got := committed("crashed"); got != atCrash {
+		t.Errorf("committed offset moved from %d to %d after the crash", atCrash, got)
+	}
+
+	m, _ = newMember("closed")
+	waitFor("a commit", func() bool { return committed("closed") > 0 })
+	m.close()
+	if n := members("closed"); n != 0 {
+		t.Errorf("right after a clean close the group has %d members, want none (it leaves)", n)
+	}
 }
