@@ -137,12 +137,12 @@ func (cfg QueueConfig) normalize() (QueueConfig, error) {
 // its judgement.
 type QueueResult struct {
 	Result
-	Workload WorkloadKind  `json:"workload"`
-	Order    string        `json:"order"`
-	Group    string        `json:"group"`
-	Seed     uint64        `json:"seed"`
-	Queue    QueueReport   `json:"queue"`
-	History  *QueueHistory `json:"-"`
+	Workload WorkloadKind  `json:"workload"` // Workload is WorkloadQueue.
+	Order    string        `json:"order"`    // Order is the consumers' order mode.
+	Group    string        `json:"group"`    // Group is the consumers' group.
+	Seed     uint64        `json:"seed"`     // Seed is QueueConfig.Seed.
+	Queue    QueueReport   `json:"queue"`    // Queue judges the consumers' history.
+	History  *QueueHistory `json:"-"`        // History is what the consumers did.
 }
 
 // Err returns nil if the producer kept its preset's promise ([Result.Err])
