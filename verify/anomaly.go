@@ -156,6 +156,7 @@ type History struct {
 	Faults []FaultEvent
 }
 
+// position is a place in the topic: a partition and an offset.
 type position struct {
 	partition int32
 	offset    int64

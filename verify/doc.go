@@ -47,6 +47,17 @@
 // counted and allowed — each with a count and up to five examples (value,
 // partition, offset, seed, time, faults in force).
 //
+// [RunQueue] runs the queue workload (Jepsen's queue workload, with
+// package consume as the consumer): the same producer run, while consumers
+// of package consume in one group handle the topic and crash at random (the
+// crash cuts the member's connections first, so it neither commits nor
+// leaves the group, as a dead process) and restart. [CheckQueue] judges
+// what they handled against the acknowledgements, the log read back and the
+// group's committed offsets as they moved, naming each [QueueAnomaly]
+// (unseen, at-least-once-violation, reordered-within-key,
+// inconsistent-offsets, unexplained-rehandle) with a count and examples, and
+// counting the records run again after a crash: the at-least-once cost.
+//
 // NoLoss and StrictOrder must show zero lost, duplicated and reordered
 // records under every other schedule. LeaderAck (acks=1) must show loss under
 // FaultPauseFollowersKillLeader, where the leader acknowledges records its

@@ -362,7 +362,20 @@ const (
 // [ErrUnsupported]); what the run found is in the Result (see
 // [Result.Err]). Every broker the schedule acted on is put back, even when
 // Run fails.
-func Run(ctx context.Context, cfg Config) (Result, error) {
+func Run(ctx context.Context, cfg Config) (Result, error) { return run(ctx, cfg, nil) }
+
+// sideWorkload runs beside the producer in one run, such as the queue
+// workload's consumers ([RunQueue]).
+type sideWorkload interface {
+	// start is called once the topic is healthy, before the producer starts.
+	start(ctx context.Context, topic string) error
+	// finish is called with the records read back, once every send has
+	// its outcome and every replica is back in the ISR.
+	finish(ctx context.Context, read []Record) error
+}
+
+// run is Run with side, if not nil, running beside the producer.
+func run(ctx context.Context, cfg Config, side sideWorkload) (Result, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
 		return Result{}, err
@@ -406,6 +419,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		cfg.Logger.Info("verify: random schedule", "seed", cfg.Seed, "schedule", nemesis.String())
 	}
 
+	if side != nil {
+		if err := side.start(ctx, cfg.Topic); err != nil {
+			return res, err
+		}
+	}
 	snd, err := newSender(ctx, cfg, t)
 	if err != nil {
 		return res, err
@@ -514,6 +532,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.Corrupt = corrupt
 	res.Anomalies = Analyze(History{Seed: res.Seed, Sends: t.history(origin), Polls: polls, Faults: res.FaultEvents})
+	if side != nil {
+		if err := side.finish(ctx, read); err != nil {
+			return res, err
+		}
+	}
 	acked := make([]Value, len(res.Acked))
 	for i, a := range res.Acked {
 		acked[i] = a.Value

@@ -60,9 +60,11 @@ func reportRun(client verify.Client, c verifyRun) report.Run {
 	switch {
 	case c.Skipped != "":
 		r.Error = "the fault source " + c.Skipped
+		queueReportRun(&r, c)
 		return r
 	case c.Result == nil:
 		r.Error = c.Error
+		queueReportRun(&r, c)
 		return r
 	}
 	res := c.Result
@@ -108,6 +110,7 @@ func reportRun(client verify.Client, c verifyRun) report.Run {
 		}
 	}
 	r.Anomalies = anomalyRows(*res)
+	queueReportRun(&r, c)
 	return r
 }
 

@@ -69,6 +69,21 @@ acknowledged above the high watermark while producing, and the read-back
 consumer's lag), and the anomalies with examples; it prints the file's path
 on stderr. --json carries the same series in each result's "timeline".
 
+--workload queue runs the queue workload instead of the producer one: the
+same producer and fault schedule, while --consumers consumers built with
+kafkaguard's consume package (each --order mode: KeyOrder, PartitionOrder,
+Unordered, "all" by default) handle the topic in one group, and --crashes
+times one of them crashes at random — its connections cut, so it neither
+commits nor leaves the group — and restarts (the crash plan is seeded by
+--queue-seed; run i uses seed --queue-seed+i). Each row names the workload
+and order and counts handled records, re-handled ones (the at-least-once
+cost) and anomalies: unseen (acknowledged, never handled),
+at-least-once-violation (a committed offset passed a record not handled yet),
+reordered-within-key (KeyOrder, PartitionOrder), inconsistent-offsets (a
+handler saw a record the log does not hold there: read above the high
+watermark) and unexplained-rehandle (a record run again after a commit
+covered it). Any anomaly fails the run.
+
 --acked-out FILE writes one line per acknowledged record, tab-separated:
 TOPIC PARTITION OFFSET VALUE (offset -1 when acks=0), so that any other
 reader can check the topics.
@@ -86,8 +101,12 @@ type verifyRun struct {
 	Preset produce.Preset `json:"preset"`
 	Fault  verify.Fault   `json:"fault"`
 	// Seed is the random schedule's seed (--schedules).
-	Seed   *int64         `json:"seed,omitempty"`
-	Result *verify.Result `json:"result,omitempty"`
+	Seed *int64 `json:"seed,omitempty"`
+	// Workload is "producer" or "queue".
+	Workload verify.WorkloadKind `json:"workload"`
+	Result   *verify.Result      `json:"result,omitempty"`
+	// Queue is the consumers' side of a queue run.
+	Queue *queueCell `json:"queue,omitempty"`
 	// Skipped says why the run was not attempted (n/a).
 	Skipped string `json:"skipped,omitempty"`
 	// Error says why the run could not be carried out.
@@ -110,6 +129,7 @@ func newVerifyCmd() *cobra.Command {
   kafkaguard verify --fault power-loss-all-replicas --topic-config flush.messages=1
   kafkaguard verify --preset NoLoss,LeaderAck --fault pause-followers-then-kill-leader --report verify-report
   kafkaguard verify --schedules 20 --seed 1
+  kafkaguard verify --workload queue --preset NoLoss --fault kill-leader,isolate-leader
   kafkaguard verify --bootstrap 127.0.0.1:9092 --control http://127.0.0.1:9990
   kafkaguard verify --bootstrap kafka-1:9092 --fault-exec 'docker kill kafka-{broker}' --restart-exec 'docker start kafka-{broker}'`,
 		Args: noArgs,
@@ -133,6 +153,11 @@ func newVerifyCmd() *cobra.Command {
 	topicConfigList := fs.String("topic-config", "", "comma-separated NAME=VALUE configs for each run's topic, e.g. flush.messages=1")
 	schedules := intFlag(fs, "schedules", 0, atLeast(0), "run N seeded random fault schedules instead of --fault")
 	seed := fs.Int64("seed", 0, "first seed of --schedules (default: from the clock, printed)")
+	workloadName := fs.String("workload", string(verify.WorkloadProducer), "producer, or queue: consumers of package consume handle the topic, crashing at random")
+	orderList := fs.String("order", "all", "queue workload: comma-separated order modes of the consumers (KeyOrder, PartitionOrder, Unordered), or all")
+	consumers := intFlag(fs, "consumers", verify.DefaultConsumers, between(1, 100), "queue workload: consumers in the group")
+	crashes := intFlag(fs, "crashes", verify.DefaultCrashes, atLeast(0), "queue workload: consumer crashes per run")
+	queueSeed := fs.Uint64("queue-seed", 1, "queue workload: seed of the first run's crash plan (run i uses seed+i)")
 	// Go's flag package spelled the verbose flag --v (and -v); keep accepting --v.
 	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "v" {
@@ -173,6 +198,21 @@ func newVerifyCmd() *cobra.Command {
 		if err != nil {
 			return usageErrorf("--topic-config: %w", err)
 		}
+		workload, err := verify.ParseWorkloadKind(*workloadName)
+		if err != nil {
+			return usageErrorf("--workload: %w", err)
+		}
+		orders, err := parseOrders(*orderList)
+		if err != nil {
+			return usageErrorf("--order: %w", err)
+		}
+		if workload != verify.WorkloadQueue {
+			for _, f := range []string{"order", "consumers", "crashes", "queue-seed"} {
+				if cmd.Flags().Changed(f) {
+					return usageErrorf("--%s needs --workload queue", f)
+				}
+			}
+		}
 		if *keys > *records {
 			return usageErrorf("--keys (%d) must not exceed --records (%d)", *keys, *records)
 		}
@@ -205,6 +245,12 @@ func newVerifyCmd() *cobra.Command {
 		if *verbose {
 			logger = slog.New(slog.NewTextHandler(stderr, nil))
 		}
+		// A crashed member's partitions wait for its session to time out:
+		// the bundled cluster accepts a short one, Kafka 6 s at least.
+		sessionTimeout := verify.DefaultSessionTimeout
+		if len(brokers) == 0 {
+			sessionTimeout = time.Second
+		}
 		var injector verify.FaultInjector
 		switch {
 		case len(brokers) == 0:
@@ -233,16 +279,29 @@ func newVerifyCmd() *cobra.Command {
 			for i := range int64(*schedules) {
 				for _, p := range presets {
 					sd := *seed + i
-					cells = append(cells, verifyRun{Preset: p, Fault: verify.FaultRandom, Seed: &sd})
+					cells = append(cells, verifyRun{Preset: p, Fault: verify.FaultRandom, Seed: &sd, Workload: workload})
 				}
 			}
 		} else {
 			for _, p := range presets {
 				for _, f := range faults {
-					cells = append(cells, verifyRun{Preset: p, Fault: f})
+					cells = append(cells, verifyRun{Preset: p, Fault: f, Workload: workload})
 				}
 			}
 		}
+		if workload == verify.WorkloadQueue {
+			// Each producer run becomes one run per order mode of the consumers.
+			var queued []verifyRun
+			for _, c := range cells {
+				for _, o := range orders {
+					q := c
+					q.Queue = &queueCell{Order: o.String(), Seed: *queueSeed + uint64(len(queued))}
+					queued = append(queued, q)
+				}
+			}
+			cells = queued
+		}
+
 		prog := newProgressLine(stderr)
 		start := time.Now()
 		for i := range cells {
@@ -252,6 +311,9 @@ func newVerifyCmd() *cobra.Command {
 			if cell.Seed != nil {
 				cellSeed = *cell.Seed
 				label = fmt.Sprintf("[%d/%d] seed %d %s", i+1, len(cells), cellSeed, cell.Preset)
+			}
+			if cell.Queue != nil {
+				label = fmt.Sprintf("%s queue %s", label, cell.Queue.Order)
 			}
 			if cell.Fault != verify.FaultRandom && !verify.Supports(injector, cell.Fault) {
 				missing := verify.MissingOps(injector, cell.Fault)
@@ -269,12 +331,28 @@ func newVerifyCmd() *cobra.Command {
 				cell.Error, cell.Verdict = ctx.Err().Error(), "not run: interrupted"
 				continue
 			}
-			res, err := verify.Run(ctx, verify.Config{
+			rcfg := verify.Config{
 				Preset: cell.Preset, Client: client, Fault: cell.Fault, Seed: cellSeed,
 				Records: *records, Keys: *keys, Partitions: int32(*partitions), Rate: *rate,
 				Bootstrap: brokers, Faults: injector, Logger: logger, TopicConfigs: topicConfigs,
 				Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
-			})
+			}
+			var res verify.Result
+			var verdict string
+			var broken error
+			if cell.Queue != nil {
+				order, _ := verify.ParseOrder(cell.Queue.Order)
+				qres, qerr := verify.RunQueue(ctx, verify.QueueConfig{Config: rcfg, Order: order,
+					Consumers: *consumers, Crashes: crashCount(*crashes), Seed: cell.Queue.Seed, SessionTimeout: sessionTimeout})
+				res, err, verdict, broken = qres.Result, qerr, qres.Verdict(), qres.Err()
+				cell.Queue.Group, cell.Queue.QueueReport = qres.Group, qres.Queue
+				if qres.History != nil {
+					cell.Queue.CrashLog = qres.History.Crashes
+				}
+			} else {
+				res, err = verify.Run(ctx, rcfg)
+				verdict, broken = res.Verdict(), res.Err()
+			}
 			if err != nil {
 				cell.Error, cell.Verdict = err.Error(), "ERROR"
 				if cell.Seed != nil {
@@ -284,9 +362,9 @@ func newVerifyCmd() *cobra.Command {
 				continue
 			}
 			cell.Result = &res
-			cell.Verdict = res.Verdict()
-			if err := res.Err(); err != nil {
-				cell.Failure = err.Error()
+			cell.Verdict = verdict
+			if broken != nil {
+				cell.Failure = broken.Error()
 				if cell.Seed != nil {
 					cell.Replay = replayCommand(fs, *cell.Seed, cell.Preset)
 				}
@@ -324,6 +402,8 @@ func newVerifyCmd() *cobra.Command {
 				first = seed
 			}
 			werr = writeVerifyJSON(stdout, client, cells, code == 0, first, elapsed)
+		case workload == verify.WorkloadQueue:
+			werr = writeQueueTable(stdout, client, cells, elapsed)
 		case random:
 			werr = writeScheduleTable(stdout, client, cells, *seed, elapsed)
 		default:

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/verify"
+	"github.com/kafkaguard/kafkaguard/verify/report"
+)
+
+// queueCell is the consumers' side of a queue run: the order mode, the
+// crash plan's seed and the queue checker's counts and anomalies.
+type queueCell struct {
+	Order string `json:"order"`
+	Group string `json:"group,omitempty"`
+	Seed  uint64 `json:"seed"`
+	verify.QueueReport
+	// CrashLog says which consumer crashed when (from the run's start).
+	CrashLog []verify.QueueCrash `json:"crash_log,omitempty"`
+}
+
+// parseOrders parses a comma-separated list of consume order modes, or
+// "all".
+func parseOrders(list string) ([]consume.Order, error) {
+	if strings.EqualFold(strings.TrimSpace(list), "all") {
+		return verify.Orders(), nil
+	}
+	var out []consume.Order
+	for _, name := range splitList(list) {
+		o, err := verify.ParseOrder(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no order mode given")
+	}
+	return out, nil
+}
+
+// crashCount is --crashes as QueueConfig.Crashes, where 0 means the
+// default: none is negative.
+func crashCount(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// writeQueueTable prints one row per queue run, then the broken promises.
+func writeQueueTable(w io.Writer, client verify.Client, cells []verifyRun, elapsed time.Duration) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "client %s, %s in %v\n\n", client, runsText(len(cells)), elapsed.Round(time.Second))
+	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKLOAD\tORDER\tPRESET\tFAULT\tSEED\tACKED\tLOST\tHANDLED\tREHANDLED\tCRASHES\tANOMALIES\tVERDICT")
+	for _, c := range cells {
+		q := c.Queue
+		if c.Result == nil || q == nil {
+			order, seed := "-", "-"
+			if q != nil {
+				order, seed = q.Order, strconv.FormatUint(q.Seed, 10)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t%s\n", c.Workload, order, c.Preset, c.Fault, seed, c.Verdict)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Workload, q.Order, c.Preset, c.Fault, q.Seed,
+			c.Result.Report.Acked, c.Result.Report.Lost, q.Handled, q.Rehandled, q.Crashes, q.Anomalies(), c.Verdict)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var problems []string
+	for _, c := range cells {
+		switch {
+		case c.Error != "":
+			problems = append(problems, fmt.Sprintf("queue %s %s %s: %s", c.Preset, c.Fault, c.Queue.Order, c.Error))
+		case c.Failure != "":
+			problems = append(problems, c.Failure)
+		}
+	}
+	if len(problems) == 0 {
+		fmt.Fprintln(bw, "\nevery run kept its promise: every acknowledged record handled, no commit ahead of handling, no anomaly")
+	} else {
+		fmt.Fprintf(bw, "\n%d runs broke a promise or could not run:\n", len(problems))
+		for _, p := range problems {
+			fmt.Fprintf(bw, "- %s\n", strings.ReplaceAll(p, "\n", "; "))
+		}
+	}
+	return bw.Flush()
+}
+
+// queueReportRun adds a queue run's side to its report section: its name,
+// the consumers' counts and the queue checker's anomalies with examples.
+func queueReportRun(r *report.Run, c verifyRun) {
+	q := c.Queue
+	if q == nil {
+		return
+	}
+	r.Name = fmt.Sprintf("queue %s %s %s (seed %d)", q.Order, c.Preset, c.Fault, q.Seed)
+	if c.Result == nil {
+		return
+	}
+	r.Facts = append(r.Facts, report.Fact{Name: "consumers", Value: fmt.Sprintf(
+		"%s in group %s: %d handled (%d distinct, %d again), %d indeterminate, %d crashes",
+		q.Order, q.Group, q.Handled, q.Distinct, q.Rehandled, q.Indeterminate, q.Crashes)})
+	if len(q.CrashLog) > 0 {
+		var crashes []string
+		for _, c := range q.CrashLog {
+			crashes = append(crashes, fmt.Sprintf("%s at %v", c.Consumer, c.At.Round(time.Millisecond)))
+		}
+		r.Facts = append(r.Facts, report.Fact{Name: "consumer crashes", Value: strings.Join(crashes, ", ")})
+	}
+	for _, a := range verify.QueueAnomalies() {
+		row := report.Anomaly{Name: string(a), Status: report.StatusOK,
+			Examples: report.Table{Columns: []string{"value", "partition", "offset", "consumer", "at", "note"}}}
+		for _, f := range q.Findings {
+			if f.Anomaly != a {
+				continue
+			}
+			row.Count, row.Status = f.Count, report.StatusViolation
+			for _, e := range f.Examples {
+				row.Examples.Rows = append(row.Examples.Rows, []string{e.Value.String(), strconv.Itoa(int(e.Partition)),
+					strconv.FormatInt(e.Offset, 10), e.Consumer, e.At.Round(time.Millisecond).String(), e.Note})
+			}
+		}
+		r.Anomalies = append(r.Anomalies, row)
+	}
+	if q.Rehandled > 0 {
+		r.Anomalies = append(r.Anomalies, report.Anomaly{Name: "rehandled", Count: q.Rehandled, Status: report.StatusInfo,
+			Note: "the at-least-once cost: records in flight when their consumer crashed or lost the partition, run again"})
+	}
+}

@@ -1,0 +1,689 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/ordering"
+)
+
+// WorkloadKind names what a verify run exercises (the records themselves
+// are [Workload]'s).
+type WorkloadKind string
+
+// The workloads.
+const (
+	// WorkloadProducer produces under faults and reads the topic back
+	// ([Run]).
+	WorkloadProducer WorkloadKind = "producer"
+	// WorkloadQueue also consumes the topic while it is produced, with
+	// consumers of package consume in one group that crash and restart
+	// ([RunQueue]).
+	WorkloadQueue WorkloadKind = "queue"
+)
+
+// ErrUnknownWorkload is returned for a workload name other than "producer"
+// and "queue".
+var ErrUnknownWorkload = errors.New("verify: unknown workload")
+
+// ParseWorkloadKind returns the workload kind with the given name, "producer"
+// or "queue". Case is ignored.
+func ParseWorkloadKind(name string) (WorkloadKind, error) {
+	for _, w := range []WorkloadKind{WorkloadProducer, WorkloadQueue} {
+		if strings.EqualFold(name, string(w)) {
+			return w, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q (want producer or queue)", ErrUnknownWorkload, name)
+}
+
+// Defaults of [QueueConfig].
+const (
+	DefaultConsumers      = 3
+	DefaultCrashes        = 3
+	DefaultSessionTimeout = 6 * time.Second // Kafka's group.min.session.timeout.ms
+	DefaultCommitInterval = 50 * time.Millisecond
+	// DefaultHandleTime bounds the random time a handler takes per record,
+	// so that crashes find records in flight.
+	DefaultHandleTime = time.Millisecond
+)
+
+// QueueConfig describes one run of the queue workload: the producer run of
+// Config, and consumers built with package consume, in one group, that
+// handle the topic while it is produced and the fault schedule runs.
+type QueueConfig struct {
+	Config // Config is the producer side and the fault schedule.
+
+	// Order is the consumers' order mode (default consume.KeyOrder).
+	Order consume.Order
+	// Consumers is the number of group members (default DefaultConsumers).
+	Consumers int
+	// Crashes is how many times a consumer crashes while records are
+	// produced (default DefaultCrashes; negative means none). A crash
+	// drops the member as a dead process would: its connections are cut
+	// first, so it commits nothing more and does not leave the group; the
+	// group sees it go only when its session times out. It restarts as a
+	// new member a moment later.
+	Crashes int
+	// Seed seeds the crash times, the crashed members and the handlers'
+	// times; the same seed gives the same crash plan.
+	Seed uint64
+	// SessionTimeout is the members' session timeout (default
+	// DefaultSessionTimeout, the least Kafka accepts; the bundled cluster
+	// accepts 100 ms and up): a crashed member's partitions wait that long.
+	SessionTimeout time.Duration
+	// CommitInterval is the consumers' commit interval (default
+	// DefaultCommitInterval).
+	CommitInterval time.Duration
+	// HandleTime bounds the time a handler takes per record (default
+	// DefaultHandleTime; negative means none).
+	HandleTime time.Duration
+
+	// newMember, if set, replaces the consume consumer (tests build an
+	// unsafe one with it).
+	newMember func(m memberConfig) (member, error)
+}
+
+func (cfg QueueConfig) normalize() (QueueConfig, error) {
+	if cfg.Consumers == 0 {
+		cfg.Consumers = DefaultConsumers
+	}
+	if cfg.Crashes == 0 {
+		cfg.Crashes = DefaultCrashes
+	}
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout = DefaultSessionTimeout
+	}
+	if cfg.CommitInterval == 0 {
+		cfg.CommitInterval = DefaultCommitInterval
+	}
+	if cfg.HandleTime == 0 {
+		cfg.HandleTime = DefaultHandleTime
+	}
+	var errs []error
+	if cfg.Order < consume.KeyOrder || cfg.Order > consume.Unordered {
+		errs = append(errs, fmt.Errorf("verify: Order: unknown order %d", int(cfg.Order)))
+	}
+	if cfg.Consumers < 0 {
+		errs = append(errs, fmt.Errorf("verify: Consumers must be positive, got %d", cfg.Consumers))
+	}
+	if cfg.SessionTimeout < 0 || cfg.CommitInterval < 0 {
+		errs = append(errs, fmt.Errorf("verify: SessionTimeout %v and CommitInterval %v must be positive", cfg.SessionTimeout, cfg.CommitInterval))
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = fmt.Sprintf("kafkaguard-queue-%s-%s-%s", strings.ToLower(cfg.Preset.String()), cfg.Order,
+			strconv.FormatInt(time.Now().UnixNano(), 36))
+	}
+	c, err := cfg.Config.normalize()
+	cfg.Config = c
+	return cfg, errors.Join(append(errs, err)...)
+}
+
+// QueueResult is the outcome of one queue run: the producer run's Result
+// (whose Report judges the log read back) and the consumers' history and
+// its judgement.
+type QueueResult struct {
+	Result
+	Workload WorkloadKind  `json:"workload"` // Workload is WorkloadQueue.
+	Order    string        `json:"order"`    // Order is the consumers' order mode.
+	Group    string        `json:"group"`    // Group is the consumers' group.
+	Seed     uint64        `json:"seed"`     // Seed is QueueConfig.Seed.
+	Queue    QueueReport   `json:"queue"`    // Queue judges the consumers' history.
+	History  *QueueHistory `json:"-"`        // History is what the consumers did.
+}
+
+// Err returns nil if the producer kept its preset's promise ([Result.Err])
+// and the consumers showed no anomaly ([QueueReport.Err]).
+func (r QueueResult) Err() error {
+	var errs []error
+	if err := r.Result.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.Queue.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("verify: queue (%s) under %s: %w", r.Order, r.Fault, err))
+	}
+	return errors.Join(errs...)
+}
+
+// Verdict sums the run up: the producer's verdict, or "FAIL" with the
+// consumers' anomalies.
+func (r QueueResult) Verdict() string {
+	v := r.Result.Verdict()
+	if r.Queue.Anomalies() == 0 {
+		return v
+	}
+	var names []string
+	for _, f := range r.Queue.Findings {
+		names = append(names, string(f.Anomaly))
+	}
+	if strings.HasPrefix(v, "FAIL: ") {
+		return v + ", " + strings.Join(names, ", ")
+	}
+	return "FAIL: " + strings.Join(names, ", ")
+}
+
+// Timing of RunQueue's waits.
+const (
+	queueDrainTimeout = 60 * time.Second // for the consumers to handle and commit the whole log
+	commitPollEvery   = 20 * time.Millisecond
+	quietAfterCommits = 500 * time.Millisecond // with the commits at the end, no handle for this long: done
+)
+
+// RunQueue runs the queue workload: what [Run] does, while cfg.Consumers
+// consumers of package consume, in one group, handle the topic and crash
+// and restart at random (seeded by cfg.Seed). Every handled record is
+// recorded, with the group's committed offsets as they move; once the
+// topic is read back the consumers run until they have handled and
+// committed all of it, then stop, and [CheckQueue] judges the history.
+// Errors are as Run's.
+func RunQueue(ctx context.Context, cfg QueueConfig) (QueueResult, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return QueueResult{}, err
+	}
+	q := &queueRun{cfg: cfg, group: cfg.Topic + "-group", t0: time.Now(),
+		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
+	defer q.stop()
+	res, err := run(ctx, cfg.Config, q)
+	out := QueueResult{Result: res, Workload: WorkloadQueue, Order: cfg.Order.String(), Group: q.group, Seed: cfg.Seed}
+	if err != nil {
+		return out, err
+	}
+	h := q.history()
+	h.Acked = res.Acked
+	out.History = &h
+	out.Queue = CheckQueue(h)
+	return out, nil
+}
+
+// queueRun is the consumer side of a queue run (a sideWorkload).
+type queueRun struct {
+	cfg   QueueConfig
+	group string
+	t0    time.Time  // the run's start
+	rng   *rand.Rand // the crash plan; used by one goroutine at a time
+
+	seq atomic.Int64
+
+	mu      sync.Mutex
+	handles []Handle
+	commits []QueueCommit
+	crashes []QueueCrash
+	log     []Record
+	members []*slot
+
+	stopCrashes context.CancelFunc
+	crashing    sync.WaitGroup // the crash loop
+	stopPoll    context.CancelFunc
+	wg          sync.WaitGroup // the commit poller
+	stopped     bool
+}
+
+// slot is one consumer position: the member running in it, and how many
+// times it started.
+type slot struct {
+	id          int
+	incarnation int
+	m           member
+}
+
+func (q *queueRun) since() time.Duration { return time.Since(q.t0) }
+
+func (q *queueRun) start(ctx context.Context, topic string) error {
+	adm, err := q.admin()
+	if err != nil {
+		return err
+	}
+	pctx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	q.stopPoll = stopPoll
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		defer adm.Close()
+		q.pollCommits(pctx, kadm.NewClient(adm))
+	}()
+	for i := range q.cfg.Consumers {
+		s := &slot{id: i}
+		if err := q.launch(ctx, s); err != nil {
+			return err
+		}
+		q.mu.Lock()
+		q.members = append(q.members, s)
+		q.mu.Unlock()
+	}
+	cctx, stopCrashes := context.WithCancel(ctx)
+	q.stopCrashes = stopCrashes
+	q.crashing.Go(func() { q.crashLoop(cctx) })
+	return nil
+}
+
+func (q *queueRun) admin() (*kgo.Client, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(q.cfg.Bootstrap...), kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	return cl, nil
+}
+
+// launch starts a new member in slot s.
+func (q *queueRun) launch(ctx context.Context, s *slot) error {
+	name := fmt.Sprintf("c%d.%d", s.id, s.incarnation)
+	s.incarnation++
+	mc := memberConfig{
+		name: name, cfg: q.cfg, group: q.group,
+		handleTime: q.cfg.HandleTime,
+		seed:       q.rng.Uint64(),
+		since:      q.since,
+		record:     q.record,
+	}
+	newMember := q.cfg.newMember
+	if newMember == nil {
+		newMember = newConsumeMember
+	}
+	m, err := newMember(mc)
+	if err != nil {
+		return err
+	}
+	s.m = m
+	m.start(ctx)
+	q.cfg.Logger.Info("verify: consumer started", "consumer", name, "group", q.group)
+	return nil
+}
+
+// record notes a handled record; the handler returns only after it.
+func (q *queueRun) record(h Handle) {
+	h.Seq = q.seq.Add(1)
+	h.At = q.since()
+	q.mu.Lock()
+	q.handles = append(q.handles, h)
+	q.mu.Unlock()
+}
+
+// crashLoop crashes cfg.Crashes members at random times while the
+// workload is produced, restarting each a moment later.
+func (q *queueRun) crashLoop(ctx context.Context) {
+	if q.cfg.Crashes < 0 || q.cfg.Consumers == 0 {
+		return
+	}
+	window := time.Duration(q.cfg.Records) * time.Second / time.Duration(q.cfg.Rate)
+	gap := window / time.Duration(q.cfg.Crashes+1)
+	for range q.cfg.Crashes {
+		wait := gap/2 + time.Duration(q.rng.Int64N(int64(gap)+1))
+		s := q.members[q.rng.IntN(len(q.members))]
+		down := time.Duration(q.rng.Int64N(int64(200 * time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		q.mu.Lock()
+		q.crashes = append(q.crashes, QueueCrash{At: q.since(), Consumer: s.m.name()})
+		q.mu.Unlock()
+		q.cfg.Logger.Info("verify: consumer crash", "consumer", s.m.name(), "group", q.group)
+		s.m.crash()
+		select {
+		case <-ctx.Done():
+		case <-time.After(down):
+		}
+		if err := q.launch(context.WithoutCancel(ctx), s); err != nil {
+			q.cfg.Logger.Error("verify: consumer restart failed", "slot", s.id, "err", err)
+		}
+	}
+}
+
+// pollCommits observes the group's committed offsets until ctx ends,
+// noting every change.
+func (q *queueRun) pollCommits(ctx context.Context, adm *kadm.Client) {
+	last := map[int32]QueueCommit{}
+	for {
+		q.observeCommits(ctx, adm, last)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(commitPollEvery):
+		}
+	}
+}
+
+func (q *queueRun) observeCommits(ctx context.Context, adm *kadm.Client, last map[int32]QueueCommit) {
+	offs, err := adm.FetchOffsets(ctx, q.group)
+	at := q.since()
+	if err != nil {
+		return
+	}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic != q.cfg.Topic || o.Err != nil || o.At < 0 {
+			return
+		}
+		c := QueueCommit{At: at, Partition: o.Partition, Offset: o.At}
+		if s, err := ordering.DecodeMetadata(o.Metadata); err == nil {
+			for lo, hi := range s.Ranges() {
+				c.Done = append(c.Done, [2]int64{lo, hi})
+			}
+		}
+		if p, ok := last[o.Partition]; ok && p.Offset == c.Offset && slices.Equal(p.Done, c.Done) {
+			return
+		}
+		last[o.Partition] = c
+		q.mu.Lock()
+		q.commits = append(q.commits, c)
+		q.mu.Unlock()
+	})
+}
+
+// finish stops the crashes, restarts nothing more, and lets the members
+// run until every record of the log is handled and committed (at most
+// queueDrainTimeout), then stops them cleanly and observes the final
+// commits.
+func (q *queueRun) finish(ctx context.Context, read []Record) error {
+	q.mu.Lock()
+	q.log = slices.Clone(read)
+	q.mu.Unlock()
+	q.stopCrashes()
+	q.crashing.Wait()
+	ends := map[int32]int64{}
+	for _, r := range read {
+		ends[r.Partition] = max(ends[r.Partition], r.Offset+1)
+	}
+	wctx, cancel := context.WithTimeout(ctx, queueDrainTimeout)
+	defer cancel()
+	for !q.caughtUp(ends) {
+		select {
+		case <-wctx.Done():
+			q.cfg.Logger.Warn("verify: consumers did not handle and commit the whole log", "group", q.group, "after", queueDrainTimeout)
+			return q.stop()
+		case <-time.After(commitPollEvery):
+		}
+	}
+	return q.stop()
+}
+
+// caughtUp reports whether the last observed commit of every partition is
+// at its end and every record of the log was handled, or no record was
+// handled for a while: with the commits at the end the group delivers
+// nothing more, so a record still unhandled never will be.
+func (q *queueRun) caughtUp(ends map[int32]int64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	committed := map[int32]int64{}
+	for _, c := range q.commits {
+		committed[c.Partition] = c.Offset
+	}
+	for p, end := range ends {
+		if committed[p] < end {
+			return false
+		}
+	}
+	if n := len(q.handles); n > 0 && q.since()-q.handles[n-1].At > quietAfterCommits {
+		return true
+	}
+	handled := make(map[position]bool, len(q.handles))
+	for _, h := range q.handles {
+		handled[position{h.Partition, h.Offset}] = true
+	}
+	for _, r := range q.log {
+		if !handled[position{r.Partition, r.Offset}] {
+			return false
+		}
+	}
+	return true
+}
+
+// stop stops the crashes, every member (cleanly: drain, commit, leave)
+// and, after a last observation, the commit poller. It may be called more
+// than once.
+func (q *queueRun) stop() error {
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		return nil
+	}
+	q.stopped = true
+	q.mu.Unlock()
+	if q.stopCrashes != nil {
+		q.stopCrashes()
+	}
+	q.crashing.Wait()
+	q.mu.Lock()
+	members := slices.Clone(q.members)
+	q.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range members {
+		wg.Go(func() { s.m.close() })
+	}
+	wg.Wait()
+	if q.stopPoll != nil {
+		// One last look at the commits made on the way out.
+		time.Sleep(2 * commitPollEvery)
+		q.stopPoll()
+	}
+	q.wg.Wait()
+	return nil
+}
+
+func (q *queueRun) history() QueueHistory {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return QueueHistory{Order: q.cfg.Order, Log: slices.Clone(q.log), Handles: slices.Clone(q.handles),
+		Commits: slices.Clone(q.commits), Crashes: slices.Clone(q.crashes)}
+}
+
+// member is one group member of a queue run.
+type member interface {
+	name() string
+	// start runs the member until close or crash.
+	start(ctx context.Context)
+	// crash stops it as a dead process: no commit, no leave.
+	crash()
+	// close stops it cleanly: drain, commit, leave.
+	close()
+}
+
+// memberConfig is what a member is built from.
+type memberConfig struct {
+	name       string
+	cfg        QueueConfig
+	group      string
+	handleTime time.Duration
+	seed       uint64
+	since      func() time.Duration // time since the run's start
+	record     func(Handle)
+}
+
+// clientOpts are the kgo options of a member's client: the group, the
+// topic, and a dialer that a crash cuts.
+func (mc memberConfig) clientOpts(n *netCut, ctx context.Context) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(mc.cfg.Bootstrap...),
+		kgo.ClientID("kafkaguard-verify-" + mc.name),
+		kgo.ConsumerGroup(mc.group),
+		kgo.ConsumeTopics(mc.cfg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.SessionTimeout(mc.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(max(mc.cfg.SessionTimeout/10, 10*time.Millisecond)),
+		kgo.RebalanceTimeout(15 * time.Second),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.MetadataMinAge(100 * time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),
+		kgo.Dialer(n.dial),
+		kgo.WithContext(ctx),
+	}
+}
+
+// handler returns the member's record handler: it takes a random time up
+// to handleTime, then records the handle unless the member crashed.
+func (mc memberConfig) handler(dead *atomic.Bool) func(context.Context, *kgo.Record) error {
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(mc.seed, 1))
+	return func(ctx context.Context, r *kgo.Record) error {
+		began := mc.since()
+		if mc.handleTime > 0 {
+			mu.Lock()
+			d := time.Duration(rng.Int64N(int64(mc.handleTime)))
+			mu.Unlock()
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if dead.Load() {
+			return nil // a dead process handles nothing; its commits cannot leave it
+		}
+		v, err := ParseValue(r.Value)
+		if err != nil {
+			return nil // counted as corrupt by the read-back
+		}
+		mc.record(Handle{Consumer: mc.name, Partition: r.Partition, Offset: r.Offset, Value: v, Start: began})
+		return nil
+	}
+}
+
+// netCut is a member's network: a dialer whose connections a crash closes,
+// refusing every dial after.
+type netCut struct {
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+}
+
+var errCrashed = errors.New("verify: consumer crashed")
+
+func (n *netCut) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	n.mu.Lock()
+	cut := n.cut
+	n.mu.Unlock()
+	if cut {
+		return nil, errCrashed
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, host)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cut {
+		c.Close()
+		return nil, errCrashed
+	}
+	n.conns = append(n.conns, c)
+	return c, nil
+}
+
+// cutAll closes every connection and refuses every later dial.
+func (n *netCut) cutAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cut = true
+	for _, c := range n.conns {
+		c.Close()
+	}
+	n.conns = nil
+}
+
+// consumeMember is a consume.Consumer on a client whose network a crash
+// cuts.
+type consumeMember struct {
+	mc        memberConfig
+	cl        *kgo.Client
+	c         *consume.Consumer
+	net       *netCut
+	dead      atomic.Bool
+	cancelCl  context.CancelFunc
+	cancelRun context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newConsumeMember(mc memberConfig) (member, error) {
+	m := &consumeMember{mc: mc, net: &netCut{}, done: make(chan struct{})}
+	clCtx, cancelCl := context.WithCancel(context.Background())
+	m.cancelCl = cancelCl
+	hooks := consume.NewHooks()
+	cl, err := kgo.NewClient(append(mc.clientOpts(m.net, clCtx), hooks.KgoOpts()...)...)
+	if err != nil {
+		cancelCl()
+		return nil, fmt.Errorf("verify: consumer %s: %w", mc.name, err)
+	}
+	c, err := consume.New(mc.handler(&m.dead), consume.Client(cl, hooks), consume.OrderBy(mc.cfg.Order),
+		consume.CommitInterval(mc.cfg.CommitInterval), consume.DrainTimeout(5*time.Second),
+		consume.Logger(mc.cfg.Logger.With("consumer", mc.name)))
+	if err != nil {
+		cl.Close()
+		cancelCl()
+		return nil, fmt.Errorf("verify: consumer %s: %w", mc.name, err)
+	}
+	m.cl, m.c = cl, c
+	return m, nil
+}
+
+func (m *consumeMember) name() string { return m.mc.name }
+
+func (m *consumeMember) start(ctx context.Context) {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancelRun = cancel
+	go func() {
+		defer close(m.done)
+		if err := m.c.Run(rctx); err != nil && !m.dead.Load() {
+			m.mc.cfg.Logger.Warn("verify: consumer stopped with an error", "consumer", m.mc.name, "err", err)
+		}
+	}()
+}
+
+// crash cuts the member's network first (nothing it does after reaches
+// the cluster: no commit, no leave), then marks it dead so its handlers
+// record nothing more, and lets its goroutines end.
+func (m *consumeMember) crash() {
+	m.net.cutAll()
+	m.dead.Store(true)
+	m.cancelCl()
+	m.shutdown()
+}
+
+func (m *consumeMember) close() { m.shutdown() }
+
+func (m *consumeMember) shutdown() {
+	m.closeOnce.Do(func() {
+		m.cancelRun()
+		<-m.done
+		m.cl.CloseAllowingRebalance()
+		m.cancelCl()
+	})
+}
+
+// ErrUnknownOrder is returned for an order mode name other than those of
+// [Orders].
+var ErrUnknownOrder = errors.New("verify: unknown order mode")
+
+// Orders returns consume's order modes, as the queue workload runs them.
+func Orders() []consume.Order {
+	return []consume.Order{consume.KeyOrder, consume.PartitionOrder, consume.Unordered}
+}
+
+// ParseOrder returns the order mode with the given name, such as
+// "KeyOrder". Case is ignored.
+func ParseOrder(name string) (consume.Order, error) {
+	var names []string
+	for _, o := range Orders() {
+		if strings.EqualFold(name, o.String()) {
+			return o, nil
+		}
+		names = append(names, o.String())
+	}
+	return 0, fmt.Errorf("%w %q (want one of %s)", ErrUnknownOrder, name, strings.Join(names, ", "))
+}

@@ -1,0 +1,164 @@
+package verify
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/consume"
+)
+
+// queueHistory is a clean hand-built history: one partition, offsets 0..5 holding k0:0, k1:0,
+// k0:1, k1:1, k0:2, k1:2, all acknowledged; consumer a handles 0..3 and commits 4 (naming nothing
+// above), crashes while 4 is in flight; b restarts from 4 and handles 4 and 5; the group commits 6.
+func queueHistory() QueueHistory {
+	vals := []Value{{0, 0}, {1, 0}, {0, 1}, {1, 1}, {0, 2}, {1, 2}}
+	h := QueueHistory{Order: consume.KeyOrder}
+	for i, v := range vals {
+		h.Acked = append(h.Acked, Ack{Value: v, Partition: 0, Offset: int64(i)})
+		h.Log = append(h.Log, Record{Partition: 0, Offset: int64(i), Value: v})
+	}
+	ms := time.Millisecond
+	handle := func(seq int64, who string, off int64, start time.Duration) Handle {
+		return Handle{Seq: seq, Consumer: who, Partition: 0, Offset: off, Value: vals[off], Start: start, At: start + ms}
+	}
+	h.Handles = []Handle{
+		handle(1, "a", 0, 10*ms), handle(2, "a", 1, 12*ms), handle(3, "a", 2, 14*ms), handle(4, "a", 3, 16*ms),
+		handle(5, "b", 4, 60*ms), handle(6, "b", 5, 62*ms),
+	}
+	h.Commits = []QueueCommit{{At: 30 * ms, Partition: 0, Offset: 4}, {At: 80 * ms, Partition: 0, Offset: 6}}
+	h.Crashes = []QueueCrash{{At: 40 * ms, Consumer: "a"}}
+	return h
+}
+
+func TestCheckQueueCleanHistory(t *testing.T) {
+	h := queueHistory()
+	// a crashed with 4 handled but not committed: b runs it again. That is the at-least-once
+	// cost, not an anomaly.
+	h.Handles = append(h.Handles[:4], Handle{Seq: 5, Consumer: "a", Partition: 0, Offset: 4, Value: Value{0, 2}, Start: 18 * time.Millisecond, At: 19 * time.Millisecond})
+	h.Handles = append(h.Handles, queueHistory().Handles[4:]...)
+	h.Handles[5].Seq, h.Handles[6].Seq = 6, 7
+	rep := CheckQueue(h)
+	if err := rep.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Acked != 6 || rep.Handled != 7 || rep.Distinct != 6 || rep.Rehandled != 1 || rep.Indeterminate != 0 || rep.Crashes != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+// TestCheckQueueNamesEachAnomaly builds, for each anomaly, the clean history with one thing
+// changed, and checks that exactly that anomaly is reported, with an example.
+func TestCheckQueueNamesEachAnomaly(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name   string
+		change func(*QueueHistory)
+		want   QueueAnomaly
+		count  int
+		check  func(*testing.T, QueueReport)
+	}{
+		{"acked record never handled", func(h *QueueHistory) {
+			h.Handles = h.Handles[:5] // 5 is never handled; the last commit (6) passes it too
+			h.Commits = h.Commits[:1]
+		}, AnomalyUnseen, 1, nil},
+		{"commit passes a record never handled", func(h *QueueHistory) {
+			h.Handles = append(h.Handles[:2], h.Handles[3:]...) // 2 is never handled, yet commit 4 passes it
+			h.Log = append(h.Log, Record{Partition: 0, Offset: 6, Value: Value{2, 0}})
+			h.Commits = append(h.Commits, QueueCommit{At: 90 * ms, Partition: 0, Offset: 7}) // 6: not acked, in the log, committed, never handled
+		}, AnomalyAtLeastOnce, 2, func(t *testing.T, rep QueueReport) {
+			if rep.Count(AnomalyUnseen) != 1 {
+				t.Errorf("unseen %d, want 1 (offset 2)", rep.Count(AnomalyUnseen))
+			}
+		}},
+		{"commit metadata names a record not yet handled", func(h *QueueHistory) {
+			h.Commits[0].Done = [][2]int64{{5, 5}} // commit 4 at 30 ms says 5 is done; b handles it at 63 ms
+		}, AnomalyAtLeastOnce, 1, nil},
+		{"key handled out of order", func(h *QueueHistory) {
+			h.Handles[1].Seq, h.Handles[3].Seq = 4, 2 // k1:1 (offset 3) before k1:0 (offset 1)
+		}, AnomalyReorderedWithinKey, 1, nil},
+		{"handled value the log does not hold there", func(h *QueueHistory) {
+			h.Handles[5].Value = Value{1, 7}
+		}, AnomalyInconsistentOffsets, 1, func(t *testing.T, rep QueueReport) {
+			if rep.Count(AnomalyUnseen) != 1 || rep.Indeterminate != 1 {
+				t.Errorf("unseen %d, indeterminate %d; want k1:2 unseen and k1:7 indeterminate", rep.Count(AnomalyUnseen), rep.Indeterminate)
+			}
+		}},
+		{"handled a record above what the log kept (truncated)", func(h *QueueHistory) {
+			h.Handles = append(h.Handles, Handle{Seq: 7, Consumer: "b", Partition: 0, Offset: 6, Value: Value{2, 0}, Start: 64 * ms, At: 65 * ms})
+		}, AnomalyInconsistentOffsets, 1, nil},
+		{"record run again after its commit was observed", func(h *QueueHistory) {
+			// c starts over at offset 0 at 100 ms, after commit 6 was observed at 80 ms.
+			h.Handles = append(h.Handles, Handle{Seq: 7, Consumer: "c", Partition: 0, Offset: 0, Value: Value{0, 0}, Start: 100 * ms, At: 101 * ms})
+		}, AnomalyUnexplainedRehandle, 1, func(t *testing.T, rep QueueReport) {
+			if rep.Rehandled != 1 {
+				t.Errorf("rehandled %d, want 1", rep.Rehandled)
+			}
+		}},
+		{"record named done by the commit metadata run again", func(h *QueueHistory) {
+			h.Commits[0].Done = [][2]int64{{5, 5}}
+			h.Handles[5].Start = 20 * ms // a handled 5 first, before the commit that names it
+			h.Handles[5].At = 21 * ms
+			h.Handles[5].Consumer = "a"
+			h.Handles = append(h.Handles, Handle{Seq: 7, Consumer: "b", Partition: 0, Offset: 5, Value: Value{1, 2}, Start: 62 * ms, At: 63 * ms})
+		}, AnomalyUnexplainedRehandle, 1, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := queueHistory()
+			tt.change(&h)
+			rep := CheckQueue(h)
+			if got := rep.Count(tt.want); got != tt.count {
+				t.Fatalf("%s: %d, want %d; report %+v", tt.want, got, tt.count, rep)
+			}
+			for _, f := range rep.Findings {
+				if len(f.Examples) == 0 || len(f.Examples) > QueueExamples || len(f.Examples) > f.Count {
+					t.Errorf("%s: %d examples for %d", f.Anomaly, len(f.Examples), f.Count)
+				}
+			}
+			if !errors.Is(rep.Err(), ErrQueueAnomaly) {
+				t.Errorf("Err() = %v, want ErrQueueAnomaly", rep.Err())
+			}
+			if tt.check != nil {
+				tt.check(t, rep)
+			}
+			for _, f := range rep.Findings {
+				if f.Anomaly == tt.want || tt.check != nil {
+					continue
+				}
+				t.Errorf("also reported %s: %+v", f.Anomaly, f)
+			}
+		})
+	}
+}
+
+// TestCheckQueueUnorderedPromisesNoKeyOrder: Unordered consumers may handle a key's records in
+// any order; the same history under KeyOrder is an anomaly.
+func TestCheckQueueUnorderedPromisesNoKeyOrder(t *testing.T) {
+	h := queueHistory()
+	h.Handles[1].Seq, h.Handles[3].Seq = 4, 2
+	h.Order = consume.Unordered
+	if err := CheckQueue(h).Err(); err != nil {
+		t.Fatalf("Unordered: %v", err)
+	}
+	h.Order = consume.PartitionOrder
+	if n := CheckQueue(h).Count(AnomalyReorderedWithinKey); n != 1 {
+		t.Fatalf("PartitionOrder: %d reordered, want 1", n)
+	}
+}
+
+func TestCheckQueueKeepsFiveExamples(t *testing.T) {
+	h := queueHistory()
+	h.Handles = nil
+	for i := range 4 {
+		v := Value{9, i}
+		h.Acked = append(h.Acked, Ack{Value: v, Partition: 1, Offset: int64(i)})
+	}
+	f := CheckQueue(h).Findings
+	if len(f) != 2 || f[0].Anomaly != AnomalyUnseen || f[0].Count != 10 || len(f[0].Examples) != QueueExamples {
+		t.Fatalf("findings %+v, want 10 unseen with %d examples, then the at-least-once violations", f, QueueExamples)
+	}
+	if f[0].Examples[0].Value != (Value{0, 0}) {
+		t.Errorf("first example %v, want k0:0 (ordered by key and sequence)", f[0].Examples[0])
+	}
+}
