@@ -108,7 +108,11 @@ type Config struct {
 	// DisableZeroCopy makes every broker copy fetched record batches through its memory instead
 	// of sending them from the log files with sendfile(2) (server.Config.DisableZeroCopy).
 	DisableZeroCopy bool
-	Logger          *slog.Logger
+	// TLS, if set, makes every broker's listener speak TLS only, and the brokers' replica
+	// fetchers connect to each other with TLS (server.Config.TLS). TLS lies beneath the edge:
+	// the faults see the Kafka frames, not the encrypted bytes.
+	TLS    *server.TLS
+	Logger *slog.Logger
 }
 
 type node struct {
@@ -174,6 +178,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			port = cfg.Port + i
 		}
 		n := &node{id: int32(i), addr: net.JoinHostPort(cfg.Host, strconv.Itoa(port)), dir: filepath.Join(c.cfg.DataDir, fmt.Sprintf("broker-%d", i)), disk: log.NewDisk(), edge: c.net.edges[i]}
+		n.edge.tls = cfg.TLS
 		n.edge.ctrl = &controllerLink{e: n.edge, ctrl: ctrl, to: ctrl.For(n.id), holds: c.holds}
 		c.nodes = append(c.nodes, n)
 		if err := c.startNode(ctx, n); err != nil {
@@ -221,6 +226,7 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 		Disk:                     n.disk,
 		HWCheckpointInterval:     c.cfg.HWCheckpointInterval,
 		DisableZeroCopy:          c.cfg.DisableZeroCopy,
+		TLS:                      c.cfg.TLS,
 		Group: group.Config{
 			OffsetsPartitions: c.cfg.OffsetsPartitions,
 			MinSessionTimeout: c.cfg.GroupMinSessionTimeout,
