@@ -50,9 +50,11 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -111,8 +113,33 @@ type Config struct {
 	// TLS, if set, makes every broker's listener speak TLS only, and the brokers' replica
 	// fetchers connect to each other with TLS (server.Config.TLS). TLS lies beneath the edge:
 	// the faults see the Kafka frames, not the encrypted bytes.
-	TLS    *server.TLS
+	TLS *server.TLS
+	// SASL, if set, makes every broker's listener authenticate its clients
+	// (server.Config.SASL). Unless SASL.InterBroker names one of its users, the brokers
+	// authenticate to each other as a user of their own with a random password.
+	SASL   *server.SASL
 	Logger *slog.Logger
+}
+
+// interBrokerUser is the user the brokers authenticate to each other as when Config.SASL names
+// none.
+const interBrokerUser = "kafkaguard-inter-broker"
+
+// brokerSASL returns the brokers' SASL configuration: cfg with an inter-broker user.
+func brokerSASL(cfg *server.SASL) *server.SASL {
+	if cfg == nil {
+		return nil
+	}
+	out := *cfg
+	out.Users = maps.Clone(cfg.Users)
+	if out.Users == nil {
+		out.Users = map[string]string{}
+	}
+	if _, ok := out.Users[out.InterBroker]; out.InterBroker == "" || !ok {
+		out.InterBroker = interBrokerUser
+		out.Users[interBrokerUser] = rand.Text()
+	}
+	return &out
 }
 
 type node struct {
@@ -157,6 +184,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.SASL = brokerSASL(cfg.SASL)
 	c := &Cluster{cfg: cfg, lg: cfg.Logger, holds: &isrHolds{by: map[int32]*isrHold{}}}
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "kafkaguard-cluster-")
@@ -227,6 +255,7 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 		HWCheckpointInterval:     c.cfg.HWCheckpointInterval,
 		DisableZeroCopy:          c.cfg.DisableZeroCopy,
 		TLS:                      c.cfg.TLS,
+		SASL:                     c.cfg.SASL,
 		Group: group.Config{
 			OffsetsPartitions: c.cfg.OffsetsPartitions,
 			MinSessionTimeout: c.cfg.GroupMinSessionTimeout,

@@ -33,6 +33,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
+	"github.com/kafkaguard/kafkaguard/internal/broker/sasl"
 )
 
 // Config configures one broker node.
@@ -57,6 +58,9 @@ type Config struct {
 	// TLS connections are copied, not sent with sendfile(2), which cannot encrypt (as Kafka
 	// disables zero-copy transfer with SSL).
 	TLS *TLS
+	// SASL, if set, makes the listener authenticate every connection, and the node's replica
+	// fetchers authenticate to the leaders as SASL.InterBroker.
+	SASL *SASL
 	// Clock paces the node's periodic work (default: the wall clock).
 	Clock Clock
 
@@ -181,6 +185,9 @@ type Broker struct {
 
 	zc zeroCopy // sendfile state (sendfile.go)
 
+	sasl      *sasl.Server // nil without Config.SASL
+	saslUsers *saslUsers
+
 	hooks atomic.Pointer[testHooks] // nil except in this package's tests (conn.go)
 }
 
@@ -223,6 +230,10 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		loaded:    map[int32]bool{},
 		conns:     map[net.Conn]struct{}{},
 		hwAtStart: hws,
+	}
+	if err := b.startSASL(); err != nil {
+		cancel()
+		return fail(err)
 	}
 	gcfg := cfg.Group
 	b.groups = group.NewCoordinator(gcfg, b.lg.With("component", "group"))
