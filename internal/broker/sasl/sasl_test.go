@@ -29,7 +29,7 @@ func (u users) Scram(mech, user string) (ScramCredential, bool) {
 
 var now = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func testServer(t *testing.T) *Server {
+func testServer(t testing.TB) *Server {
 	t.Helper()
 	u := users{pass: map[string]string{"alice": "alice-secret"}, scram: map[string]ScramCredential{}}
 	for _, m := range []string{ScramSHA256, ScramSHA512} {
