@@ -194,8 +194,9 @@ func TestSASLOverTLSSaramaAuthenticatesWithEachMechanism(t *testing.T) {
 }
 
 // Kafka's Java console producer, configured by a client properties file (SASL_SSL,
-// SCRAM-SHA-512, a PEM truststore), writes to the bundled broker; with a wrong password it
-// fails authentication and writes nothing.
+// SCRAM-SHA-512, a PEM truststore), writes to the bundled broker; kafka-configs.sh creates a
+// SCRAM user who can then write too; with a wrong password the producer fails authentication
+// and writes nothing.
 func TestSASLOverTLSJavaConsoleProducerWithAClientPropertiesFile(t *testing.T) {
 	tool := javaTools(t)
 	s := startSecured(t, 1)
@@ -206,19 +207,19 @@ func TestSASLOverTLSJavaConsoleProducerWithAClientPropertiesFile(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "java-sasl"); err != nil {
 		t.Fatal(err)
 	}
-	props := func(pass string) string {
+	props := func(user, pass string) string {
 		f := filepath.Join(t.TempDir(), "client.properties")
 		text := "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n" +
-			"sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"" + pass + "\";\n" +
+			"sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"" + user + "\" password=\"" + pass + "\";\n" +
 			"ssl.truststore.type=PEM\nssl.truststore.location=" + s.caFile + "\n"
 		if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return f
 	}
-	run := func(pass string, lines int) ([]byte, error) {
+	run := func(user, pass string, lines int) ([]byte, error) {
 		prod := tool(ctx, "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", strings.Join(s.c.Bootstrap(), ","),
-			"--topic", "java-sasl", "--command-config", props(pass), "--command-property", "acks=all",
+			"--topic", "java-sasl", "--command-config", props(user, pass), "--command-property", "acks=all",
 			"--command-property", "max.block.ms=10000")
 		var in strings.Builder
 		for i := range lines {
@@ -227,17 +228,30 @@ func TestSASLOverTLSJavaConsoleProducerWithAClientPropertiesFile(t *testing.T) {
 		prod.Stdin = strings.NewReader(in.String())
 		return prod.CombinedOutput()
 	}
-	if out, err := run("alice-secret", 20); err != nil {
+	if out, err := run("alice", "alice-secret", 20); err != nil {
 		t.Fatalf("console producer: %v\n%s", err, out)
 	}
 	if got := testkit.EndOffsets(ctx, t, s.c.Bootstrap(), "java-sasl", franz...)[0]; got != 20 {
 		t.Fatalf("log end offset after the console producer: %d, want 20", got)
 	}
-	out, _ := run("wrong", 1)
+	// kafka-configs.sh creates a SCRAM user (AlterUserScramCredentials), who then produces.
+	cfgCmd := tool(ctx, "org.apache.kafka.tools.ConfigCommand", "--bootstrap-server", strings.Join(s.c.Bootstrap(), ","),
+		"--command-config", props("alice", "alice-secret"), "--alter", "--entity-type", "users", "--entity-name", "dave",
+		"--add-config", "SCRAM-SHA-512=[iterations=8192,password=dave-secret]")
+	if out, err := cfgCmd.CombinedOutput(); err != nil {
+		t.Fatalf("kafka-configs --alter: %v\n%s", err, lastLines(string(out), 30))
+	}
+	if out, err := run("dave", "dave-secret", 5); err != nil {
+		t.Fatalf("console producer as a user kafka-configs created: %v\n%s", err, lastLines(string(out), 30))
+	}
+	if got := testkit.EndOffsets(ctx, t, s.c.Bootstrap(), "java-sasl", franz...)[0]; got != 25 {
+		t.Fatalf("log end offset after dave's producer: %d, want 25", got)
+	}
+	out, _ := run("alice", "wrong", 1)
 	if !strings.Contains(string(out), "SaslAuthenticationException") {
 		t.Fatalf("console producer with a wrong password did not fail authentication:\n%s", lastLines(string(out), 30))
 	}
-	if got := testkit.EndOffsets(ctx, t, s.c.Bootstrap(), "java-sasl", franz...)[0]; got != 20 {
-		t.Fatalf("log end offset after the refused producer: %d, want 20", got)
+	if got := testkit.EndOffsets(ctx, t, s.c.Bootstrap(), "java-sasl", franz...)[0]; got != 25 {
+		t.Fatalf("log end offset after the refused producer: %d, want 25", got)
 	}
 }
