@@ -1,7 +1,8 @@
 package server
 
 import (
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -29,10 +30,7 @@ func (b *Broker) handleDescribeUserSCRAMCredentials(req *kmsg.DescribeUserSCRAMC
 	all := b.scramUsers()
 	var names []string
 	if len(req.Users) == 0 {
-		for u := range all {
-			names = append(names, u)
-		}
-		sort.Strings(names)
+		names = slices.Sorted(maps.Keys(all))
 	} else {
 		for _, u := range req.Users {
 			names = append(names, u.Name)
@@ -54,12 +52,7 @@ func (b *Broker) handleDescribeUserSCRAMCredentials(req *kmsg.DescribeUserSCRAMC
 			r.ErrorCode = kerr.ResourceNotFound.Code
 			r.ErrorMessage = new("Attempt to describe a user credential that does not exist: " + name)
 		default:
-			mechs := make([]string, 0, len(creds))
-			for m := range creds {
-				mechs = append(mechs, m)
-			}
-			sort.Strings(mechs)
-			for _, m := range mechs {
+			for _, m := range slices.Sorted(maps.Keys(creds)) {
 				ci := kmsg.NewDescribeUserSCRAMCredentialsResponseResultCredentialInfo()
 				ci.Mechanism, ci.Iterations = scramMechanismNumber(m), creds[m].Iterations
 				r.CredentialInfos = append(r.CredentialInfos, ci)

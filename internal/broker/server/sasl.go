@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	ksasl "github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
@@ -160,7 +161,7 @@ func (b *Broker) interBrokerMechanism() ksasl.Mechanism {
 		case sasl.Plain:
 			return plain.Auth{User: user, Pass: pass}.AsMechanism()
 		case sasl.OAuthBearer:
-			return oauth.Auth{Token: sasl.UnsecuredToken(user, b.cfg.ReplicaLagMax*100)}.AsMechanism()
+			return oauth.Auth{Token: sasl.UnsecuredToken(user, time.Hour)}.AsMechanism() // made anew for each connection
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	ksasl "github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
@@ -149,13 +150,44 @@ func TestSASLHandshakeWithADisabledMechanismListsTheEnabledOnes(t *testing.T) {
 	}
 }
 
-// Replica fetchers authenticate too: acks=all with min.insync.replicas=2 needs the follower to
-// fetch from the leader's SASL listener.
+// Replica fetchers authenticate too, with the first enabled of SCRAM-SHA-512, SCRAM-SHA-256,
+// PLAIN, OAUTHBEARER: acks=all with min.insync.replicas=2 needs the follower to fetch from the
+// leader's SASL listener.
 func TestSASLReplicaFetchersAuthenticateToTheLeader(t *testing.T) {
-	c := saslCluster(t, 2)
+	for _, mechs := range [][]string{{sasl.ScramSHA512, sasl.Plain}, {sasl.ScramSHA256}, {sasl.Plain}, {sasl.OAuthBearer}} {
+		t.Run(strings.Join(mechs, ","), func(t *testing.T) {
+			c := startCluster(t, 2, true, func(cfg *server.Config) {
+				cfg.SASL = saslConfig()
+				cfg.SASL.Mechanisms = mechs
+			})
+			var m ksasl.Mechanism
+			switch mechs[0] {
+			case sasl.ScramSHA512:
+				m = scram.Auth{User: "alice", Pass: "alice-secret"}.AsSha512Mechanism()
+			case sasl.ScramSHA256:
+				m = scram.Auth{User: "alice", Pass: "alice-secret"}.AsSha256Mechanism()
+			case sasl.Plain:
+				m = plain.Auth{User: "alice", Pass: "alice-secret"}.AsMechanism()
+			default:
+				m = oauth.Auth{Token: sasl.UnsecuredToken("alice", time.Minute)}.AsMechanism()
+			}
+			replicatedProduce(t, c, m)
+		})
+	}
+}
+
+// replicatedProduce creates a topic of two replicas and min.insync.replicas=2 and produces to
+// it with acks=all, authenticating with m.
+func replicatedProduce(t *testing.T, c *testCluster, m ksasl.Mechanism) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := kadm.NewClient(authed(t, c)).CreateTopic(ctx, 1, 2, map[string]*string{"min.insync.replicas": new("2")}, "replicated"); err != nil {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.addrs...), kgo.SASL(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 2, map[string]*string{"min.insync.replicas": new("2")}, "replicated"); err != nil {
 		t.Fatal(err)
 	}
 	leader := -1
@@ -168,11 +200,11 @@ func TestSASLReplicaFetchersAuthenticateToTheLeader(t *testing.T) {
 		}
 		return false
 	})
-	cl := testClient(t, c.addrs[leader])
-	if err := cl.Authenticate(ctx, scram.Auth{User: "alice", Pass: "alice-secret"}.AsSha512Mechanism()); err != nil {
+	lc := testClient(t, c.addrs[leader])
+	if err := lc.Authenticate(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	resp := mustRequest(t, cl, produceRequest("replicated", 5000, 0)).(*kmsg.ProduceResponse)
+	resp := mustRequest(t, lc, produceRequest("replicated", 5000, 0)).(*kmsg.ProduceResponse)
 	if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 {
 		t.Fatalf("acks=all produce with a follower behind SASL: %v", kerr.ErrorForCode(p.ErrorCode))
 	}
