@@ -51,6 +51,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,6 +71,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
+	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
 // Config configures a cluster.
@@ -184,6 +186,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.TLS != nil && (cfg.TLS.Server == nil || cfg.TLS.Client == nil) {
+		return nil, errors.New("cluster: Config.TLS needs both its server and client configurations (server.NewTLS)")
+	}
 	cfg.SASL = brokerSASL(cfg.SASL)
 	c := &Cluster{cfg: cfg, lg: cfg.Logger, holds: &isrHolds{by: map[int32]*isrHold{}}}
 	if cfg.DataDir == "" {
@@ -267,6 +272,27 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 	n.b = b
 	n.addr = b.Addr() // keep the port across restarts
 	return nil
+}
+
+// Dial connects to the broker at addr as the brokers connect to each other: with their TLS and
+// authenticated as their own user when the cluster has TLS and SASL. It is how the cluster's
+// own tooling (kafkatest's CreateTopic) reaches a secured cluster.
+func (c *Cluster) Dial(ctx context.Context, addr, clientID string) (*wire.Client, error) {
+	var d wire.Dialer = &net.Dialer{Timeout: 5 * time.Second}
+	if c.cfg.TLS != nil {
+		d = &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: c.cfg.TLS.Client}
+	}
+	cl, err := wire.Dial(ctx, d, addr, clientID)
+	if err != nil {
+		return nil, err
+	}
+	if m := server.InterBrokerMechanism(c.cfg.SASL); m != nil {
+		if err := cl.Authenticate(ctx, m); err != nil {
+			_ = cl.Close()
+			return nil, fmt.Errorf("cluster: authenticate to %s: %w", addr, err)
+		}
+	}
+	return cl, nil
 }
 
 // WaitConverged waits until every running, reachable broker has applied the controller's newest

@@ -140,10 +140,11 @@ func (b *Broker) startSASL() error {
 	return nil
 }
 
-// interBrokerMechanism returns the client mechanism the node's fetchers authenticate with, or
-// nil without SASL.
-func (b *Broker) interBrokerMechanism() ksasl.Mechanism {
-	cfg := b.cfg.SASL
+// InterBrokerMechanism returns the client mechanism a node of cfg authenticates to the other
+// nodes with, as cfg.InterBroker: the first enabled of SCRAM-SHA-512, SCRAM-SHA-256, PLAIN and
+// OAUTHBEARER (an unsecured token naming the user, made anew by each call). It is nil without
+// SASL.
+func InterBrokerMechanism(cfg *SASL) ksasl.Mechanism {
 	if cfg == nil {
 		return nil
 	}
@@ -161,7 +162,7 @@ func (b *Broker) interBrokerMechanism() ksasl.Mechanism {
 		case sasl.Plain:
 			return plain.Auth{User: user, Pass: pass}.AsMechanism()
 		case sasl.OAuthBearer:
-			return oauth.Auth{Token: sasl.UnsecuredToken(user, time.Hour)}.AsMechanism() // made anew for each connection
+			return oauth.Auth{Token: sasl.UnsecuredToken(user, time.Hour)}.AsMechanism()
 		}
 	}
 	return nil
@@ -172,7 +173,7 @@ var errAuthenticationRefused = errors.New("server: inter-broker authentication r
 
 // authenticate authenticates a fetcher's new connection, if the node has SASL.
 func (b *Broker) authenticate(ctx context.Context, c *wire.Client) error {
-	m := b.interBrokerMechanism()
+	m := InterBrokerMechanism(b.cfg.SASL)
 	if m == nil {
 		return nil
 	}
