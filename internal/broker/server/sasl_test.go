@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -253,5 +254,24 @@ func TestSASLScramCredentialsCreatedOverTheProtocolAuthenticate(t *testing.T) {
 	}
 	if res, err := adm.AlterUserSCRAMs(ctx, []kadm.DeleteSCRAM{{User: "nobody", Mechanism: kadm.ScramSha256}}, nil); err != nil || !errors.Is(res.Error(), kerr.ResourceNotFound) {
 		t.Fatalf("deleting a credential that does not exist: %v %v, want RESOURCE_NOT_FOUND", err, res.Error())
+	}
+}
+
+// Before authentication a request frame may be at most 512 KiB (Kafka's
+// sasl.server.max.receive.size): a larger size closes the connection at once, without
+// waiting for the body.
+func TestSASLLargeFrameBeforeAuthenticationClosesTheConnection(t *testing.T) {
+	c := saslCluster(t, 1)
+	conn, err := net.DialTimeout("tcp", c.addrs[0], 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(binary.BigEndian.AppendUint32(nil, 600<<10)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("after a 600 KiB frame size before authentication: read %d bytes, %v; want the connection closed", n, err)
 	}
 }
