@@ -13,14 +13,22 @@
 // the OS keeps what was written); PowerLoss also loses every byte no fsync covered, which is what
 // the topic config flush.messages=1 protects against.
 //
+// TLS and SASL secure the cluster as a production one is (TLS listeners; PLAIN, SCRAM or
+// OAUTHBEARER authentication), so an application's tests can run its security configuration
+// against it.
+//
 // Options have bare names (Brokers, BrokerConfig), as in every kafkaguard package, and are of
 // type Opt.
 package kafkatest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,8 +37,33 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/cluster"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
-	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
+	"github.com/kafkaguard/kafkaguard/internal/broker/server"
 )
+
+// TLS makes every broker's listener speak TLS only, presenting cert; with clientCAs, clients
+// must present a certificate one of them signed. The brokers replicate over TLS too. This
+// corresponds to Kafka's SSL listeners (ssl.keystore.*, ssl.client.auth=required with
+// ssl.truststore.*).
+func TLS(cert tls.Certificate, clientCAs *x509.CertPool) Opt {
+	return optFunc(func(c *cluster.Config) {
+		sec, err := server.NewTLS(cert, clientCAs)
+		if err != nil {
+			sec = &server.TLS{} // Start refuses it
+		}
+		c.TLS = sec
+	})
+}
+
+// SASL makes every connection authenticate first with one of mechanisms ("PLAIN",
+// "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"), as users (user -> password; SCRAM
+// credentials are derived from the passwords, OAUTHBEARER accepts unsecured tokens as Kafka's
+// default validator does). This corresponds to Kafka's sasl.enabled.mechanisms on a SASL
+// listener; a failed authentication gets SASL_AUTHENTICATION_FAILED and the connection closed.
+func SASL(mechanisms []string, users map[string]string) Opt {
+	return optFunc(func(c *cluster.Config) {
+		c.SASL = &server.SASL{Mechanisms: slices.Clone(mechanisms), Users: maps.Clone(users)}
+	})
+}
 
 // Opt configures a cluster (Start, NewCluster). Options have bare names
 // (Brokers, not WithBrokers), as in every kafkaguard package.
@@ -255,7 +288,7 @@ func (c *Cluster) WaitPartition(ctx context.Context, topic string, partition int
 // over the Kafka protocol like any client, and waits until every partition has a leader and every
 // broker's metadata shows the topic.
 func (c *Cluster) CreateTopic(ctx context.Context, name string, partitions int32, replicationFactor int16, configs map[string]string) error {
-	cl, err := wire.Dial(ctx, nil, c.Bootstrap()[0], "kafkatest")
+	cl, err := c.c.Dial(ctx, c.Bootstrap()[0], "kafkatest")
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,14 @@ power-loss, isolate, pause, cut links, cut from the controller, add latency;
 see the README) that "kafkaguard verify --control" and kafkatest use. Logs go
 to stderr.
 
+With --tls-cert and --tls-key the listeners speak TLS only (--tls-client-ca
+also requires client certificates); with --sasl-user or --sasl-users-file
+every connection must authenticate first with one of --sasl-mechanisms
+(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER with unsecured tokens as
+Kafka's default validator), and the brokers authenticate to each other too.
+Passwords come from files, never from the command line. SCRAM users can also
+be created with kafka-configs.sh (AlterUserScramCredentials).
+
 Exit status: 0 after a clean shutdown on SIGINT or SIGTERM, 1 when the
 cluster could not start (e.g. a port is taken), 2 for bad usage.`
 
@@ -41,7 +49,8 @@ func newBrokerCmd() *cobra.Command {
 		Long:  brokerLong,
 		Example: `  kafkaguard broker --brokers 1 --port 9092 --data /tmp/kg
   kafkaguard broker --brokers 3 --port 9092 --control 127.0.0.1:9990
-  kafkaguard broker --port 0 --num-partitions 12 --log-level debug`,
+  kafkaguard broker --port 0 --num-partitions 12 --log-level debug
+  kafkaguard broker --tls-cert broker.pem --tls-key broker-key.pem --sasl-user alice:alice.password`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
@@ -57,11 +66,16 @@ func newBrokerCmd() *cobra.Command {
 	partitions := intFlag(fs, "num-partitions", 1, between(1, maxPartitions), "num.partitions for auto-created topics")
 	noAuto := fs.Bool("no-auto-create-topics", false, "turn auto.create.topics.enable off")
 	offsetsParts := intFlag(fs, "offsets-partitions", 4, between(1, maxPartitions), "offsets.topic.num.partitions")
+	security := brokerSecurityFlags(fs)
 	newLogger := logFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 		if *port < 0 || *port+*brokers-1 > 65535 {
 			return usageErrorf("--port %d leaves no room for %d brokers", *port, *brokers)
+		}
+		tlsCfg, saslCfg, err := security.config()
+		if err != nil {
+			return err
 		}
 		logger := newLogger(stderr)
 
@@ -75,6 +89,8 @@ func newBrokerCmd() *cobra.Command {
 			OffsetsPartitions:       int32(*offsetsParts),
 			DefaultPartitions:       int32(*partitions),
 			DisableAutoCreateTopics: *noAuto,
+			TLS:                     tlsCfg,
+			SASL:                    saslCfg,
 			Logger:                  logger,
 		})
 		if err != nil {

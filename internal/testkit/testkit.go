@@ -66,10 +66,10 @@ func newClient(tb testing.TB, bootstrap []string, opts ...kgo.Opt) *kgo.Client {
 
 // EndOffsets returns the end offset (the high watermark) of each partition of topic. It asks
 // again while the listing fails — a partition without a leader, a topic not known yet — and fails
-// tb with the last error when ctx ends.
-func EndOffsets(ctx context.Context, tb testing.TB, bootstrap []string, topic string) map[int32]int64 {
+// tb with the last error when ctx ends. opts configure its client further (TLS, SASL).
+func EndOffsets(ctx context.Context, tb testing.TB, bootstrap []string, topic string, opts ...kgo.Opt) map[int32]int64 {
 	tb.Helper()
-	cl := newClient(tb, bootstrap)
+	cl := newClient(tb, bootstrap, opts...)
 	defer cl.Close()
 	return endOffsets(ctx, tb, kadm.NewClient(cl), topic)
 }
@@ -97,10 +97,10 @@ func endOffsets(ctx context.Context, tb testing.TB, adm *kadm.Client, topic stri
 // ReadAll reads every partition of topic from its start up to its end offset as EndOffsets
 // gives it when ReadAll is called, and returns the records by partition, each partition's in
 // offset order. Records written later are left out. Fetch errors are logged and retried; ctx
-// ending first fails tb.
-func ReadAll(ctx context.Context, tb testing.TB, bootstrap []string, topic string) []*kgo.Record {
+// ending first fails tb. opts configure its clients further (TLS, SASL).
+func ReadAll(ctx context.Context, tb testing.TB, bootstrap []string, topic string, opts ...kgo.Opt) []*kgo.Record {
 	tb.Helper()
-	ends := EndOffsets(ctx, tb, bootstrap, topic)
+	ends := EndOffsets(ctx, tb, bootstrap, topic, opts...)
 	start := map[int32]kgo.Offset{}
 	next := map[int32]int64{}
 	for p, end := range ends {
@@ -111,8 +111,8 @@ func ReadAll(ctx context.Context, tb testing.TB, bootstrap []string, topic strin
 	if len(start) == 0 {
 		return nil
 	}
-	cl := newClient(tb, bootstrap, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchMaxWait(100*time.Millisecond))
+	cl := newClient(tb, bootstrap, append([]kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
+		kgo.FetchMaxWait(100 * time.Millisecond)}, opts...)...)
 	defer cl.Close()
 	var out []*kgo.Record
 	for remaining := len(start); remaining > 0; {

@@ -52,9 +52,15 @@ func startClusterWith(t *testing.T, brokers int, mod func(*cluster.Config)) *clu
 // leader that has opened its replica, with a full ISR.
 func createTopic(t *testing.T, c *cluster.Cluster, name string, partitions int32, rf int16) {
 	t.Helper()
+	createTopicVia(t, c, nil, name, partitions, rf)
+}
+
+// createTopicVia is createTopic over connections from dialer (nil: plain TCP).
+func createTopicVia(t *testing.T, c *cluster.Cluster, dialer wire.Dialer, name string, partitions int32, rf int16) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := wire.Dial(ctx, nil, c.Bootstrap()[0], "cluster-test")
+	cl, err := wire.Dial(ctx, dialer, c.Bootstrap()[0], "cluster-test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/sasl"
 	"github.com/kafkaguard/kafkaguard/internal/broker/server"
 )
 
@@ -218,6 +220,9 @@ func (s session) AlterISR(_ context.Context, topic string, p, leaderEpoch, partE
 }
 func (s session) AllocateProducerID(ctx context.Context) (int64, error) {
 	return s.c.AllocateProducerID(ctx)
+}
+func (s session) AlterScramCredentials(ctx context.Context, changes []server.ScramChange) []error {
+	return s.c.AlterScramCredentials(ctx, changes)
 }
 
 // register announces a (re)started broker. A broker that registers with a different listener than
@@ -475,6 +480,50 @@ func (c *Controller) CreateTopics(_ context.Context, specs []server.TopicSpec, v
 }
 
 var errNoChange = errors.New("cluster: no change")
+
+// AlterScramCredentials sets or deletes SCRAM credentials, one error per change (see
+// server.Controller). They are kept in the metadata image, as Kafka keeps them in its metadata
+// log.
+func (c *Controller) AlterScramCredentials(_ context.Context, changes []server.ScramChange) []error {
+	errs := make([]error, len(changes))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.changeLocked(func(img *meta.Image) error {
+		n := 0
+		for i, ch := range changes {
+			creds := img.Scram[ch.User]
+			if ch.Delete {
+				if _, ok := creds[ch.Mechanism]; !ok {
+					errs[i] = fmt.Errorf("attempt to delete a user credential that does not exist: %w", kerr.ResourceNotFound)
+					continue
+				}
+				creds = maps.Clone(creds)
+				delete(creds, ch.Mechanism)
+			} else {
+				creds = maps.Clone(creds)
+				if creds == nil {
+					creds = map[string]sasl.ScramCredential{}
+				}
+				creds[ch.Mechanism] = ch.Credential
+			}
+			if img.Scram == nil {
+				img.Scram = map[string]map[string]sasl.ScramCredential{}
+			}
+			if len(creds) == 0 {
+				delete(img.Scram, ch.User)
+			} else {
+				img.Scram[ch.User] = creds
+			}
+			n++
+			c.lg.Info("SCRAM credential changed", "user", ch.User, "mechanism", ch.Mechanism, "deleted", ch.Delete)
+		}
+		if n == 0 {
+			return errNoChange
+		}
+		return nil
+	})
+	return errs
+}
 
 // maxPartitionsPerOp bounds the partitions one CreateTopics or CreatePartitions request may add,
 // as Kafka's controller bounds the records of one operation (10000): beyond it the request fails

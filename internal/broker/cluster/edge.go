@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -63,6 +64,8 @@ type edge struct {
 
 	ctrl    *controllerLink
 	produce produceFaults // produce requests its listener refuses
+
+	tls *server.TLS // if set, its listener and its dials speak TLS, beneath the edge
 }
 
 // reachLocked reports whether broker from may reach broker to.
@@ -221,6 +224,10 @@ func (e *edge) listen(addr string) (net.Listener, error) {
 	e.nw.mu.Lock()
 	e.nw.addrs[ln.Addr().String()] = e.id
 	e.nw.mu.Unlock()
+	if e.tls != nil {
+		// Beneath the edge, so that its faults read and hold back Kafka frames.
+		ln = tls.NewListener(ln, e.tls.Server)
+	}
 	return &edgeListener{Listener: ln, e: e, done: make(chan struct{})}, nil
 }
 
@@ -438,6 +445,9 @@ func (d dialer) DialContext(ctx context.Context, network, addr string) (net.Conn
 	nw.mu.Unlock()
 	var nd net.Dialer
 	raw, err := nd.DialContext(ctx, network, addr)
+	if err == nil && e.tls != nil {
+		raw = tls.Client(raw, e.tls.Client)
+	}
 	if err != nil || !ok {
 		return raw, err
 	}

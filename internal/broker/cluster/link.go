@@ -143,6 +143,14 @@ func (l *controllerLink) CreatePartitions(ctx context.Context, topic string, cou
 	return l.to.CreatePartitions(ctx, topic, count, validateOnly)
 }
 
+// AlterScramCredentials implements server.Controller.
+func (l *controllerLink) AlterScramCredentials(ctx context.Context, changes []server.ScramChange) []error {
+	if err := l.enter(ctx); err != nil {
+		return timedOut(err, len(changes))
+	}
+	return l.to.AlterScramCredentials(ctx, changes)
+}
+
 // AllocateProducerID implements server.Controller.
 func (l *controllerLink) AllocateProducerID(ctx context.Context) (int64, error) {
 	if err := l.enter(ctx); err != nil {

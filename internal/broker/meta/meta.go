@@ -9,7 +9,10 @@ package meta
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"slices"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/sasl"
 )
 
 // NoLeader is the leader id of an offline partition.
@@ -106,6 +109,9 @@ type Image struct {
 	Topics       map[string]*Topic `json:"topics"`
 	// NextProducerID is the next idempotent producer id the controller hands out.
 	NextProducerID int64 `json:"next_producer_id"`
+	// Scram holds the SCRAM users created with AlterUserScramCredentials: user -> mechanism ->
+	// credential (never a password). The maps are not changed once published.
+	Scram map[string]map[string]sasl.ScramCredential `json:"scram,omitempty"`
 
 	byID map[TopicID]*Topic // built by Seal
 }
@@ -174,5 +180,20 @@ func (img *Image) Clone() *Image {
 	for k, t := range img.Topics {
 		c.Topics[k] = t.Clone()
 	}
+	if img.Scram != nil {
+		c.Scram = make(map[string]map[string]sasl.ScramCredential, len(img.Scram))
+		for user, creds := range img.Scram {
+			c.Scram[user] = maps.Clone(creds)
+		}
+	}
 	return &c
+}
+
+// ScramCredential returns user's credential for a SCRAM mechanism, if one was created.
+func (img *Image) ScramCredential(mechanism, user string) (sasl.ScramCredential, bool) {
+	if img == nil {
+		return sasl.ScramCredential{}, false
+	}
+	c, ok := img.Scram[user][mechanism]
+	return c, ok
 }

@@ -28,6 +28,10 @@ var apiVersions = func() map[int16]versionRange {
 		32: {1, 4},  // DescribeConfigs
 		37: {0, 3},  // CreatePartitions
 		60: {0, 1},  // DescribeCluster
+		17: {1, 1},  // SaslHandshake (v0's unframed tokens are not spoken)
+		36: {0, 2},  // SaslAuthenticate
+		50: {0, 0},  // DescribeUserScramCredentials
+		51: {0, 0},  // AlterUserScramCredentials
 	}
 	for key, v := range group.Versions() {
 		m[key] = versionRange{v[0], v[1]}

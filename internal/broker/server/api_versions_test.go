@@ -41,6 +41,10 @@ var supportedAPIs = []struct {
 	{"DeleteGroups", 0, 3},
 	{"OffsetDelete", 0, 0},
 	{"DescribeCluster", 0, 1},
+	{"SASLHandshake", 1, 1},
+	{"SASLAuthenticate", 0, 2},
+	{"DescribeUserSCRAMCredentials", 0, 0},
+	{"AlterUserSCRAMCredentials", 0, 0},
 }
 
 func pinnedAPIs() []string {

@@ -5,7 +5,8 @@
 // this node's share of the consumer-group coordinator.
 //
 // Fetch is zero-copy: record batches go from the segment files to the socket with sendfile(2),
-// never through the broker's memory (sendfile.go; Config.DisableZeroCopy turns it off).
+// never through the broker's memory (sendfile.go; Config.DisableZeroCopy turns it off, and TLS
+// connections, Config.TLS, copy them).
 //
 // A node knows nothing of faults: it reaches the world only through its Config's Listener,
 // Dialer, Controller and Clock, and whoever runs it (internal/broker/cluster) puts faults there.
@@ -16,6 +17,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +33,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
+	"github.com/kafkaguard/kafkaguard/internal/broker/sasl"
 )
 
 // Config configures one broker node.
@@ -45,8 +48,19 @@ type Config struct {
 	// closes it when it stops. Together with Dialer, Controller and Clock it is all of the
 	// node's contact with the world, which is where whoever runs the node puts faults.
 	Listener net.Listener
-	// Dialer connects the node's replica fetchers to the leaders (default: a net.Dialer).
+	// Dialer connects the node's replica fetchers to the leaders (default: a net.Dialer, or a
+	// tls.Dialer with TLS.Client when TLS is set). A Dialer given here makes TLS connections
+	// itself when TLS is set.
 	Dialer Dialer
+	// TLS, if set, makes the node speak TLS only: on the listener it opens on ListenAddr (a
+	// Listener given instead must terminate TLS itself, with TLS.Server: the cluster's edge
+	// does so beneath its faults) and on its replica fetchers' connections. Fetch responses on
+	// TLS connections are copied, not sent with sendfile(2), which cannot encrypt (as Kafka
+	// disables zero-copy transfer with SSL).
+	TLS *TLS
+	// SASL, if set, makes the listener authenticate every connection, and the node's replica
+	// fetchers authenticate to the leaders as SASL.InterBroker.
+	SASL *SASL
 	// Clock paces the node's periodic work (default: the wall clock).
 	Clock Clock
 
@@ -99,6 +113,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Dialer == nil {
 		c.Dialer = &net.Dialer{Timeout: 5 * time.Second}
+		if c.TLS != nil {
+			c.Dialer = &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: c.TLS.Client}
+		}
 	}
 	if c.Clock == nil {
 		c.Clock = realClock{}
@@ -171,6 +188,9 @@ type Broker struct {
 
 	zc zeroCopy // sendfile state (sendfile.go)
 
+	sasl      *sasl.Server // nil without Config.SASL
+	saslUsers *saslUsers
+
 	hooks atomic.Pointer[testHooks] // nil except in this package's tests (conn.go)
 }
 
@@ -199,6 +219,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		if ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
 			return nil, fmt.Errorf("server: broker %d: listen %s: %w", cfg.ID, cfg.ListenAddr, err)
 		}
+		if cfg.TLS != nil {
+			ln = tls.NewListener(ln, cfg.TLS.Server)
+		}
 	}
 	bctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
@@ -210,6 +233,10 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		loaded:    map[int32]bool{},
 		conns:     map[net.Conn]struct{}{},
 		hwAtStart: hws,
+	}
+	if err := b.startSASL(); err != nil {
+		cancel()
+		return fail(err)
 	}
 	gcfg := cfg.Group
 	if gcfg.Clock == nil {

@@ -46,6 +46,7 @@ type request struct {
 	hdr  wire.Header
 	kreq kmsg.Request
 	peer net.Addr
+	auth *connAuth // nil on a listener without SASL
 }
 
 // serveConn answers the connection's requests one at a time, each before the next, as Kafka does
@@ -65,9 +66,13 @@ func (b *Broker) serveConn(c net.Conn) {
 	spare := make(chan []byte, 1)
 	readerDone := make(chan struct{})
 	lg := b.lg.With("peer", c.RemoteAddr().String())
+	var auth *connAuth
+	if b.sasl != nil {
+		auth = &connAuth{}
+	}
 	go func() {
 		defer close(readerDone)
-		b.readFrames(ctx, cancel, c, frames, spare, lg)
+		b.readFrames(ctx, cancel, c, frames, spare, auth, lg)
 	}()
 	defer func() {
 		cancel()
@@ -80,7 +85,7 @@ func (b *Broker) serveConn(c net.Conn) {
 	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	var out []byte
 	for frame := range frames {
-		if !b.serveFrame(ctx, c, frame, host, lg, &out) {
+		if !b.serveFrame(ctx, c, frame, host, auth, lg, &out) {
 			return
 		}
 		if frame = keptBuffer(frame); frame != nil {
@@ -97,12 +102,17 @@ func (b *Broker) serveConn(c net.Conn) {
 
 // readFrames reads the connection's request frames and hands each to serveConn through frames,
 // reading into a buffer from spare when there is one. When reading fails (the client closed the
-// connection, or sent a bad frame) it ends the connection's context and closes frames.
-func (b *Broker) readFrames(ctx context.Context, cancel context.CancelFunc, c net.Conn, frames chan<- []byte, spare <-chan []byte, lg *slog.Logger) {
+// connection, or sent a bad frame) it ends the connection's context and closes frames. Until
+// the connection has authenticated (auth, when not nil), frames are bounded by
+// maxUnauthenticatedRequest.
+func (b *Broker) readFrames(ctx context.Context, cancel context.CancelFunc, c net.Conn, frames chan<- []byte, spare <-chan []byte, auth *connAuth, lg *slog.Logger) {
 	defer close(frames)
 	defer cancel()
 	for {
 		n, err := wire.ReadFrameSize(c, b.cfg.MaxRequestBytes)
+		if err == nil && auth != nil && n > maxUnauthenticatedRequest && !auth.authenticated.Load() {
+			err = fmt.Errorf("%w: %d-byte request before authentication (at most %d)", wire.ErrMalformed, n, maxUnauthenticatedRequest)
+		}
 		var frame []byte
 		if err == nil {
 			// The buffer is picked once the size is in: by then the handler of the frame before
@@ -131,7 +141,7 @@ func (b *Broker) readFrames(ctx context.Context, cancel context.CancelFunc, c ne
 // serveFrame decodes one request frame, runs its handler on ctx and writes the answer. It
 // reports false when the connection must be closed, as it must after a panic (in encoding or
 // writing the answer; the handler's own are turned into errors by safeHandle).
-func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host string, lg *slog.Logger, out *[]byte) (keep bool) {
+func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host string, auth *connAuth, lg *slog.Logger, out *[]byte) (keep bool) {
 	defer safe.Recover(lg, "serving a request", func(error) { keep = false })
 	hdr, kreq, err := wire.ParseRequest(frame)
 	if errors.Is(err, wire.ErrUnsupportedVersion) && hdr.Key == 18 {
@@ -147,7 +157,12 @@ func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host 
 		lg.Warn("closing connection: unsupported API or version", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version)
 		return false
 	}
-	resp, err := b.safeHandle(group.WithClient(ctx, hdr.ClientID, host), &request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr()})
+	if auth != nil && !auth.authenticated.Load() && !servedBeforeAuth(hdr.Key) {
+		// Kafka's SaslServerAuthenticator: nothing but the authentication is served first.
+		lg.Warn("closing connection: request before authentication", "api", kmsg.NameForKey(hdr.Key))
+		return false
+	}
+	resp, err := b.safeHandle(group.WithClient(ctx, hdr.ClientID, host), &request{hdr: hdr, kreq: kreq, peer: c.RemoteAddr(), auth: auth})
 	if err != nil {
 		lg.Error("closing connection: handler failed", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
 		return false
@@ -168,7 +183,8 @@ func (b *Broker) serveFrame(ctx context.Context, c net.Conn, frame []byte, host 
 		}
 		return false
 	}
-	return true
+	// A refused handshake or authentication is the connection's last answer.
+	return auth == nil || !auth.last
 }
 
 // testHooks let this package's tests watch and break request code; a production broker has
@@ -253,6 +269,14 @@ func (b *Broker) handle(ctx context.Context, r *request) kmsg.Response {
 		return b.groups.OffsetDelete(ctx, req)
 	case *kmsg.DescribeClusterRequest:
 		return b.handleDescribeCluster(ctx, req)
+	case *kmsg.SASLHandshakeRequest:
+		return b.handleSASLHandshake(r.auth, req)
+	case *kmsg.SASLAuthenticateRequest:
+		return b.handleSASLAuthenticate(r.auth, req)
+	case *kmsg.DescribeUserSCRAMCredentialsRequest:
+		return b.handleDescribeUserSCRAMCredentials(req)
+	case *kmsg.AlterUserSCRAMCredentialsRequest:
+		return b.handleAlterUserSCRAMCredentials(ctx, req)
 	}
 	// Unreachable: serveConn only passes APIs listed in apiVersions.
 	return nil

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/sasl"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
 
@@ -30,6 +31,18 @@ type Controller interface {
 	AlterISR(ctx context.Context, topic string, partition, leaderEpoch, partitionEpoch int32, isr []int32) error
 	// AllocateProducerID hands out a cluster-unique idempotent producer id.
 	AllocateProducerID(ctx context.Context) (int64, error)
+	// AlterScramCredentials creates, replaces or deletes SCRAM credentials in the cluster
+	// metadata (AlterUserScramCredentials), one error per change, nil on success. Errors wrap
+	// kerr codes (RESOURCE_NOT_FOUND for deleting a credential that does not exist).
+	AlterScramCredentials(ctx context.Context, changes []ScramChange) []error
+}
+
+// ScramChange is one SCRAM credential to set or delete.
+type ScramChange struct {
+	User, Mechanism string
+	// Delete removes the credential; otherwise Credential is set.
+	Delete     bool
+	Credential sasl.ScramCredential
 }
 
 // Listener receives metadata images from the controller.

@@ -181,6 +181,10 @@ func (f *fetcher) conn() (*wire.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := f.b.authenticate(ctx, c); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 	f.mu.Lock()
 	f.client = c
 	f.mu.Unlock()

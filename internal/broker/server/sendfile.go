@@ -386,6 +386,11 @@ func (b *Broker) writeResponse(c net.Conn, frame []byte, resp kmsg.Response) err
 		}
 	}
 	defer func() { _ = c.SetWriteDeadline(time.Time{}) }()
+	// sendfile(2) would put the files' plain bytes on a TLS connection's socket.
+	send := b.zc.sendRange
+	if b.cfg.TLS != nil {
+		send = b.zc.copyRange
+	}
 	pos := 0
 	for _, p := range zr.parts {
 		stalled()
@@ -395,7 +400,7 @@ func (b *Broker) writeResponse(c net.Conn, frame []byte, resp kmsg.Response) err
 		for _, s := range p.slices {
 			for off, end := s.Pos, s.Pos+s.Len; off < end; off += stallChunk {
 				stalled()
-				if err := b.zc.sendRange(c, s.File, off, min(end-off, stallChunk)); err != nil {
+				if err := send(c, s.File, off, min(end-off, stallChunk)); err != nil {
 					return err
 				}
 			}

@@ -34,6 +34,9 @@ func (c *slowController) AlterISR(context.Context, string, int32, int32, int32, 
 	return nil
 }
 func (c *slowController) AllocateProducerID(context.Context) (int64, error) { return 1, nil }
+func (c *slowController) AlterScramCredentials(_ context.Context, changes []ScramChange) []error {
+	return make([]error, len(changes))
+}
 
 // A (re)started node knows nothing until the controller's first image arrives: it must not
 // answer clients before that (sarama's first Metadata used to crash a node in that window), and

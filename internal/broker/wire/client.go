@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
 )
 
 // Client sends requests over one connection and reads their responses, one at a time. It is the
@@ -121,3 +123,48 @@ func ParseResponse(frame []byte, corr int32, req kmsg.Request) (kmsg.Response, e
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
+
+// Authenticate authenticates the connection with mechanism (SaslHandshake v1, then
+// SaslAuthenticate until the mechanism is done), as a Kafka client does before its first
+// request on a SASL listener.
+func (c *Client) Authenticate(ctx context.Context, mechanism sasl.Mechanism) error {
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.SetVersion(1)
+	hs.Mechanism = mechanism.Name()
+	resp, err := c.Request(ctx, hs)
+	if err != nil {
+		return err
+	}
+	if err := kerr.ErrorForCode(resp.(*kmsg.SASLHandshakeResponse).ErrorCode); err != nil {
+		return fmt.Errorf("wire: SASL handshake %s: %w", mechanism.Name(), err)
+	}
+	sess, msg, err := mechanism.Authenticate(ctx, c.conn.RemoteAddr().String())
+	if err != nil {
+		return fmt.Errorf("wire: SASL %s: %w", mechanism.Name(), err)
+	}
+	for {
+		req := kmsg.NewPtrSASLAuthenticateRequest()
+		req.SetVersion(1)
+		req.SASLAuthBytes = msg
+		resp, err := c.Request(ctx, req)
+		if err != nil {
+			return err
+		}
+		ar := resp.(*kmsg.SASLAuthenticateResponse)
+		if err := kerr.ErrorForCode(ar.ErrorCode); err != nil {
+			text := ""
+			if ar.ErrorMessage != nil {
+				text = *ar.ErrorMessage
+			}
+			return fmt.Errorf("wire: SASL %s: %w: %s", mechanism.Name(), err, text)
+		}
+		done, next, err := sess.Challenge(ar.SASLAuthBytes)
+		if err != nil {
+			return fmt.Errorf("wire: SASL %s: %w", mechanism.Name(), err)
+		}
+		if done {
+			return nil
+		}
+		msg = next
+	}
+}

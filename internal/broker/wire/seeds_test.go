@@ -23,6 +23,7 @@ var served = map[int16][2]int16{
 	0: {3, 13}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 9}, 9: {1, 9}, 10: {0, 6}, 11: {2, 9},
 	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {2, 7}, 20: {1, 6},
 	22: {0, 4}, 23: {2, 4}, 32: {1, 4}, 37: {0, 3}, 42: {0, 3}, 47: {0, 0}, 60: {0, 1},
+	17: {1, 1}, 36: {0, 2}, 50: {0, 0}, 51: {0, 0},
 }
 
 var fzTopicID = [16]byte{0xfa, 0x57, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
@@ -195,6 +196,30 @@ func request(key, v int16) kmsg.Request {
 		r = q
 	case 60:
 		r = kmsg.NewPtrDescribeClusterRequest()
+	case 17:
+		q := kmsg.NewPtrSASLHandshakeRequest()
+		q.Mechanism = "SCRAM-SHA-256"
+		r = q
+	case 36:
+		q := kmsg.NewPtrSASLAuthenticateRequest()
+		q.SASLAuthBytes = []byte("n,,n=fz,r=fyko+d2lbbFgONRv9qkxdawL")
+		r = q
+	case 50:
+		q := kmsg.NewPtrDescribeUserSCRAMCredentialsRequest()
+		u := kmsg.NewDescribeUserSCRAMCredentialsRequestUser()
+		u.Name = "fz"
+		q.Users = append(q.Users, u)
+		r = q
+	case 51:
+		q := kmsg.NewPtrAlterUserSCRAMCredentialsRequest()
+		u := kmsg.NewAlterUserSCRAMCredentialsRequestUpsertion()
+		u.Name, u.Mechanism, u.Iterations = "fz", 1, 4096
+		u.Salt, u.SaltedPassword = []byte("salt"), make([]byte, 32)
+		q.Upsertions = append(q.Upsertions, u)
+		d := kmsg.NewAlterUserSCRAMCredentialsRequestDeletion()
+		d.Name, d.Mechanism = "gone", 2
+		q.Deletions = append(q.Deletions, d)
+		r = q
 	default:
 		panic(fmt.Sprintf("no seed request for key %d", key))
 	}
