@@ -13,8 +13,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
@@ -81,7 +83,7 @@ func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify [--bootstrap LIST [--control URL | --fault-exec CMD [--restart-exec CMD]]] [flags]",
 		Short: "Prove the producer presets' promises: produce under broker faults, read back, count",
-		Long:  verifyLong,
+		Long:  verifyLong + securityHelp,
 		Example: `  kafkaguard verify
   kafkaguard verify --client sarama --preset NoLoss --fault kill-leader --json
   kafkaguard verify --fault power-loss-all-replicas --topic-config flush.messages=1
@@ -107,6 +109,7 @@ func newVerifyCmd() *cobra.Command {
 	reportDir := fs.String("report", "", "write an HTML report of the runs to DIR/index.html (DIR is created)")
 	verbose := fs.BoolP("verbose", "v", false, "log every fault step to stderr (--v is accepted too)")
 	topicConfigList := fs.String("topic-config", "", "comma-separated NAME=VALUE configs for each run's topic, e.g. flush.messages=1")
+	sec := addSecurityFlags(fs)
 	// Go's flag package spelled the verbose flag --v (and -v); keep accepting --v.
 	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "v" {
@@ -141,6 +144,24 @@ func newVerifyCmd() *cobra.Command {
 		}
 		if len(brokers) == 0 && (*control != "" || *faultExec != "" || *restartExec != "") {
 			return usageErrorf("--control, --fault-exec and --restart-exec need --bootstrap")
+		}
+		if len(brokers) == 0 && sec.changed() {
+			return usageErrorf("--command-config, --security-protocol, --sasl-* and --tls-* need --bootstrap (the bundled cluster is not secured)")
+		}
+		var clientOpts []kgo.Opt
+		var saramaCfg *sarama.Config
+		if sec.changed() {
+			s, err := sec.settings()
+			if err != nil {
+				return err
+			}
+			if clientOpts, err = s.KgoOpts(); err != nil {
+				return usageErrorf("%w", err)
+			}
+			saramaCfg = verify.SaramaBaseConfig()
+			if err := s.ApplySarama(saramaCfg); err != nil {
+				return usageErrorf("%w", err)
+			}
 		}
 		if *control != "" && (*faultExec != "" || *restartExec != "") {
 			return usageErrorf("use either --control or --fault-exec, not both")
@@ -178,7 +199,7 @@ func newVerifyCmd() *cobra.Command {
 		case *control != "":
 			injector = verify.ControlFaults(*control, nil)
 		case *faultExec != "":
-			ef := &verify.ExecFaults{Bootstrap: brokers, KillCmd: *faultExec, RestartCmd: *restartExec}
+			ef := &verify.ExecFaults{Bootstrap: brokers, ClientOpts: clientOpts, KillCmd: *faultExec, RestartCmd: *restartExec}
 			defer ef.Close()
 			injector = ef
 		}
@@ -208,6 +229,7 @@ func newVerifyCmd() *cobra.Command {
 				Preset: cell.Preset, Client: client, Fault: cell.Fault,
 				Records: *records, Keys: *keys, Partitions: int32(*partitions), Rate: *rate,
 				Bootstrap: brokers, Faults: injector, Logger: logger, TopicConfigs: topicConfigs,
+				ClientOpts: clientOpts, Sarama: saramaCfg,
 				Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
 			})
 			if err != nil {
