@@ -61,6 +61,25 @@ func ControlFaults(base string, client *http.Client) FaultInjector {
 	return &controlFaults{base: strings.TrimRight(base, "/"), client: client}
 }
 
+// ControlClient returns an HTTP client for [ControlFaults] that sends
+// "Authorization: Bearer token" with every request, for a control API
+// started with a token ("kafkaguard broker --control-token-file").
+func ControlClient(token string) *http.Client {
+	return &http.Client{Transport: bearer{token: token, next: http.DefaultTransport}}
+}
+
+// bearer adds the Authorization header to each request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
 type controlFaults struct {
 	base   string
 	client *http.Client

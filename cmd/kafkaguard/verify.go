@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -95,6 +96,7 @@ func newVerifyCmd() *cobra.Command {
 	fs := cmd.Flags()
 	bootstrap := fs.String("bootstrap", "", "comma-separated host:port list of the cluster to verify (default: start the bundled 3-broker cluster)")
 	control := fs.String("control", "", "fault-control API of a bundled cluster, e.g. http://127.0.0.1:9644")
+	controlTokenFile := fs.String("control-token-file", "", "send the token in FILE to the --control API as Authorization: Bearer (else $"+envControlToken+")")
 	faultExec := fs.String("fault-exec", "", "shell command that kills broker {broker}")
 	restartExec := fs.String("restart-exec", "", "shell command that restarts broker {broker}")
 	clientName := fs.String("client", string(verify.ClientFranzGo), "producer under test: franz-go or sarama")
@@ -163,6 +165,13 @@ func newVerifyCmd() *cobra.Command {
 				return usageErrorf("%w", err)
 			}
 		}
+		controlTok, err := controlToken(*controlTokenFile)
+		if err != nil {
+			return err
+		}
+		if *controlTokenFile != "" && *control == "" {
+			return usageErrorf("--control-token-file needs --control")
+		}
 		if *control != "" && (*faultExec != "" || *restartExec != "") {
 			return usageErrorf("use either --control or --fault-exec, not both")
 		}
@@ -197,7 +206,11 @@ func newVerifyCmd() *cobra.Command {
 			defer c.Close()
 			brokers, injector = c.Bootstrap(), verify.ClusterFaults(c)
 		case *control != "":
-			injector = verify.ControlFaults(*control, nil)
+			var hc *http.Client
+			if controlTok != "" {
+				hc = verify.ControlClient(controlTok)
+			}
+			injector = verify.ControlFaults(*control, hc)
 		case *faultExec != "":
 			ef := &verify.ExecFaults{Bootstrap: brokers, ClientOpts: clientOpts, KillCmd: *faultExec, RestartCmd: *restartExec}
 			defer ef.Close()
