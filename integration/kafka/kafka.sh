@@ -184,13 +184,7 @@ sasl_port() { echo $((BASE_PORT + 200 + $1 - 1)); }
 SCRAM_USER=kafkaguard
 client_config() { echo "$RUN/client-sasl-ssl.properties"; }
 
-sasl_bootstrap_servers() {
-	local id out=""
-	for ((id = 1; id <= NODES; id++)); do
-		out+="${out:+,}127.0.0.1:$(sasl_port "$id")"
-	done
-	echo "$out"
-}
+sasl_bootstrap_servers() { listener_list sasl_port; }
 
 # make_security writes into $RUN/tls a throwaway CA and a broker certificate
 # for 127.0.0.1 and localhost (PEM; the broker's key store holds its
@@ -226,13 +220,17 @@ EOF
 	chmod 600 "$(client_config)"
 }
 
-bootstrap_servers() {
+# listener_list PORT_FN prints 127.0.0.1:PORT of every node, comma-separated,
+# PORT_FN giving a node's port (node_port, sasl_port).
+listener_list() {
 	local id out=""
 	for ((id = 1; id <= NODES; id++)); do
-		out+="${out:+,}127.0.0.1:$(node_port "$id")"
+		out+="${out:+,}127.0.0.1:$("$1" "$id")"
 	done
 	echo "$out"
 }
+
+bootstrap_servers() { listener_list node_port; }
 
 # pid_alive PID succeeds while the process exists and is not a zombie.
 pid_alive() {
