@@ -85,6 +85,25 @@ func ControlFaults(base string, client *http.Client) FaultInjector {
 	return &controlFaults{base: strings.TrimRight(base, "/"), client: client}
 }
 
+// ControlClient returns an HTTP client for [ControlFaults] that sends
+// "Authorization: Bearer token" with every request, for a control API
+// started with a token ("kafkaguard broker --control-token-file").
+func ControlClient(token string) *http.Client {
+	return &http.Client{Transport: bearer{token: token, next: http.DefaultTransport}}
+}
+
+// bearer adds the Authorization header to each request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
 type controlFaults struct {
 	base   string
 	client *http.Client
@@ -207,9 +226,12 @@ func (f *controlFaults) Leader(ctx context.Context, topic string, p int32) (int3
 // id, which is also in the environment as KAFKAGUARD_BROKER; for example
 // "systemctl kill kafka@{broker}" or "docker kill kafka-{broker}".
 type ExecFaults struct {
-	Bootstrap  []string // Bootstrap lists the cluster's seed brokers, for Metadata.
-	KillCmd    string   // KillCmd stops a broker abruptly; empty means Kill is unsupported.
-	RestartCmd string   // RestartCmd starts a killed broker again; empty means Restart is unsupported.
+	Bootstrap []string // Bootstrap lists the cluster's seed brokers, for Metadata.
+	// ClientOpts connect the Metadata client to a secured cluster (TLS,
+	// SASL), as Config.ClientOpts.
+	ClientOpts []kgo.Opt
+	KillCmd    string // KillCmd stops a broker abruptly; empty means Kill is unsupported.
+	RestartCmd string // RestartCmd starts a killed broker again; empty means Restart is unsupported.
 
 	// Timeout bounds each command; zero means two minutes.
 	Timeout time.Duration
@@ -278,7 +300,8 @@ func (f *ExecFaults) Leader(ctx context.Context, topic string, p int32) (int32, 
 			f.mu.Unlock()
 			return -1, errors.New("verify: ExecFaults: no bootstrap brokers")
 		}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(f.Bootstrap...), kgo.MetadataMinAge(100*time.Millisecond))
+		opts := append([]kgo.Opt{kgo.SeedBrokers(f.Bootstrap...), kgo.MetadataMinAge(100 * time.Millisecond)}, f.ClientOpts...)
+		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			f.mu.Unlock()
 			return -1, fmt.Errorf("verify: ExecFaults: %w", err)

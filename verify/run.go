@@ -88,6 +88,12 @@ type Config struct {
 	// unclean.leader.election.enable=false.
 	TopicConfigs map[string]string
 
+	// ClientOpts connect every franz-go client Run makes — the admin
+	// client, the read-back consumer and the producer under test — to a
+	// secured cluster: TLS and SASL options such as those of
+	// clientsec.Settings.KgoOpts. They follow the seed brokers. For
+	// ClientSarama, the producer's security goes in Sarama.
+	ClientOpts []kgo.Opt
 	// KgoOpts are the application's own franz-go options, applied after
 	// the seed brokers and Run's tuning and checked against Preset.
 	KgoOpts []kgo.Opt
@@ -199,6 +205,13 @@ func (cfg Config) normalize() (Config, error) {
 			strconv.FormatInt(time.Now().UnixNano(), 36))
 	}
 	return cfg, nil
+}
+
+// clientOpts are the options of a franz-go client of the run: the seed
+// brokers, ClientOpts, then more.
+func (cfg Config) clientOpts(more ...kgo.Opt) []kgo.Opt {
+	opts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Bootstrap...)}, cfg.ClientOpts...)
+	return append(opts, more...)
 }
 
 // Result is the outcome of one run.
@@ -386,8 +399,8 @@ func run(ctx context.Context, cfg Config, side sideWorkload) (Result, error) {
 		res.Seed = cfg.Seed
 	}
 
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Bootstrap...), kgo.MetadataMinAge(100*time.Millisecond),
-		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
+	admCl, err := kgo.NewClient(cfg.clientOpts(kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))...)
 	if err != nil {
 		return res, fmt.Errorf("verify: %w", err)
 	}
@@ -649,9 +662,9 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client, origin time.Tim
 	if len(want) == 0 {
 		return nil, nil, 0, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Bootstrap...),
+	cl, err := kgo.NewClient(cfg.clientOpts(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: parts}),
-		kgo.FetchMaxWait(100*time.Millisecond), kgo.MetadataMinAge(100*time.Millisecond))
+		kgo.FetchMaxWait(100*time.Millisecond), kgo.MetadataMinAge(100*time.Millisecond))...)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("verify: %w", err)
 	}

@@ -173,8 +173,7 @@ type kgoSender struct {
 }
 
 func newKgoSender(ctx context.Context, cfg Config, t *tally) (*kgoSender, error) {
-	opts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Bootstrap...)}, kgoTuning()...)
-	opts = append(opts, cfg.KgoOpts...)
+	opts := append(cfg.clientOpts(kgoTuning()...), cfg.KgoOpts...)
 	p, err := produce.New(ctx, cfg.Preset, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("verify: franz-go producer: %w", err)

@@ -32,7 +32,7 @@ func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit --bootstrap LIST [--topic T]... [--json]",
 		Short: "Check a cluster's configuration against the no-loss checklist",
-		Long:  auditLong,
+		Long:  auditLong + securityHelp,
 		Example: `  kafkaguard audit --bootstrap 127.0.0.1:9092 --topic orders
   kafkaguard audit --bootstrap kafka-1:9092,kafka-2:9092 --topic orders,payments --json`,
 		Args: noArgs,
@@ -49,6 +49,7 @@ func newAuditCmd() *cobra.Command {
 		return nil
 	})
 	asJSON := fs.Bool("json", false, `print the report as JSON: {"passed": bool, "checks": [...]}`)
+	sec := addSecurityFlags(fs)
 	timeout := durationFlag(fs, "timeout", 30*time.Second, positive[time.Duration](), "give up reading the cluster after this long")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx, stdout := cmd.Context(), cmd.OutOrStdout()
@@ -57,7 +58,11 @@ func newAuditCmd() *cobra.Command {
 			return usageErrorf("--bootstrap is required")
 		}
 
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("kafkaguard-audit"))
+		secOpts, err := sec.kgoOpts()
+		if err != nil {
+			return err
+		}
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("kafkaguard-audit")}, secOpts...)...)
 		if err != nil {
 			return failure(err)
 		}

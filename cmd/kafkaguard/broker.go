@@ -24,8 +24,11 @@ exactly one line to stdout:
 
 With --control it also serves the fault-control HTTP API (kill, restart,
 power-loss, isolate, pause, cut links, cut from the controller, add latency;
-see the README) that "kafkaguard verify --control" and kafkatest use. Logs go
-to stderr.
+see the README) that "kafkaguard verify --control" and kafkatest use. It
+listens on 127.0.0.1 when --control names no host, and refuses a host that is
+not loopback unless a token guards it (--control-token-file FILE or
+$KAFKAGUARD_CONTROL_TOKEN): then every request needs "Authorization: Bearer
+TOKEN" and gets 401 without it. Logs go to stderr.
 
 With --tls-cert and --tls-key the listeners speak TLS only (--tls-client-ca
 also requires client certificates); with --sasl-user or --sasl-users-file
@@ -58,7 +61,8 @@ func newBrokerCmd() *cobra.Command {
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	port := fs.Int("port", 9092, "port of broker 0; broker i listens on port+i (0: pick free ports)")
 	data := fs.String("data", "", "data directory (default: a temporary directory removed on exit)")
-	control := fs.String("control", "", "serve the fault-control HTTP API on HOST:PORT")
+	control := fs.String("control", "", "serve the fault-control HTTP API on HOST:PORT (no HOST: 127.0.0.1; a non-loopback HOST needs a token)")
+	controlTokenFile := fs.String("control-token-file", "", "require Authorization: Bearer <the token in FILE> on every control API request (else $"+envControlToken+")")
 	lagMax := durationFlag(fs, "replica-lag-max", 10*time.Second, kafkaMillis, "replica.lag.time.max.ms: a follower this far behind leaves the ISR")
 	session := durationFlag(fs, "session-timeout", 3*time.Second, kafkaMillis, "broker.session.timeout.ms: a broker silent this long is declared dead")
 	minISR := intFlag(fs, "min-insync-replicas", 1, atLeast(1), "broker default for min.insync.replicas")
@@ -78,6 +82,18 @@ func newBrokerCmd() *cobra.Command {
 			return err
 		}
 		logger := newLogger(stderr)
+		controlTok, err := controlToken(*controlTokenFile)
+		if err != nil {
+			return err
+		}
+		controlAddr := *control
+		if controlAddr != "" {
+			if controlAddr, err = controlListenAddr(ctx, controlAddr, controlTok != ""); err != nil {
+				return err
+			}
+		} else if *controlTokenFile != "" {
+			return usageErrorf("--control-token-file needs --control")
+		}
 
 		cl, err := cluster.Start(ctx, cluster.Config{
 			Brokers: *brokers, Host: *host, Port: *port, DataDir: *data,
@@ -100,11 +116,15 @@ func newBrokerCmd() *cobra.Command {
 
 		ready := "ready bootstrap=" + strings.Join(cl.Bootstrap(), ",")
 		if *control != "" {
-			ln, err := net.Listen("tcp", *control)
+			ln, err := net.Listen("tcp", controlAddr)
 			if err != nil {
 				return failure(fmt.Errorf("--control: %w", err))
 			}
-			srv := &http.Server{Handler: cl.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
+			handler := cl.ControlHandler()
+			if controlTok != "" {
+				handler = cluster.RequireBearer(controlTok, handler)
+			}
+			srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 			go func() {
 				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 					logger.Error("control API stopped", "err", err)

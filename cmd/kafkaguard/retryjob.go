@@ -42,7 +42,7 @@ func newRetryJobCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "retry-job --bootstrap LIST --topic T [flags]",
 		Short: "Run the retry job for the failed records of a topic",
-		Long:  retryJobLong,
+		Long:  retryJobLong + securityHelp,
 		Example: `  kafkaguard retry-job --bootstrap 127.0.0.1:9092 --topic orders --metrics :9100
   kafkaguard retry-job --bootstrap 127.0.0.1:9092 --topic orders --action http://localhost:8080/retry
   kafkaguard retry-job --bootstrap 127.0.0.1:9092 --topic orders --action 'exec:./handle --strict' --key-order`,
@@ -65,6 +65,7 @@ func newRetryJobCmd() *cobra.Command {
 	alertBacklog := intFlag(fs, "alert-backlog", 0, atLeast(0), "log an alert while more markers than this are pending (0: off)")
 	alertAge := durationFlag(fs, "alert-age", 0, atLeast(time.Duration(0)), "log an alert while the oldest marker is older than this (0: off)")
 	alertDead := intFlag(fs, "alert-dead-letters", 1, atLeast(0), "log an alert for every dead letter once this many were written (0: off)")
+	sec := addSecurityFlags(fs)
 	newLogger := logFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -74,7 +75,12 @@ func newRetryJobCmd() *cobra.Command {
 		if *maxBackoff < *initial {
 			return usageErrorf("--backoff-max (%v) must be at least --backoff-initial (%v)", *maxBackoff, *initial)
 		}
-		seeds := strings.Split(*bootstrap, ",")
+		secOpts, err := sec.kgoOpts()
+		if err != nil {
+			return err
+		}
+		// The cluster's seed brokers and security, for every client.
+		connect := append([]kgo.Opt{kgo.SeedBrokers(strings.Split(*bootstrap, ",")...)}, secOpts...)
 		logger := newLogger(stderr)
 
 		var handler retry.Handler
@@ -84,7 +90,7 @@ func newRetryJobCmd() *cobra.Command {
 			if *keyOrder {
 				return usageErrorf("--key-order cannot be kept by --action republish (the record goes to the back of its topic)")
 			}
-			opts, err := produce.ApplyKgo(produce.NoLoss, []kgo.Opt{kgo.SeedBrokers(seeds...)})
+			opts, err := produce.ApplyKgo(produce.NoLoss, connect)
 			if err == nil {
 				producer, err = kgo.NewClient(opts...)
 			}
@@ -114,7 +120,7 @@ func newRetryJobCmd() *cobra.Command {
 			return failure(err)
 		}
 		// Options of both the Job and the key locks, then the Job's own.
-		shared := []retry.GroupOpt{retry.Topic(*topic), retry.KgoOpts(kgo.SeedBrokers(seeds...)), retry.Logger(logger)}
+		shared := []retry.GroupOpt{retry.Topic(*topic), retry.KgoOpts(connect...), retry.Logger(logger)}
 		if *retryTopic != "" {
 			shared = append(shared, retry.RetryTopic(*retryTopic))
 		}

@@ -91,7 +91,12 @@ func startRetryJob(t *testing.T, args ...string) (ready string, stop func() int)
 		})
 		return code
 	}
-	t.Cleanup(func() { stop() })
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("retry-job's stderr:\n%s", stderr.String())
+		}
+	})
 	return ready, stop
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -14,8 +15,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
@@ -123,7 +126,7 @@ func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify [--bootstrap LIST [--control URL | --fault-exec CMD [--restart-exec CMD]]] [flags]",
 		Short: "Prove the producer presets' promises: produce under broker faults, read back, count",
-		Long:  verifyLong,
+		Long:  verifyLong + securityHelp,
 		Example: `  kafkaguard verify
   kafkaguard verify --client sarama --preset NoLoss --fault kill-leader --json
   kafkaguard verify --fault power-loss-all-replicas --topic-config flush.messages=1
@@ -137,6 +140,7 @@ func newVerifyCmd() *cobra.Command {
 	fs := cmd.Flags()
 	bootstrap := fs.String("bootstrap", "", "comma-separated host:port list of the cluster to verify (default: start the bundled 3-broker cluster)")
 	control := fs.String("control", "", "fault-control API of a bundled cluster, e.g. http://127.0.0.1:9644")
+	controlTokenFile := fs.String("control-token-file", "", "send the token in FILE to the --control API as Authorization: Bearer (else $"+envControlToken+")")
 	faultExec := fs.String("fault-exec", "", "shell command that kills broker {broker}")
 	restartExec := fs.String("restart-exec", "", "shell command that restarts broker {broker}")
 	clientName := fs.String("client", string(verify.ClientFranzGo), "producer under test: franz-go or sarama")
@@ -158,6 +162,7 @@ func newVerifyCmd() *cobra.Command {
 	consumers := intFlag(fs, "consumers", verify.DefaultConsumers, between(1, 100), "queue workload: consumers in the group")
 	crashes := intFlag(fs, "crashes", verify.DefaultCrashes, atLeast(0), "queue workload: consumer crashes per run")
 	queueSeed := fs.Uint64("queue-seed", 1, "queue workload: seed of the first run's crash plan (run i uses seed+i)")
+	sec := addSecurityFlags(fs)
 	// Go's flag package spelled the verbose flag --v (and -v); keep accepting --v.
 	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "v" {
@@ -223,6 +228,31 @@ func newVerifyCmd() *cobra.Command {
 		if len(brokers) == 0 && (*control != "" || *faultExec != "" || *restartExec != "") {
 			return usageErrorf("--control, --fault-exec and --restart-exec need --bootstrap")
 		}
+		if len(brokers) == 0 && sec.changed() {
+			return usageErrorf("--command-config, --security-protocol, --sasl-* and --tls-* need --bootstrap (the bundled cluster is not secured)")
+		}
+		var clientOpts []kgo.Opt
+		var saramaCfg *sarama.Config
+		if sec.changed() {
+			s, err := sec.settings()
+			if err != nil {
+				return err
+			}
+			if clientOpts, err = s.KgoOpts(); err != nil {
+				return usageErrorf("%w", err)
+			}
+			saramaCfg = verify.SaramaBaseConfig()
+			if err := s.ApplySarama(saramaCfg); err != nil {
+				return usageErrorf("%w", err)
+			}
+		}
+		controlTok, err := controlToken(*controlTokenFile)
+		if err != nil {
+			return err
+		}
+		if *controlTokenFile != "" && *control == "" {
+			return usageErrorf("--control-token-file needs --control")
+		}
 		if *control != "" && (*faultExec != "" || *restartExec != "") {
 			return usageErrorf("use either --control or --fault-exec, not both")
 		}
@@ -266,9 +296,13 @@ func newVerifyCmd() *cobra.Command {
 			defer c.Close()
 			brokers, injector = c.Bootstrap(), verify.ClusterFaults(c)
 		case *control != "":
-			injector = verify.ControlFaults(*control, nil)
+			var hc *http.Client
+			if controlTok != "" {
+				hc = verify.ControlClient(controlTok)
+			}
+			injector = verify.ControlFaults(*control, hc)
 		case *faultExec != "":
-			ef := &verify.ExecFaults{Bootstrap: brokers, KillCmd: *faultExec, RestartCmd: *restartExec}
+			ef := &verify.ExecFaults{Bootstrap: brokers, ClientOpts: clientOpts, KillCmd: *faultExec, RestartCmd: *restartExec}
 			defer ef.Close()
 			injector = ef
 		}
@@ -335,6 +369,7 @@ func newVerifyCmd() *cobra.Command {
 				Preset: cell.Preset, Client: client, Fault: cell.Fault, Seed: cellSeed,
 				Records: *records, Keys: *keys, Partitions: int32(*partitions), Rate: *rate,
 				Bootstrap: brokers, Faults: injector, Logger: logger, TopicConfigs: topicConfigs,
+				ClientOpts: clientOpts, Sarama: saramaCfg,
 				Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
 			}
 			var res verify.Result

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -234,4 +236,26 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeErr(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// RequireBearer serves h only to requests carrying "Authorization: Bearer
+// token"; others get 401 with {"error":"..."} and a WWW-Authenticate
+// header. Tokens are compared in constant time (over their SHA-256, so that
+// not even the length leaks). An empty token is refused: guard with a token
+// or not at all.
+func RequireBearer(token string, h http.Handler) http.Handler {
+	if token == "" {
+		panic("cluster: RequireBearer with an empty token")
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="kafkaguard control"`)
+			writeErr(w, http.StatusUnauthorized, errors.New("this control API needs Authorization: Bearer <token>"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
