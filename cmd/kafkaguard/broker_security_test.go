@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -116,5 +117,49 @@ func TestBrokerRefusesBadSecurityFlags(t *testing.T) {
 				t.Fatalf("stdout %q, want nothing", out.String())
 			}
 		})
+	}
+}
+
+// The no-loss audit passes against "kafkaguard broker" with TLS and SASL when it is given a
+// Kafka client properties file (SASL_SSL, SCRAM-SHA-512, a PEM truststore), and cannot read
+// the same cluster without it.
+func TestAuditPassesAgainstASecuredBundledBrokerWithACommandConfig(t *testing.T) {
+	ca := testkit.NewCA(t)
+	certFile, keyFile := ca.Issue(t, "broker").WriteFiles(t)
+	port := freePorts(t, 3)
+	p := startBroker(t, nil, "--brokers", "3", "--port", strconv.Itoa(port), "--log-level", "warn",
+		"--min-insync-replicas", "2", "--tls-cert", certFile, "--tls-key", keyFile,
+		"--sasl-user", "alice:"+writeSecret(t, "alice.password", "alice-secret\n"))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	opts := []kgo.Opt{kgo.DialTLSConfig(ca.ClientTLS()), kgo.SASL(scram.Auth{User: "alice", Pass: "alice-secret"}.AsSha512Mechanism())}
+	adm := kadm.NewClient(testkit.Client(t, p.bootstrap(), opts...))
+	resp, err := adm.CreateTopic(ctx, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2"),
+		"unclean.leader.election.enable": kadm.StringPtr("false")}, "safe")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create topic: %v\n%s", err, p.stderr())
+	}
+	caFile := writeSecret(t, "ca.pem", string(ca.PEM))
+	props := writeSecret(t, "client.properties", "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"+
+		`sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="alice-secret";`+"\n"+
+		"ssl.truststore.type=PEM\nssl.truststore.location="+caFile+"\n")
+	boot := strings.Join(p.bootstrap(), ",")
+	var stdout, stderr bytes.Buffer
+	if code := runAudit(ctx, []string{"--bootstrap", boot, "--topic", "safe", "--command-config", props}, &stdout, &stderr); code != 0 {
+		t.Fatalf("audit with --command-config: exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "checks passed") {
+		t.Fatalf("audit output lacks its verdict:\n%s", stdout.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := runAudit(ctx, []string{"--bootstrap", boot, "--topic", "safe", "--timeout", "3s"}, &stdout, &stderr); code == 0 {
+		t.Fatalf("audit without the client properties passed against a TLS+SASL cluster:\n%s", stdout.String())
+	}
+	if code := p.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d, want 0:\n%s", code, p.stderr())
 	}
 }

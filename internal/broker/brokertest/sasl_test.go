@@ -255,3 +255,51 @@ func TestSASLOverTLSJavaConsoleProducerWithAClientPropertiesFile(t *testing.T) {
 		t.Fatalf("log end offset after the refused producer: %d, want 25", got)
 	}
 }
+
+// Kafka's Java console producer and consumer authenticate over TLS with each of the other
+// mechanisms the bundled broker offers (SCRAM-SHA-512 has its own test above): PLAIN,
+// SCRAM-SHA-256 (a user the broker derives credentials for from its users), and OAUTHBEARER
+// with an unsecured token, as Kafka's default login callback makes one.
+func TestSASLOverTLSJavaConsoleClientsWithEachMechanism(t *testing.T) {
+	tool := javaTools(t)
+	s := startSecured(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	franz := []kgo.Opt{kgo.DialTLSConfig(s.ca.ClientTLS()), kgo.SASL(plain.Auth{User: "alice", Pass: "alice-secret"}.AsMechanism())}
+	for _, m := range []struct{ mechanism, jaas string }{
+		{"PLAIN", `org.apache.kafka.common.security.plain.PlainLoginModule required username="alice" password="alice-secret";`},
+		{"SCRAM-SHA-256", `org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="alice-secret";`},
+		{"OAUTHBEARER", `org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="alice";`},
+	} {
+		t.Run(m.mechanism, func(t *testing.T) {
+			topic := "java-" + strings.ToLower(m.mechanism)
+			if _, err := kadm.NewClient(testkit.Client(t, s.c.Bootstrap(), franz...)).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+				t.Fatal(err)
+			}
+			props := filepath.Join(t.TempDir(), "client.properties")
+			text := "security.protocol=SASL_SSL\nsasl.mechanism=" + m.mechanism + "\nsasl.jaas.config=" + m.jaas + "\n" +
+				"ssl.truststore.type=PEM\nssl.truststore.location=" + s.caFile + "\n"
+			if err := os.WriteFile(props, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			prod := tool(ctx, "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", strings.Join(s.c.Bootstrap(), ","),
+				"--topic", topic, "--command-config", props, "--command-property", "acks=all", "--command-property", "max.block.ms=10000")
+			prod.Stdin = strings.NewReader("one\ntwo\nthree\n")
+			if out, err := prod.CombinedOutput(); err != nil {
+				t.Fatalf("console producer with %s: %v\n%s", m.mechanism, err, lastLines(string(out), 30))
+			}
+			if got := testkit.EndOffsets(ctx, t, s.c.Bootstrap(), topic, franz...)[0]; got != 3 {
+				t.Fatalf("log end offset after the %s producer: %d, want 3", m.mechanism, got)
+			}
+			cons := tool(ctx, "org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", strings.Join(s.c.Bootstrap(), ","),
+				"--topic", topic, "--from-beginning", "--max-messages", "3", "--timeout-ms", "30000", "--command-config", props)
+			out, err := cons.Output()
+			if err != nil {
+				t.Fatalf("console consumer with %s: %v\n%s", m.mechanism, err, out)
+			}
+			if got := strings.Fields(string(out)); strings.Join(got, ",") != "one,two,three" {
+				t.Fatalf("console consumer with %s read %q, want one, two, three", m.mechanism, got)
+			}
+		})
+	}
+}
