@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -320,5 +321,42 @@ func TestRandomScheduleCarriesOutPausesThroughExecFaults(t *testing.T) {
 	}
 	if string(b) != want.String() || !strings.Contains(want.String(), "resume") {
 		t.Errorf("commands ran\n%s\nthe run logged\n%s", b, want.String())
+	}
+}
+
+// TestExecFaultsLeaderGivesUpOnABrokerThatNeverAnswers stands a listener that accepts
+// connections and answers nothing (a SIGSTOPped broker) as the only bootstrap broker: Leader
+// returns an error within its own bound instead of holding the schedule.
+func TestExecFaultsLeaderGivesUpOnABrokerThatNeverAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	f := &ExecFaults{Bootstrap: []string{ln.Addr().String()}}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	if _, err := f.Leader(ctx, "t", 0); err == nil {
+		t.Fatal("Leader from a broker that never answers: no error")
+	}
+	if d := time.Since(start); d > execLeaderTimeout+2*time.Second {
+		t.Errorf("Leader took %v, want at most about %v", d, execLeaderTimeout)
 	}
 }
