@@ -42,9 +42,12 @@ from the other brokers and the controller (clients still reach it) and
 reconnect it; --pause-replication-exec and --resume-replication-exec stop
 and start its replica fetchers. Each pair goes together. For a cluster
 started with integration/kafka/kafka.sh (node ids 1..N):
---fault-exec 'kafka.sh kill {broker}' --restart-exec 'kafka.sh restart {broker}'
---pause-exec 'kafka.sh pause {broker}' --resume-exec 'kafka.sh resume {broker}'.
-A schedule the fault source cannot carry out is shown as n/a under --fault
+--fault-exec 'kafka.sh kill {broker}'
+--restart-exec 'kafka.sh restart {broker} --no-wait'
+--pause-exec 'kafka.sh pause {broker}' --resume-exec 'kafka.sh resume {broker}'
+(a restart must not wait for the broker to answer: a schedule heals one fault
+at a time, and a node may not come back while others are still paused). A
+schedule the fault source cannot carry out is shown as n/a under --fault
 all; one named with --fault fails the run (exit status 1).
 
 --schedules N runs N seeded random fault schedules instead (seeds --seed,
@@ -120,7 +123,7 @@ func newVerifyCmd() *cobra.Command {
   kafkaguard verify --schedules 20 --seed 1
   kafkaguard verify --bootstrap 127.0.0.1:9092 --control http://127.0.0.1:9990
   kafkaguard verify --bootstrap kafka-1:9092 --fault-exec 'docker kill kafka-{broker}' --restart-exec 'docker start kafka-{broker}'
-  kafkaguard verify --bootstrap 127.0.0.1:24092 --schedules 5 --fault-exec 'kafka.sh kill {broker}' --restart-exec 'kafka.sh restart {broker}' --pause-exec 'kafka.sh pause {broker}' --resume-exec 'kafka.sh resume {broker}'`,
+  kafkaguard verify --bootstrap 127.0.0.1:24092 --schedules 5 --fault-exec 'kafka.sh kill {broker}' --restart-exec 'kafka.sh restart {broker} --no-wait' --pause-exec 'kafka.sh pause {broker}' --resume-exec 'kafka.sh resume {broker}'`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
