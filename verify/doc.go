@@ -21,8 +21,8 @@
 // ([FaultNone], [FaultKillLeader], [FaultKillFollower],
 // [FaultIsolateLeader], [FaultPauseFollowersKillLeader]) applied through a
 // [FaultInjector]: the bundled cluster itself ([ClusterFaults]), its HTTP
-// control API ([ControlFaults]) or shell commands that stop and start a real
-// broker ([ExecFaults]).
+// control API ([ControlFaults]) or shell commands that kill, restart, pause
+// and resume a real broker ([ExecFaults]).
 //
 // [FaultPowerLossAllReplicas] (run only when named) cuts the power of every
 // replica of a partition at once: a producer's acks=all cannot survive that

@@ -218,13 +218,16 @@ func (f *controlFaults) Leader(ctx context.Context, topic string, p int32) (int3
 }
 
 // ExecFaults is a [FaultInjector] for any cluster, such as real Apache
-// Kafka: it kills and restarts a broker by running shell commands (sh -c)
-// and finds leaders with a Metadata request. It cannot isolate brokers or
-// pause replication.
+// Kafka: it carries out each operation by running a shell command (sh -c)
+// and finds leaders with a Metadata request. An operation whose command is
+// empty is unsupported ([Limited]); it implements [Pauser] too, for PauseCmd
+// and ResumeCmd.
 //
-// In KillCmd and RestartCmd, "{broker}" is replaced by the broker's node
-// id, which is also in the environment as KAFKAGUARD_BROKER; for example
-// "systemctl kill kafka@{broker}" or "docker kill kafka-{broker}".
+// In each command, "{broker}" is replaced by the broker's node id (the id
+// the cluster's metadata names), which is also in the environment as
+// KAFKAGUARD_BROKER; for example "systemctl kill kafka@{broker}",
+// "docker kill kafka-{broker}" or, for a cluster started with
+// integration/kafka/kafka.sh (node ids 1..N), "kafka.sh pause {broker}".
 type ExecFaults struct {
 	Bootstrap []string // Bootstrap lists the cluster's seed brokers, for Metadata.
 	// ClientOpts connect the Metadata client to a secured cluster (TLS,
@@ -232,6 +235,19 @@ type ExecFaults struct {
 	ClientOpts []kgo.Opt
 	KillCmd    string // KillCmd stops a broker abruptly; empty means Kill is unsupported.
 	RestartCmd string // RestartCmd starts a killed broker again; empty means Restart is unsupported.
+	// PauseCmd freezes a broker's process (SIGSTOP): it answers nothing but
+	// keeps its connections and state. Empty means Pause is unsupported.
+	PauseCmd string
+	// ResumeCmd thaws a paused broker (SIGCONT); empty means Resume is
+	// unsupported.
+	ResumeCmd string
+	// IsolateCmd cuts a broker off from the other brokers and the
+	// controller while clients still reach it (a network partition), and
+	// HealCmd reconnects it; empty means unsupported.
+	IsolateCmd, HealCmd string
+	// PauseReplicationCmd stops a broker's replica fetchers and
+	// ResumeReplicationCmd starts them again; empty means unsupported.
+	PauseReplicationCmd, ResumeReplicationCmd string
 
 	// Timeout bounds each command; zero means two minutes.
 	Timeout time.Duration
@@ -239,6 +255,10 @@ type ExecFaults struct {
 	mu sync.Mutex
 	cl *kgo.Client // for Leader, made on first use
 }
+
+// execLeaderTimeout bounds one Leader lookup of ExecFaults: a paused
+// broker accepts the request and never answers, and the caller asks again.
+const execLeaderTimeout = 3 * time.Second
 
 // Close releases the metadata client Leader made, if any.
 func (f *ExecFaults) Close() error {
@@ -251,48 +271,66 @@ func (f *ExecFaults) Close() error {
 	return nil
 }
 
-// Supports implements [Limited]: OpKill and OpRestart if their commands
-// are set.
-func (f *ExecFaults) Supports(op Op) bool {
+// cmd returns the command template of op; "" if it has none.
+func (f *ExecFaults) cmd(op Op) string {
 	switch op {
 	case OpKill:
-		return f.KillCmd != ""
+		return f.KillCmd
 	case OpRestart:
-		return f.RestartCmd != ""
+		return f.RestartCmd
+	case OpPause:
+		return f.PauseCmd
+	case OpResume:
+		return f.ResumeCmd
+	case OpIsolate:
+		return f.IsolateCmd
+	case OpHeal:
+		return f.HealCmd
+	case OpPauseReplication:
+		return f.PauseReplicationCmd
+	case OpResumeReplication:
+		return f.ResumeReplicationCmd
 	}
-	return false
+	return ""
 }
+
+// Supports implements [Limited]: the operations whose commands are set.
+func (f *ExecFaults) Supports(op Op) bool { return f.cmd(op) != "" }
 
 // Kill runs KillCmd for the broker.
-func (f *ExecFaults) Kill(ctx context.Context, id int32) error {
-	return f.run(ctx, OpKill, f.KillCmd, id)
-}
+func (f *ExecFaults) Kill(ctx context.Context, id int32) error { return f.run(ctx, OpKill, id) }
 
 // Restart runs RestartCmd for the broker.
-func (f *ExecFaults) Restart(ctx context.Context, id int32) error {
-	return f.run(ctx, OpRestart, f.RestartCmd, id)
+func (f *ExecFaults) Restart(ctx context.Context, id int32) error { return f.run(ctx, OpRestart, id) }
+
+// Pause runs PauseCmd for the broker.
+func (f *ExecFaults) Pause(ctx context.Context, id int32) error { return f.run(ctx, OpPause, id) }
+
+// Resume runs ResumeCmd for the broker.
+func (f *ExecFaults) Resume(ctx context.Context, id int32) error { return f.run(ctx, OpResume, id) }
+
+// Isolate runs IsolateCmd for the broker.
+func (f *ExecFaults) Isolate(ctx context.Context, id int32) error { return f.run(ctx, OpIsolate, id) }
+
+// Heal runs HealCmd for the broker.
+func (f *ExecFaults) Heal(ctx context.Context, id int32) error { return f.run(ctx, OpHeal, id) }
+
+// PauseReplication runs PauseReplicationCmd for the broker.
+func (f *ExecFaults) PauseReplication(ctx context.Context, id int32) error {
+	return f.run(ctx, OpPauseReplication, id)
 }
 
-// Isolate returns an error matching [ErrUnsupported].
-func (f *ExecFaults) Isolate(context.Context, int32) error { return unsupported(OpIsolate) }
-
-// Heal returns an error matching [ErrUnsupported].
-func (f *ExecFaults) Heal(context.Context, int32) error { return unsupported(OpHeal) }
-
-// PauseReplication returns an error matching [ErrUnsupported].
-func (f *ExecFaults) PauseReplication(context.Context, int32) error {
-	return unsupported(OpPauseReplication)
-}
-
-// ResumeReplication returns an error matching [ErrUnsupported].
-func (f *ExecFaults) ResumeReplication(context.Context, int32) error {
-	return unsupported(OpResumeReplication)
+// ResumeReplication runs ResumeReplicationCmd for the broker.
+func (f *ExecFaults) ResumeReplication(ctx context.Context, id int32) error {
+	return f.run(ctx, OpResumeReplication, id)
 }
 
 func unsupported(op Op) error { return fmt.Errorf("%w: %s", ErrUnsupported, op) }
 
 // Leader asks the cluster for the partition's leader with a Metadata
-// request, through a client made on first use (see Close).
+// request, through a client made on first use (see Close). Each lookup
+// waits at most three seconds, so that a paused broker that took the
+// request does not hold the caller.
 func (f *ExecFaults) Leader(ctx context.Context, topic string, p int32) (int32, error) {
 	f.mu.Lock()
 	if f.cl == nil {
@@ -310,6 +348,8 @@ func (f *ExecFaults) Leader(ctx context.Context, topic string, p int32) (int32, 
 	}
 	cl := f.cl
 	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, execLeaderTimeout)
+	defer cancel()
 	return leaderOf(ctx, kadm.NewClient(cl), topic, p)
 }
 
@@ -333,7 +373,8 @@ func leaderOf(ctx context.Context, adm *kadm.Client, topic string, p int32) (int
 	return pd.Leader, nil
 }
 
-func (f *ExecFaults) run(ctx context.Context, op Op, tmpl string, id int32) error {
+func (f *ExecFaults) run(ctx context.Context, op Op, id int32) error {
+	tmpl := f.cmd(op)
 	if tmpl == "" {
 		return unsupported(op)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -212,5 +213,150 @@ func TestExecFaultsFindsTheLeaderWithMetadata(t *testing.T) {
 	}
 	if _, err := (&ExecFaults{}).Leader(ctx, "exec", 0); err == nil {
 		t.Error("Leader without bootstrap brokers: no error")
+	}
+}
+
+// TestExecFaultsPausesAndResumesThroughItsCommands checks the commands of every operation an
+// ExecFaults can carry out besides kill and restart: each runs with {broker} and
+// $KAFKAGUARD_BROKER set to the node id, and pause and resume make it a Pauser.
+func TestExecFaultsPausesAndResumesThroughItsCommands(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	rec := func(op string) string { return "echo " + op + " {broker} $KAFKAGUARD_BROKER >> " + out }
+	f := &ExecFaults{
+		KillCmd: rec("kill"), RestartCmd: rec("restart"), PauseCmd: rec("pause"), ResumeCmd: rec("resume"),
+		IsolateCmd: rec("isolate"), HealCmd: rec("heal"),
+		PauseReplicationCmd: rec("pause-replication"), ResumeReplicationCmd: rec("resume-replication"),
+	}
+	var fi FaultInjector = f
+	p, ok := fi.(Pauser)
+	if !ok {
+		t.Fatal("ExecFaults is not a Pauser")
+	}
+	ctx := context.Background()
+	for _, call := range []func() error{
+		func() error { return p.Pause(ctx, 3) }, func() error { return p.Resume(ctx, 3) },
+		func() error { return f.Isolate(ctx, 1) }, func() error { return f.Heal(ctx, 1) },
+		func() error { return f.PauseReplication(ctx, 2) }, func() error { return f.ResumeReplication(ctx, 2) },
+	} {
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "pause 3 3\nresume 3 3\nisolate 1 1\nheal 1 1\npause-replication 2 2\nresume-replication 2 2\n"
+	if string(b) != want {
+		t.Errorf("commands wrote %q, want %q", b, want)
+	}
+	wantOps := []Op{OpKill, OpRestart, OpIsolate, OpHeal, OpPauseReplication, OpResumeReplication, OpPause, OpResume}
+	if got := SupportedOps(f); !slices.Equal(got, wantOps) {
+		t.Errorf("SupportedOps = %v, want %v", got, wantOps)
+	}
+	for _, fault := range Faults() {
+		if !Supports(f, fault) {
+			t.Errorf("Supports(%s) = false with every command set", fault)
+		}
+	}
+}
+
+// TestExecFaultsWithoutResumeNeverDrawsAPause checks that a pause command without its resume
+// (or a kill without its restart) is not enough for a random schedule to draw that kind: a
+// schedule never strikes with a fault it cannot heal.
+func TestExecFaultsWithoutResumeNeverDrawsAPause(t *testing.T) {
+	f := &ExecFaults{KillCmd: "true", RestartCmd: "true", PauseCmd: "true"}
+	if err := f.Resume(context.Background(), 1); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Resume without ResumeCmd = %v, want ErrUnsupported", err)
+	}
+	sh := Shape{Brokers: []int32{1, 2, 3}, Partitions: 2, Ops: SupportedOps(f), Span: time.Minute}
+	if got := drawableKinds(sh); !slices.Equal(got, []FaultKind{KindKill}) {
+		t.Errorf("drawable kinds %v, want [kill]", got)
+	}
+	f.ResumeCmd = "true"
+	sh.Ops = SupportedOps(f)
+	if got := drawableKinds(sh); !slices.Equal(got, []FaultKind{KindKill, KindPause}) {
+		t.Errorf("drawable kinds %v, want [kill pause]", got)
+	}
+	for seed := range int64(20) {
+		for _, w := range NewSchedule(seed, sh).Windows {
+			if w.Kind != KindKill && w.Kind != KindPause {
+				t.Fatalf("seed %d drew %s with only kill and pause commands", seed, w)
+			}
+		}
+	}
+}
+
+// TestRandomScheduleCarriesOutPausesThroughExecFaults runs a random schedule whose only fault
+// source is a pair of pause and resume commands (which here only record their calls): every
+// window is a pause, and each pause and resume the run logged ran its command for that broker.
+func TestRandomScheduleCarriesOutPausesThroughExecFaults(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	out := filepath.Join(t.TempDir(), "calls")
+	f := &ExecFaults{Bootstrap: c.Bootstrap(),
+		PauseCmd: "echo pause {broker} >> " + out, ResumeCmd: "echo resume {broker} >> " + out}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{Fault: FaultRandom, Seed: 5, Records: 300, Keys: 3, Rate: 300,
+		Bootstrap: c.Bootstrap(), Faults: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Schedule == nil || len(res.Schedule.Windows) == 0 {
+		t.Fatalf("schedule %v: no window", res.Schedule)
+	}
+	for _, w := range res.Schedule.Windows {
+		if w.Kind != KindPause {
+			t.Errorf("window %s: only pause can be drawn", w)
+		}
+	}
+	var want strings.Builder
+	for _, e := range res.FaultEvents {
+		fmt.Fprintf(&want, "%s %d\n", e.Op, e.Broker)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != want.String() || !strings.Contains(want.String(), "resume") {
+		t.Errorf("commands ran\n%s\nthe run logged\n%s", b, want.String())
+	}
+}
+
+// TestExecFaultsLeaderGivesUpOnABrokerThatNeverAnswers stands a listener that accepts
+// connections and answers nothing (a SIGSTOPped broker) as the only bootstrap broker: Leader
+// returns an error within its own bound instead of holding the schedule.
+func TestExecFaultsLeaderGivesUpOnABrokerThatNeverAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	f := &ExecFaults{Bootstrap: []string{ln.Addr().String()}}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	if _, err := f.Leader(ctx, "t", 0); err == nil {
+		t.Fatal("Leader from a broker that never answers: no error")
+	}
+	if d := time.Since(start); d > execLeaderTimeout+2*time.Second {
+		t.Errorf("Leader took %v, want at most about %v", d, execLeaderTimeout)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -36,11 +35,23 @@ Without --bootstrap it starts the bundled 3-broker cluster in this process
 and runs every preset under every fault. With --bootstrap it runs against that
 cluster, creating one topic per run (replication factor 3,
 min.insync.replicas=2) and keeping it; faults come from --control (a cluster
-started with "kafkaguard broker --control") or from --fault-exec and
---restart-exec, shell commands in which {broker} stands for the node id (also
-in $KAFKAGUARD_BROKER), e.g. --fault-exec 'docker kill kafka-{broker}'. A
-schedule the fault source cannot carry out is shown as n/a under --fault all;
-one named with --fault fails the run (exit status 1).
+started with "kafkaguard broker --control") or from shell commands in which
+{broker} stands for the node id the cluster's metadata names (also in
+$KAFKAGUARD_BROKER): --fault-exec and --restart-exec kill and restart a
+broker, e.g. --fault-exec 'docker kill kafka-{broker}'; --pause-exec and
+--resume-exec freeze and thaw its process (SIGSTOP, SIGCONT), e.g.
+'docker pause kafka-{broker}'; --isolate-exec and --heal-exec cut it off
+from the other brokers and the controller (clients still reach it) and
+reconnect it; --pause-replication-exec and --resume-replication-exec stop
+and start its replica fetchers. Each pair goes together. For a cluster
+started with integration/kafka/kafka.sh (node ids 1..N):
+--fault-exec 'kafka.sh kill {broker}'
+--restart-exec 'kafka.sh restart {broker} --no-wait'
+--pause-exec 'kafka.sh pause {broker}' --resume-exec 'kafka.sh resume {broker}'
+(a restart must not wait for the broker to answer: a schedule heals one fault
+at a time, and a node may not come back while others are still paused). A
+schedule the fault source cannot carry out is shown as n/a under --fault
+all; one named with --fault fails the run (exit status 1).
 
 --schedules N runs N seeded random fault schedules instead (seeds --seed,
 --seed+1, ...; without --seed the seed comes from the clock and is printed):
@@ -124,7 +135,7 @@ type verifyRun struct {
 // newVerifyCmd is "kafkaguard verify".
 func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "verify [--bootstrap LIST [--control URL | --fault-exec CMD [--restart-exec CMD]]] [flags]",
+		Use:   "verify [--bootstrap LIST [--control URL | --fault-exec CMD [--restart-exec CMD] [--pause-exec CMD --resume-exec CMD]]] [flags]",
 		Short: "Prove the producer presets' promises: produce under broker faults, read back, count",
 		Long:  verifyLong + securityHelp,
 		Example: `  kafkaguard verify
@@ -134,7 +145,8 @@ func newVerifyCmd() *cobra.Command {
   kafkaguard verify --schedules 20 --seed 1
   kafkaguard verify --workload queue --preset NoLoss --fault kill-leader,isolate-leader
   kafkaguard verify --bootstrap 127.0.0.1:9092 --control http://127.0.0.1:9990
-  kafkaguard verify --bootstrap kafka-1:9092 --fault-exec 'docker kill kafka-{broker}' --restart-exec 'docker start kafka-{broker}'`,
+  kafkaguard verify --bootstrap kafka-1:9092 --fault-exec 'docker kill kafka-{broker}' --restart-exec 'docker start kafka-{broker}'
+  kafkaguard verify --bootstrap 127.0.0.1:24092 --schedules 5 --fault-exec 'kafka.sh kill {broker}' --restart-exec 'kafka.sh restart {broker} --no-wait' --pause-exec 'kafka.sh pause {broker}' --resume-exec 'kafka.sh resume {broker}'`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
@@ -143,6 +155,12 @@ func newVerifyCmd() *cobra.Command {
 	controlTokenFile := fs.String("control-token-file", "", "send the token in FILE to the --control API as Authorization: Bearer (else $"+envControlToken+")")
 	faultExec := fs.String("fault-exec", "", "shell command that kills broker {broker}")
 	restartExec := fs.String("restart-exec", "", "shell command that restarts broker {broker}")
+	pauseExec := fs.String("pause-exec", "", "shell command that freezes broker {broker}'s process (SIGSTOP)")
+	resumeExec := fs.String("resume-exec", "", "shell command that thaws broker {broker}'s process (SIGCONT)")
+	isolateExec := fs.String("isolate-exec", "", "shell command that cuts broker {broker} off from the other brokers and the controller")
+	healExec := fs.String("heal-exec", "", "shell command that reconnects broker {broker}")
+	pauseReplExec := fs.String("pause-replication-exec", "", "shell command that stops broker {broker}'s replica fetchers")
+	resumeReplExec := fs.String("resume-replication-exec", "", "shell command that starts broker {broker}'s replica fetchers again")
 	clientName := fs.String("client", string(verify.ClientFranzGo), "producer under test: franz-go or sarama")
 	presetList := fs.String("preset", "NoLoss,StrictOrder,LeaderAck,AtMostOnce", "comma-separated presets to run")
 	faultList := fs.String("fault", "all", "comma-separated fault schedules to run, or all")
@@ -225,8 +243,12 @@ func newVerifyCmd() *cobra.Command {
 		if *bootstrap != "" && len(brokers) == 0 {
 			return usageErrorf("--bootstrap lists no brokers")
 		}
-		if len(brokers) == 0 && (*control != "" || *faultExec != "" || *restartExec != "") {
-			return usageErrorf("--control, --fault-exec and --restart-exec need --bootstrap")
+		execs := &verify.ExecFaults{Bootstrap: brokers, KillCmd: *faultExec, RestartCmd: *restartExec,
+			PauseCmd: *pauseExec, ResumeCmd: *resumeExec, IsolateCmd: *isolateExec, HealCmd: *healExec,
+			PauseReplicationCmd: *pauseReplExec, ResumeReplicationCmd: *resumeReplExec}
+		anyExec := len(verify.SupportedOps(execs)) > 0
+		if len(brokers) == 0 && (*control != "" || anyExec) {
+			return usageErrorf("--control, --fault-exec and the other --*-exec commands need --bootstrap")
 		}
 		if len(brokers) == 0 && sec.changed() {
 			return usageErrorf("--command-config, --security-protocol, --sasl-* and --tls-* need --bootstrap (the bundled cluster is not secured)")
@@ -253,11 +275,17 @@ func newVerifyCmd() *cobra.Command {
 		if *controlTokenFile != "" && *control == "" {
 			return usageErrorf("--control-token-file needs --control")
 		}
-		if *control != "" && (*faultExec != "" || *restartExec != "") {
-			return usageErrorf("use either --control or --fault-exec, not both")
+		if *control != "" && anyExec {
+			return usageErrorf("use either --control or --fault-exec (and the other --*-exec commands), not both")
 		}
 		if *restartExec != "" && *faultExec == "" {
 			return usageErrorf("--restart-exec needs --fault-exec")
+		}
+		for _, pair := range [][2]string{{"pause-exec", "resume-exec"}, {"isolate-exec", "heal-exec"},
+			{"pause-replication-exec", "resume-replication-exec"}} {
+			if (fs.Lookup(pair[0]).Value.String() == "") != (fs.Lookup(pair[1]).Value.String() == "") {
+				return usageErrorf("--%s and --%s go together: a fault is only carried out with its repair", pair[0], pair[1])
+			}
 		}
 		if cmd.Flags().Changed("report") {
 			if *reportDir == "" {
@@ -267,7 +295,7 @@ func newVerifyCmd() *cobra.Command {
 				return usageErrorf("--report %s: cannot write a report there: %w", *reportDir, err)
 			}
 		}
-		if random && len(brokers) > 0 && *control == "" && *faultExec == "" {
+		if random && len(brokers) > 0 && *control == "" && !anyExec {
 			return usageErrorf("--schedules needs a fault source: the bundled cluster (no --bootstrap), --control or --fault-exec")
 		}
 
@@ -301,10 +329,10 @@ func newVerifyCmd() *cobra.Command {
 				hc = verify.ControlClient(controlTok)
 			}
 			injector = verify.ControlFaults(*control, hc)
-		case *faultExec != "":
-			ef := &verify.ExecFaults{Bootstrap: brokers, ClientOpts: clientOpts, KillCmd: *faultExec, RestartCmd: *restartExec}
-			defer ef.Close()
-			injector = ef
+		case anyExec:
+			execs.ClientOpts = clientOpts
+			defer execs.Close()
+			injector = execs
 		}
 
 		var cells []verifyRun
@@ -354,7 +382,7 @@ func newVerifyCmd() *cobra.Command {
 				cell.Skipped = "needs " + opsText(missing)
 				cell.Verdict = "n/a: " + cell.Skipped
 				if explicitFaults {
-					cell.Error = fmt.Sprintf("cannot be carried out: the fault source lacks %s%s", opsText(missing), faultSourceHint(missing, *control, *faultExec))
+					cell.Error = fmt.Sprintf("cannot be carried out: the fault source lacks %s%s", opsText(missing), faultSourceHint(missing, *control, anyExec))
 					prog.done(label + ": n/a, " + cell.Error)
 					continue
 				}
@@ -616,17 +644,38 @@ func writeVerifyJSON(w io.Writer, client verify.Client, cells []verifyRun, passe
 	}{client, passed, seed, elapsed, cells})
 }
 
-// faultSourceHint says which flag gives the missing operations.
-func faultSourceHint(missing []verify.Op, control, faultExec string) string {
+// execFlag names the flag whose command carries out op; "" if none does.
+func execFlag(op verify.Op) string {
+	switch op {
+	case verify.OpKill:
+		return "--fault-exec"
+	case verify.OpRestart, verify.OpPause, verify.OpResume, verify.OpIsolate, verify.OpHeal,
+		verify.OpPauseReplication, verify.OpResumeReplication:
+		return "--" + string(op) + "-exec"
+	}
+	return ""
+}
+
+// faultSourceHint says which flags give the missing operations.
+func faultSourceHint(missing []verify.Op, control string, anyExec bool) string {
 	switch {
 	case control != "":
 		return ""
-	case faultExec != "" && slices.Equal(missing, []verify.Op{verify.OpRestart}):
-		return " (give --restart-exec)"
-	case faultExec != "":
-		return " (--fault-exec can only kill and restart; use --control with a bundled cluster)"
+	case !anyExec:
+		return " (give --control or --fault-exec)"
 	}
-	return " (give --control or --fault-exec)"
+	var flags, none []string
+	for _, op := range missing {
+		if f := execFlag(op); f != "" {
+			flags = append(flags, f)
+		} else {
+			none = append(none, string(op))
+		}
+	}
+	if len(none) > 0 {
+		return fmt.Sprintf(" (no --*-exec command carries out %s; use --control with a bundled cluster)", strings.Join(none, "+"))
+	}
+	return " (give " + strings.Join(flags, " and ") + ")"
 }
 
 // replayCommand is the command line that runs one random schedule again:

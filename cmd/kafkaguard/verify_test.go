@@ -34,6 +34,10 @@ func TestVerifyRejectsBadUsageWithExitCode2(t *testing.T) {
 		{"control without bootstrap", []string{"--control", "http://x"}, "need --bootstrap"},
 		{"control and exec", []string{"--bootstrap", "a:1", "--control", "http://x", "--fault-exec", "true"}, "either --control or --fault-exec"},
 		{"restart without kill", []string{"--bootstrap", "a:1", "--restart-exec", "true"}, "--restart-exec needs --fault-exec"},
+		{"pause without resume", []string{"--bootstrap", "a:1", "--pause-exec", "true"}, "--pause-exec and --resume-exec go together"},
+		{"heal without isolate", []string{"--bootstrap", "a:1", "--heal-exec", "true"}, "--isolate-exec and --heal-exec go together"},
+		{"pause exec without bootstrap", []string{"--pause-exec", "true", "--resume-exec", "true"}, "need --bootstrap"},
+		{"control and pause exec", []string{"--bootstrap", "a:1", "--control", "http://x", "--pause-exec", "true", "--resume-exec", "true"}, "either --control or --fault-exec"},
 		{"empty bootstrap", []string{"--bootstrap", " , "}, "--bootstrap lists no brokers"},
 		{"arguments", []string{"now"}, "unexpected arguments"},
 		{"bad topic config", []string{"--topic-config", "flush.messages"}, `"flush.messages" is not NAME=VALUE`},
@@ -201,7 +205,7 @@ func TestVerifyFailsASchedulePassedWithFaultThatTheFaultSourceCannotRun(t *testi
 	}
 	for _, want := range []string{
 		"NoLoss kill-leader: cannot be carried out: the fault source lacks restart (give --restart-exec)",
-		"NoLoss isolate-leader: cannot be carried out: the fault source lacks isolate+heal (--fault-exec can only kill and restart",
+		"NoLoss isolate-leader: cannot be carried out: the fault source lacks isolate+heal (give --isolate-exec and --heal-exec)",
 	} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
@@ -510,5 +514,70 @@ func TestVerifySchedulesSaysWhenTheUnsafePresetsLostNothing(t *testing.T) {
 	}
 	if got := dangerMissed([]verifyRun{run(produce.LeaderAck, 0), run(produce.LeaderAck, 3), run(produce.NoLoss, 0)}); got != "" {
 		t.Errorf("LeaderAck lost 3 records: dangerMissed = %q, want no note", got)
+	}
+}
+
+// TestVerifySchedulesWithExecCommandsDrawOnlyTheirFaultsAndReplayWithThem gives --schedules
+// kill, restart, pause and resume commands that only record their calls: every window drawn is
+// a kill or a pause, and every fault the run logged ran its command. Then a pause command that
+// fails makes the run an ERROR whose replay command carries the --*-exec flags.
+func TestVerifySchedulesWithExecCommandsDrawOnlyTheirFaultsAndReplayWithThem(t *testing.T) {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	boot := strings.Join(c.Bootstrap(), ",")
+	calls := filepath.Join(t.TempDir(), "calls")
+	rec := func(op string) string { return "echo " + op + " {broker} >> " + calls }
+	var stdout, stderr bytes.Buffer
+	code := runVerify(context.Background(), []string{
+		"--bootstrap", boot, "--fault-exec", rec("kill"), "--restart-exec", rec("restart"),
+		"--pause-exec", rec("pause"), "--resume-exec", rec("resume"),
+		"--schedules", "2", "--seed", "11", "--preset", "NoLoss", "--records", "300", "--keys", "3", "--rate", "300", "--json",
+	}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	var out struct {
+		Runs []struct {
+			Result struct {
+				Schedule    verify.Schedule     `json:"schedule"`
+				FaultEvents []verify.FaultEvent `json:"fault_events"`
+			} `json:"result"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || len(out.Runs) != 2 {
+		t.Fatalf("JSON: %v, %d runs\n%s", err, len(out.Runs), stdout.String())
+	}
+	var logged strings.Builder
+	kinds := map[verify.FaultKind]int{}
+	for _, r := range out.Runs {
+		for _, w := range r.Result.Schedule.Windows {
+			kinds[w.Kind]++
+		}
+		for _, e := range r.Result.FaultEvents {
+			fmt.Fprintf(&logged, "%s %d\n", e.Op, e.Broker)
+		}
+	}
+	if len(kinds) == 0 || kinds[verify.KindKill]+kinds[verify.KindPause] != len(out.Runs[0].Result.Schedule.Windows)+len(out.Runs[1].Result.Schedule.Windows) {
+		t.Errorf("windows drawn by kind %v, want kill and pause only", kinds)
+	}
+	b, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != logged.String() {
+		t.Errorf("commands ran\n%s\nthe runs logged\n%s", b, logged.String())
+	}
+
+	stdout.Reset()
+	code = runVerify(context.Background(), []string{
+		"--bootstrap", boot, "--pause-exec", "exit 3", "--resume-exec", "true",
+		"--schedules", "1", "--seed", "4", "--preset", "NoLoss", "--records", "300", "--keys", "3", "--rate", "300",
+	}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("failing pause command: exit code %d, want 1\nstdout:\n%s", code, stdout.String())
+	}
+	want := "replay: kafkaguard verify --bootstrap " + boot + " --keys 3 --pause-exec 'exit 3' --rate 300 --records 300" +
+		" --resume-exec true --preset NoLoss --seed 4 --schedules 1"
+	if !strings.Contains(stdout.String(), want) || !strings.Contains(stdout.String(), "exit status 3") {
+		t.Errorf("stdout lacks %q and the command's failure:\n%s", want, stdout.String())
 	}
 }

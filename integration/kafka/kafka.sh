@@ -61,7 +61,10 @@ commands:
   pause NODE_ID              SIGSTOP one node: it stops answering, fetching and voting, keeps its
                              connections and state (a stalled machine); kill and stop still work
   resume NODE_ID             SIGCONT a paused node
-  restart NODE_ID            start a node again on its existing data, wait until it answers
+  restart NODE_ID [--no-wait]
+                             start a node again on its existing data, wait until it answers
+                             (--no-wait: return once its process is launched: a fault injector
+                             must not wait while the other nodes may be paused or killed)
   status                     one line per node; exit 0 when all run, 3 otherwise
   bootstrap                  print the bootstrap servers (PLAINTEXT)
   sasl-bootstrap             print the SASL_SSL (SCRAM-SHA-512) listeners: base port + 200
@@ -572,11 +575,13 @@ cmd_signal() {
 }
 
 cmd_restart() {
-	local id=${1:?restart needs a NODE_ID}
+	local id=${1:?restart needs a NODE_ID} wait=1
+	[[ "${2:-}" == --no-wait ]] && wait=0
 	load_state
 	check_node_id "$id"
 	ensure_fetched
 	node_pid "$id" >/dev/null || launch_node "$id"
+	((wait == 0)) && return 0
 	wait_ready "$id" || die "restart: node $id did not answer"
 }
 
