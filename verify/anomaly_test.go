@@ -28,6 +28,7 @@ func cleanHistory() History {
 }
 
 func TestAnalyzeFindsNothingInACleanHistory(t *testing.T) {
+	t.Parallel()
 	if got := Analyze(cleanHistory()); len(got) != 0 {
 		t.Fatalf("Analyze = %+v, want no anomaly", got)
 	}
@@ -36,6 +37,7 @@ func TestAnalyzeFindsNothingInACleanHistory(t *testing.T) {
 // TestAnalyzeNamesEachAnomaly builds, for each anomaly, a history that contains it (and
 // nothing else) from the clean one.
 func TestAnalyzeNamesEachAnomaly(t *testing.T) {
+	t.Parallel()
 	recs := func(h *History) *[]Record { return &h.Polls[0].Records }
 	tests := []struct {
 		kind   AnomalyKind
@@ -102,6 +104,7 @@ func TestAnalyzeNamesEachAnomaly(t *testing.T) {
 }
 
 func TestAnalyzeKeepsAtMostFiveExamples(t *testing.T) {
+	t.Parallel()
 	h := cleanHistory()
 	h.Polls = nil // nothing read: every acknowledged record is unseen
 	a, _ := Analyze(h).Get(Unseen)
@@ -114,6 +117,7 @@ func TestAnalyzeKeepsAtMostFiveExamples(t *testing.T) {
 }
 
 func TestResultErrFailsEveryPresetOnABrokerAnomaly(t *testing.T) {
+	t.Parallel()
 	for _, p := range []produce.Preset{produce.NoLoss, produce.LeaderAck, produce.AtMostOnce} {
 		r := Result{Preset: p, Fault: FaultRandom, Anomalies: Anomalies{{Kind: InconsistentOffsets, Count: 1,
 			Examples: []Example{{Value: v(0, 1)}}}}}

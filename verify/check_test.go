@@ -18,6 +18,7 @@ func recs(partition int32, vs ...Value) []Record {
 func v(key, seq int) Value { return Value{Key: key, Seq: seq} }
 
 func TestCheckCatchesEachViolation(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		acked []Value
@@ -149,6 +150,7 @@ func equalReports(a, b Report) bool {
 }
 
 func TestCheckOrdersReadRecordsByPartitionAndOffset(t *testing.T) {
+	t.Parallel()
 	// The same records as an in-order partition, handed over shuffled.
 	read := []Record{
 		{Partition: 1, Offset: 1, Value: v(1, 1)},
@@ -169,6 +171,7 @@ func TestCheckOrdersReadRecordsByPartitionAndOffset(t *testing.T) {
 }
 
 func TestCheckSamplesAtMostSampleSize(t *testing.T) {
+	t.Parallel()
 	acked := Workload(100, 1)
 	got := Check(acked, nil)
 	if got.Lost != 100 || len(got.LostSample) != SampleSize {
@@ -180,6 +183,7 @@ func TestCheckSamplesAtMostSampleSize(t *testing.T) {
 }
 
 func TestCheckDoesNotModifyItsInput(t *testing.T) {
+	t.Parallel()
 	read := []Record{{Partition: 0, Offset: 1, Value: v(0, 1)}, {Partition: 0, Offset: 0, Value: v(0, 0)}}
 	before := slices.Clone(read)
 	Check([]Value{v(0, 0)}, read)

@@ -17,6 +17,7 @@ import (
 // Here the seed broker's name resolves only through the dialer in
 // ClientOpts, so a client made without them cannot reach the cluster.
 func TestClientOptsReachEveryClient(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -12,6 +12,7 @@ import (
 )
 
 func TestControlClientSendsTheToken(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(1))
 	srv := httptest.NewServer(cluster.RequireBearer("tok", c.ControlHandler()))
 	defer srv.Close()

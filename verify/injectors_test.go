@@ -18,6 +18,7 @@ import (
 )
 
 func TestControlFaultsDrivesTheBundledClusterOverHTTP(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	srv := httptest.NewServer(c.ControlHandler())
 	defer srv.Close()
@@ -116,6 +117,7 @@ func TestControlFaultsDrivesTheBundledClusterOverHTTP(t *testing.T) {
 }
 
 func TestExecFaultsRunsTheCommandWithTheBrokerID(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	f := &ExecFaults{
@@ -139,6 +141,7 @@ func TestExecFaultsRunsTheCommandWithTheBrokerID(t *testing.T) {
 }
 
 func TestExecFaultsReportsAFailingCommandWithItsOutput(t *testing.T) {
+	t.Parallel()
 	f := &ExecFaults{KillCmd: "echo no such broker {broker} >&2; exit 3"}
 	err := f.Kill(context.Background(), 5)
 	if err == nil || !strings.Contains(err.Error(), "no such broker 5") || !strings.Contains(err.Error(), "exit status 3") {
@@ -147,6 +150,7 @@ func TestExecFaultsReportsAFailingCommandWithItsOutput(t *testing.T) {
 }
 
 func TestExecFaultsDoesNotWaitForABackgroundedBroker(t *testing.T) {
+	t.Parallel()
 	// A restart command that leaves a process running with our output open.
 	f := &ExecFaults{RestartCmd: "sleep 10 & echo started"}
 	start := time.Now()
@@ -159,6 +163,7 @@ func TestExecFaultsDoesNotWaitForABackgroundedBroker(t *testing.T) {
 }
 
 func TestExecFaultsSupportsOnlyKillAndRestart(t *testing.T) {
+	t.Parallel()
 	f := &ExecFaults{KillCmd: "true"}
 	want := map[Op]bool{OpKill: true, OpRestart: false, OpIsolate: false, OpHeal: false, OpPauseReplication: false, OpResumeReplication: false}
 	for op, ok := range want {
@@ -194,6 +199,7 @@ func TestExecFaultsSupportsOnlyKillAndRestart(t *testing.T) {
 }
 
 func TestExecFaultsFindsTheLeaderWithMetadata(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -220,6 +226,7 @@ func TestExecFaultsFindsTheLeaderWithMetadata(t *testing.T) {
 // ExecFaults can carry out besides kill and restart: each runs with {broker} and
 // $KAFKAGUARD_BROKER set to the node id, and pause and resume make it a Pauser.
 func TestExecFaultsPausesAndResumesThroughItsCommands(t *testing.T) {
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "out")
 	rec := func(op string) string { return "echo " + op + " {broker} $KAFKAGUARD_BROKER >> " + out }
 	f := &ExecFaults{
@@ -265,6 +272,7 @@ func TestExecFaultsPausesAndResumesThroughItsCommands(t *testing.T) {
 // (or a kill without its restart) is not enough for a random schedule to draw that kind: a
 // schedule never strikes with a fault it cannot heal.
 func TestExecFaultsWithoutResumeNeverDrawsAPause(t *testing.T) {
+	t.Parallel()
 	f := &ExecFaults{KillCmd: "true", RestartCmd: "true", PauseCmd: "true"}
 	if err := f.Resume(context.Background(), 1); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("Resume without ResumeCmd = %v, want ErrUnsupported", err)
@@ -291,6 +299,7 @@ func TestExecFaultsWithoutResumeNeverDrawsAPause(t *testing.T) {
 // source is a pair of pause and resume commands (which here only record their calls): every
 // window is a pause, and each pause and resume the run logged ran its command for that broker.
 func TestRandomScheduleCarriesOutPausesThroughExecFaults(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	out := filepath.Join(t.TempDir(), "calls")
 	f := &ExecFaults{Bootstrap: c.Bootstrap(),
@@ -328,6 +337,7 @@ func TestRandomScheduleCarriesOutPausesThroughExecFaults(t *testing.T) {
 // connections and answers nothing (a SIGSTOPped broker) as the only bootstrap broker: Leader
 // returns an error within its own bound instead of holding the schedule.
 func TestExecFaultsLeaderGivesUpOnABrokerThatNeverAnswers(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

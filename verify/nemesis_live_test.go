@@ -15,6 +15,7 @@ import (
 // loses acknowledged records, named lost-write or unseen, while NoLoss under the same seed loses
 // nothing and shows no anomaly.
 func TestRandomSchedulesShowLeaderAckLossAndNoLossNone(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	run := func(p produce.Preset, seed int64) Result {
 		t.Helper()

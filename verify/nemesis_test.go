@@ -12,6 +12,7 @@ func testShape() Shape {
 }
 
 func TestNewScheduleReplaysTheSameScheduleForTheSameSeed(t *testing.T) {
+	t.Parallel()
 	sh := testShape()
 	seen := map[string]int64{}
 	for seed := int64(0); seed < 50; seed++ {
@@ -30,6 +31,7 @@ func TestNewScheduleReplaysTheSameScheduleForTheSameSeed(t *testing.T) {
 }
 
 func TestNewScheduleBoundsItsWindowsAndCoversEveryKindAndTarget(t *testing.T) {
+	t.Parallel()
 	sh := testShape()
 	kinds, targets := map[FaultKind]bool{}, map[Target]bool{}
 	several, overlap := false, false
@@ -81,6 +83,7 @@ func TestNewScheduleBoundsItsWindowsAndCoversEveryKindAndTarget(t *testing.T) {
 }
 
 func TestNewScheduleDrawsOnlyWhatTheInjectorCanDo(t *testing.T) {
+	t.Parallel()
 	sh := testShape()
 	sh.Ops = []Op{OpKill, OpRestart, OpIsolate} // isolate without heal is not drawable
 	for seed := int64(0); seed < 50; seed++ {
@@ -100,6 +103,7 @@ func TestNewScheduleDrawsOnlyWhatTheInjectorCanDo(t *testing.T) {
 }
 
 func TestWindowResolvesItsTargetAtRunTime(t *testing.T) {
+	t.Parallel()
 	replicas := []int32{0, 1, 2}
 	tests := []struct {
 		w        Window
@@ -132,6 +136,7 @@ func TestWindowResolvesItsTargetAtRunTime(t *testing.T) {
 }
 
 func TestActiveFaultsPairsEachFaultWithItsRepair(t *testing.T) {
+	t.Parallel()
 	ms := time.Millisecond
 	evs := []FaultEvent{
 		{At: 10 * ms, Op: OpKill, Broker: 1},

@@ -15,6 +15,7 @@ import (
 // it (NoLoss never promised to survive a power loss of every replica); with flush.messages=1
 // nothing acknowledged may be lost.
 func TestRunPowerLossOfAllReplicas(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	for _, tt := range []struct {
 		name     string

@@ -32,6 +32,7 @@ func queueHistory() QueueHistory {
 }
 
 func TestCheckQueueCleanHistory(t *testing.T) {
+	t.Parallel()
 	h := queueHistory()
 	// a crashed with 4 handled but not committed: b runs it again. That is the at-least-once
 	// cost, not an anomaly.
@@ -50,6 +51,7 @@ func TestCheckQueueCleanHistory(t *testing.T) {
 // TestCheckQueueNamesEachAnomaly builds, for each anomaly, the clean history with one thing
 // changed, and checks that exactly that anomaly is reported, with an example.
 func TestCheckQueueNamesEachAnomaly(t *testing.T) {
+	t.Parallel()
 	ms := time.Millisecond
 	tests := []struct {
 		name   string
@@ -135,6 +137,7 @@ func TestCheckQueueNamesEachAnomaly(t *testing.T) {
 // TestCheckQueueUnorderedPromisesNoKeyOrder: Unordered consumers may handle a key's records in
 // any order; the same history under KeyOrder is an anomaly.
 func TestCheckQueueUnorderedPromisesNoKeyOrder(t *testing.T) {
+	t.Parallel()
 	h := queueHistory()
 	h.Handles[1].Seq, h.Handles[3].Seq = 4, 2
 	h.Order = consume.Unordered
@@ -148,6 +151,7 @@ func TestCheckQueueUnorderedPromisesNoKeyOrder(t *testing.T) {
 }
 
 func TestCheckQueueKeepsFiveExamples(t *testing.T) {
+	t.Parallel()
 	h := queueHistory()
 	h.Handles = nil
 	for i := range 4 {

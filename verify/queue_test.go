@@ -32,6 +32,7 @@ func queueTestConfig(c *kafkatest.Cluster, order consume.Order, fault Fault, see
 // no commit passes an unhandled record, keys keep their order, and records run again only when
 // they were in flight at a crash. The crashes must have cost re-runs, or they hit nothing.
 func TestRunQueueUnderCrashesAndFaults(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	for i, tt := range []struct {
 		order consume.Order
@@ -69,6 +70,7 @@ func TestRunQueueUnderCrashesAndFaults(t *testing.T) {
 // before handling it, crashed mid-batch under the same seeds as TestRunQueueUnderCrashesAndFaults.
 // The checker must report the at-least-once violation (and the records it never handled).
 func TestRunQueueCommitBeforeHandlingViolatesAtLeastOnce(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -171,6 +173,7 @@ func (m *commitFirstMember) shutdown() {
 // session times out, and nothing was committed in between; a member closed cleanly leaves at
 // once.
 func TestQueueCrashNeitherCommitsNorLeaves(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

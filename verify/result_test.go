@@ -9,6 +9,7 @@ import (
 )
 
 func TestResultJudgesEachPresetByItsOwnPromise(t *testing.T) {
+	t.Parallel()
 	lost := Report{Acked: 10, Read: 9, Lost: 1, LostSample: []Value{{0, 9}}}
 	dup := Report{Acked: 10, Read: 11, Duplicated: 1, DuplicatedSample: []Value{{0, 3}}}
 	reord := Report{Acked: 10, Read: 10, Reordered: 1, ReorderedSample: []Value{{0, 3}}}
@@ -53,6 +54,7 @@ func TestResultJudgesEachPresetByItsOwnPromise(t *testing.T) {
 }
 
 func TestParseFaultAndClient(t *testing.T) {
+	t.Parallel()
 	for _, f := range Faults() {
 		got, err := ParseFault(strings.ToUpper(string(f)))
 		if err != nil || got != f {

@@ -17,6 +17,7 @@ import (
 // LeaderAck must lose acknowledged records when its leader dies before the followers copied
 // them — the proof that the checker can fail at all.
 func TestRunUnderFaults(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	tests := []struct {
 		preset   produce.Preset
@@ -93,6 +94,7 @@ func TestRunUnderFaults(t *testing.T) {
 }
 
 func TestRunRefusesBadConfigBeforeTouchingTheCluster(t *testing.T) {
+	t.Parallel()
 	boot := []string{"127.0.0.1:1"} // nothing listens: a run that got past validation would hang
 	tests := []struct {
 		name string
@@ -130,6 +132,7 @@ func TestRunRefusesBadConfigBeforeTouchingTheCluster(t *testing.T) {
 }
 
 func TestRunFailsWhenTheTopicExists(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 )
 
 func TestLatencyPercentilesAreWithinSevenPercent(t *testing.T) {
+	t.Parallel()
 	for _, d := range []time.Duration{2 * time.Microsecond, 1500 * time.Microsecond, 3 * time.Millisecond,
 		17 * time.Millisecond, 250 * time.Millisecond, 4 * time.Second, 90 * time.Second} {
 		var h latencies
@@ -34,6 +35,7 @@ func TestLatencyPercentilesAreWithinSevenPercent(t *testing.T) {
 }
 
 func TestTimelineWindowsPairEachFaultWithTheStepThatEndsIt(t *testing.T) {
+	t.Parallel()
 	s := time.Second
 	tl := Timeline{Duration: 10 * s, Faults: []TimelineFault{
 		{At: 1 * s, Op: OpKill, Broker: 1},
@@ -69,6 +71,7 @@ func TestTimelineWindowsPairEachFaultWithTheStepThatEndsIt(t *testing.T) {
 }
 
 func TestRecorderBucketsOutcomesAndFaults(t *testing.T) {
+	t.Parallel()
 	start := time.Now().Add(-time.Second)
 	r := newRecorder(start, 4, 2)
 	for i := range 4 {

@@ -6,6 +6,7 @@ import (
 )
 
 func TestValueRoundTripsThroughText(t *testing.T) {
+	t.Parallel()
 	for _, v := range []Value{{0, 0}, {3, 17}, {999, 123456789}} {
 		got, err := ParseValue([]byte(v.String()))
 		if err != nil || got != v {
@@ -21,6 +22,7 @@ func TestValueRoundTripsThroughText(t *testing.T) {
 }
 
 func TestParseValueRejectsWhatTheWorkloadNeverWrites(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{"", "k", "k1", "k1:", "k:1", "1:2", "x1:2", "k1:2:3", "k01:2", "k1:02", "k-1:2",
 		"k1:+2", "k1: 2", "k1:2 ", "k1234567890:1", "K1:2", "k1:2\n", "\xff"} {
 		if v, err := ParseValue([]byte(in)); !errors.Is(err, ErrBadValue) {
@@ -30,6 +32,7 @@ func TestParseValueRejectsWhatTheWorkloadNeverWrites(t *testing.T) {
 }
 
 func TestWorkloadRaisesEachKeysSequenceByOne(t *testing.T) {
+	t.Parallel()
 	w := Workload(7, 3)
 	want := []Value{{0, 0}, {1, 0}, {2, 0}, {0, 1}, {1, 1}, {2, 1}, {0, 2}}
 	if len(w) != len(want) {

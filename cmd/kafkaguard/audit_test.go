@@ -30,6 +30,7 @@ func auditCluster(t *testing.T) *kafkatest.Cluster {
 }
 
 func TestAuditPassesACorrectTopicAndFailsAnUnsafeOneWithFixes(t *testing.T) {
+	t.Parallel()
 	c := auditCluster(t)
 	boot := strings.Join(c.Bootstrap(), ",")
 
@@ -65,6 +66,7 @@ func TestAuditPassesACorrectTopicAndFailsAnUnsafeOneWithFixes(t *testing.T) {
 }
 
 func TestAuditJSONListsEveryCheck(t *testing.T) {
+	t.Parallel()
 	c := auditCluster(t)
 	var stdout, stderr bytes.Buffer
 	code := runAudit(context.Background(), []string{"--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "safe,unsafe", "--json"}, &stdout, &stderr)
@@ -101,6 +103,7 @@ func TestAuditJSONListsEveryCheck(t *testing.T) {
 }
 
 func TestAuditRejectsBadUsageWithExitCode2(t *testing.T) {
+	t.Parallel()
 	for name, args := range map[string][]string{
 		"no bootstrap":     {"--topic", "t"},
 		"empty topic":      {"--bootstrap", "a:1", "--topic", ","},
@@ -115,6 +118,7 @@ func TestAuditRejectsBadUsageWithExitCode2(t *testing.T) {
 }
 
 func TestAuditExitsOneWhenTheClusterCannotBeRead(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	code := runAudit(context.Background(), []string{"--bootstrap", "127.0.0.1:1", "--timeout", "500ms"}, &stdout, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "reading the cluster") {

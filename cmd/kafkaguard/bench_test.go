@@ -9,6 +9,7 @@ import (
 )
 
 func TestBenchQuickPrintsTheTableOrJSON(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"bench", "--quick", "--duration", "10ms", "--dir", dir}, &stdout, &stderr); code != 0 {

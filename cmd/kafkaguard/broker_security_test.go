@@ -37,6 +37,7 @@ func writeSecret(t *testing.T, name, text string) string {
 // brokers: the follower authenticates to the leader too), and refuses a wrong password and a
 // plaintext client.
 func TestBrokerWithTLSAndSASLServesOnlyAuthenticatedTLSClients(t *testing.T) {
+	t.Parallel()
 	ca := testkit.NewCA(t)
 	certFile, keyFile := ca.Issue(t, "broker").WriteFiles(t)
 	port := freePorts(t, 2)
@@ -88,6 +89,7 @@ func TestBrokerWithTLSAndSASLServesOnlyAuthenticatedTLSClients(t *testing.T) {
 }
 
 func TestBrokerRefusesBadSecurityFlags(t *testing.T) {
+	t.Parallel()
 	ca := testkit.NewCA(t)
 	certFile, _ := ca.Issue(t, "broker").WriteFiles(t)
 	pass := writeSecret(t, "p", "secret")
@@ -124,6 +126,7 @@ func TestBrokerRefusesBadSecurityFlags(t *testing.T) {
 // Kafka client properties file (SASL_SSL, SCRAM-SHA-512, a PEM truststore), and cannot read
 // the same cluster without it.
 func TestAuditPassesAgainstASecuredBundledBrokerWithACommandConfig(t *testing.T) {
+	t.Parallel()
 	ca := testkit.NewCA(t)
 	certFile, keyFile := ca.Issue(t, "broker").WriteFiles(t)
 	port := freePorts(t, 3)

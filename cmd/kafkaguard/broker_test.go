@@ -245,6 +245,7 @@ func apiVersions(t *testing.T, addr string) {
 }
 
 func TestBrokerPrintsReadyLineServesAndStopsCleanlyOnSignal(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		brokers  int
@@ -321,6 +322,7 @@ func TestBrokerPrintsReadyLineServesAndStopsCleanlyOnSignal(t *testing.T) {
 }
 
 func TestBrokerRefusesBadFlagsWithUsageExitCode(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string
@@ -352,6 +354,7 @@ func TestBrokerRefusesBadFlagsWithUsageExitCode(t *testing.T) {
 }
 
 func TestBrokerFailsWhenItsPortIsTaken(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -398,6 +401,7 @@ func readAll(t *testing.T, boot []string, topic string, partitions int32, need m
 }
 
 func TestBrokerKill9KeepsAckedRecordsAndCommittedOffsets(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the broker binary through kill -9")
 	}
@@ -632,6 +636,7 @@ func startThree(t *testing.T, topic string) (*brokerProc, string) {
 }
 
 func TestBrokerControlAPIOverHTTP(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a 3-broker binary")
 	}
@@ -779,6 +784,7 @@ func values(prefix string, n int) []string {
 }
 
 func TestBrokerIsolatedLeaderIsReplacedAndTruncatesAfterHeal(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a 3-broker binary")
 	}

@@ -39,6 +39,7 @@ func ourCommands(t *testing.T) []*cobra.Command {
 }
 
 func TestEveryCommandDocumentsItselfAndItsExitStatus(t *testing.T) {
+	t.Parallel()
 	root := newRootCmd()
 	for _, c := range append(ourCommands(t), root) {
 		if c.Short == "" || strings.Contains(c.Short, "\n") {
@@ -57,6 +58,7 @@ func TestEveryCommandDocumentsItselfAndItsExitStatus(t *testing.T) {
 }
 
 func TestHelpGoesToStdoutWithExitZero(t *testing.T) {
+	t.Parallel()
 	root := newRootCmd()
 	type tc struct {
 		args []string
@@ -91,6 +93,7 @@ func TestHelpGoesToStdoutWithExitZero(t *testing.T) {
 }
 
 func TestVersionPrintsTheModuleVersion(t *testing.T) {
+	t.Parallel()
 	want := "kafkaguard " + buildVersion(debug.ReadBuildInfo()) + "\n"
 	for _, args := range [][]string{{"--version"}, {"version"}} {
 		code, stdout, stderr := runCLI(t, args...)
@@ -101,6 +104,7 @@ func TestVersionPrintsTheModuleVersion(t *testing.T) {
 }
 
 func TestBuildVersion(t *testing.T) {
+	t.Parallel()
 	devel := func(settings ...debug.BuildSetting) *debug.BuildInfo {
 		return &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: settings}
 	}
@@ -134,6 +138,7 @@ func TestBuildVersion(t *testing.T) {
 // command (and a few per bound): the value is refused with exit status 2, a message naming the
 // flag and the usage line, before the command does anything.
 func TestBadFlagValuesAreRefusedNamingTheFlag(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args []string
 		says string
@@ -193,6 +198,7 @@ func TestBadFlagValuesAreRefusedNamingTheFlag(t *testing.T) {
 }
 
 func TestUnknownCommandsAndFlagsExitTwo(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args []string
 		says string
@@ -217,6 +223,7 @@ func TestUnknownCommandsAndFlagsExitTwo(t *testing.T) {
 }
 
 func TestFlagsMayFollowArguments(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args []string
 		want string
@@ -238,6 +245,7 @@ func TestFlagsMayFollowArguments(t *testing.T) {
 }
 
 func TestCompatArgsRewritesOnlyKnownSingleDashLongFlags(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in, want []string
 	}{
@@ -259,6 +267,7 @@ func TestCompatArgsRewritesOnlyKnownSingleDashLongFlags(t *testing.T) {
 }
 
 func TestVerifyKeepsAcceptingTheShortVerboseFlag(t *testing.T) {
+	t.Parallel()
 	for _, flag := range []string{"-v", "--v", "--verbose", "-v=true"} {
 		code, _, stderr := runCLI(t, "verify", flag, "--records", "0")
 		// Parsing got past the verbose flag to the bad --records.

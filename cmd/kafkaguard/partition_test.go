@@ -12,6 +12,7 @@ import (
 )
 
 func TestPartitionPrintsEveryFamilysChoicePerKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string
@@ -78,6 +79,7 @@ func crc32Of100(t *testing.T, key string) string {
 }
 
 func TestPartitionRejectsBadUsageWithExitCode2(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		args    []string
@@ -117,6 +119,7 @@ func TestPartitionRejectsBadUsageWithExitCode2(t *testing.T) {
 }
 
 func TestPartitionHelpExitsZero(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	if code := runPartition(context.Background(), []string{"-h"}, &stdout, &stderr); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
@@ -131,6 +134,7 @@ type failingWriter struct{}
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func TestPartitionReportsWriteFailureWithExitCode1(t *testing.T) {
+	t.Parallel()
 	var stderr bytes.Buffer
 	code := runPartition(context.Background(), []string{"--partitions", "3", "k"}, failingWriter{}, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "disk full") {

@@ -92,6 +92,7 @@ func uniqueTopic(prefix string) string {
 }
 
 func TestRealKafkaSASLSSLAudit(t *testing.T) {
+	t.Parallel()
 	boot, config, _, adm := realSASLSSL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -142,6 +143,7 @@ func TestRealKafkaSASLSSLAudit(t *testing.T) {
 }
 
 func TestRealKafkaSASLSSLRetryJobRepublishes(t *testing.T) {
+	t.Parallel()
 	boot, config, secured, adm := realSASLSSL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -206,6 +208,7 @@ func must[T any](v T, err error) T {
 // Net.TLS and Net.SASL (SCRAM by franz-go's implementation), and verify's
 // own admin and read-back clients.
 func TestRealKafkaSASLSSLVerifyBothClients(t *testing.T) {
+	t.Parallel()
 	boot, config, _, adm := realSASLSSL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -22,6 +22,7 @@ import (
 )
 
 func TestRetryJobRejectsBadUsage(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string
@@ -122,6 +123,7 @@ func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Clie
 }
 
 func TestRetryJobExecActionRetriesUntilExitZeroAndServesMetrics(t *testing.T) {
+	t.Parallel()
 	c, _, p := setupRetryTopics(t, "cli")
 	ctx := context.Background()
 	for i, v := range []string{"a", "b", "c"} {
@@ -178,6 +180,7 @@ echo "$v" >> "`+filepath.Join(dir, "done")+`"
 }
 
 func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
+	t.Parallel()
 	c, _, p := setupRetryTopics(t, "back")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -17,6 +17,7 @@ import (
 )
 
 func TestVerifyQueueRejectsBadUsageWithExitCode2(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name    string
 		args    []string
@@ -44,6 +45,7 @@ func TestVerifyQueueRejectsBadUsageWithExitCode2(t *testing.T) {
 // TestVerifyQueueWorkloadPrintsARowPerRun runs the queue workload on the bundled cluster: a row
 // per order mode naming the workload, with the consumers' counts, and exit status 0.
 func TestVerifyQueueWorkloadPrintsARowPerRun(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	code := runVerify(context.Background(), []string{"--workload", "queue", "--preset", "NoLoss", "--fault", "none",
 		"--order", "KeyOrder,Unordered", "--records", "600", "--keys", "6", "--queue-seed", "7"}, &stdout, &stderr)
@@ -80,6 +82,7 @@ func TestVerifyQueueWorkloadPrintsARowPerRun(t *testing.T) {
 // TestVerifyQueueWorkloadJSONAndReport: --json carries the workload, the order, the seed and
 // the queue checker's counts; --report names the queue anomalies.
 func TestVerifyQueueWorkloadJSONAndReport(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "report")
 	var stdout, stderr bytes.Buffer
 	code := runVerify(context.Background(), []string{"--workload", "queue", "--preset", "NoLoss", "--fault", "kill-leader",
@@ -148,6 +151,7 @@ func TestVerifyQueueWorkloadJSONAndReport(t *testing.T) {
 // FAIL row with its count, listed among the broken promises, and a violation row in the report
 // with its examples.
 func TestVerifyQueueTableAndReportShowAnomalies(t *testing.T) {
+	t.Parallel()
 	found := verify.QueueReport{Acked: 10, Handled: 9, Distinct: 9, Crashes: 2, Findings: []verify.QueueFinding{
 		{Anomaly: verify.AnomalyAtLeastOnce, Count: 1, Examples: []verify.QueueExample{{Value: verify.Value{Key: 1, Seq: 4}, Partition: 0, Offset: 7, At: 300 * time.Millisecond, Note: "committed offset 9 observed at 300ms; never handled"}}},
 		{Anomaly: verify.AnomalyUnseen, Count: 1, Examples: []verify.QueueExample{{Value: verify.Value{Key: 1, Seq: 4}, Partition: 0, Offset: 7}}},

@@ -19,6 +19,7 @@ import (
 )
 
 func TestVerifyRejectsBadUsageWithExitCode2(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		args    []string
@@ -76,6 +77,7 @@ func tableRows(t *testing.T, out string) map[string][]string {
 }
 
 func TestVerifyWithoutBootstrapRunsTheBundledClusterAndPrintsTheTable(t *testing.T) {
+	t.Parallel()
 	acked := filepath.Join(t.TempDir(), "acked.tsv")
 	var stdout, stderr bytes.Buffer
 	code := runVerify(context.Background(), []string{
@@ -141,6 +143,7 @@ func TestVerifyWithoutBootstrapRunsTheBundledClusterAndPrintsTheTable(t *testing
 }
 
 func TestVerifyAgainstABootstrapTakesFaultsFromTheControlAPIAndPrintsJSON(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	srv := httptest.NewServer(c.ControlHandler())
 	defer srv.Close()
@@ -184,6 +187,7 @@ func TestVerifyAgainstABootstrapTakesFaultsFromTheControlAPIAndPrintsJSON(t *tes
 // status 1, saying what is missing), where it used to print n/a and exit 0. Under --fault all
 // such schedules are still only shown as n/a.
 func TestVerifyFailsASchedulePassedWithFaultThatTheFaultSourceCannotRun(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	var stdout, stderr bytes.Buffer
 	code := runVerify(context.Background(), []string{
@@ -226,6 +230,7 @@ func TestVerifyFailsASchedulePassedWithFaultThatTheFaultSourceCannotRun(t *testi
 }
 
 func TestVerifyExitsOneWhenARunCannotBeCarriedOut(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t) // one broker: no topic with replication factor 3
 	var stdout, stderr bytes.Buffer
 	code := runVerify(context.Background(), []string{
@@ -264,6 +269,7 @@ func faultProxy(t *testing.T, c *kafkatest.Cluster, onPost func(w http.ResponseW
 // acks=1 lose (the faults were accepted and never carried out), and NoLoss losing acknowledged
 // records (a "fault" that wipes every broker's copy of the topic).
 func TestVerifyExitsOneWhenAPresetsPromiseIsBroken(t *testing.T) {
+	t.Parallel()
 	t.Run("faults accepted and not carried out", func(t *testing.T) {
 		c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 		real := c.ControlHandler()
@@ -377,6 +383,7 @@ func brokerAction(r *http.Request) (int32, string) {
 // when named; with the default flush policy NoLoss's loss is shown as allowed (exit 0), with
 // --topic-config flush.messages=1 it loses nothing and says ok.
 func TestVerifyPowerLossOfAllReplicasIsAllowedToLoseWithoutFsyncOnly(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		extra []string
 		want  string
@@ -398,6 +405,7 @@ func TestVerifyPowerLossOfAllReplicasIsAllowedToLoseWithoutFsyncOnly(t *testing.
 // TestVerifySchedulesRunsSeededRandomSchedulesAndNamesEachSeed runs two random schedules on the
 // bundled cluster: each row names its seed and the JSON carries seeds, schedules and anomalies.
 func TestVerifySchedulesRunsSeededRandomSchedulesAndNamesEachSeed(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	code := runVerify(context.Background(), []string{
 		"--schedules", "2", "--seed", "41", "--preset", "NoLoss", "--records", "300", "--keys", "3", "--rate", "300", "--json",
@@ -451,6 +459,7 @@ func TestVerifySchedulesRunsSeededRandomSchedulesAndNamesEachSeed(t *testing.T) 
 }
 
 func TestVerifyProgressLineGoesOutAtMostOncePerSecond(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	p := newProgressLine(&buf)
 	for i := range 50 {
@@ -471,6 +480,7 @@ func TestVerifyProgressLineGoesOutAtMostOncePerSecond(t *testing.T) {
 // faults all fail: the row is an ERROR naming its seed, and the report prints the command that
 // replays exactly that seed and preset.
 func TestVerifySchedulesPrintsTheCommandThatReplaysAFailingSeed(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	url := faultProxy(t, c, func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"refused by the test"}`, http.StatusInternalServerError)
@@ -505,6 +515,7 @@ func TestVerifySchedulesPrintsTheCommandThatReplaysAFailingSeed(t *testing.T) {
 }
 
 func TestVerifySchedulesSaysWhenTheUnsafePresetsLostNothing(t *testing.T) {
+	t.Parallel()
 	run := func(p produce.Preset, lost int) verifyRun {
 		return verifyRun{Preset: p, Fault: verify.FaultRandom, Result: &verify.Result{Report: verify.Report{Lost: lost}}}
 	}
@@ -522,6 +533,7 @@ func TestVerifySchedulesSaysWhenTheUnsafePresetsLostNothing(t *testing.T) {
 // a kill or a pause, and every fault the run logged ran its command. Then a pause command that
 // fails makes the run an ERROR whose replay command carries the --*-exec flags.
 func TestVerifySchedulesWithExecCommandsDrawOnlyTheirFaultsAndReplayWithThem(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	boot := strings.Join(c.Bootstrap(), ",")
 	calls := filepath.Join(t.TempDir(), "calls")
