@@ -60,18 +60,22 @@ func writeQueueTable(w io.Writer, client verify.Client, cells []verifyRun, elaps
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "client %s, %s in %v\n\n", client, runsText(len(cells)), elapsed.Round(time.Second))
 	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKLOAD\tORDER\tPRESET\tFAULT\tSEED\tACKED\tLOST\tHANDLED\tREHANDLED\tCRASHES\tANOMALIES\tVERDICT")
+	fmt.Fprintln(tw, "WORKLOAD\tORDER\tPRESET\tFAULT\tCRASH-SEED\tACKED\tLOST\tHANDLED\tREHANDLED\tCRASHES\tANOMALIES\tVERDICT")
 	for _, c := range cells {
 		q := c.Queue
+		fault := string(c.Fault)
+		if c.Seed != nil {
+			fault = fmt.Sprintf("%s:%d", c.Fault, *c.Seed) // the schedule's seed
+		}
 		if c.Result == nil || q == nil {
 			order, seed := "-", "-"
 			if q != nil {
 				order, seed = q.Order, strconv.FormatUint(q.Seed, 10)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t%s\n", c.Workload, order, c.Preset, c.Fault, seed, c.Verdict)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t%s\n", c.Workload, order, c.Preset, fault, seed, c.Verdict)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Workload, q.Order, c.Preset, c.Fault, q.Seed,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Workload, q.Order, c.Preset, fault, q.Seed,
 			c.Result.Report.Acked, c.Result.Report.Lost, q.Handled, q.Rehandled, q.Crashes, q.Anomalies(), c.Verdict)
 	}
 	if err := tw.Flush(); err != nil {
@@ -84,6 +88,9 @@ func writeQueueTable(w io.Writer, client verify.Client, cells []verifyRun, elaps
 			problems = append(problems, fmt.Sprintf("queue %s %s %s: %s", c.Preset, c.Fault, c.Queue.Order, c.Error))
 		case c.Failure != "":
 			problems = append(problems, c.Failure)
+		}
+		if c.Replay != "" && (c.Error != "" || c.Failure != "") {
+			problems = append(problems, "replay: "+c.Replay)
 		}
 	}
 	if len(problems) == 0 {

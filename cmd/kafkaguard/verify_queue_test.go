@@ -53,7 +53,7 @@ func TestVerifyQueueWorkloadPrintsARowPerRun(t *testing.T) {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	header := "WORKLOAD ORDER PRESET FAULT SEED ACKED LOST HANDLED REHANDLED CRASHES ANOMALIES VERDICT"
+	header := "WORKLOAD ORDER PRESET FAULT CRASH-SEED ACKED LOST HANDLED REHANDLED CRASHES ANOMALIES VERDICT"
 	if !strings.Contains(strings.Join(strings.Fields(out), " "), header) {
 		t.Fatalf("no header %q in:\n%s", header, out)
 	}
