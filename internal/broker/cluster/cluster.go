@@ -33,6 +33,10 @@
 //     timeout while it still serves clients and replicates.
 //   - SetLatency: a slow network to the broker: every message it receives arrives late by the
 //     latency plus a random part below the jitter.
+//   - SetControllerLatency: a slow path between the broker and the controller only: its calls
+//     (heartbeats, ISR changes) and the metadata images back each arrive late, while clients
+//     and the other brokers reach it at full speed. An ISR change its partitions propose stays
+//     pending that much longer.
 //   - Pause / Resume: a stopped process (SIGSTOP, a long GC pause, a frozen VM): it accepts
 //     nothing, reads and sends nothing on its connections (they stay open), reaches neither the
 //     controller nor the other brokers, and its clock stops, so its heartbeats, ISR checks and
@@ -485,6 +489,22 @@ func (c *Cluster) SetLatency(id int32, latency, jitter time.Duration) error {
 	})
 }
 
+// SetControllerLatency adds latency, plus a random part below jitter, to every message on broker
+// id's link to the controller, both ways: each call it makes (a heartbeat, an ISR change, a
+// topic creation) reaches the controller that much later, and each metadata image reaches it
+// that much later; clients and the other brokers are not slowed. It adds to SetLatency's. Zero
+// removes it.
+func (c *Cluster) SetControllerLatency(id int32, latency, jitter time.Duration) error {
+	if latency < 0 || jitter < 0 {
+		return errors.New("cluster: latency and jitter must not be negative")
+	}
+	return c.onLiveNode(id, func(n *node) {
+		c.lg.Warn("fault: controller latency", "broker", id, "latency", latency, "jitter", jitter)
+		n.edge.ctrlLatency.Store(int64(latency))
+		n.edge.ctrlJitter.Store(int64(jitter))
+	})
+}
+
 // FailProduces makes the current leader of topic/partition answer the next n produce requests
 // for it with err, after delay, without appending them: its listener takes the partition out of
 // those requests before the broker reads them and puts the error in the answer, so the broker
@@ -523,6 +543,10 @@ type BrokerInfo struct {
 	ControllerCut bool  `json:"controller_cut"`
 	LatencyMs     int64 `json:"latency_ms"`
 	JitterMs      int64 `json:"jitter_ms"`
+	// ControllerLatencyMs and ControllerJitterMs are its controller link's own
+	// (SetControllerLatency).
+	ControllerLatencyMs int64 `json:"controller_latency_ms"`
+	ControllerJitterMs  int64 `json:"controller_jitter_ms"`
 }
 
 // Link is a one-way cut between two brokers: From cannot reach To (CutLink).
@@ -562,7 +586,9 @@ func (c *Cluster) Brokers() []BrokerInfo {
 		e := n.edge
 		out[i] = BrokerInfo{ID: n.id, Address: n.addr, Alive: n.b != nil, Fenced: !ok || !bk.Alive, Isolated: e.isolated, Paused: e.noFetch,
 			Frozen: e.gate.closed(), ControllerCut: e.ctrlCut,
-			LatencyMs: time.Duration(e.latency.Load()).Milliseconds(), JitterMs: time.Duration(e.jitter.Load()).Milliseconds()}
+			LatencyMs: time.Duration(e.latency.Load()).Milliseconds(), JitterMs: time.Duration(e.jitter.Load()).Milliseconds(),
+			ControllerLatencyMs: time.Duration(e.ctrlLatency.Load()).Milliseconds(),
+			ControllerJitterMs:  time.Duration(e.ctrlJitter.Load()).Milliseconds()}
 	}
 	return out
 }
