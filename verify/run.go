@@ -459,7 +459,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	s := &schedule{cfg: cfg, adm: adm, prog: prog, sent: &sent, produced: produced, tally: t, gate: g,
 		killed: map[int32]bool{}, isolated: map[int32]bool{}, paused: map[int32]bool{},
-		frozen: map[int32]bool{}, ctrlCut: map[int32]bool{}, delayed: map[int32]bool{}, cuts: map[[2]int32]bool{},
+		frozen: map[int32]bool{}, ctrlCut: map[int32]bool{}, delayed: map[int32]bool{}, ctrlDelayed: map[int32]bool{}, cuts: map[[2]int32]bool{},
 		nemesis: nemesis, controller: controller, events: events}
 	schedErr := s.run(ctx)
 	g.release()
