@@ -61,7 +61,7 @@ type edge struct {
 	// ways (its calls to the controller and the metadata images back), in nanoseconds.
 	ctrlLatency atomic.Int64
 	ctrlJitter  atomic.Int64
-	gate    gate         // closed while the broker is paused
+	gate        gate // closed while the broker is paused
 
 	dialed map[*brokerConn]struct{} // its open connections to other brokers
 
