@@ -63,6 +63,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -479,14 +480,7 @@ func (c *Cluster) setCtrlCut(id int32, on bool) error {
 // plus a random part below jitter, so a round trip through it takes at least latency longer.
 // Zero removes it.
 func (c *Cluster) SetLatency(id int32, latency, jitter time.Duration) error {
-	if latency < 0 || jitter < 0 {
-		return errors.New("cluster: latency and jitter must not be negative")
-	}
-	return c.onLiveNode(id, func(n *node) {
-		c.lg.Warn("fault: latency", "broker", id, "latency", latency, "jitter", jitter)
-		n.edge.latency.Store(int64(latency))
-		n.edge.jitter.Store(int64(jitter))
-	})
+	return c.setLatency(id, "latency", latency, jitter, func(e *edge) (l, j *atomic.Int64) { return &e.latency, &e.jitter })
 }
 
 // SetControllerLatency adds latency, plus a random part below jitter, to every message on broker
@@ -495,13 +489,19 @@ func (c *Cluster) SetLatency(id int32, latency, jitter time.Duration) error {
 // that much later; clients and the other brokers are not slowed. It adds to SetLatency's. Zero
 // removes it.
 func (c *Cluster) SetControllerLatency(id int32, latency, jitter time.Duration) error {
+	return c.setLatency(id, "controller latency", latency, jitter, func(e *edge) (l, j *atomic.Int64) { return &e.ctrlLatency, &e.ctrlJitter })
+}
+
+// setLatency stores latency and jitter in the fields of broker id's edge that which names.
+func (c *Cluster) setLatency(id int32, fault string, latency, jitter time.Duration, which func(*edge) (l, j *atomic.Int64)) error {
 	if latency < 0 || jitter < 0 {
 		return errors.New("cluster: latency and jitter must not be negative")
 	}
 	return c.onLiveNode(id, func(n *node) {
-		c.lg.Warn("fault: controller latency", "broker", id, "latency", latency, "jitter", jitter)
-		n.edge.ctrlLatency.Store(int64(latency))
-		n.edge.ctrlJitter.Store(int64(jitter))
+		c.lg.Warn("fault: "+fault, "broker", id, "latency", latency, "jitter", jitter)
+		l, j := which(n.edge)
+		l.Store(int64(latency))
+		j.Store(int64(jitter))
 	})
 }
 
