@@ -40,9 +40,10 @@ func isrChurnShape() Shape {
 //
 // Seeds run in order from 0; a seed whose schedule carries no ISR-churn chain is not run (only
 // that chain reaches this loss: leaving such seeds out can only make the first hit later, so the
-// bound still holds). Typically the first seed with a chain, seed 1, finds it: of the first seven
-// chains (seeds 1, 2, 3, 5, 6, 10, 11) four lost 70 to 97 acknowledged records. Each seed runs on
-// both clusters at once, about eight seconds.
+// bound still holds). Typically the first or second seed with a chain (seed 1 or 2) finds it: of
+// the first seven chains (seeds 1, 2, 3, 5, 6, 10, 11) four lost 70 to 97 acknowledged records in
+// one exploration; under -race seed 1 missed and seed 2 lost 71. Each seed runs on both clusters
+// at once, about eight seconds; the test takes 8 to 16 s.
 func TestRandomSchedulesFindTheLossOfAPendingISRJoin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the bundled cluster for eight seconds or more a seed")
