@@ -240,6 +240,13 @@ func (c *Cluster) SetLatency(id int32, latency, jitter time.Duration) error {
 	return c.c.SetLatency(id, latency, jitter)
 }
 
+// SetControllerLatency adds latency (plus a random part below jitter) to every message between
+// broker id and the controller only, both ways: its heartbeats and ISR changes arrive late, and
+// so do the metadata images it receives. Zero removes it.
+func (c *Cluster) SetControllerLatency(id int32, latency, jitter time.Duration) error {
+	return c.c.SetControllerLatency(id, latency, jitter)
+}
+
 // FailProduces makes the current leader of topic/partition answer the next n produce requests
 // for it with err (such as kerr.NotEnoughReplicas), after delay, without appending them: the
 // transient refusal after which a client retries. Batches a client sent behind a refused one

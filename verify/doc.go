@@ -32,11 +32,13 @@
 //
 // [FaultRandom] runs a seeded random schedule instead ([NewSchedule],
 // Config.Seed): windows of kill, power loss, pause, isolation, one-way and
-// controller-only partitions, latency and paused replication, at most two in
-// force at once, on the leader, a follower, the controller or random brokers,
-// drawn from what the injector can do ([SupportedOps]: the optional
-// [PowerLosser], [Pauser], [LinkCutter], [ControllerCutter], [Delayer]) and
-// always ending healed. The same seed on the same cluster shape draws the
+// controller-only partitions, latency, controller-link latency and paused
+// replication, at most two in force at once, on the leader, a follower, the
+// controller or random brokers, drawn from what the injector can do
+// ([SupportedOps]: the optional [PowerLosser], [Pauser], [LinkCutter],
+// [ControllerCutter], [Delayer], [ControllerDelayer]) and always ending
+// healed; in a long enough span, one schedule in two also carries an
+// ISR-churn chain ([FamilyISRChurn]) aimed at a pending ISR change. The same seed on the same cluster shape draws the
 // same schedule.
 //
 // Besides the counts, every run's history (each send's outcome and time, each

@@ -135,15 +135,24 @@ const (
 	// OpLatency is [Delayer.SetLatency]: added latency on every message a
 	// broker receives (zero removes it).
 	OpLatency Op = "latency"
+	// OpControllerLatency is [ControllerDelayer.SetControllerLatency]: added
+	// latency on a broker's link to the controller only (zero removes it).
+	OpControllerLatency Op = "controller-latency"
 )
 
 // Ops returns every operation a [FaultInjector] may offer, in a fixed
 // order: the interface's own and those of the optional interfaces
-// ([PowerLosser], [Pauser], [LinkCutter], [ControllerCutter], [Delayer]).
+// ([PowerLosser], [Pauser], [LinkCutter], [ControllerCutter], [Delayer],
+// [ControllerDelayer]).
 func Ops() []Op {
 	return []Op{OpKill, OpRestart, OpIsolate, OpHeal, OpPauseReplication, OpResumeReplication,
-		OpPowerLoss, OpPause, OpResume, OpCutLink, OpHealLink, OpCutController, OpReconnectController, OpLatency}
+		OpPowerLoss, OpPause, OpResume, OpCutLink, OpHealLink, OpCutController, OpReconnectController, OpLatency,
+		OpControllerLatency}
 }
+
+// isLatency reports whether op sets a latency, which a zero latency
+// ([latencyOff]) takes away.
+func isLatency(op Op) bool { return op == OpLatency || op == OpControllerLatency }
 
 // Pauser is implemented by a [FaultInjector] that can freeze a broker's
 // process (SIGSTOP) and thaw it (SIGCONT).
@@ -172,6 +181,14 @@ type ControllerCutter interface {
 // up to jitter) to every message a broker receives; zero removes it.
 type Delayer interface {
 	SetLatency(ctx context.Context, broker int32, latency, jitter time.Duration) error
+}
+
+// ControllerDelayer is implemented by a [FaultInjector] that can add latency
+// (plus up to jitter) to every message between a broker and the controller
+// only, both ways, so that its heartbeats and ISR changes arrive late while
+// clients and other brokers reach it at full speed; zero removes it.
+type ControllerDelayer interface {
+	SetControllerLatency(ctx context.Context, broker int32, latency, jitter time.Duration) error
 }
 
 // SupportedOps returns the operations fi can perform, as far as it tells
@@ -204,6 +221,8 @@ func supportsOp(fi FaultInjector, op Op) bool {
 		_, has = fi.(ControllerCutter)
 	case OpLatency:
 		_, has = fi.(Delayer)
+	case OpControllerLatency:
+		_, has = fi.(ControllerDelayer)
 	default:
 		has = true
 	}

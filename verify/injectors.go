@@ -25,7 +25,7 @@ import (
 // ClusterFaults returns a [FaultInjector] acting on a bundled cluster
 // started with the kafkatest package. It supports every operation of
 // [Ops]: it also implements [PowerLosser], [Pauser], [LinkCutter],
-// [ControllerCutter] and [Delayer].
+// [ControllerCutter], [Delayer] and [ControllerDelayer].
 func ClusterFaults(c *kafkatest.Cluster) FaultInjector { return clusterFaults{c} }
 
 type clusterFaults struct{ c *kafkatest.Cluster }
@@ -61,6 +61,9 @@ func (f clusterFaults) ReconnectController(_ context.Context, id int32) error {
 }
 func (f clusterFaults) SetLatency(_ context.Context, id int32, latency, jitter time.Duration) error {
 	return f.c.SetLatency(id, latency, jitter)
+}
+func (f clusterFaults) SetControllerLatency(_ context.Context, id int32, latency, jitter time.Duration) error {
+	return f.c.SetControllerLatency(id, latency, jitter)
 }
 func (f clusterFaults) replicas(_ context.Context, topic string, p int32) ([]int32, error) {
 	info, err := f.c.Partition(topic, p)
@@ -195,6 +198,9 @@ func (f *controlFaults) ReconnectController(ctx context.Context, id int32) error
 }
 func (f *controlFaults) SetLatency(ctx context.Context, id int32, latency, jitter time.Duration) error {
 	return f.postQuery(ctx, id, "latency", url.Values{"latency": {latency.String()}, "jitter": {jitter.String()}})
+}
+func (f *controlFaults) SetControllerLatency(ctx context.Context, id int32, latency, jitter time.Duration) error {
+	return f.postQuery(ctx, id, "controller-latency", url.Values{"latency": {latency.String()}, "jitter": {jitter.String()}})
 }
 func (f *controlFaults) replicas(ctx context.Context, topic string, p int32) ([]int32, error) {
 	var info struct {

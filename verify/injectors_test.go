@@ -74,6 +74,16 @@ func TestControlFaultsDrivesTheBundledClusterOverHTTP(t *testing.T) {
 			func(b kafkatest.BrokerInfo) bool { return b.LatencyMs == 150 && b.JitterMs == 20 }},
 		{"latency 0", func(ctx context.Context, id int32) error { return delayer.SetLatency(ctx, id, 0, 0) },
 			func(b kafkatest.BrokerInfo) bool { return b.LatencyMs == 0 && b.JitterMs == 0 }},
+		{"controller-latency", func(ctx context.Context, id int32) error {
+			return fi.(ControllerDelayer).SetControllerLatency(ctx, id, 300*time.Millisecond, 30*time.Millisecond)
+		},
+			func(b kafkatest.BrokerInfo) bool {
+				return b.ControllerLatencyMs == 300 && b.ControllerJitterMs == 30 && b.LatencyMs == 0
+			}},
+		{"controller-latency 0", func(ctx context.Context, id int32) error {
+			return fi.(ControllerDelayer).SetControllerLatency(ctx, id, 0, 0)
+		},
+			func(b kafkatest.BrokerInfo) bool { return b.ControllerLatencyMs == 0 && b.ControllerJitterMs == 0 }},
 	}
 	for _, s := range edge {
 		if err := s.do(ctx, 2); err != nil {

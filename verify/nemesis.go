@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -40,12 +41,18 @@ const (
 	// KindSlowFollower pauses one broker's replica fetchers and resumes
 	// them.
 	KindSlowFollower FaultKind = "pause-replication"
+	// KindControllerLatency adds latency to one broker's link to the
+	// controller only (its heartbeats, its ISR changes, the metadata it
+	// receives), and removes it: an ISR change it proposes stays pending
+	// that much longer.
+	KindControllerLatency FaultKind = "controller-latency"
 )
 
 // Kinds returns every fault kind, in the order a random schedule draws
 // from.
 func Kinds() []FaultKind {
-	return []FaultKind{KindKill, KindPowerLoss, KindPause, KindIsolate, KindOneWay, KindControllerCut, KindLatency, KindSlowFollower}
+	return []FaultKind{KindKill, KindPowerLoss, KindPause, KindIsolate, KindOneWay, KindControllerCut, KindLatency, KindSlowFollower,
+		KindControllerLatency}
 }
 
 // Ops returns the operation that starts the fault and the one that heals it.
@@ -65,6 +72,8 @@ func (k FaultKind) Ops() (start, heal Op) {
 		return OpCutController, OpReconnectController
 	case KindLatency:
 		return OpLatency, OpLatency
+	case KindControllerLatency:
+		return OpControllerLatency, OpControllerLatency
 	case KindSlowFollower:
 		return OpPauseReplication, OpResumeReplication
 	}
@@ -91,6 +100,11 @@ const (
 	// TargetRandom is the first brokers of the window's order, a random
 	// subset drawn from the seed.
 	TargetRandom Target = "random"
+	// TargetSuccessor is the follower an election prefers when the leader
+	// fails: the first other replica in the partition's replica order (the
+	// controller elects the first live ISR member in that order, as Kafka's
+	// does). The ISR-churn family ([FamilyISRChurn]) aims at it.
+	TargetSuccessor Target = "successor"
 )
 
 // Window is one fault of a random schedule: what strikes, at whom, when
@@ -107,8 +121,11 @@ type Window struct {
 	// brokers (a leader and another, the other end of a one-way cut) takes
 	// them from it.
 	Order   []int32       `json:"order"`
-	Latency time.Duration `json:"latency_ns,omitempty"` // KindLatency's latency
+	Latency time.Duration `json:"latency_ns,omitempty"` // KindLatency's and KindControllerLatency's latency
 	Jitter  time.Duration `json:"jitter_ns,omitempty"`  // and its jitter
+	// Family names the chain of windows this one belongs to, such as
+	// [FamilyISRChurn]; empty for a window drawn alone.
+	Family string `json:"family,omitempty"`
 }
 
 // String describes the window, such as "1.2s+800ms kill leader of p0 (2 brokers)".
@@ -116,7 +133,7 @@ func (w Window) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%v+%v %s ", w.Start.Round(10*time.Millisecond), w.Hold.Round(10*time.Millisecond), w.Kind)
 	switch w.Target {
-	case TargetLeader, TargetFollower:
+	case TargetLeader, TargetFollower, TargetSuccessor:
 		fmt.Fprintf(&b, "%s of p%d", w.Target, w.Partition)
 	case TargetRandom:
 		fmt.Fprintf(&b, "%v", w.Order[:w.Count])
@@ -129,8 +146,11 @@ func (w Window) String() string {
 	if w.Count > 1 && w.Target != TargetRandom {
 		fmt.Fprintf(&b, " (%d brokers)", w.Count)
 	}
-	if w.Kind == KindLatency {
+	if w.Kind == KindLatency || w.Kind == KindControllerLatency {
 		fmt.Fprintf(&b, " %v±%v", w.Latency.Round(time.Millisecond), w.Jitter.Round(time.Millisecond))
+	}
+	if w.Family != "" {
+		fmt.Fprintf(&b, " [%s]", w.Family)
 	}
 	return b.String()
 }
@@ -179,6 +199,10 @@ type Shape struct {
 	// brokers may lose power at once, which otherwise may lose
 	// acknowledged records under any preset.
 	Durable bool
+	// ReplicaLagMax is the cluster's replica.lag.time.max.ms: how long a
+	// stalled follower stays in the ISR. Zero means 2s, the bundled
+	// cluster's ([FamilyISRChurn] stalls a follower longer than that).
+	ReplicaLagMax time.Duration
 }
 
 // Density of random schedules: a window opens minGap to maxGap after the
@@ -202,13 +226,25 @@ const (
 // sh.Ops can carry out, a target (leader, follower, controller or a random
 // subset), a partition and its brokers. A window that finds its brokers
 // already struck by the other window in force strikes the others, or
-// nothing (see [Window]).
+// nothing (see [Window]). One schedule in two whose injector and span allow
+// it also carries one [FamilyISRChurn] chain, alone at a random time: its
+// four windows overlap (three in force at once).
 func NewSchedule(seed int64, sh Shape) Schedule {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x6e656d65736973)) // "nemesis"
 	s := Schedule{Seed: seed}
 	kinds := drawableKinds(sh)
 	if len(kinds) == 0 || len(sh.Brokers) == 0 {
 		return s
+	}
+	// The chain comes from its own stream, so that it does not shift the
+	// other draws.
+	crng := rand.New(rand.NewPCG(uint64(seed), 0x69737263687572)) // "isrchur"
+	chainAt, chain := time.Duration(-1), []Window(nil)
+	if crng.IntN(isrChurnChance) == 0 {
+		chain = drawISRChurn(crng, sh)
+		if room := sh.Span - chainEnd(chain) - minGap; chain != nil && room > minGap {
+			chainAt = minGap + time.Duration(crng.Int64N(int64(room-minGap)))
+		}
 	}
 	between := func(lo, hi time.Duration) time.Duration {
 		if hi <= lo {
@@ -221,6 +257,15 @@ func NewSchedule(seed int64, sh Shape) Schedule {
 	exclusiveUntil := time.Duration(0)
 	for t := between(minGap, maxGap); t+minHold <= sh.Span; t += between(minGap, maxGap) {
 		t = max(t, exclusiveUntil)
+		if chainAt >= 0 && t+minHold > chainAt-minGap {
+			// The chain's turn: every window drawn so far ends by now.
+			for _, w := range chain {
+				w.Start += chainAt
+				s.Windows = append(s.Windows, w)
+			}
+			ends, exclusiveUntil = nil, chainAt+chainEnd(chain)+minGap
+			t, chainAt = exclusiveUntil, -1
+		}
 		ends = slices.DeleteFunc(ends, func(e time.Duration) bool { return e <= t })
 		if len(ends) >= maxInForce {
 			t = slices.Min(ends) // the next draw opens after the first one ends
@@ -240,7 +285,14 @@ func NewSchedule(seed int64, sh Shape) Schedule {
 			}
 		}
 		w.Hold = min(w.Hold, sh.Span-w.Start)
+		if chainAt >= 0 {
+			w.Hold = min(w.Hold, chainAt-minGap-w.Start) // it heals before the chain
+		}
 		if w.Hold < minHold {
+			if chainAt >= 0 {
+				t = chainAt // the chain next
+				continue
+			}
 			break
 		}
 		w.Partition = int32(rng.IntN(int(max(1, sh.Partitions))))
@@ -264,6 +316,9 @@ func NewSchedule(seed int64, sh Shape) Schedule {
 		case KindLatency:
 			w.Latency = between(20*time.Millisecond, 300*time.Millisecond).Round(time.Millisecond)
 			w.Jitter = w.Latency / 2
+		case KindControllerLatency:
+			w.Latency = between(100*time.Millisecond, maxCtrlLatency).Round(time.Millisecond)
+			w.Jitter = w.Latency / 10
 		}
 		s.Windows = append(s.Windows, w)
 		ends = append(ends, w.Start+w.Hold)
@@ -308,6 +363,13 @@ func (w Window) resolve(leader int32, replicas []int32, controller int32, busy m
 		}
 	case TargetController:
 		first = controller
+	case TargetSuccessor:
+		for _, id := range replicas {
+			if id != leader && !busy[id] {
+				first = id
+				break
+			}
+		}
 	}
 	if !slices.Contains(w.Order, first) || busy[first] {
 		first = -1
@@ -346,4 +408,76 @@ func (w Window) resolve(leader int32, replicas []int32, controller int32, busy m
 		}
 	}
 	return brokers, peer
+}
+
+// FamilyISRChurn is a chain of windows aimed at a pending ISR change (Kafka's
+// KIP-497 "maximal ISR" case, issue 11 item 1): the successor's replication
+// stalls until it leaves the ISR; the leader's controller link slows down;
+// the successor resumes, catches up and the leader proposes it back, the
+// proposal in flight on the slow link; the successor stalls again before the
+// change commits, while the leader goes on acknowledging; the change commits
+// and the leader is killed soon after, so the successor, in the ISR and first
+// in replica order, is elected. A leader that counts only the committed ISR
+// toward its high watermark has acknowledged records the successor lacks.
+const FamilyISRChurn = "isr-churn"
+
+// maxCtrlLatency bounds a drawn controller-link latency: a broker's
+// heartbeats travel it one at a time, and beyond about half the bundled
+// cluster's session timeout (1s) the controller fences the broker.
+const maxCtrlLatency = 600 * time.Millisecond
+
+// isrChurnOps are the operations [FamilyISRChurn] needs.
+var isrChurnOps = []Op{OpPauseReplication, OpResumeReplication, OpControllerLatency, OpKill, OpRestart}
+
+// isrChurnChance is one in how many schedules carries an ISR-churn chain
+// when the injector and the span allow it.
+const isrChurnChance = 2
+
+// drawISRChurn draws the windows of one [FamilyISRChurn] chain, starting at
+// 0, on partition p of sh, or nil when sh cannot carry it out. Its times
+// follow the cluster's: the first stall outlasts the lag bound, the second
+// starts after the successor has caught up and before the slow link has
+// carried the join, the kill lands after the join committed and before the
+// leader could drop the successor again.
+func drawISRChurn(rng *rand.Rand, sh Shape) []Window {
+	if len(sh.Brokers) < 3 || len(missingOpsOf(sh.Ops, isrChurnOps)) > 0 {
+		return nil
+	}
+	between := func(lo, hi time.Duration) time.Duration {
+		return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+	}
+	lag := cmp.Or(sh.ReplicaLagMax, 2*time.Second)
+	p := int32(rng.IntN(int(max(1, sh.Partitions))))
+	win := func(start, hold time.Duration, k FaultKind, tg Target) Window {
+		order := slices.Clone(sh.Brokers)
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		return Window{Start: start, Hold: hold, Kind: k, Target: tg, Partition: p, Count: 1, Order: order, Family: FamilyISRChurn}
+	}
+	out := lag + between(500*time.Millisecond, 1500*time.Millisecond) // the first stall ends
+	d := between(350*time.Millisecond, maxCtrlLatency).Round(time.Millisecond)
+	stall := out + between(150*time.Millisecond, d-100*time.Millisecond) // the second stall starts
+	kill := out + d + between(200*time.Millisecond, 500*time.Millisecond)
+	slow := out - between(100*time.Millisecond, 300*time.Millisecond)
+	w := []Window{
+		win(0, out, KindSlowFollower, TargetSuccessor),
+		win(slow, kill-150*time.Millisecond-slow, KindControllerLatency, TargetLeader), // heals before the kill strikes the leader; the join in flight still travels it
+		win(stall, kill-stall+between(300*time.Millisecond, time.Second), KindSlowFollower, TargetSuccessor),
+		win(kill, between(500*time.Millisecond, 1500*time.Millisecond), KindKill, TargetLeader),
+	}
+	w[1].Latency, w[1].Jitter = d, d/10
+	return w
+}
+
+// chainEnd is when the last window of a chain drawn from 0 heals.
+func chainEnd(ws []Window) time.Duration {
+	var end time.Duration
+	for _, w := range ws {
+		end = max(end, w.Start+w.Hold)
+	}
+	return end
+}
+
+// missingOpsOf returns the operations of need that have lacks.
+func missingOpsOf(have, need []Op) []Op {
+	return slices.DeleteFunc(slices.Clone(need), func(op Op) bool { return slices.Contains(have, op) })
 }

@@ -10,10 +10,11 @@ import (
 )
 
 // TestRandomSchedulesShowLeaderAckLossAndNoLossNone is the random nemesis's proof that it can
-// reach the danger: within ten seeds (from seed 3, to keep the test short: seed 3 strikes the
-// leader's controller link and then both followers, and acks=1 loses there), LeaderAck (acks=1)
+// reach the danger: within ten seeds (from seed 14, to keep the test short: seed 14 isolates the
+// leader past the session timeout, and acks=1 loses there; so does seed 21), LeaderAck (acks=1)
 // loses acknowledged records, named lost-write or unseen, while NoLoss under the same seed loses
-// nothing and shows no anomaly.
+// nothing and shows no anomaly. The workload spans three seconds: in two (the default's), fewer
+// windows outlast the session timeout and acks=1 loses in about one seed in twenty.
 func TestRandomSchedulesShowLeaderAckLossAndNoLossNone(t *testing.T) {
 	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
@@ -21,7 +22,7 @@ func TestRandomSchedulesShowLeaderAckLossAndNoLossNone(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		res, err := Run(ctx, Config{Preset: p, Fault: FaultRandom, Seed: seed, Records: 300, Keys: 3, Rate: 150,
+		res, err := Run(ctx, Config{Preset: p, Fault: FaultRandom, Seed: seed, Records: 450, Keys: 3, Rate: 150,
 			Partitions: 1, Bootstrap: c.Bootstrap(), Faults: ClusterFaults(c)})
 		if err != nil {
 			t.Fatalf("seed %d %s: %v", seed, p, err)
@@ -29,7 +30,7 @@ func TestRandomSchedulesShowLeaderAckLossAndNoLossNone(t *testing.T) {
 		t.Logf("seed %d %s: acked %d, lost %d, anomalies %s; %s", seed, p, res.Report.Acked, res.Report.Lost, res.Anomalies, res.Schedule)
 		return res
 	}
-	for seed := int64(3); seed < 13; seed++ {
+	for seed := int64(14); seed < 24; seed++ {
 		la := run(produce.LeaderAck, seed)
 		lost := la.Anomalies.Count(LostWrite) + la.Anomalies.Count(Unseen)
 		if lost == 0 {

@@ -98,8 +98,8 @@ func ActiveFaults(events []FaultEvent, at time.Duration) []string {
 			drop(e.Broker, "", OpCutController)
 		case OpHealLink:
 			drop(e.Broker, e.Detail, OpCutLink)
-		case OpLatency:
-			drop(e.Broker, "", OpLatency)
+		case OpLatency, OpControllerLatency:
+			drop(e.Broker, "", e.Op)
 			lat, _, _ := strings.Cut(e.Detail, "±")
 			if d, err := time.ParseDuration(lat); err == nil && d > 0 {
 				on = append(on, key{e.Op, e.Broker, e.Detail})
@@ -277,6 +277,11 @@ func (s *schedule) strike(ctx context.Context, w Window, brokers []int32, peer i
 			if err = fi.(Delayer).SetLatency(ctx, id, w.Latency, w.Jitter); err == nil {
 				s.delayed[id] = true
 			}
+		case KindControllerLatency:
+			s.logDetail(OpControllerLatency, id, w.Latency.Round(time.Millisecond).String()+"±"+w.Jitter.Round(time.Millisecond).String())
+			if err = fi.(ControllerDelayer).SetControllerLatency(ctx, id, w.Latency, w.Jitter); err == nil {
+				s.ctrlDelayed[id] = true
+			}
 		case KindSlowFollower:
 			s.log(OpPauseReplication, id)
 			if err = fi.PauseReplication(ctx, id); err == nil {
@@ -337,6 +342,11 @@ func (s *schedule) heal(ctx context.Context, w Window, brokers []int32, peer int
 			s.logDetail(OpLatency, id, latencyOff)
 			if err = fi.(Delayer).SetLatency(ctx, id, 0, 0); err == nil {
 				delete(s.delayed, id)
+			}
+		case KindControllerLatency:
+			s.logDetail(OpControllerLatency, id, latencyOff)
+			if err = fi.(ControllerDelayer).SetControllerLatency(ctx, id, 0, 0); err == nil {
+				delete(s.ctrlDelayed, id)
 			}
 		case KindSlowFollower:
 			s.log(OpResumeReplication, id)

@@ -35,11 +35,20 @@ func TestNewScheduleBoundsItsWindowsAndCoversEveryKindAndTarget(t *testing.T) {
 	sh := testShape()
 	kinds, targets := map[FaultKind]bool{}, map[Target]bool{}
 	several, overlap := false, false
+	chains := 0
 	for seed := int64(0); seed < 200; seed++ {
 		s := NewSchedule(seed, sh)
 		var ends []time.Duration
-		for i, w := range s.Windows {
+		for i := 0; i < len(s.Windows); i++ {
+			w := s.Windows[i]
 			kinds[w.Kind], targets[w.Target] = true, true
+			if w.Family != "" {
+				checkISRChurn(t, seed, s, i, ends, sh.Span)
+				chains++
+				i += 3
+				ends = nil
+				continue
+			}
 			if w.Hold < minHold || w.Hold > maxHold || w.Start+w.Hold > sh.Span || i > 0 && w.Start < s.Windows[i-1].Start+minGap {
 				t.Fatalf("seed %d window %d (%s): leaves the bounds", seed, i, w)
 			}
@@ -72,13 +81,55 @@ func TestNewScheduleBoundsItsWindowsAndCoversEveryKindAndTarget(t *testing.T) {
 			t.Errorf("no schedule in 200 seeds uses %s", k)
 		}
 	}
-	for _, tg := range []Target{TargetLeader, TargetFollower, TargetController, TargetRandom} {
+	for _, tg := range []Target{TargetLeader, TargetFollower, TargetController, TargetRandom, TargetSuccessor} {
 		if !targets[tg] {
 			t.Errorf("no schedule in 200 seeds targets %s", tg)
 		}
 	}
+	if chains < 50 {
+		t.Errorf("%d of 200 schedules carry an ISR-churn chain, want about half", chains)
+	}
 	if !several || !overlap {
 		t.Errorf("in 200 seeds: a window striking several brokers %v, two windows in force at once %v", several, overlap)
+	}
+}
+
+// checkISRChurn checks the ISR-churn chain that starts at window i of s: its
+// four windows in their order and times, alone (the windows before it ended,
+// the next one opens after it).
+func checkISRChurn(t *testing.T, seed int64, s Schedule, i int, ends []time.Duration, span time.Duration) {
+	t.Helper()
+	if i+4 > len(s.Windows) {
+		t.Fatalf("seed %d: a chain of %d windows\n%s", seed, len(s.Windows)-i, s)
+	}
+	c := s.Windows[i : i+4]
+	want := []struct {
+		k  FaultKind
+		tg Target
+	}{{KindSlowFollower, TargetSuccessor}, {KindControllerLatency, TargetLeader}, {KindSlowFollower, TargetSuccessor}, {KindKill, TargetLeader}}
+	for j, w := range c {
+		if w.Family != FamilyISRChurn || w.Kind != want[j].k || w.Target != want[j].tg || w.Start+w.Hold > span {
+			t.Fatalf("seed %d: chain window %d is %s\n%s", seed, j, w, s)
+		}
+	}
+	out, slow, stall, kill := c[0].Start+c[0].Hold, c[1], c[2], c[3]
+	switch {
+	case c[0].Hold <= 2*time.Second:
+		t.Fatalf("seed %d: the first stall (%s) does not outlast the lag bound", seed, c[0])
+	case slow.Start >= out || slow.Start+slow.Hold >= kill.Start || slow.Latency > maxCtrlLatency:
+		t.Fatalf("seed %d: the slow link (%s) does not cover the rejoin, or is still on at the kill (%s)", seed, slow, kill)
+	case stall.Start <= out || stall.Start >= out+slow.Latency || stall.Start+stall.Hold <= kill.Start:
+		t.Fatalf("seed %d: the second stall (%s) is not within the join's flight, or ends before the kill", seed, stall)
+	case kill.Start <= out+slow.Latency:
+		t.Fatalf("seed %d: the kill (%s) strikes before the join could commit", seed, kill)
+	}
+	for _, e := range ends {
+		if e > c[0].Start {
+			t.Fatalf("seed %d: a window still in force when the chain opens\n%s", seed, s)
+		}
+	}
+	if i+4 < len(s.Windows) && s.Windows[i+4].Start < chainEnd(c) {
+		t.Fatalf("seed %d: a window opens during the chain\n%s", seed, s)
 	}
 }
 
@@ -126,6 +177,9 @@ func TestWindowResolvesItsTargetAtRunTime(t *testing.T) {
 		{Window{Kind: KindKill, Target: TargetLeader, Count: 2, Order: []int32{2, 0, 1}}, 1, 0, []int32{0}, -1, map[int32]bool{1: true, 2: true}},
 		{Window{Kind: KindPause, Target: TargetFollower, Count: 1, Order: []int32{1, 0, 2}}, 1, 0, []int32{2}, -1, map[int32]bool{0: true}},
 		{Window{Kind: KindKill, Target: TargetRandom, Count: 1, Order: []int32{2, 0, 1}}, 1, 0, nil, -1, map[int32]bool{0: true, 1: true, 2: true}},
+		// The successor is the first other replica in replica order, whatever the window's order.
+		{Window{Kind: KindSlowFollower, Target: TargetSuccessor, Count: 1, Order: []int32{2, 1, 0}}, 0, 0, []int32{1}, -1, nil},
+		{Window{Kind: KindSlowFollower, Target: TargetSuccessor, Count: 1, Order: []int32{2, 1, 0}}, 1, 0, []int32{0}, -1, nil},
 	}
 	for i, tt := range tests {
 		got, peer := tt.w.resolve(tt.leader, replicas, tt.ctrl, tt.busy)

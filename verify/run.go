@@ -365,6 +365,8 @@ const (
 	// "kafkaguard broker", 30 s in Kafka), or the followers leave the ISR
 	// and the leader's death takes the partition offline instead.
 	maxPauseWindow = time.Second
+	// minSpan is the shortest span of a random schedule.
+	minSpan = 2 * time.Second
 )
 
 // Run creates the topic, produces the workload with the preset while the
@@ -490,7 +492,7 @@ func run(ctx context.Context, cfg Config, side sideWorkload) (Result, error) {
 
 	s := &schedule{cfg: cfg, adm: adm, prog: prog, sent: &sent, produced: produced, tally: t, gate: g,
 		killed: map[int32]bool{}, isolated: map[int32]bool{}, paused: map[int32]bool{},
-		frozen: map[int32]bool{}, ctrlCut: map[int32]bool{}, delayed: map[int32]bool{}, cuts: map[[2]int32]bool{},
+		frozen: map[int32]bool{}, ctrlCut: map[int32]bool{}, delayed: map[int32]bool{}, ctrlDelayed: map[int32]bool{}, cuts: map[[2]int32]bool{},
 		nemesis: nemesis, controller: controller, events: events}
 	schedErr := s.run(ctx)
 	g.release()
@@ -569,7 +571,8 @@ func run(ctx context.Context, cfg Config, side sideWorkload) (Result, error) {
 
 // randomSchedule draws the run's random schedule from cfg.Seed for the
 // cluster's brokers, the topic's partitions and the injector's operations,
-// over the workload's duration (at least three seconds); it returns the
+// over the workload's duration (at least two seconds: the default
+// workload's, so that every window strikes while records are sent); it returns the
 // controller the metadata names too.
 func randomSchedule(ctx context.Context, adm *kadm.Client, cfg Config) (Schedule, int32, error) {
 	md, err := adm.Metadata(ctx)
@@ -581,7 +584,7 @@ func randomSchedule(ctx context.Context, adm *kadm.Client, cfg Config) (Schedule
 		brokers = append(brokers, b.NodeID)
 	}
 	slices.Sort(brokers)
-	span := max(3*time.Second, time.Duration(cfg.Records)*time.Second/time.Duration(cfg.Rate))
+	span := max(minSpan, time.Duration(cfg.Records)*time.Second/time.Duration(cfg.Rate))
 	return NewSchedule(cfg.Seed, Shape{Brokers: brokers, Partitions: cfg.Partitions, Ops: SupportedOps(cfg.Faults),
 		Span: span, Durable: cfg.TopicConfigs["flush.messages"] == "1"}), md.Controller, nil
 }

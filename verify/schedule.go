@@ -32,8 +32,8 @@ type schedule struct {
 	killed, isolated, paused map[int32]bool
 	// What a random schedule broke besides: frozen processes, cut
 	// controller links, added latency and one-way cuts.
-	frozen, ctrlCut, delayed map[int32]bool
-	cuts                     map[[2]int32]bool
+	frozen, ctrlCut, delayed, ctrlDelayed map[int32]bool
+	cuts                                  map[[2]int32]bool
 
 	nemesis    Schedule  // a random schedule's windows (FaultRandom)
 	controller int32     // the controller the metadata named when it was drawn
@@ -199,6 +199,10 @@ func (s *schedule) restore(ctx context.Context) error {
 		s.logDetail(OpLatency, id, latencyOff)
 		errs = append(errs, s.cfg.Faults.(Delayer).SetLatency(ctx, id, 0, 0))
 	}
+	for _, id := range sortedIDs(s.ctrlDelayed) {
+		s.logDetail(OpControllerLatency, id, latencyOff)
+		errs = append(errs, s.cfg.Faults.(ControllerDelayer).SetControllerLatency(ctx, id, 0, 0))
+	}
 	for _, c := range slices.SortedFunc(maps.Keys(s.cuts), func(a, b [2]int32) int {
 		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	}) {
@@ -223,6 +227,7 @@ func (s *schedule) restore(ctx context.Context) error {
 	clear(s.frozen)
 	clear(s.ctrlCut)
 	clear(s.delayed)
+	clear(s.ctrlDelayed)
 	clear(s.cuts)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("verify: putting the cluster back: %w", err)

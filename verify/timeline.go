@@ -126,14 +126,14 @@ func (tl *Timeline) Windows() []TimelineWindow {
 	open := map[key]int{} // index in out
 	var out []TimelineWindow
 	for _, f := range tl.Faults {
-		if f.Op == OpLatency && f.Detail == latencyOff {
+		if isLatency(f.Op) && f.Detail == latencyOff {
 			if i, ok := open[key{f.Op, f.Broker}]; ok {
 				out[i].End = f.At
 				delete(open, key{f.Op, f.Broker})
 			}
 			continue
 		}
-		if beginsFault(f.Op) || f.Op == OpLatency {
+		if beginsFault(f.Op) || isLatency(f.Op) {
 			if _, ok := open[key{f.Op, f.Broker}]; !ok {
 				open[key{f.Op, f.Broker}] = len(out)
 				out = append(out, TimelineWindow{Op: f.Op, Broker: f.Broker, Start: f.At, End: -1})

@@ -56,9 +56,9 @@ all; one named with --fault fails the run (exit status 1).
 --schedules N runs N seeded random fault schedules instead (seeds --seed,
 --seed+1, ...; without --seed the seed comes from the clock and is printed):
 each draws windows of kill, restart, power loss, pause, isolation, one-way
-and controller-only partitions, latency and paused replication, on the
-leader, a follower, the controller or random brokers, from what the fault
-source can do, and ends healed. The same seed on the same cluster replays the
+and controller-only partitions, latency, controller-link latency and paused
+replication, on the leader, a follower, the controller or random brokers,
+from what the fault source can do, and ends healed. The same seed on the same cluster replays the
 same schedule. Each row names its seed; a failing row prints the command that
 replays it. Without --preset, --schedules runs NoLoss and StrictOrder. Under
 every run the checker names anomalies as Jepsen does (lost-write, unseen,

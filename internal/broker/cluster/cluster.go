@@ -33,6 +33,10 @@
 //     timeout while it still serves clients and replicates.
 //   - SetLatency: a slow network to the broker: every message it receives arrives late by the
 //     latency plus a random part below the jitter.
+//   - SetControllerLatency: a slow path between the broker and the controller only: its calls
+//     (heartbeats, ISR changes) and the metadata images back each arrive late, while clients
+//     and the other brokers reach it at full speed. An ISR change its partitions propose stays
+//     pending that much longer.
 //   - Pause / Resume: a stopped process (SIGSTOP, a long GC pause, a frozen VM): it accepts
 //     nothing, reads and sends nothing on its connections (they stay open), reaches neither the
 //     controller nor the other brokers, and its clock stops, so its heartbeats, ISR checks and
@@ -62,6 +66,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -536,13 +541,28 @@ func (c *Cluster) setCtrlCut(id int32, on bool) error {
 // plus a random part below jitter, so a round trip through it takes at least latency longer.
 // Zero removes it.
 func (c *Cluster) SetLatency(id int32, latency, jitter time.Duration) error {
+	return c.setLatency(id, "latency", latency, jitter, func(e *edge) (l, j *atomic.Int64) { return &e.latency, &e.jitter })
+}
+
+// SetControllerLatency adds latency, plus a random part below jitter, to every message on broker
+// id's link to the controller, both ways: each call it makes (a heartbeat, an ISR change, a
+// topic creation) reaches the controller that much later, and each metadata image reaches it
+// that much later; clients and the other brokers are not slowed. It adds to SetLatency's. Zero
+// removes it.
+func (c *Cluster) SetControllerLatency(id int32, latency, jitter time.Duration) error {
+	return c.setLatency(id, "controller latency", latency, jitter, func(e *edge) (l, j *atomic.Int64) { return &e.ctrlLatency, &e.ctrlJitter })
+}
+
+// setLatency stores latency and jitter in the fields of broker id's edge that which names.
+func (c *Cluster) setLatency(id int32, fault string, latency, jitter time.Duration, which func(*edge) (l, j *atomic.Int64)) error {
 	if latency < 0 || jitter < 0 {
 		return errors.New("cluster: latency and jitter must not be negative")
 	}
 	return c.onLiveNode(id, func(n *node) {
-		c.lg.Warn("fault: latency", "broker", id, "latency", latency, "jitter", jitter)
-		n.edge.latency.Store(int64(latency))
-		n.edge.jitter.Store(int64(jitter))
+		c.lg.Warn("fault: "+fault, "broker", id, "latency", latency, "jitter", jitter)
+		l, j := which(n.edge)
+		l.Store(int64(latency))
+		j.Store(int64(jitter))
 	})
 }
 
@@ -584,6 +604,10 @@ type BrokerInfo struct {
 	ControllerCut bool  `json:"controller_cut"`
 	LatencyMs     int64 `json:"latency_ms"`
 	JitterMs      int64 `json:"jitter_ms"`
+	// ControllerLatencyMs and ControllerJitterMs are its controller link's own
+	// (SetControllerLatency).
+	ControllerLatencyMs int64 `json:"controller_latency_ms"`
+	ControllerJitterMs  int64 `json:"controller_jitter_ms"`
 }
 
 // Link is a one-way cut between two brokers: From cannot reach To (CutLink).
@@ -623,7 +647,9 @@ func (c *Cluster) Brokers() []BrokerInfo {
 		e := n.edge
 		out[i] = BrokerInfo{ID: n.id, Address: n.addr, Alive: n.b != nil, Fenced: !ok || !bk.Alive, Isolated: e.isolated, Paused: e.noFetch,
 			Frozen: e.gate.closed(), ControllerCut: e.ctrlCut,
-			LatencyMs: time.Duration(e.latency.Load()).Milliseconds(), JitterMs: time.Duration(e.jitter.Load()).Milliseconds()}
+			LatencyMs: time.Duration(e.latency.Load()).Milliseconds(), JitterMs: time.Duration(e.jitter.Load()).Milliseconds(),
+			ControllerLatencyMs: time.Duration(e.ctrlLatency.Load()).Milliseconds(),
+			ControllerJitterMs:  time.Duration(e.ctrlJitter.Load()).Milliseconds()}
 	}
 	return out
 }

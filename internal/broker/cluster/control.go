@@ -36,6 +36,10 @@ import (
 //	POST /brokers/{id}/latency?latency=200ms&jitter=50ms
 //	                                       add latency (plus up to jitter) to every message the
 //	                                       broker receives; latency=0 removes it
+//	POST /brokers/{id}/controller-latency?latency=2s&jitter=100ms
+//	                                       add latency (plus up to jitter) to every message
+//	                                       between the broker and the controller only, both
+//	                                       ways; latency=0 removes it
 //	POST /partitions/{topic}/{partition}/fail-produce?count=1&error=NOT_ENOUGH_REPLICAS&delay=200ms
 //	                                       {"ok":true,"broker":0,...}: the partition's leader answers
 //	                                       its next count produce requests with that Kafka error,
@@ -132,15 +136,10 @@ func (c *Cluster) ControlHandler() http.Handler {
 			"cut-link":             func() error { return eachBroker(q.Get("to"), func(to int32) error { return c.CutLink(bid, to) }) },
 			"heal-link":            func() error { return eachBroker(q.Get("to"), func(to int32) error { return c.HealLink(bid, to) }) },
 			"latency": func() error {
-				latency, err := durationParam(q, "latency")
-				if err != nil {
-					return err
-				}
-				jitter, err := durationParam(q, "jitter")
-				if err != nil {
-					return err
-				}
-				return c.SetLatency(bid, latency, jitter)
+				return latencyParams(q, func(latency, jitter time.Duration) error { return c.SetLatency(bid, latency, jitter) })
+			},
+			"controller-latency": func() error {
+				return latencyParams(q, func(latency, jitter time.Duration) error { return c.SetControllerLatency(bid, latency, jitter) })
 			},
 			"kill":               func() error { return c.Kill(bid) },
 			"power-loss":         func() error { return c.PowerLoss(bid) },
@@ -190,6 +189,19 @@ func eachBroker(list string, fn func(id int32) error) error {
 		}
 	}
 	return nil
+}
+
+// latencyParams calls set with the latency and jitter parameters (absent: 0).
+func latencyParams(q url.Values, set func(latency, jitter time.Duration) error) error {
+	latency, err := durationParam(q, "latency")
+	if err != nil {
+		return err
+	}
+	jitter, err := durationParam(q, "jitter")
+	if err != nil {
+		return err
+	}
+	return set(latency, jitter)
 }
 
 // durationParam parses an optional duration parameter such as 200ms (absent: 0).

@@ -58,7 +58,11 @@ type edge struct {
 
 	latency atomic.Int64 // added to every message the broker receives, in nanoseconds
 	jitter  atomic.Int64 // plus a random part below this, in nanoseconds
-	gate    gate         // closed while the broker is paused
+	// ctrlLatency and ctrlJitter are added to every message on its controller link only, both
+	// ways (its calls to the controller and the metadata images back), in nanoseconds.
+	ctrlLatency atomic.Int64
+	ctrlJitter  atomic.Int64
+	gate        gate // closed while the broker is paused
 
 	dialed map[*brokerConn]struct{} // its open connections to other brokers
 
@@ -112,22 +116,35 @@ func (nw *network) reset(id int32) {
 	})
 	e.latency.Store(0)
 	e.jitter.Store(0)
+	e.ctrlLatency.Store(0)
+	e.ctrlJitter.Store(0)
 	e.resume()
 }
 
 // latencyNow is the added latency of one message to the broker: its latency plus a random part
 // of its jitter.
-func (e *edge) latencyNow() time.Duration {
-	d := time.Duration(e.latency.Load())
-	if j := e.jitter.Load(); j > 0 {
+func (e *edge) latencyNow() time.Duration { return drawLatency(&e.latency, &e.jitter) }
+
+// ctrlLatencyNow is the added latency of one message on the broker's controller link: the
+// broker's latency and the link's own.
+func (e *edge) ctrlLatencyNow() time.Duration {
+	return e.latencyNow() + drawLatency(&e.ctrlLatency, &e.ctrlJitter)
+}
+
+// drawLatency is latency plus a random part below jitter (both in nanoseconds).
+func drawLatency(latency, jitter *atomic.Int64) time.Duration {
+	d := time.Duration(latency.Load())
+	if j := jitter.Load(); j > 0 {
 		d += time.Duration(rand.Int64N(j))
 	}
 	return d
 }
 
 // delay waits out the added latency of one message to the broker, or until done is closed.
-func (e *edge) delay(done <-chan struct{}) {
-	d := e.latencyNow()
+func (e *edge) delay(done <-chan struct{}) { sleepFor(e.latencyNow(), done) }
+
+// sleepFor waits d, or until done is closed.
+func sleepFor(d time.Duration, done <-chan struct{}) {
 	if d <= 0 {
 		return
 	}

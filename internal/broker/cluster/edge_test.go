@@ -249,6 +249,57 @@ func TestEdgeLatencyDelaysEveryRoundTripThroughTheSlowBrokers(t *testing.T) {
 	}
 }
 
+// A controller-only latency on a leader keeps a caught-up follower's ISR join pending for at least
+// the latency (the AlterISR travels the slow link), while the leader still answers clients at
+// full speed: the fault that lets a pending ISR change overlap a crash.
+func TestEdgeControllerLatencyKeepsAnISRJoinPendingButNotClients(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	createTopic(t, c, "ctl-lat", 1, 3)
+	srv := httptest.NewServer(c.ControlHandler())
+	defer srv.Close()
+	info, _ := c.Partition("ctl-lat", 0)
+	leader, follower := info.Leader, others(3, info.Leader)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := dial(t, c, leader)
+
+	post(t, srv, "/brokers/"+itoa(follower)+"/pause-replication")
+	if r := produceRecord(ctx, t, cl, "ctl-lat", 0, 1, "behind", 5*time.Second); r.ErrorCode != 0 {
+		t.Fatalf("produce: error %d", r.ErrorCode)
+	}
+	testkit.WaitFor(t, 20*time.Second, "the stalled follower to leave the ISR", func() bool { return !slices.Contains(isr(t, c, "ctl-lat", 0), follower) })
+
+	const latency = 400 * time.Millisecond
+	post(t, srv, "/brokers/"+itoa(leader)+"/controller-latency?latency=400ms&jitter=20ms")
+	if b := brokerState(t, srv, leader); b.ControllerLatencyMs != 400 || b.ControllerJitterMs != 20 || b.LatencyMs != 0 {
+		t.Fatalf("GET /cluster: %+v", b)
+	}
+	start := time.Now()
+	if r := produceRecord(ctx, t, cl, "ctl-lat", 0, 1, "fast", 5*time.Second); r.ErrorCode != 0 {
+		t.Fatalf("produce: error %d", r.ErrorCode)
+	}
+	if took := time.Since(start); took >= latency {
+		t.Errorf("a produce to the leader took %v: a controller-only latency of %v slowed a client", took, latency)
+	}
+	post(t, srv, "/brokers/"+itoa(follower)+"/resume-replication")
+	var caughtUp time.Time
+	testkit.WaitFor(t, 20*time.Second, "the follower to catch up", func() bool {
+		caughtUp = time.Now()
+		return leo(t, c, follower, "ctl-lat", 0) == leo(t, c, leader, "ctl-lat", 0)
+	})
+	testkit.WaitFor(t, 20*time.Second, "the follower to rejoin the ISR", func() bool { return slices.Contains(isr(t, c, "ctl-lat", 0), follower) })
+	// The leader proposes the join after the follower's next fetch shows it caught up: the
+	// controller commits it at least the latency later.
+	if pending := time.Since(caughtUp); pending < latency {
+		t.Errorf("the join committed %v after the follower caught up, less than the controller latency %v", pending, latency)
+	}
+	post(t, srv, "/brokers/"+itoa(leader)+"/controller-latency?latency=0")
+	if b := brokerState(t, srv, leader); b.ControllerLatencyMs != 0 || b.ControllerJitterMs != 0 {
+		t.Fatalf("latency=0 must remove it: %+v", b)
+	}
+}
+
 func TestEdgePausedLeaderLosesLeadershipAndRejoinsOnResume(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, 3)
@@ -307,14 +358,16 @@ func TestEdgeRoutesRefuseBadParameters(t *testing.T) {
 	srv := httptest.NewServer(c.ControlHandler())
 	defer srv.Close()
 	for path, code := range map[string]int{
-		"/brokers/0/cut-link":                 http.StatusBadRequest,
-		"/brokers/0/cut-link?to=x":            http.StatusBadRequest,
-		"/brokers/0/cut-link?to=7":            http.StatusNotFound,
-		"/brokers/0/cut-link?to=0":            http.StatusConflict,
-		"/brokers/0/latency?latency=soon":     http.StatusBadRequest,
-		"/brokers/0/latency?jitter=-1s":       http.StatusBadRequest,
-		"/brokers/9/pause":                    http.StatusNotFound,
-		"/brokers/1/reconnect-controller?x=1": http.StatusOK,
+		"/brokers/0/cut-link":                        http.StatusBadRequest,
+		"/brokers/0/cut-link?to=x":                   http.StatusBadRequest,
+		"/brokers/0/cut-link?to=7":                   http.StatusNotFound,
+		"/brokers/0/cut-link?to=0":                   http.StatusConflict,
+		"/brokers/0/latency?latency=soon":            http.StatusBadRequest,
+		"/brokers/0/latency?jitter=-1s":              http.StatusBadRequest,
+		"/brokers/0/controller-latency?latency=soon": http.StatusBadRequest,
+		"/brokers/9/controller-latency?latency=1s":   http.StatusNotFound,
+		"/brokers/9/pause":                           http.StatusNotFound,
+		"/brokers/1/reconnect-controller?x=1":        http.StatusOK,
 	} {
 		expectCode(t, srv, "POST", path, code)
 	}

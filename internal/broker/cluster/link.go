@@ -16,7 +16,8 @@ import (
 // controllerLink is one broker's path to the controller, both ways: the broker's calls go out
 // on it and the controller's metadata images come back on it. Faults on that path live here —
 // a cut link refuses the calls and drops the images, a paused broker's calls and images wait, a
-// broker's added latency delays both, and ISR changes can be held in flight — so neither the
+// broker's added latency and the link's own (SetControllerLatency) delay both, and ISR changes
+// can be held in flight — so neither the
 // broker nor the controller knows about them.
 type controllerLink struct {
 	e     *edge
@@ -32,7 +33,7 @@ type controllerLink struct {
 var _ server.Controller = (*controllerLink)(nil)
 
 // enter waits while the broker is paused, refuses the call while the link is cut, and waits out
-// the broker's added latency.
+// the added latency of the broker and of its controller link.
 func (l *controllerLink) enter(ctx context.Context) error {
 	if err := l.e.gate.wait(ctx.Done()); err != nil {
 		return fmt.Errorf("broker %d to the controller: %w", l.e.id, ctx.Err())
@@ -40,7 +41,7 @@ func (l *controllerLink) enter(ctx context.Context) error {
 	if !l.up() {
 		return fmt.Errorf("broker %d to the controller: %w", l.e.id, ErrLinkDown)
 	}
-	l.e.delay(ctx.Done())
+	sleepFor(l.e.ctrlLatencyNow(), ctx.Done())
 	return nil
 }
 
@@ -62,7 +63,7 @@ func (l *controllerLink) deliver(to server.Listener, img *meta.Image) {
 		l.missed = true
 		return
 	}
-	if d := l.e.latencyNow(); d > 0 {
+	if d := l.e.ctrlLatencyNow(); d > 0 {
 		go func() {
 			time.Sleep(d)
 			to.OnImage(img)
