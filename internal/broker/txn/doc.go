@@ -18,6 +18,14 @@
 //   - [Encode] and [Decode]: records of the internal __transaction_state
 //     topic in Kafka's own TransactionLogKey / TransactionLogValue formats
 //     (kmsg's TxnMetadataKey and TxnMetadataValue), and [PartitionFor].
+//   - [Coordinator]: serves InitProducerID with a transactional id,
+//     AddPartitionsToTxn (v0-3), AddOffsetsToTxn and EndTxn (v0-4) for the
+//     partitions loaded into it ([Coordinator.Load] replays one with a
+//     group.Replay and persists through a group.Store, the interfaces of the
+//     group coordinator), writes markers through a [MarkerWriter] in the
+//     background, resumes prepared transactions on load, and aborts timed-out
+//     ones ([Coordinator.AbortTimedOut]). It is not yet wired into the
+//     server: the broker still refuses transactions.
 //
 // # The design the next slices follow
 //

@@ -7,10 +7,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 )
 
 // TopicName is Kafka's internal topic of transaction state.
 const TopicName = "__transaction_state"
+
+// OffsetsTopic is the topic of group offsets, whose partitions join a
+// transaction through AddOffsetsToTxn.
+const OffsetsTopic = meta.OffsetsTopic
 
 // Versions of the __transaction_state formats written: key 0, and value 0,
 // the classic flow's (Kafka writes value 1 only with transaction.version 2).
