@@ -357,6 +357,11 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 				break
 			}
 			r.producers.update(h)
+			commit := false
+			if h.IsControl() && pos+h.Size() <= n {
+				commit = r.markerOf(h, batches[pos:pos+h.Size()])
+			}
+			r.txns.observe(h, commit)
 			pos += h.Size()
 		}
 	}
@@ -386,6 +391,10 @@ func (r *Replica) TruncateTo(offset int64, leaderEpoch int32) error {
 		}
 		r.producers.truncate(offset)
 		r.hw = min(r.hw, r.log.EndOffset())
+		// A truncated marker reopens its transaction: rebuild from the log.
+		if err := r.scanProducersLocked(false); err != nil {
+			return fmt.Errorf("%s-%d: rebuild transactions after truncating to %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
+		}
 		return nil
 	})
 }
@@ -453,6 +462,7 @@ func (r *Replica) truncateFullyLocked(offset int64) error {
 		return fmt.Errorf("%s-%d: restart log at %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
 	}
 	clear(r.producers)
+	r.txns.reset()
 	r.hw = offset
 	r.notifyLocked()
 	return nil
