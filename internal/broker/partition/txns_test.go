@@ -173,3 +173,52 @@ func TestMarkersCloseTransactionsOnTheLeaderAfterARestartAndOnAFollower(t *testi
 		t.Fatalf("after truncating the commit marker away: LSO %d, want 4", lso)
 	}
 }
+
+func TestReadCommittedStopsAtTheLastStableOffsetAndListsTheAborts(t *testing.T) {
+	f := newFixture(t, 1)
+	r := f.leader(t, 1)
+	mustAppend(t, r, txnData(2, records.Producer{ID: 7, Epoch: 0, Sequence: 0})) // 0-1, aborted below
+	mustAppend(t, r, txnData(1, records.Producer{ID: 8, Epoch: 0, Sequence: 0})) // 2, open
+	if err := r.AppendMarker(t.Context(), 7, 0, false, 0); err != nil {          // 3
+		t.Fatal(err)
+	}
+	mustAppend(t, r, batch(1, plain)) // 4
+	read := func(committed bool) ReadResult {
+		t.Helper()
+		res, err := r.Read(FetchRequest{Offset: 0, MaxBytes: 1 << 20, ReplicaID: -1, CurrentLeaderEpoch: -1, ReadCommitted: committed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	lastOffset := func(res ReadResult) int64 {
+		t.Helper()
+		bs, err := records.Decode(res.Records)
+		if err != nil || len(bs) == 0 {
+			return -1
+		}
+		b := bs[len(bs)-1]
+		return b.FirstOffset + int64(b.LastOffsetDelta)
+	}
+	uncommitted, committed := read(false), read(true)
+	if lastOffset(uncommitted) != 4 || uncommitted.AbortedTransactions != nil {
+		t.Fatalf("read_uncommitted: up to %d, aborted %v; want everything to 4 and no aborted list", lastOffset(uncommitted), uncommitted.AbortedTransactions)
+	}
+	want := []AbortedTxn{{ProducerID: 7, FirstOffset: 0, LastOffset: 3}}
+	if lastOffset(committed) != 1 || committed.LastStableOffset != 2 || !reflect.DeepEqual(committed.AbortedTransactions, want) {
+		t.Fatalf("read_committed: up to %d, LSO %d, aborted %v; want up to 1, LSO 2, %v",
+			lastOffset(committed), committed.LastStableOffset, committed.AbortedTransactions, want)
+	}
+	if off, _, err := r.OffsetLookup(-1, -1, true); err != nil || off != 2 {
+		t.Fatalf("ListOffsets latest read_committed: %d, %v; want the LSO 2", off, err)
+	}
+	if off, _, err := r.OffsetLookup(-1, -1, false); err != nil || off != 5 {
+		t.Fatalf("ListOffsets latest read_uncommitted: %d, %v; want the HW 5", off, err)
+	}
+	if err := r.AppendMarker(t.Context(), 8, 0, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := read(true); lastOffset(res) != 5 || res.LastStableOffset != 6 {
+		t.Fatalf("after the commit: read_committed up to %d, LSO %d; want 5 and 6", lastOffset(res), res.LastStableOffset)
+	}
+}
