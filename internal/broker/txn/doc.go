@@ -24,8 +24,8 @@
 //     group.Replay and persists through a group.Store, the interfaces of the
 //     group coordinator), writes markers through a [MarkerWriter] in the
 //     background, resumes prepared transactions on load, and aborts timed-out
-//     ones ([Coordinator.AbortTimedOut]). It is not yet wired into the
-//     server: the broker still refuses transactions.
+//     ones ([Coordinator.AbortTimedOut]). The server wires it like the group
+//     coordinator (internal/broker/server/txns.go).
 //
 // # The design the next slices follow
 //

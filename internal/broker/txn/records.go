@@ -11,7 +11,7 @@ import (
 )
 
 // TopicName is Kafka's internal topic of transaction state.
-const TopicName = "__transaction_state"
+const TopicName = meta.TransactionStateTopic
 
 // OffsetsTopic is the topic of group offsets, whose partitions join a
 // transaction through AddOffsetsToTxn.
