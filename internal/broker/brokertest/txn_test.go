@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -132,5 +133,52 @@ func TestFranzGoZombieTransactionalProducerIsFenced(t *testing.T) {
 	}
 	if got := readIsolated(ctx, t, c, topic, kgo.ReadCommitted(), 1); !slices.Equal(got, []string{"fresh"}) || strings.Contains(strings.Join(got, ","), "zombie") {
 		t.Fatalf("read_committed read %v, want only the fresh producer's record", got)
+	}
+}
+
+// TestSaramaTransactionalProducerCommitsAndAborts runs sarama's transactional producer: a
+// committed and an aborted transaction; a read_committed franz-go consumer sees the committed
+// records only.
+func TestSaramaTransactionalProducerCommitsAndAborts(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const topic = "txn-sarama"
+	if err := c.CreateTopic(ctx, topic, 2, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := saramaConfig(sarama.V3_6_0_0)
+	cfg.Producer.Transaction.ID = "sarama-copier"
+	cfg.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	cfg.Producer.Transaction.Retry.Max = 100
+	prod, err := sarama.NewSyncProducer(c.Bootstrap(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	run := func(prefix string, commit bool) {
+		if err := prod.BeginTxn(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range values(prefix, 5) {
+			if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(v)}); err != nil {
+				t.Fatalf("send %s: %v", v, err)
+			}
+		}
+		end := prod.CommitTxn
+		if !commit {
+			end = prod.AbortTxn
+		}
+		if err := end(); err != nil {
+			t.Fatalf("end %s (commit %v): %v", prefix, commit, err)
+		}
+	}
+	run("committed", true)
+	run("aborted", false)
+	run("later", true)
+	want := append(values("committed", 5), values("later", 5)...)
+	if got := readIsolated(ctx, t, c, topic, kgo.ReadCommitted(), len(want)); !slices.Equal(got, want) {
+		t.Fatalf("read_committed read %v, want %v", got, want)
 	}
 }
