@@ -182,3 +182,59 @@ func TestSaramaTransactionalProducerCommitsAndAborts(t *testing.T) {
 		t.Fatalf("read_committed read %v, want %v", got, want)
 	}
 }
+
+// TestKadmDescribesAndListsTransactions inspects a transaction with franz-go's admin client (as
+// kafka-transactions.sh does): Ongoing with its partition while open, then CompleteCommit.
+func TestKadmDescribesAndListsTransactions(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const topic = "txn-admin"
+	if err := c.CreateTopic(ctx, topic, 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.TransactionalID("admin-txn"), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := newAdmin(t, c)
+	ds, err := adm.DescribeTransactions(ctx, "admin-txn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := ds["admin-txn"]
+	if d.Err != nil || d.State != "Ongoing" || d.ProducerEpoch != 0 || len(d.Topics[topic]) != 1 {
+		t.Fatalf("describe the open transaction: %+v", d)
+	}
+	ls, err := adm.ListTransactions(ctx, nil, []string{"Ongoing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := ls["admin-txn"]; !ok || l.ProducerID != d.ProducerID || len(ls) != 1 {
+		t.Fatalf("list Ongoing: %+v", ls)
+	}
+	if err := prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	// The commit completes once its markers are written, after EndTxn has been answered.
+	for {
+		ds, err := adm.DescribeTransactions(ctx, "admin-txn")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := ds["admin-txn"].State; s == "CompleteCommit" {
+			break
+		} else if s != "PrepareCommit" || ctx.Err() != nil {
+			t.Fatalf("after the commit: state %q, want PrepareCommit then CompleteCommit", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

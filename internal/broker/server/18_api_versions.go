@@ -27,6 +27,8 @@ var apiVersions = func() map[int16]versionRange {
 		24: {0, 3},  // AddPartitionsToTxn (v4's broker batches are transaction.version 2)
 		26: {0, 4},  // EndTxn (v5 is transaction.version 2)
 		27: {0, 1},  // WriteTxnMarkers
+		65: {0, 0},  // DescribeTransactions
+		66: {0, 2},  // ListTransactions
 		23: {2, 4},  // OffsetForLeaderEpoch
 		32: {1, 4},  // DescribeConfigs
 		37: {0, 3},  // CreatePartitions

@@ -22,7 +22,7 @@ import (
 var served = map[int16][2]int16{
 	0: {3, 13}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 9}, 9: {1, 9}, 10: {0, 6}, 11: {2, 9},
 	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {2, 7}, 20: {1, 6},
-	22: {0, 4}, 23: {2, 4}, 24: {0, 3}, 26: {0, 4}, 27: {0, 1}, 32: {1, 4}, 37: {0, 3}, 42: {0, 3}, 47: {0, 0}, 60: {0, 1},
+	22: {0, 4}, 23: {2, 4}, 24: {0, 3}, 26: {0, 4}, 27: {0, 1}, 65: {0, 0}, 66: {0, 2}, 32: {1, 4}, 37: {0, 3}, 42: {0, 3}, 47: {0, 0}, 60: {0, 1},
 	17: {1, 1}, 36: {0, 2}, 50: {0, 0}, 51: {0, 0},
 }
 
@@ -223,6 +223,15 @@ func request(key, v int16) kmsg.Request {
 		t.Topic, t.Partitions = topic, []int32{0}
 		m.Topics = append(m.Topics, t)
 		q.Markers = append(q.Markers, m)
+		r = q
+	case 65:
+		q := kmsg.NewPtrDescribeTransactionsRequest()
+		q.TransactionalIDs = []string{"fz-txn"}
+		r = q
+	case 66:
+		q := kmsg.NewPtrListTransactionsRequest()
+		q.StateFilters, q.ProducerIDFilters, q.DurationFilterMillis = []string{"Ongoing"}, []int64{1000}, 1000
+		q.TransactionalIDPattern = str("fz-.*")
 		r = q
 	case 50:
 		q := kmsg.NewPtrDescribeUserSCRAMCredentialsRequest()
