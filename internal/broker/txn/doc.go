@@ -67,6 +67,23 @@
 // in the group coordinator until the marker for the group's offsets
 // partition makes them visible (commit) or drops them (abort).
 //
+// # Not yet (in the order the next slices should take them)
+//
+//   - TxnOffsetCommit and AddOffsetsToTxn on the wire (the coordinator side,
+//     [Coordinator.AddOffsetsToTxn], exists): the group coordinator must
+//     persist transactional offset commits in a transactional batch of the
+//     producer (sequence -1, written without the sequence check), keep them
+//     pending per producer, apply or drop them when the marker reaches its
+//     __consumer_offsets partition (and on replay), and answer OffsetFetch
+//     with RequireStable UNSTABLE_OFFSET_COMMIT meanwhile (KIP-447). Then
+//     franz-go's GroupTransactSession can be tested.
+//   - Coordinator epochs: markers carry 0; Kafka fences a deposed
+//     coordinator's late markers with the coordinator epoch of the
+//     __transaction_state partition (its leader epoch).
+//   - DescribeProducers; the .txnindex and producer snapshots (partitions
+//     rebuild their transactions by scanning the log); KIP-890 partition
+//     verification; transactional.id expiration (Dead).
+//
 // Nothing in this package panics on any input; records it cannot decode are
 // reported as errors.
 package txn
