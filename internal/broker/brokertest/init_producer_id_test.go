@@ -50,31 +50,58 @@ func TestInitProducerIDWithoutTransactionalIDAllocatesANewIDAtEpochZero(t *testi
 	}
 }
 
-// TestTransactionsAreRefusedUntilImplemented pins how the bundled broker refuses transactions,
-// which it does not implement yet: InitProducerID with a transactional id answers
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED without allocating a producer id, and each transaction
-// API, which ApiVersions does not advertise, closes the connection that sent it. (The
-// transactional produce is pinned in produce_validation_test.go.)
-func TestTransactionsAreRefusedUntilImplemented(t *testing.T) {
+// TestInitProducerIDWithATransactionalIDBumpsItsEpoch is what TestTransactionsAreRefused…
+// became once the transaction coordinator existed: FindCoordinator for a transactional id
+// creates __transaction_state (COORDINATOR_NOT_AVAILABLE until it exists), then InitProducerID
+// gives the id one producer id whose epoch each new InitProducerID bumps (fencing the previous
+// holder), as Kafka's TransactionCoordinator does. The transaction APIs not implemented yet,
+// which ApiVersions does not advertise, still close the connection that sent them.
+func TestInitProducerIDWithATransactionalIDBumpsItsEpoch(t *testing.T) {
 	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	cl := dial(t, c)
-	before, _ := initProducer(t, cl)
-	req := kmsg.NewPtrInitProducerIDRequest()
-	req.SetVersion(4)
 	txn := "orders-copier"
-	req.TransactionalID, req.TransactionTimeoutMillis = &txn, 60000
-	resp := request[*kmsg.InitProducerIDResponse](t, cl, req)
-	if resp.ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code || resp.ProducerID != -1 {
-		t.Fatalf("InitProducerID with a transactional id: code %d, producer id %d; want TRANSACTIONAL_ID_AUTHORIZATION_FAILED and -1", resp.ErrorCode, resp.ProducerID)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.SetVersion(4)
+		req.CoordinatorType, req.CoordinatorKeys = 1, []string{txn}
+		resp := request[*kmsg.FindCoordinatorResponse](t, cl, req)
+		if code := resp.Coordinators[0].ErrorCode; code == 0 {
+			break
+		} else if code != kerr.CoordinatorNotAvailable.Code || time.Now().After(deadline) {
+			t.Fatalf("FindCoordinator(transaction): %v", kerr.ErrorForCode(code))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	if after, _ := initProducer(t, cl); after != before+1 {
-		t.Fatalf("producer ids %d then %d: the refused request allocated one", before, after)
+	var first *kmsg.InitProducerIDResponse
+	for epoch := int16(0); epoch < 3; epoch++ {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.SetVersion(4)
+		req.TransactionalID, req.TransactionTimeoutMillis = &txn, 60000
+		resp := request[*kmsg.InitProducerIDResponse](t, cl, req)
+		for resp.ErrorCode == kerr.NotCoordinator.Code || resp.ErrorCode == kerr.CoordinatorLoadInProgress.Code {
+			if time.Now().After(deadline) {
+				t.Fatalf("InitProducerID: %v", kerr.ErrorForCode(resp.ErrorCode))
+			}
+			time.Sleep(50 * time.Millisecond)
+			resp = request[*kmsg.InitProducerIDResponse](t, cl, req)
+		}
+		if first == nil {
+			first = resp
+		}
+		if resp.ErrorCode != 0 || resp.ProducerID != first.ProducerID || resp.ProducerEpoch != epoch {
+			t.Fatalf("InitProducerID #%d: code %d, producer %d epoch %d; want producer %d epoch %d",
+				epoch+1, resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch, first.ProducerID, epoch)
+		}
 	}
-	for _, req := range []kmsg.Request{
-		kmsg.NewPtrAddPartitionsToTxnRequest(), kmsg.NewPtrAddOffsetsToTxnRequest(), kmsg.NewPtrEndTxnRequest(),
-		kmsg.NewPtrTxnOffsetCommitRequest(), kmsg.NewPtrWriteTxnMarkersRequest(),
-	} {
+	bad := kmsg.NewPtrInitProducerIDRequest()
+	bad.SetVersion(4)
+	bad.TransactionalID, bad.TransactionTimeoutMillis = &txn, 900001
+	if resp := request[*kmsg.InitProducerIDResponse](t, cl, bad); resp.ErrorCode != kerr.InvalidTransactionTimeout.Code {
+		t.Fatalf("InitProducerID above transaction.max.timeout.ms: code %d, want INVALID_TRANSACTION_TIMEOUT", resp.ErrorCode)
+	}
+	for _, req := range []kmsg.Request{kmsg.NewPtrAddOffsetsToTxnRequest(), kmsg.NewPtrTxnOffsetCommitRequest()} {
 		t.Run(kmsg.NameForKey(req.Key()), func(t *testing.T) {
 			cl := dial(t, c)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

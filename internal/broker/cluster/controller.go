@@ -543,7 +543,7 @@ func (c *Controller) newTopicLocked(img *meta.Image, s server.TopicSpec) (*meta.
 			return nil, fmt.Errorf("%w: %w", kerr.InvalidConfig, err)
 		}
 	}
-	t := &meta.Topic{Name: s.Name, ID: meta.NewTopicID(), Configs: s.Configs, Internal: s.Name == meta.OffsetsTopic}
+	t := &meta.Topic{Name: s.Name, ID: meta.NewTopicID(), Configs: s.Configs, Internal: meta.IsInternal(s.Name)}
 	if len(s.Assignment) > maxPartitionsPerOp {
 		return nil, errTooManyPartitions(int64(len(s.Assignment)))
 	}

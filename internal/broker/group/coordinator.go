@@ -491,5 +491,5 @@ func (sh *shard) errorCode(err error) int16 {
 	if sh.unloaded {
 		return sh.code
 	}
-	return appendErrorCode(err)
+	return AppendErrorCode(err)
 }

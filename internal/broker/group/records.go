@@ -216,9 +216,9 @@ func (sh *shard) replay(r Record) error {
 	}
 }
 
-// appendErrorCode maps a Store.Append error to the code the client gets, as
+// AppendErrorCode maps a Store.Append error to the code the client gets, as
 // Kafka's CoordinatorOperationExceptionHelper maps log-append errors.
-func appendErrorCode(err error) int16 {
+func AppendErrorCode(err error) int16 {
 	switch {
 	case err == nil:
 		return 0

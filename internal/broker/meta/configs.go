@@ -97,9 +97,10 @@ func (d Defaults) DefaultTopicConfig(name string) (string, bool) {
 	return spec.def, ok
 }
 
-// offsetsTopicConfigs are configs the offsets topic always has, whatever it was created with.
-// Kafka compacts that topic; this broker does not compact, so it keeps the topic whole rather
-// than let retention delete the last commit of a group that has not committed since.
+// offsetsTopicConfigs are configs the internal topics (offsets and transaction state) always
+// have, whatever they were created with. Kafka compacts them; this broker does not compact, so
+// it keeps them whole rather than let retention delete the last record of a group or
+// transactional id that has not written since.
 var offsetsTopicConfigs = map[string]string{ConfigRetentionMs: "-1", ConfigRetentionBytes: "-1"}
 
 // TopicConfig resolves a topic config: the topic's own value, else the broker default, else
@@ -107,7 +108,7 @@ var offsetsTopicConfigs = map[string]string{ConfigRetentionMs: "-1", ConfigReten
 // set).
 func (d Defaults) TopicConfig(t *Topic, name string) (value string, explicit bool) {
 	if t != nil {
-		if v, ok := offsetsTopicConfigs[name]; ok && t.Name == OffsetsTopic {
+		if v, ok := offsetsTopicConfigs[name]; ok && IsInternal(t.Name) {
 			return v, true
 		}
 		if v, ok := t.Configs[name]; ok {

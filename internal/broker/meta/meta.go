@@ -21,6 +21,12 @@ const NoLeader int32 = -1
 // OffsetsTopic is the internal topic that stores consumer-group offsets and metadata.
 const OffsetsTopic = "__consumer_offsets"
 
+// TransactionStateTopic is the internal topic that stores the transaction coordinator's state.
+const TransactionStateTopic = "__transaction_state"
+
+// IsInternal reports whether name is one of the internal topics only the brokers write.
+func IsInternal(name string) bool { return name == OffsetsTopic || name == TransactionStateTopic }
+
 // TopicID is a topic's 16-byte UUID, as carried by Metadata and Fetch v13+.
 type TopicID [16]byte
 

@@ -20,6 +20,9 @@ type ReadResult struct {
 	// DivergingEpoch, when not nil, says the fetcher's log diverges from the leader's (KIP-320):
 	// nothing was read, and the fetcher must truncate to at most DivergingEpoch.EndOffset.
 	DivergingEpoch *EpochEndOffset
+	// AbortedTransactions, for a read_committed fetch, are the aborted transactions whose
+	// records the consumer must skip in what was read (empty, not nil, when there are none).
+	AbortedTransactions []AbortedTxn
 }
 
 // EpochEndOffset is where a leader epoch ends in the leader's log: the start offset of the
@@ -39,10 +42,13 @@ type FetchRequest struct {
 	// holds (Fetch v12+), which the leader checks against its own epoch history.
 	HasLastFetchedEpoch bool
 	LastFetchedEpoch    int32
+	// ReadCommitted is a consumer's isolation_level=read_committed: it reads only below the
+	// last stable offset, and gets the aborted transactions of what it read.
+	ReadCommitted bool
 }
 
 // Read serves a fetch. A consumer (ReplicaID < 0) reads only below the high watermark, from the
-// leader. A follower (one of the partition's other replicas) reads up to the log end, and its
+// leader, or with ReadCommitted below the last stable offset. A follower (one of the partition's other replicas) reads up to the log end, and its
 // fetch, once read, reports its log end offset: the leader updates its view, may add it back
 // to the ISR, and advances the high watermark. A failed read changes nothing, as in Kafka, nor
 // does a fetch whose last fetched epoch diverges from the leader's history: it gets
@@ -108,7 +114,8 @@ func (r *Replica) beginRead(req FetchRequest) (ReadResult, int64, int32, error) 
 			r.cfg.Topic, r.cfg.Partition, req.ReplicaID, r.replicas, r.leaderEpoch, code)
 	}
 	leo := r.log.EndOffset()
-	res := ReadResult{HighWatermark: r.hw, LastStableOffset: r.hw, LogStartOffset: r.log.StartOffset(), LogEndOffset: leo}
+	lso := r.txns.lso(r.hw)
+	res := ReadResult{HighWatermark: r.hw, LastStableOffset: lso, LogStartOffset: r.log.StartOffset(), LogEndOffset: leo}
 	if req.HasLastFetchedEpoch {
 		div, err := r.divergence(req, res)
 		if err != nil {
@@ -117,8 +124,12 @@ func (r *Replica) beginRead(req FetchRequest) (ReadResult, int64, int32, error) 
 		res.DivergingEpoch = div
 	}
 	limit := r.hw
-	if req.ReplicaID >= 0 {
+	switch {
+	case req.ReplicaID >= 0:
 		limit = leo
+	case req.ReadCommitted:
+		limit = lso
+		res.AbortedTransactions = append([]AbortedTxn{}, r.txns.abortedIn(req.Offset, limit)...)
 	}
 	return res, limit, r.leaderEpoch, nil
 }
@@ -273,16 +284,21 @@ func (r *Replica) LeaderEpoch() int32 {
 }
 
 // OffsetLookup answers ListOffsets as leader: ts -2 earliest, -1 latest (the high watermark, as
-// consumers see it), -3 max timestamp, >= 0 the first offset with a timestamp at or after ts.
+// consumers see it, or with readCommitted the last stable offset, which also bounds the other
+// lookups), -3 max timestamp, >= 0 the first offset with a timestamp at or after ts.
 //
 // As Kafka's Partition.fetchOffsetForTimestamp, while the high watermark is below the first
 // offset of the leader's epoch (a new leader that has not yet heard from its followers), latest
 // and a timestamp lookup past the high watermark answer OFFSET_NOT_AVAILABLE, so a consumer
 // never sees the end offset go backwards.
-func (r *Replica) OffsetLookup(currentEpoch int32, ts int64) (offset, timestamp int64, err error) {
+func (r *Replica) OffsetLookup(currentEpoch int32, ts int64, readCommitted bool) (offset, timestamp int64, err error) {
 	r.mu.Lock()
 	err = r.checkLeaderLocked(currentEpoch)
+	// hw is the last fetchable offset: what a consumer of this isolation level may read below.
 	hw := r.hw
+	if readCommitted {
+		hw = r.txns.lso(r.hw)
+	}
 	var lagging error
 	if start := r.epochStartLocked(); err == nil && start > hw {
 		lagging = fmt.Errorf("%s-%d: the high watermark %d of leader epoch %d lags the epoch's start offset %d: %w",
@@ -357,6 +373,11 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 				break
 			}
 			r.producers.update(h)
+			commit := false
+			if h.IsControl() && pos+h.Size() <= n {
+				commit = r.markerOf(h, batches[pos:pos+h.Size()])
+			}
+			r.txns.observe(h, commit)
 			pos += h.Size()
 		}
 	}
@@ -386,6 +407,10 @@ func (r *Replica) TruncateTo(offset int64, leaderEpoch int32) error {
 		}
 		r.producers.truncate(offset)
 		r.hw = min(r.hw, r.log.EndOffset())
+		// A truncated marker reopens its transaction: rebuild from the log.
+		if err := r.scanProducersLocked(false); err != nil {
+			return fmt.Errorf("%s-%d: rebuild transactions after truncating to %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
+		}
 		return nil
 	})
 }
@@ -453,6 +478,7 @@ func (r *Replica) truncateFullyLocked(offset int64) error {
 		return fmt.Errorf("%s-%d: restart log at %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
 	}
 	clear(r.producers)
+	r.txns.reset()
 	r.hw = offset
 	r.notifyLocked()
 	return nil

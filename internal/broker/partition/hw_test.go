@@ -36,7 +36,7 @@ func restartedWith5(t *testing.T, hw int64) *Replica {
 // answers 5 and a consumer reads the 5 records.
 func TestRestartedLeaderServesTheCheckpointedHighWatermark(t *testing.T) {
 	r := restartedWith5(t, 5)
-	if off, _, err := r.OffsetLookup(-1, -1); err != nil || off != 5 {
+	if off, _, err := r.OffsetLookup(-1, -1, false); err != nil || off != 5 {
 		t.Fatalf("ListOffsets(latest) before any follower fetched: %d, %v; want 5", off, err)
 	}
 	if n := consume(t, r, 0); n != 5 {
@@ -54,17 +54,17 @@ func TestRestartedLeaderServesTheCheckpointedHighWatermark(t *testing.T) {
 // follower has fetched it answers the new high watermark.
 func TestListOffsetsLatestIsNotAvailableWhileTheNewLeaderHWLagsItsEpochStart(t *testing.T) {
 	r := restartedWith5(t, 0)
-	if off, _, err := r.OffsetLookup(-1, -1); !errors.Is(err, kerr.OffsetNotAvailable) {
+	if off, _, err := r.OffsetLookup(-1, -1, false); !errors.Is(err, kerr.OffsetNotAvailable) {
 		t.Fatalf("ListOffsets(latest) with HW 0 below the epoch start 5: %d, %v; want OFFSET_NOT_AVAILABLE", off, err)
 	}
-	if off, _, err := r.OffsetLookup(-1, 1_700_000_000_000); !errors.Is(err, kerr.OffsetNotAvailable) {
+	if off, _, err := r.OffsetLookup(-1, 1_700_000_000_000, false); !errors.Is(err, kerr.OffsetNotAvailable) {
 		t.Fatalf("ListOffsets(timestamp) past the lagging HW: %d, %v; want OFFSET_NOT_AVAILABLE", off, err)
 	}
-	if off, _, err := r.OffsetLookup(-1, -2); err != nil || off != 0 {
+	if off, _, err := r.OffsetLookup(-1, -2, false); err != nil || off != 0 {
 		t.Fatalf("ListOffsets(earliest): %d, %v; want 0", off, err)
 	}
 	fetch(t, r, 2, 5)
-	if off, _, err := r.OffsetLookup(-1, -1); err != nil || off != 5 {
+	if off, _, err := r.OffsetLookup(-1, -1, false); err != nil || off != 5 {
 		t.Fatalf("ListOffsets(latest) after the follower caught up: %d, %v; want 5", off, err)
 	}
 }

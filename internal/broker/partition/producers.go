@@ -42,6 +42,15 @@ func (ps producers) check(h log.BatchHeader) (*batchMeta, error) {
 		return nil, nil
 	}
 	e := ps[h.ProducerID]
+	if h.IsControl() {
+		// A transaction marker (written by this broker) has no sequence; it may carry a
+		// newer epoch (a fence), never an older one.
+		if e != nil && h.ProducerEpoch < e.epoch {
+			return nil, fmt.Errorf("marker of producer %d epoch %d is older than the current epoch %d: %w",
+				h.ProducerID, h.ProducerEpoch, e.epoch, kerr.InvalidProducerEpoch)
+		}
+		return nil, nil
+	}
 	if e == nil {
 		// An unknown producer may start at any sequence: its state may have been dropped with
 		// old segments (KIP-360), as Kafka allows.
@@ -85,6 +94,11 @@ func (ps producers) update(h log.BatchHeader) {
 		e = &producerEntry{epoch: h.ProducerEpoch}
 		ps[h.ProducerID] = e
 	} else if h.ProducerEpoch < e.epoch {
+		return
+	}
+	if h.IsControl() {
+		// A marker moves the producer to its epoch (fencing older ones) but is not part of
+		// its sequence: the next batch of the same epoch follows the last data batch.
 		return
 	}
 	if len(e.batches) == maxCachedBatches {

@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 )
 
 // Config tunes one replica.
@@ -99,6 +101,7 @@ type Replica struct {
 	hw          int64
 	followers   map[int32]*follower
 	producers   producers
+	txns        txns
 	waiters     []*ackWaiter
 	watchers    map[chan struct{}]struct{}
 	altering    bool         // an AlterISR call is in flight
@@ -128,13 +131,50 @@ func Open(dir string, cfg Config) (*Replica, error) {
 		leader:    meta.NoLeader,
 		followers: map[int32]*follower{},
 		producers: producers{},
+		txns:      newTxns(),
 		watchers:  map[chan struct{}]struct{}{},
 	}
-	if err := l.Scan(l.StartOffset(), func(h log.BatchHeader) bool { r.producers.update(h); return true }); err != nil {
+	if err := r.scanProducersLocked(true); err != nil {
 		_ = l.Close()
 		return nil, fmt.Errorf("partition %s-%d: rebuild producer state: %w", cfg.Topic, cfg.Partition, err)
 	}
 	return r, nil
+}
+
+// scanProducersLocked rebuilds transaction state (and, with idempotence,
+// idempotent-producer state) from the whole log. Kafka reads producer
+// snapshots instead; this reads every batch header, and each marker.
+func (r *Replica) scanProducersLocked(idempotence bool) error {
+	r.txns.reset()
+	var readErr error
+	err := r.log.Scan(r.log.StartOffset(), func(h log.BatchHeader) bool {
+		if idempotence {
+			r.producers.update(h)
+		}
+		commit := false
+		if h.IsControl() {
+			b, err := r.log.Read(h.BaseOffset, h.Size(), h.NextOffset())
+			if err != nil {
+				readErr = fmt.Errorf("read the marker at %d: %w", h.BaseOffset, err)
+				return false
+			}
+			commit = r.markerOf(h, b)
+		}
+		r.txns.observe(h, commit)
+		return true
+	})
+	return cmp.Or(err, readErr)
+}
+
+// markerOf tells a commit marker from an abort marker. A control batch it
+// cannot read counts as an abort, so that read_committed never returns what
+// it cannot prove committed.
+func (r *Replica) markerOf(h log.BatchHeader, batch []byte) bool {
+	commit, err := records.MarkerOf(batch)
+	if err != nil {
+		r.lg.Error("unreadable transaction marker, taken as an abort", "offset", h.BaseOffset, "producer_id", h.ProducerID, "err", err)
+	}
+	return commit
 }
 
 // Log returns the replica's log.
@@ -304,6 +344,10 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 // and appends h's batch. It returns the result, the batch's last offset and the leader epoch it
 // was appended (or found) in. It holds appendMu throughout, and mu except while the log writes.
 func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16) (res AppendResult, last int64, epoch int32, err error) {
+	commit := false
+	if h.IsControl() {
+		commit = r.markerOf(h, batch)
+	}
 	r.appendMu.Lock()
 	defer r.appendMu.Unlock()
 	r.mu.Lock()
@@ -352,6 +396,7 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16) (res Append
 	}
 	// Producer state follows the log whatever happened meanwhile: the batch is in it.
 	r.producers.update(headers[0])
+	r.txns.observe(headers[0], commit)
 	r.maybeAdvanceHWLocked()
 	r.notifyLocked()
 	return AppendResult{BaseOffset: base, LogStartOffset: r.log.StartOffset()}, headers[0].LastOffset(), epoch, nil

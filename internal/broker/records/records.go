@@ -37,7 +37,9 @@ type Record struct {
 
 // Build encodes an uncompressed v2 batch of recs with base offset 0, timestamps ts (ms), the
 // producer's identity and a correct CRC-32C.
-func Build(recs []Record, ts int64, p Producer) []byte {
+func Build(recs []Record, ts int64, p Producer) []byte { return build(recs, ts, p, 0) }
+
+func build(recs []Record, ts int64, p Producer, attrs int16) []byte {
 	var body []byte
 	for i, r := range recs {
 		kr := kmsg.Record{OffsetDelta: int32(i), Key: r.Key, Value: r.Value, Headers: r.Headers}
@@ -50,6 +52,7 @@ func Build(recs []Record, ts int64, p Producer) []byte {
 		FirstOffset:          0,
 		PartitionLeaderEpoch: -1,
 		Magic:                2,
+		Attributes:           attrs,
 		LastOffsetDelta:      int32(len(recs) - 1),
 		FirstTimestamp:       ts,
 		MaxTimestamp:         ts,
@@ -63,6 +66,53 @@ func Build(recs []Record, ts int64, p Producer) []byte {
 	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
 	binary.BigEndian.PutUint32(out[17:], crc32.Checksum(out[21:], castagnoli))
 	return out
+}
+
+// Attributes of a transaction marker batch: transactional and control.
+const markerAttrs = 0x10 | 0x20
+
+// Control record types of a transaction marker's key (Kafka's
+// ControlRecordType).
+const (
+	controlAbort  = 0
+	controlCommit = 1
+)
+
+// ErrNotMarker is returned by MarkerOf for a batch that is not a
+// transaction marker.
+var ErrNotMarker = errors.New("records: not a transaction marker")
+
+// BuildMarker encodes a transaction marker as Kafka's partition leaders write
+// it: a transactional control batch of the producer's id and epoch (no
+// sequence) holding one control record, key (version 0, COMMIT or ABORT),
+// value (version 0, the coordinator epoch).
+func BuildMarker(producerID int64, epoch int16, commit bool, coordinatorEpoch int32, ts int64) []byte {
+	typ := int16(controlAbort)
+	if commit {
+		typ = controlCommit
+	}
+	key := binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 0), uint16(typ))
+	value := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint16(nil, 0), uint32(coordinatorEpoch))
+	return build([]Record{{Key: key, Value: value}}, ts, Producer{ID: producerID, Epoch: epoch, Sequence: -1}, markerAttrs)
+}
+
+// MarkerOf reports whether the first batch of b is a commit (true) or an
+// abort (false) marker; any other batch is ErrNotMarker.
+func MarkerOf(b []byte) (commit bool, err error) {
+	bs, err := Decode(b)
+	if err != nil {
+		return false, err
+	}
+	if len(bs) == 0 || bs[0].Attributes&markerAttrs != markerAttrs || len(bs[0].Recs) != 1 || len(bs[0].Recs[0].Key) < 4 {
+		return false, ErrNotMarker
+	}
+	switch binary.BigEndian.Uint16(bs[0].Recs[0].Key[2:]) {
+	case controlAbort:
+		return false, nil
+	case controlCommit:
+		return true, nil
+	}
+	return false, ErrNotMarker
 }
 
 // Batch is a decoded batch: its header fields and records.

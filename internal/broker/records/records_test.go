@@ -82,3 +82,33 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestMarkersAreControlBatchesWithKafkasKey(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		b := BuildMarker(42, 3, commit, 7, 1000)
+		bs, err := Decode(b)
+		if err != nil || len(bs) != 1 {
+			t.Fatalf("Decode: %v", err)
+		}
+		rb := bs[0]
+		if rb.Attributes != 0x30 || rb.ProducerID != 42 || rb.ProducerEpoch != 3 || rb.FirstSequence != -1 || rb.NumRecords != 1 {
+			t.Fatalf("marker header: %+v", rb.RecordBatch)
+		}
+		wantType := byte(0)
+		if commit {
+			wantType = 1
+		}
+		if k := rb.Recs[0].Key; !bytes.Equal(k, []byte{0, 0, 0, wantType}) {
+			t.Fatalf("marker key % x", k)
+		}
+		if v := rb.Recs[0].Value; !bytes.Equal(v, []byte{0, 0, 0, 0, 0, 7}) {
+			t.Fatalf("marker value % x", v)
+		}
+		if got, err := MarkerOf(b); err != nil || got != commit {
+			t.Fatalf("MarkerOf = %v, %v; want %v", got, err, commit)
+		}
+	}
+	if _, err := MarkerOf(Build([]Record{{Value: []byte("x")}}, 0, NoProducer)); !errors.Is(err, ErrNotMarker) {
+		t.Fatalf("MarkerOf(a data batch) = %v", err)
+	}
+}

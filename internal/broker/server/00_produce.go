@@ -20,16 +20,14 @@ import (
 // acks=0 no response is sent.
 //
 // Before anything is appended the request is checked as Kafka's KafkaApis and ReplicaManager
-// check it: a transactional batch (or a transactional id: the bundled broker has no transactions)
-// fails every partition with TRANSACTIONAL_ID_AUTHORIZATION_FAILED; zstd before v7 is
+// check it: a transactional batch in a request without a transactional id fails every partition
+// with TRANSACTIONAL_ID_AUTHORIZATION_FAILED; zstd before v7 is
 // UNSUPPORTED_COMPRESSION_TYPE; acks other than -1, 0 and 1 is INVALID_REQUIRED_ACKS for every
 // partition this node leads. Each batch is then validated by its replica (partition.Append).
 func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	transactional := req.TransactionID != nil || hasTransactionalBatch(req)
-	if req.TransactionID != nil {
-		b.lg.Warn("transactional produce refused: transactions are not supported", "transactional_id", *req.TransactionID)
-	}
+	// As KafkaApis: transactional batches need the request's transactional id.
+	unauthorized := req.TransactionID == nil && hasTransactionalBatch(req)
 	validAcks := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
 	if req.Acks == -1 {
 		// Only an acks=all produce waits (for the ISR); the others answer once appended.
@@ -57,14 +55,14 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 			*sp = kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
-			if transactional {
+			if unauthorized {
 				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-				msg := "kafkaguard broker: transactions are not supported"
+				msg := "kafkaguard broker: a transactional batch needs the request's transactional id"
 				sp.ErrorMessage = &msg
 				continue
 			}
-			if name == meta.OffsetsTopic {
-				// As Kafka: only the group coordinator writes its internal topic.
+			if meta.IsInternal(name) {
+				// As Kafka: only the coordinators write their internal topics.
 				sp.ErrorCode = kerr.InvalidTopicException.Code
 				msg := "kafkaguard broker: cannot append to internal topic " + name
 				sp.ErrorMessage = &msg

@@ -29,7 +29,8 @@ type fetchPart struct {
 	slices []log.FileSlice // zero-copy: the file ranges that hold the partition's records
 }
 
-// handleFetch serves consumers (data below the high watermark) and followers (data up to the
+// handleFetch serves consumers (data below the high watermark, or the last stable offset for
+// read_committed, with the aborted transactions to skip) and followers (data up to the
 // log end, reporting their position to the leader). It long-polls: when fewer than MinBytes are
 // available it waits for new data up to MaxWaitMillis. Fetch sessions are not kept: every
 // response has session id 0, so clients send full requests, which Kafka permits.
@@ -161,6 +162,7 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 			Offset: p.req.FetchOffset, MaxBytes: max(maxBytes, 1),
 			ReplicaID: replicaID, CurrentLeaderEpoch: epoch,
 			HasLastFetchedEpoch: req.Version >= 12 && p.req.LastFetchedEpoch >= 0, LastFetchedEpoch: p.req.LastFetchedEpoch,
+			ReadCommitted: replicaID < 0 && req.Version >= 4 && req.IsolationLevel == 1,
 		}
 		b.partitionHook(1, p.name, p.req.Partition)
 		var res partition.ReadResult
@@ -175,6 +177,13 @@ func (b *Broker) readParts(parts []fetchPart, replicaID int32, req *kmsg.FetchRe
 		p.resp.ErrorCode = errorCode(err)
 		p.resp.HighWatermark, p.resp.LastStableOffset, p.resp.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
 		p.resp.RecordBatches = res.Records
+		p.resp.AbortedTransactions = nil
+		if res.AbortedTransactions != nil {
+			p.resp.AbortedTransactions = make([]kmsg.FetchResponseTopicPartitionAbortedTransaction, len(res.AbortedTransactions))
+			for k, a := range res.AbortedTransactions {
+				p.resp.AbortedTransactions[k] = kmsg.FetchResponseTopicPartitionAbortedTransaction{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset}
+			}
+		}
 		p.resp.DivergingEpoch = kmsg.NewFetchResponseTopicPartitionDivergingEpoch()
 		if d := res.DivergingEpoch; d != nil {
 			p.resp.DivergingEpoch.Epoch, p.resp.DivergingEpoch.EndOffset = d.Epoch, d.EndOffset

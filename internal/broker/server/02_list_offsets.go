@@ -6,8 +6,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// handleListOffsets answers earliest (-2), latest (-1: the high watermark), max timestamp (-3)
-// and by-timestamp lookups from partition leaders.
+// handleListOffsets answers earliest (-2), latest (-1: the high watermark, or the last stable
+// offset for read_committed), max timestamp (-3) and by-timestamp lookups from partition leaders.
 func (b *Broker) handleListOffsets(_ context.Context, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	img := b.Image()
@@ -28,7 +28,7 @@ func (b *Broker) handleListOffsets(_ context.Context, req *kmsg.ListOffsetsReque
 			if req.Version >= 4 {
 				epoch = rp.CurrentLeaderEpoch
 			}
-			off, ts, err := r.OffsetLookup(epoch, rp.Timestamp)
+			off, ts, err := r.OffsetLookup(epoch, rp.Timestamp, req.Version >= 2 && req.IsolationLevel == 1)
 			sp.ErrorCode = errorCode(err)
 			if err == nil {
 				sp.Offset, sp.Timestamp, sp.LeaderEpoch = off, ts, r.LeaderEpoch()

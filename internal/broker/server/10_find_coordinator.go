@@ -10,25 +10,35 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 )
 
-// handleFindCoordinator points a group at the leader of its __consumer_offsets partition.
-// Transaction coordinators do not exist here (no transactions): COORDINATOR_NOT_AVAILABLE.
-func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
+// handleFindCoordinator points a group at the leader of its __consumer_offsets partition, and a
+// transactional id at the leader of its __transaction_state partition (creating that topic on
+// first use, as Kafka does: COORDINATOR_NOT_AVAILABLE until it exists). Share groups do not
+// exist here: COORDINATOR_NOT_AVAILABLE.
+func (b *Broker) handleFindCoordinator(ctx context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	img := b.Image()
 	find := func(key string) kmsg.FindCoordinatorResponseCoordinator {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
 		c.Key, c.NodeID, c.Port = key, -1, -1
-		if req.CoordinatorType != 0 {
+		topic := meta.OffsetsTopic
+		switch req.CoordinatorType {
+		case 0:
+		case 1:
+			topic = meta.TransactionStateTopic
+		default:
 			c.ErrorCode = kerr.CoordinatorNotAvailable.Code
-			c.ErrorMessage = kmsg.StringPtr("kafkaguard broker: only group coordinators exist (no transactions or share groups)")
+			c.ErrorMessage = kmsg.StringPtr("kafkaguard broker: only group and transaction coordinators exist (no share groups)")
 			return c
 		}
-		t := img.Topic(meta.OffsetsTopic)
+		t := img.Topic(topic)
 		if t == nil {
+			if topic == meta.TransactionStateTopic {
+				b.ensureTxnTopic(ctx, img)
+			}
 			c.ErrorCode = kerr.CoordinatorNotAvailable.Code
 			return c
 		}
-		p := t.Partitions[group.PartitionFor(key, int32(len(t.Partitions)))]
+		p := t.Partitions[group.PartitionFor(key, int32(len(t.Partitions)))] // txn.PartitionFor is the same hash
 		bk, ok := img.Broker(p.Leader)
 		if p.Leader == meta.NoLeader || !ok || !bk.Alive {
 			c.ErrorCode = kerr.CoordinatorNotAvailable.Code

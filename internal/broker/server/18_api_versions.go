@@ -23,7 +23,12 @@ var apiVersions = func() map[int16]versionRange {
 		18: {0, 4},  // ApiVersions
 		19: {2, 7},  // CreateTopics
 		20: {1, 6},  // DeleteTopics
-		22: {0, 4},  // InitProducerID (no transactions)
+		22: {0, 4},  // InitProducerID
+		24: {0, 3},  // AddPartitionsToTxn (v4's broker batches are transaction.version 2)
+		26: {0, 4},  // EndTxn (v5 is transaction.version 2)
+		27: {0, 1},  // WriteTxnMarkers
+		65: {0, 0},  // DescribeTransactions
+		66: {0, 2},  // ListTransactions
 		23: {2, 4},  // OffsetForLeaderEpoch
 		32: {1, 4},  // DescribeConfigs
 		37: {0, 3},  // CreatePartitions

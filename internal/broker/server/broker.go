@@ -34,6 +34,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/sasl"
+	"github.com/kafkaguard/kafkaguard/internal/broker/txn"
 )
 
 // Config configures one broker node.
@@ -171,12 +172,15 @@ type Broker struct {
 
 	mu       sync.RWMutex
 	replicas map[tp]*partition.Replica
-	loaded   map[int32]bool // offsets partitions the coordinator owns
+	loaded   map[int32]bool // offsets partitions the group coordinator owns
+	// txnLoaded are the __transaction_state partitions the transaction coordinator owns.
+	txnLoaded map[int32]bool
 
 	connMu sync.Mutex
 	conns  map[net.Conn]struct{}
 
 	groups   *group.Coordinator
+	txns     *txn.Coordinator
 	fetchers *fetcherManager
 
 	// hwAtStart are the high watermarks read from the checkpoint at Start; a replica opened
@@ -231,6 +235,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		applied:   make(chan struct{}),
 		replicas:  map[tp]*partition.Replica{},
 		loaded:    map[int32]bool{},
+		txnLoaded: map[int32]bool{},
 		conns:     map[net.Conn]struct{}{},
 		hwAtStart: hws,
 	}
@@ -243,6 +248,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		gcfg.Clock = cfg.Clock // a frozen node's group timers wait, as its other timers do
 	}
 	b.groups = group.NewCoordinator(gcfg, b.lg.With("component", "group"))
+	b.txns = b.newTxnCoordinator()
 	b.fetchers = newFetcherManager(b)
 
 	b.wg.Add(1)
@@ -252,7 +258,8 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		b.shutdown(false)
 		return nil, fmt.Errorf("server: broker %d: register: %w", cfg.ID, err)
 	}
-	b.wg.Add(3)
+	b.wg.Add(4)
+	go b.every(txnAbortInterval, b.abortTimedOutTxns)
 	go b.every(b.cfg.HeartbeatInterval, b.heartbeat)
 	go b.maintenanceLoop()
 	go b.every(b.cfg.HWCheckpointInterval, b.checkpointHWs)
@@ -373,6 +380,7 @@ func (b *Broker) apply(img *meta.Image) {
 		}
 	}
 	b.applyGroups(img)
+	b.applyTxns(img)
 }
 
 func (b *Broker) openReplica(t *meta.Topic, p int32) (*partition.Replica, error) {
@@ -514,6 +522,7 @@ func (b *Broker) shutdown(clean bool) error {
 	b.connMu.Unlock()
 	b.fetchers.stopAll()
 	b.groups.Close()
+	b.txns.Close()
 	b.wg.Wait()
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -257,6 +257,16 @@ func (b *Broker) handle(ctx context.Context, r *request) kmsg.Response {
 		return b.handleDeleteTopics(ctx, req)
 	case *kmsg.InitProducerIDRequest:
 		return b.handleInitProducerID(ctx, req)
+	case *kmsg.AddPartitionsToTxnRequest:
+		return b.handleAddPartitionsToTxn(ctx, req)
+	case *kmsg.EndTxnRequest:
+		return b.handleEndTxn(ctx, req)
+	case *kmsg.WriteTxnMarkersRequest:
+		return b.handleWriteTxnMarkers(ctx, req)
+	case *kmsg.DescribeTransactionsRequest:
+		return b.txns.DescribeTransactions(ctx, req)
+	case *kmsg.ListTransactionsRequest:
+		return b.txns.ListTransactions(ctx, req)
 	case *kmsg.OffsetForLeaderEpochRequest:
 		return b.handleOffsetForLeaderEpoch(ctx, req)
 	case *kmsg.DescribeConfigsRequest:

@@ -16,7 +16,15 @@ import (
 // applyGroups moves group coordination with leadership of __consumer_offsets partitions: this
 // node coordinates exactly the groups whose offsets partition it leads, after replaying it.
 func (b *Broker) applyGroups(img *meta.Image) {
-	t := img.Topic(meta.OffsetsTopic)
+	b.applyCoordinator(img, meta.OffsetsTopic, b.loaded, b.groups.Load, b.groups.Unload)
+}
+
+// applyCoordinator moves a coordinator (groups, transactions) with leadership of its internal
+// topic's partitions: loaded (guarded by b.mu) says which partitions it owns; a partition this
+// node now leads is replayed and loaded, one it no longer leads unloaded.
+func (b *Broker) applyCoordinator(img *meta.Image, topic string, loaded map[int32]bool,
+	load func(context.Context, int32, group.Store, group.Replay) error, unload func(int32)) {
+	t := img.Topic(topic)
 	if t == nil {
 		return
 	}
@@ -24,31 +32,31 @@ func (b *Broker) applyGroups(img *meta.Image) {
 		p := int32(i)
 		lead := st.Leader == b.cfg.ID
 		b.mu.Lock()
-		was := b.loaded[p]
-		b.loaded[p] = lead
+		was := loaded[p]
+		loaded[p] = lead
 		b.mu.Unlock()
 		switch {
 		case lead && !was:
-			r := b.replica(meta.OffsetsTopic, p)
+			r := b.replica(topic, p)
 			if r == nil {
 				continue
 			}
-			store := offsetsStore{r: r}
-			if err := b.groups.Load(b.ctx, p, store, b.replayOffsets(p, r)); err != nil {
-				// Not loaded: its groups get NOT_COORDINATOR until a later metadata change
-				// tries again.
-				b.lg.Error("loading group coordinator state", "partition", p, "err", err)
+			if err := load(b.ctx, p, offsetsStore{r: r}, b.replayOffsets(topic, p, r)); err != nil {
+				// Not loaded: its groups or transactional ids get NOT_COORDINATOR until a later
+				// metadata change tries again.
+				b.lg.Error("loading coordinator state", "topic", topic, "partition", p, "err", err)
 				b.mu.Lock()
-				b.loaded[p] = false
+				loaded[p] = false
 				b.mu.Unlock()
 			}
 		case !lead && was:
-			b.groups.Unload(p)
+			unload(p)
 		}
 	}
 }
 
-// offsetsStore persists group records in one __consumer_offsets partition with acks=all.
+// offsetsStore persists coordinator records in one partition of an internal topic
+// (__consumer_offsets, __transaction_state) with acks=all.
 type offsetsStore struct{ r *partition.Replica }
 
 // Append writes the records as one batch and returns once the ISR has them.
@@ -59,17 +67,17 @@ func (s offsetsStore) Append(ctx context.Context, recs []group.Record) error {
 	}
 	batch := records.Build(rs, time.Now().UnixMilli(), records.NoProducer)
 	if _, err := s.r.Append(ctx, batch, -1); err != nil {
-		return fmt.Errorf("server: persisting group records: %w", err)
+		return fmt.Errorf("server: persisting coordinator records: %w", err)
 	}
 	return nil
 }
 
-// replayOffsets replays an offsets partition in offset order, up to its log end as it was when
+// replayOffsets replays a partition of an internal topic in offset order, up to its log end as it was when
 // the replay started. A batch it cannot decode is skipped with a log line (only the coordinator
 // writes this topic, so that is damage, not data); a log start that moved past the replay is
 // followed. Any other read failure ends the replay with an error, so that Load serves nothing
 // from a partial state.
-func (b *Broker) replayOffsets(p int32, r *partition.Replica) group.Replay {
+func (b *Broker) replayOffsets(topic string, p int32, r *partition.Replica) group.Replay {
 	return func(yield func(group.Record) bool) error {
 		l := r.Log()
 		off, end := l.StartOffset(), l.EndOffset()
@@ -80,7 +88,7 @@ func (b *Broker) replayOffsets(p int32, r *partition.Replica) group.Replay {
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("read %s-%d at offset %d: %w", meta.OffsetsTopic, p, off, err)
+				return fmt.Errorf("read %s-%d at offset %d: %w", topic, p, off, err)
 			}
 			from := off
 			for pos := 0; pos < len(data); {
@@ -93,7 +101,7 @@ func (b *Broker) replayOffsets(p int32, r *partition.Replica) group.Replay {
 				off = h.LastOffset() + 1
 				bs, err := records.Decode(batch)
 				if err != nil || len(bs) != 1 {
-					b.lg.Error("skipping an undecodable batch of the offsets topic", "partition", p, "offset", h.BaseOffset, "err", err)
+					b.lg.Error("skipping an undecodable batch of an internal topic", "topic", topic, "partition", p, "offset", h.BaseOffset, "err", err)
 					continue
 				}
 				for _, rec := range bs[0].Recs {
@@ -103,7 +111,7 @@ func (b *Broker) replayOffsets(p int32, r *partition.Replica) group.Replay {
 				}
 			}
 			if off == from {
-				return fmt.Errorf("read %s-%d at offset %d: no whole batch below the log end %d", meta.OffsetsTopic, p, off, end)
+				return fmt.Errorf("read %s-%d at offset %d: no whole batch below the log end %d", topic, p, off, end)
 			}
 		}
 		return nil

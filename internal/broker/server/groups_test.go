@@ -47,7 +47,7 @@ func TestReplayOffsetsSkipsAnUndecodableBatchAndReadsThePartitionToItsEnd(t *tes
 
 	b := &Broker{lg: slog.New(slog.DiscardHandler)}
 	var keys []string
-	if err := b.replayOffsets(0, r)(func(rec group.Record) bool {
+	if err := b.replayOffsets(meta.OffsetsTopic, 0, r)(func(rec group.Record) bool {
 		keys = append(keys, string(rec.Key))
 		return true
 	}); err != nil {

@@ -22,7 +22,7 @@ import (
 var served = map[int16][2]int16{
 	0: {3, 13}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 9}, 9: {1, 9}, 10: {0, 6}, 11: {2, 9},
 	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {2, 7}, 20: {1, 6},
-	22: {0, 4}, 23: {2, 4}, 32: {1, 4}, 37: {0, 3}, 42: {0, 3}, 47: {0, 0}, 60: {0, 1},
+	22: {0, 4}, 23: {2, 4}, 24: {0, 3}, 26: {0, 4}, 27: {0, 1}, 65: {0, 0}, 66: {0, 2}, 32: {1, 4}, 37: {0, 3}, 42: {0, 3}, 47: {0, 0}, 60: {0, 1},
 	17: {1, 1}, 36: {0, 2}, 50: {0, 0}, 51: {0, 0},
 }
 
@@ -203,6 +203,35 @@ func request(key, v int16) kmsg.Request {
 	case 36:
 		q := kmsg.NewPtrSASLAuthenticateRequest()
 		q.SASLAuthBytes = []byte("n,,n=fz,r=fyko+d2lbbFgONRv9qkxdawL")
+		r = q
+	case 24:
+		q := kmsg.NewPtrAddPartitionsToTxnRequest()
+		q.TransactionalID, q.ProducerID, q.ProducerEpoch = "fz-txn", 1000, 0
+		t := kmsg.NewAddPartitionsToTxnRequestTopic()
+		t.Topic, t.Partitions = topic, []int32{0}
+		q.Topics = append(q.Topics, t)
+		r = q
+	case 26:
+		q := kmsg.NewPtrEndTxnRequest()
+		q.TransactionalID, q.ProducerID, q.ProducerEpoch, q.Commit = "fz-txn", 1000, 0, true
+		r = q
+	case 27:
+		q := kmsg.NewPtrWriteTxnMarkersRequest()
+		m := kmsg.NewWriteTxnMarkersRequestMarker()
+		m.ProducerID, m.ProducerEpoch, m.Committed = 1000, 0, false
+		t := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+		t.Topic, t.Partitions = topic, []int32{0}
+		m.Topics = append(m.Topics, t)
+		q.Markers = append(q.Markers, m)
+		r = q
+	case 65:
+		q := kmsg.NewPtrDescribeTransactionsRequest()
+		q.TransactionalIDs = []string{"fz-txn"}
+		r = q
+	case 66:
+		q := kmsg.NewPtrListTransactionsRequest()
+		q.StateFilters, q.ProducerIDFilters, q.DurationFilterMillis = []string{"Ongoing"}, []int64{1000}, 1000
+		q.TransactionalIDPattern = str("fz-.*")
 		r = q
 	case 50:
 		q := kmsg.NewPtrDescribeUserSCRAMCredentialsRequest()

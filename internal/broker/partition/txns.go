@@ -1,0 +1,132 @@
+package partition
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
+)
+
+// AbortedTxn is an aborted transaction of one partition (Kafka's AbortedTxn,
+// an entry of the .txnindex): the producer and the offsets of its first
+// record and of its abort marker.
+type AbortedTxn struct {
+	ProducerID  int64
+	FirstOffset int64
+	LastOffset  int64
+}
+
+// txns tracks the transactions of one partition, in the order batches are in
+// the log: which producers have one open (and from which offset) and which
+// were aborted. Its owner (Replica) serializes access.
+//
+// Not yet persisted: it is rebuilt from the log (see observe) and lives in
+// memory; the aborted list is not trimmed with retention.
+type txns struct {
+	open    map[int64]int64 // producer id -> first offset of its open transaction
+	aborted []AbortedTxn    // in marker order, so by LastOffset
+}
+
+func newTxns() txns { return txns{open: make(map[int64]int64)} }
+
+// observe accounts for one batch appended at h's offsets. A transactional
+// data batch opens its producer's transaction if none is open; a marker
+// (control batch, commit tells which) closes it, recording an abort.
+// Markers of a producer with no open transaction change nothing, as a
+// repeated marker must not.
+func (t *txns) observe(h log.BatchHeader, commit bool) {
+	if !h.IsTransactional() || h.ProducerID < 0 {
+		return
+	}
+	first, ok := t.open[h.ProducerID]
+	if !h.IsControl() {
+		if !ok {
+			t.open[h.ProducerID] = h.BaseOffset
+		}
+		return
+	}
+	if !ok {
+		return
+	}
+	delete(t.open, h.ProducerID)
+	if !commit {
+		t.aborted = append(t.aborted, AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: h.LastOffset()})
+	}
+}
+
+// lso is the last stable offset given the high watermark: the first offset
+// of the earliest open transaction, or hw if that is smaller or none is open.
+func (t *txns) lso(hw int64) int64 {
+	lso := hw
+	for _, first := range t.open {
+		lso = min(lso, first)
+	}
+	return lso
+}
+
+// abortedIn returns the aborted transactions a read of [from, upto) must
+// skip: those whose marker is at or after from and whose first record is
+// before upto, in marker order (what Kafka's collectAbortedTxns answers).
+func (t *txns) abortedIn(from, upto int64) []AbortedTxn {
+	i, _ := slices.BinarySearchFunc(t.aborted, from, func(a AbortedTxn, off int64) int {
+		switch {
+		case a.LastOffset < off:
+			return -1
+		case a.LastOffset > off:
+			return 1
+		}
+		return 0
+	})
+	var out []AbortedTxn
+	for _, a := range t.aborted[i:] {
+		if a.FirstOffset < upto {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// reset forgets everything, before the state is rebuilt from the log.
+func (t *txns) reset() {
+	clear(t.open)
+	t.aborted = t.aborted[:0]
+}
+
+// AppendMarker writes a transaction marker for producerID at epoch as this
+// partition's leader (what Kafka's WriteTxnMarkers does on each leader): a
+// control batch closing the producer's open transaction, committed or
+// aborted, and returns once the high watermark passes it (acks=all). A
+// marker of an older epoch than the producer's on this partition is
+// INVALID_PRODUCER_EPOCH; a marker for a producer with no open transaction
+// is written and changes nothing, so retries are harmless.
+func (r *Replica) AppendMarker(ctx context.Context, producerID int64, epoch int16, commit bool, coordinatorEpoch int32) error {
+	batch := records.BuildMarker(producerID, epoch, commit, coordinatorEpoch, r.cfg.Now().UnixMilli())
+	h, err := log.ParseBatchHeader(batch)
+	if err != nil {
+		return fmt.Errorf("%s-%d: marker: %w", r.cfg.Topic, r.cfg.Partition, err)
+	}
+	_, last, leaderEpoch, err := r.write(batch, h, -1)
+	if err != nil {
+		return err
+	}
+	return r.waitHW(ctx, last, leaderEpoch)
+}
+
+// LastStableOffset is the partition's last stable offset: read_committed
+// consumers read below it. It is the first offset of the earliest open
+// transaction, or the high watermark.
+func (r *Replica) LastStableOffset() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.txns.lso(r.hw)
+}
+
+// AbortedTransactions returns the aborted transactions a read_committed
+// fetch of [from, upto) must filter out (Fetch's AbortedTransactions).
+func (r *Replica) AbortedTransactions(from, upto int64) []AbortedTxn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.txns.abortedIn(from, upto)
+}

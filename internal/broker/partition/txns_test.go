@@ -1,0 +1,224 @@
+package partition
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"reflect"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kafkaguard/kafkaguard/internal/broker/log"
+	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
+)
+
+const (
+	attrTxn     = 0x10
+	attrControl = 0x20
+)
+
+func txnBatch(pid int64, base, last int64) log.BatchHeader {
+	return log.BatchHeader{BaseOffset: base, LastOffsetDelta: int32(last - base), Attributes: attrTxn, ProducerID: pid}
+}
+
+func markerAt(pid int64, off int64) log.BatchHeader {
+	return log.BatchHeader{BaseOffset: off, Attributes: attrTxn | attrControl, ProducerID: pid}
+}
+
+func TestLastStableOffsetStopsAtTheEarliestOpenTransaction(t *testing.T) {
+	ts := newTxns()
+	if got := ts.lso(10); got != 10 {
+		t.Fatalf("no transactions: LSO %d, want the high watermark 10", got)
+	}
+	ts.observe(log.BatchHeader{BaseOffset: 0, LastOffsetDelta: 1, ProducerID: 9}, false) // idempotent, not transactional
+	ts.observe(txnBatch(1, 2, 3), false)
+	ts.observe(txnBatch(2, 4, 4), false)
+	ts.observe(txnBatch(1, 5, 6), false) // the same open transaction of producer 1
+	if got := ts.lso(7); got != 2 {
+		t.Fatalf("producers 1 (from 2) and 2 (from 4) open: LSO %d, want 2", got)
+	}
+	if got := ts.lso(1); got != 1 {
+		t.Fatalf("high watermark below the open transactions: LSO %d, want 1", got)
+	}
+	ts.observe(markerAt(1, 7), true)
+	if got := ts.lso(8); got != 4 {
+		t.Fatalf("producer 1 committed: LSO %d, want 4", got)
+	}
+	ts.observe(markerAt(2, 8), false)
+	if got := ts.lso(9); got != 9 {
+		t.Fatalf("all closed: LSO %d, want 9", got)
+	}
+	// A repeated marker changes nothing.
+	ts.observe(markerAt(2, 9), false)
+	if want := []AbortedTxn{{ProducerID: 2, FirstOffset: 4, LastOffset: 8}}; !reflect.DeepEqual(ts.aborted, want) {
+		t.Fatalf("aborted %+v, want %+v", ts.aborted, want)
+	}
+}
+
+func TestAbortedInListsTheAbortsOverlappingARead(t *testing.T) {
+	ts := newTxns()
+	// Producer 1 aborts [0..3], producer 2 commits [1..5], producer 3 aborts [4..9].
+	ts.observe(txnBatch(1, 0, 0), false)
+	ts.observe(txnBatch(2, 1, 1), false)
+	ts.observe(markerAt(1, 3), false)
+	ts.observe(txnBatch(3, 4, 4), false)
+	ts.observe(markerAt(2, 5), true)
+	ts.observe(markerAt(3, 9), false)
+	a1, a3 := AbortedTxn{1, 0, 3}, AbortedTxn{3, 4, 9}
+	for _, tc := range []struct {
+		from, upto int64
+		want       []AbortedTxn
+	}{
+		{0, 10, []AbortedTxn{a1, a3}},
+		{3, 4, []AbortedTxn{a1}},  // a1's marker is in the read, a3 starts after it
+		{4, 10, []AbortedTxn{a3}}, // a1 ended before the read
+		{10, 20, nil},             // everything ended before
+		{0, 4, []AbortedTxn{a1}},  // a3 starts at the end of the read
+		{5, 6, []AbortedTxn{a3}},  // inside a3
+	} {
+		if got := ts.abortedIn(tc.from, tc.upto); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("abortedIn(%d, %d) = %+v, want %+v", tc.from, tc.upto, got, tc.want)
+		}
+	}
+	ts.reset()
+	if len(ts.open) != 0 || len(ts.aborted) != 0 {
+		t.Fatal("reset kept state")
+	}
+}
+
+// txnData is a transactional batch of n records of producer p.
+func txnData(n int, p records.Producer) []byte {
+	b := batch(n, p)
+	binary.BigEndian.PutUint16(b[21:], binary.BigEndian.Uint16(b[21:])|attrTxn)
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+func mustAppend(t *testing.T, r *Replica, b []byte) int64 {
+	t.Helper()
+	res, err := r.Append(t.Context(), b, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.BaseOffset
+}
+
+func TestMarkersCloseTransactionsOnTheLeaderAfterARestartAndOnAFollower(t *testing.T) {
+	f := newFixture(t, 1)
+	r := f.leader(t, 1)
+	ctx := t.Context()
+	mustAppend(t, r, txnData(2, records.Producer{ID: 7, Epoch: 0, Sequence: 0})) // 0-1
+	mustAppend(t, r, batch(1, plain))                                            // 2
+	if lso, hw := r.LastStableOffset(), r.HighWatermark(); lso != 0 || hw != 3 {
+		t.Fatalf("open transaction at 0: LSO %d, HW %d; want 0 and 3", lso, hw)
+	}
+	if err := r.AppendMarker(ctx, 7, 0, false, 0); err != nil { // 3
+		t.Fatal(err)
+	}
+	if lso := r.LastStableOffset(); lso != 4 {
+		t.Fatalf("after the abort marker: LSO %d, want 4", lso)
+	}
+	mustAppend(t, r, txnData(1, records.Producer{ID: 8, Epoch: 0, Sequence: 0})) // 4
+	if err := r.AppendMarker(ctx, 8, 0, true, 0); err != nil {                   // 5
+		t.Fatal(err)
+	}
+	// After its commit, producer 8 goes on with its sequence in the same epoch.
+	mustAppend(t, r, txnData(1, records.Producer{ID: 8, Epoch: 0, Sequence: 1})) // 6, left open
+	want := []AbortedTxn{{ProducerID: 7, FirstOffset: 0, LastOffset: 3}}
+	if got := r.AbortedTransactions(0, 7); !reflect.DeepEqual(got, want) || r.LastStableOffset() != 6 {
+		t.Fatalf("aborted %+v, LSO %d; want %+v and 6", got, r.LastStableOffset(), want)
+	}
+	// A marker of a newer epoch fences producer 7's older one on this partition.
+	if err := r.AppendMarker(ctx, 7, 1, false, 0); err != nil { // 7, no open transaction: no change
+		t.Fatal(err)
+	}
+	if _, err := r.Append(ctx, txnData(1, records.Producer{ID: 7, Epoch: 0, Sequence: 2}), -1); !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Fatalf("zombie batch after a fencing marker: %v, want INVALID_PRODUCER_EPOCH", err)
+	}
+	if err := r.AppendMarker(ctx, 7, 0, true, 0); !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Fatalf("marker of an older epoch: %v, want INVALID_PRODUCER_EPOCH", err)
+	}
+	leaderLog, err := r.Log().Read(0, 1<<20, r.Log().EndOffset())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A restarted replica rebuilds the same transactions from its log.
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r2 := f.open(t)
+	if got := r2.AbortedTransactions(0, 8); !reflect.DeepEqual(got, want) || !reflect.DeepEqual(r2.txns.open, map[int64]int64{8: 6}) {
+		t.Fatalf("after a restart: aborted %+v, open %v", got, r2.txns.open)
+	}
+
+	// A follower replicating the log has the same.
+	g := newFixture(t, 1)
+	g.cfg.BrokerID = 2
+	fol := g.open(t)
+	fol.Apply(meta.Partition{Replicas: []int32{1, 2}, ISR: []int32{1, 2}, Leader: 1, LeaderEpoch: 1, Epoch: 1})
+	if err := fol.AppendReplicated(leaderLog, 8, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := fol.AbortedTransactions(0, 8); !reflect.DeepEqual(got, want) || fol.LastStableOffset() != 6 {
+		t.Fatalf("follower: aborted %+v, LSO %d", got, fol.LastStableOffset())
+	}
+	// Truncating below the commit marker reopens producer 8's transaction.
+	if err := fol.TruncateTo(5, 1); err != nil {
+		t.Fatal(err)
+	}
+	if lso := fol.LastStableOffset(); lso != 4 {
+		t.Fatalf("after truncating the commit marker away: LSO %d, want 4", lso)
+	}
+}
+
+func TestReadCommittedStopsAtTheLastStableOffsetAndListsTheAborts(t *testing.T) {
+	f := newFixture(t, 1)
+	r := f.leader(t, 1)
+	mustAppend(t, r, txnData(2, records.Producer{ID: 7, Epoch: 0, Sequence: 0})) // 0-1, aborted below
+	mustAppend(t, r, txnData(1, records.Producer{ID: 8, Epoch: 0, Sequence: 0})) // 2, open
+	if err := r.AppendMarker(t.Context(), 7, 0, false, 0); err != nil {          // 3
+		t.Fatal(err)
+	}
+	mustAppend(t, r, batch(1, plain)) // 4
+	read := func(committed bool) ReadResult {
+		t.Helper()
+		res, err := r.Read(FetchRequest{Offset: 0, MaxBytes: 1 << 20, ReplicaID: -1, CurrentLeaderEpoch: -1, ReadCommitted: committed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	lastOffset := func(res ReadResult) int64 {
+		t.Helper()
+		bs, err := records.Decode(res.Records)
+		if err != nil || len(bs) == 0 {
+			return -1
+		}
+		b := bs[len(bs)-1]
+		return b.FirstOffset + int64(b.LastOffsetDelta)
+	}
+	uncommitted, committed := read(false), read(true)
+	if lastOffset(uncommitted) != 4 || uncommitted.AbortedTransactions != nil {
+		t.Fatalf("read_uncommitted: up to %d, aborted %v; want everything to 4 and no aborted list", lastOffset(uncommitted), uncommitted.AbortedTransactions)
+	}
+	want := []AbortedTxn{{ProducerID: 7, FirstOffset: 0, LastOffset: 3}}
+	if lastOffset(committed) != 1 || committed.LastStableOffset != 2 || !reflect.DeepEqual(committed.AbortedTransactions, want) {
+		t.Fatalf("read_committed: up to %d, LSO %d, aborted %v; want up to 1, LSO 2, %v",
+			lastOffset(committed), committed.LastStableOffset, committed.AbortedTransactions, want)
+	}
+	if off, _, err := r.OffsetLookup(-1, -1, true); err != nil || off != 2 {
+		t.Fatalf("ListOffsets latest read_committed: %d, %v; want the LSO 2", off, err)
+	}
+	if off, _, err := r.OffsetLookup(-1, -1, false); err != nil || off != 5 {
+		t.Fatalf("ListOffsets latest read_uncommitted: %d, %v; want the HW 5", off, err)
+	}
+	if err := r.AppendMarker(t.Context(), 8, 0, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := read(true); lastOffset(res) != 5 || res.LastStableOffset != 6 {
+		t.Fatalf("after the commit: read_committed up to %d, LSO %d; want 5 and 6", lastOffset(res), res.LastStableOffset)
+	}
+}

@@ -1,0 +1,89 @@
+// Package txn is the transaction coordinator of the bundled broker: the state
+// of each transactional id (KIP-98, with KIP-447's group-aware offsets), kept
+// with the semantics of Apache Kafka 4.4's TransactionCoordinator,
+// TransactionMetadata and TransactionStateManager, classic flow
+// (transaction.version 1; KIP-890 part 2 is not implemented).
+//
+// This package is built in slices. What exists today:
+//
+//   - [State] and [CanTransition]: Kafka's eight states and its table of
+//     legal previous states.
+//   - [Metadata]: one transactional id's state, and its pure transitions
+//     ([Metadata.InitProducerID], [Metadata.Fence], [Metadata.AddPartitions],
+//     [Metadata.EndTxn], [Metadata.Complete]). Each returns the next
+//     metadata without changing its receiver, or a kerr error the client
+//     gets (PRODUCER_FENCED, INVALID_PRODUCER_ID_MAPPING, INVALID_TXN_STATE,
+//     CONCURRENT_TRANSACTIONS), so the coordinator can persist the next
+//     state first and make it visible only once it is durable.
+//   - [Encode] and [Decode]: records of the internal __transaction_state
+//     topic in Kafka's own TransactionLogKey / TransactionLogValue formats
+//     (kmsg's TxnMetadataKey and TxnMetadataValue), and [PartitionFor].
+//   - [Coordinator]: serves InitProducerID with a transactional id,
+//     AddPartitionsToTxn (v0-3), AddOffsetsToTxn and EndTxn (v0-4) for the
+//     partitions loaded into it ([Coordinator.Load] replays one with a
+//     group.Replay and persists through a group.Store, the interfaces of the
+//     group coordinator), writes markers through a [MarkerWriter] in the
+//     background, resumes prepared transactions on load, and aborts timed-out
+//     ones ([Coordinator.AbortTimedOut]). The server wires it like the group
+//     coordinator (internal/broker/server/txns.go).
+//
+// # The design the next slices follow
+//
+// State machine. A transactional id is Empty after InitProducerID, Ongoing
+// once AddPartitionsToTxn or AddOffsetsToTxn names a partition, then
+// PrepareCommit or PrepareAbort on EndTxn. In a Prepare state the
+// coordinator writes a marker (a control batch whose key is COMMIT or ABORT,
+// with the producer's id and epoch) to every partition of the transaction
+// through the partition leaders (WriteTxnMarkers), and when all are written
+// moves to CompleteCommit or CompleteAbort. While a Prepare state lasts,
+// InitProducerID, AddPartitionsToTxn and EndTxn answer
+// CONCURRENT_TRANSACTIONS and the client retries. InitProducerID on an
+// Ongoing transaction, and a transaction open past its timeout, fence: the
+// epoch is bumped (PrepareEpochFence, kept in memory only) and the
+// transaction is aborted with the bumped epoch, so the old producer's
+// requests get PRODUCER_FENCED. Dead is a transactional id being expired.
+//
+// Durability. The coordinator of a transactional id is the leader of its
+// __transaction_state partition ([PartitionFor], Kafka's hash, as groups use
+// for __consumer_offsets). The topic is created like the offsets topic (RF =
+// min(3, brokers), min.insync.replicas 2 where possible). Every transition
+// except PrepareEpochFence is appended with acks=all before it is applied in
+// memory or answered, exactly as internal/broker/group's Store does for
+// groups; a broker that becomes leader of a partition replays it ([Decode]
+// each record, the last one of an id wins, a tombstone removes it) and then
+// resumes every transaction left in PrepareCommit or PrepareAbort by writing
+// its markers again (markers are idempotent for the partitions: a second
+// marker of the same producer epoch finds no open transaction). An Ongoing
+// transaction found on load keeps running until it ends or times out.
+//
+// The partition side (next slices, in internal/broker/partition and log):
+// each partition tracks, per producer id, the first offset of its open
+// transaction; the last stable offset (LSO) is the smallest such offset, else
+// the high watermark; a marker closes the producer's transaction and, for an
+// abort, records (producer id, first offset, last offset) in the
+// aborted-transactions index. Fetch with read_committed answers up to the LSO
+// with the aborted transactions that overlap the answer; ListOffsets latest
+// with read_committed answers the LSO. TxnOffsetCommit keeps offsets pending
+// in the group coordinator until the marker for the group's offsets
+// partition makes them visible (commit) or drops them (abort).
+//
+// # Not yet (in the order the next slices should take them)
+//
+//   - TxnOffsetCommit and AddOffsetsToTxn on the wire (the coordinator side,
+//     [Coordinator.AddOffsetsToTxn], exists): the group coordinator must
+//     persist transactional offset commits in a transactional batch of the
+//     producer (sequence -1, written without the sequence check), keep them
+//     pending per producer, apply or drop them when the marker reaches its
+//     __consumer_offsets partition (and on replay), and answer OffsetFetch
+//     with RequireStable UNSTABLE_OFFSET_COMMIT meanwhile (KIP-447). Then
+//     franz-go's GroupTransactSession can be tested.
+//   - Coordinator epochs: markers carry 0; Kafka fences a deposed
+//     coordinator's late markers with the coordinator epoch of the
+//     __transaction_state partition (its leader epoch).
+//   - DescribeProducers; the .txnindex and producer snapshots (partitions
+//     rebuild their transactions by scanning the log); KIP-890 partition
+//     verification; transactional.id expiration (Dead).
+//
+// Nothing in this package panics on any input; records it cannot decode are
+// reported as errors.
+package txn
