@@ -18,7 +18,6 @@ import (
 // them — the proof that the checker can fail at all.
 func TestRunUnderFaults(t *testing.T) {
 	t.Parallel()
-	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	tests := []struct {
 		preset   produce.Preset
 		client   Client
@@ -34,6 +33,8 @@ func TestRunUnderFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.preset.String()+"/"+string(tt.client)+"/"+string(tt.fault), func(t *testing.T) {
+			t.Parallel()
+			c := kafkatest.NewCluster(t, kafkatest.Brokers(3)) // its own: the runs' faults must not meet
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			var mu sync.Mutex
