@@ -28,6 +28,13 @@ const kafkaScript = "../../../integration/kafka/kafka.sh"
 // through kafka.sh. It skips the test unless Java is installed and either
 // KAFKAGUARD_JAVA_TOOLS=1 is set (kafka.sh then fetches the jars if needed) or the jar cache is
 // already complete.
+// javaFetch is the one "kafka.sh fetch" of this test binary.
+var javaFetch struct {
+	once sync.Once
+	out  []byte
+	err  error
+}
+
 func javaTools(t *testing.T) func(ctx context.Context, class string, args ...string) *exec.Cmd {
 	t.Helper()
 	if testing.Short() {
@@ -43,9 +50,13 @@ func javaTools(t *testing.T) func(ctx context.Context, class string, args ...str
 	if os.Getenv("KAFKAGUARD_JAVA_TOOLS") != "1" && !kafkaJarsCached() {
 		t.Skip("Kafka's jars are not cached: set KAFKAGUARD_JAVA_TOOLS=1 (fetches them with integration/kafka/kafka.sh; CI does) or run `integration/kafka/kafka.sh fetch`")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "bash", script, "fetch").CombinedOutput(); err != nil {
+	// One fetch for the package's Java tests, which run in parallel.
+	javaFetch.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		javaFetch.out, javaFetch.err = exec.CommandContext(ctx, "bash", script, "fetch").CombinedOutput()
+	})
+	if out, err := javaFetch.out, javaFetch.err; err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ExitCode() == 69 {
 			t.Skipf("kafka.sh: a prerequisite is missing:\n%s", out)
@@ -111,6 +122,7 @@ func javaTopic(ctx context.Context, t *testing.T, topic string, partitions int32
 }
 
 func TestJavaConsoleProducerAndConsumerRoundTrip(t *testing.T) {
+	t.Parallel()
 	tool := javaTools(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -270,6 +282,7 @@ func (l *eventLog) named(name string) []verifiableEvent {
 // acknowledged value is consumed, at the offset it was acknowledged at, and no value is stored
 // twice.
 func TestJavaVerifiableProducerAndConsumerLoseNothingWhenABrokerIsKilled(t *testing.T) {
+	t.Parallel()
 	tool := javaTools(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -65,6 +65,7 @@ func unsecuredToken() string { return sasl.UnsecuredToken("alice", time.Hour) }
 // franz-go authenticates with each mechanism over TLS, produces and reads back; a wrong
 // password is refused with SASL_AUTHENTICATION_FAILED.
 func TestSASLOverTLSFranzGoAuthenticatesWithEachMechanism(t *testing.T) {
+	t.Parallel()
 	s := startSecured(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -140,6 +141,7 @@ func (saramaToken) Token() (*sarama.AccessToken, error) {
 // sarama authenticates with each mechanism over TLS (SaslHandshake v1), produces and reads
 // back; a wrong password is refused.
 func TestSASLOverTLSSaramaAuthenticatesWithEachMechanism(t *testing.T) {
+	t.Parallel()
 	s := startSecured(t, 1)
 	config := func(mech sarama.SASLMechanism, pass string) *sarama.Config {
 		cfg := saramaConfig(sarama.V3_6_0_0)
@@ -198,6 +200,7 @@ func TestSASLOverTLSSaramaAuthenticatesWithEachMechanism(t *testing.T) {
 // SCRAM user who can then write too; with a wrong password the producer fails authentication
 // and writes nothing.
 func TestSASLOverTLSJavaConsoleProducerWithAClientPropertiesFile(t *testing.T) {
+	t.Parallel()
 	tool := javaTools(t)
 	s := startSecured(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -261,6 +264,7 @@ func TestSASLOverTLSJavaConsoleProducerWithAClientPropertiesFile(t *testing.T) {
 // SCRAM-SHA-256 (a user the broker derives credentials for from its users), and OAUTHBEARER
 // with an unsecured token, as Kafka's default login callback makes one.
 func TestSASLOverTLSJavaConsoleClientsWithEachMechanism(t *testing.T) {
+	t.Parallel()
 	tool := javaTools(t)
 	s := startSecured(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
