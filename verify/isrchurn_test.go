@@ -45,6 +45,7 @@ func isrChurnShape() Shape {
 // one exploration; under -race seed 1 missed and seed 2 lost 71. Each seed runs on both clusters
 // at once, about eight seconds; the test takes 8 to 16 s.
 func TestRandomSchedulesFindTheLossOfAPendingISRJoin(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the bundled cluster for eight seconds or more a seed")
 	}
