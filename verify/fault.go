@@ -74,20 +74,21 @@ var ErrUnknownFault = errors.New("verify: unknown fault schedule")
 // ParseFault returns the fault schedule with the given name, such as
 // "kill-leader". Case is ignored.
 func ParseFault(name string) (Fault, error) {
-	for _, f := range AllFaults() {
-		if strings.EqualFold(name, string(f)) {
-			return f, nil
-		}
-	}
-	return "", fmt.Errorf("%w %q (want one of %s)", ErrUnknownFault, name, joinFaults(AllFaults()))
+	return parseNamed(name, AllFaults(), func(f Fault) string { return string(f) }, ErrUnknownFault)
 }
 
-func joinFaults(fs []Fault) string {
-	s := make([]string, len(fs))
-	for i, f := range fs {
-		s[i] = string(f)
+// parseNamed returns the element of all whose name (case ignored) is name, or an error wrapping
+// unknown that lists every name: the one parser of verify's named values.
+func parseNamed[T any](name string, all []T, nameOf func(T) string, unknown error) (T, error) {
+	names := make([]string, len(all))
+	for i, v := range all {
+		if strings.EqualFold(name, nameOf(v)) {
+			return v, nil
+		}
+		names[i] = nameOf(v)
 	}
-	return strings.Join(s, ", ")
+	var zero T
+	return zero, fmt.Errorf("%w %q (want one of %s)", unknown, name, strings.Join(names, ", "))
 }
 
 // Ops returns the operations the schedule needs from a [FaultInjector],

@@ -42,12 +42,7 @@ var ErrUnknownWorkload = errors.New("verify: unknown workload")
 // ParseWorkloadKind returns the workload kind with the given name, "producer"
 // or "queue". Case is ignored.
 func ParseWorkloadKind(name string) (WorkloadKind, error) {
-	for _, w := range []WorkloadKind{WorkloadProducer, WorkloadQueue} {
-		if strings.EqualFold(name, string(w)) {
-			return w, nil
-		}
-	}
-	return "", fmt.Errorf("%w %q (want producer or queue)", ErrUnknownWorkload, name)
+	return parseNamed(name, []WorkloadKind{WorkloadProducer, WorkloadQueue}, func(w WorkloadKind) string { return string(w) }, ErrUnknownWorkload)
 }
 
 // Defaults of [QueueConfig].
@@ -678,12 +673,5 @@ func Orders() []consume.Order {
 // ParseOrder returns the order mode with the given name, such as
 // "KeyOrder". Case is ignored.
 func ParseOrder(name string) (consume.Order, error) {
-	var names []string
-	for _, o := range Orders() {
-		if strings.EqualFold(name, o.String()) {
-			return o, nil
-		}
-		names = append(names, o.String())
-	}
-	return 0, fmt.Errorf("%w %q (want one of %s)", ErrUnknownOrder, name, strings.Join(names, ", "))
+	return parseNamed(name, Orders(), consume.Order.String, ErrUnknownOrder)
 }

@@ -40,12 +40,7 @@ var ErrUnknownClient = errors.New("verify: unknown client")
 // ParseClient returns the client with the given name, "franz-go" or
 // "sarama". Case is ignored.
 func ParseClient(name string) (Client, error) {
-	for _, c := range []Client{ClientFranzGo, ClientSarama} {
-		if strings.EqualFold(name, string(c)) {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("%w %q (want franz-go or sarama)", ErrUnknownClient, name)
+	return parseNamed(name, []Client{ClientFranzGo, ClientSarama}, func(c Client) string { return string(c) }, ErrUnknownClient)
 }
 
 // Defaults of [Config].
