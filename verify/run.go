@@ -710,11 +710,16 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client, origin time.Tim
 
 // stableEndOffsets lists the topic's end offsets until two answers a
 // moment apart agree: a record sent with acks=0 counts as sent once it left
-// the client, and the broker may still be appending it. Retriable errors
-// (OFFSET_NOT_AVAILABLE from a new leader whose high watermark has not yet
-// caught up, NOT_LEADER_OR_FOLLOWER during an election) are asked again.
+// the client, and the broker may still be appending it. Errors are asked
+// again until ctx ends, unless Kafka answered with a code that cannot pass
+// (see permanentKafkaError): OFFSET_NOT_AVAILABLE from a new leader whose high
+// watermark has not yet caught up, NOT_LEADER_OR_FOLLOWER during an election,
+// and a refused dial to a leader that metadata still names after it was
+// killed (a broker applies a fencing a moment after the controller decides
+// it) all pass.
 func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm.ListedOffsets, error) {
 	var prev map[int32]int64
+	var last error
 	for {
 		ends, err := adm.ListEndOffsets(ctx, topic)
 		if err == nil {
@@ -722,10 +727,10 @@ func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm
 		}
 		var cur map[int32]int64
 		switch {
-		case err != nil && !kerr.IsRetriable(err):
+		case err != nil && permanentKafkaError(err):
 			return nil, fmt.Errorf("verify: end offsets of %s: %w", topic, err)
 		case err != nil:
-			prev = nil
+			prev, last = nil, err
 		default:
 			cur = map[int32]int64{}
 			ends.Each(func(o kadm.ListedOffset) { cur[o.Partition] = o.Offset })
@@ -736,10 +741,26 @@ func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm
 		prev = cur
 		select {
 		case <-ctx.Done():
+			if last != nil {
+				return nil, fmt.Errorf("verify: end offsets of %s: %w (last answer: %v)", topic, ctx.Err(), last)
+			}
 			return nil, fmt.Errorf("verify: end offsets of %s: %w", topic, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// permanentKafkaError reports whether err, or one of the pieces of a sharded
+// request in it, is a Kafka error code that asking again cannot change
+// (an authorization failure, an unsupported version). Transport errors and
+// retriable codes are not.
+func permanentKafkaError(err error) bool {
+	var shards *kadm.ShardErrors
+	if errors.As(err, &shards) {
+		return slices.ContainsFunc(shards.Errs, func(s kadm.ShardError) bool { return permanentKafkaError(s.Err) })
+	}
+	var ke *kerr.Error
+	return errors.As(err, &ke) && !ke.Retriable
 }
 
 // progressor reports progress at every stage and periodically.
