@@ -84,7 +84,9 @@ func newProducer(t *testing.T, c *kafkatest.Cluster, p produce.Preset, opts ...k
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	pr, err := produce.New(ctx, p, append([]kgo.Opt{kgo.SeedBrokers(c.Bootstrap()...)}, opts...)...)
+	// A refused or failed request makes the client refresh its metadata before the retry;
+	// a 100 ms cache lets the retry go out then rather than after franz-go's default 5 s.
+	pr, err := produce.New(ctx, p, append([]kgo.Opt{kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatalf("New(%v): %v", p, err)
 	}

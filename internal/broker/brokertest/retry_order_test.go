@@ -46,6 +46,7 @@ func TestRetriesReorderOnlyWithoutIdempotenceAndWithSeveralRequestsInFlight(t *t
 				kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),
 				kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0),
 				kgo.RecordRetries(math.MaxInt), kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond }),
+				kgo.MetadataMinAge(100 * time.Millisecond), // a refused request refreshes metadata before its retry
 			}, tc.opts...)...)
 			if err != nil {
 				t.Fatal(err)
