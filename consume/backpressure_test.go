@@ -18,6 +18,7 @@ import (
 // fetching is paused once it is full of the stuck key's records, and when
 // the key is released everything is handled in order.
 func TestStuckKeyKeepsMemoryBoundedAndPausesFetching(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group, maxBuffered = "stuck", "g-stuck", 20
 	newTopic(t, c, topic, 1)
@@ -116,6 +117,7 @@ func TestStuckKeyKeepsMemoryBoundedAndPausesFetching(t *testing.T) {
 // TestSaramaStuckKeyKeepsMemoryBounded: with sarama the claim stops
 // reading its Messages channel while the buffer is full.
 func TestSaramaStuckKeyKeepsMemoryBounded(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group, maxBuffered = "sarama-stuck", "g-sarama-stuck", 20
 	newTopic(t, c, topic, 1)

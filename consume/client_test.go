@@ -18,6 +18,7 @@ import (
 // commits every record like one that creates its client, and leaves the
 // client open for the application, which closes it.
 func TestConsumerOnTheApplicationsClientCommitsAndLeavesItOpen(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group = "own-client", "g-own-client"
 	newTopic(t, c, topic, 3)
@@ -56,6 +57,7 @@ func TestConsumerOnTheApplicationsClientCommitsAndLeavesItOpen(t *testing.T) {
 }
 
 func TestClientIsRefusedWithoutItsHooks(t *testing.T) {
+	t.Parallel()
 	nop := func(context.Context, *kgo.Record) error { return nil }
 	base := []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1"), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")}
 	plain, err := kgo.NewClient(base...)

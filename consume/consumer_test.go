@@ -16,6 +16,7 @@ import (
 )
 
 func TestOrderKeptUnderRandomHandlerLatencies(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	for _, tc := range []struct {
 		order consume.Order

@@ -21,6 +21,7 @@ import (
 // queued behind it run for the first time, and no record that completed
 // above the committed offset runs twice.
 func TestRestartAfterCrashRerunsOnlyTheRecordInFlight(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group = "crash", "g-crash"
 	newTopic(t, c, topic, 1)
@@ -110,6 +111,7 @@ func TestRestartAfterCrashRerunsOnlyTheRecordInFlight(t *testing.T) {
 // and restarts it: every record is handled, and no record the last commit
 // names as done (below the offset or in the metadata) runs again.
 func TestCrashAtARandomPointLosesNothing(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group = "crash-random", "g-crash-random"
 	newTopic(t, c, topic, 3)

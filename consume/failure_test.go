@@ -20,6 +20,7 @@ import (
 var errPoison = errors.New("poison record")
 
 func TestFailingHandlerBlocksOnlyWhatItsOrderKeepsBehind(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	for _, tc := range []struct {
 		order  consume.Order
@@ -175,6 +176,7 @@ func (p *memParker) Park(_ context.Context, r *kgo.Record, err error) error {
 }
 
 func TestRetryPathTakesFailedRecordsAndTheRestGoesOn(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group = "parked", "g-parked"
 	newTopic(t, c, topic, 1)
@@ -246,6 +248,7 @@ func TestRetryPathTakesFailedRecordsAndTheRestGoesOn(t *testing.T) {
 }
 
 func TestAPanickingHandlerIsParkedLikeAFailingOne(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group = "panics", "g-panics"
 	newTopic(t, c, topic, 1)

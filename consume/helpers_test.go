@@ -47,7 +47,7 @@ func keyed(keys, perKey int) []*kgo.Record {
 // returns them with their partitions and offsets set.
 func produce(t testing.TB, c *kafkatest.Cluster, topic string, rs []*kgo.Record) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func (r *running) shutdown(t testing.TB) error {
 // committed reads a group's committed offsets and metadata.
 func committed(t testing.TB, c *kafkatest.Cluster, group string) kadm.OffsetResponses {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 )
 
 func TestNewRefusesContradictoryOptions(t *testing.T) {
+	t.Parallel()
 	nop := func(context.Context, *kgo.Record) error { return nil }
 	seeds := kgo.SeedBrokers("127.0.0.1:1")
 	callback := func(context.Context, *kgo.Client, map[string][]int32) {}
@@ -69,6 +70,7 @@ func TestNewRefusesContradictoryOptions(t *testing.T) {
 }
 
 func TestNewAcceptsTheUsersOwnDisableAutoCommit(t *testing.T) {
+	t.Parallel()
 	c, err := consume.New(func(context.Context, *kgo.Record) error { return nil },
 		consume.KgoOpts(kgo.SeedBrokers("127.0.0.1:1"), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t"),
 			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll()))

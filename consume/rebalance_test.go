@@ -19,6 +19,7 @@ import (
 // first: every record is handled exactly once, each key in order, and no
 // key ever runs on both members at once.
 func TestRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name      string
 		balancers []kgo.GroupBalancer

@@ -84,6 +84,7 @@ func startSaramaWith(t testing.TB, c *kafkatest.Cluster, cfg *sarama.Config, gro
 }
 
 func TestSaramaHandlerKeepsKeyOrderAndCommitsHandledOffsets(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group, keys, perKey = "sarama-order", "g-sarama-order", 30, 20
 	newTopic(t, c, topic, 3)
@@ -128,6 +129,7 @@ func TestSaramaHandlerKeepsKeyOrderAndCommitsHandledOffsets(t *testing.T) {
 }
 
 func TestSaramaHandlerFailureBlocksOnlyItsKeyAndHoldsTheCommit(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group = "sarama-fail", "g-sarama-fail"
 	newTopic(t, c, topic, 1)
@@ -196,6 +198,7 @@ func TestSaramaHandlerFailureBlocksOnlyItsKeyAndHoldsTheCommit(t *testing.T) {
 // metadata, and resumes with the other client: only the stuck record and
 // those behind it run.
 func TestConsumerAndSaramaHandlerResumeEachOther(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	for _, tc := range []struct{ first, second string }{{"kgo", "sarama"}, {"sarama", "kgo"}} {
 		t.Run(tc.first+" then "+tc.second, func(t *testing.T) {
@@ -268,6 +271,7 @@ func TestConsumerAndSaramaHandlerResumeEachOther(t *testing.T) {
 }
 
 func TestNewSaramaRefusesContradictoryOptions(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	nop := func(context.Context, *sarama.ConsumerMessage) error { return nil }
 	autoCommit := saramaConfig()
@@ -316,6 +320,7 @@ func TestNewSaramaRefusesContradictoryOptions(t *testing.T) {
 // counterpart of the Consumer's rebalance test: a second member joins while
 // records arrive, then the first leaves.
 func TestSaramaRebalanceMidStreamLosesNothingAndKeepsKeyOrder(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		strategy sarama.BalanceStrategy
@@ -444,6 +449,7 @@ func (c *fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
 // the message that never ran. The interleaving is a race, so the session is
 // played many times.
 func TestSaramaClaimStopsAfterAMessageItCouldNotDispatch(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	const topic, group = "sarama-stop", "g-sarama-stop"
 	newTopic(t, c, topic, 2)

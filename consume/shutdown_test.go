@@ -18,6 +18,7 @@ import (
 // the records it holds finish (or, past the drain timeout, are cancelled
 // and reported), and the final commit covers exactly the handled records.
 func TestShutdownDrainsAndCommitsWhatWasHandled(t *testing.T) {
+	t.Parallel()
 	c := kafkatest.NewCluster(t)
 	for _, tc := range []struct {
 		name    string

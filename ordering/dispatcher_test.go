@@ -70,6 +70,7 @@ func (c *concurrencyMeter) enter() {
 func (c *concurrencyMeter) exit() { c.now.Add(-1) }
 
 func TestOrderIsKeptUnderRandomLatency(t *testing.T) {
+	t.Parallel()
 	tps := []TopicPartition{{"t", 0}, {"t", 1}, {"u", 0}}
 	tests := []struct {
 		mode Mode
@@ -176,6 +177,7 @@ func TestOrderIsKeptUnderRandomLatency(t *testing.T) {
 // enough independent records, all workers must be busy at once; with records
 // that must run in sequence, never more than one.
 func TestConcurrencyReachesTheLimit(t *testing.T) {
+	t.Parallel()
 	const limit = 8
 	tests := []struct {
 		name    string
@@ -235,6 +237,7 @@ func TestConcurrencyReachesTheLimit(t *testing.T) {
 // records; other keys keep completing until the stuck key's records fill
 // the buffer, then Submit blocks until the key moves again.
 func TestSubmitBlocksWhenOneStuckKeyFillsTheBuffer(t *testing.T) {
+	t.Parallel()
 	const bound = 5
 	release := make(chan struct{})
 	var (
@@ -338,6 +341,7 @@ func (f *failingHandler) ran(key string) []int64 {
 }
 
 func TestFailureBlocksOnlyWhatTheModeOrdersBehindIt(t *testing.T) {
+	t.Parallel()
 	tp0, tp1 := TopicPartition{"t", 0}, TopicPartition{"t", 1}
 	tests := []struct {
 		mode    Mode
@@ -461,6 +465,7 @@ func TestFailureBlocksOnlyWhatTheModeOrdersBehindIt(t *testing.T) {
 }
 
 func TestHandlerPanicBecomesAFailure(t *testing.T) {
+	t.Parallel()
 	failures := make(chan Failure[string], 1)
 	d := newFailureDispatcher(t, func(context.Context, Message[string]) error { panic(errBad) },
 		func(f Failure[string]) { failures <- f })
@@ -512,6 +517,7 @@ func (g *gate) open() {
 }
 
 func TestRevokeWaitsForRunningRecordsAndReportsTheFinalCheckpoint(t *testing.T) {
+	t.Parallel()
 	g := newGate()
 	d := newDispatcher(t, g.handle, OrderBy(KeyOrder), Concurrency(4))
 	tp, other := TopicPartition{"t", 0}, TopicPartition{"t", 1}
@@ -593,6 +599,7 @@ func TestRevokeWaitsForRunningRecordsAndReportsTheFinalCheckpoint(t *testing.T) 
 }
 
 func TestRevokeGivesUpWhenItsContextEnds(t *testing.T) {
+	t.Parallel()
 	g := newGate()
 	d := newDispatcher(t, g.handle, Concurrency(2))
 	tp := TopicPartition{"t", 0}
@@ -626,6 +633,7 @@ func TestRevokeGivesUpWhenItsContextEnds(t *testing.T) {
 // restart: one key fails, the rest complete; the next session resumes from
 // the checkpoint and runs only the records that had not completed.
 func TestRestartSkipsRecordsThatCompletedAboveTheCommit(t *testing.T) {
+	t.Parallel()
 	tp := TopicPartition{"t", 0}
 	const n = 100
 	key := func(i int64) string { return fmt.Sprint("k", i%10) }
@@ -691,6 +699,7 @@ func TestRestartSkipsRecordsThatCompletedAboveTheCommit(t *testing.T) {
 }
 
 func TestCloseLeavesNoGoroutines(t *testing.T) {
+	t.Parallel()
 	before := runtime.NumGoroutine()
 	g := newGate()
 	d, err := New(g.handle, Concurrency(32))
@@ -748,6 +757,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 }
 
 func TestDispatcherRejectsMisuse(t *testing.T) {
+	t.Parallel()
 	d := newDispatcher(t, func(context.Context, Message[string]) error { return nil })
 	tp := TopicPartition{"t", 0}
 	ctx := testCtx(t)
@@ -784,6 +794,7 @@ func TestDispatcherRejectsMisuse(t *testing.T) {
 }
 
 func TestNewReportsEveryInvalidOption(t *testing.T) {
+	t.Parallel()
 	_, err := New[string](nil, OrderBy(Mode(7)), Concurrency(0), MaxBuffered(-1), MetadataMaxBytes(-1))
 	if !errors.Is(err, ErrInvalidOption) {
 		t.Fatalf("err = %v, want ErrInvalidOption", err)
@@ -808,6 +819,7 @@ func TestNewReportsEveryInvalidOption(t *testing.T) {
 // where it would make the new assignment refuse the lower offsets it starts
 // from and let the checkpoint pass records that never ran.
 func TestSubmitWaitingForRoomAcrossRevokeAndReassignIsRefused(t *testing.T) {
+	t.Parallel()
 	release, running := make(chan struct{}), make(chan struct{})
 	var (
 		mu  sync.Mutex

@@ -73,6 +73,7 @@ func checkClaims(t *testing.T, set SkipSet, committed int64, added []int64, done
 }
 
 func TestMetadataRoundTripNamesEveryDoneRecordAboveTheCommit(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		start     int64
@@ -108,6 +109,7 @@ func TestMetadataRoundTripNamesEveryDoneRecordAboveTheCommit(t *testing.T) {
 }
 
 func TestMetadataTruncationNeverClaimsUndoneRecords(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(7, 7))
 	tr, added, done := randomTracker(rng, 1000, 10000, 0.5)
 	full := tr.Checkpoint(math.MaxInt32)
@@ -153,6 +155,7 @@ func TestMetadataTruncationNeverClaimsUndoneRecords(t *testing.T) {
 }
 
 func TestMetadataWorstCaseFitsDefaultLimit(t *testing.T) {
+	t.Parallel()
 	// Every other record done: the longest encoding per record.
 	tr := NewTracker(0)
 	for o := range int64(200_000) {
@@ -176,6 +179,7 @@ func TestMetadataWorstCaseFitsDefaultLimit(t *testing.T) {
 }
 
 func TestResumedTrackerSkipsAndCarriesClaimsForward(t *testing.T) {
+	t.Parallel()
 	// Session 1: 0..9 added; 0 and 5 stay undone, the rest are done.
 	tr := NewTracker(0)
 	apply(t, tr, adds(0, 1, 2, 3, 4, 5, 6, 7, 8, 9))
@@ -223,6 +227,7 @@ func TestResumedTrackerSkipsAndCarriesClaimsForward(t *testing.T) {
 }
 
 func TestResumedTrackerClaimsStartingAtTheCommittedOffset(t *testing.T) {
+	t.Parallel()
 	// Committed 0 with 1..3 done; after 0 is done the commit moves to 1, which
 	// is itself claimed: the metadata must say so with a zero first gap.
 	tr, err := ResumeTracker(checkpointOf(t, 0, adds(0, 1, 2, 3), dones(1, 2, 3)))
@@ -250,6 +255,7 @@ func checkpointOf(t *testing.T, start int64, opss ...[]op) Checkpoint {
 }
 
 func TestResumeTrackerIgnoresUnusableMetadata(t *testing.T) {
+	t.Parallel()
 	good := checkpointOf(t, 5, adds(5, 6, 7), dones(7))
 	tests := []struct {
 		name string
@@ -292,6 +298,7 @@ func rawMetadata(vs ...uint64) string {
 }
 
 func TestDecodeMetadata(t *testing.T) {
+	t.Parallel()
 	const maxOff = uint64(math.MaxInt64)
 	tests := []struct {
 		name     string

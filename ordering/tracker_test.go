@@ -44,6 +44,7 @@ func apply(t *testing.T, tr *Tracker, ops []op) {
 }
 
 func TestTrackerCommittable(t *testing.T) {
+	t.Parallel()
 	cat := func(parts ...[]op) []op {
 		var all []op
 		for _, p := range parts {
@@ -90,6 +91,7 @@ func TestTrackerCommittable(t *testing.T) {
 }
 
 func TestTrackerRejectsMisuse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		start int64
@@ -131,6 +133,7 @@ func TestTrackerRejectsMisuse(t *testing.T) {
 // a direct computation after every step of random adds (with gaps) and
 // random completions.
 func TestTrackerMatchesModelUnderRandomCompletion(t *testing.T) {
+	t.Parallel()
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		start := int64(rng.IntN(100))
@@ -174,6 +177,7 @@ func TestTrackerMatchesModelUnderRandomCompletion(t *testing.T) {
 }
 
 func TestTrackerMemoryStaysBoundedBehindAStuckRecord(t *testing.T) {
+	t.Parallel()
 	tr := NewTracker(0)
 	apply(t, tr, adds(0)) // never done
 	rng := rand.New(rand.NewPCG(3, 3))

@@ -24,6 +24,7 @@ func actionMarker() *retry.Marker {
 }
 
 func TestHTTPPostSucceedsOnlyOn2xx(t *testing.T) {
+	t.Parallel()
 	status := http.StatusNoContent
 	var got *http.Request
 	var body string
@@ -79,6 +80,7 @@ func TestExecSucceedsOnExitZeroWithTheValueOnStdin(t *testing.T) {
 }
 
 func TestRepublishedRecordParkedAgainContinuesItsAttempts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "rep", 1)
 	ctx := context.Background()
 	h, err := retry.Republish(e.cl)

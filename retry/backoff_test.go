@@ -10,6 +10,7 @@ import (
 )
 
 func TestBackoffDelayGrowsExponentiallyWithinJitterAndCap(t *testing.T) {
+	t.Parallel()
 	b := Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2, Jitter: 0.25}
 	tests := []struct {
 		attempt int
@@ -49,6 +50,7 @@ func TestBackoffDelayGrowsExponentiallyWithinJitterAndCap(t *testing.T) {
 }
 
 func TestBackoffWithoutJitterIsExact(t *testing.T) {
+	t.Parallel()
 	b := Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 3}
 	for n, want := range map[int]time.Duration{1: time.Second, 2: 3 * time.Second, 3: 9 * time.Second, 5: time.Minute} {
 		if got := b.Delay(n); got != want {
@@ -58,6 +60,7 @@ func TestBackoffWithoutJitterIsExact(t *testing.T) {
 }
 
 func TestOptionsAreValidatedAllAtOnce(t *testing.T) {
+	t.Parallel()
 	c := newConfig([]option{
 		MaxAttempts(0), RetryBackoff(Backoff{Initial: -1, Max: -2, Multiplier: 0.5, Jitter: 1}),
 		Concurrency(0), MaxBuffered(0), CommitInterval(0), ShutdownTimeout(-1), RefreshInterval(0),
@@ -87,6 +90,7 @@ func TestOptionsAreValidatedAllAtOnce(t *testing.T) {
 }
 
 func TestTopicNamesDeriveFromTheOriginalTopic(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		opts              []option
 		retry, dlq, group string
@@ -110,6 +114,7 @@ func TestTopicNamesDeriveFromTheOriginalTopic(t *testing.T) {
 }
 
 func TestPermanentIsRecognisedThroughWrapping(t *testing.T) {
+	t.Parallel()
 	base := errors.New("bad")
 	for _, tt := range []struct {
 		err  error

@@ -119,6 +119,7 @@ func readLog(t *testing.T, path string) []logLine {
 }
 
 func TestJobKilledMidRunAndRestartedLosesNoMarkerAndDeadLettersNothingEarly(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
@@ -306,6 +307,7 @@ func helperConsumer() int {
 }
 
 func TestConsumerCommitsAFailedRecordOnlyAfterItsMarkerIsAcknowledged(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}

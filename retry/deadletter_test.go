@@ -15,6 +15,7 @@ import (
 )
 
 func TestAlwaysFailingRecordsAreDeadLetteredAfterExactlyMaxAttemptsWithHistory(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "pay", 2)
 	ctx := context.Background()
 	const n, maxAttempts = 12, 4
@@ -87,6 +88,7 @@ func TestAlwaysFailingRecordsAreDeadLetteredAfterExactlyMaxAttemptsWithHistory(t
 }
 
 func TestPermanentErrorsGoStraightToTheDeadLetterTopic(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "perm", 1)
 	ctx := context.Background()
 	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff), retry.MaxAttempts(10))
@@ -136,6 +138,7 @@ func TestPermanentErrorsGoStraightToTheDeadLetterTopic(t *testing.T) {
 }
 
 func TestMalformedMarkerIsDeadLetteredNotDropped(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "junk", 1)
 	ctx := context.Background()
 	bad := &kgo.Record{Topic: e.topic + retry.RetrySuffix, Key: []byte("k"), Value: []byte("not a marker"),
@@ -178,6 +181,7 @@ func TestMalformedMarkerIsDeadLetteredNotDropped(t *testing.T) {
 }
 
 func TestParkerRefusesAClientThatDoesNotWaitForAllReplicas(t *testing.T) {
+	t.Parallel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	if err != nil {
 		t.Fatal(err)

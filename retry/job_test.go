@@ -51,6 +51,7 @@ func (h *recorder) succeeded() int {
 }
 
 func TestRecordsFailingFirstAttemptsAreAllProcessedWithinTheirBackoffSchedule(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "orders", 3)
 	ctx := context.Background()
 	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff), retry.MaxAttempts(6))

@@ -63,6 +63,7 @@ func keyOrderParker(t *testing.T, ctx context.Context, e *env, maxAttempts int, 
 	return locks, p
 }
 func TestKeyOrderNoRecordRunsBeforeAnEarlierParkedRecordOfItsKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "ko", 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -134,6 +135,7 @@ func TestKeyOrderNoRecordRunsBeforeAnEarlierParkedRecordOfItsKey(t *testing.T) {
 }
 
 func TestKeyLocksAreRebuiltFromTheRetryTopicAfterARestart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "kl", 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -215,6 +217,7 @@ func TestKeyLocksAreRebuiltFromTheRetryTopicAfterARestart(t *testing.T) {
 // until the record succeeds, and not read the commit as an unlock before
 // they have read the marker that replaced the committed one.
 func TestKeyStaysLockedWhileItsReparkedMarkerIsUnread(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "klslow", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -265,6 +268,7 @@ func TestKeyStaysLockedWhileItsReparkedMarkerIsUnread(t *testing.T) {
 }
 
 func TestWrapThatCannotReadTheKeyLocksParksTheRecordWithoutCountingAnAttempt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "notrun", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

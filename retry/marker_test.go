@@ -27,6 +27,7 @@ func sampleMarker() *Marker {
 }
 
 func TestMarkerRoundTripsThroughARecord(t *testing.T) {
+	t.Parallel()
 	for _, kind := range []Kind{KindMarker, KindDeadLetter, KindRepublished} {
 		t.Run(string(kind), func(t *testing.T) {
 			m := sampleMarker()
@@ -62,6 +63,7 @@ func TestMarkerRoundTripsThroughARecord(t *testing.T) {
 }
 
 func TestResolutionRecordCarriesOnlyTheOrigin(t *testing.T) {
+	t.Parallel()
 	rec := sampleMarker().encode("orders.retry", KindResolved)
 	if rec.Value != nil {
 		t.Errorf("resolution has a value")
@@ -76,6 +78,7 @@ func TestResolutionRecordCarriesOnlyTheOrigin(t *testing.T) {
 }
 
 func TestOriginalRecordKeepsItsOwnHeadersOnly(t *testing.T) {
+	t.Parallel()
 	m := sampleMarker()
 	r := m.Record()
 	if r.Topic != "orders" || r.Partition != 2 || r.Offset != 41 || len(r.Headers) != 2 {
@@ -96,6 +99,7 @@ func TestOriginalRecordKeepsItsOwnHeadersOnly(t *testing.T) {
 }
 
 func TestFailedAddsOneAttemptWithoutChangingTheOriginal(t *testing.T) {
+	t.Parallel()
 	m := sampleMarker()
 	now := time.Now()
 	n := m.failed(errors.New(strings.Repeat("é", 2*maxErrorBytes)), now)
@@ -114,6 +118,7 @@ func TestFailedAddsOneAttemptWithoutChangingTheOriginal(t *testing.T) {
 }
 
 func TestParseMarkerRejectsMalformedHeaders(t *testing.T) {
+	t.Parallel()
 	valid := sampleMarker().encode("orders.retry", KindMarker).Headers
 	with := func(edit func([]kgo.RecordHeader) []kgo.RecordHeader) *kgo.Record {
 		hs := append([]kgo.RecordHeader(nil), valid...)

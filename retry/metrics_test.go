@@ -43,6 +43,7 @@ func scrape(t *testing.T, url string) map[string]string {
 }
 
 func TestMetricsEndpointShowsTheCounts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "met", 2)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
@@ -120,6 +121,7 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 // alerts to clear. The job is stopped (its gauge loop with it) before the
 // alerts are checked, so none can arrive after the check.
 func TestBacklogAndAgeAlertsFireAboveTheirThresholdsAndClearBelow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "alrt", 1)
 	ctx := context.Background()
 	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff))

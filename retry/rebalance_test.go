@@ -21,6 +21,7 @@ import (
 // below it: the revoking Job commits them, so the partition's next owner
 // does not run them again.
 func TestRevokeCommitsFinishedMarkersBelowAStuckOne(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "stuckrevoke", 2)
 	ctx := context.Background()
 	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff))

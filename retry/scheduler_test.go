@@ -56,6 +56,7 @@ func newItem(off int64, due time.Time) *item {
 }
 
 func TestAMarkerDueLaterNeverDelaysOneThatIsDue(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, 1, nil, nil)
 	later := newItem(0, time.Now().Add(time.Hour))
 	now := newItem(1, time.Now())
@@ -73,6 +74,7 @@ func TestAMarkerDueLaterNeverDelaysOneThatIsDue(t *testing.T) {
 }
 
 func TestMarkersRunInDueOrderAndNeverBeforeTheirDueTime(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, 1, nil, nil)
 	start := time.Now()
 	var items []*item
@@ -100,6 +102,7 @@ func TestMarkersRunInDueOrderAndNeverBeforeTheirDueTime(t *testing.T) {
 }
 
 func TestAtMostConcurrencyHandlersRunAtOnce(t *testing.T) {
+	t.Parallel()
 	var running, peak atomic.Int32
 	release := make(chan struct{})
 	h := newHarness(t, 3, nil, func(*item) {
@@ -125,6 +128,7 @@ func TestAtMostConcurrencyHandlersRunAtOnce(t *testing.T) {
 }
 
 func TestKeyOrderHoldsAMarkerBehindTheEarliestPendingRecordOfItsKey(t *testing.T) {
+	t.Parallel()
 	k := lockKey{"t", "k"}
 	var mu sync.Mutex
 	pending := map[int64]bool{1: true, 2: true, 3: true}
@@ -172,6 +176,7 @@ func TestKeyOrderHoldsAMarkerBehindTheEarliestPendingRecordOfItsKey(t *testing.T
 }
 
 func TestANewerMarkerOfARecordSupersedesAnOlderHeldOne(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, 1, nil, nil)
 	older := newItem(1, time.Now().Add(time.Hour))
 	older.m.Attempts = 3
@@ -194,6 +199,7 @@ func TestANewerMarkerOfARecordSupersedesAnOlderHeldOne(t *testing.T) {
 }
 
 func TestDroppingAPartitionForgetsItsHeldMarkersAndWaitsForRunningOnes(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	h := newHarness(t, 2, nil, func(it *item) {
 		if it.offset == 0 {

@@ -20,6 +20,7 @@ import (
 // the shutdown timeout interrupts them, so the first job cannot finish
 // everything, however the machine schedules it.
 func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "grace", 3)
 	ctx := context.Background()
 	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff))
@@ -104,6 +105,7 @@ func TestGracefulShutdownLosesNoMarkerAndRunsNoneTwice(t *testing.T) {
 }
 
 func TestHandlerInterruptedByShutdownRunsAgainWithoutCountingAnAttempt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "intr", 1)
 	ctx := context.Background()
 	p, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff))

@@ -62,7 +62,7 @@ func TestFranzGoIdempotentProducerAndGroupConsumerLoseNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestFranzGoIdempotentProducerAndGroupConsumerLoseNothing(t *testing.T) {
 		t.Fatalf("produce: %v", err)
 	}
 
-	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup("g1"),
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.ConsumeTopics(topic), kgo.ConsumerGroup("g1"),
 		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ func TestFranzGoIdempotentProducerAndGroupConsumerLoseNothing(t *testing.T) {
 	// partition, the first record it reads is one produced after that.
 	assigned := make(chan struct{})
 	var once sync.Once
-	again, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup("g1"),
+	again, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.ConsumeTopics(topic), kgo.ConsumerGroup("g1"),
 		kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
 			if len(a[topic]) == 3 {

@@ -46,7 +46,7 @@ func TestCommittedOffsetsSurviveLossOfTheCoordinatorBroker(t *testing.T) {
 	if err := c.CreateTopic(ctx, "orders", 3, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestCommittedOffsetsSurviveLossOfTheCoordinatorBroker(t *testing.T) {
 	}
 	// A client that starts after the failover (as a restarted consumer would) finds the new
 	// coordinator, which rebuilt the group's offsets from the replicated offsets partition.
-	fresh, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	fresh, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestClientsCannotWriteTheOffsetsTopic(t *testing.T) {
 
 	// A stray record in __consumer_offsets would be replayed as group state by the next
 	// coordinator; Kafka refuses such writes, and so must the bundled broker.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DisableIdempotentWrite(),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.DisableIdempotentWrite(),
 		kgo.RecordRetries(1), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)

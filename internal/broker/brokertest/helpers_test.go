@@ -3,6 +3,7 @@ package brokertest_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,7 +45,7 @@ func newAdmin(t *testing.T, c *kafkatest.Cluster) *kadm.Client {
 // firstRecord returns the first record of a partition, read with franz-go.
 func firstRecord(ctx context.Context, t *testing.T, c *kafkatest.Cluster, topic string, partition int32) *kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().AtStart()}}))
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func TestAcksAllWithIdempotenceLosesNothingWhenLeaderIsKilledMidStream(t *testin
 	before, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func TestAcksOneLosesRecordWhenLeaderDiesBeforeReplication(t *testing.T) {
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,8 +171,8 @@ func TestAcksAllNeverAcknowledgesWhatFollowersDidNotCopy(t *testing.T) {
 	bundled.OnFollowers(t, info, c.PauseReplication)
 	// Without idempotence kgo may give up on a record whose outcome is unknown; an idempotent
 	// producer would (rightly) keep retrying it until the ISR has it.
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableIdempotentWrite(),
-		kgo.ProduceRequestTimeout(time.Second), kgo.RecordDeliveryTimeout(3*time.Second))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableIdempotentWrite(),
+		kgo.ProduceRequestTimeout(500*time.Millisecond), kgo.RecordDeliveryTimeout(1500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
 	if _, err := c.WaitPartition(ctx, topic, 0, func(i kafkatest.PartitionInfo) bool { return slices.Equal(i.ISR, []int32{leader}) }); err != nil {
 		t.Fatal(err)
 	}
-	all, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordRetries(0),
+	all, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordRetries(0),
 		kgo.RecordDeliveryTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func TestNotEnoughReplicasWhenTwoOfThreeBrokersAreDown(t *testing.T) {
 	if rep, _ := c.Replica(leader, topic, 0); rep.LEO != 0 {
 		t.Fatalf("log end offset moved to %d although the write was refused", rep.LEO)
 	}
-	one, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	one, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestPausedFollowerLeavesISRAfterLagBoundAndRejoinsWhenResumed(t *testing.T)
 	slow := bundled.Followers(info)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestPausedFollowerLeavesISRAfterLagBoundAndRejoinsWhenResumed(t *testing.T)
 func ackOnTheLeaderAlone(ctx context.Context, t *testing.T, c *kafkatest.Cluster, topic string, info kafkatest.PartitionInfo, value string) kafkatest.PartitionInfo {
 	t.Helper()
 	bundled.OnFollowers(t, info, c.PauseReplication)
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func TestConsumerNeverSeesRecordsAtOrAboveHighWatermark(t *testing.T) {
 	info, _ := c.Partition(topic, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func TestConsumerNeverSeesRecordsAtOrAboveHighWatermark(t *testing.T) {
 	if rep.LEO != 7 || rep.HW != 3 {
 		t.Fatalf("leader LEO %d HW %d, want 7 and 3", rep.LEO, rep.HW)
 	}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...),
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
 		kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {

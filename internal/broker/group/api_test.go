@@ -11,6 +11,7 @@ import (
 )
 
 func TestPartitionForMatchesKafka(t *testing.T) {
+	t.Parallel()
 	// Expected values are Utils.abs(s.hashCode()) % n, computed in Java
 	// terms (UTF-16 code units, int overflow, abs(MIN_VALUE) = 0).
 	tests := []struct {
@@ -37,6 +38,7 @@ func TestPartitionForMatchesKafka(t *testing.T) {
 }
 
 func TestVersionsAreWithinWhatKmsgDefines(t *testing.T) {
+	t.Parallel()
 	reqs := map[int16]kmsg.Request{
 		keyOffsetCommit: new(kmsg.OffsetCommitRequest), keyOffsetFetch: new(kmsg.OffsetFetchRequest),
 		keyJoinGroup: new(kmsg.JoinGroupRequest), keyHeartbeat: new(kmsg.HeartbeatRequest),
@@ -60,6 +62,7 @@ func TestVersionsAreWithinWhatKmsgDefines(t *testing.T) {
 }
 
 func TestErrorCodesMatchKerr(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		code int16
 		err  *kerr.Error
@@ -93,6 +96,7 @@ func TestErrorCodesMatchKerr(t *testing.T) {
 // defines, zero-value and garbage-ish requests, including nil. Each must
 // answer with a response of the request's version.
 func TestHandlersNeverPanicOnGarbage(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxGroupSize = 2
 	c, _ := newLoaded(t, cfg)
@@ -215,6 +219,7 @@ func TestHandlersNeverPanicOnGarbage(t *testing.T) {
 // TestParkedJoinReturnsWhenContextEnds checks that a JoinGroup parked in a
 // rebalance returns when its context ends.
 func TestParkedJoinReturnsWhenContextEnds(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	reqA, chA := joinNew(t, ctx, c, "g")

@@ -26,6 +26,7 @@ func (c *heldClock) AfterFunc(d time.Duration, f func()) *time.Timer {
 }
 
 func TestSessionTimeoutRunsOnTheConfiguredClock(t *testing.T) {
+	t.Parallel()
 	clock := &heldClock{fired: make(chan struct{}, 16), thaw: make(chan struct{})}
 	cfg := testConfig()
 	cfg.Clock = clock

@@ -45,6 +45,7 @@ func kafkaLib() string {
 // join, get both partitions, commit its positions and leave when it exits.
 // Skipped when the Kafka jars are not on this machine.
 func TestJavaConsoleConsumerGroupAgainstCoordinator(t *testing.T) {
+	t.Parallel()
 	lib := kafkaLib()
 	if lib == "" {
 		t.Skip("no java or no Kafka jars (run integration/kafka/kafka.sh fetch, or set KAFKAGUARD_KAFKA_LIB)")

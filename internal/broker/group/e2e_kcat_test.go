@@ -19,6 +19,7 @@ import (
 // (librdkafka): it must form a stable group owning both partitions, and
 // leave it on SIGTERM. Skipped when kcat is not installed.
 func TestKcatGroupConsumerAgainstCoordinator(t *testing.T) {
+	t.Parallel()
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		t.Skip("kcat not installed")

@@ -99,6 +99,7 @@ func startSarama(t *testing.T, addr string, h *saramaHandler) (stop func()) {
 }
 
 func TestSaramaConsumerGroupAgainstCoordinator(t *testing.T) {
+	t.Parallel()
 	c := group.NewCoordinator(group.Config{MinSessionTimeout: 100 * time.Millisecond, OffsetsPartitions: 1}, nil)
 	t.Cleanup(c.Close)
 	if err := c.Load(context.Background(), 0, &sliceStore{}, nil); err != nil {

@@ -298,6 +298,7 @@ func newGroupClient(t *testing.T, addr string, a *assignments, balancer kgo.Grou
 }
 
 func TestFranzGoConsumerGroupAgainstCoordinator(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name     string
 		balancer kgo.GroupBalancer
@@ -372,6 +373,7 @@ func TestFranzGoConsumerGroupAgainstCoordinator(t *testing.T) {
 // one is unloaded, a new one loads the records the old one persisted. The
 // member keeps its id, generation and assignment, and its commits land.
 func TestFranzGoCarriesOnAfterCoordinatorFailover(t *testing.T) {
+	t.Parallel()
 	cfg := group.Config{MinSessionTimeout: 100 * time.Millisecond, OffsetsPartitions: 1}
 	old := group.NewCoordinator(cfg, nil)
 	t.Cleanup(old.Close)

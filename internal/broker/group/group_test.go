@@ -11,6 +11,7 @@ import (
 )
 
 func TestThreeMembersJoinSyncAndHeartbeatIntoOneStableGeneration(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	sims := make([]*sim, 3)
 	for i := range sims {
@@ -40,6 +41,7 @@ func TestThreeMembersJoinSyncAndHeartbeatIntoOneStableGeneration(t *testing.T) {
 }
 
 func TestMemberThatStopsHeartbeatingIsEvictedAndOthersRebalance(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	a := startSim(t, c, "g", "a", 300*time.Millisecond, 20*time.Millisecond)
 	b := startSim(t, c, "g", "b", 300*time.Millisecond, 20*time.Millisecond)
@@ -63,6 +65,7 @@ func TestMemberThatStopsHeartbeatingIsEvictedAndOthersRebalance(t *testing.T) {
 }
 
 func TestLeaveGroupTriggersRebalanceOfTheRest(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	stay := startSim(t, c, "g", "stay", 5*time.Second, 20*time.Millisecond)
 	leave := startSim(t, c, "g", "leave", 5*time.Second, 20*time.Millisecond)
@@ -77,6 +80,7 @@ func TestLeaveGroupTriggersRebalanceOfTheRest(t *testing.T) {
 }
 
 func TestHeartbeatDuringRebalanceAnswersRebalanceInProgress(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	reqA, chA := joinNew(t, ctx, c, "g")
@@ -111,6 +115,7 @@ func TestHeartbeatDuringRebalanceAnswersRebalanceInProgress(t *testing.T) {
 }
 
 func TestRebalanceTimeoutDropsMembersThatDoNotRejoin(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	opts := []joinRequestOpt{withSession(10 * time.Second), withRebalance(150 * time.Millisecond)}
@@ -155,6 +160,7 @@ func TestRebalanceTimeoutDropsMembersThatDoNotRejoin(t *testing.T) {
 }
 
 func TestMembersThatDoNotSyncInTimeAreDropped(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	opts := []joinRequestOpt{withRebalance(100 * time.Millisecond)}
@@ -175,6 +181,7 @@ func TestMembersThatDoNotSyncInTimeAreDropped(t *testing.T) {
 }
 
 func TestMemberIDRequiredFlow(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 
@@ -209,6 +216,7 @@ func TestMemberIDRequiredFlow(t *testing.T) {
 }
 
 func TestIllegalGenerationAndUnknownMember(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	req, ch := joinNew(t, ctx, c, "g")
@@ -255,6 +263,7 @@ func TestIllegalGenerationAndUnknownMember(t *testing.T) {
 }
 
 func TestInvalidRequestsGetKafkasErrors(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	tests := []struct {
@@ -282,6 +291,7 @@ func TestInvalidRequestsGetKafkasErrors(t *testing.T) {
 }
 
 func TestProtocolIsChosenByMemberVotes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		members [][]string
@@ -316,6 +326,7 @@ func TestProtocolIsChosenByMemberVotes(t *testing.T) {
 }
 
 func TestJoinWithIncompatibleProtocolsIsRejected(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	_, ch := joinNew(t, ctx, c, "g", withProtocols("range"))
@@ -331,6 +342,7 @@ func TestJoinWithIncompatibleProtocolsIsRejected(t *testing.T) {
 }
 
 func TestStaticMemberRestartKeepsAssignmentWithoutRebalance(t *testing.T) {
+	t.Parallel()
 	c, st := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	a := joinReq("g", "", withInstance("instance-a"))
@@ -371,6 +383,7 @@ func TestStaticMemberRestartKeepsAssignmentWithoutRebalance(t *testing.T) {
 }
 
 func TestDescribeAndListGroups(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	req, ch := joinNew(t, ctx, c, "members", withTopics("t1", "t2"))
@@ -426,6 +439,7 @@ func TestDescribeAndListGroups(t *testing.T) {
 }
 
 func TestDeleteGroups(t *testing.T) {
+	t.Parallel()
 	c, st := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	req, ch := joinNew(t, ctx, c, "busy")
@@ -469,6 +483,7 @@ func TestDeleteGroups(t *testing.T) {
 }
 
 func TestOffsetDelete(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	req, ch := joinNew(t, ctx, c, "g", withTopics("subscribed"))

@@ -10,6 +10,7 @@ import (
 )
 
 func TestLeaveGroupVersionsAndStaticRemoval(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	static := recv(t, goJoin(ctx, c, joinReq("g", "", withInstance("i-1"))))
@@ -55,6 +56,7 @@ func TestLeaveGroupVersionsAndStaticRemoval(t *testing.T) {
 }
 
 func TestCommitDuringCompletingRebalanceAsksToRejoin(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	req, ch := joinNew(t, ctx, c, "g")
@@ -78,6 +80,7 @@ func TestCommitDuringCompletingRebalanceAsksToRejoin(t *testing.T) {
 }
 
 func TestMaxGroupSize(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxGroupSize = 1
 	c, _ := newLoaded(t, cfg)
@@ -96,6 +99,7 @@ func TestMaxGroupSize(t *testing.T) {
 }
 
 func TestInitialRebalanceDelayGathersMembers(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.InitialRebalanceDelay = 300 * time.Millisecond
 	c, _ := newLoaded(t, cfg)

@@ -16,6 +16,7 @@ import (
 )
 
 func TestSimpleCommitThenFetchAcrossVersions(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	codes := commitCodes(c.OffsetCommit(ctx, commitReq("simple", "", -1, "orders", map[int32]int64{0: 42, 2: 7})))
@@ -77,6 +78,7 @@ func TestSimpleCommitThenFetchAcrossVersions(t *testing.T) {
 }
 
 func TestCommitMetadataLimit(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.OffsetMetadataMaxBytes = 8
 	c, _ := newLoaded(t, cfg)
@@ -95,6 +97,7 @@ func TestCommitMetadataLimit(t *testing.T) {
 }
 
 func TestCommitIsPersistedAndRebuiltByLoad(t *testing.T) {
+	t.Parallel()
 	c, st := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	req, ch := joinNew(t, ctx, c, "g", withTopics("orders"))
@@ -166,6 +169,7 @@ func TestCommitIsPersistedAndRebuiltByLoad(t *testing.T) {
 }
 
 func TestLoadedMemberThatNeverHeartbeatsIsEvicted(t *testing.T) {
+	t.Parallel()
 	c, st := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	req, ch := joinNew(t, ctx, c, "g", withSession(100*time.Millisecond))
@@ -184,6 +188,7 @@ func TestLoadedMemberThatNeverHeartbeatsIsEvicted(t *testing.T) {
 }
 
 func TestStoreFailureReturnsCodeAndChangesNothing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		err  error
@@ -228,6 +233,7 @@ func TestStoreFailureReturnsCodeAndChangesNothing(t *testing.T) {
 }
 
 func TestStoreFailureAtSyncMakesTheGroupRebalance(t *testing.T) {
+	t.Parallel()
 	c, st := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	req, ch := joinNew(t, ctx, c, "g")
@@ -252,6 +258,7 @@ func TestStoreFailureAtSyncMakesTheGroupRebalance(t *testing.T) {
 }
 
 func TestNotCoordinatorAfterUnload(t *testing.T) {
+	t.Parallel()
 	c, _ := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	reqA, chA := joinNew(t, ctx, c, "g")
@@ -290,6 +297,7 @@ func TestNotCoordinatorAfterUnload(t *testing.T) {
 }
 
 func TestCloseAnswersParkedRequestsCoordinatorNotAvailable(t *testing.T) {
+	t.Parallel()
 	c := NewCoordinator(testConfig(), nil)
 	if err := c.Load(context.Background(), 0, &memStore{}, nil); err != nil {
 		t.Fatal(err)
@@ -307,6 +315,7 @@ func TestCloseAnswersParkedRequestsCoordinatorNotAvailable(t *testing.T) {
 }
 
 func TestGroupsOfPartitionsNotLoadedGetNotCoordinator(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.OffsetsPartitions = 50
 	c := NewCoordinator(cfg, nil)
@@ -328,6 +337,7 @@ func TestGroupsOfPartitionsNotLoadedGetNotCoordinator(t *testing.T) {
 }
 
 func TestLoadSkipsUndecodableRecords(t *testing.T) {
+	t.Parallel()
 	good := offsetCommitRecord("g", "t", 0, committed{offset: 5, leaderEpoch: -1, expireTimestamp: -1})
 	recs := []Record{
 		{Key: []byte{0}},                     // too short
@@ -347,6 +357,7 @@ func TestLoadSkipsUndecodableRecords(t *testing.T) {
 }
 
 func TestLoadThatCannotReadThePartitionServesNothing(t *testing.T) {
+	t.Parallel()
 	good := offsetCommitRecord("g", "t", 0, committed{offset: 5, leaderEpoch: -1, expireTimestamp: -1})
 	c := NewCoordinator(testConfig(), nil)
 	defer c.Close()
@@ -380,6 +391,7 @@ func (s *slowStore) Append(ctx context.Context, records []Record) error {
 }
 
 func TestConcurrentCommitsShareAppendsAndApplyInLogOrder(t *testing.T) {
+	t.Parallel()
 	c := NewCoordinator(testConfig(), nil)
 	defer c.Close()
 	st := &slowStore{delay: 10 * time.Millisecond}

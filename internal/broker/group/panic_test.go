@@ -22,6 +22,7 @@ func (s *panicStore) Append(ctx context.Context, records []Record) error {
 // A panic in the Store (the broker's code, run by the shard's writer) fails the commits of that
 // append with UNKNOWN_SERVER_ERROR; the writer and the process go on.
 func TestAPanicInTheStoreFailsItsCommitsAndTheCoordinatorGoesOn(t *testing.T) {
+	t.Parallel()
 	st := &panicStore{}
 	st.n.Store(1)
 	c := loadedWith(t, testConfig(), st)
@@ -40,6 +41,7 @@ func TestAPanicInTheStoreFailsItsCommitsAndTheCoordinatorGoesOn(t *testing.T) {
 // A panic in a write's prepare (the coordinator's own request code) answers that request
 // UNKNOWN_SERVER_ERROR through its abort, and the writer serves the next ones.
 func TestAPanicInAWritePrepareAnswersItUnknownServerError(t *testing.T) {
+	t.Parallel()
 	c := loadedWith(t, testConfig(), &memStore{})
 	c.mu.Lock()
 	sh := c.shards[0]

@@ -35,6 +35,7 @@ func (s *gateStore) Append(ctx context.Context, records []Record) error {
 // JoinGroup rejected while the commit was being persisted saw the group
 // (still without offsets) and dropped it as unused.
 func TestCommitCreatingAGroupSurvivesARejectedJoinDuringItsAppend(t *testing.T) {
+	t.Parallel()
 	st := newGateStore()
 	c := loadedWith(t, testConfig(), st)
 	ctx := testCtx(t)
@@ -61,6 +62,7 @@ func TestCommitCreatingAGroupSurvivesARejectedJoinDuringItsAppend(t *testing.T) 
 // deletion is being persisted: the deletion may still fail, and then the
 // offsets were never gone.
 func TestOffsetsOfAGroupBeingDeletedStayVisibleUntilTheDeletionIsDurable(t *testing.T) {
+	t.Parallel()
 	st := newGateStore()
 	c := loadedWith(t, testConfig(), st)
 	ctx := testCtx(t)
@@ -111,6 +113,7 @@ func (s *lateStore) Append(ctx context.Context, records []Record) error {
 // partition replays its log once Unload returned, and a commit acknowledged
 // by the unloaded shard must be in that log.
 func TestCommitAcknowledgedAcrossUnloadAndReloadIsReplayed(t *testing.T) {
+	t.Parallel()
 	st := &lateStore{entered: make(chan struct{}, 4), delay: 100 * time.Millisecond}
 	c := loadedWith(t, testConfig(), st)
 	ctx := testCtx(t)
@@ -135,6 +138,7 @@ func TestCommitAcknowledgedAcrossUnloadAndReloadIsReplayed(t *testing.T) {
 // before it replays: a commit the old state acknowledged after the replay
 // read the log would be missing from the new one.
 func TestReloadingALoadedPartitionKeepsCommitsAcknowledgedMeanwhile(t *testing.T) {
+	t.Parallel()
 	c, st := newLoaded(t, testConfig())
 	ctx := testCtx(t)
 	if codes := commitCodes(c.OffsetCommit(ctx, commitReq("g", "", -1, "t", map[int32]int64{0: 10}))); codes[0] != 0 {
