@@ -38,7 +38,7 @@ func produceKeyed(ctx context.Context, t *testing.T, c Cluster, topic string, ke
 // groupMember returns a consumer group member that never commits on its own.
 func groupMember(t *testing.T, c Cluster, group, topic string) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(200*time.Millisecond))

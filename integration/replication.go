@@ -30,7 +30,7 @@ func noLossLeaderKilled(t *testing.T, c Cluster) {
 	victim := before[0].Leader
 	t.Logf("topic %s: %v; will kill broker %d", topic, before, victim)
 
-	p, err := produce.New(ctx, produce.NoLoss, kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic))
+	p, err := produce.New(ctx, produce.NoLoss, kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func leaderAckLoss(t *testing.T, c Cluster) {
 	leader, followers := before.Leader, before.followers()
 	t.Logf("topic %s: %v", topic, before)
 
-	p, err := produce.New(ctx, produce.LeaderAck, kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),
+	p, err := produce.New(ctx, produce.LeaderAck, kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func noLossNeverAcksUncopied(t *testing.T, c Cluster) {
 	leader, followers := before.Leader, before.followers()
 	t.Logf("topic %s: %v", topic, before)
 
-	p, err := produce.New(ctx, produce.NoLoss, kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic))
+	p, err := produce.New(ctx, produce.NoLoss, kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

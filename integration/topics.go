@@ -211,7 +211,7 @@ func readAll(ctx context.Context, t *testing.T, c Cluster, adm *kadm.Client, top
 	if remaining == 0 {
 		return out
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
 		kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
