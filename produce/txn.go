@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -109,82 +110,16 @@ func errNotTransactional(p Preset) error {
 //
 // If ctx ends during the commit, the outcome is unknown; kgo recommends
 // not ending it then.
-func (p *Producer) Transact(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+func (p *Producer) Transact(ctx context.Context, fn func(ctx context.Context) error) error {
 	if p.txnID == "" {
 		return errNotTransactional(p.preset)
 	}
 	if p.closed.Load() {
-		return p.txnError(ErrClosed, false)
+		return newTxnError(p.txnID, ErrClosed, false)
 	}
 	p.txnMu.Lock()
 	defer p.txnMu.Unlock()
-	if err := p.cl.BeginTransaction(); err != nil {
-		return p.txnError(fmt.Errorf("begin: %w", err), false)
-	}
-	p.txnFailed.Store(0)
-	finished := false
-	defer func() {
-		if !finished { // fn panicked
-			_ = p.kgoAbort(ctx, errors.New("fn panicked"))
-		}
-	}()
-	ferr := fn(ctx)
-	finished = true
-	if ferr == nil {
-		if e := p.cl.Flush(ctx); e != nil {
-			ferr = fmt.Errorf("flush: %w", e)
-		} else if p.txnFailed.Load() > 0 {
-			ferr = errTxnRecordFailed
-		}
-	}
-	if ferr != nil {
-		return p.kgoAbort(ctx, ferr)
-	}
-	cerr := p.cl.EndTransaction(ctx, kgo.TryCommit)
-	if cerr == nil {
-		return nil
-	}
-	if kgoDefinite(cerr) {
-		return p.kgoAbort(ctx, fmt.Errorf("commit: %w", cerr))
-	}
-	// kgo's documented answer to a commit with no definite answer: retry
-	// with TryAbort, which reloads the producer id and so aborts whatever
-	// is still open, but cannot undo a commit that went through.
-	if aerr := p.cl.EndTransaction(ctx, kgo.TryAbort); aerr != nil {
-		cerr = errors.Join(cerr, fmt.Errorf("abort after the unanswered commit: %w", aerr))
-	}
-	return p.txnError(fmt.Errorf("commit: %w", cerr), true)
-}
-
-// kgoAbort fails the records still buffered, ends the transaction with an
-// abort and returns the TxnError for cause.
-func (p *Producer) kgoAbort(ctx context.Context, cause error) error {
-	aerr := p.cl.AbortBufferedRecords(ctx)
-	if aerr == nil {
-		aerr = p.cl.EndTransaction(ctx, kgo.TryAbort)
-	}
-	if aerr != nil {
-		cause = errors.Join(cause, fmt.Errorf("abort: %w", aerr))
-	}
-	return p.txnError(cause, false)
-}
-
-func (p *Producer) txnError(err error, maybeCommitted bool) error {
-	return &TxnError{TransactionalID: p.txnID, MaybeCommitted: maybeCommitted, Fenced: kgoFenced(err), Err: err}
-}
-
-// kgoDefinite reports whether EndTransaction's error is the broker's (or
-// kgo's) definite refusal to commit, as opposed to a lost answer.
-func kgoDefinite(err error) bool {
-	if errors.Is(err, kerr.OperationNotAttempted) || errors.Is(err, kerr.TransactionAbortable) {
-		return true
-	}
-	var ke *kerr.Error
-	return errors.As(err, &ke) && !ke.Retriable && ke.Code != kerr.UnknownServerError.Code
-}
-
-func kgoFenced(err error) bool {
-	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch)
+	return runTxn(ctx, kgoTxn{p.cl}, p.txnID, &p.txnFailed, fn)
 }
 
 // Transact runs fn inside a transaction, as [Producer.Transact] does for
@@ -203,50 +138,126 @@ func (s *SaramaSyncProducer) Transact(ctx context.Context, fn func(ctx context.C
 		return errNotTransactional(s.preset)
 	}
 	if s.closed.Load() {
-		return s.txnError(ErrClosed, false)
+		return newTxnError(s.txnID, ErrClosed, false)
 	}
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
-	if err := s.sp.BeginTxn(); err != nil {
-		return s.txnError(fmt.Errorf("begin: %w", err), false)
+	return runTxn(ctx, saramaTxn{s.sp}, s.txnID, &s.txnFailed, fn)
+}
+
+// txnClient is a client library's transactional producer, as runTxn
+// drives it.
+type txnClient interface {
+	begin() error
+	// settle waits for the records sent in the transaction and returns
+	// an error if the client knows one of them failed.
+	settle(ctx context.Context) error
+	commit(ctx context.Context) error
+	// refused reports whether commit's error is a definite refusal, as
+	// opposed to a lost answer.
+	refused(err error) bool
+	abort(ctx context.Context) error
+}
+
+// runTxn runs fn inside a transaction of tc: begin, fn, settle, then
+// commit if fn returned nil and failed (the sends that failed since
+// begin) stayed 0, else abort. A commit without a definite answer is
+// followed by an abort too, which both libraries document as the way to
+// reset the producer; it cannot undo a commit that went through.
+func runTxn(ctx context.Context, tc txnClient, id string, failed *atomic.Int64, fn func(context.Context) error) error {
+	if err := tc.begin(); err != nil {
+		return newTxnError(id, fmt.Errorf("begin: %w", err), false)
 	}
-	s.txnFailed.Store(0)
+	failed.Store(0)
 	finished := false
 	defer func() {
 		if !finished { // fn panicked
-			_ = s.saramaAbort(errors.New("fn panicked"))
+			_ = tc.abort(ctx)
 		}
 	}()
-	ferr := fn(ctx)
+	err := fn(ctx)
 	finished = true
-	if ferr == nil && (s.txnFailed.Load() > 0 || s.sp.TxnStatus()&sarama.ProducerTxnFlagInError != 0) {
-		ferr = errTxnRecordFailed
+	if err == nil {
+		err = tc.settle(ctx)
 	}
-	if ferr != nil {
-		return s.saramaAbort(ferr)
+	if err == nil && failed.Load() > 0 {
+		err = errTxnRecordFailed
 	}
-	cerr := s.sp.CommitTxn()
-	if cerr == nil {
-		return nil
+	maybeCommitted := false
+	if err == nil {
+		cerr := tc.commit(ctx)
+		if cerr == nil {
+			return nil
+		}
+		err, maybeCommitted = fmt.Errorf("commit: %w", cerr), !tc.refused(cerr)
 	}
+	if aerr := tc.abort(ctx); aerr != nil {
+		err = errors.Join(err, fmt.Errorf("abort: %w", aerr))
+	}
+	return newTxnError(id, err, maybeCommitted)
+}
+
+func newTxnError(id string, err error, maybeCommitted bool) *TxnError {
+	fenced := errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
+	return &TxnError{TransactionalID: id, MaybeCommitted: maybeCommitted, Fenced: fenced, Err: err}
+}
+
+// kgoTxn is a transactional kgo client.
+type kgoTxn struct{ cl *kgo.Client }
+
+func (k kgoTxn) begin() error { return k.cl.BeginTransaction() }
+
+func (k kgoTxn) settle(ctx context.Context) error {
+	if err := k.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
+}
+
+func (k kgoTxn) commit(ctx context.Context) error { return k.cl.EndTransaction(ctx, kgo.TryCommit) }
+
+// refused: kgo's OperationNotAttempted (the producer id failed, the
+// commit was not sent), TransactionAbortable, or a non-retriable broker
+// error other than UNKNOWN_SERVER_ERROR, which kgo treats as unconfirmed.
+func (k kgoTxn) refused(err error) bool {
+	if errors.Is(err, kerr.OperationNotAttempted) || errors.Is(err, kerr.TransactionAbortable) {
+		return true
+	}
+	var ke *kerr.Error
+	return errors.As(err, &ke) && !ke.Retriable && ke.Code != kerr.UnknownServerError.Code
+}
+
+// abort fails the records still buffered and ends the transaction with an
+// abort (after an unanswered commit, kgo's documented retry).
+func (k kgoTxn) abort(ctx context.Context) error {
+	if err := k.cl.AbortBufferedRecords(ctx); err != nil {
+		return err
+	}
+	return k.cl.EndTransaction(ctx, kgo.TryAbort)
+}
+
+// saramaTxn is a transactional sarama producer.
+type saramaTxn struct{ sp sarama.SyncProducer }
+
+func (s saramaTxn) begin() error { return s.sp.BeginTxn() }
+
+// settle: SendMessage has already waited; a failed message puts sarama's
+// transaction manager in error.
+func (s saramaTxn) settle(context.Context) error {
+	if s.sp.TxnStatus()&sarama.ProducerTxnFlagInError != 0 {
+		return errTxnRecordFailed
+	}
+	return nil
+}
+
+func (s saramaTxn) commit(context.Context) error { return s.sp.CommitTxn() }
+
+// refused: a broker error code, or sarama's transaction manager in error
+// (it then refuses to commit without sending EndTxn).
+func (s saramaTxn) refused(err error) bool {
 	var ke sarama.KError
-	if errors.As(cerr, &ke) || s.sp.TxnStatus()&sarama.ProducerTxnFlagInError != 0 {
-		return s.saramaAbort(fmt.Errorf("commit: %w", cerr))
-	}
-	if aerr := s.sp.AbortTxn(); aerr != nil {
-		cerr = errors.Join(cerr, fmt.Errorf("abort after the unanswered commit: %w", aerr))
-	}
-	return s.txnError(fmt.Errorf("commit: %w", cerr), true)
+	return errors.As(err, &ke) || s.sp.TxnStatus()&sarama.ProducerTxnFlagInError != 0
 }
 
-func (s *SaramaSyncProducer) saramaAbort(cause error) error {
-	if aerr := s.sp.AbortTxn(); aerr != nil {
-		cause = errors.Join(cause, fmt.Errorf("abort: %w", aerr))
-	}
-	return s.txnError(cause, false)
-}
-
-func (s *SaramaSyncProducer) txnError(err error, maybeCommitted bool) error {
-	fenced := errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
-	return &TxnError{TransactionalID: s.txnID, MaybeCommitted: maybeCommitted, Fenced: fenced, Err: err}
-}
+func (s saramaTxn) abort(context.Context) error { return s.sp.AbortTxn() }
