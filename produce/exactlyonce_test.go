@@ -44,6 +44,23 @@ func TestExactlyOnceKgoOptsWithATransactionalIDPassValidationAndKgo(t *testing.T
 	}
 }
 
+// checkNamed fails t unless err names exactly the settings want, in order,
+// matches sentinel, and each ConfigError is complete.
+func checkNamed(t *testing.T, err error, p Preset, want []string, sentinel error) {
+	t.Helper()
+	if got := settingsOf(err); !slices.Equal(got, want) {
+		t.Fatalf("settings named = %v, want %v (error: %v)", got, want, err)
+	}
+	if !errors.Is(err, sentinel) {
+		t.Errorf("error does not match %v: %v", sentinel, err)
+	}
+	for _, ce := range ConfigErrors(err) {
+		if ce.Preset != p || ce.Problem == "" || ce.Fix == "" || !strings.Contains(err.Error(), ce.Setting) {
+			t.Errorf("incomplete ConfigError %+v", ce)
+		}
+	}
+}
+
 func TestApplyKgoNamesEachTransactionalContradiction(t *testing.T) {
 	txn := kgo.TransactionalID("tx")
 	for _, tc := range []struct {
@@ -83,20 +100,10 @@ func TestApplyKgoNamesEachTransactionalContradiction(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			all, err := ApplyKgo(tc.preset, tc.opts)
-			if got := settingsOf(err); !slices.Equal(got, tc.want) {
-				t.Fatalf("settings named = %v, want %v (error: %v)", got, tc.want, err)
-			}
 			if all != nil {
 				t.Error("refused options but returned a slice")
 			}
-			if !errors.Is(err, tc.sentinel) {
-				t.Errorf("error does not match %v: %v", tc.sentinel, err)
-			}
-			for _, ce := range ConfigErrors(err) {
-				if ce.Preset != tc.preset || ce.Problem == "" || ce.Fix == "" || !strings.Contains(err.Error(), ce.Setting) {
-					t.Errorf("incomplete ConfigError %+v", ce)
-				}
-			}
+			checkNamed(t, err, tc.preset, tc.want, tc.sentinel)
 		})
 	}
 }
@@ -202,18 +209,7 @@ func TestValidateSaramaNamesEachTransactionalContradiction(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := exactlyOnceSarama(t)
 			tc.edit(cfg)
-			err := ValidateSarama(tc.preset, cfg)
-			if got := settingsOf(err); !slices.Equal(got, tc.want) {
-				t.Fatalf("settings named = %v, want %v (error: %v)", got, tc.want, err)
-			}
-			if !errors.Is(err, tc.sentinel) {
-				t.Errorf("error does not match %v: %v", tc.sentinel, err)
-			}
-			for _, ce := range ConfigErrors(err) {
-				if ce.Preset != tc.preset || ce.Problem == "" || ce.Fix == "" || !strings.Contains(err.Error(), ce.Setting) {
-					t.Errorf("incomplete ConfigError %+v", ce)
-				}
-			}
+			checkNamed(t, ValidateSarama(tc.preset, cfg), tc.preset, tc.want, tc.sentinel)
 		})
 	}
 }
