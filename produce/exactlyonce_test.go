@@ -181,6 +181,10 @@ func TestValidateSaramaNamesEachTransactionalContradiction(t *testing.T) {
 			[]string{"Net.MaxOpenRequests"}, ErrUnsafeConfig},
 		{"transactional id on 0.10.2 (sarama refuses it)", ExactlyOnce, func(c *sarama.Config) { c.Version = sarama.V0_10_2_0 },
 			[]string{"Version"}, ErrUnsafeConfig},
+		{"no transactional id on 0.10.2 (sarama refuses read_committed there)", ExactlyOnce, func(c *sarama.Config) {
+			c.Producer.Transaction.ID = ""
+			c.Version = sarama.V0_10_2_0
+		}, []string{"Producer.Transaction.ID", "Version"}, ErrUnsafeConfig},
 		{"transactional id without retries (sarama refuses it)", ExactlyOnce, func(c *sarama.Config) { c.Producer.Retry.Max = 0 },
 			[]string{"Producer.Retry.Max"}, ErrInvalidConfig},
 		{"zero transaction timeout", ExactlyOnce, func(c *sarama.Config) { c.Producer.Transaction.Timeout = 0 },

@@ -336,6 +336,9 @@ func ValidateSarama(p Preset, cfg *sarama.Config) error {
 			c.Version = sarama.V0_11_0_0
 		}
 	}
+	if c.Consumer.IsolationLevel == sarama.ReadCommitted && !c.Version.IsAtLeast(sarama.V0_11_0_0) && p == ExactlyOnce {
+		c.Version = sarama.V0_11_0_0 // the Version contradiction above says it
+	}
 	c.Net.MaxOpenRequests = max(c.Net.MaxOpenRequests, 1)
 	if err := c.Validate(); err != nil {
 		errs = append(errs, &ConfigError{Preset: p, Setting: "sarama.Config.Validate", Problem: err.Error(),
