@@ -21,6 +21,11 @@ import (
 // outcome is a [*DeliveryError] saying whether the record may have been
 // written. Close flushes first, so nothing buffered is dropped without its
 // sender hearing of it.
+//
+// Under ExactlyOnce records are sent inside [Producer.Transact]; a send
+// that succeeded there is written but read_committed consumers see it only
+// once Transact returned nil. Do not Close while a Transact runs: the
+// broker then aborts the open transaction when it times out.
 type Producer struct {
 	cl     *kgo.Client
 	preset Preset
