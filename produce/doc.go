@@ -14,6 +14,14 @@
 //   - [LeaderAck]: acks=1, for demonstrating the loss that happens when a
 //     leader dies before its followers copied a record.
 //   - [AtMostOnce]: acks=0 and no retries; records may be lost.
+//   - [ExactlyOnce]: NoLoss inside transactions. A transactional id is
+//     required (kgo.TransactionalID, sarama's Producer.Transaction.ID);
+//     records are sent inside [Producer.Transact] or
+//     [SaramaSyncProducer.Transact], which commits them all or aborts them
+//     all; the consumer reading them uses read_committed
+//     ([KgoConsumerOpts], [ApplySaramaConsumer]) and never sees an aborted
+//     transaction's records. A second producer with the same
+//     transactional id fences the first ([ErrFenced]).
 //
 // Presets write and check client configuration; they do not fork the
 // client. [KgoOpts] returns a preset's options, [ApplyKgo] puts them in
@@ -21,13 +29,22 @@
 // contradicts the preset, and [ApplySarama] / [ValidateSarama] do the same
 // for a *sarama.Config. Every contradiction is reported at once, each as a
 // [*ConfigError] naming the setting and the fix, joined with errors.Join and
-// matchable with errors.Is(err, [ErrUnsafeConfig]).
+// matchable with errors.Is(err, [ErrUnsafeConfig]). Settings that kgo or
+// sarama would refuse on their own (a transactional id with idempotence
+// off, say) are named as the setting, not as the library's first error.
 //
 // [Producer] wraps a *kgo.Client built from a preset: [Producer.Send] returns
 // only once the broker acknowledged the record as the preset requires, or
 // with a [*DeliveryError] that says whether the record may have been written
 // ([ErrOutcomeUnknown]) or was certainly not ([ErrNotWritten]).
 // [SaramaSyncProducer] does the same over sarama's SyncProducer.
+//
+// Transact runs a function inside a transaction: it commits if the
+// function returns nil and every record it sent was acknowledged, and
+// aborts otherwise. A failed transaction is a [*TxnError] that matches
+// [ErrTxnAborted] (nothing of it will ever be read committed) or, when the
+// commit went unanswered, [ErrOutcomeUnknown]; and [ErrFenced] when a newer
+// producer with the same transactional id took over.
 //
 // [Audit] is the preflight check of the cluster side of the checklist:
 // replication.factor >= 3, min.insync.replicas >= 2 and

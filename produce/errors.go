@@ -20,7 +20,7 @@ var (
 	ErrInvalidConfig = errors.New("produce: client library rejects the configuration")
 
 	// ErrUnknownPreset is returned for a Preset value or name that is not
-	// one of NoLoss, StrictOrder, LeaderAck and AtMostOnce.
+	// one of NoLoss, StrictOrder, LeaderAck, AtMostOnce and ExactlyOnce.
 	ErrUnknownPreset = errors.New("produce: unknown preset")
 )
 

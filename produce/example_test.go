@@ -82,6 +82,42 @@ func ExampleProducer_Send() {
 	// Output: written to orders partition 0 at offset 0
 }
 
+func ExampleProducer_Transact() {
+	brokers, closeBroker := exampleBroker("payments")
+	defer closeBroker()
+
+	ctx := context.Background()
+	p, err := produce.New(ctx, produce.ExactlyOnce, kgo.SeedBrokers(brokers...),
+		kgo.TransactionalID("payments-writer-1"), kgo.DefaultProduceTopic("payments"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close(ctx)
+
+	err = p.Transact(ctx, func(ctx context.Context) error {
+		for _, v := range []string{"debit", "credit"} {
+			if err := p.Send(ctx, &kgo.Record{Value: []byte(v)}); err != nil {
+				return err
+			}
+		}
+		return nil // both records commit together
+	})
+	fmt.Println("committed:", err == nil)
+
+	err = p.Transact(ctx, func(ctx context.Context) error {
+		if err := p.Send(ctx, &kgo.Record{Value: []byte("refund")}); err != nil {
+			return err
+		}
+		return errors.New("the refund failed its check")
+	})
+	// A consumer with produce.KgoConsumerOpts(produce.ExactlyOnce)
+	// (read_committed) never reads "refund".
+	fmt.Println("aborted:", errors.Is(err, produce.ErrTxnAborted))
+	// Output:
+	// committed: true
+	// aborted: true
+}
+
 func ExampleAudit() {
 	// The bundled broker, one node: "orders" has a single replica, which
 	// the audit reports.

@@ -22,6 +22,11 @@ import (
 //
 // AtMostOnce: DisableIdempotentWrite(), RequiredAcks(NoAck()) and
 // RecordRetries(0).
+//
+// ExactlyOnce: NoLoss's options and FetchIsolationLevel(ReadCommitted()),
+// for a client that also consumes (a consume-transform-produce loop). The
+// transactional id is the application's: add kgo.TransactionalID(id),
+// which ApplyKgo and ValidateKgo require.
 func KgoOpts(p Preset) []kgo.Opt {
 	switch p {
 	case NoLoss, StrictOrder:
@@ -29,6 +34,13 @@ func KgoOpts(p Preset) []kgo.Opt {
 			kgo.RequiredAcks(kgo.AllISRAcks()),
 			kgo.RecordRetries(math.MaxInt),
 			kgo.RecordDeliveryTimeout(DeliveryTimeout),
+		}
+	case ExactlyOnce:
+		return []kgo.Opt{
+			kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.RecordRetries(math.MaxInt),
+			kgo.RecordDeliveryTimeout(DeliveryTimeout),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		}
 	case LeaderAck:
 		return []kgo.Opt{
@@ -44,6 +56,19 @@ func KgoOpts(p Preset) []kgo.Opt {
 			kgo.RequiredAcks(kgo.NoAck()),
 			kgo.RecordRetries(0),
 		}
+	}
+	return nil
+}
+
+// KgoConsumerOpts returns the kgo options that a consumer reading what a
+// producer with preset p wrote must use. For ExactlyOnce it is
+// FetchIsolationLevel(ReadCommitted()): the consumer then reads a
+// transaction's records only once it committed, never those of an aborted
+// transaction, and stops at the last stable offset while a transaction is
+// open. The other presets write no transactions and need nothing (nil).
+func KgoConsumerOpts(p Preset) []kgo.Opt {
+	if p == ExactlyOnce {
+		return []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())}
 	}
 	return nil
 }
@@ -78,9 +103,9 @@ func applyKgo(p Preset, opts []kgo.Opt) ([]kgo.Opt, kgoSettings, error) {
 //
 // Contradictions, by option:
 //
-//   - RequiredAcks: NoLoss and StrictOrder need AllISRAcks, LeaderAck needs
+//   - RequiredAcks: NoLoss, StrictOrder and ExactlyOnce need AllISRAcks, LeaderAck needs
 //     LeaderAck, AtMostOnce needs NoAck; idempotent writes need AllISRAcks.
-//   - DisableIdempotentWrite: NoLoss needs idempotent writes.
+//   - DisableIdempotentWrite: NoLoss and ExactlyOnce need idempotent writes.
 //   - MaxProduceRequestsInflightPerBroker: must stay unset (1) with
 //     idempotent writes, where kgo itself keeps up to 5 in flight; without
 //     idempotence and with retries it must be 1, else a retry can reorder.
@@ -92,6 +117,17 @@ func applyKgo(p Preset, opts []kgo.Opt) ([]kgo.Opt, kgoSettings, error) {
 //     ProduceRequestTimeout + ProducerLinger.
 //   - ManualFlushing: a full buffer then fails records with ErrMaxBuffered
 //     instead of blocking; refused by the retrying presets.
+//   - TransactionalID: ExactlyOnce needs one, not empty; LeaderAck and
+//     AtMostOnce refuse one (transactions need idempotent writes and
+//     acks=all). A transactional id also needs idempotent writes under
+//     StrictOrder.
+//   - TransactionTimeout: ExactlyOnce needs it above 0.
+//   - FetchIsolationLevel: under ExactlyOnce, a client that also consumes
+//     (ConsumeTopics or ConsumePartitions) must read committed records only.
+//
+// Contradictions that kgo itself refuses (a transactional id with
+// idempotence off or with AllowIdempotentProduceCancellation, an empty
+// transactional id) are named as these settings, not as kgo's error.
 func ValidateKgo(p Preset, opts []kgo.Opt) error {
 	_, err := validateKgo(p, opts)
 	return err
@@ -120,10 +156,13 @@ func validateKgo(p Preset, opts []kgo.Opt) (kgoSettings, error) {
 type kgoSettings struct {
 	idempotent      bool
 	allowCancel     bool
-	transactional   bool
+	transactional   bool   // TransactionalID is set
+	txnID           string // its value
+	txnTimeout      time.Duration
 	manualFlushing  bool
+	consumes        bool // ConsumeTopics or ConsumePartitions is set
+	readCommitted   bool // FetchIsolationLevel(ReadCommitted())
 	acks            kgo.Acks
-	acksText        string // set when the exact value could not be read
 	inflight        int
 	inflightText    string // set when the exact value could not be read
 	retries         int64
@@ -134,10 +173,56 @@ type kgoSettings struct {
 }
 
 // readKgo reads the settings opts produce. kgo refuses to build a client
-// whose idempotence, acks and in-flight settings disagree, and those are
-// exactly the settings to report, so each is read from a client built with
-// the others forced to agreeing values.
+// whose idempotence, acks, in-flight and transactional settings disagree,
+// and those are exactly the settings to report. So the TransactionalID
+// options are set aside (see splitTxn) and read on their own, and each of
+// the others is read from a client built with the rest forced to agreeing
+// values.
 func readKgo(opts []kgo.Opt) (kgoSettings, error) {
+	rest, txn := splitTxn(opts)
+	s, err := readKgoPlain(rest)
+	if err != nil || len(txn) == 0 {
+		return s, err
+	}
+	s.transactional = true
+	// The last TransactionalID wins; an empty one is refused by kgo, so
+	// a client that cannot be built holds "".
+	_ = withClient(txn[len(txn)-1:], nil, func(cl *kgo.Client) {
+		s.txnID, _ = optAt[string](cl, kgo.TransactionalID, 0)
+	})
+	return s, nil
+}
+
+// txnProbeID stands in for an application's transactional id while its
+// options are read.
+const txnProbeID = "kafkaguard-probe"
+
+// splitTxn returns opts without the options that set a transactional id,
+// and those options. An option sets one when a client with idempotence off
+// refuses it (kgo refuses a transactional id without idempotent writes)
+// while a client that overrides the transactional id accepts it. Options
+// are probed one by one only if opts as a whole set a transactional id or
+// cannot be read, so plain options cost one client.
+func splitTxn(opts []kgo.Opt) (rest, txn []kgo.Opt) {
+	plain := false
+	if withClient(opts, []kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks()), kgo.MaxProduceRequestsInflightPerBroker(1)}, func(cl *kgo.Client) {
+		plain = !optBool2(cl, kgo.TransactionalID)
+	}) == nil && plain {
+		return opts, nil
+	}
+	for _, o := range opts {
+		refusedWithoutIdempotence := withClient([]kgo.Opt{kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(1), o}, nil, nil) != nil
+		if refusedWithoutIdempotence && withClient([]kgo.Opt{o, kgo.TransactionalID(txnProbeID)}, nil, nil) == nil {
+			txn = append(txn, o)
+			continue
+		}
+		rest = append(rest, o)
+	}
+	return rest, txn
+}
+
+// readKgoPlain reads the settings of opts, which set no transactional id.
+func readKgoPlain(opts []kgo.Opt) (kgoSettings, error) {
 	var s kgoSettings
 	// Every other setting is read with acks and in-flight forced valid;
 	// if kgo still refuses, it refuses something outside the presets.
@@ -145,54 +230,40 @@ func readKgo(opts []kgo.Opt) (kgoSettings, error) {
 		s.idempotent = !optBool(cl, kgo.DisableIdempotentWrite)
 		s.allowCancel = optBool(cl, kgo.AllowIdempotentProduceCancellation)
 		s.manualFlushing = optBool(cl, kgo.ManualFlushing)
-		s.transactional = optBool2(cl, kgo.TransactionalID)
 		s.retries, _ = optAt[int64](cl, kgo.RecordRetries, 0)
 		s.deliveryTimeout, _ = optAt[time.Duration](cl, kgo.RecordDeliveryTimeout, 0)
 		s.produceTimeout, _ = optAt[time.Duration](cl, kgo.ProduceRequestTimeout, 0)
 		s.linger, _ = optAt[time.Duration](cl, kgo.ProducerLinger, 0)
 		s.logger, _ = optAt[kgo.Logger](cl, kgo.WithLogger, 0)
+		s.txnTimeout, _ = optAt[time.Duration](cl, kgo.TransactionTimeout, 0)
+		topics, _ := optAt[[]string](cl, kgo.ConsumeTopics, 0)
+		parts, _ := optAt[map[string]map[int32]kgo.Offset](cl, kgo.ConsumePartitions, 0)
+		s.consumes = len(topics) > 0 || len(parts) > 0
+		level, _ := optAt[int8](cl, kgo.FetchIsolationLevel, 0)
+		s.readCommitted = level == 1
 	})
 	if err != nil {
 		return s, err
 	}
 
-	// Acks: with idempotence off kgo accepts any acks. A transactional
-	// client cannot switch idempotence off; there, acks is AllISRAcks
-	// exactly when kgo accepts the options as they are.
-	if !s.transactional {
-		err = withClient(opts, []kgo.Opt{kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(1)}, func(cl *kgo.Client) {
-			s.acks, _ = optAt[kgo.Acks](cl, kgo.RequiredAcks, 0)
-		})
-		if err != nil {
-			return s, err
-		}
-	} else if withClient(opts, []kgo.Opt{kgo.MaxProduceRequestsInflightPerBroker(1)}, nil) == nil {
-		s.acks = kgo.AllISRAcks()
-	} else {
-		s.acks, s.acksText = kgo.LeaderAck(), "not AllISRAcks"
+	// Acks: with idempotence off kgo accepts any acks.
+	err = withClient(opts, []kgo.Opt{kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(1)}, func(cl *kgo.Client) {
+		s.acks, _ = optAt[kgo.Acks](cl, kgo.RequiredAcks, 0)
+	})
+	if err != nil {
+		return s, err
 	}
 
 	// In-flight: readable whenever idempotence is off and the value is
 	// positive, which kgo requires.
-	switch {
-	case !s.idempotent:
-		if withClient(opts, []kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks())}, func(cl *kgo.Client) {
-			s.inflight, _ = optAt[int](cl, kgo.MaxProduceRequestsInflightPerBroker, 0)
-		}) != nil {
-			s.inflight, s.inflightText = 0, "<= 0"
-		}
-	case !s.transactional:
-		if withClient(opts, []kgo.Opt{kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks())}, func(cl *kgo.Client) {
-			s.inflight, _ = optAt[int](cl, kgo.MaxProduceRequestsInflightPerBroker, 0)
-		}) != nil {
-			s.inflight, s.inflightText = 0, "<= 0"
-		}
-	default:
-		if withClient(opts, []kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks())}, nil) == nil {
-			s.inflight = 1
-		} else {
-			s.inflight, s.inflightText = 0, "not 1"
-		}
+	idem := []kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks())}
+	if s.idempotent {
+		idem = append(idem, kgo.DisableIdempotentWrite())
+	}
+	if withClient(opts, idem, func(cl *kgo.Client) {
+		s.inflight, _ = optAt[int](cl, kgo.MaxProduceRequestsInflightPerBroker, 0)
+	}) != nil {
+		s.inflight, s.inflightText = 0, "<= 0"
 	}
 	return s, nil
 }
@@ -250,12 +321,7 @@ func acksString(a kgo.Acks) string {
 	return fmt.Sprintf("%v", a)
 }
 
-func (s kgoSettings) acksValue() string {
-	if s.acksText != "" {
-		return s.acksText
-	}
-	return acksString(s.acks)
-}
+func (s kgoSettings) acksValue() string { return acksString(s.acks) }
 
 func (s kgoSettings) inflightValue() string {
 	if s.inflightText != "" {
@@ -305,10 +371,41 @@ func (s kgoSettings) check(p Preset) []*ConfigError {
 	}
 
 	// DisableIdempotentWrite.
-	if p == NoLoss && !s.idempotent {
+	switch {
+	case p == NoLoss && !s.idempotent:
 		unsafe("DisableIdempotentWrite", "set",
 			"NoLoss needs idempotent writes: without them a retried batch that the broker already wrote is written again",
 			"remove kgo.DisableIdempotentWrite(), or use the StrictOrder preset if the cluster denies IDEMPOTENT_WRITE")
+	case p == ExactlyOnce && !s.idempotent:
+		unsafe("DisableIdempotentWrite", "set",
+			"transactions need idempotent writes (kgo refuses a transactional id without them)",
+			"remove kgo.DisableIdempotentWrite()")
+	case p == StrictOrder && !s.idempotent && s.transactional:
+		unsafe("DisableIdempotentWrite", "set",
+			"a transactional id needs idempotent writes (kgo refuses the combination)",
+			"remove kgo.DisableIdempotentWrite(), or remove kgo.TransactionalID")
+	}
+
+	// TransactionalID and TransactionTimeout.
+	switch {
+	case p == ExactlyOnce && !s.transactional:
+		unsafe("TransactionalID", "unset",
+			"ExactlyOnce writes in transactions: without a transactional id nothing is atomic and a restarted producer cannot fence its previous instance",
+			"add kgo.TransactionalID(id), with an id that stays the same across restarts of this producer and differs between concurrent producers")
+	case s.transactional && s.txnID == "":
+		invalid("TransactionalID", `""`,
+			"an empty transactional id is refused by kgo and by the broker",
+			"kgo.TransactionalID(id) with a non-empty id")
+	}
+	if s.transactional && (p == LeaderAck || p == AtMostOnce) {
+		unsafe("TransactionalID", strconv.Quote(s.txnID),
+			"transactions need idempotent writes and acks=all, which the "+p.String()+" preset switches off",
+			"remove kgo.TransactionalID, or use the ExactlyOnce preset")
+	}
+	if p == ExactlyOnce && s.txnTimeout <= 0 {
+		invalid("TransactionTimeout", s.txnTimeout.String(),
+			"the broker refuses a transaction timeout that is not positive (INVALID_TRANSACTION_TIMEOUT)",
+			"remove kgo.TransactionTimeout (kgo's default is 40s) or set it above 0")
 	}
 
 	// MaxProduceRequestsInflightPerBroker.
@@ -328,7 +425,7 @@ func (s kgoSettings) check(p Preset) []*ConfigError {
 	}
 
 	// AllowIdempotentProduceCancellation.
-	if p.wantsAllAcks() && s.idempotent && s.allowCancel {
+	if (p.wantsAllAcks() || s.transactional) && s.idempotent && s.allowCancel {
 		unsafe("AllowIdempotentProduceCancellation", "set",
 			"a cancelled in-flight record may already be written; sending it again writes it twice",
 			"remove kgo.AllowIdempotentProduceCancellation()")
@@ -358,6 +455,13 @@ func (s kgoSettings) check(p Preset) []*ConfigError {
 				fmt.Sprintf("shorter than ProduceRequestTimeout + ProducerLinger (%v): a record can time out before its first request is answered", s.produceTimeout+s.linger),
 				fmt.Sprintf("raise it above %v", s.produceTimeout+s.linger))
 		}
+	}
+
+	// FetchIsolationLevel.
+	if p == ExactlyOnce && s.consumes && !s.readCommitted {
+		unsafe("FetchIsolationLevel", "ReadUncommitted",
+			"this client also consumes, and would read the records of aborted transactions and of transactions still open",
+			"remove the FetchIsolationLevel option (ExactlyOnce sets kgo.FetchIsolationLevel(kgo.ReadCommitted()))")
 	}
 
 	// ManualFlushing.

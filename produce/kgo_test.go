@@ -149,10 +149,10 @@ func TestApplyKgoNamesEachContradiction(t *testing.T) {
 			opts: []kgo.Opt{kgo.TransactionalID("tx")}},
 		{name: "transactional id with leader acks", preset: NoLoss,
 			opts: []kgo.Opt{kgo.TransactionalID("tx"), kgo.RequiredAcks(kgo.LeaderAck())},
-			want: []string{"RequiredAcks"}, value: "not AllISRAcks"},
+			want: []string{"RequiredAcks"}, value: "LeaderAck"},
 		{name: "transactional id with 3 in flight", preset: NoLoss,
 			opts: []kgo.Opt{kgo.TransactionalID("tx"), kgo.MaxProduceRequestsInflightPerBroker(3)},
-			want: []string{"MaxProduceRequestsInflightPerBroker"}, value: "not 1"},
+			want: []string{"MaxProduceRequestsInflightPerBroker"}, value: "3"},
 		{name: "later option wins", preset: NoLoss,
 			opts: []kgo.Opt{kgo.RequiredAcks(kgo.LeaderAck()), kgo.RequiredAcks(kgo.AllISRAcks())}},
 	} {

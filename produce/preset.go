@@ -33,6 +33,15 @@ const (
 	// never retries. Records may be lost silently; a nil error only means
 	// the record left the client.
 	AtMostOnce
+
+	// ExactlyOnce is NoLoss inside transactions: a transactional id is
+	// required (it implies idempotent writes, acks=all and at most 5
+	// requests in flight), records are written between BeginTransaction
+	// and EndTransaction (see [Producer.Transact]), and the paired consumer
+	// reads with isolation level read_committed ([KgoConsumerOpts],
+	// [ApplySaramaConsumer]), so it sees a transaction's records only once
+	// the transaction committed, and never those of an aborted one.
+	ExactlyOnce
 )
 
 // DeliveryTimeout is how long the retrying presets keep retrying a record
@@ -51,6 +60,7 @@ var presetNames = [...]string{
 	StrictOrder: "StrictOrder",
 	LeaderAck:   "LeaderAck",
 	AtMostOnce:  "AtMostOnce",
+	ExactlyOnce: "ExactlyOnce",
 }
 
 // String returns the preset's name, such as "NoLoss".
@@ -69,7 +79,7 @@ func ParsePreset(name string) (Preset, error) {
 			return Preset(i), nil
 		}
 	}
-	return 0, fmt.Errorf("produce: unknown preset %q (want NoLoss, StrictOrder, LeaderAck or AtMostOnce): %w", name, ErrUnknownPreset)
+	return 0, fmt.Errorf("produce: unknown preset %q (want NoLoss, StrictOrder, LeaderAck, AtMostOnce or ExactlyOnce): %w", name, ErrUnknownPreset)
 }
 
 // MarshalText implements encoding.TextMarshaler.
@@ -104,4 +114,7 @@ func (p Preset) check() error {
 func (p Preset) retries() bool { return p != AtMostOnce }
 
 // wantsAllAcks reports whether the preset requires acks=all.
-func (p Preset) wantsAllAcks() bool { return p == NoLoss || p == StrictOrder }
+func (p Preset) wantsAllAcks() bool { return p == NoLoss || p == StrictOrder || p == ExactlyOnce }
+
+// wantsIdempotence reports whether the preset requires idempotent writes.
+func (p Preset) wantsIdempotence() bool { return p == NoLoss || p == ExactlyOnce }

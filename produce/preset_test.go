@@ -19,6 +19,7 @@ func TestPresetNamesRoundTripThroughParse(t *testing.T) {
 		{"STRICTORDER", StrictOrder},
 		{"LeaderAck", LeaderAck},
 		{"AtMostOnce", AtMostOnce},
+		{"exactlyonce", ExactlyOnce},
 	} {
 		got, err := ParsePreset(tc.in)
 		if err != nil || got != tc.want {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -20,6 +21,11 @@ import (
 // outcome is a [*DeliveryError] saying whether the record may have been
 // written. Close flushes first, so nothing buffered is dropped without its
 // sender hearing of it.
+//
+// Under ExactlyOnce records are sent inside [Producer.Transact]; a send
+// that succeeded there is written but read_committed consumers see it only
+// once Transact returned nil. Do not Close while a Transact runs: the
+// broker then aborts the open transaction when it times out.
 type Producer struct {
 	cl     *kgo.Client
 	preset Preset
@@ -28,6 +34,13 @@ type Producer struct {
 	// AllowIdempotentProduceCancellation.
 	idemSafe bool
 	logger   kgo.Logger // the application's kgo logger, or nil for slog.Default
+
+	// txnID is the transactional id (ExactlyOnce), or "". txnMu runs
+	// one Transact at a time; txnFailed counts the sends that failed
+	// since the current transaction began.
+	txnID     string
+	txnMu     sync.Mutex
+	txnFailed atomic.Int64
 
 	defaultTopic       string // kgo.DefaultProduceTopic
 	defaultTopicAlways bool   // kgo.DefaultProduceTopicAlways
@@ -48,17 +61,18 @@ type Producer struct {
 // ApplyKgo(p, opts), and checks with ctx that a seed broker answers.
 //
 // New refuses options that contradict p (see [ValidateKgo]) with an error
-// joining one [*ConfigError] per setting, and refuses TransactionalID:
-// Producer does not run transactions.
+// joining one [*ConfigError] per setting. Only ExactlyOnce takes a
+// TransactionalID (and requires one); its records are sent inside
+// [Producer.Transact].
 func New(ctx context.Context, p Preset, opts ...kgo.Opt) (*Producer, error) {
 	all, s, err := applyKgo(p, opts)
 	if err != nil {
 		return nil, err
 	}
-	if s.transactional {
+	if s.transactional && p != ExactlyOnce {
 		return nil, &ConfigError{Preset: p, Setting: "TransactionalID", Value: "set",
-			Problem: "Producer does not begin or end transactions, so every record would fail",
-			Fix:     "remove kgo.TransactionalID, or use a *kgo.Client built from ApplyKgo directly",
+			Problem: "only the ExactlyOnce preset runs transactions (Producer.Transact); every record sent outside one fails",
+			Fix:     "remove kgo.TransactionalID, or use the ExactlyOnce preset",
 			Err:     ErrInvalidConfig}
 	}
 	cl, err := kgo.NewClient(all...)
@@ -74,6 +88,7 @@ func New(ctx context.Context, p Preset, opts ...kgo.Opt) (*Producer, error) {
 		preset:   p,
 		idemSafe: s.idempotent && !s.allowCancel,
 		logger:   s.logger,
+		txnID:    s.txnID,
 	}
 	pr.logCallback = pr.logFailure
 	pr.logPromise = pr.wrap(pr.logCallback)
@@ -113,6 +128,14 @@ func (p *Producer) Client() *kgo.Client { return p.cl }
 //
 // A full buffer blocks Send until there is room or ctx ends.
 func (p *Producer) Send(ctx context.Context, r *kgo.Record) error {
+	err := p.send(ctx, r)
+	if err != nil {
+		p.txnFailed.Add(1)
+	}
+	return err
+}
+
+func (p *Producer) send(ctx context.Context, r *kgo.Record) error {
 	if r == nil {
 		return &DeliveryError{Partition: -1, Err: errNilRecord}
 	}
@@ -171,10 +194,12 @@ func (p *Producer) SendAsync(ctx context.Context, r *kgo.Record, cb func(*kgo.Re
 		cb, promise = p.logCallback, p.logPromise
 	}
 	if r == nil {
+		p.txnFailed.Add(1)
 		cb(nil, &DeliveryError{Partition: -1, Err: errNilRecord})
 		return
 	}
 	if p.closed.Load() {
+		p.txnFailed.Add(1)
 		cb(r, &DeliveryError{Topic: p.topicOf(r), Partition: -1, Err: ErrClosed})
 		return
 	}
@@ -271,6 +296,7 @@ func (p *Producer) result(r *kgo.Record, err error) error {
 	if err == nil {
 		return nil
 	}
+	p.txnFailed.Add(1)
 	return &DeliveryError{Topic: r.Topic, Partition: r.Partition, MaybeWritten: kgoMaybeWritten(err, p.idemSafe), Err: err}
 }
 

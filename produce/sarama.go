@@ -32,6 +32,11 @@ const saramaMinBackoff = 100 * time.Millisecond
 // above 65536 (sarama allocates that many retry levels per partition) is
 // replaced. AtMostOnce gets Producer.Retry.Max = 0.
 //
+// ExactlyOnce is written as NoLoss plus Consumer.IsolationLevel =
+// ReadCommitted, for a config shared with the consumer of a
+// consume-transform-produce loop. The transactional id is the
+// application's: set Producer.Transaction.ID, which ExactlyOnce requires.
+//
 // It does not write settings whose change would alter how the application
 // uses sarama, such as Producer.Return.Errors or Version; those are only
 // reported.
@@ -44,9 +49,12 @@ func ApplySarama(p Preset, cfg *sarama.Config) error {
 	}
 	pr := &cfg.Producer
 	switch p {
-	case NoLoss, StrictOrder:
+	case NoLoss, StrictOrder, ExactlyOnce:
 		pr.RequiredAcks = sarama.WaitForAll
-		pr.Idempotent = p == NoLoss || cfg.Version.IsAtLeast(sarama.V0_11_0_0)
+		pr.Idempotent = p != StrictOrder || cfg.Version.IsAtLeast(sarama.V0_11_0_0)
+		if p == ExactlyOnce {
+			cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+		}
 	case LeaderAck:
 		pr.RequiredAcks = sarama.WaitForLocal
 		pr.Idempotent = false
@@ -62,6 +70,32 @@ func ApplySarama(p Preset, cfg *sarama.Config) error {
 		raiseSaramaRetries(cfg)
 	}
 	return ValidateSarama(p, cfg)
+}
+
+// ApplySaramaConsumer writes into cfg what a consumer reading the output of
+// a producer with preset p must set: for ExactlyOnce,
+// Consumer.IsolationLevel = ReadCommitted, so the consumer reads a
+// transaction's messages only once it committed and never those of an
+// aborted transaction. The other presets write no transactions and need
+// nothing. It returns a [*ConfigError] if cfg cannot read committed
+// messages (Version older than V0_11_0_0).
+func ApplySaramaConsumer(p Preset, cfg *sarama.Config) error {
+	if err := p.check(); err != nil {
+		return err
+	}
+	if cfg == nil {
+		return nilSaramaConfig(p)
+	}
+	if p != ExactlyOnce {
+		return nil
+	}
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	if !cfg.Version.IsAtLeast(sarama.V0_11_0_0) {
+		return &ConfigError{Preset: p, Setting: "Version", Value: cfg.Version.String(),
+			Problem: "reading committed messages needs Kafka 0.11.0.0 or later",
+			Fix:     "set Version to the brokers' version (at least sarama.V0_11_0_0)", Err: ErrUnsafeConfig}
+	}
+	return nil
 }
 
 // raiseSaramaRetries raises Producer.Retry.Max (and a too short fixed
@@ -131,13 +165,19 @@ func nilSaramaConfig(p Preset) error {
 //
 // Contradictions, by field:
 //
-//   - Producer.RequiredAcks: NoLoss and StrictOrder need WaitForAll,
-//     LeaderAck needs WaitForLocal, AtMostOnce needs NoResponse;
-//     Producer.Idempotent needs WaitForAll.
-//   - Producer.Idempotent: NoLoss needs it.
+//   - Producer.RequiredAcks: NoLoss, StrictOrder and ExactlyOnce need
+//     WaitForAll, LeaderAck needs WaitForLocal, AtMostOnce needs
+//     NoResponse; Producer.Idempotent needs WaitForAll.
+//   - Producer.Idempotent: NoLoss and ExactlyOnce need it, and so does a
+//     Producer.Transaction.ID under StrictOrder (sarama refuses a
+//     transactional producer without it).
+//   - Producer.Transaction.ID: ExactlyOnce needs one; LeaderAck and
+//     AtMostOnce refuse one (transactions need idempotence and WaitForAll).
+//   - Producer.Transaction.Timeout: ExactlyOnce needs it above 0.
 //   - Version: Producer.Idempotent needs V0_11_0_0 or later.
-//   - Net.MaxOpenRequests: Producer.Idempotent needs exactly 1; without
-//     idempotence and with retries more than 1 can reorder.
+//   - Net.MaxOpenRequests: Producer.Idempotent (and so ExactlyOnce) needs
+//     exactly 1; without idempotence and with retries more than 1 can
+//     reorder.
 //   - Producer.Retry.Max: the retrying presets need retries spanning at
 //     least [MinRetryWindow] (Retry.Max × Retry.Backoff, or the sum of
 //     Retry.BackoffFunc); AtMostOnce needs 0; more than 65536 makes sarama
@@ -166,7 +206,10 @@ func ValidateSarama(p Preset, cfg *sarama.Config) error {
 		errs = append(errs, &ConfigError{Preset: p, Setting: setting, Value: value, Problem: problem, Fix: fix, Err: ErrInvalidConfig})
 	}
 	pr := cfg.Producer
-	idem := pr.Idempotent
+	// ExactlyOnce's transactions need idempotence: check what follows
+	// from it even when Producer.Idempotent itself is the contradiction.
+	idem := pr.Idempotent || p == ExactlyOnce
+	txnID := pr.Transaction.ID != ""
 
 	// Producer.RequiredAcks.
 	want := sarama.WaitForAll
@@ -192,10 +235,36 @@ func ValidateSarama(p Preset, cfg *sarama.Config) error {
 	}
 
 	// Producer.Idempotent and Version.
-	if p == NoLoss && !idem {
+	switch {
+	case p == NoLoss && !idem:
 		unsafe("Producer.Idempotent", "false",
 			"NoLoss needs idempotent writes: without them a retried batch that the broker already wrote is written again",
 			"Producer.Idempotent = true, or use the StrictOrder preset if the cluster denies IDEMPOTENT_WRITE")
+	case p == ExactlyOnce && !pr.Idempotent:
+		unsafe("Producer.Idempotent", "false",
+			"transactions need idempotent writes (sarama refuses a Producer.Transaction.ID without them)",
+			"Producer.Idempotent = true")
+	case p == StrictOrder && !idem && txnID:
+		unsafe("Producer.Idempotent", "false",
+			"a Producer.Transaction.ID needs idempotent writes (sarama refuses the combination)",
+			"Producer.Idempotent = true, or Producer.Transaction.ID = \"\"")
+	}
+
+	// Producer.Transaction.
+	switch {
+	case p == ExactlyOnce && !txnID:
+		unsafe("Producer.Transaction.ID", `""`,
+			"ExactlyOnce writes in transactions: without a transactional id nothing is atomic and a restarted producer cannot fence its previous instance",
+			"set Producer.Transaction.ID to an id that stays the same across restarts of this producer and differs between concurrent producers")
+	case txnID && (p == LeaderAck || p == AtMostOnce):
+		unsafe("Producer.Transaction.ID", strconv.Quote(pr.Transaction.ID),
+			"transactions need idempotent writes and WaitForAll, which the "+p.String()+" preset switches off",
+			"Producer.Transaction.ID = \"\", or use the ExactlyOnce preset")
+	}
+	if p == ExactlyOnce && pr.Transaction.Timeout <= 0 {
+		invalid("Producer.Transaction.Timeout", pr.Transaction.Timeout.String(),
+			"the broker refuses a transaction timeout that is not positive (INVALID_TRANSACTION_TIMEOUT)",
+			"Producer.Transaction.Timeout = time.Minute (sarama's default)")
 	}
 	if idem && !cfg.Version.IsAtLeast(sarama.V0_11_0_0) {
 		unsafe("Version", cfg.Version.String(),
@@ -266,6 +335,9 @@ func ValidateSarama(p Preset, cfg *sarama.Config) error {
 		if !c.Version.IsAtLeast(sarama.V0_11_0_0) {
 			c.Version = sarama.V0_11_0_0
 		}
+	}
+	if c.Consumer.IsolationLevel == sarama.ReadCommitted && !c.Version.IsAtLeast(sarama.V0_11_0_0) && p == ExactlyOnce {
+		c.Version = sarama.V0_11_0_0 // the Version contradiction above says it
 	}
 	c.Net.MaxOpenRequests = max(c.Net.MaxOpenRequests, 1)
 	if err := c.Validate(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -19,13 +20,22 @@ type SaramaSyncProducer struct {
 	// sending is read-locked while a message is being handed to sarama
 	// and write-locked by Close: sarama panics on a send after Close.
 	sending sync.RWMutex
+
+	// txnID is Producer.Transaction.ID (ExactlyOnce), or "". txnMu runs
+	// one Transact at a time; txnFailed counts the sends that failed
+	// since the current transaction began.
+	txnID     string
+	txnMu     sync.Mutex
+	txnFailed atomic.Int64
 }
 
 // NewSaramaSync returns a SaramaSyncProducer for preset p connected to
 // addrs. It applies p ([ApplySarama]) to a copy of cfg (nil means
 // sarama.NewConfig()) with Producer.Return.Successes and Errors switched on,
 // as sarama's SyncProducer requires; cfg itself is not modified. A copy that
-// still contradicts p is refused before any connection is made.
+// still contradicts p is refused before any connection is made, and so is
+// a Producer.Transaction.ID under any preset but ExactlyOnce, whose
+// messages are sent inside [SaramaSyncProducer.Transact].
 func NewSaramaSync(addrs []string, p Preset, cfg *sarama.Config) (*SaramaSyncProducer, error) {
 	if cfg == nil {
 		cfg = sarama.NewConfig()
@@ -36,11 +46,17 @@ func NewSaramaSync(addrs []string, p Preset, cfg *sarama.Config) (*SaramaSyncPro
 	if err := ApplySarama(p, &c); err != nil {
 		return nil, err
 	}
+	if c.Producer.Transaction.ID != "" && p != ExactlyOnce {
+		return nil, &ConfigError{Preset: p, Setting: "Producer.Transaction.ID", Value: strconv.Quote(c.Producer.Transaction.ID),
+			Problem: "only the ExactlyOnce preset runs transactions (SaramaSyncProducer.Transact); every message sent outside one fails",
+			Fix:     `Producer.Transaction.ID = "", or use the ExactlyOnce preset`,
+			Err:     ErrInvalidConfig}
+	}
 	sp, err := sarama.NewSyncProducer(addrs, &c)
 	if err != nil {
 		return nil, fmt.Errorf("produce: sarama: %w", err)
 	}
-	return &SaramaSyncProducer{sp: sp, preset: p}, nil
+	return &SaramaSyncProducer{sp: sp, preset: p, txnID: c.Producer.Transaction.ID}, nil
 }
 
 // Preset returns the preset the producer was built with.
@@ -58,6 +74,14 @@ func (s *SaramaSyncProducer) SyncProducer() sarama.SyncProducer { return s.sp }
 // ErrOutcomeUnknown while sarama keeps retrying msg in the background. Do
 // not reuse msg after that.
 func (s *SaramaSyncProducer) Send(ctx context.Context, msg *sarama.ProducerMessage) error {
+	err := s.send(ctx, msg)
+	if err != nil {
+		s.txnFailed.Add(1)
+	}
+	return err
+}
+
+func (s *SaramaSyncProducer) send(ctx context.Context, msg *sarama.ProducerMessage) error {
 	if msg == nil {
 		return &DeliveryError{Partition: -1, Err: errNilRecord}
 	}
