@@ -153,6 +153,8 @@ func (cfg Config) normalize() (Config, error) {
 	var errs []error
 	if _, err := produce.ParsePreset(cfg.Preset.String()); err != nil {
 		errs = append(errs, fmt.Errorf("verify: Preset: %w", err))
+	} else if cfg.Preset == produce.ExactlyOnce {
+		errs = append(errs, fmt.Errorf("verify: Preset: %s: %w", cfg.Preset, ErrTransactionalPreset))
 	}
 	if _, err := ParseClient(string(cfg.Client)); err != nil {
 		errs = append(errs, fmt.Errorf("verify: Client: %w", err))
@@ -249,6 +251,11 @@ type Result struct {
 // under FaultPauseFollowersKillLeader: that schedule exists to make acks=1
 // lose records, and a run where it did not has not exercised the fault.
 var ErrFaultMissed = errors.New("verify: LeaderAck lost nothing under " + string(FaultPauseFollowersKillLeader) + ": the fault did not hit acknowledged records")
+
+// ErrTransactionalPreset is returned for the ExactlyOnce preset: the producer
+// and queue workloads send each record on its own, outside transactions, so
+// they cannot judge a transactional preset.
+var ErrTransactionalPreset = errors.New("verify: the producer and queue workloads send outside transactions and cannot judge a transactional preset")
 
 // ErrCorrupt is returned by [Result.Err] when records read back were not
 // workload values.

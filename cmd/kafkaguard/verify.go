@@ -487,6 +487,9 @@ func parsePresets(list string) ([]produce.Preset, error) {
 		if err != nil {
 			return nil, err
 		}
+		if p == produce.ExactlyOnce {
+			return nil, fmt.Errorf("%s: %w", p, verify.ErrTransactionalPreset)
+		}
 		out = append(out, p)
 	}
 	if len(out) == 0 {

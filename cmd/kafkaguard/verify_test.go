@@ -28,6 +28,7 @@ func TestVerifyRejectsBadUsageWithExitCode2(t *testing.T) {
 		{"unknown client", []string{"--client", "kcat"}, `unknown client "kcat"`},
 		{"unknown preset", []string{"--preset", "NoLoss,Fast"}, `unknown preset "Fast"`},
 		{"empty preset list", []string{"--preset", ","}, "no preset given"},
+		{"transactional preset", []string{"--preset", "NoLoss,ExactlyOnce"}, "ExactlyOnce: verify: the producer and queue workloads send outside transactions"},
 		{"unknown fault", []string{"--fault", "meteor"}, `unknown fault schedule "meteor"`},
 		{"zero records", []string{"--records", "0"}, "--records must be at least 1"},
 		{"more keys than records", []string{"--records", "5", "--keys", "6"}, "--keys (6) must not exceed --records (5)"},
