@@ -20,8 +20,9 @@ type batchMeta struct {
 
 // producerEntry is the idempotence state of one producer id on one partition.
 type producerEntry struct {
-	epoch   int16
-	batches []batchMeta // oldest first, at most maxCachedBatches
+	epoch         int16
+	batches       []batchMeta // oldest first, at most maxCachedBatches
+	lastTimestamp int64       // max timestamp of its last batch or marker
 }
 
 func (e *producerEntry) last() (batchMeta, bool) {
@@ -96,6 +97,7 @@ func (ps producers) update(h log.BatchHeader) {
 	} else if h.ProducerEpoch < e.epoch {
 		return
 	}
+	e.lastTimestamp = h.MaxTimestamp
 	if h.IsControl() {
 		// A marker moves the producer to its epoch (fencing older ones) but is not part of
 		// its sequence: the next batch of the same epoch follows the last data batch.

@@ -1,9 +1,12 @@
 package partition
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/records"
@@ -129,4 +132,40 @@ func (r *Replica) AbortedTransactions(from, upto int64) []AbortedTxn {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.txns.abortedIn(from, upto)
+}
+
+// ProducerState is what a partition's leader knows of one producer
+// (DescribeProducers' ActiveProducer): its epoch, the sequence of its last
+// batch (-1 when only a marker of it is known), the max timestamp of its last
+// batch or marker, and the first offset of its open transaction (-1 when none).
+type ProducerState struct {
+	ProducerID     int64
+	ProducerEpoch  int16
+	LastSequence   int32
+	LastTimestamp  int64
+	TxnStartOffset int64
+}
+
+// Producers lists the producers this partition keeps state for, by producer
+// id, as its leader: NOT_LEADER_OR_FOLLOWER on a follower, as Kafka answers
+// DescribeProducers.
+func (r *Replica) Producers() ([]ProducerState, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leader != r.cfg.BrokerID {
+		return nil, fmt.Errorf("broker %d is not the leader of %s-%d (leader %d): %w", r.cfg.BrokerID, r.cfg.Topic, r.cfg.Partition, r.leader, kerr.NotLeaderForPartition)
+	}
+	out := make([]ProducerState, 0, len(r.producers))
+	for id, e := range r.producers {
+		ps := ProducerState{ProducerID: id, ProducerEpoch: e.epoch, LastSequence: -1, LastTimestamp: e.lastTimestamp, TxnStartOffset: -1}
+		if last, ok := e.last(); ok {
+			ps.LastSequence = last.lastSeq
+		}
+		if first, ok := r.txns.open[id]; ok {
+			ps.TxnStartOffset = first
+		}
+		out = append(out, ps)
+	}
+	slices.SortFunc(out, func(a, b ProducerState) int { return cmp.Compare(a.ProducerID, b.ProducerID) })
+	return out, nil
 }

@@ -29,6 +29,7 @@ var apiVersions = func() map[int16]versionRange {
 		27: {0, 1},  // WriteTxnMarkers
 		65: {0, 0},  // DescribeTransactions
 		66: {0, 2},  // ListTransactions
+		61: {0, 0},  // DescribeProducers
 		23: {2, 4},  // OffsetForLeaderEpoch
 		32: {1, 4},  // DescribeConfigs
 		37: {0, 3},  // CreatePartitions

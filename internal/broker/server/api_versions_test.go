@@ -38,6 +38,7 @@ var supportedAPIs = []struct {
 	{"AddPartitionsToTxn", 0, 3},
 	{"EndTxn", 0, 4},
 	{"WriteTxnMarkers", 0, 1},
+	{"DescribeProducers", 0, 0},
 	{"DescribeTransactions", 0, 0},
 	{"ListTransactions", 0, 2},
 	{"OffsetForLeaderEpoch", 2, 4},

@@ -267,6 +267,8 @@ func (b *Broker) handle(ctx context.Context, r *request) kmsg.Response {
 		return b.txns.DescribeTransactions(ctx, req)
 	case *kmsg.ListTransactionsRequest:
 		return b.txns.ListTransactions(ctx, req)
+	case *kmsg.DescribeProducersRequest:
+		return b.handleDescribeProducers(ctx, req)
 	case *kmsg.OffsetForLeaderEpochRequest:
 		return b.handleOffsetForLeaderEpoch(ctx, req)
 	case *kmsg.DescribeConfigsRequest:

@@ -80,7 +80,7 @@
 //   - Coordinator epochs: markers carry 0; Kafka fences a deposed
 //     coordinator's late markers with the coordinator epoch of the
 //     __transaction_state partition (its leader epoch).
-//   - DescribeProducers; the .txnindex and producer snapshots (partitions
+//   - The .txnindex and producer snapshots (partitions
 //     rebuild their transactions by scanning the log); KIP-890 partition
 //     verification; transactional.id expiration (Dead).
 //

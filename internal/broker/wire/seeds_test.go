@@ -22,7 +22,7 @@ import (
 var served = map[int16][2]int16{
 	0: {3, 13}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 9}, 9: {1, 9}, 10: {0, 6}, 11: {2, 9},
 	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {2, 7}, 20: {1, 6},
-	22: {0, 4}, 23: {2, 4}, 24: {0, 3}, 26: {0, 4}, 27: {0, 1}, 65: {0, 0}, 66: {0, 2}, 32: {1, 4}, 37: {0, 3}, 42: {0, 3}, 47: {0, 0}, 60: {0, 1},
+	22: {0, 4}, 23: {2, 4}, 24: {0, 3}, 26: {0, 4}, 27: {0, 1}, 61: {0, 0}, 65: {0, 0}, 66: {0, 2}, 32: {1, 4}, 37: {0, 3}, 42: {0, 3}, 47: {0, 0}, 60: {0, 1},
 	17: {1, 1}, 36: {0, 2}, 50: {0, 0}, 51: {0, 0},
 }
 
@@ -223,6 +223,12 @@ func request(key, v int16) kmsg.Request {
 		t.Topic, t.Partitions = topic, []int32{0}
 		m.Topics = append(m.Topics, t)
 		q.Markers = append(q.Markers, m)
+		r = q
+	case 61:
+		q := kmsg.NewPtrDescribeProducersRequest()
+		t := kmsg.NewDescribeProducersRequestTopic()
+		t.Topic, t.Partitions = topic, []int32{0}
+		q.Topics = append(q.Topics, t)
 		r = q
 	case 65:
 		q := kmsg.NewPtrDescribeTransactionsRequest()
