@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
@@ -269,4 +272,231 @@ func diffSummary(got, want []string) string {
 		return strings.Join(vs, ",")
 	}
 	return fmt.Sprintf("got %d, want %d; missing [%s]; extra [%s]", len(got), len(want), short(missing), short(extra))
+}
+
+// TestSaramaCopiesWithOffsetsInTheTransaction copies a 60-record input with sarama's
+// transactional producer, putting the consumed offsets in each transaction (AddMessageToTxn for
+// one input partition, AddOffsetsToTxn for the other; TxnOffsetCommit v3 of a group without
+// members). The first transaction is aborted: its output is never read_committed and the group
+// keeps no offset; after the committed ones, read_committed output = input transformed once and
+// the committed offsets are the input's end offsets.
+func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const in, out, group, n = "ctp-sarama-in", "ctp-sarama-out", "ctp-sarama", 60
+	c := ctpCluster(ctx, t, in, out, n)
+
+	cfg := saramaConfig(sarama.V3_6_0_0)
+	cfg.Producer.Transaction.ID = "ctp-sarama-copier"
+	cfg.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	cfg.Producer.Transaction.Retry.Max = 100
+	prod, err := sarama.NewSyncProducer(c.Bootstrap(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	cons, err := sarama.NewConsumer(c.Bootstrap(), saramaConfig(sarama.V3_6_0_0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	parts := make([]sarama.PartitionConsumer, 2)
+	for p := range parts {
+		if parts[p], err = cons.ConsumePartition(in, int32(p), sarama.OffsetOldest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, pc := range parts {
+			pc.Close()
+		}
+	}()
+
+	// copyBatch copies the next k records of each input partition in one transaction.
+	copyBatch := func(k int, commit bool) []string {
+		if err := prod.BeginTxn(); err != nil {
+			t.Fatal(err)
+		}
+		var copied []string
+		for p, pc := range parts {
+			var last *sarama.ConsumerMessage
+			for range k {
+				select {
+				case m := <-pc.Messages():
+					last = m
+				case err := <-pc.Errors():
+					t.Fatalf("consume %s-%d: %v", in, p, err)
+				case <-ctx.Done():
+					t.Fatalf("consume %s-%d: %v", in, p, ctx.Err())
+				}
+				copied = append(copied, string(last.Value))
+				if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: out, Value: sarama.StringEncoder("out-" + string(last.Value))}); err != nil {
+					t.Fatalf("send: %v", err)
+				}
+			}
+			if p == 0 {
+				err = prod.AddMessageToTxn(last, group, nil)
+			} else {
+				err = prod.AddOffsetsToTxn(map[string][]*sarama.PartitionOffsetMetadata{
+					in: {{Partition: int32(p), Offset: last.Offset + 1}},
+				}, group)
+			}
+			if err != nil {
+				t.Fatalf("offsets of %s-%d in the transaction: %v", in, p, err)
+			}
+		}
+		end := prod.CommitTxn
+		if !commit {
+			end = prod.AbortTxn
+		}
+		if err := end(); err != nil {
+			t.Fatalf("end transaction (commit %v): %v", commit, err)
+		}
+		return copied
+	}
+
+	aborted := copyBatch(5, false)
+	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); len(got) != 0 {
+		t.Fatalf("read_committed reads %d records of an aborted transaction: %v", len(got), got)
+	}
+	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadUncommitted()), transformed(aborted); !slices.Equal(got, want) {
+		t.Fatalf("read_uncommitted output is not the aborted transaction's records: %s", diffSummary(got, want))
+	}
+	if commits := committedOffsets(ctx, t, c, group, in); len(commits) != 0 {
+		t.Fatalf("the aborted transaction committed the group's offsets: %v", commits)
+	}
+
+	// After the abort the copier starts over from the group's committed offsets: there are
+	// none, so from the start.
+	for p, pc := range parts {
+		pc.Close()
+		if parts[p], err = cons.ConsumePartition(in, int32(p), sarama.OffsetOldest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var copied []string
+	for range n / 2 / 10 {
+		copied = append(copied, copyBatch(10, true)...)
+	}
+	slices.Sort(copied)
+	if want := values("in", n); !slices.Equal(copied, want) {
+		t.Fatalf("copied %s", diffSummary(copied, want))
+	}
+	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
+		t.Fatalf("read_committed output is not the input once: %s", diffSummary(got, want))
+	}
+	checkCommittedAtEnd(ctx, t, c, group, in)
+}
+
+// TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped drives KIP-447 on the wire
+// with raw AddOffsetsToTxn and TxnOffsetCommit requests in a franz-go transaction (3 brokers, so
+// the offsets partition's marker may come from another broker by WriteTxnMarkers): while the
+// transaction is open, OffsetFetch with RequireStable answers UNSTABLE_OFFSET_COMMIT and without
+// it the old offset; after an abort the offset is unchanged, after a commit it is the new one.
+func TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const topic, group = "ctp-raw", "ctp-raw"
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	if err := c.CreateTopic(ctx, topic, 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.TransactionalID("ctp-raw-copier"), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	// fetch returns the group's offset of topic-0 and its code, with or without RequireStable.
+	fetch := func(stable bool) (int64, int16) {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.RequireStable = stable
+		g := kmsg.NewOffsetFetchRequestGroup()
+		g.Group = group
+		g.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: topic, Partitions: []int32{0}}}
+		req.Groups = append(req.Groups, g)
+		req.Group, req.Topics = group, []kmsg.OffsetFetchRequestTopic{{Topic: topic, Partitions: []int32{0}}}
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Groups) == 1 {
+			p := resp.Groups[0].Topics[0].Partitions[0]
+			return p.Offset, p.ErrorCode
+		}
+		p := resp.Topics[0].Partitions[0]
+		return p.Offset, p.ErrorCode
+	}
+	// settled waits until the transaction's marker reached the offsets partition (the client's
+	// EndTxn returns before the markers are written) and returns the stable offset.
+	settled := func() int64 {
+		for {
+			off, code := fetch(true)
+			if code != kerr.UnstableOffsetCommit.Code {
+				if code != 0 {
+					t.Fatalf("OffsetFetch: %v", kerr.ErrorForCode(code))
+				}
+				return off
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("the offsets stay unstable after the transaction ended")
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	txn := func(offset int64, end kgo.TransactionEndTry) {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		pid, epoch, err := cl.ProducerID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add := kmsg.NewPtrAddOffsetsToTxnRequest()
+		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = "ctp-raw-copier", pid, epoch, group
+		addResp, err := add.RequestWith(ctx, cl)
+		if err != nil || addResp.ErrorCode != 0 {
+			t.Fatalf("AddOffsetsToTxn: %v, code %d", err, addResp.ErrorCode)
+		}
+		commit := kmsg.NewPtrTxnOffsetCommitRequest()
+		commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = "ctp-raw-copier", group, pid, epoch
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Offset = offset
+		rt.Partitions = append(rt.Partitions, rp)
+		commit.Topics = append(commit.Topics, rt)
+		commitResp, err := commit.RequestWith(ctx, cl)
+		if err != nil || commitResp.Topics[0].Partitions[0].ErrorCode != 0 {
+			t.Fatalf("TxnOffsetCommit: %v, %+v", err, commitResp)
+		}
+		if off, code := fetch(true); code != kerr.UnstableOffsetCommit.Code {
+			t.Fatalf("OffsetFetch RequireStable in the open transaction: offset %d code %d, want UNSTABLE_OFFSET_COMMIT", off, code)
+		}
+		if err := cl.EndTransaction(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	txn(1, kgo.TryCommit)
+	if off := settled(); off != 1 {
+		t.Fatalf("after the commit the group's offset is %d, want 1", off)
+	}
+	txn(2, kgo.TryAbort)
+	if off := settled(); off != 1 {
+		t.Fatalf("after the abort the group's offset is %d, want still 1", off)
+	}
+	txn(3, kgo.TryCommit)
+	if off, code := fetch(false); code != 0 || (off != 1 && off != 3) {
+		t.Fatalf("OffsetFetch without RequireStable: offset %d code %d, want 1 or 3", off, code)
+	}
+	if off := settled(); off != 3 {
+		t.Fatalf("after the second commit the group's offset is %d, want 3", off)
+	}
 }
