@@ -393,7 +393,8 @@ func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
 // with raw AddOffsetsToTxn and TxnOffsetCommit requests in a franz-go transaction (3 brokers, so
 // the offsets partition's marker may come from another broker by WriteTxnMarkers): while the
 // transaction is open, OffsetFetch with RequireStable answers UNSTABLE_OFFSET_COMMIT and without
-// it the old offset; after an abort the offset is unchanged, after a commit it is the new one.
+// it the old offset; after an abort the offset is unchanged, after a commit it is the new one. A
+// partition of a topic that does not exist gets UNKNOWN_TOPIC_OR_PARTITION, as in Kafka.
 func TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -471,10 +472,22 @@ func TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped(t *testin
 		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
 		rp.Offset = offset
 		rt.Partitions = append(rt.Partitions, rp)
-		commit.Topics = append(commit.Topics, rt)
+		gone := kmsg.NewTxnOffsetCommitRequestTopic()
+		gone.Topic = "no-such-topic"
+		gone.Partitions = append(gone.Partitions, rp)
+		commit.Topics = append(commit.Topics, rt, gone)
 		commitResp, err := commit.RequestWith(ctx, cl)
-		if err != nil || commitResp.Topics[0].Partitions[0].ErrorCode != 0 {
-			t.Fatalf("TxnOffsetCommit: %v, %+v", err, commitResp)
+		if err != nil {
+			t.Fatalf("TxnOffsetCommit: %v", err)
+		}
+		codes := map[string]int16{}
+		for _, rt := range commitResp.Topics {
+			for _, rp := range rt.Partitions {
+				codes[rt.Topic] = rp.ErrorCode
+			}
+		}
+		if want := map[string]int16{topic: 0, "no-such-topic": kerr.UnknownTopicOrPartition.Code}; !maps.Equal(codes, want) {
+			t.Fatalf("TxnOffsetCommit codes %v, want %v", codes, want)
 		}
 		if off, code := fetch(true); code != kerr.UnstableOffsetCommit.Code {
 			t.Fatalf("OffsetFetch RequireStable in the open transaction: offset %d code %d, want UNSTABLE_OFFSET_COMMIT", off, code)

@@ -262,7 +262,7 @@ func (b *Broker) handle(ctx context.Context, r *request) kmsg.Response {
 	case *kmsg.AddOffsetsToTxnRequest:
 		return b.txns.AddOffsetsToTxn(ctx, req)
 	case *kmsg.TxnOffsetCommitRequest:
-		return b.groups.TxnOffsetCommit(ctx, req)
+		return b.handleTxnOffsetCommit(ctx, req)
 	case *kmsg.EndTxnRequest:
 		return b.handleEndTxn(ctx, req)
 	case *kmsg.WriteTxnMarkersRequest:
