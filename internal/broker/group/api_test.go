@@ -45,6 +45,7 @@ func TestVersionsAreWithinWhatKmsgDefines(t *testing.T) {
 		keyLeaveGroup: new(kmsg.LeaveGroupRequest), keySyncGroup: new(kmsg.SyncGroupRequest),
 		keyDescribeGroups: new(kmsg.DescribeGroupsRequest), keyListGroups: new(kmsg.ListGroupsRequest),
 		keyDeleteGroups: new(kmsg.DeleteGroupsRequest), keyOffsetDelete: new(kmsg.OffsetDeleteRequest),
+		keyTxnOffsetCommit: new(kmsg.TxnOffsetCommitRequest),
 	}
 	vs := Versions()
 	if len(vs) != len(reqs) {
@@ -83,6 +84,7 @@ func TestErrorCodesMatchKerr(t *testing.T) {
 		{codeGroupMaxSizeReached, kerr.GroupMaxSizeReached},
 		{codeFencedInstanceID, kerr.FencedInstanceID},
 		{codeGroupSubscribedToTopic, kerr.GroupSubscribedToTopic},
+		{codeUnstableOffsetCommit, kerr.UnstableOffsetCommit},
 		{codeInvalidRequest, kerr.InvalidRequest},
 	}
 	for _, tt := range tests {

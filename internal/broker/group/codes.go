@@ -19,4 +19,5 @@ const (
 	codeGroupMaxSizeReached       int16 = 81
 	codeFencedInstanceID          int16 = 82
 	codeGroupSubscribedToTopic    int16 = 86
+	codeUnstableOffsetCommit      int16 = 88
 )

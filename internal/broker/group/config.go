@@ -93,6 +93,26 @@ func (wallClock) AfterFunc(d time.Duration, f func()) *time.Timer { return time.
 // Kafka's formats (see the package doc); a nil Value is a tombstone.
 type Record struct {
 	Key, Value []byte
+	// Txn is nil for the coordinator's own records. Otherwise the record
+	// belongs to a producer's transaction: an offset commit of a
+	// TxnOffsetCommit, pending until the transaction ends, or (Txn.Marker)
+	// the transaction marker that ends it on this partition.
+	Txn *Txn
+}
+
+// Txn says how a [Record] belongs to a transaction. A Store appends the
+// offset commits of one producer as Kafka's group coordinator does: a
+// transactional batch of the producer id and epoch, with no sequence (the
+// partition checks only the epoch); a marker as the control batch a
+// partition leader writes (WriteTxnMarkers). A Replay sets it from the batch
+// each record was read from.
+type Txn struct {
+	ProducerID    int64
+	ProducerEpoch int16
+	// Marker: the record is a COMMIT (Commit) or ABORT marker, written with
+	// CoordinatorEpoch.
+	Marker, Commit   bool
+	CoordinatorEpoch int32
 }
 
 // Store durably persists the coordinator's records in one partition of
@@ -104,6 +124,8 @@ type Record struct {
 // (see [ErrNotLeader] and [ErrUnavailable]). Append must honour ctx, which
 // carries the coordinator's commit timeout and is cancelled when the
 // partition is unloaded. It is never called concurrently for one partition.
+// The records of one Append are either all without Txn, or all the offset
+// commits of one producer's transaction, or one marker.
 type Store interface {
 	Append(ctx context.Context, records []Record) error
 }
@@ -177,16 +199,17 @@ func javaLength(s string) int {
 
 // API keys served by this package.
 const (
-	keyOffsetCommit   int16 = 8
-	keyOffsetFetch    int16 = 9
-	keyJoinGroup      int16 = 11
-	keyHeartbeat      int16 = 12
-	keyLeaveGroup     int16 = 13
-	keySyncGroup      int16 = 14
-	keyDescribeGroups int16 = 15
-	keyListGroups     int16 = 16
-	keyDeleteGroups   int16 = 42
-	keyOffsetDelete   int16 = 47
+	keyOffsetCommit    int16 = 8
+	keyOffsetFetch     int16 = 9
+	keyJoinGroup       int16 = 11
+	keyHeartbeat       int16 = 12
+	keyLeaveGroup      int16 = 13
+	keySyncGroup       int16 = 14
+	keyDescribeGroups  int16 = 15
+	keyListGroups      int16 = 16
+	keyDeleteGroups    int16 = 42
+	keyOffsetDelete    int16 = 47
+	keyTxnOffsetCommit int16 = 28
 )
 
 // Versions reports, per API key this package serves, the [min, max] versions
@@ -205,5 +228,8 @@ func Versions() map[int16][2]int16 {
 		keyListGroups:     {0, 5},
 		keyDeleteGroups:   {0, 3},
 		keyOffsetDelete:   {0, 0},
+		// TxnOffsetCommit v5 is transaction.version 2 (KIP-890 part 2), v6
+		// names topics by id: neither is implemented.
+		keyTxnOffsetCommit: {0, 4},
 	}
 }

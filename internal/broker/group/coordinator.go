@@ -209,8 +209,14 @@ type shard struct {
 	ctx    context.Context // cancelled on unload; parent of every Append
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	groups   map[string]*group
+	mu     sync.Mutex
+	groups map[string]*group
+	// txnOffsets holds the pending transactional offset commits, by
+	// producer id, then group id.
+	txnOffsets map[int64]map[string]offsetMap
+	// seq counts the records replayed and written, in log order (see
+	// committed.seq).
+	seq      int64
 	unloaded bool
 	code     int16 // what requests get once unloaded
 
@@ -267,9 +273,10 @@ func (sh *shard) current(g *group) bool {
 }
 
 // dropIfUnused forgets g if it is still this shard's group of its id and
-// holds nothing worth keeping (see group.unused).
+// holds nothing worth keeping (see group.unused), not even a pending
+// transactional commit.
 func (sh *shard) dropIfUnused(g *group) {
-	if g.unused() && sh.groups[g.id] == g {
+	if g.unused() && sh.groups[g.id] == g && !sh.groupHasTxnOffsets(g.id) {
 		delete(sh.groups, g.id)
 	}
 }

@@ -96,6 +96,12 @@ func (sh *shard) prepareDelete(id string, rg *kmsg.DeleteGroupsResponseGroup, do
 			records = append(records, offsetTombstone(id, t, p))
 		}
 	}
+	// Pending transactional commits go too, as in Kafka's deleteAllOffsets.
+	sh.txnOffsetPartitions(id, func(t string, p int32) {
+		if _, ok := g.offset(t, p); !ok {
+			records = append(records, offsetTombstone(id, t, p))
+		}
+	})
 	records = append(records, groupTombstone(id))
 	prev := g.state
 	g.transition(stateDead, sh.now())
@@ -111,6 +117,7 @@ func (sh *shard) prepareDelete(id string, rg *kmsg.DeleteGroupsResponseGroup, do
 			}
 			return
 		}
+		sh.dropGroupTxnOffsets(id)
 		if sh.current(g) {
 			sh.stopGroup(g, codeCoordinatorNotAvailable)
 			delete(sh.groups, id)
@@ -199,7 +206,7 @@ func (sh *shard) prepareOffsetDelete(req *kmsg.OffsetDeleteRequest, resp *kmsg.O
 			case subscribed:
 				rp.ErrorCode = codeGroupSubscribedToTopic
 			default:
-				if _, ok := g.offset(t.Topic, p.Partition); ok {
+				if _, ok := g.offset(t.Topic, p.Partition); ok || sh.hasTxnOffset(req.Group, t.Topic, p.Partition) {
 					records = append(records, offsetTombstone(req.Group, t.Topic, p.Partition))
 					deletes = append(deletes, key{t.Topic, p.Partition})
 				}
@@ -219,8 +226,9 @@ func (sh *shard) prepareOffsetDelete(req *kmsg.OffsetDeleteRequest, resp *kmsg.O
 			resp.Topics = nil
 			return
 		}
-		if sh.current(g) {
-			for _, d := range deletes {
+		for _, d := range deletes {
+			sh.dropTxnOffset(req.Group, d.topic, d.partition)
+			if sh.current(g) {
 				g.deleteOffset(d.topic, d.partition)
 			}
 		}

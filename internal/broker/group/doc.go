@@ -1,6 +1,7 @@
 // Package group is the consumer-group coordinator of the bundled broker: it
 // serves Kafka's classic group protocol (JoinGroup, SyncGroup, Heartbeat,
-// LeaveGroup) and the offset APIs (OffsetCommit, OffsetFetch, OffsetDelete),
+// LeaveGroup) and the offset APIs (OffsetCommit, OffsetFetch, OffsetDelete,
+// TxnOffsetCommit),
 // plus DescribeGroups, ListGroups and DeleteGroups, with the semantics of
 // Apache Kafka's GroupCoordinator (group-coordinator module, ClassicGroup).
 //
@@ -54,7 +55,17 @@
 // Timers (session, rebalance, sync, initial delay) use the real clock;
 // Config.Now only stamps records.
 //
+// # Transactional offset commits
+//
+// [Coordinator.TxnOffsetCommit] persists a producer's offsets as its
+// transactional batch (the Store gets records with [Txn] set) and keeps them
+// pending; [Coordinator.CompleteTxn] writes the transaction's marker through
+// the Store, after the writes queued before it, and then applies (COMMIT) or
+// drops (ABORT) them. Replay does the same from the batches' producer and
+// marker ([Record.Txn]). While a commit is pending, OffsetFetch with
+// RequireStable answers UNSTABLE_OFFSET_COMMIT for its partition (KIP-447).
+//
 // Not implemented: offset expiration (offsets.retention.minutes), the KIP-848
-// consumer protocol, transactional offset commits, and topic IDs in
-// OffsetCommit/OffsetFetch (v10); unknown topics are the caller's to reject.
+// consumer protocol, and topic IDs in OffsetCommit/OffsetFetch (v10) and
+// TxnOffsetCommit (v6); unknown topics are the caller's to reject.
 package group

@@ -60,6 +60,8 @@ func FuzzHandlers(f *testing.F) {
 		&kmsg.ListGroupsRequest{Version: 4},
 		&kmsg.DeleteGroupsRequest{Version: 2, Groups: []string{"none"}},
 		&kmsg.OffsetDeleteRequest{Group: "g", Topics: []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}},
+		&kmsg.TxnOffsetCommitRequest{Version: 4, TransactionalID: "tx", Group: "g", ProducerID: 7, Generation: -1,
+			Topics: []kmsg.TxnOffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Offset: 3, LeaderEpoch: -1}}}}},
 	} {
 		f.Add(byte(r.Key()), byte(r.GetVersion()), r.AppendTo(nil))
 	}
@@ -72,7 +74,7 @@ func FuzzHandlers(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Millisecond)
 		defer cancel()
 		keys := []int16{keyOffsetCommit, keyOffsetFetch, keyJoinGroup, keyHeartbeat, keyLeaveGroup,
-			keySyncGroup, keyDescribeGroups, keyListGroups, keyDeleteGroups, keyOffsetDelete}
+			keySyncGroup, keyDescribeGroups, keyListGroups, keyDeleteGroups, keyOffsetDelete, keyTxnOffsetCommit}
 		k := keys[int(key)%len(keys)]
 		if slices.Contains(keys, int16(key)) {
 			k = int16(key) // the seeds name their API by its key
@@ -104,6 +106,8 @@ func FuzzHandlers(f *testing.F) {
 			resp = c.DeleteGroups(ctx, r)
 		case *kmsg.OffsetDeleteRequest:
 			resp = c.OffsetDelete(ctx, r)
+		case *kmsg.TxnOffsetCommitRequest:
+			resp = c.TxnOffsetCommit(ctx, r)
 		}
 		if resp.GetVersion() != req.GetVersion() {
 			t.Fatalf("%s: response version %d for request version %d", kmsg.NameForKey(k), resp.GetVersion(), req.GetVersion())

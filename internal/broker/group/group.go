@@ -135,6 +135,11 @@ type committed struct {
 	metadata        string
 	commitTimestamp int64
 	expireTimestamp int64 // -1: none
+	// seq orders the commit's record in the partition's log (the shard
+	// counts records as it replays and writes them): a transactional commit
+	// materialized by its COMMIT marker replaces only an older commit, as
+	// Kafka compares record offsets.
+	seq int64
 }
 
 // group is a classic group and its committed offsets. It is guarded by its
@@ -163,7 +168,7 @@ type group struct {
 	syncTimer *time.Timer
 	syncSeq   uint64
 
-	offsets map[string]map[int32]committed
+	offsets offsetMap
 	// commitsInFlight counts offset commits being persisted: their offsets
 	// are not in offsets yet, but the group must not be dropped as unused.
 	commitsInFlight int
@@ -452,26 +457,11 @@ func (g *group) isSubscribedToTopic(topic string) bool {
 }
 
 func (g *group) setOffset(topic string, partition int32, c committed) {
-	if g.offsets == nil {
-		g.offsets = make(map[string]map[int32]committed)
-	}
-	ps := g.offsets[topic]
-	if ps == nil {
-		ps = make(map[int32]committed)
-		g.offsets[topic] = ps
-	}
-	ps[partition] = c
+	g.offsets.set(topic, partition, c)
 }
 
 func (g *group) deleteOffset(topic string, partition int32) {
-	ps := g.offsets[topic]
-	if ps == nil {
-		return
-	}
-	delete(ps, partition)
-	if len(ps) == 0 {
-		delete(g.offsets, topic)
-	}
+	g.offsets.remove(topic, partition)
 }
 
 func (g *group) offset(topic string, partition int32) (committed, bool) {

@@ -27,7 +27,7 @@ func (s *memStore) Append(ctx context.Context, records []Record) error {
 		return s.fail
 	}
 	for _, r := range records {
-		s.records = append(s.records, Record{Key: slices.Clone(r.Key), Value: slices.Clone(r.Value)})
+		s.records = append(s.records, Record{Key: slices.Clone(r.Key), Value: slices.Clone(r.Value), Txn: r.Txn})
 	}
 	return nil
 }

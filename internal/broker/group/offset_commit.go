@@ -38,6 +38,13 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	if req == nil {
 		return fillOffsetCommit(&kmsg.OffsetCommitRequest{}, codeInvalidRequest)
 	}
+	return c.commit(ctx, req, nil)
+}
+
+// commit serves an OffsetCommit, or with txn a TxnOffsetCommit in OffsetCommit's form (see
+// [Coordinator.TxnOffsetCommit]): its records are then the producer's, written as one
+// transactional batch, and its offsets stay pending until the transaction's marker.
+func (c *Coordinator) commit(ctx context.Context, req *kmsg.OffsetCommitRequest, txn *Txn) *kmsg.OffsetCommitResponse {
 	sh, code := c.shardFor(req.Group)
 	if code != 0 {
 		return fillOffsetCommit(req, code)
@@ -59,13 +66,14 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	done := make(chan struct{})
 	op := &writeOp{
 		prepare: func() ([]Record, func(error)) {
-			return sh.prepareCommit(req, resp, generation, memberID, instanceID, retention, done)
+			return sh.prepareCommit(req, resp, generation, memberID, instanceID, retention, txn, done)
 		},
 		abort: func(code int16) {
 			setAll(resp, code)
 			close(done)
 		},
-		batchable: true,
+		// A transactional commit is one batch of its producer, alone in its Append.
+		batchable: txn == nil,
 	}
 	if !sh.enqueue(op) {
 		sh.mu.Lock()
@@ -90,11 +98,12 @@ func setAll(resp *kmsg.OffsetCommitResponse, code int16) {
 }
 
 // prepareCommit validates a commit against the current state (Kafka's
-// OffsetMetadataManager.commitOffset) and returns its records; finish applies
-// them once durable. It runs on the writer with sh.mu held and closes done
-// when the response is final.
+// OffsetMetadataManager.commitOffset, or commitTransactionalOffset with txn)
+// and returns its records; finish applies them once durable (with txn: makes
+// them pending for the producer). It runs on the writer with sh.mu held and
+// closes done when the response is final.
 func (sh *shard) prepareCommit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse,
-	generation int32, memberID string, instanceID *string, retention int64, done chan struct{},
+	generation int32, memberID string, instanceID *string, retention int64, txn *Txn, done chan struct{},
 ) ([]Record, func(error)) {
 	fail := func(code int16) ([]Record, func(error)) {
 		setAll(resp, code)
@@ -118,11 +127,11 @@ func (sh *shard) prepareCommit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetC
 			sh.dropIfUnused(g)
 		}
 	}
-	if code := validateOffsetCommit(g, generation, memberID, instanceID); code != 0 {
+	if code := validateOffsetCommit(g, generation, memberID, instanceID, txn != nil); code != 0 {
 		dropIfUnused()
 		return fail(code)
 	}
-	if g.state == stateStable || g.state == statePreparingRebalance {
+	if txn == nil && (g.state == stateStable || g.state == statePreparingRebalance) {
 		if m := g.members[memberID]; m != nil {
 			sh.scheduleHeartbeat(g, m, msDuration(m.sessionTimeoutMs))
 		}
@@ -166,8 +175,11 @@ func (sh *shard) prepareCommit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetC
 				metadata:        meta,
 				commitTimestamp: ts,
 				expireTimestamp: expire,
+				seq:             sh.nextSeq(),
 			}
-			records = append(records, offsetCommitRecord(req.Group, t.Topic, p.Partition, c))
+			r := offsetCommitRecord(req.Group, t.Topic, p.Partition, c)
+			r.Txn = txn
+			records = append(records, r)
 			applies = append(applies, pending{t.Topic, p.Partition, c})
 		}
 	}
@@ -197,13 +209,20 @@ func (sh *shard) prepareCommit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetC
 			return // durable, but this coordinator no longer serves it
 		}
 		for _, a := range applies {
-			g.setOffset(a.topic, a.partition, a.c)
+			if txn != nil {
+				sh.addTxnOffset(txn.ProducerID, g.id, a.topic, a.partition, a.c)
+			} else {
+				g.setOffset(a.topic, a.partition, a.c)
+			}
 		}
 	}
 }
 
-// validateOffsetCommit is Kafka's ClassicGroup.validateOffsetCommit.
-func validateOffsetCommit(g *group, generation int32, memberID string, instanceID *string) int16 {
+// validateOffsetCommit is Kafka's ClassicGroup.validateOffsetCommit: a
+// transactional commit (txn) without member id and generation is accepted
+// in any state, as the versions of TxnOffsetCommit before 3 carry neither,
+// and it is not refused during a rebalance.
+func validateOffsetCommit(g *group, generation int32, memberID string, instanceID *string, txn bool) int16 {
 	if g.state == stateDead {
 		return codeCoordinatorNotAvailable
 	}
@@ -217,10 +236,10 @@ func validateOffsetCommit(g *group, generation int32, memberID string, instanceI
 		if generation != g.generation {
 			return codeIllegalGeneration
 		}
-	} else if g.state != stateEmpty {
+	} else if !txn && g.state != stateEmpty {
 		return codeUnknownMemberID
 	}
-	if g.state == stateCompletingRebalance {
+	if !txn && g.state == stateCompletingRebalance {
 		return codeRebalanceInProgress
 	}
 	return 0

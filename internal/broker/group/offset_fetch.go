@@ -10,8 +10,10 @@ import (
 // OffsetFetch handles an OffsetFetch request, in the single-group form of
 // versions 0-7 or the batched form of version 8 and later. A partition with
 // no committed offset gets offset -1, as does every partition of a group that
-// does not exist; null topics ask for every committed partition.
-// RequireStable is accepted and ignored: there are no transactional commits.
+// does not exist; null topics ask for every committed partition. With
+// RequireStable (v7+), a partition with a pending transactional commit
+// (see [Coordinator.TxnOffsetCommit]) gets UNSTABLE_OFFSET_COMMIT and offset
+// -1 until its transaction ends, as in KIP-447; the client retries.
 func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
 	if req == nil {
 		resp := kmsg.NewPtrOffsetFetchResponse()
@@ -20,9 +22,10 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 	}
 	resp := &kmsg.OffsetFetchResponse{Version: req.Version}
 	resp.Default()
+	stable := req.Version >= 7 && req.RequireStable
 	if req.Version >= 8 {
 		for _, rg := range req.Groups {
-			resp.Groups = append(resp.Groups, c.fetchGroup(rg))
+			resp.Groups = append(resp.Groups, c.fetchGroup(rg, stable))
 		}
 		return resp
 	}
@@ -38,7 +41,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 		rt.Partitions = t.Partitions
 		rg.Topics = append(rg.Topics, rt)
 	}
-	sg := c.fetchGroup(rg)
+	sg := c.fetchGroup(rg, stable)
 	if sg.ErrorCode != 0 && req.Version >= 2 {
 		resp.ErrorCode = sg.ErrorCode
 		return resp
@@ -79,8 +82,8 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 }
 
 // fetchGroup answers one group of an OffsetFetch (Kafka's fetchOffsets and
-// fetchAllOffsets).
-func (c *Coordinator) fetchGroup(rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+// fetchAllOffsets), stable for RequireStable.
+func (c *Coordinator) fetchGroup(rg kmsg.OffsetFetchRequestGroup, stable bool) kmsg.OffsetFetchResponseGroup {
 	sg := kmsg.NewOffsetFetchResponseGroup()
 	sg.Group = rg.Group
 	sh, code := c.shardFor(rg.Group)
@@ -115,7 +118,7 @@ func (c *Coordinator) fetchGroup(rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFet
 			}
 			sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
 			for _, p := range parts {
-				st.Partitions = append(st.Partitions, fetchedPartition(g, t, p))
+				st.Partitions = append(st.Partitions, sh.fetchedPartition(g, rg.Group, t, p, stable))
 			}
 			sg.Topics = append(sg.Topics, st)
 		}
@@ -126,19 +129,23 @@ func (c *Coordinator) fetchGroup(rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFet
 		st.Topic = t.Topic
 		st.TopicID = t.TopicID
 		for _, p := range t.Partitions {
-			st.Partitions = append(st.Partitions, fetchedPartition(g, t.Topic, p))
+			st.Partitions = append(st.Partitions, sh.fetchedPartition(g, rg.Group, t.Topic, p, stable))
 		}
 		sg.Topics = append(sg.Topics, st)
 	}
 	return sg
 }
 
-func fetchedPartition(g *group, topic string, partition int32) kmsg.OffsetFetchResponseGroupTopicPartition {
+func (sh *shard) fetchedPartition(g *group, groupID, topic string, partition int32, stable bool) kmsg.OffsetFetchResponseGroupTopicPartition {
 	sp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
 	sp.Partition = partition
 	sp.Offset = -1
 	sp.LeaderEpoch = -1
 	sp.Metadata = kmsg.StringPtr("")
+	if stable && sh.hasTxnOffset(groupID, topic, partition) {
+		sp.ErrorCode = codeUnstableOffsetCommit
+		return sp
+	}
 	if g == nil {
 		return sp
 	}

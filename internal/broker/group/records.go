@@ -108,6 +108,11 @@ func nonNil(b []byte) []byte {
 // Records of other types (KIP-848, share groups) are skipped. It returns an
 // error for a record it cannot decode; the caller logs and skips it.
 func (sh *shard) replay(r Record) error {
+	seq := sh.nextSeq()
+	if r.Txn != nil && r.Txn.Marker {
+		sh.endTxn(r.Txn.ProducerID, r.Txn.Commit)
+		return nil
+	}
 	if len(r.Key) < 2 {
 		return errors.New("group: record key too short")
 	}
@@ -121,6 +126,7 @@ func (sh *shard) replay(r Record) error {
 			if g := sh.groups[k.Group]; g != nil {
 				g.deleteOffset(k.Topic, k.Partition)
 			}
+			sh.dropTxnOffset(k.Group, k.Topic, k.Partition)
 			return nil
 		}
 		var v kmsg.OffsetCommitValue
@@ -139,13 +145,20 @@ func (sh *shard) replay(r Record) error {
 		if g == nil {
 			g = sh.newGroup(k.Group)
 		}
-		g.setOffset(k.Topic, k.Partition, committed{
+		c := committed{
 			offset:          v.Offset,
 			leaderEpoch:     leaderEpoch,
 			metadata:        v.Metadata,
 			commitTimestamp: v.CommitTimestamp,
 			expireTimestamp: expire,
-		})
+			seq:             seq,
+		}
+		if r.Txn != nil {
+			// Pending until its producer's marker, further in the log.
+			sh.addTxnOffset(r.Txn.ProducerID, k.Group, k.Topic, k.Partition, c)
+			return nil
+		}
+		g.setOffset(k.Topic, k.Partition, c)
 		return nil
 	case 2:
 		var k kmsg.GroupMetadataKey

@@ -37,17 +37,18 @@ type producers map[int64]*producerEntry
 
 // check decides what to do with an idempotent batch before it is appended: nil, nil → append it;
 // a non-nil batchMeta → it duplicates a batch already in the log (answer with its offsets);
-// an error → reject (INVALID_PRODUCER_EPOCH or OUT_OF_ORDER_SEQUENCE_NUMBER).
-func (ps producers) check(h log.BatchHeader) (*batchMeta, error) {
+// an error → reject (INVALID_PRODUCER_EPOCH or OUT_OF_ORDER_SEQUENCE_NUMBER). A batch the broker
+// writes itself (bySelf: a transaction marker, or a group coordinator's transactional offset
+// commit, as Kafka's AppendOrigin.COORDINATOR) has no sequence: only its epoch is checked.
+func (ps producers) check(h log.BatchHeader, bySelf bool) (*batchMeta, error) {
 	if h.ProducerID < 0 {
 		return nil, nil
 	}
 	e := ps[h.ProducerID]
-	if h.IsControl() {
-		// A transaction marker (written by this broker) has no sequence; it may carry a
-		// newer epoch (a fence), never an older one.
+	if h.IsControl() || bySelf {
+		// It may carry a newer epoch (a fence), never an older one.
 		if e != nil && h.ProducerEpoch < e.epoch {
-			return nil, fmt.Errorf("marker of producer %d epoch %d is older than the current epoch %d: %w",
+			return nil, fmt.Errorf("batch of producer %d epoch %d written by the broker is older than the current epoch %d: %w",
 				h.ProducerID, h.ProducerEpoch, e.epoch, kerr.InvalidProducerEpoch)
 		}
 		return nil, nil
@@ -98,9 +99,10 @@ func (ps producers) update(h log.BatchHeader) {
 		return
 	}
 	e.lastTimestamp = h.MaxTimestamp
-	if h.IsControl() {
-		// A marker moves the producer to its epoch (fencing older ones) but is not part of
-		// its sequence: the next batch of the same epoch follows the last data batch.
+	if h.IsControl() || h.BaseSequence < 0 {
+		// A marker, or a batch without a sequence (a transactional offset commit the group
+		// coordinator wrote), moves the producer to its epoch (fencing older ones) but is not
+		// part of its sequence: the next batch of the same epoch follows the last data batch.
 		return
 	}
 	if len(e.batches) == maxCachedBatches {

@@ -333,17 +333,37 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 	case err != nil:
 		return AppendResult{}, fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
 	}
-	res, last, epoch, err := r.write(batches, h, acks)
+	res, last, epoch, err := r.write(batches, h, acks, false)
 	if err != nil || acks != -1 {
 		return res, err
 	}
 	return res, r.waitHW(ctx, last, epoch)
 }
 
+// AppendTxnOffsets appends one transactional batch that the group coordinator wrote for a
+// producer (a TxnOffsetCommit, as Kafka's AppendOrigin.COORDINATOR): it carries no sequence, so
+// only the producer's epoch is checked (an older one is INVALID_PRODUCER_EPOCH), and it returns
+// once the high watermark passes it (acks=all). The batch opens the producer's transaction on
+// this partition, as a client's would, until its marker.
+func (r *Replica) AppendTxnOffsets(ctx context.Context, batch []byte) error {
+	h, err := log.ParseBatchHeader(batch)
+	if err != nil {
+		return fmt.Errorf("%s-%d: transactional offsets: %w: %w", r.cfg.Topic, r.cfg.Partition, kerr.CorruptMessage, err)
+	}
+	if !h.IsTransactional() || h.IsControl() || h.ProducerID < 0 {
+		return fmt.Errorf("%s-%d: transactional offsets: not a transactional data batch: %w", r.cfg.Topic, r.cfg.Partition, kerr.InvalidRecord)
+	}
+	_, last, epoch, err := r.write(batch, h, -1, true)
+	if err != nil {
+		return err
+	}
+	return r.waitHW(ctx, last, epoch)
+}
+
 // write is Append after validation: it checks leadership and min.insync.replicas, deduplicates
 // and appends h's batch. It returns the result, the batch's last offset and the leader epoch it
 // was appended (or found) in. It holds appendMu throughout, and mu except while the log writes.
-func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16) (res AppendResult, last int64, epoch int32, err error) {
+func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool) (res AppendResult, last int64, epoch int32, err error) {
 	commit := false
 	if h.IsControl() {
 		commit = r.markerOf(h, batch)
@@ -361,7 +381,7 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16) (res Append
 		r.mu.Unlock()
 		return res, 0, 0, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, minISR, kerr.NotEnoughReplicas)
 	}
-	dup, err := r.producers.check(h)
+	dup, err := r.producers.check(h, bySelf)
 	if err != nil {
 		r.mu.Unlock()
 		return res, 0, 0, fmt.Errorf("%s-%d: %w", r.cfg.Topic, r.cfg.Partition, err)

@@ -39,6 +39,10 @@ type Record struct {
 // producer's identity and a correct CRC-32C.
 func Build(recs []Record, ts int64, p Producer) []byte { return build(recs, ts, p, 0) }
 
+// BuildTxn encodes recs as Build does, as a transactional batch of the producer: what a group
+// coordinator writes for a TxnOffsetCommit (Kafka gives it no sequence: p.Sequence -1).
+func BuildTxn(recs []Record, ts int64, p Producer) []byte { return build(recs, ts, p, txnAttr) }
+
 func build(recs []Record, ts int64, p Producer, attrs int16) []byte {
 	var body []byte
 	for i, r := range recs {
@@ -68,8 +72,12 @@ func build(recs []Record, ts int64, p Producer, attrs int16) []byte {
 	return out
 }
 
-// Attributes of a transaction marker batch: transactional and control.
-const markerAttrs = 0x10 | 0x20
+// Attributes of a transactional batch, and of a transaction marker batch: transactional and
+// control.
+const (
+	txnAttr     = 0x10
+	markerAttrs = txnAttr | 0x20
+)
 
 // Control record types of a transaction marker's key (Kafka's
 // ControlRecordType).
@@ -103,22 +111,38 @@ func MarkerOf(b []byte) (commit bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if len(bs) == 0 || bs[0].Attributes&markerAttrs != markerAttrs || len(bs[0].Recs) != 1 || len(bs[0].Recs[0].Key) < 4 {
+	if len(bs) == 0 {
 		return false, ErrNotMarker
 	}
-	switch binary.BigEndian.Uint16(bs[0].Recs[0].Key[2:]) {
-	case controlAbort:
-		return false, nil
-	case controlCommit:
-		return true, nil
+	commit, ok := bs[0].Marker()
+	if !ok {
+		return false, ErrNotMarker
 	}
-	return false, ErrNotMarker
+	return commit, nil
 }
 
 // Batch is a decoded batch: its header fields and records.
 type Batch struct {
 	kmsg.RecordBatch
 	Recs []kmsg.Record
+}
+
+// Transactional reports whether b belongs to a producer's transaction: a transactional data
+// batch or a transaction marker.
+func (b Batch) Transactional() bool { return b.Attributes&txnAttr != 0 && b.ProducerID >= 0 }
+
+// Marker reports whether b is a transaction marker (ok) and whether it commits.
+func (b Batch) Marker() (commit, ok bool) {
+	if b.Attributes&markerAttrs != markerAttrs || len(b.Recs) != 1 || len(b.Recs[0].Key) < 4 {
+		return false, false
+	}
+	switch binary.BigEndian.Uint16(b.Recs[0].Key[2:]) {
+	case controlAbort:
+		return false, true
+	case controlCommit:
+		return true, true
+	}
+	return false, false
 }
 
 // Decode splits b into batches and decodes each uncompressed one; it stops at a trailing partial

@@ -24,7 +24,7 @@ func (b *Broker) handleWriteTxnMarkers(ctx context.Context, req *kmsg.WriteTxnMa
 				if r := b.replica(t.Topic, p); r == nil {
 					rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				} else {
-					rp.ErrorCode = errorCode(r.AppendMarker(ctx, m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch))
+					rp.ErrorCode = errorCode(b.appendMarker(ctx, r, t.Topic, p, m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch))
 				}
 				rt.Partitions = append(rt.Partitions, rp)
 			}

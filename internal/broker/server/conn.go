@@ -259,6 +259,10 @@ func (b *Broker) handle(ctx context.Context, r *request) kmsg.Response {
 		return b.handleInitProducerID(ctx, req)
 	case *kmsg.AddPartitionsToTxnRequest:
 		return b.handleAddPartitionsToTxn(ctx, req)
+	case *kmsg.AddOffsetsToTxnRequest:
+		return b.txns.AddOffsetsToTxn(ctx, req)
+	case *kmsg.TxnOffsetCommitRequest:
+		return b.handleTxnOffsetCommit(ctx, req)
 	case *kmsg.EndTxnRequest:
 		return b.handleEndTxn(ctx, req)
 	case *kmsg.WriteTxnMarkersRequest:

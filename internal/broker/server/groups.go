@@ -59,14 +59,32 @@ func (b *Broker) applyCoordinator(img *meta.Image, topic string, loaded map[int3
 // (__consumer_offsets, __transaction_state) with acks=all.
 type offsetsStore struct{ r *partition.Replica }
 
-// Append writes the records as one batch and returns once the ISR has them.
+// Append writes the records as one batch and returns once the ISR has them: the coordinator's
+// own records as a plain batch, a producer's transactional offset commits as its transactional
+// batch, a transaction marker as the control batch a partition leader writes.
 func (s offsetsStore) Append(ctx context.Context, recs []group.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	txn := recs[0].Txn
 	rs := make([]records.Record, len(recs))
 	for i, r := range recs {
+		if (r.Txn == nil) != (txn == nil) || (txn != nil && (*r.Txn != *txn || txn.Marker && len(recs) > 1)) {
+			return errors.New("server: coordinator records of different transactions in one append")
+		}
 		rs[i] = records.Record{Key: r.Key, Value: r.Value}
 	}
-	batch := records.Build(rs, time.Now().UnixMilli(), records.NoProducer)
-	if _, err := s.r.Append(ctx, batch, -1); err != nil {
+	var err error
+	now := time.Now().UnixMilli()
+	switch {
+	case txn == nil:
+		_, err = s.r.Append(ctx, records.Build(rs, now, records.NoProducer), -1)
+	case txn.Marker:
+		err = s.r.AppendMarker(ctx, txn.ProducerID, txn.ProducerEpoch, txn.Commit, txn.CoordinatorEpoch)
+	default:
+		err = s.r.AppendTxnOffsets(ctx, records.BuildTxn(rs, now, records.Producer{ID: txn.ProducerID, Epoch: txn.ProducerEpoch, Sequence: -1}))
+	}
+	if err != nil {
 		return fmt.Errorf("server: persisting coordinator records: %w", err)
 	}
 	return nil
@@ -104,8 +122,9 @@ func (b *Broker) replayOffsets(topic string, p int32, r *partition.Replica) grou
 					b.lg.Error("skipping an undecodable batch of an internal topic", "topic", topic, "partition", p, "offset", h.BaseOffset, "err", err)
 					continue
 				}
+				txn := replayedTxn(bs[0])
 				for _, rec := range bs[0].Recs {
-					if !yield(group.Record{Key: rec.Key, Value: rec.Value}) {
+					if !yield(group.Record{Key: rec.Key, Value: rec.Value, Txn: txn}) {
 						return nil
 					}
 				}
@@ -116,4 +135,21 @@ func (b *Broker) replayOffsets(topic string, p int32, r *partition.Replica) grou
 		}
 		return nil
 	}
+}
+
+// replayedTxn says how the records of a batch of an internal topic belong to a transaction: nil
+// for a plain batch, the producer's for a transactional one, and the outcome for a marker.
+func replayedTxn(b records.Batch) *group.Txn {
+	if !b.Transactional() {
+		return nil
+	}
+	txn := &group.Txn{ProducerID: b.ProducerID, ProducerEpoch: b.ProducerEpoch}
+	if b.Attributes&0x20 != 0 {
+		commit, ok := b.Marker()
+		if !ok {
+			return nil // not a marker: its record is reported undecodable
+		}
+		txn.Marker, txn.Commit = true, commit
+	}
+	return txn
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/txn"
 	"github.com/kafkaguard/kafkaguard/internal/broker/wire"
 )
@@ -83,7 +84,7 @@ func (w markerWriter) WriteMarkers(ctx context.Context, producerID int64, epoch 
 			errs = append(errs, fmt.Errorf("%s-%d: %w", p.Topic, p.Partition, kerr.NotLeaderForPartition))
 			continue
 		}
-		if err := r.AppendMarker(ctx, producerID, epoch, commit, 0); err != nil {
+		if err := w.b.appendMarker(ctx, r, p.Topic, p.Partition, producerID, epoch, commit, 0); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -93,6 +94,17 @@ func (w markerWriter) WriteMarkers(ctx context.Context, producerID int64, epoch 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// appendMarker writes a transaction marker on r, a partition this broker leads: on a
+// __consumer_offsets partition through the group coordinator, which with it applies or drops
+// the producer's pending transactional offset commits (Kafka's completeTransaction), on any
+// other directly.
+func (b *Broker) appendMarker(ctx context.Context, r *partition.Replica, topic string, p int32, producerID int64, epoch int16, commit bool, coordinatorEpoch int32) error {
+	if topic == meta.OffsetsTopic {
+		return b.groups.CompleteTxn(ctx, p, producerID, epoch, commit, coordinatorEpoch)
+	}
+	return r.AppendMarker(ctx, producerID, epoch, commit, coordinatorEpoch)
 }
 
 // remote sends one WriteTxnMarkers to leader for parts.

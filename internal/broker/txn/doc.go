@@ -26,6 +26,20 @@
 //     background, resumes prepared transactions on load, and aborts timed-out
 //     ones ([Coordinator.AbortTimedOut]). The server wires it like the group
 //     coordinator (internal/broker/server/txns.go).
+//   - Transactional offsets (KIP-447), in internal/broker/group: the server
+//     serves AddOffsetsToTxn (v0-4) with [Coordinator.AddOffsetsToTxn] and
+//     TxnOffsetCommit (v0-4, member and generation checked from v3) with
+//     group.Coordinator.TxnOffsetCommit, which persists the offsets as one
+//     transactional batch of the producer (no sequence) in the group's
+//     __consumer_offsets partition and keeps them pending per producer. A
+//     marker for a __consumer_offsets partition is written through the
+//     group coordinator (group.Coordinator.CompleteTxn, Kafka 4's
+//     completeTransaction), which then applies (COMMIT) or drops (ABORT) the
+//     producer's pending offsets; replay on load does the same from the log.
+//     OffsetFetch with RequireStable answers UNSTABLE_OFFSET_COMMIT for a
+//     partition with a pending commit. franz-go's GroupTransactSession and
+//     sarama's AddMessageToTxn/AddOffsetsToTxn copy exactly once against the
+//     bundled cluster (internal/broker/brokertest/ctp_test.go).
 //
 // # The design the next slices follow
 //
@@ -63,20 +77,10 @@
 // abort, records (producer id, first offset, last offset) in the
 // aborted-transactions index. Fetch with read_committed answers up to the LSO
 // with the aborted transactions that overlap the answer; ListOffsets latest
-// with read_committed answers the LSO. TxnOffsetCommit keeps offsets pending
-// in the group coordinator until the marker for the group's offsets
-// partition makes them visible (commit) or drops them (abort).
+// with read_committed answers the LSO.
 //
 // # Not yet (in the order the next slices should take them)
 //
-//   - TxnOffsetCommit and AddOffsetsToTxn on the wire (the coordinator side,
-//     [Coordinator.AddOffsetsToTxn], exists): the group coordinator must
-//     persist transactional offset commits in a transactional batch of the
-//     producer (sequence -1, written without the sequence check), keep them
-//     pending per producer, apply or drop them when the marker reaches its
-//     __consumer_offsets partition (and on replay), and answer OffsetFetch
-//     with RequireStable UNSTABLE_OFFSET_COMMIT meanwhile (KIP-447). Then
-//     franz-go's GroupTransactSession can be tested.
 //   - Coordinator epochs: markers carry 0; Kafka fences a deposed
 //     coordinator's late markers with the coordinator epoch of the
 //     __transaction_state partition (its leader epoch).

@@ -1,0 +1,515 @@
+package brokertest_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
+)
+
+// Consume-transform-produce (KIP-98, KIP-447) against the bundled cluster: a copier reads an
+// input topic in a group and writes each record, transformed, to an output topic, committing its
+// group offsets in the same transaction as its output.
+
+const ctpEnd = "zz-end"
+
+// ctpCluster starts 3 brokers with an input topic of n records over 2 partitions and an empty
+// output topic of 3 partitions, both RF 3 with min.insync.replicas 2.
+func ctpCluster(ctx context.Context, t *testing.T, in, out string, n int) *kafkatest.Cluster {
+	t.Helper()
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
+	if err := c.CreateTopic(ctx, in, 2, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateTopic(ctx, out, 3, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(in),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var rs []*kgo.Record
+	for _, v := range values("in", n) {
+		rs = append(rs, &kgo.Record{Value: []byte(v)})
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ctpSession is a franz-go GroupTransactSession copying in to out in group.
+func ctpSession(t *testing.T, c *kafkatest.Cluster, group, in, out string) *kgo.GroupTransactSession {
+	t.Helper()
+	s, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(c.Bootstrap()...),
+		kgo.TransactionalID(group+"-copier"), kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DefaultProduceTopic(out),
+		kgo.TransactionTimeout(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// copyOnce runs one transaction of s: the records of one poll (at most 25), transformed to out,
+// ended with end. It returns the input values copied and whether the transaction committed.
+func copyOnce(ctx context.Context, t *testing.T, s *kgo.GroupTransactSession, end kgo.TransactionEndTry) ([]string, bool) {
+	t.Helper()
+	fs := s.PollRecords(ctx, 25)
+	if ctx.Err() != nil {
+		t.Fatalf("poll: %v", ctx.Err())
+	}
+	fs.EachError(func(tp string, p int32, err error) { t.Logf("fetch %s-%d: %v (retried)", tp, p, err) })
+	if err := s.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	var copied []string
+	var rs []*kgo.Record
+	fs.EachRecord(func(r *kgo.Record) {
+		copied = append(copied, string(r.Value))
+		rs = append(rs, &kgo.Record{Value: []byte("out-" + string(r.Value))})
+	})
+	if err := s.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Logf("produce: %v (the transaction aborts)", err)
+	}
+	committed, err := s.End(ctx, end)
+	if err != nil {
+		t.Fatalf("end transaction: %v", err)
+	}
+	return copied, committed
+}
+
+// readAllOutput appends a non-transactional end mark (new at each call) to each of out's
+// partitions and reads out with the isolation level until every mark arrived: what it returns,
+// sorted, is everything readable before the marks, without the marks of any call.
+func readAllOutput(ctx context.Context, t *testing.T, c *kafkatest.Cluster, out string, partitions int, level kgo.IsolationLevel) []string {
+	t.Helper()
+	p, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(out),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	mark := fmt.Sprintf("%s-%d", ctpEnd, time.Now().UnixNano())
+	for i := range partitions {
+		if err := p.ProduceSync(ctx, &kgo.Record{Partition: int32(i), Value: []byte(mark)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics(out),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(level))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var got []string
+	for marks := 0; marks < partitions; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d end marks before the deadline; read %d records", marks, partitions, len(got))
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Logf("fetch %s-%d: %v (retried)", tp, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			switch v := string(r.Value); {
+			case v == mark:
+				marks++
+			case !strings.HasPrefix(v, ctpEnd):
+				got = append(got, v)
+			}
+		})
+	}
+	slices.Sort(got)
+	return got
+}
+
+func transformed(in []string) []string {
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = "out-" + v
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestFranzGoGroupTransactSessionCopiesExactlyOnce copies a 300-record input with franz-go's
+// GroupTransactSession in committed transactions, replacing the copier half-way through:
+// read_committed, the output is the input
+// transformed, each record once, and the group's committed offsets are the input's end offsets.
+func TestFranzGoGroupTransactSessionCopiesExactlyOnce(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const in, out, group, n = "ctp-in", "ctp-out", "ctp", 300
+	c := ctpCluster(ctx, t, in, out, n)
+	s := ctpSession(t, c, group, in, out)
+
+	var copied []string
+	txns, restarted := 0, false
+	for ; len(copied) < n; txns++ {
+		vs, committed := copyOnce(ctx, t, s, kgo.TryCommit)
+		if committed {
+			copied = append(copied, vs...)
+		}
+		if !restarted && len(copied) >= n/2 {
+			// A new copier of the same group and transactional id resumes from the
+			// committed offsets.
+			s.Close()
+			s, restarted = ctpSession(t, c, group, in, out), true
+		}
+		if txns > 200 {
+			t.Fatalf("copied %d of %d records in %d transactions", len(copied), n, txns)
+		}
+	}
+	t.Logf("copied %d records in %d transactions", len(copied), txns)
+	if got, want := len(copied), n; got != want {
+		t.Fatalf("the session copied %d records, want %d", got, want)
+	}
+	want := transformed(values("in", n))
+	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); !slices.Equal(got, want) {
+		t.Fatalf("read_committed output (%d records) is not the input transformed once (%d records): %s",
+			len(got), len(want), diffSummary(got, want))
+	}
+	checkCommittedAtEnd(ctx, t, c, group, in)
+}
+
+// TestFranzGoGroupTransactSessionAbortLeavesNoTrace aborts the session's first transaction: its
+// output is in the log (read_uncommitted) but never read_committed, and the group's offsets do
+// not move. The session then copies everything in committed transactions, and read_committed
+// still sees each record once.
+func TestFranzGoGroupTransactSessionAbortLeavesNoTrace(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const in, out, group, n = "ctp-abort-in", "ctp-abort-out", "ctp-abort", 100
+	c := ctpCluster(ctx, t, in, out, n)
+	s := ctpSession(t, c, group, in, out)
+
+	var aborted []string
+	for len(aborted) == 0 {
+		vs, committed := copyOnce(ctx, t, s, kgo.TryAbort)
+		if committed {
+			t.Fatal("a transaction ended with TryAbort committed")
+		}
+		aborted = vs
+	}
+	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); len(got) != 0 {
+		t.Fatalf("read_committed reads %d records of an aborted transaction: %v", len(got), got)
+	}
+	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadUncommitted()), transformed(aborted); !slices.Equal(got, want) {
+		t.Fatalf("read_uncommitted output is not the aborted transaction's %d records: %s", len(want), diffSummary(got, want))
+	}
+	if commits := committedOffsets(ctx, t, c, group, in); len(commits) != 0 {
+		t.Fatalf("the aborted transaction committed the group's offsets: %v", commits)
+	}
+
+	var copied []string
+	for txns := 0; len(copied) < n; txns++ {
+		vs, committed := copyOnce(ctx, t, s, kgo.TryCommit)
+		if committed {
+			copied = append(copied, vs...)
+		}
+		if txns > 200 {
+			t.Fatalf("copied %d of %d records in %d transactions", len(copied), n, txns)
+		}
+	}
+	slices.Sort(copied)
+	if want := values("in", n); !slices.Equal(copied, want) {
+		t.Fatalf("after the abort the session copied %s", diffSummary(copied, want))
+	}
+	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
+		t.Fatalf("read_committed output after the abort is not the input once: %s", diffSummary(got, want))
+	}
+	checkCommittedAtEnd(ctx, t, c, group, in)
+}
+
+// checkCommittedAtEnd checks that group's committed offsets of in are in's end offsets.
+func checkCommittedAtEnd(ctx context.Context, t *testing.T, c *kafkatest.Cluster, group, in string) {
+	t.Helper()
+	ends, commits := endOffsets(ctx, t, c, in), committedOffsets(ctx, t, c, group, in)
+	if !maps.Equal(ends, commits) {
+		t.Fatalf("group %s committed %v, want the input's end offsets %v", group, commits, ends)
+	}
+}
+
+// diffSummary names what got lacks and what it has too many of, against want (both sorted).
+func diffSummary(got, want []string) string {
+	count := map[string]int{}
+	for _, v := range want {
+		count[v]++
+	}
+	for _, v := range got {
+		count[v]--
+	}
+	var missing, extra []string
+	for v, n := range count {
+		for ; n > 0; n-- {
+			missing = append(missing, v)
+		}
+		for ; n < 0; n++ {
+			extra = append(extra, v)
+		}
+	}
+	slices.Sort(missing)
+	slices.Sort(extra)
+	short := func(vs []string) string {
+		if len(vs) > 8 {
+			return strings.Join(vs[:8], ",") + fmt.Sprintf(",… (%d)", len(vs))
+		}
+		return strings.Join(vs, ",")
+	}
+	return fmt.Sprintf("got %d, want %d; missing [%s]; extra [%s]", len(got), len(want), short(missing), short(extra))
+}
+
+// TestSaramaCopiesWithOffsetsInTheTransaction copies a 60-record input with sarama's
+// transactional producer, putting the consumed offsets in each transaction (AddMessageToTxn for
+// one input partition, AddOffsetsToTxn for the other; TxnOffsetCommit v3 of a group without
+// members). The first transaction is aborted: its output is never read_committed and the group
+// keeps no offset; after the committed ones, read_committed output = input transformed once and
+// the committed offsets are the input's end offsets.
+func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const in, out, group, n = "ctp-sarama-in", "ctp-sarama-out", "ctp-sarama", 60
+	c := ctpCluster(ctx, t, in, out, n)
+
+	cfg := saramaConfig(sarama.V3_6_0_0)
+	cfg.Producer.Transaction.ID = "ctp-sarama-copier"
+	cfg.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	cfg.Producer.Transaction.Retry.Max = 100
+	prod, err := sarama.NewSyncProducer(c.Bootstrap(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	cons, err := sarama.NewConsumer(c.Bootstrap(), saramaConfig(sarama.V3_6_0_0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	parts := make([]sarama.PartitionConsumer, 2)
+	for p := range parts {
+		if parts[p], err = cons.ConsumePartition(in, int32(p), sarama.OffsetOldest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, pc := range parts {
+			pc.Close()
+		}
+	}()
+
+	// copyBatch copies the next k records of each input partition in one transaction.
+	copyBatch := func(k int, commit bool) []string {
+		if err := prod.BeginTxn(); err != nil {
+			t.Fatal(err)
+		}
+		var copied []string
+		for p, pc := range parts {
+			var last *sarama.ConsumerMessage
+			for range k {
+				select {
+				case m := <-pc.Messages():
+					last = m
+				case err := <-pc.Errors():
+					t.Fatalf("consume %s-%d: %v", in, p, err)
+				case <-ctx.Done():
+					t.Fatalf("consume %s-%d: %v", in, p, ctx.Err())
+				}
+				copied = append(copied, string(last.Value))
+				if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: out, Value: sarama.StringEncoder("out-" + string(last.Value))}); err != nil {
+					t.Fatalf("send: %v", err)
+				}
+			}
+			if p == 0 {
+				err = prod.AddMessageToTxn(last, group, nil)
+			} else {
+				err = prod.AddOffsetsToTxn(map[string][]*sarama.PartitionOffsetMetadata{
+					in: {{Partition: int32(p), Offset: last.Offset + 1}},
+				}, group)
+			}
+			if err != nil {
+				t.Fatalf("offsets of %s-%d in the transaction: %v", in, p, err)
+			}
+		}
+		end := prod.CommitTxn
+		if !commit {
+			end = prod.AbortTxn
+		}
+		if err := end(); err != nil {
+			t.Fatalf("end transaction (commit %v): %v", commit, err)
+		}
+		return copied
+	}
+
+	aborted := copyBatch(5, false)
+	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); len(got) != 0 {
+		t.Fatalf("read_committed reads %d records of an aborted transaction: %v", len(got), got)
+	}
+	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadUncommitted()), transformed(aborted); !slices.Equal(got, want) {
+		t.Fatalf("read_uncommitted output is not the aborted transaction's records: %s", diffSummary(got, want))
+	}
+	if commits := committedOffsets(ctx, t, c, group, in); len(commits) != 0 {
+		t.Fatalf("the aborted transaction committed the group's offsets: %v", commits)
+	}
+
+	// After the abort the copier starts over from the group's committed offsets: there are
+	// none, so from the start.
+	for p, pc := range parts {
+		pc.Close()
+		if parts[p], err = cons.ConsumePartition(in, int32(p), sarama.OffsetOldest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var copied []string
+	for range n / 2 / 10 {
+		copied = append(copied, copyBatch(10, true)...)
+	}
+	slices.Sort(copied)
+	if want := values("in", n); !slices.Equal(copied, want) {
+		t.Fatalf("copied %s", diffSummary(copied, want))
+	}
+	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
+		t.Fatalf("read_committed output is not the input once: %s", diffSummary(got, want))
+	}
+	checkCommittedAtEnd(ctx, t, c, group, in)
+}
+
+// TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped drives KIP-447 on the wire
+// with raw AddOffsetsToTxn and TxnOffsetCommit requests in a franz-go transaction (3 brokers, so
+// the offsets partition's marker may come from another broker by WriteTxnMarkers): while the
+// transaction is open, OffsetFetch with RequireStable answers UNSTABLE_OFFSET_COMMIT and without
+// it the old offset; after an abort the offset is unchanged, after a commit it is the new one. A
+// partition of a topic that does not exist gets UNKNOWN_TOPIC_OR_PARTITION, as in Kafka.
+func TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const topic, group = "ctp-raw", "ctp-raw"
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	if err := c.CreateTopic(ctx, topic, 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.TransactionalID("ctp-raw-copier"), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	// fetch returns the group's offset of topic-0 and its code, with or without RequireStable.
+	fetch := func(stable bool) (int64, int16) {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.RequireStable = stable
+		g := kmsg.NewOffsetFetchRequestGroup()
+		g.Group = group
+		g.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: topic, Partitions: []int32{0}}}
+		req.Groups = append(req.Groups, g)
+		req.Group, req.Topics = group, []kmsg.OffsetFetchRequestTopic{{Topic: topic, Partitions: []int32{0}}}
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Groups) == 1 {
+			p := resp.Groups[0].Topics[0].Partitions[0]
+			return p.Offset, p.ErrorCode
+		}
+		p := resp.Topics[0].Partitions[0]
+		return p.Offset, p.ErrorCode
+	}
+	// settled waits until the transaction's marker reached the offsets partition (the client's
+	// EndTxn returns before the markers are written) and returns the stable offset.
+	settled := func() int64 {
+		for {
+			off, code := fetch(true)
+			if code != kerr.UnstableOffsetCommit.Code {
+				if code != 0 {
+					t.Fatalf("OffsetFetch: %v", kerr.ErrorForCode(code))
+				}
+				return off
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("the offsets stay unstable after the transaction ended")
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	txn := func(offset int64, end kgo.TransactionEndTry) {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		pid, epoch, err := cl.ProducerID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add := kmsg.NewPtrAddOffsetsToTxnRequest()
+		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = "ctp-raw-copier", pid, epoch, group
+		addResp, err := add.RequestWith(ctx, cl)
+		if err != nil || addResp.ErrorCode != 0 {
+			t.Fatalf("AddOffsetsToTxn: %v, code %d", err, addResp.ErrorCode)
+		}
+		commit := kmsg.NewPtrTxnOffsetCommitRequest()
+		commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = "ctp-raw-copier", group, pid, epoch
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Offset = offset
+		rt.Partitions = append(rt.Partitions, rp)
+		gone := kmsg.NewTxnOffsetCommitRequestTopic()
+		gone.Topic = "no-such-topic"
+		gone.Partitions = append(gone.Partitions, rp)
+		commit.Topics = append(commit.Topics, rt, gone)
+		commitResp, err := commit.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatalf("TxnOffsetCommit: %v", err)
+		}
+		codes := map[string]int16{}
+		for _, rt := range commitResp.Topics {
+			for _, rp := range rt.Partitions {
+				codes[rt.Topic] = rp.ErrorCode
+			}
+		}
+		if want := map[string]int16{topic: 0, "no-such-topic": kerr.UnknownTopicOrPartition.Code}; !maps.Equal(codes, want) {
+			t.Fatalf("TxnOffsetCommit codes %v, want %v", codes, want)
+		}
+		if off, code := fetch(true); code != kerr.UnstableOffsetCommit.Code {
+			t.Fatalf("OffsetFetch RequireStable in the open transaction: offset %d code %d, want UNSTABLE_OFFSET_COMMIT", off, code)
+		}
+		if err := cl.EndTransaction(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	txn(1, kgo.TryCommit)
+	if off := settled(); off != 1 {
+		t.Fatalf("after the commit the group's offset is %d, want 1", off)
+	}
+	txn(2, kgo.TryAbort)
+	if off := settled(); off != 1 {
+		t.Fatalf("after the abort the group's offset is %d, want still 1", off)
+	}
+	txn(3, kgo.TryCommit)
+	if off, code := fetch(false); code != 0 || (off != 1 && off != 3) {
+		t.Fatalf("OffsetFetch without RequireStable: offset %d code %d, want 1 or 3", off, code)
+	}
+	if off := settled(); off != 3 {
+		t.Fatalf("after the second commit the group's offset is %d, want 3", off)
+	}
+}
