@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,27 +16,10 @@ import (
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
-// scrape returns the samples of a /metrics page whose name starts with
-// kafkaguard_retry_, as "name{labels}" → value text.
+// scrape returns the kafkaguard_retry_ samples of a /metrics page.
 func scrape(t *testing.T, url string) map[string]string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "kafkaguard_retry_") {
-			name, value, _ := strings.Cut(line, " ")
-			out[name] = value
-		}
-	}
-	return out
+	return testkit.Scrape(t, url, "kafkaguard_retry_")
 }
 
 func TestMetricsEndpointShowsTheCounts(t *testing.T) {
