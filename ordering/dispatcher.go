@@ -186,7 +186,7 @@ func NewWithFailureFunc[T any](handle Handler[T], onFailure func(Failure[T]), op
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.wake.L = &d.mu
 	if c.metrics != nil {
-		c.metrics.gauges.add(d)
+		c.metrics.gauges.sources.Add(d)
 	}
 	d.wg.Add(c.concurrency)
 	for range c.concurrency {
@@ -724,7 +724,7 @@ func (d *Dispatcher[T]) Close() error {
 	d.mu.Unlock()
 	d.wg.Wait()
 	if d.cfg.metrics != nil {
-		d.cfg.metrics.gauges.remove(d)
+		d.cfg.metrics.gauges.sources.Remove(d)
 	}
 	return nil
 }

@@ -1,13 +1,13 @@
 package ordering
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kafkaguard/kafkaguard/internal/promkit"
 )
 
 // Metrics holds the Prometheus collectors Dispatchers count into (see
@@ -56,13 +56,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Time each handler run took, in seconds.", Buckets: HandlerBuckets()}, []string{"topic"}),
 		gauges: newPartitionGauges(),
 	}
-	var errs []error
-	for _, c := range []prometheus.Collector{m.handled, m.failures, m.seconds, m.gauges} {
-		if err := reg.Register(c); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := promkit.Register(reg, m.handled, m.failures, m.seconds, m.gauges); err != nil {
 		return nil, fmt.Errorf("ordering: registering metrics: %w", err)
 	}
 	return m, nil
@@ -114,8 +108,7 @@ type loadSource interface {
 type partitionGauges struct {
 	inFlight, queued, keysBlocked, blocked *prometheus.Desc
 
-	mu      sync.Mutex
-	sources map[loadSource]struct{}
+	sources promkit.Sources[loadSource]
 }
 
 func newPartitionGauges() *partitionGauges {
@@ -127,20 +120,7 @@ func newPartitionGauges() *partitionGauges {
 		queued:      desc("queued", "Records waiting to run, not behind a failed record."),
 		keysBlocked: desc("keys_blocked", "Failed records waiting for Resolve or Retry, each blocking its key (KeyOrder) or partition (PartitionOrder)."),
 		blocked:     desc("blocked", "Records waiting behind a failed record."),
-		sources:     map[loadSource]struct{}{},
 	}
-}
-
-func (g *partitionGauges) add(s loadSource) {
-	g.mu.Lock()
-	g.sources[s] = struct{}{}
-	g.mu.Unlock()
-}
-
-func (g *partitionGauges) remove(s loadSource) {
-	g.mu.Lock()
-	delete(g.sources, s)
-	g.mu.Unlock()
 }
 
 // Describe implements prometheus.Collector.
@@ -153,14 +133,8 @@ func (g *partitionGauges) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (g *partitionGauges) Collect(ch chan<- prometheus.Metric) {
-	g.mu.Lock()
-	sources := make([]loadSource, 0, len(g.sources))
-	for s := range g.sources {
-		sources = append(sources, s)
-	}
-	g.mu.Unlock()
 	loads := map[TopicPartition]partitionLoad{}
-	for _, s := range sources {
+	for _, s := range g.sources.Snapshot() {
 		s.partitionLoads(func(tp TopicPartition, l partitionLoad) {
 			sum := loads[tp]
 			sum.InFlight += l.InFlight

@@ -75,6 +75,7 @@ func New(ctx context.Context, p Preset, opts ...kgo.Opt) (*Producer, error) {
 		idemSafe: s.idempotent && !s.allowCancel,
 		logger:   s.logger,
 	}
+	bindMetrics(cl, pr.idemSafe)
 	pr.logCallback = pr.logFailure
 	pr.logPromise = pr.wrap(pr.logCallback)
 	pr.defaultTopic, _ = cl.OptValue(kgo.DefaultProduceTopic).(string)
