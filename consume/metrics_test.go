@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/kafkaguard/kafkaguard/consume"
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
@@ -173,5 +174,41 @@ func TestMetricsOfAProducerAndAConsumerUnderLoad(t *testing.T) {
 	run.stop()
 	if err := <-run.wait(); err != nil {
 		t.Errorf("Run: %v", err)
+	}
+}
+
+// TestKpromClientMetricsBesideOurs: franz-go's own client metrics (its kprom
+// plugin), given to the Consumer's client as a kgo hook, land on the same
+// registry as the consumer's, without clashing.
+func TestKpromClientMetricsBesideOurs(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t)
+	const topic = "kprom"
+	newTopic(t, c, topic, 1)
+	produce(t, c, topic, keyed(5, 4))
+	reg := prometheus.NewRegistry()
+	cm, err := consume.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	kp := kprom.NewMetrics("kafkaguard", kprom.Subsystem("kgo"), kprom.Registerer(reg), kprom.Gatherer(reg))
+	start(t, func(context.Context, *kgo.Record) error { return nil },
+		groupOpts(c, "kprom-group", topic), consume.KgoOpts(kgo.WithHooks(kp)), consume.ReportMetrics(cm))
+	var s map[string]string
+	testkit.WaitFor(t, 30*time.Second, "20 records handled", func() bool {
+		s = testkit.Scrape(t, srv.URL, "kafkaguard_")
+		return s[`kafkaguard_ordering_handled_total{topic="kprom"}`] == "20"
+	})
+	var fetched float64
+	for name, v := range s {
+		if strings.HasPrefix(name, "kafkaguard_kgo_fetch_bytes_total{") {
+			f, _ := strconv.ParseFloat(v, 64)
+			fetched += f
+		}
+	}
+	if fetched <= 0 {
+		t.Errorf("kafkaguard_kgo_fetch_bytes_total sums to %v, want > 0; scraped %v", fetched, s)
 	}
 }
