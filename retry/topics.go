@@ -74,9 +74,9 @@ func CreateTopics(ctx context.Context, cl *kgo.Client, partitions int32, rf int1
 // show in the metadata with a leader for every partition.
 const topicWait = 30 * time.Second
 
-// waitTopics waits until every topic shows in the metadata with a leader for
-// each partition: a topic is created on the controller first, and the
-// brokers learn of it a moment later.
+// waitTopics waits until every broker's metadata shows every topic with a
+// leader for each partition: a topic is created on the controller first, and
+// the brokers learn of it one by one, a moment later.
 func waitTopics(ctx context.Context, cl *kgo.Client, topics []string) error {
 	if len(topics) == 0 {
 		return nil
@@ -86,8 +86,8 @@ func waitTopics(ctx context.Context, cl *kgo.Client, topics []string) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		resp, err := metadata(ctx, cl, topics)
-		if err == nil && allLed(resp, topics) {
+		err := everyBrokerShows(ctx, cl, topics)
+		if err == nil {
 			return nil
 		}
 		select {
@@ -96,6 +96,32 @@ func waitTopics(ctx context.Context, cl *kgo.Client, topics []string) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// errNotShown says that a broker's metadata does not show a topic yet.
+var errNotShown = errors.New("not in every broker's metadata yet")
+
+// everyBrokerShows asks each broker of the cluster for the metadata of
+// topics and returns nil if every one shows them all with leaders.
+func everyBrokerShows(ctx context.Context, cl *kgo.Client, topics []string) error {
+	resp, err := metadata(ctx, cl, topics)
+	if err != nil {
+		return err
+	}
+	if !allLed(resp, topics) {
+		return errNotShown
+	}
+	for _, b := range resp.Brokers {
+		req := metadataRequest(topics)
+		r, err := cl.Broker(int(b.NodeID)).Request(ctx, req)
+		if err != nil {
+			return err
+		}
+		if !allLed(r.(*kmsg.MetadataResponse), topics) {
+			return fmt.Errorf("broker %d: %w", b.NodeID, errNotShown)
+		}
+	}
+	return nil
 }
 
 // allLed reports whether every topic is in resp, with partitions that all
@@ -123,6 +149,11 @@ func allLed(resp *kmsg.MetadataResponse, topics []string) bool {
 // cache (kadm's answers may be MetadataMinAge old, too old to see a topic
 // just created), and never creating a topic.
 func metadata(ctx context.Context, cl *kgo.Client, topics []string) (*kmsg.MetadataResponse, error) {
+	return metadataRequest(topics).RequestWith(ctx, cl)
+}
+
+// metadataRequest asks for the metadata of topics, creating none.
+func metadataRequest(topics []string) *kmsg.MetadataRequest {
 	req := kmsg.NewPtrMetadataRequest()
 	for _, t := range topics {
 		rt := kmsg.NewMetadataRequestTopic()
@@ -130,7 +161,7 @@ func metadata(ctx context.Context, cl *kgo.Client, topics []string) (*kmsg.Metad
 		req.Topics = append(req.Topics, rt)
 	}
 	req.AllowAutoTopicCreation = false
-	return req.RequestWith(ctx, cl)
+	return req
 }
 
 // missingTopics returns the topics the cluster does not know, in the order
