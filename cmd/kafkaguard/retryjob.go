@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,7 +42,9 @@ Once the Job is set up it prints exactly one line to stdout:
 
 	ready retry_topic=T.retry dlq_topic=T.dlq group=G action=A[ metrics=http://HOST:PORT/metrics]
 
-With --metrics the same server answers /healthz (200 while the process runs)
+With --metrics, /metrics has the retry job's counts (kafkaguard_retry_*) and,
+with --action republish, the republished records' (kafkaguard_produce_*);
+the same server answers /healthz (200 while the process runs)
 and /readyz (200 from the ready line until shutdown begins, 503 otherwise),
 for liveness and readiness probes.
 
@@ -101,6 +104,13 @@ func newRetryJobCmd() *cobra.Command {
 		connect := append([]kgo.Opt{kgo.SeedBrokers(strings.Split(*bootstrap, ",")...)}, secOpts...)
 		logger := newLogger(stderr)
 
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		metrics, err := retry.NewMetrics(reg)
+		if err != nil {
+			return failure(err)
+		}
+
 		var handler retry.Handler
 		var producer *kgo.Client
 		switch a := *action; {
@@ -108,7 +118,12 @@ func newRetryJobCmd() *cobra.Command {
 			if *keyOrder {
 				return usageErrorf("--key-order cannot be kept by --action republish (the record goes to the back of its topic)")
 			}
-			opts, err := produce.ApplyKgo(produce.NoLoss, connect)
+			// The republished records' outcomes: kafkaguard_produce_*.
+			pm, err := produce.NewMetrics(reg)
+			if err != nil {
+				return failure(err)
+			}
+			opts, err := produce.ApplyKgo(produce.NoLoss, append(slices.Clone(connect), kgo.WithHooks(pm)))
 			if err == nil {
 				producer, err = kgo.NewClient(opts...)
 			}
@@ -131,12 +146,6 @@ func newRetryJobCmd() *cobra.Command {
 			return usageErrorf("--action must be republish, http://URL, https://URL or exec:CMD, got %q", a)
 		}
 
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		metrics, err := retry.NewMetrics(reg)
-		if err != nil {
-			return failure(err)
-		}
 		// Options of both the Job and the key locks, then the Job's own.
 		shared := []retry.GroupOpt{retry.Topic(*topic), retry.KgoOpts(connect...), retry.Logger(logger)}
 		if *retryTopic != "" {

@@ -206,7 +206,8 @@ func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
 	if err := p.Park(ctx, r, errors.New("consumer failed")); err != nil {
 		t.Fatal(err)
 	}
-	_, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "back", "--log-level", "warn")
+	ready, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "back", "--log-level", "warn",
+		"--metrics", "127.0.0.1:0")
 	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics("back"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +225,10 @@ func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
 	if err != nil || m.Kind != retry.KindRepublished || m.Offset != 7 || m.Attempts != 1 || len(m.Headers) != 1 {
 		t.Errorf("republished record %+v (%v): want its origin, attempt count and own header", m, err)
 	}
+	metricsURL := ready[strings.Index(ready, "metrics=")+len("metrics="):]
+	testkit.WaitFor(t, 10*time.Second, "the republished record counted as acked", func() bool {
+		return testkit.Scrape(t, metricsURL, "kafkaguard_produce_")[`kafkaguard_produce_acked_total{topic="back"}`] == "1"
+	})
 	if code := stop(); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
