@@ -8,13 +8,16 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -333,5 +336,31 @@ func TestRetryJobCreateTopicsCreatesNoLossTopicsThenServesHealthAndReadiness(t *
 	}
 	if created != 2 {
 		t.Errorf("%d topic-created log lines, want 2:\n%s", created, ready.stderr.String())
+	}
+}
+
+// TestRetryJobReadyzAnswers503UntilReady: /readyz follows the ready flag,
+// /healthz does not.
+func TestRetryJobReadyzAnswers503UntilReady(t *testing.T) {
+	t.Parallel()
+	var ready atomic.Bool
+	srv := httptest.NewServer(retryJobMux(prometheus.NewRegistry(), &ready))
+	defer srv.Close()
+	status := func(path string) int {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, step := range []struct {
+		ready          bool
+		health, readyz int
+	}{{false, 200, 503}, {true, 200, 200}, {false, 200, 503}} {
+		ready.Store(step.ready)
+		if h, r := status("/healthz"), status("/readyz"); h != step.health || r != step.readyz {
+			t.Errorf("ready=%v: /healthz %d, /readyz %d, want %d and %d", step.ready, h, r, step.health, step.readyz)
+		}
 	}
 }
