@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
@@ -53,9 +51,8 @@ func TestMetricsOfAProducerAndAConsumerUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
-	scrape := func() map[string]string { return testkit.Scrape(t, srv.URL, "kafkaguard_") }
+	metricsURL := testkit.ServeMetrics(t, reg)
+	scrape := func() map[string]string { return testkit.Scrape(t, metricsURL, "kafkaguard_") }
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -191,14 +188,13 @@ func TestKpromClientMetricsBesideOurs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
+	metricsURL := testkit.ServeMetrics(t, reg)
 	kp := kprom.NewMetrics("kafkaguard", kprom.Subsystem("kgo"), kprom.Registerer(reg), kprom.Gatherer(reg))
 	start(t, func(context.Context, *kgo.Record) error { return nil },
 		groupOpts(c, "kprom-group", topic), consume.KgoOpts(kgo.WithHooks(kp)), consume.ReportMetrics(cm))
 	var s map[string]string
 	testkit.WaitFor(t, 30*time.Second, "20 records handled", func() bool {
-		s = testkit.Scrape(t, srv.URL, "kafkaguard_")
+		s = testkit.Scrape(t, metricsURL, "kafkaguard_")
 		return s[`kafkaguard_ordering_handled_total{topic="kprom"}`] == "20"
 	})
 	var fetched float64

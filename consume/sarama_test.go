@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
@@ -110,15 +108,14 @@ func TestSaramaHandlerKeepsKeyOrderAndCommitsHandledOffsets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
+	metricsURL := testkit.ServeMetrics(t, reg)
 	run := startSarama(t, c, group, topic, handler, consume.Concurrency(16), consume.CommitInterval(30*time.Millisecond),
 		consume.ReportMetrics(cm))
 	testkit.WaitFor(t, 30*time.Second, "every record handled", func() bool { return l.doneCount() == keys*perKey })
 	if err := run.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	s := testkit.Scrape(t, srv.URL, "kafkaguard_")
+	s := testkit.Scrape(t, metricsURL, "kafkaguard_")
 	if got := s[`kafkaguard_ordering_handled_total{topic="sarama-order"}`]; got != strconv.Itoa(keys*perKey) {
 		t.Errorf("handled_total = %q, want %d", got, keys*perKey)
 	}

@@ -3,13 +3,11 @@ package ordering
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
@@ -26,8 +24,7 @@ func TestMetricsShowHandledFailedRunningQueuedAndBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
+	metricsURL := testkit.ServeMetrics(t, reg)
 	release := make(chan struct{})
 	d, err := New(func(ctx context.Context, m Message[string]) error {
 		switch m.Value {
@@ -56,7 +53,7 @@ func TestMetricsShowHandledFailedRunningQueuedAndBlocked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	scrape := func() map[string]string { return testkit.Scrape(t, srv.URL, "kafkaguard_ordering_") }
+	scrape := func() map[string]string { return testkit.Scrape(t, metricsURL, "kafkaguard_ordering_") }
 	testkit.WaitFor(t, testTimeout, "two records handled and one failed", func() bool {
 		s := scrape()
 		return s[`kafkaguard_ordering_handled_total{topic="met"}`] == "2" && s[`kafkaguard_ordering_handler_failures_total{topic="met"}`] == "1"

@@ -3,12 +3,10 @@ package produce_test
 import (
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -26,8 +24,7 @@ func TestMetricsClassifyFailuresAndCountAcksWithoutAllocating(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
+	metricsURL := testkit.ServeMetrics(t, reg)
 	r := &kgo.Record{Topic: "t", Timestamp: time.Now().Add(-3 * time.Millisecond)}
 	m.OnProduceRecordUnbuffered(r, nil) // resolves the topic's children; AllocsPerRun runs once more than asked
 	if allocs := testing.AllocsPerRun(100, func() { m.OnProduceRecordUnbuffered(r, nil) }); allocs != 0 {
@@ -36,7 +33,7 @@ func TestMetricsClassifyFailuresAndCountAcksWithoutAllocating(t *testing.T) {
 	m.OnProduceRecordUnbuffered(r, kerr.InvalidRecord)                                               // rejected: not written
 	m.OnProduceRecordUnbuffered(r, kerr.NotEnoughReplicasAfterAppend)                                // appended, may be committed
 	m.OnProduceRecordUnbuffered(r, fmt.Errorf("%w: %w", kgo.ErrRecordTimeout, kerr.RequestTimedOut)) // in flight when it timed out
-	got := testkit.Scrape(t, srv.URL, "kafkaguard_produce_")
+	got := testkit.Scrape(t, metricsURL, "kafkaguard_produce_")
 	want := map[string]string{
 		`kafkaguard_produce_acked_total{topic="t"}`:                                           "102",
 		`kafkaguard_produce_ack_latency_seconds_count{topic="t"}`:                             "102",

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/retry"
@@ -30,8 +28,7 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
+	metricsURL := testkit.ServeMetrics(t, reg)
 
 	const maxAttempts = 3
 	p, err := retry.NewParker(e.cl, retry.ReportMetrics(m), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
@@ -67,9 +64,9 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 		return st.Succeeded == 5 && st.DeadLettered == 2
 	})
 	testkit.WaitFor(t, 5*time.Second, "the backlog gauge to reach zero", func() bool {
-		return scrape(t, srv.URL)[`kafkaguard_retry_backlog{retry_topic="met.retry"}`] == "0"
+		return scrape(t, metricsURL)[`kafkaguard_retry_backlog{retry_topic="met.retry"}`] == "0"
 	})
-	got := scrape(t, srv.URL)
+	got := scrape(t, metricsURL)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,12 @@ package testkit
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Scrape gets a Prometheus /metrics page (text format) and returns its
@@ -32,4 +36,13 @@ func Scrape(tb testing.TB, url, prefix string) map[string]string {
 		}
 	}
 	return out
+}
+
+// ServeMetrics serves reg's /metrics page over HTTP until the test ends and
+// returns its URL.
+func ServeMetrics(tb testing.TB, reg *prometheus.Registry) string {
+	tb.Helper()
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/metrics"
 }
