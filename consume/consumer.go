@@ -27,7 +27,9 @@ type Stats struct {
 
 // partState is what the Consumer knows of one assigned partition.
 type partState struct {
-	submitted bool // a record of this assignment reached the dispatcher
+	submitted bool  // a record of this assignment reached the dispatcher
+	committed int64 // the last offset committed or found committed; -1: none
+	hwm       int64 // the high watermark of the last fetch; -1: none yet
 }
 
 // Consumer is a franz-go group consumer that commits an offset only once
@@ -97,7 +99,7 @@ func New(handler Handler, opts ...ConsumerOpt) (*Consumer, error) {
 		PartitionError: func(tp ordering.TopicPartition, cp ordering.Checkpoint, err error) error {
 			return &CommitError{Topic: tp.Topic, Partition: tp.Partition, Offset: cp.Offset, Err: err}
 		},
-		OnCommit: func(map[ordering.TopicPartition]ordering.Checkpoint) { c.commits.Add(1) },
+		OnCommit: c.committed,
 		Logger:   c.log,
 		Prefix:   "consume",
 	})
@@ -142,6 +144,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return fmt.Errorf("consume: %w", err)
 		}
 	}
+	c.cfg.metrics.offsetGauges().add(c)
+	defer c.cfg.metrics.offsetGauges().remove(c)
 	c.log.Info("consume: started", "group", c.name, "order", c.cfg.order.String(),
 		"concurrency", c.cfg.concurrency, "max_buffered", c.cfg.maxBuffered)
 
@@ -226,6 +230,9 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) {
 			}
 			c.log.Warn("consume: fetch error", "topic", topic, "partition", partition, "err", err)
 		})
+		if c.cfg.metrics != nil {
+			c.noteHighWatermarks(fs)
+		}
 		fs.EachRecord(func(r *kgo.Record) { c.submit(ctx, r) })
 		cl.AllowRebalance()
 	}
@@ -340,10 +347,11 @@ func (w *consumerWork) Assign(_ context.Context, cps map[ordering.TopicPartition
 			c.log.Warn("consume: assign", "partition", tp.String(), "err", err)
 		}
 		c.mu.Lock()
-		c.parts[tp] = &partState{}
+		c.parts[tp] = &partState{committed: max(cp.Offset, -1), hwm: -1}
 		c.mu.Unlock()
 		c.log.Info("consume: partition assigned", "partition", tp.String(), "committed", cp.Offset)
 	}
+	c.cfg.metrics.rebalanced(c.name, "assigned")
 }
 
 // Release stops dispatching the partitions and waits for their running
@@ -366,6 +374,7 @@ func (w *consumerWork) Release(ctx context.Context, tps []ordering.TopicPartitio
 		c.mu.Unlock()
 	}
 	c.eng.signalRoom()
+	c.cfg.metrics.rebalanced(c.name, "released")
 	return cps
 }
 
@@ -380,6 +389,40 @@ func (w *consumerWork) Drain(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrDrainTimeout, err)
 	}
 	return nil
+}
+
+// committed counts a commit Kafka accepted and keeps its offsets for the
+// metrics.
+func (c *Consumer) committed(cps map[ordering.TopicPartition]ordering.Checkpoint) {
+	c.commits.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for tp, cp := range cps {
+		if ps := c.parts[tp]; ps != nil {
+			ps.committed = cp.Offset
+		}
+	}
+}
+
+// noteHighWatermarks keeps the high watermark of every partition fs holds,
+// for the lag metric.
+func (c *Consumer) noteHighWatermarks(fs kgo.Fetches) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if ps := c.parts[ordering.TopicPartition{Topic: p.Topic, Partition: p.Partition}]; ps != nil && p.Err == nil {
+			ps.hwm = p.HighWatermark
+		}
+	})
+}
+
+// partitionOffsets implements offsetSource.
+func (c *Consumer) partitionOffsets(fn func(group string, tp ordering.TopicPartition, committed, hwm int64)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for tp, ps := range c.parts {
+		fn(c.name, tp, ps.committed, ps.hwm)
+	}
 }
 
 // Stats returns a snapshot of the consumer's load.

@@ -53,6 +53,15 @@
 // ConsumerGroup: it is a sarama.ConsumerGroupHandler that marks and commits
 // only contiguous handled offsets, with the same metadata.
 //
+// # Metrics
+//
+// [NewMetrics] registers Prometheus collectors on the registry the
+// application passes (never the global one unless it is passed), and
+// [ReportMetrics] makes a Consumer or SaramaHandler count into them:
+// records handled, failed and parked, handler latency, per partition the
+// records in flight, queued and blocked and the keys blocked, the
+// committed offset and lag, and rebalances. [Metrics] lists each metric.
+//
 // # Options
 //
 // Options have bare names (Concurrency, OrderBy), as in every kafkaguard

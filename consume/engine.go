@@ -37,6 +37,7 @@ func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecor
 		ordering.MaxBuffered(cfg.maxBuffered),
 		ordering.MetadataMaxBytes(cfg.metadataMax),
 		ordering.Logger(e.log),
+		ordering.ReportMetrics(cfg.metrics.orderingMetrics()),
 	)
 	if err != nil {
 		return nil, err
@@ -60,6 +61,7 @@ func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 	if perr := e.cfg.parker.Park(ctx, e.toRecord(m.Value), err); perr != nil {
 		return &ParkError{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HandlerErr: err, Err: perr}
 	}
+	e.cfg.metrics.incParked(m.Topic)
 	e.log.Info("consume: record parked for retry", "topic", m.Topic, "partition", m.Partition,
 		"offset", m.Offset, "err", err)
 	return nil

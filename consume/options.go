@@ -134,6 +134,7 @@ type config struct {
 	drainTimeout   time.Duration
 	logger         *slog.Logger
 	onError        func(Failure)
+	metrics        *Metrics
 }
 
 func newConfig[O option](opts []O) config {

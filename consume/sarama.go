@@ -186,6 +186,7 @@ func (h *SaramaHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	stop := make(chan struct{})
 	h.stopLoop[sess] = stop
 	go h.commitLoop(sess, stop)
+	h.cfg.metrics.rebalanced(h.group, "assigned")
 	return nil
 }
 
@@ -198,6 +199,7 @@ func (h *SaramaHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 		close(stop)
 		delete(h.stopLoop, sess)
 	}
+	h.cfg.metrics.rebalanced(h.group, "released")
 	return nil
 }
 

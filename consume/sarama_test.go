@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
@@ -102,10 +104,24 @@ func TestSaramaHandlerKeepsKeyOrderAndCommitsHandledOffsets(t *testing.T) {
 		exit(true)
 		return nil
 	}
-	run := startSarama(t, c, group, topic, handler, consume.Concurrency(16), consume.CommitInterval(30*time.Millisecond))
+	reg := prometheus.NewRegistry()
+	cm, err := consume.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsURL := testkit.ServeMetrics(t, reg)
+	run := startSarama(t, c, group, topic, handler, consume.Concurrency(16), consume.CommitInterval(30*time.Millisecond),
+		consume.ReportMetrics(cm))
 	testkit.WaitFor(t, 30*time.Second, "every record handled", func() bool { return l.doneCount() == keys*perKey })
 	if err := run.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	s := testkit.Scrape(t, metricsURL, "kafkaguard_")
+	if got := s[`kafkaguard_ordering_handled_total{topic="sarama-order"}`]; got != strconv.Itoa(keys*perKey) {
+		t.Errorf("handled_total = %q, want %d", got, keys*perKey)
+	}
+	if s[`kafkaguard_consume_rebalances_total{event="assigned",group="g-sarama-order"}`] == "" {
+		t.Errorf("no assignment counted: %v", s)
 	}
 
 	l.mu.Lock()

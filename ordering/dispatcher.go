@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // TopicPartition names a partition.
@@ -97,6 +98,10 @@ type partition[T any] struct {
 	whole   *queue[T]            // PartitionOrder
 	failed  map[int64]*queue[T]  // by the failed record's offset
 	running int
+	queued  int           // records waiting to run (the Dispatcher's counts, per partition)
+	nFailed int           // failed records waiting for Resolve or Retry
+	blocked int           // records waiting behind them
+	m       *partMetrics  // nil without ReportMetrics
 	dropped bool          // revoked, or the Dispatcher closed
 	drained chan struct{} // set by Revoke while records run; closed when running reaches 0
 }
@@ -180,6 +185,9 @@ func NewWithFailureFunc[T any](handle Handler[T], onFailure func(Failure[T]), op
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.wake.L = &d.mu
+	if c.metrics != nil {
+		c.metrics.gauges.sources.Add(d)
+	}
 	d.wg.Add(c.concurrency)
 	for range c.concurrency {
 		go d.work()
@@ -205,7 +213,7 @@ func (d *Dispatcher[T]) Assign(tp TopicPartition, cp Checkpoint) error {
 		return fmt.Errorf("%w: %s", ErrAssigned, tp)
 	}
 	t, err := ResumeTracker(cp)
-	p := &partition[T]{tp: tp, tracker: t, failed: make(map[int64]*queue[T])}
+	p := &partition[T]{tp: tp, tracker: t, failed: make(map[int64]*queue[T]), m: d.cfg.metrics.forTopic(tp.Topic)}
 	if d.cfg.mode == KeyOrder {
 		p.keys = make(map[string]*queue[T])
 	}
@@ -343,18 +351,22 @@ func (d *Dispatcher[T]) countLocked(q *queue[T]) {
 }
 
 func (d *Dispatcher[T]) addCountsLocked(q *queue[T], sign int) {
-	n := len(q.msgs)
+	n, p := len(q.msgs), q.p
 	switch q.state {
 	case qReady:
 		d.active += sign
 		d.queued += sign * n
+		p.queued += sign * n
 	case qRunning:
 		d.active += sign
 		d.running += sign
 		d.queued += sign * (n - 1)
+		p.queued += sign * (n - 1)
 	case qFailed:
 		d.failed += sign
 		d.blocked += sign * (n - 1)
+		p.nFailed += sign
+		p.blocked += sign * (n - 1)
 	}
 }
 
@@ -391,7 +403,14 @@ func (d *Dispatcher[T]) work() {
 		p, m := q.p, q.msgs[0]
 		p.running++
 		d.mu.Unlock()
-		err := d.run(p.ctx, m)
+		var err error
+		if p.m == nil {
+			err = d.run(p.ctx, m)
+		} else {
+			start := time.Now()
+			err = d.run(p.ctx, m)
+			p.m.observe(time.Since(start), err)
+		}
 		d.mu.Lock()
 		f, failed := d.finishLocked(q, m, err)
 		if failed && d.onFailure != nil {
@@ -704,5 +723,17 @@ func (d *Dispatcher[T]) Close() error {
 	}
 	d.mu.Unlock()
 	d.wg.Wait()
+	if d.cfg.metrics != nil {
+		d.cfg.metrics.gauges.sources.Remove(d)
+	}
 	return nil
+}
+
+// partitionLoads calls fn with the load of every assigned partition.
+func (d *Dispatcher[T]) partitionLoads(fn func(TopicPartition, partitionLoad)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for tp, p := range d.parts {
+		fn(tp, partitionLoad{InFlight: p.running, Queued: p.queued, KeysBlocked: p.nFailed, Blocked: p.blocked})
+	}
 }

@@ -59,6 +59,14 @@
 //	}
 //	cp, err := d.Checkpoint(tp) // commit cp.Offset with cp.Metadata
 //
+// # Metrics
+//
+// [NewMetrics] registers Prometheus collectors on the registry the
+// application passes, and [ReportMetrics] makes a Dispatcher count into
+// them: records handled and failed and handler latency per topic, and per
+// partition the records in flight, queued, blocked and the keys blocked by
+// a failure. [Metrics] lists each metric.
+//
 // # Options
 //
 // Options have bare names (Concurrency, OrderBy), as in every kafkaguard

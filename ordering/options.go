@@ -57,6 +57,7 @@ type cfg struct {
 	maxBuffered int
 	maxMetadata int
 	logger      *slog.Logger
+	metrics     *Metrics
 }
 
 func defaultCfg() cfg {

@@ -30,6 +30,15 @@ const (
 	MinInsyncReplicas = 2
 )
 
+// NoLossTopicConfigs returns the topic configs of a no-loss topic, for
+// CreateTopics beside a replication factor of at least
+// [MinReplicationFactor]: min.insync.replicas = [MinInsyncReplicas] and
+// unclean.leader.election.enable = false. The map is new on every call.
+func NoLossTopicConfigs() map[string]*string {
+	minISR, unclean := strconv.Itoa(MinInsyncReplicas), "false"
+	return map[string]*string{"min.insync.replicas": &minISR, "unclean.leader.election.enable": &unclean}
+}
+
 // The rules Audit checks, as they appear in [Check.Rule].
 const (
 	RuleTopicExists              = "topic exists"

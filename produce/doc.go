@@ -51,6 +51,14 @@
 // unclean.leader.election.enable=false, read with DescribeConfigs and
 // Metadata, reported per rule as pass or fail with the fix.
 //
+// # Metrics
+//
+// [Metrics] is a kgo hook that counts, as Prometheus collectors registered
+// on the registry the application passes ([NewMetrics]), the records
+// acknowledged, those failed by error class ([ErrorClass]) and those whose
+// outcome is unknown, and the ack latency. Pass it to [New] (or to a client
+// built from [ApplyKgo]) with kgo.WithHooks; its doc lists each metric.
+//
 // # Options
 //
 // Options have bare names (KgoProducer, not WithKgoProducer), as in every

@@ -90,6 +90,7 @@ func New(ctx context.Context, p Preset, opts ...kgo.Opt) (*Producer, error) {
 		logger:   s.logger,
 		txnID:    s.txnID,
 	}
+	bindMetrics(cl, pr.idemSafe)
 	pr.logCallback = pr.logFailure
 	pr.logPromise = pr.wrap(pr.logCallback)
 	pr.defaultTopic, _ = cl.OptValue(kgo.DefaultProduceTopic).(string)

@@ -76,6 +76,14 @@
 // assumes the retry topic's partition count does not change, so that all
 // markers of a key share a partition.
 //
+// # Topics
+//
+// The retry and dead-letter topics are no-loss topics like any other
+// (replication factor 3, min.insync.replicas 2, unclean leader election
+// off). CheckTopics tells before a Job starts whether they exist, and
+// CreateTopics creates the missing ones with those settings;
+// `kafkaguard retry-job` does both (--create-topics).
+//
 // # Monitoring
 //
 // NewMetrics registers Prometheus counters (parked, retried, succeeded,

@@ -163,8 +163,9 @@ func pinPartitioner() kgo.Partitioner {
 // fetching, waits up to ShutdownTimeout for running handlers, commits what is
 // finished and leaves the group. Markers not finished stay uncommitted and
 // run after the next start. Run returns nil after a shutdown caused by ctx,
-// or the error that stopped it, joined with any error of the final commit. The retry topic must exist (create it, like
-// any no-loss topic, with replication factor 3 and min.insync.replicas 2).
+// or the error that stopped it, joined with any error of the final commit. The retry topic must exist: check it
+// (and the dead-letter topic) with CheckTopics, or create them as no-loss
+// topics with CreateTopics.
 // A Job runs once.
 func (j *Job) Run(ctx context.Context) error {
 	if !j.started.CompareAndSwap(false, true) {

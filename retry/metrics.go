@@ -2,13 +2,14 @@ package retry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kafkaguard/kafkaguard/internal/promkit"
 )
 
 // Metrics holds the Prometheus collectors a Parker and a Job count into.
@@ -49,13 +50,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		backlog:      gauge("backlog", "Failure markers not yet finished: held by the job or not yet read."),
 		oldestAge:    gauge("oldest_marker_age_seconds", "Seconds since the oldest marker the job holds first failed."),
 	}
-	var errs []error
-	for _, c := range []prometheus.Collector{m.parked, m.retried, m.succeeded, m.deadLettered, m.backlog, m.oldestAge} {
-		if err := reg.Register(c); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := promkit.Register(reg, m.parked, m.retried, m.succeeded, m.deadLettered, m.backlog, m.oldestAge); err != nil {
 		return nil, fmt.Errorf("retry: registering metrics: %w", err)
 	}
 	return m, nil

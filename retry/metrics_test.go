@@ -4,42 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
-// scrape returns the samples of a /metrics page whose name starts with
-// kafkaguard_retry_, as "name{labels}" → value text.
+// scrape returns the kafkaguard_retry_ samples of a /metrics page.
 func scrape(t *testing.T, url string) map[string]string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "kafkaguard_retry_") {
-			name, value, _ := strings.Cut(line, " ")
-			out[name] = value
-		}
-	}
-	return out
+	return testkit.Scrape(t, url, "kafkaguard_retry_")
 }
 
 func TestMetricsEndpointShowsTheCounts(t *testing.T) {
@@ -51,8 +29,7 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
+	metricsURL := testkit.ServeMetrics(t, reg)
 
 	const maxAttempts = 3
 	p, err := retry.NewParker(e.cl, retry.ReportMetrics(m), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(maxAttempts))
@@ -88,9 +65,9 @@ func TestMetricsEndpointShowsTheCounts(t *testing.T) {
 		return st.Succeeded == 5 && st.DeadLettered == 2
 	})
 	testkit.WaitFor(t, 5*time.Second, "the backlog gauge to reach zero", func() bool {
-		return scrape(t, srv.URL)[`kafkaguard_retry_backlog{retry_topic="met.retry"}`] == "0"
+		return scrape(t, metricsURL)[`kafkaguard_retry_backlog{retry_topic="met.retry"}`] == "0"
 	})
-	got := scrape(t, srv.URL)
+	got := scrape(t, metricsURL)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

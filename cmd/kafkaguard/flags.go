@@ -124,14 +124,36 @@ func parseFloat(s string) (float64, error) {
 	return v, nil
 }
 
-// logFlag adds --log-level (debug, info, warn or error; a bad value is a usage error) and returns
-// a constructor for the command's logger, which writes text lines to w.
+// logFlag adds --log-level (debug, info, warn or error; a bad value is a usage error) and
+// --log-format (text or json) and returns a constructor for the command's logger, which writes to w.
 func logFlag(fs *pflag.FlagSet) func(w io.Writer) *slog.Logger {
 	level := new(slog.Level)
 	fs.TextVar(level, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	format := new(logFormat)
+	fs.TextVar(format, "log-format", logFormat("text"), "text (logfmt lines) or json (one JSON object a line)")
 	return func(w io.Writer) *slog.Logger {
-		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: *level}))
+		opts := &slog.HandlerOptions{Level: *level}
+		if *format == "json" {
+			return slog.New(slog.NewJSONHandler(w, opts))
+		}
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
+}
+
+// logFormat is the value of --log-format: text or json.
+type logFormat string
+
+// MarshalText returns the format's name.
+func (f logFormat) MarshalText() ([]byte, error) { return []byte(f), nil }
+
+// UnmarshalText accepts text or json.
+func (f *logFormat) UnmarshalText(b []byte) error {
+	switch s := string(b); s {
+	case "text", "json":
+		*f = logFormat(s)
+		return nil
+	}
+	return errors.New("want text or json")
 }
 
 // flagError turns pflag's parse errors into usage errors that name the flag

@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/produce"
@@ -26,9 +31,22 @@ topic (default TOPIC.dlq) after --max-attempts. See
 'go doc github.com/kafkaguard/kafkaguard/retry' for the marker format, which
 producers in any language can write.
 
+Before it starts, it checks that its topics exist: the retry topic, the
+dead-letter topic and, with --action republish, TOPIC. A missing topic is an
+error (exit status 1) unless --create-topics is given, which creates the
+missing ones as no-loss topics: replication factor --replication-factor
+(default 3), min.insync.replicas=2, unclean.leader.election.enable=false,
+with TOPIC's number of partitions (or --partitions).
+
 Once the Job is set up it prints exactly one line to stdout:
 
 	ready retry_topic=T.retry dlq_topic=T.dlq group=G action=A[ metrics=http://HOST:PORT/metrics]
+
+With --metrics, /metrics has the retry job's counts (kafkaguard_retry_*) and,
+with --action republish, the republished records' (kafkaguard_produce_*);
+the same server answers /healthz (200 while the process runs)
+and /readyz (200 from the ready line until shutdown begins, 503 otherwise),
+for liveness and readiness probes.
 
 Exit status: 0 after a graceful shutdown on SIGINT or SIGTERM, 1 when the Job
 could not start or failed, 2 for bad usage.`
@@ -65,6 +83,9 @@ func newRetryJobCmd() *cobra.Command {
 	alertBacklog := intFlag(fs, "alert-backlog", 0, atLeast(0), "log an alert while more markers than this are pending (0: off)")
 	alertAge := durationFlag(fs, "alert-age", 0, atLeast(time.Duration(0)), "log an alert while the oldest marker is older than this (0: off)")
 	alertDead := intFlag(fs, "alert-dead-letters", 1, atLeast(0), "log an alert for every dead letter once this many were written (0: off)")
+	createTopics := fs.Bool("create-topics", false, "create the missing topics as no-loss topics (replication factor --replication-factor, min.insync.replicas=2, unclean leader election off) instead of failing")
+	partitions := intFlag(fs, "partitions", 0, atLeast(0), "partitions of the topics --create-topics creates (0: as many as TOPIC has, 1 if it does not exist)")
+	replicationFactor := intFlag(fs, "replication-factor", produce.MinReplicationFactor, atLeast(1), "replication factor of the topics --create-topics creates")
 	sec := addSecurityFlags(fs)
 	newLogger := logFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -83,6 +104,13 @@ func newRetryJobCmd() *cobra.Command {
 		connect := append([]kgo.Opt{kgo.SeedBrokers(strings.Split(*bootstrap, ",")...)}, secOpts...)
 		logger := newLogger(stderr)
 
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		metrics, err := retry.NewMetrics(reg)
+		if err != nil {
+			return failure(err)
+		}
+
 		var handler retry.Handler
 		var producer *kgo.Client
 		switch a := *action; {
@@ -90,7 +118,12 @@ func newRetryJobCmd() *cobra.Command {
 			if *keyOrder {
 				return usageErrorf("--key-order cannot be kept by --action republish (the record goes to the back of its topic)")
 			}
-			opts, err := produce.ApplyKgo(produce.NoLoss, connect)
+			// The republished records' outcomes: kafkaguard_produce_*.
+			pm, err := produce.NewMetrics(reg)
+			if err != nil {
+				return failure(err)
+			}
+			opts, err := produce.ApplyKgo(produce.NoLoss, append(slices.Clone(connect), kgo.WithHooks(pm)))
 			if err == nil {
 				producer, err = kgo.NewClient(opts...)
 			}
@@ -113,12 +146,6 @@ func newRetryJobCmd() *cobra.Command {
 			return usageErrorf("--action must be republish, http://URL, https://URL or exec:CMD, got %q", a)
 		}
 
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		metrics, err := retry.NewMetrics(reg)
-		if err != nil {
-			return failure(err)
-		}
 		// Options of both the Job and the key locks, then the Job's own.
 		shared := []retry.GroupOpt{retry.Topic(*topic), retry.KgoOpts(connect...), retry.Logger(logger)}
 		if *retryTopic != "" {
@@ -145,6 +172,46 @@ func newRetryJobCmd() *cobra.Command {
 		if _, err := retry.NewJob(handler, opts...); err != nil {
 			return usageErrorf("%v", err)
 		}
+		rt := *retryTopic
+		if rt == "" {
+			rt = *topic + retry.RetrySuffix
+		}
+		dt := *dlqTopic
+		if dt == "" {
+			dt = *topic + retry.DeadLetterSuffix
+		}
+		g := *group
+		if g == "" {
+			g = retry.DefaultGroup(rt)
+		}
+
+		// /healthz, /readyz and /metrics answer from the start; /readyz
+		// says 200 only from the ready line until shutdown begins.
+		var ready atomic.Bool
+		var metricsURL string
+		if *metricsAddr != "" {
+			ln, err := net.Listen("tcp", *metricsAddr)
+			if err != nil {
+				return failure(fmt.Errorf("--metrics: %w", err))
+			}
+			srv := &http.Server{Handler: retryJobMux(reg, &ready), ReadHeaderTimeout: 5 * time.Second}
+			go func() {
+				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					logger.Error("metrics server stopped", "err", err)
+				}
+			}()
+			defer srv.Close()
+			metricsURL = "http://" + ln.Addr().String() + "/metrics"
+		}
+
+		needed := []string{rt, dt}
+		if *action == "republish" {
+			needed = append(needed, *topic)
+		}
+		if err := ensureRetryTopics(ctx, connect, needed, *topic, *createTopics, int32(*partitions), int16(*replicationFactor), logger); err != nil {
+			return failure(err)
+		}
+
 		if *keyOrder {
 			lockOpts := make([]retry.LocksOpt, len(shared))
 			for i, o := range shared {
@@ -162,40 +229,69 @@ func newRetryJobCmd() *cobra.Command {
 			return usageErrorf("%v", err)
 		}
 
-		rt := *retryTopic
-		if rt == "" {
-			rt = *topic + retry.RetrySuffix
+		line := fmt.Sprintf("ready retry_topic=%s dlq_topic=%s group=%s action=%s", rt, dt, g, strings.SplitN(*action, ":", 2)[0])
+		if metricsURL != "" {
+			line += " metrics=" + metricsURL
 		}
-		dt := *dlqTopic
-		if dt == "" {
-			dt = *topic + retry.DeadLetterSuffix
-		}
-		g := *group
-		if g == "" {
-			g = retry.DefaultGroup(rt)
-		}
-		ready := fmt.Sprintf("ready retry_topic=%s dlq_topic=%s group=%s action=%s", rt, dt, g, strings.SplitN(*action, ":", 2)[0])
-		if *metricsAddr != "" {
-			ln, err := net.Listen("tcp", *metricsAddr)
-			if err != nil {
-				return failure(fmt.Errorf("--metrics: %w", err))
-			}
-			mux := http.NewServeMux()
-			mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-			go func() {
-				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					logger.Error("metrics server stopped", "err", err)
-				}
-			}()
-			defer srv.Close()
-			ready += " metrics=http://" + ln.Addr().String() + "/metrics"
-		}
-		fmt.Fprintln(stdout, ready)
-		if err := job.Run(ctx); err != nil {
+		ready.Store(true)
+		fmt.Fprintln(stdout, line)
+		err = job.Run(ctx)
+		ready.Store(false)
+		if err != nil {
 			return failure(err)
 		}
 		return nil
 	}
 	return cmd
+}
+
+// retryJobMux serves /metrics from reg, /healthz (200 while the process
+// serves) and /readyz (200 while ready is set, else 503).
+func retryJobMux(reg *prometheus.Registry, ready *atomic.Bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// ensureRetryTopics checks that the retry job's topics exist; with create it
+// first creates the missing ones as no-loss topics, with partitions
+// partitions (0: as many as topic has, or 1).
+func ensureRetryTopics(ctx context.Context, connect []kgo.Opt, topics []string, topic string, create bool, partitions int32, rf int16, logger *slog.Logger) error {
+	cl, err := kgo.NewClient(connect...)
+	if err != nil {
+		return fmt.Errorf("admin client: %w", err)
+	}
+	defer cl.Close()
+	if create {
+		if partitions == 0 {
+			partitions = 1
+			if d, err := kadm.NewClient(cl).ListTopics(ctx, topic); err == nil && d.Has(topic) && d[topic].Err == nil && len(d[topic].Partitions) > 0 {
+				partitions = int32(len(d[topic].Partitions))
+			}
+		}
+		created, err := retry.CreateTopics(ctx, cl, partitions, rf, topics...)
+		for _, name := range created {
+			logger.Info("retry-job: topic created", "topic", name, "partitions", partitions, "replication_factor", rf)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := retry.CheckTopics(ctx, cl, topics...); err != nil {
+		if errors.Is(err, retry.ErrMissingTopic) {
+			return fmt.Errorf("%w (create them as no-loss topics, or pass --create-topics)", err)
+		}
+		return err
+	}
+	return nil
 }

@@ -4,16 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
@@ -36,6 +41,7 @@ func TestRetryJobRejectsBadUsage(t *testing.T) {
 		{"bad max attempts", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--max-attempts", "0"}, "--max-attempts must be at least 1, got 0"},
 		{"bad jitter", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--backoff-jitter", "1.5"}, "--backoff-jitter must be in [0, 1), got 1.5"},
 		{"stray argument", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "extra"}, "unexpected arguments"},
+		{"bad log format", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-format", "xml"}, `invalid value "xml" for flag --log-format: want text or json`},
 		{"bad log level", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-level", "loud"}, `invalid value "loud" for flag --log-level`},
 	}
 	for _, tt := range tests {
@@ -55,6 +61,19 @@ func TestRetryJobRejectsBadUsage(t *testing.T) {
 // returns its ready line.
 func startRetryJob(t *testing.T, args ...string) (ready string, stop func() int) {
 	t.Helper()
+	r, stop := startRetryJobLogs(t, args...)
+	return r.line, stop
+}
+
+// retryJobStart is a started retry job's ready line and its stderr so far.
+type retryJobStart struct {
+	line   string
+	stderr *testkit.LockedBuffer
+}
+
+// startRetryJobLogs is startRetryJob that also returns the job's stderr.
+func startRetryJobLogs(t *testing.T, args ...string) (ready retryJobStart, stop func() int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	var stderr testkit.LockedBuffer
@@ -73,7 +92,7 @@ func startRetryJob(t *testing.T, args ...string) (ready string, stop func() int)
 		_, _ = io.Copy(io.Discard, pr)
 	}()
 	select {
-	case ready = <-lines:
+	case ready.line = <-lines:
 	case code := <-done:
 		t.Fatalf("retry-job exited with %d: %s", code, stderr.String())
 	case <-time.After(30 * time.Second):
@@ -98,6 +117,7 @@ func startRetryJob(t *testing.T, args ...string) (ready string, stop func() int)
 			t.Logf("retry-job's stderr:\n%s", stderr.String())
 		}
 	})
+	ready.stderr = &stderr
 	return ready, stop
 }
 
@@ -189,7 +209,8 @@ func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
 	if err := p.Park(ctx, r, errors.New("consumer failed")); err != nil {
 		t.Fatal(err)
 	}
-	_, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "back", "--log-level", "warn")
+	ready, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "back", "--log-level", "warn",
+		"--metrics", "127.0.0.1:0")
 	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics("back"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +228,139 @@ func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
 	if err != nil || m.Kind != retry.KindRepublished || m.Offset != 7 || m.Attempts != 1 || len(m.Headers) != 1 {
 		t.Errorf("republished record %+v (%v): want its origin, attempt count and own header", m, err)
 	}
+	metricsURL := ready[strings.Index(ready, "metrics=")+len("metrics="):]
+	testkit.WaitFor(t, 10*time.Second, "the republished record counted as acked", func() bool {
+		return testkit.Scrape(t, metricsURL, "kafkaguard_produce_")[`kafkaguard_produce_acked_total{topic="back"}`] == "1"
+	})
 	if code := stop(); code != 0 {
 		t.Errorf("exit code %d", code)
+	}
+}
+
+// TestRetryJobRefusesToStartWhenItsTopicsAreMissing: a retry job whose retry
+// and dead-letter topics do not exist says so and exits 1 before it prints
+// ready, instead of printing ready and failing later.
+func TestRetryJobRefusesToStartWhenItsTopicsAreMissing(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t, kafkatest.NoAutoCreateTopics())
+	if err := c.CreateTopic(context.Background(), "miss", 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr testkit.LockedBuffer
+	code := run(ctx, []string{"retry-job", "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "miss",
+		"--action", "exec:true", "--log-level", "warn"}, &stdout, &stderr)
+	if code != 1 || stdout.String() != "" {
+		t.Fatalf("exit code %d, stdout %q, want 1 and no ready line; stderr %q", code, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"miss.retry", "miss.dlq", "do not exist", "--create-topics"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr %q does not mention %q", stderr.String(), want)
+		}
+	}
+}
+
+// TestRetryJobCreateTopicsCreatesNoLossTopicsThenServesHealthAndReadiness:
+// with --create-topics the missing retry and dead-letter topics are created
+// with TOPIC's partitions and the no-loss configs before the ready line;
+// /healthz and /readyz answer beside /metrics; --log-format json logs JSON.
+func TestRetryJobCreateTopicsCreatesNoLossTopicsThenServesHealthAndReadiness(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.NoAutoCreateTopics())
+	ctx := context.Background()
+	if err := c.CreateTopic(ctx, "mk", 2, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := startRetryJobLogs(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "mk",
+		"--create-topics", "--metrics", "127.0.0.1:0", "--log-format", "json")
+	if !strings.HasPrefix(ready.line, "ready retry_topic=mk.retry dlq_topic=mk.dlq ") {
+		t.Fatalf("ready line %q", ready.line)
+	}
+	base := strings.TrimSuffix(ready.line[strings.Index(ready.line, "metrics=")+len("metrics="):], "/metrics")
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s, want 200", path, resp.Status)
+		}
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	details, err := adm.ListTopics(ctx, "mk.retry", "mk.dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := adm.DescribeTopicConfigs(ctx, "mk.retry", "mk.dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"mk.retry", "mk.dlq"} {
+		d := details[name]
+		if d.Err != nil || len(d.Partitions) != 2 || d.Partitions.NumReplicas() != 3 {
+			t.Errorf("%s: %d partitions, %d replicas (%v), want 2 and 3", name, len(d.Partitions), d.Partitions.NumReplicas(), d.Err)
+		}
+		rc, err := cfgs.On(name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, cv := range rc.Configs {
+			got[cv.Key] = cv.MaybeValue()
+		}
+		if got["min.insync.replicas"] != "2" || got["unclean.leader.election.enable"] != "false" {
+			t.Errorf("%s: min.insync.replicas=%q unclean.leader.election.enable=%q, want 2 and false",
+				name, got["min.insync.replicas"], got["unclean.leader.election.enable"])
+		}
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+	var created int
+	for _, line := range strings.Split(strings.TrimSpace(ready.stderr.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("stderr line %q is not JSON: %v", line, err)
+		}
+		if rec["msg"] == "retry-job: topic created" {
+			created++
+		}
+	}
+	if created != 2 {
+		t.Errorf("%d topic-created log lines, want 2:\n%s", created, ready.stderr.String())
+	}
+}
+
+// TestRetryJobReadyzAnswers503UntilReady: /readyz follows the ready flag,
+// /healthz does not.
+func TestRetryJobReadyzAnswers503UntilReady(t *testing.T) {
+	t.Parallel()
+	var ready atomic.Bool
+	srv := httptest.NewServer(retryJobMux(prometheus.NewRegistry(), &ready))
+	defer srv.Close()
+	status := func(path string) int {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, step := range []struct {
+		ready          bool
+		health, readyz int
+	}{{false, 200, 503}, {true, 200, 200}, {false, 200, 503}} {
+		ready.Store(step.ready)
+		if h, r := status("/healthz"), status("/readyz"); h != step.health || r != step.readyz {
+			t.Errorf("ready=%v: /healthz %d, /readyz %d, want %d and %d", step.ready, h, r, step.health, step.readyz)
+		}
 	}
 }

@@ -1,7 +1,7 @@
 // Package testkit holds the helpers kafkaguard's tests share: waiting until a condition holds,
-// and reading a topic's end offsets, records and a group's committed offsets over the Kafka
-// protocol, from any cluster's bootstrap addresses (the bundled one or real Kafka). It is imported
-// only by tests.
+// scraping a /metrics page, and reading a topic's end offsets, records and a group's committed
+// offsets over the Kafka protocol, from any cluster's bootstrap addresses (the bundled one or real
+// Kafka). It is imported only by tests.
 //
 // Every helper fails the test it is given (tb.Fatal) rather than returning an error, and closes
 // the clients it opens. Their clients keep franz-go's metadata cache 100 ms instead of 5 s: kadm
