@@ -36,6 +36,8 @@ func TestRetryJobRejectsBadUsage(t *testing.T) {
 		{"bad max attempts", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--max-attempts", "0"}, "--max-attempts must be at least 1, got 0"},
 		{"bad jitter", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--backoff-jitter", "1.5"}, "--backoff-jitter must be in [0, 1), got 1.5"},
 		{"stray argument", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "extra"}, "unexpected arguments"},
+		{"bad header mode", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--header-mode", "java"}, `--header-mode must be kafkaguard or spring, got "java"`},
+		{"spring with key order", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--header-mode", "spring", "--key-order"}, "--key-order needs --header-mode kafkaguard"},
 		{"bad log level", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-level", "loud"}, `invalid value "loud" for flag --log-level`},
 	}
 	for _, tt := range tests {
@@ -206,6 +208,59 @@ func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
 	m, err := retry.ParseMarker(got[0])
 	if err != nil || m.Kind != retry.KindRepublished || m.Offset != 7 || m.Attempts != 1 || len(m.Headers) != 1 {
 		t.Errorf("republished record %+v (%v): want its origin, attempt count and own header", m, err)
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}
+
+func TestRetryJobSpringHeaderModeDeadLettersToTheDLTWithSpringHeaders(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range []string{"sp", "sp-retry-0", "sp-dlt"} {
+		if err := c.CreateTopic(ctx, name, 1, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// As Spring's recoverer writes it after the main listener's failure.
+	rec := &kgo.Record{Topic: "sp-retry-0", Key: []byte("k"), Value: []byte("v"), Headers: []kgo.RecordHeader{
+		{Key: "kafka_dlt-original-topic", Value: []byte("sp")},
+		{Key: "kafka_dlt-original-partition", Value: []byte{0, 0, 0, 0}},
+		{Key: "kafka_dlt-original-offset", Value: []byte{0, 0, 0, 0, 0, 0, 0, 9}},
+		{Key: "kafka_dlt-exception-message", Value: []byte("boom")},
+		{Key: "retry_topic-original-timestamp", Value: []byte{0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00}},
+		{Key: "retry_topic-attempts", Value: []byte{0, 0, 0, 2}},
+		{Key: "retry_topic-backoff-timestamp", Value: []byte{0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00}},
+	}}
+	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "sp", "--retry-topic", "sp-retry-0",
+		"--header-mode", "spring", "--action", "exec:false", "--max-attempts", "2", "--log-level", "warn")
+	if !strings.HasPrefix(ready, "ready retry_topic=sp-retry-0 dlq_topic=sp-dlt ") {
+		t.Fatalf("ready line %q", ready)
+	}
+	var dl []*kgo.Record
+	testkit.WaitFor(t, 30*time.Second, "a dead letter on sp-dlt", func() bool {
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		dl = testkit.ReadAll(rctx, t, c.Bootstrap(), "sp-dlt")
+		return len(dl) > 0
+	})
+	hs := map[string][]byte{}
+	for _, h := range dl[0].Headers {
+		hs[h.Key] = h.Value
+	}
+	if string(hs["kafka_dlt-original-topic"]) != "sp" || !bytes.Equal(hs["kafka_dlt-original-offset"], []byte{0, 0, 0, 0, 0, 0, 0, 9}) ||
+		!bytes.Equal(hs["retry_topic-attempts"], []byte{0, 0, 0, 3}) || !strings.Contains(string(hs["kafka_dlt-exception-message"]), "exec action false") {
+		t.Errorf("dead letter headers %q", dl[0].Headers)
 	}
 	if code := stop(); code != 0 {
 		t.Errorf("exit code %d", code)
