@@ -46,6 +46,18 @@
 // left by a consumer that crashed between parking and committing), only the
 // newest runs; the older ones are recognised as superseded.
 //
+// # Dead letters
+//
+// DeadLetters reads a dead-letter topic (either header format): Read selects
+// records by partition, offset range, key and error text, Get returns one
+// with its whole history, Summarize groups them by cause and age, and Replay
+// sends selected ones back to their source topic or, as fresh markers, to
+// their retry topic. Replay is idempotent for replays run one after the
+// other: every record it writes carries HeaderReplayedFrom (the dead
+// letter's topic/partition@offset), and it first reads the destination from
+// shortly before the oldest selected dead letter was written and skips the
+// dead letters it finds there. It is what "kafkaguard dlq" runs.
+//
 // # Spring interop
 //
 // With Headers(SpringHeaders), a Parker and a Job write Spring Kafka's
