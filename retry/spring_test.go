@@ -227,6 +227,17 @@ func TestSpringRetryRecordsAreRetriedAndDeadLetteredWithSpringHeaders(t *testing
 			t.Errorf("%s: ParseMarker = %+v, %v; want a dead letter with %d attempts of history", key, m, err, maxAttempts)
 		}
 	}
+
+	// The DLQ tool reads Spring's dead-letter topic by its Spring name.
+	d, err := retry.NewDeadLetters(retry.Headers(retry.SpringHeaders), retry.Topic("orders"), retry.KgoOpts(kgo.SeedBrokers(c.Bootstrap()...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	dls, err := d.Read(ctx, retry.Filter{Key: []byte("a"), ErrorContains: "stock service down"})
+	if err != nil || d.Topic() != "orders-dlt" || len(dls) != 1 || dls[0].Cause() != "attempt 3 of a fails" {
+		t.Errorf("DeadLetters on %s: Read = %v, %v; want a's dead letter, found by its Spring-era error", d.Topic(), dls, err)
+	}
 }
 
 func TestSourceTopicUndoesEitherNaming(t *testing.T) {
