@@ -3,7 +3,6 @@ package retry_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math/big"
 	"strings"
@@ -68,21 +67,27 @@ func viewSpring(r *kgo.Record) springView {
 // getInt is ByteBuffer.wrap(b).getInt() on a 4-byte value.
 func (v springView) getInt(t *testing.T, name string) int32 {
 	t.Helper()
-	b := v.last[name]
-	if len(b) != 4 {
-		t.Fatalf("%s: %x is not a 4-byte Java int", name, b)
-	}
-	return int32(binary.BigEndian.Uint32(b))
+	return int32(v.fixed(t, name, 4))
 }
 
 // getLong is ByteBuffer.wrap(b).getLong() on an 8-byte value.
 func (v springView) getLong(t *testing.T, name string) int64 {
 	t.Helper()
+	return int64(v.fixed(t, name, 8))
+}
+
+// fixed reads a big-endian integer of exactly size bytes.
+func (v springView) fixed(t *testing.T, name string, size int) uint64 {
+	t.Helper()
 	b := v.last[name]
-	if len(b) != 8 {
-		t.Fatalf("%s: %x is not an 8-byte Java long", name, b)
+	if len(b) != size {
+		t.Fatalf("%s: %x is not a %d-byte Java integer", name, b, size)
 	}
-	return int64(binary.BigEndian.Uint64(b))
+	var n uint64
+	for _, c := range b {
+		n = n<<8 | uint64(c)
+	}
+	return n
 }
 
 // bigInteger is new BigInteger(b).longValue() of a positive value written by

@@ -79,23 +79,25 @@ func addDLQFlags(fs *pflag.FlagSet) *dlqFlags {
 	}
 }
 
-// open checks the flags and returns the DeadLetters and a context bounded
-// by --timeout; extra options come after the flags'.
-func (f *dlqFlags) open(ctx context.Context, extra ...retry.DeadLettersOpt) (*retry.DeadLetters, context.Context, context.CancelFunc, error) {
+// read checks the flags, opens the DeadLetters (extra options after the
+// flags'), reads the dead letters filter selects and calls fn with them,
+// all within --timeout.
+func (f *dlqFlags) read(ctx context.Context, filter retry.Filter, extra []retry.DeadLettersOpt,
+	fn func(context.Context, *retry.DeadLetters, []*retry.DeadLetter) error) error {
 	brokers := splitList(*f.bootstrap)
 	if len(brokers) == 0 {
-		return nil, nil, nil, usageErrorf("--bootstrap is required")
+		return usageErrorf("--bootstrap is required")
 	}
 	if *f.topic == "" && *f.dlqTopic == "" {
-		return nil, nil, nil, usageErrorf("--topic or --dlq-topic is required")
+		return usageErrorf("--topic or --dlq-topic is required")
 	}
 	mode, err := retry.ParseHeaderMode(*f.headerMode)
 	if err != nil {
-		return nil, nil, nil, usageErrorf("--header-mode must be kafkaguard or spring, got %q", *f.headerMode)
+		return usageErrorf("--header-mode must be kafkaguard or spring, got %q", *f.headerMode)
 	}
 	secOpts, err := f.sec.kgoOpts()
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
 	opts := []retry.DeadLettersOpt{retry.Headers(mode),
 		retry.KgoOpts(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("kafkaguard-dlq")}, secOpts...)...)}
@@ -107,10 +109,16 @@ func (f *dlqFlags) open(ctx context.Context, extra ...retry.DeadLettersOpt) (*re
 	}
 	d, err := retry.NewDeadLetters(append(opts, extra...)...)
 	if err != nil {
-		return nil, nil, nil, usageErrorf("%v", err)
+		return usageErrorf("%v", err)
 	}
+	defer d.Close()
 	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
-	return d, ctx, cancel, nil
+	defer cancel()
+	dls, err := d.Read(ctx, filter)
+	if err != nil {
+		return failure(err)
+	}
+	return fn(ctx, d, dls)
 }
 
 // selectFlags select dead letters.
@@ -183,54 +191,51 @@ Exit status: 0, 1 when the topic could not be read, 2 for bad usage.` + security
 		if err != nil {
 			return err
 		}
-		d, ctx, cancel, err := f.open(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		defer d.Close()
-		dls, err := d.Read(ctx, filter)
-		if err != nil {
-			return failure(err)
-		}
-		groups := retry.Summarize(dls, time.Now())
-		if *asJSON {
-			type group struct {
-				Error  string         `json:"error"`
-				Count  int            `json:"count"`
-				ByAge  map[string]int `json:"by_age"`
-				Oldest time.Time      `json:"oldest"`
-				Newest time.Time      `json:"newest"`
-			}
-			out := struct {
-				Topic  string  `json:"topic"`
-				Count  int     `json:"count"`
-				Groups []group `json:"groups"`
-			}{Topic: d.Topic(), Count: len(dls), Groups: []group{}}
-			for _, g := range groups {
-				by := map[string]int{}
-				for i, name := range retry.AgeBuckets {
-					by[name] = g.ByAge[i]
-				}
-				out.Groups = append(out.Groups, group{g.Cause, g.Count, by, g.Oldest.UTC(), g.Newest.UTC()})
-			}
-			return writeJSON(cmd.OutOrStdout(), out)
-		}
-		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintf(w, "%s: %d dead letters, %d errors\n", d.Topic(), len(dls), len(groups))
-		if len(groups) > 0 {
-			fmt.Fprintf(w, "COUNT\t%s\tOLDEST\tNEWEST\tERROR\n", strings.Join(retry.AgeBuckets[:], "\t"))
-		}
-		for _, g := range groups {
-			fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", g.Count, g.ByAge[0], g.ByAge[1], g.ByAge[2], g.ByAge[3],
-				g.Oldest.UTC().Format(time.RFC3339), g.Newest.UTC().Format(time.RFC3339), oneLine(g.Cause, 120))
-		}
-		if err := w.Flush(); err != nil {
-			return failure(fmt.Errorf("writing output: %w", err))
-		}
-		return nil
+		return f.read(cmd.Context(), filter, nil, func(_ context.Context, d *retry.DeadLetters, dls []*retry.DeadLetter) error {
+			return writeList(cmd.OutOrStdout(), d.Topic(), dls, *asJSON)
+		})
 	}
 	return cmd
+}
+
+// writeList prints the dead letters grouped by error and age.
+func writeList(stdout io.Writer, topic string, dls []*retry.DeadLetter, asJSON bool) error {
+	groups := retry.Summarize(dls, time.Now())
+	if asJSON {
+		type group struct {
+			Error  string         `json:"error"`
+			Count  int            `json:"count"`
+			ByAge  map[string]int `json:"by_age"`
+			Oldest time.Time      `json:"oldest"`
+			Newest time.Time      `json:"newest"`
+		}
+		out := struct {
+			Topic  string  `json:"topic"`
+			Count  int     `json:"count"`
+			Groups []group `json:"groups"`
+		}{Topic: topic, Count: len(dls), Groups: []group{}}
+		for _, g := range groups {
+			by := map[string]int{}
+			for i, name := range retry.AgeBuckets {
+				by[name] = g.ByAge[i]
+			}
+			out.Groups = append(out.Groups, group{g.Cause, g.Count, by, g.Oldest.UTC(), g.Newest.UTC()})
+		}
+		return writeJSON(stdout, out)
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "%s: %d dead letters, %d errors\n", topic, len(dls), len(groups))
+	if len(groups) > 0 {
+		fmt.Fprintf(w, "COUNT\t%s\tOLDEST\tNEWEST\tERROR\n", strings.Join(retry.AgeBuckets[:], "\t"))
+	}
+	for _, g := range groups {
+		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", g.Count, g.ByAge[0], g.ByAge[1], g.ByAge[2], g.ByAge[3],
+			g.Oldest.UTC().Format(time.RFC3339), g.Newest.UTC().Format(time.RFC3339), oneLine(g.Cause, 120))
+	}
+	if err := w.Flush(); err != nil {
+		return failure(fmt.Errorf("writing output: %w", err))
+	}
+	return nil
 }
 
 func newDLQShowCmd() *cobra.Command {
@@ -256,20 +261,16 @@ read, 2 for bad usage.` + securityHelp,
 		if *offset < 0 {
 			return usageErrorf("--offset is required")
 		}
-		d, ctx, cancel, err := f.open(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		defer d.Close()
-		dl, err := d.Get(ctx, int32(*partition), int64(*offset))
-		if err != nil {
-			return failure(err)
-		}
-		if *asJSON {
-			return writeJSON(cmd.OutOrStdout(), showJSON(dl))
-		}
-		return writeDeadLetter(cmd.OutOrStdout(), dl)
+		filter := retry.Filter{Partitions: []int32{int32(*partition)}, From: int64(*offset), Until: int64(*offset) + 1}
+		return f.read(cmd.Context(), filter, nil, func(_ context.Context, d *retry.DeadLetters, dls []*retry.DeadLetter) error {
+			if len(dls) == 0 {
+				return failure(fmt.Errorf("%w: %s/%d@%d", retry.ErrNoSuchDeadLetter, d.Topic(), *partition, *offset))
+			}
+			if *asJSON {
+				return writeJSON(cmd.OutOrStdout(), showJSON(dls[0]))
+			}
+			return writeDeadLetter(cmd.OutOrStdout(), dls[0])
+		})
 	}
 	return cmd
 }
@@ -413,60 +414,57 @@ or a record was not written; 2 for bad usage.` + securityHelp,
 		if *retryTopic != "" {
 			extra = append(extra, retry.RetryTopic(*retryTopic))
 		}
-		d, ctx, cancel, err := f.open(cmd.Context(), extra...)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		defer d.Close()
-		dls, err := d.Read(ctx, filter)
-		if err != nil {
-			return failure(err)
-		}
-		var opts []retry.ReplayOpt
-		if *dryRun {
-			opts = append(opts, retry.DryRun())
-		}
-		opts = append(opts, retry.OnProgress(func(done, total int) {
-			fmt.Fprintf(stderr, "\rreplay: %d/%d dead letters", done, total)
-		}))
-		rep, rerr := d.Replay(ctx, dls, dest, opts...)
-		fmt.Fprintln(stderr)
-		if rep == nil {
-			return failure(rerr)
-		}
-		if *asJSON {
-			if err := writeJSON(stdout, replayJSON(d.Topic(), rep)); err != nil {
-				return err
-			}
-		} else {
-			for _, it := range rep.Items {
-				line := fmt.Sprintf("%-16s %s", it.Outcome, it.From)
-				if it.Topic != "" {
-					line += " -> " + it.Topic
-					if it.Offset >= 0 {
-						line += "/" + strconv.Itoa(int(it.Partition)) + "@" + strconv.FormatInt(it.Offset, 10)
-					}
-					line += " (original " + it.Origin.String() + ")"
-				}
-				if it.Err != "" {
-					line += ": " + it.Err
-				}
-				fmt.Fprintln(stdout, line)
-			}
-			verb := "replayed"
-			if rep.DryRun {
-				verb = "dry run, nothing written"
-			}
-			fmt.Fprintf(stdout, "%s to %s: %d selected, %d written, %d would be written, %d already replayed, %d skipped, %d failed\n",
-				verb, rep.To, len(rep.Items), rep.Written, rep.Would, rep.AlreadyReplayed, rep.Skipped, rep.Failed)
-		}
-		if rerr != nil {
-			return failure(rerr)
-		}
-		return nil
+		return f.read(cmd.Context(), filter, extra, func(ctx context.Context, d *retry.DeadLetters, dls []*retry.DeadLetter) error {
+			return replay(ctx, stdout, stderr, d, dls, dest, *dryRun, *asJSON)
+		})
 	}
 	return cmd
+}
+
+// replay replays dls, with a progress line on stderr, and prints what it did.
+func replay(ctx context.Context, stdout, stderr io.Writer, d *retry.DeadLetters, dls []*retry.DeadLetter, dest retry.Destination, dryRun, asJSON bool) error {
+	var opts []retry.ReplayOpt
+	if dryRun {
+		opts = append(opts, retry.DryRun())
+	}
+	opts = append(opts, retry.OnProgress(func(done, total int) {
+		fmt.Fprintf(stderr, "\rreplay: %d/%d dead letters", done, total)
+	}))
+	rep, rerr := d.Replay(ctx, dls, dest, opts...)
+	fmt.Fprintln(stderr)
+	if rep == nil {
+		return failure(rerr)
+	}
+	if asJSON {
+		if err := writeJSON(stdout, replayJSON(d.Topic(), rep)); err != nil {
+			return err
+		}
+	} else {
+		for _, it := range rep.Items {
+			line := fmt.Sprintf("%-16s %s", it.Outcome, it.From)
+			if it.Topic != "" {
+				line += " -> " + it.Topic
+				if it.Offset >= 0 {
+					line += "/" + strconv.Itoa(int(it.Partition)) + "@" + strconv.FormatInt(it.Offset, 10)
+				}
+				line += " (original " + it.Origin.String() + ")"
+			}
+			if it.Err != "" {
+				line += ": " + it.Err
+			}
+			fmt.Fprintln(stdout, line)
+		}
+		verb := "replayed"
+		if rep.DryRun {
+			verb = "dry run, nothing written"
+		}
+		fmt.Fprintf(stdout, "%s to %s: %d selected, %d written, %d would be written, %d already replayed, %d skipped, %d failed\n",
+			verb, rep.To, len(rep.Items), rep.Written, rep.Would, rep.AlreadyReplayed, rep.Skipped, rep.Failed)
+	}
+	if rerr != nil {
+		return failure(rerr)
+	}
+	return nil
 }
 
 func replayJSON(topic string, rep *retry.ReplayReport) any {

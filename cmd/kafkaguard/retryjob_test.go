@@ -103,11 +103,13 @@ func startRetryJob(t *testing.T, args ...string) (ready string, stop func() int)
 	return ready, stop
 }
 
-func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Client, *retry.Parker) {
+// clusterWithTopics starts a cluster with the named one-partition topics and
+// returns it with a client.
+func clusterWithTopics(t *testing.T, names ...string) (*kafkatest.Cluster, *kgo.Client) {
 	t.Helper()
 	c := kafkatest.NewCluster(t)
 	ctx := context.Background()
-	for _, name := range []string{topic, topic + retry.RetrySuffix, topic + retry.DeadLetterSuffix} {
+	for _, name := range names {
 		if err := c.CreateTopic(ctx, name, 1, 1, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -117,6 +119,12 @@ func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Clie
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
+	return c, cl
+}
+
+func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Client, *retry.Parker) {
+	t.Helper()
+	c, cl := clusterWithTopics(t, topic, topic+retry.RetrySuffix, topic+retry.DeadLetterSuffix)
 	p, err := retry.NewParker(cl, retry.RetryBackoff(retry.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}))
 	if err != nil {
 		t.Fatal(err)
@@ -216,19 +224,9 @@ func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
 
 func TestRetryJobSpringHeaderModeDeadLettersToTheDLTWithSpringHeaders(t *testing.T) {
 	t.Parallel()
-	c := kafkatest.NewCluster(t)
+	c, cl := clusterWithTopics(t, "sp", "sp-retry-0", "sp-dlt")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, name := range []string{"sp", "sp-retry-0", "sp-dlt"} {
-		if err := c.CreateTopic(ctx, name, 1, 1, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	// As Spring's recoverer writes it after the main listener's failure.
 	rec := &kgo.Record{Topic: "sp-retry-0", Key: []byte("k"), Value: []byte("v"), Headers: []kgo.RecordHeader{
 		{Key: "kafka_dlt-original-topic", Value: []byte("sp")},
