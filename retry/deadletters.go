@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -240,11 +241,13 @@ func (d *DeadLetters) Get(ctx context.Context, partition int32, offset int64) (*
 }
 
 // readRanges calls fn for every record of topic in the offset range
-// [from, until) of each partition of ranges. A partition is done at its last
-// offset. When the last offsets of a range are transaction markers or
-// aborted records, which are never delivered, nothing more arrives: after
-// readQuiet polls of readQuietPoll bring no record, the ranges are taken as
-// read.
+// [from, until) of each partition of ranges, aborted ones included
+// (read_uncommitted). A partition is done at its last offset; transaction
+// markers are fetched too, to see that offset, but not passed to fn. When
+// the last offsets of a range are gone all the same (compaction), fetches
+// answer with nothing: after readQuiet polls in a row in which brokers
+// answered fetches and no record came, the ranges are taken as read. A slow
+// cluster that does not answer is not quiet: the read then ends with ctx.
 func readRanges(ctx context.Context, opts []kgo.Opt, topic string, ranges map[int32][2]int64, fn func(*kgo.Record)) error {
 	if len(ranges) == 0 {
 		return nil
@@ -253,9 +256,10 @@ func readRanges(ctx context.Context, opts []kgo.Opt, topic string, ranges map[in
 	for p, r := range ranges {
 		start[p] = kgo.NewOffset().At(r[0])
 	}
+	var fetches fetchCounter
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchMaxWait(200*time.Millisecond))...)
+		kgo.FetchMaxWait(200*time.Millisecond), kgo.KeepControlRecords(), kgo.WithHooks(&fetches))...)
 	if err != nil {
 		return fmt.Errorf("retry: reading %s: %w", topic, err)
 	}
@@ -264,6 +268,7 @@ func readRanges(ctx context.Context, opts []kgo.Opt, topic string, ranges map[in
 	done := map[int32]bool{}
 	quiet := 0
 	for left > 0 {
+		answered := fetches.n.Load()
 		pctx, cancel := context.WithTimeout(ctx, readQuietPoll)
 		fs := cl.PollFetches(pctx)
 		cancel()
@@ -271,38 +276,47 @@ func readRanges(ctx context.Context, opts []kgo.Opt, topic string, ranges map[in
 			return fmt.Errorf("retry: reading %s: %w", topic, err)
 		}
 		n := 0
-		fs.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				return // this poll's own timeout
-			}
-			n++ // an answer, if not a record: the read is not quiet
-		})
 		fs.EachRecord(func(r *kgo.Record) {
 			rg := ranges[r.Partition]
 			if done[r.Partition] || r.Offset < rg[0] || r.Offset >= rg[1] {
 				return
 			}
 			n++
-			fn(r)
+			if !r.Attrs.IsControl() {
+				fn(r)
+			}
 			if r.Offset+1 >= rg[1] {
 				done[r.Partition] = true
 				left--
 			}
 		})
-		if n > 0 {
+		switch {
+		case n > 0:
 			quiet = 0
-		} else if quiet++; quiet >= readQuiet {
-			return nil
+		case fetches.n.Load() > answered:
+			if quiet++; quiet >= readQuiet {
+				return nil
+			}
 		}
 	}
 	return nil
 }
 
-// How long readRanges waits for records before it takes its ranges as read.
+// How readRanges decides that nothing more will come.
 const (
-	readQuiet     = 3
-	readQuietPoll = 2 * time.Second
+	readQuiet     = 2
+	readQuietPoll = time.Second
 )
+
+// fetchCounter counts the fetch responses a client reads (a kgo hook).
+type fetchCounter struct{ n atomic.Int64 }
+
+// OnBrokerRead implements kgo.HookBrokerRead.
+func (c *fetchCounter) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == 1 && err == nil { // Fetch
+		c.n.Add(1)
+	}
+}
 
 // ErrorGroup is the dead letters of one cause (see DeadLetter.Cause), by age.
 type ErrorGroup struct {

@@ -154,3 +154,43 @@ func TestReplayTwiceWritesOnceAndDryRunWritesNothing(t *testing.T) {
 		t.Errorf("replayed marker %+v, %v; want a fresh marker of %v", m, err, dls[0].Marker.Origin)
 	}
 }
+
+func TestReplayReadsADestinationThatEndsWithATransactionMarker(t *testing.T) {
+	e := newEnv(t, "tx", 1)
+	e.deadLetter(t, 1, func(int) string { return "boom" })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The source topic's last offset of each partition is a commit marker,
+	// which no fetch ever delivers.
+	txn, err := kgo.NewClient(kgo.SeedBrokers(e.c.Bootstrap()...), kgo.TransactionalID("tx-writer"), kgo.DefaultProduceTopic("tx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(3) {
+		if err := txn.ProduceSync(ctx, &kgo.Record{Partition: p, Value: []byte("in a transaction")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	d := e.deadLetters(t)
+	dls, err := d.Read(ctx, retry.Filter{})
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("Read = %d, %v", len(dls), err)
+	}
+	for i, want := range []retry.ReplayOutcome{retry.Replayed, retry.AlreadyReplayed} {
+		start := time.Now()
+		rep, err := d.Replay(ctx, dls, retry.ToSource)
+		if err != nil || rep.Items[0].Outcome != want {
+			t.Fatalf("replay %d: %+v, %v; want %s", i+1, rep, err, want)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("replay %d took %v reading past the commit markers", i+1, took)
+		}
+	}
+}
