@@ -101,6 +101,10 @@ type Marker struct {
 	History []Attempt
 	// Reason says why a dead letter was dead-lettered; empty otherwise.
 	Reason string
+	// springOriginal holds the kafka_dlt-original-consumer-group and
+	// -timestamp-type headers of a record read in Spring's format, which
+	// Spring's recoverer keeps from the first failure on.
+	springOriginal []kgo.RecordHeader
 }
 
 // LastError returns the error of the latest failed attempt, or "".

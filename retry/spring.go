@@ -138,7 +138,8 @@ func javaLong(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64
 // encodeSpring returns m as a record for topic in Spring's format: the
 // original headers, Spring's kafka_dlt-original-* and exception headers and
 // its retry_topic-* headers, one of each, as Spring's recoverer leaves them
-// (it replaces the exception headers and keeps the first original ones). The
+// (it replaces the exception headers and keeps the first original ones, the
+// consumer group and timestamp type of a record read from Spring too). The
 // history (kafkaguard.retry.error) and a dead letter's reason are kept in
 // this package's headers too: Spring carries unknown headers along.
 func (m *Marker) encodeSpring(topic string, kind Kind) *kgo.Record {
@@ -150,7 +151,18 @@ func (m *Marker) encodeSpring(topic string, kind Kind) *kgo.Record {
 	add(SpringOriginalOffset, javaLong(m.Offset))
 	ts := unixMilli(m.Timestamp)
 	add(SpringOriginalTime, javaLong(ts))
-	add(SpringOriginalTimeType, []byte("CreateTime"))
+	tsType := []byte("CreateTime")
+	for _, h := range m.springOriginal {
+		if h.Key == SpringOriginalTimeType {
+			tsType = h.Value
+		}
+	}
+	add(SpringOriginalTimeType, tsType)
+	for _, h := range m.springOriginal {
+		if h.Key == SpringOriginalGroup {
+			add(h.Key, h.Value)
+		}
+	}
 	if n := len(m.History); n > 0 {
 		class := SpringHandlerErrorClass
 		if kind == KindDeadLetter && m.Reason == ReasonPermanent {
@@ -213,6 +225,11 @@ func parseSpring(r *kgo.Record) (*Marker, error) {
 	}
 	if strings.HasSuffix(r.Topic, SpringDeadLetterSuffix) {
 		m.Kind = KindDeadLetter
+	}
+	for _, k := range []string{SpringOriginalGroup, SpringOriginalTimeType} {
+		if v, ok := last[k]; ok {
+			m.springOriginal = append(m.springOriginal, kgo.RecordHeader{Key: k, Value: v})
+		}
 	}
 	fixed := func(name string, size int) ([]byte, error) {
 		v, ok := last[name]

@@ -47,6 +47,10 @@ func TestSpringEncodingRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if want := []kgo.RecordHeader{{Key: SpringOriginalTimeType, Value: []byte("CreateTime")}}; !reflect.DeepEqual(got.springOriginal, want) {
+		t.Errorf("Spring's original headers %q, want %q", got.springOriginal, want)
+	}
+	got.springOriginal = nil
 	if !reflect.DeepEqual(got, m) {
 		t.Errorf("round trip changed\n%+v\ninto\n%+v", m, got)
 	}

@@ -3,6 +3,7 @@ package retry_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
@@ -196,6 +197,12 @@ func TestSpringRetryRecordsAreRetriedAndDeadLetteredWithSpringHeaders(t *testing
 				t.Errorf("%s: %d %s headers, want 1 (Spring's recoverer replaces them)", key, n, name)
 			}
 		}
+		if got := string(v.last["kafka_dlt-original-consumer-group"]); got != "orders-group" {
+			t.Errorf("%s: original consumer group %q, want Spring's kept", key, got)
+		}
+		if got := string(v.last["kafka_dlt-original-timestamp-type"]); got != "CreateTime" {
+			t.Errorf("%s: original timestamp type %q", key, got)
+		}
 		if got := string(v.last["kafka_dlt-original-topic"]); got != "orders" {
 			t.Errorf("%s: original topic %q", key, got)
 		}
@@ -253,5 +260,61 @@ func TestSourceTopicUndoesEitherNaming(t *testing.T) {
 		if got := retry.SourceTopic(in); got != want {
 			t.Errorf("SourceTopic(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestSpringModeParkerWritesWhatSpringsRetryListenerReads(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, name := range []string{"orders", "orders-retry", "orders-dlt"} {
+		if err := c.CreateTopic(ctx, name, 1, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p, err := retry.NewParker(cl, retry.Headers(retry.SpringHeaders),
+		retry.RetryBackoff(retry.Backoff{Initial: time.Minute, Max: time.Minute, Multiplier: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(off int64) *kgo.Record {
+		return &kgo.Record{Topic: "orders", Partition: 1, Offset: off, Key: []byte("k"), Value: []byte("v"),
+			Timestamp: time.UnixMilli(1_700_000_000_000), Headers: []kgo.RecordHeader{{Key: "app", Value: []byte("x")}}}
+	}
+	before := time.Now()
+	if err := p.Park(ctx, rec(7), errors.New("timeout")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Park(ctx, rec(8), retry.Permanent(errors.New("bad payload"))); err != nil {
+		t.Fatal(err)
+	}
+	parked := readAll(t, c, "orders-retry")
+	dead := readAll(t, c, "orders-dlt")
+	if len(parked) != 1 || len(dead) != 1 {
+		t.Fatalf("%d records on orders-retry and %d on orders-dlt, want 1 and 1", len(parked), len(dead))
+	}
+	v := viewSpring(parked[0])
+	if string(v.last["kafka_dlt-original-topic"]) != "orders" || v.getInt(t, "kafka_dlt-original-partition") != 1 ||
+		v.getLong(t, "kafka_dlt-original-offset") != 7 || v.bigInteger(t, "retry_topic-original-timestamp") != 1_700_000_000_000 {
+		t.Errorf("marker's original record headers %q", parked[0].Headers)
+	}
+	if got := v.getInt(t, "retry_topic-attempts"); got != 2 {
+		t.Errorf("retry_topic-attempts %d, want 2: Spring's retry listener runs attempt 2", got)
+	}
+	if due := time.UnixMilli(v.bigInteger(t, "retry_topic-backoff-timestamp")); due.Before(before.Add(time.Minute-time.Second)) || due.After(time.Now().Add(time.Minute+time.Second)) {
+		t.Errorf("backoff timestamp %v, want a minute after the park", due)
+	}
+	if string(v.last["kafka_dlt-exception-message"]) != "timeout" || string(v.last["app"]) != "x" {
+		t.Errorf("marker headers %q", parked[0].Headers)
+	}
+	d := viewSpring(dead[0])
+	if string(d.last["kafka_dlt-exception-fqcn"]) != retry.SpringPermanentErrorClass || string(d.last["kafka_dlt-exception-message"]) != "bad payload" ||
+		d.getLong(t, "kafka_dlt-original-offset") != 8 {
+		t.Errorf("dead letter headers %q", dead[0].Headers)
 	}
 }
