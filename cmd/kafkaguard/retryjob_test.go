@@ -263,4 +263,9 @@ func TestRetryJobSpringHeaderModeDeadLettersToTheDLTWithSpringHeaders(t *testing
 	if code := stop(); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
+	// The DLQ tool finds Spring's dead-letter topic by its Spring name.
+	code, stdout, stderr := runDLQ("list", "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "sp", "--header-mode", "spring")
+	if code != 0 || !strings.HasPrefix(stdout, "sp-dlt: 1 dead letters, 1 errors\n") || !strings.Contains(stdout, "exec action false") {
+		t.Errorf("dlq list: exit %d, stderr %q, stdout:\n%s", code, stderr, stdout)
+	}
 }
