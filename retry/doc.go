@@ -56,7 +56,8 @@
 // other: every record it writes carries HeaderReplayedFrom (the dead
 // letter's topic/partition@offset), and it first reads the destination from
 // shortly before the oldest selected dead letter was written and skips the
-// dead letters it finds there. It is what "kafkaguard dlq" runs.
+// dead letters it finds there. Two replays of the same dead letters running
+// at the same moment can both write them. It is what "kafkaguard dlq" runs.
 //
 // # Spring interop
 //
@@ -69,7 +70,8 @@
 //	kafka_dlt-original-partition       4-byte big-endian int
 //	kafka_dlt-original-offset          8-byte big-endian long
 //	kafka_dlt-original-timestamp       8-byte big-endian long, Unix ms
-//	kafka_dlt-original-timestamp-type  "CreateTime"
+//	kafka_dlt-original-timestamp-type  "CreateTime", or as Spring recorded it
+//	kafka_dlt-original-consumer-group  as Spring recorded it, if it did
 //	kafka_dlt-exception-fqcn           SpringHandlerErrorClass or SpringPermanentErrorClass
 //	kafka_dlt-exception-message        the last error
 //	kafka_dlt-exception-stacktrace     the class and message, then the history
