@@ -90,7 +90,9 @@
 // one of its per-attempt topics (TOPIC-retry-0, ...) given with RetryTopic,
 // whose dead letters go to TOPIC-dlt (see SourceTopic). Key order writes
 // resolution records Spring has no equivalent for, so KeyOrder requires the
-// kafkaguard mode.
+// kafkaguard mode. Republish writes the kafkaguard format in either mode: a
+// Go Parker continues the record's attempts, a Spring listener of the source
+// topic sees a new record.
 //
 // # Delivery guarantees
 //

@@ -98,6 +98,26 @@ func TestDLQListsShowsAndReplaysOnce(t *testing.T) {
 			t.Errorf("show: exit %d, stderr %q, stdout lacks %q:\n%s", code, stderr, want, stdout)
 		}
 	}
+	code, stdout, _ = runDLQ(append([]string{"show", "--offset", "1", "--json"}, b...)...)
+	var shown struct {
+		DeadLetter string `json:"dead_letter"`
+		Original   struct {
+			Topic  string
+			Offset int64
+		}
+		Key      string
+		Attempts int
+		Reason   string
+		History  []struct {
+			Attempt int
+			Error   string
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &shown); code != 0 || err != nil || shown.DeadLetter != "dq.dlq/0@1" || shown.Original.Topic != "dq" ||
+		shown.Original.Offset != 11 || shown.Key != "b" || shown.Attempts != 1 || shown.Reason != retry.ReasonMaxAttempts ||
+		len(shown.History) != 1 || shown.History[0].Error != "db down" {
+		t.Errorf("show --json: exit %d, %v, %+v from %s", code, err, shown, stdout)
+	}
 	if code, _, stderr := runDLQ(append([]string{"show", "--offset", "9"}, b...)...); code != 1 || !strings.Contains(stderr, "no such dead letter") {
 		t.Errorf("show of a missing offset: exit %d, stderr %q; want 1", code, stderr)
 	}
