@@ -102,11 +102,14 @@ func (v springView) bigInteger(t *testing.T, name string) int64 {
 	return new(big.Int).SetBytes(b).Int64()
 }
 
-func TestSpringRetryRecordsAreRetriedAndDeadLetteredWithSpringHeaders(t *testing.T) {
+// springCluster starts a cluster with the named one-partition topics and
+// returns it with a client.
+func springCluster(t *testing.T, topics ...string) (*kafkatest.Cluster, *kgo.Client) {
+	t.Helper()
 	c := kafkatest.NewCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for _, name := range []string{"orders", "orders-retry-0", "orders-dlt"} {
+	for _, name := range topics {
 		if err := c.CreateTopic(ctx, name, 1, 1, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +118,14 @@ func TestSpringRetryRecordsAreRetriedAndDeadLetteredWithSpringHeaders(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(cl.Close)
+	return c, cl
+}
+
+func TestSpringRetryRecordsAreRetriedAndDeadLetteredWithSpringHeaders(t *testing.T) {
+	c, cl := springCluster(t, "orders", "orders-retry-0", "orders-dlt")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	// a failed once in Spring's main listener; b failed twice (the second
 	// time in a Spring 2.7 retry listener, which wrote the attempt in one byte).
 	if err := cl.ProduceSync(ctx, springRetryRecord("a", 42, []byte{0, 0, 0, 2}), springRetryRecord("b", 43, []byte{3})).FirstErr(); err != nil {
@@ -264,19 +274,9 @@ func TestSourceTopicUndoesEitherNaming(t *testing.T) {
 }
 
 func TestSpringModeParkerWritesWhatSpringsRetryListenerReads(t *testing.T) {
-	c := kafkatest.NewCluster(t)
+	c, cl := springCluster(t, "orders", "orders-retry", "orders-dlt")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for _, name := range []string{"orders", "orders-retry", "orders-dlt"} {
-		if err := c.CreateTopic(ctx, name, 1, 1, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	p, err := retry.NewParker(cl, retry.Headers(retry.SpringHeaders),
 		retry.RetryBackoff(retry.Backoff{Initial: time.Minute, Max: time.Minute, Multiplier: 1}))
 	if err != nil {
