@@ -46,6 +46,54 @@
 // left by a consumer that crashed between parking and committing), only the
 // newest runs; the older ones are recognised as superseded.
 //
+// # Dead letters
+//
+// DeadLetters reads a dead-letter topic (either header format): Read selects
+// records by partition, offset range, key and error text, Get returns one
+// with its whole history, Summarize groups them by cause and age, and Replay
+// sends selected ones back to their source topic or, as fresh markers, to
+// their retry topic. Replay is idempotent for replays run one after the
+// other: every record it writes carries HeaderReplayedFrom (the dead
+// letter's topic/partition@offset), and it first reads the destination from
+// shortly before the oldest selected dead letter was written and skips the
+// dead letters it finds there. Two replays of the same dead letters running
+// at the same moment can both write them. It is what "kafkaguard dlq" runs.
+//
+// # Spring interop
+//
+// With Headers(SpringHeaders), a Parker and a Job write Spring Kafka's
+// headers instead, on Spring's default topic names (TOPIC-retry and
+// TOPIC-dlt), so that a Go service and a Spring service share retry and
+// dead-letter topics:
+//
+//	kafka_dlt-original-topic           UTF-8
+//	kafka_dlt-original-partition       4-byte big-endian int
+//	kafka_dlt-original-offset          8-byte big-endian long
+//	kafka_dlt-original-timestamp       8-byte big-endian long, Unix ms
+//	kafka_dlt-original-timestamp-type  "CreateTime", or as Spring recorded it
+//	kafka_dlt-original-consumer-group  as Spring recorded it, if it did
+//	kafka_dlt-exception-fqcn           SpringHandlerErrorClass or SpringPermanentErrorClass
+//	kafka_dlt-exception-message        the last error
+//	kafka_dlt-exception-stacktrace     the class and message, then the history
+//	retry_topic-original-timestamp     BigInteger.toByteArray(), Unix ms
+//	retry_topic-attempts               4-byte big-endian int: the attempt that runs next
+//	retry_topic-backoff-timestamp      BigInteger.toByteArray(), Unix ms: the due time
+//
+// one of each, as Spring's recoverer leaves them, followed by this
+// package's kafkaguard.retry.error history (and reason, for a dead letter),
+// which Spring carries along. Every reader of this package (ParseMarker, the
+// Job, KeyLocks, DeadLetters) recognises a record in Spring's format whatever
+// the mode: the original record is the one the kafka_dlt-original-* headers
+// name, a Spring exception counts as the latest failed attempt, and a record
+// read from a topic named *-dlt is a dead letter. A Job follows one retry
+// topic and re-parks on it: Spring's single-topic layout (TOPIC-retry), or
+// one of its per-attempt topics (TOPIC-retry-0, ...) given with RetryTopic,
+// whose dead letters go to TOPIC-dlt (see SourceTopic). Key order writes
+// resolution records Spring has no equivalent for, so KeyOrder requires the
+// kafkaguard mode. Republish writes the kafkaguard format in either mode: a
+// Go Parker continues the record's attempts, a Spring listener of the source
+// topic sees a new record.
+//
 // # Delivery guarantees
 //
 // Nothing is lost: a marker's offset is committed only after its outcome — a

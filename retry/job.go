@@ -459,9 +459,29 @@ func (j *Job) invalidDLQ() string {
 	case j.cfg.dlqTopic != "":
 		return j.cfg.dlqTopic
 	case j.cfg.topic != "":
-		return j.cfg.topic + DeadLetterSuffix
+		return j.cfg.dlqTopicFor(j.cfg.topic)
 	}
-	return strings.TrimSuffix(j.retryTopic, RetrySuffix) + DeadLetterSuffix
+	return j.cfg.dlqTopicFor(SourceTopic(j.retryTopic))
+}
+
+// SourceTopic returns the topic whose retry topic is retryTopic under the
+// default names of either header mode: orders for orders.retry,
+// orders-retry, orders-retry-0 or orders-retry-5000 (Spring's per-attempt
+// topics, suffixed with an index or a delay); retryTopic itself otherwise.
+func SourceTopic(retryTopic string) string {
+	if t, ok := strings.CutSuffix(retryTopic, RetrySuffix); ok {
+		return t
+	}
+	if t, ok := strings.CutSuffix(retryTopic, SpringRetrySuffix); ok {
+		return t
+	}
+	if i := strings.LastIndex(retryTopic, SpringRetrySuffix+"-"); i > 0 {
+		n := retryTopic[i+len(SpringRetrySuffix)+1:]
+		if n != "" && strings.Trim(n, "0123456789") == "" {
+			return retryTopic[:i]
+		}
+	}
+	return retryTopic
 }
 
 func (j *Job) deadLetterRaw(ctx context.Context, it *item) error {

@@ -101,6 +101,10 @@ type Marker struct {
 	History []Attempt
 	// Reason says why a dead letter was dead-lettered; empty otherwise.
 	Reason string
+	// springOriginal holds the kafka_dlt-original-consumer-group and
+	// -timestamp-type headers of a record read in Spring's format, which
+	// Spring's recoverer keeps from the first failure on.
+	springOriginal []kgo.RecordHeader
 }
 
 // LastError returns the error of the latest failed attempt, or "".
@@ -136,6 +140,15 @@ func (m *Marker) failed(err error, now time.Time) *Marker {
 	return &n
 }
 
+func hasHeader(hs []kgo.RecordHeader, key string) bool {
+	for _, h := range hs {
+		if h.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 func errorText(err error) string {
 	if err == nil {
 		return ""
@@ -154,7 +167,7 @@ func errorText(err error) string {
 // newMarker starts a marker for a record read from its topic. A record
 // that the Republish handler wrote back carries its marker headers; its
 // attempts and origin continue from them.
-func newMarker(r *kgo.Record) *Marker {
+func newMarker(r *kgo.Record, mode HeaderMode) *Marker {
 	if m, err := ParseMarker(r); err == nil && m.Kind == KindRepublished {
 		m.Kind = KindMarker
 		m.Due = time.Time{}
@@ -165,26 +178,32 @@ func newMarker(r *kgo.Record) *Marker {
 		Origin:    Origin{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset},
 		Key:       r.Key,
 		Value:     r.Value,
-		Headers:   originalHeaders(r.Headers),
+		Headers:   originalHeaders(r.Headers, mode),
 		Timestamp: r.Timestamp,
 	}
 }
 
-func originalHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
+// originalHeaders returns the headers that are not a retry path's: not this
+// package's, and in SpringHeaders mode not Spring's.
+func originalHeaders(hs []kgo.RecordHeader, mode HeaderMode) []kgo.RecordHeader {
 	var out []kgo.RecordHeader
 	for _, h := range hs {
-		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+		if !isRetryHeader(h.Key, mode) {
 			out = append(out, h)
 		}
 	}
 	return out
 }
 
-func millis(t time.Time) string {
-	if t.IsZero() {
-		return "0"
+func millis(t time.Time) string { return strconv.FormatInt(unixMilli(t), 10) }
+
+// encodeAs returns m as a record of the given kind for topic in the header
+// format of mode.
+func (m *Marker) encodeAs(mode HeaderMode, topic string, kind Kind) *kgo.Record {
+	if mode == SpringHeaders && kind != KindResolved {
+		return m.encodeSpring(topic, kind)
 	}
-	return strconv.FormatInt(t.UnixMilli(), 10)
+	return m.encode(topic, kind)
 }
 
 // encode returns m as a record of the given kind for topic, with m's key and
@@ -217,11 +236,17 @@ func (m *Marker) encode(topic string, kind Kind) *kgo.Record {
 }
 
 // ParseMarker decodes a record written by this package: a failure marker,
-// a resolution, a dead letter or a republished record (see Kind). A record
-// without a kind header returns an error wrapping ErrNotMarker; malformed
-// headers return an error wrapping ErrInvalidMarker that names the header.
+// a resolution, a dead letter or a republished record (see Kind), in either
+// header format. A record of Spring's retry topics or dead-letter topic (with
+// the retry_topic-attempts or kafka_dlt-original-topic header and no
+// kafkaguard kind) is decoded as SpringHeaders describes. A record with
+// neither returns an error wrapping ErrNotMarker; malformed headers return
+// an error wrapping ErrInvalidMarker that names the header.
 func ParseMarker(r *kgo.Record) (*Marker, error) {
-	m := &Marker{Key: r.Key, Value: r.Value, Headers: originalHeaders(r.Headers)}
+	if !hasHeader(r.Headers, HeaderKind) && isSpringRecord(r.Headers) {
+		return parseSpring(r)
+	}
+	m := &Marker{Key: r.Key, Value: r.Value, Headers: originalHeaders(r.Headers, KafkaguardHeaders)}
 	var kind, topic, part, off, ts, attempts, due, first, reason *string
 	seen := map[string]bool{}
 	for _, h := range r.Headers {

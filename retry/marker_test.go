@@ -88,11 +88,11 @@ func TestOriginalRecordKeepsItsOwnHeadersOnly(t *testing.T) {
 	// take them for the record's own headers.
 	rec := m.encode("orders.retry", KindRepublished)
 	rec.Topic, rec.Partition, rec.Offset = "orders", 0, 99
-	again := newMarker(rec)
+	again := newMarker(rec, KafkaguardHeaders)
 	if again.Origin != m.Origin || again.Attempts != 2 || len(again.Headers) != 2 || !again.Due.IsZero() {
 		t.Errorf("a republished record continues its origin and attempts: %+v", again)
 	}
-	plain := newMarker(&kgo.Record{Topic: "t", Partition: 1, Offset: 5, Headers: []kgo.RecordHeader{{Key: HeaderAttempts, Value: []byte("9")}, {Key: "x"}}})
+	plain := newMarker(&kgo.Record{Topic: "t", Partition: 1, Offset: 5, Headers: []kgo.RecordHeader{{Key: HeaderAttempts, Value: []byte("9")}, {Key: "x"}}}, KafkaguardHeaders)
 	if plain.Attempts != 0 || plain.Origin != (Origin{"t", 1, 5}) || len(plain.Headers) != 1 {
 		t.Errorf("a record with a stray marker header is a new record: %+v", plain)
 	}

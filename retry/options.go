@@ -20,11 +20,33 @@ const (
 	DefaultAlertInterval   = 5 * time.Second
 )
 
-// Topic-name suffixes used when RetryTopic or DeadLetterTopic is not given.
+// Topic-name suffixes used when RetryTopic or DeadLetterTopic is not given:
+// RetrySuffix and DeadLetterSuffix in the kafkaguard header mode, the Spring
+// ones (Spring Kafka's defaults) in SpringHeaders mode.
 const (
-	RetrySuffix      = ".retry"
-	DeadLetterSuffix = ".dlq"
+	RetrySuffix            = ".retry"
+	DeadLetterSuffix       = ".dlq"
+	SpringRetrySuffix      = "-retry"
+	SpringDeadLetterSuffix = "-dlt"
 )
+
+// DefaultRetryTopic returns the retry topic of topic's records in the given
+// header mode: topic+".retry", or topic+"-retry" for SpringHeaders.
+func DefaultRetryTopic(topic string, mode HeaderMode) string {
+	if mode == SpringHeaders {
+		return topic + SpringRetrySuffix
+	}
+	return topic + RetrySuffix
+}
+
+// DefaultDeadLetterTopic returns the dead-letter topic of topic's records in
+// the given header mode: topic+".dlq", or topic+"-dlt" for SpringHeaders.
+func DefaultDeadLetterTopic(topic string, mode HeaderMode) string {
+	if mode == SpringHeaders {
+		return topic + SpringDeadLetterSuffix
+	}
+	return topic + DeadLetterSuffix
+}
 
 // DefaultGroup returns the consumer group a Job uses for retryTopic unless
 // Group is given.
@@ -34,13 +56,14 @@ func DefaultGroup(retryTopic string) string { return "kafkaguard-retry-" + retry
 // constructor takes only the options that apply to it, and passing one that
 // does not apply is a compile error, not an option silently ignored.
 //
-//   - ParkerOpt configures NewParker, JobOpt NewJob, LocksOpt NewKeyLocks.
-//   - Opt applies to all three (Topic, RetryTopic, Logger).
+//   - ParkerOpt configures NewParker, JobOpt NewJob, LocksOpt NewKeyLocks,
+//     DeadLettersOpt NewDeadLetters.
+//   - Opt applies to all four (Topic, RetryTopic, Headers, Logger).
 //   - RetryOpt applies to a Parker and a Job: how records are retried
-//     (DeadLetterTopic, MaxAttempts, RetryBackoff, KeyOrder, ReportMetrics,
-//     OnAlert).
-//   - GroupOpt applies to a Job and KeyLocks: the Job's consumer group and
-//     clients (Group, KgoOpts).
+//     (MaxAttempts, RetryBackoff, KeyOrder, ReportMetrics, OnAlert);
+//     DeadLetterOpt to them and DeadLetters (DeadLetterTopic).
+//   - GroupOpt applies to a Job and KeyLocks: the Job's consumer group
+//     (Group); ClientOpt to them and DeadLetters (KgoOpts).
 //
 // Options have bare names (MaxAttempts, not WithMaxAttempts), as in every
 // kafkaguard package.
@@ -60,11 +83,27 @@ type (
 		option
 		locksOpt()
 	}
-	// Opt configures a Parker, a Job and KeyLocks alike.
+	// DeadLettersOpt configures DeadLetters.
+	DeadLettersOpt interface {
+		option
+		deadLettersOpt()
+	}
+	// Opt configures a Parker, a Job, KeyLocks and DeadLetters alike.
 	Opt interface {
 		ParkerOpt
 		JobOpt
 		LocksOpt
+		DeadLettersOpt
+	}
+	// DeadLetterOpt configures a Parker, a Job and DeadLetters alike.
+	DeadLetterOpt interface {
+		RetryOpt
+		DeadLettersOpt
+	}
+	// ClientOpt configures a Job, KeyLocks and DeadLetters alike.
+	ClientOpt interface {
+		GroupOpt
+		DeadLettersOpt
 	}
 	// RetryOpt configures a Parker and a Job alike.
 	RetryOpt interface {
@@ -87,6 +126,8 @@ type (
 	groupOpt func(*config) // GroupOpt
 	jobOpt   func(*config) // JobOpt
 	locksOpt func(*config) // LocksOpt
+	dlOpt    func(*config) // DeadLetterOpt
+	clOpt    func(*config) // ClientOpt
 )
 
 func (f allOpt) apply(c *config)   { f(c) }
@@ -94,16 +135,25 @@ func (f retryOpt) apply(c *config) { f(c) }
 func (f groupOpt) apply(c *config) { f(c) }
 func (f jobOpt) apply(c *config)   { f(c) }
 func (f locksOpt) apply(c *config) { f(c) }
+func (f dlOpt) apply(c *config)    { f(c) }
+func (f clOpt) apply(c *config)    { f(c) }
 
-func (allOpt) parkerOpt()   {}
-func (allOpt) jobOpt()      {}
-func (allOpt) locksOpt()    {}
-func (retryOpt) parkerOpt() {}
-func (retryOpt) jobOpt()    {}
-func (groupOpt) jobOpt()    {}
-func (groupOpt) locksOpt()  {}
-func (jobOpt) jobOpt()      {}
-func (locksOpt) locksOpt()  {}
+func (allOpt) parkerOpt()      {}
+func (allOpt) jobOpt()         {}
+func (allOpt) locksOpt()       {}
+func (allOpt) deadLettersOpt() {}
+func (dlOpt) parkerOpt()       {}
+func (dlOpt) jobOpt()          {}
+func (dlOpt) deadLettersOpt()  {}
+func (clOpt) jobOpt()          {}
+func (clOpt) locksOpt()        {}
+func (clOpt) deadLettersOpt()  {}
+func (retryOpt) parkerOpt()    {}
+func (retryOpt) jobOpt()       {}
+func (groupOpt) jobOpt()       {}
+func (groupOpt) locksOpt()     {}
+func (jobOpt) jobOpt()         {}
+func (locksOpt) locksOpt()     {}
 
 type config struct {
 	topic           string
@@ -123,6 +173,7 @@ type config struct {
 	metrics         *Metrics
 	thresholds      Thresholds
 	onAlert         func(Alert)
+	headers         HeaderMode
 }
 
 func newConfig[O option](opts []O) config {
@@ -156,9 +207,9 @@ func (c *config) retryTopicFor(topic string) string {
 		return c.retryTopic
 	}
 	if c.topic != "" {
-		return c.topic + RetrySuffix
+		return DefaultRetryTopic(c.topic, c.headers)
 	}
-	return topic + RetrySuffix
+	return DefaultRetryTopic(topic, c.headers)
 }
 
 // dlqTopicFor returns the dead-letter topic of records read from topic.
@@ -167,9 +218,9 @@ func (c *config) dlqTopicFor(topic string) string {
 		return c.dlqTopic
 	}
 	if c.topic != "" {
-		return c.topic + DeadLetterSuffix
+		return DefaultDeadLetterTopic(c.topic, c.headers)
 	}
-	return topic + DeadLetterSuffix
+	return DefaultDeadLetterTopic(topic, c.headers)
 }
 
 // fixedRetryTopic is the one retry topic a Job or KeyLocks follows.
@@ -178,7 +229,7 @@ func (c *config) fixedRetryTopic() string {
 		return c.retryTopic
 	}
 	if c.topic != "" {
-		return c.topic + RetrySuffix
+		return DefaultRetryTopic(c.topic, c.headers)
 	}
 	return ""
 }
@@ -228,6 +279,12 @@ func (c *config) validate(needTopic bool) error {
 	if c.locks != nil && needTopic && c.fixedRetryTopic() != "" && c.locks.topic != c.fixedRetryTopic() {
 		bad("KeyOrder locks follow %q, not the retry topic %q", c.locks.topic, c.fixedRetryTopic())
 	}
+	if c.headers != KafkaguardHeaders && c.headers != SpringHeaders {
+		bad("Headers: unknown mode %d", c.headers)
+	}
+	if c.headers == SpringHeaders && c.locks != nil {
+		bad("KeyOrder needs the kafkaguard header mode: its resolution records have no Spring equivalent")
+	}
 	if c.retryTopic != "" && c.retryTopic == c.dlqTopic {
 		bad("RetryTopic and DeadLetterTopic must differ, both are %q", c.retryTopic)
 	}
@@ -235,7 +292,8 @@ func (c *config) validate(needTopic bool) error {
 }
 
 // Topic names the topic whose failed records are retried. The retry topic
-// defaults to topic+".retry" and the dead-letter topic to topic+".dlq".
+// defaults to topic+".retry" and the dead-letter topic to topic+".dlq"
+// (topic+"-retry" and topic+"-dlt" with SpringHeaders).
 // A Parker without Topic or RetryTopic derives both from each record's topic.
 func Topic(name string) Opt { return allOpt(func(c *config) { c.topic = name }) }
 
@@ -244,7 +302,7 @@ func RetryTopic(name string) Opt { return allOpt(func(c *config) { c.retryTopic 
 
 // DeadLetterTopic sets the topic records go to once their attempts are
 // exhausted or their error is permanent.
-func DeadLetterTopic(name string) RetryOpt { return retryOpt(func(c *config) { c.dlqTopic = name }) }
+func DeadLetterTopic(name string) DeadLetterOpt { return dlOpt(func(c *config) { c.dlqTopic = name }) }
 
 // Group sets the Job's consumer group on the retry topic; KeyLocks read its
 // committed offsets to know which markers are finished. The default is
@@ -252,12 +310,18 @@ func DeadLetterTopic(name string) RetryOpt { return retryOpt(func(c *config) { c
 func Group(name string) GroupOpt { return groupOpt(func(c *config) { c.group = name }) }
 
 // KgoOpts are the franz-go options (seed brokers, TLS, SASL, ...) of the
-// clients a Job or KeyLocks creates. The Job's client is built with
-// produce.NoLoss in front of them, so options that contradict acks=all and
-// idempotent writes are refused.
-func KgoOpts(opts ...kgo.Opt) GroupOpt {
-	return groupOpt(func(c *config) { c.clientOpts = append(c.clientOpts, opts...) })
+// clients a Job, KeyLocks or DeadLetters creates. The Job's and DeadLetters'
+// producing clients are built with produce.NoLoss in front of them, so
+// options that contradict acks=all and idempotent writes are refused.
+func KgoOpts(opts ...kgo.Opt) ClientOpt {
+	return clOpt(func(c *config) { c.clientOpts = append(c.clientOpts, opts...) })
 }
+
+// Headers sets the header format of the markers and dead letters a Parker,
+// Job or DeadLetters writes, and the default topic names (see HeaderMode).
+// Every reader of this package recognises both formats. The default is
+// KafkaguardHeaders.
+func Headers(mode HeaderMode) Opt { return allOpt(func(c *config) { c.headers = mode }) }
 
 // MaxAttempts sets how many times a record's handler may run, counting the
 // consumer's first run, before the record is dead-lettered. The default is

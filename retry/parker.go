@@ -63,7 +63,7 @@ func (w *writer) park(ctx context.Context, m *Marker, pin int32, delay bool) (*k
 	if l := w.cfg.locks; l != nil && l.topic != topic {
 		return nil, fmt.Errorf("%w: %s goes to %s, locks follow %s", ErrKeyLocksTopic, m.Origin, topic, l.topic)
 	}
-	rec := pinned(ctx, m.encode(topic, KindMarker), pin)
+	rec := pinned(ctx, m.encodeAs(w.cfg.headers, topic, KindMarker), pin)
 	if err := w.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return nil, fmt.Errorf("retry: parking %s on %s: %w", m.Origin, topic, err)
 	}
@@ -80,7 +80,7 @@ func (w *writer) park(ctx context.Context, m *Marker, pin int32, delay bool) (*k
 func (w *writer) deadLetter(ctx context.Context, m *Marker, reason string) error {
 	m.Reason = reason
 	topic := w.cfg.dlqTopicFor(m.Topic)
-	rec := m.encode(topic, KindDeadLetter)
+	rec := m.encodeAs(w.cfg.headers, topic, KindDeadLetter)
 	if err := w.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("retry: dead-lettering %s on %s: %w", m.Origin, topic, err)
 	}
@@ -162,7 +162,7 @@ func (p *Parker) Park(ctx context.Context, r *kgo.Record, err error) error {
 		// nothing to dead-letter yet.
 		return p.ParkBehind(ctx, r)
 	}
-	m := newMarker(r).failed(err, time.Now())
+	m := newMarker(r, p.w.cfg.headers).failed(err, time.Now())
 	switch {
 	case IsPermanent(err):
 		return p.w.deadLetter(ctx, m, ReasonPermanent)
@@ -180,7 +180,7 @@ func (p *Parker) ParkBehind(ctx context.Context, r *kgo.Record) error {
 	if r == nil {
 		return fmt.Errorf("%w: ParkBehind of a nil record", ErrInvalidOption)
 	}
-	_, err := p.w.park(ctx, newMarker(r), -1, false)
+	_, err := p.w.park(ctx, newMarker(r, p.w.cfg.headers), -1, false)
 	return err
 }
 

@@ -31,7 +31,7 @@ func ourCommands(t *testing.T) []*cobra.Command {
 	for _, c := range cmds {
 		names = append(names, c.Name())
 	}
-	want := []string{"audit", "bench", "broker", "help", "partition", "retry-job", "verify", "version"}
+	want := []string{"audit", "bench", "broker", "dlq", "help", "partition", "retry-job", "verify", "version"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("commands %q, want %q", names, want)
 	}

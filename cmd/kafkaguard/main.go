@@ -13,6 +13,7 @@
 //	audit       check a cluster's configuration against the no-loss checklist
 //	partition   print the partition each client family picks for keys
 //	retry-job   run the retry job for failed records of a topic
+//	dlq         list, show and replay the records of a dead-letter topic
 //	bench       demonstrate "why Kafka is fast" on this machine, each claim next to its opposite
 //	version     print the version
 //
@@ -118,9 +119,10 @@ func exitStatus(cmd *cobra.Command, err error, stderr io.Writer) int {
 const rootLong = `kafkaguard makes Kafka clients lose nothing, duplicate nothing and reorder
 nothing, and proves it. This tool runs the proofs (verify), checks a
 cluster's configuration (audit), runs the bundled Kafka-protocol broker
-(broker), shows how client families partition keys (partition) and runs the
-retry job for failed records (retry-job), and measures the claims of "why
-Kafka is fast" on this machine (bench).
+(broker), shows how client families partition keys (partition), runs the
+retry job for failed records (retry-job), inspects and replays dead letters
+(dlq), and measures the claims of "why Kafka is fast" on this machine
+(bench).
 
 Flags may come before or after arguments; a lone "--" ends the flags. For
 compatibility with earlier versions, a long flag may also be written with one
@@ -155,7 +157,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	help := newHelpCmd(root)
-	root.AddCommand(newBrokerCmd(), newVerifyCmd(), newAuditCmd(), newPartitionCmd(), newRetryJobCmd(),
+	root.AddCommand(newBrokerCmd(), newVerifyCmd(), newAuditCmd(), newPartitionCmd(), newRetryJobCmd(), newDLQCmd(),
 		newBenchCmd(), newVersionCmd(), help)
 	root.SetHelpCommand(help)
 	root.SetFlagErrorFunc(flagError) // inherited by every command

@@ -27,7 +27,11 @@ const retryJobLong = `Runs the retry Job for one topic until SIGINT or SIGTERM, 
 gracefully: it consumes the failure markers parked on the retry topic (default
 TOPIC.retry), waits until each is due (exponential backoff with jitter), runs
 the action, re-parks the record on failure and writes it to the dead-letter
-topic (default TOPIC.dlq) after --max-attempts. See
+topic (default TOPIC.dlq) after --max-attempts. With --header-mode spring it
+reads and writes Spring Kafka's retry-topic and DLT headers instead, on
+TOPIC-retry and TOPIC-dlt by default, so that it shares those topics with
+Spring services (give --retry-topic TOPIC-retry-0 for Spring's per-attempt
+topics). See
 'go doc github.com/kafkaguard/kafkaguard/retry' for the marker format, which
 producers in any language can write.
 
@@ -69,8 +73,9 @@ func newRetryJobCmd() *cobra.Command {
 	fs := cmd.Flags()
 	bootstrap := fs.String("bootstrap", "", "comma-separated host:port list of Kafka brokers (required)")
 	topic := fs.String("topic", "", "topic whose failed records are retried (required)")
-	retryTopic := fs.String("retry-topic", "", "retry topic (default TOPIC.retry)")
-	dlqTopic := fs.String("dlq-topic", "", "dead-letter topic (default TOPIC.dlq)")
+	retryTopic := fs.String("retry-topic", "", "retry topic (default TOPIC.retry, or TOPIC-retry with --header-mode spring)")
+	dlqTopic := fs.String("dlq-topic", "", "dead-letter topic (default TOPIC.dlq, or TOPIC-dlt with --header-mode spring)")
+	headerMode := fs.String("header-mode", "kafkaguard", "header format of the markers and dead letters written: kafkaguard, or spring (Spring Kafka's retry_topic-* and kafka_dlt-* headers, to share topics with Spring services); both are read")
 	group := fs.String("group", "", "consumer group on the retry topic (default kafkaguard-retry-RETRYTOPIC)")
 	maxAttempts := intFlag(fs, "max-attempts", retry.DefaultMaxAttempts, atLeast(1), "handler runs per record, the consumer's first one included, before it is dead-lettered")
 	action := fs.String("action", "republish", "what a retry does: republish (write the record back to TOPIC), http://URL or https://URL (POST the value; 2xx is success), exec:CMD (run CMD, split on spaces, with the value on stdin; exit 0 is success)")
@@ -92,6 +97,13 @@ func newRetryJobCmd() *cobra.Command {
 		ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 		if *bootstrap == "" || *topic == "" {
 			return usageErrorf("--bootstrap and --topic are required")
+		}
+		mode, err := retry.ParseHeaderMode(*headerMode)
+		if err != nil {
+			return usageErrorf("--header-mode must be kafkaguard or spring, got %q", *headerMode)
+		}
+		if mode == retry.SpringHeaders && *keyOrder {
+			return usageErrorf("--key-order needs --header-mode kafkaguard (Spring has no resolution records)")
 		}
 		if *maxBackoff < *initial {
 			return usageErrorf("--backoff-max (%v) must be at least --backoff-initial (%v)", *maxBackoff, *initial)
@@ -147,7 +159,7 @@ func newRetryJobCmd() *cobra.Command {
 		}
 
 		// Options of both the Job and the key locks, then the Job's own.
-		shared := []retry.GroupOpt{retry.Topic(*topic), retry.KgoOpts(connect...), retry.Logger(logger)}
+		shared := []retry.GroupOpt{retry.Topic(*topic), retry.KgoOpts(connect...), retry.Logger(logger), retry.Headers(mode)}
 		if *retryTopic != "" {
 			shared = append(shared, retry.RetryTopic(*retryTopic))
 		}
@@ -174,11 +186,11 @@ func newRetryJobCmd() *cobra.Command {
 		}
 		rt := *retryTopic
 		if rt == "" {
-			rt = *topic + retry.RetrySuffix
+			rt = retry.DefaultRetryTopic(*topic, mode)
 		}
 		dt := *dlqTopic
 		if dt == "" {
-			dt = *topic + retry.DeadLetterSuffix
+			dt = retry.DefaultDeadLetterTopic(*topic, mode)
 		}
 		g := *group
 		if g == "" {

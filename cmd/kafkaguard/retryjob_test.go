@@ -42,6 +42,8 @@ func TestRetryJobRejectsBadUsage(t *testing.T) {
 		{"bad jitter", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--backoff-jitter", "1.5"}, "--backoff-jitter must be in [0, 1), got 1.5"},
 		{"stray argument", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "extra"}, "unexpected arguments"},
 		{"bad log format", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-format", "xml"}, `invalid value "xml" for flag --log-format: want text or json`},
+		{"bad header mode", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--header-mode", "java"}, `--header-mode must be kafkaguard or spring, got "java"`},
+		{"spring with key order", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--header-mode", "spring", "--key-order"}, "--key-order needs --header-mode kafkaguard"},
 		{"bad log level", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-level", "loud"}, `invalid value "loud" for flag --log-level`},
 	}
 	for _, tt := range tests {
@@ -121,11 +123,13 @@ func startRetryJobLogs(t *testing.T, args ...string) (ready retryJobStart, stop 
 	return ready, stop
 }
 
-func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Client, *retry.Parker) {
+// clusterWithTopics starts a cluster with the named one-partition topics and
+// returns it with a client.
+func clusterWithTopics(t *testing.T, names ...string) (*kafkatest.Cluster, *kgo.Client) {
 	t.Helper()
 	c := kafkatest.NewCluster(t)
 	ctx := context.Background()
-	for _, name := range []string{topic, topic + retry.RetrySuffix, topic + retry.DeadLetterSuffix} {
+	for _, name := range names {
 		if err := c.CreateTopic(ctx, name, 1, 1, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -135,6 +139,12 @@ func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Clie
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
+	return c, cl
+}
+
+func setupRetryTopics(t *testing.T, topic string) (*kafkatest.Cluster, *kgo.Client, *retry.Parker) {
+	t.Helper()
+	c, cl := clusterWithTopics(t, topic, topic+retry.RetrySuffix, topic+retry.DeadLetterSuffix)
 	p, err := retry.NewParker(cl, retry.RetryBackoff(retry.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}))
 	if err != nil {
 		t.Fatal(err)
@@ -362,5 +372,53 @@ func TestRetryJobReadyzAnswers503UntilReady(t *testing.T) {
 		if h, r := status("/healthz"), status("/readyz"); h != step.health || r != step.readyz {
 			t.Errorf("ready=%v: /healthz %d, /readyz %d, want %d and %d", step.ready, h, r, step.health, step.readyz)
 		}
+	}
+}
+
+func TestRetryJobSpringHeaderModeDeadLettersToTheDLTWithSpringHeaders(t *testing.T) {
+	t.Parallel()
+	c, cl := clusterWithTopics(t, "sp", "sp-retry-0", "sp-dlt")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// As Spring's recoverer writes it after the main listener's failure.
+	rec := &kgo.Record{Topic: "sp-retry-0", Key: []byte("k"), Value: []byte("v"), Headers: []kgo.RecordHeader{
+		{Key: "kafka_dlt-original-topic", Value: []byte("sp")},
+		{Key: "kafka_dlt-original-partition", Value: []byte{0, 0, 0, 0}},
+		{Key: "kafka_dlt-original-offset", Value: []byte{0, 0, 0, 0, 0, 0, 0, 9}},
+		{Key: "kafka_dlt-exception-message", Value: []byte("boom")},
+		{Key: "retry_topic-original-timestamp", Value: []byte{0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00}},
+		{Key: "retry_topic-attempts", Value: []byte{0, 0, 0, 2}},
+		{Key: "retry_topic-backoff-timestamp", Value: []byte{0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00}},
+	}}
+	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "sp", "--retry-topic", "sp-retry-0",
+		"--header-mode", "spring", "--action", "exec:false", "--max-attempts", "2", "--log-level", "warn")
+	if !strings.HasPrefix(ready, "ready retry_topic=sp-retry-0 dlq_topic=sp-dlt ") {
+		t.Fatalf("ready line %q", ready)
+	}
+	var dl []*kgo.Record
+	testkit.WaitFor(t, 30*time.Second, "a dead letter on sp-dlt", func() bool {
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		dl = testkit.ReadAll(rctx, t, c.Bootstrap(), "sp-dlt")
+		return len(dl) > 0
+	})
+	hs := map[string][]byte{}
+	for _, h := range dl[0].Headers {
+		hs[h.Key] = h.Value
+	}
+	if string(hs["kafka_dlt-original-topic"]) != "sp" || !bytes.Equal(hs["kafka_dlt-original-offset"], []byte{0, 0, 0, 0, 0, 0, 0, 9}) ||
+		!bytes.Equal(hs["retry_topic-attempts"], []byte{0, 0, 0, 3}) || !strings.Contains(string(hs["kafka_dlt-exception-message"]), "exec action false") {
+		t.Errorf("dead letter headers %q", dl[0].Headers)
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+	// The DLQ tool finds Spring's dead-letter topic by its Spring name.
+	code, stdout, stderr := runDLQ("list", "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "sp", "--header-mode", "spring")
+	if code != 0 || !strings.HasPrefix(stdout, "sp-dlt: 1 dead letters, 1 errors\n") || !strings.Contains(stdout, "exec action false") {
+		t.Errorf("dlq list: exit %d, stderr %q, stdout:\n%s", code, stderr, stdout)
 	}
 }
