@@ -32,9 +32,11 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 		defer wg.Done()
 		defer done.Store(true)
 		rng := rand.New(rand.NewPCG(1, 1))
-		for i := range 1500 {
+		// 600 batches of ~400 bytes roll 8 KiB segments ~30 times, let retention (64 KiB) delete
+		// most of them under the readers, and truncate six times.
+		for i := range 600 {
 			b := buildBatch(spec{records: 1 + rng.IntN(4), valueSize: rng.IntN(300), ts: int64(i)})
-			if _, err := l.AppendLeader(b, int32(i/300)); err != nil {
+			if _, err := l.AppendLeader(b, int32(i/120)); err != nil {
 				report(err)
 				return
 			}
