@@ -33,7 +33,7 @@ func laggingPartition(t *testing.T, topic string, n int) (c *testCluster, leader
 		}
 	}
 	c.pauseReplication(follower, true)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestFollowerBelowTheLeaderLogStartRestartsAtItAndRejoinsTheISR(t *testing.T
 	c.createTopic(topic, 1, 2, map[string]string{"segment.bytes": "16384", "retention.bytes": "32768"})
 	st := c.partition(topic, 0)
 	leader, follower := st.Leader, 1-st.Leader
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchMaxBytes(8192)) // batches smaller than a segment, so segments roll
 	if err != nil {
 		t.Fatal(err)

@@ -318,7 +318,7 @@ func consume(tb testing.TB, bootstrap []string, topic string, partitions int32, 
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(bootstrap...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
-		kgo.FetchMaxWait(50 * time.Millisecond),
+		kgo.FetchMaxWait(50 * time.Millisecond), kgo.MetadataMinAge(100 * time.Millisecond),
 		kgo.FetchMaxPartitionBytes(256 << 10),
 	}, opts...)...)
 	if err != nil {
@@ -352,7 +352,7 @@ func TestZeroCopyConsumerReadsBackExactlyWhatWasProducedAcrossSegmentRolls(t *te
 			const topic, partitions = "zc", 4
 			c := startCluster(t, 1, zeroCopy)
 			c.createTopic(topic, partitions, 1, map[string]string{"segment.bytes": "65536"})
-			prod, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.ProducerLinger(time.Millisecond))
+			prod, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.ProducerLinger(time.Millisecond))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -448,7 +448,7 @@ func TestZeroCopyFetchOfSeveralPartitionsIsByteExactAtEveryVersion(t *testing.T)
 	const topic, partitions = "multi", 4
 	c := startCluster(t, 1, true)
 	c.createTopic(topic, partitions, 1, map[string]string{"segment.bytes": "4096"})
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +511,7 @@ func TestZeroCopyReplicationSurvivesAFollowerTruncation(t *testing.T) {
 	const topic, partitions = "trunc", 2
 	c := startCluster(t, 2, true)
 	c.createTopic(topic, partitions, 2, map[string]string{"segment.bytes": "32768"})
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(time.Millisecond))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
