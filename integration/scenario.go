@@ -36,6 +36,7 @@ func Scenarios() []Scenario {
 		{Name: "GroupResumesFromManualCommitsAfterCoordinatorIsKilled", Brokers: 3, Faults: []string{"kill", "restart"}, Run: groupManualCommits},
 		{Name: "OrderedConsumptionKeepsPerKeyOrderWithParallelHandlers", Brokers: 1, Run: orderedConsumption},
 		{Name: "ConsumerParksFailuresAndRetryJobHandlesThemInKeyOrder", Brokers: 1, Run: consumerWithRetryJob},
+		{Name: "TransactionalCopyIsExactlyOnceWhileCopiersAndBrokersAreKilled", Brokers: 3, Faults: []string{"kill", "restart"}, Run: transactionalCopy},
 	}
 }
 

@@ -1,0 +1,431 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// envTxnRecords sets how many records transactionalCopy seeds (default
+// defaultTxnRecords; CI's integration steps use Kafka's system-test size,
+// 100,000).
+const envTxnRecords = "KAFKAGUARD_TXN_RECORDS"
+
+const defaultTxnRecords = 6000
+
+// transactionalCopy is Kafka's transactions system test
+// (tests/kafkatest/tests/core/transactions_test.py) against any cluster:
+// a seeded input — topic in with 2 partitions and topic in1 with 1 — is
+// copied by three copiers of one group, each a franz-go
+// GroupTransactSession (consume-transform-produce: the output records and
+// the input offsets commit in one transaction), to out (3 partitions, by
+// key) and out1 (1 partition). While they copy, every copier is killed
+// three times (its connections cut mid-transaction, no leave, no abort) and
+// restarted with the same transactional id and group instance id, then the
+// leader of an input partition and the transaction coordinator of a copier
+// are killed and restarted. A read_committed consumer reads the outputs
+// concurrently. Checked: no record copied twice, output = input, per-key
+// order in out, and out1 in exactly in1's order.
+func transactionalCopy(t *testing.T, c Cluster) {
+	res := copyTransactionally(t, c, kgo.ReadCommitted())
+	if len(res.dups) > 0 {
+		t.Fatalf("%d records copied twice, e.g. %v", len(res.dups), firstN(res.dups, 5))
+	}
+	if len(res.missing) > 0 || res.read != res.want {
+		t.Fatalf("output has %d records, input %d; %d missing, e.g. %v", res.read, res.want, len(res.missing), firstN(res.missing, 5))
+	}
+	if len(res.outOfOrder) > 0 {
+		t.Fatalf("%d records out of their key's order, e.g. %v", len(res.outOfOrder), firstN(res.outOfOrder, 5))
+	}
+	t.Logf("copied %d records exactly once, in order, through 9 copier crashes and kills of brokers %d (leader) and %d (coordinator)",
+		res.read, res.leader, res.coordinator)
+}
+
+// txnCopyResult is what the reader of a transactional copy found.
+type txnCopyResult struct {
+	want, read          int
+	dups, missing       []string
+	outOfOrder          []string
+	leader, coordinator int32 // the brokers killed
+}
+
+// copyTransactionally runs transactionalCopy's copy and faults, its reader
+// reading the outputs at the given isolation level, and returns what the
+// reader found. It fails t only when the run cannot be carried out.
+func copyTransactionally(t *testing.T, c Cluster, isolation kgo.IsolationLevel) txnCopyResult {
+	n := defaultTxnRecords
+	if v := os.Getenv(envTxnRecords); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 100 {
+			t.Fatalf("%s=%q: want a number of records, at least 100", envTxnRecords, v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	adm := newAdmin(t, c)
+	in, in1 := uniqueName("txn-in"), uniqueName("txn-in1")
+	out, out1 := uniqueName("txn-out"), uniqueName("txn-out1")
+	group := uniqueName("txn-copiers")
+	createTopic(ctx, t, c, adm, in, 2, 3, hardened)
+	createTopic(ctx, t, c, adm, in1, 1, 3, hardened)
+	createTopic(ctx, t, c, adm, out, 3, 3, hardened)
+	createTopic(ctx, t, c, adm, out1, 1, 3, hardened)
+
+	// The seeded input: in gets n records over 50 keys, in1 n/4 in one sequence.
+	n1 := n / 4
+	seed(ctx, t, c, in, n, 50)
+	seed(ctx, t, c, in1, n1, 1)
+	t.Logf("seeded %d records in %s and %d in %s; copying with 3 transactional copiers", n, in, n1, in1)
+
+	v := newTxnVerifier(n + n1)
+	vctx, vcancel := context.WithCancel(ctx)
+	vdone := make(chan error, 1)
+	go func() { vdone <- v.read(vctx, c, isolation, out, out1) }()
+	defer func() { vcancel(); <-vdone }()
+
+	copiers := make([]*copier, 3)
+	for i := range copiers {
+		copiers[i] = &copier{c: c, id: i, group: group, in: in, in1: in1, out: out, out1: out1, logf: t.Logf}
+		copiers[i].start(ctx)
+	}
+	defer func() {
+		for _, cp := range copiers {
+			cp.stop()
+		}
+	}()
+
+	// The faults, at points of the output's progress: nine copier crashes,
+	// then the leader of in-0, then the coordinator of copier 0.
+	at := func(frac float64, what string) {
+		t.Helper()
+		if err := v.waitProgress(ctx, int(frac*float64(n+n1))); err != nil {
+			t.Fatalf("before %s: %v (read %d of %d)", what, err, v.count(), n+n1)
+		}
+	}
+	for round := range 3 {
+		for i, cp := range copiers {
+			frac := 0.05 + float64(round*3+i)*0.05
+			at(frac, fmt.Sprintf("crash %d of copier %d", round+1, i))
+			cp.crash()
+			cp.start(ctx)
+		}
+	}
+	at(0.55, "killing the leader of "+in+"-0")
+	parts, err := partitions(ctx, adm, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := parts[0].Leader
+	if err := c.Kill(ctx, leader); err != nil {
+		skipIfUnsupported(t, fmt.Sprintf("kill broker %d", leader), err)
+	}
+	t.Logf("killed broker %d, the leader of %s-0", leader, in)
+	at(0.65, "restarting the killed leader")
+	if err := c.Restart(ctx, leader); err != nil {
+		t.Fatalf("restart broker %d: %v", leader, err)
+	}
+	waitTopic(ctx, t, adm, in, "the restarted broker back in every ISR", partitionState.fullISR)
+	coord := adm.FindTxnCoordinators(ctx, copiers[0].txnID())
+	if err := coord.Error(); err != nil {
+		t.Fatalf("find the transaction coordinator of %s: %v", copiers[0].txnID(), err)
+	}
+	victim := coord[copiers[0].txnID()].NodeID
+	at(0.7, "killing the transaction coordinator")
+	if err := c.Kill(ctx, victim); err != nil {
+		t.Fatalf("kill broker %d: %v", victim, err)
+	}
+	t.Logf("killed broker %d, the transaction coordinator of %s", victim, copiers[0].txnID())
+	at(0.8, "restarting the killed coordinator")
+	if err := c.Restart(ctx, victim); err != nil {
+		t.Fatalf("restart broker %d: %v", victim, err)
+	}
+
+	if err := v.waitProgress(ctx, n+n1); err != nil {
+		t.Fatalf("the copy did not finish: %v (read %d of %d; copier errors: %v)", err, v.count(), n+n1, copierErrs(copiers))
+	}
+	// A moment more, so a duplicate committed late is still seen.
+	sleepCtx(ctx, 500*time.Millisecond)
+	vcancel()
+	if err := <-vdone; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("read_committed reader: %v", err)
+	}
+	vdone <- nil // for the deferred receive
+
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	want := map[string]bool{}
+	for i := range n {
+		want[keyedValue(fmt.Sprintf("k%02d", i%50), i/50)] = true
+	}
+	for i := range n1 {
+		want[keyedValue("k00", i)+"/1"] = true
+	}
+	res := txnCopyResult{want: len(want), read: len(v.seen), dups: v.dups, outOfOrder: v.outOfOrder, leader: leader, coordinator: victim}
+	for w := range want {
+		if !v.seen[w] {
+			res.missing = append(res.missing, w)
+		}
+	}
+	slices.Sort(res.missing)
+	return res
+}
+
+// seed writes n keyed records to topic (keys k00..k(keys-1), each key's
+// sequence in order) with an idempotent acks=all producer.
+func seed(ctx context.Context, t *testing.T, c Cluster, topic string, n, keys int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var failed atomic.Pointer[error]
+	for i := range n {
+		k := fmt.Sprintf("k%02d", i%keys)
+		cl.Produce(ctx, &kgo.Record{Key: []byte(k), Value: []byte(keyedValue(k, i/keys))}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := failed.Load(); e != nil {
+		t.Fatalf("seed %s: %v", topic, *e)
+	}
+}
+
+// copier is one member of the copying group: a GroupTransactSession that a
+// crash cuts off (every connection closed, dials refused) and abandons.
+type copier struct {
+	c                         Cluster
+	id                        int
+	group, in, in1, out, out1 string
+	logf                      func(string, ...any)
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	net    *cutDialer
+	done   chan struct{}
+	errs   []error
+}
+
+func (cp *copier) txnID() string { return fmt.Sprintf("%s-copier-%d", cp.group, cp.id) }
+
+// start runs a new incarnation of the copier, with the same transactional
+// id and group instance id as the last one.
+func (cp *copier) start(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	d := &cutDialer{}
+	done := make(chan struct{})
+	cp.mu.Lock()
+	cp.cancel, cp.net, cp.done = cancel, d, done
+	cp.mu.Unlock()
+	go func() {
+		defer close(done)
+		if err := cp.run(ctx, d); err != nil && ctx.Err() == nil {
+			cp.mu.Lock()
+			cp.errs = append(cp.errs, err)
+			cp.mu.Unlock()
+		}
+	}()
+}
+
+func (cp *copier) run(ctx context.Context, d *cutDialer) error {
+	sess, err := kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(cp.c.Bootstrap()...),
+		kgo.Dialer(d.dial),
+		kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.TransactionalID(cp.txnID()),
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.ConsumerGroup(cp.group),
+		kgo.InstanceID(fmt.Sprintf("copier-%d", cp.id)),
+		kgo.SessionTimeout(6*time.Second),
+		kgo.ConsumeTopics(cp.in, cp.in1),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+	)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	for ctx.Err() == nil {
+		fs := sess.PollRecords(ctx, 100)
+		if fs.IsClientClosed() {
+			return nil
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			o := &kgo.Record{Topic: cp.out, Key: r.Key, Value: r.Value}
+			if r.Topic == cp.in1 {
+				o = &kgo.Record{Topic: cp.out1, Key: r.Key, Value: append(r.Value, "/1"...)}
+			}
+			sess.Produce(ctx, o, nil)
+		})
+		committed, err := sess.End(ctx, kgo.TryCommit)
+		if err != nil && ctx.Err() == nil {
+			cp.logf("copier %d: end transaction: %v (committed %v); the session goes on", cp.id, err, committed)
+		}
+	}
+	return nil
+}
+
+// crash cuts the copier's network and waits for its incarnation to end; it
+// neither leaves the group nor ends its transaction.
+func (cp *copier) crash() {
+	cp.mu.Lock()
+	d, cancel, done := cp.net, cp.cancel, cp.done
+	cp.mu.Unlock()
+	d.cut()
+	cancel()
+	<-done
+}
+
+func (cp *copier) stop() {
+	cp.mu.Lock()
+	cancel, done := cp.cancel, cp.done
+	cp.mu.Unlock()
+	cancel()
+	<-done
+}
+
+func copierErrs(cs []*copier) []error {
+	var out []error
+	for _, cp := range cs {
+		cp.mu.Lock()
+		out = append(out, cp.errs...)
+		cp.mu.Unlock()
+	}
+	return out
+}
+
+// cutDialer dials TCP until cut, then closes every connection it made and
+// refuses every later dial: a process that died, as its peers see it.
+type cutDialer struct {
+	mu    sync.Mutex
+	isCut bool
+	conns []net.Conn
+	d     net.Dialer
+}
+
+func (c *cutDialer) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	conn, err := c.d.DialContext(ctx, network, host)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isCut {
+		conn.Close()
+		return nil, errors.New("integration: copier crashed")
+	}
+	c.conns = append(c.conns, conn)
+	return conn, nil
+}
+
+func (c *cutDialer) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.isCut = true
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+}
+
+// txnVerifier is the read_committed reader of the outputs.
+type txnVerifier struct {
+	want       int
+	mu         sync.Mutex
+	seen       map[string]bool
+	last       map[string]int // key (and output) -> last sequence read
+	dups       []string
+	outOfOrder []string
+	progress   chan struct{}
+}
+
+func newTxnVerifier(want int) *txnVerifier {
+	return &txnVerifier{want: want, seen: map[string]bool{}, last: map[string]int{}, progress: make(chan struct{}, 1)}
+}
+
+func (v *txnVerifier) read(ctx context.Context, c Cluster, isolation kgo.IsolationLevel, out, out1 string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.ConsumeTopics(out, out1), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(isolation), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		v.mu.Lock()
+		fs.EachRecord(func(r *kgo.Record) {
+			val := string(r.Value)
+			if v.seen[val] {
+				v.dups = append(v.dups, fmt.Sprintf("%s (%s-%d@%d)", val, r.Topic, r.Partition, r.Offset))
+				return
+			}
+			v.seen[val] = true
+			key, seq, err := parseKeyedValue(trimSuffix1(val))
+			if err != nil {
+				v.outOfOrder = append(v.outOfOrder, fmt.Sprintf("%q: %v", val, err))
+				return
+			}
+			k := r.Topic + "/" + key
+			if last, ok := v.last[k]; ok && seq != last+1 || !ok && seq != 0 {
+				v.outOfOrder = append(v.outOfOrder, fmt.Sprintf("%s after %s:%d (%s-%d@%d)", val, key, last, r.Topic, r.Partition, r.Offset))
+			}
+			v.last[k] = seq
+		})
+		v.mu.Unlock()
+		select {
+		case v.progress <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func trimSuffix1(s string) string {
+	if len(s) > 2 && s[len(s)-2:] == "/1" {
+		return s[:len(s)-2]
+	}
+	return s
+}
+
+func (v *txnVerifier) count() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.seen)
+}
+
+// waitProgress waits until the reader has seen at least n distinct records.
+func (v *txnVerifier) waitProgress(ctx context.Context, n int) error {
+	for v.count() < n {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-v.progress:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
