@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -446,6 +448,7 @@ func TestEveryREADMECommandRunsAsWritten(t *testing.T) {
 			}
 		}
 	}
+	checkControlTable(t, string(readme), "http://127.0.0.1:"+port(ctl))
 	for _, c := range brokers { // README: SIGINT/SIGTERM shut it down cleanly
 		if err := stopReadme(c); err != nil {
 			t.Errorf("%s after SIGTERM: %v, want exit status 0", c.Args, err)
@@ -467,4 +470,80 @@ func stopReadme(c *exec.Cmd) error {
 		_ = c.Process.Kill()
 		return fmt.Errorf("still running 30 s after SIGTERM")
 	}
+}
+
+// checkControlTable checks README.md's table of the fault-control API against the control API
+// of its --brokers 3 cluster, where retry-job created topic orders: each GET answers 200 with
+// the JSON fields README.md shows (and no other), and each POST route exists — sent for broker
+// 99 or a missing topic it answers 404 with {"error":...} naming them, not the router's 404 or
+// "unknown action".
+func checkControlTable(t *testing.T, readme, base string) {
+	t.Helper()
+	rows := regexp.MustCompile("(?m)^\\| `(GET|POST) ([^`]+)` \\| (.*) \\|$").FindAllStringSubmatch(readme, -1)
+	if len(rows) < 10 {
+		t.Fatalf("README.md's control API table has %d rows", len(rows))
+	}
+	for _, row := range rows {
+		method, path, answer := row[1], row[2], row[3]
+		if method == "GET" {
+			path = strings.NewReplacer("{id}", "0", "{topic}", "orders", "{partition}", "0").Replace(path)
+		} else {
+			path = strings.NewReplacer("{id}", "99", "{topic}", "no-such-topic", "{partition}", "0").Replace(path)
+		}
+		req, err := http.NewRequest(method, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var got map[string]any
+		jsonErr := json.Unmarshal(body, &got)
+		if method == "POST" {
+			msg, _ := got["error"].(string)
+			if resp.StatusCode != http.StatusNotFound || jsonErr != nil || msg == "" || strings.HasPrefix(msg, "unknown action") {
+				t.Errorf("README.md's %s %s: %d %s, want 404 and an error naming broker 99 or the missing topic", method, row[2], resp.StatusCode, body)
+			}
+			continue
+		}
+		example := regexp.MustCompile("`(\\{.*?\\})`").FindStringSubmatch(answer)
+		var want map[string]any
+		if resp.StatusCode != http.StatusOK || jsonErr != nil || example == nil || json.Unmarshal([]byte(example[1]), &want) != nil {
+			t.Errorf("README.md's %s %s: %d %s; README.md shows %q", method, row[2], resp.StatusCode, body, example)
+			continue
+		}
+		gotKeys, wantKeys := jsonKeys(got, nil), jsonKeys(want, nil)
+		for k := range gotKeys {
+			if !wantKeys[k] {
+				t.Errorf("README.md's %s %s does not show field %q of the answer %s", method, row[2], k, body)
+			}
+		}
+		for k := range want {
+			if !gotKeys[k] {
+				t.Errorf("README.md's %s %s shows field %q, not in the answer %s", method, row[2], k, body)
+			}
+		}
+	}
+}
+
+// jsonKeys adds the object keys in v, at any depth, to keys.
+func jsonKeys(v any, keys map[string]bool) map[string]bool {
+	if keys == nil {
+		keys = map[string]bool{}
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			keys[k] = true
+			jsonKeys(e, keys)
+		}
+	case []any:
+		for _, e := range v {
+			jsonKeys(e, keys)
+		}
+	}
+	return keys
 }
