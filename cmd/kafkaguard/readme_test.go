@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/kafkaguard/kafkaguard/clientsec"
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
@@ -546,4 +548,38 @@ func jsonKeys(v any, keys map[string]bool) map[string]bool {
 		}
 	}
 	return keys
+}
+
+// README.md's section on the bundled broker lists its flags: every flag `kafkaguard broker` has
+// is named there, and every flag named in its Flags and Security paragraphs exists.
+func TestREADMEBrokerSectionNamesEveryBrokerFlag(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## The bundled broker\n")
+	if !ok {
+		t.Fatal("README.md has no section \"The bundled broker\"")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	section, _, _ = strings.Cut(section, "\n### ")
+	flags := newBrokerCmd().Flags()
+	flags.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "help" && !regexp.MustCompile("[\\s`]--"+regexp.QuoteMeta(f.Name)+"[\\s=`]").MatchString(section) {
+			t.Errorf("README.md's section on the bundled broker does not name --%s", f.Name)
+		}
+	})
+	for _, para := range strings.Split(section, "\n\n") {
+		if !strings.HasPrefix(para, "Flags:") && !strings.HasPrefix(para, "Security:") {
+			continue
+		}
+		for _, span := range regexp.MustCompile("`--[^`]*`").FindAllString(para, -1) { // other programs' flags do not start a span
+			for _, m := range regexp.MustCompile(`--([a-z-]+)`).FindAllStringSubmatch(span, -1) {
+				if flags.Lookup(m[1]) == nil {
+					t.Errorf("README.md's section on the bundled broker names --%s, which kafkaguard broker does not have", m[1])
+				}
+			}
+		}
+	}
 }
