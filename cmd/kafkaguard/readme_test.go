@@ -21,6 +21,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/clientsec"
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
+	"github.com/kafkaguard/kafkaguard/retry"
 )
 
 // How TestEveryREADMECommandRunsAsWritten treats each command of README.md's ```sh blocks.
@@ -36,6 +37,9 @@ import (
 //	                             broker it talks to (one: --brokers 1, three: --brokers 3)
 //	/tmp/kg                   -> a temporary directory
 //	/etc/kafka/ca.pem         -> a CA certificate the test generates
+//	kafka-1:9093              -> a one-broker bundled cluster the test starts with TLS (a
+//	                             certificate of that CA) and SASL user "app" whose password is
+//	                             the README's own "..."
 //
 // Every other command is listed as not run here, with the reason and what runs it instead;
 // a command in README.md that this table does not list fails the test, and so does an entry
@@ -44,7 +48,7 @@ type readmeCmd struct {
 	cmd string // as README.md writes it, continuation lines joined by one space
 	how readmeHow
 	why string // help, notRun: why the command itself does not run here, and what runs it
-	on  string // "one" or "three": the README broker whose ports 9092... stand for
+	on  string // "one" or "three": the README broker whose ports 9092... stand for; "secured": kafka-1:9093
 
 	exit     int                                          // run: the exit status README.md states
 	output   bool                                         // run: the README lines that follow are its whole stdout
@@ -103,10 +107,20 @@ var readmeCommands = []readmeCmd{
 			t.Errorf("client.properties read as %+v", s)
 		}
 	}},
-	{cmd: "kafkaguard audit --bootstrap kafka-1:9093 --command-config client.properties --topic orders", how: help,
-		why: "needs a SASL_SSL cluster at kafka-1:9093; TestAuditPassesAgainstASecuredBundledBrokerWithACommandConfig runs audit with such a file against the bundled broker"},
+	// Authenticated (SCRAM over TLS): audit reads the one broker and fails its rules; retry-job
+	// finds its topics missing (it is not given --create-topics), an error, exit status 1.
+	{cmd: "kafkaguard audit --bootstrap kafka-1:9093 --command-config client.properties --topic orders", on: "secured", exit: 1,
+		check: func(t *testing.T, _ *readmeRun, out string) {
+			if !strings.Contains(out, "FAIL  topic orders") || !strings.Contains(out, "broker 0") {
+				t.Errorf("audit over SASL_SSL did not read the cluster:\n%s", out)
+			}
+		}},
 	{cmd: "KAFKAGUARD_SASL_PASSWORD=... kafkaguard retry-job --bootstrap kafka-1:9093 --topic orders --sasl-mechanism SCRAM-SHA-512 --sasl-username app --tls-ca /etc/kafka/ca.pem",
-		how: help, why: "needs a SASL_SSL cluster at kafka-1:9093; TestSecretsComeFromFilesOrTheEnvironment covers $KAFKAGUARD_SASL_PASSWORD"},
+		on: "secured", exit: 1, check: func(t *testing.T, r *readmeRun, out string) {
+			if out != "" || !strings.Contains(r.stderr, retry.ErrMissingTopic.Error()) || !strings.Contains(r.stderr, "orders.retry") {
+				t.Errorf("retry-job over SASL_SSL: stdout %q, stderr %q; want no ready line and the missing topics named", out, r.stderr)
+			}
+		}},
 
 	// Help, version and exit status.
 	{cmd: "kafkaguard --help", sameAs: []string{"kafkaguard -h", "kafkaguard help"}, check: func(t *testing.T, _ *readmeRun, out string) {
@@ -172,7 +186,9 @@ type readmeRun struct {
 	dir   string
 	kgDir string
 	caPEM string
-	ports map[string]*strings.Replacer // "one", "three": README's ports to this run's
+	ports map[string]*strings.Replacer // "one", "three": README's ports to this run's; "secured"
+
+	stderr string // of the last sh
 }
 
 func (r *readmeRun) subst(s, on string) string {
@@ -199,6 +215,7 @@ func (r *readmeRun) sh(t *testing.T, cmd, on string) (string, int) {
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	err := c.Run()
+	r.stderr = stderr.String()
 	if err != nil && c.ProcessState == nil {
 		t.Fatalf("%s: %v", cmd, err)
 	}
@@ -391,11 +408,15 @@ func TestEveryREADMECommandRunsAsWritten(t *testing.T) {
 	r := &readmeRun{bin: kafkaguardBinary(t), dir: t.TempDir(), kgDir: filepath.Join(t.TempDir(), "kg"),
 		caPEM: writeSecret(t, "ca.pem", string(ca.PEM))}
 	one, three, ctl := freePorts(t, 1), freePorts(t, 3), freePorts(t, 1)
+	certFile, keyFile := ca.Issue(t, "broker").WriteFiles(t)
+	secured := startBroker(t, nil, "--port", "0", "--log-level", "warn", "--tls-cert", certFile, "--tls-key", keyFile,
+		"--sasl-user", "app:"+writeSecret(t, "app.password", "..."))
 	port := func(n int) string { return strconv.Itoa(n) }
 	r.ports = map[string]*strings.Replacer{
 		"one": strings.NewReplacer(":9092", ":"+port(one), "--port 9092", "--port "+port(one)),
 		"three": strings.NewReplacer(":9092", ":"+port(three), ":9093", ":"+port(three+1), ":9094", ":"+port(three+2),
 			"--port 9092", "--port "+port(three), ":9990", ":"+port(ctl)),
+		"secured": strings.NewReplacer("kafka-1:9093", secured.bootstrap()[0]),
 	}
 	var brokers []*exec.Cmd
 	for _, e := range readmeCommands {
