@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,20 +42,22 @@ import (
 //	                             certificate of that CA) and SASL user "app" whose password is
 //	                             the README's own "..."
 //
-// Every other command is listed as not run here, with the reason and what runs it instead;
-// a command in README.md that this table does not list fails the test, and so does an entry
-// that README.md no longer has.
+// A command that cannot run here (a full verify matrix, the whole test suite, Apache Kafka,
+// Docker, benchmarks) is listed with the reason and what runs it instead; a kafkaguard one then
+// runs with --help appended, so every flag it names must exist. A command in README.md that
+// this table does not list fails the test, and so does an entry that README.md no longer has.
 type readmeCmd struct {
 	cmd string // as README.md writes it, continuation lines joined by one space
 	how readmeHow
 	why string // help, notRun: why the command itself does not run here, and what runs it
 	on  string // "one" or "three": the README broker whose ports 9092... stand for; "secured": kafka-1:9093
 
-	exit     int                                          // run: the exit status README.md states
-	output   bool                                         // run: the README lines that follow are its whole stdout
-	sameAs   []string                                     // run: the equivalents README.md names; same stdout
-	check    func(t *testing.T, r *readmeRun, out string) // run, start: what README.md says of the output
-	stopWith bool                                         // start: stop it with SIGTERM after the ready line, exit 0
+	exit     int                                                     // run: the exit status README.md states
+	output   bool                                                    // run: the README lines that follow are its whole stdout
+	sameAs   []string                                                // run: the equivalents README.md names; same stdout
+	check    func(t *testing.T, r *readmeRun, stdout, stderr string) // run: what README.md says of the output
+	slow     bool                                                    // run: seconds; runs while the others do
+	stopWith bool                                                    // start: stop it with SIGTERM after the ready line, exit 0
 }
 
 type readmeHow int
@@ -83,22 +86,32 @@ var readmeCommands = []readmeCmd{
 		how: help, why: "needs Apache Kafka started by kafka.sh in RUN_DIR; .ci/run's real-Kafka step runs it"},
 
 	// The report.
-	{cmd: "kafkaguard verify --preset LeaderAck --fault pause-followers-then-kill-leader --report verify-report", how: help,
-		why: "a 2000-record run under a fault; TestVerifyReportWritesAnHTMLPageOfTheRuns writes a report from a small run"},
+	{cmd: "kafkaguard verify --preset LeaderAck --fault pause-followers-then-kill-leader --report verify-report", slow: true, // one run, ~3 s
+		check: func(t *testing.T, r *readmeRun, out, stderr string) {
+			for _, want := range []string{"PRESET     FAULT ", "LeaderAck  pause-followers-then-kill-leader  2000 ", "allowed by acks=1"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("verify --report: stdout lacks %q:\n%s", want, out)
+				}
+			}
+			page, err := os.ReadFile(filepath.Join(r.dir, "verify-report", "index.html"))
+			if err != nil || !bytes.Contains(page, []byte("<svg")) || !strings.Contains(stderr, "verify-report/index.html") {
+				t.Errorf("verify --report: %v, %d bytes, stderr %q; want verify-report/index.html with charts, its path on stderr", err, len(page), stderr)
+			}
+		}},
 
 	// The other commands.
 	{cmd: "kafkaguard audit --bootstrap 127.0.0.1:9092 --topic orders", on: "one", exit: 1, check: checkAudit},
 	{cmd: "kafkaguard partition --partitions 12 order-1 order-2", output: true},
 	{cmd: "kafkaguard partition --partitions 12 --partitioner fnv1a order-1", output: true},
 	{cmd: "kafkaguard retry-job --bootstrap 127.0.0.1:9092 --topic orders --create-topics", how: start, on: "three", stopWith: true},
-	{cmd: "kafkaguard bench --quick", check: func(t *testing.T, _ *readmeRun, out string) {
+	{cmd: "kafkaguard bench --quick", slow: true, check: func(t *testing.T, _ *readmeRun, out, _ string) {
 		if !strings.Contains(out, "CLAIM ") || !strings.Contains(out, "comparisons held") {
 			t.Errorf("bench --quick printed no table of claims:\n%s", out)
 		}
 	}},
 
 	// Secured clusters.
-	{cmd: "cat > client.properties <<EOF", check: func(t *testing.T, r *readmeRun, _ string) {
+	{cmd: "cat > client.properties <<EOF", check: func(t *testing.T, r *readmeRun, _, _ string) {
 		s, err := clientsec.LoadProperties(filepath.Join(r.dir, "client.properties"))
 		if err != nil {
 			t.Fatalf("the README's client.properties is refused: %v", err)
@@ -110,32 +123,32 @@ var readmeCommands = []readmeCmd{
 	// Authenticated (SCRAM over TLS): audit reads the one broker and fails its rules; retry-job
 	// finds its topics missing (it is not given --create-topics), an error, exit status 1.
 	{cmd: "kafkaguard audit --bootstrap kafka-1:9093 --command-config client.properties --topic orders", on: "secured", exit: 1,
-		check: func(t *testing.T, _ *readmeRun, out string) {
+		check: func(t *testing.T, _ *readmeRun, out, _ string) {
 			if !strings.Contains(out, "FAIL  topic orders") || !strings.Contains(out, "broker 0") {
 				t.Errorf("audit over SASL_SSL did not read the cluster:\n%s", out)
 			}
 		}},
 	{cmd: "KAFKAGUARD_SASL_PASSWORD=... kafkaguard retry-job --bootstrap kafka-1:9093 --topic orders --sasl-mechanism SCRAM-SHA-512 --sasl-username app --tls-ca /etc/kafka/ca.pem",
-		on: "secured", exit: 1, check: func(t *testing.T, r *readmeRun, out string) {
-			if out != "" || !strings.Contains(r.stderr, retry.ErrMissingTopic.Error()) || !strings.Contains(r.stderr, "orders.retry") {
-				t.Errorf("retry-job over SASL_SSL: stdout %q, stderr %q; want no ready line and the missing topics named", out, r.stderr)
+		on: "secured", exit: 1, check: func(t *testing.T, r *readmeRun, out, stderr string) {
+			if out != "" || !strings.Contains(stderr, retry.ErrMissingTopic.Error()) || !strings.Contains(stderr, "orders.retry") {
+				t.Errorf("retry-job over SASL_SSL: stdout %q, stderr %q; want no ready line and the missing topics named", out, stderr)
 			}
 		}},
 
 	// Help, version and exit status.
-	{cmd: "kafkaguard --help", sameAs: []string{"kafkaguard -h", "kafkaguard help"}, check: func(t *testing.T, _ *readmeRun, out string) {
+	{cmd: "kafkaguard --help", sameAs: []string{"kafkaguard -h", "kafkaguard help"}, check: func(t *testing.T, _ *readmeRun, out, _ string) {
 		if !strings.Contains(out, "Available Commands:") {
 			t.Errorf("--help lists no commands:\n%s", out)
 		}
 	}},
-	{cmd: "kafkaguard help verify", sameAs: []string{"kafkaguard verify --help"}, check: func(t *testing.T, _ *readmeRun, out string) {
+	{cmd: "kafkaguard help verify", sameAs: []string{"kafkaguard verify --help"}, check: func(t *testing.T, _ *readmeRun, out, _ string) {
 		for _, want := range []string{"Usage:", "Flags:", "Examples:", "Exit status"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("help verify lacks %q:\n%s", want, out)
 			}
 		}
 	}},
-	{cmd: "kafkaguard --version", sameAs: []string{"kafkaguard version"}, check: func(t *testing.T, _ *readmeRun, out string) {
+	{cmd: "kafkaguard --version", sameAs: []string{"kafkaguard version"}, check: func(t *testing.T, _ *readmeRun, out, _ string) {
 		if !regexp.MustCompile(`^kafkaguard (v\d+\.\d+\.\d+\S*|\(devel\))`).MatchString(out) {
 			t.Errorf("--version printed %q, want the module version or (devel)", out)
 		}
@@ -155,13 +168,13 @@ var readmeCommands = []readmeCmd{
 
 // checkAudit checks what README.md says of audit against the one-broker cluster: each rule as
 // pass/FAIL with the fix, exit status 1 on any failure, and --json the same report as JSON.
-func checkAudit(t *testing.T, r *readmeRun, out string) {
+func checkAudit(t *testing.T, r *readmeRun, out, _ string) {
 	for _, want := range []string{"\npass  broker 0", "FAIL  topic orders", "kafka-topics.sh --create --topic orders"} {
 		if !strings.Contains("\n"+out, want) {
 			t.Errorf("audit output lacks %q:\n%s", want, out)
 		}
 	}
-	js, code := r.sh(t, "kafkaguard audit --bootstrap 127.0.0.1:9092 --topic orders --json", "one")
+	js, _, code := r.sh(t, "kafkaguard audit --bootstrap 127.0.0.1:9092 --topic orders --json", "one")
 	var rep struct {
 		Passed bool
 		Checks []struct {
@@ -187,8 +200,6 @@ type readmeRun struct {
 	kgDir string
 	caPEM string
 	ports map[string]*strings.Replacer // "one", "three": README's ports to this run's; "secured"
-
-	stderr string // of the last sh
 }
 
 func (r *readmeRun) subst(s, on string) string {
@@ -208,21 +219,20 @@ func (r *readmeRun) shell(cmd, on string) *exec.Cmd {
 	return c
 }
 
-// sh runs cmd (after the substitutions) and returns its stdout and exit status.
-func (r *readmeRun) sh(t *testing.T, cmd, on string) (string, int) {
+// sh runs cmd (after the substitutions) and returns its stdout, stderr and exit status.
+func (r *readmeRun) sh(t *testing.T, cmd, on string) (string, string, int) {
 	t.Helper()
 	c := r.shell(cmd, on)
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	err := c.Run()
-	r.stderr = stderr.String()
 	if err != nil && c.ProcessState == nil {
 		t.Fatalf("%s: %v", cmd, err)
 	}
 	if c.ProcessState.ExitCode() != 0 && stderr.Len() > 0 {
 		t.Logf("%s: stderr:\n%s", cmd, stderr.String())
 	}
-	return stdout.String(), c.ProcessState.ExitCode()
+	return stdout.String(), stderr.String(), c.ProcessState.ExitCode()
 }
 
 // startReady starts cmd and returns it once it printed its first stdout line, which must be want.
@@ -419,6 +429,7 @@ func TestEveryREADMECommandRunsAsWritten(t *testing.T) {
 		"secured": strings.NewReplacer("kafka-1:9093", secured.bootstrap()[0]),
 	}
 	var brokers []*exec.Cmd
+	var slow sync.WaitGroup
 	for _, e := range readmeCommands {
 		l := found[e.cmd]
 		script := prelude[e.cmd] + l.script
@@ -427,7 +438,7 @@ func TestEveryREADMECommandRunsAsWritten(t *testing.T) {
 			continue
 		case help:
 			t.Logf("README.md line %d: flags only (%s): %s", l.line, e.why, e.cmd)
-			out, code := r.sh(t, script+" --help", e.on)
+			out, _, code := r.sh(t, script+" --help", e.on)
 			if code != 0 || !strings.Contains(out, "Usage:") {
 				t.Errorf("README.md line %d: %s --help: exit %d, want 0 and the usage (a flag the command does not have?):\n%s", l.line, e.cmd, code, out)
 			}
@@ -451,26 +462,18 @@ func TestEveryREADMECommandRunsAsWritten(t *testing.T) {
 				t.Errorf("README.md line %d: %s after SIGTERM: %v, want exit status 0", l.line, e.cmd, err)
 			}
 		case runIt:
-			out, code := r.sh(t, script, e.on)
-			if code != e.exit {
-				t.Errorf("README.md line %d: %s: exit status %d, want %d\n%s", l.line, e.cmd, code, e.exit, out)
+			if e.slow {
+				slow.Add(1)
+				go func() {
+					defer slow.Done()
+					r.runAndCheck(t, e, l, script)
+				}()
+				continue
 			}
-			if e.output {
-				want := r.subst(strings.Join(l.after, "\n"), e.on)
-				if got := strings.TrimRight(out, "\n"); got != want {
-					t.Errorf("README.md line %d: %s printed\n%s\nREADME.md says\n%s", l.line, e.cmd, got, want)
-				}
-			}
-			for _, alt := range e.sameAs {
-				if altOut, altCode := r.sh(t, alt, e.on); altOut != out || altCode != code {
-					t.Errorf("README.md line %d: %s (which README.md says is the same) printed, with exit %d:\n%s\nnot\n%s", l.line, alt, altCode, altOut, out)
-				}
-			}
-			if e.check != nil {
-				e.check(t, r, out)
-			}
+			r.runAndCheck(t, e, l, script)
 		}
 	}
+	slow.Wait()
 	checkControlTable(t, string(readme), "http://127.0.0.1:"+port(ctl))
 	for _, c := range brokers { // README: SIGINT/SIGTERM shut it down cleanly
 		if err := stopReadme(c); err != nil {
@@ -602,5 +605,27 @@ func TestREADMEBrokerSectionNamesEveryBrokerFlag(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// runAndCheck runs a command of kind runIt and checks its exit status and output.
+func (r *readmeRun) runAndCheck(t *testing.T, e readmeCmd, l *readmeLine, script string) {
+	out, stderr, code := r.sh(t, script, e.on)
+	if code != e.exit {
+		t.Errorf("README.md line %d: %s: exit status %d, want %d\n%s%s", l.line, e.cmd, code, e.exit, out, stderr)
+	}
+	if e.output {
+		want := r.subst(strings.Join(l.after, "\n"), e.on)
+		if got := strings.TrimRight(out, "\n"); got != want {
+			t.Errorf("README.md line %d: %s printed\n%s\nREADME.md says\n%s", l.line, e.cmd, got, want)
+		}
+	}
+	for _, alt := range e.sameAs {
+		if altOut, _, altCode := r.sh(t, alt, e.on); altOut != out || altCode != code {
+			t.Errorf("README.md line %d: %s (which README.md says is the same) printed, with exit %d:\n%s\nnot\n%s", l.line, alt, altCode, altOut, out)
+		}
+	}
+	if e.check != nil {
+		e.check(t, r, out, stderr)
 	}
 }
