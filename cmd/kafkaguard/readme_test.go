@@ -375,10 +375,7 @@ func readmeShellLines(t *testing.T, readme string, known map[string]bool) [][]*r
 // listed in readmeCommands as not runnable here with the reason and what runs it instead.
 func TestEveryREADMECommandRunsAsWritten(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := readREADME(t)
 	known := map[string]bool{}
 	byCmd := map[string]*readmeCmd{}
 	for i := range readmeCommands {
@@ -387,7 +384,7 @@ func TestEveryREADMECommandRunsAsWritten(t *testing.T) {
 	}
 	found := map[string]*readmeLine{}
 	prelude := map[string]string{} // command -> the variables its block set before it
-	for _, block := range readmeShellLines(t, string(readme), known) {
+	for _, block := range readmeShellLines(t, readme, known) {
 		vars := ""
 		for _, l := range block {
 			e := byCmd[l.cmd]
@@ -474,7 +471,7 @@ func TestEveryREADMECommandRunsAsWritten(t *testing.T) {
 		}
 	}
 	slow.Wait()
-	checkControlTable(t, string(readme), "http://127.0.0.1:"+port(ctl))
+	checkControlTable(t, readme, "http://127.0.0.1:"+port(ctl))
 	for _, c := range brokers { // README: SIGINT/SIGTERM shut it down cleanly
 		if err := stopReadme(c); err != nil {
 			t.Errorf("%s after SIGTERM: %v, want exit status 0", c.Args, err)
@@ -578,11 +575,8 @@ func jsonKeys(v any, keys map[string]bool) map[string]bool {
 // is named there, and every flag named in its Flags and Security paragraphs exists.
 func TestREADMEBrokerSectionNamesEveryBrokerFlag(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(readme), "\n## The bundled broker\n")
+	readme := readREADME(t)
+	_, section, ok := strings.Cut(readme, "\n## The bundled broker\n")
 	if !ok {
 		t.Fatal("README.md has no section \"The bundled broker\"")
 	}
@@ -628,4 +622,14 @@ func (r *readmeRun) runAndCheck(t *testing.T, e readmeCmd, l *readmeLine, script
 	if e.check != nil {
 		e.check(t, r, out, stderr)
 	}
+}
+
+// readREADME returns the repository's README.md.
+func readREADME(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -3,16 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/examples/wrap-producer/internal/wraptest"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
-	"github.com/kafkaguard/kafkaguard/partitioner"
 )
 
 func TestRunShowsWhatNoLossFindsAndProducesWithIt(t *testing.T) {
@@ -69,19 +67,5 @@ func TestRunRefusesBadFlags(t *testing.T) {
 // partitioner.HashMurmur2 picks, so that franz-go and sarama producers of one
 // topic agree (sarama's default hash partitioner is FNV-1a: they would not).
 func TestEachKeyLandsOnTheSamePartitionAsFromTheOtherClient(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	if err := run(ctx, []string{"-n", "6"}, &out); err != nil {
-		t.Fatalf("run: %v\n%s", err, &out)
-	}
-	acked := regexp.MustCompile(`(?m)^acked (\S+) .* at orders/(\d+) offset`).FindAllStringSubmatch(out.String(), -1)
-	for _, m := range acked {
-		if want, _ := partitioner.ForKey(partitioner.HashMurmur2, []byte(m[1]), 3); m[2] != strconv.Itoa(want) {
-			t.Errorf("key %s acked on partition %s, want %d (murmur2, as the other client):\n%s", m[1], m[2], want, &out)
-		}
-	}
-	if len(acked) != 6 {
-		t.Fatalf("%d acked lines, want 6:\n%s", len(acked), &out)
-	}
+	wraptest.KeysOnMurmur2Partitions(t, run)
 }
