@@ -5,6 +5,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
 	"os"
@@ -632,4 +635,64 @@ func readREADME(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// Every name of a kafkaguard package README.md uses (produce.NoLoss, consume.ReportMetrics,
+// kafkatest.NewCluster, ...; in its Go blocks and its prose) is declared by that package.
+func TestREADMENamesOnlyDeclaredPackageNames(t *testing.T) {
+	t.Parallel()
+	readme := readREADME(t)
+	declared := map[string]map[string]bool{}
+	for _, m := range regexp.MustCompile(`\b(produce|consume|retry|ordering|partitioner|verify|kafkatest|clientsec)\.([A-Z]\w*)`).FindAllStringSubmatch(readme, -1) {
+		pkg, name := m[1], m[2]
+		if declared[pkg] == nil {
+			declared[pkg] = packageNames(t, filepath.Join("..", "..", pkg))
+		}
+		if !declared[pkg][name] {
+			t.Errorf("README.md names %s.%s, which package %s does not declare", pkg, name, pkg)
+		}
+	}
+	if len(declared) < 5 {
+		t.Fatalf("README.md names %d kafkaguard packages", len(declared))
+	}
+}
+
+// packageNames returns the exported top-level names of the package in dir (tests excluded).
+func packageNames(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("package %s: %v", dir, err)
+	}
+	fset := token.NewFileSet()
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, file, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.FuncDecl:
+				if d.Recv == nil {
+					names[d.Name.Name] = true
+				}
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					switch spec := spec.(type) {
+					case *ast.TypeSpec:
+						names[spec.Name.Name] = true
+					case *ast.ValueSpec:
+						for _, n := range spec.Names {
+							names[n.Name] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	return names
 }
