@@ -696,3 +696,48 @@ func packageNames(t *testing.T, dir string) map[string]bool {
 	}
 	return names
 }
+
+// Every public library package has a runnable Example (go doc shows it; go test checks its
+// Output). Not libraries: cmd, examples (programs), internal, bench (benchmarks only) and
+// integration (a scenario suite against real Kafka, shown by its README).
+func TestEveryPublicPackageHasARunnableExample(t *testing.T) {
+	t.Parallel()
+	skip := map[string]bool{"cmd": true, "examples": true, "internal": true, "bench": true, "integration": true}
+	root := filepath.Join("..", "..")
+	checked := 0
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if skip[strings.Split(rel, string(filepath.Separator))[0]] || strings.HasPrefix(d.Name(), ".") && rel != "." || d.Name() == "testdata" {
+			return filepath.SkipDir
+		}
+		code, _ := filepath.Glob(filepath.Join(path, "*.go"))
+		library, example := false, false
+		for _, f := range code {
+			if !strings.HasSuffix(f, "_test.go") {
+				library = library || filepath.Base(f) != "doc.go"
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			example = example || regexp.MustCompile(`(?s)\nfunc Example\w*\(\) \{.*?\n\t// Output:`).Match(b)
+		}
+		if library {
+			checked++
+			if !example {
+				t.Errorf("package %s has no Example function with an // Output: comment", rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 9 {
+		t.Fatalf("checked %d packages, want the 9 public ones at least", checked)
+	}
+}
