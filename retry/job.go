@@ -176,6 +176,9 @@ func (j *Job) Run(ctx context.Context) error {
 	if locks == nil {
 		var err error
 		if locks, err = openKeyLocks(ctx, &j.cfg); err != nil {
+			if ctx.Err() != nil {
+				return nil // shut down by the caller while starting, as after a shutdown once running
+			}
 			return err
 		}
 		defer locks.Close()

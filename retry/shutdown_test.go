@@ -156,3 +156,20 @@ func TestHandlerInterruptedByShutdownRunsAgainWithoutCountingAnAttempt(t *testin
 		t.Errorf("the interrupted run was counted as a failure: %+v", st)
 	}
 }
+
+// A Job whose context ends while it is still starting (SIGTERM just after retry-job printed ready)
+// has been shut down by its caller: Run returns nil, as after a shutdown once running, and not the
+// canceled request of the start.
+func TestJobRunReturnsNilWhenItsContextEndsWhileItStarts(t *testing.T) {
+	e := newEnv(t, "starting", 1)
+	j, err := retry.NewJob(func(context.Context, *retry.Marker) error { return nil },
+		retry.Topic(e.topic), e.clientOpts(), retry.Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := j.Run(ctx); err != nil {
+		t.Fatalf("Run with a context that ended while it started: %v, want nil", err)
+	}
+}

@@ -1,7 +1,8 @@
 // Command franzgo shows how an application that already builds a franz-go
 // client from its own []kgo.Opt adopts kafkaguard's NoLoss preset: the
 // options it keeps, the ones the preset refuses (and why), and a producer
-// whose every successful send is on every in-sync replica.
+// whose every successful send is on every in-sync replica, keys placed by
+// murmur2 (package partitioner) as the sarama example places them.
 //
 // Without -bootstrap it starts the bundled 3-broker cluster in-process
 // (kafkatest) and creates the topic there:
@@ -31,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/partitioner"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
 
@@ -76,6 +78,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		kgo.DefaultProduceTopic(*topic),
 		kgo.ClientID("orders-service"),
 		kgo.ProducerLinger(5 * time.Millisecond),
+		// murmur2, as Java and franz-go's default: the sarama example sets
+		// the same, so a key lands on one partition from either client.
+		kgo.RecordPartitioner(partitioner.Kgo(partitioner.HashMurmur2)),
 	}
 
 	// A colleague's "faster" settings: the preset refuses them, naming

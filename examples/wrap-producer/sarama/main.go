@@ -1,7 +1,9 @@
 // Command sarama shows how an application that already configures sarama
 // adopts kafkaguard's NoLoss preset: what ValidateSarama says about its
 // existing *sarama.Config, and a producer built from that config with the
-// preset applied, whose every successful send is on every in-sync replica.
+// preset applied, whose every successful send is on every in-sync replica,
+// and keys placed by murmur2 (package partitioner) as franz-go and Java do, so
+// that a key lands on the same partition as from the franzgo example.
 //
 // Without -bootstrap it starts the bundled 3-broker cluster in-process
 // (kafkatest) and creates the topic there:
@@ -29,6 +31,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
+	"github.com/kafkaguard/kafkaguard/partitioner"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
 
@@ -72,6 +75,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	cfg.ClientID = "orders-service"
 	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
 	cfg.Producer.Return.Errors = true
+	// Keys on the partitions Java, franz-go and librdkafka pick (murmur2), not
+	// sarama's default FNV-1a: a key produced by this service and by the
+	// franzgo example (or a Java service) lands on one partition, in order.
+	cfg.Producer.Partitioner = partitioner.Sarama(partitioner.HashMurmur2)
 
 	if err := ensureTopic(brokers, cfg, *topic); err != nil {
 		return err

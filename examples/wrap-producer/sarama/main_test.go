@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/examples/wrap-producer/internal/wraptest"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 )
 
@@ -60,4 +61,11 @@ func TestRunRefusesBadFlags(t *testing.T) {
 			t.Errorf("run(%q) succeeded", args)
 		}
 	}
+}
+
+// Both wrap-producer programs (franzgo and sarama) put a key on the partition
+// partitioner.HashMurmur2 picks, so that franz-go and sarama producers of one
+// topic agree (sarama's default hash partitioner is FNV-1a: they would not).
+func TestEachKeyLandsOnTheSamePartitionAsFromTheOtherClient(t *testing.T) {
+	wraptest.KeysOnMurmur2Partitions(t, run)
 }
