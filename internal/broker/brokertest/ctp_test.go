@@ -98,6 +98,15 @@ func copyOnce(ctx context.Context, t *testing.T, s *kgo.GroupTransactSession, en
 // sorted, is everything readable before the marks, without the marks of any call.
 func readAllOutput(ctx context.Context, t *testing.T, c *kafkatest.Cluster, out string, partitions int, level kgo.IsolationLevel) []string {
 	t.Helper()
+	got := readOutputInOrder(ctx, t, c, out, partitions, level)
+	slices.Sort(got)
+	return got
+}
+
+// readOutputInOrder is readAllOutput in the order the records arrived: offset order within
+// each partition.
+func readOutputInOrder(ctx context.Context, t *testing.T, c *kafkatest.Cluster, out string, partitions int, level kgo.IsolationLevel) []string {
+	t.Helper()
 	p, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(out),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
@@ -132,7 +141,6 @@ func readAllOutput(ctx context.Context, t *testing.T, c *kafkatest.Cluster, out 
 			}
 		})
 	}
-	slices.Sort(got)
 	return got
 }
 
@@ -512,4 +520,59 @@ func TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped(t *testin
 	if off := settled(); off != 3 {
 		t.Fatalf("after the second commit the group's offset is %d, want 3", off)
 	}
+}
+
+// TestJavaTransactionalMessageCopierCopiesExactlyOnceInOrder runs Apache Kafka's own
+// TransactionalMessageCopier (the copier of Kafka's transactions system test) against the bundled
+// cluster: it copies a 400-record input partition to a one-partition output in transactions of
+// 40, aborting some at random and resuming from its committed offsets, with the group metadata
+// API (TxnOffsetCommit v3 with its member and generation). read_committed, the output is the
+// input, each record once and in order, and the group's committed offset is the input's end.
+func TestJavaTransactionalMessageCopierCopiesExactlyOnceInOrder(t *testing.T) {
+	t.Parallel()
+	tool := javaTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	const in, out, group, n = "java-copier-in", "java-copier-out", "java-copier", 400
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
+	if err := c.CreateTopic(ctx, in, 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateTopic(ctx, out, 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []*kgo.Record
+	for _, v := range values("in", n) {
+		rs = append(rs, &kgo.Record{Value: []byte(v)})
+	}
+	err = p.ProduceSync(ctx, rs...).FirstErr()
+	p.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	copier := tool(ctx, "org.apache.kafka.tools.TransactionalMessageCopier",
+		"--broker-list", strings.Join(c.Bootstrap(), ","), "--input-topic", in, "--input-partition", "0",
+		"--output-topic", out, "--consumer-group", group, "--transactional-id", "java-copier-1",
+		"--transaction-size", "40", "--transaction-timeout", "20000", "--max-messages", "-1",
+		"--enable-random-aborts", "--use-group-metadata", "--group-mode")
+	var stderr strings.Builder
+	copier.Stderr = &stderr
+	stdout, err := copier.Output()
+	if err != nil {
+		t.Fatalf("TransactionalMessageCopier: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr.String())
+	}
+	t.Logf("copier: %s", lastLines(string(stdout), 1))
+
+	if got, want := readOutputInOrder(ctx, t, c, out, 1, kgo.ReadCommitted()), values("in", n); !slices.Equal(got, want) {
+		t.Fatalf("read_committed output is not the input once in order: %s", diffSummary(got, want))
+	}
+	// The random aborts are in the log, never read_committed.
+	all := readOutputInOrder(ctx, t, c, out, 1, kgo.ReadUncommitted())
+	t.Logf("%d records of aborted transactions in the output", len(all)-n)
+	checkCommittedAtEnd(ctx, t, c, group, in)
 }

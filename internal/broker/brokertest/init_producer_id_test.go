@@ -1,7 +1,6 @@
 package brokertest_test
 
 import (
-	"context"
 	"time"
 
 	"testing"
@@ -54,8 +53,8 @@ func TestInitProducerIDWithoutTransactionalIDAllocatesANewIDAtEpochZero(t *testi
 // became once the transaction coordinator existed: FindCoordinator for a transactional id
 // creates __transaction_state (COORDINATOR_NOT_AVAILABLE until it exists), then InitProducerID
 // gives the id one producer id whose epoch each new InitProducerID bumps (fencing the previous
-// holder), as Kafka's TransactionCoordinator does. The transaction APIs not implemented yet,
-// which ApiVersions does not advertise, still close the connection that sent them.
+// holder), as Kafka's TransactionCoordinator does. AddOffsetsToTxn and TxnOffsetCommit, served
+// since, answer malformed requests with Kafka's codes.
 func TestInitProducerIDWithATransactionalIDBumpsItsEpoch(t *testing.T) {
 	t.Parallel()
 	c := kafkatest.NewCluster(t)
@@ -101,16 +100,16 @@ func TestInitProducerIDWithATransactionalIDBumpsItsEpoch(t *testing.T) {
 	if resp := request[*kmsg.InitProducerIDResponse](t, cl, bad); resp.ErrorCode != kerr.InvalidTransactionTimeout.Code {
 		t.Fatalf("InitProducerID above transaction.max.timeout.ms: code %d, want INVALID_TRANSACTION_TIMEOUT", resp.ErrorCode)
 	}
-	for _, req := range []kmsg.Request{kmsg.NewPtrAddOffsetsToTxnRequest(), kmsg.NewPtrTxnOffsetCommitRequest()} {
-		t.Run(kmsg.NameForKey(req.Key()), func(t *testing.T) {
-			cl := dial(t, c)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if resp, err := cl.Request(ctx, req); err == nil {
-				t.Fatalf("answered %+v; want the connection closed", resp)
-			} else if ctx.Err() != nil {
-				t.Fatalf("neither answered nor closed: %v", err)
-			}
-		})
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txn, first.ProducerID+1, 2, "g"
+	if resp := request[*kmsg.AddOffsetsToTxnResponse](t, cl, add); resp.ErrorCode != kerr.InvalidProducerIDMapping.Code {
+		t.Fatalf("AddOffsetsToTxn with another producer id: code %d, want INVALID_PRODUCER_ID_MAPPING", resp.ErrorCode)
+	}
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.ProducerID, commit.ProducerEpoch = txn, first.ProducerID, 2
+	commit.Topics = []kmsg.TxnOffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Offset: 1}}}}
+	resp := request[*kmsg.TxnOffsetCommitResponse](t, cl, commit)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("TxnOffsetCommit of a topic that does not exist: %+v, want UNKNOWN_TOPIC_OR_PARTITION", resp)
 	}
 }
