@@ -93,6 +93,30 @@ func copyOnce(ctx context.Context, t *testing.T, s *kgo.GroupTransactSession, en
 	return copied, committed
 }
 
+// copyAll runs committed transactions of s until n records are copied, and returns them. If
+// restart is not nil, s is closed once half of them are, and the copy goes on with the session
+// restart returns.
+func copyAll(ctx context.Context, t *testing.T, s *kgo.GroupTransactSession, n int, restart func() *kgo.GroupTransactSession) []string {
+	t.Helper()
+	var copied []string
+	txns := 0
+	for ; len(copied) < n; txns++ {
+		vs, committed := copyOnce(ctx, t, s, kgo.TryCommit)
+		if committed {
+			copied = append(copied, vs...)
+		}
+		if restart != nil && len(copied) >= n/2 {
+			s.Close()
+			s, restart = restart(), nil
+		}
+		if txns > 200 {
+			t.Fatalf("copied %d of %d records in %d transactions", len(copied), n, txns)
+		}
+	}
+	t.Logf("copied %d records in %d transactions", len(copied), txns)
+	return copied
+}
+
 // readAllOutput appends a non-transactional end mark (new at each call) to each of out's
 // partitions and reads out with the isolation level until every mark arrived: what it returns,
 // sorted, is everything readable before the marks, without the marks of any call.
@@ -165,24 +189,9 @@ func TestFranzGoGroupTransactSessionCopiesExactlyOnce(t *testing.T) {
 	c := ctpCluster(ctx, t, in, out, n)
 	s := ctpSession(t, c, group, in, out)
 
-	var copied []string
-	txns, restarted := 0, false
-	for ; len(copied) < n; txns++ {
-		vs, committed := copyOnce(ctx, t, s, kgo.TryCommit)
-		if committed {
-			copied = append(copied, vs...)
-		}
-		if !restarted && len(copied) >= n/2 {
-			// A new copier of the same group and transactional id resumes from the
-			// committed offsets.
-			s.Close()
-			s, restarted = ctpSession(t, c, group, in, out), true
-		}
-		if txns > 200 {
-			t.Fatalf("copied %d of %d records in %d transactions", len(copied), n, txns)
-		}
-	}
-	t.Logf("copied %d records in %d transactions", len(copied), txns)
+	// Half-way, a new copier of the same group and transactional id resumes from the committed
+	// offsets.
+	copied := copyAll(ctx, t, s, n, func() *kgo.GroupTransactSession { return ctpSession(t, c, group, in, out) })
 	if got, want := len(copied), n; got != want {
 		t.Fatalf("the session copied %d records, want %d", got, want)
 	}
@@ -224,16 +233,7 @@ func TestFranzGoGroupTransactSessionAbortLeavesNoTrace(t *testing.T) {
 		t.Fatalf("the aborted transaction committed the group's offsets: %v", commits)
 	}
 
-	var copied []string
-	for txns := 0; len(copied) < n; txns++ {
-		vs, committed := copyOnce(ctx, t, s, kgo.TryCommit)
-		if committed {
-			copied = append(copied, vs...)
-		}
-		if txns > 200 {
-			t.Fatalf("copied %d of %d records in %d transactions", len(copied), n, txns)
-		}
-	}
+	copied := copyAll(ctx, t, s, n, nil)
 	slices.Sort(copied)
 	if want := values("in", n); !slices.Equal(copied, want) {
 		t.Fatalf("after the abort the session copied %s", diffSummary(copied, want))
@@ -295,15 +295,7 @@ func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
 	const in, out, group, n = "ctp-sarama-in", "ctp-sarama-out", "ctp-sarama", 60
 	c := ctpCluster(ctx, t, in, out, n)
 
-	cfg := saramaConfig(sarama.V3_6_0_0)
-	cfg.Producer.Transaction.ID = "ctp-sarama-copier"
-	cfg.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
-	cfg.Producer.Transaction.Retry.Max = 100
-	prod, err := sarama.NewSyncProducer(c.Bootstrap(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	prod := saramaTxnProducer(t, c, "ctp-sarama-copier")
 	cons, err := sarama.NewConsumer(c.Bootstrap(), saramaConfig(sarama.V3_6_0_0))
 	if err != nil {
 		t.Fatal(err)
