@@ -223,6 +223,15 @@ func TestFranzGoGroupTransactSessionAbortLeavesNoTrace(t *testing.T) {
 		}
 		aborted = vs
 	}
+	checkAbortLeftNoTrace(ctx, t, c, group, in, out, aborted)
+
+	checkCopiedOnce(ctx, t, c, group, in, out, copyAll(ctx, t, s, n, nil), n)
+}
+
+// checkAbortLeftNoTrace checks what an aborted copy of the input values aborted leaves: its
+// output is read_uncommitted only, and group has no committed offset of in.
+func checkAbortLeftNoTrace(ctx context.Context, t *testing.T, c *kafkatest.Cluster, group, in, out string, aborted []string) {
+	t.Helper()
 	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); len(got) != 0 {
 		t.Fatalf("read_committed reads %d records of an aborted transaction: %v", len(got), got)
 	}
@@ -232,14 +241,19 @@ func TestFranzGoGroupTransactSessionAbortLeavesNoTrace(t *testing.T) {
 	if commits := committedOffsets(ctx, t, c, group, in); len(commits) != 0 {
 		t.Fatalf("the aborted transaction committed the group's offsets: %v", commits)
 	}
+}
 
-	copied := copyAll(ctx, t, s, n, nil)
-	slices.Sort(copied)
+// checkCopiedOnce checks the end of a copy of the n-record input after an aborted one: the
+// copier copied every input value once, read_committed output is the input transformed once,
+// and group's committed offsets are the input's end.
+func checkCopiedOnce(ctx context.Context, t *testing.T, c *kafkatest.Cluster, group, in, out string, copied []string, n int) {
+	t.Helper()
+	copied = slices.Sorted(slices.Values(copied))
 	if want := values("in", n); !slices.Equal(copied, want) {
-		t.Fatalf("after the abort the session copied %s", diffSummary(copied, want))
+		t.Fatalf("the copier copied %s", diffSummary(copied, want))
 	}
 	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
-		t.Fatalf("read_committed output after the abort is not the input once: %s", diffSummary(got, want))
+		t.Fatalf("read_committed output is not the input once: %s", diffSummary(got, want))
 	}
 	checkCommittedAtEnd(ctx, t, c, group, in)
 }
@@ -357,15 +371,7 @@ func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
 	}
 
 	aborted := copyBatch(5, false)
-	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); len(got) != 0 {
-		t.Fatalf("read_committed reads %d records of an aborted transaction: %v", len(got), got)
-	}
-	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadUncommitted()), transformed(aborted); !slices.Equal(got, want) {
-		t.Fatalf("read_uncommitted output is not the aborted transaction's records: %s", diffSummary(got, want))
-	}
-	if commits := committedOffsets(ctx, t, c, group, in); len(commits) != 0 {
-		t.Fatalf("the aborted transaction committed the group's offsets: %v", commits)
-	}
+	checkAbortLeftNoTrace(ctx, t, c, group, in, out, aborted)
 
 	// After the abort the copier starts over from the group's committed offsets: there are
 	// none, so from the start.
@@ -379,14 +385,7 @@ func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
 	for range n / 2 / 10 {
 		copied = append(copied, copyBatch(10, true)...)
 	}
-	slices.Sort(copied)
-	if want := values("in", n); !slices.Equal(copied, want) {
-		t.Fatalf("copied %s", diffSummary(copied, want))
-	}
-	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
-		t.Fatalf("read_committed output is not the input once: %s", diffSummary(got, want))
-	}
-	checkCommittedAtEnd(ctx, t, c, group, in)
+	checkCopiedOnce(ctx, t, c, group, in, out, copied, n)
 }
 
 // TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped drives KIP-447 on the wire
