@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -566,4 +567,63 @@ func TestJavaTransactionalMessageCopierCopiesExactlyOnceInOrder(t *testing.T) {
 	all := readOutputInOrder(ctx, t, c, out, 1, kgo.ReadUncommitted())
 	t.Logf("%d records of aborted transactions in the output", len(all)-n)
 	checkCommittedAtEnd(ctx, t, c, group, in)
+}
+
+// TestJavaKafkaTransactionsListsAndDescribesAnOpenTransaction runs Kafka's kafka-transactions.sh
+// (TransactionsCommand) against the bundled cluster while a franz-go transaction is open: list
+// shows the transactional id Ongoing, describe shows its state and partitions, offsets partition
+// included once AddOffsetsToTxn added it.
+func TestJavaKafkaTransactionsListsAndDescribesAnOpenTransaction(t *testing.T) {
+	t.Parallel()
+	tool := javaTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const topic, id = "java-txns", "java-txns-copier"
+	c := kafkatest.NewCluster(t)
+	if err := c.CreateTopic(ctx, topic, 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	pid, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = id, pid, epoch, "java-txns"
+	if resp, err := add.RequestWith(ctx, cl); err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("AddOffsetsToTxn: %v %+v", err, resp)
+	}
+
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := tool(ctx, "org.apache.kafka.tools.TransactionsCommand", append([]string{"--bootstrap-server", strings.Join(c.Bootstrap(), ",")}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kafka-transactions.sh %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	list := run("list")
+	if !regexp.MustCompile(`(?m)^` + id + `\s+\d+\s+` + fmt.Sprint(pid) + `\s+Ongoing\s*$`).MatchString(list) {
+		t.Fatalf("kafka-transactions.sh list does not show %s (producer %d) Ongoing:\n%s", id, pid, list)
+	}
+	describe := run("describe", "--transactional-id", id)
+	for _, want := range []string{id, "Ongoing", topic + "-0", "__consumer_offsets-"} {
+		if !strings.Contains(describe, want) {
+			t.Fatalf("kafka-transactions.sh describe does not show %q:\n%s", want, describe)
+		}
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
 }
