@@ -389,6 +389,124 @@ func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
 	checkCopiedOnce(ctx, t, c, group, in, out, copied, n)
 }
 
+// rawTxn drives transactional offset commits by hand: a franz-go transactional client for the
+// records, raw AddOffsetsToTxn and TxnOffsetCommit for the offsets of group's topic-0.
+type rawTxn struct {
+	t            *testing.T
+	cl           *kgo.Client
+	id           string
+	group, topic string
+}
+
+func newRawTxn(t *testing.T, c *kafkatest.Cluster, id, group, topic string) *rawTxn {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &rawTxn{t: t, cl: cl, id: id, group: group, topic: topic}
+}
+
+// fetch returns the group's offset of topic-0 and its code, with or without RequireStable, as
+// cl's broker answers (any client of the cluster will do).
+func (r *rawTxn) fetch(ctx context.Context, cl *kgo.Client, stable bool) (int64, int16) {
+	r.t.Helper()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.RequireStable = stable
+	g := kmsg.NewOffsetFetchRequestGroup()
+	g.Group = r.group
+	g.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: r.topic, Partitions: []int32{0}}}
+	req.Groups = append(req.Groups, g)
+	req.Group, req.Topics = r.group, []kmsg.OffsetFetchRequestTopic{{Topic: r.topic, Partitions: []int32{0}}}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if len(resp.Groups) == 1 {
+		if code := resp.Groups[0].ErrorCode; code != 0 {
+			return -1, code
+		}
+		p := resp.Groups[0].Topics[0].Partitions[0]
+		return p.Offset, p.ErrorCode
+	}
+	p := resp.Topics[0].Partitions[0]
+	return p.Offset, p.ErrorCode
+}
+
+// settled waits until the transaction's marker reached the offsets partition (the client's
+// EndTxn returns before the markers are written; a coordinator may be moving) and returns the
+// stable offset.
+func (r *rawTxn) settled(ctx context.Context, cl *kgo.Client) int64 {
+	r.t.Helper()
+	for {
+		off, code := r.fetch(ctx, cl, true)
+		switch code {
+		case 0:
+			return off
+		case kerr.UnstableOffsetCommit.Code, kerr.NotCoordinator.Code, kerr.CoordinatorNotAvailable.Code, kerr.CoordinatorLoadInProgress.Code:
+		default:
+			r.t.Fatalf("OffsetFetch: %v", kerr.ErrorForCode(code))
+		}
+		select {
+		case <-ctx.Done():
+			r.t.Fatalf("the offsets stay unstable after the transaction ended (last: %v)", kerr.ErrorForCode(code))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// begin opens a transaction with one record and offset as the group's pending commit of
+// topic-0 (plus a partition of a topic that does not exist, which must get
+// UNKNOWN_TOPIC_OR_PARTITION), and checks that RequireStable answers UNSTABLE_OFFSET_COMMIT.
+func (r *rawTxn) begin(ctx context.Context, offset int64) {
+	t := r.t
+	t.Helper()
+	if err := r.cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	pid, epoch, err := r.cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = r.id, pid, epoch, r.group
+	addResp, err := add.RequestWith(ctx, r.cl)
+	if err != nil || addResp.ErrorCode != 0 {
+		t.Fatalf("AddOffsetsToTxn: %v, %+v", err, addResp)
+	}
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = r.id, r.group, pid, epoch
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = r.topic
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Offset = offset
+	rt.Partitions = append(rt.Partitions, rp)
+	gone := kmsg.NewTxnOffsetCommitRequestTopic()
+	gone.Topic = "no-such-topic"
+	gone.Partitions = append(gone.Partitions, rp)
+	commit.Topics = append(commit.Topics, rt, gone)
+	commitResp, err := commit.RequestWith(ctx, r.cl)
+	if err != nil {
+		t.Fatalf("TxnOffsetCommit: %v", err)
+	}
+	codes := map[string]int16{}
+	for _, rt := range commitResp.Topics {
+		for _, rp := range rt.Partitions {
+			codes[rt.Topic] = rp.ErrorCode
+		}
+	}
+	if want := map[string]int16{r.topic: 0, "no-such-topic": kerr.UnknownTopicOrPartition.Code}; !maps.Equal(codes, want) {
+		t.Fatalf("TxnOffsetCommit codes %v, want %v", codes, want)
+	}
+	if off, code := r.fetch(ctx, r.cl, true); code != kerr.UnstableOffsetCommit.Code {
+		t.Fatalf("OffsetFetch RequireStable in the open transaction: offset %d code %d, want UNSTABLE_OFFSET_COMMIT", off, code)
+	}
+}
+
 // TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped drives KIP-447 on the wire
 // with raw AddOffsetsToTxn and TxnOffsetCommit requests in a franz-go transaction (3 brokers, so
 // the offsets partition's marker may come from another broker by WriteTxnMarkers): while the
@@ -399,174 +517,81 @@ func TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped(t *testin
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	const topic, group = "ctp-raw", "ctp-raw"
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
-	if err := c.CreateTopic(ctx, topic, 1, 3, nil); err != nil {
+	if err := c.CreateTopic(ctx, "ctp-raw", 1, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.TransactionalID("ctp-raw-copier"), kgo.DefaultProduceTopic(topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-
-	// fetch returns the group's offset of topic-0 and its code, with or without RequireStable.
-	fetch := func(stable bool) (int64, int16) {
-		req := kmsg.NewPtrOffsetFetchRequest()
-		req.RequireStable = stable
-		g := kmsg.NewOffsetFetchRequestGroup()
-		g.Group = group
-		g.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: topic, Partitions: []int32{0}}}
-		req.Groups = append(req.Groups, g)
-		req.Group, req.Topics = group, []kmsg.OffsetFetchRequestTopic{{Topic: topic, Partitions: []int32{0}}}
-		resp, err := req.RequestWith(ctx, cl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(resp.Groups) == 1 {
-			p := resp.Groups[0].Topics[0].Partitions[0]
-			return p.Offset, p.ErrorCode
-		}
-		p := resp.Topics[0].Partitions[0]
-		return p.Offset, p.ErrorCode
-	}
-	// settled waits until the transaction's marker reached the offsets partition (the client's
-	// EndTxn returns before the markers are written) and returns the stable offset.
-	settled := func() int64 {
-		for {
-			off, code := fetch(true)
-			if code != kerr.UnstableOffsetCommit.Code {
-				if code != 0 {
-					t.Fatalf("OffsetFetch: %v", kerr.ErrorForCode(code))
-				}
-				return off
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatal("the offsets stay unstable after the transaction ended")
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
-	txn := func(offset int64, end kgo.TransactionEndTry) {
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-		pid, epoch, err := cl.ProducerID(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		add := kmsg.NewPtrAddOffsetsToTxnRequest()
-		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = "ctp-raw-copier", pid, epoch, group
-		addResp, err := add.RequestWith(ctx, cl)
-		if err != nil || addResp.ErrorCode != 0 {
-			t.Fatalf("AddOffsetsToTxn: %v, code %d", err, addResp.ErrorCode)
-		}
-		commit := kmsg.NewPtrTxnOffsetCommitRequest()
-		commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = "ctp-raw-copier", group, pid, epoch
-		rt := kmsg.NewTxnOffsetCommitRequestTopic()
-		rt.Topic = topic
-		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
-		rp.Offset = offset
-		rt.Partitions = append(rt.Partitions, rp)
-		gone := kmsg.NewTxnOffsetCommitRequestTopic()
-		gone.Topic = "no-such-topic"
-		gone.Partitions = append(gone.Partitions, rp)
-		commit.Topics = append(commit.Topics, rt, gone)
-		commitResp, err := commit.RequestWith(ctx, cl)
-		if err != nil {
-			t.Fatalf("TxnOffsetCommit: %v", err)
-		}
-		codes := map[string]int16{}
-		for _, rt := range commitResp.Topics {
-			for _, rp := range rt.Partitions {
-				codes[rt.Topic] = rp.ErrorCode
-			}
-		}
-		if want := map[string]int16{topic: 0, "no-such-topic": kerr.UnknownTopicOrPartition.Code}; !maps.Equal(codes, want) {
-			t.Fatalf("TxnOffsetCommit codes %v, want %v", codes, want)
-		}
-		if off, code := fetch(true); code != kerr.UnstableOffsetCommit.Code {
-			t.Fatalf("OffsetFetch RequireStable in the open transaction: offset %d code %d, want UNSTABLE_OFFSET_COMMIT", off, code)
-		}
-		if err := cl.EndTransaction(ctx, end); err != nil {
+	r := newRawTxn(t, c, "ctp-raw-copier", "ctp-raw", "ctp-raw")
+	run := func(offset int64, end kgo.TransactionEndTry) {
+		r.begin(ctx, offset)
+		if err := r.cl.EndTransaction(ctx, end); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	txn(1, kgo.TryCommit)
-	if off := settled(); off != 1 {
+	run(1, kgo.TryCommit)
+	if off := r.settled(ctx, r.cl); off != 1 {
 		t.Fatalf("after the commit the group's offset is %d, want 1", off)
 	}
-	txn(2, kgo.TryAbort)
-	if off := settled(); off != 1 {
+	run(2, kgo.TryAbort)
+	if off := r.settled(ctx, r.cl); off != 1 {
 		t.Fatalf("after the abort the group's offset is %d, want still 1", off)
 	}
-	txn(3, kgo.TryCommit)
-	if off, code := fetch(false); code != 0 || (off != 1 && off != 3) {
+	run(3, kgo.TryCommit)
+	if off, code := r.fetch(ctx, r.cl, false); code != 0 || (off != 1 && off != 3) {
 		t.Fatalf("OffsetFetch without RequireStable: offset %d code %d, want 1 or 3", off, code)
 	}
-	if off := settled(); off != 3 {
+	if off := r.settled(ctx, r.cl); off != 3 {
 		t.Fatalf("after the second commit the group's offset is %d, want 3", off)
 	}
 }
 
-// TestJavaTransactionalMessageCopierCopiesExactlyOnceInOrder runs Apache Kafka's own
-// TransactionalMessageCopier (the copier of Kafka's transactions system test) against the bundled
-// cluster: it copies a 400-record input partition to a one-partition output in transactions of
-// 40, aborting some at random and resuming from its committed offsets, with the group metadata
-// API (TxnOffsetCommit v3 with its member and generation). read_committed, the output is the
-// input, each record once and in order, and the group's committed offset is the input's end.
-func TestJavaTransactionalMessageCopierCopiesExactlyOnceInOrder(t *testing.T) {
+// TestTxnOffsetCommitPendingSurvivesLossOfTheGroupCoordinator kills the group's coordinator
+// while a transactional offset commit is pending: the broker that takes over its offsets
+// partition rebuilds the pending commit from the log (UNSTABLE_OFFSET_COMMIT, offset not yet
+// visible), and the transaction's COMMIT marker then makes it the group's offset there.
+func TestTxnOffsetCommitPendingSurvivesLossOfTheGroupCoordinator(t *testing.T) {
 	t.Parallel()
-	tool := javaTools(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	const in, out, group, n = "java-copier-in", "java-copier-out", "java-copier", 400
-	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
-	if err := c.CreateTopic(ctx, in, 1, 3, nil); err != nil {
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	if err := c.CreateTopic(ctx, "ctp-failover", 1, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.CreateTopic(ctx, out, 1, 3, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rs []*kgo.Record
-	for _, v := range values("in", n) {
-		rs = append(rs, &kgo.Record{Value: []byte(v)})
-	}
-	err = p.ProduceSync(ctx, rs...).FirstErr()
-	p.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRawTxn(t, c, "ctp-failover-copier", "ctp-failover", "ctp-failover")
+	r.begin(ctx, 5)
 
-	copier := tool(ctx, "org.apache.kafka.tools.TransactionalMessageCopier",
-		"--broker-list", strings.Join(c.Bootstrap(), ","), "--input-topic", in, "--input-partition", "0",
-		"--output-topic", out, "--consumer-group", group, "--transactional-id", "java-copier-1",
-		"--transaction-size", "40", "--transaction-timeout", "20000", "--max-messages", "-1",
-		"--enable-random-aborts", "--use-group-metadata", "--group-mode")
-	var stderr strings.Builder
-	copier.Stderr = &stderr
-	stdout, err := copier.Output()
+	coord := coordinatorOf(t, ctx, r.cl, r.group)
+	if err := c.Kill(coord); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := kgo.NewClient(kgo.SeedBrokers(live(c)...))
 	if err != nil {
-		t.Fatalf("TransactionalMessageCopier: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr.String())
+		t.Fatal(err)
 	}
-	t.Logf("copier: %s", lastLines(string(stdout), 1))
-
-	if got, want := readOutputInOrder(ctx, t, c, out, 1, kgo.ReadCommitted()), values("in", n); !slices.Equal(got, want) {
-		t.Fatalf("read_committed output is not the input once in order: %s", diffSummary(got, want))
+	defer fresh.Close()
+	for coordinatorOf(t, ctx, fresh, r.group) == coord {
+		time.Sleep(50 * time.Millisecond) // the controller notices after the session timeout
 	}
-	// The random aborts are in the log, never read_committed.
-	all := readOutputInOrder(ctx, t, c, out, 1, kgo.ReadUncommitted())
-	t.Logf("%d records of aborted transactions in the output", len(all)-n)
-	checkCommittedAtEnd(ctx, t, c, group, in)
+	for {
+		off, code := r.fetch(ctx, fresh, true)
+		if code == kerr.UnstableOffsetCommit.Code {
+			break
+		}
+		if code != kerr.NotCoordinator.Code && code != kerr.CoordinatorNotAvailable.Code && code != kerr.CoordinatorLoadInProgress.Code {
+			t.Fatalf("the new coordinator answers RequireStable with offset %d code %d, want UNSTABLE_OFFSET_COMMIT (the pending commit replayed)", off, code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if off, code := r.fetch(ctx, fresh, false); off != -1 || code != 0 {
+		t.Fatalf("the new coordinator answers offset %d code %d, want -1: the commit is pending", off, code)
+	}
+	if err := r.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if off := r.settled(ctx, fresh); off != 5 {
+		t.Fatalf("after the commit the new coordinator answers offset %d, want 5", off)
+	}
 }
 
 // TestJavaKafkaTransactionsDescribesAnOpenTransaction runs Kafka's kafka-transactions.sh
