@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,11 +53,18 @@ func ctpCluster(ctx context.Context, t *testing.T, in, out string, n int) *kafka
 	return c
 }
 
-// ctpSession is a franz-go GroupTransactSession copying in to out in group.
+// ctpSession is a franz-go GroupTransactSession copying in to out in group, with the
+// transactional id group-copier.
 func ctpSession(t *testing.T, c *kafkatest.Cluster, group, in, out string) *kgo.GroupTransactSession {
 	t.Helper()
+	return ctpSessionOf(t, c, group+"-copier", group, in, out)
+}
+
+// ctpSessionOf is ctpSession with the given transactional id.
+func ctpSessionOf(t *testing.T, c *kafkatest.Cluster, id, group, in, out string) *kgo.GroupTransactSession {
+	t.Helper()
 	s, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(c.Bootstrap()...),
-		kgo.TransactionalID(group+"-copier"), kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
+		kgo.TransactionalID(id), kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DefaultProduceTopic(out),
 		kgo.TransactionTimeout(20*time.Second))
@@ -200,6 +209,82 @@ func TestFranzGoGroupTransactSessionCopiesExactlyOnce(t *testing.T) {
 	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); !slices.Equal(got, want) {
 		t.Fatalf("read_committed output (%d records) is not the input transformed once (%d records): %s",
 			len(got), len(want), diffSummary(got, want))
+	}
+	checkCommittedAtEnd(ctx, t, c, group, in)
+}
+
+// TestFranzGoTwoGroupTransactSessionsCopyExactlyOnce runs two copiers of one group
+// (transactional ids of their own), in transactions of at most 10 records: the second joins once
+// the first has copied a quarter of the input, so the group rebalances while the first is
+// copying and the second starts its partition from offsets the first may still be committing
+// (RequireStable, KIP-447). The
+// read_committed output is the input transformed, each record once, and the group's committed
+// offsets are the input's end.
+func TestFranzGoTwoGroupTransactSessionsCopyExactlyOnce(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const in, out, group, n = "ctp-two-in", "ctp-two-out", "ctp-two", 400
+	c := ctpCluster(ctx, t, in, out, n)
+	var (
+		total atomic.Int64    // records copied in committed transactions
+		txns  atomic.Int64    // committed transactions
+		each  [2]atomic.Int64 // records each copier copied in committed transactions
+		wg    sync.WaitGroup
+		errs  = make(chan error, 2)
+	)
+	quarter := make(chan struct{}) // closed once a quarter of the input is copied
+	var quarterOnce sync.Once
+	copier := func(i int, s *kgo.GroupTransactSession) {
+		defer wg.Done()
+		for total.Load() < n && ctx.Err() == nil {
+			pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			fs := s.PollRecords(pctx, 10)
+			pcancel()
+			var rs []*kgo.Record
+			fs.EachRecord(func(r *kgo.Record) { rs = append(rs, &kgo.Record{Value: []byte("out-" + string(r.Value))}) })
+			if len(rs) == 0 {
+				continue
+			}
+			if err := s.Begin(); err != nil {
+				errs <- err
+				return
+			}
+			_ = s.ProduceSync(ctx, rs...) // a failed produce aborts the transaction at End
+			committed, err := s.End(ctx, kgo.TryCommit)
+			if err != nil {
+				errs <- fmt.Errorf("copier %d: end transaction: %w", i, err)
+				return
+			}
+			if committed {
+				if total.Add(int64(len(rs))) >= n/4 {
+					quarterOnce.Do(func() { close(quarter) })
+				}
+				each[i].Add(int64(len(rs)))
+				txns.Add(1)
+			}
+		}
+	}
+	wg.Add(2)
+	go copier(0, ctpSessionOf(t, c, group+"-copier-0", group, in, out))
+	// The second copier joins once the first owns both partitions and is copying.
+	select {
+	case <-quarter:
+	case <-ctx.Done():
+		t.Fatal("the first copier copied nothing")
+	}
+	go copier(1, ctpSessionOf(t, c, group+"-copier-1", group, in, out))
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("copied %d of %d records before the deadline", total.Load(), n)
+	}
+	t.Logf("copied %d records in %d committed transactions (%d and %d by each copier)", total.Load(), txns.Load(), each[0].Load(), each[1].Load())
+	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
+		t.Fatalf("read_committed output is not the input transformed once: %s", diffSummary(got, want))
 	}
 	checkCommittedAtEnd(ctx, t, c, group, in)
 }
