@@ -205,21 +205,15 @@ func TestFranzGoGroupTransactSessionCopiesExactlyOnce(t *testing.T) {
 	if got, want := len(copied), n; got != want {
 		t.Fatalf("the session copied %d records, want %d", got, want)
 	}
-	want := transformed(values("in", n))
-	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); !slices.Equal(got, want) {
-		t.Fatalf("read_committed output (%d records) is not the input transformed once (%d records): %s",
-			len(got), len(want), diffSummary(got, want))
-	}
-	checkCommittedAtEnd(ctx, t, c, group, in)
+	checkOutputOnce(ctx, t, c, group, in, out, n)
 }
 
 // TestFranzGoTwoGroupTransactSessionsCopyExactlyOnce runs two copiers of one group
 // (transactional ids of their own), in transactions of at most 10 records: the second joins once
 // the first has copied a quarter of the input, so the group rebalances while the first is
 // copying and the second starts its partition from offsets the first may still be committing
-// (RequireStable, KIP-447). The
-// read_committed output is the input transformed, each record once, and the group's committed
-// offsets are the input's end.
+// (RequireStable, KIP-447). The read_committed output is the input transformed, each record
+// once, and the group's committed offsets are the input's end.
 func TestFranzGoTwoGroupTransactSessionsCopyExactlyOnce(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -283,10 +277,7 @@ func TestFranzGoTwoGroupTransactSessionsCopyExactlyOnce(t *testing.T) {
 		t.Fatalf("copied %d of %d records before the deadline", total.Load(), n)
 	}
 	t.Logf("copied %d records in %d committed transactions (%d and %d by each copier)", total.Load(), txns.Load(), each[0].Load(), each[1].Load())
-	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
-		t.Fatalf("read_committed output is not the input transformed once: %s", diffSummary(got, want))
-	}
-	checkCommittedAtEnd(ctx, t, c, group, in)
+	checkOutputOnce(ctx, t, c, group, in, out, n)
 }
 
 // TestFranzGoGroupTransactSessionAbortLeavesNoTrace aborts the session's first transaction: its
@@ -330,16 +321,22 @@ func checkAbortLeftNoTrace(ctx context.Context, t *testing.T, c *kafkatest.Clust
 }
 
 // checkCopiedOnce checks the end of a copy of the n-record input after an aborted one: the
-// copier copied every input value once, read_committed output is the input transformed once,
-// and group's committed offsets are the input's end.
+// copier copied every input value once, and checkOutputOnce.
 func checkCopiedOnce(ctx context.Context, t *testing.T, c *kafkatest.Cluster, group, in, out string, copied []string, n int) {
 	t.Helper()
 	copied = slices.Sorted(slices.Values(copied))
 	if want := values("in", n); !slices.Equal(copied, want) {
 		t.Fatalf("the copier copied %s", diffSummary(copied, want))
 	}
+	checkOutputOnce(ctx, t, c, group, in, out, n)
+}
+
+// checkOutputOnce checks the end of a copy of the n-record input: read_committed output is the
+// input transformed, each record once, and group's committed offsets are the input's end.
+func checkOutputOnce(ctx context.Context, t *testing.T, c *kafkatest.Cluster, group, in, out string, n int) {
+	t.Helper()
 	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
-		t.Fatalf("read_committed output is not the input once: %s", diffSummary(got, want))
+		t.Fatalf("read_committed output is not the input transformed once: %s", diffSummary(got, want))
 	}
 	checkCommittedAtEnd(ctx, t, c, group, in)
 }
