@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,11 +53,18 @@ func ctpCluster(ctx context.Context, t *testing.T, in, out string, n int) *kafka
 	return c
 }
 
-// ctpSession is a franz-go GroupTransactSession copying in to out in group.
+// ctpSession is a franz-go GroupTransactSession copying in to out in group, with the
+// transactional id group-copier.
 func ctpSession(t *testing.T, c *kafkatest.Cluster, group, in, out string) *kgo.GroupTransactSession {
 	t.Helper()
+	return ctpSessionOf(t, c, group+"-copier", group, in, out)
+}
+
+// ctpSessionOf is ctpSession with the given transactional id.
+func ctpSessionOf(t *testing.T, c *kafkatest.Cluster, id, group, in, out string) *kgo.GroupTransactSession {
+	t.Helper()
 	s, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(c.Bootstrap()...),
-		kgo.TransactionalID(group+"-copier"), kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
+		kgo.TransactionalID(id), kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DefaultProduceTopic(out),
 		kgo.TransactionTimeout(20*time.Second))
@@ -93,10 +103,43 @@ func copyOnce(ctx context.Context, t *testing.T, s *kgo.GroupTransactSession, en
 	return copied, committed
 }
 
+// copyAll runs committed transactions of s until n records are copied, and returns them. If
+// restart is not nil, s is closed once half of them are, and the copy goes on with the session
+// restart returns.
+func copyAll(ctx context.Context, t *testing.T, s *kgo.GroupTransactSession, n int, restart func() *kgo.GroupTransactSession) []string {
+	t.Helper()
+	var copied []string
+	txns := 0
+	for ; len(copied) < n; txns++ {
+		vs, committed := copyOnce(ctx, t, s, kgo.TryCommit)
+		if committed {
+			copied = append(copied, vs...)
+		}
+		if restart != nil && len(copied) >= n/2 {
+			s.Close()
+			s, restart = restart(), nil
+		}
+		if txns > 200 {
+			t.Fatalf("copied %d of %d records in %d transactions", len(copied), n, txns)
+		}
+	}
+	t.Logf("copied %d records in %d transactions", len(copied), txns)
+	return copied
+}
+
 // readAllOutput appends a non-transactional end mark (new at each call) to each of out's
 // partitions and reads out with the isolation level until every mark arrived: what it returns,
 // sorted, is everything readable before the marks, without the marks of any call.
 func readAllOutput(ctx context.Context, t *testing.T, c *kafkatest.Cluster, out string, partitions int, level kgo.IsolationLevel) []string {
+	t.Helper()
+	got := readOutputInOrder(ctx, t, c, out, partitions, level)
+	slices.Sort(got)
+	return got
+}
+
+// readOutputInOrder is readAllOutput in the order the records arrived: offset order within
+// each partition.
+func readOutputInOrder(ctx context.Context, t *testing.T, c *kafkatest.Cluster, out string, partitions int, level kgo.IsolationLevel) []string {
 	t.Helper()
 	p, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(out),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -132,7 +175,6 @@ func readAllOutput(ctx context.Context, t *testing.T, c *kafkatest.Cluster, out 
 			}
 		})
 	}
-	slices.Sort(got)
 	return got
 }
 
@@ -157,33 +199,85 @@ func TestFranzGoGroupTransactSessionCopiesExactlyOnce(t *testing.T) {
 	c := ctpCluster(ctx, t, in, out, n)
 	s := ctpSession(t, c, group, in, out)
 
-	var copied []string
-	txns, restarted := 0, false
-	for ; len(copied) < n; txns++ {
-		vs, committed := copyOnce(ctx, t, s, kgo.TryCommit)
-		if committed {
-			copied = append(copied, vs...)
-		}
-		if !restarted && len(copied) >= n/2 {
-			// A new copier of the same group and transactional id resumes from the
-			// committed offsets.
-			s.Close()
-			s, restarted = ctpSession(t, c, group, in, out), true
-		}
-		if txns > 200 {
-			t.Fatalf("copied %d of %d records in %d transactions", len(copied), n, txns)
-		}
-	}
-	t.Logf("copied %d records in %d transactions", len(copied), txns)
+	// Half-way, a new copier of the same group and transactional id resumes from the committed
+	// offsets.
+	copied := copyAll(ctx, t, s, n, func() *kgo.GroupTransactSession { return ctpSession(t, c, group, in, out) })
 	if got, want := len(copied), n; got != want {
 		t.Fatalf("the session copied %d records, want %d", got, want)
 	}
-	want := transformed(values("in", n))
-	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); !slices.Equal(got, want) {
-		t.Fatalf("read_committed output (%d records) is not the input transformed once (%d records): %s",
-			len(got), len(want), diffSummary(got, want))
+	checkOutputOnce(ctx, t, c, group, in, out, n)
+}
+
+// TestFranzGoTwoGroupTransactSessionsCopyExactlyOnce runs two copiers of one group
+// (transactional ids of their own), in transactions of at most 10 records: the second joins once
+// the first has copied a quarter of the input, so the group rebalances while the first is
+// copying and the second starts its partition from offsets the first may still be committing
+// (RequireStable, KIP-447). The read_committed output is the input transformed, each record
+// once, and the group's committed offsets are the input's end.
+func TestFranzGoTwoGroupTransactSessionsCopyExactlyOnce(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const in, out, group, n = "ctp-two-in", "ctp-two-out", "ctp-two", 400
+	c := ctpCluster(ctx, t, in, out, n)
+	var (
+		total atomic.Int64    // records copied in committed transactions
+		txns  atomic.Int64    // committed transactions
+		each  [2]atomic.Int64 // records each copier copied in committed transactions
+		wg    sync.WaitGroup
+		errs  = make(chan error, 2)
+	)
+	quarter := make(chan struct{}) // closed once a quarter of the input is copied
+	var quarterOnce sync.Once
+	copier := func(i int, s *kgo.GroupTransactSession) {
+		defer wg.Done()
+		for total.Load() < n && ctx.Err() == nil {
+			pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			fs := s.PollRecords(pctx, 10)
+			pcancel()
+			var rs []*kgo.Record
+			fs.EachRecord(func(r *kgo.Record) { rs = append(rs, &kgo.Record{Value: []byte("out-" + string(r.Value))}) })
+			if len(rs) == 0 {
+				continue
+			}
+			if err := s.Begin(); err != nil {
+				errs <- err
+				return
+			}
+			_ = s.ProduceSync(ctx, rs...) // a failed produce aborts the transaction at End
+			committed, err := s.End(ctx, kgo.TryCommit)
+			if err != nil {
+				errs <- fmt.Errorf("copier %d: end transaction: %w", i, err)
+				return
+			}
+			if committed {
+				if total.Add(int64(len(rs))) >= n/4 {
+					quarterOnce.Do(func() { close(quarter) })
+				}
+				each[i].Add(int64(len(rs)))
+				txns.Add(1)
+			}
+		}
 	}
-	checkCommittedAtEnd(ctx, t, c, group, in)
+	wg.Add(2)
+	go copier(0, ctpSessionOf(t, c, group+"-copier-0", group, in, out))
+	// The second copier joins once the first owns both partitions and is copying.
+	select {
+	case <-quarter:
+	case <-ctx.Done():
+		t.Fatal("the first copier copied nothing")
+	}
+	go copier(1, ctpSessionOf(t, c, group+"-copier-1", group, in, out))
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("copied %d of %d records before the deadline", total.Load(), n)
+	}
+	t.Logf("copied %d records in %d committed transactions (%d and %d by each copier)", total.Load(), txns.Load(), each[0].Load(), each[1].Load())
+	checkOutputOnce(ctx, t, c, group, in, out, n)
 }
 
 // TestFranzGoGroupTransactSessionAbortLeavesNoTrace aborts the session's first transaction: its
@@ -206,6 +300,15 @@ func TestFranzGoGroupTransactSessionAbortLeavesNoTrace(t *testing.T) {
 		}
 		aborted = vs
 	}
+	checkAbortLeftNoTrace(ctx, t, c, group, in, out, aborted)
+
+	checkCopiedOnce(ctx, t, c, group, in, out, copyAll(ctx, t, s, n, nil), n)
+}
+
+// checkAbortLeftNoTrace checks what an aborted copy of the input values aborted leaves: its
+// output is read_uncommitted only, and group has no committed offset of in.
+func checkAbortLeftNoTrace(ctx context.Context, t *testing.T, c *kafkatest.Cluster, group, in, out string, aborted []string) {
+	t.Helper()
 	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); len(got) != 0 {
 		t.Fatalf("read_committed reads %d records of an aborted transaction: %v", len(got), got)
 	}
@@ -215,23 +318,25 @@ func TestFranzGoGroupTransactSessionAbortLeavesNoTrace(t *testing.T) {
 	if commits := committedOffsets(ctx, t, c, group, in); len(commits) != 0 {
 		t.Fatalf("the aborted transaction committed the group's offsets: %v", commits)
 	}
+}
 
-	var copied []string
-	for txns := 0; len(copied) < n; txns++ {
-		vs, committed := copyOnce(ctx, t, s, kgo.TryCommit)
-		if committed {
-			copied = append(copied, vs...)
-		}
-		if txns > 200 {
-			t.Fatalf("copied %d of %d records in %d transactions", len(copied), n, txns)
-		}
-	}
-	slices.Sort(copied)
+// checkCopiedOnce checks the end of a copy of the n-record input after an aborted one: the
+// copier copied every input value once, and checkOutputOnce.
+func checkCopiedOnce(ctx context.Context, t *testing.T, c *kafkatest.Cluster, group, in, out string, copied []string, n int) {
+	t.Helper()
+	copied = slices.Sorted(slices.Values(copied))
 	if want := values("in", n); !slices.Equal(copied, want) {
-		t.Fatalf("after the abort the session copied %s", diffSummary(copied, want))
+		t.Fatalf("the copier copied %s", diffSummary(copied, want))
 	}
+	checkOutputOnce(ctx, t, c, group, in, out, n)
+}
+
+// checkOutputOnce checks the end of a copy of the n-record input: read_committed output is the
+// input transformed, each record once, and group's committed offsets are the input's end.
+func checkOutputOnce(ctx context.Context, t *testing.T, c *kafkatest.Cluster, group, in, out string, n int) {
+	t.Helper()
 	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
-		t.Fatalf("read_committed output after the abort is not the input once: %s", diffSummary(got, want))
+		t.Fatalf("read_committed output is not the input transformed once: %s", diffSummary(got, want))
 	}
 	checkCommittedAtEnd(ctx, t, c, group, in)
 }
@@ -287,15 +392,7 @@ func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
 	const in, out, group, n = "ctp-sarama-in", "ctp-sarama-out", "ctp-sarama", 60
 	c := ctpCluster(ctx, t, in, out, n)
 
-	cfg := saramaConfig(sarama.V3_6_0_0)
-	cfg.Producer.Transaction.ID = "ctp-sarama-copier"
-	cfg.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
-	cfg.Producer.Transaction.Retry.Max = 100
-	prod, err := sarama.NewSyncProducer(c.Bootstrap(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	prod := saramaTxnProducer(t, c, "ctp-sarama-copier")
 	cons, err := sarama.NewConsumer(c.Bootstrap(), saramaConfig(sarama.V3_6_0_0))
 	if err != nil {
 		t.Fatal(err)
@@ -357,15 +454,7 @@ func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
 	}
 
 	aborted := copyBatch(5, false)
-	if got := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()); len(got) != 0 {
-		t.Fatalf("read_committed reads %d records of an aborted transaction: %v", len(got), got)
-	}
-	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadUncommitted()), transformed(aborted); !slices.Equal(got, want) {
-		t.Fatalf("read_uncommitted output is not the aborted transaction's records: %s", diffSummary(got, want))
-	}
-	if commits := committedOffsets(ctx, t, c, group, in); len(commits) != 0 {
-		t.Fatalf("the aborted transaction committed the group's offsets: %v", commits)
-	}
+	checkAbortLeftNoTrace(ctx, t, c, group, in, out, aborted)
 
 	// After the abort the copier starts over from the group's committed offsets: there are
 	// none, so from the start.
@@ -379,14 +468,125 @@ func TestSaramaCopiesWithOffsetsInTheTransaction(t *testing.T) {
 	for range n / 2 / 10 {
 		copied = append(copied, copyBatch(10, true)...)
 	}
-	slices.Sort(copied)
-	if want := values("in", n); !slices.Equal(copied, want) {
-		t.Fatalf("copied %s", diffSummary(copied, want))
+	checkCopiedOnce(ctx, t, c, group, in, out, copied, n)
+}
+
+// rawTxn drives transactional offset commits by hand: a franz-go transactional client for the
+// records, raw AddOffsetsToTxn and TxnOffsetCommit for the offsets of group's topic-0.
+type rawTxn struct {
+	t            *testing.T
+	cl           *kgo.Client
+	id           string
+	group, topic string
+}
+
+func newRawTxn(t *testing.T, c *kafkatest.Cluster, id, group, topic string) *rawTxn {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got, want := readAllOutput(ctx, t, c, out, 3, kgo.ReadCommitted()), transformed(values("in", n)); !slices.Equal(got, want) {
-		t.Fatalf("read_committed output is not the input once: %s", diffSummary(got, want))
+	t.Cleanup(cl.Close)
+	return &rawTxn{t: t, cl: cl, id: id, group: group, topic: topic}
+}
+
+// fetch returns the group's offset of topic-0 and its code, with or without RequireStable, as
+// cl's broker answers (any client of the cluster will do).
+func (r *rawTxn) fetch(ctx context.Context, cl *kgo.Client, stable bool) (int64, int16) {
+	r.t.Helper()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.RequireStable = stable
+	g := kmsg.NewOffsetFetchRequestGroup()
+	g.Group = r.group
+	g.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: r.topic, Partitions: []int32{0}}}
+	req.Groups = append(req.Groups, g)
+	req.Group, req.Topics = r.group, []kmsg.OffsetFetchRequestTopic{{Topic: r.topic, Partitions: []int32{0}}}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	checkCommittedAtEnd(ctx, t, c, group, in)
+	if len(resp.Groups) == 1 {
+		if code := resp.Groups[0].ErrorCode; code != 0 {
+			return -1, code
+		}
+		p := resp.Groups[0].Topics[0].Partitions[0]
+		return p.Offset, p.ErrorCode
+	}
+	p := resp.Topics[0].Partitions[0]
+	return p.Offset, p.ErrorCode
+}
+
+// settled waits until the transaction's marker reached the offsets partition (the client's
+// EndTxn returns before the markers are written; a coordinator may be moving) and returns the
+// stable offset.
+func (r *rawTxn) settled(ctx context.Context, cl *kgo.Client) int64 {
+	r.t.Helper()
+	for {
+		off, code := r.fetch(ctx, cl, true)
+		switch code {
+		case 0:
+			return off
+		case kerr.UnstableOffsetCommit.Code, kerr.NotCoordinator.Code, kerr.CoordinatorNotAvailable.Code, kerr.CoordinatorLoadInProgress.Code:
+		default:
+			r.t.Fatalf("OffsetFetch: %v", kerr.ErrorForCode(code))
+		}
+		select {
+		case <-ctx.Done():
+			r.t.Fatalf("the offsets stay unstable after the transaction ended (last: %v)", kerr.ErrorForCode(code))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// begin opens a transaction with one record and offset as the group's pending commit of
+// topic-0 (plus a partition of a topic that does not exist, which must get
+// UNKNOWN_TOPIC_OR_PARTITION), and checks that RequireStable answers UNSTABLE_OFFSET_COMMIT.
+func (r *rawTxn) begin(ctx context.Context, offset int64) {
+	t := r.t
+	t.Helper()
+	if err := r.cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	pid, epoch, err := r.cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = r.id, pid, epoch, r.group
+	addResp, err := add.RequestWith(ctx, r.cl)
+	if err != nil || addResp.ErrorCode != 0 {
+		t.Fatalf("AddOffsetsToTxn: %v, %+v", err, addResp)
+	}
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = r.id, r.group, pid, epoch
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = r.topic
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Offset = offset
+	rt.Partitions = append(rt.Partitions, rp)
+	gone := kmsg.NewTxnOffsetCommitRequestTopic()
+	gone.Topic = "no-such-topic"
+	gone.Partitions = append(gone.Partitions, rp)
+	commit.Topics = append(commit.Topics, rt, gone)
+	commitResp, err := commit.RequestWith(ctx, r.cl)
+	if err != nil {
+		t.Fatalf("TxnOffsetCommit: %v", err)
+	}
+	codes := map[string]int16{}
+	for _, rt := range commitResp.Topics {
+		for _, rp := range rt.Partitions {
+			codes[rt.Topic] = rp.ErrorCode
+		}
+	}
+	if want := map[string]int16{r.topic: 0, "no-such-topic": kerr.UnknownTopicOrPartition.Code}; !maps.Equal(codes, want) {
+		t.Fatalf("TxnOffsetCommit codes %v, want %v", codes, want)
+	}
+	if off, code := r.fetch(ctx, r.cl, true); code != kerr.UnstableOffsetCommit.Code {
+		t.Fatalf("OffsetFetch RequireStable in the open transaction: offset %d code %d, want UNSTABLE_OFFSET_COMMIT", off, code)
+	}
 }
 
 // TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped drives KIP-447 on the wire
@@ -399,117 +599,135 @@ func TestTxnOffsetCommitIsUnstableUntilItsMarkerThenCommittedOrDropped(t *testin
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	const topic, group = "ctp-raw", "ctp-raw"
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
-	if err := c.CreateTopic(ctx, topic, 1, 3, nil); err != nil {
+	if err := c.CreateTopic(ctx, "ctp-raw", 1, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.TransactionalID("ctp-raw-copier"), kgo.DefaultProduceTopic(topic))
+	r := newRawTxn(t, c, "ctp-raw-copier", "ctp-raw", "ctp-raw")
+	run := func(offset int64, end kgo.TransactionEndTry) {
+		r.begin(ctx, offset)
+		if err := r.cl.EndTransaction(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	run(1, kgo.TryCommit)
+	if off := r.settled(ctx, r.cl); off != 1 {
+		t.Fatalf("after the commit the group's offset is %d, want 1", off)
+	}
+	run(2, kgo.TryAbort)
+	if off := r.settled(ctx, r.cl); off != 1 {
+		t.Fatalf("after the abort the group's offset is %d, want still 1", off)
+	}
+	run(3, kgo.TryCommit)
+	if off, code := r.fetch(ctx, r.cl, false); code != 0 || (off != 1 && off != 3) {
+		t.Fatalf("OffsetFetch without RequireStable: offset %d code %d, want 1 or 3", off, code)
+	}
+	if off := r.settled(ctx, r.cl); off != 3 {
+		t.Fatalf("after the second commit the group's offset is %d, want 3", off)
+	}
+}
+
+// TestTxnOffsetCommitPendingSurvivesLossOfTheGroupCoordinator kills the group's coordinator
+// while a transactional offset commit is pending: the broker that takes over its offsets
+// partition rebuilds the pending commit from the log (UNSTABLE_OFFSET_COMMIT, offset not yet
+// visible), and the transaction's COMMIT marker then makes it the group's offset there.
+func TestTxnOffsetCommitPendingSurvivesLossOfTheGroupCoordinator(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	if err := c.CreateTopic(ctx, "ctp-failover", 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := newRawTxn(t, c, "ctp-failover-copier", "ctp-failover", "ctp-failover")
+	r.begin(ctx, 5)
+
+	coord := coordinatorOf(t, ctx, r.cl, r.group)
+	if err := c.Kill(coord); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := kgo.NewClient(kgo.SeedBrokers(live(c)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	for coordinatorOf(t, ctx, fresh, r.group) == coord {
+		time.Sleep(50 * time.Millisecond) // the controller notices after the session timeout
+	}
+	for {
+		off, code := r.fetch(ctx, fresh, true)
+		if code == kerr.UnstableOffsetCommit.Code {
+			break
+		}
+		if code != kerr.NotCoordinator.Code && code != kerr.CoordinatorNotAvailable.Code && code != kerr.CoordinatorLoadInProgress.Code {
+			t.Fatalf("the new coordinator answers RequireStable with offset %d code %d, want UNSTABLE_OFFSET_COMMIT (the pending commit replayed)", off, code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if off, code := r.fetch(ctx, fresh, false); off != -1 || code != 0 {
+		t.Fatalf("the new coordinator answers offset %d code %d, want -1: the commit is pending", off, code)
+	}
+	if err := r.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if off := r.settled(ctx, fresh); off != 5 {
+		t.Fatalf("after the commit the new coordinator answers offset %d, want 5", off)
+	}
+}
+
+// TestJavaKafkaTransactionsDescribesAnOpenTransaction runs Kafka's kafka-transactions.sh
+// (TransactionsCommand) against the bundled cluster while a franz-go transaction is open:
+// describe shows the transactional id, its producer id, Ongoing, and its partitions, the offsets
+// partition included once AddOffsetsToTxn added it.
+func TestJavaKafkaTransactionsDescribesAnOpenTransaction(t *testing.T) {
+	t.Parallel()
+	tool := javaTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const topic, id = "java-txns", "java-txns-copier"
+	c := kafkatest.NewCluster(t)
+	if err := c.CreateTopic(ctx, topic, 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-
-	// fetch returns the group's offset of topic-0 and its code, with or without RequireStable.
-	fetch := func(stable bool) (int64, int16) {
-		req := kmsg.NewPtrOffsetFetchRequest()
-		req.RequireStable = stable
-		g := kmsg.NewOffsetFetchRequestGroup()
-		g.Group = group
-		g.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: topic, Partitions: []int32{0}}}
-		req.Groups = append(req.Groups, g)
-		req.Group, req.Topics = group, []kmsg.OffsetFetchRequestTopic{{Topic: topic, Partitions: []int32{0}}}
-		resp, err := req.RequestWith(ctx, cl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(resp.Groups) == 1 {
-			p := resp.Groups[0].Topics[0].Partitions[0]
-			return p.Offset, p.ErrorCode
-		}
-		p := resp.Topics[0].Partitions[0]
-		return p.Offset, p.ErrorCode
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
 	}
-	// settled waits until the transaction's marker reached the offsets partition (the client's
-	// EndTxn returns before the markers are written) and returns the stable offset.
-	settled := func() int64 {
-		for {
-			off, code := fetch(true)
-			if code != kerr.UnstableOffsetCommit.Code {
-				if code != 0 {
-					t.Fatalf("OffsetFetch: %v", kerr.ErrorForCode(code))
-				}
-				return off
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatal("the offsets stay unstable after the transaction ended")
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
-	txn := func(offset int64, end kgo.TransactionEndTry) {
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-		pid, epoch, err := cl.ProducerID(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		add := kmsg.NewPtrAddOffsetsToTxnRequest()
-		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = "ctp-raw-copier", pid, epoch, group
-		addResp, err := add.RequestWith(ctx, cl)
-		if err != nil || addResp.ErrorCode != 0 {
-			t.Fatalf("AddOffsetsToTxn: %v, code %d", err, addResp.ErrorCode)
-		}
-		commit := kmsg.NewPtrTxnOffsetCommitRequest()
-		commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = "ctp-raw-copier", group, pid, epoch
-		rt := kmsg.NewTxnOffsetCommitRequestTopic()
-		rt.Topic = topic
-		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
-		rp.Offset = offset
-		rt.Partitions = append(rt.Partitions, rp)
-		gone := kmsg.NewTxnOffsetCommitRequestTopic()
-		gone.Topic = "no-such-topic"
-		gone.Partitions = append(gone.Partitions, rp)
-		commit.Topics = append(commit.Topics, rt, gone)
-		commitResp, err := commit.RequestWith(ctx, cl)
-		if err != nil {
-			t.Fatalf("TxnOffsetCommit: %v", err)
-		}
-		codes := map[string]int16{}
-		for _, rt := range commitResp.Topics {
-			for _, rp := range rt.Partitions {
-				codes[rt.Topic] = rp.ErrorCode
-			}
-		}
-		if want := map[string]int16{topic: 0, "no-such-topic": kerr.UnknownTopicOrPartition.Code}; !maps.Equal(codes, want) {
-			t.Fatalf("TxnOffsetCommit codes %v, want %v", codes, want)
-		}
-		if off, code := fetch(true); code != kerr.UnstableOffsetCommit.Code {
-			t.Fatalf("OffsetFetch RequireStable in the open transaction: offset %d code %d, want UNSTABLE_OFFSET_COMMIT", off, code)
-		}
-		if err := cl.EndTransaction(ctx, end); err != nil {
-			t.Fatal(err)
-		}
+	pid, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = id, pid, epoch, "java-txns"
+	if resp, err := add.RequestWith(ctx, cl); err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("AddOffsetsToTxn: %v %+v", err, resp)
 	}
 
-	txn(1, kgo.TryCommit)
-	if off := settled(); off != 1 {
-		t.Fatalf("after the commit the group's offset is %d, want 1", off)
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := tool(ctx, "org.apache.kafka.tools.TransactionsCommand", append([]string{"--bootstrap-server", strings.Join(c.Bootstrap(), ",")}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kafka-transactions.sh %v: %v\n%s", args, err, out)
+		}
+		return string(out)
 	}
-	txn(2, kgo.TryAbort)
-	if off := settled(); off != 1 {
-		t.Fatalf("after the abort the group's offset is %d, want still 1", off)
+	// One JVM, to keep the test short: list reads what describe does (ListTransactions,
+	// DescribeTransactions), and franz-go's kadm checks list (TestKadmDescribesAndListsTransactions).
+	describe := run("describe", "--transactional-id", id)
+	row := `(?m)^\d+\s+` + id + `\s+` + fmt.Sprint(pid) + `\s+\d+\s+Ongoing\s+.*\s(__consumer_offsets-\d+,` + topic + `-0|` + topic + `-0,__consumer_offsets-\d+)\s*$`
+	if !regexp.MustCompile(row).MatchString(describe) {
+		t.Fatalf("kafka-transactions.sh describe does not show %s (producer %d) Ongoing on %s-0 and an offsets partition:\n%s", id, pid, topic, describe)
 	}
-	txn(3, kgo.TryCommit)
-	if off, code := fetch(false); code != 0 || (off != 1 && off != 3) {
-		t.Fatalf("OffsetFetch without RequireStable: offset %d code %d, want 1 or 3", off, code)
-	}
-	if off := settled(); off != 3 {
-		t.Fatalf("after the second commit the group's offset is %d, want 3", off)
+	if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
 	}
 }

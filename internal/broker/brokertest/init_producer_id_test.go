@@ -53,8 +53,8 @@ func TestInitProducerIDWithoutTransactionalIDAllocatesANewIDAtEpochZero(t *testi
 // became once the transaction coordinator existed: FindCoordinator for a transactional id
 // creates __transaction_state (COORDINATOR_NOT_AVAILABLE until it exists), then InitProducerID
 // gives the id one producer id whose epoch each new InitProducerID bumps (fencing the previous
-// holder), as Kafka's TransactionCoordinator does. AddOffsetsToTxn and TxnOffsetCommit,
-// which once closed the connection, now answer malformed requests with Kafka's codes.
+// holder), as Kafka's TransactionCoordinator does. AddOffsetsToTxn and TxnOffsetCommit, served
+// since, answer malformed requests with Kafka's codes.
 func TestInitProducerIDWithATransactionalIDBumpsItsEpoch(t *testing.T) {
 	t.Parallel()
 	c := kafkatest.NewCluster(t)
@@ -100,12 +100,16 @@ func TestInitProducerIDWithATransactionalIDBumpsItsEpoch(t *testing.T) {
 	if resp := request[*kmsg.InitProducerIDResponse](t, cl, bad); resp.ErrorCode != kerr.InvalidTransactionTimeout.Code {
 		t.Fatalf("InitProducerID above transaction.max.timeout.ms: code %d, want INVALID_TRANSACTION_TIMEOUT", resp.ErrorCode)
 	}
-	// AddOffsetsToTxn without a transactional id is INVALID_REQUEST, as Kafka's coordinator
-	// answers; a TxnOffsetCommit naming no partition gets an empty answer.
-	if resp := request[*kmsg.AddOffsetsToTxnResponse](t, cl, kmsg.NewPtrAddOffsetsToTxnRequest()); resp.ErrorCode != kerr.InvalidRequest.Code {
-		t.Fatalf("AddOffsetsToTxn without a transactional id: %v, want INVALID_REQUEST", kerr.ErrorForCode(resp.ErrorCode))
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txn, first.ProducerID+1, 2, "g"
+	if resp := request[*kmsg.AddOffsetsToTxnResponse](t, cl, add); resp.ErrorCode != kerr.InvalidProducerIDMapping.Code {
+		t.Fatalf("AddOffsetsToTxn with another producer id: code %d, want INVALID_PRODUCER_ID_MAPPING", resp.ErrorCode)
 	}
-	if resp := request[*kmsg.TxnOffsetCommitResponse](t, cl, kmsg.NewPtrTxnOffsetCommitRequest()); len(resp.Topics) != 0 {
-		t.Fatalf("TxnOffsetCommit of nothing answered %+v", resp.Topics)
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.ProducerID, commit.ProducerEpoch = txn, first.ProducerID, 2
+	commit.Topics = []kmsg.TxnOffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Offset: 1}}}}
+	resp := request[*kmsg.TxnOffsetCommitResponse](t, cl, commit)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("TxnOffsetCommit of a topic that does not exist: %+v, want UNKNOWN_TOPIC_OR_PARTITION", resp)
 	}
 }

@@ -136,6 +136,22 @@ func TestFranzGoZombieTransactionalProducerIsFenced(t *testing.T) {
 	}
 }
 
+// saramaTxnProducer is a sarama transactional SyncProducer (Kafka 3.6 protocol) with the given
+// transactional id, closed when the test ends.
+func saramaTxnProducer(t *testing.T, c *kafkatest.Cluster, id string) sarama.SyncProducer {
+	t.Helper()
+	cfg := saramaConfig(sarama.V3_6_0_0)
+	cfg.Producer.Transaction.ID = id
+	cfg.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	cfg.Producer.Transaction.Retry.Max = 100
+	prod, err := sarama.NewSyncProducer(c.Bootstrap(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = prod.Close() })
+	return prod
+}
+
 // TestSaramaTransactionalProducerCommitsAndAborts runs sarama's transactional producer: a
 // committed and an aborted transaction; a read_committed franz-go consumer sees the committed
 // records only.
@@ -148,15 +164,7 @@ func TestSaramaTransactionalProducerCommitsAndAborts(t *testing.T) {
 	if err := c.CreateTopic(ctx, topic, 2, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	cfg := saramaConfig(sarama.V3_6_0_0)
-	cfg.Producer.Transaction.ID = "sarama-copier"
-	cfg.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
-	cfg.Producer.Transaction.Retry.Max = 100
-	prod, err := sarama.NewSyncProducer(c.Bootstrap(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	prod := saramaTxnProducer(t, c, "sarama-copier")
 	run := func(prefix string, commit bool) {
 		if err := prod.BeginTxn(); err != nil {
 			t.Fatal(err)

@@ -21,14 +21,25 @@ func FuzzLoad(f *testing.F) {
 	g.protocol, g.generation = "range", 3
 	gm := groupMetadataRecord(g, nil)
 	oc := offsetCommitRecord("g", "t", 0, committed{offset: 1, leaderEpoch: -1, expireTimestamp: -1})
-	f.Add(gm.Key, gm.Value, oc.Key, oc.Value)
-	f.Add(gm.Key, []byte(nil), oc.Key, []byte{0, 1, 2})
-	f.Add([]byte{0, 2, 0, 1, 'g'}, []byte{0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}, []byte{0, 1}, []byte{})
-	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 []byte) {
+	f.Add(gm.Key, gm.Value, oc.Key, oc.Value, byte(0))
+	f.Add(gm.Key, []byte(nil), oc.Key, []byte{0, 1, 2}, byte(0))
+	f.Add([]byte{0, 2, 0, 1, 'g'}, []byte{0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}, []byte{0, 1}, []byte{}, byte(0))
+	f.Add(oc.Key, oc.Value, []byte(nil), []byte(nil), byte(1|2|4)) // a transactional commit, then its COMMIT marker
+	f.Add(oc.Key, oc.Value, oc.Key, []byte(nil), byte(1))          // a pending commit, then a tombstone
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 []byte, txnBits byte) {
 		c := NewCoordinator(testConfig(), nil)
 		defer c.Close()
+		// txnBits: 1, the first record is producer 7's transactional commit; 2, the second is
+		// producer 7's marker, 4 a COMMIT (else an ABORT).
+		r1, r2 := Record{Key: k1, Value: v1}, Record{Key: k2, Value: v2}
+		if txnBits&1 != 0 {
+			r1.Txn = &Txn{ProducerID: 7}
+		}
+		if txnBits&2 != 0 {
+			r2.Txn = &Txn{ProducerID: 7, Marker: true, Commit: txnBits&4 != 0}
+		}
 		err := c.Load(context.Background(), 0, &memStore{}, func(yield func(Record) bool) error {
-			_ = yield(Record{Key: k1, Value: v1}) && yield(Record{Key: k2, Value: v2})
+			_ = yield(r1) && yield(r2)
 			return nil
 		})
 		if err != nil {
@@ -41,7 +52,10 @@ func FuzzLoad(f *testing.F) {
 			c.Heartbeat(ctx, &kmsg.HeartbeatRequest{Version: 4, Group: id, MemberID: "m", Generation: 3})
 		}
 		c.ListGroups(ctx, &kmsg.ListGroupsRequest{Version: 5})
-		c.OffsetFetch(ctx, &kmsg.OffsetFetchRequest{Version: 8, Groups: []kmsg.OffsetFetchRequestGroup{{Group: "g"}}})
+		c.OffsetFetch(ctx, &kmsg.OffsetFetchRequest{Version: 8, Groups: []kmsg.OffsetFetchRequestGroup{{Group: "g"}}, RequireStable: true})
+		if err := c.CompleteTxn(ctx, 0, 7, 0, txnBits&8 != 0, 0); err != nil {
+			t.Fatalf("CompleteTxn after the load: %v", err)
+		}
 	})
 }
 

@@ -222,3 +222,46 @@ func TestReadCommittedStopsAtTheLastStableOffsetAndListsTheAborts(t *testing.T) 
 		t.Fatalf("after the commit: read_committed up to %d, LSO %d; want 5 and 6", lastOffset(res), res.LastStableOffset)
 	}
 }
+
+// TestTxnOffsetBatchesOfTheCoordinatorSkipTheSequenceCheckButNotTheEpoch appends what the group
+// coordinator writes for TxnOffsetCommit: transactional batches of a producer without a
+// sequence. Each is written (none is taken for a retry of the one before), they open the
+// producer's transaction until its marker, and an older epoch than the partition's is refused.
+func TestTxnOffsetBatchesOfTheCoordinatorSkipTheSequenceCheckButNotTheEpoch(t *testing.T) {
+	f := newFixture(t, 1)
+	r := f.leader(t, 1)
+	ctx := t.Context()
+	offsets := func(epoch int16) []byte {
+		return records.BuildTxn([]records.Record{{Key: []byte("k"), Value: []byte("v")}}, 1700000000000,
+			records.Producer{ID: 7, Epoch: epoch, Sequence: -1})
+	}
+	for i := range 3 {
+		if err := r.AppendTxnOffsets(ctx, offsets(0)); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	if end, lso := r.Log().EndOffset(), r.LastStableOffset(); end != 3 || lso != 0 {
+		t.Fatalf("after three batches: log end %d, LSO %d; want 3 (each written) and 0 (open)", end, lso)
+	}
+	if err := r.AppendMarker(ctx, 7, 1, true, 0); err != nil { // 3: a fence's commit, epoch 1
+		t.Fatal(err)
+	}
+	if lso := r.LastStableOffset(); lso != 4 {
+		t.Fatalf("after the marker: LSO %d, want 4", lso)
+	}
+	if err := r.AppendTxnOffsets(ctx, offsets(0)); !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Fatalf("batch of the fenced epoch: %v, want INVALID_PRODUCER_EPOCH", err)
+	}
+	if err := r.AppendTxnOffsets(ctx, batch(1, plain)); !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("a plain batch: %v, want INVALID_RECORD", err)
+	}
+	// The producer's own batches keep their sequence around the coordinator's.
+	mustAppend(t, r, txnData(1, records.Producer{ID: 7, Epoch: 1, Sequence: 0}))
+	if err := r.AppendTxnOffsets(ctx, offsets(1)); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, r, txnData(1, records.Producer{ID: 7, Epoch: 1, Sequence: 1}))
+	if res, err := r.Append(ctx, txnData(1, records.Producer{ID: 7, Epoch: 1, Sequence: 1}), -1); err != nil || !res.Duplicate {
+		t.Fatalf("a retry of the producer's last batch: %+v, %v; want it found as a duplicate", res, err)
+	}
+}

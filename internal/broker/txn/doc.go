@@ -37,9 +37,10 @@
 //     completeTransaction), which then applies (COMMIT) or drops (ABORT) the
 //     producer's pending offsets; replay on load does the same from the log.
 //     OffsetFetch with RequireStable answers UNSTABLE_OFFSET_COMMIT for a
-//     partition with a pending commit. franz-go's GroupTransactSession and
-//     sarama's AddMessageToTxn/AddOffsetsToTxn copy exactly once against the
-//     bundled cluster (internal/broker/brokertest/ctp_test.go).
+//     partition with a pending commit. franz-go's GroupTransactSession,
+//     sarama's AddMessageToTxn/AddOffsetsToTxn and Kafka's Java
+//     TransactionalMessageCopier copy exactly once against the bundled
+//     cluster (internal/broker/brokertest/ctp_test.go).
 //
 // # The design the next slices follow
 //
