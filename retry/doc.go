@@ -104,6 +104,27 @@
 // only ever come from markers, so a crash never makes a record reach the
 // dead-letter topic before MaxAttempts failed attempts.
 //
+// # Exactly once
+//
+// With ExactlyOnce, a Job writes each marker's outcome in one Kafka
+// transaction with the retry topic's consumer offset: a success commits the
+// marker's offset (with the records Republish writes, if that is the
+// handler), a re-park writes the new marker and commits, a dead letter
+// writes to the dead-letter topic and commits. A transaction ends every
+// CommitInterval and carries the commit checkpoints (offset and metadata),
+// so a crash at any point neither loses nor doubles a re-park or a dead
+// letter as a read_committed reader of the retry and dead-letter topics sees
+// them. The Job reads the retry topic read_committed, its transactional id
+// is TransactionalID(group, instance) (a restart of the instance fences the
+// previous incarnation and aborts its open transaction), and a rebalance
+// aborts the open transaction as franz-go's GroupTransactSession does: the
+// markers it held run again. The handler's own effects are not transactional:
+// an HTTP call or a command (HTTPPost, Exec) may run twice for one marker —
+// at-least-once side effects — only the Kafka outputs are exactly once.
+// KeyOrder is refused in this mode, and readers of the dead-letter topic
+// and of topics Republish writes to must read read_committed
+// (produce.KgoConsumerOpts(produce.ExactlyOnce)).
+//
 // # Scheduling
 //
 // Due times are kept in a timer heap: one timer for the earliest marker, so a
