@@ -213,16 +213,23 @@ func duplicates(counts map[string]int) (dups int) {
 	return dups
 }
 
-func TestExactlyOnceJobKilledRepeatedlyWritesEachReparkAndDeadLetterOnce(t *testing.T) {
-	t.Parallel()
+// killedJob runs killedJobOutcomes on a fresh cluster and logs the
+// outcomes; it returns them and the number of markers.
+func killedJob(t *testing.T, topic string, exactlyOnce bool) (reparks, dead map[string]int, n int) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
-	const n = 120
-	e := newEnv(t, "eos", 3)
-	reparks, dead := killedJobOutcomes(t, e, n, true)
-	t.Logf("exactly once: %d re-parks (%d duplicates), %d dead letters (%d duplicates) for %d markers",
-		len(reparks), duplicates(reparks), len(dead), duplicates(dead), n)
+	n = 120
+	reparks, dead = killedJobOutcomes(t, newEnv(t, topic, 3), n, exactlyOnce)
+	t.Logf("exactly once %v: %d re-parks (%d duplicates), %d dead letters (%d duplicates) for %d markers",
+		exactlyOnce, len(reparks), duplicates(reparks), len(dead), duplicates(dead), n)
+	return reparks, dead, n
+}
+
+func TestExactlyOnceJobKilledRepeatedlyWritesEachReparkAndDeadLetterOnce(t *testing.T) {
+	t.Parallel()
+	reparks, dead, n := killedJob(t, "eos", true)
 	for i := range n {
 		v := fmt.Sprintf("r%d:-1", i)
 		if reparks[v] != 1 || dead[v] != 1 {
@@ -235,14 +242,7 @@ func TestExactlyOnceJobKilledRepeatedlyWritesEachReparkAndDeadLetterOnce(t *test
 // outcomes and committing them, the job writes them again.
 func TestAtLeastOnceJobKilledRepeatedlyDuplicatesDeadLetters(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts child processes")
-	}
-	const n = 120
-	e := newEnv(t, "alo", 3)
-	reparks, dead := killedJobOutcomes(t, e, n, false)
-	t.Logf("at least once: %d re-parks (%d duplicates), %d dead letters (%d duplicates) for %d markers",
-		len(reparks), duplicates(reparks), len(dead), duplicates(dead), n)
+	reparks, dead, n := killedJob(t, "alo", false)
 	if len(dead) != n {
 		t.Errorf("%d records dead-lettered, want %d", len(dead), n)
 	}

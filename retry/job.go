@@ -465,11 +465,12 @@ func (j *Job) callHandler(ctx context.Context, m *Marker) (err error) {
 
 // runItem runs one due item and reports whether it is finished.
 func (j *Job) runItem(ctx context.Context, it *item) bool {
-	if j.txn != nil {
-		return j.runItemTxn(ctx, it)
-	}
 	if it.invalid {
-		return j.persist(ctx, "dead letter", func(ctx context.Context) error { return j.deadLetterRaw(ctx, it) })
+		dl := func(ctx context.Context) error { return j.deadLetterRaw(ctx, it) }
+		if j.txn != nil {
+			return j.inTxn(ctx, it, "dead letter", dl)
+		}
+		return j.persist(ctx, "dead letter", dl)
 	}
 	m := it.m
 	if !j.locks.live(it.part, it.offset, m.Origin) {
@@ -479,10 +480,19 @@ func (j *Job) runItem(ctx context.Context, it *item) bool {
 	}
 	j.retried.Add(1)
 	j.cfg.metrics.incRetried(m.Topic)
-	err := j.callHandler(ctx, m)
+	hctx, outs := ctx, (*outputs)(nil)
+	if j.txn != nil {
+		// Republish leaves its record here, for the transaction.
+		outs = &outputs{}
+		hctx = context.WithValue(ctx, outputsKey{}, outs)
+	}
+	err := j.callHandler(hctx, m)
 	if err != nil && ctx.Err() != nil {
 		// Interrupted by shutdown: the attempt does not count.
 		return false
+	}
+	if j.txn != nil {
+		return j.finishTxn(ctx, it, err, outs)
 	}
 	if err == nil {
 		j.succeeded.Add(1)

@@ -304,23 +304,11 @@ func (j *Job) current(epoch uint64) bool {
 	return !j.frozen && epoch == j.epoch
 }
 
-// runItemTxn is runItem in ExactlyOnce mode.
-func (j *Job) runItemTxn(ctx context.Context, it *item) bool {
-	if it.invalid {
-		return j.inTxn(ctx, it, "dead letter", func(ctx context.Context) error { return j.deadLetterRaw(ctx, it) })
-	}
+// finishTxn writes the outcome of a marker whose handler returned err, in
+// ExactlyOnce mode: outs (the records the handler wrote) on success, the
+// dead letter or the next marker on failure.
+func (j *Job) finishTxn(ctx context.Context, it *item, err error, outs *outputs) bool {
 	m := it.m
-	if !j.locks.live(it.part, it.offset, m.Origin) {
-		j.superseded.Add(1)
-		return true
-	}
-	j.retried.Add(1)
-	j.cfg.metrics.incRetried(m.Topic)
-	outs := &outputs{}
-	err := j.callHandler(context.WithValue(ctx, outputsKey{}, outs), m)
-	if err != nil && ctx.Err() != nil {
-		return false
-	}
 	if err == nil {
 		return j.inTxn(ctx, it, "output", func(ctx context.Context) error {
 			if len(outs.recs) > 0 {
