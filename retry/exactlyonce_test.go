@@ -2,10 +2,12 @@ package retry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -248,5 +250,59 @@ func TestAtLeastOnceJobKilledRepeatedlyDuplicatesDeadLetters(t *testing.T) {
 	}
 	if duplicates(reparks)+duplicates(dead) == 0 {
 		t.Errorf("no duplicate outcome: the kills did not land between an outcome and its commit")
+	}
+}
+
+// Two ExactlyOnce instances share the work: the second one's arrival and the
+// first one's departure rebalance the group, aborting the transactions open
+// then; the markers of those transactions run again, and still every outcome
+// is written once as read_committed readers see it.
+func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
+	t.Parallel()
+	const n = 60
+	e := newEnv(t, "eosrebalance", 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	now := time.Now()
+	for i := range n {
+		if err := e.cl.ProduceSync(ctx, foreignMarker(e.topic+retry.RetrySuffix, e.topic, i, now)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var runs atomic.Int64
+	newJob := func(instance string) *retry.Job {
+		j, err := retry.NewJob(func(context.Context, *retry.Marker) error {
+			runs.Add(1)
+			time.Sleep(10 * time.Millisecond)
+			return errors.New("fails")
+		}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(3),
+			retry.Concurrency(2), retry.CommitInterval(100*time.Millisecond), retry.ExactlyOnce(instance))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	stopA := runJob(t, newJob("a"))
+	testkit.WaitFor(t, 20*time.Second, "the first job to run markers", func() bool { return runs.Load() >= 20 })
+	stopB := runJob(t, newJob("b"))
+	testkit.WaitFor(t, 20*time.Second, "more runs after the second job joined", func() bool { return runs.Load() >= 60 })
+	if err := stopA(); err != nil {
+		t.Fatalf("first job: %v", err)
+	}
+	testkit.WaitFor(t, 30*time.Second, "every record to be dead-lettered", func() bool {
+		_, dead := outcomes(t, e)
+		return len(dead) == n
+	})
+	if err := stopB(); err != nil {
+		t.Fatalf("second job: %v", err)
+	}
+	reparks, dead := outcomes(t, e)
+	t.Logf("%d handler runs for %d markers (%d without a rerun); %d re-park and %d dead-letter duplicates",
+		runs.Load(), n, 2*n, duplicates(reparks), duplicates(dead))
+	for i := range n {
+		v := fmt.Sprintf("r%d:-1", i)
+		if reparks[v] != 1 || dead[v] != 1 {
+			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
+		}
 	}
 }
