@@ -48,7 +48,9 @@
 //
 // # Dead letters
 //
-// DeadLetters reads a dead-letter topic (either header format): Read selects
+// DeadLetters reads a dead-letter topic (either header format), read_committed
+// so that the dead letters of aborted transactions (see Exactly once) are
+// not listed: Read selects
 // records by partition, offset range, key and error text, Get returns one
 // with its whole history, Summarize groups them by cause and age, and Replay
 // sends selected ones back to their source topic or, as fresh markers, to

@@ -216,27 +216,42 @@ func duplicates(counts map[string]int) (dups int) {
 }
 
 // killedJob runs killedJobOutcomes on a fresh cluster and logs the
-// outcomes; it returns them and the number of markers.
-func killedJob(t *testing.T, topic string, exactlyOnce bool) (reparks, dead map[string]int, n int) {
+// outcomes; it returns them, the number of markers and the cluster.
+func killedJob(t *testing.T, topic string, exactlyOnce bool) (reparks, dead map[string]int, n int, e *env) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
 	n = 120
-	reparks, dead = killedJobOutcomes(t, newEnv(t, topic, 3), n, exactlyOnce)
+	e = newEnv(t, topic, 3)
+	reparks, dead = killedJobOutcomes(t, e, n, exactlyOnce)
 	t.Logf("exactly once %v: %d re-parks (%d duplicates), %d dead letters (%d duplicates) for %d markers",
 		exactlyOnce, len(reparks), duplicates(reparks), len(dead), duplicates(dead), n)
-	return reparks, dead, n
+	return reparks, dead, n, e
 }
 
 func TestExactlyOnceJobKilledRepeatedlyWritesEachReparkAndDeadLetterOnce(t *testing.T) {
 	t.Parallel()
-	reparks, dead, n := killedJob(t, "eos", true)
+	reparks, dead, n, e := killedJob(t, "eos", true)
 	for i := range n {
 		v := fmt.Sprintf("r%d:-1", i)
 		if reparks[v] != 1 || dead[v] != 1 {
 			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
 		}
+	}
+	// What `kafkaguard dlq` lists: the committed dead letters, not those of
+	// the transactions the kills aborted.
+	dls, err := retry.NewDeadLetters(retry.Topic(e.topic), retry.KgoOpts(kgo.SeedBrokers(e.c.Bootstrap()...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dls.Close()
+	listed, err := dls.Read(t.Context(), retry.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != n {
+		t.Errorf("DeadLetters.Read lists %d dead letters, want %d", len(listed), n)
 	}
 }
 
@@ -244,7 +259,7 @@ func TestExactlyOnceJobKilledRepeatedlyWritesEachReparkAndDeadLetterOnce(t *test
 // outcomes and committing them, the job writes them again.
 func TestAtLeastOnceJobKilledRepeatedlyDuplicatesDeadLetters(t *testing.T) {
 	t.Parallel()
-	reparks, dead, n := killedJob(t, "alo", false)
+	reparks, dead, n, _ := killedJob(t, "alo", false)
 	if len(dead) != n {
 		t.Errorf("%d records dead-lettered, want %d", len(dead), n)
 	}
