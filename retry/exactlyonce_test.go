@@ -38,6 +38,18 @@ func foreignMarker(retryTopic, topic string, i int, now time.Time) *kgo.Record {
 		}}
 }
 
+// writeForeignMarkers writes the markers of records 0..n-1 of e's topic
+// (see foreignMarker) to its retry topic, due now.
+func writeForeignMarkers(ctx context.Context, t *testing.T, e *env, n int) {
+	t.Helper()
+	now := time.Now()
+	for i := range n {
+		if err := e.cl.ProduceSync(ctx, foreignMarker(e.topic+retry.RetrySuffix, e.topic, i, now)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // readCommitted reads topic as a read_committed consumer, up to its last
 // stable offset, without the transactions' control records.
 func readCommitted(t *testing.T, bootstrap []string, topic string) []*kgo.Record {
@@ -116,17 +128,13 @@ func outcomes(t *testing.T, e *env) (reparks, dead map[string]int) {
 // client, then runs the job (records always fail, MaxAttempts 3: one
 // re-park and one dead letter each) in a child process that is SIGKILLed
 // three times, each within half a second of its first dead letters, and
-// restarted, and lets the last one finish. It returns the outcomes read_committed readers see.
+// restarted, and lets the last one finish. It returns the outcomes
+// read_committed readers see.
 func killedJobOutcomes(t *testing.T, e *env, n int, exactlyOnce bool) (reparks, dead map[string]int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	now := time.Now()
-	for i := range n {
-		if err := e.cl.ProduceSync(ctx, foreignMarker(e.topic+retry.RetrySuffix, e.topic, i, now)).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeForeignMarkers(ctx, t, e, n)
 	logPath := filepath.Join(t.TempDir(), "runs.log")
 	env := []string{"RETRY_BOOTSTRAP=" + strings.Join(e.c.Bootstrap(), ","), "RETRY_TOPIC=" + e.topic,
 		"RETRY_LOG=" + logPath, "RETRY_MAX=3", "RETRY_COMMIT=300ms"}
@@ -278,12 +286,7 @@ func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
 	e := newEnv(t, "eosrebalance", 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	now := time.Now()
-	for i := range n {
-		if err := e.cl.ProduceSync(ctx, foreignMarker(e.topic+retry.RetrySuffix, e.topic, i, now)).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeForeignMarkers(ctx, t, e, n)
 	var runs atomic.Int64
 	newJob := func(instance string) *retry.Job {
 		j, err := retry.NewJob(func(context.Context, *retry.Marker) error {
