@@ -60,6 +60,10 @@ type Stats struct {
 // one that is, and due markers run concurrently on at most Concurrency
 // goroutines. At most MaxBuffered markers are held in memory; the Job stops
 // fetching while the bound is reached.
+//
+// With ExactlyOnce, each outcome is written in a transaction with the
+// marker's offset commit instead, so that a crash neither loses nor doubles
+// one as read_committed readers see them (see the package doc).
 type Job struct {
 	cfg        config
 	handler    Handler
@@ -106,7 +110,8 @@ type jobPart struct {
 
 // NewJob returns a Job that runs handler for the markers of the retry topic
 // (Topic or RetryTopic). Every invalid option is reported at once, each
-// wrapping ErrInvalidOption.
+// wrapping ErrInvalidOption; KgoOpts are checked against produce.NoLoss, or
+// produce.ExactlyOnce with ExactlyOnce.
 func NewJob(handler Handler, opts ...JobOpt) (*Job, error) {
 	c := newConfig(opts)
 	err := c.validate(true)
