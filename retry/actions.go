@@ -28,6 +28,10 @@ const maxOutput = 512
 // the handler returns; client must produce with acks=all, or Republish
 // returns an error wrapping ErrUnsafeClient.
 //
+// In an ExactlyOnce Job the record is not written by client: the Job
+// writes it in the transaction that commits the marker, so that it is
+// republished exactly once as read_committed consumers see it.
+//
 // Republish cannot keep key order (the record goes to the back of its
 // topic), so it must not be combined with KeyOrder.
 func Republish(client *kgo.Client) (Handler, error) {
@@ -39,6 +43,11 @@ func Republish(client *kgo.Client) (Handler, error) {
 	}
 	return func(ctx context.Context, m *Marker) error {
 		rec := m.encode(m.Topic, KindRepublished)
+		if outs, ok := txnOutputs(ctx); ok {
+			// An ExactlyOnce Job writes it in its transaction.
+			outs.add(rec)
+			return nil
+		}
 		if err := client.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			return fmt.Errorf("retry: republishing %s: %w", m.Origin, err)
 		}

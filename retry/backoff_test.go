@@ -2,6 +2,7 @@ package retry
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,17 @@ func TestOptionsAreValidatedAllAtOnce(t *testing.T) {
 	small := newConfig([]option{Concurrency(10), MaxBuffered(5)})
 	if err := small.validate(false); err == nil {
 		t.Errorf("MaxBuffered below Concurrency accepted")
+	}
+	locks := &KeyLocks{topic: "t.retry"}
+	eos := newConfig([]option{Topic("t"), ExactlyOnce(""), KeyOrder(locks)})
+	err = eos.validate(true)
+	for _, want := range []string{"ExactlyOnce needs an instance name", "KeyOrder cannot be combined with ExactlyOnce"} {
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("ExactlyOnce without an instance and with KeyOrder: the error does not say %q:\n%v", want, err)
+		}
+	}
+	if ok := newConfig([]option{Topic("t"), ExactlyOnce("a")}); ok.validate(true) != nil {
+		t.Errorf("ExactlyOnce with an instance: %v", ok.validate(true))
 	}
 }
 

@@ -52,8 +52,9 @@ func startHelper(t *testing.T, kind string, env ...string) *exec.Cmd {
 }
 
 // helperJob runs a Job whose handler fails each record's first k attempts,
-// k taken from the value "name:k" (k < 0: always), and logs every run to
-// RETRY_LOG as "run VALUE ATTEMPT" and every success as "ok VALUE ATTEMPT".
+// k taken from the value "name:k" (k < 0: always), and logs its start to
+// RETRY_LOG as "start job PID", every run as "run VALUE ATTEMPT" and every
+// success as "ok VALUE ATTEMPT".
 func helperJob() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
@@ -63,7 +64,19 @@ func helperJob() int {
 		return 1
 	}
 	defer f.Close()
+	fmt.Fprintf(f, "start job %d\n", os.Getpid()) // SIGTERM stops it gracefully from here on
 	maxAttempts, _ := strconv.Atoi(os.Getenv("RETRY_MAX"))
+	commitEvery := 30 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv("RETRY_COMMIT")); err == nil {
+		commitEvery = d
+	}
+	opts := []retry.JobOpt{retry.Topic(os.Getenv("RETRY_TOPIC")), retry.MaxAttempts(maxAttempts), retry.RetryBackoff(fastBackoff),
+		retry.Concurrency(4), retry.CommitInterval(commitEvery),
+		retry.KgoOpts(kgo.SeedBrokers(strings.Split(os.Getenv("RETRY_BOOTSTRAP"), ",")...),
+			kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond))}
+	if os.Getenv("RETRY_EOS") != "" {
+		opts = append(opts, retry.ExactlyOnce("helper"))
+	}
 	j, err := retry.NewJob(func(ctx context.Context, m *retry.Marker) error {
 		attempt := m.Attempts + 1
 		fmt.Fprintf(f, "run %s %d\n", m.Value, attempt)
@@ -75,10 +88,7 @@ func helperJob() int {
 		}
 		fmt.Fprintf(f, "ok %s %d\n", m.Value, attempt)
 		return nil
-	}, retry.Topic(os.Getenv("RETRY_TOPIC")), retry.MaxAttempts(maxAttempts), retry.RetryBackoff(fastBackoff),
-		retry.Concurrency(4), retry.CommitInterval(30*time.Millisecond),
-		retry.KgoOpts(kgo.SeedBrokers(strings.Split(os.Getenv("RETRY_BOOTSTRAP"), ",")...),
-			kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond)))
+	}, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -176,7 +176,9 @@ func (d *DeadLetters) Read(ctx context.Context, f Filter) ([]*DeadLetter, error)
 	if err != nil {
 		return nil, fmt.Errorf("retry: listing %s: %w", d.topic, err)
 	}
-	ends, err := d.adm.ListEndOffsets(ctx, d.topic)
+	// Up to the last stable offset: a dead letter of a transaction still
+	// open (an ExactlyOnce Job) is listed once it commits.
+	ends, err := d.adm.ListCommittedOffsets(ctx, d.topic)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -205,7 +207,7 @@ func (d *DeadLetters) Read(ctx context.Context, f Filter) ([]*DeadLetter, error)
 		}
 	}
 	var out []*DeadLetter
-	err = readRanges(ctx, d.opts, d.topic, ranges, func(r *kgo.Record) {
+	err = readRanges(ctx, d.opts, d.topic, ranges, true, func(r *kgo.Record) {
 		dl := &DeadLetter{Partition: r.Partition, Offset: r.Offset, Written: r.Timestamp, Record: r}
 		dl.Marker, dl.Err = ParseMarker(r)
 		if dl.Err != nil {
@@ -241,14 +243,16 @@ func (d *DeadLetters) Get(ctx context.Context, partition int32, offset int64) (*
 }
 
 // readRanges calls fn for every record of topic in the offset range
-// [from, until) of each partition of ranges, aborted ones included
-// (read_uncommitted). A partition is done at its last offset; transaction
+// [from, until) of each partition of ranges: those of committed
+// transactions only if committed (read_committed; until must not pass the
+// last stable offset), else aborted ones included (read_uncommitted). A
+// partition is done at its last offset; transaction
 // markers are fetched too, to see that offset, but not passed to fn. When
 // the last offsets of a range are gone all the same (compaction), fetches
 // answer with nothing: after readQuiet polls in a row in which brokers
 // answered fetches and no record came, the ranges are taken as read. A slow
 // cluster that does not answer is not quiet: the read then ends with ctx.
-func readRanges(ctx context.Context, opts []kgo.Opt, topic string, ranges map[int32][2]int64, fn func(*kgo.Record)) error {
+func readRanges(ctx context.Context, opts []kgo.Opt, topic string, ranges map[int32][2]int64, committed bool, fn func(*kgo.Record)) error {
 	if len(ranges) == 0 {
 		return nil
 	}
@@ -257,9 +261,13 @@ func readRanges(ctx context.Context, opts []kgo.Opt, topic string, ranges map[in
 		start[p] = kgo.NewOffset().At(r[0])
 	}
 	var fetches fetchCounter
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
+	copts := append(append([]kgo.Opt(nil), opts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchMaxWait(200*time.Millisecond), kgo.KeepControlRecords(), kgo.WithHooks(&fetches))...)
+		kgo.FetchMaxWait(200*time.Millisecond), kgo.KeepControlRecords(), kgo.WithHooks(&fetches))
+	if committed {
+		copts = append(copts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl, err := kgo.NewClient(copts...)
 	if err != nil {
 		return fmt.Errorf("retry: reading %s: %w", topic, err)
 	}
@@ -591,7 +599,7 @@ func (d *DeadLetters) scanReplays(ctx context.Context, topic string, since time.
 			ranges[o.Partition] = [2]int64{from, o.Offset}
 		}
 	})
-	return readRanges(ctx, d.opts, topic, ranges, func(r *kgo.Record) {
+	return readRanges(ctx, d.opts, topic, ranges, false, func(r *kgo.Record) {
 		for _, h := range r.Headers {
 			if h.Key == HeaderReplayedFrom {
 				found[string(h.Value)] = [2]int64{int64(r.Partition), r.Offset}

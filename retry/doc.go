@@ -48,7 +48,9 @@
 //
 // # Dead letters
 //
-// DeadLetters reads a dead-letter topic (either header format): Read selects
+// DeadLetters reads a dead-letter topic (either header format), read_committed
+// so that the dead letters of aborted transactions (see Exactly once) are
+// not listed: Read selects
 // records by partition, offset range, key and error text, Get returns one
 // with its whole history, Summarize groups them by cause and age, and Replay
 // sends selected ones back to their source topic or, as fresh markers, to
@@ -103,6 +105,27 @@
 // markers again: delivery to the handler is at least once. Attempt counts
 // only ever come from markers, so a crash never makes a record reach the
 // dead-letter topic before MaxAttempts failed attempts.
+//
+// # Exactly once
+//
+// With ExactlyOnce, a Job writes each marker's outcome in one Kafka
+// transaction with the retry topic's consumer offset: a success commits the
+// marker's offset (with the records Republish writes, if that is the
+// handler), a re-park writes the new marker and commits, a dead letter
+// writes to the dead-letter topic and commits. A transaction ends every
+// CommitInterval and carries the commit checkpoints (offset and metadata),
+// so a crash at any point neither loses nor doubles a re-park or a dead
+// letter as a read_committed reader of the retry and dead-letter topics sees
+// them. The Job reads the retry topic read_committed, its transactional id
+// is TransactionalID(group, instance) (a restart of the instance fences the
+// previous incarnation and aborts its open transaction), and a rebalance
+// aborts the open transaction as franz-go's GroupTransactSession does: the
+// markers it held run again. The handler's own effects are not transactional:
+// an HTTP call or a command (HTTPPost, Exec) may run twice for one marker —
+// at-least-once side effects — only the Kafka outputs are exactly once.
+// KeyOrder is refused in this mode, and readers of the dead-letter topic
+// and of topics Republish writes to must read read_committed
+// (produce.KgoConsumerOpts(produce.ExactlyOnce)).
 //
 // # Scheduling
 //

@@ -60,6 +60,10 @@ type Stats struct {
 // one that is, and due markers run concurrently on at most Concurrency
 // goroutines. At most MaxBuffered markers are held in memory; the Job stops
 // fetching while the bound is reached.
+//
+// With ExactlyOnce, each outcome is written in a transaction with the
+// marker's offset commit instead, so that a crash neither loses nor doubles
+// one as read_committed readers see them (see the package doc).
 type Job struct {
 	cfg        config
 	handler    Handler
@@ -82,8 +86,15 @@ type Job struct {
 	cancelWork context.CancelFunc  // set by Run: cancels running handlers
 	bg         sync.WaitGroup      // the gauge loop
 
+	txn *txnState // ExactlyOnce: the transactional client and its state; nil otherwise
+
 	mu    sync.Mutex
 	parts map[int32]*jobPart
+	// epoch and frozen are the ExactlyOnce reset state (see txnState):
+	// an item finishes only if held in the current epoch, and nothing
+	// finishes while frozen.
+	epoch  uint64
+	frozen bool
 
 	retried, succeeded, reparked, deadLettered, superseded atomic.Int64
 }
@@ -92,18 +103,27 @@ type jobPart struct {
 	tracker *ordering.Tracker
 	next    int64 // next offset to read
 	hw      int64 // high watermark seen in the last fetch
+	// base is the last checkpoint committed (Offset -1: none); ExactlyOnce
+	// resets the partition to it when a transaction aborts.
+	base ordering.Checkpoint
 }
 
 // NewJob returns a Job that runs handler for the markers of the retry topic
 // (Topic or RetryTopic). Every invalid option is reported at once, each
-// wrapping ErrInvalidOption.
+// wrapping ErrInvalidOption; KgoOpts are checked against produce.NoLoss, or
+// produce.ExactlyOnce with ExactlyOnce.
 func NewJob(handler Handler, opts ...JobOpt) (*Job, error) {
 	c := newConfig(opts)
 	err := c.validate(true)
 	if handler == nil {
 		err = errors.Join(err, fmt.Errorf("%w: nil handler", ErrInvalidOption))
 	}
-	kopts, kerr := produce.ApplyKgo(produce.NoLoss, c.clientOpts)
+	preset, copts := produce.NoLoss, c.clientOpts
+	if c.exactlyOnce {
+		preset = produce.ExactlyOnce
+		copts = append(append([]kgo.Opt(nil), copts...), kgo.TransactionalID(TransactionalID(c.groupName(), c.instance)))
+	}
+	kopts, kerr := produce.ApplyKgo(preset, copts)
 	if kerr != nil {
 		err = errors.Join(err, fmt.Errorf("%w: KgoOpts: %w", ErrInvalidOption, kerr))
 	}
@@ -185,7 +205,13 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	j.locks = locks
 	wcfg := j.cfg
-	wcfg.locks = locks
+	if j.cfg.exactlyOnce {
+		// A marker written in a transaction exists for the locks only
+		// once the transaction commits: they read it then.
+		wcfg.locks = nil
+	} else {
+		wcfg.locks = locks
+	}
 
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
@@ -198,10 +224,16 @@ func (j *Job) Run(ctx context.Context) error {
 	stopListen := locks.onUnlock(j.sched.recheck)
 	defer stopListen()
 
+	var committer groupengine.Committer
+	if j.cfg.exactlyOnce {
+		committer = noCommit{}
+	}
 	var err error
 	j.group, err = groupengine.New(groupengine.Config{
 		Group:          j.groupName,
 		Work:           (*jobWork)(j),
+		Committer:      committer,
+		StableOffsets:  j.cfg.exactlyOnce,
 		CommitInterval: j.cfg.commitInterval,
 		DrainTimeout:   j.cfg.shutdownTimeout,
 		CommitTimeout:  10 * time.Second,
@@ -225,11 +257,18 @@ func (j *Job) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(pinPartitioner()),
 	), j.group.Opts()...)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("retry: job client: %w", err)
+	if j.cfg.exactlyOnce {
+		if err := j.openTxn(ctx, opts); err != nil {
+			return err
+		}
+	} else {
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return fmt.Errorf("retry: job client: %w", err)
+		}
+		j.cl = cl
 	}
-	j.cl = cl
+	cl := j.cl
 	j.w = writer{cl: cl, cfg: &wcfg, alerts: j.alerts}
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
@@ -237,9 +276,26 @@ func (j *Job) Run(ctx context.Context) error {
 	j.stopLoop, j.cancelWork = stopLoop, cancelWork
 	go j.sched.loop(loopCtx, workCtx)
 	j.bg.Go(func() { j.gaugeLoop(loopCtx) })
+	var txnLoop sync.WaitGroup
+	txnCtx, stopTxnLoop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTxnLoop()
+	if j.txn != nil {
+		txnLoop.Go(func() { j.txnLoop(txnCtx) })
+	}
 
-	log.Info("retry: job started", "retry_topic", j.retryTopic, "group", j.groupName, "key_order", j.keyOrder)
+	log.Info("retry: job started", "retry_topic", j.retryTopic, "group", j.groupName, "key_order", j.keyOrder, "exactly_once", j.cfg.exactlyOnce)
 	err = j.group.Run(ctx, cl, j.pollLoop)
+	if j.txn != nil {
+		// The handlers have returned: the last transaction carries what
+		// they finished.
+		stopTxnLoop()
+		txnLoop.Wait()
+		if j.txnErr() == nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			err = errors.Join(err, j.endTxn(cctx, true))
+			cancel()
+		}
+	}
 	cl.Close() // leaves the group; revocation commits whatever is left
 	log.Info("retry: job stopped", "retry_topic", j.retryTopic, "err", err)
 	return err
@@ -251,13 +307,28 @@ func (j *Job) pollLoop(ctx context.Context) error {
 		if err != nil {
 			return nil
 		}
-		fs := j.cl.PollRecords(ctx, room)
+		pctx, cancel := j.pollContext(ctx)
+		fs := j.cl.PollRecords(pctx, room)
+		cancel()
 		if ctx.Err() != nil {
 			j.cl.AllowRebalance()
 			return nil
 		}
 		if fs.IsClientClosed() {
 			return fmt.Errorf("retry: job client: %w", kgo.ErrClientClosed)
+		}
+		if j.txn != nil {
+			if err := j.txnErr(); err != nil {
+				j.cl.AllowRebalance()
+				return err
+			}
+			if j.frozenNow() {
+				// A transaction aborted: what was just polled is read
+				// again from the last commit.
+				j.resetAfterAbort()
+				j.cl.AllowRebalance()
+				continue
+			}
 		}
 		fs.EachError(func(t string, p int32, err error) {
 			j.cfg.logger.Warn("retry: fetch", "topic", t, "partition", p, "err", err)
@@ -314,6 +385,7 @@ func (j *Job) hold(r *kgo.Record) {
 	}
 	jp.next = r.Offset + 1
 	skip := jp.tracker.Skip(r.Offset)
+	epoch := j.epoch
 	j.mu.Unlock()
 
 	m, err := ParseMarker(r)
@@ -323,17 +395,17 @@ func (j *Job) hold(r *kgo.Record) {
 		if err == nil {
 			j.locks.resolve(r.Partition, r.Offset, m.Origin)
 		}
-		j.done(r.Partition, r.Offset)
+		j.doneAt(r.Partition, r.Offset, epoch)
 	case err == nil && m.Kind == KindResolved:
 		j.locks.resolve(r.Partition, r.Offset, m.Origin)
-		j.done(r.Partition, r.Offset)
+		j.doneAt(r.Partition, r.Offset, epoch)
 	case err == nil && m.Kind == KindMarker:
 		if !j.locks.observe(r.Partition, r.Offset, m) {
 			j.superseded.Add(1)
-			j.done(r.Partition, r.Offset)
+			j.doneAt(r.Partition, r.Offset, epoch)
 			return
 		}
-		it := &item{m: m, part: r.Partition, offset: r.Offset, due: m.Due, index: -1}
+		it := &item{m: m, part: r.Partition, offset: r.Offset, due: m.Due, index: -1, epoch: epoch}
 		if j.keyOrder && m.Key != nil {
 			it.keyed, it.key = true, lockKey{m.Topic, string(m.Key)}
 		}
@@ -343,14 +415,18 @@ func (j *Job) hold(r *kgo.Record) {
 			err = fmt.Errorf("%w: a %s record on the retry topic", ErrInvalidMarker, m.Kind)
 		}
 		j.cfg.logger.Error("retry: invalid marker", "partition", r.Partition, "offset", r.Offset, "err", err)
-		j.sched.add(&item{invalid: true, part: r.Partition, offset: r.Offset, m: &Marker{Key: r.Key, Value: r.Value, Headers: r.Headers}, err: err, index: -1})
+		j.sched.add(&item{invalid: true, part: r.Partition, offset: r.Offset, m: &Marker{Key: r.Key, Value: r.Value, Headers: r.Headers}, err: err, index: -1, epoch: epoch})
 	}
 }
 
-// done marks a retry offset finished for commits.
-func (j *Job) done(p int32, off int64) {
+// doneAt marks a retry offset finished for commits, unless it was held in
+// an epoch that an aborted transaction ended (ExactlyOnce).
+func (j *Job) doneAt(p int32, off int64, epoch uint64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.frozen || epoch != j.epoch {
+		return
+	}
 	if jp := j.parts[p]; jp != nil {
 		if err := jp.tracker.Done(off); err != nil {
 			j.cfg.logger.Error("retry: finishing offset", "partition", p, "offset", off, "err", err)
@@ -359,7 +435,11 @@ func (j *Job) done(p int32, off int64) {
 }
 
 // finished is called by the scheduler for every item that is finished.
-func (j *Job) finished(it *item) { j.done(it.part, it.offset) }
+func (j *Job) finished(it *item) {
+	if !it.txnDone {
+		j.doneAt(it.part, it.offset, it.epoch)
+	}
+}
 
 // persist calls write until it succeeds or ctx is done.
 func (j *Job) persist(ctx context.Context, what string, write func(context.Context) error) bool {
@@ -394,7 +474,11 @@ func (j *Job) callHandler(ctx context.Context, m *Marker) (err error) {
 // runItem runs one due item and reports whether it is finished.
 func (j *Job) runItem(ctx context.Context, it *item) bool {
 	if it.invalid {
-		return j.persist(ctx, "dead letter", func(ctx context.Context) error { return j.deadLetterRaw(ctx, it) })
+		dl := func(ctx context.Context) error { return j.deadLetterRaw(ctx, it) }
+		if j.txn != nil {
+			return j.inTxn(ctx, it, "dead letter", dl)
+		}
+		return j.persist(ctx, "dead letter", dl)
 	}
 	m := it.m
 	if !j.locks.live(it.part, it.offset, m.Origin) {
@@ -404,10 +488,19 @@ func (j *Job) runItem(ctx context.Context, it *item) bool {
 	}
 	j.retried.Add(1)
 	j.cfg.metrics.incRetried(m.Topic)
-	err := j.callHandler(ctx, m)
+	hctx, outs := ctx, (*outputs)(nil)
+	if j.txn != nil {
+		// Republish leaves its record here, for the transaction.
+		outs = &outputs{}
+		hctx = context.WithValue(ctx, outputsKey{}, outs)
+	}
+	err := j.callHandler(hctx, m)
 	if err != nil && ctx.Err() != nil {
 		// Interrupted by shutdown: the attempt does not count.
 		return false
+	}
+	if j.txn != nil {
+		return j.finishTxn(ctx, it, err, outs)
 	}
 	if err == nil {
 		j.succeeded.Add(1)
@@ -416,14 +509,7 @@ func (j *Job) runItem(ctx context.Context, it *item) bool {
 		return j.resolve(ctx, it)
 	}
 	next := m.failed(err, time.Now())
-	reason := ""
-	switch {
-	case IsPermanent(err):
-		reason = ReasonPermanent
-	case next.Attempts >= j.cfg.maxAttempts:
-		reason = ReasonMaxAttempts
-	}
-	if reason != "" {
+	if reason := j.deadReason(err, next); reason != "" {
 		if !j.persist(ctx, "dead letter", func(ctx context.Context) error { return j.w.deadLetter(ctx, next, reason) }) {
 			return false
 		}
@@ -438,6 +524,18 @@ func (j *Job) runItem(ctx context.Context, it *item) bool {
 	}
 	j.reparked.Add(1)
 	return true
+}
+
+// deadReason returns why a record whose attempt failed with err goes to the
+// dead-letter topic, or "" if it is parked again as next.
+func (j *Job) deadReason(err error, next *Marker) string {
+	switch {
+	case IsPermanent(err):
+		return ReasonPermanent
+	case next.Attempts >= j.cfg.maxAttempts:
+		return ReasonMaxAttempts
+	}
+	return ""
 }
 
 // resolve ends an item's record: in key order with a KindResolved record
@@ -521,13 +619,13 @@ func (w *jobWork) Assign(ctx context.Context, cps map[ordering.TopicPartition]or
 		if tp.Topic != j.retryTopic {
 			continue
 		}
-		jp := &jobPart{tracker: ordering.NewTracker(-1)}
+		jp := &jobPart{tracker: ordering.NewTracker(-1), base: ordering.Checkpoint{Offset: -1}}
 		if cp.Offset >= 0 {
 			tr, err := ordering.ResumeTracker(cp)
 			if err != nil {
 				j.cfg.logger.Warn("retry: commit metadata unusable, finished markers above the commit run again", "partition", tp.Partition, "err", err)
 			}
-			jp.tracker, jp.next = tr, cp.Offset
+			jp.tracker, jp.next, jp.base = tr, cp.Offset, cp
 		}
 		j.parts[tp.Partition] = jp
 		ps = append(ps, tp.Partition)
@@ -541,6 +639,13 @@ func (w *jobWork) Assign(ctx context.Context, cps map[ordering.TopicPartition]or
 func (w *jobWork) Release(ctx context.Context, tps []ordering.TopicPartition) map[ordering.TopicPartition]ordering.Checkpoint {
 	j := (*Job)(w)
 	cps := make(map[ordering.TopicPartition]ordering.Checkpoint)
+	if j.txn != nil {
+		// The open transaction aborts (the group rebalanced): nothing
+		// running now can commit, so there is nothing to wait for.
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		ctx = gone
+	}
 	for _, tp := range tps {
 		if tp.Topic != j.retryTopic {
 			continue

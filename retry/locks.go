@@ -54,13 +54,16 @@ type lockPart struct {
 // that a later marker of the same record superseded. KeyLocks is safe for
 // concurrent use.
 type KeyLocks struct {
-	topic   string
-	group   string
-	log     *slog.Logger
-	refresh time.Duration
-	cl      *kgo.Client // follower
-	adm     *kadm.Client
-	admCl   *kgo.Client
+	topic string
+	group string
+	// committed makes the locks read only committed transactions and count
+	// the end of a partition at its last stable offset (ExactlyOnce).
+	committed bool
+	log       *slog.Logger
+	refresh   time.Duration
+	cl        *kgo.Client // follower
+	adm       *kadm.Client
+	admCl     *kgo.Client
 
 	mu        sync.Mutex
 	parts     map[int32]*lockPart
@@ -88,14 +91,15 @@ func NewKeyLocks(ctx context.Context, opts ...LocksOpt) (*KeyLocks, error) {
 
 func openKeyLocks(ctx context.Context, c *config) (*KeyLocks, error) {
 	l := &KeyLocks{
-		topic:   c.fixedRetryTopic(),
-		group:   c.groupName(),
-		log:     c.logger,
-		refresh: c.refreshInterval,
-		parts:   map[int32]*lockPart{},
-		keys:    map[lockKey]map[Origin]struct{}{},
-		changed: make(chan struct{}),
-		done:    make(chan struct{}),
+		topic:     c.fixedRetryTopic(),
+		group:     c.groupName(),
+		committed: c.exactlyOnce,
+		log:       c.logger,
+		refresh:   c.refreshInterval,
+		parts:     map[int32]*lockPart{},
+		keys:      map[lockKey]map[Origin]struct{}{},
+		changed:   make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	admCl, err := kgo.NewClient(c.clientOpts...)
 	if err != nil {
@@ -112,9 +116,15 @@ func openKeyLocks(ctx context.Context, c *config) (*KeyLocks, error) {
 		l.parts[p] = &lockPart{next: s, chains: map[Origin]*chain{}}
 		consume[p] = kgo.NewOffset().At(s)
 	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), c.clientOpts...),
+	fopts := append(append([]kgo.Opt(nil), c.clientOpts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{l.topic: consume}),
-		kgo.FetchMaxWait(500*time.Millisecond))...)
+		kgo.FetchMaxWait(500*time.Millisecond))
+	if l.committed {
+		// Control records are kept so that the follower's position passes
+		// the commit and abort markers up to the last stable offset.
+		fopts = append(fopts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	}
+	cl, err := kgo.NewClient(fopts...)
 	if err != nil {
 		admCl.Close()
 		return nil, fmt.Errorf("retry: key locks client: %w", err)
@@ -133,7 +143,7 @@ func openKeyLocks(ctx context.Context, c *config) (*KeyLocks, error) {
 // offsets returns where following starts (the group's committed offset, or
 // the log start) and the current end of every partition.
 func (l *KeyLocks) offsets(ctx context.Context) (starts, ends map[int32]int64, err error) {
-	endOffs, err := l.adm.ListEndOffsets(ctx, l.topic)
+	endOffs, err := l.ends(ctx)
 	if err == nil {
 		err = endOffs.Error()
 	}
@@ -220,7 +230,7 @@ func (l *KeyLocks) refreshCommitted(ctx context.Context) {
 		l.log.Debug("retry: key locks refresh", "group", l.group, "err", err)
 		return
 	}
-	ends, err := l.adm.ListEndOffsets(ctx, l.topic)
+	ends, err := l.ends(ctx)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -499,7 +509,7 @@ func (l *KeyLocks) Topic() string { return l.topic }
 // the call, so that every marker written before Sync is reflected. Call it
 // when a consumer is assigned partitions, before it runs their records.
 func (l *KeyLocks) Sync(ctx context.Context) error {
-	endOffs, err := l.adm.ListEndOffsets(ctx, l.topic)
+	endOffs, err := l.ends(ctx)
 	if err == nil {
 		err = endOffs.Error()
 	}
@@ -509,6 +519,15 @@ func (l *KeyLocks) Sync(ctx context.Context) error {
 	ends := map[int32]int64{}
 	endOffs.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
 	return l.waitFor(ctx, ends)
+}
+
+// ends lists the end of every partition of the topic: the high watermark,
+// or the last stable offset when the locks read committed transactions only.
+func (l *KeyLocks) ends(ctx context.Context) (kadm.ListedOffsets, error) {
+	if l.committed {
+		return l.adm.ListCommittedOffsets(ctx, l.topic)
+	}
+	return l.adm.ListEndOffsets(ctx, l.topic)
 }
 
 func (l *KeyLocks) waitFor(ctx context.Context, ends map[int32]int64) error {

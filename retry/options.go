@@ -174,6 +174,8 @@ type config struct {
 	thresholds      Thresholds
 	onAlert         func(Alert)
 	headers         HeaderMode
+	exactlyOnce     bool   // ExactlyOnce
+	instance        string // ExactlyOnce's instance name
 }
 
 func newConfig[O option](opts []O) config {
@@ -285,6 +287,12 @@ func (c *config) validate(needTopic bool) error {
 	if c.headers == SpringHeaders && c.locks != nil {
 		bad("KeyOrder needs the kafkaguard header mode: its resolution records have no Spring equivalent")
 	}
+	if c.exactlyOnce && c.instance == "" {
+		bad("ExactlyOnce needs an instance name, stable across restarts of the same instance")
+	}
+	if c.exactlyOnce && c.locks != nil {
+		bad("KeyOrder cannot be combined with ExactlyOnce yet: its resolution records and key locks follow the retry topic outside the Job's transactions")
+	}
 	if c.retryTopic != "" && c.retryTopic == c.dlqTopic {
 		bad("RetryTopic and DeadLetterTopic must differ, both are %q", c.retryTopic)
 	}
@@ -370,6 +378,27 @@ func RefreshInterval(d time.Duration) LocksOpt {
 // the Parker and the Job must be given KeyOrder. Records without a key are
 // not ordered.
 func KeyOrder(locks *KeyLocks) RetryOpt { return retryOpt(func(c *config) { c.locks = locks }) }
+
+// ExactlyOnce makes the Job write each marker's outcome in one Kafka
+// transaction with the retry topic's consumer offset: the new marker of a
+// re-park, the dead letter, a record Republish writes, and the commit of the
+// marker (or, for a success, the commit alone) become visible to
+// read_committed readers together or not at all. The Job reads the retry
+// topic read_committed. Its transactional id is TransactionalID(group,
+// instance): give each instance of the Job its own name, the same across its
+// restarts, so that a restarted instance fences its previous incarnation.
+// A rebalance aborts the open transaction, as franz-go's
+// GroupTransactSession does, and the Job runs the markers of the aborted
+// transaction again. The handler itself still runs at least once: an HTTP
+// call or a command may be repeated; only the Kafka outputs are exactly
+// once. KeyOrder is refused in this mode.
+func ExactlyOnce(instance string) JobOpt {
+	return jobOpt(func(c *config) { c.exactlyOnce, c.instance = true, instance })
+}
+
+// TransactionalID returns the transactional id of an ExactlyOnce Job of the
+// given consumer group and instance: group + "/" + instance.
+func TransactionalID(group, instance string) string { return group + "/" + instance }
 
 // Logger sets the logger for parks, retries, dead letters and alerts.
 // The default discards.

@@ -30,6 +30,10 @@ type item struct {
 	invalid bool
 	raw     []byte // the raw record's text for an invalid marker
 	err     error
+	// epoch is the Job's epoch when the item was held (ExactlyOnce), and
+	// txnDone is set once its outcome and offset went into a transaction.
+	epoch   uint64
+	txnDone bool
 
 	state itemState
 	index int // heap index while stateDue

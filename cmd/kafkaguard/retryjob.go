@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -31,7 +32,14 @@ topic (default TOPIC.dlq) after --max-attempts. With --header-mode spring it
 reads and writes Spring Kafka's retry-topic and DLT headers instead, on
 TOPIC-retry and TOPIC-dlt by default, so that it shares those topics with
 Spring services (give --retry-topic TOPIC-retry-0 for Spring's per-attempt
-topics). See
+topics). With --exactly-once each marker's outcome (a re-park, a dead letter,
+the republished record) is written in one transaction with the retry topic's
+offset commit, and the retry topic is read read_committed: killed and
+restarted, the job neither loses nor doubles an outcome as read_committed
+readers see them. Its transactional id is GROUP/INSTANCE (--instance, default
+the host name): give each instance its own name, stable across its restarts.
+The HTTP or exec action itself may still run twice (at-least-once side
+effects); only the Kafka outputs are exactly once. See
 'go doc github.com/kafkaguard/kafkaguard/retry' for the marker format, which
 producers in any language can write.
 
@@ -44,7 +52,7 @@ with TOPIC's number of partitions (or --partitions).
 
 Once the Job is set up it prints exactly one line to stdout:
 
-	ready retry_topic=T.retry dlq_topic=T.dlq group=G action=A[ metrics=http://HOST:PORT/metrics]
+	ready retry_topic=T.retry dlq_topic=T.dlq group=G action=A[ exactly_once=GROUP/INSTANCE][ metrics=http://HOST:PORT/metrics]
 
 With --metrics, /metrics has the retry job's counts (kafkaguard_retry_*) and,
 with --action republish, the republished records' (kafkaguard_produce_*);
@@ -91,6 +99,8 @@ func newRetryJobCmd() *cobra.Command {
 	createTopics := fs.Bool("create-topics", false, "create the missing topics as no-loss topics (replication factor --replication-factor, min.insync.replicas=2, unclean leader election off) instead of failing")
 	partitions := intFlag(fs, "partitions", 0, atLeast(0), "partitions of the topics --create-topics creates (0: as many as TOPIC has, 1 if it does not exist)")
 	replicationFactor := intFlag(fs, "replication-factor", produce.MinReplicationFactor, atLeast(1), "replication factor of the topics --create-topics creates")
+	exactlyOnce := fs.Bool("exactly-once", false, "write each marker's outcome (re-park, dead letter, republished record) in one transaction with the retry topic's offset commit, and read the retry topic read_committed (not with --key-order)")
+	instance := fs.String("instance", "", "with --exactly-once, this instance's name, stable across its restarts: the transactional id is GROUP/INSTANCE (default the host name)")
 	sec := addSecurityFlags(fs)
 	newLogger := logFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -104,6 +114,12 @@ func newRetryJobCmd() *cobra.Command {
 		}
 		if mode == retry.SpringHeaders && *keyOrder {
 			return usageErrorf("--key-order needs --header-mode kafkaguard (Spring has no resolution records)")
+		}
+		if *exactlyOnce && *keyOrder {
+			return usageErrorf("--key-order cannot be combined with --exactly-once yet")
+		}
+		if *instance != "" && !*exactlyOnce {
+			return usageErrorf("--instance needs --exactly-once")
 		}
 		if *maxBackoff < *initial {
 			return usageErrorf("--backoff-max (%v) must be at least --backoff-initial (%v)", *maxBackoff, *initial)
@@ -180,6 +196,16 @@ func newRetryJobCmd() *cobra.Command {
 		if *dlqTopic != "" {
 			opts = append(opts, retry.DeadLetterTopic(*dlqTopic))
 		}
+		if *exactlyOnce {
+			name := *instance
+			if name == "" {
+				if name, err = os.Hostname(); err != nil {
+					return failure(fmt.Errorf("--instance: no host name to default to: %w", err))
+				}
+			}
+			opts = append(opts, retry.ExactlyOnce(name))
+			*instance = name
+		}
 		// Validate every option before touching the network.
 		if _, err := retry.NewJob(handler, opts...); err != nil {
 			return usageErrorf("%v", err)
@@ -242,6 +268,9 @@ func newRetryJobCmd() *cobra.Command {
 		}
 
 		line := fmt.Sprintf("ready retry_topic=%s dlq_topic=%s group=%s action=%s", rt, dt, g, strings.SplitN(*action, ":", 2)[0])
+		if *exactlyOnce {
+			line += " exactly_once=" + retry.TransactionalID(g, *instance)
+		}
 		if metricsURL != "" {
 			line += " metrics=" + metricsURL
 		}

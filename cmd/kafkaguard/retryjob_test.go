@@ -45,6 +45,8 @@ func TestRetryJobRejectsBadUsage(t *testing.T) {
 		{"bad header mode", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--header-mode", "java"}, `--header-mode must be kafkaguard or spring, got "java"`},
 		{"spring with key order", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--header-mode", "spring", "--key-order"}, "--key-order needs --header-mode kafkaguard"},
 		{"bad log level", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--log-level", "loud"}, `invalid value "loud" for flag --log-level`},
+		{"exactly once with key order", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--action", "exec:true", "--exactly-once", "--key-order"}, "--key-order cannot be combined with --exactly-once"},
+		{"instance without exactly once", []string{"--bootstrap", "127.0.0.1:1", "--topic", "t", "--instance", "a"}, "--instance needs --exactly-once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,16 +223,7 @@ func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
 	}
 	ready, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "back", "--log-level", "warn",
 		"--metrics", "127.0.0.1:0")
-	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics("back"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	fs := cons.PollFetches(ctx)
-	if err := ctx.Err(); err != nil {
-		t.Fatal("nothing was republished")
-	}
-	got := fs.Records()
+	got := pollRepublished(ctx, t, c, "back")
 	if len(got) != 1 || string(got[0].Value) != "again" || string(got[0].Key) != "k" {
 		t.Fatalf("republished %v", got)
 	}
@@ -244,6 +237,53 @@ func TestRetryJobRepublishSendsTheRecordBackToItsTopic(t *testing.T) {
 	})
 	if code := stop(); code != 0 {
 		t.Errorf("exit code %d", code)
+	}
+}
+
+// pollRepublished returns the records of the first fetch of topic from its
+// start, failing t if none comes before ctx ends.
+func pollRepublished(ctx context.Context, t *testing.T, c *kafkatest.Cluster, topic string, opts ...kgo.Opt) []*kgo.Record {
+	t.Helper()
+	cons, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.Bootstrap()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	fs := cons.PollFetches(ctx)
+	if err := ctx.Err(); err != nil {
+		t.Fatal("nothing was republished")
+	}
+	return fs.Records()
+}
+
+// TestRetryJobExactlyOnceRepublishesInItsTransaction: with --exactly-once the
+// republished record is written by the job's transaction, which a
+// read_committed consumer reads once, and the ready line names the
+// transactional id.
+func TestRetryJobExactlyOnceRepublishesInItsTransaction(t *testing.T) {
+	t.Parallel()
+	c, _, p := setupRetryTopics(t, "eos")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := &kgo.Record{Topic: "eos", Partition: 0, Offset: 3, Key: []byte("k"), Value: []byte("once")}
+	if err := p.Park(ctx, r, errors.New("consumer failed")); err != nil {
+		t.Fatal(err)
+	}
+	ready, stop := startRetryJob(t, "--bootstrap", strings.Join(c.Bootstrap(), ","), "--topic", "eos", "--log-level", "warn",
+		"--exactly-once", "--instance", "i1", "--metrics", "127.0.0.1:0")
+	if !strings.Contains(ready, " action=republish exactly_once=kafkaguard-retry-eos.retry/i1 metrics=http://") {
+		t.Errorf("ready line %q", ready)
+	}
+	if got := pollRepublished(ctx, t, c, "eos", kgo.FetchIsolationLevel(kgo.ReadCommitted())); len(got) != 1 || string(got[0].Value) != "once" {
+		t.Fatalf("republished %v", got)
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+	committed := testkit.CommittedOffsets(ctx, t, c.Bootstrap(), retry.DefaultGroup("eos.retry"), "eos.retry")
+	if committed[0] < 1 {
+		t.Errorf("the marker's offset was not committed: %v", committed)
 	}
 }
 

@@ -98,6 +98,11 @@ type Config struct {
 	// PartitionError builds the error reported for a partition whose
 	// commit was refused; nil means a *CommitError.
 	PartitionError func(tp ordering.TopicPartition, cp ordering.Checkpoint, err error) error
+	// StableOffsets makes the engine read the committed offsets of newly
+	// assigned partitions with RequireStable: a transactional commit still
+	// pending is waited for, not read past (KIP-447). A transactional
+	// consumer sets it.
+	StableOffsets bool
 	// OnCommit, if set, is called after a commit with the checkpoints Kafka
 	// accepted (never empty), under the engine's commit lock.
 	OnCommit func(map[ordering.TopicPartition]ordering.Checkpoint)
@@ -324,7 +329,11 @@ func (e *Engine) loadOffsets(ctx context.Context, cl *kgo.Client) kadm.OffsetRes
 	wait := 100 * time.Millisecond
 	for {
 		// The callback's client: kgo may assign before NewClient returned.
-		offs, err := kadm.NewClient(cl).FetchOffsets(ctx, e.cfg.Group)
+		fctx := ctx
+		if e.cfg.StableOffsets {
+			fctx = kadm.RequireStable(ctx)
+		}
+		offs, err := kadm.NewClient(cl).FetchOffsets(fctx, e.cfg.Group)
 		if err == nil {
 			err = offs.Error()
 		}

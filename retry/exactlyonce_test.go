@@ -1,0 +1,326 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
+	"github.com/kafkaguard/kafkaguard/retry"
+)
+
+// foreignMarker is a marker as a client not written in Go writes it, from
+// the format in the package doc: record i of the source topic, failed once.
+func foreignMarker(retryTopic, topic string, i int, now time.Time) *kgo.Record {
+	ms := strconv.FormatInt(now.UnixMilli(), 10)
+	h := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
+	return &kgo.Record{Topic: retryTopic, Key: []byte(fmt.Sprintf("key%d", i)), Value: []byte(fmt.Sprintf("r%d:-1", i)),
+		Headers: []kgo.RecordHeader{
+			h("kafkaguard.retry.kind", "marker"),
+			h("kafkaguard.retry.topic", topic),
+			h("kafkaguard.retry.partition", "0"),
+			h("kafkaguard.retry.offset", strconv.Itoa(i)),
+			h("kafkaguard.retry.timestamp", ms),
+			h("kafkaguard.retry.attempts", "1"),
+			h("kafkaguard.retry.due", ms),
+			h("kafkaguard.retry.first-failed", ms),
+			h("kafkaguard.retry.error", `{"attempt":1,"at":"`+now.UTC().Format(time.RFC3339)+`","error":"consumer failed"}`),
+		}}
+}
+
+// writeForeignMarkers writes the markers of records 0..n-1 of e's topic
+// (see foreignMarker) to its retry topic, due now.
+func writeForeignMarkers(ctx context.Context, t *testing.T, e *env, n int) {
+	t.Helper()
+	now := time.Now()
+	for i := range n {
+		if err := e.cl.ProduceSync(ctx, foreignMarker(e.topic+retry.RetrySuffix, e.topic, i, now)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readCommitted reads topic as a read_committed consumer, up to its last
+// stable offset, without the transactions' control records.
+func readCommitted(t *testing.T, bootstrap []string, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	lso, err := kadm.NewClient(admCl).ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = lso.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := map[int32]kgo.Offset{}
+	ends := map[int32]int64{}
+	lso.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			start[o.Partition], ends[o.Partition] = kgo.NewOffset().AtStart(), o.Offset
+		}
+	})
+	if len(start) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for remaining := len(ends); remaining > 0; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read_committed %s up to %v: %v", topic, ends, ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			end := ends[r.Partition]
+			if r.Offset >= end {
+				return
+			}
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+			if r.Offset+1 == end {
+				remaining--
+			}
+		})
+	}
+	return out
+}
+
+// outcomes counts, per failed record, the markers the job wrote on the retry
+// topic (attempts 2) and the dead letters, as read_committed readers see them.
+func outcomes(t *testing.T, e *env) (reparks, dead map[string]int) {
+	t.Helper()
+	reparks, dead = map[string]int{}, map[string]int{}
+	for _, r := range readCommitted(t, e.c.Bootstrap(), e.topic+retry.RetrySuffix) {
+		if m, err := retry.ParseMarker(r); err == nil && m.Kind == retry.KindMarker && m.Attempts == 2 {
+			reparks[string(m.Value)]++
+		}
+	}
+	for _, r := range readCommitted(t, e.c.Bootstrap(), e.topic+retry.DeadLetterSuffix) {
+		if m, err := retry.ParseMarker(r); err == nil {
+			dead[string(m.Value)]++
+		}
+	}
+	return reparks, dead
+}
+
+// killedJobOutcomes writes n markers in the documented format from a plain
+// client, then runs the job (records always fail, MaxAttempts 3: one
+// re-park and one dead letter each) in a child process that is SIGKILLed
+// three times, each within half a second of its first dead letters, and
+// restarted, and lets the last one finish. It returns the outcomes
+// read_committed readers see.
+func killedJobOutcomes(t *testing.T, e *env, n int, exactlyOnce bool) (reparks, dead map[string]int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	writeForeignMarkers(ctx, t, e, n)
+	logPath := filepath.Join(t.TempDir(), "runs.log")
+	env := []string{"RETRY_BOOTSTRAP=" + strings.Join(e.c.Bootstrap(), ","), "RETRY_TOPIC=" + e.topic,
+		"RETRY_LOG=" + logPath, "RETRY_MAX=3", "RETRY_COMMIT=300ms"}
+	if exactlyOnce {
+		env = append(env, "RETRY_EOS=1")
+	}
+	count := func(kind string) (n int) {
+		for _, l := range readLog(t, logPath) {
+			if l.kind == kind {
+				n++
+			}
+		}
+		return n
+	}
+	adm := kadm.NewClient(e.cl)
+	dlq := e.topic + retry.DeadLetterSuffix
+	// dlqEnd counts the dead letters written, committed or not.
+	dlqEnd := func() (n int64) {
+		ends, err := adm.ListEndOffsets(ctx, dlq)
+		if err == nil {
+			ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+		}
+		return n
+	}
+	runs := func() int { return count("run") }
+	for kill, after := range []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 400 * time.Millisecond} {
+		job := startHelper(t, "job", env...)
+		if err := job.Start(); err != nil {
+			t.Fatal(err)
+		}
+		testkit.WaitFor(t, 30*time.Second, "the job to start", func() bool { return count("start") == kill+1 })
+		// Killed while it writes dead letters, some of them not committed
+		// yet (the commit interval is 300ms); a job that finds nothing
+		// left to dead-letter is killed too.
+		before := dlqEnd()
+		for deadline := time.Now().Add(10 * time.Second); dlqEnd() < before+5 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(after)
+		if err := job.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = job.Wait()
+		t.Logf("kill %d after %d handler runs", kill+1, runs())
+	}
+	last := startHelper(t, "job", env...)
+	if err := last.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = last.Process.Kill() }()
+	testkit.WaitFor(t, 30*time.Second, "the last job to start", func() bool { return count("start") == 4 })
+	rt := e.topic + retry.RetrySuffix
+	testkit.WaitFor(t, 60*time.Second, "every record to be dead-lettered and the retry topic committed to its end", func() bool {
+		if _, dead := outcomes(t, e); len(dead) != n {
+			return false
+		}
+		committed, err := adm.FetchOffsets(ctx, retry.DefaultGroup(rt))
+		if err != nil {
+			return false
+		}
+		ends, err := adm.ListCommittedOffsets(ctx, rt)
+		if err != nil || ends.Error() != nil {
+			return false
+		}
+		atEnd := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if c, ok := committed.Lookup(rt, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset-1) {
+				atEnd = false // the last record may be a transaction marker
+			}
+		})
+		return atEnd
+	})
+	if err := last.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := last.Wait(); err != nil {
+		t.Fatalf("graceful stop of the last job: %v", err)
+	}
+	return outcomes(t, e)
+}
+
+func duplicates(counts map[string]int) (dups int) {
+	for _, c := range counts {
+		dups += max(c-1, 0)
+	}
+	return dups
+}
+
+// killedJob runs killedJobOutcomes on a fresh cluster and logs the
+// outcomes; it returns them, the number of markers and the cluster.
+func killedJob(t *testing.T, topic string, exactlyOnce bool) (reparks, dead map[string]int, n int, e *env) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	n = 120
+	e = newEnv(t, topic, 3)
+	reparks, dead = killedJobOutcomes(t, e, n, exactlyOnce)
+	t.Logf("exactly once %v: %d re-parks (%d duplicates), %d dead letters (%d duplicates) for %d markers",
+		exactlyOnce, len(reparks), duplicates(reparks), len(dead), duplicates(dead), n)
+	return reparks, dead, n, e
+}
+
+func TestExactlyOnceJobKilledRepeatedlyWritesEachReparkAndDeadLetterOnce(t *testing.T) {
+	t.Parallel()
+	reparks, dead, n, e := killedJob(t, "eos", true)
+	for i := range n {
+		v := fmt.Sprintf("r%d:-1", i)
+		if reparks[v] != 1 || dead[v] != 1 {
+			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
+		}
+	}
+	// What `kafkaguard dlq` lists: the committed dead letters, not those of
+	// the transactions the kills aborted.
+	dls, err := retry.NewDeadLetters(retry.Topic(e.topic), retry.KgoOpts(kgo.SeedBrokers(e.c.Bootstrap()...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dls.Close()
+	listed, err := dls.Read(t.Context(), retry.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != n {
+		t.Errorf("DeadLetters.Read lists %d dead letters, want %d", len(listed), n)
+	}
+}
+
+// The same run in the default, at-least-once mode: killed between writing
+// outcomes and committing them, the job writes them again.
+func TestAtLeastOnceJobKilledRepeatedlyDuplicatesDeadLetters(t *testing.T) {
+	t.Parallel()
+	reparks, dead, n, _ := killedJob(t, "alo", false)
+	if len(dead) != n {
+		t.Errorf("%d records dead-lettered, want %d", len(dead), n)
+	}
+	if duplicates(reparks)+duplicates(dead) == 0 {
+		t.Errorf("no duplicate outcome: the kills did not land between an outcome and its commit")
+	}
+}
+
+// Two ExactlyOnce instances share the work: the second one's arrival and the
+// first one's departure rebalance the group, aborting the transactions open
+// then; the markers of those transactions run again, and still every outcome
+// is written once as read_committed readers see it.
+func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
+	t.Parallel()
+	const n = 60
+	e := newEnv(t, "eosrebalance", 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	writeForeignMarkers(ctx, t, e, n)
+	var runs atomic.Int64
+	newJob := func(instance string) *retry.Job {
+		j, err := retry.NewJob(func(context.Context, *retry.Marker) error {
+			runs.Add(1)
+			time.Sleep(10 * time.Millisecond)
+			return errors.New("fails")
+		}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(3),
+			retry.Concurrency(2), retry.CommitInterval(100*time.Millisecond), retry.ExactlyOnce(instance))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	stopA := runJob(t, newJob("a"))
+	testkit.WaitFor(t, 20*time.Second, "the first job to run markers", func() bool { return runs.Load() >= 20 })
+	stopB := runJob(t, newJob("b"))
+	testkit.WaitFor(t, 20*time.Second, "more runs after the second job joined", func() bool { return runs.Load() >= 60 })
+	if err := stopA(); err != nil {
+		t.Fatalf("first job: %v", err)
+	}
+	testkit.WaitFor(t, 30*time.Second, "every record to be dead-lettered", func() bool {
+		_, dead := outcomes(t, e)
+		return len(dead) == n
+	})
+	if err := stopB(); err != nil {
+		t.Fatalf("second job: %v", err)
+	}
+	reparks, dead := outcomes(t, e)
+	t.Logf("%d handler runs for %d markers (%d without a rerun); %d re-park and %d dead-letter duplicates",
+		runs.Load(), n, 2*n, duplicates(reparks), duplicates(dead))
+	for i := range n {
+		v := fmt.Sprintf("r%d:-1", i)
+		if reparks[v] != 1 || dead[v] != 1 {
+			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
+		}
+	}
+}
