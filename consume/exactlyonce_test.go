@@ -99,7 +99,7 @@ func startCopier(t *testing.T, work time.Duration, opts ...consume.ExactlyOnceOp
 		cancel()
 		select {
 		case <-cp.done:
-		case <-time.After(10 * time.Second): // a cut-off copier may retry until its client times out
+		case <-time.After(2 * time.Second): // a cut-off copier may retry until its client times out; it is left to end on its own
 		}
 	})
 	return cp
@@ -236,6 +236,7 @@ func TestExactlyOnceOptionsAreChecked(t *testing.T) {
 // to write a given request (a crash at that step of the transactional
 // loop): the write fails, every connection closes, and no new one opens.
 type cutter struct {
+	pause chan struct{} // if set, writes wait for it to close instead of failing (a stalled process)
 	mu    sync.Mutex
 	armed bool
 	key   int16 // the request about to be written that triggers the cut
@@ -248,7 +249,7 @@ type cutter struct {
 func (k *cutter) dial(ctx context.Context, network, host string) (net.Conn, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.cut {
+	if k.cut && k.pause == nil {
 		return nil, errors.New("cutter: cut")
 	}
 	var d net.Dialer
@@ -286,7 +287,9 @@ func (c *cutConn) Write(b []byte) (int, error) {
 		case !k.after && key == k.key, k.after && k.seen:
 			k.cut = true
 			for _, c := range k.conns {
-				_ = c.Close()
+				if k.pause == nil {
+					_ = c.Close()
+				}
 			}
 		case k.after && key == k.key:
 			k.seen = true
@@ -294,7 +297,9 @@ func (c *cutConn) Write(b []byte) (int, error) {
 	}
 	cut := k.cut
 	k.mu.Unlock()
-	if cut {
+	if cut && k.pause != nil {
+		<-k.pause
+	} else if cut {
 		return 0, net.ErrClosed
 	}
 	return c.Conn.Write(b)
@@ -336,8 +341,10 @@ func TestExactlyOnceSurvivesACrashAtEveryStepOfTheTransaction(t *testing.T) {
 			})
 			k.arm()
 			testkit.WaitFor(t, 20*time.Second, "the cut", k.isCut)
+			t.Log("cut")
 			second := startCopier(t, 8*time.Millisecond, eosOpts(c, name, name+"-copier", in, out)...)
 			waitCommittedAtEnd(t, c, name, in, 30*time.Second)
+			t.Log("committed at end")
 			if err := second.shutdown(t); err != nil {
 				t.Fatalf("replacement's Run: %v", err)
 			}
@@ -426,4 +433,34 @@ func countDups(got []string) int {
 		seen[v] = true
 	}
 	return dups
+}
+
+// TestExactlyOnceFencesAZombieMember stalls a copier (every write waits)
+// just before its TxnOffsetCommit, with its window's outputs written in its
+// open transaction; its session expires and a second member with another
+// transactional id takes the partitions over. When the first resumes, the
+// broker refuses its offsets (a stale generation, KIP-447) and its
+// transaction aborts: the output read committed holds every record once.
+func TestExactlyOnceFencesAZombieMember(t *testing.T) {
+	c := eosCluster(t)
+	const keys, perKey = 20, 60
+	in, out := eosTopics(t, c, "zombie", keys, perKey)
+	k := &cutter{key: keyTxnOffsetCommit, pause: make(chan struct{})}
+	first := startCopier(t, 8*time.Millisecond, eosOpts(c, "zombie", "zombie-1", in, out, kgo.Dialer(k.dial))...)
+	testkit.WaitFor(t, 20*time.Second, "a third of the input handled", func() bool { return first.handled.Load() >= keys*perKey/3 })
+	k.arm()
+	testkit.WaitFor(t, 20*time.Second, "the stall", k.isCut)
+	atStall := first.handled.Load()
+	second := startCopier(t, 8*time.Millisecond, eosOpts(c, "zombie", "zombie-2", in, out)...)
+	testkit.WaitFor(t, 20*time.Second, "the second member to copy", func() bool { return second.handled.Load() >= 100 })
+	close(k.pause)
+	waitCommittedAtEnd(t, c, "zombie", in, 30*time.Second)
+	for _, cp := range []*copier{first, second} {
+		if err := cp.shutdown(t); err != nil {
+			t.Logf("Run: %v", err)
+		}
+	}
+	exactlyOnce(t, readOut(t, c, out, kgo.ReadCommitted()), keys, perKey, true)
+	t.Logf("the zombie handled %d before its stall, %d in all; the second member %d; of %d",
+		atStall, first.handled.Load(), second.handled.Load(), keys*perKey)
 }

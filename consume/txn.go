@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -247,7 +248,13 @@ func (c *Consumer) endWindow(ctx context.Context, s *kgo.GroupTransactSession) e
 	commit := drainErr == nil && prodErr == nil
 	cps := c.eng.d.Checkpoints()
 	sent := make(map[ordering.TopicPartition]ordering.Checkpoint)
-	ectx := kgo.PreTxnCommitFnContext(context.WithoutCancel(ctx), func(req *kmsg.TxnOffsetCommitRequest) error {
+	// The transaction ends even when ctx ends meanwhile (cancelling End can
+	// leave the client unusable), but at most DrainTimeout after it did.
+	ectx, cancelEnd := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelEnd()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.drainTimeout, cancelEnd) })
+	defer stopGrace()
+	ectx = kgo.PreTxnCommitFnContext(ectx, func(req *kmsg.TxnOffsetCommitRequest) error {
 		return setTxnOffsets(req, cps, sent)
 	})
 	committed, err := s.End(ectx, kgo.TransactionEndTry(commit))
