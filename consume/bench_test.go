@@ -13,6 +13,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/consume"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
+	kgproduce "github.com/kafkaguard/kafkaguard/produce"
 )
 
 // BenchmarkParallelConsumerShape is the Confluent Parallel Consumer README's
@@ -128,4 +129,134 @@ func BenchmarkParallelConsumerShape(b *testing.B) {
 			b.ReportMetric(float64(serial)/float64(nominal), "sleep-overshoot")
 		})
 	}
+}
+
+// BenchmarkExactlyOnceVsAtLeastOnce copies 10,000 records of 100 keys over
+// 4 partitions (3 brokers, RF 3, min.insync.replicas 2) to an output topic
+// with the same handler work (a seeded 0-2 ms sleep per record), KeyOrder,
+// concurrency 64, in each iteration once with NewExactlyOnce (100 ms
+// transactions, outputs produced in the window's transaction) and once with
+// New (each output sent with a NoLoss producer before the handler returns,
+// as at-least-once needs).
+//
+//	go test -bench ExactlyOnceVsAtLeastOnce -benchtime 1x -run '^$' ./consume/
+//
+// It reports each mode's records/s from the first record handled until
+// every output is readable by a read_committed reader (at-least-once: the
+// last output acknowledged; exactly-once: the transaction holding it
+// committed), and eos/alo, their ratio within the run.
+func BenchmarkExactlyOnceVsAtLeastOnce(b *testing.B) {
+	const (
+		keys, perKey = 100, 100
+		records      = keys * perKey
+		concurrency  = 64
+	)
+	rng := rand.New(rand.NewPCG(7, 7))
+	sleeps := map[string]time.Duration{}
+	for _, r := range keyed(keys, perKey) {
+		sleeps[string(r.Value)] = time.Duration(rng.Int64N(int64(2*time.Millisecond) + 1))
+	}
+	c := kafkatest.NewCluster(b, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
+	var eosRate, aloRate float64
+	for i := range b.N {
+		b.StopTimer()
+		// Exactly once.
+		in, out := benchTopics(b, c, fmt.Sprintf("bench-eos-%d", i), keys, perKey)
+		var (
+			handled    atomic.Int64
+			firstOnce  sync.Once
+			first      time.Time
+			cons       *consume.Consumer
+			lastCommit atomic.Int64
+		)
+		h := func(_ context.Context, r *kgo.Record, o *consume.Output) error {
+			firstOnce.Do(func() { first = time.Now() })
+			time.Sleep(sleeps[string(r.Value)])
+			o.Produce(&kgo.Record{Key: r.Key, Value: r.Value})
+			if handled.Add(1) == records {
+				lastCommit.Store(cons.Stats().Commits)
+			}
+			return nil
+		}
+		var err error
+		cons, err = consume.NewExactlyOnce(h, groupOpts(c, in, in), consume.KgoOpts(kgo.TransactionalID(in), kgo.DefaultProduceTopic(out)),
+			consume.Concurrency(concurrency), consume.TxnInterval(100*time.Millisecond))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		eosRate += runBench(b, cons, &handled, records, func() bool {
+			return handled.Load() >= records && cons.Stats().Commits > lastCommit.Load()
+		}, &first)
+		b.StopTimer()
+
+		// At least once.
+		in, out = benchTopics(b, c, fmt.Sprintf("bench-alo-%d", i), keys, perKey)
+		p, err := kgproduce.New(context.Background(), kgproduce.NoLoss, kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(out))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var handled2 atomic.Int64
+		var firstOnce2 sync.Once
+		var first2 time.Time
+		h2 := func(ctx context.Context, r *kgo.Record) error {
+			firstOnce2.Do(func() { first2 = time.Now() })
+			time.Sleep(sleeps[string(r.Value)])
+			if err := p.Send(ctx, &kgo.Record{Key: r.Key, Value: r.Value}); err != nil {
+				return err
+			}
+			handled2.Add(1)
+			return nil
+		}
+		cons2, err := consume.New(h2, groupOpts(c, in, in), consume.Concurrency(concurrency))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		aloRate += runBench(b, cons2, &handled2, records, func() bool { return handled2.Load() >= records }, &first2)
+		b.StopTimer()
+		_ = p.Close(context.Background())
+	}
+	b.ReportMetric(eosRate/float64(b.N), "eos-rec/s")
+	b.ReportMetric(aloRate/float64(b.N), "alo-rec/s")
+	b.ReportMetric(eosRate/aloRate, "eos/alo")
+}
+
+// benchTopics creates name-in (4 partitions) and name-out (3), RF 3, and
+// writes keys×perKey records to name-in.
+func benchTopics(b *testing.B, c *kafkatest.Cluster, name string, keys, perKey int) (in, out string) {
+	in, out = name+"-in", name+"-out"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, t := range []struct {
+		name string
+		n    int32
+	}{{in, 4}, {out, 3}} {
+		if err := c.CreateTopic(ctx, t.name, t.n, 3, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	produce(b, c, in, keyed(keys, perKey))
+	return in, out
+}
+
+// runBench runs cons until done reports true and returns the records/s
+// from the first record handled.
+func runBench(b *testing.B, cons *consume.Consumer, handled *atomic.Int64, records int, done func() bool, first *time.Time) float64 {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- cons.Run(ctx) }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !done() {
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d records handled", handled.Load(), records)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	end := time.Now()
+	cancel()
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	return float64(records) / end.Sub(*first).Seconds()
 }
