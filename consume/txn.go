@@ -60,10 +60,13 @@ var errWindowAborted = errors.New("consume: an output record of the window faile
 //
 //   - Records are polled and handled in parallel (KeyOrder, PartitionOrder
 //     or Unordered, as OrderBy says) for a transaction window of
-//     TxnInterval. At the window's end polling stops, the running records
+//     TxnInterval. At the window's end polling stops, the window's records
 //     finish (at most DrainTimeout), their outputs are flushed, and the
 //     committable offsets (with the commit metadata of package ordering)
-//     are sent with TxnOffsetCommit and the transaction committed.
+//     are sent with TxnOffsetCommit and the transaction committed. A
+//     window thus lasts TxnInterval or the time its records take, whichever
+//     is longer; MaxBuffered bounds the records one window takes (a few
+//     hundred keep windows close to TxnInterval).
 //   - A rebalance during a window aborts it (fenced on rebalance, aborted
 //     on revoke): the partitions kept are rewound to their last committed
 //     offsets and their records run again in the next window; a failed
