@@ -391,6 +391,10 @@ func (w *consumerWork) Assign(_ context.Context, cps map[ordering.TopicPartition
 // records until ctx is done.
 func (w *consumerWork) Release(ctx context.Context, tps []ordering.TopicPartition) map[ordering.TopicPartition]ordering.Checkpoint {
 	c := (*Consumer)(w)
+	if c.tx != nil {
+		c.tx.rewinding.Lock()
+		defer c.tx.rewinding.Unlock()
+	}
 	cps := make(map[ordering.TopicPartition]ordering.Checkpoint)
 	for _, tp := range tps {
 		cp, err := c.eng.d.Revoke(ctx, tp)

@@ -464,3 +464,60 @@ func TestExactlyOnceFencesAZombieMember(t *testing.T) {
 	t.Logf("the zombie handled %d before its stall, %d in all; the second member %d; of %d",
 		atStall, first.handled.Load(), second.handled.Load(), keys*perKey)
 }
+
+// TestExactlyOnceDropsTheOutputOfAFailedAttempt: a handler that adds its
+// output and then fails blocks its key, the other keys' windows commit
+// meanwhile, and once the record is retried its output is in the output
+// read committed once, in its key's order.
+func TestExactlyOnceDropsTheOutputOfAFailedAttempt(t *testing.T) {
+	c := eosCluster(t)
+	const keys, perKey = 10, 30
+	in, out := eosTopics(t, c, "eos-fail", keys, perKey)
+	const bad = "k003:7"
+	var (
+		attempts atomic.Int32
+		cons     *consume.Consumer
+	)
+	h := func(_ context.Context, r *kgo.Record, o *consume.Output) error {
+		o.Produce(&kgo.Record{Key: r.Key, Value: r.Value})
+		if string(r.Value) == bad && attempts.Add(1) == 1 {
+			return errors.New("first attempt fails")
+		}
+		return nil
+	}
+	retried := make(chan struct{})
+	onError := func(f consume.Failure) {
+		go func() {
+			// Let a few windows commit around the blocked key first.
+			testkit.WaitFor(t, 10*time.Second, "windows committed while the key waits", func() bool { return cons.Stats().Commits >= 3 })
+			if err := cons.Retry(f.Record.Topic, f.Record.Partition, f.Record.Offset); err != nil {
+				t.Errorf("Retry: %v", err)
+			}
+			close(retried)
+		}()
+	}
+	var err error
+	cons, err = consume.NewExactlyOnce(h, append(eosOpts(c, "eos-fail", "eos-fail-1", in, out), consume.OnError(onError))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cons.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	select {
+	case <-retried:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the failed record was not retried")
+	}
+	waitCommittedAtEnd(t, c, "eos-fail", in, 20*time.Second)
+	exactlyOnce(t, readOut(t, c, out, kgo.ReadCommitted()), keys, perKey, true)
+	if n := attempts.Load(); n != 2 {
+		t.Errorf("the failing record ran %d times, want 2", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -149,6 +150,10 @@ type txnState struct {
 
 	mu   sync.Mutex
 	last map[ordering.TopicPartition]ordering.Checkpoint // last committed, per partition held
+
+	// rewinding serialises a rewind with a release of partitions by a
+	// rebalance, so a partition released meanwhile is not assigned again.
+	rewinding sync.Mutex
 }
 
 // emit produces a handled record's outputs in the open transaction. It
@@ -159,7 +164,15 @@ func (t *txnState) emit(ctx context.Context, recs []*kgo.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	t.gate.RLock()
+	// Wait for the gate, or for ctx: a revocation waiting for this record
+	// while the transaction ends cancels it rather than waits.
+	for !t.gate.TryRLock() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
 	defer t.gate.RUnlock()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -269,7 +282,11 @@ func (c *Consumer) endWindow(ctx context.Context, s *kgo.GroupTransactSession) e
 		if reason == nil {
 			reason = errors.New("the group rebalanced during the window")
 		}
-		c.log.Info("consume: transaction aborted; the window's records run again", "group", c.name, "reason", reason)
+		level := slog.LevelWarn
+		if drainErr == nil && prodErr == nil && err == nil {
+			level = slog.LevelInfo // a rebalance: expected
+		}
+		c.log.Log(ctx, level, "consume: transaction aborted; the window's records run again", "group", c.name, "reason", reason)
 		c.rewind()
 	}
 	if err == nil {
@@ -332,6 +349,8 @@ func (c *Consumer) txnCommitted(sent map[ordering.TopicPartition]ordering.Checkp
 // failed records are dropped and running ones cancelled (their outputs are
 // not produced), and the records come again from the fetch.
 func (c *Consumer) rewind() {
+	c.tx.rewinding.Lock()
+	defer c.tx.rewinding.Unlock()
 	c.mu.Lock()
 	tps := make([]ordering.TopicPartition, 0, len(c.parts))
 	for tp := range c.parts {
