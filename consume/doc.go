@@ -62,8 +62,8 @@
 // kgo.GroupTransactSession (a rebalance or a revocation aborts the window,
 // a zombie member is fenced by the broker). KeyOrder, PartitionOrder and
 // Unordered run in parallel inside a window as they do in New. A window
-// polls for TxnInterval, then waits for the records it took (at most
-// MaxBuffered of them) before it commits. Readers of the output must use
+// polls for TxnInterval, then waits for the records it holds (at most
+// MaxBuffered) before it commits. Readers of the output must use
 // read_committed (kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 // produce.KgoConsumerOpts(produce.ExactlyOnce)). There is no sarama
 // variant yet: sarama 1.61's transactional producer can send KIP-447

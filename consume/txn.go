@@ -65,9 +65,9 @@ var errWindowAborted = errors.New("consume: an output record of the window faile
 //     finish (at most DrainTimeout), their outputs are flushed, and the
 //     committable offsets (with the commit metadata of package ordering)
 //     are sent with TxnOffsetCommit and the transaction committed. A
-//     window thus lasts TxnInterval or the time its records take, whichever
-//     is longer; MaxBuffered bounds the records one window takes (a few
-//     hundred keep windows close to TxnInterval).
+//     window thus lasts TxnInterval plus the time its last records take:
+//     at most MaxBuffered records are held at once, so a MaxBuffered of a
+//     few hundred keeps windows close to TxnInterval when handlers are slow.
 //   - A rebalance during a window aborts it (fenced on rebalance, aborted
 //     on revoke): the partitions kept are rewound to their last committed
 //     offsets and their records run again in the next window; a failed

@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 				kgo.TransactionalID(fmt.Sprintf("%s-%d", group, i)), // one per member, stable across its restarts
 				kgo.DefaultProduceTopic(out)),
 			consume.TxnInterval(o.txnInterval), consume.Concurrency(32),
-			consume.MaxBuffered(200)) // a window takes at most 200 records, so it ends close to -txn-interval
+			consume.MaxBuffered(200)) // at most 200 records held: a window ends soon after -txn-interval
 		if err != nil {
 			return err
 		}

@@ -63,6 +63,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/ordering"
@@ -345,6 +346,16 @@ func (e *Engine) loadOffsets(ctx context.Context, cl *kgo.Client, assigned map[s
 			e.log.Warn(e.cfg.Prefix+": reading committed offsets failed; records done above them may run again",
 				"group", e.cfg.Group, "err", err)
 			return offs
+		}
+		if errors.Is(err, kerr.UnstableOffsetCommit) {
+			// A transaction with offsets is ending: its markers come within
+			// a moment, so asking again soon is not backed off.
+			e.log.Debug(e.cfg.Prefix+": committed offsets pending in a transaction, retrying", "group", e.cfg.Group)
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
 		}
 		e.log.Warn(e.cfg.Prefix+": reading committed offsets failed, retrying", "group", e.cfg.Group, "err", err)
 		select {
