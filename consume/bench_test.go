@@ -161,7 +161,7 @@ func BenchmarkExactlyOnceVsAtLeastOnce(b *testing.B) {
 	for i := range b.N {
 		b.StopTimer()
 		// Exactly once.
-		in, out := benchTopics(b, c, fmt.Sprintf("bench-eos-%d", i), keys, perKey)
+		in, out := eosTopics(b, c, fmt.Sprintf("bench-eos-%d", i), keys, perKey)
 		var (
 			handled    atomic.Int64
 			firstOnce  sync.Once
@@ -191,7 +191,7 @@ func BenchmarkExactlyOnceVsAtLeastOnce(b *testing.B) {
 		b.StopTimer()
 
 		// At least once.
-		in, out = benchTopics(b, c, fmt.Sprintf("bench-alo-%d", i), keys, perKey)
+		in, out = eosTopics(b, c, fmt.Sprintf("bench-alo-%d", i), keys, perKey)
 		p, err := kgproduce.New(context.Background(), kgproduce.NoLoss, kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(out))
 		if err != nil {
 			b.Fatal(err)
@@ -220,24 +220,6 @@ func BenchmarkExactlyOnceVsAtLeastOnce(b *testing.B) {
 	b.ReportMetric(eosRate/float64(b.N), "eos-rec/s")
 	b.ReportMetric(aloRate/float64(b.N), "alo-rec/s")
 	b.ReportMetric(eosRate/aloRate, "eos/alo")
-}
-
-// benchTopics creates name-in (4 partitions) and name-out (3), RF 3, and
-// writes keys×perKey records to name-in.
-func benchTopics(b *testing.B, c *kafkatest.Cluster, name string, keys, perKey int) (in, out string) {
-	in, out = name+"-in", name+"-out"
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, t := range []struct {
-		name string
-		n    int32
-	}{{in, 4}, {out, 3}} {
-		if err := c.CreateTopic(ctx, t.name, t.n, 3, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-	produce(b, c, in, keyed(keys, perKey))
-	return in, out
 }
 
 // runBench runs cons until done reports true and returns the records/s

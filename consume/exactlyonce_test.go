@@ -39,7 +39,7 @@ func eosCluster(t *testing.T) *kafkatest.Cluster {
 // eosTopics creates in (4 partitions) and out (3 partitions), both RF 3,
 // and writes keys×perKey records to in, keyed so each key stays in one
 // partition. It returns the topics' names.
-func eosTopics(t *testing.T, c *kafkatest.Cluster, name string, keys, perKey int) (in, out string) {
+func eosTopics(t testing.TB, c *kafkatest.Cluster, name string, keys, perKey int) (in, out string) {
 	t.Helper()
 	in, out = name+"-in", name+"-out"
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
