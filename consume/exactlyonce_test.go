@@ -377,6 +377,7 @@ func TestExactlyOnceSurvivesACrashedClientAndARebalance(t *testing.T) {
 		t.Logf("handled %d + %d for %d records", first.handled.Load(), second.handled.Load(), keys*perKey)
 	})
 	t.Run("rebalance", func(t *testing.T) {
+		const perKey = 100 // long enough for the second member to join before the first is done
 		in, out := eosTopics(t, c, "eos-join", keys, perKey)
 		first := startCopier(t, 8*time.Millisecond, eosOpts(c, "eos-join", "eos-join-1", in, out)...)
 		testkit.WaitFor(t, 20*time.Second, "a third of the input handled", func() bool { return first.handled.Load() >= keys*perKey/3 })
