@@ -20,7 +20,10 @@ import (
 // benchmark end to end: 10,000 records in one partition of the bundled
 // broker, consumed by a group through consume.Consumer with concurrency
 // 100 and a handler that sleeps 0-5 ms (seeded: the same sleep for each
-// offset in every mode).
+// offset in every mode). The ExactlyOnce cases run the same handler under
+// NewExactlyOnce, each record also copied to an output topic in 100 ms
+// transactions, and end when the transaction holding the last record
+// committed.
 //
 //	go test -bench ParallelConsumerShape -benchtime 1x -run '^$' ./consume/
 //
@@ -56,18 +59,24 @@ func BenchmarkParallelConsumerShape(b *testing.B) {
 		name  string
 		order consume.Order
 		keys  int
+		eos   bool // NewExactlyOnce, each record copied to an output topic in 100 ms transactions
 	}{
-		{"PartitionOrder", consume.PartitionOrder, 1},
-		{"KeyOrder/keys=1", consume.KeyOrder, 1},
-		{"KeyOrder/keys=10", consume.KeyOrder, 10},
-		{"KeyOrder/keys=100", consume.KeyOrder, 100},
-		{"KeyOrder/keys=1000", consume.KeyOrder, 1000},
-		{"KeyOrder/keys=10000", consume.KeyOrder, 10000},
-		{"Unordered", consume.Unordered, 1},
+		{"PartitionOrder", consume.PartitionOrder, 1, false},
+		{"KeyOrder/keys=1", consume.KeyOrder, 1, false},
+		{"KeyOrder/keys=10", consume.KeyOrder, 10, false},
+		{"KeyOrder/keys=100", consume.KeyOrder, 100, false},
+		{"KeyOrder/keys=1000", consume.KeyOrder, 1000, false},
+		{"KeyOrder/keys=10000", consume.KeyOrder, 10000, false},
+		{"Unordered", consume.Unordered, 1, false},
+		{"ExactlyOnce/KeyOrder/keys=100", consume.KeyOrder, 100, true},
+		{"ExactlyOnce/KeyOrder/keys=10000", consume.KeyOrder, 10000, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			topic := fmt.Sprintf("bench-%s-%d", bc.order, bc.keys)
+			topic := fmt.Sprintf("bench-%s-%d-%t", bc.order, bc.keys, bc.eos)
 			newTopic(b, c, topic, 1)
+			if bc.eos {
+				newTopic(b, c, topic+"-out", 1)
+			}
 			rs := make([]*kgo.Record, records)
 			for i := range rs {
 				rs[i] = &kgo.Record{Key: fmt.Appendf(nil, "key-%d", i%bc.keys), Value: fmt.Appendf(nil, "%d", i)}
@@ -94,8 +103,31 @@ func BenchmarkParallelConsumerShape(b *testing.B) {
 					}
 					return nil
 				}
-				cons, err := consume.New(handler, groupOpts(c, fmt.Sprintf("g-%s-%d", topic, i), topic),
-					consume.OrderBy(bc.order), consume.Concurrency(concurrency), consume.MaxBuffered(records))
+				group := fmt.Sprintf("g-%s-%d", topic, i)
+				var (
+					cons      *consume.Consumer
+					err       error
+					committed = func() bool { return true }
+				)
+				if bc.eos {
+					var atLast atomic.Int64
+					atLast.Store(-1)
+					copyHandler := func(ctx context.Context, r *kgo.Record, out *consume.Output) error {
+						err := handler(ctx, r)
+						out.Produce(&kgo.Record{Topic: topic + "-out", Key: r.Key, Value: r.Value})
+						if handled.Load() == records {
+							atLast.Store(cons.Stats().Commits)
+						}
+						return err
+					}
+					// Done once the transaction holding the last record committed.
+					committed = func() bool { n := atLast.Load(); return n >= 0 && cons.Stats().Commits > n }
+					cons, err = consume.NewExactlyOnce(copyHandler, groupOpts(c, group, topic), consume.KgoOpts(kgo.TransactionalID(group)),
+						consume.OrderBy(bc.order), consume.Concurrency(concurrency), consume.MaxBuffered(records))
+				} else {
+					cons, err = consume.New(handler, groupOpts(c, group, topic),
+						consume.OrderBy(bc.order), consume.Concurrency(concurrency), consume.MaxBuffered(records))
+				}
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -108,6 +140,9 @@ func BenchmarkParallelConsumerShape(b *testing.B) {
 				case <-all:
 				case <-time.After(5 * time.Minute):
 					b.Fatalf("only %d of %d records handled", handled.Load(), records)
+				}
+				for !committed() {
+					time.Sleep(time.Millisecond)
 				}
 				end := time.Now()
 				b.StopTimer()
