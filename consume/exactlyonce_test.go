@@ -212,28 +212,6 @@ func TestExactlyOnceCopiesEveryRecordOnceInKeyOrder(t *testing.T) {
 	}
 }
 
-// TestExactlyOnceOptionsAreChecked: the ExactlyOnce preset's rules apply to
-// the copier's client, and what the mode cannot do is refused.
-func TestExactlyOnceOptionsAreChecked(t *testing.T) {
-	h := func(context.Context, *kgo.Record, *consume.Output) error { return nil }
-	base := consume.KgoOpts(kgo.SeedBrokers("localhost:1"), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t"))
-	_, err := consume.NewExactlyOnce(h, base, consume.TxnInterval(0))
-	if !errors.Is(err, consume.ErrInvalidOption) || !strings.Contains(err.Error(), "TxnInterval") {
-		t.Errorf("TxnInterval(0): %v", err)
-	}
-	if !errors.Is(err, kgproduce.ErrUnsafeConfig) {
-		t.Errorf("no transactional id: want kgproduce.ErrUnsafeConfig, got %v", err)
-	}
-	_, err = consume.NewExactlyOnce(h, base, consume.KgoOpts(kgo.TransactionalID("x"), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite()))
-	if !errors.Is(err, kgproduce.ErrUnsafeConfig) || !strings.Contains(err.Error(), "RequiredAcks") {
-		t.Errorf("acks=1: %v", err)
-	}
-	_, err = consume.NewExactlyOnce(h, base, consume.KgoOpts(kgo.TransactionalID("x")))
-	if err != nil {
-		t.Errorf("valid options refused: %v", err)
-	}
-}
-
 // cutter is a dialer whose connections are all cut when the client is about
 // to write a given request (a crash at that step of the transactional
 // loop): the write fails, every connection closes, and no new one opens.
