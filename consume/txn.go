@@ -50,9 +50,14 @@ var (
 	ErrFenced = fmt.Errorf("consume: fenced by a newer member with the same transactional id: %w", produce.ErrFenced)
 )
 
-// errWindowAborted is what a handler's context-less produce failure
-// records: the window's transaction must abort.
-var errWindowAborted = errors.New("consume: an output record of the window failed")
+var (
+	// errWindowAborted is what a failed output record records: the
+	// window's transaction must abort.
+	errWindowAborted = errors.New("consume: an output record of the window failed")
+	// errPartitionGone refuses a TxnOffsetCommit naming a partition the
+	// Consumer released meanwhile; kgo then aborts the transaction.
+	errPartitionGone = errors.New("consume: partition released during the window")
+)
 
 // NewExactlyOnce returns a Consumer whose handler's output records and
 // input offsets are committed in one transaction (consume-transform-produce
@@ -220,7 +225,7 @@ func (c *Consumer) transact(ctx context.Context, s *kgo.GroupTransactSession) er
 	defer t.gate.Unlock()
 	for {
 		if err := s.Begin(); err != nil {
-			return fmt.Errorf("%w: begin: %w", ErrTxnFailed, err)
+			return txnFailed(fmt.Errorf("begin: %w", err))
 		}
 		t.open = true
 		t.gate.Unlock()
@@ -289,9 +294,16 @@ func (c *Consumer) endWindow(ctx context.Context, s *kgo.GroupTransactSession) e
 		c.log.Log(ctx, level, "consume: transaction aborted; the window's records run again", "group", c.name, "reason", reason)
 		c.rewind()
 	}
-	if err == nil {
-		return nil
+	if err == nil || errors.Is(err, errPartitionGone) && !committed {
+		return nil // aborted: the next window runs the records again
 	}
+	return txnFailed(err)
+}
+
+// txnFailed wraps the error that ended a transaction for good: ErrFenced
+// if a newer producer with the same transactional id took over, else
+// ErrTxnFailed.
+func txnFailed(err error) error {
 	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
 		return fmt.Errorf("%w: %w", ErrFenced, err)
 	}
@@ -302,8 +314,9 @@ func (c *Consumer) endWindow(ctx context.Context, s *kgo.GroupTransactSession) e
 // position after the last polled record) by the committable checkpoints:
 // the offset below which every record was handled, and the metadata naming
 // those handled above it. A partition with nothing committable is left out.
-// A partition the dispatcher does not hold refuses the commit. sent gets
-// what was committed.
+// A partition the dispatcher does not hold refuses the commit (its outputs
+// may be in the transaction, so it must abort). sent gets what was
+// committed.
 func setTxnOffsets(req *kmsg.TxnOffsetCommitRequest, cps, sent map[ordering.TopicPartition]ordering.Checkpoint) error {
 	topics := req.Topics[:0]
 	for _, rt := range req.Topics {
@@ -312,7 +325,7 @@ func setTxnOffsets(req *kmsg.TxnOffsetCommitRequest, cps, sent map[ordering.Topi
 			tp := ordering.TopicPartition{Topic: rt.Topic, Partition: p.Partition}
 			cp, ok := cps[tp]
 			if !ok {
-				return fmt.Errorf("consume: partition %s is not held any more", tp)
+				return fmt.Errorf("%w: %s", errPartitionGone, tp)
 			}
 			if cp.Offset < 0 {
 				continue
