@@ -501,3 +501,32 @@ func TestExactlyOnceDropsTheOutputOfAFailedAttempt(t *testing.T) {
 		t.Errorf("the failing record ran %d times, want 2", n)
 	}
 }
+
+// TestExactlyOnceMemberWithTheSameTransactionalIDFencesTheFirst: a second
+// copier started with the first one's transactional id (a restarted pod
+// while the old one still runs) fences it: the first one's Run returns an
+// error matching ErrFenced and produce.ErrFenced, and the second finishes
+// the copy exactly once.
+func TestExactlyOnceMemberWithTheSameTransactionalIDFencesTheFirst(t *testing.T) {
+	c := eosCluster(t)
+	const keys, perKey = 20, 60
+	in, out := eosTopics(t, c, "fence", keys, perKey)
+	first := startCopier(t, 8*time.Millisecond, eosOpts(c, "fence", "fence-1", in, out)...)
+	testkit.WaitFor(t, 20*time.Second, "two transactions committed", func() bool { return first.c.Stats().Commits >= 2 })
+	second := startCopier(t, 8*time.Millisecond, eosOpts(c, "fence", "fence-1", in, out)...)
+	var err error
+	select {
+	case err = <-first.done:
+		first.done <- err
+	case <-time.After(20 * time.Second):
+		t.Fatal("the fenced copier's Run did not return")
+	}
+	if !errors.Is(err, consume.ErrFenced) || !errors.Is(err, kgproduce.ErrFenced) {
+		t.Errorf("the first copier's Run returned %v, want ErrFenced", err)
+	}
+	waitCommittedAtEnd(t, c, "fence", in, 30*time.Second)
+	if err := second.shutdown(t); err != nil {
+		t.Fatalf("the second copier's Run: %v", err)
+	}
+	exactlyOnce(t, readOut(t, c, out, kgo.ReadCommitted()), keys, perKey, true)
+}
