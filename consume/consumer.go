@@ -50,6 +50,8 @@ type Consumer struct {
 	paused map[ordering.TopicPartition]bool       // partitions this consumer paused
 	ran    bool
 	stop   context.CancelFunc // ends the running Run's poll loop
+
+	tx *txnState // exactly-once mode (NewExactlyOnce); nil otherwise
 }
 
 // New returns a Consumer that runs handler for every record of the topics
@@ -57,9 +59,17 @@ type Consumer struct {
 // invalid option is reported at once, each wrapping ErrInvalidOption. New
 // does not connect; Run does (with KgoOpts).
 func New(handler Handler, opts ...ConsumerOpt) (*Consumer, error) {
-	cfg := newConfig(opts)
+	var handle func(context.Context, *kgo.Record) error
+	if handler != nil {
+		handle = handler
+	}
+	return newConsumer(newConfig(opts), handle, nil)
+}
+
+// newConsumer is New, and NewExactlyOnce with tx set.
+func newConsumer(cfg config, handle func(context.Context, *kgo.Record) error, tx *txnState) (*Consumer, error) {
 	err := cfg.validate()
-	if handler == nil {
+	if handle == nil {
 		err = errors.Join(err, fmt.Errorf("%w: handler is nil", ErrInvalidOption))
 	}
 	var (
@@ -67,6 +77,8 @@ func New(handler Handler, opts ...ConsumerOpt) (*Consumer, error) {
 		optErr error
 	)
 	switch {
+	case tx != nil:
+		group, optErr = checkExactlyOnce(&cfg)
 	case cfg.client != nil && len(cfg.kgoOpts) > 0:
 		optErr = fmt.Errorf("%w: Client and KgoOpts exclude each other: the client's options are already set", ErrInvalidOption)
 	case cfg.client != nil:
@@ -84,13 +96,13 @@ func New(handler Handler, opts ...ConsumerOpt) (*Consumer, error) {
 		done:   make(chan struct{}),
 		parts:  make(map[ordering.TopicPartition]*partState),
 		paused: make(map[ordering.TopicPartition]bool),
+		tx:     tx,
 	}
-	c.eng, err = newEngine(cfg, func(ctx context.Context, r *kgo.Record) error { return handler(ctx, r) },
-		func(r *kgo.Record) *kgo.Record { return r })
+	c.eng, err = newEngine(cfg, handle, func(r *kgo.Record) *kgo.Record { return r })
 	if err != nil {
 		return nil, fmt.Errorf("consume: %w", err)
 	}
-	c.group, err = groupengine.New(groupengine.Config{
+	gcfg := groupengine.Config{
 		Group:          group,
 		Work:           (*consumerWork)(c),
 		CommitInterval: cfg.commitInterval,
@@ -102,7 +114,12 @@ func New(handler Handler, opts ...ConsumerOpt) (*Consumer, error) {
 		OnCommit: c.committed,
 		Logger:   c.log,
 		Prefix:   "consume",
-	})
+	}
+	if tx != nil {
+		// Offsets are committed only inside the transaction (endWindow).
+		gcfg.Committer, gcfg.RequireStable = noCommits{}, true
+	}
+	c.group, err = groupengine.New(gcfg)
 	if err != nil {
 		return nil, fmt.Errorf("consume: %w", err)
 	}
@@ -137,9 +154,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer c.stop()
 
 	cl, owned := c.cfg.client, c.cfg.client == nil
+	var sess *kgo.GroupTransactSession
 	if owned {
 		var err error
-		if cl, err = kgo.NewClient(c.kopts...); err != nil {
+		if c.tx != nil {
+			sess, err = kgo.NewGroupTransactSession(c.kopts...)
+			if err == nil {
+				cl = sess.Client()
+			}
+		} else {
+			cl, err = kgo.NewClient(c.kopts...)
+		}
+		if err != nil {
 			_ = c.eng.d.Close()
 			return fmt.Errorf("consume: %w", err)
 		}
@@ -149,7 +175,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("consume: started", "group", c.name, "order", c.cfg.order.String(),
 		"concurrency", c.cfg.concurrency, "max_buffered", c.cfg.maxBuffered)
 
-	err := c.group.Run(ctx, cl, func(ctx context.Context) error { c.poll(ctx, cl); return nil })
+	poll := func(ctx context.Context) error { c.poll(ctx, cl); return nil }
+	if sess != nil {
+		poll = func(ctx context.Context) error { return c.transact(ctx, sess) }
+	}
+	err := c.group.Run(ctx, cl, poll)
 	if c.group.Crashed() {
 		_ = c.eng.d.Close()
 		if owned {
@@ -338,6 +368,9 @@ func (w *consumerWork) Assign(_ context.Context, cps map[ordering.TopicPartition
 		if aw, ok := c.cfg.parker.(AssignmentAware); ok {
 			aw.Forget(tp.Topic, tp.Partition)
 		}
+		if c.tx != nil {
+			c.tx.assigned(tp, cp)
+		}
 		err := c.eng.d.Assign(tp, cp)
 		if errors.Is(err, ordering.ErrAssigned) {
 			_, _ = c.eng.d.Revoke(context.Background(), tp)
@@ -358,6 +391,10 @@ func (w *consumerWork) Assign(_ context.Context, cps map[ordering.TopicPartition
 // records until ctx is done.
 func (w *consumerWork) Release(ctx context.Context, tps []ordering.TopicPartition) map[ordering.TopicPartition]ordering.Checkpoint {
 	c := (*Consumer)(w)
+	if c.tx != nil {
+		c.tx.rewinding.Lock()
+		defer c.tx.rewinding.Unlock()
+	}
 	cps := make(map[ordering.TopicPartition]ordering.Checkpoint)
 	for _, tp := range tps {
 		cp, err := c.eng.d.Revoke(ctx, tp)

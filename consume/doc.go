@@ -53,6 +53,23 @@
 // ConsumerGroup: it is a sarama.ConsumerGroupHandler that marks and commits
 // only contiguous handled offsets, with the same metadata.
 //
+// # Exactly once
+//
+// [NewExactlyOnce] is the consume-transform-produce loop exactly once: its
+// [TxnHandler] adds output records to an [Output], and each transaction
+// window (TxnInterval, 100 ms by default) commits the window's outputs and
+// the input offsets together, with the semantics of franz-go's
+// kgo.GroupTransactSession (a rebalance or a revocation aborts the window,
+// a zombie member is fenced by the broker). KeyOrder, PartitionOrder and
+// Unordered run in parallel inside a window as they do in New. A window
+// polls for TxnInterval, then waits for the records it holds (at most
+// MaxBuffered) before it commits. Readers of the output must use
+// read_committed (kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+// produce.KgoConsumerOpts(produce.ExactlyOnce)). There is no sarama
+// variant yet: sarama 1.61's transactional producer can send KIP-447
+// offsets (AddOffsetsToTxnWithGroupMetadata with the session's generation
+// and member id), but it is not built here.
+//
 // # Metrics
 //
 // [NewMetrics] registers Prometheus collectors on the registry the

@@ -42,6 +42,9 @@ const (
 	// DefaultDrainTimeout is the default bound on waiting for running
 	// records when partitions are revoked or the consumer stops.
 	DefaultDrainTimeout = 10 * time.Second
+	// DefaultTxnInterval is the default length of an exactly-once
+	// consumer's transaction window (NewExactlyOnce).
+	DefaultTxnInterval = 100 * time.Millisecond
 )
 
 // Handler processes one record. Returning nil marks the record handled:
@@ -86,13 +89,20 @@ type Failure struct {
 // The options of this package are scoped by type, as franz-go's are: Opt
 // configures a Consumer (New) and a SaramaHandler (NewSarama) alike,
 // ConsumerOpt only a Consumer (KgoOpts, Client), SaramaOpt only a
-// SaramaHandler. An option that does not apply to a constructor does not
-// compile. Options have bare names (Concurrency, not WithConcurrency), as in
-// every kafkaguard package.
+// SaramaHandler, and ExactlyOnceOpt an exactly-once Consumer
+// (NewExactlyOnce), which takes every ConsumerOpt too, and TxnInterval. An
+// option that does not apply to a constructor does not compile. Options
+// have bare names (Concurrency, not WithConcurrency), as in every kafkaguard
+// package.
 type (
-	// ConsumerOpt configures a Consumer.
-	ConsumerOpt interface {
+	// ExactlyOnceOpt configures an exactly-once Consumer (NewExactlyOnce).
+	ExactlyOnceOpt interface {
 		option
+		exactlyOnceOpt()
+	}
+	// ConsumerOpt configures a Consumer, exactly-once or not.
+	ConsumerOpt interface {
+		ExactlyOnceOpt
 		consumerOpt()
 	}
 	// SaramaOpt configures a SaramaHandler.
@@ -111,15 +121,20 @@ type (
 type option interface{ apply(*config) }
 
 type (
-	bothOpt     func(*config) // Opt
-	consumerOpt func(*config) // ConsumerOpt
+	bothOpt        func(*config) // Opt
+	consumerOpt    func(*config) // ConsumerOpt
+	exactlyOnceOpt func(*config) // ExactlyOnceOpt
 )
 
-func (f bothOpt) apply(c *config)     { f(c) }
-func (f consumerOpt) apply(c *config) { f(c) }
-func (bothOpt) consumerOpt()          {}
-func (bothOpt) saramaOpt()            {}
-func (consumerOpt) consumerOpt()      {}
+func (f bothOpt) apply(c *config)        { f(c) }
+func (f consumerOpt) apply(c *config)    { f(c) }
+func (f exactlyOnceOpt) apply(c *config) { f(c) }
+func (bothOpt) consumerOpt()             {}
+func (bothOpt) saramaOpt()               {}
+func (bothOpt) exactlyOnceOpt()          {}
+func (consumerOpt) consumerOpt()         {}
+func (consumerOpt) exactlyOnceOpt()      {}
+func (exactlyOnceOpt) exactlyOnceOpt()   {}
 
 type config struct {
 	kgoOpts        []kgo.Opt
@@ -131,6 +146,7 @@ type config struct {
 	metadataMax    int
 	parker         Parker
 	commitInterval time.Duration
+	txnInterval    time.Duration
 	drainTimeout   time.Duration
 	logger         *slog.Logger
 	onError        func(Failure)
@@ -154,6 +170,7 @@ func defaultConfig() config {
 		maxBuffered:    DefaultMaxBuffered,
 		metadataMax:    ordering.DefaultMetadataMaxBytes,
 		commitInterval: DefaultCommitInterval,
+		txnInterval:    DefaultTxnInterval,
 		drainTimeout:   DefaultDrainTimeout,
 	}
 }
@@ -235,6 +252,18 @@ func CommitInterval(d time.Duration) Opt {
 	return bothOpt(func(c *config) { c.commitInterval = d })
 }
 
+// TxnInterval sets the length of an exactly-once Consumer's transaction
+// window: records are polled and handled in parallel for d, then the
+// window's outputs and input offsets are committed in one transaction. A
+// longer window costs fewer transactions per record but holds the outputs
+// back from read_committed readers longer (they see them at the commit);
+// after a crash or a rebalance the window's records run again. The default
+// is DefaultTxnInterval. (Kafka Streams' commit.interval.ms plays this part
+// under exactly_once_v2.)
+func TxnInterval(d time.Duration) ExactlyOnceOpt {
+	return exactlyOnceOpt(func(c *config) { c.txnInterval = d })
+}
+
 // DrainTimeout bounds how long revocation and shutdown wait for running
 // records before committing. Keep it well below the group's rebalance
 // timeout (kgo.RebalanceTimeout, Kafka's max.poll.interval.ms). The default
@@ -274,6 +303,9 @@ func (c *config) validate() error {
 	}
 	if c.commitInterval <= 0 {
 		bad("CommitInterval must be > 0, got %v", c.commitInterval)
+	}
+	if c.txnInterval <= 0 {
+		bad("TxnInterval must be > 0, got %v", c.txnInterval)
 	}
 	if c.drainTimeout <= 0 {
 		bad("DrainTimeout must be > 0, got %v", c.drainTimeout)

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	kgproduce "github.com/kafkaguard/kafkaguard/produce"
 )
 
 func TestNewRefusesContradictoryOptions(t *testing.T) {
@@ -84,3 +85,61 @@ func TestNewAcceptsTheUsersOwnDisableAutoCommit(t *testing.T) {
 		t.Fatalf("Run after Close returned %v, want ErrRunning", err)
 	}
 }
+
+func TestNewExactlyOnceRefusesWhatTheModeCannotKeep(t *testing.T) {
+	t.Parallel()
+	nop := func(context.Context, *kgo.Record, *consume.Output) error { return nil }
+	base := consume.KgoOpts(kgo.SeedBrokers("127.0.0.1:1"), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t"))
+	txnID := consume.KgoOpts(kgo.TransactionalID("copier-1"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, tc := range []struct {
+		name    string
+		handler consume.TxnHandler
+		opts    []consume.ExactlyOnceOpt
+		want    []string
+		unsafe  bool // also wraps produce.ErrUnsafeConfig
+	}{
+		{"no transactional id", nop, []consume.ExactlyOnceOpt{base}, []string{"TransactionalID"}, true},
+		{"acks=1 and no idempotence", nop, []consume.ExactlyOnceOpt{base, txnID,
+			consume.KgoOpts(kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())},
+			[]string{"RequiredAcks", "DisableIdempotentWrite"}, true},
+		{"read_uncommitted input", nop, []consume.ExactlyOnceOpt{base, txnID,
+			consume.KgoOpts(kgo.FetchIsolationLevel(kgo.ReadUncommitted()))}, []string{"FetchIsolationLevel"}, true},
+		{"client and retry path", nop, []consume.ExactlyOnceOpt{base, txnID, consume.Client(cl, consume.NewHooks()),
+			consume.RetryPath(nopParker{})}, []string{"Client: NewExactlyOnce creates its client", "RetryPath: parking"}, false},
+		{"bad values at once", nil, []consume.ExactlyOnceOpt{base, txnID, consume.TxnInterval(0), consume.Concurrency(0)},
+			[]string{"handler is nil", "TxnInterval must be > 0, got 0s", "Concurrency must be >= 1"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := consume.NewExactlyOnce(tc.handler, tc.opts...)
+			if err == nil {
+				c.Close()
+				t.Fatal("NewExactlyOnce accepted the options")
+			}
+			if !errors.Is(err, consume.ErrInvalidOption) {
+				t.Errorf("error %v does not wrap ErrInvalidOption", err)
+			}
+			if tc.unsafe && !errors.Is(err, kgproduce.ErrUnsafeConfig) {
+				t.Errorf("error %v does not wrap produce.ErrUnsafeConfig", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+	c, err := consume.NewExactlyOnce(nop, base, txnID, consume.TxnInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("valid options refused: %v", err)
+	}
+	c.Close()
+}
+
+type nopParker struct{}
+
+func (nopParker) Park(context.Context, *kgo.Record, error) error { return nil }

@@ -233,7 +233,7 @@ func (j *Job) Run(ctx context.Context) error {
 		Group:          j.groupName,
 		Work:           (*jobWork)(j),
 		Committer:      committer,
-		StableOffsets:  j.cfg.exactlyOnce,
+		RequireStable:  j.cfg.exactlyOnce,
 		CommitInterval: j.cfg.commitInterval,
 		DrainTimeout:   j.cfg.shutdownTimeout,
 		CommitTimeout:  10 * time.Second,

@@ -63,6 +63,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/ordering"
@@ -98,14 +99,14 @@ type Config struct {
 	// PartitionError builds the error reported for a partition whose
 	// commit was refused; nil means a *CommitError.
 	PartitionError func(tp ordering.TopicPartition, cp ordering.Checkpoint, err error) error
-	// StableOffsets makes the engine read the committed offsets of newly
-	// assigned partitions with RequireStable: a transactional commit still
-	// pending is waited for, not read past (KIP-447). A transactional
-	// consumer sets it.
-	StableOffsets bool
 	// OnCommit, if set, is called after a commit with the checkpoints Kafka
 	// accepted (never empty), under the engine's commit lock.
 	OnCommit func(map[ordering.TopicPartition]ordering.Checkpoint)
+	// RequireStable makes the committed offsets be read with KIP-447's
+	// RequireStable: a partition with a transactional offset commit still
+	// pending is read again once its transaction ended. A transactional
+	// consumer needs it; reading is retried meanwhile.
+	RequireStable bool
 	// Logger receives the engine's logs; nil discards. Prefix starts every
 	// message ("consume", "retry").
 	Logger *slog.Logger
@@ -298,7 +299,7 @@ func (e *Engine) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 	if len(assigned) == 0 {
 		return
 	}
-	offs := e.loadOffsets(ctx, cl)
+	offs := e.loadOffsets(ctx, cl, assigned)
 	cps := make(map[ordering.TopicPartition]ordering.Checkpoint)
 	for topic, ps := range assigned {
 		for _, p := range ps {
@@ -323,19 +324,20 @@ func (e *Engine) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 }
 
 // loadOffsets reads the group's committed offsets, retrying with backoff
-// until it succeeds or ctx is done (then it returns what it has, possibly
-// nothing: records done above the committed offsets run again).
-func (e *Engine) loadOffsets(ctx context.Context, cl *kgo.Client) kadm.OffsetResponses {
+// until it succeeds for every assigned partition or ctx is done (then it
+// returns what it has, possibly nothing: records done above the committed
+// offsets run again).
+func (e *Engine) loadOffsets(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) kadm.OffsetResponses {
 	wait := 100 * time.Millisecond
+	fctx := ctx
+	if e.cfg.RequireStable {
+		fctx = kadm.RequireStable(ctx)
+	}
 	for {
 		// The callback's client: kgo may assign before NewClient returned.
-		fctx := ctx
-		if e.cfg.StableOffsets {
-			fctx = kadm.RequireStable(ctx)
-		}
 		offs, err := kadm.NewClient(cl).FetchOffsets(fctx, e.cfg.Group)
 		if err == nil {
-			err = offs.Error()
+			err = assignedError(offs, assigned)
 		}
 		if err == nil {
 			return offs
@@ -345,6 +347,16 @@ func (e *Engine) loadOffsets(ctx context.Context, cl *kgo.Client) kadm.OffsetRes
 				"group", e.cfg.Group, "err", err)
 			return offs
 		}
+		if errors.Is(err, kerr.UnstableOffsetCommit) {
+			// A transaction with offsets is ending: its markers come within
+			// a moment, so asking again soon is not backed off.
+			e.log.Debug(e.cfg.Prefix+": committed offsets pending in a transaction, retrying", "group", e.cfg.Group)
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
 		e.log.Warn(e.cfg.Prefix+": reading committed offsets failed, retrying", "group", e.cfg.Group, "err", err)
 		select {
 		case <-ctx.Done():
@@ -352,6 +364,20 @@ func (e *Engine) loadOffsets(ctx context.Context, cl *kgo.Client) kadm.OffsetRes
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// assignedError returns the first error offs holds for an assigned
+// partition: another partition's (one with a transaction pending, say) does
+// not matter here.
+func assignedError(offs kadm.OffsetResponses, assigned map[string][]int32) error {
+	for topic, ps := range assigned {
+		for _, p := range ps {
+			if o, ok := offs.Lookup(topic, p); ok && o.Err != nil {
+				return o.Err
+			}
+		}
+	}
+	return nil
 }
 
 // revoked waits for the partitions' running records (at most DrainTimeout,
