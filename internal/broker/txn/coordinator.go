@@ -127,6 +127,15 @@ func (c *Coordinator) Load(ctx context.Context, p int32, store group.Store, repl
 	if err != nil {
 		return fmt.Errorf("txn: loading %s-%d: %w", TopicName, p, err)
 	}
+	// The transactions to finish are picked while txns is still this call's
+	// alone: once the shard is published, requests add to it and lock its
+	// entries.
+	var prepared []*entry
+	for _, e := range txns {
+		if e.m.State == PrepareCommit || e.m.State == PrepareAbort {
+			prepared = append(prepared, e)
+		}
+	}
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &shard{ctx: sctx, cancel: cancel, store: store, txns: txns}
 	c.mu.Lock()
@@ -140,9 +149,12 @@ func (c *Coordinator) Load(ctx context.Context, p int32, store group.Store, repl
 	}
 	c.shards[p] = s
 	c.mu.Unlock()
-	for _, e := range txns {
-		if e.m.State == PrepareCommit || e.m.State == PrepareAbort {
-			c.complete(s, e, e.m)
+	for _, e := range prepared {
+		e.mu.Lock()
+		m := e.m
+		e.mu.Unlock()
+		if m.State == PrepareCommit || m.State == PrepareAbort {
+			c.complete(s, e, m)
 		}
 	}
 	return nil
