@@ -193,9 +193,11 @@ func exactlyOnce(t *testing.T, got []string, keys, perKey int, ordered bool) (du
 }
 
 func TestExactlyOnceCopiesEveryRecordOnceInKeyOrder(t *testing.T) {
+	t.Parallel()
 	c := eosCluster(t)
 	for _, order := range []consume.Order{consume.KeyOrder, consume.PartitionOrder, consume.Unordered} {
 		t.Run(order.String(), func(t *testing.T) {
+			t.Parallel()
 			const keys, perKey = 40, 25
 			name := "eos-" + order.String()
 			in, out := eosTopics(t, c, name, keys, perKey)
@@ -298,6 +300,7 @@ const (
 // third of the input, and lets a replacement with the same transactional id
 // finish: the output read committed holds every record once.
 func TestExactlyOnceSurvivesACrashAtEveryStepOfTheTransaction(t *testing.T) {
+	t.Parallel()
 	c := eosCluster(t)
 	for _, step := range []struct {
 		name  string
@@ -311,6 +314,7 @@ func TestExactlyOnceSurvivesACrashAtEveryStepOfTheTransaction(t *testing.T) {
 		{"mid-window", keyProduce, true},                   // after a Produce of the window's outputs
 	} {
 		t.Run(step.name, func(t *testing.T) {
+			t.Parallel()
 			const keys, perKey = 20, 40
 			name := "crash-" + step.name
 			in, out := eosTopics(t, c, name, keys, perKey)
@@ -339,9 +343,11 @@ func TestExactlyOnceSurvivesACrashAtEveryStepOfTheTransaction(t *testing.T) {
 // at-least-once Consumer, writing its outputs with a no-loss producer,
 // duplicates.
 func TestExactlyOnceSurvivesACrashedClientAndARebalance(t *testing.T) {
+	t.Parallel()
 	c := eosCluster(t)
 	const keys, perKey = 20, 60
 	t.Run("crash", func(t *testing.T) {
+		t.Parallel()
 		in, out := eosTopics(t, c, "eos-crash", keys, perKey)
 		first := startCopier(t, 8*time.Millisecond, eosOpts(c, "eos-crash", "eos-crash-1", in, out)...)
 		testkit.WaitFor(t, 20*time.Second, "half the input handled", func() bool { return first.handled.Load() >= keys*perKey/2 })
@@ -355,6 +361,7 @@ func TestExactlyOnceSurvivesACrashedClientAndARebalance(t *testing.T) {
 		t.Logf("handled %d + %d for %d records", first.handled.Load(), second.handled.Load(), keys*perKey)
 	})
 	t.Run("rebalance", func(t *testing.T) {
+		t.Parallel()
 		const perKey = 100 // long enough for the second member to join before the first is done
 		in, out := eosTopics(t, c, "eos-join", keys, perKey)
 		first := startCopier(t, 8*time.Millisecond, eosOpts(c, "eos-join", "eos-join-1", in, out)...)
@@ -373,6 +380,7 @@ func TestExactlyOnceSurvivesACrashedClientAndARebalance(t *testing.T) {
 		t.Logf("handled %d + %d for %d records", first.handled.Load(), second.handled.Load(), keys*perKey)
 	})
 	t.Run("at-least-once-crash", func(t *testing.T) {
+		t.Parallel()
 		// The unsafe mode next to the safe one: the same crash, outputs
 		// written outside any transaction.
 		in, out := eosTopics(t, c, "alo-crash", keys, perKey)
@@ -422,6 +430,7 @@ func countDups(got []string) int {
 // broker refuses its offsets (a stale generation, KIP-447) and its
 // transaction aborts: the output read committed holds every record once.
 func TestExactlyOnceFencesAZombieMember(t *testing.T) {
+	t.Parallel()
 	c := eosCluster(t)
 	const keys, perKey = 20, 60
 	in, out := eosTopics(t, c, "zombie", keys, perKey)
@@ -450,6 +459,7 @@ func TestExactlyOnceFencesAZombieMember(t *testing.T) {
 // meanwhile, and once the record is retried its output is in the output
 // read committed once, in its key's order.
 func TestExactlyOnceDropsTheOutputOfAFailedAttempt(t *testing.T) {
+	t.Parallel()
 	c := eosCluster(t)
 	const keys, perKey = 10, 30
 	in, out := eosTopics(t, c, "eos-fail", keys, perKey)
@@ -508,6 +518,7 @@ func TestExactlyOnceDropsTheOutputOfAFailedAttempt(t *testing.T) {
 // error matching ErrFenced and produce.ErrFenced, and the second finishes
 // the copy exactly once.
 func TestExactlyOnceMemberWithTheSameTransactionalIDFencesTheFirst(t *testing.T) {
+	t.Parallel()
 	c := eosCluster(t)
 	const keys, perKey = 20, 60
 	in, out := eosTopics(t, c, "fence", keys, perKey)
