@@ -356,12 +356,23 @@ func TestMinInsyncReplicasStopsNoLossButNotLeaderAck(t *testing.T) {
 }
 
 func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testing.T) {
+	// With a linger Send hands the record to ProduceSync on a goroutine of
+	// its own; without one it waits on the promise directly.
+	for _, linger := range []time.Duration{10 * time.Millisecond, 0} {
+		t.Run(fmt.Sprintf("linger=%v", linger), func(t *testing.T) {
+			t.Parallel()
+			testSendAbandonedInFlight(t, kgo.ProducerLinger(linger))
+		})
+	}
+}
+
+func testSendAbandonedInFlight(t *testing.T, linger kgo.Opt) {
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
 	ctx := t.Context()
 	if err := c.CreateTopic(ctx, "limbo", 1, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	p := newProducer(t, c, produce.NoLoss, kgo.DefaultProduceTopic("limbo"))
+	p := newProducer(t, c, produce.NoLoss, kgo.DefaultProduceTopic("limbo"), linger)
 	if err := p.Send(ctx, &kgo.Record{Value: []byte("first")}); err != nil {
 		t.Fatal(err)
 	}
@@ -412,6 +423,13 @@ func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testin
 			t.Fatal(err)
 		}
 	}
+	// A Send with a deadline after the abandoned one gets its own outcome.
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	third := &kgo.Record{Value: []byte("third")}
+	if err := p.Send(dctx, third); err != nil || third.Offset != 2 {
+		t.Fatalf("Send after the abandoned one = %v at offset %d, want nil at 2", err, third.Offset)
+	}
 	// Closing the producer ends any retry of the abandoned record still in
 	// flight, so the log read below is final.
 	if err := p.Close(ctx); err != nil {
@@ -419,8 +437,8 @@ func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testin
 	}
 	// "Unknown" was the honest answer: the record was written after all,
 	// and exactly once.
-	if got := values(readAll(t, c, "limbo", 2)); !slices.Equal(got, []string{"first", "second"}) {
-		t.Fatalf("read %v, want [first second]", got)
+	if got := values(readAll(t, c, "limbo", 3)); !slices.Equal(got, []string{"first", "second", "third"}) {
+		t.Fatalf("read %v, want [first second third]", got)
 	}
 }
 
