@@ -349,3 +349,40 @@ func TestNewSaramaAsyncRefusesTransactions(t *testing.T) {
 		t.Fatal("NewSaramaAsync modified the caller's config")
 	}
 }
+
+func TestSaramaAsyncRefusedMessagesAreNotWritten(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	ctx := t.Context()
+	if err := c.CreateTopic(ctx, "refused", 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := sarama.NewConfig()
+	cfg.Producer.MaxMessageBytes = 1000
+	sp := newSaramaAsync(t, c, produce.NoLoss, cfg)
+	got := make(chan error, 3)
+	cb := func(_ *sarama.ProducerMessage, err error) { got <- err }
+	// sarama refuses a message over Producer.MaxMessageBytes before sending it.
+	sp.SendAsync(ctx, &sarama.ProducerMessage{Topic: "refused", Value: sarama.ByteEncoder(make([]byte, 2000))}, cb)
+	// A context that already ended: never handed to sarama.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	sp.SendAsync(done, &sarama.ProducerMessage{Topic: "refused", Value: sarama.StringEncoder("late")}, cb)
+	sp.SendAsync(ctx, nil, cb)
+	var causes []error
+	for range 3 {
+		err := <-got
+		var de *produce.DeliveryError
+		if !errors.As(err, &de) || !errors.Is(err, produce.ErrNotWritten) || errors.Is(err, produce.ErrOutcomeUnknown) {
+			t.Fatalf("refused message called back %v, want a DeliveryError, not written", err)
+		}
+		causes = append(causes, de.Err)
+	}
+	all := errors.Join(causes...)
+	var cfgErr sarama.ConfigurationError
+	if !errors.As(all, &cfgErr) || !errors.Is(all, context.Canceled) {
+		t.Fatalf("causes %v, want sarama's size refusal and the ended context", causes)
+	}
+	if err := sp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
