@@ -345,6 +345,21 @@ func TestSaramaAsyncCloseDeliversEveryOutstandingOutcome(t *testing.T) {
 	}
 }
 
+func TestNewSaramaAsyncRefusesWhatContradictsThePreset(t *testing.T) {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V0_10_2_0 // too old for idempotent writes
+	cfg.Producer.RequiredAcks = sarama.WaitForLocal
+	// No broker listens: the refusal comes before any connection.
+	_, err := produce.NewSaramaAsync([]string{"127.0.0.1:1"}, produce.NoLoss, cfg)
+	ces := produce.ConfigErrors(err)
+	if len(ces) != 1 || ces[0].Setting != "Version" || !errors.Is(err, produce.ErrUnsafeConfig) {
+		t.Fatalf("NewSaramaAsync(NoLoss) on Version %v: %v, want one ConfigError naming Version", cfg.Version, err)
+	}
+	if cfg.Producer.RequiredAcks != sarama.WaitForLocal || cfg.Producer.Idempotent {
+		t.Fatal("NewSaramaAsync modified the caller's config")
+	}
+}
+
 func TestNewSaramaAsyncRefusesTransactions(t *testing.T) {
 	cfg := sarama.NewConfig()
 	cfg.Producer.Transaction.ID = "tx"
