@@ -62,6 +62,9 @@ const noLossTarget = 0.95
 //   - sync-deadline: the same with a context that has a deadline, which
 //     Send honours even while the record is in flight (kgo's ProduceSync
 //     waits for an idempotent record's outcome).
+//   - sync-deadline-no-linger: the same with ProducerLinger(0) on every
+//     side, where Send waits on the promise without a goroutine of its
+//     own.
 func BenchmarkNoLossProduce(b *testing.B) {
 	c := kafkatest.NewCluster(b)
 	ctx := context.Background()
@@ -162,7 +165,7 @@ func BenchmarkNoLossProduce(b *testing.B) {
 		}
 		wg.Wait()
 	}
-	syncRounds := func(ctx context.Context) (rawRound, aaRound, wrapRound func(int)) {
+	syncRounds := func(ctx context.Context, raw, raw2 *kgo.Client, p *produce.Producer) (rawRound, aaRound, wrapRound func(int)) {
 		rawRound = func(n int) {
 			parallel(n, func() error { return raw.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr() })
 		}
@@ -175,13 +178,41 @@ func BenchmarkNoLossProduce(b *testing.B) {
 		return rawRound, aaRound, wrapRound
 	}
 	b.Run("sync", func(b *testing.B) {
-		rawRound, aaRound, wrapRound := syncRounds(ctx)
+		rawRound, aaRound, wrapRound := syncRounds(ctx, raw, raw2, p)
 		compare(b, rawRound, aaRound, wrapRound)
 	})
+	dctx, cancel := context.WithTimeout(ctx, time.Hour)
+	defer cancel()
 	b.Run("sync-deadline", func(b *testing.B) {
-		dctx, cancel := context.WithTimeout(ctx, time.Hour)
-		defer cancel()
-		rawRound, aaRound, wrapRound := syncRounds(dctx)
+		rawRound, aaRound, wrapRound := syncRounds(dctx, raw, raw2, p)
+		compare(b, rawRound, aaRound, wrapRound)
+	})
+	b.Run("sync-deadline-no-linger", func(b *testing.B) {
+		// Three more clients, every one with ProducerLinger(0).
+		opts := append(slices.Clip(opts), kgo.ProducerLinger(0))
+		all, err := produce.ApplyKgo(produce.NoLoss, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var raws [2]*kgo.Client
+		for i := range raws {
+			if raws[i], err = kgo.NewClient(all...); err != nil {
+				b.Fatal(err)
+			}
+			defer raws[i].Close()
+			if err := raws[i].ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		p, err := produce.New(ctx, produce.NoLoss, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close(ctx)
+		if err := p.Send(ctx, &kgo.Record{Value: value}); err != nil {
+			b.Fatal(err)
+		}
+		rawRound, aaRound, wrapRound := syncRounds(dctx, raws[0], raws[1], p)
 		compare(b, rawRound, aaRound, wrapRound)
 	})
 }

@@ -356,12 +356,23 @@ func TestMinInsyncReplicasStopsNoLossButNotLeaderAck(t *testing.T) {
 }
 
 func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testing.T) {
+	// With a linger Send hands the record to ProduceSync on a goroutine of
+	// its own; without one it waits on the promise directly.
+	for _, linger := range []time.Duration{10 * time.Millisecond, 0} {
+		t.Run(fmt.Sprintf("linger=%v", linger), func(t *testing.T) {
+			t.Parallel()
+			testSendAbandonedInFlight(t, kgo.ProducerLinger(linger))
+		})
+	}
+}
+
+func testSendAbandonedInFlight(t *testing.T, linger kgo.Opt) {
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3), kafkatest.BrokerConfig("min.insync.replicas", "2"))
 	ctx := t.Context()
 	if err := c.CreateTopic(ctx, "limbo", 1, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	p := newProducer(t, c, produce.NoLoss, kgo.DefaultProduceTopic("limbo"))
+	p := newProducer(t, c, produce.NoLoss, kgo.DefaultProduceTopic("limbo"), linger)
 	if err := p.Send(ctx, &kgo.Record{Value: []byte("first")}); err != nil {
 		t.Fatal(err)
 	}
@@ -412,6 +423,13 @@ func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testin
 			t.Fatal(err)
 		}
 	}
+	// A Send with a deadline after the abandoned one gets its own outcome.
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	third := &kgo.Record{Value: []byte("third")}
+	if err := p.Send(dctx, third); err != nil || third.Offset != 2 {
+		t.Fatalf("Send after the abandoned one = %v at offset %d, want nil at 2", err, third.Offset)
+	}
 	// Closing the producer ends any retry of the abandoned record still in
 	// flight, so the log read below is final.
 	if err := p.Close(ctx); err != nil {
@@ -419,8 +437,8 @@ func TestSendAbandonedInFlightIsOutcomeUnknownAndTheRecordCanStillLand(t *testin
 	}
 	// "Unknown" was the honest answer: the record was written after all,
 	// and exactly once.
-	if got := values(readAll(t, c, "limbo", 2)); !slices.Equal(got, []string{"first", "second"}) {
-		t.Fatalf("read %v, want [first second]", got)
+	if got := values(readAll(t, c, "limbo", 3)); !slices.Equal(got, []string{"first", "second", "third"}) {
+		t.Fatalf("read %v, want [first second third]", got)
 	}
 }
 
@@ -505,5 +523,91 @@ func TestAuditPassesHardenedTopicsAndNamesEveryWeakness(t *testing.T) {
 	}
 	if !errors.Is(r.Err(), produce.ErrAuditFailed) {
 		t.Fatalf("Err = %v", r.Err())
+	}
+}
+
+func TestSendsWithDeadlinesThatEndInFlightEachGetOneAnswerAndLoseNothingAcknowledged(t *testing.T) {
+	// Many concurrent Sends, some of whose deadlines end while their
+	// records are in flight: the pooled state of one Send must never answer
+	// another, with a linger (a goroutine per Send) or without.
+	for _, linger := range []time.Duration{10 * time.Millisecond, 0} {
+		t.Run(fmt.Sprintf("linger=%v", linger), func(t *testing.T) {
+			t.Parallel()
+			c := kafkatest.NewCluster(t)
+			ctx := t.Context()
+			if err := c.CreateTopic(ctx, "rush", 2, 1, nil); err != nil {
+				t.Fatal(err)
+			}
+			p := newProducer(t, c, produce.NoLoss, kgo.DefaultProduceTopic("rush"), kgo.ProducerLinger(linger))
+			if err := p.Send(ctx, &kgo.Record{Value: []byte("warm-up")}); err != nil {
+				t.Fatal(err)
+			}
+			// Every request waits 2-6 ms at the broker; deadlines are 1-43 ms,
+			// every eighth 10 s.
+			if err := c.SetLatency(c.Brokers()[0].ID, 2*time.Millisecond, 4*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			const senders, each = 8, 60
+			var mu sync.Mutex
+			acked := map[string]bool{}
+			var unknown, notWritten int
+			var wg sync.WaitGroup
+			for g := range senders {
+				wg.Go(func() {
+					for i := range each {
+						v := fmt.Sprintf("%d-%d", g, i)
+						d := time.Duration(1+6*((g+i)%8)) * time.Millisecond
+						if i%8 == 0 {
+							d = 10 * time.Second // some surely acknowledged
+						}
+						sctx, cancel := context.WithTimeout(ctx, d)
+						r := &kgo.Record{Value: []byte(v)}
+						err := p.Send(sctx, r)
+						cancel()
+						mu.Lock()
+						switch {
+						case err == nil:
+							if string(r.Value) != v || r.Offset < 0 {
+								t.Errorf("Send of %s answered for record %q at offset %d", v, r.Value, r.Offset)
+							}
+							acked[v] = true
+						case errors.Is(err, produce.ErrOutcomeUnknown):
+							unknown++
+						case errors.Is(err, produce.ErrNotWritten):
+							notWritten++
+						default:
+							t.Errorf("Send of %s: %v, not a DeliveryError", v, err)
+						}
+						mu.Unlock()
+					}
+				})
+			}
+			returned := make(chan struct{})
+			go func() { wg.Wait(); close(returned) }()
+			select {
+			case <-returned:
+			case <-time.After(20 * time.Second): // the longest deadline is 10 s
+				t.Fatal("Sends still waiting 20 s on: some Send was never answered")
+			}
+			if err := c.SetLatency(c.Brokers()[0].ID, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Close(ctx); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if len(acked)+unknown+notWritten != senders*each || len(acked) == 0 || unknown+notWritten == 0 {
+				t.Fatalf("%d acknowledged, %d outcome unknown, %d not written, want %d answers, some acknowledged and some not",
+					len(acked), unknown, notWritten, senders*each)
+			}
+			in := map[string]int{}
+			for _, v := range values(readAll(t, c, "rush", len(acked))) {
+				in[v]++
+			}
+			for v := range acked {
+				if in[v] != 1 {
+					t.Fatalf("acknowledged %s is in the log %d times", v, in[v])
+				}
+			}
+		})
 	}
 }

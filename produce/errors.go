@@ -41,7 +41,7 @@ var (
 // Errors of the handle's life cycle.
 var (
 	// ErrClosed is the cause of a [*DeliveryError] for a send on a closed
-	// [Producer] or [SaramaSyncProducer].
+	// [Producer], [SaramaSyncProducer] or [SaramaAsyncProducer].
 	ErrClosed = errors.New("produce: producer closed")
 )
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -116,6 +117,38 @@ func ExampleProducer_Transact() {
 	// Output:
 	// committed: true
 	// aborted: true
+}
+
+func ExampleSaramaAsyncProducer() {
+	brokers, closeBroker := exampleBroker("orders")
+	defer closeBroker()
+	ctx := context.Background()
+
+	sp, err := produce.NewSaramaAsync(brokers, produce.NoLoss, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var mu sync.Mutex
+	acked := 0
+	for i := range 3 {
+		msg := &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(fmt.Sprint(i))}
+		sp.SendAsync(ctx, msg, func(msg *sarama.ProducerMessage, err error) {
+			if err != nil {
+				// errors.Is(err, produce.ErrOutcomeUnknown): it may have been written.
+				fmt.Println("not acknowledged:", err)
+				return
+			}
+			mu.Lock()
+			acked++
+			mu.Unlock()
+		})
+	}
+	// Close flushes: every callback has run when it returns.
+	if err := sp.Close(ctx); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println("acknowledged:", acked)
+	// Output: acknowledged: 3
 }
 
 func ExampleAudit() {

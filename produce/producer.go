@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -42,8 +43,9 @@ type Producer struct {
 	txnMu     sync.Mutex
 	txnFailed atomic.Int64
 
-	defaultTopic       string // kgo.DefaultProduceTopic
-	defaultTopicAlways bool   // kgo.DefaultProduceTopicAlways
+	linger             time.Duration // kgo.ProducerLinger
+	defaultTopic       string        // kgo.DefaultProduceTopic
+	defaultTopicAlways bool          // kgo.DefaultProduceTopicAlways
 	closed             atomic.Bool
 
 	// logCallback and logPromise are the callback of a SendAsync without
@@ -55,6 +57,9 @@ type Producer struct {
 	// (see promiseFor).
 	bound        atomic.Pointer[boundPromise]
 	lastCallback atomic.Uintptr
+	// pooled holds the *pooledPromise bindings of other callbacks, and
+	// sends the *sendOp of Sends with a context that can end.
+	pooled, sends sync.Pool
 }
 
 // New returns a Producer for preset p over a kgo client built from
@@ -94,6 +99,7 @@ func New(ctx context.Context, p Preset, opts ...kgo.Opt) (*Producer, error) {
 	pr.logCallback = pr.logFailure
 	pr.logPromise = pr.wrap(pr.logCallback)
 	pr.defaultTopic, _ = cl.OptValue(kgo.DefaultProduceTopic).(string)
+	pr.linger, _ = cl.OptValue(kgo.ProducerLinger).(time.Duration)
 	pr.defaultTopicAlways, _ = cl.OptValue(kgo.DefaultProduceTopicAlways).(bool)
 	return pr, nil
 }
@@ -122,10 +128,13 @@ func (p *Producer) Client() *kgo.Client { return p.cl }
 // If ctx ends first, Send returns at once with ErrOutcomeUnknown (and
 // ctx's error) unless the client already failed r; r then still belongs to
 // the client, which finishes it in the background and logs the outcome.
-// Do not reuse r after that. Being able to return early costs one
-// goroutine per Send whose ctx can end; with a ctx that never ends (such as
+// Do not reuse r after that. With a ctx that never ends (such as
 // context.Background()) Send waits on the caller's goroutine, as kgo's
-// ProduceSync does.
+// ProduceSync does. With one that can end, Send allocates nothing of its
+// own; if the client lingers (kgo.ProducerLinger, 10 ms by default) being
+// able to return early costs one goroutine per Send, which runs
+// ProduceSync (the only way to cut the linger short for the record's
+// partition), and without a linger none.
 //
 // A full buffer blocks Send until there is room or ctx ends.
 func (p *Producer) Send(ctx context.Context, r *kgo.Record) error {
@@ -153,26 +162,34 @@ func (p *Producer) send(ctx context.Context, r *kgo.Record) error {
 		// ctx never ends, so Send never gives up: wait on this goroutine.
 		return p.result(r, p.cl.ProduceSync(ctx, r).FirstErr())
 	}
-	w := &waiter{done: make(chan error, 1)}
-	// ProduceSync, unlike Produce, cuts the linger short for the record's
-	// partition; it runs on its own goroutine so that Send can return when
-	// ctx ends while the record is still in flight.
-	go func() {
-		err := p.cl.ProduceSync(ctx, r).FirstErr()
-		if w.state.CompareAndSwap(waiting, delivered) {
-			w.done <- err
-			return
-		}
-		p.logLate(r, err)
-	}()
+	op, _ := p.sends.Get().(*sendOp)
+	if op == nil {
+		op = &sendOp{p: p, done: make(chan error, 1)}
+		op.run, op.promise = op.produceSync, op.deliver
+	}
+	op.ctx, op.r = ctx, r
+	if p.linger > 0 {
+		// ProduceSync, unlike Produce, cuts the linger short for the
+		// record's partition; it runs on its own goroutine so that Send
+		// can return when ctx ends while the record is in flight.
+		go op.run()
+	} else {
+		// Without a linger Produce is ProduceSync without the wait: the
+		// promise answers this goroutine directly.
+		p.cl.Produce(ctx, r, op.promise)
+	}
 	select {
-	case err := <-w.done:
+	case err := <-op.done:
+		op.release()
 		return p.result(r, err)
 	case <-ctx.Done():
-		if w.state.CompareAndSwap(waiting, abandoned) {
+		if op.state.CompareAndSwap(waiting, abandoned) {
+			// op now belongs to the promise, which logs the outcome.
 			return &DeliveryError{Topic: topic, Partition: -1, MaybeWritten: true, Err: ctx.Err()}
 		}
-		return p.result(r, <-w.done)
+		err := <-op.done
+		op.release()
+		return p.result(r, err)
 	}
 }
 
@@ -185,10 +202,10 @@ func (p *Producer) send(ctx context.Context, r *kgo.Record) error {
 //
 // A full buffer blocks SendAsync until there is room or ctx ends.
 //
-// Passing the same callback value for many records (a function, or a
-// closure made once) costs nothing per record; a closure made for each
-// record costs one more small allocation, the binding of the callback to
-// the Producer.
+// The callback's binding to the Producer allocates nothing per record:
+// the same callback value passed for many records (a function, or a
+// closure made once) is bound once, and a closure made for each record
+// borrows a binding from a pool for as long as its record is in flight.
 func (p *Producer) SendAsync(ctx context.Context, r *kgo.Record, cb func(*kgo.Record, error)) {
 	var promise func(*kgo.Record, error)
 	if cb == nil {
@@ -219,21 +236,49 @@ type boundPromise struct {
 // promiseFor returns the kgo promise that hands cb the outcome as the
 // sender sees it. An application usually passes one callback for every
 // record, so the binding of the callback seen twice in a row is kept and
-// reused instead of making a closure per record.
+// reused. Any other callback (a closure made for each record) borrows a
+// binding from a pool, which the promise returns before calling cb: no
+// closure is made per record.
 func (p *Producer) promiseFor(cb func(*kgo.Record, error)) func(*kgo.Record, error) {
 	id := funcIdentity(cb)
 	if b := p.bound.Load(); b != nil && b.callback == id {
 		return b.promise
 	}
-	promise := p.wrap(cb)
 	// A repeat binds cb. lastCallback is only a hint: if it matches a
 	// callback that has since been freed and its memory reused, the cost
 	// is one binding too many, never a wrong callback, because bound
 	// holds on to the very callback it compares with.
-	if p.lastCallback.Swap(uintptr(id)) == uintptr(id) {
+	if p.lastCallback.Load() == uintptr(id) {
+		promise := p.wrap(cb)
 		p.bound.Store(&boundPromise{callback: id, promise: promise})
+		return promise
 	}
-	return promise
+	p.lastCallback.Store(uintptr(id))
+	pb, _ := p.pooled.Get().(*pooledPromise)
+	if pb == nil {
+		pb = &pooledPromise{p: p}
+		pb.promise = pb.deliver
+	}
+	pb.cb = cb
+	return pb.promise
+}
+
+// pooledPromise binds one record's callback to its Producer for the time
+// the record is in flight, then goes back to the Producer's pool.
+type pooledPromise struct {
+	p       *Producer
+	cb      func(*kgo.Record, error) // nil while in the pool
+	promise func(*kgo.Record, error) // deliver, bound once
+}
+
+// deliver is the kgo promise: it returns pb to the pool (kgo calls a
+// promise once) and calls the callback with the outcome as the sender sees
+// it.
+func (pb *pooledPromise) deliver(r *kgo.Record, err error) {
+	p, cb := pb.p, pb.cb
+	pb.cb = nil
+	p.pooled.Put(pb)
+	cb(r, p.result(r, err))
 }
 
 // funcIdentity returns the pointer a func value is made of. Two func values
@@ -279,11 +324,18 @@ func (p *Producer) Close(ctx context.Context) error {
 
 var errNilRecord = errors.New("produce: nil record")
 
-// waiter hands a promise's outcome to Send, or tells the promise that Send
-// has given up waiting.
-type waiter struct {
-	state atomic.Int32
-	done  chan error
+// sendOp is one Send with a context that can end: it hands the record's
+// outcome to Send, or, once Send has given up waiting, logs it. A sendOp
+// is reused (Producer.sends) so that such a Send allocates nothing.
+type sendOp struct {
+	p     *Producer
+	ctx   context.Context
+	r     *kgo.Record
+	state atomic.Int32 // waiting, then delivered or abandoned
+	done  chan error   // the outcome, once delivered
+
+	run     func()                   // produceSync, bound once
+	promise func(*kgo.Record, error) // deliver, bound once
 }
 
 const (
@@ -291,6 +343,31 @@ const (
 	delivered
 	abandoned
 )
+
+// produceSync produces op's record with ProduceSync and delivers the
+// outcome.
+func (op *sendOp) produceSync() {
+	op.deliver(op.r, op.p.cl.ProduceSync(op.ctx, op.r).FirstErr())
+}
+
+// deliver hands err to the waiting Send; if Send has given up, op's last
+// user is this call, which logs the outcome and puts op back.
+func (op *sendOp) deliver(r *kgo.Record, err error) {
+	if op.state.CompareAndSwap(waiting, delivered) {
+		op.done <- err
+		return
+	}
+	p := op.p
+	op.release()
+	p.logLate(r, err)
+}
+
+// release resets op and puts it back in the pool.
+func (op *sendOp) release() {
+	op.ctx, op.r = nil, nil
+	op.state.Store(waiting)
+	op.p.sends.Put(op)
+}
 
 // result turns a promise's error into the error a sender sees.
 func (p *Producer) result(r *kgo.Record, err error) error {

@@ -37,8 +37,32 @@ type SaramaSyncProducer struct {
 // a Producer.Transaction.ID under any preset but ExactlyOnce, whose
 // messages are sent inside [SaramaSyncProducer.Transact].
 func NewSaramaSync(addrs []string, p Preset, cfg *sarama.Config) (*SaramaSyncProducer, error) {
+	c, err := saramaProducerConfig(p, cfg, "SaramaSyncProducer.Transact")
+	if err != nil {
+		return nil, err
+	}
+	sp, err := sarama.NewSyncProducer(addrs, c)
+	if err != nil {
+		return nil, fmt.Errorf("produce: sarama: %w", err)
+	}
+	return &SaramaSyncProducer{sp: sp, preset: p, txnID: c.Producer.Transaction.ID}, nil
+}
+
+// saramaProducerConfig returns a copy of cfg (nil means
+// sarama.NewConfig()) with p applied and Producer.Return.Successes and
+// Errors switched on, or the error joining every setting of the copy that
+// contradicts p. A Producer.Transaction.ID is refused under any preset but
+// ExactlyOnce; transact names what runs ExactlyOnce's transactions, or is
+// "" when the producer runs none (then ExactlyOnce is refused too).
+func saramaProducerConfig(p Preset, cfg *sarama.Config, transact string) (*sarama.Config, error) {
 	if cfg == nil {
 		cfg = sarama.NewConfig()
+	}
+	if transact == "" && p == ExactlyOnce {
+		return nil, &ConfigError{Preset: p, Setting: "preset", Value: p.String(),
+			Problem: "SaramaAsyncProducer runs no transactions",
+			Fix:     "send ExactlyOnce's transactions with NewSaramaSync and SaramaSyncProducer.Transact",
+			Err:     ErrInvalidConfig}
 	}
 	c := *cfg
 	c.Producer.Return.Successes = true
@@ -46,17 +70,17 @@ func NewSaramaSync(addrs []string, p Preset, cfg *sarama.Config) (*SaramaSyncPro
 	if err := ApplySarama(p, &c); err != nil {
 		return nil, err
 	}
-	if c.Producer.Transaction.ID != "" && p != ExactlyOnce {
-		return nil, &ConfigError{Preset: p, Setting: "Producer.Transaction.ID", Value: strconv.Quote(c.Producer.Transaction.ID),
-			Problem: "only the ExactlyOnce preset runs transactions (SaramaSyncProducer.Transact); every message sent outside one fails",
-			Fix:     `Producer.Transaction.ID = "", or use the ExactlyOnce preset`,
-			Err:     ErrInvalidConfig}
+	if id := c.Producer.Transaction.ID; id != "" && p != ExactlyOnce {
+		problem := "only the ExactlyOnce preset runs transactions (" + transact + "); every message sent outside one fails"
+		fix := `Producer.Transaction.ID = "", or use the ExactlyOnce preset`
+		if transact == "" {
+			problem = "SaramaAsyncProducer runs no transactions; every message sent outside one fails"
+			fix += " with NewSaramaSync"
+		}
+		return nil, &ConfigError{Preset: p, Setting: "Producer.Transaction.ID", Value: strconv.Quote(id),
+			Problem: problem, Fix: fix, Err: ErrInvalidConfig}
 	}
-	sp, err := sarama.NewSyncProducer(addrs, &c)
-	if err != nil {
-		return nil, fmt.Errorf("produce: sarama: %w", err)
-	}
-	return &SaramaSyncProducer{sp: sp, preset: p, txnID: c.Producer.Transaction.ID}, nil
+	return &c, nil
 }
 
 // Preset returns the preset the producer was built with.
@@ -143,6 +167,12 @@ func (s *SaramaSyncProducer) Close(ctx context.Context) error {
 }
 
 func (s *SaramaSyncProducer) result(msg *sarama.ProducerMessage, err error) error {
+	return saramaResult(msg, err)
+}
+
+// saramaResult turns the error sarama reported for msg into the error a
+// sender sees.
+func saramaResult(msg *sarama.ProducerMessage, err error) error {
 	if err == nil {
 		return nil
 	}
