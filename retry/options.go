@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Default option values.
@@ -174,8 +175,9 @@ type config struct {
 	thresholds      Thresholds
 	onAlert         func(Alert)
 	headers         HeaderMode
-	exactlyOnce     bool   // ExactlyOnce
-	instance        string // ExactlyOnce's instance name
+	exactlyOnce     bool         // ExactlyOnce
+	instance        string       // ExactlyOnce's instance name
+	tracer          trace.Tracer // Tracing; nil: off
 }
 
 func newConfig[O option](opts []O) config {
