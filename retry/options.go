@@ -61,7 +61,7 @@ func DefaultGroup(retryTopic string) string { return "kafkaguard-retry-" + retry
 //     DeadLettersOpt NewDeadLetters.
 //   - Opt applies to all four (Topic, RetryTopic, Headers, Logger).
 //   - RetryOpt applies to a Parker and a Job: how records are retried
-//     (MaxAttempts, RetryBackoff, KeyOrder, ReportMetrics, OnAlert);
+//     (MaxAttempts, RetryBackoff, KeyOrder, ReportMetrics, OnAlert, Tracing);
 //     DeadLetterOpt to them and DeadLetters (DeadLetterTopic).
 //   - GroupOpt applies to a Job and KeyLocks: the Job's consumer group
 //     (Group); ClientOpt to them and DeadLetters (KgoOpts).

@@ -48,13 +48,13 @@ const (
 //
 // TOPIC is the original record's topic. "The record's" span is the one its
 // traceparent header names (produce.Tracing, kotel). Every one of these spans
-// links to the record's span (link attribute kafkaguard.link=record), so a
-// search for the producer's span finds the whole retry history even where
-// the parent chain is broken. A park or dead-letter span writes its own span
-// context into the marker or dead letter as HeaderTraceParent and
-// HeaderTraceState: the next retry span is its child, so the spans of one
-// record form a chain producer → handle → park → retry → park → ... →
-// dead-letter.
+// links to the record's span (link attribute kafkaguard.link=record), so
+// the retry history stays reachable from the producer's span even where the
+// parent chain is broken (a marker written without Tracing). A park or
+// dead-letter span writes its own span context into the marker or dead
+// letter as HeaderTraceParent and HeaderTraceState: the next retry span is
+// its child, so the spans of one record form a chain producer → handle →
+// park → retry → park → ... → dead-letter.
 //
 // Attributes: messaging.system=kafka, messaging.operation.type,
 // messaging.destination.name, messaging.destination.partition.id and
