@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,13 +74,44 @@ func checkLinked(t *testing.T, s, to tracetest.SpanStub) {
 	t.Errorf("span %q has no link to %q (%s); links: %v", s.Name, to.Name, to.SpanContext.SpanID(), s.Links)
 }
 
-// A record sent in a span, whose handler fails in the consumer and again in
-// the retry Job (MaxAttempts 2), leaves one trace: send → handle → park →
-// retry → dead-letter, each a child of the one before, each retry-path span
-// linked to the send span, the handler's own span a child of handle.
+// spansNamed returns the spans named name, oldest first, failing the test
+// unless there are n.
+func spansNamed(t *testing.T, spans tracetest.SpanStubs, name string, n int) []tracetest.SpanStub {
+	t.Helper()
+	var found []tracetest.SpanStub
+	for _, s := range spans {
+		if s.Name == name {
+			found = append(found, s)
+		}
+	}
+	if len(found) != n {
+		t.Fatalf("%d spans named %q, want %d; spans: %s", len(found), name, n, spanList(spans))
+	}
+	slices.SortFunc(found, func(a, b tracetest.SpanStub) int { return a.StartTime.Compare(b.StartTime) })
+	return found
+}
+
+// A record sent in a span, whose handler fails in the consumer and twice in
+// the retry Job (MaxAttempts 3), leaves one trace: send → handle → park →
+// retry → park → retry → dead-letter, each a child of the one before, each
+// retry-path span linked to the send span, the handler's own span a child of
+// handle. The same with an ExactlyOnce Job, whose writes go through
+// transactions.
 func TestTracingFollowsARecordFromItsProducerThroughParkAndRetryToTheDeadLetter(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "traced", 1)
+	for _, mode := range []struct {
+		name string
+		opts []retry.JobOpt
+	}{{"at-least-once", nil}, {"exactly-once", []retry.JobOpt{retry.ExactlyOnce("traced-1"), retry.CommitInterval(100 * time.Millisecond)}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testTracingChain(t, "traced-"+mode.name, mode.opts...)
+		})
+	}
+}
+
+func testTracingChain(t *testing.T, topic string, jobOpts ...retry.JobOpt) {
+	e := newEnv(t, topic, 1)
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -101,7 +133,7 @@ func TestTracingFollowsARecordFromItsProducerThroughParkAndRetryToTheDeadLetter(
 	}
 	order.End()
 
-	parker, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff), retry.MaxAttempts(2), retry.Tracing(tp))
+	parker, err := retry.NewParker(e.cl, retry.RetryBackoff(fastBackoff), retry.MaxAttempts(3), retry.Tracing(tp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +141,7 @@ func TestTracingFollowsARecordFromItsProducerThroughParkAndRetryToTheDeadLetter(
 		_, charge := app.Start(ctx, "charge card")
 		charge.End()
 		return errors.New("card declined")
-	}, consume.KgoOpts(kgo.SeedBrokers(e.c.Bootstrap()...), kgo.ConsumerGroup("traced-consumer"), kgo.ConsumeTopics(e.topic)),
+	}, consume.KgoOpts(kgo.SeedBrokers(e.c.Bootstrap()...), kgo.ConsumerGroup(topic+"-consumer"), kgo.ConsumeTopics(e.topic)),
 		consume.RetryPath(parker), consume.Tracing(tp))
 	if err != nil {
 		t.Fatal(err)
@@ -121,11 +153,12 @@ func TestTracingFollowsARecordFromItsProducerThroughParkAndRetryToTheDeadLetter(
 
 	j, err := retry.NewJob(func(ctx context.Context, m *retry.Marker) error {
 		return errors.New("card declined again")
-	}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(2), retry.Tracing(tp))
+	}, append([]retry.JobOpt{retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(3),
+		retry.Tracing(tp)}, jobOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runJob(t, j)
+	stopJob := runJob(t, j)
 	testkit.WaitFor(t, 30*time.Second, "the dead-letter span", func() bool {
 		for _, s := range exp.GetSpans() {
 			if s.Name == "dead-letter "+e.topic {
@@ -134,30 +167,35 @@ func TestTracingFollowsARecordFromItsProducerThroughParkAndRetryToTheDeadLetter(
 		}
 		return false
 	}, func() string { return spanList(exp.GetSpans()) })
+	if err := stopJob(); err != nil { // an ExactlyOnce Job commits its last transaction
+		t.Fatal(err)
+	}
 
 	spans := exp.GetSpans()
 	root := spanNamed(t, spans, "place order")
 	send := spanNamed(t, spans, "send "+e.topic)
 	handle := spanNamed(t, spans, "handle "+e.topic)
 	charge := spanNamed(t, spans, "charge card")
-	park := spanNamed(t, spans, "park "+e.topic)
-	attempt := spanNamed(t, spans, "retry "+e.topic)
+	parks := spansNamed(t, spans, "park "+e.topic, 2)
+	attempts := spansNamed(t, spans, "retry "+e.topic, 2)
 	dead := spanNamed(t, spans, "dead-letter "+e.topic)
 
 	checkChild(t, send, root)
 	checkChild(t, handle, send)
 	checkChild(t, charge, handle)
-	checkChild(t, park, handle)
-	checkChild(t, attempt, park) // through the marker's kafkaguard.retry.traceparent
-	checkChild(t, dead, attempt)
-	for _, s := range []tracetest.SpanStub{park, attempt, dead} {
+	checkChild(t, parks[0], handle)
+	checkChild(t, attempts[0], parks[0]) // through the marker's kafkaguard.retry.traceparent
+	checkChild(t, parks[1], attempts[0])
+	checkChild(t, attempts[1], parks[1])
+	checkChild(t, dead, attempts[1])
+	for _, s := range []tracetest.SpanStub{parks[0], attempts[0], parks[1], attempts[1], dead} {
 		checkLinked(t, s, send)
-	}
-	for s, want := range map[*tracetest.SpanStub]trace.SpanKind{&send: trace.SpanKindProducer, &handle: trace.SpanKindConsumer,
-		&park: trace.SpanKindProducer, &attempt: trace.SpanKindConsumer, &dead: trace.SpanKindProducer} {
-		if s.SpanKind != want {
-			t.Errorf("span %q: kind %v, want %v", s.Name, s.SpanKind, want)
+		if s.SpanKind != map[bool]trace.SpanKind{true: trace.SpanKindConsumer, false: trace.SpanKindProducer}[strings.HasPrefix(s.Name, "retry ")] {
+			t.Errorf("span %q: kind %v", s.Name, s.SpanKind)
 		}
+	}
+	if send.SpanKind != trace.SpanKindProducer || handle.SpanKind != trace.SpanKindConsumer {
+		t.Errorf("kinds: send %v, handle %v; want producer, consumer", send.SpanKind, handle.SpanKind)
 	}
 	for _, c := range []struct {
 		s        tracetest.SpanStub
@@ -167,11 +205,14 @@ func TestTracingFollowsARecordFromItsProducerThroughParkAndRetryToTheDeadLetter(
 	}{
 		{handle, "kafkaguard.outcome", consume.OutcomeParked, false},
 		{handle, "messaging.destination.name", e.topic, false},
-		{park, "messaging.destination.name", e.topic + retry.RetrySuffix, false},
-		{park, retry.AttrAttempts, "1", false},
-		{park, retry.AttrOrigin, e.topic + "/", true},
-		{attempt, retry.AttrAttempt, "2", false},
-		{attempt, "kafkaguard.outcome", retry.OutcomeDeadLettered, false},
+		{parks[0], "messaging.destination.name", e.topic + retry.RetrySuffix, false},
+		{parks[0], retry.AttrAttempts, "1", false},
+		{parks[0], retry.AttrOrigin, e.topic + "/", true},
+		{attempts[0], retry.AttrAttempt, "2", false},
+		{attempts[0], "kafkaguard.outcome", retry.OutcomeReparked, false},
+		{parks[1], retry.AttrAttempts, "2", false},
+		{attempts[1], retry.AttrAttempt, "3", false},
+		{attempts[1], "kafkaguard.outcome", retry.OutcomeDeadLettered, false},
 		{dead, "messaging.destination.name", e.topic + retry.DeadLetterSuffix, false},
 		{dead, retry.AttrReason, retry.ReasonMaxAttempts, false},
 	} {
@@ -180,14 +221,14 @@ func TestTracingFollowsARecordFromItsProducerThroughParkAndRetryToTheDeadLetter(
 			t.Errorf("span %q: %s = %q, want %q", c.s.Name, c.key, got, c.want)
 		}
 	}
-	for _, s := range []tracetest.SpanStub{handle, attempt} {
+	for _, s := range []tracetest.SpanStub{handle, attempts[0], attempts[1]} {
 		if s.Status.Code.String() != "Error" || !strings.Contains(s.Status.Description, "card declined") {
 			t.Errorf("span %q: status %v %q, want the handler's error", s.Name, s.Status.Code, s.Status.Description)
 		}
 	}
 
 	// The dead letter carries the record's trace context and its own.
-	dls := readAll(t, e.c, e.topic+retry.DeadLetterSuffix)
+	dls := readCommitted(t, e.c.Bootstrap(), e.topic+retry.DeadLetterSuffix)
 	if len(dls) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(dls))
 	}
