@@ -25,16 +25,7 @@ import (
 // not exactly one.
 func spanNamed(t *testing.T, spans tracetest.SpanStubs, name string) tracetest.SpanStub {
 	t.Helper()
-	var found []tracetest.SpanStub
-	for _, s := range spans {
-		if s.Name == name {
-			found = append(found, s)
-		}
-	}
-	if len(found) != 1 {
-		t.Fatalf("%d spans named %q, want 1; spans: %s", len(found), name, spanList(spans))
-	}
-	return found[0]
+	return spansNamed(t, spans, name, 1)[0]
 }
 
 func spanList(spans tracetest.SpanStubs) string {

@@ -18,15 +18,14 @@ import (
 // Scope is the instrumentation scope of every kafkaguard tracer.
 const Scope = "github.com/kafkaguard/kafkaguard"
 
-// Attribute keys of kafkaguard spans, beside the OpenTelemetry messaging
-// ones.
+// Attribute keys every kafkaguard package's spans use: OpenTelemetry's
+// messaging ones and kafkaguard.outcome.
 const (
 	KeySystem      = attribute.Key("messaging.system")
 	KeyOperation   = attribute.Key("messaging.operation.type")
 	KeyDestination = attribute.Key("messaging.destination.name")
 	KeyPartition   = attribute.Key("messaging.destination.partition.id")
 	KeyOffset      = attribute.Key("messaging.kafka.offset")
-	KeyGroup       = attribute.Key("messaging.consumer.group.name")
 	KeyOutcome     = attribute.Key("kafkaguard.outcome")
 )
 
