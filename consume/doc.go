@@ -70,7 +70,8 @@
 //
 //	span          kind      parent
 //	handle TOPIC  consumer  the span context of the record's traceparent and tracestate headers
-//	                        (W3C trace context); a new root span when it has none
+//	                        (W3C trace context), or the span a kgo hook put in the record's
+//	                        Context (kotel's receive span); a new root span when it has neither
 //
 // The span covers the handler and, after a failure, Park; the handler's
 // context carries it, so the handler's spans and a retry.Parker's park span

@@ -28,7 +28,9 @@ const (
 // span context the record's traceparent and tracestate headers carry (W3C
 // trace context, as produce.Tracing, franz-go's kotel plugin and other
 // OpenTelemetry Kafka instrumentations write them), or a new root span when
-// they carry none. The span covers the handler and, after a failure, Park;
+// they carry none. When a kgo hook put a span in the record's Context (the
+// "receive" span of kotel's consumer hooks, which extract the same
+// headers), that span is the parent. The span covers the handler and, after a failure, Park;
 // the handler's context carries it, so the handler's own spans, and those of
 // a retry.Parker, are its children. A nil tp, the default, traces nothing
 // and costs nothing. See the package doc for the attributes.
@@ -47,7 +49,14 @@ func (e *engine[T]) startHandle(ctx context.Context, m ordering.Message[T]) (con
 		return ctx, handleTrace{}
 	}
 	r := e.toRecord(m.Value)
-	pctx, opts := tracekit.Parent(ctx, tracekit.Extract(r.Headers, ""))
+	parent := tracekit.Extract(r.Headers, "")
+	if r.Context != nil {
+		// A kgo hook (kotel's receive span, say) put the record's span here.
+		if sc := trace.SpanContextFromContext(r.Context); sc.IsValid() {
+			parent = sc
+		}
+	}
+	pctx, opts := tracekit.Parent(ctx, parent)
 	opts = append(opts, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(tracekit.RecordAttrs("process", m.Topic, m.Partition, m.Offset)...))
 	hctx, span := e.cfg.tracer.Start(pctx, "handle "+m.Topic, opts...)

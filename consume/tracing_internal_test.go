@@ -42,8 +42,9 @@ func TestTracingOffCostsNoAllocationPerRecord(t *testing.T) {
 }
 
 // The handle span's parent is the span context of the record's traceparent
-// header; a record without one starts a new trace rather than joining the
-// span of the consumer's own context.
+// header, or the span a kgo hook put in the record's Context; a record
+// without either starts a new trace rather than joining the span of the
+// consumer's own context.
 func TestHandleSpanIsAChildOfTheRecordsTraceparent(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	cfg := defaultConfig()
@@ -54,13 +55,18 @@ func TestHandleSpanIsAChildOfTheRecordsTraceparent(t *testing.T) {
 	plain := &kgo.Record{Topic: "orders", Offset: 1}
 	ambient, run := cfg.tracer.Start(context.Background(), "run")
 	defer run.End()
-	for _, r := range []*kgo.Record{traced, plain} {
+	receiveCtx, receive := cfg.tracer.Start(context.Background(), "orders receive") // as kotel's fetch hook does
+	received := &kgo.Record{Topic: "orders", Offset: 2, Context: receiveCtx, Headers: traced.Headers}
+	for _, r := range []*kgo.Record{traced, plain, received} {
 		_, ht := e.startHandle(ambient, ordering.Message[*kgo.Record]{Topic: r.Topic, Offset: r.Offset, Value: r})
 		ht.end(errors.New("boom"), OutcomeFailed)
 	}
 	spans := exp.GetSpans()
-	if len(spans) != 2 {
-		t.Fatalf("%d spans, want 2", len(spans))
+	if len(spans) != 3 {
+		t.Fatalf("%d spans, want 3", len(spans))
+	}
+	if spans[2].Parent.SpanID() != receive.SpanContext().SpanID() {
+		t.Errorf("record with a span in its Context: parent %s, want that span %s", spans[2].Parent.SpanID(), receive.SpanContext().SpanID())
 	}
 	if got := spans[0].Parent.SpanID().String(); got != "b7ad6b7169203331" || !spans[0].Parent.IsRemote() {
 		t.Errorf("traced record: parent %s (remote %v), want the traceparent's b7ad6b7169203331", got, spans[0].Parent.IsRemote())
