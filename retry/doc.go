@@ -175,7 +175,9 @@
 // traceparent, and the Job makes each retry span a child of the span that
 // wrote its marker: a failed record is one trace, send → handle → park →
 // retry → … → dead-letter, and every retry-path span links to the original
-// record's span. Tracing lists the parents and attributes.
+// record's span. HTTPPost passes the retry span on to the service in the
+// traceparent header, Exec to the command in TRACEPARENT. Tracing lists the
+// parents and attributes.
 //
 // # Options
 //

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -232,5 +236,32 @@ func testTracingChain(t *testing.T, topic string, jobOpts ...retry.JobOpt) {
 	}
 	if want := fmt.Sprintf("00-%s-%s-01", dead.SpanContext.TraceID(), dead.SpanContext.SpanID()); headers[retry.HeaderTraceParent] != want {
 		t.Errorf("dead letter %s %q, want the dead-letter span's %q", retry.HeaderTraceParent, headers[retry.HeaderTraceParent], want)
+	}
+}
+
+// The HTTP and command actions pass the handler context's trace context on:
+// traceparent to the service, TRACEPARENT to the command.
+func TestActionsCarryTheRetrySpansTraceContext(t *testing.T) {
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0x0a, 0xf7}, SpanID: trace.SpanID{0xb7, 0xad}, TraceFlags: trace.FlagsSampled})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	want := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-01"
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Get("traceparent") }))
+	defer srv.Close()
+	if err := retry.HTTPPost(srv.URL, nil)(ctx, actionMarker()); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("HTTP traceparent %q, want %q", got, want)
+	}
+	if err := retry.HTTPPost(srv.URL, nil)(context.Background(), actionMarker()); err != nil || got != "" {
+		t.Errorf("untraced HTTP: traceparent %q, err %v; want none", got, err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if err := retry.Exec("sh", "-c", `printf %s "$TRACEPARENT" > "$0"`, out)(ctx, actionMarker()); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(out); err != nil || string(b) != want {
+		t.Errorf("command TRACEPARENT %q (%v), want %q", b, err, want)
 	}
 }

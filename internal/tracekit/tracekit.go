@@ -5,6 +5,7 @@ package tracekit
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -127,4 +128,23 @@ func End(span trace.Span, err error) {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
+}
+
+// InjectHTTP writes the trace context of ctx's span into h as the W3C
+// traceparent and tracestate headers; nothing when ctx has no valid span.
+func InjectHTTP(ctx context.Context, h http.Header) {
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h))
+}
+
+// Env returns the trace context of ctx's span as environment variables,
+// TRACEPARENT=... and TRACESTATE=..., as OpenTelemetry's environment-variable
+// carrier names them; none when ctx has no valid span.
+func Env(ctx context.Context) []string {
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	var env []string
+	for k, v := range c {
+		env = append(env, strings.ToUpper(k)+"="+v)
+	}
+	return env
 }
