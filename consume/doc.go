@@ -79,6 +79,28 @@
 // records in flight, queued and blocked and the keys blocked, the
 // committed offset and lag, and rebalances. [Metrics] lists each metric.
 //
+// # Tracing
+//
+// [Tracing] makes a Consumer or SaramaHandler start an OpenTelemetry span
+// for each record it handles, with the trace.TracerProvider the application
+// passes (never the global one unless it is passed):
+//
+//	span          kind      parent
+//	handle TOPIC  consumer  the span context of the record's traceparent and tracestate headers
+//	                        (W3C trace context), or the span a kgo hook put in the record's
+//	                        Context (kotel's receive span); a new root span when it has neither
+//
+// The span covers the handler and, after a failure, Park; the handler's
+// context carries it, so the handler's spans and a retry.Parker's park span
+// are its children. Attributes: messaging.system=kafka,
+// messaging.operation.type=process, messaging.destination.name,
+// messaging.destination.partition.id, messaging.kafka.offset, and
+// kafkaguard.outcome: [OutcomeHandled], [OutcomeParked] or [OutcomeFailed].
+// A failed handler sets the span's status to error and records the error.
+// Records sent with produce.Tracing (or franz-go's kotel plugin with the
+// W3C propagator) carry the headers. Without Tracing the hook costs no
+// allocation.
+//
 // # Options
 //
 // Options have bare names (Concurrency, OrderBy), as in every kafkaguard

@@ -52,15 +52,19 @@ func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecor
 // is parked, not left to block its key.
 func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 	defer e.signalRoom()
+	ctx, ht := e.startHandle(ctx, m)
 	err := ordering.Guard(func() error { return e.handle(ctx, m.Value) })
 	if err == nil || e.cfg.parker == nil || ctx.Err() != nil {
 		// A record whose partition was revoked or whose consumer stopped
 		// is not parked: its next owner runs it again.
+		ht.end(err, outcome(err))
 		return err
 	}
 	if perr := e.cfg.parker.Park(ctx, e.toRecord(m.Value), err); perr != nil {
+		ht.end(err, OutcomeFailed)
 		return &ParkError{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HandlerErr: err, Err: perr}
 	}
+	ht.end(err, OutcomeParked)
 	e.cfg.metrics.incParked(m.Topic)
 	e.log.Info("consume: record parked for retry", "topic", m.Topic, "partition", m.Partition,
 		"offset", m.Offset, "err", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kafkaguard/kafkaguard/internal/groupengine"
 	"github.com/kafkaguard/kafkaguard/ordering"
@@ -151,6 +152,7 @@ type config struct {
 	logger         *slog.Logger
 	onError        func(Failure)
 	metrics        *Metrics
+	tracer         trace.Tracer // Tracing; nil: off
 }
 
 func newConfig[O option](opts []O) config {

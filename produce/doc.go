@@ -80,6 +80,14 @@
 // outcome is unknown, and the ack latency. Pass it to [New] (or to a client
 // built from [ApplyKgo]) with kgo.WithHooks; its doc lists each metric.
 //
+// # Tracing
+//
+// [Tracing] is a kgo hook ([NewTracing]) that starts an OpenTelemetry
+// "send TOPIC" span for each record, with the trace.TracerProvider the
+// application passes, and writes its W3C trace context into the record's
+// traceparent and tracestate headers, where consume.Tracing finds it. Pass
+// it with kgo.WithHooks, as Metrics; its doc lists the attributes.
+//
 // # Options
 //
 // Options have bare names (KgoProducer, not WithKgoProducer), as in every

@@ -12,6 +12,8 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/internal/tracekit"
 )
 
 // maxOutput bounds the response body or stderr text kept in an error.
@@ -68,7 +70,10 @@ const (
 // Content-Type application/octet-stream and the record's place, key and
 // attempt number (1 for the consumer's run, so 2 for the first retry) in the
 // Kafkaguard-* headers. A 2xx response is success; anything else, or no
-// response, is a failed attempt. client nil means http.DefaultClient.
+// response, is a failed attempt. client nil means http.DefaultClient. In a
+// Job with Tracing the request carries the retry span's W3C trace context
+// (traceparent and tracestate headers), so the service's spans join the
+// record's trace.
 func HTTPPost(url string, client *http.Client) Handler {
 	if client == nil {
 		client = http.DefaultClient
@@ -82,6 +87,7 @@ func HTTPPost(url string, client *http.Client) Handler {
 		for k, v := range actionInfo(m) {
 			req.Header.Set(k, v)
 		}
+		tracekit.InjectHTTP(ctx, req.Header)
 		resp, err := client.Do(req)
 		if err != nil {
 			return fmt.Errorf("retry: http action: %w", err)
@@ -110,7 +116,8 @@ const (
 // KAFKAGUARD_* environment variables (added to the Job's environment). Exit
 // status 0 is success; anything else is a failed attempt whose error carries
 // the end of the command's standard error. The command is killed when the
-// handler's context ends.
+// handler's context ends. In a Job with Tracing the command also gets the
+// retry span's W3C trace context in TRACEPARENT and TRACESTATE.
 func Exec(name string, args ...string) Handler {
 	return func(ctx context.Context, m *Marker) error {
 		cmd := exec.CommandContext(ctx, name, args...)
@@ -121,6 +128,7 @@ func Exec(name string, args ...string) Handler {
 		for k, v := range envInfo(m) {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
+		cmd.Env = append(cmd.Env, tracekit.Env(ctx)...)
 		if err := cmd.Run(); err != nil {
 			var exit *exec.ExitError
 			if errors.As(err, &exit) {

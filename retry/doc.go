@@ -36,6 +36,8 @@
 //	kafkaguard.retry.first-failed  first park, Unix ms
 //	kafkaguard.retry.error         one per failed attempt, oldest first:
 //	                               {"attempt":1,"at":"RFC 3339","error":"..."}
+//	kafkaguard.retry.traceparent   with Tracing: the W3C trace context of the span
+//	kafkaguard.retry.tracestate    that wrote the marker (see Tracing)
 //
 // A dead letter has the same headers with kind "dead-letter", no due time, and
 // kafkaguard.retry.reason. An application not written in Go can park records
@@ -161,6 +163,21 @@
 // dead-lettered) and gauges (backlog, oldest-marker age); OnAlert sets
 // thresholds on backlog, age and dead letters. Every park, retry outcome and
 // alert is also logged with log/slog.
+//
+// # Tracing
+//
+// With Tracing, a Parker and a Job start OpenTelemetry spans with the
+// trace.TracerProvider the application passes: "park TOPIC" for each marker
+// written, "retry TOPIC" for each attempt the Job runs (the handler's
+// context carries it), "dead-letter TOPIC" for each dead letter. A park or
+// dead-letter span writes its own trace context into the record it writes,
+// as HeaderTraceParent and HeaderTraceState beside the original record's
+// traceparent, and the Job makes each retry span a child of the span that
+// wrote its marker: a failed record is one trace, send → handle → park →
+// retry → … → dead-letter, and every retry-path span links to the original
+// record's span. HTTPPost passes the retry span on to the service in the
+// traceparent header, Exec to the command in TRACEPARENT. Tracing lists the
+// parents and attributes.
 //
 // # Options
 //

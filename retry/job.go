@@ -405,7 +405,7 @@ func (j *Job) hold(r *kgo.Record) {
 			j.doneAt(r.Partition, r.Offset, epoch)
 			return
 		}
-		it := &item{m: m, part: r.Partition, offset: r.Offset, due: m.Due, index: -1, epoch: epoch}
+		it := &item{m: m, part: r.Partition, offset: r.Offset, due: m.Due, index: -1, epoch: epoch, trace: j.markerTrace(r)}
 		if j.keyOrder && m.Key != nil {
 			it.keyed, it.key = true, lockKey{m.Topic, string(m.Key)}
 		}
@@ -488,6 +488,7 @@ func (j *Job) runItem(ctx context.Context, it *item) bool {
 	}
 	j.retried.Add(1)
 	j.cfg.metrics.incRetried(m.Topic)
+	ctx, span := j.startAttempt(ctx, it)
 	hctx, outs := ctx, (*outputs)(nil)
 	if j.txn != nil {
 		// Republish leaves its record here, for the transaction.
@@ -495,6 +496,9 @@ func (j *Job) runItem(ctx context.Context, it *item) bool {
 		hctx = context.WithValue(ctx, outputsKey{}, outs)
 	}
 	err := j.callHandler(hctx, m)
+	if span != nil {
+		defer j.endAttempt(ctx, span, m, err)
+	}
 	if err != nil && ctx.Err() != nil {
 		// Interrupted by shutdown: the attempt does not count.
 		return false

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Default option values.
@@ -60,7 +61,7 @@ func DefaultGroup(retryTopic string) string { return "kafkaguard-retry-" + retry
 //     DeadLettersOpt NewDeadLetters.
 //   - Opt applies to all four (Topic, RetryTopic, Headers, Logger).
 //   - RetryOpt applies to a Parker and a Job: how records are retried
-//     (MaxAttempts, RetryBackoff, KeyOrder, ReportMetrics, OnAlert);
+//     (MaxAttempts, RetryBackoff, KeyOrder, ReportMetrics, OnAlert, Tracing);
 //     DeadLetterOpt to them and DeadLetters (DeadLetterTopic).
 //   - GroupOpt applies to a Job and KeyLocks: the Job's consumer group
 //     (Group); ClientOpt to them and DeadLetters (KgoOpts).
@@ -174,8 +175,9 @@ type config struct {
 	thresholds      Thresholds
 	onAlert         func(Alert)
 	headers         HeaderMode
-	exactlyOnce     bool   // ExactlyOnce
-	instance        string // ExactlyOnce's instance name
+	exactlyOnce     bool         // ExactlyOnce
+	instance        string       // ExactlyOnce's instance name
+	tracer          trace.Tracer // Tracing; nil: off
 }
 
 func newConfig[O option](opts []O) config {

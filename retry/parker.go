@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Reasons a record is dead-lettered, in the HeaderReason header.
@@ -63,10 +64,15 @@ func (w *writer) park(ctx context.Context, m *Marker, pin int32, delay bool) (*k
 	if l := w.cfg.locks; l != nil && l.topic != topic {
 		return nil, fmt.Errorf("%w: %s goes to %s, locks follow %s", ErrKeyLocksTopic, m.Origin, topic, l.topic)
 	}
+	ctx, span := startSpan(ctx, w.cfg.tracer, "park", m, trace.SpanContext{}, trace.SpanKindProducer, AttrAttempts.Int(m.Attempts))
 	rec := pinned(ctx, m.encodeAs(w.cfg.headers, topic, KindMarker), pin)
+	injectTrace(ctx, span, rec)
 	if err := w.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return nil, fmt.Errorf("retry: parking %s on %s: %w", m.Origin, topic, err)
+		err = fmt.Errorf("retry: parking %s on %s: %w", m.Origin, topic, err)
+		endWrite(span, rec, err)
+		return nil, err
 	}
+	endWrite(span, rec, nil)
 	if l := w.cfg.locks; l != nil {
 		l.observe(rec.Partition, rec.Offset, m)
 	}
@@ -80,10 +86,16 @@ func (w *writer) park(ctx context.Context, m *Marker, pin int32, delay bool) (*k
 func (w *writer) deadLetter(ctx context.Context, m *Marker, reason string) error {
 	m.Reason = reason
 	topic := w.cfg.dlqTopicFor(m.Topic)
+	ctx, span := startSpan(ctx, w.cfg.tracer, "dead-letter", m, trace.SpanContext{}, trace.SpanKindProducer,
+		AttrAttempts.Int(m.Attempts), AttrReason.String(reason))
 	rec := m.encodeAs(w.cfg.headers, topic, KindDeadLetter)
+	injectTrace(ctx, span, rec)
 	if err := w.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return fmt.Errorf("retry: dead-lettering %s on %s: %w", m.Origin, topic, err)
+		err = fmt.Errorf("retry: dead-lettering %s on %s: %w", m.Origin, topic, err)
+		endWrite(span, rec, err)
+		return err
 	}
+	endWrite(span, rec, nil)
 	w.cfg.metrics.incDeadLettered(m.Topic)
 	w.cfg.logger.Error("retry: dead-lettered", "origin", m.Origin.String(), "attempts", m.Attempts, "reason", reason,
 		"dlq_topic", topic, "partition", rec.Partition, "offset", rec.Offset, "err", m.LastError())

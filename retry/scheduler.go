@@ -5,6 +5,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 type itemState uint8
@@ -34,6 +36,8 @@ type item struct {
 	// txnDone is set once its outcome and offset went into a transaction.
 	epoch   uint64
 	txnDone bool
+	// trace is the span context the marker carries (Tracing).
+	trace trace.SpanContext
 
 	state itemState
 	index int // heap index while stateDue
