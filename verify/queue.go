@@ -162,7 +162,7 @@ func (r QueueResult) Verdict() string {
 	}
 	var names []string
 	for _, f := range r.Queue.Findings {
-		names = append(names, string(f.Anomaly))
+		names = append(names, string(f.Kind))
 	}
 	if strings.HasPrefix(v, "FAIL: ") {
 		return v + ", " + strings.Join(names, ", ")
@@ -198,7 +198,7 @@ func RunQueue(ctx context.Context, cfg QueueConfig) (QueueResult, error) {
 		return out, err
 	}
 	h := q.history()
-	h.Acked = res.Acked
+	h.Acked, h.Seed, h.Faults = res.Acked, res.Seed, res.FaultEvents
 	out.History = &h
 	out.Queue = CheckQueue(h)
 	return out, nil
@@ -213,12 +213,13 @@ type queueRun struct {
 
 	seq atomic.Int64
 
-	mu      sync.Mutex
-	handles []Handle
-	commits []QueueCommit
-	crashes []QueueCrash
-	log     []Record
-	members []*slot
+	mu         sync.Mutex
+	handles    []Handle
+	deliveries []Delivery
+	commits    []QueueCommit
+	crashes    []QueueCrash
+	log        []Record
+	members    []*slot
 
 	stopCrashes context.CancelFunc
 	crashing    sync.WaitGroup // the crash loop
@@ -284,6 +285,7 @@ func (q *queueRun) launch(ctx context.Context, s *slot) error {
 		seed:       q.rng.Uint64(),
 		since:      q.since,
 		record:     q.record,
+		delivered:  q.delivered,
 	}
 	newMember := q.cfg.newMember
 	if newMember == nil {
@@ -305,6 +307,14 @@ func (q *queueRun) record(h Handle) {
 	h.At = q.since()
 	q.mu.Lock()
 	q.handles = append(q.handles, h)
+	q.mu.Unlock()
+}
+
+// delivered notes a record a member's poll returned.
+func (q *queueRun) delivered(d Delivery) {
+	d.At = q.since()
+	q.mu.Lock()
+	q.deliveries = append(q.deliveries, d)
 	q.mu.Unlock()
 }
 
@@ -474,7 +484,7 @@ func (q *queueRun) history() QueueHistory {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return QueueHistory{Order: q.cfg.Order, Log: slices.Clone(q.log), Handles: slices.Clone(q.handles),
-		Commits: slices.Clone(q.commits), Crashes: slices.Clone(q.crashes)}
+		Deliveries: slices.Clone(q.deliveries), Commits: slices.Clone(q.commits), Crashes: slices.Clone(q.crashes)}
 }
 
 // member is one group member of a queue run.
@@ -497,12 +507,39 @@ type memberConfig struct {
 	seed       uint64
 	since      func() time.Duration // time since the run's start
 	record     func(Handle)
+	delivered  func(Delivery) // a record the member's poll returned
+}
+
+// pollHook reports each record a member's polls return, with the member's
+// group generation when it got it (kgo calls it on the polling goroutine,
+// in order, before the poll returns), until the member is dead.
+type pollHook struct {
+	mc   memberConfig
+	cl   atomic.Pointer[kgo.Client]
+	dead *atomic.Bool
+}
+
+func (h *pollHook) OnNewClient(cl *kgo.Client) { h.cl.Store(cl) }
+
+func (h *pollHook) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
+	cl := h.cl.Load()
+	if !polled || cl == nil || h.dead.Load() || h.mc.delivered == nil {
+		return
+	}
+	v, err := ParseValue(r.Value)
+	if err != nil {
+		return // counted as corrupt by the read-back
+	}
+	_, gen := cl.GroupMetadata()
+	h.mc.delivered(Delivery{Consumer: h.mc.name, Generation: gen, Partition: r.Partition, Offset: r.Offset, Value: v})
 }
 
 // clientOpts are the kgo options of a member's client: the group, the
-// topic, and a dialer that a crash cuts.
-func (mc memberConfig) clientOpts(n *netCut, ctx context.Context) []kgo.Opt {
+// topic, a dialer that a crash cuts, and a hook that notes its polls until
+// dead is set.
+func (mc memberConfig) clientOpts(n *netCut, ctx context.Context, dead *atomic.Bool) []kgo.Opt {
 	return []kgo.Opt{
+		kgo.WithHooks(&pollHook{mc: mc, dead: dead}),
 		kgo.SeedBrokers(mc.cfg.Bootstrap...),
 		kgo.ClientID("kafkaguard-verify-" + mc.name),
 		kgo.ConsumerGroup(mc.group),
@@ -610,7 +647,7 @@ func newConsumeMember(mc memberConfig) (member, error) {
 	clCtx, cancelCl := context.WithCancel(context.Background())
 	m.cancelCl = cancelCl
 	hooks := consume.NewHooks()
-	cl, err := kgo.NewClient(append(mc.clientOpts(m.net, clCtx), hooks.KgoOpts()...)...)
+	cl, err := kgo.NewClient(append(mc.clientOpts(m.net, clCtx, &m.dead), hooks.KgoOpts()...)...)
 	if err != nil {
 		cancelCl()
 		return nil, fmt.Errorf("verify: consumer %s: %w", mc.name, err)
