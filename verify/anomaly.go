@@ -390,10 +390,10 @@ func Analyze(h History) Anomalies {
 // assignment, and when.
 type pollStep struct {
 	reader string // such as "2" (a read-back reader) or "c1.0" (a group member)
-	// epoch is the reader's group generation: positions are compared
-	// within one epoch only, since a rebalance may hand a partition back
-	// to be read again from the committed offset.
-	epoch int32
+	// epoch is the reader's group session and generation: positions are
+	// compared within one epoch only, since a rebalance may hand a
+	// partition back to be read again from the committed offset.
+	epoch int64
 	at    time.Duration
 	rec   Record
 }
@@ -408,7 +408,7 @@ type pollStep struct {
 func pollOrder(steps []pollStep, noun string, held func(position) (Value, bool), add func(AnomalyKind, Value, position, pollStep, string)) {
 	type readerPart struct {
 		reader    string
-		epoch     int32
+		epoch     int64
 		partition int32
 	}
 	last := map[readerPart]int64{}

@@ -591,15 +591,23 @@ type memberConfig struct {
 }
 
 // pollHook reports each record a member's polls return, with the member's
-// group generation when it got it (kgo calls it on the polling goroutine,
-// in order, before the poll returns), until the member is dead.
+// group session and generation when it got it (kgo calls it on the polling
+// goroutine, in order, before the poll returns), until the member is dead.
 type pollHook struct {
-	mc   memberConfig
-	cl   atomic.Pointer[kgo.Client]
-	dead *atomic.Bool
+	mc       memberConfig
+	cl       atomic.Pointer[kgo.Client]
+	dead     *atomic.Bool
+	sessions atomic.Int32 // group sessions ended by an error
 }
 
 func (h *pollHook) OnNewClient(cl *kgo.Client) { h.cl.Store(cl) }
+
+// OnGroupManageError counts a group session that ended in an error: kgo
+// then treats every partition as lost and joins again, and a coordinator
+// that moved may hand out a generation number the member saw before.
+// Polls are blocked while kgo calls it, so no record of the old assignment
+// is polled after it.
+func (h *pollHook) OnGroupManageError(error) { h.sessions.Add(1) }
 
 func (h *pollHook) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 	cl := h.cl.Load()
@@ -611,7 +619,8 @@ func (h *pollHook) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 		return // counted as corrupt by the read-back
 	}
 	_, gen := cl.GroupMetadata()
-	h.mc.delivered(Delivery{Consumer: h.mc.name, Generation: gen, Partition: r.Partition, Offset: r.Offset, Value: v})
+	h.mc.delivered(Delivery{Consumer: h.mc.name, Session: h.sessions.Load(), Generation: gen,
+		Partition: r.Partition, Offset: r.Offset, Value: v})
 }
 
 // clientOpts are the kgo options of a member's client: the group, the

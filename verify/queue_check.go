@@ -53,10 +53,15 @@ func (c QueueCommit) covers(offset int64) bool {
 }
 
 // Delivery is one record a group member's poll returned to it, in the order
-// it got them: which member, in which generation of the group (a rebalance
-// starts a new one), when, and the record.
+// it got them: which member, in which of its group sessions and which
+// generation of the group (a rebalance starts a new one), when, and the
+// record.
 type Delivery struct {
-	Consumer   string        `json:"consumer"`
+	Consumer string `json:"consumer"`
+	// Session counts the member's group sessions that ended in an error
+	// before (kgo then drops every partition and joins again; a coordinator
+	// that moved may give out a generation number already seen).
+	Session    int32         `json:"session"`
 	Generation int32         `json:"generation"`
 	At         time.Duration `json:"at_ns"`
 	Partition  int32         `json:"partition"`
@@ -173,12 +178,12 @@ func (fs *findings) add(kind AnomalyKind, e Example) {
 //     record that was not committed to the log (above the high watermark,
 //     then truncated);
 //   - nonmonotonic-poll and poll-skip: a member's successive deliveries of
-//     a partition within one generation of the group went back (or
-//     repeated), or jumped over an offset that holds a record in the log.
-//     A new generation starts the member's positions afresh: a rebalance
-//     may have taken a partition away and given it back, to be read again
-//     from the committed offset, and a member cannot tell that from a
-//     partition it kept;
+//     a partition within one generation of the group (and one group
+//     session) went back (or repeated), or jumped over an offset that holds
+//     a record in the log. A new generation or session starts the member's
+//     positions afresh: a rebalance may have taken a partition away and
+//     given it back, to be read again from the committed offset, and a
+//     member cannot tell that from a partition it kept;
 //   - unexplained-rehandle: a handle of a record handled before that
 //     started after an observation of a commit covering the record, with no
 //     later observation before it that did not (a commit cannot cover a
@@ -314,7 +319,7 @@ func CheckQueue(h QueueHistory) QueueReport {
 	// partition within one generation.
 	steps := make([]pollStep, len(h.Deliveries))
 	for i, d := range h.Deliveries {
-		steps[i] = pollStep{reader: d.Consumer, epoch: d.Generation, at: d.At,
+		steps[i] = pollStep{reader: d.Consumer, epoch: int64(d.Session)<<32 | int64(uint32(d.Generation)), at: d.At,
 			rec: Record{Partition: d.Partition, Offset: d.Offset, Value: d.Value}}
 	}
 	pollOrder(steps, "consumer", func(pos position) (Value, bool) {
@@ -322,7 +327,7 @@ func CheckQueue(h QueueHistory) QueueReport {
 		return v, ok
 	}, func(k AnomalyKind, v Value, pos position, s pollStep, note string) {
 		fs.add(k, Example{Value: v, Partition: pos.partition, Offset: pos.offset, Consumer: s.reader, At: s.at,
-			Note: fmt.Sprintf("%s in generation %d", note, s.epoch)})
+			Note: fmt.Sprintf("%s in generation %d (session %d)", note, uint32(s.epoch), s.epoch>>32)})
 	})
 
 	for _, k := range QueueKinds() {

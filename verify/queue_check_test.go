@@ -198,11 +198,11 @@ func TestCheckQueueKeepsFiveExamples(t *testing.T) {
 	}
 }
 
-// TestCheckQueueRebalancesRestartPollPositions: a rebalance starts a member's positions afresh.
-// A member that loses a partition and gets it back restarts from the committed offset (back
-// below what it had polled), one that keeps a partition goes on, and a new owner starts where
-// the commit says, above what another member had polled: none of it is an anomaly. The same
-// polls within one generation are.
+// TestCheckQueueRebalancesRestartPollPositions: a rebalance, or a group session that ended in
+// an error, starts a member's positions afresh. A member that loses a partition and gets it back
+// restarts from the committed offset (back below what it had polled), one that keeps a partition
+// goes on, and a new owner starts where the commit says, above what another member had polled:
+// none of it is an anomaly. The same polls within one generation and session are.
 func TestCheckQueueRebalancesRestartPollPositions(t *testing.T) {
 	t.Parallel()
 	ms := time.Millisecond
@@ -219,16 +219,27 @@ func TestCheckQueueRebalancesRestartPollPositions(t *testing.T) {
 		delivery("c", 5, 4, 70*ms), delivery("c", 5, 5, 71*ms))
 	// d keeps its partition across generations 1 and 2 and goes on.
 	h.Deliveries = append(h.Deliveries, delivery("d", 1, 0, 10*ms), delivery("d", 2, 1, 30*ms))
+	// e polls 0..3 in generation 3; its group session ends in an error (the coordinator moved)
+	// and it joins again, at generation 3 again, getting the partition back from offset 1.
+	for i := range int64(4) {
+		h.Deliveries = append(h.Deliveries, delivery("e", 3, i, time.Duration(20+i)*ms))
+	}
+	for i := range int64(2) {
+		d := delivery("e", 3, 1+i, time.Duration(50+i)*ms)
+		d.Session = 1
+		h.Deliveries = append(h.Deliveries, d)
+	}
 	if rep := CheckQueue(h); rep.Err() != nil {
 		t.Fatalf("rebalanced history: %v", rep.Err())
 	}
-	// The same polls without the rebalances: a goes back from 4 to 2, c jumps from 1 to 4.
+	// The same polls without the rebalances: a goes back from 4 to 2, c jumps from 1 to 4, e goes
+	// back from 3 to 1.
 	for i := range h.Deliveries {
-		h.Deliveries[i].Generation = 1
+		h.Deliveries[i].Generation, h.Deliveries[i].Session = 1, 0
 	}
 	rep := CheckQueue(h)
-	if rep.Count(NonmonotonicPoll) != 1 || rep.Count(PollSkip) != 1 || len(rep.Findings) != 2 {
-		t.Fatalf("one generation: %+v, want nonmonotonic-poll 1 (a: 4 then 2) and poll-skip 1 (c: 1 then 4)", rep.Findings)
+	if rep.Count(NonmonotonicPoll) != 2 || rep.Count(PollSkip) != 1 || len(rep.Findings) != 2 {
+		t.Fatalf("one generation: %+v, want nonmonotonic-poll 2 (a: 4 then 2, e: 3 then 1) and poll-skip 1 (c: 1 then 4)", rep.Findings)
 	}
 	a, _ := rep.Findings.Get(NonmonotonicPoll)
 	if e := a.Examples[0]; e.Consumer != "a" || e.Offset != 2 {

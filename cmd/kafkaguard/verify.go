@@ -459,7 +459,7 @@ func newVerifyCmd() *cobra.Command {
 				if o.err != nil {
 					c.Error, c.Verdict = o.err.Error(), "ERROR"
 					if c.Seed != nil {
-						c.Replay = replayCommand(fs, *c.Seed, c.Preset)
+						c.Replay = replayCommand(fs, *c.Seed, c.Preset, c.Queue)
 					}
 					prog.done(cellLabel(j) + ": error: " + o.err.Error())
 					continue
@@ -469,7 +469,7 @@ func newVerifyCmd() *cobra.Command {
 				if o.broken != nil {
 					c.Failure = o.broken.Error()
 					if c.Seed != nil {
-						c.Replay = replayCommand(fs, *c.Seed, c.Preset)
+						c.Replay = replayCommand(fs, *c.Seed, c.Preset, c.Queue)
 					}
 				}
 				prog.done(fmt.Sprintf("%s: %s (%v)", cellLabel(j), c.Verdict, o.res.Duration.Round(100*time.Millisecond)))
@@ -720,17 +720,25 @@ func faultSourceHint(missing []verify.Op, control string, anyExec bool) string {
 }
 
 // replayCommand is the command line that runs one random schedule again:
-// the flags given, with --seed, --schedules 1 and --preset for the run.
-func replayCommand(fs *pflag.FlagSet, seed int64, p produce.Preset) string {
+// the flags given, with --seed, --schedules 1 and --preset for the run, and
+// for a queue run its --order and crash plan's --queue-seed.
+func replayCommand(fs *pflag.FlagSet, seed int64, p produce.Preset, q *queueCell) string {
 	args := []string{"kafkaguard", "verify"}
 	fs.Visit(func(f *pflag.Flag) {
 		switch f.Name {
 		case "seed", "schedules", "preset", "json", "acked-out", "verbose":
 			return
+		case "order", "queue-seed":
+			if q != nil {
+				return
+			}
 		}
 		args = append(args, "--"+f.Name, shellQuote(f.Value.String()))
 	})
 	args = append(args, "--preset", p.String(), "--seed", strconv.FormatInt(seed, 10), "--schedules", "1")
+	if q != nil {
+		args = append(args, "--order", q.Order, "--queue-seed", strconv.FormatUint(q.Seed, 10))
+	}
 	return strings.Join(args, " ")
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/kafkaguard/kafkaguard/produce"
 	"github.com/kafkaguard/kafkaguard/verify"
 	"github.com/kafkaguard/kafkaguard/verify/report"
@@ -221,5 +223,25 @@ func TestVerifyQueueJSONKeepsItsAnomalyFields(t *testing.T) {
 		if ex[k] != v {
 			t.Errorf("example %q = %v, want %v", k, ex[k], v)
 		}
+	}
+}
+
+// TestVerifyQueueReplayNamesTheOrderAndCrashSeed: a failing queue run's replay command runs that
+// run's order mode with its crash plan's seed, whatever --order and --queue-seed said.
+func TestVerifyQueueReplayNamesTheOrderAndCrashSeed(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("verify", pflag.ContinueOnError)
+	fs.String("workload", "producer", "")
+	fs.String("order", "all", "")
+	fs.Uint64("queue-seed", 1, "")
+	fs.Int("schedules", 0, "")
+	fs.Int64("seed", 0, "")
+	if err := fs.Parse([]string{"--workload", "queue", "--order", "all", "--queue-seed", "3", "--schedules", "100", "--seed", "1"}); err != nil {
+		t.Fatal(err)
+	}
+	got := replayCommand(fs, 34, produce.StrictOrder, &queueCell{Order: "KeyOrder", Seed: 202})
+	want := "kafkaguard verify --workload queue --preset StrictOrder --seed 34 --schedules 1 --order KeyOrder --queue-seed 202"
+	if got != want {
+		t.Errorf("replay\n%s\nwant\n%s", got, want)
 	}
 }
