@@ -50,7 +50,7 @@ const (
 	// got ahead of processing.
 	AtLeastOnceViolation AnomalyKind = "at-least-once-violation"
 	// UnexplainedRehandle (queue workload): a record ran again although,
-	// when it started again, the group's last observed commit already
+	// when its consumer got it, the group's last observed commit already
 	// covered it. Re-runs are the at-least-once cost only for records in
 	// flight, handled but not committed, when their consumer crashed or
 	// lost the partition.

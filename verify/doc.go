@@ -53,7 +53,9 @@
 // package consume as the consumer): the same producer run, while consumers
 // of package consume in one group handle the topic and crash at random (the
 // crash cuts the member's connections first, so it neither commits nor
-// leaves the group, as a dead process) and restart. [CheckQueue] judges
+// leaves the group, as a dead process) and restart; [RunQueues] runs
+// several such groups (an order mode each) on one producer run at once.
+// [CheckQueue] judges
 // what they handled against the acknowledgements, the log read back and the
 // group's committed offsets as they moved, and what each member's polls
 // returned, generation by generation of the group; it names anomalies in

@@ -184,11 +184,15 @@ func (fs *findings) add(kind AnomalyKind, e Example) {
 //     positions afresh: a rebalance may have taken a partition away and
 //     given it back, to be read again from the committed offset, and a
 //     member cannot tell that from a partition it kept;
-//   - unexplained-rehandle: a handle of a record handled before that
-//     started after an observation of a commit covering the record, with no
-//     later observation before it that did not (a commit cannot cover a
-//     record its consumer had not finished, so the run's consumers had been
-//     told the record was done).
+//   - unexplained-rehandle: a handle of a record handled before whose
+//     consumer got the record (its last delivery of it before the handle
+//     started; the start itself when no delivery is recorded) after an
+//     observation of a commit covering the record, with no later
+//     observation before it that did not: the group had moved past the
+//     record, yet a member was handed it again. A member that got the
+//     record before the commit covered it and runs it afterwards is not
+//     one: it lost the partition without knowing yet (its session expired)
+//     while the next owner went on, the at-least-once cost.
 //
 // A handle of a value never acknowledged is indeterminate, not an anomaly;
 // so is a send that failed: a producer cannot tell a failure that left a
@@ -224,6 +228,15 @@ func CheckQueue(h QueueHistory) QueueReport {
 	}
 	maxFirst := map[keyPart]int64{} // highest offset handled so far, per key and partition
 	keepsKeyOrder := h.Order == consume.KeyOrder || h.Order == consume.PartitionOrder
+	type consumerPos struct {
+		consumer string
+		pos      position
+	}
+	deliveredAt := map[consumerPos][]time.Duration{} // in delivery order
+	for _, d := range h.Deliveries {
+		k := consumerPos{d.Consumer, position{d.Partition, d.Offset}}
+		deliveredAt[k] = append(deliveredAt[k], d.At)
+	}
 	commitsOf := map[int32][]QueueCommit{}
 	for _, c := range commits {
 		commitsOf[c.Partition] = append(commitsOf[c.Partition], c)
@@ -247,9 +260,13 @@ func CheckQueue(h QueueHistory) QueueReport {
 		}
 		if _, again := firstDone[pos]; again {
 			rep.Rehandled++
-			if c, ok := lastCommitBefore(commitsOf[hd.Partition], hd.Start); ok && c.covers(hd.Offset) {
-				ex.Note = fmt.Sprintf("started at %v after a commit observed at %v covered it (offset %d)",
-					hd.Start.Round(time.Millisecond), c.At.Round(time.Millisecond), c.Offset)
+			got, what := hd.Start, "started"
+			if d, ok := lastDelivery(deliveredAt[consumerPos{hd.Consumer, pos}], hd.Start); ok {
+				got, what = d, "was delivered"
+			}
+			if c, ok := lastCommitBefore(commitsOf[hd.Partition], got); ok && c.covers(hd.Offset) {
+				ex.Note = fmt.Sprintf("%s at %v after a commit observed at %v covered it (offset %d)",
+					what, got.Round(time.Millisecond), c.At.Round(time.Millisecond), c.Offset)
 				fs.add(UnexplainedRehandle, ex)
 			}
 			continue
@@ -336,6 +353,17 @@ func CheckQueue(h QueueHistory) QueueReport {
 		}
 	}
 	return rep
+}
+
+// lastDelivery returns the last of times (a member's deliveries of one
+// record, in order) not after t.
+func lastDelivery(times []time.Duration, t time.Duration) (time.Duration, bool) {
+	for i := len(times) - 1; i >= 0; i-- {
+		if times[i] <= t {
+			return times[i], true
+		}
+	}
+	return 0, false
 }
 
 // lastCommitBefore returns the last observation in cs (ordered by At)

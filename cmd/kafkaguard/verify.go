@@ -100,8 +100,8 @@ handler saw a record the log does not hold there: read above the high
 watermark), nonmonotonic-poll and poll-skip (a member's polls of a partition
 went back, or jumped over a record, within one generation of the group: a
 rebalance lets a member start again from the committed offset) and
-unexplained-rehandle (a record run again after a commit covered it). Any
-anomaly fails the run. In --json each anomaly carries its name as "kind"
+unexplained-rehandle (a member handed a record again after a commit covered
+it). Any anomaly fails the run. In --json each anomaly carries its name as "kind"
 and, as the first queue workload wrote it, "anomaly".
 
 --acked-out FILE writes one line per acknowledged record, tab-separated:
