@@ -2,9 +2,11 @@ package verify
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -13,7 +15,8 @@ import (
 // ANOMALIES.md in the project's shared notes for the definitions.
 type AnomalyKind string
 
-// The anomalies [Analyze] names for the producer workload.
+// The anomalies [Analyze] names for the producer workload and [CheckQueue]
+// for the queue workload (see [AnomalyKinds] and [QueueKinds]).
 const (
 	// LostWrite: an acknowledged record is never read, although a reader read
 	// past its offset in its partition (or read a record of that partition
@@ -28,10 +31,12 @@ const (
 	// different values.
 	InconsistentOffsets AnomalyKind = "inconsistent-offsets"
 	// NonmonotonicPoll: one reader's successive records of a partition went
-	// backwards (or repeated) in offset.
+	// backwards (or repeated) in offset; for a group member, within one
+	// generation of the group (see [CheckQueue]).
 	NonmonotonicPoll AnomalyKind = "nonmonotonic-poll"
 	// PollSkip: one reader's successive records of a partition jumped over
-	// offsets that hold records.
+	// offsets that hold records; for a group member, within one generation
+	// of the group.
 	PollSkip AnomalyKind = "poll-skip"
 	// ReorderedWithinKey: two acknowledged records of one key, the later
 	// sent stored at the lower offset of their partition.
@@ -39,11 +44,27 @@ const (
 	// Indeterminate is not an anomaly: a record whose send failed or has no
 	// outcome was read anyway. It is counted.
 	Indeterminate AnomalyKind = "indeterminate"
+	// AtLeastOnceViolation (queue workload): a committed offset of the group
+	// passed a record of the log (or the commit's metadata named it done)
+	// that no consumer had handled when the commit was observed: the commit
+	// got ahead of processing.
+	AtLeastOnceViolation AnomalyKind = "at-least-once-violation"
+	// UnexplainedRehandle (queue workload): a record ran again although,
+	// when its consumer got it, the group's last observed commit already
+	// covered it. Re-runs are the at-least-once cost only for records in
+	// flight, handled but not committed, when their consumer crashed or
+	// lost the partition.
+	UnexplainedRehandle AnomalyKind = "unexplained-rehandle"
 )
 
 // AnomalyKinds returns every kind [Analyze] reports, in report order.
 func AnomalyKinds() []AnomalyKind {
 	return []AnomalyKind{LostWrite, Unseen, Duplicate, InconsistentOffsets, NonmonotonicPoll, PollSkip, ReorderedWithinKey, Indeterminate}
+}
+
+// QueueKinds returns every kind [CheckQueue] reports, in report order.
+func QueueKinds() []AnomalyKind {
+	return []AnomalyKind{Unseen, AtLeastOnceViolation, ReorderedWithinKey, InconsistentOffsets, NonmonotonicPoll, PollSkip, UnexplainedRehandle}
 }
 
 // MaxExamples is how many examples an [Anomaly] keeps.
@@ -58,13 +79,24 @@ type Example struct {
 	At        time.Duration `json:"at_ns"` // since the workload started: the ack, or the read
 	// Faults are the faults in force at At (see [ActiveFaults]).
 	Faults []string `json:"faults,omitempty"`
+	// Consumer is the group member involved (queue workload), such as
+	// "c1.2": slot 1, third incarnation.
+	Consumer string `json:"consumer,omitempty"`
 	// Note says what else is involved, such as "also at 0/17".
 	Note string `json:"note,omitempty"`
 }
 
-// String formats the example on one line.
+// String formats the example on one line; a zero At (no time known) is
+// left out.
 func (e Example) String() string {
-	s := fmt.Sprintf("%s at %d/%d, seed %d, %v", e.Value, e.Partition, e.Offset, e.Seed, e.At.Round(time.Millisecond))
+	s := fmt.Sprintf("%s at %d/%d", e.Value, e.Partition, e.Offset)
+	if e.Consumer != "" {
+		s += " by " + e.Consumer
+	}
+	s += fmt.Sprintf(", seed %d", e.Seed)
+	if e.At != 0 {
+		s += ", " + e.At.Round(time.Millisecond).String()
+	}
 	if e.Note != "" {
 		s += " (" + e.Note + ")"
 	}
@@ -80,6 +112,32 @@ type Anomaly struct {
 	Kind     AnomalyKind `json:"kind"`
 	Count    int         `json:"count"`
 	Examples []Example   `json:"examples,omitempty"`
+}
+
+// anomalyJSON is an Anomaly as JSON: the kind also under "anomaly", the
+// name the queue workload's JSON first gave it.
+type anomalyJSON struct {
+	Kind     AnomalyKind `json:"kind"`
+	Anomaly  AnomalyKind `json:"anomaly"`
+	Count    int         `json:"count"`
+	Examples []Example   `json:"examples,omitempty"`
+}
+
+// MarshalJSON writes the kind under "kind" and, for scripts written
+// against the first queue workload, "anomaly".
+func (a Anomaly) MarshalJSON() ([]byte, error) {
+	return json.Marshal(anomalyJSON{Kind: a.Kind, Anomaly: a.Kind, Count: a.Count, Examples: a.Examples})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, the kind from "kind" or
+// else "anomaly".
+func (a *Anomaly) UnmarshalJSON(b []byte) error {
+	var j anomalyJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*a = Anomaly{Kind: cmp.Or(j.Kind, j.Anomaly), Count: j.Count, Examples: j.Examples}
+	return nil
 }
 
 // Anomalies lists the kinds found, in the order of [AnomalyKinds]; a kind
@@ -104,6 +162,18 @@ func (as Anomalies) Get(kind AnomalyKind) (Anomaly, bool) {
 		}
 	}
 	return Anomaly{}, false
+}
+
+// Total returns how many anomalies were found, indeterminate records (not
+// anomalies) left out.
+func (as Anomalies) Total() int {
+	n := 0
+	for _, a := range as {
+		if a.Kind != Indeterminate {
+			n += a.Count
+		}
+	}
+	return n
 }
 
 // String sums the anomalies up, such as "lost-write 3, duplicate 1", or
@@ -259,34 +329,21 @@ func Analyze(h History) Anomalies {
 
 	// nonmonotonic-poll and poll-skip: each reader's records of each
 	// partition, in the order it got them.
-	type readerPart struct {
-		reader    int
-		partition int32
-	}
-	last := map[readerPart]Record{}
+	var steps []pollStep
 	for _, p := range h.Polls {
 		for _, r := range p.Records {
-			rp := readerPart{p.Reader, r.Partition}
-			prev, ok := last[rp]
-			last[rp] = r
-			if !ok {
-				continue
-			}
-			pos := position{r.Partition, r.Offset}
-			if r.Offset <= prev.Offset {
-				found[NonmonotonicPoll] = append(found[NonmonotonicPoll],
-					ex(r.Value, pos, p.At, fmt.Sprintf("reader %d read offset %d before it", p.Reader, prev.Offset)))
-				continue
-			}
-			for o := prev.Offset + 1; o < r.Offset; o++ {
-				if vs, held := valuesAt[position{r.Partition, o}]; held {
-					found[PollSkip] = append(found[PollSkip], ex(vs[0], position{r.Partition, o}, p.At,
-						fmt.Sprintf("reader %d went from offset %d to %d", p.Reader, prev.Offset, r.Offset)))
-					break
-				}
-			}
+			steps = append(steps, pollStep{reader: strconv.Itoa(p.Reader), at: p.At, rec: r})
 		}
 	}
+	pollOrder(steps, "reader", func(pos position) (Value, bool) {
+		vs, ok := valuesAt[pos]
+		if !ok {
+			return Value{}, false
+		}
+		return vs[0], true
+	}, func(k AnomalyKind, v Value, pos position, s pollStep, note string) {
+		found[k] = append(found[k], ex(v, pos, s.at, note))
+	})
 
 	// reordered-within-key: acknowledged records of one key stored against
 	// the order they were sent in (their sequence numbers).
@@ -327,6 +384,55 @@ func Analyze(h History) Anomalies {
 		out = append(out, Anomaly{Kind: k, Count: len(exs), Examples: slices.Clone(exs[:min(len(exs), MaxExamples)])})
 	}
 	return out
+}
+
+// pollStep is one record a reader got: which reader, in which epoch of its
+// assignment, and when.
+type pollStep struct {
+	reader string // such as "2" (a read-back reader) or "c1.0" (a group member)
+	// epoch is the reader's group session and generation: positions are
+	// compared within one epoch only, since a rebalance may hand a
+	// partition back to be read again from the committed offset.
+	epoch int64
+	at    time.Duration
+	rec   Record
+}
+
+// pollOrder names nonmonotonic-poll and poll-skip in each reader's
+// successive records of each partition within one epoch, as Jepsen's Kafka
+// checker does: a record at or below the reader's previous offset, or
+// above it with a record of the log (held reports one) in between. steps
+// are in the order each reader got them; noun names a reader in notes
+// ("reader", "consumer"); add receives each finding with the record it
+// concerns (for a skip, the first record skipped).
+func pollOrder(steps []pollStep, noun string, held func(position) (Value, bool), add func(AnomalyKind, Value, position, pollStep, string)) {
+	type readerPart struct {
+		reader    string
+		epoch     int64
+		partition int32
+	}
+	last := map[readerPart]int64{}
+	for _, s := range steps {
+		r := s.rec
+		rp := readerPart{s.reader, s.epoch, r.Partition}
+		prev, ok := last[rp]
+		last[rp] = r.Offset
+		if !ok {
+			continue
+		}
+		if r.Offset <= prev {
+			add(NonmonotonicPoll, r.Value, position{r.Partition, r.Offset}, s,
+				fmt.Sprintf("%s %s read offset %d before it", noun, s.reader, prev))
+			continue
+		}
+		for o := prev + 1; o < r.Offset; o++ {
+			if v, ok := held(position{r.Partition, o}); ok {
+				add(PollSkip, v, position{r.Partition, o}, s,
+					fmt.Sprintf("%s %s went from offset %d to %d", noun, s.reader, prev, r.Offset))
+				break
+			}
+		}
+	}
 }
 
 func comparePositions(a, b position) int {

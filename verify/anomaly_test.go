@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -127,6 +128,25 @@ func TestResultErrFailsEveryPresetOnABrokerAnomaly(t *testing.T) {
 		r.Anomalies = Anomalies{{Kind: Indeterminate, Count: 3}}
 		if err := r.Err(); err != nil {
 			t.Errorf("%s: indeterminate records fail the run: %v", p, err)
+		}
+	}
+}
+
+// TestAnomalyJSONReadsEitherName: an anomaly is written with its kind under "kind" and
+// "anomaly" (the queue workload's first name for it), and read back from either.
+func TestAnomalyJSONReadsEitherName(t *testing.T) {
+	t.Parallel()
+	b, err := json.Marshal(Anomaly{Kind: PollSkip, Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"kind":"poll-skip","anomaly":"poll-skip","count":2}`; string(b) != want {
+		t.Errorf("JSON %s, want %s", b, want)
+	}
+	for _, in := range []string{string(b), `{"anomaly":"unseen","count":3}`, `{"kind":"unseen","count":3}`} {
+		var a Anomaly
+		if err := json.Unmarshal([]byte(in), &a); err != nil || a.Kind == "" || a.Count == 0 {
+			t.Errorf("%s read as %+v, %v", in, a, err)
 		}
 	}
 }

@@ -53,12 +53,16 @@
 // package consume as the consumer): the same producer run, while consumers
 // of package consume in one group handle the topic and crash at random (the
 // crash cuts the member's connections first, so it neither commits nor
-// leaves the group, as a dead process) and restart. [CheckQueue] judges
+// leaves the group, as a dead process) and restart; [RunQueues] runs
+// several such groups (an order mode each) on one producer run at once.
+// [CheckQueue] judges
 // what they handled against the acknowledgements, the log read back and the
-// group's committed offsets as they moved, naming each [QueueAnomaly]
-// (unseen, at-least-once-violation, reordered-within-key,
-// inconsistent-offsets, unexplained-rehandle) with a count and examples, and
-// counting the records run again after a crash: the at-least-once cost.
+// group's committed offsets as they moved, and what each member's polls
+// returned, generation by generation of the group; it names anomalies in
+// the same vocabulary ([QueueKinds]: unseen, at-least-once-violation,
+// reordered-within-key, inconsistent-offsets, nonmonotonic-poll, poll-skip,
+// unexplained-rehandle), each an [Anomaly] with a count and examples, and
+// counts the records run again after a crash: the at-least-once cost.
 //
 // NoLoss and StrictOrder must show zero lost, duplicated and reordered
 // records under every other schedule. LeaderAck (acks=1) must show loss under

@@ -108,10 +108,7 @@ func (cfg QueueConfig) normalize() (QueueConfig, error) {
 	if cfg.HandleTime == 0 {
 		cfg.HandleTime = DefaultHandleTime
 	}
-	var errs []error
-	if cfg.Order < consume.KeyOrder || cfg.Order > consume.Unordered {
-		errs = append(errs, fmt.Errorf("verify: Order: unknown order %d", int(cfg.Order)))
-	}
+	errs := []error{checkOrder(cfg.Order)}
 	if cfg.Consumers < 0 {
 		errs = append(errs, fmt.Errorf("verify: Consumers must be positive, got %d", cfg.Consumers))
 	}
@@ -125,6 +122,14 @@ func (cfg QueueConfig) normalize() (QueueConfig, error) {
 	c, err := cfg.Config.normalize()
 	cfg.Config = c
 	return cfg, errors.Join(append(errs, err)...)
+}
+
+// checkOrder returns an error for an order mode consume does not know.
+func checkOrder(o consume.Order) error {
+	if o < consume.KeyOrder || o > consume.Unordered {
+		return fmt.Errorf("verify: Order: unknown order %d", int(o))
+	}
+	return nil
 }
 
 // QueueResult is the outcome of one queue run: the producer run's Result
@@ -162,7 +167,7 @@ func (r QueueResult) Verdict() string {
 	}
 	var names []string
 	for _, f := range r.Queue.Findings {
-		names = append(names, string(f.Anomaly))
+		names = append(names, string(f.Kind))
 	}
 	if strings.HasPrefix(v, "FAIL: ") {
 		return v + ", " + strings.Join(names, ", ")
@@ -185,23 +190,98 @@ const (
 // committed all of it, then stop, and [CheckQueue] judges the history.
 // Errors are as Run's.
 func RunQueue(ctx context.Context, cfg QueueConfig) (QueueResult, error) {
-	cfg, err := cfg.normalize()
-	if err != nil {
+	rs, err := RunQueues(ctx, cfg, []QueueGroup{{Order: cfg.Order, Seed: cfg.Seed}})
+	if len(rs) == 0 {
 		return QueueResult{}, err
 	}
-	q := &queueRun{cfg: cfg, group: cfg.Topic + "-group", t0: time.Now(),
-		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
-	defer q.stop()
-	res, err := run(ctx, cfg.Config, q)
-	out := QueueResult{Result: res, Workload: WorkloadQueue, Order: cfg.Order.String(), Group: q.group, Seed: cfg.Seed}
-	if err != nil {
-		return out, err
+	return rs[0], err
+}
+
+// QueueGroup is one consumer group of a queue run: its consumers' order
+// mode and the seed of its crash plan.
+type QueueGroup struct {
+	Order consume.Order
+	Seed  uint64
+}
+
+// RunQueues is RunQueue with one consumer group per entry of groups (cfg's
+// Order and Seed are not used), all handling the topic of one producer run
+// at once, each with cfg.Consumers members and its own crash plan, and each
+// judged on its own: it returns one result per group, in order, sharing
+// the producer run's Result. One producer run serves every order mode under
+// the same fault schedule, in the time of one. On an error before the
+// consumers started it returns no result.
+func RunQueues(ctx context.Context, cfg QueueConfig, groups []QueueGroup) ([]QueueResult, error) {
+	if len(groups) == 0 {
+		return nil, errors.New("verify: RunQueues needs a consumer group")
 	}
-	h := q.history()
-	h.Acked = res.Acked
-	out.History = &h
-	out.Queue = CheckQueue(h)
-	return out, nil
+	cfg.Order = groups[0].Order
+	if len(groups) > 1 && cfg.Topic == "" {
+		cfg.Topic = fmt.Sprintf("kafkaguard-queue-%s-%s", strings.ToLower(cfg.Preset.String()), strconv.FormatInt(time.Now().UnixNano(), 36))
+	}
+	cfg, err := cfg.normalize()
+	errs := []error{err}
+	for _, g := range groups[1:] {
+		errs = append(errs, checkOrder(g.Order))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	runs := make(queueRuns, len(groups))
+	for i, g := range groups {
+		c := cfg
+		c.Order, c.Seed = g.Order, g.Seed
+		group := cfg.Topic + "-group"
+		if len(groups) > 1 {
+			group = fmt.Sprintf("%s-%d-%s-group", cfg.Topic, i+1, g.Order)
+		}
+		runs[i] = &queueRun{cfg: c, group: group, t0: time.Now(), rng: rand.New(rand.NewPCG(g.Seed, g.Seed^0x9e3779b97f4a7c15))}
+	}
+	defer runs.stop()
+	res, err := run(ctx, cfg.Config, runs)
+	out := make([]QueueResult, len(runs))
+	for i, q := range runs {
+		out[i] = QueueResult{Result: res, Workload: WorkloadQueue, Order: q.cfg.Order.String(), Group: q.group, Seed: q.cfg.Seed}
+		if err != nil {
+			continue
+		}
+		h := q.history()
+		h.Acked, h.Seed, h.Faults = res.Acked, res.Seed, res.FaultEvents
+		out[i].History = &h
+		out[i].Queue = CheckQueue(h)
+	}
+	return out, err
+}
+
+// queueRuns are the consumer groups of one queue run (a sideWorkload).
+type queueRuns []*queueRun
+
+func (qs queueRuns) start(ctx context.Context, topic string) error {
+	for _, q := range qs {
+		if err := q.start(ctx, topic); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish lets every group catch up at once.
+func (qs queueRuns) finish(ctx context.Context, read []Record) error {
+	errs := make([]error, len(qs))
+	var wg sync.WaitGroup
+	for i, q := range qs {
+		wg.Go(func() { errs[i] = q.finish(ctx, read) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (qs queueRuns) stop() {
+	var wg sync.WaitGroup
+	for _, q := range qs {
+		wg.Go(func() { q.stop() })
+	}
+	wg.Wait()
 }
 
 // queueRun is the consumer side of a queue run (a sideWorkload).
@@ -213,12 +293,13 @@ type queueRun struct {
 
 	seq atomic.Int64
 
-	mu      sync.Mutex
-	handles []Handle
-	commits []QueueCommit
-	crashes []QueueCrash
-	log     []Record
-	members []*slot
+	mu         sync.Mutex
+	handles    []Handle
+	deliveries []Delivery
+	commits    []QueueCommit
+	crashes    []QueueCrash
+	log        []Record
+	members    []*slot
 
 	stopCrashes context.CancelFunc
 	crashing    sync.WaitGroup // the crash loop
@@ -284,6 +365,7 @@ func (q *queueRun) launch(ctx context.Context, s *slot) error {
 		seed:       q.rng.Uint64(),
 		since:      q.since,
 		record:     q.record,
+		delivered:  q.delivered,
 	}
 	newMember := q.cfg.newMember
 	if newMember == nil {
@@ -305,6 +387,14 @@ func (q *queueRun) record(h Handle) {
 	h.At = q.since()
 	q.mu.Lock()
 	q.handles = append(q.handles, h)
+	q.mu.Unlock()
+}
+
+// delivered notes a record a member's poll returned.
+func (q *queueRun) delivered(d Delivery) {
+	d.At = q.since()
+	q.mu.Lock()
+	q.deliveries = append(q.deliveries, d)
 	q.mu.Unlock()
 }
 
@@ -474,7 +564,7 @@ func (q *queueRun) history() QueueHistory {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return QueueHistory{Order: q.cfg.Order, Log: slices.Clone(q.log), Handles: slices.Clone(q.handles),
-		Commits: slices.Clone(q.commits), Crashes: slices.Clone(q.crashes)}
+		Deliveries: slices.Clone(q.deliveries), Commits: slices.Clone(q.commits), Crashes: slices.Clone(q.crashes)}
 }
 
 // member is one group member of a queue run.
@@ -497,12 +587,48 @@ type memberConfig struct {
 	seed       uint64
 	since      func() time.Duration // time since the run's start
 	record     func(Handle)
+	delivered  func(Delivery) // a record the member's poll returned
+}
+
+// pollHook reports each record a member's polls return, with the member's
+// group session and generation when it got it (kgo calls it on the polling
+// goroutine, in order, before the poll returns), until the member is dead.
+type pollHook struct {
+	mc       memberConfig
+	cl       atomic.Pointer[kgo.Client]
+	dead     *atomic.Bool
+	sessions atomic.Int32 // group sessions ended by an error
+}
+
+func (h *pollHook) OnNewClient(cl *kgo.Client) { h.cl.Store(cl) }
+
+// OnGroupManageError counts a group session that ended in an error: kgo
+// then treats every partition as lost and joins again, and a coordinator
+// that moved may hand out a generation number the member saw before.
+// Polls are blocked while kgo calls it, so no record of the old assignment
+// is polled after it.
+func (h *pollHook) OnGroupManageError(error) { h.sessions.Add(1) }
+
+func (h *pollHook) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
+	cl := h.cl.Load()
+	if !polled || cl == nil || h.dead.Load() || h.mc.delivered == nil {
+		return
+	}
+	v, err := ParseValue(r.Value)
+	if err != nil {
+		return // counted as corrupt by the read-back
+	}
+	_, gen := cl.GroupMetadata()
+	h.mc.delivered(Delivery{Consumer: h.mc.name, Session: h.sessions.Load(), Generation: gen,
+		Partition: r.Partition, Offset: r.Offset, Value: v})
 }
 
 // clientOpts are the kgo options of a member's client: the group, the
-// topic, and a dialer that a crash cuts.
-func (mc memberConfig) clientOpts(n *netCut, ctx context.Context) []kgo.Opt {
+// topic, a dialer that a crash cuts, and a hook that notes its polls until
+// dead is set.
+func (mc memberConfig) clientOpts(n *netCut, ctx context.Context, dead *atomic.Bool) []kgo.Opt {
 	return []kgo.Opt{
+		kgo.WithHooks(&pollHook{mc: mc, dead: dead}),
 		kgo.SeedBrokers(mc.cfg.Bootstrap...),
 		kgo.ClientID("kafkaguard-verify-" + mc.name),
 		kgo.ConsumerGroup(mc.group),
@@ -610,7 +736,7 @@ func newConsumeMember(mc memberConfig) (member, error) {
 	clCtx, cancelCl := context.WithCancel(context.Background())
 	m.cancelCl = cancelCl
 	hooks := consume.NewHooks()
-	cl, err := kgo.NewClient(append(mc.clientOpts(m.net, clCtx), hooks.KgoOpts()...)...)
+	cl, err := kgo.NewClient(append(mc.clientOpts(m.net, clCtx, &m.dead), hooks.KgoOpts()...)...)
 	if err != nil {
 		cancelCl()
 		return nil, fmt.Errorf("verify: consumer %s: %w", mc.name, err)

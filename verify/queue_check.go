@@ -2,7 +2,6 @@ package verify
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,51 +10,9 @@ import (
 	"github.com/kafkaguard/kafkaguard/consume"
 )
 
-// QueueAnomaly names what [CheckQueue] finds in a queue history. The names
-// are those of the checker's table (shared/ANOMALIES.md), where one exists.
-type QueueAnomaly string
-
-// The anomalies of the queue workload.
-const (
-	// AnomalyUnseen: an acknowledged record no consumer handled by the end
-	// of the run.
-	AnomalyUnseen QueueAnomaly = "unseen"
-	// AnomalyAtLeastOnce: a committed offset of the group passed a record
-	// of the log (or the commit's metadata named it done) that no consumer
-	// had handled when the commit was observed: the commit got ahead of
-	// processing (the at-least-once violation).
-	AnomalyAtLeastOnce QueueAnomaly = "at-least-once-violation"
-	// AnomalyReorderedWithinKey: under an order mode that keeps a key's
-	// order (KeyOrder, PartitionOrder), a record was handled for the first
-	// time after a later record of its key in its partition had been
-	// handled.
-	AnomalyReorderedWithinKey QueueAnomaly = "reordered-within-key"
-	// AnomalyInconsistentOffsets: a handler saw, at a partition and offset,
-	// a value the log read back after the run does not hold there — a
-	// record read above the high watermark and truncated later, or two
-	// values at one offset.
-	AnomalyInconsistentOffsets QueueAnomaly = "inconsistent-offsets"
-	// AnomalyUnexplainedRehandle: a record ran again although, when it
-	// started again, the group's last observed commit already covered it
-	// (below the committed offset, or named done in its metadata). Re-runs
-	// are the at-least-once cost only for records in flight, handled but
-	// not committed, when their consumer crashed or lost the partition.
-	AnomalyUnexplainedRehandle QueueAnomaly = "unexplained-rehandle"
-)
-
-// QueueAnomalies returns the anomalies [CheckQueue] looks for, in the order
-// it reports them.
-func QueueAnomalies() []QueueAnomaly {
-	return []QueueAnomaly{AnomalyUnseen, AnomalyAtLeastOnce, AnomalyReorderedWithinKey,
-		AnomalyInconsistentOffsets, AnomalyUnexplainedRehandle}
-}
-
 // ErrQueueAnomaly is matched by [QueueReport.Err] when a queue history shows
-// an anomaly.
-var ErrQueueAnomaly = errors.New("verify: queue anomaly")
-
-// QueueExamples is how many examples a [QueueReport] keeps per anomaly.
-const QueueExamples = 5
+// an anomaly; it matches [ErrAnomaly] too.
+var ErrQueueAnomaly = fmt.Errorf("%w in the queue workload", ErrAnomaly)
 
 // Handle is one record a consumer's handler finished with success: which
 // consumer (slot and incarnation, such as "c1.2"), where the record was,
@@ -95,6 +52,23 @@ func (c QueueCommit) covers(offset int64) bool {
 	return false
 }
 
+// Delivery is one record a group member's poll returned to it, in the order
+// it got them: which member, in which of its group sessions and which
+// generation of the group (a rebalance starts a new one), when, and the
+// record.
+type Delivery struct {
+	Consumer string `json:"consumer"`
+	// Session counts the member's group sessions that ended in an error
+	// before (kgo then drops every partition and joins again; a coordinator
+	// that moved may give out a generation number already seen).
+	Session    int32         `json:"session"`
+	Generation int32         `json:"generation"`
+	At         time.Duration `json:"at_ns"`
+	Partition  int32         `json:"partition"`
+	Offset     int64         `json:"offset"`
+	Value      Value         `json:"value"`
+}
+
 // QueueCrash is one consumer crash: which consumer and when.
 type QueueCrash struct {
 	At       time.Duration `json:"at_ns"`
@@ -116,41 +90,15 @@ type QueueHistory struct {
 	// Commits are the observations of the group's committed offsets, in
 	// any order (CheckQueue orders them by At).
 	Commits []QueueCommit
+	// Deliveries are the records the members' polls returned, in the order
+	// each member got them (CheckQueue keeps the order of each member's).
+	Deliveries []Delivery
 	// Crashes are the consumer crashes (not judged; they explain re-runs).
 	Crashes []QueueCrash
-}
-
-// QueueExample is one instance of an anomaly.
-type QueueExample struct {
-	Value     Value         `json:"value"`
-	Partition int32         `json:"partition"`
-	Offset    int64         `json:"offset"`
-	Consumer  string        `json:"consumer,omitempty"`
-	At        time.Duration `json:"at_ns"`
-	Note      string        `json:"note,omitempty"`
-}
-
-// String formats the example on one line.
-func (e QueueExample) String() string {
-	s := fmt.Sprintf("%v at %d/%d", e.Value, e.Partition, e.Offset)
-	if e.Consumer != "" {
-		s += " by " + e.Consumer
-	}
-	if e.At != 0 {
-		s += fmt.Sprintf(" (%v)", e.At.Round(time.Millisecond))
-	}
-	if e.Note != "" {
-		s += ": " + e.Note
-	}
-	return s
-}
-
-// QueueFinding is one anomaly found: how many records show it, with up to
-// QueueExamples of them.
-type QueueFinding struct {
-	Anomaly  QueueAnomaly   `json:"anomaly"`
-	Count    int            `json:"count"`
-	Examples []QueueExample `json:"examples"`
+	// Seed is the fault schedule's seed and Faults its events: examples
+	// name the seed and the faults in force.
+	Seed   int64
+	Faults []FaultEvent
 }
 
 // QueueReport is the judgement of a queue history.
@@ -163,28 +111,16 @@ type QueueReport struct {
 	// acknowledged (an outcome-unknown send that landed): allowed.
 	Indeterminate int `json:"indeterminate"`
 	Crashes       int `json:"crashes"` // consumer crashes
-	// Findings lists the anomalies found, in the order of QueueAnomalies.
-	Findings []QueueFinding `json:"anomalies,omitempty"`
+	// Findings lists the anomalies found, in the order of [QueueKinds],
+	// each with up to [MaxExamples] examples.
+	Findings Anomalies `json:"anomalies,omitempty"`
 }
 
-// Count returns how many records show anomaly a.
-func (r QueueReport) Count(a QueueAnomaly) int {
-	for _, f := range r.Findings {
-		if f.Anomaly == a {
-			return f.Count
-		}
-	}
-	return 0
-}
+// Count returns how many records show anomaly kind.
+func (r QueueReport) Count(kind AnomalyKind) int { return r.Findings.Count(kind) }
 
 // Anomalies returns the total count over every anomaly.
-func (r QueueReport) Anomalies() int {
-	n := 0
-	for _, f := range r.Findings {
-		n += f.Count
-	}
-	return n
-}
+func (r QueueReport) Anomalies() int { return r.Findings.Total() }
 
 // Err returns nil when the history shows no anomaly, otherwise an error
 // matching [ErrQueueAnomaly] naming each with its count and examples.
@@ -198,22 +134,31 @@ func (r QueueReport) Err() error {
 		for j, e := range f.Examples {
 			ex[j] = e.String()
 		}
-		parts[i] = fmt.Sprintf("%s: %d, e.g. %s", f.Anomaly, f.Count, strings.Join(ex, "; "))
+		parts[i] = fmt.Sprintf("%s: %d, e.g. %s", f.Kind, f.Count, strings.Join(ex, "; "))
 	}
 	return fmt.Errorf("%w: %s", ErrQueueAnomaly, strings.Join(parts, "; "))
 }
 
-// findings collects anomalies with their examples.
-type findings map[QueueAnomaly]*QueueFinding
+// findings collects anomalies with their first examples, naming the seed
+// and the faults in force at each.
+type findings struct {
+	seed   int64
+	faults []FaultEvent
+	found  map[AnomalyKind]*Anomaly
+}
 
-func (fs findings) add(a QueueAnomaly, e QueueExample) {
-	f := fs[a]
+func (fs *findings) add(kind AnomalyKind, e Example) {
+	f := fs.found[kind]
 	if f == nil {
-		f = &QueueFinding{Anomaly: a}
-		fs[a] = f
+		f = &Anomaly{Kind: kind}
+		fs.found[kind] = f
 	}
 	f.Count++
-	if len(f.Examples) < QueueExamples {
+	if len(f.Examples) < MaxExamples {
+		e.Seed = fs.seed
+		if e.At != 0 {
+			e.Faults = ActiveFaults(fs.faults, e.At)
+		}
 		f.Examples = append(f.Examples, e)
 	}
 }
@@ -232,11 +177,22 @@ func (fs findings) add(a QueueAnomaly, e QueueExample) {
 //     another value, or none, in the log read back — the handler saw a
 //     record that was not committed to the log (above the high watermark,
 //     then truncated);
-//   - unexplained-rehandle: a handle of a record handled before that
-//     started after an observation of a commit covering the record, with no
-//     later observation before it that did not (a commit cannot cover a
-//     record its consumer had not finished, so the run's consumers had been
-//     told the record was done).
+//   - nonmonotonic-poll and poll-skip: a member's successive deliveries of
+//     a partition within one generation of the group (and one group
+//     session) went back (or repeated), or jumped over an offset that holds
+//     a record in the log. A new generation or session starts the member's
+//     positions afresh: a rebalance may have taken a partition away and
+//     given it back, to be read again from the committed offset, and a
+//     member cannot tell that from a partition it kept;
+//   - unexplained-rehandle: a handle of a record handled before whose
+//     consumer got the record (its last delivery of it before the handle
+//     started; the start itself when no delivery is recorded) after an
+//     observation of a commit covering the record, with no later
+//     observation before it that did not: the group had moved past the
+//     record, yet a member was handed it again. A member that got the
+//     record before the commit covered it and runs it afterwards is not
+//     one: it lost the partition without knowing yet (its session expired)
+//     while the next owner went on, the at-least-once cost.
 //
 // A handle of a value never acknowledged is indeterminate, not an anomaly;
 // so is a send that failed: a producer cannot tell a failure that left a
@@ -262,7 +218,7 @@ func CheckQueue(h QueueHistory) QueueReport {
 		slices.SortFunc(rs, func(a, b Record) int { return cmp.Compare(a.Offset, b.Offset) })
 	}
 
-	fs := findings{}
+	fs := &findings{seed: h.Seed, faults: h.Faults, found: map[AnomalyKind]*Anomaly{}}
 	rep := QueueReport{Acked: len(acked), Handled: len(handles), Crashes: len(h.Crashes)}
 	firstDone := map[position]time.Duration{} // when the first handle of a position finished
 	handledValue := map[Value]bool{}
@@ -272,6 +228,15 @@ func CheckQueue(h QueueHistory) QueueReport {
 	}
 	maxFirst := map[keyPart]int64{} // highest offset handled so far, per key and partition
 	keepsKeyOrder := h.Order == consume.KeyOrder || h.Order == consume.PartitionOrder
+	type consumerPos struct {
+		consumer string
+		pos      position
+	}
+	deliveredAt := map[consumerPos][]time.Duration{} // in delivery order
+	for _, d := range h.Deliveries {
+		k := consumerPos{d.Consumer, position{d.Partition, d.Offset}}
+		deliveredAt[k] = append(deliveredAt[k], d.At)
+	}
 	commitsOf := map[int32][]QueueCommit{}
 	for _, c := range commits {
 		commitsOf[c.Partition] = append(commitsOf[c.Partition], c)
@@ -279,13 +244,13 @@ func CheckQueue(h QueueHistory) QueueReport {
 
 	for _, hd := range handles {
 		pos := position{hd.Partition, hd.Offset}
-		ex := QueueExample{Value: hd.Value, Partition: hd.Partition, Offset: hd.Offset, Consumer: hd.Consumer, At: hd.At}
+		ex := Example{Value: hd.Value, Partition: hd.Partition, Offset: hd.Offset, Consumer: hd.Consumer, At: hd.At}
 		if v, ok := logAt[pos]; !ok {
 			ex.Note = "the log read back has no record there"
-			fs.add(AnomalyInconsistentOffsets, ex)
+			fs.add(InconsistentOffsets, ex)
 		} else if v != hd.Value {
 			ex.Note = "the log read back holds " + v.String() + " there"
-			fs.add(AnomalyInconsistentOffsets, ex)
+			fs.add(InconsistentOffsets, ex)
 		}
 		if !handledValue[hd.Value] {
 			handledValue[hd.Value] = true
@@ -295,10 +260,14 @@ func CheckQueue(h QueueHistory) QueueReport {
 		}
 		if _, again := firstDone[pos]; again {
 			rep.Rehandled++
-			if c, ok := lastCommitBefore(commitsOf[hd.Partition], hd.Start); ok && c.covers(hd.Offset) {
-				ex.Note = fmt.Sprintf("started at %v after a commit observed at %v covered it (offset %d)",
-					hd.Start.Round(time.Millisecond), c.At.Round(time.Millisecond), c.Offset)
-				fs.add(AnomalyUnexplainedRehandle, ex)
+			got, what := hd.Start, "started"
+			if d, ok := lastDelivery(deliveredAt[consumerPos{hd.Consumer, pos}], hd.Start); ok {
+				got, what = d, "was delivered"
+			}
+			if c, ok := lastCommitBefore(commitsOf[hd.Partition], got); ok && c.covers(hd.Offset) {
+				ex.Note = fmt.Sprintf("%s at %v after a commit observed at %v covered it (offset %d)",
+					what, got.Round(time.Millisecond), c.At.Round(time.Millisecond), c.Offset)
+				fs.add(UnexplainedRehandle, ex)
 			}
 			continue
 		}
@@ -306,7 +275,7 @@ func CheckQueue(h QueueHistory) QueueReport {
 		kp := keyPart{hd.Value.Key, hd.Partition}
 		if m, ok := maxFirst[kp]; ok && hd.Offset < m && keepsKeyOrder {
 			ex.Note = fmt.Sprintf("handled after offset %d of its key", m)
-			fs.add(AnomalyReorderedWithinKey, ex)
+			fs.add(ReorderedWithinKey, ex)
 		}
 		if m, ok := maxFirst[kp]; !ok || hd.Offset > m {
 			maxFirst[kp] = hd.Offset
@@ -326,14 +295,14 @@ func CheckQueue(h QueueHistory) QueueReport {
 		return cmp.Or(cmp.Compare(a.Value.Key, b.Value.Key), cmp.Compare(a.Value.Seq, b.Value.Seq))
 	})
 	for _, a := range unseen {
-		fs.add(AnomalyUnseen, QueueExample{Value: a.Value, Partition: a.Partition, Offset: a.Offset, Note: "acknowledged, never handled"})
+		fs.add(Unseen, Example{Value: a.Value, Partition: a.Partition, Offset: a.Offset, Note: "acknowledged, never handled"})
 	}
 
 	// At-least-once: every record a commit covers was handled before the
 	// commit was observed. Each record counts once, at its first such commit;
 	// the examples show records never handled first.
 	flagged := map[position]bool{}
-	var late []QueueExample
+	var late []Example
 	for _, c := range commits {
 		for _, r := range byPartition[c.Partition] {
 			if c.Done == nil && r.Offset >= c.Offset {
@@ -348,7 +317,7 @@ func CheckQueue(h QueueHistory) QueueReport {
 				continue
 			}
 			flagged[pos] = true
-			ex := QueueExample{Value: r.Value, Partition: r.Partition, Offset: r.Offset, At: c.At,
+			ex := Example{Value: r.Value, Partition: r.Partition, Offset: r.Offset, At: c.At,
 				Note: fmt.Sprintf("committed offset %d observed at %v; never handled", c.Offset, c.At.Round(time.Millisecond))}
 			if handled {
 				ex.Note = fmt.Sprintf("committed offset %d observed at %v; first handled at %v", c.Offset,
@@ -356,19 +325,45 @@ func CheckQueue(h QueueHistory) QueueReport {
 				late = append(late, ex)
 				continue
 			}
-			fs.add(AnomalyAtLeastOnce, ex)
+			fs.add(AtLeastOnceViolation, ex)
 		}
 	}
 	for _, ex := range late {
-		fs.add(AnomalyAtLeastOnce, ex)
+		fs.add(AtLeastOnceViolation, ex)
 	}
 
-	for _, a := range QueueAnomalies() {
-		if f := fs[a]; f != nil {
+	// nonmonotonic-poll and poll-skip: each member's deliveries of each
+	// partition within one generation.
+	steps := make([]pollStep, len(h.Deliveries))
+	for i, d := range h.Deliveries {
+		steps[i] = pollStep{reader: d.Consumer, epoch: int64(d.Session)<<32 | int64(uint32(d.Generation)), at: d.At,
+			rec: Record{Partition: d.Partition, Offset: d.Offset, Value: d.Value}}
+	}
+	pollOrder(steps, "consumer", func(pos position) (Value, bool) {
+		v, ok := logAt[pos]
+		return v, ok
+	}, func(k AnomalyKind, v Value, pos position, s pollStep, note string) {
+		fs.add(k, Example{Value: v, Partition: pos.partition, Offset: pos.offset, Consumer: s.reader, At: s.at,
+			Note: fmt.Sprintf("%s in generation %d (session %d)", note, uint32(s.epoch), s.epoch>>32)})
+	})
+
+	for _, k := range QueueKinds() {
+		if f := fs.found[k]; f != nil {
 			rep.Findings = append(rep.Findings, *f)
 		}
 	}
 	return rep
+}
+
+// lastDelivery returns the last of times (a member's deliveries of one
+// record, in order) not after t.
+func lastDelivery(times []time.Duration, t time.Duration) (time.Duration, bool) {
+	for i := len(times) - 1; i >= 0; i-- {
+		if times[i] <= t {
+			return times[i], true
+		}
+	}
+	return 0, false
 }
 
 // lastCommitBefore returns the last observation in cs (ordered by At)

@@ -550,6 +550,7 @@ func run(ctx context.Context, cfg Config, side sideWorkload) (Result, error) {
 	res.Corrupt = corrupt
 	res.Anomalies = Analyze(History{Seed: res.Seed, Sends: t.history(origin), Polls: polls, Faults: res.FaultEvents})
 	if side != nil {
+		prog.stage("consumers catch up")
 		if err := side.finish(ctx, read); err != nil {
 			return res, err
 		}

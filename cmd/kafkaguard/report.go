@@ -175,12 +175,7 @@ func anomalyRows(res verify.Result) []report.Anomaly {
 		case err != nil:
 			st = report.StatusViolation
 		}
-		ex := report.Table{Columns: []string{"value", "partition", "offset", "at", "faults then", "note"}}
-		for _, e := range a.Examples {
-			ex.Rows = append(ex.Rows, []string{e.Value.String(), strconv.Itoa(int(e.Partition)), strconv.FormatInt(e.Offset, 10),
-				e.At.Round(time.Millisecond).String(), strings.Join(e.Faults, ", "), e.Note})
-		}
-		rows = append(rows, report.Anomaly{Name: string(a.Kind), Count: a.Count, Status: st, Examples: ex})
+		rows = append(rows, report.Anomaly{Name: string(a.Kind), Count: a.Count, Status: st, Examples: exampleTable(a.Examples)})
 	}
 	for i := range rows {
 		if rows[i].Note == "" {
@@ -188,6 +183,25 @@ func anomalyRows(res verify.Result) []report.Anomaly {
 		}
 	}
 	return rows
+}
+
+// exampleTable is the table of an anomaly's examples; the consumer column
+// is there when an example names one (queue workload).
+func exampleTable(exs []verify.Example) report.Table {
+	consumers := slices.ContainsFunc(exs, func(e verify.Example) bool { return e.Consumer != "" })
+	t := report.Table{Columns: []string{"value", "partition", "offset", "at", "faults then", "note"}}
+	if consumers {
+		t.Columns = slices.Insert(t.Columns, 3, "consumer")
+	}
+	for _, e := range exs {
+		row := []string{e.Value.String(), strconv.Itoa(int(e.Partition)), strconv.FormatInt(e.Offset, 10),
+			e.At.Round(time.Millisecond).String(), strings.Join(e.Faults, ", "), e.Note}
+		if consumers {
+			row = slices.Insert(row, 3, e.Consumer)
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	return t
 }
 
 // valueTable is a one-column example table of workload values.

@@ -89,14 +89,20 @@ kafkaguard's consume package (each --order mode: KeyOrder, PartitionOrder,
 Unordered, "all" by default) handle the topic in one group, and --crashes
 times one of them crashes at random — its connections cut, so it neither
 commits nor leaves the group — and restarts (the crash plan is seeded by
---queue-seed; run i uses seed --queue-seed+i). Each row names the workload
+--queue-seed; run i uses seed --queue-seed+i). The order modes run as one
+consumer group each, all at once on one producer run (its schedule, its
+counts), each with its own members and crash plan. Each row names the workload
 and order and counts handled records, re-handled ones (the at-least-once
 cost) and anomalies: unseen (acknowledged, never handled),
 at-least-once-violation (a committed offset passed a record not handled yet),
 reordered-within-key (KeyOrder, PartitionOrder), inconsistent-offsets (a
 handler saw a record the log does not hold there: read above the high
-watermark) and unexplained-rehandle (a record run again after a commit
-covered it). Any anomaly fails the run.
+watermark), nonmonotonic-poll and poll-skip (a member's polls of a partition
+went back, or jumped over a record, within one generation of the group: a
+rebalance lets a member start again from the committed offset) and
+unexplained-rehandle (a member handed a record again after a commit covered
+it). Any anomaly fails the run. In --json each anomaly carries its name as "kind"
+and, as the first queue workload wrote it, "anomaly".
 
 --acked-out FILE writes one line per acknowledged record, tab-separated:
 TOPIC PARTITION OFFSET VALUE (offset -1 when acks=0), so that any other
@@ -307,7 +313,7 @@ func newVerifyCmd() *cobra.Command {
 		// the bundled cluster accepts a short one, Kafka 6 s at least.
 		sessionTimeout := verify.DefaultSessionTimeout
 		if len(brokers) == 0 {
-			sessionTimeout = time.Second
+			sessionTimeout = 500 * time.Millisecond
 		}
 		var injector verify.FaultInjector
 		switch {
@@ -366,31 +372,52 @@ func newVerifyCmd() *cobra.Command {
 
 		prog := newProgressLine(stderr)
 		start := time.Now()
-		for i := range cells {
-			cell := &cells[i]
-			label := fmt.Sprintf("[%d/%d] %s %s", i+1, len(cells), cell.Preset, cell.Fault)
+		// A batch is one producer run: one cell, or under --workload queue
+		// one cell per order mode, each a consumer group of the same run.
+		for i := 0; i < len(cells); {
+			n := 1
+			for cells[i].Queue != nil && i+n < len(cells) && sameProducerRun(cells[i], cells[i+n]) {
+				n++
+			}
+			batch, first := cells[i:i+n], i
+			i += n
+			cell := &batch[0]
+			cellLabel := func(j int) string { return runLabel(first+j, len(cells), batch[j]) }
+			label := cellLabel(0)
+			if n > 1 {
+				orders := make([]string, n)
+				for j, c := range batch {
+					orders[j] = c.Queue.Order
+				}
+				label = fmt.Sprintf("%s (with %s: one producer run)", label, strings.Join(orders[1:], ", "))
+			}
 			var cellSeed int64
 			if cell.Seed != nil {
 				cellSeed = *cell.Seed
-				label = fmt.Sprintf("[%d/%d] seed %d %s", i+1, len(cells), cellSeed, cell.Preset)
-			}
-			if cell.Queue != nil {
-				label = fmt.Sprintf("%s queue %s", label, cell.Queue.Order)
 			}
 			if cell.Fault != verify.FaultRandom && !verify.Supports(injector, cell.Fault) {
 				missing := verify.MissingOps(injector, cell.Fault)
-				cell.Skipped = "needs " + opsText(missing)
-				cell.Verdict = "n/a: " + cell.Skipped
-				if explicitFaults {
-					cell.Error = fmt.Sprintf("cannot be carried out: the fault source lacks %s%s", opsText(missing), faultSourceHint(missing, *control, anyExec))
-					prog.done(label + ": n/a, " + cell.Error)
-					continue
+				for j := range batch {
+					c := &batch[j]
+					c.Skipped = "needs " + opsText(missing)
+					c.Verdict = "n/a: " + c.Skipped
+					if explicitFaults {
+						c.Error = fmt.Sprintf("cannot be carried out: the fault source lacks %s%s", opsText(missing), faultSourceHint(missing, *control, anyExec))
+					}
 				}
-				prog.done(label + ": n/a")
+				for j := range batch {
+					if explicitFaults {
+						prog.done(cellLabel(j) + ": n/a, " + batch[j].Error)
+					} else {
+						prog.done(cellLabel(j) + ": n/a")
+					}
+				}
 				continue
 			}
 			if ctx.Err() != nil {
-				cell.Error, cell.Verdict = ctx.Err().Error(), "not run: interrupted"
+				for j := range batch {
+					batch[j].Error, batch[j].Verdict = ctx.Err().Error(), "not run: interrupted"
+				}
 				continue
 			}
 			rcfg := verify.Config{
@@ -400,39 +427,53 @@ func newVerifyCmd() *cobra.Command {
 				ClientOpts: clientOpts, Sarama: saramaCfg,
 				Progress: func(p verify.Progress) { prog.update(label + ": " + p.String()) },
 			}
-			var res verify.Result
-			var verdict string
-			var broken error
+			type outcome struct {
+				res     verify.Result
+				err     error
+				verdict string
+				broken  error
+			}
+			outs := make([]outcome, n)
 			if cell.Queue != nil {
-				order, _ := verify.ParseOrder(cell.Queue.Order)
-				qres, qerr := verify.RunQueue(ctx, verify.QueueConfig{Config: rcfg, Order: order,
-					Consumers: *consumers, Crashes: crashCount(*crashes), Seed: cell.Queue.Seed, SessionTimeout: sessionTimeout})
-				res, err, verdict, broken = qres.Result, qerr, qres.Verdict(), qres.Err()
-				cell.Queue.Group, cell.Queue.QueueReport = qres.Group, qres.Queue
-				if qres.History != nil {
-					cell.Queue.CrashLog = qres.History.Crashes
+				groups := make([]verify.QueueGroup, n)
+				for j, c := range batch {
+					order, _ := verify.ParseOrder(c.Queue.Order)
+					groups[j] = verify.QueueGroup{Order: order, Seed: c.Queue.Seed}
+				}
+				qress, qerr := verify.RunQueues(ctx, verify.QueueConfig{Config: rcfg,
+					Consumers: *consumers, Crashes: crashCount(*crashes), SessionTimeout: sessionTimeout}, groups)
+				for j, qres := range qress {
+					outs[j] = outcome{qres.Result, qerr, qres.Verdict(), qres.Err()}
+					q := batch[j].Queue
+					q.Group, q.QueueReport = qres.Group, qres.Queue
+					if qres.History != nil {
+						q.CrashLog = qres.History.Crashes
+					}
 				}
 			} else {
-				res, err = verify.Run(ctx, rcfg)
-				verdict, broken = res.Verdict(), res.Err()
+				res, err := verify.Run(ctx, rcfg)
+				outs[0] = outcome{res, err, res.Verdict(), res.Err()}
 			}
-			if err != nil {
-				cell.Error, cell.Verdict = err.Error(), "ERROR"
-				if cell.Seed != nil {
-					cell.Replay = replayCommand(fs, *cell.Seed, cell.Preset)
+			for j := range batch {
+				c, o := &batch[j], outs[j]
+				if o.err != nil {
+					c.Error, c.Verdict = o.err.Error(), "ERROR"
+					if c.Seed != nil {
+						c.Replay = replayCommand(fs, *c.Seed, c.Preset, c.Queue)
+					}
+					prog.done(cellLabel(j) + ": error: " + o.err.Error())
+					continue
 				}
-				prog.done(label + ": error: " + err.Error())
-				continue
-			}
-			cell.Result = &res
-			cell.Verdict = verdict
-			if broken != nil {
-				cell.Failure = broken.Error()
-				if cell.Seed != nil {
-					cell.Replay = replayCommand(fs, *cell.Seed, cell.Preset)
+				c.Result = &o.res
+				c.Verdict = o.verdict
+				if o.broken != nil {
+					c.Failure = o.broken.Error()
+					if c.Seed != nil {
+						c.Replay = replayCommand(fs, *c.Seed, c.Preset, c.Queue)
+					}
 				}
+				prog.done(fmt.Sprintf("%s: %s (%v)", cellLabel(j), c.Verdict, o.res.Duration.Round(100*time.Millisecond)))
 			}
-			prog.done(fmt.Sprintf("%s: %s (%v)", label, cell.Verdict, res.Duration.Round(100*time.Millisecond)))
 		}
 		elapsed := time.Since(start)
 
@@ -682,17 +723,25 @@ func faultSourceHint(missing []verify.Op, control string, anyExec bool) string {
 }
 
 // replayCommand is the command line that runs one random schedule again:
-// the flags given, with --seed, --schedules 1 and --preset for the run.
-func replayCommand(fs *pflag.FlagSet, seed int64, p produce.Preset) string {
+// the flags given, with --seed, --schedules 1 and --preset for the run, and
+// for a queue run its --order and crash plan's --queue-seed.
+func replayCommand(fs *pflag.FlagSet, seed int64, p produce.Preset, q *queueCell) string {
 	args := []string{"kafkaguard", "verify"}
 	fs.Visit(func(f *pflag.Flag) {
 		switch f.Name {
 		case "seed", "schedules", "preset", "json", "acked-out", "verbose":
 			return
+		case "order", "queue-seed":
+			if q != nil {
+				return
+			}
 		}
 		args = append(args, "--"+f.Name, shellQuote(f.Value.String()))
 	})
 	args = append(args, "--preset", p.String(), "--seed", strconv.FormatInt(seed, 10), "--schedules", "1")
+	if q != nil {
+		args = append(args, "--order", q.Order, "--queue-seed", strconv.FormatUint(q.Seed, 10))
+	}
 	return strings.Join(args, " ")
 }
 
@@ -839,17 +888,40 @@ func writeAnomalies(w io.Writer, cells []verifyRun) {
 	}
 }
 
-// writeAcked writes every run's acknowledged records to path.
+// runLabel names cell i of n in progress lines, such as
+// "[3/12] seed 7 NoLoss queue Unordered".
+func runLabel(i, n int, c verifyRun) string {
+	label := fmt.Sprintf("[%d/%d] %s %s", i+1, n, c.Preset, c.Fault)
+	if c.Seed != nil {
+		label = fmt.Sprintf("[%d/%d] seed %d %s", i+1, n, *c.Seed, c.Preset)
+	}
+	if c.Queue != nil {
+		label += " queue " + c.Queue.Order
+	}
+	return label
+}
+
+// sameProducerRun reports whether two queue cells are consumer groups of one
+// producer run: the same preset, fault schedule and seed.
+func sameProducerRun(a, b verifyRun) bool {
+	return a.Queue != nil && b.Queue != nil && a.Preset == b.Preset && a.Fault == b.Fault &&
+		(a.Seed == nil) == (b.Seed == nil) && (a.Seed == nil || *a.Seed == *b.Seed)
+}
+
+// writeAcked writes every run's acknowledged records to path, each topic
+// once (the consumer groups of a queue run share their producer run).
 func writeAcked(path string, cells []verifyRun) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriter(f)
+	written := map[string]bool{}
 	for _, c := range cells {
-		if c.Result == nil {
+		if c.Result == nil || written[c.Result.Topic] {
 			continue
 		}
+		written[c.Result.Topic] = true
 		for _, a := range c.Result.Acked {
 			bw.WriteString(c.Result.Topic)
 			bw.WriteByte('\t')

@@ -125,18 +125,10 @@ func queueReportRun(r *report.Run, c verifyRun) {
 		}
 		r.Facts = append(r.Facts, report.Fact{Name: "consumer crashes", Value: strings.Join(crashes, ", ")})
 	}
-	for _, a := range verify.QueueAnomalies() {
-		row := report.Anomaly{Name: string(a), Status: report.StatusOK,
-			Examples: report.Table{Columns: []string{"value", "partition", "offset", "consumer", "at", "note"}}}
-		for _, f := range q.Findings {
-			if f.Anomaly != a {
-				continue
-			}
-			row.Count, row.Status = f.Count, report.StatusViolation
-			for _, e := range f.Examples {
-				row.Examples.Rows = append(row.Examples.Rows, []string{e.Value.String(), strconv.Itoa(int(e.Partition)),
-					strconv.FormatInt(e.Offset, 10), e.Consumer, e.At.Round(time.Millisecond).String(), e.Note})
-			}
+	for _, k := range verify.QueueKinds() {
+		row := report.Anomaly{Name: string(k), Status: report.StatusOK}
+		if f, ok := q.Findings.Get(k); ok {
+			row.Count, row.Status, row.Examples = f.Count, report.StatusViolation, exampleTable(f.Examples)
 		}
 		r.Anomalies = append(r.Anomalies, row)
 	}

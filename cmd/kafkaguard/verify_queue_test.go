@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/kafkaguard/kafkaguard/produce"
 	"github.com/kafkaguard/kafkaguard/verify"
 	"github.com/kafkaguard/kafkaguard/verify/report"
@@ -152,9 +154,9 @@ func TestVerifyQueueWorkloadJSONAndReport(t *testing.T) {
 // with its examples.
 func TestVerifyQueueTableAndReportShowAnomalies(t *testing.T) {
 	t.Parallel()
-	found := verify.QueueReport{Acked: 10, Handled: 9, Distinct: 9, Crashes: 2, Findings: []verify.QueueFinding{
-		{Anomaly: verify.AnomalyAtLeastOnce, Count: 1, Examples: []verify.QueueExample{{Value: verify.Value{Key: 1, Seq: 4}, Partition: 0, Offset: 7, At: 300 * time.Millisecond, Note: "committed offset 9 observed at 300ms; never handled"}}},
-		{Anomaly: verify.AnomalyUnseen, Count: 1, Examples: []verify.QueueExample{{Value: verify.Value{Key: 1, Seq: 4}, Partition: 0, Offset: 7}}},
+	found := verify.QueueReport{Acked: 10, Handled: 9, Distinct: 9, Crashes: 2, Findings: verify.Anomalies{
+		{Kind: verify.AtLeastOnceViolation, Count: 1, Examples: []verify.Example{{Value: verify.Value{Key: 1, Seq: 4}, Partition: 0, Offset: 7, At: 300 * time.Millisecond, Note: "committed offset 9 observed at 300ms; never handled"}}},
+		{Kind: verify.Unseen, Count: 1, Examples: []verify.Example{{Value: verify.Value{Key: 1, Seq: 4}, Partition: 0, Offset: 7}}},
 	}}
 	qr := verify.QueueResult{Result: verify.Result{Preset: produce.NoLoss, Fault: verify.FaultKillLeader, Report: verify.Report{Acked: 10, Read: 10}},
 		Order: "KeyOrder", Seed: 5, Queue: found}
@@ -178,11 +180,68 @@ func TestVerifyQueueTableAndReportShowAnomalies(t *testing.T) {
 	}
 	var row *report.Anomaly
 	for i := range r.Anomalies {
-		if r.Anomalies[i].Name == string(verify.AnomalyAtLeastOnce) {
+		if r.Anomalies[i].Name == string(verify.AtLeastOnceViolation) {
 			row = &r.Anomalies[i]
 		}
 	}
 	if row == nil || row.Count != 1 || row.Status != report.StatusViolation || len(row.Examples.Rows) != 1 || row.Examples.Rows[0][2] != "7" {
 		t.Errorf("report row %+v", row)
+	}
+}
+
+// TestVerifyQueueJSONKeepsItsAnomalyFields: the queue's anomalies in --json keep the fields the
+// first queue workload wrote ("anomaly", and per example value, partition, offset, consumer,
+// at_ns, note) next to the shared vocabulary's ("kind", "seed", "faults").
+func TestVerifyQueueJSONKeepsItsAnomalyFields(t *testing.T) {
+	t.Parallel()
+	found := verify.QueueReport{Acked: 3, Handled: 3, Distinct: 3, Findings: verify.Anomalies{{Kind: verify.PollSkip, Count: 1,
+		Examples: []verify.Example{{Value: verify.Value{Key: 1, Seq: 2}, Partition: 1, Offset: 5, Seed: 9, Consumer: "c0.1",
+			At: time.Second, Faults: []string{"kill broker 1"}, Note: "consumer c0.1 went from offset 4 to 6 in generation 3"}}}}}
+	cell := verifyRun{Workload: verify.WorkloadQueue, Queue: &queueCell{Order: "KeyOrder", Seed: 5, QueueReport: found}}
+	var out bytes.Buffer
+	if err := writeVerifyJSON(&out, verify.ClientFranzGo, []verifyRun{cell}, false, nil, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Runs []struct {
+			Queue struct {
+				Order     string           `json:"order"`
+				Anomalies []map[string]any `json:"anomalies"`
+			} `json:"queue"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	as := got.Runs[0].Queue.Anomalies
+	if got.Runs[0].Queue.Order != "KeyOrder" || len(as) != 1 || as[0]["anomaly"] != "poll-skip" || as[0]["kind"] != "poll-skip" || as[0]["count"] != 1.0 {
+		t.Fatalf("anomalies %v in:\n%s", as, out.String())
+	}
+	ex := as[0]["examples"].([]any)[0].(map[string]any)
+	for k, v := range map[string]any{"value": "k1:2", "partition": 1.0, "offset": 5.0, "consumer": "c0.1", "at_ns": 1e9, "seed": 9.0,
+		"note": "consumer c0.1 went from offset 4 to 6 in generation 3"} {
+		if ex[k] != v {
+			t.Errorf("example %q = %v, want %v", k, ex[k], v)
+		}
+	}
+}
+
+// TestVerifyQueueReplayNamesTheOrderAndCrashSeed: a failing queue run's replay command runs that
+// run's order mode with its crash plan's seed, whatever --order and --queue-seed said.
+func TestVerifyQueueReplayNamesTheOrderAndCrashSeed(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("verify", pflag.ContinueOnError)
+	fs.String("workload", "producer", "")
+	fs.String("order", "all", "")
+	fs.Uint64("queue-seed", 1, "")
+	fs.Int("schedules", 0, "")
+	fs.Int64("seed", 0, "")
+	if err := fs.Parse([]string{"--workload", "queue", "--order", "all", "--queue-seed", "3", "--schedules", "100", "--seed", "1"}); err != nil {
+		t.Fatal(err)
+	}
+	got := replayCommand(fs, 34, produce.StrictOrder, &queueCell{Order: "KeyOrder", Seed: 202})
+	want := "kafkaguard verify --workload queue --preset StrictOrder --seed 34 --schedules 1 --order KeyOrder --queue-seed 202"
+	if got != want {
+		t.Errorf("replay\n%s\nwant\n%s", got, want)
 	}
 }
