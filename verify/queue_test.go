@@ -76,7 +76,7 @@ func TestRunQueueUnderCrashesAndFaults(t *testing.T) {
 // TestRunQueueCommitBeforeHandlingViolatesAtLeastOnce is the unsafe configuration next to the
 // safe one: a plain franz-go group consumer with auto-commit, which commits what it polled
 // before handling it, crashed mid-batch under the same seeds as TestRunQueueUnderCrashesAndFaults.
-// The checker must report the at-least-once violation (and the records it never handled).
+// The checker must report the at-least-once violation (and any record it never handled).
 func TestRunQueueCommitBeforeHandlingViolatesAtLeastOnce(t *testing.T) {
 	t.Parallel()
 	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
@@ -95,8 +95,10 @@ func TestRunQueueCommitBeforeHandlingViolatesAtLeastOnce(t *testing.T) {
 	if n := q.Count(AtLeastOnceViolation); n == 0 {
 		t.Fatalf("no %s reported for a consumer that commits before handling and crashed %d times", AtLeastOnceViolation, q.Crashes)
 	}
-	if n := q.Count(Unseen); n == 0 {
-		t.Errorf("no acknowledged record left unhandled by a consumer that commits before handling and crashed %d times", q.Crashes)
+	// Whether a crash also leaves records unhandled depends on timing (a later member may still
+	// get them from its own fetches); when it does, each must be named.
+	if got, want := q.Count(Unseen), q.Acked-q.Distinct; got != want {
+		t.Errorf("%s: %d, want %d (acked %d, handled %d distinct)", Unseen, got, want, q.Acked, q.Distinct)
 	}
 	if !errors.Is(res.Err(), ErrQueueAnomaly) {
 		t.Errorf("Err() = %v, want ErrQueueAnomaly", res.Err())
