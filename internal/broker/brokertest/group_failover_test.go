@@ -240,3 +240,96 @@ func TestGroupCoordinatorIsolatedThenHealedServesOnlyPersistedOffsetsAndGenerati
 		t.Fatalf("new coordinator %d after the heal: offset %d, code %d; want 42", next, off, code)
 	}
 }
+
+// A group coordinator cut off from the controller only still replicates: the commits it
+// acknowledges are in its ISR, so the coordinator the controller elects when it fences the old
+// one serves the last acknowledged offset or a later one that was attempted (a commit that got no
+// answer may have been written), never an older one, and the next rebalance continues from the
+// persisted generation. Once reconnected, the old coordinator is no coordinator any more.
+func TestGroupCoordinatorCutFromTheControllerKeepsAcknowledgedCommits(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	const topic, groupID = "events", "controller-cut-coordinator"
+	if err := c.CreateTopic(ctx, topic, 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	w := groupWire{t: t, cl: cl, group: groupID}
+	offsetsPart := group.PartitionFor(groupID, 4)
+	if _, err := c.WaitPartition(ctx, "__consumer_offsets", offsetsPart, func(p kafkatest.PartitionInfo) bool {
+		return len(p.ISR) == 3
+	}); err != nil {
+		t.Fatal(err)
+	}
+	old := coordinatorOf(t, ctx, cl, groupID)
+	member, gen, code := w.join(ctx, old, "")
+	if code != 0 || gen != 1 {
+		t.Fatalf("first join: generation %d, code %d; want 1, 0", gen, code)
+	}
+	if code := w.sync(ctx, old, member, gen); code != 0 {
+		t.Fatalf("SyncGroup: code %d", code)
+	}
+
+	if err := c.CutController(old); err != nil {
+		t.Fatal(err)
+	}
+	// Commit 1, 2, 3, ... to the old coordinator, every 10 ms, until 500 ms after the controller
+	// moved the offsets partition (the brokers learn it a little later); each commit gets 300 ms
+	// (one that times out is indeterminate).
+	var acked, attempted int64 = -1, 0
+	var next int32 = -1
+	var movedAt time.Time
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for movedAt.IsZero() || time.Since(movedAt) < 500*time.Millisecond {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the controller never moved the offsets partition off the cut-off coordinator")
+		case <-tick.C:
+		}
+		if p, err := c.Partition("__consumer_offsets", offsetsPart); movedAt.IsZero() && err == nil && p.Leader >= 0 && p.Leader != old {
+			next, movedAt = p.Leader, time.Now()
+		}
+		attempted++
+		cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		code, err := w.commit(cctx, old, topic, member, gen, attempted)
+		ccancel()
+		if err == nil && code == 0 {
+			acked = attempted
+		}
+	}
+	if acked < 1 {
+		t.Fatalf("the coordinator cut from the controller only acknowledged no commit of %d (it still replicates)", attempted)
+	}
+	t.Logf("coordinator %d acknowledged commits up to %d of %d; broker %d took over", old, acked, attempted, next)
+
+	var fetched int64
+	testkit.WaitFor(t, 20*time.Second, "the new coordinator to serve the group", func() bool {
+		off, code := w.fetch(ctx, next, topic)
+		fetched = off
+		return code == 0
+	})
+	if fetched < acked || fetched > attempted {
+		t.Fatalf("new coordinator %d: committed offset %d; want the acknowledged %d or a later attempt up to %d", next, fetched, acked, attempted)
+	}
+	if _, gen2, code := w.join(ctx, next, member); code != 0 || gen2 != gen+1 {
+		t.Fatalf("rejoin on the new coordinator %d: generation %d, code %d; want %d, 0", next, gen2, code, gen+1)
+	}
+
+	if err := c.ReconnectController(old); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 20*time.Second, "the old coordinator to step down", func() bool {
+		_, code := w.fetch(ctx, old, topic)
+		return code == kerr.NotCoordinator.Code
+	})
+	if off, code := w.fetch(ctx, next, topic); code != 0 || off != fetched {
+		t.Fatalf("new coordinator %d after the reconnect: offset %d, code %d; want %d", next, off, code, fetched)
+	}
+}
