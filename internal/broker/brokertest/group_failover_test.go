@@ -89,16 +89,11 @@ func (w groupWire) commit(ctx context.Context, id int32, topic string, memberID 
 	return resp.Topics[0].Partitions[0].ErrorCode, nil
 }
 
-// fetch returns the committed offset of topic-0 as broker id answers OffsetFetch (-1: none), or
-// the group's error code.
+// fetch returns the committed offset of topic-0 as broker id answers OffsetFetch (v8 or later,
+// as franz-go negotiates with the bundled broker; -1: none), or the group's error code.
 func (w groupWire) fetch(ctx context.Context, id int32, topic string) (int64, int16) {
 	w.t.Helper()
 	req := kmsg.NewPtrOffsetFetchRequest()
-	req.Group = w.group
-	rt := kmsg.NewOffsetFetchRequestTopic()
-	rt.Topic = topic
-	rt.Partitions = []int32{0}
-	req.Topics = append(req.Topics, rt)
 	rg := kmsg.NewOffsetFetchRequestGroup()
 	rg.Group = w.group
 	rg.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: topic, Partitions: []int32{0}}}
@@ -107,25 +102,60 @@ func (w groupWire) fetch(ctx context.Context, id int32, topic string) (int64, in
 	if err != nil {
 		w.t.Fatalf("OffsetFetch to broker %d: %v", id, err)
 	}
-	if len(resp.Groups) == 1 { // v8+
-		g := resp.Groups[0]
-		if g.ErrorCode != 0 {
-			return 0, g.ErrorCode
-		}
-		if len(g.Topics) != 1 || len(g.Topics[0].Partitions) != 1 {
-			return -1, 0
-		}
-		p := g.Topics[0].Partitions[0]
-		return p.Offset, p.ErrorCode
+	if len(resp.Groups) != 1 {
+		w.t.Fatalf("OffsetFetch v%d to broker %d: %d groups in the answer", resp.Version, id, len(resp.Groups))
 	}
-	if resp.ErrorCode != 0 {
-		return 0, resp.ErrorCode
+	g := resp.Groups[0]
+	if g.ErrorCode != 0 {
+		return 0, g.ErrorCode
 	}
-	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+	if len(g.Topics) != 1 || len(g.Topics[0].Partitions) != 1 {
 		return -1, 0
 	}
-	p := resp.Topics[0].Partitions[0]
+	p := g.Topics[0].Partitions[0]
 	return p.Offset, p.ErrorCode
+}
+
+// groupOnFailoverCluster is a 3-broker cluster with topic "events" (one partition) and group
+// groupID at generation 1 with one member (its leader), persisted by the leader's SyncGroup on
+// coordinator old, once every broker is in the ISR of the group's offsets partition (so any of
+// them may take over).
+type groupOnFailoverCluster struct {
+	c           *kafkatest.Cluster
+	w           groupWire
+	offsetsPart int32
+	old         int32
+	member      string
+	gen         int32
+}
+
+func newGroupOnFailoverCluster(t *testing.T, ctx context.Context, groupID string) groupOnFailoverCluster {
+	t.Helper()
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	if err := c.CreateTopic(ctx, "events", 1, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	f := groupOnFailoverCluster{c: c, w: groupWire{t: t, cl: cl, group: groupID}, offsetsPart: group.PartitionFor(groupID, 4)}
+	if _, err := c.WaitPartition(ctx, "__consumer_offsets", f.offsetsPart, func(p kafkatest.PartitionInfo) bool {
+		return len(p.ISR) == 3
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.old = coordinatorOf(t, ctx, cl, groupID)
+	var code int16
+	f.member, f.gen, code = f.w.join(ctx, f.old, "")
+	if code != 0 || f.gen != 1 {
+		t.Fatalf("first join: generation %d, code %d; want 1, 0", f.gen, code)
+	}
+	if code := f.w.sync(ctx, f.old, f.member, f.gen); code != 0 {
+		t.Fatalf("SyncGroup: code %d", code)
+	}
+	return f
 }
 
 // A group coordinator cut off from the other brokers and the controller (clients still reach it)
@@ -137,36 +167,12 @@ func (w groupWire) fetch(ctx context.Context, id int32, topic string) (int64, in
 // waited with an error, and is no coordinator any more; the offsets stay as persisted.
 func TestGroupCoordinatorIsolatedThenHealedServesOnlyPersistedOffsetsAndGeneration(t *testing.T) {
 	t.Parallel()
-	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	const topic, groupID = "events", "isolated-coordinator"
-	if err := c.CreateTopic(ctx, topic, 1, 3, nil); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	w := groupWire{t: t, cl: cl, group: groupID}
-	offsetsPart := group.PartitionFor(groupID, 4)
-	// Every broker in the offsets partition's ISR, so that any of them may take over.
-	if _, err := c.WaitPartition(ctx, "__consumer_offsets", offsetsPart, func(p kafkatest.PartitionInfo) bool {
-		return len(p.ISR) == 3
-	}); err != nil {
-		t.Fatal(err)
-	}
-	old := coordinatorOf(t, ctx, cl, groupID)
-
-	// Generation 1, persisted by the leader's SyncGroup, and a commit in it.
-	member, gen, code := w.join(ctx, old, "")
-	if code != 0 || gen != 1 {
-		t.Fatalf("first join: generation %d, code %d; want 1, 0", gen, code)
-	}
-	if code := w.sync(ctx, old, member, gen); code != 0 {
-		t.Fatalf("SyncGroup: code %d", code)
-	}
+	const topic = "events"
+	f := newGroupOnFailoverCluster(t, ctx, "isolated-coordinator")
+	c, w, offsetsPart, old, member, gen := f.c, f.w, f.offsetsPart, f.old, f.member, f.gen
+	// A commit in generation 1.
 	if code, err := w.commit(ctx, old, topic, member, gen, 42); err != nil || code != 0 {
 		t.Fatalf("commit of 42 to coordinator %d: code %d, %v", old, code, err)
 	}
@@ -248,33 +254,11 @@ func TestGroupCoordinatorIsolatedThenHealedServesOnlyPersistedOffsetsAndGenerati
 // persisted generation. Once reconnected, the old coordinator is no coordinator any more.
 func TestGroupCoordinatorCutFromTheControllerKeepsAcknowledgedCommits(t *testing.T) {
 	t.Parallel()
-	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	const topic, groupID = "events", "controller-cut-coordinator"
-	if err := c.CreateTopic(ctx, topic, 1, 3, nil); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	w := groupWire{t: t, cl: cl, group: groupID}
-	offsetsPart := group.PartitionFor(groupID, 4)
-	if _, err := c.WaitPartition(ctx, "__consumer_offsets", offsetsPart, func(p kafkatest.PartitionInfo) bool {
-		return len(p.ISR) == 3
-	}); err != nil {
-		t.Fatal(err)
-	}
-	old := coordinatorOf(t, ctx, cl, groupID)
-	member, gen, code := w.join(ctx, old, "")
-	if code != 0 || gen != 1 {
-		t.Fatalf("first join: generation %d, code %d; want 1, 0", gen, code)
-	}
-	if code := w.sync(ctx, old, member, gen); code != 0 {
-		t.Fatalf("SyncGroup: code %d", code)
-	}
+	const topic = "events"
+	f := newGroupOnFailoverCluster(t, ctx, "controller-cut-coordinator")
+	c, w, offsetsPart, old, member, gen := f.c, f.w, f.offsetsPart, f.old, f.member, f.gen
 
 	if err := c.CutController(old); err != nil {
 		t.Fatal(err)
