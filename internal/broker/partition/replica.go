@@ -106,11 +106,11 @@ type Replica struct {
 	// and scannedAborts holds the aborts that scan found, for the .txnindex.
 	scanned       int
 	scannedAborts []log.AbortedTxn
-	waiters     []*ackWaiter
-	watchers    map[chan struct{}]struct{}
-	altering    bool         // an AlterISR call is in flight
-	proposal    *isrProposal // the ISR change pending at the controller, nil when none
-	closed      bool
+	waiters       []*ackWaiter
+	watchers      map[chan struct{}]struct{}
+	altering      bool         // an AlterISR call is in flight
+	proposal      *isrProposal // the ISR change pending at the controller, nil when none
+	closed        bool
 }
 
 // Open opens (recovering if needed) the replica's log in dir and loads idempotent-producer and
