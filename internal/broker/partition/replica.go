@@ -101,16 +101,17 @@ type Replica struct {
 	followers   map[int32]*follower
 	producers   producers
 	txns        txns
-	activeSeg   int64 // base offset of the log's active segment at the last snapshot check
+	waiters     []*ackWaiter
+	watchers    map[chan struct{}]struct{}
+	altering    bool         // an AlterISR call is in flight
+	proposal    *isrProposal // the ISR change pending at the controller, nil when none
+	closed      bool
+
+	activeSeg int64 // base offset of the log's active segment at the last snapshot check
 	// scanned counts the batches the last load of producer state read from the log (tests),
 	// and scannedAborts holds the aborts that scan found, for the .txnindex.
 	scanned       int
 	scannedAborts []log.AbortedTxn
-	waiters       []*ackWaiter
-	watchers      map[chan struct{}]struct{}
-	altering      bool         // an AlterISR call is in flight
-	proposal      *isrProposal // the ISR change pending at the controller, nil when none
-	closed        bool
 }
 
 // Open opens (recovering if needed) the replica's log in dir and loads idempotent-producer and
