@@ -358,7 +358,8 @@ func TestProducerSnapshotRoundTrips(t *testing.T) {
 			1: {epoch: 3, lastTimestamp: 7, batches: []batchMeta{{0, 1, 10, 11}, {2, 2, 12, 12}}},
 			2: {epoch: 0, lastTimestamp: -1},
 		},
-		open: map[int64]int64{2: 50, 9: 60},
+		open:              map[int64]int64{2: 50, 9: 60},
+		coordinatorEpochs: map[int64]int32{2: 4, 11: 0},
 	}
 	b := encodeProducerSnapshot(s)
 	got, err := decodeProducerSnapshot(b, 100)
