@@ -261,7 +261,8 @@ func (l *Log) fail(err error) {
 // and writes its index files. Failures are logged only: indexes are
 // rebuilt on Open, and durability comes from replication.
 func (l *Log) seal(s *segment) {
-	err := errors.Join(l.disk.sync(s.f, s.path), l.disk.writeIndexFiles(s.path, s.st.index), l.disk.syncDir(l.dir))
+	err := errors.Join(l.disk.sync(s.f, s.path), l.disk.writeIndexFiles(s.path, s.st.index),
+		l.disk.syncFileIfExists(txnIndexPath(s.path)), l.disk.syncDir(l.dir))
 	if err != nil {
 		l.logger.Warn("log: cannot seal segment", "segment", filepath.Base(s.path), "err", err)
 	}
@@ -271,7 +272,7 @@ func (l *Log) seal(s *segment) {
 // base, removing index files a deleted segment of that name may have left.
 func (d *Disk) createSegment(dir string, base int64) (*segment, error) {
 	path := filepath.Join(dir, segmentFileName(base))
-	if err := d.removeIndexFiles(path); err != nil {
+	if err := errors.Join(d.removeIndexFiles(path), d.remove(txnIndexPath(path))); err != nil {
 		return nil, err
 	}
 	f, err := d.create(path, os.O_EXCL|os.O_RDWR)

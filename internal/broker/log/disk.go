@@ -183,25 +183,40 @@ func (d *Disk) syncDir(dir string) error {
 // over path and fsyncs the directory, so a crash or power loss leaves either the old or the new
 // contents.
 func (d *Disk) WriteFileAtomic(path string, data []byte) error {
+	return d.writeFileAtomic(path, data, nil)
+}
+
+// writeFileAtomic is WriteFileAtomic; step, if not nil, is called after each change on disk
+// (the temporary file written, fsynced, renamed, the directory fsynced).
+func (d *Disk) writeFileAtomic(path string, data []byte, step func()) error {
+	if step == nil {
+		step = func() {}
+	}
 	tmp := path + tmpSuffix
 	f, err := d.create(tmp, os.O_TRUNC|os.O_WRONLY)
 	if err != nil {
 		return fmt.Errorf("log: %w", err)
 	}
 	_, werr := f.Write(data)
+	if werr == nil {
+		step()
+	}
 	serr := d.sync(f, tmp)
 	cerr := f.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		_ = d.remove(tmp)
 		return fmt.Errorf("log: write %s: %w", filepath.Base(path), err)
 	}
+	step()
 	if err := d.rename(tmp, path); err != nil {
 		_ = d.remove(tmp)
 		return fmt.Errorf("log: %w", err)
 	}
+	step()
 	if err := d.syncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("log: write %s: %w", filepath.Base(path), err)
 	}
+	step()
 	return nil
 }
 

@@ -13,6 +13,19 @@
 //	00000000000000000000.index      sparse offset index: an entry every
 //	                                Config.IndexIntervalBytes of log
 //	00000000000000000000.timeindex  the largest timestamp at each index entry
+//	00000000000000000000.txnindex   the segment's aborted transactions, one
+//	                                34-byte entry per abort marker, as
+//	                                Kafka's (see AbortedTxn); appended by
+//	                                the partition, fsynced at the roll
+//
+// and, named by an offset rather than a segment, <offset>.snapshot files:
+// the partition's producer state before that offset, written atomically at
+// rolls and clean shutdown (the encoding is the partition's). Truncation
+// cuts the .txnindex of the segment it cuts into and deletes the snapshots
+// past the new end; retention deletes a segment's .txnindex with it and the
+// snapshots below the new start; TruncateFullyAndStartAt deletes them all.
+// Neither kind is trusted blindly: the partition checks them against each
+// other and rebuilds both from the batches when they disagree.
 //
 // File names are the base offset zero-padded to 20 digits, so they sort as
 // the offsets do. The last segment is the active one; appends go there,

@@ -187,7 +187,7 @@ func (l *Log) Sync() error {
 
 func (l *Log) syncLocked() error {
 	active := l.segs[len(l.segs)-1]
-	err := errors.Join(l.disk.sync(active.f, active.path), l.disk.syncDir(l.dir))
+	err := errors.Join(l.disk.sync(active.f, active.path), l.disk.syncFileIfExists(txnIndexPath(active.path)), l.disk.syncDir(l.dir))
 	if l.epochsDirty {
 		err = errors.Join(err, l.writeEpochsLocked())
 	}
@@ -301,7 +301,7 @@ func locate(seg *segment, st segState, hr *headerReader, offset int64) (pos int6
 
 // removeSegmentFiles deletes a segment's files; errors are logged.
 func (l *Log) removeSegmentFiles(s *segment) {
-	if err := errors.Join(l.disk.remove(s.path), l.disk.removeIndexFiles(s.path)); err != nil {
+	if err := errors.Join(l.disk.remove(s.path), l.disk.removeIndexFiles(s.path), l.disk.remove(txnIndexPath(s.path))); err != nil {
 		l.logger.Warn("log: cannot remove segment files", "segment", filepath.Base(s.path), "err", err)
 	}
 	l.diskStep()

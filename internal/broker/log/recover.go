@@ -38,6 +38,8 @@ func (l *Log) recover() error {
 			indexFiles = append(indexFiles, name)
 		} else if _, ok := parseSegmentFileName(name, timeIndexSuffix); ok {
 			indexFiles = append(indexFiles, name)
+		} else if _, ok := parseSegmentFileName(name, txnIndexSuffix); ok {
+			indexFiles = append(indexFiles, name)
 		}
 	}
 	for _, name := range indexFiles {

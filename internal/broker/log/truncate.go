@@ -60,6 +60,13 @@ func (l *Log) truncateLocked(to int64) error {
 	if err := l.disk.removeIndexFiles(seg.path); err != nil {
 		l.logger.Warn("log: cannot remove stale index", "segment", filepath.Base(seg.path), "err", err)
 	}
+	// The transaction state above the new end goes with it: the segment's
+	// aborted transactions whose marker is cut, and the producer snapshots
+	// past the end (Open rebuilds either from the log if a crash leaves
+	// them behind).
+	if err := errors.Join(l.truncateTxnIndexLocked(seg, newEnd), l.deleteSnapshotsLocked(func(off int64) bool { return off > newEnd })); err != nil {
+		l.logger.Warn("log: cannot truncate the transaction index or producer snapshots", "segment", filepath.Base(seg.path), "err", err)
+	}
 	var repl *segment
 	for {
 		if repl == nil && seg.pinned() {
@@ -204,6 +211,9 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 		s.unpin()
 	}
 	_ = l.writeEpochsLocked()
+	if err := l.deleteSnapshotsLocked(func(int64) bool { return true }); err != nil {
+		l.logger.Warn("log: cannot remove producer snapshots", "err", err)
+	}
 	if err := l.disk.syncDir(l.dir); err != nil {
 		l.logger.Warn("log: cannot sync directory", "err", err)
 	}
@@ -275,6 +285,11 @@ func (l *Log) ApplyRetention(now time.Time, below int64) (deletedSegments int, e
 	}
 	if changed || l.epochsDirty {
 		_ = l.writeEpochsLocked()
+	}
+	// Snapshots of producer state older than the log go with it (Kafka's
+	// deleteSnapshotsBefore); the segments' .txnindex files went with them.
+	if err := l.deleteSnapshotsLocked(func(off int64) bool { return off < l.start }); err != nil {
+		l.logger.Warn("log: cannot remove producer snapshots", "err", err)
 	}
 	l.logger.Info("log: retention deleted segments", "segments", n, "startOffset", l.start)
 	return n, nil

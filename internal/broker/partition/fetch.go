@@ -377,8 +377,12 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 			if h.IsControl() && pos+h.Size() <= n {
 				commit = r.markerOf(h, batches[pos:pos+h.Size()])
 			}
-			r.txns.observe(h, commit)
+			abort, aborted := r.txns.observe(h, commit)
+			r.persistTxnState(abort, aborted, 0, nil)
 			pos += h.Size()
+		}
+		if r.rolledLocked() {
+			r.persistTxnState(log.AbortedTxn{}, false, r.log.EndOffset(), encodeProducerSnapshot(r.snapshotLocked()))
 		}
 	}
 	if hw := min(leaderHW, r.log.EndOffset()); hw > r.hw {
@@ -405,10 +409,11 @@ func (r *Replica) TruncateTo(offset int64, leaderEpoch int32) error {
 		if err := r.log.Truncate(offset); err != nil {
 			return fmt.Errorf("%s-%d: truncate to %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
 		}
-		r.producers.truncate(offset)
 		r.hw = min(r.hw, r.log.EndOffset())
-		// A truncated marker reopens its transaction: rebuild from the log.
-		if err := r.scanProducersLocked(false); err != nil {
+		// The log dropped the snapshots and .txnindex entries past the new end: reload the
+		// state from the latest snapshot left and the log after it (a truncated marker reopens
+		// its transaction, a truncated batch leaves its producer's cache), as Kafka does.
+		if err := r.loadTxnStateLocked(); err != nil {
 			return fmt.Errorf("%s-%d: rebuild transactions after truncating to %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
 		}
 		return nil
@@ -479,6 +484,7 @@ func (r *Replica) truncateFullyLocked(offset int64) error {
 	}
 	clear(r.producers)
 	r.txns.reset()
+	r.activeSeg = offset
 	r.hw = offset
 	r.notifyLocked()
 	return nil

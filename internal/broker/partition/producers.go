@@ -115,22 +115,6 @@ func (ps producers) update(h log.BatchHeader) {
 	})
 }
 
-// truncate forgets batches at or above offset, after a log truncation.
-func (ps producers) truncate(offset int64) {
-	for id, e := range ps {
-		kept := e.batches[:0]
-		for _, b := range e.batches {
-			if b.lastOffset < offset {
-				kept = append(kept, b)
-			}
-		}
-		e.batches = kept
-		if len(kept) == 0 {
-			delete(ps, id)
-		}
-	}
-}
-
 // nextSeq is the sequence after s; sequences wrap from MaxInt32 to 0, as in Kafka.
 func nextSeq(s int32) int32 {
 	if s == 1<<31-1 {

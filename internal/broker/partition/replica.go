@@ -1,7 +1,6 @@
 package partition
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -107,10 +106,17 @@ type Replica struct {
 	altering    bool         // an AlterISR call is in flight
 	proposal    *isrProposal // the ISR change pending at the controller, nil when none
 	closed      bool
+
+	activeSeg int64 // base offset of the log's active segment at the last snapshot check
+	// scanned counts the batches the last load of producer state read from the log (tests),
+	// and scannedAborts holds the aborts that scan found, for the .txnindex.
+	scanned       int
+	scannedAborts []log.AbortedTxn
 }
 
-// Open opens (recovering if needed) the replica's log in dir and rebuilds idempotent-producer
-// state from it. The replica starts with no role; Apply gives it one.
+// Open opens (recovering if needed) the replica's log in dir and loads idempotent-producer and
+// transaction state from its latest producer snapshot, the .txnindex files and the log after
+// the snapshot (see loadTxnStateLocked). The replica starts with no role; Apply gives it one.
 func Open(dir string, cfg Config) (*Replica, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -134,36 +140,11 @@ func Open(dir string, cfg Config) (*Replica, error) {
 		txns:      newTxns(),
 		watchers:  map[chan struct{}]struct{}{},
 	}
-	if err := r.scanProducersLocked(true); err != nil {
+	if err := r.loadTxnStateLocked(); err != nil {
 		_ = l.Close()
 		return nil, fmt.Errorf("partition %s-%d: rebuild producer state: %w", cfg.Topic, cfg.Partition, err)
 	}
 	return r, nil
-}
-
-// scanProducersLocked rebuilds transaction state (and, with idempotence,
-// idempotent-producer state) from the whole log. Kafka reads producer
-// snapshots instead; this reads every batch header, and each marker.
-func (r *Replica) scanProducersLocked(idempotence bool) error {
-	r.txns.reset()
-	var readErr error
-	err := r.log.Scan(r.log.StartOffset(), func(h log.BatchHeader) bool {
-		if idempotence {
-			r.producers.update(h)
-		}
-		commit := false
-		if h.IsControl() {
-			b, err := r.log.Read(h.BaseOffset, h.Size(), h.NextOffset())
-			if err != nil {
-				readErr = fmt.Errorf("read the marker at %d: %w", h.BaseOffset, err)
-				return false
-			}
-			commit = r.markerOf(h, b)
-		}
-		r.txns.observe(h, commit)
-		return true
-	})
-	return cmp.Or(err, readErr)
 }
 
 // markerOf tells a commit marker from an abort marker. A control batch it
@@ -216,7 +197,13 @@ func (r *Replica) ApplyRetention(now time.Time) (int, error) {
 	r.mu.Lock()
 	hw := r.hw
 	r.mu.Unlock()
-	return r.log.ApplyRetention(now, hw)
+	n, err := r.log.ApplyRetention(now, hw)
+	if n > 0 {
+		r.mu.Lock()
+		r.txns.trimBelow(r.log.StartOffset())
+		r.mu.Unlock()
+	}
+	return n, err
 }
 
 // IsLeader reports whether this replica leads its partition now.
@@ -285,9 +272,19 @@ func (r *Replica) Stop(reason error) {
 	r.failWaitersLocked(reason)
 }
 
-// Close fails pending requests and closes the log (flushing it).
+// Close fails pending requests, snapshots producer state at the log end (a clean shutdown, so
+// that the next Open scans nothing) and closes the log (flushing it).
 func (r *Replica) Close() error {
 	r.stop()
+	r.appendMu.Lock()
+	r.mu.Lock()
+	end, snap := r.log.EndOffset(), encodeProducerSnapshot(r.snapshotLocked())
+	r.mu.Unlock()
+	if err := r.log.Sync(); err == nil {
+		// The .txnindex files are flushed: the snapshot may vouch for them.
+		r.writeSnapshot(end, snap)
+	}
+	r.appendMu.Unlock()
 	return r.log.Close()
 }
 
@@ -406,9 +403,10 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool
 	if !r.cfg.lockAcrossAppend {
 		r.mu.Lock()
 	}
-	defer r.mu.Unlock()
 	if err != nil {
-		if r.closed {
+		closed := r.closed
+		r.mu.Unlock()
+		if closed {
 			// Close came between the checks and the write, and closed the log first.
 			return res, 0, 0, fmt.Errorf("%s-%d: replica closed during the append: %w", r.cfg.Topic, r.cfg.Partition, kerr.NotLeaderForPartition)
 		}
@@ -416,10 +414,33 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool
 	}
 	// Producer state follows the log whatever happened meanwhile: the batch is in it.
 	r.producers.update(headers[0])
-	r.txns.observe(headers[0], commit)
+	abort, aborted := r.txns.observe(headers[0], commit)
+	var snap []byte
+	snapAt := r.log.EndOffset()
+	if r.rolledLocked() {
+		snap = encodeProducerSnapshot(r.snapshotLocked())
+	}
 	r.maybeAdvanceHWLocked()
 	r.notifyLocked()
-	return AppendResult{BaseOffset: base, LogStartOffset: r.log.StartOffset()}, headers[0].LastOffset(), epoch, nil
+	startOffset := r.log.StartOffset()
+	r.mu.Unlock()
+	// The transaction files are written holding appendMu only, as the log is.
+	r.persistTxnState(abort, aborted, snapAt, snap)
+	return AppendResult{BaseOffset: base, LogStartOffset: startOffset}, headers[0].LastOffset(), epoch, nil
+}
+
+// persistTxnState writes what an append changed in the transaction files: the entry of an
+// abort to its segment's .txnindex, and the snapshot taken at a roll. Failures are logged:
+// Open checks both files and rebuilds them from the log when they fall short.
+func (r *Replica) persistTxnState(abort log.AbortedTxn, aborted bool, snapAt int64, snap []byte) {
+	if aborted {
+		if err := r.log.AppendAbortedTxn(abort); err != nil {
+			r.lg.Warn("cannot write the transaction index", "marker", abort.LastOffset, "err", err)
+		}
+	}
+	if snap != nil {
+		r.writeSnapshot(snapAt, snap)
+	}
 }
 
 // waitHW waits until the high watermark is above lastOffset, which was appended (or found) while

@@ -25,8 +25,9 @@ type AbortedTxn struct {
 // the log: which producers have one open (and from which offset) and which
 // were aborted. Its owner (Replica) serializes access.
 //
-// Not yet persisted: it is rebuilt from the log (see observe) and lives in
-// memory; the aborted list is not trimmed with retention.
+// The aborted transactions are also in the segments' .txnindex files, and
+// the open ones in the producer snapshots (see snapshot.go): Open loads both
+// and scans only the log after the snapshot.
 type txns struct {
 	open    map[int64]int64 // producer id -> first offset of its open transaction
 	aborted []AbortedTxn    // in marker order, so by LastOffset
@@ -38,25 +39,36 @@ func newTxns() txns { return txns{open: make(map[int64]int64)} }
 // data batch opens its producer's transaction if none is open; a marker
 // (control batch, commit tells which) closes it, recording an abort.
 // Markers of a producer with no open transaction change nothing, as a
-// repeated marker must not.
-func (t *txns) observe(h log.BatchHeader, commit bool) {
+// repeated marker must not. For an abort it returns the entry of the
+// .txnindex (with the last stable offset once the transaction is closed,
+// as Kafka's: the first offset of the earliest transaction still open, else
+// the offset after the marker) and true.
+func (t *txns) observe(h log.BatchHeader, commit bool) (log.AbortedTxn, bool) {
 	if !h.IsTransactional() || h.ProducerID < 0 {
-		return
+		return log.AbortedTxn{}, false
 	}
 	first, ok := t.open[h.ProducerID]
 	if !h.IsControl() {
 		if !ok {
 			t.open[h.ProducerID] = h.BaseOffset
 		}
-		return
+		return log.AbortedTxn{}, false
 	}
 	if !ok {
-		return
+		return log.AbortedTxn{}, false
 	}
 	delete(t.open, h.ProducerID)
-	if !commit {
-		t.aborted = append(t.aborted, AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: h.LastOffset()})
+	if commit {
+		return log.AbortedTxn{}, false
 	}
+	t.aborted = append(t.aborted, AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: h.LastOffset()})
+	return log.AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: h.LastOffset(), LastStableOffset: t.lso(h.NextOffset())}, true
+}
+
+// trimBelow forgets the aborted transactions whose marker is below start,
+// after retention deleted their segments (and .txnindex files).
+func (t *txns) trimBelow(start int64) {
+	t.aborted = slices.DeleteFunc(t.aborted, func(a AbortedTxn) bool { return a.LastOffset < start })
 }
 
 // lso is the last stable offset given the high watermark: the first offset

@@ -89,8 +89,10 @@ func TestAbortedInListsTheAbortsOverlappingARead(t *testing.T) {
 }
 
 // txnData is a transactional batch of n records of producer p.
-func txnData(n int, p records.Producer) []byte {
-	b := batch(n, p)
+func txnData(n int, p records.Producer) []byte { return setTxn(batch(n, p)) }
+
+// setTxn marks batch b transactional, in place, and returns it.
+func setTxn(b []byte) []byte {
 	binary.BigEndian.PutUint16(b[21:], binary.BigEndian.Uint16(b[21:])|attrTxn)
 	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
 	return b

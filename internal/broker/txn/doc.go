@@ -85,9 +85,13 @@
 //   - Coordinator epochs: markers carry 0; Kafka fences a deposed
 //     coordinator's late markers with the coordinator epoch of the
 //     __transaction_state partition (its leader epoch).
-//   - The .txnindex and producer snapshots (partitions
-//     rebuild their transactions by scanning the log); KIP-890 partition
-//     verification; transactional.id expiration (Dead).
+//   - KIP-890 partition verification; transactional.id expiration (Dead).
+//
+// The partition side keeps Kafka's per-segment .txnindex of aborted
+// transactions and producer snapshots at segment rolls and clean shutdown
+// (internal/broker/partition/snapshot.go, internal/broker/log/txnindex.go):
+// a partition opens from its latest snapshot, the .txnindex files below it
+// and a scan of the log after it.
 //
 // Nothing in this package panics on any input; records it cannot decode are
 // reported as errors.
