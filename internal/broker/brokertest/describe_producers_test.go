@@ -3,6 +3,7 @@ package brokertest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -74,8 +75,14 @@ func TestDescribeProducersShowsSequencesAndOpenTransactions(t *testing.T) {
 	if err := txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	if p := describe()[txnID]; p.CurrentTxnStartOffset != -1 {
-		t.Errorf("after the commit, transactional producer %d: %+v, want no open transaction", txnID, p)
+	// EndTxn answers once the commit is prepared; the coordinator writes the marker after it.
+	var p kadm.DescribedProducer
+	testkit.WaitFor(t, 10*time.Second, "the commit marker", func() bool {
+		p = describe()[txnID]
+		return p.CurrentTxnStartOffset == -1
+	}, func() string { return fmt.Sprintf("transactional producer %d: %+v", txnID, p) })
+	if p.CoordinatorEpoch < 0 {
+		t.Errorf("after the commit, transactional producer %d: %+v, want the coordinator epoch of its marker", txnID, p)
 	}
 
 	info, err := c.Partition(topic, 0)

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/log"
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 )
 
 // ReadResult is what a fetch of one partition returns.
@@ -373,11 +374,11 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 				break
 			}
 			r.producers.update(h)
-			commit := false
+			var m records.Marker
 			if h.IsControl() && pos+h.Size() <= n {
-				commit = r.markerOf(h, batches[pos:pos+h.Size()])
+				m = r.markerOf(h, batches[pos:pos+h.Size()])
 			}
-			abort, aborted := r.txns.observe(h, commit)
+			abort, aborted := r.txns.observeMarker(h, m)
 			r.persistTxnState(abort, aborted, 0, nil)
 			pos += h.Size()
 		}

@@ -147,15 +147,16 @@ func Open(dir string, cfg Config) (*Replica, error) {
 	return r, nil
 }
 
-// markerOf tells a commit marker from an abort marker. A control batch it
-// cannot read counts as an abort, so that read_committed never returns what
-// it cannot prove committed.
-func (r *Replica) markerOf(h log.BatchHeader, batch []byte) bool {
-	commit, err := records.MarkerOf(batch)
+// markerOf decodes a transaction marker. A control batch it cannot read
+// counts as an abort of coordinator epoch -1, so that read_committed never
+// returns what it cannot prove committed.
+func (r *Replica) markerOf(h log.BatchHeader, batch []byte) records.Marker {
+	m, err := records.MarkerOf(batch)
 	if err != nil {
 		r.lg.Error("unreadable transaction marker, taken as an abort", "offset", h.BaseOffset, "producer_id", h.ProducerID, "err", err)
+		return records.Marker{CoordinatorEpoch: -1}
 	}
-	return commit
+	return m
 }
 
 // Log returns the replica's log.
@@ -361,9 +362,9 @@ func (r *Replica) AppendTxnOffsets(ctx context.Context, batch []byte) error {
 // and appends h's batch. It returns the result, the batch's last offset and the leader epoch it
 // was appended (or found) in. It holds appendMu throughout, and mu except while the log writes.
 func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool) (res AppendResult, last int64, epoch int32, err error) {
-	commit := false
+	var marker records.Marker
 	if h.IsControl() {
-		commit = r.markerOf(h, batch)
+		marker = r.markerOf(h, batch)
 	}
 	r.appendMu.Lock()
 	defer r.appendMu.Unlock()
@@ -379,6 +380,9 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool
 		return res, 0, 0, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, minISR, kerr.NotEnoughReplicas)
 	}
 	dup, err := r.producers.check(h, bySelf)
+	if err == nil && h.IsControl() {
+		err = r.txns.checkCoordinatorEpoch(h.ProducerID, marker.CoordinatorEpoch)
+	}
 	if err != nil {
 		r.mu.Unlock()
 		return res, 0, 0, fmt.Errorf("%s-%d: %w", r.cfg.Topic, r.cfg.Partition, err)
@@ -414,7 +418,7 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool
 	}
 	// Producer state follows the log whatever happened meanwhile: the batch is in it.
 	r.producers.update(headers[0])
-	abort, aborted := r.txns.observe(headers[0], commit)
+	abort, aborted := r.txns.observeMarker(headers[0], marker)
 	var snap []byte
 	snapAt := r.log.EndOffset()
 	if r.rolledLocked() {

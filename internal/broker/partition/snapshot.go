@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/log"
+	"github.com/kafkaguard/kafkaguard/internal/broker/records"
 )
 
 // A producer snapshot (<offset>.snapshot in the log directory, Kafka's
@@ -40,8 +41,7 @@ type producerSnapshot struct {
 	producers producers
 	open      map[int64]int64 // producer id -> first offset of its open transaction
 	// coordinatorEpochs is, per producer id, the coordinator epoch of its last marker, as
-	// Kafka's snapshots keep it. Nothing fills it yet: markers are checked against coordinator
-	// epochs in another branch, whose per-producer epochs go here once merged.
+	// Kafka's snapshots keep it (see coordinator_epochs.go).
 	coordinatorEpochs map[int64]int32
 }
 
@@ -209,7 +209,8 @@ func (r *Replica) snapshotLocked() producerSnapshot {
 			segs[r.log.SegmentOf(a.LastOffset)]++
 		}
 	}
-	return producerSnapshot{offset: end, segments: segs, producers: r.producers, open: r.txns.open}
+	return producerSnapshot{offset: end, segments: segs, producers: r.producers, open: r.txns.open,
+		coordinatorEpochs: r.txns.coordinatorEpochs}
 }
 
 // writeSnapshot writes an encoded snapshot; failures are logged only (Open
@@ -247,6 +248,7 @@ func (r *Replica) loadTxnStateLocked() error {
 	if s, aborted, ok := r.latestSnapshotLocked(start); ok {
 		maps.Copy(r.producers, s.producers)
 		maps.Copy(r.txns.open, s.open)
+		maps.Copy(r.txns.coordinatorEpochs, s.coordinatorEpochs)
 		r.txns.aborted = append(r.txns.aborted, aborted...)
 		from = s.offset
 	}
@@ -255,16 +257,16 @@ func (r *Replica) loadTxnStateLocked() error {
 	err := r.log.Scan(from, func(h log.BatchHeader) bool {
 		r.scanned++
 		r.producers.update(h)
-		commit := false
+		var m records.Marker
 		if h.IsControl() {
 			b, err := r.log.Read(h.BaseOffset, h.Size(), h.NextOffset())
 			if err != nil {
 				readErr = fmt.Errorf("read the marker at %d: %w", h.BaseOffset, err)
 				return false
 			}
-			commit = r.markerOf(h, b)
+			m = r.markerOf(h, b)
 		}
-		if a, ok := r.txns.observe(h, commit); ok {
+		if a, ok := r.txns.observeMarker(h, m); ok {
 			r.scannedAborts = append(r.scannedAborts, a)
 		}
 		return true

@@ -31,9 +31,14 @@ type AbortedTxn struct {
 type txns struct {
 	open    map[int64]int64 // producer id -> first offset of its open transaction
 	aborted []AbortedTxn    // in marker order, so by LastOffset
+	// coordinatorEpochs is, per producer id, the coordinator epoch of its last
+	// marker (see observeMarker).
+	coordinatorEpochs map[int64]int32
 }
 
-func newTxns() txns { return txns{open: make(map[int64]int64)} }
+func newTxns() txns {
+	return txns{open: make(map[int64]int64), coordinatorEpochs: make(map[int64]int32)}
+}
 
 // observe accounts for one batch appended at h's offsets. A transactional
 // data batch opens its producer's transaction if none is open; a marker
@@ -107,6 +112,7 @@ func (t *txns) abortedIn(from, upto int64) []AbortedTxn {
 func (t *txns) reset() {
 	clear(t.open)
 	t.aborted = t.aborted[:0]
+	clear(t.coordinatorEpochs)
 }
 
 // AppendMarker writes a transaction marker for producerID at epoch as this
@@ -114,8 +120,10 @@ func (t *txns) reset() {
 // control batch closing the producer's open transaction, committed or
 // aborted, and returns once the high watermark passes it (acks=all). A
 // marker of an older epoch than the producer's on this partition is
-// INVALID_PRODUCER_EPOCH; a marker for a producer with no open transaction
-// is written and changes nothing, so retries are harmless.
+// INVALID_PRODUCER_EPOCH, one of an older coordinator epoch than the
+// producer's last marker here TRANSACTION_COORDINATOR_FENCED (a deposed
+// coordinator's); a marker for a producer with no open transaction is written
+// and changes nothing, so retries are harmless.
 func (r *Replica) AppendMarker(ctx context.Context, producerID int64, epoch int16, commit bool, coordinatorEpoch int32) error {
 	batch := records.BuildMarker(producerID, epoch, commit, coordinatorEpoch, r.cfg.Now().UnixMilli())
 	h, err := log.ParseBatchHeader(batch)
@@ -149,13 +157,15 @@ func (r *Replica) AbortedTransactions(from, upto int64) []AbortedTxn {
 // ProducerState is what a partition's leader knows of one producer
 // (DescribeProducers' ActiveProducer): its epoch, the sequence of its last
 // batch (-1 when only a marker of it is known), the max timestamp of its last
-// batch or marker, and the first offset of its open transaction (-1 when none).
+// batch or marker, the coordinator epoch of its last marker (-1 when none) and
+// the first offset of its open transaction (-1 when none).
 type ProducerState struct {
-	ProducerID     int64
-	ProducerEpoch  int16
-	LastSequence   int32
-	LastTimestamp  int64
-	TxnStartOffset int64
+	ProducerID       int64
+	ProducerEpoch    int16
+	LastSequence     int32
+	LastTimestamp    int64
+	CoordinatorEpoch int32
+	TxnStartOffset   int64
 }
 
 // Producers lists the producers this partition keeps state for, by producer
@@ -169,12 +179,15 @@ func (r *Replica) Producers() ([]ProducerState, error) {
 	}
 	out := make([]ProducerState, 0, len(r.producers))
 	for id, e := range r.producers {
-		ps := ProducerState{ProducerID: id, ProducerEpoch: e.epoch, LastSequence: -1, LastTimestamp: e.lastTimestamp, TxnStartOffset: -1}
+		ps := ProducerState{ProducerID: id, ProducerEpoch: e.epoch, LastSequence: -1, LastTimestamp: e.lastTimestamp, CoordinatorEpoch: -1, TxnStartOffset: -1}
 		if last, ok := e.last(); ok {
 			ps.LastSequence = last.lastSeq
 		}
 		if first, ok := r.txns.open[id]; ok {
 			ps.TxnStartOffset = first
+		}
+		if ce, ok := r.txns.coordinatorEpochs[id]; ok {
+			ps.CoordinatorEpoch = ce
 		}
 		out = append(out, ps)
 	}

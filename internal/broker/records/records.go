@@ -104,21 +104,35 @@ func BuildMarker(producerID int64, epoch int16, commit bool, coordinatorEpoch in
 	return build([]Record{{Key: key, Value: value}}, ts, Producer{ID: producerID, Epoch: epoch, Sequence: -1}, markerAttrs)
 }
 
-// MarkerOf reports whether the first batch of b is a commit (true) or an
-// abort (false) marker; any other batch is ErrNotMarker.
-func MarkerOf(b []byte) (commit bool, err error) {
+// Marker is what a transaction marker says: whether it commits, and the
+// epoch of the transaction coordinator that wrote it (Kafka's
+// EndTransactionMarker).
+type Marker struct {
+	Commit           bool
+	CoordinatorEpoch int32
+}
+
+// MarkerOf decodes the first batch of b as a transaction marker; any other
+// batch is ErrNotMarker, a marker whose value is too short to hold the
+// coordinator epoch an error.
+func MarkerOf(b []byte) (Marker, error) {
 	bs, err := Decode(b)
 	if err != nil {
-		return false, err
+		return Marker{}, err
 	}
 	if len(bs) == 0 {
-		return false, ErrNotMarker
+		return Marker{}, ErrNotMarker
 	}
 	commit, ok := bs[0].Marker()
 	if !ok {
-		return false, ErrNotMarker
+		return Marker{}, ErrNotMarker
 	}
-	return commit, nil
+	// The value: version (int16), coordinator epoch (int32).
+	v := bs[0].Recs[0].Value
+	if len(v) < 6 {
+		return Marker{Commit: commit, CoordinatorEpoch: -1}, fmt.Errorf("records: marker value of %d bytes has no coordinator epoch", len(v))
+	}
+	return Marker{Commit: commit, CoordinatorEpoch: int32(binary.BigEndian.Uint32(v[2:]))}, nil
 }
 
 // Batch is a decoded batch: its header fields and records.

@@ -104,8 +104,8 @@ func TestMarkersAreControlBatchesWithKafkasKey(t *testing.T) {
 		if v := rb.Recs[0].Value; !bytes.Equal(v, []byte{0, 0, 0, 0, 0, 7}) {
 			t.Fatalf("marker value % x", v)
 		}
-		if got, err := MarkerOf(b); err != nil || got != commit {
-			t.Fatalf("MarkerOf = %v, %v; want %v", got, err, commit)
+		if got, err := MarkerOf(b); err != nil || got != (Marker{Commit: commit, CoordinatorEpoch: 7}) {
+			t.Fatalf("MarkerOf = %+v, %v; want commit %v, coordinator epoch 7", got, err, commit)
 		}
 	}
 	if _, err := MarkerOf(Build([]Record{{Value: []byte("x")}}, 0, NoProducer)); !errors.Is(err, ErrNotMarker) {

@@ -10,7 +10,8 @@ import (
 // state for (Kafka's DescribeProducers, which kafka-transactions.sh's describe-producers, abort
 // and find-hanging use): epoch, last sequence, last timestamp and the first offset of an open
 // transaction. A partition led elsewhere is NOT_LEADER_OR_FOLLOWER, an unknown one
-// UNKNOWN_TOPIC_OR_PARTITION. The coordinator epoch is -1: markers do not carry one yet.
+// UNKNOWN_TOPIC_OR_PARTITION. The coordinator epoch is that of the producer's last marker on the
+// partition, -1 before any.
 func (b *Broker) handleDescribeProducers(_ context.Context, req *kmsg.DescribeProducersRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
 	img := b.Image()
@@ -32,7 +33,7 @@ func (b *Broker) handleDescribeProducers(_ context.Context, req *kmsg.DescribePr
 				ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
 				ap.ProducerID, ap.ProducerEpoch = ps.ProducerID, int32(ps.ProducerEpoch)
 				ap.LastSequence, ap.LastTimestamp = ps.LastSequence, ps.LastTimestamp
-				ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = -1, ps.TxnStartOffset
+				ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = ps.CoordinatorEpoch, ps.TxnStartOffset
 				sp.ActiveProducers = append(sp.ActiveProducers, ap)
 			}
 			st.Partitions = append(st.Partitions, sp)

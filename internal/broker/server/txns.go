@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/broker/group"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
 	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/txn"
@@ -31,9 +32,13 @@ func (b *Broker) newTxnCoordinator() *txn.Coordinator {
 	}, b.lg.With("component", "txn"))
 }
 
-// applyTxns moves transaction coordination with leadership of __transaction_state partitions.
+// applyTxns moves transaction coordination with leadership of __transaction_state partitions. A
+// partition's leader epoch is its coordinator epoch, which the coordinator's markers carry.
 func (b *Broker) applyTxns(img *meta.Image) {
-	b.applyCoordinator(img, meta.TransactionStateTopic, b.txnLoaded, b.txns.Load, b.txns.Unload)
+	load := func(ctx context.Context, p int32, store group.Store, replay group.Replay) error {
+		return b.txns.Load(ctx, p, img.Topic(meta.TransactionStateTopic).Partitions[p].LeaderEpoch, store, replay)
+	}
+	b.applyCoordinator(img, meta.TransactionStateTopic, b.txnLoaded, load, b.txns.Unload)
 }
 
 // abortTimedOutTxns is the periodic abort of transactions past their timeout.
@@ -65,7 +70,7 @@ type markerWriter struct{ b *Broker }
 
 // WriteMarkers implements txn.MarkerWriter. A partition whose topic is gone counts as done,
 // as in Kafka.
-func (w markerWriter) WriteMarkers(ctx context.Context, producerID int64, epoch int16, commit bool, parts []txn.Partition) error {
+func (w markerWriter) WriteMarkers(ctx context.Context, producerID int64, epoch int16, commit bool, coordinatorEpoch int32, parts []txn.Partition) error {
 	img := w.b.Image()
 	remote := map[int32][]txn.Partition{}
 	var errs []error
@@ -84,12 +89,12 @@ func (w markerWriter) WriteMarkers(ctx context.Context, producerID int64, epoch 
 			errs = append(errs, fmt.Errorf("%s-%d: %w", p.Topic, p.Partition, kerr.NotLeaderForPartition))
 			continue
 		}
-		if err := w.b.appendMarker(ctx, r, p.Topic, p.Partition, producerID, epoch, commit, 0); err != nil {
+		if err := w.b.appendMarker(ctx, r, p.Topic, p.Partition, producerID, epoch, commit, coordinatorEpoch); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for leader, ps := range remote {
-		if err := w.remote(ctx, img, leader, producerID, epoch, commit, ps); err != nil {
+		if err := w.remote(ctx, img, leader, producerID, epoch, commit, coordinatorEpoch, ps); err != nil {
 			errs = append(errs, fmt.Errorf("markers on broker %d: %w", leader, err))
 		}
 	}
@@ -108,7 +113,7 @@ func (b *Broker) appendMarker(ctx context.Context, r *partition.Replica, topic s
 }
 
 // remote sends one WriteTxnMarkers to leader for parts.
-func (w markerWriter) remote(ctx context.Context, img *meta.Image, leader int32, producerID int64, epoch int16, commit bool, parts []txn.Partition) error {
+func (w markerWriter) remote(ctx context.Context, img *meta.Image, leader int32, producerID int64, epoch int16, commit bool, coordinatorEpoch int32, parts []txn.Partition) error {
 	bk, ok := img.Broker(leader)
 	if !ok || !bk.Alive {
 		return fmt.Errorf("leader %d unavailable: %w", leader, kerr.NotLeaderForPartition)
@@ -126,7 +131,7 @@ func (w markerWriter) remote(ctx context.Context, img *meta.Image, leader int32,
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
 	req.SetVersion(1)
 	m := kmsg.NewWriteTxnMarkersRequestMarker()
-	m.ProducerID, m.ProducerEpoch, m.Committed = producerID, epoch, commit
+	m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch = producerID, epoch, commit, coordinatorEpoch
 	byTopic := map[string]int{}
 	for _, p := range parts {
 		i, ok := byTopic[p.Topic]

@@ -38,13 +38,15 @@ type Config struct {
 
 // MarkerWriter writes the markers that end a transaction (Kafka's
 // TransactionMarkerChannelManager and WriteTxnMarkers): a control batch with
-// the COMMIT or ABORT key, the producer's id and epoch, appended by the
-// leader of each partition. WriteMarkers returns nil once every partition has
-// its marker with acks=all. It is called again for the same transaction
-// after an error or a coordinator failover, so a marker must be idempotent
-// for a partition.
+// the COMMIT or ABORT key, the producer's id and epoch and the coordinator
+// epoch, appended by the leader of each partition. WriteMarkers returns nil
+// once every partition has its marker with acks=all. It is called again for
+// the same transaction after an error or a coordinator failover, so a marker
+// must be idempotent for a partition. An error that wraps
+// kerr.TransactionCoordinatorFenced means a partition has a marker of the
+// producer from a newer coordinator: this one was deposed, and stops.
 type MarkerWriter interface {
-	WriteMarkers(ctx context.Context, producerID int64, epoch int16, commit bool, parts []Partition) error
+	WriteMarkers(ctx context.Context, producerID int64, epoch int16, commit bool, coordinatorEpoch int32, parts []Partition) error
 }
 
 // Coordinator is the transaction coordinator of one broker: it serves the
@@ -67,6 +69,9 @@ type shard struct {
 	ctx    context.Context // cancelled on unload
 	cancel context.CancelFunc
 	store  group.Store
+	// epoch is the coordinator epoch: the partition's leader epoch when it
+	// was loaded. Markers carry it.
+	epoch int32
 
 	mu   sync.Mutex // guards txns
 	txns map[string]*entry
@@ -101,13 +106,14 @@ func NewCoordinator(cfg Config, logger *slog.Logger) *Coordinator {
 // ErrClosed is returned by Load after Close.
 var ErrClosed = errors.New("txn: coordinator closed")
 
-// Load makes this coordinator own __transaction_state partition p: it
-// replays the partition (the last record of a transactional id wins, a
-// tombstone removes it), then serves the ids of p, persisting through store,
-// and resumes writing the markers of every transaction left in
-// PrepareCommit or PrepareAbort. Records it cannot decode are logged and
-// skipped; a replay that fails loads nothing.
-func (c *Coordinator) Load(ctx context.Context, p int32, store group.Store, replay group.Replay) error {
+// Load makes this coordinator own __transaction_state partition p as its
+// leader in leaderEpoch, which becomes the coordinator epoch of p's markers
+// (Kafka's TransactionStateManager): it replays the partition (the last
+// record of a transactional id wins, a tombstone removes it), then serves the
+// ids of p, persisting through store, and resumes writing the markers of
+// every transaction left in PrepareCommit or PrepareAbort. Records it cannot
+// decode are logged and skipped; a replay that fails loads nothing.
+func (c *Coordinator) Load(ctx context.Context, p, leaderEpoch int32, store group.Store, replay group.Replay) error {
 	txns := make(map[string]*entry)
 	err := replay(func(r group.Record) bool {
 		m, deleted, err := Decode(r.Key, r.Value)
@@ -137,7 +143,7 @@ func (c *Coordinator) Load(ctx context.Context, p int32, store group.Store, repl
 		}
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &shard{ctx: sctx, cancel: cancel, store: store, txns: txns}
+	s := &shard{ctx: sctx, cancel: cancel, store: store, epoch: leaderEpoch, txns: txns}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -325,14 +331,22 @@ func (c *Coordinator) fenceAndAbort(ctx context.Context, s *shard, e *entry) err
 
 // complete writes the markers of prepared (PrepareCommit or PrepareAbort) in
 // the background, then persists its completion; both are retried until they
-// succeed or the partition is unloaded.
+// succeed or the partition is unloaded. A partition that fences the markers
+// (TRANSACTION_COORDINATOR_FENCED) ends it without completion, as Kafka's
+// TransactionMarkerRequestCompletionHandler: a newer coordinator of the
+// transaction owns it now.
 func (c *Coordinator) complete(s *shard, e *entry, prepared Metadata) {
 	c.background.Add(1)
 	go func() {
 		defer c.background.Done()
 		commit := prepared.State == PrepareCommit
 		for {
-			err := c.cfg.Markers.WriteMarkers(s.ctx, prepared.ProducerID, prepared.ProducerEpoch, commit, prepared.Partitions)
+			err := c.cfg.Markers.WriteMarkers(s.ctx, prepared.ProducerID, prepared.ProducerEpoch, commit, s.epoch, prepared.Partitions)
+			if errors.Is(err, kerr.TransactionCoordinatorFenced) {
+				c.log.Info("a newer coordinator owns the transaction; no longer writing its markers",
+					"transactional_id", prepared.TransactionalID, "commit", commit, "coordinator_epoch", s.epoch, "err", err)
+				return
+			}
 			if err == nil {
 				err = c.finish(s, e, prepared)
 			}

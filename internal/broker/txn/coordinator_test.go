@@ -3,6 +3,7 @@ package txn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,12 @@ func (s *fakeStore) Append(_ context.Context, recs []group.Record) error {
 	return nil
 }
 
+func (s *fakeStore) snapshot() []group.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]group.Record(nil), s.recs...)
+}
+
 func (s *fakeStore) replay() group.Replay {
 	s.mu.Lock()
 	recs := append([]group.Record(nil), s.recs...)
@@ -52,10 +59,11 @@ func (s *fakeStore) replay() group.Replay {
 }
 
 type marker struct {
-	producerID int64
-	epoch      int16
-	commit     bool
-	parts      []Partition
+	producerID       int64
+	epoch            int16
+	commit           bool
+	coordinatorEpoch int32
+	parts            []Partition
 }
 
 // fakeMarkers records the markers written; it fails while fail is set.
@@ -63,15 +71,17 @@ type fakeMarkers struct {
 	mu      sync.Mutex
 	written []marker
 	fail    error
+	calls   int
 }
 
-func (f *fakeMarkers) WriteMarkers(_ context.Context, producerID int64, epoch int16, commit bool, parts []Partition) error {
+func (f *fakeMarkers) WriteMarkers(_ context.Context, producerID int64, epoch int16, commit bool, coordinatorEpoch int32, parts []Partition) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	if f.fail != nil {
 		return f.fail
 	}
-	f.written = append(f.written, marker{producerID, epoch, commit, parts})
+	f.written = append(f.written, marker{producerID, epoch, commit, coordinatorEpoch, parts})
 	return nil
 }
 
@@ -94,7 +104,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{store: newFakeStore(), markers: &fakeMarkers{}, nextPID: 1000, now: time.UnixMilli(1_000_000)}
 	f.c = f.coordinator(t)
-	if err := f.c.Load(context.Background(), 0, f.store, f.store.replay()); err != nil {
+	if err := f.c.Load(context.Background(), 0, 0, f.store, f.store.replay()); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -239,7 +249,7 @@ func TestCoordinatorCommitsATransactionAndANewLeaderReloadsIt(t *testing.T) {
 	}
 	// Another broker loading the partition knows the transactional id.
 	c2 := f.coordinator(t)
-	if err := c2.Load(ctx, 0, f.store, f.store.replay()); err != nil {
+	if err := c2.Load(ctx, 0, 1, f.store, f.store.replay()); err != nil {
 		t.Fatal(err)
 	}
 	m, ok := c2.Describe("tx")
@@ -301,12 +311,55 @@ func TestCoordinatorFailoverFinishesAPreparedCommit(t *testing.T) {
 	f.markers.fail = nil
 	f.markers.mu.Unlock()
 	c2 := f.coordinator(t)
-	if err := c2.Load(ctx, 0, f.store, f.store.replay()); err != nil {
+	if err := c2.Load(ctx, 0, 1, f.store, f.store.replay()); err != nil {
 		t.Fatal(err)
 	}
 	f.await(t, CompleteCommit)
-	if ms := f.markers.all(); len(ms) != 1 || !ms[0].commit {
-		t.Fatalf("markers after failover: %+v, want one commit", ms)
+	if ms := f.markers.all(); len(ms) != 1 || !ms[0].commit || ms[0].coordinatorEpoch != 1 {
+		t.Fatalf("markers after failover: %+v, want one commit of coordinator epoch 1", ms)
+	}
+}
+
+// TestADeposedCoordinatorStopsWritingMarkersOnceFenced: a partition answers the markers of a
+// prepared commit with TRANSACTION_COORDINATOR_FENCED (a newer coordinator of the transactional
+// id wrote the producer's markers there); the coordinator stops writing them by itself, without
+// persisting the completion, as Kafka's TransactionMarkerRequestCompletionHandler does: the new
+// coordinator owns the transaction.
+func TestADeposedCoordinatorStopsWritingMarkersOnceFenced(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.markers.mu.Lock()
+	f.markers.fail = fmt.Errorf("out-0: %w", kerr.TransactionCoordinatorFenced)
+	f.markers.mu.Unlock()
+	init := f.c.InitProducerID(ctx, initReq("tx", -1, -1))
+	addCode(t, f.c.AddPartitionsToTxn(ctx, addReq("tx", init.ProducerID, 0, "out", 0)))
+	if c := f.c.EndTxn(ctx, endReq("tx", init.ProducerID, 0, true)).ErrorCode; c != 0 {
+		t.Fatalf("EndTxn: code %d", c)
+	}
+	// The marker writer goroutine ends on its own: the partition is still loaded.
+	stopped := make(chan struct{})
+	go func() { f.c.background.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		f.markers.mu.Lock()
+		calls := f.markers.calls
+		f.markers.mu.Unlock()
+		t.Fatalf("the fenced coordinator still writes its markers after %d attempts", calls)
+	}
+	f.markers.mu.Lock()
+	calls := f.markers.calls
+	f.markers.mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("%d attempts to write the markers, want 1", calls)
+	}
+	if m, _ := f.c.Describe("tx"); m.State != PrepareCommit {
+		t.Fatalf("state of the fenced transaction: %s, want PrepareCommit (the new coordinator completes it)", m.State)
+	}
+	for _, r := range f.store.snapshot() {
+		if m, _, _ := Decode(r.Key, r.Value); m.State == CompleteCommit {
+			t.Fatal("the fenced coordinator persisted CompleteCommit")
+		}
 	}
 }
 

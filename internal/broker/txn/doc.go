@@ -41,6 +41,19 @@
 //     sarama's AddMessageToTxn/AddOffsetsToTxn and Kafka's Java
 //     TransactionalMessageCopier copy exactly once against the bundled
 //     cluster (internal/broker/brokertest/ctp_test.go).
+//   - Coordinator epochs: [Coordinator.Load] takes the leader epoch of the
+//     __transaction_state partition as its coordinator epoch, which every
+//     marker of the partition's transactions carries (WriteTxnMarkers'
+//     CoordinatorEpoch, the marker record's value). A data partition records
+//     per producer the coordinator epoch of its last marker and refuses an
+//     older one with TRANSACTION_COORDINATOR_FENCED (Kafka's
+//     ProducerAppendInfo), so a deposed coordinator still retrying the
+//     markers of a transaction that the new coordinator completed cannot
+//     close the producer's next transaction (same producer epoch in the
+//     classic flow). A coordinator whose markers are fenced stops writing
+//     them without completing the transaction, as Kafka's
+//     TransactionMarkerRequestCompletionHandler does. The epoch is in the
+//     log, so followers and replays know it.
 //
 // # The design the next slices follow
 //
@@ -82,16 +95,16 @@
 //
 // # Not yet (in the order the next slices should take them)
 //
-//   - Coordinator epochs: markers carry 0; Kafka fences a deposed
-//     coordinator's late markers with the coordinator epoch of the
-//     __transaction_state partition (its leader epoch).
 //   - KIP-890 partition verification; transactional.id expiration (Dead).
 //
 // The partition side keeps Kafka's per-segment .txnindex of aborted
 // transactions and producer snapshots at segment rolls and clean shutdown
 // (internal/broker/partition/snapshot.go, internal/broker/log/txnindex.go):
 // a partition opens from its latest snapshot, the .txnindex files below it
-// and a scan of the log after it.
+// and a scan of the log after it. Markers carry the coordinator epoch (the
+// leader epoch of the __transaction_state partition); a partition refuses a
+// marker older than its producer's last one with
+// TRANSACTION_COORDINATOR_FENCED, and a fenced coordinator stops.
 //
 // Nothing in this package panics on any input; records it cannot decode are
 // reported as errors.

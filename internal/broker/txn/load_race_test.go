@@ -63,7 +63,7 @@ func TestLoadServesRequestsWhileItResumesPreparedTransactions(t *testing.T) {
 			}
 		}()
 	}
-	if err := c.Load(ctx, 0, discardStore{}, replay); err != nil {
+	if err := c.Load(ctx, 0, 0, discardStore{}, replay); err != nil {
 		t.Fatal(err)
 	}
 	loaded.Store(true)
