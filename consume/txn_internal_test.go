@@ -28,7 +28,9 @@ func TestSetTxnOffsetsCommitsTheCheckpointsNotThePolledPosition(t *testing.T) {
 		}
 		return r
 	}
-	tp := func(topic string, p int32) ordering.TopicPartition { return ordering.TopicPartition{Topic: topic, Partition: p} }
+	tp := func(topic string, p int32) ordering.TopicPartition {
+		return ordering.TopicPartition{Topic: topic, Partition: p}
+	}
 	cps := map[ordering.TopicPartition]ordering.Checkpoint{
 		tp("a", 0): {Offset: 100},
 		tp("a", 1): {Offset: 90, Metadata: "kg1:x"}, // a record below the position still failed
