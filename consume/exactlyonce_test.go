@@ -2,13 +2,10 @@ package consume_test
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/netcut"
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	kgproduce "github.com/kafkaguard/kafkaguard/produce"
@@ -214,79 +212,6 @@ func TestExactlyOnceCopiesEveryRecordOnceInKeyOrder(t *testing.T) {
 	}
 }
 
-// cutter is a dialer whose connections are all cut when the client is about
-// to write a given request (a crash at that step of the transactional
-// loop): the write fails, every connection closes, and no new one opens.
-type cutter struct {
-	pause chan struct{} // if set, writes wait for it to close instead of failing (a stalled process)
-	mu    sync.Mutex
-	armed bool
-	key   int16 // the request about to be written that triggers the cut
-	after bool  // cut at the first write after key was written, not before it
-	seen  bool
-	cut   bool
-	conns []net.Conn
-}
-
-func (k *cutter) dial(ctx context.Context, network, host string) (net.Conn, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.cut && k.pause == nil {
-		return nil, errors.New("cutter: cut")
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, network, host)
-	if err != nil {
-		return nil, err
-	}
-	k.conns = append(k.conns, c)
-	return &cutConn{Conn: c, k: k}, nil
-}
-
-func (k *cutter) arm() {
-	k.mu.Lock()
-	k.armed = true
-	k.mu.Unlock()
-}
-
-func (k *cutter) isCut() bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.cut
-}
-
-type cutConn struct {
-	net.Conn
-	k *cutter
-}
-
-func (c *cutConn) Write(b []byte) (int, error) {
-	k := c.k
-	k.mu.Lock()
-	if !k.cut && k.armed && len(b) >= 6 {
-		key := int16(binary.BigEndian.Uint16(b[4:6]))
-		switch {
-		case !k.after && key == k.key, k.after && k.seen:
-			k.cut = true
-			for _, c := range k.conns {
-				if k.pause == nil {
-					_ = c.Close()
-				}
-			}
-		case k.after && key == k.key:
-			k.seen = true
-		}
-	}
-	cut := k.cut
-	k.mu.Unlock()
-	if cut && k.pause != nil {
-		<-k.pause
-	} else if cut {
-		return 0, net.ErrClosed
-	}
-	return c.Conn.Write(b)
-}
-
 // Kafka API keys of the transactional loop's steps.
 const (
 	keyAddOffsetsToTxn = 25
@@ -318,13 +243,13 @@ func TestExactlyOnceSurvivesACrashAtEveryStepOfTheTransaction(t *testing.T) {
 			const keys, perKey = 20, 40
 			name := "crash-" + step.name
 			in, out := eosTopics(t, c, name, keys, perKey)
-			k := &cutter{key: step.key, after: step.after}
-			first := startCopier(t, 8*time.Millisecond, eosOpts(c, name, name+"-copier", in, out, kgo.Dialer(k.dial))...)
+			var k netcut.Dialer
+			first := startCopier(t, 8*time.Millisecond, eosOpts(c, name, name+"-copier", in, out, kgo.Dialer(k.Dial))...)
 			testkit.WaitFor(t, 20*time.Second, "two transactions committed", func() bool {
 				return first.c.Stats().Commits >= 2
 			})
-			k.arm()
-			testkit.WaitFor(t, 20*time.Second, "the cut", k.isCut)
+			k.CutAt(step.key, step.after)
+			testkit.WaitFor(t, 20*time.Second, "the cut", k.Fired)
 			first.abandoned.Store(true)
 			second := startCopier(t, 8*time.Millisecond, eosOpts(c, name, name+"-copier", in, out)...)
 			waitCommittedAtEnd(t, c, name, in, 30*time.Second)
@@ -434,15 +359,15 @@ func TestExactlyOnceFencesAZombieMember(t *testing.T) {
 	c := eosCluster(t)
 	const keys, perKey = 20, 60
 	in, out := eosTopics(t, c, "zombie", keys, perKey)
-	k := &cutter{key: keyTxnOffsetCommit, pause: make(chan struct{})}
-	first := startCopier(t, 8*time.Millisecond, eosOpts(c, "zombie", "zombie-1", in, out, kgo.Dialer(k.dial))...)
+	var k netcut.Dialer
+	first := startCopier(t, 8*time.Millisecond, eosOpts(c, "zombie", "zombie-1", in, out, kgo.Dialer(k.Dial))...)
 	testkit.WaitFor(t, 20*time.Second, "a third of the input handled", func() bool { return first.handled.Load() >= keys*perKey/3 })
-	k.arm()
-	testkit.WaitFor(t, 20*time.Second, "the stall", k.isCut)
+	k.StallAt(keyTxnOffsetCommit, false)
+	testkit.WaitFor(t, 20*time.Second, "the stall", k.Fired)
 	atStall := first.handled.Load()
 	second := startCopier(t, 8*time.Millisecond, eosOpts(c, "zombie", "zombie-2", in, out)...)
 	testkit.WaitFor(t, 20*time.Second, "the second member to copy", func() bool { return second.handled.Load() >= 100 })
-	close(k.pause)
+	k.Release()
 	waitCommittedAtEnd(t, c, "zombie", in, 30*time.Second)
 	for _, cp := range []*copier{first, second} {
 		if err := cp.shutdown(t); err != nil {

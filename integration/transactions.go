@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/internal/netcut"
 )
 
 // envTxnRecords sets how many records transactionalCopy seeds (default
@@ -217,7 +218,7 @@ type copier struct {
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
-	net    *cutDialer
+	net    *netcut.Dialer
 	done   chan struct{}
 	errs   []error
 }
@@ -228,7 +229,7 @@ func (cp *copier) txnID() string { return fmt.Sprintf("%s-copier-%d", cp.group, 
 // id and group instance id as the last one.
 func (cp *copier) start(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
-	d := &cutDialer{}
+	d := &netcut.Dialer{}
 	done := make(chan struct{})
 	cp.mu.Lock()
 	cp.cancel, cp.net, cp.done = cancel, d, done
@@ -243,10 +244,10 @@ func (cp *copier) start(ctx context.Context) {
 	}()
 }
 
-func (cp *copier) run(ctx context.Context, d *cutDialer) error {
+func (cp *copier) run(ctx context.Context, d *netcut.Dialer) error {
 	sess, err := kgo.NewGroupTransactSession(
 		kgo.SeedBrokers(cp.c.Bootstrap()...),
-		kgo.Dialer(d.dial),
+		kgo.Dialer(d.Dial),
 		kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.TransactionalID(cp.txnID()),
 		kgo.TransactionTimeout(10*time.Second),
@@ -293,7 +294,7 @@ func (cp *copier) crash() {
 	cp.mu.Lock()
 	d, cancel, done := cp.net, cp.cancel, cp.done
 	cp.mu.Unlock()
-	d.cut()
+	d.Cut()
 	cancel()
 	<-done
 }
@@ -314,39 +315,6 @@ func copierErrs(cs []*copier) []error {
 		cp.mu.Unlock()
 	}
 	return out
-}
-
-// cutDialer dials TCP until cut, then closes every connection it made and
-// refuses every later dial: a process that died, as its peers see it.
-type cutDialer struct {
-	mu    sync.Mutex
-	isCut bool
-	conns []net.Conn
-	d     net.Dialer
-}
-
-func (c *cutDialer) dial(ctx context.Context, network, host string) (net.Conn, error) {
-	conn, err := c.d.DialContext(ctx, network, host)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.isCut {
-		conn.Close()
-		return nil, errors.New("integration: copier crashed")
-	}
-	c.conns = append(c.conns, conn)
-	return conn, nil
-}
-
-func (c *cutDialer) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.isCut = true
-	for _, conn := range c.conns {
-		conn.Close()
-	}
 }
 
 // txnVerifier is the read_committed reader of the outputs.

@@ -1,0 +1,145 @@
+// Package netcut is a client's network that a test or a fault schedule can cut, as the peers of a
+// process that died see it: every connection closed at once and every later dial refused. A cut
+// can also wait for a chosen Kafka request: it then lands at an exact step of a client's protocol
+// (before a transaction's EndTxn, after its TxnOffsetCommit, ...). Instead of a cut, a stall keeps
+// the connections open and holds every write until it is released: a process paused, not dead.
+//
+// A Dialer is used through its Dial method, which has the signature franz-go's kgo.Dialer takes.
+// It is safe for concurrent use.
+package netcut
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+)
+
+// ErrCut is returned by Dial, and by writes on a connection, once the network is cut.
+var ErrCut = errors.New("netcut: network cut")
+
+// Dialer dials TCP until it is cut.
+type Dialer struct {
+	mu      sync.Mutex
+	d       net.Dialer
+	conns   []net.Conn
+	cut     bool          // cut or stalled: the trigger fired
+	stall   chan struct{} // non-nil: the trigger stalls writes until Release instead of cutting
+	armed   bool          // a trigger waits for a request
+	key     int16
+	after   bool // fire at the first write after a request of key, not before it
+	seenKey bool
+}
+
+// Dial dials like a net.Dialer, or fails with ErrCut once the network is cut.
+func (d *Dialer) Dial(ctx context.Context, network, host string) (net.Conn, error) {
+	if d.isCut() {
+		return nil, ErrCut
+	}
+	c, err := d.d.DialContext(ctx, network, host)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cut && d.stall == nil {
+		c.Close()
+		return nil, ErrCut
+	}
+	d.conns = append(d.conns, c)
+	return &conn{Conn: c, d: d}, nil
+}
+
+// Cut closes every connection now and refuses every later dial.
+func (d *Dialer) Cut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.fireLocked()
+}
+
+// CutAt arms a cut at a Kafka request: when a request with API key key is about to be written
+// (after false), or at the first write after one was (after true). The connections are closed
+// at that moment and the write fails.
+func (d *Dialer) CutAt(key int16, after bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.armed, d.key, d.after = true, key, after
+}
+
+// StallAt arms a stall at a Kafka request, as CutAt places it: from then on every write waits
+// until Release, on connections that stay open.
+func (d *Dialer) StallAt(key int16, after bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stall = make(chan struct{})
+	d.armed, d.key, d.after = true, key, after
+}
+
+// Release lets the writes a stall holds go on; later writes are not held again. It does not
+// undo a cut.
+func (d *Dialer) Release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stall != nil {
+		close(d.stall)
+		d.stall = nil
+		d.cut, d.armed = false, false
+	}
+}
+
+// Fired reports whether the armed cut or stall (or a Cut) happened; a released stall no longer
+// counts.
+func (d *Dialer) Fired() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cut
+}
+
+func (d *Dialer) isCut() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cut && d.stall == nil
+}
+
+// fireLocked cuts (or stalls) the network.
+func (d *Dialer) fireLocked() {
+	d.cut = true
+	if d.stall != nil {
+		return
+	}
+	for _, c := range d.conns {
+		c.Close()
+	}
+	d.conns = nil
+}
+
+type conn struct {
+	net.Conn
+	d *Dialer
+}
+
+// Write fires an armed trigger when the request it waits for is written (a Kafka request starts
+// with its length, then its API key), then fails once cut or waits while stalled.
+func (c *conn) Write(b []byte) (int, error) {
+	d := c.d
+	d.mu.Lock()
+	if d.armed && !d.cut && len(b) >= 6 {
+		key := int16(binary.BigEndian.Uint16(b[4:6]))
+		switch {
+		case !d.after && key == d.key, d.after && d.seenKey:
+			d.fireLocked()
+		case d.after && key == d.key:
+			d.seenKey = true
+		}
+	}
+	cut, stall := d.cut, d.stall
+	d.mu.Unlock()
+	switch {
+	case cut && stall != nil:
+		<-stall
+	case cut:
+		return 0, ErrCut
+	}
+	return c.Conn.Write(b)
+}

@@ -1,0 +1,102 @@
+package netcut
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// request is a Kafka request frame's start: length, API key, version.
+func request(key int16) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint32(b, 4)
+	binary.BigEndian.PutUint16(b[4:], uint16(key))
+	return b
+}
+
+func listener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 64)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestCutAtClosesBeforeTheRequestOrAfterIt(t *testing.T) {
+	t.Parallel()
+	addr := listener(t)
+	for _, tc := range []struct {
+		after    bool
+		writesOK int // writes that pass before the cut: 25, 26(, 0)
+	}{{false, 1}, {true, 2}} {
+		var d Dialer
+		c, err := d.Dial(context.Background(), "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.CutAt(26, tc.after)
+		ok := 0
+		for _, key := range []int16{25, 26, 0} {
+			if _, err := c.Write(request(key)); err == nil {
+				ok++
+			} else if !errors.Is(err, ErrCut) {
+				t.Fatalf("write of key %d: %v, want ErrCut", key, err)
+			}
+		}
+		if ok != tc.writesOK || !d.Fired() {
+			t.Fatalf("after=%v: %d writes passed (fired %v), want %d", tc.after, ok, d.Fired(), tc.writesOK)
+		}
+		if _, err := d.Dial(context.Background(), "tcp", addr); !errors.Is(err, ErrCut) {
+			t.Fatalf("dial after the cut: %v, want ErrCut", err)
+		}
+	}
+}
+
+func TestStallHoldsWritesUntilRelease(t *testing.T) {
+	t.Parallel()
+	addr := listener(t)
+	var d Dialer
+	c, err := d.Dial(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.StallAt(28, false)
+	done := make(chan error, 1)
+	go func() { _, err := c.Write(request(28)); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("the stalled write returned %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if !d.Fired() {
+		t.Fatal("the stall did not fire")
+	}
+	d.Release()
+	if err := <-done; err != nil {
+		t.Fatalf("the released write: %v", err)
+	}
+	if _, err := c.Write(request(28)); err != nil {
+		t.Fatalf("a write after the release: %v", err)
+	}
+}
