@@ -37,6 +37,7 @@ func Scenarios() []Scenario {
 		{Name: "OrderedConsumptionKeepsPerKeyOrderWithParallelHandlers", Brokers: 1, Run: orderedConsumption},
 		{Name: "ConsumerParksFailuresAndRetryJobHandlesThemInKeyOrder", Brokers: 1, Run: consumerWithRetryJob},
 		{Name: "TransactionalCopyIsExactlyOnceWhileCopiersAndBrokersAreKilled", Brokers: 3, Faults: []string{"kill", "restart"}, Run: transactionalCopy},
+		{Name: "ExactlyOnceConsumerSurvivesACrashAtEveryStepOfItsTransaction", Brokers: 3, Run: eosConsumerCrashes},
 	}
 }
 

@@ -332,9 +332,9 @@ func newTxnVerifier(want int) *txnVerifier {
 	return &txnVerifier{want: want, seen: map[string]bool{}, last: map[string]int{}, progress: make(chan struct{}, 1)}
 }
 
-func (v *txnVerifier) read(ctx context.Context, c Cluster, isolation kgo.IsolationLevel, out, out1 string) error {
+func (v *txnVerifier) read(ctx context.Context, c Cluster, isolation kgo.IsolationLevel, topics ...string) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.MetadataMinAge(100*time.Millisecond),
-		kgo.ConsumeTopics(out, out1), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(isolation), kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		return err
