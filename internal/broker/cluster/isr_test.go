@@ -105,7 +105,12 @@ func TestUnsafeHWOnCommittedISRLosesTheAckedRecordOfAPendingJoin(t *testing.T) {
 // pendingJoinElection plays the scenario above, with the unsafe rule if unsafe, and returns the
 // acknowledged records the new leader lost.
 func pendingJoinElection(t *testing.T, unsafe bool) []string {
-	c := startClusterWith(t, 3, func(cfg *cluster.Config) { cfg.UnsafeHWOnCommittedISR = unsafe })
+	// The follower must stay in the ISR from the moment it rejoins until the leader is killed,
+	// though paused: a 3 s lag bound leaves room for a loaded machine (with 1 s a CI run lost it
+	// again before the rejoin was seen).
+	c := startClusterWith(t, 3, func(cfg *cluster.Config) {
+		cfg.UnsafeHWOnCommittedISR, cfg.ReplicaLagMax = unsafe, 3*time.Second
+	})
 	const topic = "pending-join"
 	createTopic(t, c, topic, 1, 3)
 	info, err := c.Partition(topic, 0)
