@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 )
 
@@ -27,8 +28,8 @@ type Dialer struct {
 	cut     bool          // cut or stalled: the trigger fired
 	stall   chan struct{} // non-nil: the trigger stalls writes until Release instead of cutting
 	armed   bool          // a trigger waits for a request
-	key     int16
-	after   bool // fire at the first write after a request of key, not before it
+	keys    []int16       // the requests that fire it
+	after   bool          // fire at the first write after one of keys, not before it
 	seenKey bool
 }
 
@@ -61,20 +62,23 @@ func (d *Dialer) Cut() {
 // CutAt arms a cut at a Kafka request: when a request with API key key is about to be written
 // (after false), or at the first write after one was (after true). The connections are closed
 // at that moment and the write fails.
-func (d *Dialer) CutAt(key int16, after bool) {
+func (d *Dialer) CutAt(key int16, after bool) { d.arm(nil, after, key) }
+
+// CutBeforeAny arms a cut before the first request with any of keys: a step that a client
+// reaches by different requests against different brokers (franz-go sends AddOffsetsToTxn to a
+// classic transaction coordinator and goes straight to TxnOffsetCommit under KIP-890's
+// transaction.version 2).
+func (d *Dialer) CutBeforeAny(keys ...int16) { d.arm(nil, false, keys...) }
+
+func (d *Dialer) arm(stall chan struct{}, after bool, keys ...int16) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.armed, d.key, d.after = true, key, after
+	d.stall, d.armed, d.keys, d.after = stall, true, keys, after
 }
 
 // StallAt arms a stall at a Kafka request, as CutAt places it: from then on every write waits
 // until Release, on connections that stay open.
-func (d *Dialer) StallAt(key int16, after bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stall = make(chan struct{})
-	d.armed, d.key, d.after = true, key, after
-}
+func (d *Dialer) StallAt(key int16, after bool) { d.arm(make(chan struct{}), after, key) }
 
 // Release lets the writes a stall holds go on; later writes are not held again. It does not
 // undo a cut.
@@ -126,10 +130,10 @@ func (c *conn) Write(b []byte) (int, error) {
 	d.mu.Lock()
 	if d.armed && !d.cut && len(b) >= 6 {
 		key := int16(binary.BigEndian.Uint16(b[4:6]))
-		switch {
-		case !d.after && key == d.key, d.after && d.seenKey:
+		switch match := slices.Contains(d.keys, key); {
+		case !d.after && match, d.after && d.seenKey:
 			d.fireLocked()
-		case d.after && key == d.key:
+		case d.after && match:
 			d.seenKey = true
 		}
 	}

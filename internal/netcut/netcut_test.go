@@ -100,3 +100,20 @@ func TestStallHoldsWritesUntilRelease(t *testing.T) {
 		t.Fatalf("a write after the release: %v", err)
 	}
 }
+
+func TestCutBeforeAnyFiresOnTheFirstOfItsKeys(t *testing.T) {
+	t.Parallel()
+	addr := listener(t)
+	var d Dialer
+	c, err := d.Dial(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.CutBeforeAny(25, 28)
+	if _, err := c.Write(request(0)); err != nil {
+		t.Fatalf("a Produce before the cut: %v", err)
+	}
+	if _, err := c.Write(request(28)); !errors.Is(err, ErrCut) || !d.Fired() {
+		t.Fatalf("TxnOffsetCommit (no AddOffsetsToTxn before it): %v (fired %v), want ErrCut", err, d.Fired())
+	}
+}
