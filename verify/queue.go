@@ -35,14 +35,14 @@ const (
 	WorkloadQueue WorkloadKind = "queue"
 )
 
-// ErrUnknownWorkload is returned for a workload name other than "producer"
-// and "queue".
+// ErrUnknownWorkload is returned for a workload name other than "producer",
+// "queue" and "copier".
 var ErrUnknownWorkload = errors.New("verify: unknown workload")
 
-// ParseWorkloadKind returns the workload kind with the given name, "producer"
-// or "queue". Case is ignored.
+// ParseWorkloadKind returns the workload kind with the given name,
+// "producer", "queue" or "copier" ([WorkloadCopier]). Case is ignored.
 func ParseWorkloadKind(name string) (WorkloadKind, error) {
-	return parseNamed(name, []WorkloadKind{WorkloadProducer, WorkloadQueue}, func(w WorkloadKind) string { return string(w) }, ErrUnknownWorkload)
+	return parseNamed(name, []WorkloadKind{WorkloadProducer, WorkloadQueue, WorkloadCopier}, func(w WorkloadKind) string { return string(w) }, ErrUnknownWorkload)
 }
 
 // Defaults of [QueueConfig].
@@ -235,7 +235,7 @@ func RunQueues(ctx context.Context, cfg QueueConfig, groups []QueueGroup) ([]Que
 		if len(groups) > 1 {
 			group = fmt.Sprintf("%s-%d-%s-group", cfg.Topic, i+1, g.Order)
 		}
-		runs[i] = &queueRun{cfg: c, group: group, t0: time.Now(), rng: rand.New(rand.NewPCG(g.Seed, g.Seed^0x9e3779b97f4a7c15))}
+		runs[i] = &queueRun{cfg: c, group: group, t0: time.Now(), rng: newCrashRand(g.Seed)}
 	}
 	defer runs.stop()
 	res, err := run(ctx, cfg.Config, runs)
@@ -251,6 +251,11 @@ func RunQueues(ctx context.Context, cfg QueueConfig, groups []QueueGroup) ([]Que
 		out[i].Queue = CheckQueue(h)
 	}
 	return out, err
+}
+
+// newCrashRand returns the random source of a crash plan seeded by seed.
+func newCrashRand(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 }
 
 // queueRuns are the consumer groups of one queue run (a sideWorkload).
@@ -360,7 +365,7 @@ func (q *queueRun) launch(ctx context.Context, s *slot) error {
 	name := fmt.Sprintf("c%d.%d", s.id, s.incarnation)
 	s.incarnation++
 	mc := memberConfig{
-		name: name, cfg: q.cfg, group: q.group,
+		name: name, slot: s.id, cfg: q.cfg, group: q.group,
 		handleTime: q.cfg.HandleTime,
 		seed:       q.rng.Uint64(),
 		since:      q.since,
@@ -581,6 +586,7 @@ type member interface {
 // memberConfig is what a member is built from.
 type memberConfig struct {
 	name       string
+	slot       int // the member's slot, the same across its restarts
 	cfg        QueueConfig
 	group      string
 	handleTime time.Duration
