@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/verify"
+	"github.com/kafkaguard/kafkaguard/verify/report"
+)
+
+// copierCell is the copiers' side of a copier run: the mode, the crash
+// plan's seed and the copier checker's counts and anomalies.
+type copierCell struct {
+	Mode   verify.CopierMode `json:"mode"`
+	Seed   uint64            `json:"seed"`
+	Group  string            `json:"group,omitempty"`
+	Output string            `json:"output,omitempty"`
+	verify.CopierReport
+	// CrashLog says which copier crashed when (from the run's start).
+	CrashLog []verify.QueueCrash `json:"crash_log,omitempty"`
+}
+
+// parseCopierModes parses a comma-separated list of copier modes, or
+// "all".
+func parseCopierModes(list string) ([]verify.CopierMode, error) {
+	if strings.EqualFold(strings.TrimSpace(list), "all") {
+		return verify.CopierModes(), nil
+	}
+	var out []verify.CopierMode
+	for _, name := range splitList(list) {
+		m, err := verify.ParseCopierMode(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no copier mode given")
+	}
+	return out, nil
+}
+
+// writeCopierTable prints one row per copier run, then the broken
+// promises and how to replay each.
+func writeCopierTable(w io.Writer, client verify.Client, cells []verifyRun, elapsed time.Duration) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "client %s, %s in %v\n\n", client, runsText(len(cells)), elapsed.Round(time.Second))
+	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKLOAD\tMODE\tPRESET\tFAULT\tCOPIER-SEED\tACKED\tCOPIED\tDUPLICATED\tLOST\tREORDERED\tABORTED-READS\tINTERMEDIATE-READS\tCRASHES\tVERDICT")
+	for _, c := range cells {
+		k := c.Copier
+		fault := string(c.Fault)
+		if c.Seed != nil {
+			fault = fmt.Sprintf("%s:%d", c.Fault, *c.Seed) // the schedule's seed
+		}
+		if c.Result == nil || k == nil {
+			mode, seed := "-", "-"
+			if k != nil {
+				mode, seed = string(k.Mode), strconv.FormatUint(k.Seed, 10)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", c.Workload, mode, c.Preset, fault, seed, c.Verdict)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Workload, k.Mode, c.Preset, fault, k.Seed,
+			k.Acked, k.Copied, k.Duplicated, k.Lost, k.Reordered, k.AbortedReads, k.IntermediateReads, k.Crashes, c.Verdict)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var problems []string
+	broken := 0
+	for _, c := range cells {
+		if c.Error != "" || c.Failure != "" {
+			broken++
+		}
+		switch {
+		case c.Error != "":
+			problems = append(problems, fmt.Sprintf("copier %s %s %s: %s", c.Copier.Mode, c.Preset, c.Fault, c.Error))
+		case c.Failure != "":
+			problems = append(problems, c.Failure)
+		}
+		if c.Replay != "" && (c.Error != "" || c.Failure != "") {
+			problems = append(problems, "replay: "+c.Replay)
+		}
+	}
+	if len(problems) == 0 {
+		fmt.Fprintln(bw, "\nevery run kept its promise: every acknowledged record copied once, in key order, no read of an aborted or unfinished transaction")
+	} else {
+		fmt.Fprintf(bw, "\n%d runs broke a promise or could not run:\n", broken)
+		for _, p := range problems {
+			fmt.Fprintf(bw, "- %s\n", strings.ReplaceAll(p, "\n", "; "))
+		}
+	}
+	return bw.Flush()
+}
+
+// copierReportRun adds a copier run's side to its report section: its
+// name, the copiers' counts and the copier checker's anomalies with
+// examples.
+func copierReportRun(r *report.Run, c verifyRun) {
+	k := c.Copier
+	if k == nil {
+		return
+	}
+	r.Name = fmt.Sprintf("copier %s %s %s (seed %d)", k.Mode, c.Preset, c.Fault, k.Seed)
+	if c.Result == nil {
+		return
+	}
+	r.Facts = append(r.Facts, report.Fact{Name: "copiers", Value: fmt.Sprintf(
+		"%s in group %s to %s: %d acknowledged, %d copied, %d read from the output, %d crashes",
+		k.Mode, k.Group, k.Output, k.Acked, k.Copied, k.Read, k.Crashes)})
+	if len(k.CrashLog) > 0 {
+		var crashes []string
+		for _, c := range k.CrashLog {
+			crashes = append(crashes, fmt.Sprintf("%s at %v", c.Consumer, c.At.Round(time.Millisecond)))
+		}
+		r.Facts = append(r.Facts, report.Fact{Name: "copier crashes", Value: strings.Join(crashes, ", ")})
+	}
+	for _, kind := range verify.CopierKinds() {
+		if kind == verify.Indeterminate {
+			continue
+		}
+		row := report.Anomaly{Name: "copy: " + string(kind), Status: report.StatusOK}
+		if f, ok := k.Findings.Get(kind); ok {
+			row.Count, row.Status, row.Examples = f.Count, report.StatusViolation, exampleTable(f.Examples)
+		}
+		r.Anomalies = append(r.Anomalies, row)
+	}
+}
