@@ -113,6 +113,7 @@ func reportRun(client verify.Client, c verifyRun) report.Run {
 	}
 	r.Anomalies = anomalyRows(*res)
 	queueReportRun(&r, c)
+	copierReportRun(&r, c)
 	return r
 }
 
