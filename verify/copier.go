@@ -151,7 +151,7 @@ func RunCopier(ctx context.Context, cfg CopierConfig) (CopierResult, error) {
 		cfg.Mode = CopierExactlyOnce
 	}
 	if _, err := ParseCopierMode(string(cfg.Mode)); err != nil {
-		return CopierResult{}, fmt.Errorf("%w %q", err, cfg.Mode)
+		return CopierResult{}, err
 	}
 	if cfg.Topic == "" {
 		cfg.Topic = fmt.Sprintf("kafkaguard-copier-%s-%s", cfg.Mode, strconv.FormatInt(time.Now().UnixNano(), 36))
