@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,34 +100,12 @@ type CopierResult struct {
 // Err returns nil if the producer kept its preset's promise ([Result.Err])
 // and the copy is exact ([CopierReport.Err]).
 func (r CopierResult) Err() error {
-	var errs []error
-	if err := r.Result.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := r.Copier.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("verify: copier (%s) under %s: %w", r.Mode, r.Fault, err))
-	}
-	return errors.Join(errs...)
+	return r.Result.errWith(r.Copier.Err(), fmt.Sprintf("copier (%s)", r.Mode))
 }
 
 // Verdict sums the run up: the producer's verdict, or "FAIL" with the
 // copy's anomalies.
-func (r CopierResult) Verdict() string {
-	v := r.Result.Verdict()
-	if r.Copier.Anomalies() == 0 {
-		return v
-	}
-	var names []string
-	for _, f := range r.Copier.Findings {
-		if f.Kind != Indeterminate {
-			names = append(names, string(f.Kind))
-		}
-	}
-	if strings.HasPrefix(v, "FAIL: ") {
-		return v + ", " + strings.Join(names, ", ")
-	}
-	return "FAIL: " + strings.Join(names, ", ")
-}
+func (r CopierResult) Verdict() string { return r.Result.verdictWith(r.Copier.Findings) }
 
 // outputDrainTimeout bounds the wait for the output reader to reach the
 // output's end once the copiers stopped.
@@ -398,7 +375,7 @@ func (c *copierRun) history(res Result) CopierHistory {
 // newMember builds a copier: an exactly-once consumer, or an
 // at-least-once one with a NoLoss producer, on a network a crash cuts.
 func (c *copierRun) newMember(mc memberConfig) (member, error) {
-	m := &copierMember{mc: mc, net: &netCut{}, done: make(chan struct{})}
+	m := &consumeMember{mc: mc, net: &netCut{}, done: make(chan struct{})}
 	clCtx, cancelCl := context.WithCancel(context.Background())
 	m.cancelCl = cancelCl
 	handle := mc.handler(&m.dead)
@@ -461,58 +438,4 @@ func (c *copierRun) newMember(mc memberConfig) (member, error) {
 		}
 	}
 	return m, nil
-}
-
-// copierMember is one copier on a network a crash cuts.
-type copierMember struct {
-	mc        memberConfig
-	c         *consume.Consumer
-	cl        *kgo.Client       // at-least-once: the consumer's client
-	p         *produce.Producer // at-least-once: the output's producer
-	net       *netCut
-	dead      atomic.Bool
-	cancelCl  context.CancelFunc
-	cancelRun context.CancelFunc
-	done      chan struct{}
-	closeOnce sync.Once
-}
-
-func (m *copierMember) name() string { return m.mc.name }
-
-func (m *copierMember) start(ctx context.Context) {
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancelRun = cancel
-	go func() {
-		defer close(m.done)
-		if err := m.c.Run(rctx); err != nil && !m.dead.Load() {
-			m.mc.cfg.Logger.Warn("verify: copier stopped with an error", "copier", m.mc.name, "err", err)
-		}
-	}()
-}
-
-// crash cuts the copier's network first (no commit, no transaction end, no
-// leave), marks it dead and lets its goroutines end.
-func (m *copierMember) crash() {
-	m.net.cutAll()
-	m.dead.Store(true)
-	m.cancelCl()
-	m.shutdown()
-}
-
-func (m *copierMember) close() { m.shutdown() }
-
-func (m *copierMember) shutdown() {
-	m.closeOnce.Do(func() {
-		m.cancelRun()
-		<-m.done
-		if m.cl != nil {
-			m.cl.CloseAllowingRebalance()
-		}
-		if m.p != nil {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = m.p.Close(cctx)
-			cancel()
-		}
-		m.cancelCl()
-	})
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/consume"
 	"github.com/kafkaguard/kafkaguard/ordering"
+	"github.com/kafkaguard/kafkaguard/produce"
 )
 
 // WorkloadKind names what a verify run exercises (the records themselves
@@ -148,26 +149,38 @@ type QueueResult struct {
 // Err returns nil if the producer kept its preset's promise ([Result.Err])
 // and the consumers showed no anomaly ([QueueReport.Err]).
 func (r QueueResult) Err() error {
-	var errs []error
-	if err := r.Result.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := r.Queue.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("verify: queue (%s) under %s: %w", r.Order, r.Fault, err))
-	}
-	return errors.Join(errs...)
+	return r.Result.errWith(r.Queue.Err(), fmt.Sprintf("queue (%s)", r.Order))
 }
 
 // Verdict sums the run up: the producer's verdict, or "FAIL" with the
 // consumers' anomalies.
-func (r QueueResult) Verdict() string {
-	v := r.Result.Verdict()
-	if r.Queue.Anomalies() == 0 {
-		return v
+func (r QueueResult) Verdict() string { return r.Result.verdictWith(r.Queue.Findings) }
+
+// errWith joins the producer's broken promise ([Result.Err]) and side's,
+// the error of the consumers' side named by what.
+func (r Result) errWith(side error, what string) error {
+	var errs []error
+	if err := r.Err(); err != nil {
+		errs = append(errs, err)
 	}
+	if side != nil {
+		errs = append(errs, fmt.Errorf("verify: %s under %s: %w", what, r.Fault, side))
+	}
+	return errors.Join(errs...)
+}
+
+// verdictWith is the producer's verdict, or "FAIL" with the anomalies
+// found beside it (indeterminate records left out).
+func (r Result) verdictWith(found Anomalies) string {
+	v := r.Verdict()
 	var names []string
-	for _, f := range r.Queue.Findings {
-		names = append(names, string(f.Kind))
+	for _, f := range found {
+		if f.Kind != Indeterminate {
+			names = append(names, string(f.Kind))
+		}
+	}
+	if len(names) == 0 {
+		return v
 	}
 	if strings.HasPrefix(v, "FAIL: ") {
 		return v + ", " + strings.Join(names, ", ")
@@ -724,10 +737,11 @@ func (n *netCut) cutAll() {
 }
 
 // consumeMember is a consume.Consumer on a client whose network a crash
-// cuts.
+// cuts (a queue run's consumer, or a copier).
 type consumeMember struct {
 	mc        memberConfig
-	cl        *kgo.Client
+	cl        *kgo.Client       // nil when the Consumer made its own (exactly-once)
+	p         *produce.Producer // an at-least-once copier's producer, or nil
 	c         *consume.Consumer
 	net       *netCut
 	dead      atomic.Bool
@@ -788,7 +802,14 @@ func (m *consumeMember) shutdown() {
 	m.closeOnce.Do(func() {
 		m.cancelRun()
 		<-m.done
-		m.cl.CloseAllowingRebalance()
+		if m.cl != nil {
+			m.cl.CloseAllowingRebalance()
+		}
+		if m.p != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = m.p.Close(cctx)
+			cancel()
+		}
 		m.cancelCl()
 	})
 }

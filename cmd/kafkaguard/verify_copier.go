@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -29,21 +27,7 @@ type copierCell struct {
 // parseCopierModes parses a comma-separated list of copier modes, or
 // "all".
 func parseCopierModes(list string) ([]verify.CopierMode, error) {
-	if strings.EqualFold(strings.TrimSpace(list), "all") {
-		return verify.CopierModes(), nil
-	}
-	var out []verify.CopierMode
-	for _, name := range splitList(list) {
-		m, err := verify.ParseCopierMode(name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no copier mode given")
-	}
-	return out, nil
+	return parseNames(list, verify.CopierModes(), verify.ParseCopierMode, "no copier mode given")
 }
 
 // writeCopierTable prints one row per copier run, then the broken
@@ -73,30 +57,8 @@ func writeCopierTable(w io.Writer, client verify.Client, cells []verifyRun, elap
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	var problems []string
-	broken := 0
-	for _, c := range cells {
-		if c.Error != "" || c.Failure != "" {
-			broken++
-		}
-		switch {
-		case c.Error != "":
-			problems = append(problems, fmt.Sprintf("copier %s %s %s: %s", c.Copier.Mode, c.Preset, c.Fault, c.Error))
-		case c.Failure != "":
-			problems = append(problems, c.Failure)
-		}
-		if c.Replay != "" && (c.Error != "" || c.Failure != "") {
-			problems = append(problems, "replay: "+c.Replay)
-		}
-	}
-	if len(problems) == 0 {
-		fmt.Fprintln(bw, "\nevery run kept its promise: every acknowledged record copied once, in key order, no read of an aborted or unfinished transaction")
-	} else {
-		fmt.Fprintf(bw, "\n%d runs broke a promise or could not run:\n", broken)
-		for _, p := range problems {
-			fmt.Fprintf(bw, "- %s\n", strings.ReplaceAll(p, "\n", "; "))
-		}
-	}
+	writeBroken(bw, cells, func(c verifyRun) string { return fmt.Sprintf("copier %s %s %s", c.Copier.Mode, c.Preset, c.Fault) },
+		"every acknowledged record copied once, in key order, no read of an aborted or unfinished transaction")
 	return bw.Flush()
 }
 
@@ -115,21 +77,6 @@ func copierReportRun(r *report.Run, c verifyRun) {
 	r.Facts = append(r.Facts, report.Fact{Name: "copiers", Value: fmt.Sprintf(
 		"%s in group %s to %s: %d acknowledged, %d copied, %d read from the output, %d crashes",
 		k.Mode, k.Group, k.Output, k.Acked, k.Copied, k.Read, k.Crashes)})
-	if len(k.CrashLog) > 0 {
-		var crashes []string
-		for _, c := range k.CrashLog {
-			crashes = append(crashes, fmt.Sprintf("%s at %v", c.Consumer, c.At.Round(time.Millisecond)))
-		}
-		r.Facts = append(r.Facts, report.Fact{Name: "copier crashes", Value: strings.Join(crashes, ", ")})
-	}
-	for _, kind := range verify.CopierKinds() {
-		if kind == verify.Indeterminate {
-			continue
-		}
-		row := report.Anomaly{Name: "copy: " + string(kind), Status: report.StatusOK}
-		if f, ok := k.Findings.Get(kind); ok {
-			row.Count, row.Status, row.Examples = f.Count, report.StatusViolation, exampleTable(f.Examples)
-		}
-		r.Anomalies = append(r.Anomalies, row)
-	}
+	r.Facts = appendCrashLog(r.Facts, "copier crashes", k.CrashLog)
+	r.Anomalies = appendFindings(r.Anomalies, "copy: ", verify.CopierKinds(), k.Findings)
 }
