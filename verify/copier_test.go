@@ -14,13 +14,13 @@ func copierTestConfig(c *kafkatest.Cluster, mode CopierMode, fault Fault, seed u
 	return CopierConfig{
 		Config: Config{Preset: produce.NoLoss, Fault: fault, Seed: int64(seed), Records: 800, Keys: 8, Rate: 800, Partitions: 3,
 			Bootstrap: c.Bootstrap(), Faults: ClusterFaults(c)},
-		Mode: mode, Copiers: 3, Crashes: 3, Seed: seed, SessionTimeout: 500 * time.Millisecond, TxnInterval: 50 * time.Millisecond,
+		Mode: mode, Copiers: 3, Crashes: 6, Seed: seed, SessionTimeout: 500 * time.Millisecond, TxnInterval: 50 * time.Millisecond,
 	}
 }
 
 // TestRunCopierExactlyOnceHasNoDuplicatesWhereAtLeastOnceHas runs the copier workload with the
 // same seeds (crash plan and nemesis schedule) in both modes: the exactly-once copiers, crashed
-// up to three times, copy every acknowledged record once, in key order, and no read_committed read
+// up to six times, copy every acknowledged record once, in key order, and no read_committed read
 // returns an aborted or unfinished transaction's record; the at-least-once copiers, crashed at
 // the same moments, copy the records in flight at a crash twice: the checker fails them.
 func TestRunCopierExactlyOnceHasNoDuplicatesWhereAtLeastOnceHas(t *testing.T) {
@@ -43,7 +43,7 @@ func TestRunCopierExactlyOnceHasNoDuplicatesWhereAtLeastOnceHas(t *testing.T) {
 	if err := eos.Err(); err != nil {
 		t.Errorf("exactly-once: %v", err)
 	}
-	// The crash loop stops when the input is read back: a crash of three may not have come.
+	// The crash loop stops when the input is read back: a crash of six may not have come.
 	if r := eos.Copier; r.Acked == 0 || r.Copied != r.Acked || r.Crashes == 0 {
 		t.Errorf("exactly-once: acked %d, copied %d, crashes %d", r.Acked, r.Copied, r.Crashes)
 	}

@@ -42,13 +42,14 @@ func TestVerifyCopierRejectsBadUsageWithExitCode2(t *testing.T) {
 // TestVerifyCopierWorkloadShowsAtLeastOnceDuplicates runs one random schedule on the bundled
 // cluster with both copier modes and one crash plan: --json carries each run's copier counts,
 // the exactly-once run is ok, the at-least-once run fails with duplicates (exit 1) and its replay
-// command names its mode and --copier-seed; --report shows the copy anomalies.
+// command names its mode and --copier-seed; --report shows the copy anomalies. Six crashes: a
+// crash of a copier that holds no partition yet copies nothing twice.
 func TestVerifyCopierWorkloadShowsAtLeastOnceDuplicates(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "report")
 	var stdout, stderr bytes.Buffer
 	code := runVerify(context.Background(), []string{"--workload", "copier", "--copier-mode", "all", "--schedules", "1", "--seed", "5",
-		"--copier-seed", "9", "--records", "800", "--keys", "8", "--rate", "800", "--json", "--report", dir}, &stdout, &stderr)
+		"--copier-seed", "9", "--crashes", "6", "--records", "1200", "--keys", "8", "--rate", "1000", "--json", "--report", dir}, &stdout, &stderr)
 	if code != 1 {
 		t.Fatalf("exit code %d, want 1 (the at-least-once run fails)\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -80,7 +81,7 @@ func TestVerifyCopierWorkloadShowsAtLeastOnceDuplicates(t *testing.T) {
 	}
 	eos, alo := got.Runs[0], got.Runs[1]
 	if eos.Workload != "copier" || eos.Preset != "NoLoss" || eos.Seed != 5 || eos.Verdict != "ok" || eos.Copier.Mode != "exactly-once" ||
-		eos.Copier.Seed != 9 || eos.Copier.Acked != 800 || eos.Copier.Copied != 800 || eos.Copier.Duplicated != 0 || eos.Copier.Crashes == 0 {
+		eos.Copier.Seed != 9 || eos.Copier.Acked != 1200 || eos.Copier.Copied != 1200 || eos.Copier.Duplicated != 0 || eos.Copier.Crashes == 0 {
 		t.Errorf("exactly-once run %+v, copier %+v", eos, *eos.Copier)
 	}
 	if alo.Copier.Mode != "at-least-once" || alo.Copier.Seed != 9 || alo.Copier.Duplicated == 0 || alo.Copier.Lost != 0 ||
