@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -165,15 +164,14 @@ type copierRun struct {
 	cfg CopierConfig
 	q   *queueRun
 
-	adm        *kgo.Client
-	stopRead   context.CancelFunc
-	reading    sync.WaitGroup
-	mu         sync.Mutex
-	polls      []Poll          // reader 0's, then reader 1's
-	next       map[int32]int64 // reader 0's position
-	log        []LogEntry
-	stopOnce   sync.Once
-	readerErrs atomic.Int64
+	adm      *kgo.Client
+	stopRead context.CancelFunc
+	reading  sync.WaitGroup
+	mu       sync.Mutex
+	polls    []Poll          // reader 0's, then reader 1's
+	next     map[int32]int64 // reader 0's position
+	log      []LogEntry
+	stopOnce sync.Once
 }
 
 func (c *copierRun) start(ctx context.Context, topic string) error {
