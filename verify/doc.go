@@ -64,6 +64,24 @@
 // unexplained-rehandle), each an [Anomaly] with a count and examples, and
 // counts the records run again after a crash: the at-least-once cost.
 //
+// [RunCopier] runs the copier workload (the shape of Kafka's transactions
+// system test): the same producer run fills an input topic while copiers
+// built with consume.NewExactlyOnce, in one group, copy it to an output
+// topic and crash and restart at random as the queue workload's consumers
+// do (a restarted copier keeps its transactional id); a read_committed
+// reader reads the output while it is written and to its end, a second
+// reads it all again, and the output's log is read read_uncommitted with
+// its transaction markers. [CheckCopier] judges it ([CopierKinds]): the
+// output against the input's acknowledged records (unseen and lost-write,
+// duplicate, reordered-within-key, ...), and two anomalies of
+// transactional reads: aborted-read (G1a: a read_committed reader returned
+// a record whose transaction the log shows aborted) and intermediate-read
+// (G1b: it returned part of a committed transaction and read past the rest,
+// or a record of a transaction that never ended). [CopierAtLeastOnce] runs
+// consume.New copiers with a NoLoss producer instead: under the same seeds
+// they copy the records in flight at a crash twice, and the checker fails
+// them.
+//
 // NoLoss and StrictOrder must show zero lost, duplicated and reordered
 // records under every other schedule. LeaderAck (acks=1) must show loss under
 // FaultPauseFollowersKillLeader, where the leader acknowledges records its

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/consume"
 	"github.com/kafkaguard/kafkaguard/ordering"
+	"github.com/kafkaguard/kafkaguard/produce"
 )
 
 // WorkloadKind names what a verify run exercises (the records themselves
@@ -35,14 +36,14 @@ const (
 	WorkloadQueue WorkloadKind = "queue"
 )
 
-// ErrUnknownWorkload is returned for a workload name other than "producer"
-// and "queue".
+// ErrUnknownWorkload is returned for a workload name other than "producer",
+// "queue" and "copier".
 var ErrUnknownWorkload = errors.New("verify: unknown workload")
 
-// ParseWorkloadKind returns the workload kind with the given name, "producer"
-// or "queue". Case is ignored.
+// ParseWorkloadKind returns the workload kind with the given name,
+// "producer", "queue" or "copier" ([WorkloadCopier]). Case is ignored.
 func ParseWorkloadKind(name string) (WorkloadKind, error) {
-	return parseNamed(name, []WorkloadKind{WorkloadProducer, WorkloadQueue}, func(w WorkloadKind) string { return string(w) }, ErrUnknownWorkload)
+	return parseNamed(name, []WorkloadKind{WorkloadProducer, WorkloadQueue, WorkloadCopier}, func(w WorkloadKind) string { return string(w) }, ErrUnknownWorkload)
 }
 
 // Defaults of [QueueConfig].
@@ -148,26 +149,38 @@ type QueueResult struct {
 // Err returns nil if the producer kept its preset's promise ([Result.Err])
 // and the consumers showed no anomaly ([QueueReport.Err]).
 func (r QueueResult) Err() error {
-	var errs []error
-	if err := r.Result.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := r.Queue.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("verify: queue (%s) under %s: %w", r.Order, r.Fault, err))
-	}
-	return errors.Join(errs...)
+	return r.Result.errWith(r.Queue.Err(), fmt.Sprintf("queue (%s)", r.Order))
 }
 
 // Verdict sums the run up: the producer's verdict, or "FAIL" with the
 // consumers' anomalies.
-func (r QueueResult) Verdict() string {
-	v := r.Result.Verdict()
-	if r.Queue.Anomalies() == 0 {
-		return v
+func (r QueueResult) Verdict() string { return r.Result.verdictWith(r.Queue.Findings) }
+
+// errWith joins the producer's broken promise ([Result.Err]) and side's,
+// the error of the consumers' side named by what.
+func (r Result) errWith(side error, what string) error {
+	var errs []error
+	if err := r.Err(); err != nil {
+		errs = append(errs, err)
 	}
+	if side != nil {
+		errs = append(errs, fmt.Errorf("verify: %s under %s: %w", what, r.Fault, side))
+	}
+	return errors.Join(errs...)
+}
+
+// verdictWith is the producer's verdict, or "FAIL" with the anomalies
+// found beside it (indeterminate records left out).
+func (r Result) verdictWith(found Anomalies) string {
+	v := r.Verdict()
 	var names []string
-	for _, f := range r.Queue.Findings {
-		names = append(names, string(f.Kind))
+	for _, f := range found {
+		if f.Kind != Indeterminate {
+			names = append(names, string(f.Kind))
+		}
+	}
+	if len(names) == 0 {
+		return v
 	}
 	if strings.HasPrefix(v, "FAIL: ") {
 		return v + ", " + strings.Join(names, ", ")
@@ -235,7 +248,7 @@ func RunQueues(ctx context.Context, cfg QueueConfig, groups []QueueGroup) ([]Que
 		if len(groups) > 1 {
 			group = fmt.Sprintf("%s-%d-%s-group", cfg.Topic, i+1, g.Order)
 		}
-		runs[i] = &queueRun{cfg: c, group: group, t0: time.Now(), rng: rand.New(rand.NewPCG(g.Seed, g.Seed^0x9e3779b97f4a7c15))}
+		runs[i] = &queueRun{cfg: c, group: group, t0: time.Now(), rng: newCrashRand(g.Seed)}
 	}
 	defer runs.stop()
 	res, err := run(ctx, cfg.Config, runs)
@@ -251,6 +264,11 @@ func RunQueues(ctx context.Context, cfg QueueConfig, groups []QueueGroup) ([]Que
 		out[i].Queue = CheckQueue(h)
 	}
 	return out, err
+}
+
+// newCrashRand returns the random source of a crash plan seeded by seed.
+func newCrashRand(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 }
 
 // queueRuns are the consumer groups of one queue run (a sideWorkload).
@@ -360,7 +378,7 @@ func (q *queueRun) launch(ctx context.Context, s *slot) error {
 	name := fmt.Sprintf("c%d.%d", s.id, s.incarnation)
 	s.incarnation++
 	mc := memberConfig{
-		name: name, cfg: q.cfg, group: q.group,
+		name: name, slot: s.id, cfg: q.cfg, group: q.group,
 		handleTime: q.cfg.HandleTime,
 		seed:       q.rng.Uint64(),
 		since:      q.since,
@@ -581,6 +599,7 @@ type member interface {
 // memberConfig is what a member is built from.
 type memberConfig struct {
 	name       string
+	slot       int // the member's slot, the same across its restarts
 	cfg        QueueConfig
 	group      string
 	handleTime time.Duration
@@ -718,10 +737,11 @@ func (n *netCut) cutAll() {
 }
 
 // consumeMember is a consume.Consumer on a client whose network a crash
-// cuts.
+// cuts (a queue run's consumer, or a copier).
 type consumeMember struct {
 	mc        memberConfig
-	cl        *kgo.Client
+	cl        *kgo.Client       // nil when the Consumer made its own (exactly-once)
+	p         *produce.Producer // an at-least-once copier's producer, or nil
 	c         *consume.Consumer
 	net       *netCut
 	dead      atomic.Bool
@@ -782,7 +802,14 @@ func (m *consumeMember) shutdown() {
 	m.closeOnce.Do(func() {
 		m.cancelRun()
 		<-m.done
-		m.cl.CloseAllowingRebalance()
+		if m.cl != nil {
+			m.cl.CloseAllowingRebalance()
+		}
+		if m.p != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = m.p.Close(cctx)
+			cancel()
+		}
 		m.cancelCl()
 	})
 }

@@ -61,10 +61,12 @@ func reportRun(client verify.Client, c verifyRun) report.Run {
 	case c.Skipped != "":
 		r.Error = "the fault source " + c.Skipped
 		queueReportRun(&r, c)
+		copierReportRun(&r, c)
 		return r
 	case c.Result == nil:
 		r.Error = c.Error
 		queueReportRun(&r, c)
+		copierReportRun(&r, c)
 		return r
 	}
 	res := c.Result
@@ -111,6 +113,7 @@ func reportRun(client verify.Client, c verifyRun) report.Run {
 	}
 	r.Anomalies = anomalyRows(*res)
 	queueReportRun(&r, c)
+	copierReportRun(&r, c)
 	return r
 }
 

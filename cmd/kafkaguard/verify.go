@@ -104,6 +104,23 @@ unexplained-rehandle (a member handed a record again after a commit covered
 it). Any anomaly fails the run. In --json each anomaly carries its name as "kind"
 and, as the first queue workload wrote it, "anomaly".
 
+--workload copier runs the copier workload (the shape of Kafka's
+transactions system test): the producer run fills an input topic while
+--consumers copiers in one group, built with consume.NewExactlyOnce, copy it
+to an output topic (TOPIC-out); --crashes times a copier crashes (its
+connections cut: no commit, no transaction end, no leave) and restarts with
+the same transactional id. A read_committed reader reads the output while it
+is written and to its end, a second reads it all again, and the output's log
+is read with its transaction markers. Each row counts the input's
+acknowledged records, the distinct ones copied, and the duplicated, lost and
+reordered copies, aborted-reads (G1a: a read_committed reader returned a
+record of an aborted transaction) and intermediate-reads (G1b: part of a
+committed transaction, or a record of one that never ended). --copier-mode
+at-least-once (or all) runs copiers built with consume.New and a NoLoss
+producer instead: under the same seeds they copy the records in flight at a
+crash twice, and the checker fails them. --copier-seed seeds the crash plan
+(schedule i uses seed+i, the same in every mode); the input's preset is NoLoss unless --preset says.
+
 --acked-out FILE writes one line per acknowledged record, tab-separated:
 TOPIC PARTITION OFFSET VALUE (offset -1 when acks=0), so that any other
 reader can check the topics.
@@ -122,11 +139,13 @@ type verifyRun struct {
 	Fault  verify.Fault   `json:"fault"`
 	// Seed is the random schedule's seed (--schedules).
 	Seed *int64 `json:"seed,omitempty"`
-	// Workload is "producer" or "queue".
+	// Workload is "producer", "queue" or "copier".
 	Workload verify.WorkloadKind `json:"workload"`
 	Result   *verify.Result      `json:"result,omitempty"`
 	// Queue is the consumers' side of a queue run.
 	Queue *queueCell `json:"queue,omitempty"`
+	// Copier is the copiers' side of a copier run.
+	Copier *copierCell `json:"copier,omitempty"`
 	// Skipped says why the run was not attempted (n/a).
 	Skipped string `json:"skipped,omitempty"`
 	// Error says why the run could not be carried out.
@@ -181,11 +200,13 @@ func newVerifyCmd() *cobra.Command {
 	topicConfigList := fs.String("topic-config", "", "comma-separated NAME=VALUE configs for each run's topic, e.g. flush.messages=1")
 	schedules := intFlag(fs, "schedules", 0, atLeast(0), "run N seeded random fault schedules instead of --fault")
 	seed := fs.Int64("seed", 0, "first seed of --schedules (default: from the clock, printed)")
-	workloadName := fs.String("workload", string(verify.WorkloadProducer), "producer, or queue: consumers of package consume handle the topic, crashing at random")
+	workloadName := fs.String("workload", string(verify.WorkloadProducer), "producer, queue (consumers of package consume handle the topic, crashing at random) or copier (exactly-once copiers copy it to another topic, crashing at random)")
 	orderList := fs.String("order", "all", "queue workload: comma-separated order modes of the consumers (KeyOrder, PartitionOrder, Unordered), or all")
 	consumers := intFlag(fs, "consumers", verify.DefaultConsumers, between(1, 100), "queue workload: consumers in the group")
 	crashes := intFlag(fs, "crashes", verify.DefaultCrashes, atLeast(0), "queue workload: consumer crashes per run")
 	queueSeed := fs.Uint64("queue-seed", 1, "queue workload: seed of the first run's crash plan (run i uses seed+i)")
+	copierModeList := fs.String("copier-mode", string(verify.CopierExactlyOnce), "copier workload: comma-separated copier modes (exactly-once, at-least-once), or all")
+	copierSeed := fs.Uint64("copier-seed", 1, "copier workload: seed of the first schedule's crash plan (schedule i uses seed+i, in every --copier-mode)")
 	sec := addSecurityFlags(fs)
 	// Go's flag package spelled the verbose flag --v (and -v); keep accepting --v.
 	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
@@ -235,12 +256,33 @@ func newVerifyCmd() *cobra.Command {
 		if err != nil {
 			return usageErrorf("--order: %w", err)
 		}
+		if workload == verify.WorkloadCopier && !fs.Changed("preset") {
+			presets = []produce.Preset{produce.NoLoss} // the input's producer
+		}
 		if workload != verify.WorkloadQueue {
-			for _, f := range []string{"order", "consumers", "crashes", "queue-seed"} {
+			for _, f := range []string{"order", "queue-seed"} {
 				if cmd.Flags().Changed(f) {
 					return usageErrorf("--%s needs --workload queue", f)
 				}
 			}
+		}
+		if workload == verify.WorkloadProducer {
+			for _, f := range []string{"consumers", "crashes"} {
+				if cmd.Flags().Changed(f) {
+					return usageErrorf("--%s needs --workload queue or copier", f)
+				}
+			}
+		}
+		if workload != verify.WorkloadCopier {
+			for _, f := range []string{"copier-mode", "copier-seed"} {
+				if cmd.Flags().Changed(f) {
+					return usageErrorf("--%s needs --workload copier", f)
+				}
+			}
+		}
+		copierModes, err := parseCopierModes(*copierModeList)
+		if err != nil {
+			return usageErrorf("--copier-mode: %w", err)
 		}
 		if *keys > *records {
 			return usageErrorf("--keys (%d) must not exceed --records (%d)", *keys, *records)
@@ -369,6 +411,19 @@ func newVerifyCmd() *cobra.Command {
 			}
 			cells = queued
 		}
+		if workload == verify.WorkloadCopier {
+			// Each producer run becomes one run per copier mode, each with
+			// its own producer run under the same schedule and crash plan.
+			var copied []verifyRun
+			for i, c := range cells {
+				for _, m := range copierModes {
+					k := c
+					k.Copier = &copierCell{Mode: m, Seed: *copierSeed + uint64(i)}
+					copied = append(copied, k)
+				}
+			}
+			cells = copied
+		}
 
 		prog := newProgressLine(stderr)
 		start := time.Now()
@@ -450,6 +505,15 @@ func newVerifyCmd() *cobra.Command {
 						q.CrashLog = qres.History.Crashes
 					}
 				}
+			} else if cell.Copier != nil {
+				k := cell.Copier
+				kres, kerr := verify.RunCopier(ctx, verify.CopierConfig{Config: rcfg, Mode: k.Mode, Seed: k.Seed,
+					Copiers: *consumers, Crashes: crashCount(*crashes), SessionTimeout: sessionTimeout})
+				outs[0] = outcome{kres.Result, kerr, kres.Verdict(), kres.Err()}
+				k.Group, k.Output, k.CopierReport = kres.Group, kres.Output, kres.Copier
+				if kres.History != nil {
+					k.CrashLog = kres.History.Crashes
+				}
 			} else {
 				res, err := verify.Run(ctx, rcfg)
 				outs[0] = outcome{res, err, res.Verdict(), res.Err()}
@@ -459,7 +523,7 @@ func newVerifyCmd() *cobra.Command {
 				if o.err != nil {
 					c.Error, c.Verdict = o.err.Error(), "ERROR"
 					if c.Seed != nil {
-						c.Replay = replayCommand(fs, *c.Seed, c.Preset, c.Queue)
+						c.Replay = replayCommand(fs, *c.Seed, c.Preset, c.Queue) + copierReplay(c.Copier)
 					}
 					prog.done(cellLabel(j) + ": error: " + o.err.Error())
 					continue
@@ -469,7 +533,7 @@ func newVerifyCmd() *cobra.Command {
 				if o.broken != nil {
 					c.Failure = o.broken.Error()
 					if c.Seed != nil {
-						c.Replay = replayCommand(fs, *c.Seed, c.Preset, c.Queue)
+						c.Replay = replayCommand(fs, *c.Seed, c.Preset, c.Queue) + copierReplay(c.Copier)
 					}
 				}
 				prog.done(fmt.Sprintf("%s: %s (%v)", cellLabel(j), c.Verdict, o.res.Duration.Round(100*time.Millisecond)))
@@ -508,6 +572,8 @@ func newVerifyCmd() *cobra.Command {
 			werr = writeVerifyJSON(stdout, client, cells, code == 0, first, elapsed)
 		case workload == verify.WorkloadQueue:
 			werr = writeQueueTable(stdout, client, cells, elapsed)
+		case workload == verify.WorkloadCopier:
+			werr = writeCopierTable(stdout, client, cells, elapsed)
 		case random:
 			werr = writeScheduleTable(stdout, client, cells, *seed, elapsed)
 		default:
@@ -735,6 +801,10 @@ func replayCommand(fs *pflag.FlagSet, seed int64, p produce.Preset, q *queueCell
 			if q != nil {
 				return
 			}
+		case "copier-mode", "copier-seed":
+			if fs.Lookup("workload").Value.String() == string(verify.WorkloadCopier) {
+				return // copierReplay names the run's
+			}
 		}
 		args = append(args, "--"+f.Name, shellQuote(f.Value.String()))
 	})
@@ -743,6 +813,15 @@ func replayCommand(fs *pflag.FlagSet, seed int64, p produce.Preset, q *queueCell
 		args = append(args, "--order", q.Order, "--queue-seed", strconv.FormatUint(q.Seed, 10))
 	}
 	return strings.Join(args, " ")
+}
+
+// copierReplay is what a copier run's replay command adds: its mode and
+// crash plan's --copier-seed ("" for another run).
+func copierReplay(k *copierCell) string {
+	if k == nil {
+		return ""
+	}
+	return fmt.Sprintf(" --copier-mode %s --copier-seed %d", k.Mode, k.Seed)
 }
 
 // writeScheduleTable prints one row per random schedule and preset, then
@@ -897,6 +976,9 @@ func runLabel(i, n int, c verifyRun) string {
 	}
 	if c.Queue != nil {
 		label += " queue " + c.Queue.Order
+	}
+	if c.Copier != nil {
+		label += " copier " + string(c.Copier.Mode)
 	}
 	return label
 }

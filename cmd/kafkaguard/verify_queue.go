@@ -29,19 +29,25 @@ type queueCell struct {
 // parseOrders parses a comma-separated list of consume order modes, or
 // "all".
 func parseOrders(list string) ([]consume.Order, error) {
+	return parseNames(list, verify.Orders(), verify.ParseOrder, "no order mode given")
+}
+
+// parseNames parses a comma-separated list of names with parse, or "all"
+// (every one of all); none is the error of an empty list.
+func parseNames[T any](list string, all []T, parse func(string) (T, error), none string) ([]T, error) {
 	if strings.EqualFold(strings.TrimSpace(list), "all") {
-		return verify.Orders(), nil
+		return all, nil
 	}
-	var out []consume.Order
+	var out []T
 	for _, name := range splitList(list) {
-		o, err := verify.ParseOrder(name)
+		v, err := parse(name)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, o)
+		out = append(out, v)
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no order mode given")
+		return nil, errors.New(none)
 	}
 	return out, nil
 }
@@ -81,26 +87,8 @@ func writeQueueTable(w io.Writer, client verify.Client, cells []verifyRun, elaps
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	var problems []string
-	for _, c := range cells {
-		switch {
-		case c.Error != "":
-			problems = append(problems, fmt.Sprintf("queue %s %s %s: %s", c.Preset, c.Fault, c.Queue.Order, c.Error))
-		case c.Failure != "":
-			problems = append(problems, c.Failure)
-		}
-		if c.Replay != "" && (c.Error != "" || c.Failure != "") {
-			problems = append(problems, "replay: "+c.Replay)
-		}
-	}
-	if len(problems) == 0 {
-		fmt.Fprintln(bw, "\nevery run kept its promise: every acknowledged record handled, no commit ahead of handling, no anomaly")
-	} else {
-		fmt.Fprintf(bw, "\n%d runs broke a promise or could not run:\n", len(problems))
-		for _, p := range problems {
-			fmt.Fprintf(bw, "- %s\n", strings.ReplaceAll(p, "\n", "; "))
-		}
-	}
+	writeBroken(bw, cells, func(c verifyRun) string { return fmt.Sprintf("queue %s %s %s", c.Preset, c.Fault, c.Queue.Order) },
+		"every acknowledged record handled, no commit ahead of handling, no anomaly")
 	return bw.Flush()
 }
 
@@ -118,22 +106,69 @@ func queueReportRun(r *report.Run, c verifyRun) {
 	r.Facts = append(r.Facts, report.Fact{Name: "consumers", Value: fmt.Sprintf(
 		"%s in group %s: %d handled (%d distinct, %d again), %d indeterminate, %d crashes",
 		q.Order, q.Group, q.Handled, q.Distinct, q.Rehandled, q.Indeterminate, q.Crashes)})
-	if len(q.CrashLog) > 0 {
-		var crashes []string
-		for _, c := range q.CrashLog {
-			crashes = append(crashes, fmt.Sprintf("%s at %v", c.Consumer, c.At.Round(time.Millisecond)))
-		}
-		r.Facts = append(r.Facts, report.Fact{Name: "consumer crashes", Value: strings.Join(crashes, ", ")})
-	}
-	for _, k := range verify.QueueKinds() {
-		row := report.Anomaly{Name: string(k), Status: report.StatusOK}
-		if f, ok := q.Findings.Get(k); ok {
-			row.Count, row.Status, row.Examples = f.Count, report.StatusViolation, exampleTable(f.Examples)
-		}
-		r.Anomalies = append(r.Anomalies, row)
-	}
+	r.Facts = appendCrashLog(r.Facts, "consumer crashes", q.CrashLog)
+	r.Anomalies = appendFindings(r.Anomalies, "", verify.QueueKinds(), q.Findings)
 	if q.Rehandled > 0 {
 		r.Anomalies = append(r.Anomalies, report.Anomaly{Name: "rehandled", Count: q.Rehandled, Status: report.StatusInfo,
 			Note: "the at-least-once cost: records in flight when their consumer crashed or lost the partition, run again"})
 	}
+}
+
+// writeBroken prints, after a table, the runs that broke a promise or
+// could not run (name names a run that could not), with their replay
+// commands, or that every run kept its promise: promise.
+func writeBroken(bw *bufio.Writer, cells []verifyRun, name func(verifyRun) string, promise string) {
+	var problems []string
+	broken := 0
+	for _, c := range cells {
+		if c.Error != "" || c.Failure != "" {
+			broken++
+		}
+		switch {
+		case c.Error != "":
+			problems = append(problems, fmt.Sprintf("%s: %s", name(c), c.Error))
+		case c.Failure != "":
+			problems = append(problems, c.Failure)
+		}
+		if c.Replay != "" && (c.Error != "" || c.Failure != "") {
+			problems = append(problems, "replay: "+c.Replay)
+		}
+	}
+	if len(problems) == 0 {
+		fmt.Fprintln(bw, "\nevery run kept its promise: "+promise)
+		return
+	}
+	fmt.Fprintf(bw, "\n%d runs broke a promise or could not run:\n", broken)
+	for _, p := range problems {
+		fmt.Fprintf(bw, "- %s\n", strings.ReplaceAll(p, "\n", "; "))
+	}
+}
+
+// appendCrashLog adds a report fact named name listing the crashes, if
+// any.
+func appendCrashLog(facts []report.Fact, name string, crashes []verify.QueueCrash) []report.Fact {
+	if len(crashes) == 0 {
+		return facts
+	}
+	var parts []string
+	for _, c := range crashes {
+		parts = append(parts, fmt.Sprintf("%s at %v", c.Consumer, c.At.Round(time.Millisecond)))
+	}
+	return append(facts, report.Fact{Name: name, Value: strings.Join(parts, ", ")})
+}
+
+// appendFindings adds a report row per kind (indeterminate left out),
+// named prefix + kind: a violation with its examples if found, else ok.
+func appendFindings(rows []report.Anomaly, prefix string, kinds []verify.AnomalyKind, found verify.Anomalies) []report.Anomaly {
+	for _, k := range kinds {
+		if k == verify.Indeterminate {
+			continue
+		}
+		row := report.Anomaly{Name: prefix + string(k), Status: report.StatusOK}
+		if f, ok := found.Get(k); ok {
+			row.Count, row.Status, row.Examples = f.Count, report.StatusViolation, exampleTable(f.Examples)
+		}
+		rows = append(rows, row)
+	}
+	return rows
 }
