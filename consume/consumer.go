@@ -422,6 +422,7 @@ func (w *consumerWork) Checkpoints() map[ordering.TopicPartition]ordering.Checkp
 
 // Drain waits for every buffered record.
 func (w *consumerWork) Drain(ctx context.Context) error {
+	w.eng.stopRetries() // a record waiting for a retry runs again on the next start
 	if err := w.eng.d.Drain(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrDrainTimeout, err)
 	}

@@ -2,7 +2,9 @@ package consume
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,6 +23,8 @@ type engine[T any] struct {
 	handle   func(context.Context, T) error
 	toRecord func(T) *kgo.Record
 	room     chan struct{} // gets a value whenever a record may have left the buffer
+	stopping chan struct{} // closed by stopRetries
+	stopOnce sync.Once
 }
 
 func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecord func(T) *kgo.Record) (*engine[T], error) {
@@ -30,6 +34,7 @@ func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecor
 		handle:   handle,
 		toRecord: toRecord,
 		room:     make(chan struct{}, 1),
+		stopping: make(chan struct{}),
 	}
 	d, err := ordering.NewWithFailureFunc(e.run, e.onFailure,
 		ordering.OrderBy(cfg.order),
@@ -53,8 +58,8 @@ func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecor
 func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 	defer e.signalRoom()
 	ctx, ht := e.startHandle(ctx, m)
-	err := ordering.Guard(func() error { return e.handle(ctx, m.Value) })
-	if err == nil || e.cfg.parker == nil || ctx.Err() != nil {
+	err := e.handleRetrying(ctx, m)
+	if err == nil || e.cfg.parker == nil || ctx.Err() != nil || errors.Is(err, ErrRetryAbandoned) {
 		// A record whose partition was revoked or whose consumer stopped
 		// is not parked: its next owner runs it again.
 		ht.end(err, outcome(err))
@@ -72,6 +77,11 @@ func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 }
 
 func (e *engine[T]) onFailure(f ordering.Failure[T]) {
+	if errors.Is(f.Err, ErrRetryAbandoned) {
+		e.log.Info("consume: record left for the next start: the consumer stopped while it waited for a retry",
+			"topic", f.Message.Topic, "partition", f.Message.Partition, "offset", f.Message.Offset, "err", f.Err)
+		return
+	}
 	e.log.Error("consume: record failed; its key or partition waits", "topic", f.Message.Topic,
 		"partition", f.Message.Partition, "offset", f.Message.Offset, "order", e.cfg.order.String(),
 		"attempts", f.Attempts, "err", f.Err)

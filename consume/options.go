@@ -146,6 +146,7 @@ type config struct {
 	maxBuffered    int
 	metadataMax    int
 	parker         Parker
+	retries        *RetryPolicy // Retries; nil: none
 	commitInterval time.Duration
 	txnInterval    time.Duration
 	drainTimeout   time.Duration
@@ -312,6 +313,7 @@ func (c *config) validate() error {
 	if c.drainTimeout <= 0 {
 		bad("DrainTimeout must be > 0, got %v", c.drainTimeout)
 	}
+	errs = append(errs, c.retries.validate()...)
 	return errors.Join(errs...)
 }
 

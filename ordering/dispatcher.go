@@ -103,6 +103,7 @@ type partition[T any] struct {
 	blocked int           // records waiting behind them
 	m       *partMetrics  // nil without ReportMetrics
 	dropped bool          // revoked, or the Dispatcher closed
+	gone    chan struct{} // closed when dropped (Dropped)
 	drained chan struct{} // set by Revoke while records run; closed when running reaches 0
 }
 
@@ -217,7 +218,8 @@ func (d *Dispatcher[T]) Assign(tp TopicPartition, cp Checkpoint) error {
 	if d.cfg.mode == KeyOrder {
 		p.keys = make(map[string]*queue[T])
 	}
-	p.ctx, p.cancel = context.WithCancel(d.ctx)
+	p.gone = make(chan struct{})
+	p.ctx, p.cancel = context.WithCancel(context.WithValue(d.ctx, droppedKey{}, p.gone))
 	d.parts[tp] = p
 	if err != nil {
 		d.log.Warn("ordering: ignoring commit metadata", "partition", tp.String(), "offset", cp.Offset, "err", err)
@@ -419,6 +421,20 @@ func (d *Dispatcher[T]) work() {
 			d.mu.Lock()
 		}
 	}
+}
+
+// droppedKey is the context key of a partition's gone channel (Dropped).
+type droppedKey struct{}
+
+// Dropped returns, for the context a Handler runs with, a channel closed when
+// the record's partition is revoked or the Dispatcher closed. From then on
+// the record's outcome no longer counts (it stays not done and runs again on
+// the partition's next owner), so a handler that waits (a backoff between
+// attempts, say) can stop at once instead of holding up the revocation. For
+// any other context it returns nil, which never fires.
+func Dropped(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(droppedKey{}).(chan struct{})
+	return ch
 }
 
 func (d *Dispatcher[T]) run(ctx context.Context, m Message[T]) error {
@@ -628,6 +644,9 @@ func (d *Dispatcher[T]) Revoke(ctx context.Context, tp TopicPartition) (Checkpoi
 
 // dropLocked drops every record of p that is not running.
 func (d *Dispatcher[T]) dropLocked(p *partition[T]) {
+	if !p.dropped {
+		close(p.gone)
+	}
 	p.dropped = true
 	var qs []*queue[T]
 	kept := d.ready[:0]

@@ -900,3 +900,56 @@ func (c *waitingCtx) Done() <-chan struct{} {
 	c.once.Do(func() { close(c.waiting) })
 	return c.Context.Done()
 }
+
+// TestDroppedFiresWhenTheRecordsPartitionIsRevokedOrTheDispatcherCloses:
+// a handler waiting on Dropped stops when its partition is revoked (and
+// its record is not done), or when the Dispatcher closes; the records of
+// other partitions are not disturbed; a context from elsewhere never fires.
+func TestDroppedFiresWhenTheRecordsPartitionIsRevokedOrTheDispatcherCloses(t *testing.T) {
+	t.Parallel()
+	if Dropped(context.Background()) != nil {
+		t.Fatal("Dropped of a context from outside a handler is not nil")
+	}
+	a, b := TopicPartition{Topic: "t", Partition: 0}, TopicPartition{Topic: "t", Partition: 1}
+	waiting := make(chan TopicPartition, 2)
+	stopped := make(chan TopicPartition, 2)
+	d, err := New(func(ctx context.Context, m Message[string]) error {
+		waiting <- m.TopicPartition()
+		select {
+		case <-Dropped(ctx):
+			stopped <- m.TopicPartition()
+			return errors.New("dropped")
+		case <-time.After(testTimeout):
+			return errors.New("never dropped")
+		}
+	}, Concurrency(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range []TopicPartition{a, b} {
+		if err := d.Assign(tp, Checkpoint{Offset: 0}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Submit(testCtx(t), msg(tp, 0, "k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-waiting
+	<-waiting
+	cp, err := d.Revoke(testCtx(t), a)
+	if err != nil || cp.Offset != 0 {
+		t.Fatalf("Revoke = %+v, %v; want offset 0 (the record was not done) and no error", cp, err)
+	}
+	if got := <-stopped; got != a {
+		t.Fatalf("%v stopped waiting on Revoke of %v", got, a)
+	}
+	select {
+	case got := <-stopped:
+		t.Fatalf("%v stopped waiting though only %v was revoked", got, a)
+	default:
+	}
+	_ = d.Close()
+	if got := <-stopped; got != b {
+		t.Fatalf("%v stopped waiting on Close, want %v", got, b)
+	}
+}
