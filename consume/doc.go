@@ -37,6 +37,18 @@
 // owner or the next start. Each retry counts in
 // kafkaguard_consume_retries_total.
 //
+// # Batches
+//
+// [NewBatch] runs a [BatchHandler] over batches: the records one poll
+// returned for a partition, in offset order, at most BatchSize. The commit
+// rules hold per batch: no offset of a batch is committed before the whole
+// batch is handled, and a crash in the middle of a batch runs all of it
+// again. The batches of a partition run one after another in KeyOrder and
+// PartitionOrder (a batch holds many keys), in parallel in Unordered. A
+// failed batch is retried as a unit (Retries, Consumer.Retry) and parked
+// record by record (RetryPath). SaramaHandler and NewExactlyOnce have no
+// batch variant: they take a record handler only.
+//
 // On revocation the consumer stops dispatching the revoked partitions,
 // waits for their running records (at most DrainTimeout), commits, and
 // only then lets the rebalance finish, so the next owner starts where this

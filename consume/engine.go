@@ -65,15 +65,41 @@ func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 		ht.end(err, outcome(err))
 		return err
 	}
-	if perr := e.cfg.parker.Park(ctx, e.toRecord(m.Value), err); perr != nil {
+	if perr := e.park(ctx, m, err); perr != nil {
 		ht.end(err, OutcomeFailed)
 		return &ParkError{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HandlerErr: err, Err: perr}
 	}
 	ht.end(err, OutcomeParked)
-	e.cfg.metrics.incParked(m.Topic)
 	e.log.Info("consume: record parked for retry", "topic", m.Topic, "partition", m.Partition,
 		"offset", m.Offset, "err", err)
 	return nil
+}
+
+// park hands m's record, or each record of m's batch (NewBatch) in offset
+// order, to the retry path.
+func (e *engine[T]) park(ctx context.Context, m ordering.Message[T], err error) error {
+	r := e.toRecord(m.Value)
+	rs := []*kgo.Record{r}
+	if e.cfg.batch {
+		rs = batchOf(r)
+	}
+	for _, r := range rs {
+		if perr := e.cfg.parker.Park(ctx, r, err); perr != nil {
+			return perr
+		}
+		e.cfg.metrics.incParked(m.Topic)
+	}
+	return nil
+}
+
+// failure is f as the application sees it.
+func (e *engine[T]) failure(f ordering.Failure[T]) Failure {
+	r := e.toRecord(f.Message.Value)
+	out := Failure{Record: r, Err: f.Err, Attempts: f.Attempts}
+	if e.cfg.batch {
+		out.Batch = batchOf(r)
+	}
+	return out
 }
 
 func (e *engine[T]) onFailure(f ordering.Failure[T]) {
@@ -86,7 +112,7 @@ func (e *engine[T]) onFailure(f ordering.Failure[T]) {
 		"partition", f.Message.Partition, "offset", f.Message.Offset, "order", e.cfg.order.String(),
 		"attempts", f.Attempts, "err", f.Err)
 	if e.cfg.onError != nil {
-		e.cfg.onError(Failure{Record: e.toRecord(f.Message.Value), Err: f.Err, Attempts: f.Attempts})
+		e.cfg.onError(e.failure(f))
 	}
 }
 
@@ -120,7 +146,7 @@ func (e *engine[T]) failures() []Failure {
 	fs := e.d.Failures()
 	out := make([]Failure, len(fs))
 	for i, f := range fs {
-		out[i] = Failure{Record: e.toRecord(f.Message.Value), Err: f.Err, Attempts: f.Attempts}
+		out[i] = e.failure(f)
 	}
 	return out
 }

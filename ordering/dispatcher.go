@@ -32,7 +32,15 @@ type Message[T any] struct {
 	Offset    int64
 	Key       []byte
 	Value     T
+	// Last is the last offset of a message that stands for a batch of
+	// records, Offset to Last: the batch is done as a whole, and no
+	// checkpoint passes Offset until it is. A Last at or below Offset
+	// (the zero value included) means the message is one record.
+	Last int64
 }
+
+// last returns the last offset m covers.
+func (m Message[T]) last() int64 { return max(m.Offset, m.Last) }
 
 // TopicPartition returns the partition the message belongs to.
 func (m Message[T]) TopicPartition() TopicPartition {
@@ -245,9 +253,9 @@ func (d *Dispatcher[T]) Submit(ctx context.Context, m Message[T]) error {
 		d.mu.Unlock()
 		return err
 	}
-	if p.tracker.Skip(m.Offset) {
+	if p.tracker.skipRange(m.Offset, m.last()) {
 		defer d.mu.Unlock()
-		if err := p.tracker.Add(m.Offset); err != nil {
+		if err := p.tracker.addRange(m.Offset, m.last()); err != nil {
 			return fmt.Errorf("ordering: submit %s: %w", tp, err)
 		}
 		_ = p.tracker.Done(m.Offset) // just added, so pending
@@ -284,7 +292,7 @@ func (d *Dispatcher[T]) Submit(ctx context.Context, m Message[T]) error {
 		}
 	}
 	defer d.mu.Unlock()
-	if err := p.tracker.Add(m.Offset); err != nil {
+	if err := p.tracker.addRange(m.Offset, m.last()); err != nil {
 		<-d.slots
 		return fmt.Errorf("ordering: submit %s: %w", tp, err)
 	}
