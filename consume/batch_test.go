@@ -21,17 +21,7 @@ import (
 func startBatch(t testing.TB, handler consume.BatchHandler, opts ...consume.BatchOpt) *running {
 	t.Helper()
 	c, err := consume.NewBatch(handler, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{c: c, stop: cancel, done: make(chan error, 1)}
-	go func() { r.done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-r.wait()
-	})
-	return r
+	return runConsumer(t, c, err)
 }
 
 func offsets(rs []*kgo.Record) []int64 {

@@ -201,12 +201,7 @@ func TestARecordWaitingForARetryRunsAgainAfterACrashOrAShutdown(t *testing.T) {
 			topic, group := "retry-wait-"+name, "g-retry-wait-"+name
 			newTopic(t, c, topic, 1)
 			rs := produce(t, c, topic, keyed(2, 5))
-			var stuck *kgo.Record
-			for _, r := range rs {
-				if string(r.Value) == "k000:1" {
-					stuck = r
-				}
-			}
+			stuck := withValue(rs, "k000:1")
 
 			first := newLedger()
 			failed := make(chan struct{})
