@@ -280,3 +280,55 @@ func TestARecordWaitingForARetryRunsAgainAfterACrashOrAShutdown(t *testing.T) {
 		})
 	}
 }
+
+// TestSaramaHandlerRetriesInProcessAndStopsWaitingAtShutdown: Retries
+// works on a SaramaHandler as on a Consumer (one engine): a record waiting
+// for an hour's backoff holds the commit, and the handler's stop ends the
+// wait at once without committing past it.
+func TestSaramaHandlerRetriesInProcessAndStopsWaitingAtShutdown(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t)
+	const topic, group = "sarama-retries", "g-sarama-retries"
+	newTopic(t, c, topic, 1)
+	rs := produce(t, c, topic, keyed(2, 3))
+	stuck := withValue(rs, "k001:1")
+	var (
+		mu       sync.Mutex
+		attempts = map[string][]int{}
+		waiting  = make(chan struct{})
+	)
+	handler := func(ctx context.Context, r *kgo.Record) error {
+		n := consume.Attempt(ctx)
+		mu.Lock()
+		attempts[string(r.Value)] = append(attempts[string(r.Value)], n)
+		mu.Unlock()
+		if at(r) == at(stuck) {
+			close(waiting)
+			return errTransient // then waits an hour for attempt 2
+		}
+		return nil
+	}
+	run := startSarama(t, c, group, topic, handler, consume.CommitInterval(20*time.Millisecond),
+		consume.Retries(consume.RetryPolicy{Attempts: 2, Backoff: fixedBackoff(time.Hour),
+			Retryable: func(err error) bool { return errors.Is(err, errTransient) }}))
+	<-waiting
+	testkit.WaitFor(t, 10*time.Second, "the commit to stop at the waiting record", func() bool {
+		o, _ := committed(t, c, group).Lookup(topic, 0)
+		return o.At == stuck.Offset
+	})
+	begun := time.Now()
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begun); d > 5*time.Second {
+		t.Errorf("stopping took %v with a record waiting for an hour's backoff", d)
+	}
+	if o, _ := committed(t, c, group).Lookup(topic, 0); o.At != stuck.Offset {
+		t.Errorf("committed %d after the stop, want the waiting record's offset %d", o.At, stuck.Offset)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := attempts["k001:1"]; !slices.Equal(got, []int{1}) {
+		t.Errorf("k001:1 ran at attempts %v, want [1] (then waited)", got)
+	}
+}
