@@ -35,7 +35,10 @@
 // topic. A revocation or a stop ends the wait at once; the record is left
 // not done and runs again, from its first attempt, on the partition's next
 // owner or the next start. Each retry counts in
-// kafkaguard_consume_retries_total.
+// kafkaguard_consume_retries_total. Retries applies to a Consumer, a batch
+// Consumer (a batch is retried whole) and a SaramaHandler alike;
+// NewExactlyOnce refuses it, as a waiting record would hold its
+// transaction window open.
 //
 // # Batches
 //
