@@ -263,14 +263,22 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) {
 		if c.cfg.metrics != nil {
 			c.noteHighWatermarks(fs)
 		}
-		fs.EachRecord(func(r *kgo.Record) { c.submit(ctx, r) })
+		if c.cfg.batch {
+			c.submitBatches(ctx, fs)
+		} else {
+			fs.EachRecord(func(r *kgo.Record) { c.submit(ctx, r) })
+		}
 		cl.AllowRebalance()
 	}
 }
 
 func (c *Consumer) submit(ctx context.Context, r *kgo.Record) {
-	tp := ordering.TopicPartition{Topic: r.Topic, Partition: r.Partition}
-	m := ordering.Message[*kgo.Record]{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r}
+	c.submitMessage(ctx, ordering.Message[*kgo.Record]{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r})
+}
+
+// submitMessage hands a record, or a batch (NewBatch), to the dispatcher.
+func (c *Consumer) submitMessage(ctx context.Context, m ordering.Message[*kgo.Record]) {
+	tp, r := m.TopicPartition(), m.Value
 	err := c.eng.d.Submit(ctx, m)
 	if errors.Is(err, ordering.ErrOffsetOrder) && c.restartAt(tp, r.Offset) {
 		err = c.eng.d.Submit(ctx, m)
@@ -422,6 +430,7 @@ func (w *consumerWork) Checkpoints() map[ordering.TopicPartition]ordering.Checkp
 
 // Drain waits for every buffered record.
 func (w *consumerWork) Drain(ctx context.Context) error {
+	w.eng.stopRetries() // a record waiting for a retry runs again on the next start
 	if err := w.eng.d.Drain(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrDrainTimeout, err)
 	}

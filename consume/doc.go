@@ -21,6 +21,37 @@
 // reported to OnError, listed by Failures, and waits for Resolve or
 // Retry. The other keys and partitions go on.
 //
+// # In-process retries
+//
+// [Retries] runs a failed handler again in-process, after a backoff
+// (retry.Backoff), up to RetryPolicy.Attempts runs, before the record goes
+// to the retry path or, without one, blocks; [Attempt] tells the handler
+// which run it is. A transient failure (a timeout of a service the handler
+// calls) is then absorbed without a parked marker or a blocked key. While a
+// record waits for its next attempt it is still in flight: its key
+// (KeyOrder) or partition (PartitionOrder) stays blocked behind it, no
+// commit passes it, and it holds one of the Concurrency slots, so keep the
+// backoffs short (seconds) and leave long delays to the retry package's
+// topic. A revocation or a stop ends the wait at once; the record is left
+// not done and runs again, from its first attempt, on the partition's next
+// owner or the next start. Each retry counts in
+// kafkaguard_consume_retries_total. Retries applies to a Consumer, a batch
+// Consumer (a batch is retried whole) and a SaramaHandler alike;
+// NewExactlyOnce refuses it, as a waiting record would hold its
+// transaction window open.
+//
+// # Batches
+//
+// [NewBatch] runs a [BatchHandler] over batches: the records one poll
+// returned for a partition, in offset order, at most BatchSize. The commit
+// rules hold per batch: no offset of a batch is committed before the whole
+// batch is handled, and a crash in the middle of a batch runs all of it
+// again. The batches of a partition run one after another in KeyOrder and
+// PartitionOrder (a batch holds many keys), in parallel in Unordered. A
+// failed batch is retried as a unit (Retries, Consumer.Retry) and parked
+// record by record (RetryPath). SaramaHandler and NewExactlyOnce have no
+// batch variant: they take a record handler only.
+//
 // On revocation the consumer stops dispatching the revoked partitions,
 // waits for their running records (at most DrainTimeout), commits, and
 // only then lets the rebalance finish, so the next owner starts where this

@@ -2,7 +2,9 @@ package consume
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,6 +23,8 @@ type engine[T any] struct {
 	handle   func(context.Context, T) error
 	toRecord func(T) *kgo.Record
 	room     chan struct{} // gets a value whenever a record may have left the buffer
+	stopping chan struct{} // closed by stopRetries
+	stopOnce sync.Once
 }
 
 func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecord func(T) *kgo.Record) (*engine[T], error) {
@@ -30,6 +34,7 @@ func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecor
 		handle:   handle,
 		toRecord: toRecord,
 		room:     make(chan struct{}, 1),
+		stopping: make(chan struct{}),
 	}
 	d, err := ordering.NewWithFailureFunc(e.run, e.onFailure,
 		ordering.OrderBy(cfg.order),
@@ -53,30 +58,61 @@ func newEngine[T any](cfg config, handle func(context.Context, T) error, toRecor
 func (e *engine[T]) run(ctx context.Context, m ordering.Message[T]) error {
 	defer e.signalRoom()
 	ctx, ht := e.startHandle(ctx, m)
-	err := ordering.Guard(func() error { return e.handle(ctx, m.Value) })
-	if err == nil || e.cfg.parker == nil || ctx.Err() != nil {
+	err := e.handleRetrying(ctx, m)
+	if err == nil || e.cfg.parker == nil || ctx.Err() != nil || errors.Is(err, ErrRetryAbandoned) {
 		// A record whose partition was revoked or whose consumer stopped
 		// is not parked: its next owner runs it again.
 		ht.end(err, outcome(err))
 		return err
 	}
-	if perr := e.cfg.parker.Park(ctx, e.toRecord(m.Value), err); perr != nil {
+	if perr := e.park(ctx, m, err); perr != nil {
 		ht.end(err, OutcomeFailed)
 		return &ParkError{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HandlerErr: err, Err: perr}
 	}
 	ht.end(err, OutcomeParked)
-	e.cfg.metrics.incParked(m.Topic)
 	e.log.Info("consume: record parked for retry", "topic", m.Topic, "partition", m.Partition,
 		"offset", m.Offset, "err", err)
 	return nil
 }
 
+// park hands m's record, or each record of m's batch (NewBatch) in offset
+// order, to the retry path.
+func (e *engine[T]) park(ctx context.Context, m ordering.Message[T], err error) error {
+	r := e.toRecord(m.Value)
+	rs := []*kgo.Record{r}
+	if e.cfg.batch {
+		rs = batchOf(r)
+	}
+	for _, r := range rs {
+		if perr := e.cfg.parker.Park(ctx, r, err); perr != nil {
+			return perr
+		}
+		e.cfg.metrics.incParked(m.Topic)
+	}
+	return nil
+}
+
+// failure is f as the application sees it.
+func (e *engine[T]) failure(f ordering.Failure[T]) Failure {
+	r := e.toRecord(f.Message.Value)
+	out := Failure{Record: r, Err: f.Err, Attempts: f.Attempts}
+	if e.cfg.batch {
+		out.Batch = batchOf(r)
+	}
+	return out
+}
+
 func (e *engine[T]) onFailure(f ordering.Failure[T]) {
+	if errors.Is(f.Err, ErrRetryAbandoned) {
+		e.log.Info("consume: record left for the next start: the consumer stopped while it waited for a retry",
+			"topic", f.Message.Topic, "partition", f.Message.Partition, "offset", f.Message.Offset, "err", f.Err)
+		return
+	}
 	e.log.Error("consume: record failed; its key or partition waits", "topic", f.Message.Topic,
 		"partition", f.Message.Partition, "offset", f.Message.Offset, "order", e.cfg.order.String(),
 		"attempts", f.Attempts, "err", f.Err)
 	if e.cfg.onError != nil {
-		e.cfg.onError(Failure{Record: e.toRecord(f.Message.Value), Err: f.Err, Attempts: f.Attempts})
+		e.cfg.onError(e.failure(f))
 	}
 }
 
@@ -110,7 +146,7 @@ func (e *engine[T]) failures() []Failure {
 	fs := e.d.Failures()
 	out := make([]Failure, len(fs))
 	for i, f := range fs {
-		out[i] = Failure{Record: e.toRecord(f.Message.Value), Err: f.Err, Attempts: f.Attempts}
+		out[i] = e.failure(f)
 	}
 	return out
 }

@@ -105,6 +105,13 @@ type running struct {
 func start(t testing.TB, handler consume.Handler, opts ...consume.ConsumerOpt) *running {
 	t.Helper()
 	c, err := consume.New(handler, opts...)
+	return runConsumer(t, c, err)
+}
+
+// runConsumer runs c, which its constructor returned with err, in the
+// background until the test ends.
+func runConsumer(t testing.TB, c *consume.Consumer, err error) *running {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +151,16 @@ func (r *running) shutdown(t testing.TB) error {
 		t.Fatal("Run did not return 30s after its context ended")
 		return nil
 	}
+}
+
+// withValue returns the record of rs whose value is v, or nil.
+func withValue(rs []*kgo.Record, v string) *kgo.Record {
+	for _, r := range rs {
+		if string(r.Value) == v {
+			return r
+		}
+	}
+	return nil
 }
 
 // committed reads a group's committed offsets and metadata.

@@ -18,12 +18,13 @@ import (
 //	name                                       type       labels                 meaning
 //	kafkaguard_ordering_handled_total          counter    topic                  records the handler finished: it returned nil, or it failed and the record was parked
 //	kafkaguard_ordering_handler_failures_total counter    topic                  handler runs that failed and were not parked (the record blocks its key or partition)
-//	kafkaguard_ordering_handler_seconds        histogram  topic                  time each record took: the handler, and Park after a failure
+//	kafkaguard_ordering_handler_seconds        histogram  topic                  time each record took: the handler (every in-process attempt and backoff, with Retries), and Park after a failure
 //	kafkaguard_ordering_in_flight              gauge      topic,partition        records being handled
 //	kafkaguard_ordering_queued                 gauge      topic,partition        records waiting to run, not behind a failure
 //	kafkaguard_ordering_keys_blocked           gauge      topic,partition        failed records waiting for Resolve or Retry, each blocking its key (KeyOrder) or partition (PartitionOrder)
 //	kafkaguard_ordering_blocked                gauge      topic,partition        records waiting behind a failed record
 //	kafkaguard_consume_parked_total            counter    topic                  records whose handler failed and that were parked on the retry path (RetryPath)
+//	kafkaguard_consume_retries_total           counter    topic                  handler runs that failed and were run again in-process after a backoff (Retries)
 //	kafkaguard_consume_rebalances_total        counter    group,event            partition assignments ("assigned") and revocations or losses ("released") this process took part in
 //	kafkaguard_consume_committed_offset        gauge      group,topic,partition  the last offset committed (or found committed at assignment), of the partitions held
 //	kafkaguard_consume_lag                     gauge      group,topic,partition  high watermark of the last fetch minus the committed offset: records not yet committed
@@ -34,6 +35,7 @@ import (
 type Metrics struct {
 	ordering   *ordering.Metrics
 	parked     *prometheus.CounterVec
+	retries    *prometheus.CounterVec
 	rebalances *prometheus.CounterVec
 	offsets    *offsetGauges
 }
@@ -53,11 +55,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		ordering: om,
 		parked: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kafkaguard", Subsystem: "consume", Name: "parked_total",
 			Help: "Records whose handler failed and that were parked on the retry path."}, []string{"topic"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kafkaguard", Subsystem: "consume", Name: "retries_total",
+			Help: "Handler runs that failed and were run again in-process after a backoff (Retries)."}, []string{"topic"}),
 		rebalances: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kafkaguard", Subsystem: "consume", Name: "rebalances_total",
 			Help: `Partition assignments ("assigned") and revocations or losses ("released").`}, []string{"group", "event"}),
 		offsets: newOffsetGauges(),
 	}
-	if err := promkit.Register(reg, m.parked, m.rebalances, m.offsets); err != nil {
+	if err := promkit.Register(reg, m.parked, m.retries, m.rebalances, m.offsets); err != nil {
 		return nil, fmt.Errorf("consume: registering metrics: %w", err)
 	}
 	return m, nil
@@ -77,6 +81,12 @@ func (m *Metrics) orderingMetrics() *ordering.Metrics {
 func (m *Metrics) incParked(topic string) {
 	if m != nil {
 		m.parked.WithLabelValues(topic).Inc()
+	}
+}
+
+func (m *Metrics) incRetries(topic string) {
+	if m != nil {
+		m.retries.WithLabelValues(topic).Inc()
 	}
 }
 

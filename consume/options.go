@@ -85,13 +85,17 @@ type Failure struct {
 	Err error
 	// Attempts is the number of times the handler ran for the record.
 	Attempts int
+	// Batch is the failed batch of a batch Consumer (NewBatch), whose
+	// first record is Record; nil otherwise.
+	Batch []*kgo.Record
 }
 
 // The options of this package are scoped by type, as franz-go's are: Opt
 // configures a Consumer (New) and a SaramaHandler (NewSarama) alike,
 // ConsumerOpt only a Consumer (KgoOpts, Client), SaramaOpt only a
 // SaramaHandler, and ExactlyOnceOpt an exactly-once Consumer
-// (NewExactlyOnce), which takes every ConsumerOpt too, and TxnInterval. An
+// (NewExactlyOnce), which takes every ConsumerOpt too, and TxnInterval, and
+// BatchOpt a batch Consumer (NewBatch): every ConsumerOpt, and BatchSize. An
 // option that does not apply to a constructor does not compile. Options
 // have bare names (Concurrency, not WithConcurrency), as in every kafkaguard
 // package.
@@ -104,6 +108,7 @@ type (
 	// ConsumerOpt configures a Consumer, exactly-once or not.
 	ConsumerOpt interface {
 		ExactlyOnceOpt
+		BatchOpt
 		consumerOpt()
 	}
 	// SaramaOpt configures a SaramaHandler.
@@ -146,6 +151,9 @@ type config struct {
 	maxBuffered    int
 	metadataMax    int
 	parker         Parker
+	retries        *RetryPolicy // Retries; nil: none
+	batchSize      int          // BatchSize
+	batch          bool         // NewBatch: the dispatcher's messages are batches (batchOf)
 	commitInterval time.Duration
 	txnInterval    time.Duration
 	drainTimeout   time.Duration
@@ -174,6 +182,7 @@ func defaultConfig() config {
 		commitInterval: DefaultCommitInterval,
 		txnInterval:    DefaultTxnInterval,
 		drainTimeout:   DefaultDrainTimeout,
+		batchSize:      DefaultBatchSize,
 	}
 }
 
@@ -312,6 +321,7 @@ func (c *config) validate() error {
 	if c.drainTimeout <= 0 {
 		bad("DrainTimeout must be > 0, got %v", c.drainTimeout)
 	}
+	errs = append(errs, c.retries.validate()...)
 	return errors.Join(errs...)
 }
 

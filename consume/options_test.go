@@ -24,6 +24,8 @@ func TestNewRefusesContradictoryOptions(t *testing.T) {
 		opts    []consume.ConsumerOpt
 		want    []string // every message part the error must contain
 	}{
+		{"retries with a bad backoff", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")),
+			consume.Retries(consume.RetryPolicy{Attempts: 2})}, []string{"Retries: retry: invalid option: Backoff.Initial must be > 0"}},
 		{"no kgo options", nop, nil, []string{"KgoOpts (or Client) is required"}},
 		{"no group", nop, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumeTopics("t"))},
 			[]string{"kgo.ConsumerGroup is required"}},
@@ -47,8 +49,9 @@ func TestNewRefusesContradictoryOptions(t *testing.T) {
 			[]string{"kgo refuses the options"}},
 		{"every bad value at once", nil, []consume.ConsumerOpt{consume.KgoOpts(seeds, kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")),
 			consume.Concurrency(0), consume.MaxBuffered(-1), consume.CommitInterval(0),
-			consume.DrainTimeout(-1), consume.MetadataMaxBytes(-2), consume.OrderBy(consume.Order(9))},
-			[]string{"handler is nil", "Concurrency must be >= 1, got 0", "MaxBuffered must be >= 1, got -1",
+			consume.DrainTimeout(-1), consume.MetadataMaxBytes(-2), consume.OrderBy(consume.Order(9)),
+			consume.Retries(consume.RetryPolicy{Attempts: 0})},
+			[]string{"Retries: Attempts must be >= 1, got 0", "handler is nil", "Concurrency must be >= 1, got 0", "MaxBuffered must be >= 1, got -1",
 				"CommitInterval must be > 0", "DrainTimeout must be > 0", "MetadataMaxBytes must be >= 0, got -2",
 				"unknown order 9"}},
 	} {
@@ -111,6 +114,8 @@ func TestNewExactlyOnceRefusesWhatTheModeCannotKeep(t *testing.T) {
 			consume.KgoOpts(kgo.FetchIsolationLevel(kgo.ReadUncommitted()))}, []string{"FetchIsolationLevel"}, true},
 		{"client and retry path", nop, []consume.ExactlyOnceOpt{base, txnID, consume.Client(cl, consume.NewHooks()),
 			consume.RetryPath(nopParker{})}, []string{"Client: NewExactlyOnce creates its client", "RetryPath: parking"}, false},
+		{"in-process retries", nop, []consume.ExactlyOnceOpt{base, txnID, consume.Retries(consume.RetryPolicy{Attempts: 1})},
+			[]string{"Retries: a record waiting for its next attempt would hold the transaction window open"}, false},
 		{"bad values at once", nil, []consume.ExactlyOnceOpt{base, txnID, consume.TxnInterval(0), consume.Concurrency(0)},
 			[]string{"handler is nil", "TxnInterval must be > 0, got 0s", "Concurrency must be >= 1"}, false},
 	} {

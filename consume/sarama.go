@@ -231,6 +231,7 @@ func (h *SaramaHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sar
 
 	wait := h.cfg.drainTimeout
 	if h.shuttingDown() {
+		h.eng.stopRetries() // a record waiting for a retry runs again on the next start
 		dctx, cancel := context.WithTimeout(context.Background(), h.cfg.drainTimeout)
 		if err := h.eng.d.Drain(dctx); err != nil {
 			h.log.Warn("consume: records still running at the drain timeout; they run again on the next start", "err", err)

@@ -129,6 +129,9 @@ func checkExactlyOnce(cfg *config) (string, error) {
 	if cfg.parker != nil {
 		errs = append(errs, fmt.Errorf("%w: RetryPath: parking a record is not part of the transaction; NewExactlyOnce refuses it", ErrInvalidOption))
 	}
+	if cfg.retries != nil {
+		errs = append(errs, fmt.Errorf("%w: Retries: a record waiting for its next attempt would hold the transaction window open; NewExactlyOnce refuses it", ErrInvalidOption))
+	}
 	group, err := checkKgoOpts(cfg.kgoOpts, cfg.drainTimeout)
 	errs = append(errs, err)
 	if len(cfg.kgoOpts) > 0 {

@@ -32,7 +32,15 @@ type Message[T any] struct {
 	Offset    int64
 	Key       []byte
 	Value     T
+	// Last is the last offset of a message that stands for a batch of
+	// records, Offset to Last: the batch is done as a whole, and no
+	// checkpoint passes Offset until it is. A Last at or below Offset
+	// (the zero value included) means the message is one record.
+	Last int64
 }
+
+// last returns the last offset m covers.
+func (m Message[T]) last() int64 { return max(m.Offset, m.Last) }
 
 // TopicPartition returns the partition the message belongs to.
 func (m Message[T]) TopicPartition() TopicPartition {
@@ -103,6 +111,7 @@ type partition[T any] struct {
 	blocked int           // records waiting behind them
 	m       *partMetrics  // nil without ReportMetrics
 	dropped bool          // revoked, or the Dispatcher closed
+	gone    chan struct{} // closed when dropped (Dropped)
 	drained chan struct{} // set by Revoke while records run; closed when running reaches 0
 }
 
@@ -217,7 +226,8 @@ func (d *Dispatcher[T]) Assign(tp TopicPartition, cp Checkpoint) error {
 	if d.cfg.mode == KeyOrder {
 		p.keys = make(map[string]*queue[T])
 	}
-	p.ctx, p.cancel = context.WithCancel(d.ctx)
+	p.gone = make(chan struct{})
+	p.ctx, p.cancel = context.WithCancel(context.WithValue(d.ctx, droppedKey{}, p.gone))
 	d.parts[tp] = p
 	if err != nil {
 		d.log.Warn("ordering: ignoring commit metadata", "partition", tp.String(), "offset", cp.Offset, "err", err)
@@ -243,9 +253,9 @@ func (d *Dispatcher[T]) Submit(ctx context.Context, m Message[T]) error {
 		d.mu.Unlock()
 		return err
 	}
-	if p.tracker.Skip(m.Offset) {
+	if p.tracker.skipRange(m.Offset, m.last()) {
 		defer d.mu.Unlock()
-		if err := p.tracker.Add(m.Offset); err != nil {
+		if err := p.tracker.addRange(m.Offset, m.last()); err != nil {
 			return fmt.Errorf("ordering: submit %s: %w", tp, err)
 		}
 		_ = p.tracker.Done(m.Offset) // just added, so pending
@@ -282,7 +292,7 @@ func (d *Dispatcher[T]) Submit(ctx context.Context, m Message[T]) error {
 		}
 	}
 	defer d.mu.Unlock()
-	if err := p.tracker.Add(m.Offset); err != nil {
+	if err := p.tracker.addRange(m.Offset, m.last()); err != nil {
 		<-d.slots
 		return fmt.Errorf("ordering: submit %s: %w", tp, err)
 	}
@@ -419,6 +429,20 @@ func (d *Dispatcher[T]) work() {
 			d.mu.Lock()
 		}
 	}
+}
+
+// droppedKey is the context key of a partition's gone channel (Dropped).
+type droppedKey struct{}
+
+// Dropped returns, for the context a Handler runs with, a channel closed when
+// the record's partition is revoked or the Dispatcher closed. From then on
+// the record's outcome no longer counts (it stays not done and runs again on
+// the partition's next owner), so a handler that waits (a backoff between
+// attempts, say) can stop at once instead of holding up the revocation. For
+// any other context it returns nil, which never fires.
+func Dropped(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(droppedKey{}).(chan struct{})
+	return ch
 }
 
 func (d *Dispatcher[T]) run(ctx context.Context, m Message[T]) error {
@@ -628,6 +652,9 @@ func (d *Dispatcher[T]) Revoke(ctx context.Context, tp TopicPartition) (Checkpoi
 
 // dropLocked drops every record of p that is not running.
 func (d *Dispatcher[T]) dropLocked(p *partition[T]) {
+	if !p.dropped {
+		close(p.gone)
+	}
 	p.dropped = true
 	var qs []*queue[T]
 	kept := d.ready[:0]

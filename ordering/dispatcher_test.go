@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -899,4 +900,153 @@ type waitingCtx struct {
 func (c *waitingCtx) Done() <-chan struct{} {
 	c.once.Do(func() { close(c.waiting) })
 	return c.Context.Done()
+}
+
+// TestDroppedFiresWhenTheRecordsPartitionIsRevokedOrTheDispatcherCloses:
+// a handler waiting on Dropped stops when its partition is revoked (and
+// its record is not done), or when the Dispatcher closes; the records of
+// other partitions are not disturbed; a context from elsewhere never fires.
+func TestDroppedFiresWhenTheRecordsPartitionIsRevokedOrTheDispatcherCloses(t *testing.T) {
+	t.Parallel()
+	if Dropped(context.Background()) != nil {
+		t.Fatal("Dropped of a context from outside a handler is not nil")
+	}
+	a, b := TopicPartition{Topic: "t", Partition: 0}, TopicPartition{Topic: "t", Partition: 1}
+	waiting := make(chan TopicPartition, 2)
+	stopped := make(chan TopicPartition, 2)
+	d, err := New(func(ctx context.Context, m Message[string]) error {
+		waiting <- m.TopicPartition()
+		select {
+		case <-Dropped(ctx):
+			stopped <- m.TopicPartition()
+			return errors.New("dropped")
+		case <-time.After(testTimeout):
+			return errors.New("never dropped")
+		}
+	}, Concurrency(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range []TopicPartition{a, b} {
+		if err := d.Assign(tp, Checkpoint{Offset: 0}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Submit(testCtx(t), msg(tp, 0, "k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-waiting
+	<-waiting
+	cp, err := d.Revoke(testCtx(t), a)
+	if err != nil || cp.Offset != 0 {
+		t.Fatalf("Revoke = %+v, %v; want offset 0 (the record was not done) and no error", cp, err)
+	}
+	if got := <-stopped; got != a {
+		t.Fatalf("%v stopped waiting on Revoke of %v", got, a)
+	}
+	select {
+	case got := <-stopped:
+		t.Fatalf("%v stopped waiting though only %v was revoked", got, a)
+	default:
+	}
+	_ = d.Close()
+	if got := <-stopped; got != b {
+		t.Fatalf("%v stopped waiting on Close, want %v", got, b)
+	}
+}
+
+// TestABatchMessageIsDoneAsAWhole: a message standing for offsets 5..9
+// (Last) holds the checkpoint at 5 while it runs, moves it past 9 when
+// done, is named whole in the metadata when done above a pending record,
+// and is skipped after a restart only when the metadata covers all of it.
+func TestABatchMessageIsDoneAsAWhole(t *testing.T) {
+	t.Parallel()
+	tp := TopicPartition{Topic: "t", Partition: 0}
+	release := make(chan struct{})
+	started := make(chan int64, 4)
+	d, err := New(func(ctx context.Context, m Message[string]) error {
+		started <- m.Offset
+		if m.Offset == 5 {
+			<-release
+		}
+		return nil
+	}, OrderBy(Unordered), Concurrency(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // before Close, even on a failure
+	if err := d.Assign(tp, Checkpoint{Offset: 5}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	for _, m := range []Message[string]{{Topic: "t", Offset: 5, Last: 9}, {Topic: "t", Offset: 10, Last: 12}} {
+		if err := d.Submit(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-started
+	<-started
+	waitCheckpoint := func(want int64) Checkpoint {
+		t.Helper()
+		for {
+			cp, err := d.Checkpoint(tp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cp.Offset == want {
+				if s, _ := DecodeMetadata(cp.Metadata); want == 5 && s.Len() != 3 {
+					continue // 10..12 not done yet
+				}
+				return cp
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("checkpoint %+v, want offset %d", cp, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	cp := waitCheckpoint(5)
+	if s, _ := DecodeMetadata(cp.Metadata); !s.Skip(10) || !s.Skip(12) || s.Skip(9) {
+		t.Fatalf("checkpoint %+v while 5..9 runs: want offset 5 naming 10..12 done", cp)
+	}
+
+	// A restart from that checkpoint skips a batch inside 10..12, and runs
+	// one that straddles it.
+	d2, err := New(func(ctx context.Context, m Message[string]) error { started <- m.Offset; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if err := d2.Assign(tp, cp); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Message[string]{{Topic: "t", Offset: 5, Last: 9}, {Topic: "t", Offset: 10, Last: 11}, {Topic: "t", Offset: 12, Last: 14}} {
+		if err := d2.Submit(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d2.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ran []int64 // Drain returned: every batch that runs has run
+	for len(started) > 0 {
+		ran = append(ran, <-started)
+	}
+	slices.Sort(ran)
+	if !slices.Equal(ran, []int64{5, 12}) {
+		t.Fatalf("after the restart the batches at %v ran, want 5 and 12 (10..11 is inside the done 10..12)", ran)
+	}
+	if cp2, _ := d2.Checkpoint(tp); cp2.Offset != 15 {
+		t.Fatalf("checkpoint %+v after every batch, want offset 15", cp2)
+	}
+
+	free()
+	if cp := waitCheckpoint(13); cp.Metadata != "" {
+		if s, _ := DecodeMetadata(cp.Metadata); s.Len() != 0 {
+			t.Fatalf("checkpoint %+v once all is done, want offset 13 naming nothing", cp)
+		}
+	}
 }

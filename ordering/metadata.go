@@ -42,6 +42,12 @@ func (s SkipSet) Skip(offset int64) bool {
 	return i < len(s.spans) && s.spans[i].lo <= offset
 }
 
+// covers reports whether one run of the set holds every offset from lo to hi.
+func (s SkipSet) covers(lo, hi int64) bool {
+	i := sort.Search(len(s.spans), func(i int) bool { return s.spans[i].hi >= lo })
+	return i < len(s.spans) && s.spans[i].lo <= lo && s.spans[i].hi >= hi
+}
+
 // Len returns the number of offsets in the set, at most math.MaxInt64.
 func (s SkipSet) Len() int64 {
 	var n uint64

@@ -80,16 +80,29 @@ func (t *Tracker) Skip(offset int64) bool {
 // added in increasing order; gaps are allowed. An offset at or below one
 // already added, below the start, or negative returns an error wrapping
 // ErrOffsetOrder.
-func (t *Tracker) Add(offset int64) error {
+func (t *Tracker) Add(offset int64) error { return t.addRange(offset, offset) }
+
+// addRange adds the records lo to hi as one entry (a batch), done as a
+// whole by Done(lo).
+func (t *Tracker) addRange(lo, hi int64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.canAddLocked(offset); err != nil {
+	if err := t.canAddLocked(lo); err != nil {
 		return err
 	}
-	t.entries = append(t.entries, entry{lo: offset, hi: offset})
+	t.entries = append(t.entries, entry{lo: lo, hi: max(lo, hi)})
 	t.pending++
-	t.next = offset + 1
+	t.next = max(lo, hi) + 1
 	return nil
+}
+
+// skipRange reports whether every record from lo to hi was processed
+// before the restart (one inherited run covers them all).
+func (t *Tracker) skipRange(lo, hi int64) bool {
+	if lo == hi {
+		return t.inherited.Skip(lo)
+	}
+	return t.inherited.covers(lo, hi)
 }
 
 // Done records that the record at offset was processed. Offsets may be

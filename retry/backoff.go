@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -31,6 +32,9 @@ type Backoff struct {
 func DefaultBackoff() Backoff {
 	return Backoff{Initial: DefaultInitialBackoff, Max: DefaultMaxBackoff, Multiplier: DefaultMultiplier, Jitter: DefaultJitter}
 }
+
+// Validate reports every field out of range, each wrapping ErrInvalidOption.
+func (b Backoff) Validate() error { return errors.Join(b.validate()...) }
 
 func (b Backoff) validate() []error {
 	var errs []error
