@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/netcut"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
 
@@ -381,7 +382,7 @@ func (c *copierRun) history(res Result) CopierHistory {
 // newMember builds a copier: an exactly-once consumer, or an
 // at-least-once one with a NoLoss producer, on a network a crash cuts.
 func (c *copierRun) newMember(mc memberConfig) (member, error) {
-	m := &consumeMember{mc: mc, net: &netCut{}, done: make(chan struct{})}
+	m := &consumeMember{mc: mc, net: &netcut.Dialer{}, done: make(chan struct{})}
 	clCtx, cancelCl := context.WithCancel(context.Background())
 	m.cancelCl = cancelCl
 	handle := mc.handler(&m.dead)
@@ -415,7 +416,7 @@ func (c *copierRun) newMember(mc memberConfig) (member, error) {
 			return fail(err)
 		}
 	default:
-		m.p, err = produce.New(clCtx, produce.NoLoss, mc.cfg.clientOpts(kgo.Dialer(m.net.dial), kgo.WithContext(clCtx),
+		m.p, err = produce.New(clCtx, produce.NoLoss, mc.cfg.clientOpts(kgo.Dialer(m.net.Dial), kgo.WithContext(clCtx),
 			kgo.DefaultProduceTopic(c.cfg.Output))...)
 		if err != nil {
 			return fail(err)

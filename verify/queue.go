@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/netcut"
 	"github.com/kafkaguard/kafkaguard/ordering"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
@@ -645,7 +645,7 @@ func (h *pollHook) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 // clientOpts are the kgo options of a member's client: the group, the
 // topic, a dialer that a crash cuts, and a hook that notes its polls until
 // dead is set.
-func (mc memberConfig) clientOpts(n *netCut, ctx context.Context, dead *atomic.Bool) []kgo.Opt {
+func (mc memberConfig) clientOpts(n *netcut.Dialer, ctx context.Context, dead *atomic.Bool) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.WithHooks(&pollHook{mc: mc, dead: dead}),
 		kgo.SeedBrokers(mc.cfg.Bootstrap...),
@@ -659,7 +659,7 @@ func (mc memberConfig) clientOpts(n *netCut, ctx context.Context, dead *atomic.B
 		kgo.FetchMaxWait(100 * time.Millisecond),
 		kgo.MetadataMinAge(100 * time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),
-		kgo.Dialer(n.dial),
+		kgo.Dialer(n.Dial),
 		kgo.WithContext(ctx),
 	}
 }
@@ -693,49 +693,6 @@ func (mc memberConfig) handler(dead *atomic.Bool) func(context.Context, *kgo.Rec
 	}
 }
 
-// netCut is a member's network: a dialer whose connections a crash closes,
-// refusing every dial after.
-type netCut struct {
-	mu    sync.Mutex
-	cut   bool
-	conns []net.Conn
-}
-
-var errCrashed = errors.New("verify: consumer crashed")
-
-func (n *netCut) dial(ctx context.Context, network, host string) (net.Conn, error) {
-	n.mu.Lock()
-	cut := n.cut
-	n.mu.Unlock()
-	if cut {
-		return nil, errCrashed
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, network, host)
-	if err != nil {
-		return nil, err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cut {
-		c.Close()
-		return nil, errCrashed
-	}
-	n.conns = append(n.conns, c)
-	return c, nil
-}
-
-// cutAll closes every connection and refuses every later dial.
-func (n *netCut) cutAll() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.cut = true
-	for _, c := range n.conns {
-		c.Close()
-	}
-	n.conns = nil
-}
-
 // consumeMember is a consume.Consumer on a client whose network a crash
 // cuts (a queue run's consumer, or a copier).
 type consumeMember struct {
@@ -743,7 +700,7 @@ type consumeMember struct {
 	cl        *kgo.Client       // nil when the Consumer made its own (exactly-once)
 	p         *produce.Producer // an at-least-once copier's producer, or nil
 	c         *consume.Consumer
-	net       *netCut
+	net       *netcut.Dialer
 	dead      atomic.Bool
 	cancelCl  context.CancelFunc
 	cancelRun context.CancelFunc
@@ -752,7 +709,7 @@ type consumeMember struct {
 }
 
 func newConsumeMember(mc memberConfig) (member, error) {
-	m := &consumeMember{mc: mc, net: &netCut{}, done: make(chan struct{})}
+	m := &consumeMember{mc: mc, net: &netcut.Dialer{}, done: make(chan struct{})}
 	clCtx, cancelCl := context.WithCancel(context.Background())
 	m.cancelCl = cancelCl
 	hooks := consume.NewHooks()
@@ -790,7 +747,7 @@ func (m *consumeMember) start(ctx context.Context) {
 // the cluster: no commit, no leave), then marks it dead so its handlers
 // record nothing more, and lets its goroutines end.
 func (m *consumeMember) crash() {
-	m.net.cutAll()
+	m.net.Cut()
 	m.dead.Store(true)
 	m.cancelCl()
 	m.shutdown()

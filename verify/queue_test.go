@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/consume"
+	"github.com/kafkaguard/kafkaguard/internal/netcut"
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
@@ -113,7 +114,7 @@ func TestRunQueueCommitBeforeHandlingViolatesAtLeastOnce(t *testing.T) {
 type commitFirstMember struct {
 	mc       memberConfig
 	cl       *kgo.Client
-	net      *netCut
+	net      *netcut.Dialer
 	dead     atomic.Bool
 	cancelCl context.CancelFunc
 	stopping atomic.Bool
@@ -122,7 +123,7 @@ type commitFirstMember struct {
 }
 
 func newCommitFirstMember(mc memberConfig) (member, error) {
-	m := &commitFirstMember{mc: mc, net: &netCut{}, done: make(chan struct{})}
+	m := &commitFirstMember{mc: mc, net: &netcut.Dialer{}, done: make(chan struct{})}
 	clCtx, cancel := context.WithCancel(context.Background())
 	m.cancelCl = cancel
 	cl, err := kgo.NewClient(append(mc.clientOpts(m.net, clCtx, &m.dead), kgo.DisableAutoCommit())...)
@@ -161,7 +162,7 @@ func (m *commitFirstMember) start(context.Context) {
 }
 
 func (m *commitFirstMember) crash() {
-	m.net.cutAll()
+	m.net.Cut()
 	m.dead.Store(true)
 	m.cancelCl()
 	m.shutdown()
