@@ -416,22 +416,51 @@ func (q *queueRun) delivered(d Delivery) {
 	q.mu.Unlock()
 }
 
+// maxCrashDown bounds how long a crashed member stays down before it
+// restarts.
+const maxCrashDown = 200 * time.Millisecond
+
+// plannedCrash is one crash of a crash plan: At after the members start,
+// the member in slot Slot crashes, and Down later it restarts.
+type plannedCrash struct {
+	At, Down time.Duration
+	Slot     int
+}
+
+// crashPlan draws n crashes of members in slots [0, slots) from rng, all
+// within window: the crash and the restart both happen while the workload
+// is produced. The window is cut into n equal parts and crash i falls at a
+// random time in part i, early enough for its restart to fall there too.
+func crashPlan(rng *rand.Rand, n, slots int, window time.Duration) []plannedCrash {
+	part := window / time.Duration(max(n, 1))
+	down := min(maxCrashDown, part/2)
+	plan := make([]plannedCrash, 0, n)
+	for i := range n {
+		c := plannedCrash{At: time.Duration(i)*part + time.Duration(rng.Int64N(int64(part-down)+1)),
+			Slot: rng.IntN(slots)}
+		if down > 0 {
+			c.Down = time.Duration(rng.Int64N(int64(down)))
+		}
+		plan = append(plan, c)
+	}
+	return plan
+}
+
 // crashLoop crashes cfg.Crashes members at random times while the
-// workload is produced, restarting each a moment later.
+// workload is produced, restarting each a moment later, as crashPlan
+// draws them.
 func (q *queueRun) crashLoop(ctx context.Context) {
 	if q.cfg.Crashes < 0 || q.cfg.Consumers == 0 {
 		return
 	}
+	start := time.Now()
 	window := time.Duration(q.cfg.Records) * time.Second / time.Duration(q.cfg.Rate)
-	gap := window / time.Duration(q.cfg.Crashes+1)
-	for range q.cfg.Crashes {
-		wait := gap/2 + time.Duration(q.rng.Int64N(int64(gap)+1))
-		s := q.members[q.rng.IntN(len(q.members))]
-		down := time.Duration(q.rng.Int64N(int64(200 * time.Millisecond)))
+	for _, c := range crashPlan(q.rng, q.cfg.Crashes, len(q.members), window) {
+		s := q.members[c.Slot]
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(time.Until(start.Add(c.At))):
 		}
 		q.mu.Lock()
 		q.crashes = append(q.crashes, QueueCrash{At: q.since(), Consumer: s.m.name()})
@@ -440,7 +469,7 @@ func (q *queueRun) crashLoop(ctx context.Context) {
 		s.m.crash()
 		select {
 		case <-ctx.Done():
-		case <-time.After(down):
+		case <-time.After(c.Down):
 		}
 		if err := q.launch(context.WithoutCancel(ctx), s); err != nil {
 			q.cfg.Logger.Error("verify: consumer restart failed", "slot", s.id, "err", err)

@@ -274,3 +274,30 @@ func TestQueueCrashNeitherCommitsNorLeaves(t *testing.T) {
 		t.Errorf("right after a clean close the group has %d members, want none (it leaves)", n)
 	}
 }
+
+// TestCrashPlanFallsWithinTheProduceWindow checks the crash plan's
+// promise, for many seeds: every crash and its restart happen while the
+// workload is produced, one after the other, with no slot beyond the
+// group's. A crash after the window would only delay the run's end,
+// waiting for a session to time out after the last record was sent.
+func TestCrashPlanFallsWithinTheProduceWindow(t *testing.T) {
+	const window = 2 * time.Second // the default 2000 records at 1000/s
+	for seed := range uint64(1000) {
+		for _, n := range []int{1, 3, 10} {
+			plan := crashPlan(newCrashRand(seed), n, 3, window)
+			if len(plan) != n {
+				t.Fatalf("seed %d: %d crashes planned, want %d", seed, len(plan), n)
+			}
+			var prev time.Duration
+			for i, c := range plan {
+				if c.At < prev || c.Down < 0 || c.Down >= maxCrashDown || c.Slot < 0 || c.Slot >= 3 {
+					t.Fatalf("seed %d, %d crashes: crash %d %+v (previous restart at %v)", seed, n, i, c, prev)
+				}
+				if c.At+c.Down > window {
+					t.Fatalf("seed %d, %d crashes: crash %d at %v restarts at %v, after the %v produce window", seed, n, i, c.At, c.At+c.Down, window)
+				}
+				prev = c.At + c.Down
+			}
+		}
+	}
+}
