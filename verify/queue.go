@@ -693,21 +693,49 @@ func (mc memberConfig) clientOpts(n *netcut.Dialer, ctx context.Context, dead *a
 	}
 }
 
+// sleepGranularity is about the shortest sleep Go's timers keep to on a
+// loaded Linux machine: a time.Sleep of 10 µs to 1 ms takes 0.5 to 1.1 ms.
+const sleepGranularity = time.Millisecond
+
 // handler returns the member's record handler: it takes a random time up
 // to handleTime, then records the handle unless the member crashed.
+//
+// A handle time shorter than the timers' granularity cannot be slept
+// alone (a random time up to 1 ms slept for each record takes 1.1 ms on
+// average, more than the bound), so the handler keeps, per partition and
+// key, the time its records still owe: a record adds its time, and the
+// record that brings the debt to sleepGranularity sleeps it all, minus
+// what earlier sleeps overshot. A partition's and a key's records then
+// take their drawn times on average, as a handler doing that work would.
 func (mc memberConfig) handler(dead *atomic.Bool) func(context.Context, *kgo.Record) error {
+	type lane struct {
+		partition int32
+		key       string
+	}
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(mc.seed, 1))
+	owed := map[lane]time.Duration{}
 	return func(ctx context.Context, r *kgo.Record) error {
 		began := mc.since()
 		if mc.handleTime > 0 {
+			l := lane{r.Partition, string(r.Key)}
 			mu.Lock()
-			d := time.Duration(rng.Int64N(int64(mc.handleTime)))
+			owed[l] += time.Duration(rng.Int64N(int64(mc.handleTime)))
+			d := owed[l]
+			if d >= sleepGranularity {
+				owed[l] = 0
+			}
 			mu.Unlock()
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-				return ctx.Err()
+			if d >= sleepGranularity {
+				t := time.Now()
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				mu.Lock()
+				owed[l] -= time.Since(t) - d // an overshoot is paid in advance
+				mu.Unlock()
 			}
 		}
 		if dead.Load() {
