@@ -231,7 +231,7 @@ func (c *copierRun) finish(ctx context.Context, read []Record) error {
 		return err
 	}
 	adm := kadm.NewClient(c.adm)
-	ends, err := stableEndOffsets(ctx, adm, c.cfg.Output)
+	ends, err := stableEndOffsets(ctx, adm, c.cfg.Output, settleTime(produce.ExactlyOnce))
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/internal/testkit/bundled"
+	"github.com/kafkaguard/kafkaguard/produce"
 )
 
 // A Kafka broker applies a fencing a moment after the controller decides it,
@@ -51,7 +52,7 @@ func TestStableEndOffsetsOutlastsARefusedLeader(t *testing.T) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ends, err := stableEndOffsets(ctx, kadm.NewClient(cl), topic)
+	ends, err := stableEndOffsets(ctx, kadm.NewClient(cl), topic, settleTime(produce.NoLoss))
 	if err != nil {
 		t.Fatalf("stableEndOffsets with leader %d (%s) refusing dials for 3 s: %v", leader, addr, err)
 	}

@@ -653,7 +653,7 @@ func waitHealthy(ctx context.Context, adm *kadm.Client, topic string, timeout ti
 func readBack(ctx context.Context, cfg Config, adm *kadm.Client, origin time.Time, rec *recorder) ([]Record, []Poll, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
-	ends, err := stableEndOffsets(ctx, adm, cfg.Topic)
+	ends, err := stableEndOffsets(ctx, adm, cfg.Topic, settleTime(cfg.Preset))
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -716,16 +716,15 @@ func readBack(ctx context.Context, cfg Config, adm *kadm.Client, origin time.Tim
 	return out, polls, corrupt, nil
 }
 
-// stableEndOffsets lists the topic's end offsets until two answers a
-// moment apart agree: a record sent with acks=0 counts as sent once it left
-// the client, and the broker may still be appending it. Errors are asked
+// stableEndOffsets lists the topic's end offsets until two answers settle
+// apart agree (see settleTime). Errors are asked
 // again until ctx ends, unless Kafka answered with a code that cannot pass
 // (see permanentKafkaError): OFFSET_NOT_AVAILABLE from a new leader whose high
 // watermark has not yet caught up, NOT_LEADER_OR_FOLLOWER during an election,
 // and a refused dial to a leader that metadata still names after it was
 // killed (a broker applies a fencing a moment after the controller decides
 // it) all pass.
-func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm.ListedOffsets, error) {
+func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string, settle time.Duration) (kadm.ListedOffsets, error) {
 	var prev map[int32]int64
 	var last error
 	for {
@@ -753,9 +752,22 @@ func stableEndOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm
 				return nil, fmt.Errorf("verify: end offsets of %s: %w (last answer: %v)", topic, ctx.Err(), last)
 			}
 			return nil, fmt.Errorf("verify: end offsets of %s: %w", topic, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(settle):
 		}
 	}
+}
+
+// settleTime is how far apart two listings of the end offsets must agree
+// before the topic is read back. A record sent with acks=0 counts as sent
+// once it left the client, and the broker may still be appending it, so
+// AtMostOnce's wait is longer; every other preset's records are in the log
+// once acknowledged (or failed), and the second answer only guards
+// against one taken in the middle of an election.
+func settleTime(p produce.Preset) time.Duration {
+	if p == produce.AtMostOnce {
+		return 200 * time.Millisecond
+	}
+	return 50 * time.Millisecond
 }
 
 // permanentKafkaError reports whether err, or one of the pieces of a sharded
