@@ -611,3 +611,22 @@ func TestSendsWithDeadlinesThatEndInFlightEachGetOneAnswerAndLoseNothingAcknowle
 		})
 	}
 }
+
+// New's client does not linger unless the options ask for it: Send waits
+// for each record, which a linger only delays, and with a linger a Send
+// whose context can end needs a goroutine to cut it short.
+func TestNewClientDoesNotLingerUnlessAsked(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	for _, tc := range []struct {
+		opts []kgo.Opt
+		want time.Duration
+	}{
+		{nil, 0},
+		{[]kgo.Opt{kgo.ProducerLinger(50 * time.Millisecond)}, 50 * time.Millisecond},
+	} {
+		p := newProducer(t, c, produce.NoLoss, tc.opts...)
+		if got := p.Client().OptValue(kgo.ProducerLinger); got != tc.want {
+			t.Errorf("New(NoLoss, %d options): the client's ProducerLinger is %v, want %v", len(tc.opts), got, tc.want)
+		}
+	}
+}

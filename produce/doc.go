@@ -48,15 +48,16 @@
 //
 // # Cost over the client
 //
-// The wrappers add no allocation per record to kgo's own:
+// The wrappers add no allocation per record to kgo's own but one:
 // [Producer.SendAsync] binds a callback passed for many records once, and
-// lends a closure made per record a pooled binding while its record is in
-// flight; [Producer.Send] reuses a pooled waiter. Send with a context that
+// a closure made per record to the Producer with one small allocation;
+// [Producer.Send] reuses a pooled waiter. Send with a context that
 // never ends waits on the caller's goroutine as kgo's ProduceSync does;
 // with one that can end it returns as soon as the context ends, even with
-// the record in flight, which costs one goroutine per Send when the client
-// lingers (kgo.ProducerLinger, 10 ms by default: only ProduceSync, run on
-// that goroutine, cuts the linger short) and none with ProducerLinger(0).
+// the record in flight, at no cost of its own: [New]'s client does not
+// linger (kgo.ProducerLinger(0) unless the options set one). With a linger
+// it costs one goroutine per Send (only ProduceSync, run on that
+// goroutine, cuts the linger short).
 // BenchmarkNoLossProduce measures each way of sending against a raw
 // kgo.Client; the README has the figures.
 //
