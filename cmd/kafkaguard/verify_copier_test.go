@@ -43,13 +43,14 @@ func TestVerifyCopierRejectsBadUsageWithExitCode2(t *testing.T) {
 // cluster with both copier modes and one crash plan: --json carries each run's copier counts,
 // the exactly-once run is ok, the at-least-once run fails with duplicates (exit 1) and its replay
 // command names its mode and --copier-seed; --report shows the copy anomalies. Six crashes: a
-// crash of a copier that holds no partition yet copies nothing twice.
+// crash of a copier that holds no partition yet copies nothing twice. Copier seed 2: of seeds 1,
+// 2, 3 and 9 under this schedule the at-least-once copiers duplicated 38, 176, 153 and 0 records.
 func TestVerifyCopierWorkloadShowsAtLeastOnceDuplicates(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "report")
 	var stdout, stderr bytes.Buffer
 	code := runVerify(context.Background(), []string{"--workload", "copier", "--copier-mode", "all", "--schedules", "1", "--seed", "5",
-		"--copier-seed", "9", "--crashes", "6", "--records", "1200", "--keys", "8", "--rate", "1000", "--json", "--report", dir}, &stdout, &stderr)
+		"--copier-seed", "2", "--crashes", "6", "--records", "1200", "--keys", "8", "--rate", "1000", "--json", "--report", dir}, &stdout, &stderr)
 	if code != 1 {
 		t.Fatalf("exit code %d, want 1 (the at-least-once run fails)\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -81,21 +82,21 @@ func TestVerifyCopierWorkloadShowsAtLeastOnceDuplicates(t *testing.T) {
 	}
 	eos, alo := got.Runs[0], got.Runs[1]
 	if eos.Workload != "copier" || eos.Preset != "NoLoss" || eos.Seed != 5 || eos.Verdict != "ok" || eos.Copier.Mode != "exactly-once" ||
-		eos.Copier.Seed != 9 || eos.Copier.Acked != 1200 || eos.Copier.Copied != 1200 || eos.Copier.Duplicated != 0 || eos.Copier.Crashes == 0 {
+		eos.Copier.Seed != 2 || eos.Copier.Acked != 1200 || eos.Copier.Copied != 1200 || eos.Copier.Duplicated != 0 || eos.Copier.Crashes == 0 {
 		t.Errorf("exactly-once run %+v, copier %+v", eos, *eos.Copier)
 	}
-	if alo.Copier.Mode != "at-least-once" || alo.Copier.Seed != 9 || alo.Copier.Duplicated == 0 || alo.Copier.Lost != 0 ||
+	if alo.Copier.Mode != "at-least-once" || alo.Copier.Seed != 2 || alo.Copier.Duplicated == 0 || alo.Copier.Lost != 0 ||
 		!strings.HasPrefix(alo.Verdict, "FAIL: duplicate") || len(alo.Copier.Anomalies) == 0 {
 		t.Errorf("at-least-once run %+v, copier %+v", alo, *alo.Copier)
 	}
-	if !strings.Contains(alo.Replay, "--seed 5 --schedules 1 --copier-mode at-least-once --copier-seed 9") || strings.Count(alo.Replay, "--copier-mode") != 1 {
+	if !strings.Contains(alo.Replay, "--seed 5 --schedules 1 --copier-mode at-least-once --copier-seed 2") || strings.Count(alo.Replay, "--copier-mode") != 1 {
 		t.Errorf("replay %q", alo.Replay)
 	}
 	page, err := os.ReadFile(filepath.Join(dir, "index.html"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"copier at-least-once NoLoss random (seed 9)", "copy: duplicate", "copy: aborted-read", "copy: intermediate-read", "copier crashes"} {
+	for _, want := range []string{"copier at-least-once NoLoss random (seed 2)", "copy: duplicate", "copy: aborted-read", "copy: intermediate-read", "copier crashes"} {
 		if !bytes.Contains(page, []byte(want)) {
 			t.Errorf("report has no %q", want)
 		}
