@@ -226,7 +226,11 @@ type copier struct {
 func (cp *copier) txnID() string { return fmt.Sprintf("%s-copier-%d", cp.group, cp.id) }
 
 // start runs a new incarnation of the copier, with the same transactional
-// id and group instance id as the last one.
+// id and group instance id as the last one. An incarnation whose session
+// fails (kgo gives up on a producer ID while a broker is down) starts a new
+// session at once, as a supervisor restarts a process that exited: with
+// the same group instance id it takes its partitions back without waiting
+// for the session timeout.
 func (cp *copier) start(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	d := &netcut.Dialer{}
@@ -236,10 +240,16 @@ func (cp *copier) start(ctx context.Context) {
 	cp.mu.Unlock()
 	go func() {
 		defer close(done)
-		if err := cp.run(ctx, d); err != nil && ctx.Err() == nil {
+		for {
+			err := cp.run(ctx, d)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
 			cp.mu.Lock()
 			cp.errs = append(cp.errs, err)
 			cp.mu.Unlock()
+			cp.logf("copier %d: %v; starting a new session", cp.id, err)
+			sleepCtx(ctx, 100*time.Millisecond)
 		}
 	}()
 }
@@ -266,12 +276,18 @@ func (cp *copier) run(ctx context.Context, d *netcut.Dialer) error {
 	}
 	defer sess.Close()
 	for ctx.Err() == nil {
+		// Begin before polling: the first Begin initializes the producer
+		// ID, which fences the previous incarnation and aborts its open
+		// transaction at once, as Kafka's TransactionalMessageCopier does
+		// with initTransactions() before it consumes. Polling first waited
+		// on that transaction's pending offsets (UNSTABLE_OFFSET_COMMIT)
+		// until its timeout aborted it, 10-20 s.
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
 		fs := sess.PollRecords(ctx, 100)
 		if fs.IsClientClosed() {
 			return nil
-		}
-		if err := sess.Begin(); err != nil {
-			return fmt.Errorf("begin: %w", err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			o := &kgo.Record{Topic: cp.out, Key: r.Key, Value: r.Value}
@@ -282,7 +298,13 @@ func (cp *copier) run(ctx context.Context, d *netcut.Dialer) error {
 		})
 		committed, err := sess.End(ctx, kgo.TryCommit)
 		if err != nil && ctx.Err() == nil {
-			cp.logf("copier %d: end transaction: %v (committed %v); the session goes on", cp.id, err, committed)
+			// kgo keeps a transaction whose commit failed open for the
+			// abort it documents as the retry.
+			aerr := error(nil)
+			if !committed {
+				_, aerr = sess.End(ctx, kgo.TryAbort)
+			}
+			cp.logf("copier %d: end transaction: %v (committed %v; abort: %v); the session goes on", cp.id, err, committed, aerr)
 		}
 	}
 	return nil
