@@ -12,7 +12,7 @@ import (
 // copierTestConfig is a small, fast copier run against c.
 func copierTestConfig(c *kafkatest.Cluster, mode CopierMode, fault Fault, seed uint64) CopierConfig {
 	return CopierConfig{
-		Config: Config{Preset: produce.NoLoss, Fault: fault, Seed: int64(seed), Records: 800, Keys: 8, Rate: 800, Partitions: 3,
+		Config: Config{Preset: produce.NoLoss, Fault: fault, Seed: int64(seed), Records: 1600, Keys: 8, Rate: 800, Partitions: 3,
 			Bootstrap: c.Bootstrap(), Faults: ClusterFaults(c)},
 		Mode: mode, Copiers: 3, Crashes: 6, Seed: seed, SessionTimeout: 500 * time.Millisecond, TxnInterval: 50 * time.Millisecond,
 	}

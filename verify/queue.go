@@ -453,9 +453,19 @@ func (q *queueRun) crashLoop(ctx context.Context) {
 	if q.cfg.Crashes < 0 || q.cfg.Consumers == 0 {
 		return
 	}
+	// The plan spans the rest of the produce window from the first record
+	// a member polls: a crash before the group has formed hits no
+	// partition (under load forming it can take most of a short window).
+	end := time.Now().Add(time.Duration(q.cfg.Records) * time.Second / time.Duration(q.cfg.Rate))
+	for !q.polledAny() && time.Now().Before(end) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(commitPollEvery):
+		}
+	}
 	start := time.Now()
-	window := time.Duration(q.cfg.Records) * time.Second / time.Duration(q.cfg.Rate)
-	for _, c := range crashPlan(q.rng, q.cfg.Crashes, len(q.members), window) {
+	for _, c := range crashPlan(q.rng, q.cfg.Crashes, len(q.members), max(end.Sub(start), 0)) {
 		s := q.members[c.Slot]
 		select {
 		case <-ctx.Done():
@@ -475,6 +485,13 @@ func (q *queueRun) crashLoop(ctx context.Context) {
 			q.cfg.Logger.Error("verify: consumer restart failed", "slot", s.id, "err", err)
 		}
 	}
+}
+
+// polledAny reports whether a member polled a record yet.
+func (q *queueRun) polledAny() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.deliveries) > 0
 }
 
 // pollCommits observes the group's committed offsets until ctx ends,
