@@ -36,7 +36,9 @@ func TestMain(m *testing.M) {
 	case "consumer":
 		os.Exit(helperConsumer())
 	case "":
-		os.Exit(m.Run())
+		// Most tests here wait on a bundled cluster's timeouts: four at a
+		// time (see testkit.RunParallel).
+		os.Exit(testkit.RunParallel(m, 4))
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%q: unknown helper\n", helperEnv, os.Getenv(helperEnv))
 		os.Exit(2)
