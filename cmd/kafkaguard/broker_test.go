@@ -67,16 +67,33 @@ func kafkaguardBinary(t *testing.T) string {
 	return binPath
 }
 
-// freePorts returns a port p such that p..p+n-1 are free on 127.0.0.1. Ports come from below
-// Linux's ephemeral range, so an outgoing connection cannot take one between the check and the
-// broker's listen, and a restarted broker can listen on them again.
+// handedOut holds every port freePorts returned in this process: parallel tests must not be
+// given the same one while the first has yet to listen on it (or has closed it to restart).
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// freePorts returns a port p such that p..p+n-1 are free on 127.0.0.1 and were never returned
+// before in this process. Ports come from below Linux's ephemeral range, so an outgoing
+// connection cannot take one between the check and the broker's listen, and a restarted broker
+// can listen on them again.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
 	for range 100 {
 		base := 20000 + rand.IntN(12000-n)
 		var lns []net.Listener
 		ok := true
 		for i := range n {
+			if handedOut.ports[base+i] {
+				ok = false
+				break
+			}
 			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
 			if err != nil {
 				ok = false
@@ -88,6 +105,9 @@ func freePorts(t *testing.T, n int) int {
 			_ = ln.Close()
 		}
 		if ok {
+			for i := range n {
+				handedOut.ports[base+i] = true
+			}
 			return base
 		}
 	}
