@@ -15,6 +15,7 @@ func copierTestConfig(c *kafkatest.Cluster, mode CopierMode, fault Fault, seed u
 		Config: Config{Preset: produce.NoLoss, Fault: fault, Seed: int64(seed), Records: 1600, Keys: 8, Rate: 800, Partitions: 3,
 			Bootstrap: c.Bootstrap(), Faults: ClusterFaults(c)},
 		Mode: mode, Copiers: 3, Crashes: 6, Seed: seed, SessionTimeout: 500 * time.Millisecond, TxnInterval: 50 * time.Millisecond,
+		CommitInterval: 300 * time.Millisecond, // the at-least-once copiers: records handled since the last commit are copied again after a crash
 	}
 }
 
