@@ -653,6 +653,20 @@ type memberConfig struct {
 	since      func() time.Duration // time since the run's start
 	record     func(Handle)
 	delivered  func(Delivery) // a record the member's poll returned
+	// sleep waits d or until ctx ends and returns how long it took (nil:
+	// sleepFor, the real clock); tests give a clock of their own.
+	sleep func(ctx context.Context, d time.Duration) (time.Duration, error)
+}
+
+// sleepFor waits d or until ctx ends, and returns how long it waited.
+func sleepFor(ctx context.Context, d time.Duration) (time.Duration, error) {
+	t := time.Now()
+	select {
+	case <-time.After(d):
+		return time.Since(t), nil
+	case <-ctx.Done():
+		return time.Since(t), ctx.Err()
+	}
 }
 
 // pollHook reports each record a member's polls return, with the member's
@@ -732,6 +746,10 @@ func (mc memberConfig) handler(dead *atomic.Bool) func(context.Context, *kgo.Rec
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(mc.seed, 1))
 	owed := map[lane]time.Duration{}
+	sleep := mc.sleep
+	if sleep == nil {
+		sleep = sleepFor
+	}
 	return func(ctx context.Context, r *kgo.Record) error {
 		began := mc.since()
 		if mc.handleTime > 0 {
@@ -744,14 +762,12 @@ func (mc memberConfig) handler(dead *atomic.Bool) func(context.Context, *kgo.Rec
 			}
 			mu.Unlock()
 			if d >= sleepGranularity {
-				t := time.Now()
-				select {
-				case <-time.After(d):
-				case <-ctx.Done():
-					return ctx.Err()
+				took, err := sleep(ctx, d)
+				if err != nil {
+					return err
 				}
 				mu.Lock()
-				owed[l] -= time.Since(t) - d // an overshoot is paid in advance
+				owed[l] -= took - d // an overshoot is paid in advance
 				mu.Unlock()
 			}
 		}

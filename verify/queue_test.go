@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -312,5 +313,38 @@ func TestCrashPlanFallsWithinTheProduceWindow(t *testing.T) {
 				prev = c.At + c.Down
 			}
 		}
+	}
+}
+
+// TestQueueHandlerTakesItsDrawnTimeOnAverage gives the handler a clock
+// that, like Go's timers on a loaded machine, never sleeps less than a
+// millisecond: 2000 records of one key and partition, each drawn a time up
+// to 1 ms, must take their drawn times in all (within a millisecond), not
+// a millisecond each.
+func TestQueueHandlerTakesItsDrawnTimeOnAverage(t *testing.T) {
+	t.Parallel()
+	var slept time.Duration
+	mc := memberConfig{handleTime: time.Millisecond, seed: 3,
+		since: func() time.Duration { return 0 }, record: func(Handle) {},
+		sleep: func(_ context.Context, d time.Duration) (time.Duration, error) {
+			took := max(d, time.Millisecond)
+			slept += took
+			return took, nil
+		}}
+	handle := mc.handler(new(atomic.Bool))
+	r := &kgo.Record{Key: []byte("k0"), Value: []byte(Value{Key: 0, Seq: 0}.String())}
+	for range 2000 {
+		if err := handle(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same draws: the handler's random source, seeded as above.
+	rng := rand.New(rand.NewPCG(3, 1))
+	var drawn time.Duration
+	for range 2000 {
+		drawn += time.Duration(rng.Int64N(int64(time.Millisecond)))
+	}
+	if slept > drawn+time.Millisecond || slept < drawn-time.Millisecond {
+		t.Fatalf("2000 records slept %v in all, drawn %v: want the drawn time within 1 ms", slept, drawn)
 	}
 }
