@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
@@ -294,7 +295,8 @@ func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 			return errors.New("fails")
 		}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(3),
-			retry.Concurrency(2), retry.CommitInterval(100*time.Millisecond), retry.ExactlyOnce(instance))
+			retry.Concurrency(2), retry.CommitInterval(100*time.Millisecond), retry.ExactlyOnce(instance),
+			retry.Logger(testLogger(t).With("job", instance)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,4 +325,63 @@ func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
 			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
 		}
 	}
+}
+
+// A job stopped while its transaction is ending leaves no transaction open:
+// an open one would hold the last stable offset of every partition it wrote
+// to, so that read_committed readers (the next instance of the job among
+// them) would see nothing past it until the broker's transaction timeout.
+func TestExactlyOnceJobStoppedMidTransactionLeavesNoneOpen(t *testing.T) {
+	t.Parallel()
+	const n = 30
+	e := newEnv(t, "eosstopmid", 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	writeForeignMarkers(ctx, t, e, n)
+	var runs atomic.Int64
+	j, err := retry.NewJob(func(context.Context, *retry.Marker) error {
+		runs.Add(1)
+		return errors.New("fails")
+	}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(retry.Backoff{Initial: time.Hour, Max: time.Hour, Multiplier: 1}),
+		retry.MaxAttempts(3), retry.CommitInterval(50*time.Millisecond), retry.ExactlyOnce("a"),
+		retry.KgoOpts(kgo.MetadataMinAge(100*time.Millisecond)),
+		retry.Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every re-park in the retry topic stalls for a second, then is refused
+	// once (the client retries it): the transaction open when the job is
+	// stopped is one with records written and being flushed.
+	for p := range int32(3) {
+		if err := e.c.FailProduces(e.topic+retry.RetrySuffix, p, 1, kerr.NotEnoughReplicas, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := runJob(t, j)
+	testkit.WaitFor(t, 20*time.Second, "the job to run markers", func() bool { return runs.Load() >= 3 })
+	time.Sleep(300 * time.Millisecond) // a transaction end (every 50 ms) is now waiting for the stalled writes
+	if err := stop(); err != nil {
+		t.Fatalf("job: %v", err)
+	}
+	adm := kadm.NewClient(e.cl)
+	retryTopic := e.topic + retry.RetrySuffix
+	testkit.WaitFor(t, 5*time.Second, "the retry topic's last stable offsets to reach its ends", func() bool {
+		stable, err := adm.ListCommittedOffsets(ctx, retryTopic)
+		if err != nil || stable.Error() != nil {
+			return false
+		}
+		ends, err := adm.ListEndOffsets(ctx, retryTopic)
+		if err != nil || ends.Error() != nil {
+			return false
+		}
+		open := false
+		ends.Each(func(o kadm.ListedOffset) {
+			s, _ := stable.Lookup(o.Topic, o.Partition)
+			if s.Offset != o.Offset {
+				t.Logf("partition %d: last stable offset %d, end %d", o.Partition, s.Offset, o.Offset)
+				open = true
+			}
+		})
+		return !open
+	})
 }

@@ -290,10 +290,14 @@ func (j *Job) Run(ctx context.Context) error {
 		// they finished.
 		stopTxnLoop()
 		txnLoop.Wait()
-		if j.txnErr() == nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if terr := j.txnErr(); terr == nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnEndTimeout)
 			err = errors.Join(err, j.endTxn(cctx, true))
 			cancel()
+		} else if !errors.Is(err, terr) {
+			// The transactions failed while the Job was being stopped:
+			// the poll loop, already done, did not return why.
+			err = errors.Join(err, terr)
 		}
 	}
 	cl.Close() // leaves the group; revocation commits whatever is left

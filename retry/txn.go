@@ -93,8 +93,14 @@ func (j *Job) openTxn(ctx context.Context, opts []kgo.Opt) error {
 	return nil
 }
 
+// txnEndTimeout bounds one end of a transaction (flush, offsets, EndTxn).
+const txnEndTimeout = 10 * time.Second
+
 // txnLoop ends the open transaction and begins the next every
-// CommitInterval until ctx is done.
+// CommitInterval until ctx is done. ctx stops the loop, never an end in
+// progress: an end cut short leaves the transaction open on the brokers,
+// where it holds back what read_committed readers see of every partition it
+// wrote to until the transaction times out.
 func (j *Job) txnLoop(ctx context.Context) {
 	tk := time.NewTicker(j.cfg.commitInterval)
 	defer tk.Stop()
@@ -104,7 +110,10 @@ func (j *Job) txnLoop(ctx context.Context) {
 			return
 		case <-tk.C:
 		}
-		if err := j.endTxn(ctx, false); err != nil {
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnEndTimeout)
+		err := j.endTxn(ectx, false)
+		cancel()
+		if err != nil {
 			j.stopTxn(err)
 			return
 		}
