@@ -10,8 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
@@ -276,10 +281,19 @@ func TestVerifyExitsOneWhenAPresetsPromiseIsBroken(t *testing.T) {
 		real := c.ControlHandler()
 		paused := 0
 		url := faultProxy(t, c, func(w http.ResponseWriter, r *http.Request) {
-			if _, action := brokerAction(r); action == "pause-replication" || action == "resume-replication" {
+			switch _, action := brokerAction(r); action {
+			case "pause-replication", "resume-replication":
 				paused++
 				w.WriteHeader(http.StatusOK) // accepted, not carried out
 				return
+			case "kill":
+				// Without the pause, a loaded machine can still leave the followers a few
+				// records behind when the leader dies, and acks=1 loses those: the kill
+				// waits until every replica holds every record, so nothing can be lost.
+				if err := waitReplicated(r.Context(), c); err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
 			}
 			real.ServeHTTP(w, r)
 		})
@@ -337,6 +351,56 @@ func TestVerifyExitsOneWhenAPresetsPromiseIsBroken(t *testing.T) {
 			t.Errorf("row %q, want acknowledged records lost and a FAIL verdict\n%s", f, stdout.String())
 		}
 	})
+}
+
+// waitReplicated waits until every replica of every partition of every topic of c has the same
+// log end offset, unchanged for 300 ms (the verify workload has then been written in full).
+func waitReplicated(ctx context.Context, c *kafkatest.Cluster) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		return err
+	}
+	// ends lists every replica's log end offset; ok is false while the replicas differ.
+	ends := func() (ends []int64, ok bool) {
+		ok = true
+		for _, td := range topics.Sorted() {
+			for _, pd := range td.Partitions.Sorted() {
+				first := int64(-1)
+				for _, id := range pd.Replicas {
+					ri, err := c.Replica(id, td.Topic, pd.Partition)
+					if err != nil {
+						return nil, false
+					}
+					if first >= 0 && ri.LEO != first {
+						ok = false
+					}
+					first = ri.LEO
+					ends = append(ends, ri.LEO)
+				}
+			}
+		}
+		return ends, ok
+	}
+	last, _ := ends()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replicas still differ: %w", ctx.Err())
+		case <-time.After(300 * time.Millisecond):
+		}
+		now, ok := ends()
+		if ok && slices.Equal(now, last) {
+			return nil
+		}
+		last = now
+	}
 }
 
 // wipeTopics plants a loss no preset can survive: it kills every running broker, deletes every
