@@ -433,7 +433,13 @@ func (c *copierRun) newMember(mc memberConfig) (member, error) {
 			co = append(co, o)
 		}
 		m.c, err = consume.New(func(ctx context.Context, r *kgo.Record) error {
-			if err := m.p.Send(ctx, &kgo.Record{Key: r.Key, Value: r.Value}); err != nil {
+			// A crash ends the send at once, as it ends a killed process's.
+			sctx, cancel := context.WithCancel(ctx)
+			stop := context.AfterFunc(clCtx, cancel)
+			err := m.p.Send(sctx, &kgo.Record{Key: r.Key, Value: r.Value})
+			stop()
+			cancel()
+			if err != nil {
 				return err
 			}
 			return handle(ctx, r)

@@ -318,9 +318,11 @@ type queueRun struct {
 	crashes    []QueueCrash
 	log        []Record
 	members    []*slot
+	lastPoll   map[string]time.Duration // by member name: when it last polled a record
 
 	stopCrashes context.CancelFunc
 	crashing    sync.WaitGroup // the crash loop
+	reaping     sync.WaitGroup // closing crashed members
 	stopPoll    context.CancelFunc
 	wg          sync.WaitGroup // the commit poller
 	stopped     bool
@@ -413,6 +415,10 @@ func (q *queueRun) delivered(d Delivery) {
 	d.At = q.since()
 	q.mu.Lock()
 	q.deliveries = append(q.deliveries, d)
+	if q.lastPoll == nil {
+		q.lastPoll = map[string]time.Duration{}
+	}
+	q.lastPoll[d.Consumer] = d.At
 	q.mu.Unlock()
 }
 
@@ -448,7 +454,8 @@ func crashPlan(rng *rand.Rand, n, slots int, window time.Duration) []plannedCras
 
 // crashLoop crashes cfg.Crashes members at random times while the
 // workload is produced, restarting each a moment later, as crashPlan
-// draws them.
+// draws them (the plan's clock starts at the first record a member polls;
+// victim moves a crash off a member that holds no partition).
 func (q *queueRun) crashLoop(ctx context.Context) {
 	if q.cfg.Crashes < 0 || q.cfg.Consumers == 0 {
 		return
@@ -466,17 +473,22 @@ func (q *queueRun) crashLoop(ctx context.Context) {
 	}
 	start := time.Now()
 	for _, c := range crashPlan(q.rng, q.cfg.Crashes, len(q.members), max(end.Sub(start), 0)) {
-		s := q.members[c.Slot]
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Until(start.Add(c.At))):
 		}
+		s := q.members[q.victim(c.Slot)]
 		q.mu.Lock()
 		q.crashes = append(q.crashes, QueueCrash{At: q.since(), Consumer: s.m.name()})
 		q.mu.Unlock()
 		q.cfg.Logger.Info("verify: consumer crash", "consumer", s.m.name(), "group", q.group)
-		s.m.crash()
+		dead := s.m
+		dead.crash()
+		// Its goroutines end in the background (a handler blocked on the cut
+		// network waits out the drain timeout), as a killed process's
+		// resources are reclaimed while its replacement starts.
+		q.reaping.Go(dead.close)
 		select {
 		case <-ctx.Done():
 		case <-time.After(c.Down):
@@ -485,6 +497,29 @@ func (q *queueRun) crashLoop(ctx context.Context) {
 			q.cfg.Logger.Error("verify: consumer restart failed", "slot", s.id, "err", err)
 		}
 	}
+}
+
+// busyWithin is how recently a member must have polled a record to count
+// as holding partitions when a crash picks its victim.
+const busyWithin = 300 * time.Millisecond
+
+// victim returns the slot a crash planned for slot planned hits: planned
+// if its member polled a record within busyWithin, else the next slot
+// (cyclically) whose member did, else planned. A member that holds no
+// partition (a restarted one the group has not given any yet, or one a
+// rebalance left idle) has nothing in flight: crashing it would show
+// nothing of what a crash costs.
+func (q *queueRun) victim(planned int) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.since()
+	for i := range len(q.members) {
+		slot := (planned + i) % len(q.members)
+		if at, ok := q.lastPoll[q.members[slot].m.name()]; ok && now-at <= busyWithin {
+			return slot
+		}
+	}
+	return planned
 }
 
 // polledAny reports whether a member polled a record yet.
@@ -615,6 +650,7 @@ func (q *queueRun) stop() error {
 		wg.Go(func() { s.m.close() })
 	}
 	wg.Wait()
+	q.reaping.Wait()
 	if q.stopPoll != nil {
 		// One last look at the commits made on the way out.
 		time.Sleep(2 * commitPollEvery)
@@ -636,9 +672,12 @@ type member interface {
 	name() string
 	// start runs the member until close or crash.
 	start(ctx context.Context)
-	// crash stops it as a dead process: no commit, no leave.
+	// crash kills it as a dead process is killed, at once: nothing it does
+	// afterwards reaches the cluster (no commit, no leave) or the history.
+	// It does not wait for the member's goroutines: close does.
 	crash()
-	// close stops it cleanly: drain, commit, leave.
+	// close stops it cleanly (drain, commit, leave), or, after a crash,
+	// waits for its goroutines to end.
 	close()
 }
 
@@ -835,12 +874,11 @@ func (m *consumeMember) start(ctx context.Context) {
 
 // crash cuts the member's network first (nothing it does after reaches
 // the cluster: no commit, no leave), then marks it dead so its handlers
-// record nothing more, and lets its goroutines end.
+// record nothing more, and cancels its clients.
 func (m *consumeMember) crash() {
 	m.net.Cut()
 	m.dead.Store(true)
 	m.cancelCl()
-	m.shutdown()
 }
 
 func (m *consumeMember) close() { m.shutdown() }

@@ -166,7 +166,6 @@ func (m *commitFirstMember) crash() {
 	m.net.Cut()
 	m.dead.Store(true)
 	m.cancelCl()
-	m.shutdown()
 }
 
 func (m *commitFirstMember) close() { m.shutdown() }
@@ -251,6 +250,7 @@ func TestQueueCrashNeitherCommitsNorLeaves(t *testing.T) {
 	waitFor("a second commit", func() bool { return committed("crashed") > first })
 	m.crash()
 	crashedAt := time.Now()
+	defer m.close()
 	// A commit the member wrote before its connections were cut may still
 	// be applied after it (the broker reads what reached its socket): the
 	// offset at the crash is the one that then holds still, 100 ms apart
