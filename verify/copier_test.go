@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,15 +27,30 @@ func copierTestConfig(c *kafkatest.Cluster, mode CopierMode, fault Fault, seed u
 // the same moments, copy the records in flight at a crash twice: the checker fails them.
 func TestRunCopierExactlyOnceHasNoDuplicatesWhereAtLeastOnceHas(t *testing.T) {
 	t.Parallel()
-	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	// The two modes run at once, each on a cluster of its own, so that neither's faults reach
+	// the other.
+	modes := CopierModes()
+	clusters := make([]*kafkatest.Cluster, len(modes))
+	for i := range modes {
+		clusters[i] = kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	}
+	runs := make([]CopierResult, len(modes))
+	errs := make([]error, len(modes))
+	var wg sync.WaitGroup
+	for i, mode := range modes {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			runs[i], errs[i] = RunCopier(ctx, copierTestConfig(clusters[i], mode, FaultRandom, 11))
+		})
+	}
+	wg.Wait()
 	results := map[CopierMode]CopierResult{}
-	for _, mode := range CopierModes() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		res, err := RunCopier(ctx, copierTestConfig(c, mode, FaultRandom, 11))
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: %v", mode, err)
+	for i, mode := range modes {
+		if errs[i] != nil {
+			t.Fatalf("%s: %v", mode, errs[i])
 		}
+		res := runs[i]
 		r := res.Copier
 		t.Logf("%s: acked %d, copied %d, read %d, duplicated %d, lost %d, reordered %d, aborted reads %d, crashes %d, %s, log %d, %v",
 			mode, r.Acked, r.Copied, r.Read, r.Duplicated, r.Lost, r.Reordered, r.AbortedReads, r.Crashes, r.Findings, len(res.History.Log), res.Duration)
