@@ -297,12 +297,13 @@ func (r *recorder) readProgress(remaining int64) {
 }
 
 // watchHighWatermarks samples the high watermark lag of topic every
-// TimelineInterval until the returned stop is called (stop may be called
-// more than once).
+// TimelineInterval until the returned stop is called, and once more then
+// (stop may be called more than once).
 func (r *recorder) watchHighWatermarks(ctx context.Context, adm *kadm.Client, topic string) (stop func()) {
 	if r == nil {
 		return func() {}
 	}
+	final := context.WithoutCancel(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -318,7 +319,14 @@ func (r *recorder) watchHighWatermarks(ctx context.Context, adm *kadm.Client, to
 			}
 		}
 	}()
-	return func() { cancel(); <-done }
+	var once sync.Once
+	return func() {
+		cancel()
+		<-done
+		// One last sample, once the faults are over: a short run whose
+		// samples all fell while a leader was down still shows its lag.
+		once.Do(func() { r.sampleHighWatermarks(final, adm, topic) })
+	}
 }
 
 // sampleHighWatermarks takes one high watermark lag sample. The acknowledged
