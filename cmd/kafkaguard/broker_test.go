@@ -40,8 +40,11 @@ var (
 	binErr  error
 )
 
+// TestMain runs the tests, which mostly wait on clusters and child
+// processes, four at a time (see testkit.RunParallel), then removes the
+// built binary.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testkit.RunParallel(m, 4)
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}
