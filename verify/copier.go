@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -417,7 +418,7 @@ func (c *copierRun) newMember(mc memberConfig) (member, error) {
 		}
 	default:
 		m.p, err = produce.New(clCtx, produce.NoLoss, mc.cfg.clientOpts(kgo.Dialer(m.net.Dial), kgo.WithContext(clCtx),
-			kgo.DefaultProduceTopic(c.cfg.Output))...)
+			kgo.DefaultProduceTopic(c.cfg.Output), kgo.WithLogger(slogKgo{mc.cfg.Logger.With("copier", mc.name)}))...)
 		if err != nil {
 			return fail(err)
 		}
@@ -451,4 +452,24 @@ func (c *copierRun) newMember(mc memberConfig) (member, error) {
 		}
 	}
 	return m, nil
+}
+
+// slogKgo is a kgo.Logger writing to a slog.Logger: the at-least-once
+// copier's producer reports there what a crash abandons, not to
+// slog.Default. kgo's own messages pass at error level only.
+type slogKgo struct{ l *slog.Logger }
+
+func (s slogKgo) Level() kgo.LogLevel { return kgo.LogLevelError }
+
+func (s slogKgo) Log(level kgo.LogLevel, msg string, kv ...any) {
+	sl := slog.LevelError
+	switch level {
+	case kgo.LogLevelWarn:
+		sl = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		sl = slog.LevelInfo
+	case kgo.LogLevelDebug:
+		sl = slog.LevelDebug
+	}
+	s.l.Log(context.Background(), sl, msg, kv...)
 }
