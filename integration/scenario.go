@@ -46,22 +46,25 @@ func Scenarios() []Scenario {
 // every fault s injected (resuming paused brokers, restarting killed ones)
 // so the next scenario finds the cluster whole.
 func Run(t *testing.T, c Cluster, s Scenario) {
-	t.Run(s.Name, func(t *testing.T) {
-		t.Logf("target=%s (%s)", c.Target(), c.Describe())
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		adm := newAdmin(t, c)
-		brokers, err := adm.ListBrokers(ctx)
-		if err != nil {
-			t.Fatalf("list brokers: %v", err)
-		}
-		if len(brokers) < s.Brokers {
-			t.Skipf("needs %d brokers, cluster has %d", s.Brokers, len(brokers))
-		}
-		fc := &faultTracker{Cluster: c}
-		t.Cleanup(func() { fc.heal(t) })
-		s.Run(t, fc)
-	})
+	t.Run(s.Name, func(t *testing.T) { runOn(t, c, s) })
+}
+
+// runOn is Run's subtest: s against c.
+func runOn(t *testing.T, c Cluster, s Scenario) {
+	t.Logf("target=%s (%s)", c.Target(), c.Describe())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	adm := newAdmin(t, c)
+	brokers, err := adm.ListBrokers(ctx)
+	if err != nil {
+		t.Fatalf("list brokers: %v", err)
+	}
+	if len(brokers) < s.Brokers {
+		t.Skipf("needs %d brokers, cluster has %d", s.Brokers, len(brokers))
+	}
+	fc := &faultTracker{Cluster: c}
+	t.Cleanup(func() { fc.heal(t) })
+	s.Run(t, fc)
 }
 
 // faultTracker records the faults a scenario injects so Run can undo them.

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
 // shared is the cluster every scenario and benchmark of this test binary
@@ -18,8 +20,10 @@ var shared struct {
 	err  error
 }
 
+// TestMain runs the tests four at a time (see testkit.RunParallel), then
+// closes the shared cluster.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testkit.RunParallel(m, 4)
 	if shared.c != nil {
 		if err := shared.c.Close(); err != nil {
 			fmt.Fprintf(os.Stderr, "integration: close %s cluster: %v\n", shared.c.Target(), err)
@@ -56,7 +60,32 @@ func sharedCluster(tb testing.TB) Cluster {
 
 // TestScenarios runs the whole suite against the cluster chosen by
 // KAFKAGUARD_TARGET; each subtest states the behaviour it checks.
+//
+// Against the bundled cluster each scenario gets a cluster of its own (it
+// starts in well under a second) and the scenarios run in parallel: they
+// mostly wait on their faults. Against a real cluster they share it, one
+// after the other.
 func TestScenarios(t *testing.T) {
+	if target := os.Getenv(EnvTarget); target == "" || target == TargetBundled {
+		for _, s := range Scenarios() {
+			t.Run(s.Name, func(t *testing.T) {
+				t.Parallel()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				c, err := StartBundled(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					if err := c.Close(); err != nil {
+						t.Errorf("close the bundled cluster: %v", err)
+					}
+				})
+				runOn(t, c, s)
+			})
+		}
+		return
+	}
 	c := sharedCluster(t)
 	for _, s := range Scenarios() {
 		Run(t, c, s)
