@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,9 @@ func TestRandomSchedulesShowLeaderAckLossAndNoLossNone(t *testing.T) {
 		if lost == 0 {
 			continue
 		}
-		if lost != la.Report.Lost || la.Err() != nil || la.Verdict() != "allowed by acks=1" {
+		// A loaded machine can also fail some sends under the faults: the verdict then says
+		// how many were not acked ("allowed by acks=1 (12 not acked)").
+		if lost != la.Report.Lost || la.Err() != nil || !strings.HasPrefix(la.Verdict(), "allowed by acks=1") {
 			t.Errorf("seed %d LeaderAck: anomalies %s, Report.Lost %d, Err %v, verdict %q", seed, la.Anomalies, la.Report.Lost, la.Err(), la.Verdict())
 		}
 		nl := run(produce.NoLoss, seed)
