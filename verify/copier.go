@@ -16,6 +16,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/consume"
 	"github.com/kafkaguard/kafkaguard/internal/netcut"
 	"github.com/kafkaguard/kafkaguard/produce"
+	"github.com/kafkaguard/kafkaguard/retry"
 )
 
 // WorkloadCopier copies the produced topic to another with consume's
@@ -380,6 +381,10 @@ func (c *copierRun) history(res Result) CopierHistory {
 	return h
 }
 
+// copierAttempts bounds the runs of one record by an at-least-once copier:
+// enough for a write to outlast any fault of a run (at most 200 ms apart).
+const copierAttempts = 1000
+
 // newMember builds a copier: an exactly-once consumer, or an
 // at-least-once one with a NoLoss producer, on a network a crash cuts.
 func (c *copierRun) newMember(mc memberConfig) (member, error) {
@@ -429,7 +434,14 @@ func (c *copierRun) newMember(mc memberConfig) (member, error) {
 			return fail(err)
 		}
 		m.cl = cl
-		co := []consume.ConsumerOpt{consume.Client(cl, hooks), consume.CommitInterval(mc.cfg.CommitInterval)}
+		// A copy whose write failed runs again until it is written, as an
+		// at-least-once copier must: without Retries a failed record would
+		// block its key for good. A write can fail though its own context is
+		// live: when a send of the same partition abandoned at a revocation
+		// fails, franz-go fails the records buffered behind it too.
+		co := []consume.ConsumerOpt{consume.Client(cl, hooks), consume.CommitInterval(mc.cfg.CommitInterval),
+			consume.Retries(consume.RetryPolicy{Attempts: copierAttempts,
+				Backoff: retry.Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2, Jitter: 0.2}})}
 		for _, o := range opts {
 			co = append(co, o)
 		}

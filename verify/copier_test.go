@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
@@ -78,5 +80,50 @@ func TestRunCopierExactlyOnceHasNoDuplicatesWhereAtLeastOnceHas(t *testing.T) {
 	}
 	if alo.Copier.Crashes == 0 || alo.Copier.Duplicated == 0 || alo.Copier.Lost != 0 || alo.Err() == nil {
 		t.Errorf("at-least-once: duplicated %d, lost %d, err %v; want duplicates, no loss", alo.Copier.Duplicated, alo.Copier.Lost, alo.Err())
+	}
+}
+
+// TestRunCopierAtLeastOnceRetriesAFailedCopy: an at-least-once copier whose write of a copy is
+// refused (the output's leader answers its produce with a non-retriable error) copies the
+// record again, as an at-least-once copier must, rather than leaving its key blocked: every
+// acknowledged record is copied, none lost.
+func TestRunCopierAtLeastOnceRetriesAFailedCopy(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t, kafkatest.Brokers(3))
+	cfg := copierTestConfig(c, CopierAtLeastOnce, FaultNone, 3)
+	cfg.Crashes, cfg.Records, cfg.Topic = 0, 2400, "refused"
+	cfg.Output = cfg.Topic + "-out"
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	type outcome struct {
+		res CopierResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := RunCopier(ctx, cfg)
+		done <- outcome{res, err}
+	}()
+	// Once the copiers have settled into their group (each output partition holds 300 copies,
+	// a second of the three the input takes), each output partition refuses its next write: no
+	// rebalance follows to run the refused records again on another copier.
+	for p := int32(0); p < int32(cfg.Partitions); {
+		if pi, err := c.Partition(cfg.Output, p); err != nil || pi.HW < 300 {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		if err := c.FailProduces(cfg.Output, p, 1, kerr.InvalidRecord, 0); err != nil {
+			t.Fatal(err)
+		}
+		p++
+	}
+	o := <-done
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	r := o.res.Copier
+	t.Logf("acked %d, copied %d, lost %d, duplicated %d, %v", r.Acked, r.Copied, r.Lost, r.Duplicated, o.res.Duration)
+	if r.Acked != cfg.Records || r.Copied != r.Acked || r.Lost != 0 {
+		t.Errorf("acked %d, copied %d, lost %d (%s): a refused copy was not written again", r.Acked, r.Copied, r.Lost, r.Findings)
 	}
 }
