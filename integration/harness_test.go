@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -133,14 +132,7 @@ func TestFromEnvRejectsUnknownTarget(t *testing.T) {
 // copied twice.
 func TestTransactionalCopyReaderSeesAbortedCopiesReadUncommitted(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := StartBundled(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	res := copyTransactionally(t, c, kgo.ReadUncommitted())
+	res := copyTransactionally(t, ownBundled(t), kgo.ReadUncommitted())
 	if len(res.dups) == 0 {
 		t.Fatalf("read_uncommitted saw no record twice through 9 copier crashes (%d records read): the aborted copies were not seen", res.read)
 	}

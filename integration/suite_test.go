@@ -70,18 +70,7 @@ func TestScenarios(t *testing.T) {
 		for _, s := range Scenarios() {
 			t.Run(s.Name, func(t *testing.T) {
 				t.Parallel()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				c, err := StartBundled(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() {
-					if err := c.Close(); err != nil {
-						t.Errorf("close the bundled cluster: %v", err)
-					}
-				})
-				runOn(t, c, s)
+				runOn(t, ownBundled(t), s)
 			})
 		}
 		return
@@ -90,4 +79,22 @@ func TestScenarios(t *testing.T) {
 	for _, s := range Scenarios() {
 		Run(t, c, s)
 	}
+}
+
+// ownBundled starts a bundled cluster (StartBundled) for t alone, closed
+// when t ends.
+func ownBundled(t *testing.T) Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := StartBundled(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close the bundled cluster: %v", err)
+		}
+	})
+	return c
 }
