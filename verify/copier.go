@@ -148,7 +148,7 @@ func RunCopier(ctx context.Context, cfg CopierConfig) (CopierResult, error) {
 	if err != nil {
 		return CopierResult{}, err
 	}
-	c.q = &queueRun{cfg: qc, group: qc.Topic + "-group", t0: time.Now(), rng: newCrashRand(cfg.Seed)}
+	c.q = &queueRun{cfg: qc, group: qc.Topic + "-group", t0: time.Now(), rng: newCrashRand(cfg.Seed), halt: make(chan struct{})}
 	defer c.stop()
 	res, err := run(ctx, qc.Config, c)
 	out := CopierResult{Result: res, Workload: WorkloadCopier, Mode: cfg.Mode, Group: c.q.group, Output: cfg.Output, Seed: cfg.Seed}
@@ -388,7 +388,7 @@ const copierAttempts = 1000
 // newMember builds a copier: an exactly-once consumer, or an
 // at-least-once one with a NoLoss producer, on a network a crash cuts.
 func (c *copierRun) newMember(mc memberConfig) (member, error) {
-	m := &consumeMember{mc: mc, net: &netcut.Dialer{}, done: make(chan struct{})}
+	m := &consumeMember{mc: mc, net: &netcut.Dialer{}, done: make(chan struct{}), exit: make(chan struct{})}
 	clCtx, cancelCl := context.WithCancel(context.Background())
 	m.cancelCl = cancelCl
 	handle := mc.handler(&m.dead)

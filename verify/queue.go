@@ -248,7 +248,7 @@ func RunQueues(ctx context.Context, cfg QueueConfig, groups []QueueGroup) ([]Que
 		if len(groups) > 1 {
 			group = fmt.Sprintf("%s-%d-%s-group", cfg.Topic, i+1, g.Order)
 		}
-		runs[i] = &queueRun{cfg: c, group: group, t0: time.Now(), rng: newCrashRand(g.Seed)}
+		runs[i] = &queueRun{cfg: c, group: group, t0: time.Now(), rng: newCrashRand(g.Seed), halt: make(chan struct{})}
 	}
 	defer runs.stop()
 	res, err := run(ctx, cfg.Config, runs)
@@ -323,6 +323,8 @@ type queueRun struct {
 	stopCrashes context.CancelFunc
 	crashing    sync.WaitGroup // the crash loop
 	reaping     sync.WaitGroup // closing crashed members
+	supervising sync.WaitGroup // the slots' supervisors (supervise)
+	halt        chan struct{}  // closed by stop: the supervisors end
 	stopPoll    context.CancelFunc
 	wg          sync.WaitGroup // the commit poller
 	stopped     bool
@@ -395,10 +397,45 @@ func (q *queueRun) launch(ctx context.Context, s *slot) error {
 	if err != nil {
 		return err
 	}
+	q.mu.Lock()
 	s.m = m
+	q.mu.Unlock()
 	m.start(ctx)
 	q.cfg.Logger.Info("verify: consumer started", "consumer", name, "group", q.group)
+	q.supervising.Go(func() { q.supervise(ctx, s, m) })
 	return nil
+}
+
+// restartDelay is how long a slot whose member stopped on its own stays
+// empty before a new member starts in it, as a process manager waits.
+const restartDelay = 500 * time.Millisecond
+
+// supervise restarts slot s when its member m stops on its own (see
+// member.exited), as a process manager restarts a process that exited,
+// until the run stops.
+func (q *queueRun) supervise(ctx context.Context, s *slot, m member) {
+	select {
+	case <-m.exited():
+	case <-q.halt:
+		return
+	}
+	q.cfg.Logger.Warn("verify: consumer stopped on its own; restarting it", "consumer", m.name(), "group", q.group,
+		"after", restartDelay)
+	q.reaping.Go(m.close)
+	select {
+	case <-time.After(restartDelay):
+	case <-q.halt:
+		return
+	}
+	q.mu.Lock()
+	current := s.m == m
+	q.mu.Unlock()
+	if !current {
+		return
+	}
+	if err := q.launch(context.WithoutCancel(ctx), s); err != nil {
+		q.cfg.Logger.Error("verify: consumer restart failed", "slot", s.id, "err", err)
+	}
 }
 
 // record notes a handled record; the handler returns only after it.
@@ -455,7 +492,7 @@ func crashPlan(rng *rand.Rand, n, slots int, window time.Duration) []plannedCras
 // crashLoop crashes cfg.Crashes members at random times while the
 // workload is produced, restarting each a moment later, as crashPlan
 // draws them (the plan's clock starts at the first record a member polls;
-// victim moves a crash off a member that holds no partition).
+// victimLocked moves a crash off a member that holds no partition).
 func (q *queueRun) crashLoop(ctx context.Context) {
 	if q.cfg.Crashes < 0 || q.cfg.Consumers == 0 {
 		return
@@ -478,12 +515,14 @@ func (q *queueRun) crashLoop(ctx context.Context) {
 			return
 		case <-time.After(time.Until(start.Add(c.At))):
 		}
-		s := q.members[q.victim(c.Slot)]
 		q.mu.Lock()
-		q.crashes = append(q.crashes, QueueCrash{At: q.since(), Consumer: s.m.name()})
-		q.mu.Unlock()
-		q.cfg.Logger.Info("verify: consumer crash", "consumer", s.m.name(), "group", q.group)
+		s := q.members[q.victimLocked(c.Slot)]
 		dead := s.m
+		q.mu.Unlock()
+		q.mu.Lock()
+		q.crashes = append(q.crashes, QueueCrash{At: q.since(), Consumer: dead.name()})
+		q.mu.Unlock()
+		q.cfg.Logger.Info("verify: consumer crash", "consumer", dead.name(), "group", q.group)
 		dead.crash()
 		// Its goroutines end in the background (a handler blocked on the cut
 		// network waits out the drain timeout), as a killed process's
@@ -503,15 +542,13 @@ func (q *queueRun) crashLoop(ctx context.Context) {
 // as holding partitions when a crash picks its victim.
 const busyWithin = 300 * time.Millisecond
 
-// victim returns the slot a crash planned for slot planned hits: planned
+// victimLocked returns the slot a crash planned for slot planned hits: planned
 // if its member polled a record within busyWithin, else the next slot
 // (cyclically) whose member did, else planned. A member that holds no
 // partition (a restarted one the group has not given any yet, or one a
 // rebalance left idle) has nothing in flight: crashing it would show
 // nothing of what a crash costs.
-func (q *queueRun) victim(planned int) int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+func (q *queueRun) victimLocked(planned int) int {
 	now := q.since()
 	for i := range len(q.members) {
 		slot := (planned + i) % len(q.members)
@@ -642,12 +679,17 @@ func (q *queueRun) stop() error {
 		q.stopCrashes()
 	}
 	q.crashing.Wait()
+	close(q.halt)
+	q.supervising.Wait() // a restart under way has put its member in its slot
 	q.mu.Lock()
-	members := slices.Clone(q.members)
+	var current []member
+	for _, s := range q.members {
+		current = append(current, s.m)
+	}
 	q.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, s := range members {
-		wg.Go(func() { s.m.close() })
+	for _, m := range current {
+		wg.Go(m.close)
 	}
 	wg.Wait()
 	q.reaping.Wait()
@@ -679,6 +721,10 @@ type member interface {
 	// close stops it cleanly (drain, commit, leave), or, after a crash,
 	// waits for its goroutines to end.
 	close()
+	// exited is closed when the member stopped on its own, neither crashed
+	// nor closed (its Run returned an error: every broker unreachable while
+	// it started its producer, say); the queue run then restarts its slot.
+	exited() <-chan struct{}
 }
 
 // memberConfig is what a member is built from.
@@ -834,11 +880,12 @@ type consumeMember struct {
 	cancelCl  context.CancelFunc
 	cancelRun context.CancelFunc
 	done      chan struct{}
+	exit      chan struct{} // closed when Run returned on its own
 	closeOnce sync.Once
 }
 
 func newConsumeMember(mc memberConfig) (member, error) {
-	m := &consumeMember{mc: mc, net: &netcut.Dialer{}, done: make(chan struct{})}
+	m := &consumeMember{mc: mc, net: &netcut.Dialer{}, done: make(chan struct{}), exit: make(chan struct{})}
 	clCtx, cancelCl := context.WithCancel(context.Background())
 	m.cancelCl = cancelCl
 	hooks := consume.NewHooks()
@@ -866,11 +913,17 @@ func (m *consumeMember) start(ctx context.Context) {
 	m.cancelRun = cancel
 	go func() {
 		defer close(m.done)
-		if err := m.c.Run(rctx); err != nil && !m.dead.Load() {
+		err := m.c.Run(rctx)
+		if err != nil && !m.dead.Load() {
 			m.mc.cfg.Logger.Warn("verify: consumer stopped with an error", "consumer", m.mc.name, "err", err)
+		}
+		if !m.dead.Load() && rctx.Err() == nil {
+			close(m.exit) // neither crashed nor closed
 		}
 	}()
 }
+
+func (m *consumeMember) exited() <-chan struct{} { return m.exit }
 
 // crash cuts the member's network first (nothing it does after reaches
 // the cluster: no commit, no leave), then marks it dead so its handlers

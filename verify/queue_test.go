@@ -170,6 +170,8 @@ func (m *commitFirstMember) crash() {
 
 func (m *commitFirstMember) close() { m.shutdown() }
 
+func (m *commitFirstMember) exited() <-chan struct{} { return nil } // it stops only when told
+
 func (m *commitFirstMember) shutdown() {
 	m.once.Do(func() {
 		m.stopping.Store(true)
