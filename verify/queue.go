@@ -318,7 +318,6 @@ type queueRun struct {
 	crashes    []QueueCrash
 	log        []Record
 	members    []*slot
-	lastPoll   map[string]time.Duration // by member name: when it last polled a record
 
 	stopCrashes context.CancelFunc
 	crashing    sync.WaitGroup // the crash loop
@@ -452,10 +451,6 @@ func (q *queueRun) delivered(d Delivery) {
 	d.At = q.since()
 	q.mu.Lock()
 	q.deliveries = append(q.deliveries, d)
-	if q.lastPoll == nil {
-		q.lastPoll = map[string]time.Duration{}
-	}
-	q.lastPoll[d.Consumer] = d.At
 	q.mu.Unlock()
 }
 
@@ -549,10 +544,18 @@ const busyWithin = 300 * time.Millisecond
 // rebalance left idle) has nothing in flight: crashing it would show
 // nothing of what a crash costs.
 func (q *queueRun) victimLocked(planned int) int {
-	now := q.since()
+	// The deliveries are appended as they come: the recent ones are last.
+	since := q.since() - busyWithin
+	busy := map[string]bool{}
+	for _, d := range slices.Backward(q.deliveries) {
+		if d.At < since {
+			break
+		}
+		busy[d.Consumer] = true
+	}
 	for i := range len(q.members) {
 		slot := (planned + i) % len(q.members)
-		if at, ok := q.lastPoll[q.members[slot].m.name()]; ok && now-at <= busyWithin {
+		if busy[q.members[slot].m.name()] {
 			return slot
 		}
 	}
