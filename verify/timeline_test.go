@@ -1,12 +1,17 @@
 package verify
 
 import (
+	"context"
 	"errors"
 	"math"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/kafkatest"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
 
@@ -166,5 +171,31 @@ func checkTimeline(t *testing.T, res Result) {
 		t.Errorf("acks=1 with the followers paused never acknowledged above the high watermark: %v", tl.HighWatermarkLag)
 	case res.Preset == produce.NoLoss && res.Fault == FaultPauseFollowersKillLeader && most.Records != 0:
 		t.Errorf("acks=all acknowledged %d records above the high watermark at %v", most.Records, most.At)
+	}
+}
+
+// TestHighWatermarkWatchTakesALastSampleWhenStopped: a run stopped before any 100 ms sample
+// came (or whose samples all fell while a leader was down) still has its lag series: stop
+// takes one more sample.
+func TestHighWatermarkWatchTakesALastSampleWhenStopped(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.NewCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.CreateTopic(ctx, "lag", 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic("lag"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	r := newRecorder(time.Now(), 1, 1)
+	r.outcome(Ack{Value: Value{Key: 0, Seq: 0}, Partition: 0, Offset: 0}, nil)
+	stop := r.watchHighWatermarks(ctx, kadm.NewClient(cl), "lag")
+	stop() // before the first tick
+	stop() // a second stop takes no second sample
+	if lag := r.timeline().HighWatermarkLag; len(lag) != 1 || lag[0].Records != 1 {
+		t.Fatalf("lag samples %+v, want one: the acknowledged offset 0 above an empty partition's high watermark", lag)
 	}
 }
