@@ -1,56 +1,27 @@
 package clientsec
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/kafkaguard/kafkaguard/internal/testkit"
 )
 
-// testPKI is a throwaway CA with a server certificate for "broker.test" and
-// 127.0.0.1 and a client certificate, written as PEM files in a temp dir.
+// testPKI is a throwaway CA (testkit.CA) with a server certificate for "broker.test" and
+// 127.0.0.1 and a client certificate for "client.test", written as PEM files in a temp dir.
 type testPKI struct {
-	dir                        string
-	caFile, serverCert, client string // client holds the client's certificate and key
-	serverKey, clientCert      string
-	clientKey                  string
+	caFile                string
+	serverCert, serverKey string
+	clientCert, clientKey string
+	client                string // the client's key and certificate in one file, a PEM keystore
 }
 
 func newTestPKI(t *testing.T) testPKI {
 	t.Helper()
+	ca := testkit.NewCA(t)
 	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	leaf := func(serial int64, name string, usage x509.ExtKeyUsage) ([]byte, []byte) {
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			DNSNames: []string{name}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, _ := x509.MarshalPKCS8PrivateKey(k)
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
-	}
-	p := testPKI{dir: dir}
 	write := func(name string, b ...[]byte) string {
 		path := filepath.Join(dir, name)
 		var all []byte
@@ -62,12 +33,11 @@ func newTestPKI(t *testing.T) testPKI {
 		}
 		return path
 	}
-	p.caFile = write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
-	sc, sk := leaf(2, "broker.test", x509.ExtKeyUsageServerAuth)
-	p.serverCert, p.serverKey = write("server.pem", sc), write("server.key", sk)
-	cc, ck := leaf(3, "client.test", x509.ExtKeyUsageClientAuth)
-	p.clientCert, p.clientKey = write("client.pem", cc), write("client.key", ck)
-	p.client = write("client-keystore.pem", ck, cc)
+	server, client := ca.Issue(t, "broker.test"), ca.Issue(t, "client.test")
+	p := testPKI{caFile: write("ca.pem", ca.PEM)}
+	p.serverCert, p.serverKey = server.WriteFiles(t)
+	p.clientCert, p.clientKey = client.WriteFiles(t)
+	p.client = write("client-keystore.pem", client.KeyPEM, client.CertPEM)
 	return p
 }
 
