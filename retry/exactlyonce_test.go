@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -280,7 +281,8 @@ func TestAtLeastOnceJobKilledRepeatedlyDuplicatesDeadLetters(t *testing.T) {
 // Two ExactlyOnce instances share the work: the second one's arrival and the
 // first one's departure rebalance the group, aborting the transactions open
 // then; the markers of those transactions run again, and still every outcome
-// is written once as read_committed readers see it.
+// is written once as read_committed readers see it, and counted once, in
+// Stats, the metrics and the dead-letter alerts.
 func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
 	t.Parallel()
 	const n = 60
@@ -288,7 +290,13 @@ func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	writeForeignMarkers(ctx, t, e, n)
-	var runs atomic.Int64
+	reg := prometheus.NewRegistry()
+	metrics, err := retry.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsURL := testkit.ServeMetrics(t, reg)
+	var runs, deadAlerts atomic.Int64
 	newJob := func(instance string) *retry.Job {
 		j, err := retry.NewJob(func(context.Context, *retry.Marker) error {
 			runs.Add(1)
@@ -296,15 +304,21 @@ func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
 			return errors.New("fails")
 		}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(3),
 			retry.Concurrency(2), retry.CommitInterval(100*time.Millisecond), retry.ExactlyOnce(instance),
+			retry.ReportMetrics(metrics), retry.OnAlert(retry.Thresholds{DeadLetters: 1}, func(a retry.Alert) {
+				if a.Kind == retry.AlertDeadLetter {
+					deadAlerts.Add(1)
+				}
+			}),
 			retry.Logger(testLogger(t).With("job", instance)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return j
 	}
-	stopA := runJob(t, newJob("a"))
+	a, b := newJob("a"), newJob("b")
+	stopA := runJob(t, a)
 	testkit.WaitFor(t, 20*time.Second, "the first job to run markers", func() bool { return runs.Load() >= 20 })
-	stopB := runJob(t, newJob("b"))
+	stopB := runJob(t, b)
 	testkit.WaitFor(t, 20*time.Second, "more runs after the second job joined", func() bool { return runs.Load() >= 60 })
 	if err := stopA(); err != nil {
 		t.Fatalf("first job: %v", err)
@@ -324,6 +338,19 @@ func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
 		if reparks[v] != 1 || dead[v] != 1 {
 			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
 		}
+	}
+	sa, sb := a.Stats(), b.Stats()
+	if r, d := sa.Reparked+sb.Reparked, sa.DeadLettered+sb.DeadLettered; r != n || d != n {
+		t.Errorf("Stats count %d re-parks and %d dead letters (a %+v, b %+v), want %d and %d", r, d, sa, sb, n, n)
+	}
+	got := scrape(t, metricsURL)
+	for _, name := range []string{"kafkaguard_retry_parked_total", "kafkaguard_retry_dead_lettered_total"} {
+		if v := got[name+`{topic="eosrebalance"}`]; v != strconv.Itoa(n) {
+			t.Errorf("%s = %q, want %d", name, v, n)
+		}
+	}
+	if got := deadAlerts.Load(); got != n {
+		t.Errorf("%d dead-letter alerts, want %d", got, n)
 	}
 }
 

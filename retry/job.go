@@ -36,7 +36,10 @@ func RecordHandler(h func(context.Context, *kgo.Record) error) Handler {
 	return func(ctx context.Context, m *Marker) error { return h(ctx, m.Record()) }
 }
 
-// Stats is a snapshot of a Job's work.
+// Stats is a snapshot of a Job's work. In ExactlyOnce mode an outcome
+// (Succeeded, Reparked, DeadLettered) counts once the transaction that wrote
+// it commits: what an aborted transaction wrote, and wrote again in the next,
+// counts once, while Retried counts every handler run.
 type Stats struct {
 	Held         int   // markers held: waiting for their due time, their key, or running
 	Blocked      int   // held markers waiting for an earlier record of their key
@@ -602,9 +605,11 @@ func (j *Job) deadLetterRaw(ctx context.Context, it *item) error {
 	if err := j.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("retry: dead-lettering invalid marker on %s: %w", topic, err)
 	}
-	j.deadLettered.Add(1)
-	j.cfg.metrics.incDeadLettered(j.retryTopic)
-	j.alerts.deadLettered(it.m)
+	afterCommit(ctx, func() {
+		j.deadLettered.Add(1)
+		j.cfg.metrics.incDeadLettered(j.retryTopic)
+		j.alerts.deadLettered(it.m)
+	})
 	return nil
 }
 

@@ -24,7 +24,10 @@ import (
 //	kafkaguard_retry_backlog                 markers not yet finished (held or not yet read)
 //	kafkaguard_retry_oldest_marker_age_seconds  time since the oldest held marker first failed
 //
-// A nil *Metrics counts nothing.
+// An ExactlyOnce Job counts a marker written, a success and a dead letter
+// (and raises its dead-letter alert) once the transaction that wrote it
+// commits, never for a transaction that aborts. A nil *Metrics counts
+// nothing.
 type Metrics struct {
 	parked, retried, succeeded, deadLettered *prometheus.CounterVec
 	backlog, oldestAge                       *prometheus.GaugeVec

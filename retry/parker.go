@@ -76,7 +76,7 @@ func (w *writer) park(ctx context.Context, m *Marker, pin int32, delay bool) (*k
 	if l := w.cfg.locks; l != nil {
 		l.observe(rec.Partition, rec.Offset, m)
 	}
-	w.cfg.metrics.incParked(m.Topic)
+	afterCommit(ctx, func() { w.cfg.metrics.incParked(m.Topic) })
 	w.cfg.logger.Info("retry: parked", "origin", m.Origin.String(), "attempts", m.Attempts, "due", m.Due,
 		"retry_topic", topic, "partition", rec.Partition, "offset", rec.Offset, "err", m.LastError())
 	return rec, nil
@@ -96,10 +96,12 @@ func (w *writer) deadLetter(ctx context.Context, m *Marker, reason string) error
 		return err
 	}
 	endWrite(span, rec, nil)
-	w.cfg.metrics.incDeadLettered(m.Topic)
 	w.cfg.logger.Error("retry: dead-lettered", "origin", m.Origin.String(), "attempts", m.Attempts, "reason", reason,
 		"dlq_topic", topic, "partition", rec.Partition, "offset", rec.Offset, "err", m.LastError())
-	w.alerts.deadLettered(m)
+	afterCommit(ctx, func() {
+		w.cfg.metrics.incDeadLettered(m.Topic)
+		w.alerts.deadLettered(m)
+	})
 	return nil
 }
 

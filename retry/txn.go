@@ -27,10 +27,11 @@ import (
 // held partition to its last committed checkpoint and bumps the epoch, which
 // makes the outcome of a marker held before the reset a no-op.
 type txnState struct {
-	sess   *kgo.GroupTransactSession
-	id     string
-	mu     sync.RWMutex
-	doomed atomic.Bool // an outcome write failed: the open transaction must abort
+	sess    *kgo.GroupTransactSession
+	id      string
+	mu      sync.RWMutex
+	doomed  atomic.Bool // an outcome write failed: the open transaction must abort
+	effects effects     // of the outcomes written in the open transaction
 
 	pollMu     sync.Mutex
 	pollCancel context.CancelFunc // interrupts the poll in progress
@@ -44,6 +45,43 @@ type noCommit struct{}
 
 func (noCommit) Commit(context.Context, *kgo.Client, map[ordering.TopicPartition]ordering.Checkpoint) (map[ordering.TopicPartition]error, error) {
 	return nil, nil
+}
+
+// effectsKey carries the open transaction's *effects in the context of an
+// outcome written in it (Job.inTxn).
+type effectsKey struct{}
+
+// effects are what writing an outcome does besides the write (Stats,
+// metrics, a dead-letter alert), held until the transaction commits and
+// dropped if it aborts, so that they count what read_committed readers see:
+// a dead letter written in an aborted transaction and written again in the
+// next is one dead letter.
+type effects struct {
+	mu sync.Mutex
+	fs []func()
+}
+
+// take returns the effects held and forgets them.
+func (e *effects) take() []func() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fs := e.fs
+	e.fs = nil
+	return fs
+}
+
+// afterCommit runs f now; or, when ctx is that of an outcome written in an
+// ExactlyOnce Job's transaction, once that transaction commits, and never if
+// it aborts.
+func afterCommit(ctx context.Context, f func()) {
+	e, ok := ctx.Value(effectsKey{}).(*effects)
+	if !ok {
+		f()
+		return
+	}
+	e.mu.Lock()
+	e.fs = append(e.fs, f)
+	e.mu.Unlock()
 }
 
 // outputsKey carries an *outputs in a handler's context in ExactlyOnce mode.
@@ -205,6 +243,7 @@ func (j *Job) endTxn(ctx context.Context, final bool) error {
 	})
 	committed, err := t.sess.End(ectx, try)
 	t.doomed.Store(false)
+	effects := t.effects.take()
 	if err != nil && (errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)) {
 		return fmt.Errorf("retry: transaction of %q: %w: %w", t.id, produce.ErrFenced, err)
@@ -229,6 +268,9 @@ func (j *Job) endTxn(ctx context.Context, final bool) error {
 	nowFrozen := j.frozen
 	j.mu.Unlock()
 	if committed && !frozen {
+		for _, f := range effects {
+			f()
+		}
 		for p, cp := range cps {
 			j.locks.gc(p, cp.Offset)
 		}
@@ -296,7 +338,7 @@ func (j *Job) inTxn(ctx context.Context, it *item, what string, write func(conte
 	if !j.current(it.epoch) {
 		return false
 	}
-	if err := write(ctx); err != nil {
+	if err := write(context.WithValue(ctx, effectsKey{}, &t.effects)); err != nil {
 		t.doomed.Store(true)
 		j.cfg.logger.Warn("retry: write in transaction failed, the transaction aborts", "what", what, "err", err)
 		return false
@@ -325,8 +367,10 @@ func (j *Job) finishTxn(ctx context.Context, it *item, err error, outs *outputs)
 					return fmt.Errorf("retry: writing the outputs of %s: %w", m.Origin, err)
 				}
 			}
-			j.succeeded.Add(1)
-			j.cfg.metrics.incSucceeded(m.Topic)
+			afterCommit(ctx, func() {
+				j.succeeded.Add(1)
+				j.cfg.metrics.incSucceeded(m.Topic)
+			})
 			j.cfg.logger.Info("retry: succeeded", "origin", m.Origin.String(), "attempt", m.Attempts+1)
 			return nil
 		})
@@ -337,7 +381,7 @@ func (j *Job) finishTxn(ctx context.Context, it *item, err error, outs *outputs)
 			if err := j.w.deadLetter(ctx, next, reason); err != nil {
 				return err
 			}
-			j.deadLettered.Add(1)
+			afterCommit(ctx, func() { j.deadLettered.Add(1) })
 			return nil
 		})
 	}
@@ -345,7 +389,7 @@ func (j *Job) finishTxn(ctx context.Context, it *item, err error, outs *outputs)
 		if _, err := j.w.park(ctx, next, it.part, true); err != nil {
 			return err
 		}
-		j.reparked.Add(1)
+		afterCommit(ctx, func() { j.reparked.Add(1) })
 		return nil
 	})
 }
