@@ -38,6 +38,7 @@ func Scenarios() []Scenario {
 		{Name: "ConsumerParksFailuresAndRetryJobHandlesThemInKeyOrder", Brokers: 1, Run: consumerWithRetryJob},
 		{Name: "TransactionalCopyIsExactlyOnceWhileCopiersAndBrokersAreKilled", Brokers: 3, Faults: []string{"kill", "restart"}, Run: transactionalCopy},
 		{Name: "ExactlyOnceConsumerSurvivesACrashAtEveryStepOfItsTransaction", Brokers: 3, Run: eosConsumerCrashes},
+		{Name: "FencedTransactionalProducerIsRefusedAsKafkaRefusesIt", Brokers: 1, Run: fencedProducerRefused},
 	}
 }
 
