@@ -39,6 +39,7 @@ func Scenarios() []Scenario {
 		{Name: "TransactionalCopyIsExactlyOnceWhileCopiersAndBrokersAreKilled", Brokers: 3, Faults: []string{"kill", "restart"}, Run: transactionalCopy},
 		{Name: "ExactlyOnceConsumerSurvivesACrashAtEveryStepOfItsTransaction", Brokers: 3, Run: eosConsumerCrashes},
 		{Name: "FencedTransactionalProducerIsRefusedAsKafkaRefusesIt", Brokers: 1, Run: fencedProducerRefused},
+		{Name: "LateTransactionalProduceIsRefusedAndLeavesNoTransactionOpen", Brokers: 1, Run: lateProduceRefused},
 	}
 }
 

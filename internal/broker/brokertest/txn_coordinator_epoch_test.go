@@ -196,9 +196,11 @@ func TestADeposedTransactionCoordinatorsLateMarkerIsFenced(t *testing.T) {
 	if err := c.CreateTopic(ctx, topic, 3, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	// Produce v13 names topics by id; these raw requests name them.
+	// Produce v13 names topics by id; these raw requests name them. AddPartitionsToTxn v4 is
+	// the brokers' batched form; a client speaks v3 at most.
 	versions := kversion.Stable()
 	versions.SetMaxKeyVersion(0, 12)
+	versions.SetMaxKeyVersion(24, 3)
 	cl := testkit.Client(t, c.Bootstrap(), kgo.MaxVersions(versions))
 
 	// C1 is the coordinator of id: the leader of its __transaction_state partition, which the

@@ -48,6 +48,11 @@ type Config struct {
 	// records the leader acknowledged. It exists only so that tests can re-create that loss (the
 	// randomized replication test here, verify's random nemesis); never set it otherwise.
 	UnsafeHWOnCommittedISR bool
+	// VerifyTransactions makes Append refuse a producer's transactional batch, when the producer
+	// has no transaction open on this partition, unless it carries a guard from
+	// VerificationGuard that no marker of the producer has cleared since: the broker's check
+	// with the transaction coordinator (KIP-890 part 1, see verify.go).
+	VerifyTransactions bool
 	// lockAcrossAppend restores, for tests and benchmarks only, the locking this package had
 	// before appends left mu for the log write: mu held across the append and its fsync.
 	lockAcrossAppend bool
@@ -101,6 +106,8 @@ type Replica struct {
 	followers   map[int32]*follower
 	producers   producers
 	txns        txns
+	verified    verifications // producer id -> guard of its verification in progress (verify.go)
+	guards      uint64        // the last guard handed out
 	waiters     []*ackWaiter
 	watchers    map[chan struct{}]struct{}
 	altering    bool         // an AlterISR call is in flight
@@ -138,6 +145,7 @@ func Open(dir string, cfg Config) (*Replica, error) {
 		followers: map[int32]*follower{},
 		producers: producers{},
 		txns:      newTxns(),
+		verified:  verifications{},
 		watchers:  map[chan struct{}]struct{}{},
 	}
 	if err := r.loadTxnStateLocked(); err != nil {
@@ -317,6 +325,12 @@ type AppendResult struct {
 // waits until the high watermark passes the batch (or ctx ends: REQUEST_TIMED_OUT). Errors are
 // kerr errors wrapped with context, so errors.Is and kerr.ErrorForCode-style mapping work.
 func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (AppendResult, error) {
+	return r.AppendVerified(ctx, batches, acks, 0)
+}
+
+// AppendVerified is Append of a batch verified with the transaction coordinator under guard
+// (VerificationGuard); 0 is no guard.
+func (r *Replica) AppendVerified(ctx context.Context, batches []byte, acks int16, guard uint64) (AppendResult, error) {
 	r.mu.Lock()
 	maxBytes := r.cfg.MaxMessageBytes
 	r.mu.Unlock()
@@ -331,7 +345,7 @@ func (r *Replica) Append(ctx context.Context, batches []byte, acks int16) (Appen
 	case err != nil:
 		return AppendResult{}, fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
 	}
-	res, last, epoch, err := r.write(batches, h, acks, false)
+	res, last, epoch, err := r.write(batches, h, acks, false, guard)
 	if err != nil || acks != -1 {
 		return res, err
 	}
@@ -351,7 +365,7 @@ func (r *Replica) AppendTxnOffsets(ctx context.Context, batch []byte) error {
 	if !h.IsTransactional() || h.IsControl() || h.ProducerID < 0 {
 		return fmt.Errorf("%s-%d: transactional offsets: not a transactional data batch: %w", r.cfg.Topic, r.cfg.Partition, kerr.InvalidRecord)
 	}
-	_, last, epoch, err := r.write(batch, h, -1, true)
+	_, last, epoch, err := r.write(batch, h, -1, true, 0)
 	if err != nil {
 		return err
 	}
@@ -361,7 +375,7 @@ func (r *Replica) AppendTxnOffsets(ctx context.Context, batch []byte) error {
 // write is Append after validation: it checks leadership and min.insync.replicas, deduplicates
 // and appends h's batch. It returns the result, the batch's last offset and the leader epoch it
 // was appended (or found) in. It holds appendMu throughout, and mu except while the log writes.
-func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool) (res AppendResult, last int64, epoch int32, err error) {
+func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool, guard uint64) (res AppendResult, last int64, epoch int32, err error) {
 	var marker records.Marker
 	if h.IsControl() {
 		marker = r.markerOf(h, batch)
@@ -379,7 +393,11 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool
 		r.mu.Unlock()
 		return res, 0, 0, fmt.Errorf("%s-%d: ISR %v is smaller than min.insync.replicas=%d: %w", r.cfg.Topic, r.cfg.Partition, isr, minISR, kerr.NotEnoughReplicas)
 	}
-	dup, err := r.producers.check(h, bySelf)
+	err = r.checkVerifiedLocked(h, bySelf, guard)
+	var dup *batchMeta
+	if err == nil {
+		dup, err = r.producers.check(h, bySelf)
+	}
 	if err == nil && h.IsControl() {
 		err = r.txns.checkCoordinatorEpoch(h.ProducerID, marker.CoordinatorEpoch)
 	}
@@ -419,6 +437,9 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool
 	// Producer state follows the log whatever happened meanwhile: the batch is in it.
 	r.producers.update(headers[0])
 	abort, aborted := r.txns.observeMarker(headers[0], marker)
+	if headers[0].IsControl() {
+		delete(r.verified, headers[0].ProducerID)
+	}
 	var snap []byte
 	snapAt := r.log.EndOffset()
 	if r.rolledLocked() {

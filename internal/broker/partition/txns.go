@@ -130,7 +130,7 @@ func (r *Replica) AppendMarker(ctx context.Context, producerID int64, epoch int1
 	if err != nil {
 		return fmt.Errorf("%s-%d: marker: %w", r.cfg.Topic, r.cfg.Partition, err)
 	}
-	_, last, leaderEpoch, err := r.write(batch, h, -1, true)
+	_, last, leaderEpoch, err := r.write(batch, h, -1, true, 0)
 	if err != nil {
 		return err
 	}

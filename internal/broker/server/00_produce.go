@@ -12,6 +12,7 @@ import (
 
 	"github.com/kafkaguard/kafkaguard/internal/broker/log"
 	"github.com/kafkaguard/kafkaguard/internal/broker/meta"
+	"github.com/kafkaguard/kafkaguard/internal/broker/partition"
 	"github.com/kafkaguard/kafkaguard/internal/broker/safe"
 )
 
@@ -23,7 +24,9 @@ import (
 // check it: a transactional batch in a request without a transactional id fails every partition
 // with TRANSACTIONAL_ID_AUTHORIZATION_FAILED; zstd before v7 is
 // UNSUPPORTED_COMPRESSION_TYPE; acks other than -1, 0 and 1 is INVALID_REQUIRED_ACKS for every
-// partition this node leads. Each batch is then validated by its replica (partition.Append).
+// partition this node leads. A transactional batch that would open its producer's transaction
+// on a partition is verified with the transaction coordinator first (verifyBatch). Each batch is
+// then validated by its replica (partition.AppendVerified).
 func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	// As KafkaApis: transactional batches need the request's transactional id.
@@ -92,7 +95,16 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 					sp.ErrorCode, sp.ErrorMessage = kerr.UnknownServerError.Code, errMessage(err)
 				})
 				b.partitionHook(0, name, rp.Partition)
-				res, err := r.Append(ctx, rp.Records, req.Acks)
+				guard, code := b.verifyBatch(ctx, req, r, name, rp)
+				if code != 0 {
+					sp.ErrorCode = code
+					if code != kerr.NotLeaderForPartition.Code {
+						msg := "kafkaguard broker: the transaction coordinator did not verify this partition in the producer's open transaction"
+						sp.ErrorMessage = &msg
+					}
+					return
+				}
+				res, err := r.AppendVerified(ctx, rp.Records, req.Acks, guard)
 				if err != nil {
 					sp.ErrorCode = errorCode(err)
 					msg := err.Error()
@@ -111,6 +123,24 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 		return nil
 	}
 	return resp
+}
+
+// verifyBatch verifies a transactional batch that would open its producer's transaction on r
+// with the transaction coordinator (verifyTxn), returning the guard to append it under, or the
+// error code the partition gets. Other batches need nothing (guard 0, code 0).
+func (b *Broker) verifyBatch(ctx context.Context, req *kmsg.ProduceRequest, r *partition.Replica, topic string, rp *kmsg.ProduceRequestTopicPartition) (uint64, int16) {
+	h, err := log.ParseBatchHeader(rp.Records)
+	if err != nil || !h.IsTransactional() || h.IsControl() || h.ProducerID < 0 || req.TransactionID == nil {
+		return 0, 0
+	}
+	guard, need, err := r.VerificationGuard(h.ProducerID)
+	if err != nil {
+		return 0, errorCode(err)
+	}
+	if !need {
+		return 0, 0
+	}
+	return guard, b.verifyTxn(ctx, *req.TransactionID, h.ProducerID, h.ProducerEpoch, topic, rp.Partition, req.Version)
 }
 
 // produceTimeout bounds a produce's acks=all wait as Kafka's DelayedProduce does: a timeout of

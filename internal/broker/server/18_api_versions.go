@@ -24,7 +24,7 @@ var apiVersions = func() map[int16]versionRange {
 		19: {2, 7},  // CreateTopics
 		20: {1, 6},  // DeleteTopics
 		22: {0, 4},  // InitProducerID
-		24: {0, 3},  // AddPartitionsToTxn (v4's broker batches are transaction.version 2)
+		24: {0, 4},  // AddPartitionsToTxn (v4: brokers verify a partition, KIP-890 part 1)
 		25: {0, 4},  // AddOffsetsToTxn
 		26: {0, 4},  // EndTxn (v5 is transaction.version 2)
 		27: {0, 1},  // WriteTxnMarkers

@@ -35,7 +35,7 @@ var supportedAPIs = []struct {
 	{"CreateTopics", 2, 7},
 	{"DeleteTopics", 1, 6},
 	{"InitProducerID", 0, 4},
-	{"AddPartitionsToTxn", 0, 3},
+	{"AddPartitionsToTxn", 0, 4},
 	{"AddOffsetsToTxn", 0, 4},
 	{"EndTxn", 0, 4},
 	{"TxnOffsetCommit", 0, 4},

@@ -414,6 +414,7 @@ func (b *Broker) openReplica(t *meta.Topic, p int32) (*partition.Replica, error)
 		},
 		IsrEligible:            b.isrEligible,
 		UnsafeHWOnCommittedISR: b.cfg.UnsafeHWOnCommittedISR,
+		VerifyTransactions:     true,
 	})
 	if err != nil {
 		return nil, err

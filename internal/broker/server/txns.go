@@ -114,20 +114,6 @@ func (b *Broker) appendMarker(ctx context.Context, r *partition.Replica, topic s
 
 // remote sends one WriteTxnMarkers to leader for parts.
 func (w markerWriter) remote(ctx context.Context, img *meta.Image, leader int32, producerID int64, epoch int16, commit bool, coordinatorEpoch int32, parts []txn.Partition) error {
-	bk, ok := img.Broker(leader)
-	if !ok || !bk.Alive {
-		return fmt.Errorf("leader %d unavailable: %w", leader, kerr.NotLeaderForPartition)
-	}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := wire.Dial(dctx, w.b.cfg.Dialer, net.JoinHostPort(bk.Host, strconv.Itoa(int(bk.Port))), "kafkaguard-txn-"+strconv.Itoa(int(w.b.cfg.ID)))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := w.b.authenticate(dctx, c); err != nil {
-		return err
-	}
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
 	req.SetVersion(1)
 	m := kmsg.NewWriteTxnMarkersRequestMarker()
@@ -145,8 +131,11 @@ func (w markerWriter) remote(ctx context.Context, img *meta.Image, leader int32,
 		m.Topics[i].Partitions = append(m.Topics[i].Partitions, p.Partition)
 	}
 	req.Markers = append(req.Markers, m)
-	kresp, err := c.Request(dctx, req)
+	kresp, err := w.b.brokerRequest(ctx, img, leader, "kafkaguard-txn-", req)
 	if err != nil {
+		if errors.Is(err, errBrokerUnavailable) {
+			return fmt.Errorf("leader %d unavailable: %w", leader, kerr.NotLeaderForPartition)
+		}
 		return err
 	}
 	resp, ok := kresp.(*kmsg.WriteTxnMarkersResponse)
@@ -164,4 +153,27 @@ func (w markerWriter) remote(ctx context.Context, img *meta.Image, leader int32,
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// errBrokerUnavailable is brokerRequest's error for a broker the image does not show alive.
+var errBrokerUnavailable = errors.New("broker unavailable")
+
+// brokerRequest sends req to broker id on a connection of its own (client id clientID and this
+// broker's id), authenticated as the brokers authenticate to each other, within 30 s.
+func (b *Broker) brokerRequest(ctx context.Context, img *meta.Image, id int32, clientID string, req kmsg.Request) (kmsg.Response, error) {
+	bk, ok := img.Broker(id)
+	if !ok || !bk.Alive {
+		return nil, fmt.Errorf("broker %d: %w", id, errBrokerUnavailable)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := wire.Dial(dctx, b.cfg.Dialer, net.JoinHostPort(bk.Host, strconv.Itoa(int(bk.Port))), clientID+strconv.Itoa(int(b.cfg.ID)))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if err := b.authenticate(dctx, c); err != nil {
+		return nil, err
+	}
+	return c.Request(dctx, req)
 }

@@ -436,6 +436,16 @@ func (c *Coordinator) AddPartitionsToTxn(ctx context.Context, req *kmsg.AddParti
 	return resp
 }
 
+// Verify answers a partition leader asking whether parts are in the open
+// transaction of producerID at epoch (see [Metadata.Verify]); it changes
+// nothing. NOT_COORDINATOR when this coordinator does not own
+// transactionalID, INVALID_PRODUCER_ID_MAPPING when it is unknown.
+func (c *Coordinator) Verify(ctx context.Context, transactionalID string, producerID int64, epoch int16, parts []Partition) error {
+	return c.transition(ctx, transactionalID, func(m Metadata) (Metadata, bool, error) {
+		return m, false, m.Verify(producerID, epoch, parts)
+	})
+}
+
 // AddOffsetsToTxn serves AddOffsetsToTxn: the group's __consumer_offsets
 // partition joins the transaction, so that its TxnOffsetCommits get the
 // transaction's marker.

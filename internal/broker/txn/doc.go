@@ -95,9 +95,9 @@
 //
 // # Not yet (in the order the next slices should take them)
 //
-//   - KIP-890 partition verification: a late transactional Produce (after its
-//     transaction ended) is written and opens a transaction no coordinator
-//     knows (see the README); transactional.id expiration (Dead).
+//   - KIP-890 verification of TxnOffsetCommit (Produce is verified: [Coordinator.Verify]
+//     answers a partition leader's AddPartitionsToTxn v4 with VerifyOnly);
+//     transactional.id expiration (Dead).
 //
 // The partition side keeps Kafka's per-segment .txnindex of aborted
 // transactions and producer snapshots at segment rolls and clean shutdown

@@ -163,6 +163,26 @@ func (m Metadata) checkProducer(producerID int64, epoch int16) error {
 	return nil
 }
 
+// Verify answers a partition leader's verification (KIP-890 part 1, an
+// AddPartitionsToTxn with VerifyOnly) before it writes a producer's first
+// transactional batch on a partition: nil when parts are all in the open
+// transaction of producerID at epoch; PRODUCER_FENCED for another epoch,
+// INVALID_PRODUCER_ID_MAPPING for another producer id, CONCURRENT_TRANSACTIONS
+// while the transaction ends, TRANSACTION_ABORTABLE when no transaction with
+// them is open (the batch is late, or its partition was never added).
+func (m Metadata) Verify(producerID int64, epoch int16, parts []Partition) error {
+	if err := m.checkProducer(producerID, epoch); err != nil {
+		return err
+	}
+	switch {
+	case m.State == Ongoing && containsAll(m.Partitions, parts):
+		return nil
+	case m.State == PrepareCommit || m.State == PrepareAbort || m.State == PrepareEpochFence:
+		return kerr.ConcurrentTransactions
+	}
+	return kerr.TransactionAbortable
+}
+
 // AddPartitions adds partitions to the transaction, starting it if none is
 // open (AddPartitionsToTxn, and AddOffsetsToTxn with the group's offsets
 // partition). persist is false when every partition is already part of the

@@ -211,3 +211,43 @@ func TestATransactionExpiresAfterItsTimeout(t *testing.T) {
 		t.Fatal("an Ongoing transaction of 60 s started at 1000 must expire after 61000, not at it")
 	}
 }
+
+// Verify answers a partition leader: only a partition of the producer's open transaction, at
+// its epoch, is verified; nothing changes.
+func TestVerifyAcceptsOnlyAPartitionOfTheOpenTransaction(t *testing.T) {
+	m := initialized(t)
+	p0, p1 := []Partition{{"t", 0}}, []Partition{{"t", 1}}
+	if err := m.Verify(7, 0, p0); !errors.Is(err, kerr.TransactionAbortable) {
+		t.Fatalf("no transaction open: %v, want TRANSACTION_ABORTABLE", err)
+	}
+	next, _, err := m.AddPartitions(7, 0, p0, 200)
+	ongoing := moved(t, m, next, err)
+	for _, tc := range []struct {
+		name  string
+		pid   int64
+		epoch int16
+		parts []Partition
+		want  error
+	}{
+		{"the added partition", 7, 0, p0, nil},
+		{"a partition not added", 7, 0, p1, kerr.TransactionAbortable},
+		{"another epoch", 7, 1, p0, kerr.ProducerFenced},
+		{"another producer id", 8, 0, p0, kerr.InvalidProducerIDMapping},
+	} {
+		if err := ongoing.Verify(tc.pid, tc.epoch, tc.parts); !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	next, _, err = ongoing.EndTxn(7, 0, false, 300)
+	ending := moved(t, ongoing, next, err)
+	if err := ending.Verify(7, 0, p0); !errors.Is(err, kerr.ConcurrentTransactions) {
+		t.Fatalf("while the markers are written: %v, want CONCURRENT_TRANSACTIONS", err)
+	}
+	done, err := ending.Complete(400)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := done.Verify(7, 0, p0); !errors.Is(err, kerr.TransactionAbortable) {
+		t.Fatalf("after the abort: %v, want TRANSACTION_ABORTABLE", err)
+	}
+}

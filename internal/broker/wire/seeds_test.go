@@ -22,7 +22,7 @@ import (
 var served = map[int16][2]int16{
 	0: {3, 13}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 9}, 9: {1, 9}, 10: {0, 6}, 11: {2, 9},
 	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {2, 7}, 20: {1, 6},
-	22: {0, 4}, 23: {2, 4}, 24: {0, 3}, 25: {0, 4}, 26: {0, 4}, 28: {0, 4}, 27: {0, 1}, 61: {0, 0}, 65: {0, 0}, 66: {0, 2}, 32: {1, 4}, 37: {0, 3}, 42: {0, 3}, 47: {0, 0}, 60: {0, 1},
+	22: {0, 4}, 23: {2, 4}, 24: {0, 4}, 25: {0, 4}, 26: {0, 4}, 28: {0, 4}, 27: {0, 1}, 61: {0, 0}, 65: {0, 0}, 66: {0, 2}, 32: {1, 4}, 37: {0, 3}, 42: {0, 3}, 47: {0, 0}, 60: {0, 1},
 	17: {1, 1}, 36: {0, 2}, 50: {0, 0}, 51: {0, 0},
 }
 
@@ -206,10 +206,19 @@ func request(key, v int16) kmsg.Request {
 		r = q
 	case 24:
 		q := kmsg.NewPtrAddPartitionsToTxnRequest()
-		q.TransactionalID, q.ProducerID, q.ProducerEpoch = "fz-txn", 1000, 0
-		t := kmsg.NewAddPartitionsToTxnRequestTopic()
-		t.Topic, t.Partitions = topic, []int32{0}
-		q.Topics = append(q.Topics, t)
+		if v >= 4 { // a partition leader verifying, in the brokers' batched form
+			tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+			tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = "fz-txn", 1000, 0, true
+			t := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
+			t.Topic, t.Partitions = topic, []int32{0}
+			tx.Topics = append(tx.Topics, t)
+			q.Transactions = append(q.Transactions, tx)
+		} else {
+			q.TransactionalID, q.ProducerID, q.ProducerEpoch = "fz-txn", 1000, 0
+			t := kmsg.NewAddPartitionsToTxnRequestTopic()
+			t.Topic, t.Partitions = topic, []int32{0}
+			q.Topics = append(q.Topics, t)
+		}
 		r = q
 	case 25:
 		q := kmsg.NewPtrAddOffsetsToTxnRequest()
