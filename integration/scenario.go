@@ -40,6 +40,7 @@ func Scenarios() []Scenario {
 		{Name: "ExactlyOnceConsumerSurvivesACrashAtEveryStepOfItsTransaction", Brokers: 3, Run: eosConsumerCrashes},
 		{Name: "FencedTransactionalProducerIsRefusedAsKafkaRefusesIt", Brokers: 1, Run: fencedProducerRefused},
 		{Name: "LateTransactionalProduceIsRefusedAndLeavesNoTransactionOpen", Brokers: 1, Run: lateProduceRefused},
+		{Name: "TxnOffsetCommitOutsideItsTransactionIsRefused", Brokers: 1, Run: unverifiedOffsetsRefused},
 	}
 }
 

@@ -24,7 +24,9 @@ import (
 //     the producer written meanwhile (the transaction ended while the coordinator was asked)
 //     clears it, and so does a change of leader epoch.
 //
-// Batches of a producer with a transaction open on the partition need no guard.
+// Batches of a producer with a transaction open on the partition at their epoch need no guard;
+// one of another epoch is verified like a first batch (the coordinator knows the producer's
+// epoch), as Kafka's hasOngoingTransaction does.
 
 // verification is the guard of one producer's verification in progress.
 type verification struct {
@@ -38,16 +40,16 @@ type verifications map[int64]verification
 // VerificationGuard returns the guard under which the producer's next transactional batch may
 // be written once the transaction coordinator has said the partition is in its open
 // transaction, and need true; or need false when the producer has a transaction open on this
-// partition already (its batches need no check). A producer keeps its guard, whichever request
+// partition already at epoch (its batches need no check). A producer keeps its guard, whichever request
 // asked first, until one of its markers is written or the leader epoch changes. Only the
 // leader verifies: elsewhere the error wraps kerr.NotLeaderForPartition.
-func (r *Replica) VerificationGuard(producerID int64) (guard uint64, need bool, err error) {
+func (r *Replica) VerificationGuard(producerID int64, epoch int16) (guard uint64, need bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.leader != r.cfg.BrokerID || r.closed {
 		return 0, false, fmt.Errorf("broker %d is not the leader of %s-%d (leader %d): %w", r.cfg.BrokerID, r.cfg.Topic, r.cfg.Partition, r.leader, kerr.NotLeaderForPartition)
 	}
-	if _, open := r.txns.open[producerID]; open {
+	if r.openAtLocked(producerID, epoch) {
 		return 0, false, nil
 	}
 	if v, ok := r.verified[producerID]; ok && v.leaderEpoch == r.leaderEpoch {
@@ -59,17 +61,25 @@ func (r *Replica) VerificationGuard(producerID int64) (guard uint64, need bool, 
 }
 
 // checkVerifiedLocked refuses, with Config.VerifyTransactions, a producer's transactional data
-// batch that would open its transaction here without the producer's current guard. Batches the
-// replica writes itself (the group coordinator's) are not checked.
+// batch that would open its transaction here without the producer's current guard. The group
+// coordinator's batches (bySelf: a TxnOffsetCommit, which the broker verified before handing it
+// to the coordinator) need the producer to hold a guard, whichever it is.
 func (r *Replica) checkVerifiedLocked(h log.BatchHeader, bySelf bool, guard uint64) error {
-	if !r.cfg.VerifyTransactions || bySelf || !h.IsTransactional() || h.IsControl() || h.ProducerID < 0 {
+	if !r.cfg.VerifyTransactions || !h.IsTransactional() || h.IsControl() || h.ProducerID < 0 {
 		return nil
 	}
-	if _, open := r.txns.open[h.ProducerID]; open {
+	if r.openAtLocked(h.ProducerID, h.ProducerEpoch) {
 		return nil
 	}
-	if v, ok := r.verified[h.ProducerID]; ok && guard != 0 && v.guard == guard && v.leaderEpoch == r.leaderEpoch {
+	if v, ok := r.verified[h.ProducerID]; ok && v.leaderEpoch == r.leaderEpoch && (bySelf || (guard != 0 && v.guard == guard)) {
 		return nil
 	}
 	return fmt.Errorf("producer %d: transactional batch not verified with the transaction coordinator, or its transaction ended meanwhile: %w", h.ProducerID, kerr.InvalidTxnState)
+}
+
+// openAtLocked reports whether producerID has a transaction open on this partition at epoch.
+func (r *Replica) openAtLocked(producerID int64, epoch int16) bool {
+	_, open := r.txns.open[producerID]
+	e := r.producers[producerID]
+	return open && e != nil && e.epoch == epoch
 }

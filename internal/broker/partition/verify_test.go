@@ -25,11 +25,11 @@ func TestTransactionalBatchNeedsAGuardToOpenItsTransaction(t *testing.T) {
 	if _, err := r.Append(ctx, first(0), -1); !errors.Is(err, kerr.InvalidTxnState) {
 		t.Fatalf("no guard: %v, want INVALID_TXN_STATE", err)
 	}
-	guard, need, err := r.VerificationGuard(7)
+	guard, need, err := r.VerificationGuard(7, 0)
 	if err != nil || !need || guard == 0 {
 		t.Fatalf("VerificationGuard = %d, %v, %v; want a guard", guard, need, err)
 	}
-	if again, _, _ := r.VerificationGuard(7); again != guard {
+	if again, _, _ := r.VerificationGuard(7, 0); again != guard {
 		t.Fatalf("a second request of the producer got guard %d, want the same %d", again, guard)
 	}
 	if _, err := r.AppendVerified(ctx, first(0), -1, guard+1); !errors.Is(err, kerr.InvalidTxnState) {
@@ -39,8 +39,11 @@ func TestTransactionalBatchNeedsAGuardToOpenItsTransaction(t *testing.T) {
 		t.Fatalf("refused batches wrote up to %d, want nothing", end)
 	}
 	mustAppendVerified(t, r, first(0), guard) // 0: opens the transaction
-	if _, need, _ := r.VerificationGuard(7); need {
+	if _, need, _ := r.VerificationGuard(7, 0); need {
 		t.Fatal("the producer's transaction is open, yet VerificationGuard asks for a check")
+	}
+	if _, need, _ := r.VerificationGuard(7, 1); !need {
+		t.Fatal("a batch of another epoch than the open transaction's needs no check")
 	}
 	mustAppendVerified(t, r, first(1), 0) // 1: in the open transaction, no guard
 	if err := r.AppendMarker(ctx, 7, 0, false, 0); err != nil {
@@ -48,7 +51,7 @@ func TestTransactionalBatchNeedsAGuardToOpenItsTransaction(t *testing.T) {
 	}
 	// The guard of a verification that started before the marker is void after it: the
 	// transaction it verified is over.
-	late, _, _ := r.VerificationGuard(7)
+	late, _, _ := r.VerificationGuard(7, 0)
 	if err := r.AppendMarker(ctx, 7, 0, false, 0); err != nil {
 		t.Fatal(err) // 3: the coordinator's abort of a timed-out transaction, say
 	}
@@ -60,7 +63,7 @@ func TestTransactionalBatchNeedsAGuardToOpenItsTransaction(t *testing.T) {
 	}
 
 	r.Apply(meta.Partition{Replicas: []int32{1, 2, 3}, ISR: []int32{2}, Leader: 2, LeaderEpoch: 2, Epoch: 2})
-	if _, _, err := r.VerificationGuard(7); !errors.Is(err, kerr.NotLeaderForPartition) {
+	if _, _, err := r.VerificationGuard(7, 0); !errors.Is(err, kerr.NotLeaderForPartition) {
 		t.Fatalf("a follower's VerificationGuard: %v, want NOT_LEADER_FOR_PARTITION", err)
 	}
 

@@ -133,14 +133,14 @@ func (b *Broker) verifyBatch(ctx context.Context, req *kmsg.ProduceRequest, r *p
 	if err != nil || !h.IsTransactional() || h.IsControl() || h.ProducerID < 0 || req.TransactionID == nil {
 		return 0, 0
 	}
-	guard, need, err := r.VerificationGuard(h.ProducerID)
+	guard, need, err := r.VerificationGuard(h.ProducerID, h.ProducerEpoch)
 	if err != nil {
 		return 0, errorCode(err)
 	}
 	if !need {
 		return 0, 0
 	}
-	return guard, b.verifyTxn(ctx, *req.TransactionID, h.ProducerID, h.ProducerEpoch, topic, rp.Partition, req.Version)
+	return guard, produceVerifyCode(b.verifyTxn(ctx, *req.TransactionID, h.ProducerID, h.ProducerEpoch, topic, rp.Partition), req.Version)
 }
 
 // produceTimeout bounds a produce's acks=all wait as Kafka's DelayedProduce does: a timeout of

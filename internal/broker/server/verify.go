@@ -12,30 +12,32 @@ import (
 )
 
 // verifyTxn asks the transaction coordinator of transactionalID whether topic-p is in the open
-// transaction of producerID at epoch, before a produce of version v writes the producer's first
-// transactional batch on it (KIP-890 part 1; see internal/broker/partition/verify.go). It
-// returns the code the producer gets, as Kafka's AddPartitionsToTxnManager maps the
-// coordinator's answer: 0 when the partition is in the transaction; INVALID_PRODUCER_EPOCH for
-// a fenced producer; TRANSACTION_ABORTABLE (v11 and later) or INVALID_TXN_STATE when no such
-// transaction is open; NOT_ENOUGH_REPLICAS, which the producer retries, when the coordinator
-// cannot answer now (moving, loading, ending the transaction, unreachable).
-func (b *Broker) verifyTxn(ctx context.Context, transactionalID string, producerID int64, epoch int16, topic string, p int32, v int16) int16 {
+// transaction of producerID at epoch, before the producer's first transactional batch on it is
+// written (KIP-890 part 1; see internal/broker/partition/verify.go), and returns its answer: 0
+// when it is; PRODUCER_FENCED, INVALID_PRODUCER_ID_MAPPING, CONCURRENT_TRANSACTIONS,
+// TRANSACTION_ABORTABLE (no such transaction open) from the coordinator; NOT_COORDINATOR,
+// COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS or NETWORK_EXCEPTION when it cannot
+// answer now. produceVerifyCode and txnOffsetVerifyCode map it for the producer.
+func (b *Broker) verifyTxn(ctx context.Context, transactionalID string, producerID int64, epoch int16, topic string, p int32) int16 {
 	img := b.Image()
 	parts := []txn.Partition{{Topic: topic, Partition: p}}
 	tp := txn.PartitionFor(transactionalID, b.cfg.Group.OffsetsPartitions)
 	st := img.Topic(meta.TransactionStateTopic)
-	var code int16
 	switch {
 	case st == nil || int(tp) >= len(st.Partitions):
-		code = kerr.CoordinatorNotAvailable.Code
+		return kerr.CoordinatorNotAvailable.Code
 	case st.Partitions[tp].Leader == b.cfg.ID:
-		code = group.AppendErrorCode(b.txns.Verify(ctx, transactionalID, producerID, epoch, parts))
-	default:
-		code = b.verifyRemote(ctx, img, st.Partitions[tp].Leader, transactionalID, producerID, epoch, topic, p)
+		return group.AppendErrorCode(b.txns.Verify(ctx, transactionalID, producerID, epoch, parts))
 	}
+	return b.verifyRemote(ctx, img, st.Partitions[tp].Leader, transactionalID, producerID, epoch, topic, p)
+}
+
+// produceVerifyCode is the code a Produce of version v gets for its batch from verifyTxn's
+// answer, as Kafka's AddPartitionsToTxnManager maps it: INVALID_PRODUCER_EPOCH for a fenced
+// producer; TRANSACTION_ABORTABLE (v11 and later) or INVALID_TXN_STATE when no such transaction
+// is open; NOT_ENOUGH_REPLICAS, which producers retry, when the coordinator cannot answer now.
+func produceVerifyCode(code, v int16) int16 {
 	switch code {
-	case 0:
-		return 0
 	case kerr.ProducerFenced.Code:
 		return kerr.InvalidProducerEpoch.Code
 	case kerr.TransactionAbortable.Code:
@@ -46,6 +48,27 @@ func (b *Broker) verifyTxn(ctx context.Context, transactionalID string, producer
 	case kerr.NotCoordinator.Code, kerr.CoordinatorNotAvailable.Code, kerr.CoordinatorLoadInProgress.Code,
 		kerr.ConcurrentTransactions.Code, kerr.NetworkException.Code, kerr.RequestTimedOut.Code:
 		return kerr.NotEnoughReplicas.Code
+	}
+	return code
+}
+
+// txnOffsetVerifyCode is the code a TxnOffsetCommit of version v gets from verifyTxn's answer,
+// as Kafka's group coordinator passes it on: INVALID_PRODUCER_EPOCH for a fenced producer;
+// TRANSACTION_ABORTABLE (v4 and later) or INVALID_TXN_STATE when no such transaction is open;
+// COORDINATOR_NOT_AVAILABLE, which clients retry, when the transaction coordinator cannot
+// answer now; CONCURRENT_TRANSACTIONS and INVALID_PRODUCER_ID_MAPPING as they are.
+func txnOffsetVerifyCode(code, v int16) int16 {
+	switch code {
+	case kerr.ProducerFenced.Code:
+		return kerr.InvalidProducerEpoch.Code
+	case kerr.TransactionAbortable.Code:
+		if v >= 4 {
+			return code
+		}
+		return kerr.InvalidTxnState.Code
+	case kerr.NotCoordinator.Code, kerr.CoordinatorNotAvailable.Code, kerr.CoordinatorLoadInProgress.Code,
+		kerr.NetworkException.Code, kerr.RequestTimedOut.Code:
+		return kerr.CoordinatorNotAvailable.Code
 	}
 	return code
 }

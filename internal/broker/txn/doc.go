@@ -95,9 +95,11 @@
 //
 // # Not yet (in the order the next slices should take them)
 //
-//   - KIP-890 verification of TxnOffsetCommit (Produce is verified: [Coordinator.Verify]
-//     answers a partition leader's AddPartitionsToTxn v4 with VerifyOnly);
-//     transactional.id expiration (Dead).
+//   - transactional.id expiration (Dead).
+//
+// Partition leaders verify a producer's first transactional batch (a Produce or the group
+// coordinator's TxnOffsetCommit) with [Coordinator.Verify], asked directly or with
+// AddPartitionsToTxn v4 VerifyOnly (KIP-890 part 1).
 //
 // The partition side keeps Kafka's per-segment .txnindex of aborted
 // transactions and producer snapshots at segment rolls and clean shutdown
