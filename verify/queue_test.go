@@ -47,7 +47,12 @@ func TestRunQueueUnderCrashesAndFaults(t *testing.T) {
 		t.Run(tt.order.String()+"/"+string(tt.fault), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			res, err := RunQueue(ctx, queueTestConfig(c, tt.order, tt.fault, uint64(i+1)))
+			cfg := queueTestConfig(c, tt.order, tt.fault, uint64(i+1))
+			// 1600 records (a 2 s window at 800/s): with 800, a loaded machine could let the
+			// members poll every record before the first crash's rebalance ended, and no
+			// delivery came in a second generation.
+			cfg.Records = 1600
+			res, err := RunQueue(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
