@@ -76,7 +76,10 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 				sp.ErrorCode = b.missingPartitionCode(img, name, rp.Partition)
 				continue
 			}
-			if req.Version < 7 && batchCodec(rp.Records) == codecZstd {
+			// The first batch's header, read once here for the zstd check and the
+			// transaction verification; the replica validates the whole batch itself.
+			h, herr := log.ParseBatchHeader(rp.Records)
+			if req.Version < 7 && herr == nil && h.Compression() == codecZstd {
 				sp.ErrorCode = kerr.UnsupportedCompressionType.Code
 				msg := fmt.Sprintf("kafkaguard broker: produce v%d may not carry zstd batches (v7 and later may)", req.Version)
 				sp.ErrorMessage = &msg
@@ -95,7 +98,11 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 					sp.ErrorCode, sp.ErrorMessage = kerr.UnknownServerError.Code, errMessage(err)
 				})
 				b.partitionHook(0, name, rp.Partition)
-				guard, code := b.verifyBatch(ctx, req, r, name, rp)
+				var guard uint64
+				var code int16
+				if herr == nil {
+					guard, code = b.verifyBatch(ctx, req, r, name, rp.Partition, h)
+				}
 				if code != 0 {
 					sp.ErrorCode = code
 					if code != kerr.NotLeaderForPartition.Code {
@@ -125,12 +132,11 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) km
 	return resp
 }
 
-// verifyBatch verifies a transactional batch that would open its producer's transaction on r
-// with the transaction coordinator (verifyTxn), returning the guard to append it under, or the
-// error code the partition gets. Other batches need nothing (guard 0, code 0).
-func (b *Broker) verifyBatch(ctx context.Context, req *kmsg.ProduceRequest, r *partition.Replica, topic string, rp *kmsg.ProduceRequestTopicPartition) (uint64, int16) {
-	h, err := log.ParseBatchHeader(rp.Records)
-	if err != nil || !h.IsTransactional() || h.IsControl() || h.ProducerID < 0 || req.TransactionID == nil {
+// verifyBatch verifies a transactional batch (header h) that would open its producer's
+// transaction on r with the transaction coordinator (verifyTxn), returning the guard to append it
+// under, or the error code the partition gets. Other batches need nothing (guard 0, code 0).
+func (b *Broker) verifyBatch(ctx context.Context, req *kmsg.ProduceRequest, r *partition.Replica, topic string, p int32, h log.BatchHeader) (uint64, int16) {
+	if !h.IsTransactional() || h.IsControl() || h.ProducerID < 0 || req.TransactionID == nil {
 		return 0, 0
 	}
 	guard, need, err := r.VerificationGuard(h.ProducerID, h.ProducerEpoch)
@@ -140,7 +146,7 @@ func (b *Broker) verifyBatch(ctx context.Context, req *kmsg.ProduceRequest, r *p
 	if !need {
 		return 0, 0
 	}
-	return guard, produceVerifyCode(b.verifyTxn(ctx, *req.TransactionID, h.ProducerID, h.ProducerEpoch, topic, rp.Partition), req.Version)
+	return guard, produceVerifyCode(b.verifyTxn(ctx, *req.TransactionID, h.ProducerID, h.ProducerEpoch, topic, p), req.Version)
 }
 
 // produceTimeout bounds a produce's acks=all wait as Kafka's DelayedProduce does: a timeout of
@@ -152,16 +158,6 @@ func produceTimeout(ctx context.Context, ms int32) (context.Context, context.Can
 
 // codecZstd is the zstd compression codec in a batch's attributes.
 const codecZstd = 4
-
-// batchCodec returns the compression codec of the first batch in records, or -1 when records
-// is too short to hold a batch header.
-func batchCodec(records []byte) int8 {
-	h, err := log.ParseBatchHeader(records)
-	if err != nil {
-		return -1
-	}
-	return h.Compression()
-}
 
 // hasTransactionalBatch reports whether the first batch of any partition in req is
 // transactional, as Kafka's RequestUtils.hasTransactionalRecords.
