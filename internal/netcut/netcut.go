@@ -1,8 +1,10 @@
 // Package netcut is a client's network that a test or a fault schedule can cut, as the peers of a
 // process that died see it: every connection closed at once and every later dial refused. A cut
 // can also wait for a chosen Kafka request: it then lands at an exact step of a client's protocol
-// (before a transaction's EndTxn, after its TxnOffsetCommit, ...). Instead of a cut, a stall keeps
-// the connections open and holds every write until it is released: a process paused, not dead.
+// (before a transaction's EndTxn, after its TxnOffsetCommit, ...), or right after a request was
+// sent, so that the broker serves it and its answer is lost. A cut network can be healed. Instead
+// of a cut, a stall keeps the connections open and holds every write until it is released: a
+// process paused, not dead.
 //
 // A Dialer is used through its Dial method, which has the signature franz-go's kgo.Dialer takes.
 // It is safe for concurrent use.
@@ -30,6 +32,7 @@ type Dialer struct {
 	armed   bool          // a trigger waits for a request
 	keys    []int16       // the requests that fire it
 	after   bool          // fire at the first write after one of keys, not before it
+	sent    bool          // fire as soon as one of keys has been written
 	seenKey bool
 }
 
@@ -64,6 +67,26 @@ func (d *Dialer) Cut() {
 // at that moment and the write fails.
 func (d *Dialer) CutAt(key int16, after bool) { d.arm(nil, after, key) }
 
+// CutOnceSent arms a cut right after a request with API key key has been written: the request
+// reaches the broker, which serves it, but its response is lost, as a client sees a broker die
+// between receiving a request and answering it. Later dials are refused until Heal.
+func (d *Dialer) CutOnceSent(key int16) {
+	d.arm(nil, false, key)
+	d.mu.Lock()
+	d.sent = true
+	d.mu.Unlock()
+}
+
+// Heal ends a cut: later dials succeed again; the connections the cut closed stay closed. It
+// does not release a stall.
+func (d *Dialer) Heal() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stall == nil {
+		d.cut, d.armed, d.sent, d.seenKey = false, false, false, false
+	}
+}
+
 // CutBeforeAny arms a cut before the first request with any of keys: a step that a client
 // reaches by different requests against different brokers (franz-go sends AddOffsetsToTxn to a
 // classic transaction coordinator and goes straight to TxnOffsetCommit under KIP-890's
@@ -73,7 +96,7 @@ func (d *Dialer) CutBeforeAny(keys ...int16) { d.arm(nil, false, keys...) }
 func (d *Dialer) arm(stall chan struct{}, after bool, keys ...int16) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.stall, d.armed, d.keys, d.after = stall, true, keys, after
+	d.stall, d.armed, d.keys, d.after, d.sent = stall, true, keys, after, false
 }
 
 // StallAt arms a stall at a Kafka request, as CutAt places it: from then on every write waits
@@ -128,9 +151,13 @@ type conn struct {
 func (c *conn) Write(b []byte) (int, error) {
 	d := c.d
 	d.mu.Lock()
+	fireAfter := false
 	if d.armed && !d.cut && len(b) >= 6 {
 		key := int16(binary.BigEndian.Uint16(b[4:6]))
 		switch match := slices.Contains(d.keys, key); {
+		case d.sent && match:
+			fireAfter = true
+		case d.sent:
 		case !d.after && match, d.after && d.seenKey:
 			d.fireLocked()
 		case d.after && match:
@@ -145,5 +172,13 @@ func (c *conn) Write(b []byte) (int, error) {
 	case cut:
 		return 0, ErrCut
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if fireAfter {
+		d.mu.Lock()
+		if d.armed && !d.cut {
+			d.fireLocked()
+		}
+		d.mu.Unlock()
+	}
+	return n, err
 }

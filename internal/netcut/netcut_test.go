@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -116,4 +117,60 @@ func TestCutBeforeAnyFiresOnTheFirstOfItsKeys(t *testing.T) {
 	if _, err := c.Write(request(28)); !errors.Is(err, ErrCut) || !d.Fired() {
 		t.Fatalf("TxnOffsetCommit (no AddOffsetsToTxn before it): %v (fired %v), want ErrCut", err, d.Fired())
 	}
+}
+
+func TestCutOnceSentDeliversTheRequestThenCutsUntilHealed(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c) // until the cut closes the connection
+		got <- b
+	}()
+	var d Dialer
+	c, err := d.Dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.CutOnceSent(26)
+	for _, key := range []int16{25, 26} {
+		if _, err := c.Write(request(key)); err != nil {
+			t.Fatalf("write of key %d: %v, want it sent", key, err)
+		}
+	}
+	if !d.Fired() {
+		t.Fatal("the cut did not fire once key 26 was sent")
+	}
+	if _, err := c.Write(request(0)); !errors.Is(err, ErrCut) {
+		t.Fatalf("write after the cut: %v, want ErrCut", err)
+	}
+	select {
+	case b := <-got:
+		if len(b) != 16 || binary.BigEndian.Uint16(b[12:]) != 26 {
+			t.Fatalf("the broker side read %x, want requests 25 and 26 and nothing after", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection was not closed by the cut")
+	}
+	if _, err := d.Dial(context.Background(), "tcp", ln.Addr().String()); !errors.Is(err, ErrCut) {
+		t.Fatalf("dial after the cut: %v, want ErrCut", err)
+	}
+	d.Heal()
+	if d.Fired() {
+		t.Fatal("Fired after Heal")
+	}
+	c2, err := d.Dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial after Heal: %v", err)
+	}
+	c2.Close()
 }
