@@ -185,6 +185,12 @@ func copyTransactionally(t *testing.T, c Cluster, isolation kgo.IsolationLevel) 
 // sequence in order) with an idempotent acks=all producer.
 func seed(ctx context.Context, t *testing.T, c Cluster, topic string, n, keys int) {
 	t.Helper()
+	seedFrom(ctx, t, c, topic, 0, n, keys)
+}
+
+// seedFrom writes records from to from+n-1 of seed's sequence.
+func seedFrom(ctx context.Context, t *testing.T, c Cluster, topic string, from, n, keys int) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap()...), kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
@@ -192,7 +198,7 @@ func seed(ctx context.Context, t *testing.T, c Cluster, topic string, n, keys in
 	}
 	defer cl.Close()
 	var failed atomic.Pointer[error]
-	for i := range n {
+	for i := from; i < from+n; i++ {
 		k := fmt.Sprintf("k%02d", i%keys)
 		cl.Produce(ctx, &kgo.Record{Key: []byte(k), Value: []byte(keyedValue(k, i/keys))}, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -227,10 +233,10 @@ func (cp *copier) txnID() string { return fmt.Sprintf("%s-copier-%d", cp.group, 
 
 // start runs a new incarnation of the copier, with the same transactional
 // id and group instance id as the last one. An incarnation whose session
-// fails (kgo gives up on a producer ID while a broker is down) starts a new
-// session at once, as a supervisor restarts a process that exited: with
-// the same group instance id it takes its partitions back without waiting
-// for the session timeout.
+// fails (kgo gives up on a producer ID while a broker is down, or a
+// transaction's end fails) starts a new session at once, as a supervisor
+// restarts a process that exited: with the same group instance id it takes
+// its partitions back without waiting for the session timeout.
 func (cp *copier) start(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	d := &netcut.Dialer{}
@@ -254,8 +260,10 @@ func (cp *copier) start(ctx context.Context) {
 	}()
 }
 
-func (cp *copier) run(ctx context.Context, d *netcut.Dialer) error {
-	sess, err := kgo.NewGroupTransactSession(
+// session is a new incarnation's GroupTransactSession: it joins the group with the copier's
+// group instance id and reads the group's committed offsets from the brokers.
+func (cp *copier) session(d *netcut.Dialer) (*kgo.GroupTransactSession, error) {
+	return kgo.NewGroupTransactSession(
 		kgo.SeedBrokers(cp.c.Bootstrap()...),
 		kgo.Dialer(d.Dial),
 		kgo.MetadataMinAge(100*time.Millisecond),
@@ -271,6 +279,15 @@ func (cp *copier) run(ctx context.Context, d *netcut.Dialer) error {
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
 	)
+}
+
+// run copies until ctx ends or a transaction's end fails. A failed end ends the session: its
+// outcome may be unknown (an EndTxn the coordinator served but whose answer was lost), and
+// franz-go's session, told to abort, would rewind to the offsets it last saw committed and copy
+// a committed window again. The next session reads the committed offsets from the brokers, as
+// Kafka's TransactionalMessageCopier does after a failed commit.
+func (cp *copier) run(ctx context.Context, d *netcut.Dialer) error {
+	sess, err := cp.session(d)
 	if err != nil {
 		return err
 	}
@@ -289,25 +306,20 @@ func (cp *copier) run(ctx context.Context, d *netcut.Dialer) error {
 		if fs.IsClientClosed() {
 			return nil
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			o := &kgo.Record{Topic: cp.out, Key: r.Key, Value: r.Value}
-			if r.Topic == cp.in1 {
-				o = &kgo.Record{Topic: cp.out1, Key: r.Key, Value: append(r.Value, "/1"...)}
-			}
-			sess.Produce(ctx, o, nil)
-		})
-		committed, err := sess.End(ctx, kgo.TryCommit)
-		if err != nil && ctx.Err() == nil {
-			// kgo keeps a transaction whose commit failed open for the
-			// abort it documents as the retry.
-			aerr := error(nil)
-			if !committed {
-				_, aerr = sess.End(ctx, kgo.TryAbort)
-			}
-			cp.logf("copier %d: end transaction: %v (committed %v; abort: %v); the session goes on", cp.id, err, committed, aerr)
+		fs.EachRecord(func(r *kgo.Record) { sess.Produce(ctx, cp.copyOf(r), nil) })
+		if committed, err := sess.End(ctx, kgo.TryCommit); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("end transaction (committed %v): %w", committed, err)
 		}
 	}
 	return nil
+}
+
+// copyOf is the output record of an input record.
+func (cp *copier) copyOf(r *kgo.Record) *kgo.Record {
+	if r.Topic == cp.in1 {
+		return &kgo.Record{Topic: cp.out1, Key: r.Key, Value: append(r.Value, "/1"...)}
+	}
+	return &kgo.Record{Topic: cp.out, Key: r.Key, Value: r.Value}
 }
 
 // crash cuts the copier's network and waits for its incarnation to end; it
