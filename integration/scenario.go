@@ -37,6 +37,7 @@ func Scenarios() []Scenario {
 		{Name: "OrderedConsumptionKeepsPerKeyOrderWithParallelHandlers", Brokers: 1, Run: orderedConsumption},
 		{Name: "ConsumerParksFailuresAndRetryJobHandlesThemInKeyOrder", Brokers: 1, Run: consumerWithRetryJob},
 		{Name: "TransactionalCopyIsExactlyOnceWhileCopiersAndBrokersAreKilled", Brokers: 3, Faults: []string{"kill", "restart"}, Run: transactionalCopy},
+		{Name: "UnconfirmedTransactionCommitIsNotCopiedAgainByANewSession", Brokers: 1, Run: unconfirmedCommit},
 		{Name: "ExactlyOnceConsumerSurvivesACrashAtEveryStepOfItsTransaction", Brokers: 3, Run: eosConsumerCrashes},
 		{Name: "FencedTransactionalProducerIsRefusedAsKafkaRefusesIt", Brokers: 1, Run: fencedProducerRefused},
 		{Name: "LateTransactionalProduceIsRefusedAndLeavesNoTransactionOpen", Brokers: 1, Run: lateProduceRefused},

@@ -52,6 +52,108 @@ func transactionalCopy(t *testing.T, c Cluster) {
 		res.read, res.leader, res.coordinator)
 }
 
+// unconfirmedCommit is a transaction whose EndTxn the coordinator serves but whose answer the
+// copier never gets: its network is cut right after the request is sent, and healed once End
+// has given up. End reports the commit failed; the brokers commit it all the same, as Kafka
+// serves a request whose client has gone. A session told to abort and go on would rewind to
+// the offsets it last saw committed and could copy the committed window again (TransactionalCopy
+// did, once in about ten runs, when a coordinator was killed at that moment); a new session, as
+// a copier starts one after a failed end, reads the committed offsets from the brokers and
+// resumes after the window.
+func unconfirmedCommit(t *testing.T, c Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	adm := newAdmin(t, c)
+	cp := &copier{c: c, group: uniqueName("txn-unconfirmed"), in: uniqueName("txn-in"), in1: uniqueName("txn-in1"),
+		out: uniqueName("txn-out"), out1: uniqueName("txn-out1"), logf: t.Logf}
+	for _, topic := range []string{cp.in, cp.in1, cp.out, cp.out1} {
+		createTopic(ctx, t, c, adm, topic, 1, 1, nil)
+	}
+	v := newTxnVerifier(0)
+	vctx, vcancel := context.WithCancel(ctx)
+	vdone := make(chan error, 1)
+	go func() { vdone <- v.read(vctx, c, kgo.ReadCommitted(), cp.out) }()
+	defer func() { vcancel(); <-vdone }()
+
+	// window begins a transaction and polls the next n records, returning them; the caller
+	// copies and ends.
+	window := func(sess *kgo.GroupTransactSession, n int) []*kgo.Record {
+		t.Helper()
+		if err := sess.Begin(); err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		var got []*kgo.Record
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		for len(got) < n && pctx.Err() == nil {
+			sess.PollRecords(pctx, n-len(got)).EachRecord(func(r *kgo.Record) { got = append(got, r) })
+		}
+		if len(got) < n {
+			t.Fatalf("polled %d records of %s, want %d", len(got), cp.in, n)
+		}
+		return got
+	}
+	copyAll := func(sess *kgo.GroupTransactSession, rs []*kgo.Record) {
+		for _, r := range rs {
+			sess.Produce(ctx, cp.copyOf(r), nil)
+		}
+	}
+	waitRead := func(n int, what string) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := v.waitProgress(wctx, n); err != nil {
+			t.Fatalf("%s: a read_committed reader read %d copies, want %d", what, v.count(), n)
+		}
+	}
+
+	d := &netcut.Dialer{}
+	sess, err := cp.session(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sess.Close() }()
+	seedFrom(ctx, t, c, cp.in, 0, 20, 1)
+	copyAll(sess, window(sess, 20))
+	if committed, err := sess.End(ctx, kgo.TryCommit); !committed || err != nil {
+		t.Fatalf("first transaction: committed %v, %v", committed, err)
+	}
+	waitRead(20, "after the first commit")
+
+	seedFrom(ctx, t, c, cp.in, 20, 20, 1)
+	copyAll(sess, window(sess, 20))
+	d.CutOnceSent(apiEndTxn)
+	committed, err := sess.End(ctx, kgo.TryCommit)
+	if !d.Fired() || committed || err == nil {
+		t.Fatalf("second transaction, its EndTxn's answer lost: cut %v, committed %v, err %v; want a failed end", d.Fired(), committed, err)
+	}
+	t.Logf("End reported the commit failed: %v", err)
+	d.Heal()
+	waitRead(40, "the brokers committed the transaction whose answer was lost")
+	sess.Close()
+
+	// A new session resumes after the committed window.
+	if sess, err = cp.session(&netcut.Dialer{}); err != nil {
+		t.Fatal(err)
+	}
+	seedFrom(ctx, t, c, cp.in, 40, 10, 1)
+	rs := window(sess, 10)
+	if rs[0].Offset != 40 {
+		t.Fatalf("a new session began at offset %d, want 40 (the committed offset)", rs[0].Offset)
+	}
+	copyAll(sess, rs)
+	if committed, err := sess.End(ctx, kgo.TryCommit); !committed || err != nil {
+		t.Fatalf("the new session's transaction: committed %v, %v", committed, err)
+	}
+	waitRead(50, "after the new session's commit")
+	sleepCtx(ctx, 300*time.Millisecond) // a late duplicate is still read
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.dups) > 0 || len(v.outOfOrder) > 0 || len(v.seen) != 50 {
+		t.Fatalf("read %d copies of 50 inputs; copied twice: %v; out of order: %v", len(v.seen), firstN(v.dups, 5), firstN(v.outOfOrder, 5))
+	}
+}
+
 // txnCopyResult is what the reader of a transactional copy found.
 type txnCopyResult struct {
 	want, read          int
