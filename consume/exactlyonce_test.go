@@ -262,6 +262,42 @@ func TestExactlyOnceSurvivesACrashAtEveryStepOfTheTransaction(t *testing.T) {
 	}
 }
 
+// TestExactlyOnceCommitWhoseAnswerIsLostEndsRunWithOutcomeUnknown: a copier's EndTxn reaches
+// the coordinator, which commits, but its answer is lost (the network cut right after it was
+// sent, and dials refused). Run ends with ErrTxnFailed matching produce.ErrOutcomeUnknown: the
+// window did commit, so "not committed" would be a lie. A replacement resumes from the offsets
+// the brokers committed, and the output read committed holds every record once.
+func TestExactlyOnceCommitWhoseAnswerIsLostEndsRunWithOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	c := eosCluster(t)
+	const keys, perKey = 20, 40
+	name := "lost-end"
+	in, out := eosTopics(t, c, name, keys, perKey)
+	var k netcut.Dialer
+	first := startCopier(t, 8*time.Millisecond, eosOpts(c, name, name+"-copier", in, out, kgo.Dialer(k.Dial),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }))...)
+	testkit.WaitFor(t, 20*time.Second, "two transactions committed", func() bool {
+		return first.c.Stats().Commits >= 2
+	})
+	k.CutOnceSent(keyEndTxn)
+	var err error
+	select {
+	case err = <-first.done:
+		first.done <- err
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run did not end 60 s after its commit's answer was lost")
+	}
+	if !k.Fired() || !errors.Is(err, consume.ErrTxnFailed) || !errors.Is(err, kgproduce.ErrOutcomeUnknown) {
+		t.Fatalf("Run: %v (cut %v); want ErrTxnFailed matching produce.ErrOutcomeUnknown", err, k.Fired())
+	}
+	second := startCopier(t, 8*time.Millisecond, eosOpts(c, name, name+"-copier", in, out)...)
+	waitCommittedAtEnd(t, c, name, in, 30*time.Second)
+	if err := second.shutdown(t); err != nil {
+		t.Fatalf("replacement's Run: %v", err)
+	}
+	exactlyOnce(t, readOut(t, c, out, kgo.ReadCommitted()), keys, perKey, true)
+}
+
 // TestExactlyOnceSurvivesACrashedClientAndARebalance: a copier closed
 // without committing (Crash) and replaced, and a second member joining
 // mid-stream, both keep the output exactly once; the same crash with the

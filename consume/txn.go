@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/kgotxn"
 	"github.com/kafkaguard/kafkaguard/ordering"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
@@ -282,9 +283,15 @@ func (c *Consumer) endWindow(ctx context.Context, s *kgo.GroupTransactSession) e
 		return setTxnOffsets(req, cps, sent)
 	})
 	committed, err := s.End(ectx, kgo.TransactionEndTry(commit))
+	// A commit whose end failed without a definite refusal (its EndTxn's answer lost) may have
+	// committed: Run ends, and a restarted Consumer resumes from the offsets the brokers hold.
+	unconfirmed := commit && !committed && err != nil && !kgotxn.Refused(err) && !errors.Is(err, errPartitionGone)
 	switch {
 	case committed:
 		c.txnCommitted(sent)
+	case unconfirmed:
+		c.log.Warn("consume: the transaction's commit was not confirmed; it may have committed; Run ends", "group", c.name, "err", err)
+		err = fmt.Errorf("%w: %w", produce.ErrOutcomeUnknown, err)
 	default:
 		reason := errors.Join(drainErr, prodErr, err)
 		if reason == nil {

@@ -10,6 +10,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkaguard/kafkaguard/internal/kgotxn"
 )
 
 // Errors of a transaction: a failed [Producer.Transact] or
@@ -217,16 +219,8 @@ func (k kgoTxn) settle(ctx context.Context) error {
 
 func (k kgoTxn) commit(ctx context.Context) error { return k.cl.EndTransaction(ctx, kgo.TryCommit) }
 
-// refused: kgo's OperationNotAttempted (the producer id failed, the
-// commit was not sent), TransactionAbortable, or a non-retriable broker
-// error other than UNKNOWN_SERVER_ERROR, which kgo treats as unconfirmed.
-func (k kgoTxn) refused(err error) bool {
-	if errors.Is(err, kerr.OperationNotAttempted) || errors.Is(err, kerr.TransactionAbortable) {
-		return true
-	}
-	var ke *kerr.Error
-	return errors.As(err, &ke) && !ke.Retriable && ke.Code != kerr.UnknownServerError.Code
-}
+// refused: see kgotxn.Refused.
+func (k kgoTxn) refused(err error) bool { return kgotxn.Refused(err) }
 
 // abort fails the records still buffered and ends the transaction with an
 // abort (after an unanswered commit, kgo's documented retry).

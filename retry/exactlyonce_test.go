@@ -17,7 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafkaguard/kafkaguard/internal/netcut"
 	"github.com/kafkaguard/kafkaguard/internal/testkit"
+	"github.com/kafkaguard/kafkaguard/produce"
 	"github.com/kafkaguard/kafkaguard/retry"
 )
 
@@ -353,6 +355,65 @@ func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
 		t.Errorf("%d dead-letter alerts, want %d", got, n)
 	}
 }
+
+// A commit whose answer is lost (the network cut right after EndTxn was sent; the coordinator
+// commits it) stops the Job with an error matching produce.ErrOutcomeUnknown instead of running
+// the transaction's markers again in this process; restarted, it resumes from the offsets the
+// brokers hold, and every marker's outcome is written once.
+func TestExactlyOnceJobWhoseCommitAnswerIsLostStopsWithOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	const n = 60
+	e := newEnv(t, "eoslostend", 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	writeForeignMarkers(ctx, t, e, n)
+	newJob := func(more ...kgo.Opt) *retry.Job {
+		j, err := retry.NewJob(func(context.Context, *retry.Marker) error {
+			time.Sleep(5 * time.Millisecond)
+			return errors.New("fails")
+		}, retry.Topic(e.topic), e.clientOpts(), retry.RetryBackoff(fastBackoff), retry.MaxAttempts(3),
+			retry.Concurrency(2), retry.CommitInterval(100*time.Millisecond), retry.ExactlyOnce("a"),
+			retry.KgoOpts(append([]kgo.Opt{kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond })}, more...)...),
+			retry.Logger(testLogger(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	var k netcut.Dialer
+	first := newJob(kgo.Dialer(k.Dial))
+	errc := make(chan error, 1)
+	go func() { errc <- first.Run(ctx) }()
+	testkit.WaitFor(t, 20*time.Second, "the first dead letters committed", func() bool { return first.Stats().DeadLettered >= 5 })
+	k.CutOnceSent(keyEndTxn)
+	select {
+	case err := <-errc:
+		if !k.Fired() || !errors.Is(err, produce.ErrOutcomeUnknown) {
+			t.Fatalf("Run: %v (cut %v); want an error matching produce.ErrOutcomeUnknown", err, k.Fired())
+		}
+		t.Logf("Run: %v", err)
+	case <-time.After(40 * time.Second):
+		t.Fatal("Run did not stop 40 s after its commit's answer was lost")
+	}
+	stop := runJob(t, newJob())
+	testkit.WaitFor(t, 30*time.Second, "every record to be dead-lettered", func() bool {
+		_, dead := outcomes(t, e)
+		return len(dead) == n
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("restarted job: %v", err)
+	}
+	reparks, dead := outcomes(t, e)
+	for i := range n {
+		v := fmt.Sprintf("r%d:-1", i)
+		if reparks[v] != 1 || dead[v] != 1 {
+			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
+		}
+	}
+}
+
+// keyEndTxn is EndTxn's Kafka API key.
+const keyEndTxn = 26
 
 // A job stopped while its transaction is ending leaves no transaction open:
 // an open one would hold the last stable offset of every partition it wrote

@@ -391,7 +391,11 @@ func KeyOrder(locks *KeyLocks) RetryOpt { return retryOpt(func(c *config) { c.lo
 // restarts, so that a restarted instance fences its previous incarnation.
 // A rebalance aborts the open transaction, as franz-go's
 // GroupTransactSession does, and the Job runs the markers of the aborted
-// transaction again. The handler itself still runs at least once: an HTTP
+// transaction again. A commit whose answer is lost (the coordinator's broker
+// died after taking it) stops Run with an error matching
+// produce.ErrOutcomeUnknown: the transaction may have committed, and the Job,
+// restarted, resumes from the offsets the brokers hold, so no outcome is
+// written twice. The handler itself still runs at least once: an HTTP
 // call or a command may be repeated; only the Kafka outputs are exactly
 // once. KeyOrder is refused in this mode.
 func ExactlyOnce(instance string) JobOpt {

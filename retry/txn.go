@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/internal/kgotxn"
 	"github.com/kafkaguard/kafkaguard/ordering"
 	"github.com/kafkaguard/kafkaguard/produce"
 )
@@ -204,7 +205,8 @@ func (j *Job) frozenNow() bool {
 // endTxn ends the open transaction: with a commit of the checkpoint of every
 // held partition that moved, unless the Job is frozen or a write failed;
 // then it begins the next one, unless final. An error means the Job must
-// stop (fenced, or the client cannot begin a transaction any more).
+// stop: fenced, the commit's outcome unknown (produce.ErrOutcomeUnknown), or the client cannot
+// begin a transaction any more.
 func (j *Job) endTxn(ctx context.Context, final bool) error {
 	t := j.txn
 	t.mu.Lock()
@@ -248,7 +250,15 @@ func (j *Job) endTxn(ctx context.Context, final bool) error {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)) {
 		return fmt.Errorf("retry: transaction of %q: %w: %w", t.id, produce.ErrFenced, err)
 	}
-	if err != nil {
+	// A commit whose end failed without a definite refusal (its EndTxn's answer lost) may have
+	// committed; kgo keeps such a transaction open, so the Job cannot go on: it stops, and
+	// restarted it resumes from the offsets the brokers hold.
+	unconfirmed := err != nil && try == kgo.TryCommit && !committed && !kgotxn.Refused(err)
+	switch {
+	case unconfirmed:
+		j.cfg.logger.Warn("retry: the transaction's commit was not confirmed; it may have committed", "transactional_id", t.id, "err", err)
+		err = fmt.Errorf("retry: transaction of %q: %w: %w", t.id, produce.ErrOutcomeUnknown, err)
+	case err != nil:
 		j.cfg.logger.Warn("retry: transaction not committed, its markers run again", "transactional_id", t.id, "err", err)
 	}
 	j.mu.Lock()
@@ -280,6 +290,9 @@ func (j *Job) endTxn(ctx context.Context, final bool) error {
 	}
 	if nowFrozen {
 		j.interruptPoll()
+	}
+	if unconfirmed {
+		return err
 	}
 	if final {
 		return nil
