@@ -220,6 +220,32 @@ func killedJobOutcomes(t *testing.T, e *env, n int, exactlyOnce bool) (reparks, 
 	return outcomes(t, e)
 }
 
+// finishOutcomes waits until each of the n markers is dead-lettered, stops the job (named who)
+// and returns the outcomes.
+func finishOutcomes(t *testing.T, e *env, n int, who string, stop func() error) (reparks, dead map[string]int) {
+	t.Helper()
+	testkit.WaitFor(t, 30*time.Second, "every record to be dead-lettered", func() bool {
+		_, dead := outcomes(t, e)
+		return len(dead) == n
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("%s: %v", who, err)
+	}
+	return outcomes(t, e)
+}
+
+// wantEachOutcomeOnce checks that each of the n markers was re-parked once and dead-lettered
+// once, as read_committed readers see them.
+func wantEachOutcomeOnce(t *testing.T, reparks, dead map[string]int, n int) {
+	t.Helper()
+	for i := range n {
+		v := fmt.Sprintf("r%d:-1", i)
+		if reparks[v] != 1 || dead[v] != 1 {
+			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
+		}
+	}
+}
+
 func duplicates(counts map[string]int) (dups int) {
 	for _, c := range counts {
 		dups += max(c-1, 0)
@@ -245,12 +271,7 @@ func killedJob(t *testing.T, topic string, exactlyOnce bool) (reparks, dead map[
 func TestExactlyOnceJobKilledRepeatedlyWritesEachReparkAndDeadLetterOnce(t *testing.T) {
 	t.Parallel()
 	reparks, dead, n, e := killedJob(t, "eos", true)
-	for i := range n {
-		v := fmt.Sprintf("r%d:-1", i)
-		if reparks[v] != 1 || dead[v] != 1 {
-			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
-		}
-	}
+	wantEachOutcomeOnce(t, reparks, dead, n)
 	// What `kafkaguard dlq` lists: the committed dead letters, not those of
 	// the transactions the kills aborted.
 	dls, err := retry.NewDeadLetters(retry.Topic(e.topic), retry.KgoOpts(kgo.SeedBrokers(e.c.Bootstrap()...)))
@@ -325,22 +346,10 @@ func TestExactlyOnceJobsRebalancingWriteEachOutcomeOnce(t *testing.T) {
 	if err := stopA(); err != nil {
 		t.Fatalf("first job: %v", err)
 	}
-	testkit.WaitFor(t, 30*time.Second, "every record to be dead-lettered", func() bool {
-		_, dead := outcomes(t, e)
-		return len(dead) == n
-	})
-	if err := stopB(); err != nil {
-		t.Fatalf("second job: %v", err)
-	}
-	reparks, dead := outcomes(t, e)
+	reparks, dead := finishOutcomes(t, e, n, "second job", stopB)
 	t.Logf("%d handler runs for %d markers (%d without a rerun); %d re-park and %d dead-letter duplicates",
 		runs.Load(), n, 2*n, duplicates(reparks), duplicates(dead))
-	for i := range n {
-		v := fmt.Sprintf("r%d:-1", i)
-		if reparks[v] != 1 || dead[v] != 1 {
-			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
-		}
-	}
+	wantEachOutcomeOnce(t, reparks, dead, n)
 	sa, sb := a.Stats(), b.Stats()
 	if r, d := sa.Reparked+sb.Reparked, sa.DeadLettered+sb.DeadLettered; r != n || d != n {
 		t.Errorf("Stats count %d re-parks and %d dead letters (a %+v, b %+v), want %d and %d", r, d, sa, sb, n, n)
@@ -396,20 +405,8 @@ func TestExactlyOnceJobWhoseCommitAnswerIsLostStopsWithOutcomeUnknown(t *testing
 		t.Fatal("Run did not stop 40 s after its commit's answer was lost")
 	}
 	stop := runJob(t, newJob())
-	testkit.WaitFor(t, 30*time.Second, "every record to be dead-lettered", func() bool {
-		_, dead := outcomes(t, e)
-		return len(dead) == n
-	})
-	if err := stop(); err != nil {
-		t.Fatalf("restarted job: %v", err)
-	}
-	reparks, dead := outcomes(t, e)
-	for i := range n {
-		v := fmt.Sprintf("r%d:-1", i)
-		if reparks[v] != 1 || dead[v] != 1 {
-			t.Errorf("%s: %d re-parks and %d dead letters, want 1 and 1", v, reparks[v], dead[v])
-		}
-	}
+	reparks, dead := finishOutcomes(t, e, n, "restarted job", stop)
+	wantEachOutcomeOnce(t, reparks, dead, n)
 }
 
 // keyEndTxn is EndTxn's Kafka API key.
