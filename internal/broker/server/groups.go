@@ -41,7 +41,7 @@ func (b *Broker) applyCoordinator(img *meta.Image, topic string, loaded map[int3
 			if r == nil {
 				continue
 			}
-			if err := load(b.ctx, p, offsetsStore{r: r, life: b.ctx}, b.replayOffsets(topic, p, r)); err != nil {
+			if err := load(b.ctx, p, offsetsStore{r: r}, b.replayOffsets(topic, p, r)); err != nil {
 				// Not loaded: its groups or transactional ids get NOT_COORDINATOR until a later
 				// metadata change tries again.
 				b.lg.Error("loading coordinator state", "topic", topic, "partition", p, "err", err)
@@ -55,34 +55,17 @@ func (b *Broker) applyCoordinator(img *meta.Image, topic string, loaded map[int3
 	}
 }
 
-// coordinatorWriteTimeout bounds how long a coordinator waits for the ISR to have its records
-// (Kafka's request.timeout.ms, which bounds a transaction coordinator's appends).
-const coordinatorWriteTimeout = 30 * time.Second
-
 // offsetsStore persists coordinator records in one partition of an internal topic
 // (__consumer_offsets, __transaction_state) with acks=all.
-type offsetsStore struct {
-	r    *partition.Replica
-	life context.Context // the broker's: its end ends a wait for the ISR
-}
+type offsetsStore struct{ r *partition.Replica }
 
 // Append writes the records as one batch and returns once the ISR has them: the coordinator's
 // own records as a plain batch, a producer's transactional offset commits as its transactional
 // batch, a transaction marker as the control batch a partition leader writes.
-//
-// The wait does not end when the client that asked goes away (ctx's cancellation is ignored):
-// once written, the records replicate whatever the client does, so the coordinator's state must
-// take them as Kafka's does, which serves a request whose client has gone to its end. A client
-// that sent EndTxn and vanished gets its transaction committed, not left open until it times
-// out. The wait ends when the ISR has the records, the broker stops, or after
-// coordinatorWriteTimeout.
 func (s offsetsStore) Append(ctx context.Context, recs []group.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), coordinatorWriteTimeout)
-	defer cancel()
-	defer context.AfterFunc(s.life, cancel)()
 	txn := recs[0].Txn
 	rs := make([]records.Record, len(recs))
 	for i, r := range recs {

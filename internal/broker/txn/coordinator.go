@@ -34,6 +34,10 @@ type Config struct {
 	// RetryBackoff is the pause between attempts to write markers or the
 	// completion of a transaction; 0 means 100 ms.
 	RetryBackoff time.Duration
+	// WriteTimeout bounds how long a write of __transaction_state waits for
+	// the ISR (Kafka's request.timeout.ms, which bounds its transaction log
+	// appends); 0 means 30 s.
+	WriteTimeout time.Duration
 }
 
 // MarkerWriter writes the markers that end a transaction (Kafka's
@@ -52,7 +56,9 @@ type MarkerWriter interface {
 // Coordinator is the transaction coordinator of one broker: it serves the
 // transactional ids of the __transaction_state partitions loaded into it. It
 // is safe for concurrent use; create it with [NewCoordinator] and stop it
-// with [Coordinator.Close].
+// with [Coordinator.Close]. A request's ctx does not bound the writes it
+// causes: once asked, the coordinator carries a transition to its end (see
+// shard.persist).
 type Coordinator struct {
 	cfg Config
 	log *slog.Logger
@@ -99,6 +105,9 @@ func NewCoordinator(cfg Config, logger *slog.Logger) *Coordinator {
 	}
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = 100 * time.Millisecond
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
 	}
 	return &Coordinator{cfg: cfg, log: logger, shards: make(map[int32]*shard)}
 }
@@ -236,8 +245,15 @@ func (s *shard) lookup(transactionalID string, create func() (Metadata, error)) 
 }
 
 // persist appends next and, once it is durable, makes it e's state. e is
-// locked by the caller.
-func (s *shard) persist(ctx context.Context, e *entry, next Metadata) error {
+// locked by the caller. The write is the coordinator's, not the client's: it
+// goes on when the client that asked goes away, as Kafka serves a request
+// whose client has gone to its end (else a producer that sent EndTxn and
+// vanished would leave PrepareCommit in the log and its transaction open
+// here until it timed out), and ends only when the partition is unloaded or
+// after Config.WriteTimeout.
+func (s *shard) persist(e *entry, next Metadata, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
 	key, value := Encode(next)
 	if err := s.store.Append(ctx, []group.Record{{Key: key, Value: value}}); err != nil {
 		return err
@@ -294,13 +310,13 @@ func (c *Coordinator) InitProducerID(ctx context.Context, req *kmsg.InitProducer
 	defer e.mu.Unlock()
 	next, err := e.m.InitProducerID(req.TransactionTimeoutMillis, req.ProducerID, req.ProducerEpoch, c.now(), allocate)
 	if errors.Is(err, ErrOngoing) {
-		err = c.fenceAndAbort(ctx, s, e)
+		err = c.fenceAndAbort(s, e)
 		if err == nil {
 			err = kerr.ConcurrentTransactions
 		}
 	}
 	if err == nil {
-		err = s.persist(ctx, e, next)
+		err = s.persist(e, next, c.cfg.WriteTimeout)
 	}
 	if err != nil {
 		resp.ErrorCode = code(err)
@@ -313,7 +329,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, req *kmsg.InitProducer
 // fenceAndAbort bumps the epoch of e's open transaction and aborts it (e is
 // locked): PrepareAbort with the bumped epoch is persisted, and the markers
 // are written in the background.
-func (c *Coordinator) fenceAndAbort(ctx context.Context, s *shard, e *entry) error {
+func (c *Coordinator) fenceAndAbort(s *shard, e *entry) error {
 	fenced, err := e.m.Fence()
 	if err != nil {
 		return err
@@ -322,7 +338,7 @@ func (c *Coordinator) fenceAndAbort(ctx context.Context, s *shard, e *entry) err
 	if err != nil {
 		return err
 	}
-	if err := s.persist(ctx, e, abort); err != nil {
+	if err := s.persist(e, abort, c.cfg.WriteTimeout); err != nil {
 		return err
 	}
 	c.complete(s, e, abort)
@@ -374,14 +390,14 @@ func (c *Coordinator) finish(s *shard, e *entry, prepared Metadata) error {
 	if err != nil {
 		return err
 	}
-	return s.persist(s.ctx, e, done)
+	return s.persist(e, done, c.cfg.WriteTimeout)
 }
 
 // transition runs one client transition of an existing transactional id:
 // NOT_COORDINATOR if this coordinator does not own it,
 // INVALID_PRODUCER_ID_MAPPING if it is unknown; the next state is persisted
 // when step says so, and prepared states have their markers written.
-func (c *Coordinator) transition(ctx context.Context, transactionalID string, step func(Metadata) (Metadata, bool, error)) error {
+func (c *Coordinator) transition(transactionalID string, step func(Metadata) (Metadata, bool, error)) error {
 	if transactionalID == "" {
 		return kerr.InvalidRequest
 	}
@@ -398,7 +414,7 @@ func (c *Coordinator) transition(ctx context.Context, transactionalID string, st
 	if err != nil || !persist {
 		return err
 	}
-	if err := s.persist(ctx, e, next); err != nil {
+	if err := s.persist(e, next, c.cfg.WriteTimeout); err != nil {
 		return err
 	}
 	if next.State == PrepareCommit || next.State == PrepareAbort {
@@ -420,7 +436,7 @@ func (c *Coordinator) AddPartitionsToTxn(ctx context.Context, req *kmsg.AddParti
 			parts = append(parts, Partition{Topic: t.Topic, Partition: p})
 		}
 	}
-	err := c.transition(ctx, req.TransactionalID, func(m Metadata) (Metadata, bool, error) {
+	err := c.transition(req.TransactionalID, func(m Metadata) (Metadata, bool, error) {
 		return m.AddPartitions(req.ProducerID, req.ProducerEpoch, parts, c.now())
 	})
 	for _, t := range req.Topics {
@@ -441,7 +457,7 @@ func (c *Coordinator) AddPartitionsToTxn(ctx context.Context, req *kmsg.AddParti
 // nothing. NOT_COORDINATOR when this coordinator does not own
 // transactionalID, INVALID_PRODUCER_ID_MAPPING when it is unknown.
 func (c *Coordinator) Verify(ctx context.Context, transactionalID string, producerID int64, epoch int16, parts []Partition) error {
-	return c.transition(ctx, transactionalID, func(m Metadata) (Metadata, bool, error) {
+	return c.transition(transactionalID, func(m Metadata) (Metadata, bool, error) {
 		return m, false, m.Verify(producerID, epoch, parts)
 	})
 }
@@ -452,7 +468,7 @@ func (c *Coordinator) Verify(ctx context.Context, transactionalID string, produc
 func (c *Coordinator) AddOffsetsToTxn(ctx context.Context, req *kmsg.AddOffsetsToTxnRequest) *kmsg.AddOffsetsToTxnResponse {
 	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
 	p := Partition{Topic: OffsetsTopic, Partition: group.PartitionFor(req.Group, c.cfg.OffsetsPartitions)}
-	resp.ErrorCode = code(c.transition(ctx, req.TransactionalID, func(m Metadata) (Metadata, bool, error) {
+	resp.ErrorCode = code(c.transition(req.TransactionalID, func(m Metadata) (Metadata, bool, error) {
 		return m.AddPartitions(req.ProducerID, req.ProducerEpoch, []Partition{p}, c.now())
 	}))
 	return resp
@@ -462,7 +478,7 @@ func (c *Coordinator) AddOffsetsToTxn(ctx context.Context, req *kmsg.AddOffsetsT
 // PrepareCommit or PrepareAbort is durable; the markers are written after it.
 func (c *Coordinator) EndTxn(ctx context.Context, req *kmsg.EndTxnRequest) *kmsg.EndTxnResponse {
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
-	resp.ErrorCode = code(c.transition(ctx, req.TransactionalID, func(m Metadata) (Metadata, bool, error) {
+	resp.ErrorCode = code(c.transition(req.TransactionalID, func(m Metadata) (Metadata, bool, error) {
 		return m.EndTxn(req.ProducerID, req.ProducerEpoch, req.Commit, c.now())
 	}))
 	return resp
@@ -489,7 +505,7 @@ func (c *Coordinator) AbortTimedOut(ctx context.Context) {
 		for _, e := range all {
 			e.mu.Lock()
 			if e.m.Expired(now) {
-				if err := c.fenceAndAbort(ctx, s, e); err != nil {
+				if err := c.fenceAndAbort(s, e); err != nil {
 					c.log.Warn("aborting a timed-out transaction", "transactional_id", e.m.TransactionalID, "err", err)
 				}
 			}

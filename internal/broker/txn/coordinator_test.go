@@ -14,7 +14,8 @@ import (
 	"github.com/kafkaguard/kafkaguard/internal/broker/group"
 )
 
-// fakeStore keeps appended records and reports each decoded one on appended.
+// fakeStore keeps appended records and reports each decoded one on appended. Like the broker's
+// store it honours ctx: an Append whose ctx is done fails with ctx's error.
 type fakeStore struct {
 	mu       sync.Mutex
 	recs     []group.Record
@@ -24,11 +25,14 @@ type fakeStore struct {
 
 func newFakeStore() *fakeStore { return &fakeStore{appended: make(chan Metadata, 100)} }
 
-func (s *fakeStore) Append(_ context.Context, recs []group.Record) error {
+func (s *fakeStore) Append(ctx context.Context, recs []group.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
 		return s.fail
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	s.recs = append(s.recs, recs...)
 	for _, r := range recs {
@@ -258,6 +262,30 @@ func TestCoordinatorCommitsATransactionAndANewLeaderReloadsIt(t *testing.T) {
 	}
 	if again := c2.InitProducerID(ctx, initReq("tx", -1, -1)); again.ErrorCode != 0 || again.ProducerID != pid || again.ProducerEpoch != 1 {
 		t.Fatalf("InitProducerID after reload: %+v, want producer %d epoch 1", again, pid)
+	}
+}
+
+// A producer that sends EndTxn and goes away (its connection closes, which ends the request's
+// ctx) still gets its transaction committed, as Kafka serves a request whose client has gone:
+// the write is the coordinator's, not bounded by the request.
+func TestEndTxnWhoseClientHasGoneStillCommits(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	init := f.c.InitProducerID(ctx, initReq("tx", -1, -1))
+	pid := init.ProducerID
+	if c := addCode(t, f.c.AddPartitionsToTxn(ctx, addReq("tx", pid, 0, "out", 0))); c != 0 {
+		t.Fatalf("AddPartitionsToTxn: code %d", c)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if c := f.c.EndTxn(gone, endReq("tx", pid, 0, true)).ErrorCode; c != 0 {
+		t.Fatalf("EndTxn of a client that has gone: code %d, want 0", c)
+	}
+	if done := f.await(t, CompleteCommit); done.ProducerID != pid {
+		t.Fatalf("completed: %+v", done)
+	}
+	if ms := f.markers.all(); len(ms) != 1 || !ms[0].commit {
+		t.Fatalf("markers: %+v, want one commit", ms)
 	}
 }
 
