@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strconv"
 	"testing"
+
+	"github.com/kafkaguard/kafkaguard/internal/testmain"
 )
 
 const killHelperEnv = "KAFKAGUARD_LOG_KILL_HELPER_DIR"
@@ -61,6 +63,7 @@ var killCfg = Config{SegmentBytes: 16 << 10, IndexIntervalBytes: 1024}
 // TestMain runs the child process of the test above when started by it (killHelperEnv set),
 // and the tests otherwise.
 func TestMain(m *testing.M) {
+	testmain.Setup()
 	if dir := os.Getenv(killHelperEnv); dir != "" {
 		killHelper(dir)
 	}

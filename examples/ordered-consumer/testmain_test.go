@@ -1,0 +1,9 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/kafkaguard/kafkaguard/internal/testmain"
+)
+
+func TestMain(m *testing.M) { testmain.Main(m) }
