@@ -72,9 +72,10 @@ type Coordinator struct {
 
 // shard is one loaded __transaction_state partition.
 type shard struct {
-	ctx    context.Context // cancelled on unload
-	cancel context.CancelFunc
-	store  group.Store
+	ctx          context.Context // cancelled on unload
+	cancel       context.CancelFunc
+	store        group.Store
+	writeTimeout time.Duration // Config.WriteTimeout
 	// epoch is the coordinator epoch: the partition's leader epoch when it
 	// was loaded. Markers carry it.
 	epoch int32
@@ -152,7 +153,7 @@ func (c *Coordinator) Load(ctx context.Context, p, leaderEpoch int32, store grou
 		}
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &shard{ctx: sctx, cancel: cancel, store: store, epoch: leaderEpoch, txns: txns}
+	s := &shard{ctx: sctx, cancel: cancel, store: store, writeTimeout: c.cfg.WriteTimeout, epoch: leaderEpoch, txns: txns}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -251,8 +252,8 @@ func (s *shard) lookup(transactionalID string, create func() (Metadata, error)) 
 // vanished would leave PrepareCommit in the log and its transaction open
 // here until it timed out), and ends only when the partition is unloaded or
 // after Config.WriteTimeout.
-func (s *shard) persist(e *entry, next Metadata, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+func (s *shard) persist(e *entry, next Metadata) error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.writeTimeout)
 	defer cancel()
 	key, value := Encode(next)
 	if err := s.store.Append(ctx, []group.Record{{Key: key, Value: value}}); err != nil {
@@ -316,7 +317,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, req *kmsg.InitProducer
 		}
 	}
 	if err == nil {
-		err = s.persist(e, next, c.cfg.WriteTimeout)
+		err = s.persist(e, next)
 	}
 	if err != nil {
 		resp.ErrorCode = code(err)
@@ -338,7 +339,7 @@ func (c *Coordinator) fenceAndAbort(s *shard, e *entry) error {
 	if err != nil {
 		return err
 	}
-	if err := s.persist(e, abort, c.cfg.WriteTimeout); err != nil {
+	if err := s.persist(e, abort); err != nil {
 		return err
 	}
 	c.complete(s, e, abort)
@@ -390,7 +391,7 @@ func (c *Coordinator) finish(s *shard, e *entry, prepared Metadata) error {
 	if err != nil {
 		return err
 	}
-	return s.persist(e, done, c.cfg.WriteTimeout)
+	return s.persist(e, done)
 }
 
 // transition runs one client transition of an existing transactional id:
@@ -414,7 +415,7 @@ func (c *Coordinator) transition(transactionalID string, step func(Metadata) (Me
 	if err != nil || !persist {
 		return err
 	}
-	if err := s.persist(e, next, c.cfg.WriteTimeout); err != nil {
+	if err := s.persist(e, next); err != nil {
 		return err
 	}
 	if next.State == PrepareCommit || next.State == PrepareAbort {
