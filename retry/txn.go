@@ -250,16 +250,14 @@ func (j *Job) endTxn(ctx context.Context, final bool) error {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)) {
 		return fmt.Errorf("retry: transaction of %q: %w: %w", t.id, produce.ErrFenced, err)
 	}
-	// A commit whose end failed without a definite refusal (its EndTxn's answer lost) may have
-	// committed; kgo keeps such a transaction open, so the Job cannot go on: it stops, and
-	// restarted it resumes from the offsets the brokers hold.
+	// A commit whose end failed without a definite refusal may have committed (its EndTxn's
+	// answer lost). kgo then keeps the transaction open, so the next Begin fails and the Job
+	// stops; restarted, it resumes from the offsets the brokers hold. (A final end cannot ask
+	// Begin, and reports any such failure as unknown.)
 	unconfirmed := err != nil && try == kgo.TryCommit && !committed && !kgotxn.Refused(err)
-	switch {
-	case unconfirmed:
+	outcomeUnknown := func() error {
 		j.cfg.logger.Warn("retry: the transaction's commit was not confirmed; it may have committed", "transactional_id", t.id, "err", err)
-		err = fmt.Errorf("retry: transaction of %q: %w: %w", t.id, produce.ErrOutcomeUnknown, err)
-	case err != nil:
-		j.cfg.logger.Warn("retry: transaction not committed, its markers run again", "transactional_id", t.id, "err", err)
+		return fmt.Errorf("retry: transaction of %q: %w: %w", t.id, produce.ErrOutcomeUnknown, err)
 	}
 	j.mu.Lock()
 	switch {
@@ -291,14 +289,18 @@ func (j *Job) endTxn(ctx context.Context, final bool) error {
 	if nowFrozen {
 		j.interruptPoll()
 	}
-	if unconfirmed {
-		return err
+	var berr error
+	if !final {
+		berr = t.sess.Begin()
 	}
-	if final {
-		return nil
+	switch {
+	case unconfirmed && (final || berr != nil):
+		return outcomeUnknown()
+	case err != nil:
+		j.cfg.logger.Warn("retry: transaction not committed, its markers run again", "transactional_id", t.id, "err", err)
 	}
-	if err := t.sess.Begin(); err != nil {
-		return fmt.Errorf("retry: transaction of %q: beginning the next: %w", t.id, err)
+	if berr != nil {
+		return fmt.Errorf("retry: transaction of %q: beginning the next: %w", t.id, berr)
 	}
 	return nil
 }
