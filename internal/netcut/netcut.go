@@ -31,8 +31,7 @@ type Dialer struct {
 	stall   chan struct{} // non-nil: the trigger stalls writes until Release instead of cutting
 	armed   bool          // a trigger waits for a request
 	keys    []int16       // the requests that fire it
-	after   bool          // fire at the first write after one of keys, not before it
-	sent    bool          // fire as soon as one of keys has been written
+	when    moment        // where the trigger fires, relative to a request with one of keys
 	seenKey bool
 }
 
@@ -65,17 +64,12 @@ func (d *Dialer) Cut() {
 // CutAt arms a cut at a Kafka request: when a request with API key key is about to be written
 // (after false), or at the first write after one was (after true). The connections are closed
 // at that moment and the write fails.
-func (d *Dialer) CutAt(key int16, after bool) { d.arm(nil, after, key) }
+func (d *Dialer) CutAt(key int16, after bool) { d.arm(nil, momentOf(after), key) }
 
 // CutOnceSent arms a cut right after a request with API key key has been written: the request
 // reaches the broker, which serves it, but its response is lost, as a client sees a broker die
 // between receiving a request and answering it. Later dials are refused until Heal.
-func (d *Dialer) CutOnceSent(key int16) {
-	d.arm(nil, false, key)
-	d.mu.Lock()
-	d.sent = true
-	d.mu.Unlock()
-}
+func (d *Dialer) CutOnceSent(key int16) { d.arm(nil, onceSent, key) }
 
 // Heal ends a cut: later dials succeed again; the connections the cut closed stay closed. It
 // does not release a stall.
@@ -83,7 +77,7 @@ func (d *Dialer) Heal() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stall == nil {
-		d.cut, d.armed, d.sent, d.seenKey = false, false, false, false
+		d.cut, d.armed, d.seenKey = false, false, false
 	}
 }
 
@@ -91,17 +85,33 @@ func (d *Dialer) Heal() {
 // reaches by different requests against different brokers (franz-go sends AddOffsetsToTxn to a
 // classic transaction coordinator and goes straight to TxnOffsetCommit under KIP-890's
 // transaction.version 2).
-func (d *Dialer) CutBeforeAny(keys ...int16) { d.arm(nil, false, keys...) }
+func (d *Dialer) CutBeforeAny(keys ...int16) { d.arm(nil, beforeKey, keys...) }
 
-func (d *Dialer) arm(stall chan struct{}, after bool, keys ...int16) {
+// moment is where an armed trigger fires, relative to a request it waits for.
+type moment int8
+
+const (
+	beforeKey moment = iota // as the request is about to be written
+	afterKey                // at the first write after it
+	onceSent                // as soon as it has been written
+)
+
+func momentOf(after bool) moment {
+	if after {
+		return afterKey
+	}
+	return beforeKey
+}
+
+func (d *Dialer) arm(stall chan struct{}, when moment, keys ...int16) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.stall, d.armed, d.keys, d.after, d.sent = stall, true, keys, after, false
+	d.stall, d.armed, d.keys, d.when, d.seenKey = stall, true, keys, when, false
 }
 
 // StallAt arms a stall at a Kafka request, as CutAt places it: from then on every write waits
 // until Release, on connections that stay open.
-func (d *Dialer) StallAt(key int16, after bool) { d.arm(make(chan struct{}), after, key) }
+func (d *Dialer) StallAt(key int16, after bool) { d.arm(make(chan struct{}), momentOf(after), key) }
 
 // Release lets the writes a stall holds go on; later writes are not held again. It does not
 // undo a cut.
@@ -155,13 +165,12 @@ func (c *conn) Write(b []byte) (int, error) {
 	if d.armed && !d.cut && len(b) >= 6 {
 		key := int16(binary.BigEndian.Uint16(b[4:6]))
 		switch match := slices.Contains(d.keys, key); {
-		case d.sent && match:
-			fireAfter = true
-		case d.sent:
-		case !d.after && match, d.after && d.seenKey:
+		case d.when == beforeKey && match, d.when == afterKey && d.seenKey:
 			d.fireLocked()
-		case d.after && match:
+		case d.when == afterKey && match:
 			d.seenKey = true
+		case d.when == onceSent && match:
+			fireAfter = true
 		}
 	}
 	cut, stall := d.cut, d.stall
