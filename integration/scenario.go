@@ -38,6 +38,7 @@ func Scenarios() []Scenario {
 		{Name: "ConsumerParksFailuresAndRetryJobHandlesThemInKeyOrder", Brokers: 1, Run: consumerWithRetryJob},
 		{Name: "TransactionalCopyIsExactlyOnceWhileCopiersAndBrokersAreKilled", Brokers: 3, Faults: []string{"kill", "restart"}, Run: transactionalCopy},
 		{Name: "UnconfirmedTransactionCommitIsNotCopiedAgainByANewSession", Brokers: 1, Run: unconfirmedCommit},
+		{Name: "CopierWhoseCommitAnswerIsLostCopiesEachRecordOnce", Brokers: 1, Run: copierAfterUnconfirmedCommit},
 		{Name: "ExactlyOnceConsumerSurvivesACrashAtEveryStepOfItsTransaction", Brokers: 3, Run: eosConsumerCrashes},
 		{Name: "FencedTransactionalProducerIsRefusedAsKafkaRefusesIt", Brokers: 1, Run: fencedProducerRefused},
 		{Name: "LateTransactionalProduceIsRefusedAndLeavesNoTransactionOpen", Brokers: 1, Run: lateProduceRefused},

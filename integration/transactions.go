@@ -154,6 +154,56 @@ func unconfirmedCommit(t *testing.T, c Cluster) {
 	}
 }
 
+// copierAfterUnconfirmedCommit runs the copier's own loop (copier.start) into the fault of
+// unconfirmedCommit: after its first commit the next EndTxn's answer is lost, and the network
+// heals as soon as End has given up. The copier must copy every record once: one that aborts
+// and goes on (what it did before) polls the committed window again and copies it twice.
+func copierAfterUnconfirmedCommit(t *testing.T, c Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	adm := newAdmin(t, c)
+	cp := &copier{c: c, group: uniqueName("txn-unconfirmed-copier"), in: uniqueName("txn-in"), in1: uniqueName("txn-in1"),
+		out: uniqueName("txn-out"), out1: uniqueName("txn-out1"), logf: t.Logf}
+	for _, topic := range []string{cp.in, cp.in1, cp.out, cp.out1} {
+		createTopic(ctx, t, c, adm, topic, 1, 1, nil)
+	}
+	v := newTxnVerifier(0)
+	vctx, vcancel := context.WithCancel(ctx)
+	vdone := make(chan error, 1)
+	go func() { vdone <- v.read(vctx, c, kgo.ReadCommitted(), cp.out) }()
+	defer func() { vcancel(); <-vdone }()
+
+	var ends, cuts atomic.Int32
+	cp.onEnd = func(d *netcut.Dialer, committed bool, err error) {
+		switch {
+		case committed && ends.Add(1) == 1:
+			// The next window's records, and the cut that loses its EndTxn's answer.
+			seedFrom(ctx, t, c, cp.in, 20, 20, 1)
+			d.CutOnceSent(apiEndTxn)
+		case err != nil && d.Fired():
+			cuts.Add(1)
+			d.Heal()
+		}
+	}
+	seedFrom(ctx, t, c, cp.in, 0, 20, 1)
+	cp.start(ctx)
+	defer cp.stop()
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer wcancel()
+	if err := v.waitProgress(wctx, 40); err != nil {
+		t.Fatalf("copied %d of 40 records (copier errors: %v)", v.count(), copierErrs([]*copier{cp}))
+	}
+	sleepCtx(ctx, time.Second) // a window copied again is still read
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if cuts.Load() == 0 {
+		t.Fatal("no transaction end failed on the lost answer: the fault did not land")
+	}
+	if len(v.dups) > 0 || len(v.outOfOrder) > 0 || len(v.seen) != 40 {
+		t.Fatalf("read %d copies of 40 inputs; copied twice: %d, e.g. %v; out of order: %v", len(v.seen), len(v.dups), firstN(v.dups, 5), firstN(v.outOfOrder, 5))
+	}
+}
+
 // txnCopyResult is what the reader of a transactional copy found.
 type txnCopyResult struct {
 	want, read          int
@@ -323,6 +373,8 @@ type copier struct {
 	id                        int
 	group, in, in1, out, out1 string
 	logf                      func(string, ...any)
+	// onEnd, if set, sees each transaction's end in run, with the incarnation's network.
+	onEnd func(d *netcut.Dialer, committed bool, err error)
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -409,7 +461,11 @@ func (cp *copier) run(ctx context.Context, d *netcut.Dialer) error {
 			return nil
 		}
 		fs.EachRecord(func(r *kgo.Record) { sess.Produce(ctx, cp.copyOf(r), nil) })
-		if committed, err := sess.End(ctx, kgo.TryCommit); err != nil && ctx.Err() == nil {
+		committed, err := sess.End(ctx, kgo.TryCommit)
+		if cp.onEnd != nil {
+			cp.onEnd(d, committed, err)
+		}
+		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("end transaction (committed %v): %w", committed, err)
 		}
 	}
