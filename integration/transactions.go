@@ -63,17 +63,8 @@ func transactionalCopy(t *testing.T, c Cluster) {
 func unconfirmedCommit(t *testing.T, c Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	adm := newAdmin(t, c)
-	cp := &copier{c: c, group: uniqueName("txn-unconfirmed"), in: uniqueName("txn-in"), in1: uniqueName("txn-in1"),
-		out: uniqueName("txn-out"), out1: uniqueName("txn-out1"), logf: t.Logf}
-	for _, topic := range []string{cp.in, cp.in1, cp.out, cp.out1} {
-		createTopic(ctx, t, c, adm, topic, 1, 1, nil)
-	}
-	v := newTxnVerifier(0)
-	vctx, vcancel := context.WithCancel(ctx)
-	vdone := make(chan error, 1)
-	go func() { vdone <- v.read(vctx, c, kgo.ReadCommitted(), cp.out) }()
-	defer func() { vcancel(); <-vdone }()
+	cp, v, stop := singleCopier(ctx, t, c, "txn-unconfirmed")
+	defer stop()
 
 	// window begins a transaction and polls the next n records, returning them; the caller
 	// copies and ends.
@@ -161,17 +152,8 @@ func unconfirmedCommit(t *testing.T, c Cluster) {
 func copierAfterUnconfirmedCommit(t *testing.T, c Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	adm := newAdmin(t, c)
-	cp := &copier{c: c, group: uniqueName("txn-unconfirmed-copier"), in: uniqueName("txn-in"), in1: uniqueName("txn-in1"),
-		out: uniqueName("txn-out"), out1: uniqueName("txn-out1"), logf: t.Logf}
-	for _, topic := range []string{cp.in, cp.in1, cp.out, cp.out1} {
-		createTopic(ctx, t, c, adm, topic, 1, 1, nil)
-	}
-	v := newTxnVerifier(0)
-	vctx, vcancel := context.WithCancel(ctx)
-	vdone := make(chan error, 1)
-	go func() { vdone <- v.read(vctx, c, kgo.ReadCommitted(), cp.out) }()
-	defer func() { vcancel(); <-vdone }()
+	cp, v, stop := singleCopier(ctx, t, c, "txn-unconfirmed-copier")
+	defer stop()
 
 	var ends, cuts atomic.Int32
 	cp.onEnd = func(d *netcut.Dialer, committed bool, err error) {
@@ -202,6 +184,23 @@ func copierAfterUnconfirmedCommit(t *testing.T, c Cluster) {
 	if len(v.dups) > 0 || len(v.outOfOrder) > 0 || len(v.seen) != 40 {
 		t.Fatalf("read %d copies of 40 inputs; copied twice: %d, e.g. %v; out of order: %v", len(v.seen), len(v.dups), firstN(v.dups, 5), firstN(v.outOfOrder, 5))
 	}
+}
+
+// singleCopier creates the one-partition topics of a copier of group (a fresh name from the
+// prefix) and starts a read_committed reader of its output; stop stops the reader.
+func singleCopier(ctx context.Context, t *testing.T, c Cluster, group string) (cp *copier, v *txnVerifier, stop func()) {
+	t.Helper()
+	adm := newAdmin(t, c)
+	cp = &copier{c: c, group: uniqueName(group), in: uniqueName("txn-in"), in1: uniqueName("txn-in1"),
+		out: uniqueName("txn-out"), out1: uniqueName("txn-out1"), logf: t.Logf}
+	for _, topic := range []string{cp.in, cp.in1, cp.out, cp.out1} {
+		createTopic(ctx, t, c, adm, topic, 1, 1, nil)
+	}
+	v = newTxnVerifier(0)
+	vctx, vcancel := context.WithCancel(ctx)
+	vdone := make(chan error, 1)
+	go func() { vdone <- v.read(vctx, c, kgo.ReadCommitted(), cp.out) }()
+	return cp, v, func() { vcancel(); <-vdone }
 }
 
 // txnCopyResult is what the reader of a transactional copy found.
