@@ -22,7 +22,8 @@ type AbortedTxn struct {
 }
 
 // txns tracks the transactions of one partition, in the order batches are in
-// the log: which producers have one open (and from which offset) and which
+// the log: which producers have one open (and from which offset), which
+// ended with a marker the high watermark may not have passed yet, and which
 // were aborted. Its owner (Replica) serializes access.
 //
 // The aborted transactions are also in the segments' .txnindex files, and
@@ -31,10 +32,19 @@ type AbortedTxn struct {
 type txns struct {
 	open    map[int64]int64 // producer id -> first offset of its open transaction
 	aborted []AbortedTxn    // in marker order, so by LastOffset
+	// ended are the transactions closed by a marker, committed or aborted, in
+	// marker order, until the high watermark passes the marker (Kafka's
+	// unreplicatedTxns): until then the transaction is still unstable, as the
+	// leader may lose the marker and the transaction end otherwise.
+	ended []endedTxn
 	// coordinatorEpochs is, per producer id, the coordinator epoch of its last
 	// marker (see observeMarker).
 	coordinatorEpochs map[int64]int32
 }
+
+// endedTxn is a transaction closed by the marker at last, which began at
+// first.
+type endedTxn struct{ first, last int64 }
 
 func newTxns() txns {
 	return txns{open: make(map[int64]int64), coordinatorEpochs: make(map[int64]int32)}
@@ -47,7 +57,8 @@ func newTxns() txns {
 // repeated marker must not. For an abort it returns the entry of the
 // .txnindex (with the last stable offset once the transaction is closed,
 // as Kafka's: the first offset of the earliest transaction still open, else
-// the offset after the marker) and true.
+// the offset after the marker) and true. A closed transaction stays unstable
+// until the high watermark passes its marker (see lso).
 func (t *txns) observe(h log.BatchHeader, commit bool) (log.AbortedTxn, bool) {
 	if !h.IsTransactional() || h.ProducerID < 0 {
 		return log.AbortedTxn{}, false
@@ -63,11 +74,12 @@ func (t *txns) observe(h log.BatchHeader, commit bool) (log.AbortedTxn, bool) {
 		return log.AbortedTxn{}, false
 	}
 	delete(t.open, h.ProducerID)
+	t.ended = append(t.ended, endedTxn{first: first, last: h.LastOffset()})
 	if commit {
 		return log.AbortedTxn{}, false
 	}
 	t.aborted = append(t.aborted, AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: h.LastOffset()})
-	return log.AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: h.LastOffset(), LastStableOffset: t.lso(h.NextOffset())}, true
+	return log.AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: h.LastOffset(), LastStableOffset: t.firstOpen(h.NextOffset())}, true
 }
 
 // trimBelow forgets the aborted transactions whose marker is below start,
@@ -76,14 +88,32 @@ func (t *txns) trimBelow(start int64) {
 	t.aborted = slices.DeleteFunc(t.aborted, func(a AbortedTxn) bool { return a.LastOffset < start })
 }
 
-// lso is the last stable offset given the high watermark: the first offset
-// of the earliest open transaction, or hw if that is smaller or none is open.
+// lso is the last stable offset given the high watermark, as Kafka's
+// firstUnstableOffset bounded by it: the first offset of the earliest
+// transaction that is open or whose marker is at or above hw, or hw if that
+// is smaller or there is none. It forgets the ended transactions whose
+// markers are below hw: the high watermark only moves back when the log is
+// truncated, and then the state is rebuilt (reset and observe).
 func (t *txns) lso(hw int64) int64 {
-	lso := hw
-	for _, first := range t.open {
-		lso = min(lso, first)
+	i := 0
+	for i < len(t.ended) && t.ended[i].last < hw {
+		i++
+	}
+	t.ended = t.ended[i:]
+	lso := t.firstOpen(hw)
+	for _, e := range t.ended {
+		lso = min(lso, e.first)
 	}
 	return lso
+}
+
+// firstOpen is the first offset of the earliest open transaction, or bound
+// if that is smaller or none is open.
+func (t *txns) firstOpen(bound int64) int64 {
+	for _, first := range t.open {
+		bound = min(bound, first)
+	}
+	return bound
 }
 
 // abortedIn returns the aborted transactions a read of [from, upto) must
@@ -112,6 +142,7 @@ func (t *txns) abortedIn(from, upto int64) []AbortedTxn {
 func (t *txns) reset() {
 	clear(t.open)
 	t.aborted = t.aborted[:0]
+	t.ended = nil
 	clear(t.coordinatorEpochs)
 }
 

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -265,5 +266,54 @@ func TestTxnOffsetBatchesOfTheCoordinatorSkipTheSequenceCheckButNotTheEpoch(t *t
 	mustAppend(t, r, txnData(1, records.Producer{ID: 7, Epoch: 1, Sequence: 1}))
 	if res, err := r.Append(ctx, txnData(1, records.Producer{ID: 7, Epoch: 1, Sequence: 1}), -1); err != nil || !res.Duplicate {
 		t.Fatalf("a retry of the producer's last batch: %+v, %v; want it found as a duplicate", res, err)
+	}
+}
+
+// TestLastStableOffsetWaitsForTheMarkerToBeReplicated pins Kafka's rule
+// (ProducerStateManager's unreplicated transactions): a transaction whose
+// marker is in the leader's log but not yet below the high watermark is
+// still unstable, so read_committed readers stop at its first offset. A
+// leader that loses its leadership before the marker is replicated loses the
+// marker, and the transaction's fate may then differ from the lost marker's.
+func TestLastStableOffsetWaitsForTheMarkerToBeReplicated(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		t.Run(map[bool]string{true: "commit", false: "abort"}[commit], func(t *testing.T) {
+			f := newFixture(t, 2)
+			r := f.leader(t, 1, 2)
+			if _, err := r.Append(t.Context(), txnData(2, records.Producer{ID: 7, Epoch: 0, Sequence: 0}), 1); err != nil { // 0-1
+				t.Fatal(err)
+			}
+			fetch(t, r, 2, 0)
+			fetch(t, r, 2, 2)
+			if hw, lso := r.HighWatermark(), r.LastStableOffset(); hw != 2 || lso != 0 {
+				t.Fatalf("open transaction replicated: HW %d, LSO %d; want 2 and 0", hw, lso)
+			}
+			done := make(chan error, 1)
+			go func() { done <- r.AppendMarker(t.Context(), 7, 0, commit, 0) }() // 2
+			deadline := time.Now().Add(10 * time.Second)
+			for r.Log().EndOffset() != 3 {
+				if time.Now().After(deadline) {
+					t.Fatal("the marker was not appended")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if lso := r.LastStableOffset(); lso != 0 {
+				t.Fatalf("marker at 2 above the high watermark 2: LSO %d, want 0 (the transaction is not stable yet)", lso)
+			}
+			res, err := r.Read(FetchRequest{Offset: 0, MaxBytes: 1 << 20, ReplicaID: -1, CurrentLeaderEpoch: -1, ReadCommitted: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Records) != 0 || res.LastStableOffset != 0 {
+				t.Fatalf("read_committed before the marker is replicated: %d bytes, LSO %d; want nothing and 0", len(res.Records), res.LastStableOffset)
+			}
+			fetch(t, r, 2, 3)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if hw, lso := r.HighWatermark(), r.LastStableOffset(); hw != 3 || lso != 3 {
+				t.Fatalf("marker replicated: HW %d, LSO %d; want 3 and 3", hw, lso)
+			}
+		})
 	}
 }
