@@ -85,9 +85,11 @@ type ackWaiter struct {
 // holding appendMu until its producer state is published, it keeps that state and the log's
 // offsets in step for the next append (a retry of a batch still being written waits, and is then
 // found as a duplicate), and a follower's truncation after a leader change comes after it. The
-// high watermark cannot pass what an append has not finished writing: the log publishes its end
-// offset only once the data is written and, if configured, fsynced. (A follower, which serves no
-// reads, keeps mu across its replicated appends and truncations.)
+// high watermark cannot pass what an append has not finished: the log publishes its end offset
+// only once the data is written and, if configured, fsynced, and until the append has recorded
+// its producer and transaction state the high watermark stays below its batch (writingAt),
+// though followers may already fetch it. (A follower, which serves no reads, keeps mu across its
+// replicated appends and truncations.)
 type Replica struct {
 	cfg       Config
 	log       *log.Log
@@ -113,6 +115,11 @@ type Replica struct {
 	altering    bool         // an AlterISR call is in flight
 	proposal    *isrProposal // the ISR change pending at the controller, nil when none
 	closed      bool
+	// writingAt is the base offset of the leader's append whose batch may be in the log but
+	// whose producer and transaction state is not recorded yet, -1 when none. The high
+	// watermark stays at or below it: a read_committed reader must not read a transactional
+	// batch before the transaction it opens is known, or it takes its records for committed.
+	writingAt int64
 
 	activeSeg int64 // base offset of the log's active segment at the last snapshot check
 	// scanned counts the batches the last load of producer state read from the log (tests),
@@ -147,6 +154,7 @@ func Open(dir string, cfg Config) (*Replica, error) {
 		txns:      newTxns(),
 		verified:  verifications{},
 		watchers:  map[chan struct{}]struct{}{},
+		writingAt: -1,
 	}
 	if err := r.loadTxnStateLocked(); err != nil {
 		_ = l.Close()
@@ -413,6 +421,7 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool
 		r.mu.Unlock()
 		return res, dup.lastOffset, epoch, nil
 	}
+	r.writingAt = r.log.EndOffset() // appendMu keeps it the batch's base offset
 	if !r.cfg.lockAcrossAppend {
 		r.mu.Unlock()
 	}
@@ -425,6 +434,7 @@ func (r *Replica) write(batch []byte, h log.BatchHeader, acks int16, bySelf bool
 	if !r.cfg.lockAcrossAppend {
 		r.mu.Lock()
 	}
+	r.writingAt = -1
 	if err != nil {
 		closed := r.closed
 		r.mu.Unlock()
@@ -538,7 +548,8 @@ func (r *Replica) failWaitersLocked(err error) {
 // ISR and a pending expansion), and of the followers caught up and about to join it; if it moved
 // forward, it completes acks=all waiters. While the committed ISR is smaller than
 // min.insync.replicas the high watermark does not move (Kafka >= 3.7, KAFKA-15583): what a
-// leader alone took with acks=1 is not committed until enough replicas have it.
+// leader alone took with acks=1 is not committed until enough replicas have it. Nor does it pass
+// the batch of an append still recording its state (writingAt).
 func (r *Replica) maybeAdvanceHWLocked() {
 	if r.leader != r.cfg.BrokerID || len(r.isr) < r.effectiveMinISRLocked() {
 		return
@@ -563,6 +574,9 @@ func (r *Replica) maybeAdvanceHWLocked() {
 				hw = min(hw, f.leo)
 			}
 		}
+	}
+	if r.writingAt >= 0 {
+		hw = min(hw, r.writingAt)
 	}
 	if hw > r.hw {
 		r.hw = hw

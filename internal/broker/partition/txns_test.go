@@ -4,7 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"path/filepath"
 	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,5 +319,63 @@ func TestLastStableOffsetWaitsForTheMarkerToBeReplicated(t *testing.T) {
 				t.Fatalf("marker replicated: HW %d, LSO %d; want 3 and 3", hw, lso)
 			}
 		})
+	}
+}
+
+// TestHighWatermarkDoesNotPassATransactionalBatchBeforeItsTransactionIsOpen
+// holds a leader's append after its batch is in the log, where followers can
+// fetch it, and before the replica has recorded the transaction the batch
+// opens (here: the first append of the leader epoch, writing the epoch
+// checkpoint). The followers' fetches must not move the high watermark past
+// the batch then: a read_committed reader would take the records of an open
+// transaction for committed ones.
+func TestHighWatermarkDoesNotPassATransactionalBatchBeforeItsTransactionIsOpen(t *testing.T) {
+	f := newFixture(t, 2)
+	d := log.NewDisk()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var armed atomic.Bool
+	var once sync.Once
+	d.SetBeforeSync(func(path string) {
+		if armed.Load() && strings.Contains(filepath.Base(path), "leader-epoch-checkpoint") {
+			once.Do(func() {
+				close(entered)
+				<-release
+			})
+		}
+	})
+	f.cfg.Log.Disk = d
+	r := f.leader(t, 1, 2)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	armed.Store(true)
+	out := appendAsync(t, r, txnData(2, records.Producer{ID: 7, Epoch: 0, Sequence: 0}), 1) // 0-1
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the append never wrote the leader-epoch checkpoint")
+	}
+	if res := fetch(t, r, 2, 0); res.LogEndOffset != 2 {
+		t.Fatalf("follower fetch during the append: log end %d, want 2 (the batch is in the log)", res.LogEndOffset)
+	}
+	fetch(t, r, 2, 2)
+	res, err := r.Read(FetchRequest{Offset: 0, MaxBytes: 1 << 20, ReplicaID: -1, CurrentLeaderEpoch: -1, ReadCommitted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Records) != 0 || res.LastStableOffset != 0 {
+		t.Fatalf("read_committed while the transaction's batch is being appended: %d bytes, HW %d, LSO %d; want nothing and LSO 0",
+			len(res.Records), res.HighWatermark, res.LastStableOffset)
+	}
+	close(release)
+	if o := <-out; o.err != nil {
+		t.Fatal(o.err)
+	}
+	if hw, lso := r.HighWatermark(), r.LastStableOffset(); hw != 2 || lso != 0 {
+		t.Fatalf("after the append: HW %d, LSO %d; want 2 and 0 (open transaction)", hw, lso)
 	}
 }
