@@ -470,3 +470,41 @@ func TestExactlyOnceJobStoppedMidTransactionLeavesNoneOpen(t *testing.T) {
 		return !open
 	})
 }
+
+// cancelOnWrite is a kgo hook that cancels a context once a request of key
+// has been written to a broker.
+type cancelOnWrite struct {
+	key    int16
+	cancel context.CancelFunc
+}
+
+func (h cancelOnWrite) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == h.key && err == nil {
+		h.cancel()
+	}
+}
+
+// A graceful stop is a graceful stop at any moment: a job stopped while it
+// initializes its transactional id (here: once its InitProducerID request is
+// sent) returns nil from Run, as one stopped while running does.
+func TestExactlyOnceJobStoppedWhileInitializingReturnsNil(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "eosstopinit", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	j, err := retry.NewJob(func(context.Context, *retry.Marker) error { return nil },
+		retry.Topic(e.topic), e.clientOpts(), retry.ExactlyOnce("a"),
+		retry.KgoOpts(kgo.WithHooks(cancelOnWrite{key: 22, cancel: stop})), // 22: InitProducerID
+		retry.Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Run(runCtx); err != nil {
+		t.Fatalf("Run stopped while initializing its transactional id: %v, want nil", err)
+	}
+	if runCtx.Err() == nil {
+		t.Fatal("the job returned without being stopped")
+	}
+}

@@ -262,6 +262,9 @@ func (j *Job) Run(ctx context.Context) error {
 	), j.group.Opts()...)
 	if j.cfg.exactlyOnce {
 		if err := j.openTxn(ctx, opts); err != nil {
+			if ctx.Err() != nil {
+				return nil // shut down by the caller while starting
+			}
 			return err
 		}
 	} else {
