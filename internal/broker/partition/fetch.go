@@ -388,6 +388,7 @@ func (r *Replica) AppendReplicated(batches []byte, leaderHW int64, leaderEpoch i
 	}
 	if hw := min(leaderHW, r.log.EndOffset()); hw > r.hw {
 		r.hw = hw
+		r.txns.forgetStable(hw)
 	}
 	r.notifyLocked()
 	return nil

@@ -580,6 +580,7 @@ func (r *Replica) maybeAdvanceHWLocked() {
 	}
 	if hw > r.hw {
 		r.hw = hw
+		r.txns.forgetStable(hw)
 		r.completeWaitersLocked()
 		r.notifyLocked()
 	}

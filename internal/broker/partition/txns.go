@@ -91,20 +91,26 @@ func (t *txns) trimBelow(start int64) {
 // lso is the last stable offset given the high watermark, as Kafka's
 // firstUnstableOffset bounded by it: the first offset of the earliest
 // transaction that is open or whose marker is at or above hw, or hw if that
-// is smaller or there is none. It forgets the ended transactions whose
-// markers are below hw: the high watermark only moves back when the log is
-// truncated, and then the state is rebuilt (reset and observe).
+// is smaller or there is none.
 func (t *txns) lso(hw int64) int64 {
+	lso := t.firstOpen(hw)
+	for _, e := range t.ended {
+		if e.last >= hw {
+			lso = min(lso, e.first)
+		}
+	}
+	return lso
+}
+
+// forgetStable forgets the ended transactions whose markers are below hw, as
+// Kafka's onHighWatermarkUpdated: its owner calls it when the high watermark
+// moves forward.
+func (t *txns) forgetStable(hw int64) {
 	i := 0
 	for i < len(t.ended) && t.ended[i].last < hw {
 		i++
 	}
 	t.ended = t.ended[i:]
-	lso := t.firstOpen(hw)
-	for _, e := range t.ended {
-		lso = min(lso, e.first)
-	}
-	return lso
 }
 
 // firstOpen is the first offset of the earliest open transaction, or bound

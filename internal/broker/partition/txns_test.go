@@ -379,3 +379,38 @@ func TestHighWatermarkDoesNotPassATransactionalBatchBeforeItsTransactionIsOpen(t
 		t.Fatalf("after the append: HW %d, LSO %d; want 2 and 0 (open transaction)", hw, lso)
 	}
 }
+
+// TestEndedTransactionsAreForgottenOnceTheirMarkersAreBelowTheHighWatermark
+// checks that the ended transactions kept for the last stable offset do not
+// pile up on a follower, which serves no read_committed fetch: once the
+// leader's high watermark passes a marker, the follower forgets its
+// transaction as the leader does.
+func TestEndedTransactionsAreForgottenOnceTheirMarkersAreBelowTheHighWatermark(t *testing.T) {
+	f := newFixture(t, 1)
+	r := f.leader(t, 1)
+	for i := range 50 {
+		mustAppend(t, r, txnData(1, records.Producer{ID: 7, Epoch: 0, Sequence: int32(i)}))
+		if err := r.AppendMarker(t.Context(), 7, 0, i%2 == 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leaderLog, err := r.Log().Read(0, 1<<20, r.Log().EndOffset())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newFixture(t, 1)
+	g.cfg.BrokerID = 2
+	fol := g.open(t)
+	fol.Apply(meta.Partition{Replicas: []int32{1, 2}, ISR: []int32{1, 2}, Leader: 1, LeaderEpoch: 1, Epoch: 1})
+	if err := fol.AppendReplicated(leaderLog, 100, 1); err != nil {
+		t.Fatal(err)
+	}
+	for name, rep := range map[string]*Replica{"leader": r, "follower": fol} {
+		rep.mu.Lock()
+		n := len(rep.txns.ended)
+		rep.mu.Unlock()
+		if n != 0 {
+			t.Errorf("%s keeps %d ended transactions whose markers are below the high watermark 100, want 0", name, n)
+		}
+	}
+}
