@@ -90,13 +90,7 @@ func TestAMarkerOfAnOlderCoordinatorEpochIsFencedOnTheLeaderAfterARestartAndOnAF
 
 	// A follower learns them by replication; truncating the marker of epoch 5 away takes the
 	// producer back to epoch 3, and the follower, now leader, fences by what its log holds.
-	g := newFixture(t, 1)
-	g.cfg.BrokerID = 2
-	fol := g.open(t)
-	fol.Apply(meta.Partition{Replicas: []int32{1, 2}, ISR: []int32{1, 2}, Leader: 1, LeaderEpoch: 1, Epoch: 1})
-	if err := fol.AppendReplicated(leaderLog, 7, 1); err != nil {
-		t.Fatal(err)
-	}
+	fol := followerOf(t, leaderLog, 7)
 	if got := fol.txns.coordinatorEpochs; got[7] != 5 || got[8] != 0 {
 		t.Fatalf("follower: coordinator epochs %v, want 7:5 8:0", got)
 	}

@@ -162,13 +162,7 @@ func TestMarkersCloseTransactionsOnTheLeaderAfterARestartAndOnAFollower(t *testi
 	}
 
 	// A follower replicating the log has the same.
-	g := newFixture(t, 1)
-	g.cfg.BrokerID = 2
-	fol := g.open(t)
-	fol.Apply(meta.Partition{Replicas: []int32{1, 2}, ISR: []int32{1, 2}, Leader: 1, LeaderEpoch: 1, Epoch: 1})
-	if err := fol.AppendReplicated(leaderLog, 8, 1); err != nil {
-		t.Fatal(err)
-	}
+	fol := followerOf(t, leaderLog, 8)
 	if got := fol.AbortedTransactions(0, 8); !reflect.DeepEqual(got, want) || fol.LastStableOffset() != 6 {
 		t.Fatalf("follower: aborted %+v, LSO %d", got, fol.LastStableOffset())
 	}
@@ -398,13 +392,7 @@ func TestEndedTransactionsAreForgottenOnceTheirMarkersAreBelowTheHighWatermark(t
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newFixture(t, 1)
-	g.cfg.BrokerID = 2
-	fol := g.open(t)
-	fol.Apply(meta.Partition{Replicas: []int32{1, 2}, ISR: []int32{1, 2}, Leader: 1, LeaderEpoch: 1, Epoch: 1})
-	if err := fol.AppendReplicated(leaderLog, 100, 1); err != nil {
-		t.Fatal(err)
-	}
+	fol := followerOf(t, leaderLog, 100)
 	for name, rep := range map[string]*Replica{"leader": r, "follower": fol} {
 		rep.mu.Lock()
 		n := len(rep.txns.ended)
@@ -413,4 +401,18 @@ func TestEndedTransactionsAreForgottenOnceTheirMarkersAreBelowTheHighWatermark(t
 			t.Errorf("%s keeps %d ended transactions whose markers are below the high watermark 100, want 0", name, n)
 		}
 	}
+}
+
+// followerOf opens broker 2's replica of t-0 as a follower of broker 1 in leader epoch 1 and
+// appends leaderLog to it, with the leader's high watermark hw.
+func followerOf(t *testing.T, leaderLog []byte, hw int64) *Replica {
+	t.Helper()
+	g := newFixture(t, 1)
+	g.cfg.BrokerID = 2
+	fol := g.open(t)
+	fol.Apply(meta.Partition{Replicas: []int32{1, 2}, ISR: []int32{1, 2}, Leader: 1, LeaderEpoch: 1, Epoch: 1})
+	if err := fol.AppendReplicated(leaderLog, hw, 1); err != nil {
+		t.Fatal(err)
+	}
+	return fol
 }
