@@ -194,15 +194,20 @@ func (j *Job) Run(ctx context.Context) error {
 	if !j.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("retry: Job.Run called twice: %w", ErrClosed)
 	}
+	// A start that fails because ctx ended is a shutdown by the caller while starting: nil, as
+	// after a shutdown once running.
+	startErr := func(err error) error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	log := j.cfg.logger
 	locks := j.cfg.locks
 	if locks == nil {
 		var err error
 		if locks, err = openKeyLocks(ctx, &j.cfg); err != nil {
-			if ctx.Err() != nil {
-				return nil // shut down by the caller while starting, as after a shutdown once running
-			}
-			return err
+			return startErr(err)
 		}
 		defer locks.Close()
 	}
@@ -262,10 +267,7 @@ func (j *Job) Run(ctx context.Context) error {
 	), j.group.Opts()...)
 	if j.cfg.exactlyOnce {
 		if err := j.openTxn(ctx, opts); err != nil {
-			if ctx.Err() != nil {
-				return nil // shut down by the caller while starting
-			}
-			return err
+			return startErr(err)
 		}
 	} else {
 		cl, err := kgo.NewClient(opts...)

@@ -255,10 +255,6 @@ func (j *Job) endTxn(ctx context.Context, final bool) error {
 	// stops; restarted, it resumes from the offsets the brokers hold. (A final end cannot ask
 	// Begin, and reports any such failure as unknown.)
 	unconfirmed := err != nil && try == kgo.TryCommit && !committed && !kgotxn.Refused(err)
-	outcomeUnknown := func() error {
-		j.cfg.logger.Warn("retry: the transaction's commit was not confirmed; it may have committed", "transactional_id", t.id, "err", err)
-		return fmt.Errorf("retry: transaction of %q: %w: %w", t.id, produce.ErrOutcomeUnknown, err)
-	}
 	j.mu.Lock()
 	switch {
 	case committed && !frozen:
@@ -295,7 +291,8 @@ func (j *Job) endTxn(ctx context.Context, final bool) error {
 	}
 	switch {
 	case unconfirmed && (final || berr != nil):
-		return outcomeUnknown()
+		j.cfg.logger.Warn("retry: the transaction's commit was not confirmed; it may have committed", "transactional_id", t.id, "err", err)
+		return fmt.Errorf("retry: transaction of %q: %w: %w", t.id, produce.ErrOutcomeUnknown, err)
 	case err != nil:
 		j.cfg.logger.Warn("retry: transaction not committed, its markers run again", "transactional_id", t.id, "err", err)
 	}
